@@ -1,0 +1,291 @@
+"""The hash chain over changesets: canonical encoding, verification, head.
+
+Every changeset is sealed at COMMIT by the database (``audit.seal()``, migration 0002), which gives
+it the next gap-free ``seq`` and ``hash = H(prev_hash, header, rows)``. This module re-implements
+the encoding independently in Python, so ``portal audit verify`` does not trust any function stored
+in the database it checks.
+
+Canonical encoding, version 1 (``portal-audit/1``)
+--------------------------------------------------
+All text is UTF-8. ``sha256`` is SHA-256; ``hex`` is lower-case hexadecimal. JSON is written the
+way PostgreSQL prints ``jsonb``: arrays as ``[a, b]`` (comma and one space), objects with keys
+sorted by length then bytewise and ``"key": value``, strings with only ``"``, ``\\``, ``\\b``,
+``\\f``, ``\\n``, ``\\r``, ``\\t`` and other characters below U+0020 (as ``\\u00xx``) escaped,
+non-ASCII left as is. The ``before``, ``after`` and ``client_info`` values are used exactly as
+PostgreSQL prints them (``column::text``), since jsonb text output is canonical.
+
+1. For each row change of the changeset, in ascending ``row_change.id``::
+
+       row_line = [id, dataset_id, row_id, op, before, after]        (before/after: object or null)
+
+2. ``rows_hash = sha256(sha256(row_line_1) || sha256(row_line_2) || ...)`` over the raw 32-byte
+   digests; with no rows, ``sha256("")``.
+3. ::
+
+       header = ["portal-audit/1", seq, id, kind, dataset_id, actor_username, actor_display_name,
+                 reason, client_info, correlation_id, committed_at, inserted, updated, deleted]
+
+   ``committed_at`` is UTC as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``; ``correlation_id`` is the UUID's
+   canonical text or null; ``dataset_id`` is an integer or null.
+4. ``hash = hex(sha256(prev_hash + "\\n" + header + "\\n" + hex(rows_hash)))``, where
+   ``prev_hash`` is the previous changeset's ``hash`` (by ``seq``) and, for ``seq`` 1, 64 zeros.
+
+A verifier walks changesets by ``seq`` from 1 and checks: seq has no gap; ``prev_hash`` equals the
+previous hash; the recomputed hash equals the stored one; no committed changeset is left unsealed;
+and, if given, that a head kept outside the database (an earlier ``hash``) is still in the chain,
+which catches a removed tail even when the head row was rewritten to match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+GENESIS_HASH = "0" * 64
+ENCODING_TAG = "portal-audit/1"
+
+
+def _json_scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):  # pragma: no cover - no boolean fields in v1
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _json_array(items: Iterable[str]) -> str:
+    return "[" + ", ".join(items) + "]"
+
+
+def format_timestamp(ts: datetime) -> str:
+    """``committed_at`` as the encoding writes it: UTC, microseconds, trailing Z."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def row_line(
+    *, id: int, dataset_id: int, row_id: int, op: str, before: str | None, after: str | None
+) -> str:
+    """One row change's canonical line; ``before``/``after`` are jsonb text or None."""
+    return _json_array(
+        [str(id), str(dataset_id), str(row_id), _json_scalar(op), before or "null", after or "null"]
+    )
+
+
+@dataclass(frozen=True)
+class Header:
+    """The sealed fields of a changeset, as read back from the database."""
+
+    seq: int
+    id: int
+    kind: str
+    dataset_id: int | None
+    actor_username: str
+    actor_display_name: str
+    reason: str
+    client_info: str  # jsonb text
+    correlation_id: str | None
+    committed_at: datetime
+    inserted: int
+    updated: int
+    deleted: int
+
+    def encode(self) -> str:
+        return _json_array(
+            [
+                _json_scalar(ENCODING_TAG),
+                str(self.seq),
+                str(self.id),
+                _json_scalar(self.kind),
+                _json_scalar(self.dataset_id),
+                _json_scalar(self.actor_username),
+                _json_scalar(self.actor_display_name),
+                _json_scalar(self.reason),
+                self.client_info,
+                _json_scalar(self.correlation_id),
+                _json_scalar(format_timestamp(self.committed_at)),
+                str(self.inserted),
+                str(self.updated),
+                str(self.deleted),
+            ]
+        )
+
+
+class RowsHasher:
+    """Accumulates ``rows_hash`` one row line at a time."""
+
+    def __init__(self) -> None:
+        self._h = hashlib.sha256()
+
+    def add(self, line: str) -> None:
+        self._h.update(hashlib.sha256(line.encode()).digest())
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
+
+
+def changeset_hash(prev_hash: str, header: Header, rows_hash: str) -> str:
+    """The hash a changeset must carry, given its predecessor's."""
+    message = f"{prev_hash}\n{header.encode()}\n{rows_hash}"
+    return hashlib.sha256(message.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    seq: int
+    hash: str
+    changeset_id: int | None
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of walking the chain: ``ok`` or the first problem found."""
+
+    ok: bool
+    changesets: int
+    head: ChainHead
+    problem: str | None = None
+    failed_seq: int | None = None
+    failed_changeset_id: int | None = None
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"chain intact: {self.changesets} changesets, head {self.head.hash}"
+        where = f"changeset seq {self.failed_seq}" if self.failed_seq is not None else "chain"
+        if self.failed_changeset_id is not None:
+            where += f" (id {self.failed_changeset_id})"
+        return f"chain broken at {where}: {self.problem}"
+
+
+_CHANGESETS = text(
+    """
+    SELECT id, seq, kind, dataset_id, actor_username, actor_display_name, reason,
+           client_info::text AS client_info, correlation_id::text AS correlation_id,
+           committed_at, inserted, updated, deleted, prev_hash, hash
+      FROM audit.changeset WHERE seq IS NOT NULL ORDER BY seq
+    """
+)
+_ROWS = text(
+    """
+    SELECT r.changeset_id, r.id, r.dataset_id, r.row_id, r.op,
+           r.before::text AS before, r.after::text AS after
+      FROM audit.row_change r JOIN audit.changeset c ON c.id = r.changeset_id
+     WHERE c.seq IS NOT NULL
+     ORDER BY c.seq, r.id
+    """
+)
+
+
+def _rows_by_changeset(session: Session) -> Iterator[tuple[int, str]]:
+    result = session.execute(_ROWS, execution_options={"yield_per": 5000, "stream_results": True})
+    for r in result:
+        yield (
+            r.changeset_id,
+            row_line(
+                id=r.id,
+                dataset_id=r.dataset_id,
+                row_id=r.row_id,
+                op=r.op,
+                before=r.before,
+                after=r.after,
+            ),
+        )
+
+
+def read_head(*, session: Session) -> ChainHead:
+    """The newest sealed changeset's seq and hash, as the chain head row records it."""
+    row = session.execute(text("SELECT seq, hash, changeset_id FROM audit.chain_head")).one()
+    return ChainHead(seq=row.seq, hash=row.hash, changeset_id=row.changeset_id)
+
+
+def verify(*, session: Session, expect_head: str | None = None) -> VerifyResult:
+    """Recompute the whole chain and report the first changeset that no longer matches."""
+    rows = _rows_by_changeset(session)
+    pending = next(rows, None)
+    prev_hash, expected_seq, count = GENESIS_HASH, 1, 0
+    wanted = expect_head.strip().lower() if expect_head is not None else None
+    seen_wanted = wanted == GENESIS_HASH
+    last = ChainHead(seq=0, hash=GENESIS_HASH, changeset_id=None)
+
+    def broken(problem: str, seq: int | None, cid: int | None) -> VerifyResult:
+        return VerifyResult(False, count, last, problem, seq, cid)
+
+    for c in session.execute(_CHANGESETS).all():
+        if c.seq != expected_seq:
+            return broken(
+                f"expected seq {expected_seq} next, found {c.seq}: "
+                f"changesets {expected_seq}..{c.seq - 1} are missing or renumbered",
+                expected_seq,
+                c.id,
+            )
+        hasher = RowsHasher()
+        while pending is not None and pending[0] == c.id:
+            hasher.add(pending[1])
+            pending = next(rows, None)
+        header = Header(
+            seq=c.seq,
+            id=c.id,
+            kind=c.kind,
+            dataset_id=c.dataset_id,
+            actor_username=c.actor_username,
+            actor_display_name=c.actor_display_name,
+            reason=c.reason,
+            client_info=c.client_info,
+            correlation_id=c.correlation_id,
+            committed_at=c.committed_at,
+            inserted=c.inserted,
+            updated=c.updated,
+            deleted=c.deleted,
+        )
+        if c.prev_hash != prev_hash:
+            return broken(
+                f"its prev_hash {c.prev_hash} is not the hash of seq {c.seq - 1} ({prev_hash}): "
+                "a changeset before it was removed, reordered or altered",
+                c.seq,
+                c.id,
+            )
+        recomputed = changeset_hash(prev_hash, header, hasher.hexdigest())
+        if recomputed != c.hash:
+            return broken(
+                f"its contents no longer match its hash (stored {c.hash}, recomputed "
+                f"{recomputed}): its header or row changes were altered after sealing",
+                c.seq,
+                c.id,
+            )
+        prev_hash, expected_seq, count = c.hash, expected_seq + 1, count + 1
+        seen_wanted = seen_wanted or c.hash == wanted
+        last = ChainHead(seq=c.seq, hash=c.hash, changeset_id=c.id)
+
+    unsealed = session.execute(
+        text(
+            "SELECT id FROM audit.changeset WHERE seq IS NULL AND txid <> txid_current() "
+            "ORDER BY id LIMIT 1"
+        )
+    ).scalar()
+    if unsealed is not None:
+        return broken(f"changeset id {unsealed} was committed without a seal", None, unsealed)
+    head = read_head(session=session)
+    if (head.seq, head.hash) != (last.seq, last.hash):
+        return broken(
+            f"the chain head records seq {head.seq} ({head.hash}) but the newest changeset is "
+            f"seq {last.seq} ({last.hash}): changesets were removed from the end",
+            head.seq,
+            head.changeset_id,
+        )
+    if wanted is not None and not seen_wanted:
+        return broken(
+            f"the head recorded earlier ({wanted}) is not in the chain, whose newest hash is "
+            f"{last.hash} at seq {last.seq}: changesets were removed from the end, or the log "
+            "was rewritten, since that head was recorded",
+            last.seq + 1,
+            None,
+        )
+    return VerifyResult(True, count, last)

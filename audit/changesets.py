@@ -1,0 +1,93 @@
+"""Opening and closing changesets inside the caller's transaction.
+
+A changeset groups every data write of one unit of work (an upload, a commit of edits, a revert)
+under who did it and why. ``open_changeset`` inserts it and tells the capture triggers, through
+``SET LOCAL portal.changeset_id``, to file every row change of this transaction under it. The
+database seals it into the hash chain when the transaction commits; a rollback leaves nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.orm import Session
+
+from portal.models import CHANGESET_KINDS, Changeset
+
+
+@dataclass(frozen=True)
+class ChangesetCounts:
+    changeset_id: int
+    inserted: int
+    updated: int
+    deleted: int
+
+    @property
+    def total(self) -> int:
+        return self.inserted + self.updated + self.deleted
+
+
+def open_changeset(
+    *,
+    session: Session,
+    kind: str,
+    actor_username: str,
+    actor_display_name: str,
+    dataset_id: int | None = None,
+    reason: str = "",
+    client_info: dict[str, Any] | None = None,
+    correlation_id: uuid.UUID | None = None,
+) -> int:
+    """Open a changeset in the session's transaction and return its id.
+
+    Every data write that follows in this transaction is captured under it, until
+    ``close_changeset`` or the end of the transaction.
+
+    Raises:
+        ValueError: ``kind`` is not a changeset kind the portal opens.
+    """
+    if kind not in CHANGESET_KINDS or kind == "out_of_band":
+        raise ValueError(f"cannot open a changeset of kind {kind!r}")
+    changeset_id: int = session.execute(
+        insert(Changeset)
+        .values(
+            kind=kind,
+            dataset_id=dataset_id,
+            actor_username=actor_username,
+            actor_display_name=actor_display_name,
+            reason=reason,
+            client_info=client_info or {},
+            correlation_id=correlation_id or uuid.uuid4(),
+        )
+        .returning(Changeset.id)
+    ).scalar_one()
+    session.execute(
+        select(
+            func.set_config("portal.changeset_id", str(changeset_id), True),
+            func.set_config("portal.actor", actor_username, True),
+        )
+    )
+    return changeset_id
+
+
+def close_changeset(*, session: Session, changeset_id: int) -> ChangesetCounts:
+    """Stop filing writes under the changeset and return its counts (sealed at COMMIT)."""
+    session.execute(
+        select(
+            func.set_config("portal.changeset_id", "", True),
+            func.set_config("portal.actor", "", True),
+        )
+    )
+    row = session.execute(
+        text(
+            "SELECT count(*) FILTER (WHERE op = 'insert') AS inserted,"
+            " count(*) FILTER (WHERE op = 'update') AS updated,"
+            " count(*) FILTER (WHERE op = 'delete') AS deleted"
+            " FROM audit.row_change WHERE changeset_id = :id"
+        ),
+        {"id": changeset_id},
+    ).one()
+    return ChangesetCounts(changeset_id, row.inserted, row.updated, row.deleted)

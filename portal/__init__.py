@@ -1,0 +1,1 @@
+"""Data Portal: an audited, multi-user data-editing portal on PostgreSQL."""

@@ -1,0 +1,383 @@
+"""The ``portal`` command: development server, migrations, user administration, audit checks.
+
+portal dev                      embedded PostgreSQL + migrations + first admin + Streamlit
+portal serve                    Streamlit only (production: PORTAL_* from the environment)
+portal migrate                  alembic upgrade head, as the owner role
+portal user add|passwd|role|disable|enable|unlock|list
+portal audit verify|head
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from portal import migrate
+from portal.actor import cli_actor
+from portal.config import get_settings
+from portal.db import reset_engine, session_scope
+from portal.errors import PortalError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _reports_errors(fn: F) -> F:
+    """Turn PortalError into a one-line message and exit status 1 (no traceback)."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PortalError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper  # type: ignore[return-value]
+
+
+def _use_urls(app_url: str, owner_url: str) -> None:
+    os.environ["PORTAL_DATABASE_URL"] = app_url
+    os.environ["PORTAL_MIGRATION_DATABASE_URL"] = owner_url
+    reset_engine()
+
+
+@contextmanager
+def _database() -> Iterator[None]:
+    """Point the process at its database: PORTAL_DATABASE_URL, else (dev) the embedded cluster.
+
+    An embedded cluster this command had to start is stopped again when the command ends.
+    """
+    settings = get_settings()
+    if settings.database_url is not None or settings.env == "prod":
+        yield
+        return
+    from portal.embedded import EmbeddedPostgres
+
+    cluster = EmbeddedPostgres(settings.data_dir.resolve())
+    was_running = cluster.is_running()
+    info = cluster.start()
+    _use_urls(info.url("app"), info.url("owner"))
+    try:
+        yield
+    finally:
+        reset_engine()
+        if not was_running:
+            cluster.stop()
+
+
+@click.group()
+def main() -> None:
+    """Data Portal: an audited data-editing portal on PostgreSQL."""
+
+
+def streamlit_command(*, address: str, port: int, max_upload_mb: int) -> list[str]:
+    """The ``streamlit run`` command line with the portal's server settings."""
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(REPO_ROOT / "app.py"),
+        "--server.address",
+        address,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--server.maxUploadSize",
+        str(max_upload_mb),
+        "--server.enableXsrfProtection",
+        "true",
+        "--client.showErrorDetails",
+        "none",
+        "--client.toolbarMode",
+        "minimal",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+
+
+@main.command()
+@click.option("--address", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8501, show_default=True)
+@_reports_errors
+def serve(address: str, port: int) -> None:
+    """Run the Streamlit server (settings from PORTAL_* variables)."""
+    settings = get_settings()
+    settings.app_url()  # fail now, clearly, rather than on the first page view
+    cmd = streamlit_command(address=address, port=port, max_upload_mb=settings.max_upload_mb)
+    os.chdir(REPO_ROOT)
+    os.execv(cmd[0], cmd)  # noqa: S606 - replaces this process with Streamlit
+
+
+@main.command(name="migrate")
+@click.option("--revision", default="head", show_default=True)
+@_reports_errors
+def migrate_cmd(revision: str) -> None:
+    """Upgrade the database schema (as the owner role)."""
+    with _database():
+        migrate.upgrade(revision=revision)
+    click.echo(f"database at revision {revision}")
+
+
+def _first_admin_password(data_dir: Path) -> tuple[str, bool]:
+    configured = get_settings().admin_password
+    if configured is not None and configured.get_secret_value():
+        return configured.get_secret_value(), False
+    return secrets.token_urlsafe(18), True
+
+
+def _write_private(path: Path, content: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(content)
+    path.chmod(0o600)
+
+
+@main.command()
+@click.option("--port", default=8501, show_default=True)
+@click.option("--no-serve", is_flag=True, help="Prepare the database and admin, then exit.")
+@_reports_errors
+def dev(port: int, no_serve: bool) -> None:
+    """Embedded PostgreSQL, migrations, first admin, and the portal on 127.0.0.1."""
+    from portal.embedded import EmbeddedPostgres
+    from portal.users import ensure_first_admin
+
+    settings = get_settings()
+    data_dir = settings.data_dir.resolve()
+    cluster = None
+    if settings.database_url is None:
+        cluster = EmbeddedPostgres(data_dir)
+        click.echo(f"starting embedded PostgreSQL under {data_dir / 'pg'} ...")
+        info = cluster.start()
+        click.echo(f"PostgreSQL listening on 127.0.0.1:{info.port}")
+        _use_urls(info.url("app"), info.url("owner"))
+    try:
+        migrate.upgrade()
+        click.echo(f"database migrated to {migrate.head_revision()}")
+        password, generated = _first_admin_password(data_dir)
+        with session_scope() as session:
+            created = ensure_first_admin(session=session, actor=cli_actor(), password=password)
+        secret_file = data_dir / "admin-password"
+        if created and generated:
+            _write_private(secret_file, password + "\n")
+            click.echo(
+                f"\n  first admin created: user 'admin', password {password}\n"
+                f"  (shown once; also kept in {secret_file}, mode 0600)\n"
+            )
+        elif created:
+            click.echo("first admin created: user 'admin', password from PORTAL_ADMIN_PASSWORD")
+        elif secret_file.exists():
+            click.echo(f"sign in as 'admin' with the password in {secret_file}")
+        if no_serve:
+            return
+        env = dict(os.environ, PORTAL_COOKIE_KEY=settings.cookie_secret())
+        cmd = streamlit_command(
+            address="127.0.0.1", port=port, max_upload_mb=settings.max_upload_mb
+        )
+        click.echo(f"portal on http://127.0.0.1:{port}  (Ctrl-C stops it and the database)")
+        _run_until_interrupted(cmd, env)
+    finally:
+        if cluster is not None:
+            reset_engine()
+            cluster.stop()
+            click.echo("embedded PostgreSQL stopped")
+
+
+def _run_until_interrupted(cmd: list[str], env: dict[str, str]) -> None:
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO_ROOT)
+
+    def _forward(signum: int, _frame: object) -> None:
+        proc.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, _forward)
+    try:
+        proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# -- users ------------------------------------------------------------------------------------
+
+
+@main.group()
+def user() -> None:
+    """Manage user accounts (the same rules as the Users page)."""
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    value: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return value
+
+
+@user.command("add")
+@click.argument("username")
+@click.option(
+    "--role", type=click.Choice(["viewer", "editor", "admin"]), default="editor", show_default=True
+)
+@click.option("--display-name", default="", help="Defaults to the username.")
+@click.option("--email", default=None)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@_reports_errors
+def user_add(
+    username: str, role: str, display_name: str, email: str | None, password_stdin: bool
+) -> None:
+    """Create a user."""
+    from portal.users import create_user
+
+    password = _read_password(password_stdin)
+    with _database(), session_scope() as session:
+        created = create_user(
+            session=session,
+            actor=cli_actor(),
+            username=username,
+            display_name=display_name or username,
+            role=role,
+            password=password,
+            email=email,
+        )
+        click.echo(f"user {created.username!r} created with role {created.role}")
+
+
+@user.command("passwd")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@_reports_errors
+def user_passwd(username: str, password_stdin: bool) -> None:
+    """Set a user's password."""
+    from portal.users import reset_password
+
+    password = _read_password(password_stdin)
+    with _database(), session_scope() as session:
+        reset_password(
+            session=session,
+            actor=cli_actor(),
+            username=username,
+            password=password,
+            must_change_password=False,
+        )
+    click.echo(f"password of {username.lower()!r} changed")
+
+
+@user.command("role")
+@click.argument("username")
+@click.argument("role", type=click.Choice(["viewer", "editor", "admin"]))
+@_reports_errors
+def user_role(username: str, role: str) -> None:
+    """Set a user's role."""
+    from portal.users import set_role
+
+    with _database(), session_scope() as session:
+        set_role(session=session, actor=cli_actor(), username=username, role=role)
+    click.echo(f"{username.lower()!r} is now {role}")
+
+
+def _set_active(username: str, active: bool) -> None:
+    from portal.users import set_active
+
+    with _database(), session_scope() as session:
+        set_active(session=session, actor=cli_actor(), username=username, active=active)
+    click.echo(f"{username.lower()!r} {'enabled' if active else 'disabled'}")
+
+
+@user.command("disable")
+@click.argument("username")
+@_reports_errors
+def user_disable(username: str) -> None:
+    """Disable a user (they lose access at their next click)."""
+    _set_active(username, False)
+
+
+@user.command("enable")
+@click.argument("username")
+@_reports_errors
+def user_enable(username: str) -> None:
+    """Enable a disabled user."""
+    _set_active(username, True)
+
+
+@user.command("unlock")
+@click.argument("username")
+@_reports_errors
+def user_unlock(username: str) -> None:
+    """Clear a user's lock-out."""
+    from portal.users import unlock
+
+    with _database(), session_scope() as session:
+        unlock(session=session, actor=cli_actor(), username=username)
+    click.echo(f"{username.lower()!r} unlocked")
+
+
+@user.command("list")
+@_reports_errors
+def user_list() -> None:
+    """List users."""
+    from portal.users import list_users
+
+    with _database(), session_scope() as session:
+        users = list_users(session=session)
+        click.echo(f"{'username':<20} {'role':<7} {'active':<6} {'locked until':<25} name")
+        for u in users:
+            locked = u.locked_until.isoformat(timespec="seconds") if u.locked_until else "-"
+            click.echo(
+                f"{u.username:<20} {u.role:<7} {'yes' if u.active else 'no':<6} {locked:<25} "
+                f"{u.display_name}"
+            )
+
+
+# -- audit ------------------------------------------------------------------------------------
+
+
+@main.group()
+def audit() -> None:
+    """Check the audit log's hash chain."""
+
+
+@audit.command("verify")
+@click.option(
+    "--expect-head",
+    default=None,
+    metavar="HASH",
+    help="A head hash kept outside the database: also detects a removed tail.",
+)
+@_reports_errors
+def audit_verify(expect_head: str | None) -> None:
+    """Recompute the hash chain; exit 1 naming the first changeset that fails."""
+    from audit.chain import verify
+
+    with _database(), session_scope() as session:
+        result = verify(session=session, expect_head=expect_head)
+    if not result.ok:
+        click.echo(result.summary(), err=True)
+        sys.exit(1)
+    click.echo(result.summary())
+
+
+@audit.command("head")
+@_reports_errors
+def audit_head() -> None:
+    """Print the newest changeset's seq and hash (keep it somewhere safe)."""
+    from audit.chain import read_head
+
+    with _database(), session_scope() as session:
+        head = read_head(session=session)
+    click.echo(f"{head.seq} {head.hash}")

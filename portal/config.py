@@ -1,0 +1,144 @@
+"""Settings: every ``PORTAL_*`` environment variable, read once, checked before anything starts.
+
+In production (``PORTAL_ENV=prod``) the portal refuses to start without a database URL and a random
+cookie key of at least 32 bytes: streamlit-authenticator signs its login cookie with that key, and a
+default or short key lets anyone forge an admin sign-in. In development a key is generated once and
+kept under the data directory.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from portal.errors import ConfigError
+
+MIN_COOKIE_KEY_BYTES = 32
+KEY_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+# Values seen in tutorials, templates and library defaults; never acceptable as a real secret.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "",
+        "some_key",
+        "changethis",
+        "changeme",
+        "change-me",
+        "secret",
+        "password",
+        "random_signature_key",
+        "your-secret-key",
+        "cookie_key",
+        "xxx",
+        "todo",
+    }
+)
+
+
+class Settings(BaseSettings):
+    """The portal's configuration, from ``PORTAL_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="PORTAL_", extra="ignore")
+
+    env: Literal["dev", "prod"] = "dev"
+    database_url: SecretStr | None = None
+    migration_database_url: SecretStr | None = None
+    cookie_key: SecretStr | None = None
+    cookie_name: str = "portal_auth"
+    cookie_expiry_days: float = Field(default=1.0, gt=0, le=30)
+    max_upload_mb: int = Field(default=200, ge=1, le=4096)
+    admin_password: SecretStr | None = None
+    lockout_attempts: int = Field(default=5, ge=1, le=100)
+    lockout_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    data_dir: Path = Path(".data")
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.env != "prod":
+            return self
+        if self.database_url is None or not self.database_url.get_secret_value().strip():
+            raise ValueError(
+                "PORTAL_DATABASE_URL is not set: in production the portal needs the URL of its "
+                "PostgreSQL database, e.g. postgresql+psycopg2://portal_app:PASSWORD@db:5432/portal"
+            )
+        key = self.cookie_key.get_secret_value() if self.cookie_key else ""
+        if key.strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError(
+                "PORTAL_COOKIE_KEY is missing or a placeholder: sign-in cookies signed with it "
+                "could be forged. Set it to a random value of at least "
+                f"{MIN_COOKIE_KEY_BYTES} bytes, made with: {KEY_HINT}"
+            )
+        if len(key.encode()) < MIN_COOKIE_KEY_BYTES:
+            raise ValueError(
+                f"PORTAL_COOKIE_KEY is {len(key.encode())} bytes long; it must be at least "
+                f"{MIN_COOKIE_KEY_BYTES} random bytes. Make one with: {KEY_HINT}"
+            )
+        return self
+
+    def migration_url(self) -> str:
+        """The URL Alembic connects with: the owner role's, else the app's."""
+        url = self.migration_database_url or self.database_url
+        if url is None:
+            raise ConfigError(
+                "No database configured: set PORTAL_MIGRATION_DATABASE_URL (or "
+                "PORTAL_DATABASE_URL), or run `portal dev` to use the embedded PostgreSQL."
+            )
+        return url.get_secret_value()
+
+    def app_url(self) -> str:
+        """The URL the portal connects with (role ``portal_app``)."""
+        if self.database_url is None:
+            raise ConfigError(
+                "No database configured: set PORTAL_DATABASE_URL, "
+                "or run `portal dev` to use the embedded PostgreSQL."
+            )
+        return self.database_url.get_secret_value()
+
+    def cookie_secret(self) -> str:
+        """The key that signs sign-in cookies; in development, generated once under data_dir."""
+        if self.cookie_key is not None and self.cookie_key.get_secret_value():
+            return self.cookie_key.get_secret_value()
+        if self.env == "prod":  # pragma: no cover - the validator already refused this
+            raise ConfigError("PORTAL_COOKIE_KEY is not set")
+        return read_or_create_secret(self.data_dir / "cookie-key")
+
+
+def read_or_create_secret(path: Path, nbytes: int = 48) -> str:
+    """Return the secret kept in ``path``, creating it (mode 0600) on first use."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(nbytes)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+def load_settings() -> Settings:
+    """Read the environment into Settings.
+
+    Raises:
+        ConfigError: a variable is missing, malformed or unsafe; the message names it.
+    """
+    try:
+        return Settings()
+    except PydanticValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"PORTAL_{where.upper()}: {msg}" if where else msg)
+        raise ConfigError("; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide Settings, read once (``get_settings.cache_clear()`` re-reads)."""
+    return load_settings()

@@ -1,0 +1,63 @@
+"""Schema migrations: Alembic driven from Python, connecting as the owner role."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, create_engine, pool
+
+from portal.config import get_settings
+from portal.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """The Alembic config for ``migrations/`` (found beside the package, else in the cwd)."""
+    for root in (REPO_ROOT, Path.cwd()):
+        if (root / "alembic.ini").is_file() and (root / "migrations").is_dir():
+            cfg = Config(str(root / "alembic.ini"))
+            cfg.set_main_option("script_location", str(root / "migrations"))
+            if url:
+                cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+            return cfg
+    raise ConfigError("migrations/ and alembic.ini not found: run from the portal's checkout")
+
+
+def _with_connection(url: str | None, fn: str, *args: object) -> None:
+    engine = create_engine(url or get_settings().migration_url(), poolclass=pool.NullPool)
+    with engine.begin() as conn:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        getattr(command, fn)(cfg, *args)
+    engine.dispose()
+
+
+def upgrade(url: str | None = None, revision: str = "head") -> None:
+    """Upgrade the database to ``revision`` (default: the newest)."""
+    _with_connection(url, "upgrade", revision)
+
+
+def downgrade(url: str | None = None, revision: str = "base") -> None:
+    """Downgrade the database to ``revision`` (default: nothing)."""
+    _with_connection(url, "downgrade", revision)
+
+
+def check(url: str | None = None) -> None:
+    """Raise ``alembic.util.CommandError`` if the models and the migrated schema differ."""
+    _with_connection(url, "check")
+
+
+def head_revision() -> str:
+    """The newest revision in ``migrations/versions``."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return head or "base"
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The revision the connected database is at (None when never migrated)."""
+    return MigrationContext.configure(connection).get_current_revision()

@@ -1,0 +1,46 @@
+"""What the portal can say about its own health: database reachable, version, schema revision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+
+from portal import migrate
+from portal.db import session_scope
+
+
+@dataclass(frozen=True)
+class DatabaseStatus:
+    server_version: str
+    database: str
+    connected_as: str
+    schema_revision: str | None
+    head_revision: str
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.schema_revision == self.head_revision
+
+
+def database_status() -> DatabaseStatus:
+    """Ask PostgreSQL who and where we are.
+
+    Raises:
+        DatabaseUnavailable: the database cannot be reached.
+    """
+    with session_scope() as session:
+        row = session.execute(
+            text(
+                "SELECT current_setting('server_version') AS v, current_database() AS db,"
+                " current_user AS who"
+            )
+        ).one()
+        revision = migrate.current_revision(session.connection())
+    return DatabaseStatus(
+        server_version=row.v,
+        database=row.db,
+        connected_as=row.who,
+        schema_revision=revision,
+        head_revision=migrate.head_revision(),
+    )

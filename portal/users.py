@@ -1,0 +1,243 @@
+"""User accounts: creation, passwords, roles, activation and lock-outs, each leaving an event.
+
+The rules live here so the Users page and the ``portal user`` command behave the same.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import bcrypt
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from audit.events import record_event
+from portal.actor import Actor
+from portal.errors import NotFound, PermissionDenied, ValidationError
+from portal.models import ROLES, User
+
+MIN_PASSWORD_CHARS = 12
+MAX_PASSWORD_BYTES = 72  # bcrypt ignores (newer versions refuse) anything past 72 bytes
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+def normalise_username(username: str) -> str:
+    """Lower-case and trim; the sign-in form lower-cases too."""
+    return username.strip().lower()
+
+
+def check_username(username: str) -> str:
+    """Return the normalised username.
+
+    Raises:
+        ValidationError: it is empty or has characters other than a-z, 0-9, '.', '_', '-'.
+    """
+    name = normalise_username(username)
+    if not USERNAME_RE.fullmatch(name):
+        raise ValidationError(
+            f"Username {username!r} is not allowed: use 1 to 64 characters from a-z, 0-9, "
+            "'.', '_' and '-', starting with a letter or digit."
+        )
+    return name
+
+
+def check_password(password: str, *, username: str) -> None:
+    """Refuse a password that is too short, too long for bcrypt, or the username.
+
+    Raises:
+        ValidationError: with what is wrong and what to do.
+    """
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise ValidationError(
+            f"The password is {len(password)} characters long; use at least "
+            f"{MIN_PASSWORD_CHARS} (a few unrelated words make a good one)."
+        )
+    if len(password.encode()) > MAX_PASSWORD_BYTES:
+        raise ValidationError(
+            f"The password is {len(password.encode())} bytes long; passwords can be at most "
+            f"{MAX_PASSWORD_BYTES} bytes (bcrypt's limit; accented letters and emoji take 2-4 "
+            "bytes each). Use a shorter one."
+        )
+    if password.strip().lower() == normalise_username(username):
+        raise ValidationError("The password must not be the username.")
+
+
+def hash_password(password: str) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
+
+
+def password_matches(password: str, password_hash: str) -> bool:
+    if len(password.encode()) > MAX_PASSWORD_BYTES:
+        return False
+    try:
+        return bcrypt.checkpw(password.encode(), password_hash.encode())
+    except ValueError:
+        return False
+
+
+def _require_admin(actor: Actor) -> None:
+    if not actor.can("admin"):
+        raise PermissionDenied("Only an admin can manage users.")
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise ValidationError(f"Unknown role {role!r}: choose one of {', '.join(ROLES)}.")
+
+
+def get_user(*, session: Session, username: str, for_update: bool = False) -> User:
+    """Raises: NotFound: no such user."""
+    stmt = select(User).where(User.username == normalise_username(username))
+    if for_update:
+        stmt = stmt.with_for_update()
+    user = session.scalars(stmt).one_or_none()
+    if user is None:
+        raise NotFound(f"There is no user {normalise_username(username)!r}.")
+    return user
+
+
+def list_users(*, session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.username)))
+
+
+def _admin_event(session: Session, actor: Actor, target: str, action: str, **detail: Any) -> None:
+    record_event(
+        session=session,
+        kind="user_admin",
+        actor_username=actor.username,
+        target=target,
+        detail={"action": action, **detail},
+    )
+
+
+def create_user(
+    *,
+    session: Session,
+    actor: Actor,
+    username: str,
+    display_name: str,
+    role: str,
+    password: str,
+    email: str | None = None,
+    must_change_password: bool = False,
+) -> User:
+    """Create an account.
+
+    Raises:
+        PermissionDenied: the actor is not an admin.
+        ValidationError: bad username, role or password, or the username is taken.
+    """
+    _require_admin(actor)
+    name = check_username(username)
+    _check_role(role)
+    check_password(password, username=name)
+    if session.scalar(select(func.count()).where(User.username == name)):
+        raise ValidationError(f"The username {name!r} is taken; choose another.")
+    user = User(
+        username=name,
+        display_name=display_name.strip() or name,
+        email=(email or "").strip() or None,
+        role=role,
+        password_hash=hash_password(password),
+        must_change_password=must_change_password,
+        password_changed_at=datetime.now(UTC),
+    )
+    session.add(user)
+    session.flush()
+    _admin_event(session, actor, name, "create", role=role)
+    return user
+
+
+def _active_admins(session: Session) -> int:
+    admins = session.scalars(
+        select(User.id).where(User.role == "admin", User.active).with_for_update()
+    ).all()
+    return len(admins)
+
+
+def _guard_last_admin(session: Session, user: User) -> None:
+    if user.role == "admin" and user.active and _active_admins(session) <= 1:
+        raise PermissionDenied(
+            f"{user.username!r} is the last active admin: make another user an admin first."
+        )
+
+
+def set_role(*, session: Session, actor: Actor, username: str, role: str) -> User:
+    """Change a user's role. Raises: PermissionDenied, NotFound, ValidationError."""
+    _require_admin(actor)
+    _check_role(role)
+    user = get_user(session=session, username=username, for_update=True)
+    if user.role == role:
+        return user
+    if role != "admin":
+        _guard_last_admin(session, user)
+    old = user.role
+    user.role = role
+    user.updated_at = datetime.now(UTC)
+    session.flush()
+    _admin_event(session, actor, user.username, "set_role", old_role=old, new_role=role)
+    return user
+
+
+def set_active(*, session: Session, actor: Actor, username: str, active: bool) -> User:
+    """Enable or disable an account. Raises: PermissionDenied, NotFound."""
+    _require_admin(actor)
+    user = get_user(session=session, username=username, for_update=True)
+    if user.active == active:
+        return user
+    if not active:
+        _guard_last_admin(session, user)
+    user.active = active
+    user.updated_at = datetime.now(UTC)
+    session.flush()
+    _admin_event(session, actor, user.username, "enable" if active else "disable")
+    return user
+
+
+def reset_password(
+    *,
+    session: Session,
+    actor: Actor,
+    username: str,
+    password: str,
+    must_change_password: bool = True,
+) -> User:
+    """An admin sets a user's password. Raises: PermissionDenied, NotFound, ValidationError."""
+    _require_admin(actor)
+    user = get_user(session=session, username=username, for_update=True)
+    check_password(password, username=user.username)
+    user.password_hash = hash_password(password)
+    user.must_change_password = must_change_password
+    user.password_changed_at = user.updated_at = datetime.now(UTC)
+    session.flush()
+    _admin_event(session, actor, user.username, "reset_password")
+    return user
+
+
+def unlock(*, session: Session, actor: Actor, username: str) -> User:
+    """Clear a lock-out and the failed-attempt counter. Raises: PermissionDenied, NotFound."""
+    _require_admin(actor)
+    user = get_user(session=session, username=username, for_update=True)
+    user.failed_attempts = 0
+    user.locked_until = None
+    user.updated_at = datetime.now(UTC)
+    session.flush()
+    _admin_event(session, actor, user.username, "unlock")
+    return user
+
+
+def ensure_first_admin(*, session: Session, actor: Actor, password: str) -> bool:
+    """Create the ``admin`` account when no user exists yet; True if it was created."""
+    if session.scalar(select(func.count()).select_from(User)):
+        return False
+    create_user(
+        session=session,
+        actor=actor,
+        username="admin",
+        display_name="Administrator",
+        role="admin",
+        password=password,
+    )
+    return True

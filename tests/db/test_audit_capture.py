@@ -1,0 +1,299 @@
+"""Every write to a data table is captured: through a changeset, or as out_of_band; rollbacks
+leave nothing; the audit tables refuse rewrites from every role."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, IntegrityError, InternalError, ProgrammingError
+from sqlalchemy.orm import Session
+
+from audit.changesets import close_changeset, open_changeset
+from audit.events import record_event
+from tests.conftest import DatabaseHandle
+from tests.factories import make_captured_table
+
+pytestmark = pytest.mark.db
+
+DATASET = 7
+
+
+@pytest.fixture
+def table(fresh_db: DatabaseHandle) -> str:
+    with Session(fresh_db.app) as session, session.begin():
+        return make_captured_table(session, dataset_id=DATASET)
+
+
+def _changesets(db: DatabaseHandle) -> list[dict]:
+    with db.app.connect() as conn:
+        return [
+            dict(r._mapping)
+            for r in conn.execute(
+                text(
+                    "SELECT id, seq, kind, dataset_id, actor_username, actor_display_name, reason,"
+                    " inserted, updated, deleted, hash, prev_hash FROM audit.changeset ORDER BY id"
+                )
+            )
+        ]
+
+
+def _row_changes(db: DatabaseHandle, changeset_id: int | None = None) -> list[tuple]:
+    with db.app.connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                text(
+                    "SELECT changeset_id, dataset_id, row_id, op, before, after"
+                    " FROM audit.row_change WHERE :cs IS NULL OR changeset_id = :cs ORDER BY id"
+                ),
+                {"cs": changeset_id},
+            )
+        ]
+
+
+def test_changeset_captures_inserts_updates_deletes_in_order(
+    fresh_db: DatabaseHandle, table: str
+) -> None:
+    with Session(fresh_db.app) as s, s.begin():
+        cs1 = open_changeset(
+            session=s,
+            kind="upload",
+            actor_username="ann",
+            actor_display_name="Ann A.",
+            dataset_id=DATASET,
+            reason="load",
+        )
+        s.execute(
+            text(
+                f"INSERT INTO data.{table} (name, qty, price) VALUES"
+                " ('apple', 1, 0.50), ('pear', 2, 1.25), ('plum', 3, NULL)"
+            )
+        )
+        counts = close_changeset(session=s, changeset_id=cs1)
+    assert (counts.inserted, counts.updated, counts.deleted) == (3, 0, 0)
+
+    with Session(fresh_db.app) as s, s.begin():
+        cs2 = open_changeset(
+            session=s,
+            kind="edit",
+            actor_username="bob",
+            actor_display_name="Bob B.",
+            dataset_id=DATASET,
+            reason="fix",
+        )
+        s.execute(
+            text(
+                f"UPDATE data.{table} SET qty = qty * 10, _version = _version + 1"
+                " WHERE name IN ('pear', 'apple')"
+            )
+        )
+        s.execute(text(f"UPDATE data.{table} SET qty = qty WHERE name = 'plum'"))  # no change
+        s.execute(text(f"DELETE FROM data.{table} WHERE name = 'plum'"))
+
+    assert _row_changes(fresh_db, cs1) == [
+        (cs1, DATASET, 1, "insert", None, {"name": "apple", "qty": 1, "price": 0.5, "note": None}),
+        (cs1, DATASET, 2, "insert", None, {"name": "pear", "qty": 2, "price": 1.25, "note": None}),
+        (cs1, DATASET, 3, "insert", None, {"name": "plum", "qty": 3, "price": None, "note": None}),
+    ]
+    assert _row_changes(fresh_db, cs2) == [
+        (
+            cs2,
+            DATASET,
+            1,
+            "update",
+            {"name": "apple", "qty": 1, "price": 0.5, "note": None},
+            {"name": "apple", "qty": 10, "price": 0.5, "note": None},
+        ),
+        (
+            cs2,
+            DATASET,
+            2,
+            "update",
+            {"name": "pear", "qty": 2, "price": 1.25, "note": None},
+            {"name": "pear", "qty": 20, "price": 1.25, "note": None},
+        ),
+        (cs2, DATASET, 3, "delete", {"name": "plum", "qty": 3, "price": None, "note": None}, None),
+    ]
+    first, second = _changesets(fresh_db)
+    assert first | {"hash": None, "prev_hash": None} == {
+        "id": cs1,
+        "seq": 1,
+        "kind": "upload",
+        "dataset_id": DATASET,
+        "actor_username": "ann",
+        "actor_display_name": "Ann A.",
+        "reason": "load",
+        "inserted": 3,
+        "updated": 0,
+        "deleted": 0,
+        "hash": None,
+        "prev_hash": None,
+    }
+    assert (second["seq"], second["inserted"], second["updated"], second["deleted"]) == (2, 0, 2, 1)
+    assert first["prev_hash"] == "0" * 64
+    assert second["prev_hash"] == first["hash"]
+    assert len(second["hash"]) == 64
+
+
+def test_numeric_text_is_kept_exactly(fresh_db: DatabaseHandle, table: str) -> None:
+    with Session(fresh_db.app) as s, s.begin():
+        open_changeset(
+            session=s, kind="edit", actor_username="a", actor_display_name="A", dataset_id=DATASET
+        )
+        s.execute(
+            text(
+                f"INSERT INTO data.{table} (name, price, note) VALUES"
+                " ('x', 10.10, '<script>alert(1)</script> ☃ \"q\" \\ \t')"
+            )
+        )
+    with fresh_db.app.connect() as conn:
+        after = conn.scalar(text("SELECT after::text FROM audit.row_change"))
+    assert '"price": 10.10' in after
+    assert "<script>alert(1)</script> ☃" in after
+
+
+def test_write_without_changeset_is_out_of_band_one_per_transaction(
+    fresh_db: DatabaseHandle, table: str
+) -> None:
+    with fresh_db.app.begin() as conn:  # as if from psql, with the app's credentials
+        conn.execute(text(f"INSERT INTO data.{table} (name, qty) VALUES ('a', 1)"))
+        conn.execute(text(f"UPDATE data.{table} SET qty = 2"))
+    with fresh_db.superuser.begin() as conn:
+        conn.execute(text(f"DELETE FROM data.{table}"))
+    changesets = _changesets(fresh_db)
+    assert [(c["kind"], c["actor_username"], c["dataset_id"], c["seq"]) for c in changesets] == [
+        ("out_of_band", "portal_app", DATASET, 1),
+        ("out_of_band", "postgres", DATASET, 2),
+    ]
+    assert [(c["inserted"], c["updated"], c["deleted"]) for c in changesets] == [
+        (1, 1, 0),
+        (0, 0, 1),
+    ]
+    assert [op for _, _, _, op, _, _ in _row_changes(fresh_db)] == ["insert", "update", "delete"]
+
+
+def test_rollback_leaves_no_audit_rows(fresh_db: DatabaseHandle, table: str) -> None:
+    with Session(fresh_db.app) as s:
+        s.begin()
+        open_changeset(
+            session=s, kind="edit", actor_username="a", actor_display_name="A", dataset_id=DATASET
+        )
+        s.execute(text(f"INSERT INTO data.{table} (name) VALUES ('gone')"))
+        s.rollback()
+    with fresh_db.superuser.connect() as conn:  # an out-of-band write rolled back, too
+        conn.execute(text(f"INSERT INTO data.{table} (name) VALUES ('gone too')"))
+        conn.rollback()
+    assert _changesets(fresh_db) == []
+    assert _row_changes(fresh_db) == []
+
+
+def test_failing_statement_mid_changeset_leaves_nothing(
+    fresh_db: DatabaseHandle, table: str
+) -> None:
+    with Session(fresh_db.app) as s, pytest.raises(IntegrityError), s.begin():
+        open_changeset(
+            session=s, kind="edit", actor_username="a", actor_display_name="A", dataset_id=DATASET
+        )
+        s.execute(text(f"INSERT INTO data.{table} (name) VALUES ('dup')"))
+        s.execute(text(f"INSERT INTO data.{table} (name) VALUES ('dup')"))  # unique violation
+    assert _changesets(fresh_db) == []
+    assert _row_changes(fresh_db) == []
+    with fresh_db.app.connect() as conn:
+        assert conn.execute(text("SELECT seq, hash FROM audit.chain_head")).one() == (0, "0" * 64)
+
+
+def test_truncate_of_a_data_table_is_refused(fresh_db: DatabaseHandle, table: str) -> None:
+    with fresh_db.app.begin() as conn:
+        conn.execute(text(f"INSERT INTO data.{table} (name) VALUES ('kept')"))
+    for engine in (fresh_db.app, fresh_db.superuser):  # the table's owner, and a superuser
+        with engine.connect() as conn, pytest.raises(DBAPIError, match="TRUNCATE of audited"):
+            conn.execute(text(f"TRUNCATE data.{table}"))
+    with fresh_db.app.connect() as conn:
+        assert conn.scalar(text(f"SELECT count(*) FROM data.{table}")) == 1
+
+
+def test_changeset_id_of_another_transaction_is_refused(
+    fresh_db: DatabaseHandle, table: str
+) -> None:
+    with Session(fresh_db.app) as s, s.begin():
+        sealed = open_changeset(
+            session=s, kind="edit", actor_username="a", actor_display_name="A", dataset_id=DATASET
+        )
+    with fresh_db.app.connect() as conn, pytest.raises(DBAPIError, match="not an open changeset"):
+        conn.execute(text(f"SET portal.changeset_id = '{sealed}'"))
+        conn.execute(text(f"INSERT INTO data.{table} (name) VALUES ('smuggled')"))
+    assert _row_changes(fresh_db) == []
+
+
+@pytest.mark.parametrize("role", ["owner", "superuser"])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit.changeset SET reason = 'rewritten'",
+        "UPDATE audit.changeset SET hash = NULL",
+        "DELETE FROM audit.changeset",
+        "UPDATE audit.row_change SET after = '{}'",
+        "DELETE FROM audit.row_change",
+        "TRUNCATE audit.row_change CASCADE",
+        "UPDATE audit.event SET kind = 'sign_out'",
+        "DELETE FROM audit.event",
+        "UPDATE audit.chain_head SET seq = 0",
+        "INSERT INTO audit.chain_head (id, seq, hash) VALUES (2, 0, 'x')",
+    ],
+)
+def test_audit_tables_refuse_rewrites_even_by_owner(
+    fresh_db: DatabaseHandle, table: str, role: str, statement: str
+) -> None:
+    with Session(fresh_db.app) as s, s.begin():
+        open_changeset(
+            session=s, kind="edit", actor_username="a", actor_display_name="A", dataset_id=DATASET
+        )
+        s.execute(text(f"INSERT INTO data.{table} (name) VALUES ('x')"))
+        record_event(session=s, kind="sign_in", actor_username="a")
+    before = _changesets(fresh_db), _row_changes(fresh_db)
+    engine = fresh_db.owner if role == "owner" else fresh_db.superuser
+    with (
+        engine.connect() as conn,
+        pytest.raises(
+            (InternalError, ProgrammingError, IntegrityError),
+            match=r"append-only|only moves forward|violates",
+        ),
+    ):
+        conn.execute(text(statement))
+    assert (_changesets(fresh_db), _row_changes(fresh_db)) == before
+
+
+def test_inserted_changeset_cannot_claim_a_seal(fresh_db: DatabaseHandle) -> None:
+    with fresh_db.owner.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO audit.changeset (kind, actor_username, actor_display_name, seq, hash,"
+                " prev_hash) VALUES ('edit', 'x', 'X', 99, 'forged', 'forged')"
+            )
+        )
+    (c,) = _changesets(fresh_db)
+    assert (c["seq"], c["prev_hash"]) == (1, "0" * 64)
+    assert c["hash"] != "forged"
+
+
+def test_events_are_recorded_and_kinds_checked(fresh_db: DatabaseHandle) -> None:
+    with Session(fresh_db.app) as s, s.begin():
+        record_event(
+            session=s,
+            kind="user_admin",
+            actor_username="root",
+            target="ann",
+            detail={"action": "set_role", "old_role": "viewer", "new_role": "editor"},
+        )
+    with fresh_db.app.connect() as conn:
+        row = conn.execute(
+            text("SELECT kind, actor_username, target, detail FROM audit.event")
+        ).one()
+    assert tuple(row) == (
+        "user_admin",
+        "root",
+        "ann",
+        {"action": "set_role", "old_role": "viewer", "new_role": "editor"},
+    )
+    with Session(fresh_db.app) as s, pytest.raises(ValueError, match="unknown audit event"):
+        record_event(session=s, kind="coffee", actor_username="root")

@@ -1,0 +1,340 @@
+"""The hash chain: sealed at commit, gap-free, and any tampering — even by a superuser with the
+triggers switched off — is named by ``verify`` at the first changeset it breaks."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Connection, text
+from sqlalchemy.orm import Session
+
+from audit.chain import Header, RowsHasher, changeset_hash, read_head, row_line, verify
+from audit.changesets import open_changeset
+from portal.cli import main
+from tests.conftest import DatabaseHandle
+from tests.factories import make_captured_table
+
+pytestmark = pytest.mark.db
+
+DATASET = 3
+
+
+def _commit_changeset(db: DatabaseHandle, table: str, *, rows: int = 2, who: str = "ann") -> int:
+    with Session(db.app) as s, s.begin():
+        cs = open_changeset(
+            session=s,
+            kind="edit",
+            actor_username=who,
+            actor_display_name=who.title(),
+            dataset_id=DATASET,
+            reason=f"by {who}",
+        )
+        for _ in range(rows):
+            s.execute(text(f"INSERT INTO data.{table} (name, qty) VALUES (md5(random()::text), 1)"))
+        # Lock in key order first, as the portal's writer does, so committers that touch the
+        # same rows queue instead of deadlocking.
+        s.execute(
+            text(f"SELECT 1 FROM data.{table} WHERE _row_id % 2 = 0 ORDER BY _row_id FOR UPDATE")
+        )
+        s.execute(text(f"UPDATE data.{table} SET qty = qty + 1 WHERE _row_id % 2 = 0"))
+    return cs
+
+
+@pytest.fixture
+def chain(fresh_db: DatabaseHandle) -> tuple[DatabaseHandle, str, list[int]]:
+    """Five sealed changesets (seq 1..5), with row changes, on one captured table."""
+    with Session(fresh_db.app) as s, s.begin():
+        table = make_captured_table(s, dataset_id=DATASET)
+    ids = [_commit_changeset(fresh_db, table, who=w) for w in ("ann", "bob", "cy", "dee", "eve")]
+    return fresh_db, table, ids
+
+
+def _verify(db: DatabaseHandle, expect_head: str | None = None):
+    with Session(db.app) as s:
+        return verify(session=s, expect_head=expect_head)
+
+
+def _tamper(db: DatabaseHandle, *statements: str) -> None:
+    """As a superuser with every trigger switched off: the strongest attacker inside the DB."""
+    with db.superuser.begin() as conn:
+        conn.execute(text("SET session_replication_role = replica"))
+        for stmt in statements:
+            conn.execute(text(stmt))
+
+
+def test_intact_chain_verifies(chain) -> None:
+    db, _, _ = chain
+    result = _verify(db)
+    assert result.ok, result.summary()
+    assert result.changesets == 5
+    assert result.head.seq == 5
+    with Session(db.app) as s:
+        assert read_head(session=s).hash == result.head.hash
+    assert result.summary() == f"chain intact: 5 changesets, head {result.head.hash}"
+
+
+def test_python_and_sql_agree_on_every_hash(chain) -> None:
+    db, _, _ = chain
+    with db.app.connect() as conn:
+        stored = conn.execute(
+            text(
+                "SELECT c.seq, c.hash, audit.changeset_hash(c, audit.rows_hash(c.id)) AS sql_hash"
+                " FROM audit.changeset c ORDER BY seq"
+            )
+        ).all()
+    assert all(r.hash == r.sql_hash for r in stored)
+
+
+@pytest.mark.parametrize(
+    ("attack", "broken_seq", "message"),
+    [
+        (
+            "UPDATE audit.row_change SET after = jsonb_set(after, '{{qty}}', '999')"
+            " WHERE changeset_id = {c3} AND op = 'insert'",
+            3,
+            "contents no longer match",
+        ),
+        (
+            "UPDATE audit.changeset SET reason = 'nothing to see' WHERE id = {c2}",
+            2,
+            "contents no longer match",
+        ),
+        (
+            "UPDATE audit.changeset SET actor_username = 'mallory' WHERE id = {c4}",
+            4,
+            "contents no longer match",
+        ),
+        (
+            "DELETE FROM audit.row_change WHERE id = (SELECT min(id) FROM audit.row_change"
+            " WHERE changeset_id = {c2})",
+            2,
+            "contents no longer match",
+        ),
+        (
+            "DELETE FROM audit.row_change WHERE changeset_id = {c3};"
+            " DELETE FROM audit.changeset WHERE id = {c3}",
+            3,
+            "missing or renumbered",
+        ),
+        (
+            "UPDATE audit.changeset SET seq = -seq WHERE id IN ({c2}, {c3});"
+            " UPDATE audit.changeset SET seq = 5 + seq WHERE id IN ({c2}, {c3})",
+            2,
+            "prev_hash",
+        ),
+        (
+            "UPDATE audit.changeset SET hash = repeat('a', 64) WHERE id = {c4}",
+            4,
+            "contents no longer match",
+        ),
+        (
+            "UPDATE audit.changeset SET committed_at = committed_at - interval '1 day'"
+            " WHERE id = {c1}",
+            1,
+            "contents no longer match",
+        ),
+        (
+            "INSERT INTO audit.row_change (changeset_id, dataset_id, row_id, op, after)"
+            " VALUES ({c5}, 3, 1, 'insert', '{{\"name\": \"ghost\"}}')",
+            5,
+            "contents no longer match",
+        ),
+    ],
+    ids=[
+        "row-value",
+        "reason",
+        "actor",
+        "delete-row-change",
+        "delete-changeset",
+        "swap-seq",
+        "edit-hash",
+        "backdate",
+        "append-row-change",
+    ],
+)
+def test_tampering_is_named_at_the_first_broken_changeset(
+    chain, attack: str, broken_seq: int, message: str
+) -> None:
+    db, _, ids = chain
+    names = {f"c{i + 1}": cid for i, cid in enumerate(ids)}
+    _tamper(db, *attack.format(**names).split(";"))
+    result = _verify(db)
+    assert not result.ok
+    assert result.failed_seq == broken_seq, result.summary()
+    assert message in (result.problem or "")
+    assert result.summary().startswith(f"chain broken at changeset seq {broken_seq}")
+
+
+def test_recomputing_one_hash_still_breaks_the_link_after_it(chain) -> None:
+    """An attacker who re-seals the changeset they altered breaks its successor's prev_hash."""
+    db, _, ids = chain
+    _tamper(
+        db,
+        f"UPDATE audit.changeset SET reason = 'rewritten' WHERE id = {ids[1]}",
+        f"UPDATE audit.changeset c SET hash = audit.changeset_hash(c, audit.rows_hash(c.id))"
+        f" WHERE id = {ids[1]}",
+    )
+    result = _verify(db)
+    assert (result.ok, result.failed_seq) == (False, 3)
+    assert "prev_hash" in (result.problem or "")
+
+
+def test_removed_tail_is_caught_by_head_row_and_by_expect_head(chain) -> None:
+    db, _, ids = chain
+    kept_head = _verify(db).head.hash
+    drop_tail = (
+        f"DELETE FROM audit.row_change WHERE changeset_id IN ({ids[3]}, {ids[4]});"
+        f" DELETE FROM audit.changeset WHERE id IN ({ids[3]}, {ids[4]})"
+    )
+    _tamper(db, *drop_tail.split(";"))
+    assert "removed from the end" in (_verify(db).problem or "")  # head row disagrees
+
+    # A careful attacker rewinds the head row too: only the head kept outside catches it.
+    _tamper(
+        db,
+        "UPDATE audit.chain_head h SET seq = c.seq, hash = c.hash, changeset_id = c.id"
+        " FROM audit.changeset c WHERE c.seq = 3",
+    )
+    assert _verify(db).ok
+    result = _verify(db, expect_head=kept_head)
+    assert not result.ok
+    assert result.failed_seq == 4
+    assert kept_head in (result.problem or "")
+
+
+def test_expect_head_accepts_an_older_head_of_a_grown_chain(chain) -> None:
+    db, table, _ = chain
+    older = _verify(db).head.hash
+    _commit_changeset(db, table)
+    assert _verify(db, expect_head=older).ok
+    assert not _verify(db, expect_head="f" * 64).ok
+
+
+def test_cli_verify_and_head(chain) -> None:
+    db, _, ids = chain
+    runner = CliRunner()
+    ok = runner.invoke(main, ["audit", "verify"])
+    assert ok.exit_code == 0, ok.output
+    assert ok.output.startswith("chain intact: 5 changesets, head ")
+    head = runner.invoke(main, ["audit", "head"])
+    seq, digest = head.output.split()
+    assert (head.exit_code, seq) == (0, "5")
+    assert ok.output.strip().endswith(digest)
+
+    _tamper(db, f"UPDATE audit.changeset SET reason = 'x' WHERE id = {ids[2]}")
+    bad = runner.invoke(main, ["audit", "verify"])
+    assert bad.exit_code == 1
+    assert f"chain broken at changeset seq 3 (id {ids[2]})" in bad.output
+
+
+def test_concurrent_committers_keep_the_chain_gap_free(chain) -> None:
+    db, table, _ = chain
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(20)
+
+    def committer(n: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            for _ in range(3):
+                _commit_changeset(db, table, rows=3, who=f"user{n}")
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=committer, args=(n,)) for n in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors[:3]
+    assert not any(t.is_alive() for t in threads)
+    result = _verify(db)
+    assert result.ok, result.summary()
+    assert result.changesets == 5 + 60
+    with db.app.connect() as conn:
+        seqs = conn.scalars(text("SELECT seq FROM audit.changeset ORDER BY seq")).all()
+    assert seqs == list(range(1, 66))
+
+
+awkward_text = st.text(
+    alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), max_size=40
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(reason=awkward_text, actor=awkward_text, value=awkward_text, client=awkward_text)
+def test_encoding_matches_postgres_for_any_text(
+    fresh_db: DatabaseHandle, reason: str, actor: str, value: str, client: str
+) -> None:
+    """The Python encoder reproduces PostgreSQL's byte for byte: quotes, backslashes, control
+    characters, non-ASCII, emoji, line separators."""
+    with fresh_db.app.connect() as conn:
+        trans = conn.begin()
+        row = _sealed_in_transaction(conn, reason=reason, actor=actor, value=value, client=client)
+        trans.rollback()
+    header = Header(
+        seq=row.seq,
+        id=row.id,
+        kind=row.kind,
+        dataset_id=row.dataset_id,
+        actor_username=row.actor_username,
+        actor_display_name=row.actor_display_name,
+        reason=row.reason,
+        client_info=row.client_info,
+        correlation_id=row.correlation_id,
+        committed_at=row.committed_at,
+        inserted=0,
+        updated=0,
+        deleted=0,
+    )
+    assert header.encode() == row.sql_header
+    rows = RowsHasher()
+    rows.add(
+        row_line(id=row.rc_id, dataset_id=1, row_id=1, op="insert", before=None, after=row.rc_after)
+    )
+    assert rows.hexdigest() == row.rows_hash
+    assert changeset_hash(row.prev_hash, header, rows.hexdigest()) == row.sql_hash
+
+
+def _sealed_in_transaction(conn: Connection, **values: str):
+    """Compute the SQL header and hash of a changeset built in memory (never sealed): the caller
+    rolls the transaction back."""
+    cs = conn.scalar(
+        text(
+            "INSERT INTO audit.changeset (kind, actor_username, actor_display_name, reason,"
+            " client_info, dataset_id) VALUES ('edit', :actor, :actor, :reason,"
+            " jsonb_build_object('ua', CAST(:client AS text), 'n', 1.50), 1) RETURNING id"
+        ),
+        values,
+    )
+    conn.execute(
+        text(
+            "INSERT INTO audit.row_change (changeset_id, dataset_id, row_id, op, after)"
+            " VALUES (:cs, 1, 1, 'insert', jsonb_build_object('v', CAST(:value AS text),"
+            " 'n', 10.10, 'b', true, 'list', jsonb_build_array(1, CAST(:value AS text))))"
+        ),
+        {"cs": cs, "value": values["value"]},
+    )
+    return conn.execute(
+        text(
+            "SELECT c.id, 7 AS seq, c.kind, c.dataset_id, c.actor_username,"
+            " c.actor_display_name, c.reason, c.client_info::text AS client_info,"
+            " c.correlation_id::text AS correlation_id, c.opened_at AS committed_at,"
+            " repeat('0', 64) AS prev_hash, audit.rows_hash(c.id) AS rows_hash,"
+            " audit.changeset_header(x) AS sql_header,"
+            " audit.changeset_hash(x, audit.rows_hash(c.id)) AS sql_hash,"
+            " r.id AS rc_id, r.after::text AS rc_after"
+            " FROM audit.changeset c JOIN audit.row_change r ON r.changeset_id = c.id,"
+            " LATERAL (SELECT (c.id, 7, c.dataset_id, c.kind, c.actor_username,"
+            "   c.actor_display_name, c.reason, c.client_info, c.correlation_id, c.txid,"
+            "   0, 0, 0, c.opened_at, c.opened_at, repeat('0', 64), NULL)::audit.changeset) AS"
+            "   l(x)"
+            " WHERE c.id = :id"
+        ),
+        {"id": cs},
+    ).one()

@@ -1,0 +1,123 @@
+"""Migrations build the whole schema on a fresh database, match the models, and undo cleanly;
+the app role can only append to the audit log."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine, inspect, pool, text
+from sqlalchemy.exc import ProgrammingError
+
+from portal import migrate
+from portal.embedded import ClusterInfo
+from tests.conftest import DatabaseHandle, create_database, drop_database
+
+pytestmark = pytest.mark.db
+
+AUDIT_TABLES = ("changeset", "row_change", "event", "upload", "chain_head")
+# a plain (non-identity) column of each, so UPDATE reaches the privilege check
+SOME_COLUMN = {
+    "changeset": "kind",
+    "row_change": "op",
+    "event": "kind",
+    "upload": "filename",
+    "chain_head": "seq",
+}
+
+
+@pytest.fixture
+def empty_db(pg_cluster: ClusterInfo):
+    name = "migrations_roundtrip"
+    drop_database(pg_cluster, name)
+    create_database(pg_cluster, name)
+    yield pg_cluster.url("owner", name)
+    drop_database(pg_cluster, name)
+
+
+def _schemas(url: str) -> set[str]:
+    engine = create_engine(url, poolclass=pool.NullPool)
+    with engine.connect() as conn:
+        names = set(conn.scalars(text("SELECT nspname FROM pg_namespace")))
+    engine.dispose()
+    return names & {"portal", "data", "audit"}
+
+
+def test_upgrade_to_head_then_downgrade_to_base(empty_db: str) -> None:
+    migrate.upgrade(empty_db)
+    assert _schemas(empty_db) == {"portal", "data", "audit"}
+    engine = create_engine(empty_db, poolclass=pool.NullPool)
+    with engine.connect() as conn:
+        assert migrate.current_revision(conn) == migrate.head_revision()
+        tables = {(s, t) for s in ("portal", "audit") for t in inspect(conn).get_table_names(s)}
+    assert tables == {("portal", "users"), ("portal", "datasets")} | {
+        ("audit", t) for t in AUDIT_TABLES
+    }
+    migrate.check(empty_db)  # raises if the models and the migrated schema differ
+
+    migrate.downgrade(empty_db)
+    assert _schemas(empty_db) == set()
+    with engine.connect() as conn:
+        assert migrate.current_revision(conn) is None
+        functions = conn.scalar(
+            text(
+                "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+                " WHERE n.nspname = 'audit'"
+            )
+        )
+    assert functions == 0
+    migrate.upgrade(empty_db)  # and up again after a full round trip
+    assert _schemas(empty_db) == {"portal", "data", "audit"}
+    engine.dispose()
+
+
+@pytest.mark.parametrize("table", AUDIT_TABLES)
+@pytest.mark.parametrize(
+    "statement",
+    ["UPDATE audit.{t} SET {c} = {c}", "DELETE FROM audit.{t}", "TRUNCATE audit.{t}"],
+)
+def test_app_role_cannot_rewrite_audit(
+    fresh_db: DatabaseHandle, table: str, statement: str
+) -> None:
+    with fresh_db.app.connect() as conn, pytest.raises(ProgrammingError) as err:
+        conn.execute(text(statement.format(t=table, c=SOME_COLUMN[table])))
+    assert err.value.orig.pgcode == "42501"  # insufficient_privilege
+    assert "permission denied" in str(err.value.orig)
+
+
+def test_app_role_can_append_to_and_read_audit(fresh_db: DatabaseHandle) -> None:
+    with fresh_db.app.begin() as conn:
+        conn.execute(text("INSERT INTO audit.event (kind, actor_username) VALUES ('sign_in', 'a')"))
+        conn.execute(
+            text(
+                "INSERT INTO audit.upload (actor_username, filename, size_bytes, sha256,"
+                " mime_type, content) VALUES ('a', 'f.csv', 1, 'x', 'text/csv', '\\x00')"
+            )
+        )
+        cs = conn.scalar(
+            text(
+                "INSERT INTO audit.changeset (kind, actor_username, actor_display_name)"
+                " VALUES ('edit', 'a', 'A') RETURNING id"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO audit.row_change (changeset_id, dataset_id, row_id, op, after)"
+                " VALUES (:cs, 1, 1, 'insert', '{}')"
+            ),
+            {"cs": cs},
+        )
+    with fresh_db.app.connect() as conn:
+        for table in AUDIT_TABLES:
+            assert conn.scalar(text(f"SELECT count(*) FROM audit.{table}")) >= 1
+
+
+def test_app_role_privileges_on_data_and_portal(fresh_db: DatabaseHandle) -> None:
+    with fresh_db.app.begin() as conn:
+        conn.execute(text("CREATE TABLE data.t (_row_id bigint PRIMARY KEY)"))
+        conn.execute(text("INSERT INTO data.t VALUES (1)"))
+        conn.execute(text("UPDATE data.t SET _row_id = 2"))
+        conn.execute(text("DELETE FROM data.t"))
+        conn.execute(text("SELECT count(*) FROM portal.users"))
+    with fresh_db.app.connect() as conn, pytest.raises(ProgrammingError):
+        conn.execute(text("CREATE TABLE audit.evil (x int)"))
+    with fresh_db.app.connect() as conn, pytest.raises(ProgrammingError):
+        conn.execute(text("CREATE TABLE portal.evil (x int)"))

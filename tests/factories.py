@@ -1,0 +1,31 @@
+"""Plain factory functions for tests: random, unique values; no fixtures hidden inside."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from audit.capture import install_capture, qualified_table
+
+
+def unique_name(prefix: str = "t") -> str:
+    return f"{prefix}_{secrets.token_hex(4)}"
+
+
+def make_captured_table(session: Session, *, dataset_id: int, name: str | None = None) -> str:
+    """A data table shaped like a dataset's (``_row_id``, ``_version``, typed columns), with
+    capture installed. Returns its name."""
+    name = name or unique_name("ds")
+    table = qualified_table(session, name)
+    session.execute(
+        text(
+            f"CREATE TABLE {table} ("
+            " _row_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+            " _version integer NOT NULL DEFAULT 1,"
+            " name text NOT NULL UNIQUE, qty integer, price numeric(12, 2), note text)"
+        )
+    )
+    install_capture(session=session, table_name=name, dataset_id=dataset_id)
+    return name

@@ -1,0 +1,76 @@
+"""Settings refuse an unsafe production configuration, naming the variable and a fix."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from portal.config import load_settings
+from portal.errors import ConfigError
+
+GOOD_KEY = "k" * 16 + "0123456789abcdef0123456789"
+DB_URL = "postgresql+psycopg2://portal_app:pw@db:5432/portal"
+
+
+@pytest.fixture
+def prod(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    monkeypatch.setenv("PORTAL_ENV", "prod")
+    monkeypatch.setenv("PORTAL_DATABASE_URL", DB_URL)
+    monkeypatch.setenv("PORTAL_COOKIE_KEY", GOOD_KEY)
+    return monkeypatch
+
+
+def test_prod_with_good_values_loads(prod: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert settings.env == "prod"
+    assert settings.cookie_secret() == GOOD_KEY
+    assert settings.app_url() == DB_URL
+    assert settings.migration_url() == DB_URL  # falls back to the app URL
+
+
+def test_prod_without_cookie_key_fails_naming_it(prod: pytest.MonkeyPatch) -> None:
+    prod.delenv("PORTAL_COOKIE_KEY")
+    with pytest.raises(ConfigError, match=r"PORTAL_COOKIE_KEY is missing.*secrets\.token_urlsafe"):
+        load_settings()
+
+
+@pytest.mark.parametrize("placeholder", ["some_key", "changethis", "SECRET", "  changeme "])
+def test_prod_with_placeholder_cookie_key_fails(prod: pytest.MonkeyPatch, placeholder: str) -> None:
+    prod.setenv("PORTAL_COOKIE_KEY", placeholder)
+    with pytest.raises(ConfigError, match="PORTAL_COOKIE_KEY is missing or a placeholder"):
+        load_settings()
+
+
+def test_prod_with_short_cookie_key_fails(prod: pytest.MonkeyPatch) -> None:
+    prod.setenv("PORTAL_COOKIE_KEY", "x" * 31)
+    with pytest.raises(ConfigError, match=r"PORTAL_COOKIE_KEY is 31 bytes long.*at least 32"):
+        load_settings()
+
+
+def test_prod_without_database_url_fails(prod: pytest.MonkeyPatch) -> None:
+    prod.delenv("PORTAL_DATABASE_URL")
+    with pytest.raises(ConfigError, match="PORTAL_DATABASE_URL is not set"):
+        load_settings()
+
+
+def test_malformed_number_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORTAL_MAX_UPLOAD_MB", "lots")
+    with pytest.raises(ConfigError, match="PORTAL_MAX_UPLOAD_MB"):
+        load_settings()
+
+
+def test_dev_generates_and_keeps_a_private_cookie_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PORTAL_DATA_DIR", str(tmp_path))
+    first = load_settings().cookie_secret()
+    assert len(first.encode()) >= 32
+    assert load_settings().cookie_secret() == first
+    assert stat.S_IMODE((tmp_path / "cookie-key").stat().st_mode) == 0o600
+
+
+def test_dev_without_database_says_how_to_get_one() -> None:
+    with pytest.raises(ConfigError, match="portal dev"):
+        load_settings().app_url()
