@@ -18,8 +18,16 @@ PostgreSQL prints them (``column::text``), since jsonb text output is canonical.
 
        row_line = [id, dataset_id, row_id, op, before, after]        (before/after: object or null)
 
-2. ``rows_hash = sha256(sha256(row_line_1) || sha256(row_line_2) || ...)`` over the raw 32-byte
-   digests; with no rows, ``sha256("")``.
+   then for each bulk load of the changeset (``audit.bulk_load``), in ascending id::
+
+       bulk_line = ["bulk", id, dataset_id, upload_id, first_row_id, last_row_id, row_count,
+                    columns, compression, content_sha256]
+
+   (``columns`` is the jsonb array of ``[name, type]`` pairs; ``content_sha256`` is the SHA-256
+   of the decompressed COPY stream, which the verifier also recomputes.)
+
+2. ``rows_hash = sha256(sha256(line_1) || sha256(line_2) || ...)`` over the raw 32-byte digests
+   of those lines in that order; with none, ``sha256("")``.
 3. ::
 
        header = ["portal-audit/1", seq, id, kind, dataset_id, actor_username, actor_display_name,
@@ -47,6 +55,9 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+from audit.bulk import read_content
+from portal.errors import AuditError
 
 GENESIS_HASH = "0" * 64
 ENCODING_TAG = "portal-audit/1"
@@ -77,6 +88,35 @@ def row_line(
     """One row change's canonical line; ``before``/``after`` are jsonb text or None."""
     return _json_array(
         [str(id), str(dataset_id), str(row_id), _json_scalar(op), before or "null", after or "null"]
+    )
+
+
+def bulk_line(
+    *,
+    id: int,
+    dataset_id: int,
+    upload_id: int | None,
+    first_row_id: int,
+    last_row_id: int,
+    row_count: int,
+    columns: str,
+    compression: str,
+    content_sha256: str,
+) -> str:
+    """One bulk load's canonical line; ``columns`` is jsonb text."""
+    return _json_array(
+        [
+            _json_scalar("bulk"),
+            str(id),
+            str(dataset_id),
+            _json_scalar(upload_id),
+            str(first_row_id),
+            str(last_row_id),
+            str(row_count),
+            columns,
+            _json_scalar(compression),
+            _json_scalar(content_sha256),
+        ]
     )
 
 
@@ -184,6 +224,24 @@ _ROWS = text(
 )
 
 
+_BULKS = text(
+    """
+    SELECT b.changeset_id, b.id, b.dataset_id, b.upload_id, b.first_row_id, b.last_row_id,
+           b.row_count, b.columns::text AS columns, b.compression, b.content_sha256
+      FROM audit.bulk_load b JOIN audit.changeset c ON c.id = b.changeset_id
+     WHERE c.seq IS NOT NULL
+     ORDER BY c.seq, b.id
+    """
+)
+
+
+def _bulks_by_changeset(session: Session) -> dict[int, list[Any]]:
+    by_changeset: dict[int, list[Any]] = {}
+    for b in session.execute(_BULKS):
+        by_changeset.setdefault(b.changeset_id, []).append(b)
+    return by_changeset
+
+
 def _rows_by_changeset(session: Session) -> Iterator[tuple[int, str]]:
     result = session.execute(_ROWS, execution_options={"yield_per": 5000, "stream_results": True})
     for r in result:
@@ -208,6 +266,7 @@ def read_head(*, session: Session) -> ChainHead:
 
 def verify(*, session: Session, expect_head: str | None = None) -> VerifyResult:
     """Recompute the whole chain and report the first changeset that no longer matches."""
+    bulks = _bulks_by_changeset(session)
     rows = _rows_by_changeset(session)
     pending = next(rows, None)
     prev_hash, expected_seq, count = GENESIS_HASH, 1, 0
@@ -230,6 +289,26 @@ def verify(*, session: Session, expect_head: str | None = None) -> VerifyResult:
         while pending is not None and pending[0] == c.id:
             hasher.add(pending[1])
             pending = next(rows, None)
+        for b in bulks.get(c.id, []):
+            hasher.add(
+                bulk_line(
+                    id=b.id,
+                    dataset_id=b.dataset_id,
+                    upload_id=b.upload_id,
+                    first_row_id=b.first_row_id,
+                    last_row_id=b.last_row_id,
+                    row_count=b.row_count,
+                    columns=b.columns,
+                    compression=b.compression,
+                    content_sha256=b.content_sha256,
+                )
+            )
+            try:
+                read_content(session=session, bulk_load_id=b.id)
+            except AuditError as exc:
+                return broken(
+                    f"{exc}: the bulk-loaded rows were altered after sealing", c.seq, c.id
+                )
         header = Header(
             seq=c.seq,
             id=c.id,

@@ -180,6 +180,39 @@ class RowChange(Base):
     after: Mapped[dict[str, Any] | None]
 
 
+class BulkLoad(Base):
+    """Rows bulk-loaded into a dataset table in one changeset, kept as the exact COPY stream.
+
+    A 1,000,000-row upload would cost a million JSONB images in ``row_change``; instead the CSV
+    that was fed to ``COPY`` (``_row_id`` first, then the ``columns`` in order, no header) is kept
+    once, compressed, with its SHA-256 and the declared row-id range. The capture trigger checks
+    that the rows actually inserted match that declaration, the hash chain covers it, and
+    replaying it through ``COPY`` into the same column types rebuilds exactly the rows inserted.
+    """
+
+    __tablename__ = "bulk_load"
+    __table_args__ = (
+        CheckConstraint(
+            "row_count >= 0 AND last_row_id - first_row_id + 1 = row_count", name="range_matches"
+        ),
+        Index("ix_bulk_load_changeset", "changeset_id", "id"),
+        Index("ix_bulk_load_dataset", "dataset_id", "id"),
+        {"schema": "audit"},
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    changeset_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("audit.changeset.id"))
+    dataset_id: Mapped[int] = mapped_column(BigInteger)
+    upload_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("audit.upload.id"))
+    first_row_id: Mapped[int] = mapped_column(BigInteger)
+    last_row_id: Mapped[int] = mapped_column(BigInteger)
+    row_count: Mapped[int] = mapped_column(BigInteger)
+    columns: Mapped[list[Any]] = mapped_column(JSONB)
+    compression: Mapped[str] = mapped_column(Text, server_default="zlib")
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    content_sha256: Mapped[str] = mapped_column(Text)
+
+
 class ChainHead(Base):
     """The single row holding the newest sealed changeset; its row lock serialises sealing."""
 

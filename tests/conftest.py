@@ -68,7 +68,7 @@ def create_database(info: ClusterInfo, name: str, template: str = "template1") -
             ident, sql.Identifier(template)
         ),
         sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident),
-        sql.SQL("GRANT CONNECT ON DATABASE {} TO portal_app").format(ident),
+        sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO portal_app").format(ident),
     )
 
 

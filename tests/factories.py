@@ -29,3 +29,16 @@ def make_captured_table(session: Session, *, dataset_id: int, name: str | None =
     )
     install_capture(session=session, table_name=name, dataset_id=dataset_id)
     return name
+
+
+def copy_csv(first_row_id: int, rows: list[tuple[object, ...]]) -> bytes:
+    """A COPY stream for ``audit.bulk.bulk_insert``: ``_row_id`` then the values, every value
+    quoted, None as the unquoted empty field (NULL)."""
+
+    def field(value: object) -> str:
+        return "" if value is None else '"' + str(value).replace('"', '""') + '"'
+
+    lines = (
+        ",".join([str(first_row_id + offset), *map(field, row)]) for offset, row in enumerate(rows)
+    )
+    return "".join(line + "\n" for line in lines).encode()

@@ -223,6 +223,35 @@ def upgrade() -> None:
     )
     op.create_index("ix_upload_dataset", "upload", ["dataset_id", "id"], schema="audit")
 
+    op.create_table(
+        "bulk_load",
+        sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+        sa.Column("changeset_id", sa.BigInteger, nullable=False),
+        sa.Column("dataset_id", sa.BigInteger, nullable=False),
+        sa.Column("upload_id", sa.BigInteger),
+        sa.Column("first_row_id", sa.BigInteger, nullable=False),
+        sa.Column("last_row_id", sa.BigInteger, nullable=False),
+        sa.Column("row_count", sa.BigInteger, nullable=False),
+        sa.Column("columns", pg.JSONB, nullable=False),
+        sa.Column("compression", sa.Text, server_default="zlib", nullable=False),
+        sa.Column("content", sa.LargeBinary, nullable=False),
+        sa.Column("content_sha256", sa.Text, nullable=False),
+        sa.CheckConstraint(
+            "row_count >= 0 AND last_row_id - first_row_id + 1 = row_count",
+            name="ck_bulk_load_range_matches",
+        ),
+        sa.ForeignKeyConstraint(
+            ["changeset_id"], ["audit.changeset.id"], name="fk_bulk_load_changeset_id_changeset"
+        ),
+        sa.ForeignKeyConstraint(
+            ["upload_id"], ["audit.upload.id"], name="fk_bulk_load_upload_id_upload"
+        ),
+        sa.PrimaryKeyConstraint("id", name="pk_bulk_load"),
+        schema="audit",
+    )
+    op.create_index("ix_bulk_load_changeset", "bulk_load", ["changeset_id", "id"], schema="audit")
+    op.create_index("ix_bulk_load_dataset", "bulk_load", ["dataset_id", "id"], schema="audit")
+
     # Privileges: the app role reads and writes the portal's tables and the data tables, and may
     # only append to the audit log.
     op.execute("GRANT USAGE ON SCHEMA portal, audit TO portal_app")
@@ -230,11 +259,17 @@ def upgrade() -> None:
     op.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA portal TO portal_app")
     op.execute("GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA audit TO portal_app")
     op.execute("REVOKE INSERT ON audit.chain_head FROM portal_app")
+    # Temporary tables let the app replay bulk loads through COPY (audit.trail): harmless, and
+    # session-local.
+    op.execute(
+        "DO $$ BEGIN EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO portal_app',"
+        " current_database()); END $$"
+    )
 
 
 def downgrade() -> None:
     op.execute("DROP SCHEMA data CASCADE")
-    for table in ("upload", "event", "chain_head", "row_change", "changeset"):
+    for table in ("bulk_load", "upload", "event", "chain_head", "row_change", "changeset"):
         op.drop_table(table, schema="audit")
     op.drop_table("datasets", schema="portal")
     op.drop_table("users", schema="portal")

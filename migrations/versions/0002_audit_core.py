@@ -18,7 +18,7 @@ down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-AUDIT_TABLES = ("changeset", "row_change", "event", "upload", "chain_head")
+AUDIT_TABLES = ("changeset", "row_change", "event", "upload", "chain_head", "bulk_load")
 
 UPGRADE = r"""
 -- Append-only: nobody, the owner included, may rewrite or remove audit rows. -----------------
@@ -76,6 +76,8 @@ CREATE TRIGGER append_only BEFORE UPDATE ON audit.event
   FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
 CREATE TRIGGER append_only BEFORE UPDATE ON audit.upload
   FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
+CREATE TRIGGER append_only BEFORE UPDATE ON audit.bulk_load
+  FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
 """
 
 PER_TABLE_GUARDS = r"""
@@ -125,12 +127,42 @@ REVOKE ALL ON FUNCTION audit.current_changeset(bigint) FROM PUBLIC;
 -- Capture: one statement-level trigger per operation on each data table, with transition tables,
 -- so a bulk write costs one INSERT ... SELECT into row_change. Images leave out _row_id (it is
 -- row_change.row_id) and _version (bookkeeping, not data). Updates that change nothing are skipped.
+--
+-- Bulk loads: when portal.bulk_load_id names an audit.bulk_load row of this changeset and dataset
+-- (inserted just before the COPY, holding the exact COPY stream), the INSERT is recorded by that
+-- row instead of one image per row. The trigger checks the rows actually inserted are exactly the
+-- declared _row_id range and marks the bulk load confirmed; the seal refuses unconfirmed ones. A
+-- bulk load is the last write of its changeset, so replaying row changes, then bulk loads, is exact.
 CREATE FUNCTION audit.capture() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   ds bigint := TG_ARGV[0]::bigint;
   cs bigint := audit.current_changeset(TG_ARGV[0]::bigint);
+  bulk bigint := nullif(current_setting('portal.bulk_load_id', true), '')::bigint;
+  b audit.bulk_load;
+  v_count bigint; v_lo bigint; v_hi bigint;
 BEGIN
+  IF bulk IS NOT NULL AND TG_OP = 'INSERT' THEN
+    SELECT * INTO b FROM audit.bulk_load WHERE id = bulk;
+    IF NOT FOUND OR b.changeset_id <> cs OR b.dataset_id <> ds THEN
+      RAISE EXCEPTION 'portal.bulk_load_id = % is not a bulk load of changeset % for dataset %',
+        bulk, cs, ds USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT count(*), min(_row_id), max(_row_id) INTO v_count, v_lo, v_hi FROM new_rows;
+    IF v_count <> b.row_count
+       OR (v_count > 0 AND (v_lo <> b.first_row_id OR v_hi <> b.last_row_id)) THEN
+      RAISE EXCEPTION 'bulk load % declared % rows (_row_id %..%) but % rows (%..%) were inserted',
+        bulk, b.row_count, b.first_row_id, b.last_row_id, v_count, v_lo, v_hi
+        USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    PERFORM set_config('portal.bulk_load_id', '', true);
+    PERFORM set_config('audit.bulk_load_confirmed_' || bulk, 'on', true);
+    RETURN NULL;
+  END IF;
+  IF EXISTS (SELECT 1 FROM audit.bulk_load WHERE changeset_id = cs) THEN
+    RAISE EXCEPTION 'changeset % already has a bulk load: it must be its last write', cs
+      USING ERRCODE = 'object_not_in_prerequisite_state';
+  END IF;
   IF TG_OP = 'INSERT' THEN
     INSERT INTO audit.row_change (changeset_id, dataset_id, row_id, op, before, after)
     SELECT cs, ds, n._row_id, 'insert', NULL, to_jsonb(n) - '_row_id' - '_version'
@@ -163,18 +195,30 @@ SEAL = r"""
 -- Tamper evidence. -----------------------------------------------------------------------------
 -- Canonical encoding v1 (see audit/chain.py for the full description and the Python twin):
 --   row_line  = jsonb_build_array(id, dataset_id, row_id, op, before, after)::text
---   rows_hash = sha256(concatenation of sha256(row_line) over the changeset's rows by id)
+--   bulk_line = jsonb_build_array('bulk', id, dataset_id, upload_id, first_row_id, last_row_id,
+--                 row_count, columns, compression, content_sha256)::text
+--   rows_hash = sha256(concatenation of sha256(row_line) over the changeset's row changes by id,
+--                      then of sha256(bulk_line) over its bulk loads by id)
 --   header    = jsonb_build_array('portal-audit/1', seq, id, kind, dataset_id, actor_username,
 --                 actor_display_name, reason, client_info, correlation_id, committed_at (UTC,
 --                 microseconds, ISO 8601 with Z), inserted, updated, deleted)::text
 --   hash      = hex(sha256(prev_hash || E'\n' || header || E'\n' || hex(rows_hash)))
 CREATE FUNCTION audit.rows_hash(p_changeset bigint) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-  SELECT encode(sha256(coalesce(string_agg(
-           sha256(convert_to(jsonb_build_array(r.id, r.dataset_id, r.row_id, r.op, r.before,
-                                               r.after)::text, 'UTF8')),
-           ''::bytea ORDER BY r.id), ''::bytea)), 'hex')
-    FROM audit.row_change r WHERE r.changeset_id = p_changeset
+  SELECT encode(sha256(
+    coalesce((SELECT string_agg(
+                sha256(convert_to(jsonb_build_array(r.id, r.dataset_id, r.row_id, r.op, r.before,
+                                                    r.after)::text, 'UTF8')),
+                ''::bytea ORDER BY r.id)
+                FROM audit.row_change r WHERE r.changeset_id = p_changeset), ''::bytea)
+    || coalesce((SELECT string_agg(
+                sha256(convert_to(jsonb_build_array('bulk', b.id, b.dataset_id, b.upload_id,
+                                                    b.first_row_id, b.last_row_id, b.row_count,
+                                                    b.columns, b.compression,
+                                                    b.content_sha256)::text, 'UTF8')),
+                ''::bytea ORDER BY b.id)
+                FROM audit.bulk_load b WHERE b.changeset_id = p_changeset), ''::bytea)
+  ), 'hex')
 $$;
 
 CREATE FUNCTION audit.changeset_header(c audit.changeset) RETURNS text
@@ -201,12 +245,22 @@ DECLARE
   c audit.changeset;
   head audit.chain_head;
   n_ins bigint; n_upd bigint; n_del bigint;
+  unconfirmed bigint;
   rows_hash text;
 BEGIN
   SELECT count(*) FILTER (WHERE op = 'insert'), count(*) FILTER (WHERE op = 'update'),
          count(*) FILTER (WHERE op = 'delete')
     INTO n_ins, n_upd, n_del
     FROM audit.row_change WHERE changeset_id = NEW.id;
+  SELECT n_ins + coalesce(sum(row_count), 0) INTO n_ins
+    FROM audit.bulk_load WHERE changeset_id = NEW.id;
+  SELECT min(id) INTO unconfirmed FROM audit.bulk_load
+   WHERE changeset_id = NEW.id
+     AND current_setting('audit.bulk_load_confirmed_' || id, true) IS DISTINCT FROM 'on';
+  IF unconfirmed IS NOT NULL THEN
+    RAISE EXCEPTION 'bulk load % of changeset % was declared but its rows were never loaded',
+      unconfirmed, NEW.id USING ERRCODE = 'integrity_constraint_violation';
+  END IF;
   rows_hash := audit.rows_hash(NEW.id);
 
   SELECT * INTO head FROM audit.chain_head WHERE id = 1 FOR UPDATE;
