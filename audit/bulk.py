@@ -1,42 +1,46 @@
 """Bulk loads: many rows into a dataset table in one COPY, audited as one record.
 
-Capturing a million inserted rows as a million JSONB images costs several times the load
-itself. A bulk load instead keeps the exact COPY stream once (``audit.bulk_load``, compressed,
-with its SHA-256, the column names and types, and the ``_row_id`` range), inside the changeset's
-hash. The capture trigger checks the rows COPY inserted are exactly that range, and
-``audit.trail`` rebuilds them by replaying the stream through COPY into the same types.
+Capturing a million inserted rows as a million JSONB images costs several times the load itself.
+In bulk mode the capture trigger writes one ``audit.bulk_load`` row instead, from what COPY
+really inserted (the ``_row_id`` range, the count, the column types), and this module stores the
+exact COPY stream beside it in ``audit.bulk_content`` (compressed in a thread while COPY runs).
+The seal refuses a bulk load without content, the hash chain covers both, and ``audit.trail``
+rebuilds the rows by replaying the stream through COPY into the recorded types.
 
-    first = reserve_row_ids(session=s, table_name=t, count=len(frame))
-    csv_bytes = ...   # no header; _row_id first (first, first+1, ...), then `columns` in order
-    bulk_insert(session=s, changeset_id=cs, dataset_id=d, table_name=t, columns=cols,
-                first_row_id=first, row_count=len(frame), csv_bytes=csv_bytes)
+    first = reserve_row_ids(session=s, table_name=t, count=n)
+    csv_bytes = ...  # CSV, no header: _row_id (first, first+1, ...), then the user columns
+    bulk_insert(session=s, changeset_id=cs, table_name=t, columns=cols, csv_bytes=csv_bytes)
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import struct
 import zlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from audit.capture import DATA_SCHEMA, qualified_table
 from portal.errors import AuditError
-from portal.models import BulkLoad
+from portal.models import BulkContent, BulkLoad
 
-COMPRESSION_LEVEL = 1  # fast: the stream is kept for audit, read back rarely
+COMPRESSION_LEVEL = 1  # fast: the stream is kept for audit and read back rarely
+BULK_WORK_MEM = "1GB"
+PGCOPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 
 
 @dataclass(frozen=True)
 class BulkLoadResult:
-    bulk_load_id: int
-    first_row_id: int
-    last_row_id: int
+    bulk_load_id: int | None  # None when there were no rows
+    first_row_id: int | None
+    last_row_id: int | None
     row_count: int
 
 
@@ -54,81 +58,114 @@ def reserve_row_ids(*, session: Session, table_name: str, count: int) -> int:
     return first
 
 
-def column_types(*, session: Session, table_name: str, columns: Sequence[str]) -> list[list[str]]:
-    """``[[name, type], ...]`` for ``columns`` of ``data.<table_name>``, types as PostgreSQL
-    writes them (``numeric(12,2)``, ``timestamp with time zone``)."""
-    rows = session.execute(
-        text(
-            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
-            " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = :schema AND c.relname = :table AND a.attnum > 0"
-            " AND NOT a.attisdropped"
-        ),
-        {"schema": DATA_SCHEMA, "table": table_name},
-    ).all()
-    types: dict[str, str] = {row[0]: row[1] for row in rows}
-    missing = [c for c in columns if c not in types]
-    if missing:
-        raise AuditError(f"data.{table_name} has no column(s) {', '.join(missing)}")
-    return [[c, types[c]] for c in columns]
+def user_columns(*, session: Session, table_name: str) -> list[str]:
+    """The table's columns other than ``_row_id`` and ``_version``, in table order."""
+    return list(
+        session.scalars(
+            text(
+                "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = :schema AND c.relname = :table AND a.attnum > 0"
+                " AND NOT a.attisdropped AND a.attname NOT IN ('_row_id', '_version')"
+                " ORDER BY a.attnum"
+            ),
+            {"schema": DATA_SCHEMA, "table": table_name},
+        )
+    )
 
 
 def bulk_insert(
     *,
     session: Session,
     changeset_id: int,
-    dataset_id: int,
     table_name: str,
     columns: Sequence[str],
-    first_row_id: int,
-    row_count: int,
     csv_bytes: bytes,
     upload_id: int | None = None,
 ) -> BulkLoadResult:
-    """Record the bulk load, then COPY ``csv_bytes`` into ``data.<table_name>``.
+    """COPY ``csv_bytes`` into ``data.<table_name>`` as one audited bulk load.
 
-    ``csv_bytes`` is CSV without a header: ``_row_id`` (``first_row_id`` onwards, one per row),
-    then ``columns`` in order; an unquoted empty field is NULL.
+    ``csv_bytes`` is CSV without a header: ``_row_id`` (consecutive values, from
+    ``reserve_row_ids``), then every user column in table order; an unquoted empty field is NULL.
 
     Raises:
-        AuditError: a column does not exist.
-        sqlalchemy.exc.DBAPIError: the rows inserted are not the declared range (the capture
-            trigger refuses), or a value breaks the table's types or constraints.
+        AuditError: ``columns`` are not the table's user columns in order.
+        sqlalchemy.exc.DBAPIError: a value breaks the table's types or constraints, or the
+            ``_row_id`` values are not consecutive.
     """
-    typed = column_types(session=session, table_name=table_name, columns=columns)
-    last_row_id = first_row_id + row_count - 1
-    bulk_id: int = session.execute(
-        insert(BulkLoad)
-        .values(
-            changeset_id=changeset_id,
-            dataset_id=dataset_id,
-            upload_id=upload_id,
-            first_row_id=first_row_id,
-            last_row_id=last_row_id,
-            row_count=row_count,
-            columns=typed,
-            compression="zlib",
-            content=zlib.compress(csv_bytes, COMPRESSION_LEVEL),
-            content_sha256=hashlib.sha256(csv_bytes).hexdigest(),
+    expected = user_columns(session=session, table_name=table_name)
+    if list(columns) != expected:
+        raise AuditError(
+            f"a bulk load into data.{table_name} must carry its columns {expected} in that order,"
+            f" not {list(columns)}"
         )
-        .returning(BulkLoad.id)
-    ).scalar_one()
-    session.execute(select(func.set_config("portal.bulk_load_id", str(bulk_id), True)))
-    copy_into(session, qualified_table(session, table_name), ["_row_id", *columns], csv_bytes)
-    return BulkLoadResult(bulk_id, first_row_id, last_row_id, row_count)
+    digest = hashlib.sha256(csv_bytes).hexdigest()
+    with ThreadPoolExecutor(max_workers=1) as pool:  # zlib releases the GIL: overlaps the COPY
+        compressed = pool.submit(zlib.compress, csv_bytes, COMPRESSION_LEVEL)
+        session.execute(select(func.set_config("portal.bulk_load", "on", True)))
+        # The capture trigger's transition table holds every inserted row; with the default
+        # work_mem (4 MB) it spills to a temporary file. Keep it in memory for this transaction.
+        session.execute(select(func.set_config("work_mem", BULK_WORK_MEM, True)))
+        # A failed COPY aborts the transaction, and with it these transaction-local settings.
+        copy_into(session, qualified_table(session, table_name), ["_row_id", *columns], csv_bytes)
+        session.execute(select(func.set_config("portal.bulk_load", "off", True)))
+        content = compressed.result()
+    bulk = session.execute(
+        select(BulkLoad.id, BulkLoad.first_row_id, BulkLoad.last_row_id, BulkLoad.row_count)
+        .where(BulkLoad.changeset_id == changeset_id)
+        .order_by(BulkLoad.id.desc())
+        .limit(1)
+    ).one_or_none()
+    if bulk is None:  # no rows: nothing was loaded, nothing to record
+        return BulkLoadResult(None, None, None, 0)
+    _insert_content(session, bulk.id, upload_id, content, digest)
+    return BulkLoadResult(bulk.id, bulk.first_row_id, bulk.last_row_id, bulk.row_count)
+
+
+def _insert_content(
+    session: Session, bulk_load_id: int, upload_id: int | None, content: bytes, digest: str
+) -> None:
+    """Insert the ``audit.bulk_content`` row with a binary COPY: tens of megabytes of bytea
+    travel as raw bytes, not as a hex literal the server must parse."""
+    fields: list[bytes | None] = [
+        struct.pack("!q", bulk_load_id),
+        None if upload_id is None else struct.pack("!q", upload_id),
+        b"zlib",
+        content,
+        digest.encode(),
+    ]
+    stream = io.BytesIO()
+    stream.write(PGCOPY_SIGNATURE + struct.pack("!ii", 0, 0) + struct.pack("!h", len(fields)))
+    for field in fields:
+        stream.write(struct.pack("!i", -1) if field is None else struct.pack("!i", len(field)))
+        stream.write(field or b"")
+    stream.write(struct.pack("!h", -1))
+    _copy(
+        session,
+        "COPY audit.bulk_content (bulk_load_id, upload_id, compression, content, content_sha256)"
+        " FROM STDIN WITH (FORMAT binary)",
+        stream.getvalue(),
+    )
 
 
 def copy_into(session: Session, table: str, columns: Sequence[str], csv_bytes: bytes) -> None:
-    """``COPY table (columns) FROM STDIN (FORMAT csv)`` on the session's connection."""
+    """``COPY table (columns) FROM STDIN (FORMAT csv)`` on the session's connection.
+
+    Raises:
+        sqlalchemy.exc.DBAPIError: as ``Session.execute`` would, for the same database errors.
+    """
     preparer = session.get_bind().dialect.identifier_preparer
     column_list = ", ".join(preparer.quote(c) for c in columns)
-    statement = f"COPY {table} ({column_list}) FROM STDIN WITH (FORMAT csv)"
+    _copy(session, f"COPY {table} ({column_list}) FROM STDIN WITH (FORMAT csv)", csv_bytes)
+
+
+def _copy(session: Session, statement: str, data: bytes) -> None:
     dialect = session.get_bind().dialect
     raw: Any = session.connection().connection.dbapi_connection
     try:
         with raw.cursor() as cur:
-            cur.copy_expert(statement, io.BytesIO(csv_bytes))
-    except dialect.loaded_dbapi.Error as exc:  # the same exception types as session.execute
+            cur.copy_expert(statement, io.BytesIO(data))
+    except dialect.loaded_dbapi.Error as exc:
         raise DBAPIError.instance(
             statement, None, exc, dialect.loaded_dbapi.Error, dialect=dialect
         ) from exc
@@ -138,14 +175,19 @@ def read_content(*, session: Session, bulk_load_id: int) -> bytes:
     """The bulk load's COPY stream, decompressed.
 
     Raises:
-        AuditError: the stored stream no longer matches its recorded SHA-256.
+        AuditError: the content is missing or no longer matches its recorded SHA-256.
     """
     row = session.execute(
-        select(BulkLoad.compression, BulkLoad.content, BulkLoad.content_sha256).where(
-            BulkLoad.id == bulk_load_id
+        select(BulkContent.compression, BulkContent.content, BulkContent.content_sha256).where(
+            BulkContent.bulk_load_id == bulk_load_id
         )
-    ).one()
-    data = zlib.decompress(row.content) if row.compression == "zlib" else bytes(row.content)
+    ).one_or_none()
+    if row is None:
+        raise AuditError(f"bulk load {bulk_load_id} has no stored rows")
+    try:
+        data = zlib.decompress(row.content) if row.compression == "zlib" else bytes(row.content)
+    except zlib.error as exc:
+        raise AuditError(f"bulk load {bulk_load_id}: stored rows are corrupt ({exc})") from None
     if hashlib.sha256(data).hexdigest() != row.content_sha256:
         raise AuditError(f"bulk load {bulk_load_id}: stored rows do not match their SHA-256")
     return data

@@ -18,13 +18,14 @@ PostgreSQL prints them (``column::text``), since jsonb text output is canonical.
 
        row_line = [id, dataset_id, row_id, op, before, after]        (before/after: object or null)
 
-   then for each bulk load of the changeset (``audit.bulk_load``), in ascending id::
+   then for each bulk load of the changeset (``audit.bulk_load`` joined to its
+   ``audit.bulk_content``), in ascending id::
 
-       bulk_line = ["bulk", id, dataset_id, upload_id, first_row_id, last_row_id, row_count,
-                    columns, compression, content_sha256]
+       bulk_line = ["bulk", id, dataset_id, first_row_id, last_row_id, row_count, columns,
+                    upload_id, compression, content_sha256]
 
    (``columns`` is the jsonb array of ``[name, type]`` pairs; ``content_sha256`` is the SHA-256
-   of the decompressed COPY stream, which the verifier also recomputes.)
+   of the decompressed COPY stream, which the verifier also recomputes from the stored bytes.)
 
 2. ``rows_hash = sha256(sha256(line_1) || sha256(line_2) || ...)`` over the raw 32-byte digests
    of those lines in that order; with none, ``sha256("")``.
@@ -95,13 +96,13 @@ def bulk_line(
     *,
     id: int,
     dataset_id: int,
-    upload_id: int | None,
     first_row_id: int,
     last_row_id: int,
     row_count: int,
     columns: str,
-    compression: str,
-    content_sha256: str,
+    upload_id: int | None,
+    compression: str | None,
+    content_sha256: str | None,
 ) -> str:
     """One bulk load's canonical line; ``columns`` is jsonb text."""
     return _json_array(
@@ -109,11 +110,11 @@ def bulk_line(
             _json_scalar("bulk"),
             str(id),
             str(dataset_id),
-            _json_scalar(upload_id),
             str(first_row_id),
             str(last_row_id),
             str(row_count),
             columns,
+            _json_scalar(upload_id),
             _json_scalar(compression),
             _json_scalar(content_sha256),
         ]
@@ -226,9 +227,10 @@ _ROWS = text(
 
 _BULKS = text(
     """
-    SELECT b.changeset_id, b.id, b.dataset_id, b.upload_id, b.first_row_id, b.last_row_id,
-           b.row_count, b.columns::text AS columns, b.compression, b.content_sha256
+    SELECT b.changeset_id, b.id, b.dataset_id, b.first_row_id, b.last_row_id, b.row_count,
+           b.columns::text AS columns, k.upload_id, k.compression, k.content_sha256
       FROM audit.bulk_load b JOIN audit.changeset c ON c.id = b.changeset_id
+      LEFT JOIN audit.bulk_content k ON k.bulk_load_id = b.id
      WHERE c.seq IS NOT NULL
      ORDER BY c.seq, b.id
     """

@@ -181,19 +181,19 @@ class RowChange(Base):
 
 
 class BulkLoad(Base):
-    """Rows bulk-loaded into a dataset table in one changeset, kept as the exact COPY stream.
+    """Rows bulk-loaded into a dataset table by one COPY, recorded once instead of row by row.
 
-    A 1,000,000-row upload would cost a million JSONB images in ``row_change``; instead the CSV
-    that was fed to ``COPY`` (``_row_id`` first, then the ``columns`` in order, no header) is kept
-    once, compressed, with its SHA-256 and the declared row-id range. The capture trigger checks
-    that the rows actually inserted match that declaration, the hash chain covers it, and
-    replaying it through ``COPY`` into the same column types rebuilds exactly the rows inserted.
+    A 1,000,000-row upload would cost a million JSONB images in ``row_change``. In bulk mode the
+    capture trigger instead writes this one row, from what COPY really inserted: the ``_row_id``
+    range, the count and the table's column types. The exact COPY stream follows in
+    ``BulkContent``; the seal refuses a changeset whose bulk load has no content, so rows never
+    land unrecorded, and replaying the stream through COPY rebuilds exactly the rows inserted.
     """
 
     __tablename__ = "bulk_load"
     __table_args__ = (
         CheckConstraint(
-            "row_count >= 0 AND last_row_id - first_row_id + 1 = row_count", name="range_matches"
+            "row_count >= 1 AND last_row_id - first_row_id + 1 = row_count", name="range_matches"
         ),
         Index("ix_bulk_load_changeset", "changeset_id", "id"),
         Index("ix_bulk_load_dataset", "dataset_id", "id"),
@@ -203,11 +203,23 @@ class BulkLoad(Base):
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
     changeset_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("audit.changeset.id"))
     dataset_id: Mapped[int] = mapped_column(BigInteger)
-    upload_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("audit.upload.id"))
     first_row_id: Mapped[int] = mapped_column(BigInteger)
     last_row_id: Mapped[int] = mapped_column(BigInteger)
     row_count: Mapped[int] = mapped_column(BigInteger)
     columns: Mapped[list[Any]] = mapped_column(JSONB)
+
+
+class BulkContent(Base):
+    """The exact COPY stream of a bulk load: ``_row_id`` first, then ``BulkLoad.columns`` in
+    order, CSV without a header, compressed, with the SHA-256 of the uncompressed bytes."""
+
+    __tablename__ = "bulk_content"
+    __table_args__ = ({"schema": "audit"},)
+
+    bulk_load_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("audit.bulk_load.id"), primary_key=True, autoincrement=False
+    )
+    upload_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("audit.upload.id"))
     compression: Mapped[str] = mapped_column(Text, server_default="zlib")
     content: Mapped[bytes] = mapped_column(LargeBinary)
     content_sha256: Mapped[str] = mapped_column(Text)

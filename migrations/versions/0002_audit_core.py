@@ -18,7 +18,15 @@ down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-AUDIT_TABLES = ("changeset", "row_change", "event", "upload", "chain_head", "bulk_load")
+AUDIT_TABLES = (
+    "changeset",
+    "row_change",
+    "event",
+    "upload",
+    "chain_head",
+    "bulk_load",
+    "bulk_content",
+)
 
 UPGRADE = r"""
 -- Append-only: nobody, the owner included, may rewrite or remove audit rows. -----------------
@@ -78,6 +86,8 @@ CREATE TRIGGER append_only BEFORE UPDATE ON audit.upload
   FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
 CREATE TRIGGER append_only BEFORE UPDATE ON audit.bulk_load
   FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
+CREATE TRIGGER append_only BEFORE UPDATE ON audit.bulk_content
+  FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
 """
 
 PER_TABLE_GUARDS = r"""
@@ -128,35 +138,41 @@ REVOKE ALL ON FUNCTION audit.current_changeset(bigint) FROM PUBLIC;
 -- so a bulk write costs one INSERT ... SELECT into row_change. Images leave out _row_id (it is
 -- row_change.row_id) and _version (bookkeeping, not data). Updates that change nothing are skipped.
 --
--- Bulk loads: when portal.bulk_load_id names an audit.bulk_load row of this changeset and dataset
--- (inserted just before the COPY, holding the exact COPY stream), the INSERT is recorded by that
--- row instead of one image per row. The trigger checks the rows actually inserted are exactly the
--- declared _row_id range and marks the bulk load confirmed; the seal refuses unconfirmed ones. A
--- bulk load is the last write of its changeset, so replaying row changes, then bulk loads, is exact.
+-- Bulk loads: while portal.bulk_load = 'on' (set by audit/bulk.py around one COPY, inside a
+-- portal changeset), an INSERT is recorded as one audit.bulk_load row written here, from what was
+-- really inserted (the _row_id range, the count, the column types), instead of one image per
+-- row. The exact COPY stream follows in audit.bulk_content; the seal refuses a bulk load without
+-- it. A bulk load is the last write of its changeset, so replaying row changes, then bulk loads,
+-- is exact.
 CREATE FUNCTION audit.capture() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   ds bigint := TG_ARGV[0]::bigint;
   cs bigint := audit.current_changeset(TG_ARGV[0]::bigint);
-  bulk bigint := nullif(current_setting('portal.bulk_load_id', true), '')::bigint;
-  b audit.bulk_load;
-  v_count bigint; v_lo bigint; v_hi bigint;
+  v_count bigint; v_lo bigint; v_hi bigint; v_columns jsonb;
 BEGIN
-  IF bulk IS NOT NULL AND TG_OP = 'INSERT' THEN
-    SELECT * INTO b FROM audit.bulk_load WHERE id = bulk;
-    IF NOT FOUND OR b.changeset_id <> cs OR b.dataset_id <> ds THEN
-      RAISE EXCEPTION 'portal.bulk_load_id = % is not a bulk load of changeset % for dataset %',
-        bulk, cs, ds USING ERRCODE = 'invalid_parameter_value';
+  IF TG_OP = 'INSERT' AND current_setting('portal.bulk_load', true) = 'on' THEN
+    IF (SELECT kind FROM audit.changeset WHERE id = cs) = 'out_of_band' THEN
+      RAISE EXCEPTION 'a bulk load needs a changeset opened by the portal'
+        USING ERRCODE = 'invalid_parameter_value';
     END IF;
     SELECT count(*), min(_row_id), max(_row_id) INTO v_count, v_lo, v_hi FROM new_rows;
-    IF v_count <> b.row_count
-       OR (v_count > 0 AND (v_lo <> b.first_row_id OR v_hi <> b.last_row_id)) THEN
-      RAISE EXCEPTION 'bulk load % declared % rows (_row_id %..%) but % rows (%..%) were inserted',
-        bulk, b.row_count, b.first_row_id, b.last_row_id, v_count, v_lo, v_hi
-        USING ERRCODE = 'integrity_constraint_violation';
+    IF v_count = 0 THEN
+      RETURN NULL;
     END IF;
-    PERFORM set_config('portal.bulk_load_id', '', true);
-    PERFORM set_config('audit.bulk_load_confirmed_' || bulk, 'on', true);
+    IF v_hi - v_lo + 1 <> v_count THEN
+      RAISE EXCEPTION 'a bulk load must insert consecutive _row_id values (got % rows in %..%)',
+        v_count, v_lo, v_hi USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT jsonb_agg(jsonb_build_array(a.attname, format_type(a.atttypid, a.atttypmod))
+                     ORDER BY a.attnum)
+      INTO v_columns
+      FROM pg_attribute a
+     WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped
+       AND a.attname NOT IN ('_row_id', '_version');
+    INSERT INTO audit.bulk_load (changeset_id, dataset_id, first_row_id, last_row_id, row_count,
+                                 columns)
+    VALUES (cs, ds, v_lo, v_hi, v_count, v_columns);
     RETURN NULL;
   END IF;
   IF EXISTS (SELECT 1 FROM audit.bulk_load WHERE changeset_id = cs) THEN
@@ -195,8 +211,9 @@ SEAL = r"""
 -- Tamper evidence. -----------------------------------------------------------------------------
 -- Canonical encoding v1 (see audit/chain.py for the full description and the Python twin):
 --   row_line  = jsonb_build_array(id, dataset_id, row_id, op, before, after)::text
---   bulk_line = jsonb_build_array('bulk', id, dataset_id, upload_id, first_row_id, last_row_id,
---                 row_count, columns, compression, content_sha256)::text
+--   bulk_line = jsonb_build_array('bulk', b.id, b.dataset_id, b.first_row_id, b.last_row_id,
+--                 b.row_count, b.columns, c.upload_id, c.compression, c.content_sha256)::text
+--               for audit.bulk_load b and its audit.bulk_content c
 --   rows_hash = sha256(concatenation of sha256(row_line) over the changeset's row changes by id,
 --                      then of sha256(bulk_line) over its bulk loads by id)
 --   header    = jsonb_build_array('portal-audit/1', seq, id, kind, dataset_id, actor_username,
@@ -212,12 +229,13 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                 ''::bytea ORDER BY r.id)
                 FROM audit.row_change r WHERE r.changeset_id = p_changeset), ''::bytea)
     || coalesce((SELECT string_agg(
-                sha256(convert_to(jsonb_build_array('bulk', b.id, b.dataset_id, b.upload_id,
-                                                    b.first_row_id, b.last_row_id, b.row_count,
-                                                    b.columns, b.compression,
-                                                    b.content_sha256)::text, 'UTF8')),
+                sha256(convert_to(jsonb_build_array('bulk', b.id, b.dataset_id, b.first_row_id,
+                                                    b.last_row_id, b.row_count, b.columns,
+                                                    c.upload_id, c.compression,
+                                                    c.content_sha256)::text, 'UTF8')),
                 ''::bytea ORDER BY b.id)
-                FROM audit.bulk_load b WHERE b.changeset_id = p_changeset), ''::bytea)
+                FROM audit.bulk_load b LEFT JOIN audit.bulk_content c ON c.bulk_load_id = b.id
+               WHERE b.changeset_id = p_changeset), ''::bytea)
   ), 'hex')
 $$;
 
@@ -254,11 +272,11 @@ BEGIN
     FROM audit.row_change WHERE changeset_id = NEW.id;
   SELECT n_ins + coalesce(sum(row_count), 0) INTO n_ins
     FROM audit.bulk_load WHERE changeset_id = NEW.id;
-  SELECT min(id) INTO unconfirmed FROM audit.bulk_load
-   WHERE changeset_id = NEW.id
-     AND current_setting('audit.bulk_load_confirmed_' || id, true) IS DISTINCT FROM 'on';
+  SELECT min(b.id) INTO unconfirmed FROM audit.bulk_load b
+   WHERE b.changeset_id = NEW.id
+     AND NOT EXISTS (SELECT 1 FROM audit.bulk_content k WHERE k.bulk_load_id = b.id);
   IF unconfirmed IS NOT NULL THEN
-    RAISE EXCEPTION 'bulk load % of changeset % was declared but its rows were never loaded',
+    RAISE EXCEPTION 'bulk load % of changeset % has no recorded content: its rows cannot be audited',
       unconfirmed, NEW.id USING ERRCODE = 'integrity_constraint_violation';
   END IF;
   rows_hash := audit.rows_hash(NEW.id);

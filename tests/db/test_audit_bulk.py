@@ -12,6 +12,7 @@ from audit.bulk import bulk_insert, reserve_row_ids
 from audit.chain import verify
 from audit.changesets import open_changeset
 from audit.trail import dataset_state
+from portal.errors import AuditError
 from tests.conftest import DatabaseHandle
 from tests.factories import copy_csv, make_captured_table
 
@@ -33,7 +34,7 @@ def table(fresh_db: DatabaseHandle) -> str:
         return make_captured_table(s, dataset_id=DATASET)
 
 
-def _load(s: Session, table: str, rows=ROWS, *, declared: int | None = None) -> int:
+def _load(s: Session, table: str, rows=ROWS, *, first: int | None = None) -> int:
     cs = open_changeset(
         session=s,
         kind="upload",
@@ -42,16 +43,13 @@ def _load(s: Session, table: str, rows=ROWS, *, declared: int | None = None) -> 
         dataset_id=DATASET,
         reason="import",
     )
-    first = reserve_row_ids(session=s, table_name=table, count=len(rows))
+    reserved = reserve_row_ids(session=s, table_name=table, count=len(rows))
     bulk_insert(
         session=s,
         changeset_id=cs,
-        dataset_id=DATASET,
         table_name=table,
         columns=COLUMNS,
-        first_row_id=first,
-        row_count=len(rows) if declared is None else declared,
-        csv_bytes=copy_csv(first, rows),
+        csv_bytes=copy_csv(reserved if first is None else first, rows),
     )
     return cs
 
@@ -94,29 +92,52 @@ def test_bulk_load_is_one_audit_record_and_replays_exactly(
         assert verify(session=s).ok
 
 
-def test_rows_that_do_not_match_the_declaration_are_refused(
-    fresh_db: DatabaseHandle, table: str
-) -> None:
-    with Session(fresh_db.app) as s, pytest.raises(DBAPIError, match="declared 3 rows"), s.begin():
-        _load(s, table, ROWS[:2], declared=3)
-    assert _table_state(fresh_db, table) == {}
-
-
-def test_declared_but_never_loaded_bulk_load_fails_the_commit(
-    fresh_db: DatabaseHandle, table: str
-) -> None:
-    with Session(fresh_db.app) as s, pytest.raises(DBAPIError, match="never loaded"), s.begin():
+def test_rows_without_consecutive_ids_are_refused(fresh_db: DatabaseHandle, table: str) -> None:
+    stream = copy_csv(1, ROWS[:1]) + copy_csv(5, ROWS[1:2])  # ids 1 and 5
+    with Session(fresh_db.app) as s, pytest.raises(DBAPIError, match="consecutive"), s.begin():
         cs = open_changeset(
             session=s, kind="upload", actor_username="a", actor_display_name="A", dataset_id=DATASET
         )
-        s.execute(
-            text(
-                "INSERT INTO audit.bulk_load (changeset_id, dataset_id, first_row_id, last_row_id,"
-                " row_count, columns, content, content_sha256)"
-                " VALUES (:cs, :ds, 1, 5, 5, '[]', '\\x00', 'x')"
-            ),
-            {"cs": cs, "ds": DATASET},
+        bulk_insert(session=s, changeset_id=cs, table_name=table, columns=COLUMNS, csv_bytes=stream)
+    assert _table_state(fresh_db, table) == {}
+
+
+def test_wrong_column_order_is_refused_before_anything_is_written(
+    fresh_db: DatabaseHandle, table: str
+) -> None:
+    with Session(fresh_db.app) as s, pytest.raises(AuditError, match="in that order"), s.begin():
+        cs = open_changeset(
+            session=s, kind="upload", actor_username="a", actor_display_name="A", dataset_id=DATASET
         )
+        bulk_insert(
+            session=s,
+            changeset_id=cs,
+            table_name=table,
+            columns=COLUMNS[::-1],
+            csv_bytes=copy_csv(1, ROWS),
+        )
+
+
+def test_bulk_rows_without_recorded_content_fail_the_commit(
+    fresh_db: DatabaseHandle, table: str
+) -> None:
+    """Switching bulk mode on by hand and loading rows without their content cannot commit:
+    rows never land unrecorded."""
+    with (
+        Session(fresh_db.app) as s,
+        pytest.raises(DBAPIError, match="no recorded content"),
+        s.begin(),
+    ):
+        open_changeset(
+            session=s,
+            kind="upload",
+            actor_username="a",
+            actor_display_name="A",
+            dataset_id=DATASET,
+        )
+        s.execute(text("SET LOCAL portal.bulk_load = 'on'"))
+        s.execute(text(f"INSERT INTO data.{table} (name) VALUES ('sneaky')"))
+    assert _table_state(fresh_db, table) == {}
     with fresh_db.app.connect() as conn:
         assert conn.scalar(text("SELECT count(*) FROM audit.changeset")) == 0
 
@@ -130,13 +151,11 @@ def test_a_write_after_a_bulk_load_in_the_same_changeset_is_refused(
     assert _table_state(fresh_db, table) == {}
 
 
-def test_bulk_load_without_the_portal_changeset_is_refused(
+def test_bulk_mode_outside_a_portal_changeset_is_refused(
     fresh_db: DatabaseHandle, table: str
 ) -> None:
-    with Session(fresh_db.app) as s, s.begin():
-        _load(s, table)
-    with fresh_db.app.connect() as conn, pytest.raises(DBAPIError, match="not a bulk load"):
-        conn.execute(text("SET portal.bulk_load_id = '1'"))  # someone else's, already sealed
+    with fresh_db.app.connect() as conn, pytest.raises(DBAPIError, match="opened by the portal"):
+        conn.execute(text("SET portal.bulk_load = 'on'"))
         conn.execute(text(f"INSERT INTO data.{table} (name) VALUES ('sneaky')"))
 
 
@@ -148,9 +167,46 @@ def test_tampered_bulk_content_is_named_by_verify(fresh_db: DatabaseHandle, tabl
     with fresh_db.superuser.begin() as conn:
         conn.execute(text("SET session_replication_role = replica"))
         conn.execute(
-            text("UPDATE audit.bulk_load SET content = '\\x789c030000000001' WHERE id = 2")
+            text(
+                "UPDATE audit.bulk_content SET content = '\\x789c030000000001' WHERE bulk_load_id = 2"
+            )
         )  # zlib of b""
     with Session(fresh_db.app) as s:
         result = verify(session=s)
     assert (result.ok, result.failed_seq) == (False, 2)
     assert "do not match their SHA-256" in (result.problem or "")
+
+
+def test_bulk_content_links_its_upload(fresh_db: DatabaseHandle, table: str) -> None:
+    with Session(fresh_db.app) as s, s.begin():
+        upload = s.scalar(
+            text(
+                "INSERT INTO audit.upload (actor_username, filename, size_bytes, sha256,"
+                " mime_type, content) VALUES ('ann', 'f.csv', 3, 'x', 'text/csv', '\\x00')"
+                " RETURNING id"
+            )
+        )
+        cs = open_changeset(
+            session=s,
+            kind="upload",
+            actor_username="ann",
+            actor_display_name="Ann",
+            dataset_id=DATASET,
+        )
+        first = reserve_row_ids(session=s, table_name=table, count=len(ROWS))
+        result = bulk_insert(
+            session=s,
+            changeset_id=cs,
+            table_name=table,
+            columns=COLUMNS,
+            csv_bytes=copy_csv(first, ROWS),
+            upload_id=upload,
+        )
+    assert (result.first_row_id, result.last_row_id, result.row_count) == (1, 4, 4)
+    with fresh_db.app.connect() as conn:
+        stored = conn.execute(
+            text("SELECT bulk_load_id, upload_id, compression FROM audit.bulk_content")
+        ).one()
+    assert tuple(stored) == (result.bulk_load_id, upload, "zlib")
+    with Session(fresh_db.app) as s:
+        assert verify(session=s).ok

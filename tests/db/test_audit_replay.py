@@ -61,11 +61,8 @@ def _apply(db: DatabaseHandle, table: str, dataset: int, op: tuple, serial: int)
             bulk_insert(
                 session=s,
                 changeset_id=cs,
-                dataset_id=dataset,
                 table_name=table,
                 columns=["name", "qty", "price", "note"],
-                first_row_id=first,
-                row_count=len(rows),
                 csv_bytes=copy_csv(first, rows),
             )
         elif kind == "insert":

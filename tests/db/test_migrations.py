@@ -13,7 +13,15 @@ from tests.conftest import DatabaseHandle, create_database, drop_database
 
 pytestmark = pytest.mark.db
 
-AUDIT_TABLES = ("changeset", "row_change", "event", "upload", "chain_head", "bulk_load")
+AUDIT_TABLES = (
+    "changeset",
+    "row_change",
+    "event",
+    "upload",
+    "chain_head",
+    "bulk_load",
+    "bulk_content",
+)
 # a plain (non-identity) column of each, so UPDATE reaches the privilege check
 SOME_COLUMN = {
     "changeset": "kind",
@@ -22,6 +30,7 @@ SOME_COLUMN = {
     "upload": "filename",
     "chain_head": "seq",
     "bulk_load": "row_count",
+    "bulk_content": "compression",
 }
 
 
@@ -107,18 +116,25 @@ def test_app_role_can_append_to_and_read_audit(fresh_db: DatabaseHandle) -> None
             {"cs": cs},
         )
     with fresh_db.app.connect() as conn:
-        for table in set(AUDIT_TABLES) - {"bulk_load"}:
+        for table in set(AUDIT_TABLES) - {"bulk_load", "bulk_content"}:
             assert conn.scalar(text(f"SELECT count(*) FROM audit.{table}")) >= 1
-        # a bulk load needs its rows loaded before COMMIT; the INSERT itself is allowed
-        conn.execute(
+        # bulk loads are written by the capture trigger and must be complete by COMMIT;
+        # the app role may still insert and read them
+        bulk = conn.scalar(
             text(
                 "INSERT INTO audit.bulk_load (changeset_id, dataset_id, first_row_id,"
-                " last_row_id, row_count, columns, content, content_sha256)"
-                " VALUES (:cs, 1, 1, 1, 1, '[]', '\\x00', 'x')"
+                " last_row_id, row_count, columns) VALUES (:cs, 1, 1, 1, 1, '[]') RETURNING id"
             ),
             {"cs": cs},
         )
-        assert conn.scalar(text("SELECT count(*) FROM audit.bulk_load")) == 1
+        conn.execute(
+            text(
+                "INSERT INTO audit.bulk_content (bulk_load_id, content, content_sha256)"
+                " VALUES (:b, '\\x00', 'x')"
+            ),
+            {"b": bulk},
+        )
+        assert conn.scalar(text("SELECT count(*) FROM audit.bulk_content")) == 1
         conn.rollback()
 
 

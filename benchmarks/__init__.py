@@ -1,0 +1,1 @@
+"""Benchmarks: each prints measured ratios against a baseline run in the same process."""

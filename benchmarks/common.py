@@ -1,0 +1,62 @@
+"""A throw-away PostgreSQL cluster (default durability settings) and timing helpers."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from portal import migrate
+from portal.embedded import ClusterInfo, EmbeddedPostgres
+
+TEN_COLUMNS = (
+    "name text NOT NULL, amount bigint, price numeric(14,2), day date, active boolean,"
+    " category text, description text, score integer, code text, total bigint"
+)
+COLUMN_NAMES = [
+    "name",
+    "amount",
+    "price",
+    "day",
+    "active",
+    "category",
+    "description",
+    "score",
+    "code",
+    "total",
+]
+
+
+@contextmanager
+def cluster() -> Iterator[ClusterInfo]:
+    base = Path(tempfile.mkdtemp(prefix="portal-bench-", dir="/tmp"))
+    base.chmod(0o755)
+    pg = EmbeddedPostgres(base)
+    info = pg.start()
+    try:
+        migrate.upgrade(info.url("owner"))
+        yield info
+    finally:
+        pg.stop()
+
+
+def csv_rows(first_row_id: int, count: int) -> bytes:
+    """``count`` rows of the ten typed columns, ``_row_id`` first, as a COPY CSV stream."""
+    lines = [
+        f'{first_row_id + i},"name {i}",{i},{i * 1.5:.2f},2024-01-{i % 28 + 1:02d},'
+        f'{"t" if i % 2 else "f"},"cat{i % 7}","some text, {i}",{i % 1000},"x{i}",{i * 3}\n'
+        for i in range(count)
+    ]
+    return "".join(lines).encode()
+
+
+def median_seconds(fn: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
