@@ -168,7 +168,8 @@ def test_tampered_bulk_content_is_named_by_verify(fresh_db: DatabaseHandle, tabl
         conn.execute(text("SET session_replication_role = replica"))
         conn.execute(
             text(
-                "UPDATE audit.bulk_content SET content = '\\x789c030000000001' WHERE bulk_load_id = 2"
+                "UPDATE audit.bulk_content SET content = '\\x789c030000000001'"
+                " WHERE bulk_load_id = 2"
             )
         )  # zlib of b""
     with Session(fresh_db.app) as s:
