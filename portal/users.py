@@ -6,7 +6,8 @@ The rules live here so the Users page and the ``portal user`` command behave the
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import bcrypt
@@ -21,6 +22,12 @@ from portal.models import ROLES, User
 MIN_PASSWORD_CHARS = 12
 MAX_PASSWORD_BYTES = 72  # bcrypt ignores (newer versions refuse) anything past 72 bytes
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+def database_now(session: Session) -> datetime:
+    """The database's clock: sign-in times, lock-outs and password changes are compared on it."""
+    now: datetime = session.execute(select(func.clock_timestamp())).scalar_one()
+    return now
 
 
 def normalise_username(username: str) -> str:
@@ -102,6 +109,44 @@ def list_users(*, session: Session) -> list[User]:
     return list(session.scalars(select(User).order_by(User.username)))
 
 
+@dataclass(frozen=True)
+class UserSummary:
+    """One account as the Users page and ``portal user list`` show it."""
+
+    username: str
+    display_name: str
+    email: str | None
+    role: str
+    active: bool
+    locked_until: datetime | None
+    failed_attempts: int
+    must_change_password: bool
+    last_sign_in_at: datetime | None
+
+    @property
+    def locked(self) -> bool:
+        return self.locked_until is not None
+
+
+def summarise_users(*, session: Session) -> list[UserSummary]:
+    """Every account, ordered by username; ``locked_until`` only for locks still in force."""
+    now = database_now(session)
+    return [
+        UserSummary(
+            username=u.username,
+            display_name=u.display_name,
+            email=u.email,
+            role=u.role,
+            active=u.active,
+            locked_until=u.locked_until if u.locked_until and u.locked_until > now else None,
+            failed_attempts=u.failed_attempts,
+            must_change_password=u.must_change_password,
+            last_sign_in_at=u.last_sign_in_at,
+        )
+        for u in list_users(session=session)
+    ]
+
+
 def _admin_event(session: Session, actor: Actor, target: str, action: str, **detail: Any) -> None:
     record_event(
         session=session,
@@ -142,7 +187,7 @@ def create_user(
         role=role,
         password_hash=hash_password(password),
         must_change_password=must_change_password,
-        password_changed_at=datetime.now(UTC),
+        password_changed_at=database_now(session),
     )
     session.add(user)
     session.flush()
@@ -175,22 +220,32 @@ def set_role(*, session: Session, actor: Actor, username: str, role: str) -> Use
         _guard_last_admin(session, user)
     old = user.role
     user.role = role
-    user.updated_at = datetime.now(UTC)
+    user.updated_at = database_now(session)
     session.flush()
     _admin_event(session, actor, user.username, "set_role", old_role=old, new_role=role)
     return user
 
 
 def set_active(*, session: Session, actor: Actor, username: str, active: bool) -> User:
-    """Enable or disable an account. Raises: PermissionDenied, NotFound."""
+    """Enable or disable an account; a disabled user loses access at their next click.
+
+    Raises:
+        PermissionDenied: the actor is not an admin, is disabling their own account, or the user
+            is the last active admin.
+        NotFound: no such user.
+    """
     _require_admin(actor)
     user = get_user(session=session, username=username, for_update=True)
     if user.active == active:
         return user
     if not active:
+        if user.username == actor.username:
+            raise PermissionDenied(
+                "You cannot disable your own account; ask another admin to do it."
+            )
         _guard_last_admin(session, user)
     user.active = active
-    user.updated_at = datetime.now(UTC)
+    user.updated_at = database_now(session)
     session.flush()
     _admin_event(session, actor, user.username, "enable" if active else "disable")
     return user
@@ -210,7 +265,8 @@ def reset_password(
     check_password(password, username=user.username)
     user.password_hash = hash_password(password)
     user.must_change_password = must_change_password
-    user.password_changed_at = user.updated_at = datetime.now(UTC)
+    # Sessions and cookies that began before this moment end (portal.signin.resume).
+    user.password_changed_at = user.updated_at = database_now(session)
     session.flush()
     _admin_event(session, actor, user.username, "reset_password")
     return user
@@ -222,7 +278,7 @@ def unlock(*, session: Session, actor: Actor, username: str) -> User:
     user = get_user(session=session, username=username, for_update=True)
     user.failed_attempts = 0
     user.locked_until = None
-    user.updated_at = datetime.now(UTC)
+    user.updated_at = database_now(session)
     session.flush()
     _admin_event(session, actor, user.username, "unlock")
     return user

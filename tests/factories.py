@@ -42,3 +42,37 @@ def copy_csv(first_row_id: int, rows: list[tuple[object, ...]]) -> bytes:
         ",".join([str(first_row_id + offset), *map(field, row)]) for offset, row in enumerate(rows)
     )
     return "".join(line + "\n" for line in lines).encode()
+
+
+def make_user(
+    session: Session,
+    *,
+    role: str = "viewer",
+    username: str | None = None,
+    password: str | None = None,
+    display_name: str | None = None,
+    active: bool = True,
+    must_change_password: bool = False,
+) -> tuple[str, str]:
+    """An account inserted directly (no audit event; a cheap bcrypt hash, which checks the same
+    way). Returns (username, password)."""
+    import bcrypt
+    from sqlalchemy import func
+
+    from portal.models import User
+
+    username = username or unique_name("u").replace("_", "-")
+    password = password or f"pw {secrets.token_urlsafe(12)}"
+    session.add(
+        User(
+            username=username,
+            display_name=display_name or username.title(),
+            role=role,
+            active=active,
+            must_change_password=must_change_password,
+            password_hash=bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode(),
+            password_changed_at=func.now(),
+        )
+    )
+    session.flush()
+    return username, password

@@ -1,0 +1,381 @@
+"""Signing in against real PostgreSQL: passwords, lock-out, no user enumeration, revocation, and
+the audit events each leaves."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from portal import signin
+from portal.actor import cli_actor
+from portal.errors import AuthError, PermissionDenied, ValidationError
+from portal.signin import WRONG_CREDENTIALS
+from portal.users import set_active, set_role, unlock
+from tests.conftest import DatabaseHandle
+from tests.factories import make_user
+
+pytestmark = pytest.mark.db
+
+
+def new_user(db: DatabaseHandle, **kwargs: Any) -> tuple[str, str]:
+    with Session(db.app) as s, s.begin():
+        return make_user(s, **kwargs)
+
+
+def events(db: DatabaseHandle, *kinds: str) -> list[dict[str, Any]]:
+    with db.owner.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT kind, actor_username, target, detail FROM audit.event"
+                " WHERE kind = ANY(:kinds) ORDER BY id"
+            ),
+            {"kinds": list(kinds) or ["sign_in", "sign_in_failed", "lock_out", "sign_out"]},
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+def user_row(db: DatabaseHandle, username: str) -> dict[str, Any]:
+    with db.owner.connect() as conn:
+        return dict(
+            conn.execute(text("SELECT * FROM portal.users WHERE username = :u"), {"u": username})
+            .one()
+            ._mapping
+        )
+
+
+def refused(username: str, password: str) -> str:
+    with pytest.raises(AuthError) as info:
+        signin.authenticate(username, password)
+    return str(info.value)
+
+
+def test_right_password_signs_in_and_is_recorded(fresh_db: DatabaseHandle) -> None:
+    name, password = new_user(fresh_db, role="editor")
+    signed = signin.authenticate(f"  {name.upper()} ", password, client_info={"ip": "10.0.0.9"})
+    assert (signed.username, signed.role, signed.actor.role) == (name, "editor", "editor")
+    assert events(fresh_db) == [
+        {
+            "kind": "sign_in",
+            "actor_username": name,
+            "target": name,
+            "detail": {"method": "password", "role": "editor"},
+        }
+    ]
+    row = user_row(fresh_db, name)
+    assert row["last_sign_in_at"] == signed.since
+    assert row["failed_attempts"] == 0
+
+
+def test_wrong_password_and_unknown_user_get_the_same_answer(fresh_db: DatabaseHandle) -> None:
+    name, _ = new_user(fresh_db)
+    assert refused(name, "not the password at all") == WRONG_CREDENTIALS
+    assert refused("nobody-here", "not the password at all") == WRONG_CREDENTIALS
+    assert events(fresh_db) == [
+        {
+            "kind": "sign_in_failed",
+            "actor_username": None,
+            "target": name,
+            "detail": {"reason": "bad_password", "failed_attempts": 1},
+        },
+        {
+            "kind": "sign_in_failed",
+            "actor_username": None,
+            "target": "nobody-here",
+            "detail": {"reason": "unknown_user", "failed_attempts": 1},
+        },
+    ]
+    assert user_row(fresh_db, name)["failed_attempts"] == 1
+
+
+def test_unknown_user_costs_a_bcrypt_check_like_a_real_one(fresh_db: DatabaseHandle) -> None:
+    """No timing shortcut for names that do not exist (the real hash here is full-cost)."""
+    with Session(fresh_db.app) as s, s.begin():
+        from portal.users import create_user
+
+        create_user(
+            session=s,
+            actor=cli_actor(),
+            username="timed",
+            display_name="Timed",
+            role="viewer",
+            password="correct horse battery",
+        )
+
+    def cost(username: str) -> float:
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            with pytest.raises(AuthError):
+                signin.authenticate(username, "wrong horse battery")
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    cost("nobody")  # warm the dummy hash
+    real, unknown = cost("timed"), cost("nobody-at-all")
+    assert unknown > 0.5 * real, (real, unknown)
+
+
+def test_lock_out_after_the_limit_then_open_again_when_it_expires(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PORTAL_LOCKOUT_ATTEMPTS", "3")
+    monkeypatch.setenv("PORTAL_LOCKOUT_MINUTES", "15")
+    name, password = new_user(fresh_db)
+    assert refused(name, "wrong one") == WRONG_CREDENTIALS
+    assert refused(name, "wrong two") == WRONG_CREDENTIALS
+    third = refused(name, "wrong three")
+    assert "locked" in third
+    assert "15 more minutes" in third
+    # Locked: even the right password is refused, without saying it was right.
+    assert "locked" in refused(name, password)
+
+    row = user_row(fresh_db, name)
+    assert row["failed_attempts"] == 3
+    assert row["locked_until"] is not None
+    kinds = [(e["kind"], e["detail"].get("reason")) for e in events(fresh_db)]
+    assert kinds == [
+        ("sign_in_failed", "bad_password"),
+        ("sign_in_failed", "bad_password"),
+        ("sign_in_failed", "bad_password"),
+        ("lock_out", None),
+        ("sign_in_failed", "locked"),
+    ]
+    lock = events(fresh_db, "lock_out")[0]
+    assert lock["actor_username"] == lock["target"] == name
+    assert lock["detail"]["failed_attempts"] == 3
+    assert lock["detail"]["minutes"] == 15
+
+    # The lock runs out (moved into the past rather than waited for): the right password works
+    # and the count starts again.
+    with fresh_db.owner.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE portal.users SET locked_until = now() - interval '1 second'"
+                " WHERE username = :u"
+            ),
+            {"u": name},
+        )
+    assert signin.authenticate(name, password).username == name
+    row = user_row(fresh_db, name)
+    assert (row["failed_attempts"], row["locked_until"]) == (0, None)
+
+
+def test_expired_lock_gives_a_fresh_count(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PORTAL_LOCKOUT_ATTEMPTS", "2")
+    name, _ = new_user(fresh_db)
+    refused(name, "wrong one")
+    assert "locked" in refused(name, "wrong two")
+    with fresh_db.owner.begin() as conn:
+        conn.execute(
+            text("UPDATE portal.users SET locked_until = now() - interval '1 s'"),
+        )
+    assert refused(name, "wrong three") == WRONG_CREDENTIALS
+    assert user_row(fresh_db, name)["failed_attempts"] == 1
+
+
+def test_unknown_user_is_locked_out_just_like_a_real_one(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Otherwise "locked" would tell an attacker which usernames exist."""
+    monkeypatch.setenv("PORTAL_LOCKOUT_ATTEMPTS", "3")
+    real, _ = new_user(fresh_db)
+    answers = {who: [refused(who, f"wrong {i}") for i in range(4)] for who in (real, "ghost-user")}
+    assert answers[real] == answers["ghost-user"]
+    assert answers[real][:2] == [WRONG_CREDENTIALS] * 2
+    assert all("locked" in a for a in answers[real][2:])
+    ghost_locks = [e for e in events(fresh_db, "lock_out") if e["target"] == "ghost-user"]
+    assert len(ghost_locks) == 1
+    assert ghost_locks[0]["detail"]["unknown_user"] is True
+
+    # Its lock expires too, and then counts afresh.
+    with fresh_db.superuser.begin() as conn:
+        conn.execute(text("ALTER TABLE audit.event DISABLE TRIGGER USER"))
+        conn.execute(
+            text(
+                "UPDATE audit.event SET occurred_at = occurred_at - interval '1 hour'"
+                " WHERE target = 'ghost-user'"
+            )
+        )
+        conn.execute(text("ALTER TABLE audit.event ENABLE TRIGGER USER"))
+    assert refused("ghost-user", "again") == WRONG_CREDENTIALS
+
+
+def test_disabled_user_is_refused(fresh_db: DatabaseHandle) -> None:
+    name, password = new_user(fresh_db, active=False)
+    message = refused(name, password)
+    assert "disabled" in message
+    assert refused(name, "a wrong password") == WRONG_CREDENTIALS  # no hint without the password
+    assert [(e["kind"], e["detail"]["reason"]) for e in events(fresh_db)] == [
+        ("sign_in_failed", "disabled"),
+        ("sign_in_failed", "bad_password"),
+    ]
+
+
+def test_admin_unlock_lets_the_user_in(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PORTAL_LOCKOUT_ATTEMPTS", "1")
+    name, password = new_user(fresh_db)
+    assert "locked" in refused(name, "wrong")
+    with Session(fresh_db.app) as s, s.begin():
+        unlock(session=s, actor=cli_actor(), username=name)
+    assert signin.authenticate(name, password).username == name
+    assert [e["detail"] for e in events(fresh_db, "user_admin")] == [{"action": "unlock"}]
+
+
+# -- sessions ---------------------------------------------------------------------------------
+
+
+def test_resume_follows_the_database(fresh_db: DatabaseHandle) -> None:
+    name, password = new_user(fresh_db, role="editor")
+    signed = signin.authenticate(name, password)
+    assert signin.resume(name, since=signed.since).role == "editor"
+
+    with Session(fresh_db.app) as s, s.begin():
+        set_role(session=s, actor=cli_actor(), username=name, role="viewer")
+    assert signin.resume(name, since=signed.since).role == "viewer"
+
+    with Session(fresh_db.app) as s, s.begin():
+        set_active(session=s, actor=cli_actor(), username=name, active=False)
+    with pytest.raises(AuthError, match="disabled"):
+        signin.resume(name, since=signed.since)
+    with pytest.raises(AuthError, match="disabled or no longer exists"):
+        signin.resume("never-existed", since=signed.since)
+
+
+def test_resume_refuses_a_locked_account(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PORTAL_LOCKOUT_ATTEMPTS", "1")
+    name, password = new_user(fresh_db)
+    signed = signin.authenticate(name, password)
+    refused(name, "someone guessing")
+    with pytest.raises(AuthError, match="locked"):
+        signin.resume(name, since=signed.since)
+
+
+def test_sign_out_ends_earlier_sign_ins_only(fresh_db: DatabaseHandle) -> None:
+    name, password = new_user(fresh_db)
+    first = signin.authenticate(name, password)
+    signin.sign_out(name, client_info={"ip": "10.1.1.1"})
+    with pytest.raises(AuthError, match="signed out"):
+        signin.resume(name, since=first.since)
+    second = signin.authenticate(name, password)
+    assert signin.resume(name, since=second.since).username == name
+    assert [e["kind"] for e in events(fresh_db)] == ["sign_in", "sign_out", "sign_in"]
+    assert events(fresh_db, "sign_out")[0]["actor_username"] == name
+
+
+def test_resume_from_cookie_is_recorded(fresh_db: DatabaseHandle) -> None:
+    name, password = new_user(fresh_db)
+    signed = signin.authenticate(name, password)
+    signin.resume(name, since=signed.since, from_cookie=True)
+    assert [e["detail"]["method"] for e in events(fresh_db, "sign_in")] == ["password", "cookie"]
+
+
+def test_password_reset_by_an_admin_ends_sessions(fresh_db: DatabaseHandle) -> None:
+    from portal.users import reset_password
+
+    name, password = new_user(fresh_db)
+    signed = signin.authenticate(name, password)
+    with Session(fresh_db.app) as s, s.begin():
+        reset_password(session=s, actor=cli_actor(), username=name, password="a brand new password")
+    with pytest.raises(AuthError, match="password was changed"):
+        signin.resume(name, since=signed.since)
+    again = signin.authenticate(name, "a brand new password")
+    assert again.must_change_password is True
+
+
+# -- changing one's own password -----------------------------------------------------------------
+
+
+def change(name: str, current: str, new: str, confirm: str | None = None) -> signin.SignedIn:
+    return signin.change_own_password(
+        name,
+        current_password=current,
+        new_password=new,
+        confirm_password=new if confirm is None else confirm,
+    )
+
+
+def test_change_own_password(fresh_db: DatabaseHandle) -> None:
+    name, password = new_user(fresh_db, must_change_password=True)
+    old = signin.authenticate(name, password)
+    new = change(name, password, "my own long password")
+    assert new.must_change_password is False
+    assert signin.resume(name, since=new.since).username == name  # this session goes on
+    with pytest.raises(AuthError, match="password was changed"):
+        signin.resume(name, since=old.since)  # every other one ends
+    assert signin.authenticate(name, "my own long password").username == name
+    assert refused(name, password) == WRONG_CREDENTIALS
+    assert events(fresh_db, "user_admin") == [
+        {
+            "kind": "user_admin",
+            "actor_username": name,
+            "target": name,
+            "detail": {"action": "change_own_password"},
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("new", "confirm", "message"),
+    [
+        ("short pass", None, "at least 12"),
+        ("é" * 40, None, "at most 72 bytes"),
+        ("SAME-AS-NAME", None, "must not be the username"),
+        ("a long enough password", "a different password", "differ"),
+    ],
+)
+def test_change_own_password_rules(
+    fresh_db: DatabaseHandle, new: str, confirm: str | None, message: str
+) -> None:
+    name, password = new_user(fresh_db, username="same-as-name")
+    with pytest.raises(ValidationError, match=message):
+        change(name, password, new, confirm)
+    assert events(fresh_db, "user_admin") == []
+
+
+def test_change_own_password_needs_the_current_one_and_counts_failures(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PORTAL_LOCKOUT_ATTEMPTS", "2")
+    name, password = new_user(fresh_db)
+    with pytest.raises(ValidationError, match="current password is not correct"):
+        change(name, "a guess at it", "a long enough password")
+    with pytest.raises(AuthError, match="locked"):
+        change(name, "another guess", "a long enough password")
+    assert [e["detail"].get("reason") for e in events(fresh_db, "sign_in_failed")] == [
+        "bad_current_password",
+        "bad_current_password",
+    ]
+    assert len(events(fresh_db, "lock_out")) == 1
+    with fresh_db.owner.begin() as conn:
+        conn.execute(text("UPDATE portal.users SET locked_until = NULL, failed_attempts = 0"))
+    with pytest.raises(ValidationError, match="same as the current"):
+        change(name, password, password)
+
+
+def test_admins_cannot_disable_themselves(fresh_db: DatabaseHandle) -> None:
+    from portal.actor import Actor
+
+    a, _ = new_user(fresh_db, role="admin")
+    new_user(fresh_db, role="admin")
+    me = Actor(username=a, display_name=a, role="admin")
+    with Session(fresh_db.app) as s, s.begin(), pytest.raises(PermissionDenied, match="own"):
+        set_active(session=s, actor=me, username=a, active=False)
+
+
+def test_lock_minutes_in_the_message() -> None:
+    from datetime import UTC, datetime
+
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    assert "1 more minute." in signin.locked_message(now + timedelta(seconds=5), now)
+    assert "15 more minutes" in signin.locked_message(now + timedelta(minutes=15), now)
