@@ -1,29 +1,22 @@
-"""Streamlit entry point: page config and, for now, the database status page.
+"""Streamlit entry point: page config, who is signed in, and the navigation their role allows.
 
-The sign-in gate and role-based navigation replace the body of this file (issue 4).
+Signing in happens in the page that was asked for: every page file starts with
+``portal.ui.require(role)``, which shows the sign-in form to someone not signed in. So a link to any
+page survives signing in, and a page opened by URL without going through here is guarded too.
 """
 
 import streamlit as st
 
+from portal import auth
 from portal.errors import PortalError
-from portal.status import database_status
+from portal.ui.navigation import navigation
 
 st.set_page_config(page_title="Data Portal", page_icon=":material/table_chart:", layout="wide")
-st.title("Data Portal")
 
 try:
-    status = database_status()
+    signed_in = auth.current()
 except PortalError as exc:
-    st.error(str(exc))
+    st.error(str(exc), icon=":material/error:")
     st.stop()
 
-st.success(f"Connected to PostgreSQL {status.server_version}", icon=":material/check_circle:")
-cols = st.columns(3)
-cols[0].metric("Database", status.database)
-cols[1].metric("Connected as", status.connected_as)
-cols[2].metric("Schema revision", status.schema_revision or "none")
-if not status.up_to_date:
-    st.warning(
-        f"The database is at revision {status.schema_revision or 'none'} but the code expects "
-        f"{status.head_revision}: run `portal migrate`."
-    )
+navigation(signed_in).run()

@@ -1,0 +1,64 @@
+"""Account: who you are, and changing your own password."""
+
+import streamlit as st
+
+from portal import auth
+from portal.errors import PortalError
+from portal.ui import md_escape, require_session
+from portal.users import MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS
+
+signed = require_session("viewer", password_change_page=True)
+
+FLASH = "account.flash"
+FIELDS = ("account.current", "account.new", "account.confirm")
+
+st.title("Account")
+if flash := st.session_state.pop(FLASH, None):
+    st.success(flash, icon=":material/check_circle:")
+if signed.must_change_password:
+    st.warning(
+        "Your password was set by an admin. Choose your own password to go on.",
+        icon=":material/key:",
+    )
+
+st.markdown(
+    f"**{md_escape(signed.display_name)}**  \n"
+    f"Username: `{signed.username}`  \nRole: **{signed.role}**"
+)
+
+st.subheader("Change your password")
+with st.form("account.password"):
+    current = st.text_input(
+        "Current password", type="password", key=FIELDS[0], autocomplete="current-password"
+    )
+    new = st.text_input(
+        "New password",
+        type="password",
+        key=FIELDS[1],
+        autocomplete="new-password",
+        help=f"At least {MIN_PASSWORD_CHARS} characters and at most {MAX_PASSWORD_BYTES} bytes "
+        "(accented letters and emoji take 2-4 bytes each); not your username. A few unrelated "
+        "words make a good one.",
+    )
+    confirm = st.text_input(
+        "New password again", type="password", key=FIELDS[2], autocomplete="new-password"
+    )
+    submitted = st.form_submit_button("Change password", type="primary", key="account.submit")
+
+if submitted:
+    if not current or not new:
+        st.warning("Enter your current password and the new one.")
+    else:
+        try:
+            auth.change_own_password(
+                current_password=current, new_password=new, confirm_password=confirm
+            )
+        except PortalError as exc:
+            st.error(str(exc), icon=":material/error:")
+        else:
+            for key in FIELDS:
+                st.session_state.pop(key, None)
+            st.session_state[FLASH] = (
+                "Your password has been changed. Other browsers signed in as you are signed out."
+            )
+            st.rerun()

@@ -1,0 +1,265 @@
+"""Users (admins only): every account, adding one, and changing role, password, access, lock-out.
+
+The rules (last active admin, password rules, events) are ``portal.users``'s, the same the
+``portal user`` command uses. Destructive changes are confirmed in a dialog first.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+from portal import users
+from portal.db import session_scope
+from portal.errors import PortalError
+from portal.models import ROLES
+from portal.ui import md_escape, require
+from portal.users import MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS
+
+actor = require("admin")
+
+FLASH = "users.flash"
+CONFIRM = "users.confirm"
+ADD_FIELDS = (
+    "users.add.username",
+    "users.add.display_name",
+    "users.add.email",
+    "users.add.password",
+    "users.add.confirm",
+)
+PASSWORD_HELP = (
+    f"At least {MIN_PASSWORD_CHARS} characters and at most {MAX_PASSWORD_BYTES} bytes; not the "
+    "username."
+)
+
+
+def apply(change: Callable[[Any], object], success: str) -> bool:
+    """Run one ``portal.users`` change in its own transaction; show why if it is refused."""
+    try:
+        with session_scope() as session:
+            change(session)
+    except PortalError as exc:
+        st.error(str(exc), icon=":material/error:")
+        return False
+    st.session_state[FLASH] = success
+    st.session_state.pop(CONFIRM, None)
+    return True
+
+
+def close_dialog() -> None:
+    st.session_state.pop(CONFIRM, None)
+
+
+def cancel_button() -> None:
+    if st.button("Cancel", key="users.confirm.cancel"):
+        close_dialog()
+        st.rerun()
+
+
+@st.dialog("Change role", on_dismiss=close_dialog)
+def confirm_role(username: str, old: str, new: str) -> None:
+    st.markdown(f"Change the role of **{md_escape(username)}** from **{old}** to **{new}**?")
+    if username == actor.username and new != "admin":
+        st.warning("This is your own account: you will lose access to this page.")
+    if st.button("Change role", type="primary", key="users.confirm.ok") and apply(
+        lambda s: users.set_role(session=s, actor=actor, username=username, role=new),
+        f"{username} is now {new}.",
+    ):
+        st.rerun()
+    cancel_button()
+
+
+@st.dialog("Reset password", on_dismiss=close_dialog)
+def confirm_reset(username: str) -> None:
+    st.markdown(
+        f"Set a new password for **{md_escape(username)}**. Their current sessions end at once; "
+        "give them the new password in a safe way."
+    )
+    password = st.text_input(
+        "New password", type="password", key="users.reset.password", help=PASSWORD_HELP
+    )
+    again = st.text_input("New password again", type="password", key="users.reset.confirm")
+    must_change = st.checkbox(
+        "They must choose their own password when they next sign in",
+        value=True,
+        key="users.reset.must_change",
+    )
+    if st.button("Reset password", type="primary", key="users.confirm.ok"):
+        if password != again:
+            st.error("The two passwords differ; type them again.")
+        elif apply(
+            lambda s: users.reset_password(
+                session=s,
+                actor=actor,
+                username=username,
+                password=password,
+                must_change_password=must_change,
+            ),
+            f"The password of {username} has been reset.",
+        ):
+            st.rerun()
+    cancel_button()
+
+
+@st.dialog("Disable user", on_dismiss=close_dialog)
+def confirm_disable(username: str) -> None:
+    st.markdown(
+        f"Disable **{md_escape(username)}**? They lose access at their next click, even if "
+        "signed in. You can enable the account again later."
+    )
+    if st.button("Disable", type="primary", key="users.confirm.ok") and apply(
+        lambda s: users.set_active(session=s, actor=actor, username=username, active=False),
+        f"{username} has been disabled.",
+    ):
+        st.rerun()
+    cancel_button()
+
+
+def when(moment: Any) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else "—"
+
+
+st.title("Users")
+if flash := st.session_state.pop(FLASH, None):
+    st.success(flash, icon=":material/check_circle:")
+
+try:
+    with session_scope() as session:
+        accounts = users.summarise_users(session=session)
+except PortalError as exc:
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
+
+by_name = {a.username: a for a in accounts}
+if not accounts:
+    st.info("There are no users yet. Add the first one below.", icon=":material/group_add:")
+else:
+    st.dataframe(
+        [
+            {
+                "Username": a.username,
+                "Name": a.display_name,
+                "Email": a.email or "",
+                "Role": a.role,
+                "Active": a.active,
+                "Locked until": when(a.locked_until) if a.locked else "",
+                "Failed sign-ins": a.failed_attempts,
+                "Must change password": a.must_change_password,
+                "Last sign-in": when(a.last_sign_in_at),
+            }
+            for a in accounts
+        ],
+        hide_index=True,
+        width="stretch",
+        key="users.table",
+    )
+
+    st.subheader("Manage a user")
+    chosen = st.selectbox(
+        "User",
+        list(by_name),
+        key="users.selected",
+        format_func=lambda name: f"{name} — {by_name[name].display_name}",
+    )
+    account = by_name[chosen]
+    yourself = account.username == actor.username
+    state = "active" if account.active else "disabled"
+    if account.locked:
+        state += f", locked until {when(account.locked_until)}"
+    st.caption(
+        f"**{md_escape(account.display_name)}** is {account.role}, {state}; "
+        f"{account.failed_attempts} failed sign-in(s) since the last success."
+    )
+
+    role_col, reset_col, access_col, unlock_col = st.columns(4, vertical_alignment="bottom")
+    new_role = role_col.selectbox(
+        "Role", ROLES, index=ROLES.index(account.role), key=f"users.role.{account.username}"
+    )
+    if role_col.button("Change role…", key="users.role.apply", disabled=new_role == account.role):
+        st.session_state[CONFIRM] = {
+            "action": "role",
+            "username": account.username,
+            "old": account.role,
+            "new": new_role,
+        }
+    if reset_col.button(
+        "Reset password…",
+        key="users.reset",
+        disabled=yourself,
+        help="Change your own password on the Account page." if yourself else None,
+    ):
+        st.session_state[CONFIRM] = {"action": "reset", "username": account.username}
+    if account.active:
+        if access_col.button(
+            "Disable…",
+            key="users.disable",
+            disabled=yourself,
+            help="You cannot disable your own account." if yourself else None,
+        ):
+            st.session_state[CONFIRM] = {"action": "disable", "username": account.username}
+    elif access_col.button("Enable", key="users.enable") and apply(
+        lambda s: users.set_active(session=s, actor=actor, username=account.username, active=True),
+        f"{account.username} has been enabled.",
+    ):
+        st.rerun()
+    if unlock_col.button(
+        "Unlock",
+        key="users.unlock",
+        disabled=not account.locked and account.failed_attempts == 0,
+        help="Clear the lock-out and the failed sign-in count.",
+    ) and apply(
+        lambda s: users.unlock(session=s, actor=actor, username=account.username),
+        f"{account.username} has been unlocked.",
+    ):
+        st.rerun()
+
+    pending = st.session_state.get(CONFIRM)
+    if pending and pending["username"] in by_name:
+        if pending["action"] == "role":
+            confirm_role(pending["username"], pending["old"], pending["new"])
+        elif pending["action"] == "reset":
+            confirm_reset(pending["username"])
+        elif pending["action"] == "disable":
+            confirm_disable(pending["username"])
+
+st.subheader("Add a user")
+with st.form("users.add"):
+    left, right = st.columns(2)
+    username = left.text_input(
+        "Username", key=ADD_FIELDS[0], help="a-z, 0-9, '.', '_' and '-'; up to 64 characters."
+    )
+    display_name = right.text_input("Display name", key=ADD_FIELDS[1])
+    email = left.text_input("Email (optional)", key=ADD_FIELDS[2])
+    role = right.selectbox("Role", ROLES, index=0, key="users.add.role")
+    password = left.text_input(
+        "Temporary password", type="password", key=ADD_FIELDS[3], help=PASSWORD_HELP
+    )
+    again = right.text_input("Temporary password again", type="password", key=ADD_FIELDS[4])
+    must_change = st.checkbox(
+        "They must choose their own password when they first sign in",
+        value=True,
+        key="users.add.must_change",
+    )
+    add = st.form_submit_button("Add user", type="primary", key="users.add.submit")
+
+if add:
+    if not username.strip() or not password:
+        st.warning("Enter at least a username and a temporary password.")
+    elif password != again:
+        st.error("The two passwords differ; type them again.")
+    elif apply(
+        lambda s: users.create_user(
+            session=s,
+            actor=actor,
+            username=username,
+            display_name=display_name,
+            role=role,
+            password=password,
+            email=email,
+            must_change_password=must_change,
+        ),
+        f"{users.normalise_username(username)} has been added as {role}.",
+    ):
+        for key in ADD_FIELDS:
+            st.session_state.pop(key, None)
+        st.rerun()

@@ -1,0 +1,319 @@
+"""Who is signed in, for the Streamlit UI: session state, the sign-in form and the sign-in cookie.
+
+The only module that imports ``streamlit_authenticator``. It returns ``portal.signin.SignedIn``
+(``.actor`` is the ``Actor`` every write is attributed to); pages reach it through
+``portal.ui.require``.
+
+How the library is used, and why not its login widget
+    ``Authenticate.login()`` checks passwords against a credentials dict held in the Streamlit
+    process and counts failed attempts in that dict: per process, shared by every session, lost on
+    restart, and with no hook where a lock-out kept in PostgreSQL could refuse an attempt before
+    the password is checked. It also re-reads nothing on later reruns, so a disabled user would
+    keep their session. So the form here is a plain ``st.form``, and every rule (the password
+    check, lock-out, events, revocation) is ``portal.signin``'s, tested without Streamlit. The
+    library's ``forgot_password`` and ``register_user`` widgets are not offered: an admin resets
+    passwords and creates accounts.
+
+    The library provides the cookie. Its ``CookieModel`` (``extra_streamlit_components``'
+    ``CookieManager`` inside) writes and deletes the browser cookie, and the token keeps the
+    library's format, an HS256 JWT with ``username`` and ``exp_date``, signed with
+    ``PORTAL_COOKIE_KEY`` (``Settings.cookie_secret()``), never the library's default ``some_key``.
+    Two differences, both for safety:
+
+    * The token also carries ``signed_in_us``, when the sign-in began (microseconds since the
+      epoch, exact). ``portal.signin.resume`` refuses a cookie whose sign-in is older than the
+      account's last password change or its owner's last sign-out, so signing out or a password
+      reset ends every copy of the cookie, not only the one in this browser.
+    * Tokens are decoded by ``decode_token`` here, which refuses anything that is not exactly what
+      ``encode_token`` writes (any signature, algorithm, type or expiry problem) without raising.
+      The library's ``CookieModel._token_decode`` lets some malformed tokens raise.
+
+    A cookie set from JavaScript cannot be ``HttpOnly``; it is ``SameSite=Strict``, ``Secure``
+    when the portal is served over https, and gives nothing without the database agreeing on
+    every rerun.
+
+Every rerun (``current``) re-reads the account from PostgreSQL: a disabled, locked or deleted
+account, a changed role or password take effect at the person's next click, cookie or not.
+
+``st.context.cookies`` holds the cookies of the request that opened the WebSocket, so the cookie is
+read once per browser session; writes and deletes are queued in session state and done by the next
+``current()`` call (the component needs a script run to render in).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+import streamlit as st
+from streamlit_authenticator.models import CookieModel
+
+from portal import signin
+from portal.config import MIN_COOKIE_KEY_BYTES, PLACEHOLDER_SECRETS, get_settings
+from portal.errors import AuthError, ConfigError, PortalError
+from portal.signin import SignedIn
+from portal.users import USERNAME_RE
+
+_USERNAME = "portal.auth.username"
+_SINCE = "portal.auth.since"
+_COOKIE_READ = "portal.auth.cookie_read"
+_COOKIE_OP = "portal.auth.cookie_op"
+_NOTICE = "portal.auth.notice"
+
+ALGORITHM = "HS256"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+
+# -- the token --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CookieClaims:
+    username: str
+    since: datetime
+    expires_at: datetime
+
+
+def _microseconds(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def encode_token(username: str, *, key: str, since: datetime, expires_at: datetime) -> str:
+    """The signed sign-in token: the library's claims plus when the sign-in began."""
+    payload = {
+        "username": username,
+        "exp_date": expires_at.timestamp(),
+        "signed_in_us": _microseconds(since),
+    }
+    return jwt.encode(payload, key, algorithm=ALGORITHM)
+
+
+def decode_token(token: str, *, key: str, now: datetime) -> CookieClaims | None:
+    """The claims of a token this portal signed with ``key`` and that has not expired, else None.
+
+    Refuses (returns None for) a token signed with any other key or algorithm, a malformed or
+    expired one, or one whose sign-in lies in the future.
+    """
+    try:
+        payload = jwt.decode(token, key, algorithms=[ALGORITHM])
+    except (jwt.InvalidTokenError, TypeError, ValueError):
+        return None
+    username = payload.get("username")
+    exp_date = payload.get("exp_date")
+    since_us = payload.get("signed_in_us")
+    if not isinstance(username, str) or not USERNAME_RE.fullmatch(username):
+        return None
+    if isinstance(exp_date, bool) or not isinstance(exp_date, int | float):
+        return None
+    if isinstance(since_us, bool) or not isinstance(since_us, int):
+        return None
+    try:
+        expires_at = datetime.fromtimestamp(exp_date, UTC)
+        since = EPOCH + timedelta(microseconds=since_us)
+    except (OverflowError, OSError, ValueError):
+        return None
+    if expires_at <= now or since > now + MAX_CLOCK_SKEW:
+        return None
+    return CookieClaims(username=username, since=since, expires_at=expires_at)
+
+
+def cookie_key() -> str:
+    """The key that signs sign-in cookies.
+
+    Raises:
+        ConfigError: the key is a placeholder (the library's ``some_key`` included) or short.
+    """
+    key = get_settings().cookie_secret()
+    if key.strip().lower() in PLACEHOLDER_SECRETS or len(key.encode()) < MIN_COOKIE_KEY_BYTES:
+        raise ConfigError(
+            "PORTAL_COOKIE_KEY is a placeholder or shorter than "
+            f"{MIN_COOKIE_KEY_BYTES} bytes, so sign-in cookies could be forged; set it to a "
+            "random value, e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'."
+        )
+    return key
+
+
+# -- the browser session ----------------------------------------------------------------------
+
+
+def client_info() -> dict[str, Any]:
+    """What the audit log keeps about the browser: address and user agent, when known."""
+    info: dict[str, Any] = {}
+    ip = st.context.ip_address
+    if isinstance(ip, str) and ip:
+        info["ip"] = ip
+    headers = st.context.headers
+    for header, field in (("X-Forwarded-For", "forwarded_for"), ("User-Agent", "user_agent")):
+        value = headers.get(header)
+        if isinstance(value, str) and value:
+            info[field] = value[:300]
+    return info
+
+
+def current() -> SignedIn | None:
+    """The signed-in person, re-read from PostgreSQL now; None if nobody is signed in.
+
+    Restores a sign-in from the cookie once per browser session. Ends the session (with a notice
+    for the sign-in form) when the account was disabled, locked, deleted, had its password changed
+    or was signed out elsewhere.
+
+    Raises:
+        DatabaseUnavailable: PostgreSQL could not be reached.
+        ConfigError: the cookie key is unsafe.
+    """
+    state = st.session_state
+    try:
+        username = state.get(_USERNAME)
+        if username is None:
+            return _from_cookie()
+        try:
+            return signin.resume(username, since=state[_SINCE])
+        except AuthError as exc:
+            _forget(notice=str(exc))
+            return None
+    finally:
+        _apply_cookie_op()
+
+
+def _from_cookie() -> SignedIn | None:
+    state = st.session_state
+    if state.get(_COOKIE_READ):
+        return None
+    token = st.context.cookies.get(get_settings().cookie_name)
+    if not token:
+        state[_COOKIE_READ] = True
+        return None
+    claims = decode_token(token, key=cookie_key(), now=datetime.now(UTC))
+    if claims is None:
+        _forget()
+        return None
+    try:
+        signed = signin.resume(
+            claims.username, since=claims.since, client_info=client_info(), from_cookie=True
+        )
+    except AuthError:
+        _forget()
+        return None
+    state[_COOKIE_READ] = True
+    state[_USERNAME] = signed.username
+    state[_SINCE] = signed.since
+    return signed
+
+
+def _begin(signed: SignedIn) -> None:
+    """Remember a sign-in in this session and queue its cookie."""
+    expires_at = datetime.now(UTC) + timedelta(days=get_settings().cookie_expiry_days)
+    token = encode_token(
+        signed.username, key=cookie_key(), since=signed.since, expires_at=expires_at
+    )
+    state = st.session_state
+    state[_USERNAME] = signed.username
+    state[_SINCE] = signed.since
+    state[_COOKIE_READ] = True
+    state[_COOKIE_OP] = ("set", token, expires_at)
+    state.pop(_NOTICE, None)
+
+
+def _forget(notice: str | None = None) -> None:
+    """End the sign-in in this session and queue the cookie's deletion."""
+    state = st.session_state
+    state.pop(_USERNAME, None)
+    state.pop(_SINCE, None)
+    # The cookies this session was opened with are stale now: never read them again.
+    state[_COOKIE_READ] = True
+    state[_COOKIE_OP] = ("delete",)
+    if notice:
+        state[_NOTICE] = notice
+
+
+def _apply_cookie_op() -> None:
+    op = st.session_state.pop(_COOKIE_OP, None)
+    if op is None:
+        return
+    settings = get_settings()
+    model = CookieModel(
+        cookie_name=settings.cookie_name,
+        cookie_key=cookie_key(),
+        cookie_expiry_days=settings.cookie_expiry_days,
+    )
+    if op[0] == "set":
+        _, token, expires_at = op
+        model.cookie_manager.set(
+            settings.cookie_name,
+            token,
+            key="portal.auth.cookie_set",
+            expires_at=expires_at,
+            same_site="strict",
+            secure=(st.context.url or "").startswith("https:"),
+        )
+    else:
+        # CookieManager.delete also forgets its own copy, which it may not have read yet.
+        with contextlib.suppress(KeyError):
+            model.cookie_manager.delete(settings.cookie_name, key="portal.auth.cookie_delete")
+
+
+def change_own_password(*, current_password: str, new_password: str, confirm_password: str) -> None:
+    """Change the signed-in person's password; this session goes on (a new sign-in time and
+    cookie), every other session and cookie of theirs ends.
+
+    Raises:
+        AuthError: nobody is signed in, or the account is (now) locked or disabled.
+        ValidationError: see ``portal.signin.change_own_password``.
+    """
+    username = st.session_state.get(_USERNAME)
+    if username is None:
+        raise AuthError("You are not signed in.")
+    signed = signin.change_own_password(
+        username,
+        current_password=current_password,
+        new_password=new_password,
+        confirm_password=confirm_password,
+        client_info=client_info(),
+    )
+    _begin(signed)
+
+
+def sign_out() -> None:
+    """Sign out (a button's ``on_click``): recorded, and every earlier session and cookie ends."""
+    username = st.session_state.get(_USERNAME)
+    notice = "You have signed out."
+    if username is not None:
+        try:
+            signin.sign_out(username, client_info=client_info())
+        except PortalError as exc:
+            notice = f"You are signed out in this browser, but it could not be recorded: {exc}"
+    _forget(notice=notice)
+
+
+# -- the form ---------------------------------------------------------------------------------
+
+
+def login_form() -> None:
+    """The sign-in form; on success the session is signed in and the script reruns."""
+    notice = st.session_state.pop(_NOTICE, None)
+    st.title("Data Portal")
+    if notice:
+        st.info(notice, icon=":material/info:")
+    with st.form("portal.sign_in", clear_on_submit=True):
+        st.subheader("Sign in")
+        username = st.text_input("Username", key="sign_in.username", autocomplete="username")
+        password = st.text_input(
+            "Password", type="password", key="sign_in.password", autocomplete="current-password"
+        )
+        submitted = st.form_submit_button("Sign in", type="primary", key="sign_in.submit")
+    if not submitted:
+        return
+    if not username.strip() or not password:
+        st.warning("Enter your username and password.")
+        return
+    try:
+        signed = signin.authenticate(username, password, client_info=client_info())
+        _begin(signed)
+    except PortalError as exc:
+        st.error(str(exc), icon=":material/error:")
+        return
+    st.rerun()

@@ -1,0 +1,82 @@
+"""The guard at the top of every page: sign-in first, then the role, then the sidebar."""
+
+from __future__ import annotations
+
+import re
+
+import streamlit as st
+from streamlit.errors import StreamlitAPIException
+
+from portal import auth
+from portal.actor import Actor
+from portal.errors import PortalError
+from portal.signin import SignedIn
+from portal.ui.navigation import ACCOUNT
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
+
+
+def md_escape(text: str) -> str:
+    """Show ``text`` literally inside Markdown (names are data, not formatting)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def require_session(role: str = "viewer", *, password_change_page: bool = False) -> SignedIn:
+    """Stop the page unless someone with at least ``role`` is signed in; return who it is.
+
+    Not signed in: the sign-in form. Wrong role: a refusal. Must change their password: a pointer
+    to the Account page (unless this is it). Nothing of the page renders in those cases.
+    """
+    try:
+        signed = auth.current()
+    except PortalError as exc:
+        st.error(str(exc), icon=":material/error:")
+        st.stop()
+    if signed is None:
+        auth.login_form()
+        st.stop()
+    _sidebar(signed)
+    if signed.must_change_password and not password_change_page:
+        st.warning(
+            "Your password was set by an admin. Choose your own password on the Account page "
+            "before going on.",
+            icon=":material/key:",
+        )
+        _link(ACCOUNT.path, ACCOUNT.title, ACCOUNT.icon)
+        st.stop()
+    if not signed.actor.can(role):
+        st.error(
+            f"This page is for the {role} role; you are signed in as {signed.role}. "
+            "Ask an admin if you need access.",
+            icon=":material/block:",
+        )
+        st.stop()
+    return signed
+
+
+def require(role: str = "viewer") -> Actor:
+    """``require_session(role).actor``: the actor for the page's writes."""
+    return require_session(role).actor
+
+
+def _sidebar(signed: SignedIn) -> None:
+    with st.sidebar:
+        st.caption(
+            f"Signed in as **{md_escape(signed.display_name)}** "
+            f"({md_escape(signed.username)}), {signed.role}"
+        )
+        st.button(
+            "Sign out",
+            key="portal.sign_out",
+            icon=":material/logout:",
+            on_click=auth.sign_out,
+            width="stretch",
+        )
+
+
+def _link(path: str, label: str, icon: str) -> None:
+    # A page run on its own (not through app.py's navigation) cannot link to other pages.
+    try:
+        st.page_link(path, label=label, icon=icon)
+    except StreamlitAPIException:
+        st.caption(f"Open the {label} page from the menu.")

@@ -1,0 +1,54 @@
+"""The portal's pages and who may use them; ``app.py`` builds ``st.navigation`` from this.
+
+Listing a page here only decides whether it appears in a role's navigation: every page file also
+checks sign-in and role itself (``portal.ui.require``), because a file under ``pages/`` can be
+opened by URL, hidden or not, even before any session has run ``st.navigation``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import streamlit as st
+from streamlit.navigation.page import StreamlitPage
+
+from portal.signin import SignedIn
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    path: str
+    title: str
+    icon: str
+    role: str  # the least role that may use the page (portal.actor.ROLE_RANK)
+    default: bool = False
+
+
+HOME = PageSpec("pages/1_home.py", "Home", ":material/home:", "viewer", default=True)
+ACCOUNT = PageSpec("pages/8_account.py", "Account", ":material/person:", "viewer")
+USERS = PageSpec("pages/9_users.py", "Users", ":material/group:", "admin")
+
+PAGES: tuple[PageSpec, ...] = (HOME, ACCOUNT, USERS)
+
+
+def pages_for(signed: SignedIn | None) -> list[PageSpec]:
+    """The pages to register for this person.
+
+    Nobody signed in: every page, with the navigation hidden, so a link to any page opens that
+    page's sign-in prompt and lands there after signing in. Someone who must change their
+    password: only Account. Otherwise: the pages their role may use.
+    """
+    if signed is None:
+        return list(PAGES)
+    if signed.must_change_password:
+        return [replace(ACCOUNT, default=True)]
+    return [page for page in PAGES if signed.actor.can(page.role)]
+
+
+def navigation(signed: SignedIn | None) -> StreamlitPage:
+    """Register the pages for this person and return the one to run."""
+    pages = [
+        st.Page(spec.path, title=spec.title, icon=spec.icon, default=spec.default)
+        for spec in pages_for(signed)
+    ]
+    return st.navigation(pages, position="sidebar" if signed is not None else "hidden")

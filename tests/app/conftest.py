@@ -1,0 +1,111 @@
+"""AppTest helpers: a cookie key, the app or a page under test, signing in through the form, and
+reading what the app wrote to the audit log."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+from streamlit.testing.v1 import AppTest
+
+from portal.config import get_settings
+from tests.conftest import DatabaseHandle
+from tests.factories import make_user
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT = 30
+
+
+@pytest.fixture(autouse=True)
+def _cookie_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORTAL_COOKIE_KEY", secrets.token_urlsafe(48))
+    get_settings.cache_clear()
+
+
+def app_test(script: str = "app.py") -> AppTest:
+    """The app (or one page file run on its own, as a URL on a fresh server would run it)."""
+    return AppTest.from_file(str(ROOT / script), default_timeout=TIMEOUT)
+
+
+def new_user(db: DatabaseHandle, **kwargs: Any) -> tuple[str, str]:
+    with Session(db.app) as s, s.begin():
+        return make_user(s, **kwargs)
+
+
+def sign_in(at: AppTest, username: str, password: str) -> AppTest:
+    at.text_input(key="sign_in.username").input(username)
+    at.text_input(key="sign_in.password").input(password)
+    at.button(key="sign_in.submit").click()
+    return at.run()
+
+
+def shows_sign_in(at: AppTest) -> bool:
+    return any(b.key == "sign_in.submit" for b in at.button)
+
+
+TEXT_ELEMENTS = (
+    "markdown",
+    "caption",
+    "title",
+    "subheader",
+    "header",
+    "info",
+    "success",
+    "warning",
+    "error",
+    "metric",
+    "text",
+)
+
+
+def texts(at: AppTest, *, main_only: bool = False) -> str:
+    """Everything the run put on screen as text (Markdown escapes removed), for 'is this shown'
+    checks; ``main_only`` leaves out the sidebar."""
+    root = at.main if main_only else at
+    parts: list[str] = []
+    for kind in TEXT_ELEMENTS:
+        for element in getattr(root, kind):
+            parts.append(str(getattr(element, "value", "")))
+            parts.append(str(getattr(element, "label", "")))
+    for frame in root.dataframe:
+        parts.append(frame.value.to_csv())
+    return "\n".join(parts).replace("\\", "")
+
+
+def listed_pages(at: AppTest) -> set[str]:
+    """The page files the last run's st.navigation registered."""
+    return {Path(str(info["script_path"])).name for info in at._registered_pages.values()}
+
+
+def events(db: DatabaseHandle, *kinds: str) -> list[dict[str, Any]]:
+    with db.owner.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT kind, actor_username, target, detail FROM audit.event"
+                " WHERE kind = ANY(:kinds) ORDER BY id"
+            ),
+            {"kinds": list(kinds)},
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+def show_app(at: AppTest) -> AppTest:
+    """Run app.py itself (navigation and all).
+
+    With a ``pages/`` folder AppTest reruns the last page file on its own, as a fresh server does
+    for a page URL, so app.py's ``st.navigation`` is asked for explicitly here.
+    """
+    return at.switch_page("app.py").run()
+
+
+def signed_in(db: DatabaseHandle, role: str = "viewer", **kwargs: Any) -> tuple[AppTest, str]:
+    """A session signed in through the form as a new user with ``role``; returns it and the name."""
+    name, password = new_user(db, role=role, **kwargs)
+    at = sign_in(app_test().run(), name, password)
+    assert not at.exception
+    assert not shows_sign_in(at)
+    return at, name

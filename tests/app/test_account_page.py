@@ -1,0 +1,99 @@
+"""The Account page: changing one's own password, its rules and messages, and a user who must
+change their password being sent here first."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from portal import signin
+from portal.errors import AuthError
+from tests.app.conftest import (
+    app_test,
+    events,
+    listed_pages,
+    new_user,
+    show_app,
+    sign_in,
+    texts,
+)
+from tests.conftest import DatabaseHandle
+
+pytestmark = pytest.mark.app
+
+
+def account_page(db: DatabaseHandle, **kwargs: object) -> tuple[AppTest, str, str]:
+    name, password = new_user(db, **kwargs)  # type: ignore[arg-type]
+    at = sign_in(app_test().run(), name, password)
+    at.switch_page("pages/8_account.py").run()
+    assert not at.exception
+    return at, name, password
+
+
+def change(at: AppTest, current: str, new: str, again: str | None = None) -> AppTest:
+    at.text_input(key="account.current").input(current)
+    at.text_input(key="account.new").input(new)
+    at.text_input(key="account.confirm").input(new if again is None else again)
+    return at.button(key="account.submit").click().run()
+
+
+def test_change_own_password(fresh_db: DatabaseHandle) -> None:
+    at, name, password = account_page(fresh_db, display_name="Pat Example")
+    assert "Pat Example" in texts(at, main_only=True)
+    change(at, password, "my own new password")
+    assert not at.exception
+    assert [s.value for s in at.success] == [
+        "Your password has been changed. Other browsers signed in as you are signed out."
+    ]
+    at.run()  # this session carries on under the new password
+    assert at.title[0].value == "Account"
+    assert [
+        (e["actor_username"], e["target"], e["detail"]) for e in events(fresh_db, "user_admin")
+    ] == [(name, name, {"action": "change_own_password"})]
+    with pytest.raises(AuthError):
+        signin.authenticate(name, password)
+    assert signin.authenticate(name, "my own new password").username == name
+
+
+@pytest.mark.parametrize(
+    ("new", "again", "message"),
+    [
+        ("too short", None, "The password is 9 characters long; use at least 12"),
+        ("ü" * 37, None, "74 bytes long; passwords can be at most 72 bytes"),
+        ("SAME-NAME-USER", None, "The password must not be the username."),
+        ("a long enough password", "a different password", "differ"),
+    ],
+)
+def test_password_rules_are_explained(
+    fresh_db: DatabaseHandle, new: str, again: str | None, message: str
+) -> None:
+    at, _, password = account_page(fresh_db, username="same-name-user")
+    change(at, password, new, again)
+    assert not at.exception
+    assert message in at.error[0].value
+    assert events(fresh_db, "user_admin") == []
+
+
+def test_current_password_is_required(fresh_db: DatabaseHandle) -> None:
+    at, name, password = account_page(fresh_db)
+    change(at, "not my password", "my own new password")
+    assert [e.value for e in at.error] == ["The current password is not correct."]
+    assert [e["detail"]["reason"] for e in events(fresh_db, "sign_in_failed")] == [
+        "bad_current_password"
+    ]
+    change(at, "", "my own new password")
+    assert [w.value for w in at.warning] == ["Enter your current password and the new one."]
+    assert signin.authenticate(name, password).username == name
+
+
+def test_must_change_password_then_the_portal_opens(fresh_db: DatabaseHandle) -> None:
+    name, password = new_user(fresh_db, role="editor", must_change_password=True)
+    at = sign_in(app_test().run(), name, password)
+    show_app(at)
+    assert at.title[0].value == "Account"
+    assert "Choose your own password to go on." in at.warning[0].value
+    change(at, password, "now it is my own one")
+    assert not at.exception
+    assert listed_pages(at) == {"1_home.py", "8_account.py"}
+    at.switch_page("pages/1_home.py").run()
+    assert "Connected to PostgreSQL" in texts(at)

@@ -1,0 +1,141 @@
+"""Roles: navigation lists only what a role may use, and every page file refuses, by itself, anyone
+not signed in or without the role, even when opened directly. Changes to an account take effect at
+the person's next click."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.orm import Session
+from streamlit.testing.v1 import AppTest
+
+from portal import signin
+from portal.actor import cli_actor
+from portal.errors import AuthError
+from portal.ui.navigation import PAGES
+from portal.users import set_active, set_role
+from tests.app.conftest import (
+    app_test,
+    listed_pages,
+    new_user,
+    show_app,
+    shows_sign_in,
+    sign_in,
+    signed_in,
+    texts,
+)
+from tests.conftest import DatabaseHandle
+
+pytestmark = pytest.mark.app
+
+PAGE_FILES = [page.path for page in PAGES]
+EXPECTED_PAGES = {
+    "viewer": {"1_home.py", "8_account.py"},
+    "editor": {"1_home.py", "8_account.py"},
+    "admin": {"1_home.py", "8_account.py", "9_users.py"},
+}
+
+
+def shows_no_user_data(at: AppTest, *usernames: str) -> bool:
+    shown = texts(at, main_only=True)
+    return not at.dataframe and not at.metric and not any(u in shown for u in usernames)
+
+
+@pytest.mark.parametrize("role", ["viewer", "editor", "admin"])
+def test_navigation_lists_only_the_role_s_pages(fresh_db: DatabaseHandle, role: str) -> None:
+    at, _ = signed_in(fresh_db, role)
+    show_app(at)
+    assert not at.exception
+    assert listed_pages(at) == EXPECTED_PAGES[role]
+
+
+@pytest.mark.parametrize("role", ["viewer", "editor"])
+def test_users_page_is_out_of_reach_below_admin(fresh_db: DatabaseHandle, role: str) -> None:
+    other, _ = new_user(fresh_db, role="admin", display_name="Secret Admin")
+    at, _ = signed_in(fresh_db, role)
+    show_app(at)
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("pages/9_users.py")
+
+    # Opened directly (a URL on a fresh server runs the file without app.py): sign-in first,
+    # then a refusal, never the list.
+    page = app_test("pages/9_users.py").run()
+    assert shows_sign_in(page)
+    assert shows_no_user_data(page, other, "Secret Admin")
+    name, password = new_user(fresh_db, role=role)
+    sign_in(page, name, password)
+    assert not page.exception
+    assert not shows_sign_in(page)
+    assert [e.value for e in page.error] == [
+        f"This page is for the admin role; you are signed in as {role}. "
+        "Ask an admin if you need access."
+    ]
+    assert shows_no_user_data(page, other, "Secret Admin")
+    assert not page.main.button  # no actions either
+
+
+@pytest.mark.parametrize("page_file", PAGE_FILES)
+def test_every_page_file_asks_for_sign_in_first(fresh_db: DatabaseHandle, page_file: str) -> None:
+    hidden, _ = new_user(fresh_db, role="admin", display_name="Hidden Person")
+    at = app_test(page_file).run()
+    assert not at.exception
+    assert shows_sign_in(at)
+    assert shows_no_user_data(at, hidden, "Hidden Person")
+    assert "Connected to PostgreSQL" not in texts(at)
+
+
+def test_disabled_after_sign_in_loses_access_at_the_next_click(fresh_db: DatabaseHandle) -> None:
+    new_user(fresh_db, role="admin")
+    at, name = signed_in(fresh_db, "admin")
+    at.switch_page("pages/9_users.py").run()
+    assert at.dataframe
+    with Session(fresh_db.app) as s, s.begin():
+        set_active(session=s, actor=cli_actor(), username=name, active=False)
+    at.run()
+    assert shows_sign_in(at)
+    assert not at.dataframe
+    assert any("disabled" in i.value for i in at.info)
+    sign_in(at, name, "whatever it was")
+    assert shows_sign_in(at)
+
+
+def test_role_change_after_sign_in_applies_at_the_next_click(fresh_db: DatabaseHandle) -> None:
+    new_user(fresh_db, role="admin")
+    at, name = signed_in(fresh_db, "admin")
+    at.switch_page("pages/9_users.py").run()
+    assert at.dataframe
+    with Session(fresh_db.app) as s, s.begin():
+        set_role(session=s, actor=cli_actor(), username=name, role="viewer")
+    at.run()
+    assert not at.dataframe
+    assert "you are signed in as viewer" in at.error[0].value
+    show_app(at)
+    assert listed_pages(at) == EXPECTED_PAGES["viewer"]
+
+
+def test_lock_out_elsewhere_ends_the_session(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PORTAL_LOCKOUT_ATTEMPTS", "2")
+    at, name = signed_in(fresh_db, "viewer")
+    for _ in range(2):
+        with pytest.raises(AuthError):
+            signin.authenticate(name, "someone guessing")
+    at.run()
+    assert shows_sign_in(at)
+    assert any("locked" in i.value for i in at.info)
+
+
+def test_must_change_password_goes_to_account_first(fresh_db: DatabaseHandle) -> None:
+    name, password = new_user(fresh_db, role="admin", must_change_password=True)
+    at = sign_in(app_test().run(), name, password)
+    assert "Connected to PostgreSQL" not in texts(at)
+    show_app(at)
+    assert listed_pages(at) == {"8_account.py"}
+    assert at.title[0].value == "Account"
+    assert "Choose your own password" in at.warning[0].value
+    # A page opened directly says where to go instead of showing anything.
+    for page_file in ("pages/1_home.py", "pages/9_users.py"):
+        page = sign_in(app_test(page_file).run(), name, password)
+        assert not page.exception
+        assert "Choose your own password on the Account page" in page.warning[0].value
+        assert shows_no_user_data(page, name)

@@ -1,0 +1,107 @@
+"""The sign-in form: success, refusals that say nothing about which usernames exist, lock-out,
+sign-out, and the audit events of each."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from portal.signin import WRONG_CREDENTIALS
+from tests.app.conftest import app_test, events, new_user, shows_sign_in, sign_in, texts
+from tests.conftest import DatabaseHandle
+
+pytestmark = pytest.mark.app
+
+
+def test_nothing_but_the_sign_in_form_before_signing_in(fresh_db: DatabaseHandle) -> None:
+    at = app_test().run()
+    assert not at.exception
+    assert shows_sign_in(at)
+    assert "Connected to PostgreSQL" not in texts(at)
+    assert not at.metric
+    assert not at.sidebar.button  # no sign-out, nothing to navigate
+
+
+def test_sign_in_shows_home_and_is_recorded(fresh_db: DatabaseHandle) -> None:
+    name, password = new_user(fresh_db, role="editor", display_name="Ann Editor")
+    at = sign_in(app_test().run(), name.upper(), password)
+    assert not at.exception
+    assert not shows_sign_in(at)
+    assert "Connected to PostgreSQL" in texts(at)
+    assert "Ann Editor" in texts(at)
+    assert [b.key for b in at.sidebar.button] == ["portal.sign_out"]
+    assert events(fresh_db, "sign_in") == [
+        {
+            "kind": "sign_in",
+            "actor_username": name,
+            "target": name,
+            "detail": {"method": "password", "role": "editor"},
+        }
+    ]
+    at.run()  # the next click: still signed in, no new sign-in event
+    assert not shows_sign_in(at)
+    assert len(events(fresh_db, "sign_in")) == 1
+
+
+def test_wrong_password_and_unknown_user_are_indistinguishable(fresh_db: DatabaseHandle) -> None:
+    name, _ = new_user(fresh_db)
+    wrong = sign_in(app_test().run(), name, "not the password")
+    unknown = sign_in(app_test().run(), "no-such-person", "not the password")
+    for at in (wrong, unknown):
+        assert not at.exception
+        assert shows_sign_in(at)
+        assert [e.value for e in at.error] == [WRONG_CREDENTIALS]
+        assert "Connected to PostgreSQL" not in texts(at)
+    assert texts(wrong) == texts(unknown)
+    assert [(e["target"], e["detail"]["reason"]) for e in events(fresh_db, "sign_in_failed")] == [
+        (name, "bad_password"),
+        ("no-such-person", "unknown_user"),
+    ]
+
+
+def test_empty_form_asks_for_both_fields(fresh_db: DatabaseHandle) -> None:
+    at = sign_in(app_test().run(), "", "")
+    assert [w.value for w in at.warning] == ["Enter your username and password."]
+    assert events(fresh_db, "sign_in_failed") == []
+
+
+def test_lock_out_after_the_limit(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PORTAL_LOCKOUT_ATTEMPTS", "3")
+    monkeypatch.setenv("PORTAL_LOCKOUT_MINUTES", "10")
+    name, password = new_user(fresh_db)
+    at = app_test().run()
+    for _ in range(2):
+        sign_in(at, name, "a wrong guess")
+        assert [e.value for e in at.error] == [WRONG_CREDENTIALS]
+    sign_in(at, name, "a wrong guess")
+    assert "locked for 10 more minutes" in at.error[0].value
+    # A new browser session, the right password: still locked (it is kept in PostgreSQL).
+    at = sign_in(app_test().run(), name, password)
+    assert shows_sign_in(at)
+    assert "locked" in at.error[0].value
+    assert len(events(fresh_db, "lock_out")) == 1
+    with fresh_db.owner.connect() as conn:
+        locked = conn.execute(
+            text("SELECT locked_until > now() FROM portal.users WHERE username = :u"), {"u": name}
+        ).scalar_one()
+    assert locked
+
+
+def test_sign_out(fresh_db: DatabaseHandle) -> None:
+    name, password = new_user(fresh_db)
+    at = sign_in(app_test().run(), name, password)
+    at.sidebar.button(key="portal.sign_out").click().run()
+    assert not at.exception
+    assert shows_sign_in(at)
+    assert "You have signed out." in [i.value for i in at.info]
+    assert "Connected to PostgreSQL" not in texts(at)
+    assert [(e["kind"], e["actor_username"]) for e in events(fresh_db, "sign_out")] == [
+        ("sign_out", name)
+    ]
+    at.run()
+    assert shows_sign_in(at)
+    # ... and can sign in again.
+    sign_in(at, name, password)
+    assert not shows_sign_in(at)

@@ -1,0 +1,227 @@
+"""The Users page: every administration action, its confirmation, its audit event (who did what
+to whom), and the guard that keeps one active admin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from streamlit.testing.v1 import AppTest
+
+from portal import signin
+from portal.config import get_settings
+from portal.errors import AuthError
+from tests.app.conftest import app_test, events, new_user, sign_in, texts
+from tests.conftest import DatabaseHandle
+
+pytestmark = pytest.mark.app
+
+
+@pytest.fixture
+def admin(fresh_db: DatabaseHandle) -> tuple[AppTest, str]:
+    """An admin signed in on the Users page (with a second admin, so guards do not trip)."""
+    new_user(fresh_db, role="admin", username="second-admin")
+    name, password = new_user(fresh_db, role="admin", username="boss")
+    at = sign_in(app_test().run(), name, password)
+    at.switch_page("pages/9_users.py").run()
+    assert not at.exception
+    assert at.dataframe
+    return at, name
+
+
+def user(db: DatabaseHandle, username: str) -> dict[str, Any]:
+    with db.owner.connect() as conn:
+        return dict(
+            conn.execute(text("SELECT * FROM portal.users WHERE username = :u"), {"u": username})
+            .one()
+            ._mapping
+        )
+
+
+def admin_events(db: DatabaseHandle) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(e["actor_username"], e["target"], e["detail"]) for e in events(db, "user_admin")]
+
+
+def choose(at: AppTest, username: str) -> AppTest:
+    return at.selectbox(key="users.selected").set_value(username).run()
+
+
+def confirm(at: AppTest) -> AppTest:
+    return at.button(key="users.confirm.ok").click().run()
+
+
+def test_lists_every_user_with_role_and_state(
+    fresh_db: DatabaseHandle, admin: tuple[AppTest, str]
+) -> None:
+    at, _ = admin
+    new_user(fresh_db, role="editor", username="off-user", active=False)
+    at.run()
+    table = at.dataframe[0].value
+    assert list(table["Username"]) == ["boss", "off-user", "second-admin"]
+    row = table[table["Username"] == "off-user"].iloc[0]
+    assert (row["Role"], bool(row["Active"])) == ("editor", False)
+
+
+def test_add_a_user(fresh_db: DatabaseHandle, admin: tuple[AppTest, str]) -> None:
+    at, me = admin
+    at.text_input(key="users.add.username").input("New.Person")
+    at.text_input(key="users.add.display_name").input("New Person")
+    at.selectbox(key="users.add.role").set_value("editor")
+    at.text_input(key="users.add.password").input("a temporary password")
+    at.text_input(key="users.add.confirm").input("a temporary password")
+    at.button(key="users.add.submit").click().run()
+    assert not at.exception
+    assert [s.value for s in at.success] == ["new.person has been added as editor."]
+    row = user(fresh_db, "new.person")
+    assert (row["role"], row["display_name"], row["must_change_password"]) == (
+        "editor",
+        "New Person",
+        True,
+    )
+    assert admin_events(fresh_db) == [(me, "new.person", {"action": "create", "role": "editor"})]
+    assert signin.authenticate("new.person", "a temporary password").must_change_password
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "again", "message"),
+    [
+        ("shorty", "too short", "too short", "at least 12"),
+        ("mismatch", "a temporary password", "another password", "differ"),
+        ("boss", "a temporary password", "a temporary password", "taken"),
+        ("bad name!", "a temporary password", "a temporary password", "not allowed"),
+        ("", "", "", "Enter at least a username"),
+    ],
+)
+def test_add_a_user_refused(
+    fresh_db: DatabaseHandle,
+    admin: tuple[AppTest, str],
+    username: str,
+    password: str,
+    again: str,
+    message: str,
+) -> None:
+    at, _ = admin
+    at.text_input(key="users.add.username").input(username)
+    at.text_input(key="users.add.password").input(password)
+    at.text_input(key="users.add.confirm").input(again)
+    at.button(key="users.add.submit").click().run()
+    assert not at.exception
+    assert message in " ".join(e.value for e in [*at.error, *at.warning])
+    assert admin_events(fresh_db) == []
+
+
+def test_change_role_is_confirmed_and_recorded(
+    fresh_db: DatabaseHandle, admin: tuple[AppTest, str]
+) -> None:
+    at, me = admin
+    new_user(fresh_db, role="viewer", username="promote-me")
+    at.run()
+    choose(at, "promote-me")
+    at.selectbox(key="users.role.promote-me").set_value("editor").run()
+    at.button(key="users.role.apply").click().run()
+    assert "from **viewer** to **editor**" in texts(at)
+    assert user(fresh_db, "promote-me")["role"] == "viewer"  # not before confirming
+    confirm(at)
+    assert not at.exception
+    assert [s.value for s in at.success] == ["promote-me is now editor."]
+    assert user(fresh_db, "promote-me")["role"] == "editor"
+    assert admin_events(fresh_db) == [
+        (me, "promote-me", {"action": "set_role", "old_role": "viewer", "new_role": "editor"})
+    ]
+
+
+def test_cancel_changes_nothing(fresh_db: DatabaseHandle, admin: tuple[AppTest, str]) -> None:
+    at, _ = admin
+    new_user(fresh_db, role="viewer", username="keep-me")
+    at.run()
+    choose(at, "keep-me")
+    at.button(key="users.disable").click().run()
+    at.button(key="users.confirm.cancel").click().run()
+    assert not any(b.key == "users.confirm.ok" for b in at.button)
+    assert user(fresh_db, "keep-me")["active"] is True
+    assert admin_events(fresh_db) == []
+
+
+def test_reset_password(fresh_db: DatabaseHandle, admin: tuple[AppTest, str]) -> None:
+    at, me = admin
+    name, old_password = new_user(fresh_db, role="viewer", username="forgetful")
+    at.run()
+    choose(at, name)
+    at.button(key="users.reset").click().run()
+    at.text_input(key="users.reset.password").input("short")
+    at.text_input(key="users.reset.confirm").input("short")
+    confirm(at)
+    assert "at least 12" in at.error[0].value
+    at.text_input(key="users.reset.password").input("the new temporary one")
+    at.text_input(key="users.reset.confirm").input("the new temporary one")
+    confirm(at)
+    assert not at.exception
+    assert [s.value for s in at.success] == ["The password of forgetful has been reset."]
+    assert admin_events(fresh_db) == [(me, name, {"action": "reset_password"})]
+    with pytest.raises(AuthError):
+        signin.authenticate(name, old_password)
+    assert signin.authenticate(name, "the new temporary one").must_change_password is True
+
+
+def test_disable_and_enable(fresh_db: DatabaseHandle, admin: tuple[AppTest, str]) -> None:
+    at, me = admin
+    name, password = new_user(fresh_db, role="editor", username="leaver")
+    at.run()
+    choose(at, name)
+    at.button(key="users.disable").click().run()
+    confirm(at)
+    assert [s.value for s in at.success] == ["leaver has been disabled."]
+    assert user(fresh_db, name)["active"] is False
+    with pytest.raises(AuthError, match="disabled"):
+        signin.authenticate(name, password)
+    at.button(key="users.enable").click().run()
+    assert [s.value for s in at.success] == ["leaver has been enabled."]
+    assert user(fresh_db, name)["active"] is True
+    assert admin_events(fresh_db) == [
+        (me, name, {"action": "disable"}),
+        (me, name, {"action": "enable"}),
+    ]
+
+
+def test_unlock(
+    fresh_db: DatabaseHandle, admin: tuple[AppTest, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PORTAL_LOCKOUT_ATTEMPTS", "2")
+    get_settings.cache_clear()
+    at, me = admin
+    name, password = new_user(fresh_db, username="locked-out")
+    for _ in range(2):
+        with pytest.raises(AuthError):
+            signin.authenticate(name, "bad guess")
+    at.run()
+    table = at.dataframe[0].value
+    assert table[table["Username"] == name].iloc[0]["Locked until"] != ""
+    choose(at, name)
+    assert "locked until" in texts(at, main_only=True)
+    at.button(key="users.unlock").click().run()
+    assert [s.value for s in at.success] == ["locked-out has been unlocked."]
+    row = user(fresh_db, name)
+    assert (row["locked_until"], row["failed_attempts"]) == (None, 0)
+    assert admin_events(fresh_db) == [(me, name, {"action": "unlock"})]
+    assert signin.authenticate(name, password).username == name
+
+
+def test_the_last_active_admin_keeps_the_role(fresh_db: DatabaseHandle) -> None:
+    name, password = new_user(fresh_db, role="admin", username="only-admin")
+    at = sign_in(app_test().run(), name, password)
+    at.switch_page("pages/9_users.py").run()
+    choose(at, name)
+    # Own account: no reset here (Account page) and no disabling oneself.
+    assert at.button(key="users.disable").disabled
+    assert at.button(key="users.reset").disabled
+    at.selectbox(key=f"users.role.{name}").set_value("viewer").run()
+    at.button(key="users.role.apply").click().run()
+    assert "you will lose access to this page" in texts(at)
+    confirm(at)
+    assert not at.exception
+    assert "last active admin" in at.error[0].value
+    assert user(fresh_db, name)["role"] == "admin"
+    assert admin_events(fresh_db) == []
+    at.run()  # still an admin on the Users page
+    assert at.dataframe
