@@ -237,9 +237,19 @@ def _read_password(password_stdin: bool) -> str:
 @click.option("--display-name", default="", help="Defaults to the username.")
 @click.option("--email", default=None)
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option(
+    "--must-change-password",
+    is_flag=True,
+    help="Make them choose their own password when they first sign in.",
+)
 @_reports_errors
 def user_add(
-    username: str, role: str, display_name: str, email: str | None, password_stdin: bool
+    username: str,
+    role: str,
+    display_name: str,
+    email: str | None,
+    password_stdin: bool,
+    must_change_password: bool,
 ) -> None:
     """Create a user."""
     from portal.users import create_user
@@ -254,6 +264,7 @@ def user_add(
             role=role,
             password=password,
             email=email,
+            must_change_password=must_change_password,
         )
         click.echo(f"user {created.username!r} created with role {created.role}")
 
@@ -261,9 +272,14 @@ def user_add(
 @user.command("passwd")
 @click.argument("username")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option(
+    "--must-change-password",
+    is_flag=True,
+    help="Make them choose their own password when they next sign in.",
+)
 @_reports_errors
-def user_passwd(username: str, password_stdin: bool) -> None:
-    """Set a user's password."""
+def user_passwd(username: str, password_stdin: bool, must_change_password: bool) -> None:
+    """Set a user's password (their sessions end at once)."""
     from portal.users import reset_password
 
     password = _read_password(password_stdin)
@@ -273,7 +289,7 @@ def user_passwd(username: str, password_stdin: bool) -> None:
             actor=cli_actor(),
             username=username,
             password=password,
-            must_change_password=False,
+            must_change_password=must_change_password,
         )
     click.echo(f"password of {username.lower()!r} changed")
 
@@ -330,18 +346,20 @@ def user_unlock(username: str) -> None:
 @user.command("list")
 @_reports_errors
 def user_list() -> None:
-    """List users."""
-    from portal.users import list_users
+    """List users (locked until: only locks still in force)."""
+    from portal.users import summarise_users
 
     with _database(), session_scope() as session:
-        users = list_users(session=session)
-        click.echo(f"{'username':<20} {'role':<7} {'active':<6} {'locked until':<25} name")
-        for u in users:
-            locked = u.locked_until.isoformat(timespec="seconds") if u.locked_until else "-"
-            click.echo(
-                f"{u.username:<20} {u.role:<7} {'yes' if u.active else 'no':<6} {locked:<25} "
-                f"{u.display_name}"
-            )
+        users = summarise_users(session=session)
+    click.echo(
+        f"{'username':<20} {'role':<7} {'active':<6} {'failed':<6} {'locked until':<25} name"
+    )
+    for u in users:
+        locked = u.locked_until.isoformat(timespec="seconds") if u.locked_until else "-"
+        click.echo(
+            f"{u.username:<20} {u.role:<7} {'yes' if u.active else 'no':<6} "
+            f"{u.failed_attempts:<6} {locked:<25} {u.display_name}"
+        )
 
 
 # -- audit ------------------------------------------------------------------------------------

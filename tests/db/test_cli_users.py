@@ -1,0 +1,90 @@
+"""``portal user ...`` goes through the same rules as the Users page and leaves the same events,
+attributed to the operator at the command line."""
+
+from __future__ import annotations
+
+import getpass
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import text
+
+from portal import signin
+from portal.cli import main
+from portal.errors import AuthError
+from tests.conftest import DatabaseHandle
+
+pytestmark = pytest.mark.db
+
+OPERATOR = f"cli:{getpass.getuser()}"
+
+
+def portal(*args: str, stdin: str | None = None) -> Result:
+    return CliRunner().invoke(main, ["user", *args], input=stdin)
+
+
+def admin_events(db: DatabaseHandle) -> list[tuple[str, str, dict[str, Any]]]:
+    with db.owner.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT actor_username, target, detail FROM audit.event"
+                " WHERE kind = 'user_admin' ORDER BY id"
+            )
+        )
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def test_user_commands_leave_events(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PORTAL_LOCKOUT_ATTEMPTS", "1")
+    result = portal("add", "boss", "--role", "admin", "--password-stdin", stdin="boss pass 1234\n")
+    assert result.exit_code == 0, result.output
+    result = portal(
+        "add", "Kim", "--role", "viewer", "--password-stdin", stdin="kim password 123\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert "user 'kim' created with role viewer" in result.output
+
+    assert portal("role", "kim", "editor").exit_code == 0
+    assert portal("disable", "kim").exit_code == 0
+    with pytest.raises(AuthError, match="disabled"):
+        signin.authenticate("kim", "kim password 123")
+    assert portal("enable", "kim").exit_code == 0
+    with pytest.raises(AuthError, match="locked"):
+        signin.authenticate("kim", "a wrong guess")
+    listing = portal("list").output
+    kim_line = next(line for line in listing.splitlines() if line.startswith("kim "))
+    assert "editor" in kim_line
+    assert kim_line.split()[4] != "-"  # a locked-until time
+    assert portal("unlock", "kim").exit_code == 0
+    result = portal("passwd", "kim", "--must-change-password", "--password-stdin", stdin="x" * 13)
+    assert result.exit_code == 0, result.output
+    assert signin.authenticate("kim", "x" * 13).must_change_password
+
+    assert admin_events(fresh_db) == [
+        (OPERATOR, "boss", {"action": "create", "role": "admin"}),
+        (OPERATOR, "kim", {"action": "create", "role": "viewer"}),
+        (OPERATOR, "kim", {"action": "set_role", "old_role": "viewer", "new_role": "editor"}),
+        (OPERATOR, "kim", {"action": "disable"}),
+        (OPERATOR, "kim", {"action": "enable"}),
+        (OPERATOR, "kim", {"action": "unlock"}),
+        (OPERATOR, "kim", {"action": "reset_password"}),
+    ]
+
+
+def test_user_commands_report_refusals_without_a_traceback(fresh_db: DatabaseHandle) -> None:
+    result = portal("add", "only", "--role", "admin", "--password-stdin", stdin="only pass 1234\n")
+    assert result.exit_code == 0, result.output
+    for args, message in [
+        (("role", "only", "viewer"), "last active admin"),
+        (("disable", "only"), "last active admin"),
+        (("role", "nobody", "viewer"), "There is no user 'nobody'"),
+        (("add", "short", "--password-stdin"), "use at least 12"),
+    ]:
+        result = portal(*args, stdin="short\n")
+        assert result.exit_code == 1, (args, result.output)
+        assert message in result.output
+        assert "Traceback" not in result.output
+    assert [e[2]["action"] for e in admin_events(fresh_db)] == ["create"]
