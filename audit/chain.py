@@ -353,6 +353,20 @@ def verify(*, session: Session, expect_head: str | None = None) -> VerifyResult:
     ).scalar()
     if unsealed is not None:
         return broken(f"changeset id {unsealed} was committed without a seal", None, unsealed)
+    orphan = session.execute(
+        text(
+            "SELECT r.changeset_id FROM audit.row_change r"
+            " WHERE NOT EXISTS (SELECT 1 FROM audit.changeset c WHERE c.id = r.changeset_id)"
+            " LIMIT 1"
+        )
+    ).scalar()
+    if orphan is not None:
+        return broken(
+            f"row changes name changeset id {orphan}, which does not exist: it was deleted, or "
+            "the row changes were added by hand",
+            None,
+            orphan,
+        )
     head = read_head(session=session)
     if (head.seq, head.hash) != (last.seq, last.hash):
         return broken(

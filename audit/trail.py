@@ -48,6 +48,8 @@ def dataset_state(
             state.update(bulk_rows(session=session, bulk_load_id=event.id))
         elif event.op == "delete":
             state.pop(event.row_id, None)
+        elif event.op == "update":  # the changed cells only
+            state[event.row_id] = {**state.get(event.row_id, {}), **event.after}
         else:
             state[event.row_id] = event.after
     return state

@@ -135,8 +135,8 @@ def upgrade() -> None:
 
     op.create_table(
         "row_change",
-        sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
         sa.Column("changeset_id", sa.BigInteger, nullable=False),
+        sa.Column("id", sa.BigInteger, sa.Identity(always=True), nullable=False),
         sa.Column("dataset_id", sa.BigInteger, nullable=False),
         sa.Column("row_id", sa.BigInteger, nullable=False),
         sa.Column("op", sa.Text, nullable=False),
@@ -149,13 +149,9 @@ def upgrade() -> None:
             " OR (op = 'delete' AND before IS NOT NULL AND after IS NULL)",
             name="ck_row_change_images_match_op",
         ),
-        sa.ForeignKeyConstraint(
-            ["changeset_id"], ["audit.changeset.id"], name="fk_row_change_changeset_id_changeset"
-        ),
-        sa.PrimaryKeyConstraint("id", name="pk_row_change"),
+        sa.PrimaryKeyConstraint("changeset_id", "id", name="pk_row_change"),
         schema="audit",
     )
-    op.create_index("ix_row_change_changeset", "row_change", ["changeset_id", "id"], schema="audit")
     op.create_index(
         "ix_row_change_dataset_row", "row_change", ["dataset_id", "row_id", "id"], schema="audit"
     )

@@ -135,8 +135,10 @@ END $$;
 REVOKE ALL ON FUNCTION audit.current_changeset(bigint) FROM PUBLIC;
 
 -- Capture: one statement-level trigger per operation on each data table, with transition tables,
--- so a bulk write costs one INSERT ... SELECT into row_change. Images leave out _row_id (it is
--- row_change.row_id) and _version (bookkeeping, not data). Updates that change nothing are skipped.
+-- so a bulk write costs one INSERT ... SELECT into row_change. Inserts and deletes keep the whole
+-- row image; updates keep only the changed cells (before: their old values, after: their new
+-- ones). Images leave out _row_id (it is row_change.row_id) and _version (bookkeeping, not
+-- data). Updates that change nothing are skipped.
 --
 -- Bulk loads: while portal.bulk_load = 'on' (set by audit/bulk.py around one COPY, inside a
 -- portal changeset), an INSERT is recorded as one audit.bulk_load row written here, from what was
@@ -149,7 +151,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   ds bigint := TG_ARGV[0]::bigint;
   cs bigint := audit.current_changeset(TG_ARGV[0]::bigint);
-  v_count bigint; v_lo bigint; v_hi bigint; v_columns jsonb;
+  v_count bigint; v_lo bigint; v_hi bigint; v_columns jsonb; v_cells text;
 BEGIN
   IF TG_OP = 'INSERT' AND current_setting('portal.bulk_load', true) = 'on' THEN
     IF (SELECT kind FROM audit.changeset WHERE id = cs) = 'out_of_band' THEN
@@ -184,13 +186,25 @@ BEGIN
     SELECT cs, ds, n._row_id, 'insert', NULL, to_jsonb(n) - '_row_id' - '_version'
       FROM new_rows n ORDER BY n._row_id;
   ELSIF TG_OP = 'UPDATE' THEN
-    INSERT INTO audit.row_change (changeset_id, dataset_id, row_id, op, before, after)
-    SELECT cs, ds, o._row_id, 'update', o.image, n.image
-      FROM (SELECT _row_id, to_jsonb(r) - '_row_id' - '_version' AS image FROM old_rows r) o
-      JOIN (SELECT _row_id, to_jsonb(r) - '_row_id' - '_version' AS image FROM new_rows r) n
-        USING (_row_id)
-     WHERE o.image IS DISTINCT FROM n.image
-     ORDER BY o._row_id;
+    -- Only the cells that changed, before and after: what an auditor reads, and half the cost
+    -- of two full row images. One query per statement, built from the table's own columns.
+    SELECT string_agg(format(
+             'SELECT %L AS k, to_jsonb(o.%I) AS b, to_jsonb(n.%I) AS a'
+             ' WHERE o.%I IS DISTINCT FROM n.%I',
+             a.attname, a.attname, a.attname, a.attname, a.attname), ' UNION ALL '
+             ORDER BY a.attnum)
+      INTO v_cells
+      FROM pg_attribute a
+     WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped
+       AND a.attname NOT IN ('_row_id', '_version');
+    EXECUTE format(
+      'INSERT INTO audit.row_change (changeset_id, dataset_id, row_id, op, before, after)'
+      ' SELECT $1, $2, o._row_id, ''update'', d.b, d.a'
+      '   FROM old_rows o JOIN new_rows n USING (_row_id)'
+      '   CROSS JOIN LATERAL (SELECT jsonb_object_agg(x.k, x.b) AS b,'
+      '                              jsonb_object_agg(x.k, x.a) AS a FROM (%s) x) d'
+      '  WHERE d.b IS NOT NULL ORDER BY o._row_id', v_cells)
+      USING cs, ds;
   ELSE
     INSERT INTO audit.row_change (changeset_id, dataset_id, row_id, op, before, after)
     SELECT cs, ds, o._row_id, 'delete', to_jsonb(o) - '_row_id' - '_version', NULL

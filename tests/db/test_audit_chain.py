@@ -169,6 +169,19 @@ def test_tampering_is_named_at_the_first_broken_changeset(
     assert result.summary().startswith(f"chain broken at changeset seq {broken_seq}")
 
 
+def test_row_changes_of_a_missing_changeset_are_reported(chain) -> None:
+    db, _, _ = chain
+    _tamper(
+        db,
+        "INSERT INTO audit.row_change (changeset_id, dataset_id, row_id, op, after)"
+        " VALUES (999999, 3, 1, 'insert', '{}')",
+    )
+    result = _verify(db)
+    assert not result.ok
+    assert result.failed_changeset_id == 999999
+    assert "does not exist" in (result.problem or "")
+
+
 def test_recomputing_one_hash_still_breaks_the_link_after_it(chain) -> None:
     """An attacker who re-seals the changeset they altered breaks its successor's prev_hash."""
     db, _, ids = chain
