@@ -399,3 +399,7 @@ def audit_head() -> None:
     with _database(), session_scope() as session:
         head = read_head(session=session)
     click.echo(f"{head.seq} {head.hash}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""``make bench``: every benchmark, each printing its ratios against its own baseline."""
+
+from __future__ import annotations
+
+import argparse
+
+from benchmarks import audit_bulk, audit_commit
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run the benchmarks and print ratios.")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    args = parser.parse_args()
+    results = {
+        "commit (1,000 upd + 100 ins + 100 del), audited / bare": audit_commit.main(
+            rows=20_000 if args.quick else 100_000, rounds=5 if args.quick else 15
+        ),
+        "bulk insert, audited / plain COPY": audit_bulk.main(
+            rows=50_000 if args.quick else 1_000_000, rounds=1 if args.quick else 3
+        ),
+    }
+    print("\nsummary")
+    for name, ratio in results.items():
+        print(f"  {name:<58} {ratio:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()

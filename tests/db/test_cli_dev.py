@@ -1,0 +1,128 @@
+"""`portal dev` on a fresh data directory: embedded PostgreSQL, migrations, first admin, serve;
+a second start reuses everything; Ctrl-C stops the portal and the database cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, pool, text
+
+from portal.embedded import EmbeddedPostgres
+from portal.users import password_matches
+
+pytestmark = pytest.mark.db
+
+
+@pytest.fixture
+def data_dir():
+    base = Path(tempfile.mkdtemp(prefix="portal-dev-", dir="/tmp"))
+    base.chmod(0o755)
+    yield base
+    EmbeddedPostgres(base).stop()
+
+
+def _env(data_dir: Path, **settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
+    env["PORTAL_DATA_DIR"] = str(data_dir)
+    env.update({f"PORTAL_{k.upper()}": v for k, v in settings.items()})
+    return env
+
+
+def _portal(data_dir: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "portal.cli", *args],
+        env=_env(data_dir, **settings),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_dev_prepares_database_and_first_admin_once(data_dir: Path) -> None:
+    first = _portal(data_dir, "dev", "--no-serve")
+    assert first.returncode == 0, first.stderr
+    assert "first admin created: user 'admin', password " in first.stdout
+    password_file = data_dir / "admin-password"
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+    password = password_file.read_text().strip()
+    assert password in first.stdout  # shown once on the terminal
+    assert "embedded PostgreSQL stopped" in first.stdout
+
+    second = _portal(data_dir, "dev", "--no-serve")
+    assert second.returncode == 0, second.stderr
+    assert "first admin created" not in second.stdout
+    assert f"sign in as 'admin' with the password in {password_file}" in second.stdout
+
+    with EmbeddedPostgres(data_dir) as cluster:
+        engine = create_engine(cluster.info().url("app"), poolclass=pool.NullPool)
+        with engine.connect() as conn:
+            users = conn.execute(
+                text("SELECT username, role, password_hash FROM portal.users")
+            ).all()
+            events = conn.scalar(text("SELECT count(*) FROM audit.event WHERE kind = 'user_admin'"))
+        engine.dispose()
+    assert [(u.username, u.role) for u in users] == [("admin", "admin")]
+    assert password_matches(password, users[0].password_hash)
+    assert events == 1
+
+
+def test_dev_uses_the_configured_admin_password(data_dir: Path) -> None:
+    env_password = "correct horse battery staple"
+    result = _portal(data_dir, "dev", "--no-serve", admin_password=env_password)
+    assert result.returncode == 0, result.stderr
+    assert "password from PORTAL_ADMIN_PASSWORD" in result.stdout
+    assert env_password not in result.stdout
+    assert not (data_dir / "admin-password").exists()
+
+
+def test_dev_serves_and_ctrl_c_stops_portal_and_database(data_dir: Path) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "portal.cli", "dev", "--port", str(port)],
+        env=_env(data_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/_stcore/health", timeout=2
+                ) as r:
+                    assert r.read() == b"ok"
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                assert time.monotonic() < deadline, "portal dev did not serve within 90 s"
+                time.sleep(0.5)
+        assert EmbeddedPostgres(data_dir).is_running()
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert "embedded PostgreSQL stopped" in output
+    assert "Traceback" not in output
+    assert not EmbeddedPostgres(data_dir).is_running()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
