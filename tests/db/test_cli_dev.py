@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -124,5 +125,5 @@ def test_dev_serves_and_ctrl_c_stops_portal_and_database(data_dir: Path) -> None
     assert "embedded PostgreSQL stopped" in output
     assert "Traceback" not in output
     assert not EmbeddedPostgres(data_dir).is_running()
-    with pytest.raises(OSError):
+    with pytest.raises(urllib.error.URLError, match="Connection refused"):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
