@@ -351,3 +351,44 @@ def _sealed_in_transaction(conn: Connection, **values: str):
         ),
         {"id": cs},
     ).one()
+
+
+def test_an_open_changeset_does_not_block_other_committers(chain) -> None:
+    """seq is taken at COMMIT: a long transaction holds no chain lock while it works."""
+    db, table, _ = chain
+    slow = Session(db.app)
+    slow.begin()
+    open_changeset(
+        session=slow,
+        kind="edit",
+        actor_username="slow",
+        actor_display_name="Slow",
+        dataset_id=DATASET,
+    )
+    slow.execute(text(f"INSERT INTO data.{table} (name, qty) VALUES ('slow one', 1)"))
+    try:
+        with db.app.connect() as conn:  # would hang on a chain lock held by `slow`
+            conn.execute(text("SET lock_timeout = '3s'"))
+            conn.commit()
+            with Session(bind=conn) as fast, fast.begin():
+                open_changeset(
+                    session=fast,
+                    kind="edit",
+                    actor_username="fast",
+                    actor_display_name="Fast",
+                    dataset_id=DATASET,
+                )
+                fast.execute(text(f"INSERT INTO data.{table} (name, qty) VALUES ('fast one', 1)"))
+        slow.commit()
+    finally:
+        slow.close()
+    with db.app.connect() as conn:
+        order = (
+            conn.execute(
+                text("SELECT actor_username FROM audit.changeset WHERE seq > 5 ORDER BY seq")
+            )
+            .scalars()
+            .all()
+        )
+    assert order == ["fast", "slow"]
+    assert _verify(db).ok

@@ -1,0 +1,42 @@
+"""``session_scope()`` commits what its block did, or nothing at all."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from audit.events import record_event
+from portal.db import session_scope
+from portal.errors import DatabaseUnavailable
+from tests.conftest import DatabaseHandle
+
+pytestmark = pytest.mark.db
+
+
+def _events(db: DatabaseHandle) -> list[str]:
+    with db.app.connect() as conn:
+        return list(conn.scalars(text("SELECT actor_username FROM audit.event ORDER BY id")))
+
+
+def test_session_scope_commits_on_success(fresh_db: DatabaseHandle) -> None:
+    with session_scope() as session:
+        record_event(session=session, kind="sign_in", actor_username="kept")
+    assert _events(fresh_db) == ["kept"]
+
+
+def test_session_scope_rolls_back_on_error(fresh_db: DatabaseHandle) -> None:
+    with pytest.raises(RuntimeError, match="boom"), session_scope() as session:
+        record_event(session=session, kind="sign_in", actor_username="lost")
+        raise RuntimeError("boom")
+    assert _events(fresh_db) == []
+
+
+def test_unreachable_database_is_a_clear_error(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from portal.db import reset_engine
+
+    monkeypatch.setenv("PORTAL_DATABASE_URL", "postgresql+psycopg2://portal_app:x@127.0.0.1:9/x")
+    reset_engine()
+    with pytest.raises(DatabaseUnavailable, match="database is unavailable"), session_scope() as s:
+        s.execute(text("SELECT 1"))
