@@ -23,7 +23,7 @@ cols[0].metric("Database", status.database)
 cols[1].metric("Connected as", status.connected_as)
 cols[2].metric(
     "Schema revision",
-    (status.schema_revision or "none") if status.revision_visible else "not visible to this role",
+    (status.schema_revision or "none") if status.revision_visible else "not readable",
 )
 if not status.up_to_date:
     st.warning(

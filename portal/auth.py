@@ -295,25 +295,30 @@ def sign_out() -> None:
 def login_form() -> None:
     """The sign-in form; on success the session is signed in and the script reruns."""
     notice = st.session_state.pop(_NOTICE, None)
-    st.title("Data Portal")
-    if notice:
-        st.info(notice, icon=":material/info:")
-    with st.form("portal.sign_in", clear_on_submit=True):
-        st.subheader("Sign in")
-        username = st.text_input("Username", key="sign_in.username", autocomplete="username")
-        password = st.text_input(
-            "Password", type="password", key="sign_in.password", autocomplete="current-password"
-        )
-        submitted = st.form_submit_button("Sign in", type="primary", key="sign_in.submit")
-    if not submitted:
-        return
-    if not username.strip() or not password:
-        st.warning("Enter your username and password.")
-        return
-    try:
-        signed = signin.authenticate(username, password, client_info=client_info())
-        _begin(signed)
-    except PortalError as exc:
-        st.error(str(exc), icon=":material/error:")
-        return
+    _, column, _ = st.columns([1, 2, 1])
+    with column:
+        st.title("Data Portal")
+        if notice:
+            st.info(notice, icon=":material/info:")
+        with st.form("portal.sign_in", clear_on_submit=True):
+            st.subheader("Sign in")
+            username = st.text_input("Username", key="sign_in.username", autocomplete="username")
+            password = st.text_input(
+                "Password",
+                type="password",
+                key="sign_in.password",
+                autocomplete="current-password",
+            )
+            submitted = st.form_submit_button("Sign in", type="primary", key="sign_in.submit")
+        if not submitted:
+            return
+        if not username.strip() or not password:
+            st.warning("Enter your username and password.")
+            return
+        try:
+            signed = signin.authenticate(username, password, client_info=client_info())
+            _begin(signed)
+        except PortalError as exc:
+            st.error(str(exc), icon=":material/error:")
+            return
     st.rerun()
