@@ -11,8 +11,8 @@ All text is UTF-8. ``sha256`` is SHA-256; ``hex`` is lower-case hexadecimal. JSO
 way PostgreSQL prints ``jsonb``: arrays as ``[a, b]`` (comma and one space), objects with keys
 sorted by length then bytewise and ``"key": value``, strings with only ``"``, ``\\``, ``\\b``,
 ``\\f``, ``\\n``, ``\\r``, ``\\t`` and other characters below U+0020 (as ``\\u00xx``) escaped,
-non-ASCII left as is. The ``before``, ``after`` and ``client_info`` values are used exactly as
-PostgreSQL prints them (``column::text``), since jsonb text output is canonical.
+non-ASCII left as is. The ``before``, ``after``, ``client_info`` and ``detail`` values are used
+exactly as PostgreSQL prints them (``column::text``), since jsonb text output is canonical.
 
 1. For each row change of the changeset, in ascending ``row_change.id``::
 
@@ -32,7 +32,8 @@ PostgreSQL prints them (``column::text``), since jsonb text output is canonical.
 3. ::
 
        header = ["portal-audit/1", seq, id, kind, dataset_id, actor_username, actor_display_name,
-                 reason, client_info, correlation_id, committed_at, inserted, updated, deleted]
+                 reason, client_info, detail, correlation_id, committed_at, inserted, updated,
+                 deleted]
 
    ``committed_at`` is UTC as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``; ``correlation_id`` is the UUID's
    canonical text or null; ``dataset_id`` is an integer or null.
@@ -133,6 +134,7 @@ class Header:
     actor_display_name: str
     reason: str
     client_info: str  # jsonb text
+    detail: str  # jsonb text
     correlation_id: str | None
     committed_at: datetime
     inserted: int
@@ -151,6 +153,7 @@ class Header:
                 _json_scalar(self.actor_display_name),
                 _json_scalar(self.reason),
                 self.client_info,
+                self.detail,
                 _json_scalar(self.correlation_id),
                 _json_scalar(format_timestamp(self.committed_at)),
                 str(self.inserted),
@@ -209,7 +212,8 @@ class VerifyResult:
 _CHANGESETS = text(
     """
     SELECT id, seq, kind, dataset_id, actor_username, actor_display_name, reason,
-           client_info::text AS client_info, correlation_id::text AS correlation_id,
+           client_info::text AS client_info, detail::text AS detail,
+           correlation_id::text AS correlation_id,
            committed_at, inserted, updated, deleted, prev_hash, hash
       FROM audit.changeset WHERE seq IS NOT NULL ORDER BY seq
     """
@@ -320,6 +324,7 @@ def verify(*, session: Session, expect_head: str | None = None) -> VerifyResult:
             actor_display_name=c.actor_display_name,
             reason=c.reason,
             client_info=c.client_info,
+            detail=c.detail,
             correlation_id=c.correlation_id,
             committed_at=c.committed_at,
             inserted=c.inserted,

@@ -39,6 +39,7 @@ def open_changeset(
     dataset_id: int | None = None,
     reason: str = "",
     client_info: dict[str, Any] | None = None,
+    detail: dict[str, Any] | None = None,
     correlation_id: uuid.UUID | None = None,
 ) -> int:
     """Open a changeset in the session's transaction and return its id.
@@ -60,6 +61,7 @@ def open_changeset(
             actor_display_name=actor_display_name,
             reason=reason,
             client_info=client_info or {},
+            detail=detail or {},
             correlation_id=correlation_id or uuid.uuid4(),
         )
         .returning(Changeset.id)

@@ -143,6 +143,9 @@ class Changeset(Base):
     actor_display_name: Mapped[str] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text, server_default="")
     client_info: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    # What the changeset did beyond row changes: a dataset created (its spec), a spec changed
+    # (before and after), the changeset a revert undoes.
+    detail: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     correlation_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     txid: Mapped[int] = mapped_column(BigInteger, server_default=text("txid_current()"))
     inserted: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))

@@ -100,6 +100,7 @@ def upgrade() -> None:
         sa.Column("actor_display_name", sa.Text, nullable=False),
         sa.Column("reason", sa.Text, server_default="", nullable=False),
         sa.Column("client_info", pg.JSONB, server_default=sa.text("'{}'::jsonb"), nullable=False),
+        sa.Column("detail", pg.JSONB, server_default=sa.text("'{}'::jsonb"), nullable=False),
         sa.Column("correlation_id", pg.UUID(as_uuid=True)),
         sa.Column("txid", sa.BigInteger, server_default=sa.text("txid_current()"), nullable=False),
         sa.Column("inserted", sa.BigInteger, server_default=sa.text("0"), nullable=False),

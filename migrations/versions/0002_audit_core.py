@@ -42,10 +42,10 @@ CREATE FUNCTION audit.guard_changeset_update() RETURNS trigger LANGUAGE plpgsql 
 BEGIN
   IF OLD.hash IS NULL AND current_setting('audit.sealing', true) = 'on'
      AND (NEW.id, NEW.dataset_id, NEW.kind, NEW.actor_username, NEW.actor_display_name,
-          NEW.reason, NEW.client_info, NEW.correlation_id, NEW.txid, NEW.opened_at)
+          NEW.reason, NEW.client_info, NEW.detail, NEW.correlation_id, NEW.txid, NEW.opened_at)
          IS NOT DISTINCT FROM
          (OLD.id, OLD.dataset_id, OLD.kind, OLD.actor_username, OLD.actor_display_name,
-          OLD.reason, OLD.client_info, OLD.correlation_id, OLD.txid, OLD.opened_at) THEN
+          OLD.reason, OLD.client_info, OLD.detail, OLD.correlation_id, OLD.txid, OLD.opened_at) THEN
     RETURN NEW;
   END IF;
   RAISE EXCEPTION 'audit.changeset is append-only: UPDATE is not allowed'
@@ -231,7 +231,7 @@ SEAL = r"""
 --   rows_hash = sha256(concatenation of sha256(row_line) over the changeset's row changes by id,
 --                      then of sha256(bulk_line) over its bulk loads by id)
 --   header    = jsonb_build_array('portal-audit/1', seq, id, kind, dataset_id, actor_username,
---                 actor_display_name, reason, client_info, correlation_id, committed_at (UTC,
+--                 actor_display_name, reason, client_info, detail, correlation_id, committed_at (UTC,
 --                 microseconds, ISO 8601 with Z), inserted, updated, deleted)::text
 --   hash      = hex(sha256(prev_hash || E'\n' || header || E'\n' || hex(rows_hash)))
 CREATE FUNCTION audit.rows_hash(p_changeset bigint) RETURNS text
@@ -257,7 +257,7 @@ CREATE FUNCTION audit.changeset_header(c audit.changeset) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
   SELECT jsonb_build_array(
     'portal-audit/1', c.seq, c.id, c.kind, c.dataset_id, c.actor_username, c.actor_display_name,
-    c.reason, c.client_info, c.correlation_id::text,
+    c.reason, c.client_info, c.detail, c.correlation_id::text,
     to_char(c.committed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
     c.inserted, c.updated, c.deleted)::text
 $$;

@@ -299,6 +299,7 @@ def test_encoding_matches_postgres_for_any_text(
         actor_display_name=row.actor_display_name,
         reason=row.reason,
         client_info=row.client_info,
+        detail=row.detail,
         correlation_id=row.correlation_id,
         committed_at=row.committed_at,
         inserted=0,
@@ -320,8 +321,10 @@ def _sealed_in_transaction(conn: Connection, **values: str):
     cs = conn.scalar(
         text(
             "INSERT INTO audit.changeset (kind, actor_username, actor_display_name, reason,"
-            " client_info, dataset_id) VALUES ('edit', :actor, :actor, :reason,"
-            " jsonb_build_object('ua', CAST(:client AS text), 'n', 1.50), 1) RETURNING id"
+            " client_info, detail, dataset_id) VALUES ('edit', :actor, :actor, :reason,"
+            " jsonb_build_object('ua', CAST(:client AS text), 'n', 1.50),"
+            " jsonb_build_object(CAST(:reason AS text), jsonb_build_array(CAST(:value AS text))),"
+            " 1) RETURNING id"
         ),
         values,
     )
@@ -337,6 +340,7 @@ def _sealed_in_transaction(conn: Connection, **values: str):
         text(
             "SELECT c.id, 7 AS seq, c.kind, c.dataset_id, c.actor_username,"
             " c.actor_display_name, c.reason, c.client_info::text AS client_info,"
+            " c.detail::text AS detail,"
             " c.correlation_id::text AS correlation_id, c.opened_at AS committed_at,"
             " repeat('0', 64) AS prev_hash, audit.rows_hash(c.id) AS rows_hash,"
             " audit.changeset_header(x) AS sql_header,"
@@ -344,7 +348,7 @@ def _sealed_in_transaction(conn: Connection, **values: str):
             " r.id AS rc_id, r.after::text AS rc_after"
             " FROM audit.changeset c JOIN audit.row_change r ON r.changeset_id = c.id,"
             " LATERAL (SELECT (c.id, 7, c.dataset_id, c.kind, c.actor_username,"
-            "   c.actor_display_name, c.reason, c.client_info, c.correlation_id, c.txid,"
+            "   c.actor_display_name, c.reason, c.client_info, c.detail, c.correlation_id, c.txid,"
             "   0, 0, 0, c.opened_at, c.opened_at, repeat('0', 64), NULL)::audit.changeset) AS"
             "   l(x)"
             " WHERE c.id = :id"
