@@ -10,10 +10,11 @@ from typing import Any
 import streamlit as st
 
 from portal import users
+from portal.actor import Actor
 from portal.db import session_scope
 from portal.errors import PortalError
 from portal.models import ROLES
-from portal.ui import md_escape, require
+from portal.ui import current_actor, md_escape, require
 from portal.users import MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS
 
 actor = require("admin")
@@ -33,11 +34,15 @@ PASSWORD_HELP = (
 )
 
 
-def apply(change: Callable[[Any], object], success: str) -> bool:
-    """Run one ``portal.users`` change in its own transaction; show why if it is refused."""
+def apply(change: Callable[[Any, Actor], object], success: str) -> bool:
+    """Run one ``portal.users`` change in its own transaction; show why if it is refused.
+
+    The actor is read again first: a click in a dialog reruns only the dialog, not ``require``.
+    """
     try:
+        acting = current_actor("admin")
         with session_scope() as session:
-            change(session)
+            change(session, acting)
     except PortalError as exc:
         st.error(str(exc), icon=":material/error:")
         return False
@@ -62,7 +67,7 @@ def confirm_role(username: str, old: str, new: str) -> None:
     if username == actor.username and new != "admin":
         st.warning("This is your own account: you will lose access to this page.")
     if st.button("Change role", type="primary", key="users.confirm.ok") and apply(
-        lambda s: users.set_role(session=s, actor=actor, username=username, role=new),
+        lambda s, a: users.set_role(session=s, actor=a, username=username, role=new),
         f"{username} is now {new}.",
     ):
         st.rerun()
@@ -88,9 +93,9 @@ def confirm_reset(username: str) -> None:
         if password != again:
             st.error("The two passwords differ; type them again.")
         elif apply(
-            lambda s: users.reset_password(
+            lambda s, a: users.reset_password(
                 session=s,
-                actor=actor,
+                actor=a,
                 username=username,
                 password=password,
                 must_change_password=must_change,
@@ -108,7 +113,7 @@ def confirm_disable(username: str) -> None:
         "signed in. You can enable the account again later."
     )
     if st.button("Disable", type="primary", key="users.confirm.ok") and apply(
-        lambda s: users.set_active(session=s, actor=actor, username=username, active=False),
+        lambda s, a: users.set_active(session=s, actor=a, username=username, active=False),
         f"{username} has been disabled.",
     ):
         st.rerun()
@@ -198,7 +203,7 @@ else:
         ):
             st.session_state[CONFIRM] = {"action": "disable", "username": account.username}
     elif access_col.button("Enable", key="users.enable") and apply(
-        lambda s: users.set_active(session=s, actor=actor, username=account.username, active=True),
+        lambda s, a: users.set_active(session=s, actor=a, username=account.username, active=True),
         f"{account.username} has been enabled.",
     ):
         st.rerun()
@@ -208,7 +213,7 @@ else:
         disabled=not account.locked and account.failed_attempts == 0,
         help="Clear the lock-out and the failed sign-in count.",
     ) and apply(
-        lambda s: users.unlock(session=s, actor=actor, username=account.username),
+        lambda s, a: users.unlock(session=s, actor=a, username=account.username),
         f"{account.username} has been unlocked.",
     ):
         st.rerun()
@@ -248,9 +253,9 @@ if add:
     elif password != again:
         st.error("The two passwords differ; type them again.")
     elif apply(
-        lambda s: users.create_user(
+        lambda s, a: users.create_user(
             session=s,
-            actor=actor,
+            actor=a,
             username=username,
             display_name=display_name,
             role=role,

@@ -9,7 +9,7 @@ from streamlit.errors import StreamlitAPIException
 
 from portal import auth
 from portal.actor import Actor
-from portal.errors import PortalError
+from portal.errors import AuthError, PermissionDenied, PortalError
 from portal.signin import SignedIn
 from portal.ui.navigation import ACCOUNT
 
@@ -57,6 +57,26 @@ def require_session(role: str = "viewer", *, password_change_page: bool = False)
 def require(role: str = "viewer") -> Actor:
     """``require_session(role).actor``: the actor for the page's writes."""
     return require_session(role).actor
+
+
+def current_actor(role: str) -> Actor:
+    """The actor re-read from PostgreSQL now, for a write made from a dialog or fragment.
+
+    A click inside ``st.dialog`` reruns only the dialog, not the page's ``require()``, so a
+    person disabled or demoted while the dialog was open would otherwise still act as before.
+
+    Raises:
+        AuthError: nobody is signed in any more (disabled, locked, signed out...).
+        PermissionDenied: the role is now below ``role``.
+    """
+    signed = auth.current()
+    if signed is None:
+        raise AuthError("You are no longer signed in; nothing was changed. Sign in again.")
+    if not signed.actor.can(role):
+        raise PermissionDenied(
+            f"This needs the {role} role and you are now {signed.role}; nothing was changed."
+        )
+    return signed.actor
 
 
 def _sidebar(signed: SignedIn) -> None:
