@@ -8,6 +8,7 @@ optimistic ``_version`` check the portal's commits use.
 from __future__ import annotations
 
 import argparse
+import io
 import random
 import statistics
 import time
@@ -31,25 +32,41 @@ class Table:
     def __init__(self, engine: Engine, name: str, rows: int, audited: bool) -> None:
         self.engine, self.name, self.audited = engine, name, audited
         with Session(engine) as s, s.begin():
-            s.execute(text(f"CREATE TABLE data.{name} (_row_id bigint GENERATED ALWAYS AS"
-                           f" IDENTITY PRIMARY KEY, _version integer NOT NULL DEFAULT 1,"
-                           f" {TEN_COLUMNS})"))
+            s.execute(
+                text(
+                    f"CREATE TABLE data.{name} (_row_id bigint GENERATED ALWAYS AS"
+                    f" IDENTITY PRIMARY KEY, _version integer NOT NULL DEFAULT 1,"
+                    f" {TEN_COLUMNS})"
+                )
+            )
             if audited:
                 install_capture(session=s, table_name=name, dataset_id=1)
-                cs = open_changeset(session=s, kind="upload", actor_username="bench",
-                                    actor_display_name="Bench", dataset_id=1)
+                cs = open_changeset(
+                    session=s,
+                    kind="upload",
+                    actor_username="bench",
+                    actor_display_name="Bench",
+                    dataset_id=1,
+                )
                 first = reserve_row_ids(session=s, table_name=name, count=rows)
-                bulk_insert(session=s, changeset_id=cs, table_name=name, columns=COLUMN_NAMES,
-                            csv_bytes=csv_rows(first, rows))
+                bulk_insert(
+                    session=s,
+                    changeset_id=cs,
+                    table_name=name,
+                    columns=COLUMN_NAMES,
+                    csv_bytes=csv_rows(first, rows),
+                )
             else:
                 raw: Any = s.connection().connection.dbapi_connection
-                import io
-
                 with raw.cursor() as cur:
-                    cur.copy_expert(f"COPY data.{name} (_row_id, {', '.join(COLUMN_NAMES)})"
-                                    " FROM STDIN WITH (FORMAT csv)", io.BytesIO(csv_rows(1, rows)))
-                s.execute(text(f"SELECT setval(pg_get_serial_sequence('data.{name}', '_row_id'),"
-                               f" {rows})"))
+                    cur.copy_expert(
+                        f"COPY data.{name} (_row_id, {', '.join(COLUMN_NAMES)})"
+                        " FROM STDIN WITH (FORMAT csv)",
+                        io.BytesIO(csv_rows(1, rows)),
+                    )
+                s.execute(
+                    text(f"SELECT setval(pg_get_serial_sequence('data.{name}', '_row_id'), {rows})")
+                )
             s.execute(text(f"ANALYZE data.{name}"))
         self.versions = dict.fromkeys(range(1, rows + 1), 1)
 
@@ -57,8 +74,14 @@ class Table:
         start = time.perf_counter()
         with Session(self.engine) as s, s.begin():
             if self.audited:
-                open_changeset(session=s, kind="edit", actor_username="bench",
-                               actor_display_name="Bench", dataset_id=1, reason="benchmark")
+                open_changeset(
+                    session=s,
+                    kind="edit",
+                    actor_username="bench",
+                    actor_display_name="Bench",
+                    dataset_id=1,
+                    reason="benchmark",
+                )
             raw: Any = s.connection().connection.dbapi_connection
             with raw.cursor() as cur:
                 execute_values(
@@ -85,8 +108,10 @@ class Table:
                     cur,
                     f"INSERT INTO data.{self.name} ({', '.join(COLUMN_NAMES)}) VALUES %s"
                     " RETURNING _row_id",
-                    [(f"new {serial}-{i}", i, 1.5, "2024-02-01", True, "c", "d", i, "x", i)
-                     for i in range(INSERTS)],
+                    [
+                        (f"new {serial}-{i}", i, 1.5, "2024-02-01", True, "c", "d", i, "x", i)
+                        for i in range(INSERTS)
+                    ],
                     page_size=INSERTS,
                     fetch=True,
                 )
@@ -120,11 +145,15 @@ def main(rows: int, rounds: int) -> float:
             rows_changed = conn.scalar(text("SELECT count(*) FROM audit.row_change"))
         bare, full = statistics.median(plain_t), statistics.median(audited_t)
         ratio = full / bare
-        print(f"commit of {UPDATES:,} updates + {INSERTS} inserts + {DELETES} deletes on a"
-              f" {rows:,}-row table, {rounds} rounds, median")
+        print(
+            f"commit of {UPDATES:,} updates + {INSERTS} inserts + {DELETES} deletes on a"
+            f" {rows:,}-row table, {rounds} rounds, median"
+        )
         print(f"  bare statements, no triggers        {bare * 1000:7.1f} ms")
-        print(f"  with changeset, capture and seal    {full * 1000:7.1f} ms"
-              f"   ({rows_changed:,} row changes captured in all)")
+        print(
+            f"  with changeset, capture and seal    {full * 1000:7.1f} ms"
+            f"   ({rows_changed:,} row changes captured in all)"
+        )
         print(f"  ratio audited / bare                {ratio:7.2f}x   (target <= 1.50x)")
         engine.dispose()
         return ratio
