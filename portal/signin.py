@@ -57,6 +57,10 @@ from portal.users import (
 WRONG_CREDENTIALS = "Wrong username or password."
 ACCOUNT_DISABLED = "This account is disabled. Ask an admin to enable it."
 MAX_ATTEMPTED_NAME = 64  # longer names cannot exist (users.username is 1-64 characters)
+# How far back failures of a username with no account are remembered. A real account's count
+# never expires, so an attacker who waits this long between guesses could tell the two apart:
+# a day per guess makes that useless for enumeration.
+UNKNOWN_USER_MEMORY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -206,17 +210,22 @@ def _unknown_user(
     """Refuse a username with no account exactly as a real one: same cost, same lock-out.
 
     The count lives in the audit events (the account has no row): failures since the name's last
-    lock-out, and that lock-out's time. An advisory lock on the name serialises concurrent
-    attempts so the count is exact.
+    lock-out, and that lock-out's time, looking back at most ``UNKNOWN_USER_MEMORY`` so each
+    attempt reads a bounded range of the (kind, occurred_at) index. An advisory lock on the name
+    serialises concurrent attempts so the count is exact.
     """
     settings = get_settings()
     _spend_a_bcrypt_check(password)
     session.execute(select(func.pg_advisory_xact_lock(func.hashtext("portal.signin:" + name))))
+    window_start = now - UNKNOWN_USER_MEMORY
     last_lock = session.execute(
-        select(func.max(Event.occurred_at)).where(Event.kind == "lock_out", Event.target == name)
+        select(func.max(Event.occurred_at)).where(
+            Event.kind == "lock_out", Event.occurred_at > window_start, Event.target == name
+        )
     ).scalar_one()
     failures_since = [
         Event.kind == "sign_in_failed",
+        Event.occurred_at > (last_lock or window_start),
         Event.target == name,
         Event.detail["reason"].astext == "unknown_user",
     ]
@@ -225,7 +234,6 @@ def _unknown_user(
         if until > now:
             _record_refusal(session, name, "locked", client_info, unknown_user=True)
             return AuthError(locked_message(until, now))
-        failures_since.append(Event.occurred_at > last_lock)
     earlier = session.execute(
         select(func.count()).select_from(Event).where(*failures_since)
     ).scalar_one()
