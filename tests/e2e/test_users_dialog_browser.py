@@ -4,7 +4,7 @@ the whole script, so only a real browser shows that a write from a dialog re-che
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import BrowserContext, expect
+from playwright.sync_api import BrowserContext, Page, expect
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -17,11 +17,18 @@ from tests.factories import make_user
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
 
-def open_disable_dialog(page, portal_server: PortalServer) -> None:  # type: ignore[no-untyped-def]
+def open_disable_dialog(page: Page, portal_server: PortalServer) -> None:
+    # "/" first, so app.py's st.navigation has run and /users goes through it (the other e2e
+    # tests cover a page URL on a server no session has used yet).
+    page.goto(portal_server.url + "/")
+    sign_in_form(page)
     page.goto(portal_server.url + "/users")
     sign_in_form(page)
     sign_in(page, "boss", portal_server.users["boss"])
     expect(page.get_by_role("heading", name="Manage a user")).to_be_visible()
+    nav = page.get_by_test_id("stSidebarNav")
+    expect(nav.get_by_text("Users")).to_be_visible()  # the admin's navigation, not pages/ files
+    expect(nav.get_by_text("app")).to_have_count(0)
     page.locator('[data-testid="stSelectbox"]').first.click()
     page.get_by_role("option", name="vee — Vee").click()
     expect(page.get_by_text("Vee is viewer, active")).to_be_visible()
