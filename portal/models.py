@@ -256,6 +256,7 @@ class Event(Base):
         Index("ix_event_occurred", text("occurred_at DESC")),
         Index("ix_event_actor_occurred", "actor_username", text("occurred_at DESC")),
         Index("ix_event_kind_occurred", "kind", text("occurred_at DESC")),
+        Index("ix_event_target_occurred", "target", text("occurred_at DESC")),
         {"schema": "audit"},
     )
 

@@ -196,6 +196,12 @@ def upgrade() -> None:
     op.create_index(
         "ix_event_kind_occurred", "event", ["kind", sa.text("occurred_at DESC")], schema="audit"
     )
+    op.create_index(
+        "ix_event_target_occurred",
+        "event",
+        ["target", sa.text("occurred_at DESC")],
+        schema="audit",
+    )
 
     op.create_table(
         "upload",
@@ -267,6 +273,8 @@ def upgrade() -> None:
     op.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA portal TO portal_app")
     op.execute("GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA audit TO portal_app")
     op.execute("REVOKE INSERT ON audit.chain_head FROM portal_app")
+    # So the app can tell whether its database is at the revision its code expects.
+    op.execute("GRANT SELECT ON public.alembic_version TO portal_app")
     # Temporary tables let the app replay bulk loads through COPY (audit.trail): harmless, and
     # session-local.
     op.execute(

@@ -40,3 +40,13 @@ def test_unreachable_database_is_a_clear_error(
     reset_engine()
     with pytest.raises(DatabaseUnavailable, match="database is unavailable"), session_scope() as s:
         s.execute(text("SELECT 1"))
+
+
+def test_status_reports_the_schema_revision_to_the_app_role(fresh_db: DatabaseHandle) -> None:
+    from portal import migrate
+    from portal.status import database_status
+
+    status = database_status()
+    assert status.connected_as == "portal_app"
+    assert status.schema_revision == migrate.head_revision()
+    assert status.up_to_date
