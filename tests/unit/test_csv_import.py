@@ -1,0 +1,537 @@
+"""Upload checks, from bytes to a table of strings, and the CSVs handed back. Real python-magic
+and charset-normalizer; every file is generated here."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+import zipfile
+import zlib
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from portal import csv_import
+from portal.csv_import import (
+    Dialect,
+    EncodingNotConfirmed,
+    ImportRefused,
+    ParsedCSV,
+    annotated_original_csv,
+    copy_stream,
+    decode,
+    detect_encoding,
+    error_report_csv,
+    mime_type,
+    read_upload,
+    sniff_dialect,
+)
+from portal.csv_safe import neutralise
+from portal.errors import ValidationError
+from portal.spec import CellError, ColumnSpec, DatasetSpec, infer_spec, validate
+
+LIMIT = 10_000_000
+
+
+def upload(data: bytes, **kwargs: Any) -> ParsedCSV:
+    return read_upload(data, max_bytes=kwargs.pop("max_bytes", LIMIT), **kwargs)
+
+
+def refused(data: bytes, **kwargs: Any) -> ImportRefused:
+    with pytest.raises(ImportRefused) as caught:
+        upload(data, **kwargs)
+    return caught.value
+
+
+def values(parsed: ParsedCSV) -> dict[str, list[Any]]:
+    return {
+        k: [None if pd.isna(v) else v for v in vs] for k, vs in parsed.frame.to_dict("list").items()
+    }
+
+
+# --- refused files --------------------------------------------------------------------------
+
+
+def png() -> bytes:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+        )
+
+    header = (1).to_bytes(4, "big") * 2 + bytes([8, 0, 0, 0, 0])
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0\0"))
+        + chunk(b"IEND", b"")
+    )
+
+
+def zip_of(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
+
+
+XLSX = zip_of(
+    {
+        "[Content_Types].xml": '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>',
+        "xl/workbook.xml": "<workbook/>",
+        "xl/worksheets/sheet1.xml": "<worksheet/>",
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        (png(), "an image (image/png)"),
+        (zip_of({"data.csv": "a,b\n1,2\n"}), "a ZIP archive"),
+        (XLSX, "(application/"),
+        (
+            b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< >>\n%%EOF\n",
+            "a PDF document",
+        ),
+        (Path(sys.executable).read_bytes()[:200_000], "an executable program"),
+        (b'{"name": "x", "qty": 1}\n', "a JSON document"),
+        (b"\x01\x02\x03a,b\n\x1b[31m,\x7f\n", "binary data"),
+    ],
+    ids=["png", "zip", "xlsx", "pdf", "elf", "json", "control-chars"],
+)
+def test_non_text_content_is_refused_whatever_the_name(data: bytes, fragment: str) -> None:
+    error = refused(data)
+    assert "not a CSV text file" in str(error)
+    assert fragment in str(error)
+    assert "whatever its name says" in str(error)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"name,qty\napple,1\npear,2\n", b"#include,int\nmain,1\n", b"a;b\n1;2\n", b"x\n1\n"],
+    ids=["csv", "looks-like-c", "semicolon", "one-column"],
+)
+def test_text_verdicts_are_accepted(data: bytes) -> None:
+    verdict = mime_type(data)
+    assert verdict in ("text/csv", "text/plain") or verdict.startswith("text/x-")
+    assert upload(data).mime == verdict
+
+
+def test_nul_bytes_are_refused_with_their_place() -> None:
+    data = b"a,b\n1,2\n3,\x004\n"
+    with pytest.raises(ImportRefused, match=r"NUL byte at offset 10 \(line 3\)"):
+        decode(data, "utf-8")
+    with pytest.raises(ImportRefused, match="UTF-16"):
+        upload("a,b\n1,2\n".encode("utf-16"))
+
+
+def test_invalid_utf8_is_never_mangled_and_the_byte_is_named() -> None:
+    data = b"name\nok\n" + b"caf\xc3(\n"
+    with pytest.raises(ImportRefused, match=r"byte 0xC3 at offset 11 \(line 3\)"):
+        decode(data, "utf-8")
+    bom = b"\xef\xbb\xbf" + data
+    with pytest.raises(
+        ImportRefused, match=r"starts as UTF-8 .* byte 0xC3 at offset 14 \(line 3\)"
+    ):
+        upload(bom)
+    with pytest.raises(ImportRefused, match=r"not valid Windows-1252.*byte 0x81 at offset 7"):
+        decode(b"a,b\n1,\x81\n".replace(b"1,", b"1,2"), "cp1252")
+
+
+def test_size_limits() -> None:
+    with pytest.raises(ImportRefused, match=r"1,001 bytes; the limit is 1,000 bytes"):
+        upload(b"a\n" + b"1\n" * 499 + b"x", max_bytes=1000)
+    with pytest.raises(ImportRefused, match="The file is empty"):
+        upload(b"")
+
+
+def test_unknown_or_non_text_encodings_are_refused() -> None:
+    with pytest.raises(ImportRefused, match="not an encoding"):
+        decode(b"a\n1\n", "klingon")
+    with pytest.raises(ImportRefused, match="not a text encoding"):
+        decode(b"a\n1\n", "base64")
+
+
+# --- accepted files -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "delimiter", "encoding"),
+    [
+        (b"name,qty\nAnna,1\nBo,2\n", ",", "utf-8"),
+        (b"name;qty\r\nAnna;1\r\nBo;2\r\n", ";", "utf-8"),
+        (b"name\tqty\nAnna\t1\nBo\t2", "\t", "utf-8"),
+        (b"\xef\xbb\xbfname,qty\nAnna,1\nBo,2\n", ",", "utf-8-sig"),
+    ],
+    ids=["comma", "semicolon-crlf", "tab-no-final-newline", "bom"],
+)
+def test_accepted_files(data: bytes, delimiter: str, encoding: str) -> None:
+    parsed = upload(data)
+    assert parsed.header == ["name", "qty"]  # the BOM is gone from the first header
+    assert values(parsed) == {"name": ["Anna", "Bo"], "qty": ["1", "2"]}
+    assert (parsed.dialect.delimiter, parsed.encoding, parsed.row_count) == (delimiter, encoding, 2)
+    assert parsed.line_numbers.tolist() == [2, 3]
+    assert all(str(t) == "string" for t in parsed.frame.dtypes)
+
+
+def test_sniffing_is_not_fooled_by_quoted_delimiters_and_can_be_overridden() -> None:
+    data = b'name;note\n"Smith, Anna";"a, b, c"\n"Lee, Bo";"x, y"\n'
+    parsed = upload(data)
+    assert parsed.dialect.name == "semicolon"
+    assert values(parsed)["note"] == ["a, b, c", "x, y"]
+    forced = upload(b"a,b;c\n1,2;3\n", delimiter=";")
+    assert forced.header == ["a,b", "c"]
+    with pytest.raises(ValidationError, match="not supported"):
+        upload(data, delimiter="|")
+    assert sniff_dialect("single\nvalue\n").delimiter == ","
+
+
+@pytest.mark.parametrize(
+    ("codec", "expected"),
+    [("cp1252", "cp1252"), ("latin-1", "cp1252")],
+)
+def test_a_legacy_encoding_is_proposed_and_used_only_once_confirmed(
+    codec: str, expected: str
+) -> None:
+    text = "Name;Stadt;Preis\nJosé Müller;Köln;5 ¤\nRenée;Zürich;3\n"
+    if codec == "cp1252":
+        text = text.replace("¤", "€") + "“Smart” quotes;Besançon;4\n"
+    data = text.encode(codec)
+    with pytest.raises(EncodingNotConfirmed) as caught:
+        upload(data)
+    guess = caught.value.guess
+    assert guess.name == expected
+    assert guess.needs_confirmation
+    assert "Windows-1252" in str(caught.value)
+    assert "line 2" in str(caught.value)
+    assert guess.preview.splitlines()[1].startswith("José Müller")
+    assert detect_encoding(data) == guess
+    parsed = upload(data, encoding=guess.name)
+    assert values(parsed)["Name"][:2] == ["José Müller", "Renée"]
+    assert parsed.encoding == guess.name
+    assert detect_encoding(b"a,b\n1,2\n").name == "utf-8"
+    assert not detect_encoding(b"\xef\xbb\xbfa\n1\n").needs_confirmation
+
+
+# --- shape problems -------------------------------------------------------------------------
+
+
+def test_ragged_rows_name_their_lines_and_field_counts() -> None:
+    error = refused(b"a,b,c\n1,2,3\n4,5\n6,7,8,9\n10,11,12\n")
+    assert error.problems == [
+        "line 3: 2 fields, but the header has 3.",
+        "line 4: 4 fields, but the header has 3.",
+    ]
+    assert "2 lines of the file cannot be read" in str(error)
+
+
+def test_an_unterminated_quote_names_the_line_where_it_starts() -> None:
+    error = refused(b'a,b\n1,2\n3,"never closed\n4,5\n6,7\n')
+    assert len(error.problems) == 1
+    assert error.problems[0].startswith("line 3: a quoted value starts here but its closing quote")
+
+
+def test_text_after_a_closing_quote_is_a_problem_not_silently_joined() -> None:
+    error = refused(b'a,b\n1,"x"y\n2,3\n')
+    assert error.problems[0].startswith("line 2: text follows a closing quote")
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        (b"Name,qty,name \n1,2,3\n", "columns 1 and 3 are both named “name”"),
+        (b"a,,b\n1,2,3\n", "column 2 has no name"),
+        (b"a, ,b\n1,2,3\n", "column 2 has no name"),
+        (b"a,b\n", "no data rows"),
+        (b"a,b\n\n\n", "no data rows"),
+        (b"\n\r\n", "no header line"),
+        (b'"a,b\n1,2\n', "header line cannot be read"),
+    ],
+)
+def test_header_problems(data: bytes, fragment: str) -> None:
+    assert fragment in str(refused(data))
+
+
+def test_many_problems_are_summarised() -> None:
+    error = refused(b"a,b\n" + b"1\n" * 30)
+    assert len(error.problems) == 30
+    assert "… and 20 more" in str(error)
+
+
+def test_multi_line_values_and_blank_lines_keep_file_line_numbers() -> None:
+    data = b'code,qty,note\nA,1,"two\nlines"\n\nB,x,plain\nC,3,"three\r\nline\r\nnote"\nD,y,z\n'
+    parsed = upload(data)
+    assert parsed.line_numbers.tolist() == [2, 5, 6, 9]
+    assert values(parsed)["note"] == ["two\nlines", "plain", "three\r\nline\r\nnote", "z"]
+    spec = DatasetSpec(
+        (
+            ColumnSpec("code", "code", "text"),
+            ColumnSpec("qty", "qty", "integer"),
+            ColumnSpec("note", "note", "text"),
+        )
+    )
+    result = validate(spec, parsed.frame, line_numbers=parsed.line_numbers)
+    assert [(e.row, e.value) for e in result.errors] == [(5, "x"), (9, "y")]
+
+
+def test_empty_cells_are_missing_whether_quoted_or_not() -> None:
+    parsed = upload(b'a,b,c\n1,,""\n" ",x,\n')
+    assert values(parsed) == {"a": ["1", " "], "b": [None, "x"], "c": [None, None]}
+
+
+# --- fast and careful parsers agree ---------------------------------------------------------
+
+csvish = st.text(alphabet=st.sampled_from(list('ab1,;"\n\r\t é')), max_size=60)
+
+
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@given(csvish, st.sampled_from(csv_import.DELIMITERS))
+def test_the_fast_parse_equals_the_csv_modules_whenever_it_is_used(
+    text: str, delimiter: str
+) -> None:
+    dialect = Dialect(delimiter)
+    try:
+        header = csv_import._read_header(text, dialect)
+    except ImportRefused:
+        return
+    fast = csv_import._fast_parse(text.encode(), len(header), dialect)
+    try:
+        slow = csv_import._slow_parse(text, len(header), dialect)
+    except ImportRefused:
+        assert fast is None  # the fast path never accepts what the csv module refuses
+        return
+    event("fast path" if fast is not None else "csv module only")
+    if fast is not None:
+        assert fast[0].to_pylist() == slow[0].to_pylist()
+        assert fast[1].tolist() == slow[1].tolist()
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(
+    st.binary(max_size=300),
+    st.sampled_from([None, "cp1252", "utf-8", "shift_jis"]),
+    st.sampled_from([None, ",", ";", "\t"]),
+)
+def test_any_bytes_end_in_a_table_or_a_validation_error(
+    data: bytes, encoding: str | None, delimiter: str | None
+) -> None:
+    try:
+        parsed = upload(data, encoding=encoding, delimiter=delimiter)
+    except ValidationError as exc:
+        event(str(exc).split(":")[0][:40])
+        return
+    event("parsed")
+    assert parsed.row_count == len(parsed.frame) == len(parsed.line_numbers) >= 1
+
+
+cell_text = st.text(
+    alphabet=st.one_of(
+        st.characters(exclude_categories=("Cc", "Cs")), st.sampled_from(list(',;\t\n\r"'))
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(
+    st.lists(st.lists(cell_text, min_size=2, max_size=2), min_size=1, max_size=6),
+    st.sampled_from(csv_import.DELIMITERS),
+)
+def test_any_csv_written_by_the_csv_module_reads_back(
+    rows: list[list[str]], delimiter: str
+) -> None:
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter).writerows([["first", "second"], *rows])
+    parsed = upload(out.getvalue().encode(), delimiter=delimiter)
+    got = [[None if pd.isna(v) else v for v in row] for row in parsed.frame.itertuples(index=False)]
+    assert got == [[v or None for v in row] for row in rows]
+
+
+# --- reports --------------------------------------------------------------------------------
+
+
+def test_formula_neutralisation() -> None:
+    for risky in ["=1+1", "+1", "-5", "@SUM(A1)", "\tx", "\rx"]:
+        assert neutralise(risky) == "'" + risky
+    for safe in ["", "a=b", "1", " =x", "'already"]:
+        assert neutralise(safe) == safe
+
+
+@given(st.lists(st.one_of(st.none(), st.text(max_size=5))))
+def test_the_vectorised_neutraliser_equals_neutralise(texts: list[str | None]) -> None:
+    texts = [t.replace("\x00", "") if t else t for t in texts]
+    got = csv_import._safe_array(pa.array(texts, pa.large_string())).to_pylist()
+    assert got == [None if t is None else neutralise(t) for t in texts]
+
+
+def read_report(data: bytes, delimiter: str = ",") -> list[list[str]]:
+    assert data.startswith(b"\xef\xbb\xbf")
+    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""), delimiter=delimiter))
+
+
+def test_error_report_is_formula_safe() -> None:
+    errors = [
+        CellError(2, "=Label", '=HYPERLINK("http://x")', "type", 'bad, "quoted"\nmessage'),
+        CellError(5, "qty", "-5", "min", "“-5” is below the minimum 0: enter 0 or more."),
+    ]
+    rows = read_report(error_report_csv(errors))
+    assert rows == [
+        ["row", "column", "value", "rule", "message"],
+        ["2", "'=Label", '\'=HYPERLINK("http://x")', "type", 'bad, "quoted"\nmessage'],
+        ["5", "qty", "'-5", "min", "“-5” is below the minimum 0: enter 0 or more."],
+    ]
+
+
+def test_annotated_original_keeps_rows_and_adds_errors() -> None:
+    parsed = upload(b'code;qty;errors\n=cmd|calc;x;"multi\nline"\n+1;2;@x\n-3;-4;ok\n')
+    spec = DatasetSpec(
+        (
+            ColumnSpec("code", "code", "text"),
+            ColumnSpec("qty", "qty", "integer", min=0),
+            ColumnSpec("errors", "errors", "text"),
+        )
+    )
+    result = validate(spec, parsed.frame, line_numbers=parsed.line_numbers)
+    rows = read_report(annotated_original_csv(parsed, result.errors), delimiter=";")
+    assert rows[0] == ["code", "qty", "errors", "errors_2"]
+    assert rows[1][:3] == ["'=cmd|calc", "x", "multi\nline"]
+    assert rows[1][3].startswith("qty: “x” is not a whole number")
+    assert rows[2] == ["'+1", "2", "'@x", ""]
+    assert rows[3][:3] == ["'-3", "'-4", "ok"]
+    assert rows[3][3].startswith("qty: “-4” is below")
+    assert len(rows) == 4
+
+
+# --- the COPY stream ------------------------------------------------------------------------
+
+COPY_SPEC = DatasetSpec(
+    (
+        ColumnSpec("t", "t", "text"),
+        ColumnSpec("d", "d", "decimal"),
+        ColumnSpec("i", "i", "integer"),
+        ColumnSpec("b", "b", "boolean"),
+        ColumnSpec("day", "day", "date"),
+        ColumnSpec("ts", "ts", "datetime"),
+    )
+)
+
+
+def read_copy(data: bytes) -> list[list[str | None]]:
+    """A COPY CSV read the way PostgreSQL does: unquoted empty = NULL, quoted "" = ''."""
+    table = pcsv.read_csv(
+        io.BytesIO(data),
+        read_options=pcsv.ReadOptions(autogenerate_column_names=True),
+        parse_options=pcsv.ParseOptions(newlines_in_values=True),
+        convert_options=pcsv.ConvertOptions(
+            column_types={f"f{i}": pa.string() for i in range(7)},
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    return [list(r.values()) for r in table.to_pylist()]
+
+
+def test_copy_stream_from_validated_rows() -> None:
+    frame = pd.DataFrame(
+        {
+            "t": ['a,"b"\r\nc', "=1", None, "\\.", "x"],
+            "d": ["-0.00000000000000000000000000000000000001", str(2**63), "", "1.50", "0.1"],
+            "i": ["1", "", str(-(2**63)), "7", "0"],
+            "b": ["yes", "0", "", "T", "n"],
+            "day": ["2024-02-29", "", "0001-01-01", "9999-12-31", "2024-01-01"],
+            "ts": [
+                "2024-01-02T03:04:05.123456+01:00",
+                "",
+                "0001-01-01T00:00Z",
+                "2024-06-01",
+                "9999-12-31T23:59:59.999999Z",
+            ],
+        }
+    )
+    result = validate(COPY_SPEC, frame)
+    assert result.ok
+    data = copy_stream(result.typed, COPY_SPEC, first_row_id=100)
+    rows = read_copy(data)
+    assert [r[0] for r in rows] == ["100", "101", "102", "103", "104"]
+    assert rows[0][1] == 'a,"b"\r\nc'
+    assert rows[1][1] == "=1"
+    assert rows[2][1] is None
+    assert rows[3][1] == "\\."
+    assert [Decimal(r[2]) if r[2] else None for r in rows] == [
+        Decimal("-1E-38"),
+        Decimal(2**63),
+        None,
+        Decimal("1.5"),
+        Decimal("0.1"),
+    ]
+    assert [r[3] for r in rows] == ["1", None, str(-(2**63)), "7", "0"]
+    assert [r[4] for r in rows] == ["true", "false", None, "true", "false"]
+    assert [r[5] for r in rows] == ["2024-02-29", None, "0001-01-01", "9999-12-31", "2024-01-01"]
+    assert rows[0][6] == "2024-01-02 02:04:05.123456Z"
+    assert rows[1][6] is None
+    assert rows[4][6] == "9999-12-31 23:59:59.999999Z"
+    assert b",," in data
+    assert not data.startswith(b"_row_id")
+    for line in data.decode().split("\n"):
+        for field in next(csv.reader([line])) if line and "\r" not in line else []:
+            assert field == "" or line.count('"') >= 2  # every non-null value was quoted
+
+
+def test_copy_stream_keeps_empty_strings_apart_from_null_and_takes_plain_python_values() -> None:
+    frame = pd.DataFrame(
+        {
+            "t": ["", None, 'comma, "quote"\nnewline'],
+            "d": [Decimal("1.5"), None, Decimal("-0.25")],
+            "i": [1, None, 3],
+            "b": [True, None, False],
+            "day": [date(2024, 1, 1), None, date(1999, 12, 31)],
+            "ts": [datetime(2024, 1, 1, tzinfo=UTC), None, pd.Timestamp("2024-05-06 07:08:09")],
+        }
+    )
+    data = copy_stream(frame, COPY_SPEC, first_row_id=1)
+    assert data.startswith(b'"1","",')
+    assert data.split(b"\n")[1] == b'"2",,,,,,'
+    rows = read_copy(data)
+    assert rows[0][1] == ""
+    assert rows[1][1] is None
+    assert rows[2][1:] == [
+        'comma, "quote"\nnewline',
+        "-0.25",
+        "3",
+        "false",
+        "1999-12-31",
+        "2024-05-06 07:08:09.000000Z",
+    ]
+    with pytest.raises(ValidationError, match="exact decimals"):
+        copy_stream(frame.assign(d=[1.5, None, 2.0]), COPY_SPEC, first_row_id=1)
+    with pytest.raises(ValidationError, match="lack the column 'ts'"):
+        copy_stream(frame.drop(columns="ts"), COPY_SPEC, first_row_id=1)
+
+
+def test_upload_to_copy_stream_end_to_end() -> None:
+    data = "Code;Menge;Preis;Tag\n007;1;1,50;24.12.2024\n042;2;2,25;31.01.2025\n".encode("cp1252")
+    parsed = upload(data)  # plain ASCII: UTF-8
+    spec, notes = infer_spec(
+        parsed.header, {h: parsed.frame[h] for h in parsed.header}, decimal_comma=True
+    )
+    assert [c.type for c in spec.columns] == ["text", "integer", "decimal", "date"]
+    result = validate(spec, parsed.frame, decimal_comma=True, line_numbers=parsed.line_numbers)
+    assert result.ok, result.errors
+    rows = read_copy(copy_stream(result.typed, spec, first_row_id=1))
+    assert rows == [
+        ["1", "007", "1", "1.50", "2024-12-24"],
+        ["2", "042", "2", "2.25", "2025-01-31"],
+    ]
+    assert np.array_equal(parsed.line_numbers, [2, 3])
+    assert any("leading zeros" in n for n in notes)
