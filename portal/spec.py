@@ -24,9 +24,11 @@ Decisions a reader needs:
   data row is 2, and a row with a quoted line break counts the lines it spans (``validate`` takes
   them from ``csv_import.ParsedCSV.line_numbers``). ``validate_value`` reports the ``row`` it is
   given (the editor passes ``_row_id``).
-- Regular expressions use ``search`` semantics (PostgreSQL's ``~``): anchor with ``^…$`` to
-  match the whole value. The validator uses Python's ``re``, the CHECK constraint PostgreSQL's
-  engine: write patterns in their common subset (named groups ``(?P<…>)`` are refused).
+- Regular expressions search the value, as PostgreSQL's ``~`` does: anchor with ``^…$`` to
+  match all of it. Both validators run them with RE2 (pyarrow), whose ``$`` is the end of the
+  value as in PostgreSQL (Python's ``re`` would also match before a final line break); the CHECK
+  constraint runs PostgreSQL's engine. Write patterns in the common subset (no back-references
+  or named groups; a digit class means ASCII digits).
 - ``validate`` and ``validate_value`` share one set of patterns and messages; every error
   message comes from ``validate_value``, and a property test holds the two in agreement.
 """
@@ -375,13 +377,29 @@ def _regex_problem(pattern: object) -> str | None:
         return "the pattern must be non-empty text."
     if "(?P" in pattern or re.search(r"\(\?<(?![=!])", pattern):
         return "named groups are not supported in patterns; use plain (…) groups."
-    if "\x00" in pattern:
-        return "the pattern must not contain a NUL character."
+    if "\x00" in pattern or not _storable(pattern):
+        return "the pattern must be valid text without NUL characters."
     try:
-        re.compile(pattern)
-    except re.error as exc:
-        return f"the pattern {pattern!r} is not a valid regular expression ({exc})."
+        _regex_matches(pa.array([""], pa.large_string()), pattern)
+    except pa.ArrowInvalid as exc:
+        reason = str(exc).split(":", 1)[-1].strip()
+        return f"the pattern {pattern!r} is not a valid regular expression ({reason})."
     return None
+
+
+def _regex_matches(values: Any, pattern: str) -> Any:
+    """Whether each value contains a match of ``pattern`` (RE2 syntax and semantics, like
+    PostgreSQL's ``~``: a search; ``$`` is the end of the value)."""
+    return pc.match_substring_regex(values, pattern=pattern)
+
+
+def _storable(text_: str) -> bool:
+    """Text PostgreSQL can store: valid Unicode (no lone surrogates)."""
+    try:
+        text_.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_dataset(spec: DatasetSpec) -> None:
@@ -592,6 +610,8 @@ def _show(value: object) -> str:
 
 
 def _quoted(raw: str) -> str:
+    if not _storable(raw):
+        raw = raw.encode("utf-8", "backslashreplace").decode("utf-8")
     shown = raw if len(raw) <= 60 else raw[:57] + "…"
     return f"“{shown}”"
 
@@ -631,6 +651,10 @@ def _type_message(c: ColumnSpec, raw: str, decimal_comma: bool, reason: str = ""
         return (
             f"{v} is not a valid date and time: write it as ISO 8601, like"
             " 2024-12-24T18:30:00+01:00 (without an offset it is read as UTC)."
+        )
+    if reason == "unstorable":
+        return (
+            f"{v} contains a NUL character or invalid Unicode, which cannot be stored: remove it."
         )
     return f"{v} is not text."
 
@@ -722,6 +746,8 @@ def _typed(c: ColumnSpec, value: object, shown: str, decimal_comma: bool) -> Val
     if c.type in ("text", "category"):
         if not isinstance(value, str):
             raise invalid()
+        if "\x00" in value or not _storable(value):
+            raise invalid("unstorable")
         return value
     if isinstance(value, np.generic):
         value = value.item()
@@ -910,7 +936,10 @@ def _check_rules(c: ColumnSpec, typed: Value, shown: str) -> None:
     if isinstance(typed, str):
         if c.max_length is not None and len(typed) > c.max_length:
             raise _Invalid("max_length", _rule_message(c, "max_length", shown, typed))
-        if c.regex is not None and not _compiled(c.regex).search(typed):
+        if (
+            c.regex is not None
+            and not _regex_matches(pa.array([typed], pa.large_string()), c.regex)[0].as_py()
+        ):
             raise _Invalid("regex", _rule_message(c, "regex", shown, typed))
         if c.options is not None and typed not in c.options:
             raise _Invalid("options", _rule_message(c, "options", shown, typed))
@@ -1102,14 +1131,11 @@ def _check_array(
 
 
 def _string_checks(c: ColumnSpec, raw: Any, present: BoolArray) -> _Checks:
-    checks: _Checks = []
+    checks: _Checks = [("type", present & _np(pc.match_substring(raw, "\x00")))]
     if c.max_length is not None:
         checks.append(("max_length", present & (_ints(pc.utf8_length(raw)) > c.max_length)))
     if c.regex is not None:
-        pattern = _compiled(c.regex)
-        distinct = [v for v in pc.unique(raw).to_pylist() if v is not None]
-        good = pa.array([v for v in distinct if pattern.search(v)], pa.large_string())
-        checks.append(("regex", present & ~_np(pc.is_in(raw, value_set=good))))
+        checks.append(("regex", present & ~_np(_regex_matches(raw, c.regex))))
     if c.options is not None:
         allowed = pa.array(list(c.options), pa.large_string())
         checks.append(("options", present & ~_np(pc.is_in(raw, value_set=allowed))))
@@ -1203,8 +1229,12 @@ def _vector_decimal(c: ColumnSpec, values: Any, present: BoolArray, decimal_comm
     for rule, bound in (("min", c.min), ("max", c.max)):
         if bound is not None:
             assert isinstance(bound, Decimal)
-            common_scale = max(scale, _decimal_digits(bound)[1])
-            common = pa.decimal256(2 * MAX_DECIMAL_DIGITS, common_scale)
+            bound_before, bound_after = _decimal_digits(bound)
+            common_scale = max(scale, bound_after)
+            if common_scale == scale and bound_before + scale <= dtype.precision:
+                common = dtype  # the bound fits the column's type: no cast of a million values
+            else:
+                common = pa.decimal256(2 * MAX_DECIMAL_DIGITS, common_scale)
             scalar = pa.scalar(_rescaled(bound, common_scale), common)
             compare = pc.less if rule == "min" else pc.greater
             checks.append((cast(Rule, rule), ok & _np(compare(typed.cast(common), scalar))))

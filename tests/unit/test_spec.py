@@ -513,6 +513,25 @@ def test_empty_strings_na_and_nan_are_missing() -> None:
         assert validate_value(col(type_="integer"), missing) is None
 
 
+def test_patterns_search_like_postgresql() -> None:
+    column = col(regex="^x[0-9]+$")
+    result = check(column, "x12", "x12\n", "ax12", "x")
+    assert [e.value for e in result.errors] == ["x12\n", "ax12", "x"]  # $ is the very end
+    assert [e.rule for e in check(col(regex="[0-9]"), "abc", "a1c").errors] == ["regex"]
+    with pytest.raises(ValidationError, match="not a valid regular expression"):
+        col(regex="(a")
+    with pytest.raises(ValidationError, match="not a valid regular expression"):
+        col(regex="(a)\\1")  # back-references: not in the common subset
+
+
+def test_text_that_cannot_be_stored_is_refused() -> None:
+    for value in ("a\x00b", "\ud800"):
+        found = validate_value(col(), value)
+        assert isinstance(found, CellError)
+        assert (found.rule, "cannot be stored" in found.message) == ("type", True)
+    assert check(col(), "a\x00b").errors[0].rule == "type"
+
+
 # --- validate_value with what an editor sends -----------------------------------------------
 
 
