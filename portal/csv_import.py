@@ -57,7 +57,7 @@ import pyarrow.csv as pcsv  # type: ignore[import-untyped]
 
 from portal.csv_safe import FORMULA_TRIGGERS, neutralise
 from portal.errors import ValidationError
-from portal.spec import MAX_COLUMNS, CellError, DatasetSpec
+from portal.spec import MAX_COLUMNS, CellError, ColumnSpec, DatasetSpec
 
 MIME_ACCEPTED: Final = frozenset(
     {"text/csv", "text/plain", "application/csv", "text/x-csv", "text/tab-separated-values"}
@@ -802,14 +802,28 @@ def copy_stream(typed: pd.DataFrame, spec: DatasetSpec, first_row_id: int) -> by
     for column in spec.columns:
         if column.name not in typed.columns:
             raise ValidationError(f"The typed rows lack the column {column.name!r}.")
-        arrays.append(_copy_array(column.type, typed[column.name]))
+        arrays.append(_copy_array(column, typed[column.name]))
     table = pa.Table.from_arrays(arrays, names=["_row_id", *spec.names])
     sink = pa.BufferOutputStream()
     pcsv.write_csv(table, sink, pcsv.WriteOptions(include_header=False, quoting_style="all_valid"))
     return bytes(sink.getvalue().to_pybytes())
 
 
-def _copy_array(column_type: str, series: pd.Series[Any]) -> Any:
+def _copy_array(column: ColumnSpec, series: pd.Series[Any]) -> Any:
+    array = _typed_array(column.type, series)
+    if column.type == "decimal" and column.scale is None and not pa.types.is_null(array.type):
+        # An Arrow decimal column has one scale for all its values; without a spec scale, write
+        # each value as short as it is exact (1.5, not 1.50000) so PostgreSQL keeps it that way.
+        text = array.cast(pa.large_string())
+        text = pc.replace_substring_regex(
+            text, pattern=r"^(-?[0-9]*\.[0-9]*?)0+$", replacement=r"\1"
+        )
+        text = pc.replace_substring_regex(text, pattern=r"\.$", replacement="")
+        return pc.replace_substring_regex(text, pattern=r"^-?0E-[0-9]+$", replacement="0")
+    return array
+
+
+def _typed_array(column_type: str, series: pd.Series[Any]) -> Any:
     try:
         array = pa.array(series, from_pandas=True)
     except (pa.ArrowException, TypeError, ValueError) as exc:

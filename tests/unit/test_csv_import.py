@@ -468,6 +468,7 @@ def test_copy_stream_from_validated_rows() -> None:
     assert rows[1][1] == "=1"
     assert rows[2][1] is None
     assert rows[3][1] == "\\."
+    assert [r[2] for r in rows] == ["-1E-38", str(2**63), None, "1.5", "0.1"]  # as short as exact
     assert [Decimal(r[2]) if r[2] else None for r in rows] == [
         Decimal("-1E-38"),
         Decimal(2**63),
