@@ -333,6 +333,12 @@ def test_any_bytes_end_in_a_table_or_a_validation_error(
         return
     event("parsed")
     assert parsed.row_count == len(parsed.frame) == len(parsed.line_numbers) >= 1
+    spec, _ = infer_spec(parsed.header, {h: parsed.frame[h] for h in parsed.header})
+    result = validate(spec, parsed.frame, line_numbers=parsed.line_numbers)
+    assert result.ok  # a spec inferred from the data accepts the data
+    copy_stream(result.typed, spec, first_row_id=1)
+    error_report_csv(result.errors)
+    annotated_original_csv(parsed, result.errors)
 
 
 cell_text = st.text(

@@ -763,6 +763,15 @@ def test_validate_value_never_raises_on_any_string(
     assert found is None or isinstance(found, CellError | str | int | Decimal | bool | date)
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(cell, min_size=3, max_size=3), min_size=1, max_size=12), st.booleans())
+def test_an_inferred_spec_accepts_the_data_it_came_from(rows: list[list[str]], comma: bool) -> None:
+    columns = {f"c{i}": [r[i].replace("\x00", "") for r in rows] for i in range(3)}
+    spec, _ = infer_spec(list(columns), columns, decimal_comma=comma)
+    result = validate(spec, pd.DataFrame(columns), decimal_comma=comma)
+    assert result.ok, result.errors
+
+
 # --- DDL ------------------------------------------------------------------------------------
 
 
