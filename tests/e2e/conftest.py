@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, sync_playwright
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from portal.cli import streamlit_command
 from tests.conftest import DatabaseHandle
+from tests.e2e import nginx
 from tests.factories import make_user
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +40,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 START_TIMEOUT = 20.0
+PROXY_MAX_UPLOAD_MB = 10  # what portal_server gives Streamlit
 
 
 @dataclass
@@ -132,3 +135,20 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
         yield ctx
     finally:
         ctx.close()
+
+
+@pytest.fixture
+def proxied(portal_server: PortalServer, tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    conf = nginx.write_config(
+        tmp_path / "nginx",
+        listen_port=port,
+        upstream=urlparse(portal_server.url).netloc,
+        max_upload_mb=PROXY_MAX_UPLOAD_MB,
+    )
+    url = f"http://127.0.0.1:{port}"
+    proc = nginx.start(conf, url)
+    try:
+        yield url
+    finally:
+        nginx.stop(proc)

@@ -8,9 +8,7 @@ import gzip
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 from playwright.sync_api import BrowserContext, expect
@@ -21,23 +19,6 @@ from tests.e2e.test_sign_in_browser import sign_in, sign_in_form
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 MAX_UPLOAD_MB = 10  # what the portal_server fixture gives Streamlit
-
-
-@pytest.fixture
-def proxied(portal_server: PortalServer, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    conf = nginx.write_config(
-        tmp_path / "nginx",
-        listen_port=port,
-        upstream=urlparse(portal_server.url).netloc,
-        max_upload_mb=MAX_UPLOAD_MB,
-    )
-    url = f"http://127.0.0.1:{port}"
-    proc = nginx.start(conf, url)
-    try:
-        yield url
-    finally:
-        nginx.stop(proc)
 
 
 def test_template_renders_to_a_valid_config(tmp_path: Path) -> None:

@@ -1,0 +1,294 @@
+"""Upload (editors and admins): a CSV file checked end to end — type, encoding, delimiter, shape,
+every value against the spec — then stored as a new dataset, or appended to or replacing an
+existing one. A file with any invalid cell is not stored; its report can be downloaded.
+"""
+
+import hashlib
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from portal import uploads
+from portal.csv_import import (
+    DELIMITER_NAMES,
+    EncodingNotConfirmed,
+    ImportRefused,
+    ParsedCSV,
+    annotated_original_csv,
+    encoding_label,
+    error_report_csv,
+)
+from portal.errors import PortalError
+from portal.spec import COLUMN_TYPES, DatasetSpec, ValidationResult, editor_columns
+from portal.ui import current_actor, md_escape, require
+from portal.ui.column_config import column_config
+
+actor = require("editor")
+
+UPLOADER = "upload.uploader"  # a counter in the key resets the uploader after an import
+CONFIRMED_ENCODING = "upload.encoding"
+FLASH = "upload.flash"
+CONFIRM_REPLACE = "upload.confirm_replace"
+PREVIEW_ROWS = 50
+ERRORS_SHOWN = 1_000
+
+st.title("Upload a CSV file")
+if FLASH in st.session_state:
+    st.success(st.session_state.pop(FLASH), icon=":material/check_circle:")
+
+
+# -- where the rows go ------------------------------------------------------------------------
+
+choices = dict(uploads.dataset_choices())
+into_new = (
+    st.radio(
+        "Load the file into",
+        ["A new dataset", "An existing dataset"],
+        horizontal=True,
+        disabled=not choices,
+        help=None if choices else "There are no datasets yet: the first upload creates one.",
+    )
+    == "A new dataset"
+)
+target: uploads.NewDataset | uploads.ExistingDataset
+if into_new:
+    target = uploads.NewDataset(name="")
+else:
+    picked = st.selectbox("Dataset", list(choices), format_func=lambda i: choices[i])
+    replace_rows = (
+        st.radio(
+            "How",
+            ["Add the rows (append)", "Replace all its rows"],
+            horizontal=True,
+            help="Replacing deletes every current row (recorded in the audit log) first.",
+        )
+        == "Replace all its rows"
+    )
+    target = uploads.ExistingDataset(int(picked), "replace" if replace_rows else "append")
+
+
+# -- the file ---------------------------------------------------------------------------------
+
+upload_round = st.session_state.setdefault(UPLOADER, 0)
+file = st.file_uploader(
+    "CSV file",
+    key=f"{UPLOADER}.{upload_round}",
+    help="Comma, semicolon or tab separated, UTF-8 preferred. Nothing is stored until every "
+    "check has passed and you confirm.",
+)
+if file is None:
+    st.info(
+        "Choose a CSV file. It is checked before anything is stored: its real file type, its "
+        "encoding and delimiter, its shape, and every value against the dataset's rules.",
+        icon=":material/upload_file:",
+    )
+    st.stop()
+
+data = file.getvalue()
+digest = hashlib.sha256(data).hexdigest()
+
+with st.expander("Reading options"):
+    delimiter_names = {"": "Detect", **{d: n.capitalize() for d, n in DELIMITER_NAMES.items()}}
+    delimiter = st.selectbox(
+        "Delimiter", list(delimiter_names), format_func=lambda d: delimiter_names[d]
+    )
+    decimal_comma = st.checkbox(
+        "Numbers use a decimal comma (1.234,56)",
+        help="Only with semicolon- or tab-separated files, where the comma cannot separate fields.",
+    )
+
+
+@st.cache_data(max_entries=4, show_spinner="Reading the file…")
+def read(digest: str, _data: bytes, encoding: str | None, delimiter: str | None) -> ParsedCSV:
+    return uploads.read_file(_data, encoding=encoding, delimiter=delimiter)
+
+
+encoding = st.session_state.get(CONFIRMED_ENCODING, {}).get(digest)
+try:
+    parsed = read(digest, data, encoding, delimiter or None)
+except EncodingNotConfirmed as exc:
+    st.warning(str(exc), icon=":material/translate:")
+    options = [exc.guess.name, *exc.guess.alternatives]
+    chosen = st.selectbox("Encoding", options, format_func=encoding_label)
+    st.caption("The first lines, read this way:")
+    st.code(exc.guess.preview or "(empty)", language=None)
+    if st.button(f"Convert from {encoding_label(chosen)}", type="primary"):
+        st.session_state.setdefault(CONFIRMED_ENCODING, {})[digest] = chosen
+        st.rerun()
+    st.stop()
+except ImportRefused as exc:
+    st.error(str(exc).split("\n", 1)[0], icon=":material/block:")
+    if exc.problems:
+        st.dataframe(pd.DataFrame({"problem": exc.problems}), hide_index=True)
+    st.stop()
+except PortalError as exc:
+    st.error(str(exc), icon=":material/block:")
+    st.stop()
+
+st.caption(
+    f"{md_escape(file.name)}: {parsed.row_count:,} rows, {len(parsed.header)} columns · "
+    f"{encoding_label(parsed.encoding)} · {parsed.dialect.name}-separated · {parsed.mime}"
+)
+
+
+# -- the rules --------------------------------------------------------------------------------
+
+
+def edit_spec(parsed: ParsedCSV) -> DatasetSpec:
+    proposed, notes = uploads.propose_spec(parsed, decimal_comma=decimal_comma)
+    st.subheader("Columns")
+    st.caption(
+        "Check the type and rules of each column; the database will enforce them. Options are "
+        f"separated by “{uploads.OPTION_SEPARATOR}”."
+    )
+    for note in notes:
+        st.info(note, icon=":material/lightbulb:")
+    edited = st.data_editor(
+        pd.DataFrame(uploads.spec_rows(proposed)),
+        key=f"upload.spec.{digest}.{decimal_comma}",
+        hide_index=True,
+        num_rows="fixed",
+        column_config={
+            "label": st.column_config.TextColumn("Label", required=True),
+            "type": st.column_config.SelectboxColumn("Type", options=COLUMN_TYPES, required=True),
+            "required": st.column_config.CheckboxColumn("Required"),
+            "unique": st.column_config.CheckboxColumn("Unique"),
+            "min": st.column_config.TextColumn("Min"),
+            "max": st.column_config.TextColumn("Max"),
+            "max_length": st.column_config.NumberColumn("Max length", min_value=1, step=1),
+            "regex": st.column_config.TextColumn("Pattern (regex)"),
+            "options": st.column_config.TextColumn("Options"),
+        },
+    )
+    try:
+        return uploads.spec_from_rows(edited.to_dict("records"), base=proposed)
+    except PortalError as exc:
+        st.error(str(exc), icon=":material/error:")
+        st.stop()
+
+
+if isinstance(target, uploads.NewDataset):
+    spec = edit_spec(parsed)
+else:
+    spec = uploads.dataset_spec(target.dataset_id)
+
+try:
+    with st.spinner("Checking every value…"):
+        result: ValidationResult = uploads.check(parsed, spec, decimal_comma=decimal_comma)
+except PortalError as exc:
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
+
+
+# -- the verdict ------------------------------------------------------------------------------
+
+if not result.ok:
+    st.error(
+        f"{result.error_count:,} cells break the rules, so nothing has been stored. Fix them in "
+        "the file (the report below says where and why) and upload it again.",
+        icon=":material/error:",
+    )
+    by_rule = uploads.errors_by_rule(result)
+    chart, counts = st.columns([2, 1])
+    chart.bar_chart(pd.Series(by_rule, name="cells"), horizontal=True)
+    counts.dataframe(
+        pd.DataFrame({"rule": list(by_rule), "cells": list(by_rule.values())}), hide_index=True
+    )
+    rows: list[dict[str, Any]] = [
+        {"line": e.row, "column": e.column, "value": e.value, "rule": e.rule, "problem": e.message}
+        for e in result.errors[:ERRORS_SHOWN]
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    if len(result.errors) > ERRORS_SHOWN:
+        st.caption(f"The first {ERRORS_SHOWN:,} are shown; the download lists them all.")
+    left, right = st.columns(2)
+    left.download_button(
+        "Download the error report (CSV)",
+        error_report_csv(result.errors),
+        file_name=f"{file.name.rsplit('.', 1)[0]}-errors.csv",
+        mime="text/csv",
+        icon=":material/download:",
+    )
+    right.download_button(
+        "Download the file with an errors column",
+        annotated_original_csv(parsed, result.errors),
+        file_name=f"{file.name.rsplit('.', 1)[0]}-annotated.csv",
+        mime="text/csv",
+        icon=":material/download:",
+    )
+    st.stop()
+
+st.success(f"All {parsed.row_count:,} rows are valid.", icon=":material/task_alt:")
+st.dataframe(
+    result.typed.head(PREVIEW_ROWS),
+    column_config=column_config(editor_columns(spec)),
+    hide_index=True,
+)
+if parsed.row_count > PREVIEW_ROWS:
+    st.caption(f"The first {PREVIEW_ROWS} of {parsed.row_count:,} rows.")
+
+
+# -- storing it -------------------------------------------------------------------------------
+
+if isinstance(target, uploads.NewDataset):
+    name = st.text_input("Dataset name", value=file.name.rsplit(".", 1)[0][:120])
+    description = st.text_input("Description (optional)")
+    target = uploads.NewDataset(name=name, description=description)
+    action = "Create the dataset"
+elif target.mode == "replace":
+    action = f"Replace the rows of {choices[target.dataset_id]}"
+else:
+    action = f"Append to {choices[target.dataset_id]}"
+reason = st.text_input("Reason (kept in the audit log)", placeholder="e.g. monthly export from X")
+
+
+def store(chosen_target: uploads.NewDataset | uploads.ExistingDataset) -> None:
+    try:
+        acting = current_actor("editor")  # re-read: a dialog click does not rerun the guard
+        with st.status("Storing the file and its rows…", expanded=False) as status:
+            outcome = uploads.import_file(
+                actor=acting,
+                filename=file.name,
+                data=data,
+                parsed=parsed,
+                spec=spec,
+                result=result,
+                target=chosen_target,
+                reason=reason,
+            )
+            status.update(label="Stored", state="complete")
+    except PortalError as exc:
+        st.error(str(exc), icon=":material/error:")
+        return
+    verb = "replaced the rows of" if outcome.mode == "replace" else "loaded into"
+    st.session_state[FLASH] = (
+        f"{outcome.rows:,} rows {verb} “{outcome.dataset_name}” (changeset #{outcome.seq})."
+    )
+    st.session_state[UPLOADER] = upload_round + 1
+    st.session_state.pop(CONFIRM_REPLACE, None)
+    st.rerun()
+
+
+@st.dialog("Replace every row?")
+def confirm_replace(chosen_target: uploads.ExistingDataset) -> None:
+    st.write(
+        f"All current rows of “{md_escape(choices[chosen_target.dataset_id])}” will be deleted "
+        f"and replaced by the {parsed.row_count:,} rows of {md_escape(file.name)}. The deleted "
+        "rows stay in the audit log and can be restored from the dataset's history."
+    )
+    go, cancel = st.columns(2)
+    if go.button("Replace", type="primary"):
+        store(chosen_target)
+    if cancel.button("Cancel"):
+        st.session_state.pop(CONFIRM_REPLACE, None)
+        st.rerun()
+
+
+if st.button(action, type="primary", icon=":material/save:"):
+    if isinstance(target, uploads.ExistingDataset) and target.mode == "replace":
+        st.session_state[CONFIRM_REPLACE] = True
+    else:
+        store(target)
+if st.session_state.get(CONFIRM_REPLACE) and isinstance(target, uploads.ExistingDataset):
+    confirm_replace(target)

@@ -1,0 +1,261 @@
+"""Datasets: a name, a schema spec, and a real typed table ``data.<table_name>`` built from it.
+
+Creating a dataset creates its table and installs audit capture in the same transaction, so no
+row can ever reach it unrecorded. Rows arrive by upload (``load_rows``: append, or replace the
+contents) as audited bulk loads; the original file is kept in ``audit.upload``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import pandas as pd
+from sqlalchemy import MetaData, func, insert, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from audit.bulk import bulk_insert, reserve_row_ids
+from audit.capture import install_capture, qualified_table
+from audit.changesets import ChangesetCounts, close_changeset, open_changeset
+from portal import spec as specs
+from portal.actor import Actor
+from portal.csv_import import copy_stream
+from portal.errors import NotFound, PermissionDenied, ValidationError
+from portal.models import Dataset, Upload
+
+LoadMode = Literal["append", "replace"]
+MAX_NAME_CHARS = 120
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    id: int
+    name: str
+    description: str
+    owner: str
+    row_count: int
+    columns: int
+    updated_at: datetime
+
+
+def _require_editor(actor: Actor) -> None:
+    if not actor.can("editor"):
+        raise PermissionDenied("Only editors and admins can create datasets or load rows.")
+
+
+def list_datasets(*, session: Session) -> list[DatasetSummary]:
+    rows = session.scalars(select(Dataset).order_by(func.lower(Dataset.name))).all()
+    return [
+        DatasetSummary(
+            d.id,
+            d.name,
+            d.description,
+            d.owner,
+            d.row_count,
+            len(d.spec.get("columns", [])),
+            d.updated_at,
+        )
+        for d in rows
+    ]
+
+
+def get_dataset(*, session: Session, dataset_id: int, for_update: bool = False) -> Dataset:
+    """Raises: NotFound."""
+    stmt = select(Dataset).where(Dataset.id == dataset_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    dataset = session.scalars(stmt).one_or_none()
+    if dataset is None:
+        raise NotFound(f"There is no dataset with id {dataset_id}; it may have been removed.")
+    return dataset
+
+
+def dataset_spec(dataset: Dataset) -> specs.DatasetSpec:
+    return specs.DatasetSpec.from_json(dataset.spec)
+
+
+def _slug(name: str) -> str:
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "_", ascii_name.lower()).strip("_")
+    return (slug or "dataset")[:40]
+
+
+def _free_table_name(session: Session, name: str) -> str:
+    base = f"ds_{_slug(name)}"
+    taken = set(
+        session.scalars(select(Dataset.table_name).where(Dataset.table_name.like(f"{base}%")))
+    ) | set(
+        session.scalars(
+            text("SELECT tablename FROM pg_tables WHERE schemaname = 'data' AND tablename LIKE :p"),
+            {"p": f"{base}%"},
+        )
+    )
+    candidate, n = base, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{base}_{n}"
+    return candidate
+
+
+def create_dataset(
+    *,
+    session: Session,
+    actor: Actor,
+    name: str,
+    spec: specs.DatasetSpec,
+    description: str = "",
+    reason_required: bool = True,
+    reason: str = "",
+) -> Dataset:
+    """Create the dataset, its table (types and constraints from ``spec``) and its capture
+    triggers, recorded as a changeset of kind ``dataset`` holding the spec.
+
+    Raises:
+        PermissionDenied: the actor is a viewer.
+        ValidationError: the name is empty, too long or taken, or the spec has no columns.
+    """
+    _require_editor(actor)
+    clean = " ".join(name.split())
+    if not clean:
+        raise ValidationError("Give the dataset a name.")
+    if len(clean) > MAX_NAME_CHARS:
+        raise ValidationError(f"The name is {len(clean)} characters; use at most {MAX_NAME_CHARS}.")
+    if session.scalar(select(func.count()).where(func.lower(Dataset.name) == clean.lower())):
+        raise ValidationError(f"A dataset named {clean!r} exists already; choose another name.")
+    if not spec.columns:
+        raise ValidationError("A dataset needs at least one column.")
+    table_name = _free_table_name(session, clean)
+    dataset = Dataset(
+        name=clean,
+        table_name=table_name,
+        description=description.strip(),
+        owner=actor.username,
+        spec=spec.to_json(),
+        reason_required=reason_required,
+    )
+    session.add(dataset)
+    session.flush()
+    specs.ddl_table(spec, table_name, MetaData()).create(session.connection())
+    install_capture(session=session, table_name=table_name, dataset_id=dataset.id)
+    changeset = open_changeset(
+        session=session,
+        kind="dataset",
+        dataset_id=dataset.id,
+        actor_username=actor.username,
+        actor_display_name=actor.display_name,
+        reason=reason or f"created dataset {clean}",
+        detail={"action": "create", "name": clean, "table": table_name, "spec": spec.to_json()},
+    )
+    close_changeset(session=session, changeset_id=changeset)
+    return dataset
+
+
+def record_upload(
+    *,
+    session: Session,
+    actor: Actor,
+    filename: str,
+    data: bytes,
+    mime_type: str,
+    encoding: str | None,
+    report: dict[str, Any],
+    dataset_id: int | None = None,
+) -> int:
+    """Keep the uploaded file (compressed) with its verdicts; return the upload's id."""
+    upload_id: int = session.execute(
+        insert(Upload)
+        .values(
+            actor_username=actor.username,
+            filename=filename,
+            size_bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            mime_type=mime_type,
+            encoding=encoding,
+            compression="zlib",
+            content=zlib.compress(data, 6),
+            report=report,
+            dataset_id=dataset_id,
+        )
+        .returning(Upload.id)
+    ).scalar_one()
+    return upload_id
+
+
+def load_rows(
+    *,
+    session: Session,
+    actor: Actor,
+    dataset_id: int,
+    typed: pd.DataFrame,
+    mode: LoadMode = "append",
+    upload_id: int | None = None,
+    reason: str = "",
+) -> ChangesetCounts:
+    """Append ``typed`` (validated against the dataset's spec) to the dataset, or replace its
+    rows with it, as one changeset of kind ``upload``.
+
+    Raises:
+        PermissionDenied: the actor is a viewer.
+        NotFound: no such dataset.
+        ValidationError: the rows break a rule only the database can see (a unique value that
+            exists already); nothing is written.
+    """
+    _require_editor(actor)
+    dataset = get_dataset(session=session, dataset_id=dataset_id, for_update=True)
+    spec = dataset_spec(dataset)
+    table = qualified_table(session, dataset.table_name)
+    changeset = open_changeset(
+        session=session,
+        kind="upload",
+        dataset_id=dataset.id,
+        actor_username=actor.username,
+        actor_display_name=actor.display_name,
+        reason=reason,
+        detail={"mode": mode, "upload_id": upload_id, "rows": len(typed)},
+    )
+    try:
+        if mode == "replace":
+            session.execute(text(f"DELETE FROM {table}"))
+        if len(typed):
+            first = reserve_row_ids(
+                session=session, table_name=dataset.table_name, count=len(typed)
+            )
+            bulk_insert(
+                session=session,
+                changeset_id=changeset,
+                table_name=dataset.table_name,
+                columns=[c.name for c in spec.columns],
+                csv_bytes=copy_stream(typed, spec, first),
+                upload_id=upload_id,
+            )
+    except IntegrityError as exc:
+        raise ValidationError(_integrity_message(exc, spec)) from exc
+    counts = close_changeset(session=session, changeset_id=changeset)
+    dataset.row_count = int(session.scalar(text(f"SELECT count(*) FROM {table}")) or 0)
+    dataset.updated_at = datetime.now(UTC)
+    session.flush()
+    return counts
+
+
+def _integrity_message(exc: IntegrityError, spec: specs.DatasetSpec) -> str:
+    orig: Any = exc.orig
+    diag = getattr(orig, "diag", None)
+    detail = getattr(diag, "message_detail", None) or ""
+    constraint = getattr(diag, "constraint_name", None) or ""
+    column = next((c.label for c in spec.columns if c.name in constraint), None)
+    what = f"column {column!r}" if column else "a rule of the dataset"
+    return (
+        f"The rows break {what} in the database: {detail or str(orig).splitlines()[0]} "
+        "Nothing was written. Fix the file (or the existing rows) and upload again."
+    )
+
+
+def column_labels(spec: specs.DatasetSpec) -> Sequence[str]:
+    return [c.label for c in spec.columns]

@@ -1,0 +1,258 @@
+"""The upload flow between the page and the database: check a file, propose or apply a spec,
+and import it — into a new dataset, or appended to / replacing an existing one's rows.
+
+Nothing is written unless the whole file passed; then the original file, the dataset (if new)
+and the rows land in one transaction with their changesets.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from sqlalchemy import select
+
+from portal import csv_import, datasets
+from portal.actor import Actor
+from portal.config import get_settings
+from portal.csv_import import ParsedCSV
+from portal.db import session_scope
+from portal.errors import ValidationError
+from portal.models import Changeset
+from portal.spec import (
+    COLUMN_TYPES,
+    DatasetSpec,
+    ValidationResult,
+    infer_spec,
+    validate,
+)
+
+SPEC_FIELDS = (
+    "label",
+    "type",
+    "required",
+    "unique",
+    "min",
+    "max",
+    "max_length",
+    "regex",
+    "options",
+)
+OPTION_SEPARATOR = "|"
+
+
+@dataclass(frozen=True)
+class NewDataset:
+    name: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ExistingDataset:
+    dataset_id: int
+    mode: Literal["append", "replace"] = "append"
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    dataset_id: int
+    dataset_name: str
+    changeset_id: int
+    seq: int | None
+    rows: int
+    mode: str
+
+
+def read_file(
+    data: bytes, *, encoding: str | None = None, delimiter: str | None = None
+) -> ParsedCSV:
+    """The checked, parsed file (size limit from PORTAL_MAX_UPLOAD_MB).
+
+    Raises:
+        EncodingNotConfirmed: not UTF-8; carries the proposed encoding to confirm.
+        ImportRefused: anything else wrong with the file.
+    """
+    max_bytes = get_settings().max_upload_mb * 1024 * 1024
+    return csv_import.read_upload(data, max_bytes=max_bytes, encoding=encoding, delimiter=delimiter)
+
+
+def propose_spec(
+    parsed: ParsedCSV, *, decimal_comma: bool = False
+) -> tuple[DatasetSpec, list[str]]:
+    columns = {label: parsed.frame[label] for label in parsed.header}
+    return infer_spec(parsed.header, columns, decimal_comma=decimal_comma)
+
+
+def check(
+    parsed: ParsedCSV, spec: DatasetSpec, *, decimal_comma: bool = False, max_errors: int = 10_000
+) -> ValidationResult:
+    """Every cell against the spec (the first ``max_errors`` errors listed, all counted)."""
+    return validate(
+        spec,
+        parsed.frame,
+        decimal_comma=decimal_comma,
+        line_numbers=parsed.line_numbers,
+        max_errors=max_errors,
+    )
+
+
+def errors_by_rule(result: ValidationResult) -> dict[str, int]:
+    """How many listed errors each rule produced, most frequent first."""
+    return dict(Counter(e.rule for e in result.errors).most_common())
+
+
+def spec_rows(spec: DatasetSpec) -> list[dict[str, Any]]:
+    """The spec as editable rows of plain values (bounds as text, options joined by ``|``)."""
+    return [
+        {
+            "label": c.label,
+            "type": c.type,
+            "required": c.required,
+            "unique": c.unique,
+            "min": "" if c.min is None else str(c.min),
+            "max": "" if c.max is None else str(c.max),
+            "max_length": c.max_length,
+            "regex": c.regex or "",
+            "options": f" {OPTION_SEPARATOR} ".join(c.options or ()),
+        }
+        for c in spec.columns
+    ]
+
+
+def spec_from_rows(rows: Sequence[Mapping[str, Any]], *, base: DatasetSpec) -> DatasetSpec:
+    """Apply edited ``spec_rows`` to ``base`` (same columns, same order, same physical names).
+
+    Raises:
+        ValidationError: a row breaks a rule; the message names the column and what to fix.
+    """
+    if len(rows) != len(base.columns):
+        raise ValidationError(
+            "Every column of the file needs its row in the spec; "
+            "reload the file to start the spec again."
+        )
+    columns = []
+    for row, original in zip(rows, base.columns, strict=True):
+        kind = str(row.get("type") or original.type)
+        if kind not in COLUMN_TYPES:
+            raise ValidationError(
+                f"Column “{original.label}”: choose a type among {', '.join(COLUMN_TYPES)}."
+            )
+        options = [o.strip() for o in str(row.get("options") or "").split(OPTION_SEPARATOR)]
+        columns.append(
+            replace(
+                original,
+                label=str(row.get("label") or "").strip() or original.label,
+                type=kind,
+                required=bool(row.get("required")),
+                unique=bool(row.get("unique")),
+                min=_blank_to_none(row.get("min")),
+                max=_blank_to_none(row.get("max")),
+                max_length=_int_or_none(row.get("max_length"), original.label),
+                regex=_blank_to_none(row.get("regex")),
+                options=tuple(o for o in options if o) or None,
+                scale=original.scale if kind == "decimal" else None,
+                format=original.format if kind == "date" else None,
+            )
+        )
+    return DatasetSpec(columns=tuple(columns), version=base.version)
+
+
+def _blank_to_none(value: Any) -> Any:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        if value != value:  # NaN from the grid
+            return None
+    except TypeError:  # pragma: no cover - unordered types
+        pass
+    return value.strip() if isinstance(value, str) else value
+
+
+def _int_or_none(value: Any, label: str) -> int | None:
+    value = _blank_to_none(value)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValidationError(f"Column “{label}”: max length must be a whole number.") from None
+
+
+def import_file(
+    *,
+    actor: Actor,
+    filename: str,
+    data: bytes,
+    parsed: ParsedCSV,
+    spec: DatasetSpec,
+    result: ValidationResult,
+    target: NewDataset | ExistingDataset,
+    reason: str = "",
+) -> ImportOutcome:
+    """Store the file and its rows, with their changesets, in one transaction.
+
+    Raises:
+        ValidationError: the file did not pass, the name is taken, or the rows break a rule
+            only the database sees; nothing is written.
+        PermissionDenied, NotFound: as ``portal.datasets``.
+    """
+    if not result.ok:
+        raise ValidationError(
+            f"The file has {result.error_count} invalid cells; fix them and upload it again."
+        )
+    report = {
+        "rows": parsed.row_count,
+        "encoding": parsed.encoding,
+        "delimiter": parsed.dialect.name,
+        "errors": 0,
+    }
+    with session_scope() as session:
+        if isinstance(target, NewDataset):
+            dataset = datasets.create_dataset(
+                session=session,
+                actor=actor,
+                name=target.name,
+                spec=spec,
+                description=target.description,
+                reason=reason or f"created from {filename}",
+            )
+            mode: Literal["append", "replace"] = "append"
+        else:
+            dataset = datasets.get_dataset(session=session, dataset_id=target.dataset_id)
+            mode = target.mode
+        upload_id = datasets.record_upload(
+            session=session,
+            actor=actor,
+            filename=filename,
+            data=data,
+            mime_type=parsed.mime,
+            encoding=parsed.encoding,
+            report=report,
+            dataset_id=dataset.id,
+        )
+        counts = datasets.load_rows(
+            session=session,
+            actor=actor,
+            dataset_id=dataset.id,
+            typed=result.typed,
+            mode=mode,
+            upload_id=upload_id,
+            reason=reason or f"{mode} {filename}",
+        )
+        dataset_id, dataset_name = dataset.id, dataset.name
+    with session_scope() as session:
+        seq = session.scalar(select(Changeset.seq).where(Changeset.id == counts.changeset_id))
+    return ImportOutcome(dataset_id, dataset_name, counts.changeset_id, seq, parsed.row_count, mode)
+
+
+def dataset_choices() -> list[tuple[int, str]]:
+    """``(id, name)`` of every dataset, for the target picker."""
+    with session_scope() as session:
+        return [(d.id, d.name) for d in datasets.list_datasets(session=session)]
+
+
+def dataset_spec(dataset_id: int) -> DatasetSpec:
+    with session_scope() as session:
+        return datasets.dataset_spec(datasets.get_dataset(session=session, dataset_id=dataset_id))

@@ -1,0 +1,257 @@
+"""Uploading a CSV: a new dataset becomes a real typed table with the spec's constraints and
+capture; append and replace go through audited bulk loads; a file or row that breaks a rule
+writes nothing; the original file is kept; the log alone rebuilds the result."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from audit.chain import verify
+from audit.trail import dataset_state
+from portal import uploads
+from portal.actor import Actor
+from portal.errors import PermissionDenied, ValidationError
+from tests.conftest import DatabaseHandle
+from tests.factories import make_user
+
+pytestmark = pytest.mark.db
+
+PEOPLE = (
+    b"Name,Code,Qty,Price,Joined,Active\n"
+    b"Ann,007,3,1.50,2024-01-05,yes\n"
+    b"Bob,012,,10.25,2024-02-29,no\n"
+    b'"Cy, Jr.",099,7,0.10,2023-12-31,yes\n'
+)
+
+
+@pytest.fixture
+def editor(fresh_db: DatabaseHandle) -> Actor:
+    with Session(fresh_db.app) as s, s.begin():
+        name, _ = make_user(s, role="editor", username="eddie", display_name="Eddie E.")
+    return Actor(name, "Eddie E.", "editor")
+
+
+def _import(actor: Actor, data: bytes, target, spec=None, filename: str = "people.csv"):
+    parsed = uploads.read_file(data)
+    if spec is None:
+        spec, _ = uploads.propose_spec(parsed)
+    result = uploads.check(parsed, spec)
+    return uploads.import_file(
+        actor=actor,
+        filename=filename,
+        data=data,
+        parsed=parsed,
+        spec=spec,
+        result=result,
+        target=target,
+        reason="test import",
+    )
+
+
+def _rows(db: DatabaseHandle, table: str) -> list[tuple]:
+    with db.app.connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                text(
+                    f'SELECT name, code, qty, price::text, joined::text, active FROM data."{table}"'
+                    " ORDER BY _row_id"
+                )
+            )
+        ]
+
+
+def _table(db: DatabaseHandle, dataset_id: int) -> str:
+    with db.app.connect() as conn:
+        return conn.scalar(
+            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
+        )
+
+
+def test_new_dataset_is_a_typed_captured_table_with_its_audit(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    outcome = _import(editor, PEOPLE, uploads.NewDataset("People", "staff list"))
+    assert (outcome.rows, outcome.seq, outcome.mode) == (3, 2, "append")
+    table = _table(fresh_db, outcome.dataset_id)
+    assert _rows(fresh_db, table) == [
+        ("Ann", "007", 3, "1.50", "2024-01-05", True),
+        ("Bob", "012", None, "10.25", "2024-02-29", False),
+        ("Cy, Jr.", "099", 7, "0.10", "2023-12-31", True),
+    ]
+    with fresh_db.app.connect() as conn:
+        types = dict(
+            conn.execute(
+                text(
+                    "SELECT column_name, data_type FROM information_schema.columns"
+                    " WHERE table_schema = 'data' AND table_name = :t"
+                ),
+                {"t": table},
+            ).all()
+        )
+        changesets = conn.execute(
+            text(
+                "SELECT seq, kind, actor_username, actor_display_name, inserted, detail"
+                " FROM audit.changeset ORDER BY seq"
+            )
+        ).all()
+        upload = conn.execute(
+            text("SELECT filename, content, mime_type, encoding, dataset_id FROM audit.upload")
+        ).one()
+        meta = conn.execute(
+            text("SELECT name, owner, row_count, description FROM portal.datasets")
+        ).one()
+    assert types["code"] == "text"  # leading zeros kept
+    assert types["qty"] == "bigint"
+    assert types["price"] == "numeric"
+    assert types["joined"] == "date"
+    assert types["active"] == "boolean"
+    assert [(c.seq, c.kind, c.actor_username, c.inserted) for c in changesets] == [
+        (1, "dataset", "eddie", 0),
+        (2, "upload", "eddie", 3),
+    ]
+    assert changesets[0].detail["spec"]["columns"][0]["label"] == "Name"
+    assert zlib.decompress(upload.content) == PEOPLE
+    assert (upload.filename, upload.dataset_id) == ("people.csv", outcome.dataset_id)
+    assert tuple(meta) == ("People", "eddie", 3, "staff list")
+    with Session(fresh_db.app) as s:
+        assert verify(session=s).ok
+        rebuilt = dataset_state(session=s, dataset_id=outcome.dataset_id)
+    assert sorted(r["name"] for r in rebuilt.values()) == ["Ann", "Bob", "Cy, Jr."]
+
+
+def test_the_table_refuses_what_the_spec_forbids(fresh_db: DatabaseHandle, editor: Actor) -> None:
+    parsed = uploads.read_file(PEOPLE)
+    proposed, _ = uploads.propose_spec(parsed)
+    rows = uploads.spec_rows(proposed)
+    rows[2].update(min="1", max="50")  # Qty between 1 and 50
+    rows[0].update(unique=True, required=True)
+    spec = uploads.spec_from_rows(rows, base=proposed)
+    outcome = _import(editor, PEOPLE, uploads.NewDataset("Checked"), spec=spec)
+    table = _table(fresh_db, outcome.dataset_id)
+    for bad in (
+        "INSERT INTO data.{t} (name, qty) VALUES ('Dee', 99)",
+        "INSERT INTO data.{t} (name) VALUES ('Ann')",
+        "INSERT INTO data.{t} (qty) VALUES (2)",
+    ):
+        with fresh_db.app.connect() as conn, pytest.raises(IntegrityError):
+            conn.execute(text(bad.format(t=f'"{table}"')))
+
+
+def test_append_then_replace(fresh_db: DatabaseHandle, editor: Actor) -> None:
+    first = _import(editor, PEOPLE, uploads.NewDataset("People"))
+    more = b"Name,Code,Qty,Price,Joined,Active\nDee,100,1,2.00,2024-03-01,no\n"
+    spec = uploads.dataset_spec(first.dataset_id)
+    appended = _import(editor, more, uploads.ExistingDataset(first.dataset_id, "append"), spec)
+    table = _table(fresh_db, first.dataset_id)
+    assert [r[0] for r in _rows(fresh_db, table)] == ["Ann", "Bob", "Cy, Jr.", "Dee"]
+    assert appended.seq == 3
+
+    replaced = _import(editor, more, uploads.ExistingDataset(first.dataset_id, "replace"), spec)
+    assert [r[0] for r in _rows(fresh_db, table)] == ["Dee"]
+    with fresh_db.app.connect() as conn:
+        counts = conn.execute(
+            text(
+                "SELECT inserted, updated, deleted, detail->>'mode' FROM audit.changeset"
+                " WHERE seq = :s"
+            ),
+            {"s": replaced.seq},
+        ).one()
+        row_count = conn.scalar(text("SELECT row_count FROM portal.datasets"))
+    assert tuple(counts) == (1, 0, 4, "replace")
+    assert row_count == 1
+    with Session(fresh_db.app) as s:
+        assert verify(session=s).ok
+        for seq, names in (
+            (2, {"Ann", "Bob", "Cy, Jr."}),
+            (3, {"Ann", "Bob", "Cy, Jr.", "Dee"}),
+            (4, {"Dee"}),
+        ):
+            state = dataset_state(session=s, dataset_id=first.dataset_id, as_of_seq=seq)
+            assert {r["name"] for r in state.values()} == names
+
+
+def _counts(db: DatabaseHandle) -> tuple[int, int, int]:
+    with db.app.connect() as conn:
+        return tuple(
+            conn.execute(
+                text(  # type: ignore[return-value]
+                    "SELECT (SELECT count(*) FROM audit.changeset),"
+                    " (SELECT count(*) FROM audit.upload), (SELECT count(*) FROM portal.datasets)"
+                )
+            ).one()
+        )
+
+
+def test_rows_clashing_with_existing_ones_write_nothing(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    parsed = uploads.read_file(PEOPLE)
+    proposed, _ = uploads.propose_spec(parsed)
+    rows = uploads.spec_rows(proposed)
+    rows[0]["unique"] = True
+    spec = uploads.spec_from_rows(rows, base=proposed)
+    first = _import(editor, PEOPLE, uploads.NewDataset("Unique names"), spec=spec)
+    before = _counts(fresh_db)
+    again = b"Name,Code,Qty,Price,Joined,Active\nZed,1,1,1,2024-01-01,no\nAnn,2,2,2,2024-01-02,no\n"
+    with pytest.raises(ValidationError, match=r"Name.*Nothing was written"):
+        _import(editor, again, uploads.ExistingDataset(first.dataset_id), spec=spec)
+    assert _counts(fresh_db) == before
+    assert len(_rows(fresh_db, _table(fresh_db, first.dataset_id))) == 3
+
+
+def test_an_invalid_file_writes_nothing(fresh_db: DatabaseHandle, editor: Actor) -> None:
+    first = _import(editor, PEOPLE, uploads.NewDataset("People"))
+    spec = uploads.dataset_spec(first.dataset_id)
+    bad = b"Name,Code,Qty,Price,Joined,Active\nEve,5,lots,1.00,2024-13-01,maybe\n"
+    parsed = uploads.read_file(bad)
+    result = uploads.check(parsed, spec)
+    assert not result.ok
+    assert {(e.row, e.column, e.rule) for e in result.errors} == {
+        (2, "Qty", "type"),
+        (2, "Joined", "type"),
+        (2, "Active", "type"),
+    }
+    before = _counts(fresh_db)
+    with pytest.raises(ValidationError, match="3 invalid cells"):
+        uploads.import_file(
+            actor=editor,
+            filename="bad.csv",
+            data=bad,
+            parsed=parsed,
+            spec=spec,
+            result=result,
+            target=uploads.ExistingDataset(first.dataset_id),
+        )
+    assert _counts(fresh_db) == before
+
+
+def test_viewers_cannot_import_and_names_must_be_free(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    viewer = Actor("vee", "Vee", "viewer")
+    with pytest.raises(PermissionDenied):
+        _import(viewer, PEOPLE, uploads.NewDataset("Mine"))
+    _import(editor, PEOPLE, uploads.NewDataset("People"))
+    with pytest.raises(ValidationError, match="exists already"):
+        _import(editor, PEOPLE, uploads.NewDataset("  people "))
+    assert _counts(fresh_db)[2] == 1
+
+
+def test_spec_edits_are_checked(fresh_db: DatabaseHandle) -> None:
+    parsed = uploads.read_file(PEOPLE)
+    proposed, _ = uploads.propose_spec(parsed)
+    rows = uploads.spec_rows(proposed)
+    rows[2]["min"] = "many"
+    with pytest.raises(ValidationError, match="Qty"):
+        uploads.spec_from_rows(rows, base=proposed)
+    rows = uploads.spec_rows(proposed)
+    rows[0].update(type="category", options="Ann | Bob | Cy, Jr.")
+    spec = uploads.spec_from_rows(rows, base=proposed)
+    assert spec.columns[0].options == ("Ann", "Bob", "Cy, Jr.")
+    assert uploads.check(parsed, spec).ok
