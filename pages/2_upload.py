@@ -246,7 +246,7 @@ reason = st.text_input("Reason (kept in the audit log)", placeholder="e.g. month
 def store(chosen_target: uploads.NewDataset | uploads.ExistingDataset) -> None:
     try:
         acting = current_actor("editor")  # re-read: a dialog click does not rerun the guard
-        with st.status("Storing the file and its rows…", expanded=False) as status:
+        with st.status("Storing the file and its rows…", expanded=True) as status:
             outcome = uploads.import_file(
                 actor=acting,
                 filename=file.name,
@@ -256,6 +256,7 @@ def store(chosen_target: uploads.NewDataset | uploads.ExistingDataset) -> None:
                 result=result,
                 target=chosen_target,
                 reason=reason,
+                progress=status.write,
             )
             status.update(label="Stored", state="complete")
     except PortalError as exc:

@@ -113,9 +113,12 @@ def create_dataset(
     description: str = "",
     reason_required: bool = True,
     reason: str = "",
+    own_changeset: bool = True,
 ) -> Dataset:
     """Create the dataset, its table (types and constraints from ``spec``) and its capture
-    triggers, recorded as a changeset of kind ``dataset`` holding the spec.
+    triggers, recorded as a changeset of kind ``dataset`` holding the spec — or, with
+    ``own_changeset=False``, by the upload changeset that follows in the same transaction
+    (``load_rows(created=...)``), so creating a dataset from a file is one changeset.
 
     Raises:
         PermissionDenied: the actor is a viewer.
@@ -144,6 +147,8 @@ def create_dataset(
     session.flush()
     specs.ddl_table(spec, table_name, MetaData()).create(session.connection())
     install_capture(session=session, table_name=table_name, dataset_id=dataset.id)
+    if not own_changeset:
+        return dataset
     changeset = open_changeset(
         session=session,
         kind="dataset",
@@ -151,10 +156,20 @@ def create_dataset(
         actor_username=actor.username,
         actor_display_name=actor.display_name,
         reason=reason or f"created dataset {clean}",
-        detail={"action": "create", "name": clean, "table": table_name, "spec": spec.to_json()},
+        detail=creation_detail(dataset),
     )
     close_changeset(session=session, changeset_id=changeset)
     return dataset
+
+
+def creation_detail(dataset: Dataset) -> dict[str, Any]:
+    """What a changeset records of a dataset's creation: its name, table and spec."""
+    return {
+        "action": "create",
+        "name": dataset.name,
+        "table": dataset.table_name,
+        "spec": dataset.spec,
+    }
 
 
 def record_upload(
@@ -197,9 +212,11 @@ def load_rows(
     mode: LoadMode = "append",
     upload_id: int | None = None,
     reason: str = "",
+    created: bool = False,
 ) -> ChangesetCounts:
     """Append ``typed`` (validated against the dataset's spec) to the dataset, or replace its
-    rows with it, as one changeset of kind ``upload``.
+    rows with it, as one changeset of kind ``upload`` (which also records the dataset's
+    creation when ``created``).
 
     Raises:
         PermissionDenied: the actor is a viewer.
@@ -218,7 +235,12 @@ def load_rows(
         actor_username=actor.username,
         actor_display_name=actor.display_name,
         reason=reason,
-        detail={"mode": mode, "upload_id": upload_id, "rows": len(typed)},
+        detail={
+            "mode": mode,
+            "upload_id": upload_id,
+            "rows": len(typed),
+            **({"created": creation_detail(dataset)} if created else {}),
+        },
     )
     try:
         if mode == "replace":

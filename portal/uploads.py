@@ -8,7 +8,7 @@ and the rows land in one transaction with their changesets.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -190,6 +190,7 @@ def import_file(
     result: ValidationResult,
     target: NewDataset | ExistingDataset,
     reason: str = "",
+    progress: Callable[[str], object] = lambda _step: None,
 ) -> ImportOutcome:
     """Store the file and its rows, with their changesets, in one transaction.
 
@@ -210,18 +211,20 @@ def import_file(
     }
     with session_scope() as session:
         if isinstance(target, NewDataset):
+            progress(f"Creating the table for “{target.name}” with its rules and audit capture")
             dataset = datasets.create_dataset(
                 session=session,
                 actor=actor,
                 name=target.name,
                 spec=spec,
                 description=target.description,
-                reason=reason or f"created from {filename}",
+                own_changeset=False,
             )
             mode: Literal["append", "replace"] = "append"
         else:
             dataset = datasets.get_dataset(session=session, dataset_id=target.dataset_id)
             mode = target.mode
+        progress(f"Keeping the original file ({len(data):,} bytes) in the audit log")
         upload_id = datasets.record_upload(
             session=session,
             actor=actor,
@@ -232,6 +235,8 @@ def import_file(
             report=report,
             dataset_id=dataset.id,
         )
+        verb = "Replacing the rows with" if mode == "replace" else "Loading"
+        progress(f"{verb} {parsed.row_count:,} rows (COPY, recorded as one bulk load)")
         counts = datasets.load_rows(
             session=session,
             actor=actor,
@@ -240,8 +245,10 @@ def import_file(
             mode=mode,
             upload_id=upload_id,
             reason=reason or f"{mode} {filename}",
+            created=isinstance(target, NewDataset),
         )
         dataset_id, dataset_name = dataset.id, dataset.name
+        progress("Sealing the changeset into the audit hash chain")
     with session_scope() as session:
         seq = session.scalar(select(Changeset.seq).where(Changeset.id == counts.changeset_id))
     return ImportOutcome(dataset_id, dataset_name, counts.changeset_id, seq, parsed.row_count, mode)

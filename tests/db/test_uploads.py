@@ -77,7 +77,7 @@ def test_new_dataset_is_a_typed_captured_table_with_its_audit(
     fresh_db: DatabaseHandle, editor: Actor
 ) -> None:
     outcome = _import(editor, PEOPLE, uploads.NewDataset("People", "staff list"))
-    assert (outcome.rows, outcome.seq, outcome.mode) == (3, 2, "append")
+    assert (outcome.rows, outcome.seq, outcome.mode) == (3, 1, "append")
     table = _table(fresh_db, outcome.dataset_id)
     assert _rows(fresh_db, table) == [
         ("Ann", "007", 3, "1.50", "2024-01-05", True),
@@ -111,11 +111,11 @@ def test_new_dataset_is_a_typed_captured_table_with_its_audit(
     assert types["price"] == "numeric"
     assert types["joined"] == "date"
     assert types["active"] == "boolean"
+    # one transaction, one changeset: the table's creation (with its spec) and its rows
     assert [(c.seq, c.kind, c.actor_username, c.inserted) for c in changesets] == [
-        (1, "dataset", "eddie", 0),
-        (2, "upload", "eddie", 3),
+        (1, "upload", "eddie", 3),
     ]
-    assert changesets[0].detail["spec"]["columns"][0]["label"] == "Name"
+    assert changesets[0].detail["created"]["spec"]["columns"][0]["label"] == "Name"
     assert zlib.decompress(upload.content) == PEOPLE
     assert (upload.filename, upload.dataset_id) == ("people.csv", outcome.dataset_id)
     assert tuple(meta) == ("People", "eddie", 3, "staff list")
@@ -150,7 +150,7 @@ def test_append_then_replace(fresh_db: DatabaseHandle, editor: Actor) -> None:
     appended = _import(editor, more, uploads.ExistingDataset(first.dataset_id, "append"), spec)
     table = _table(fresh_db, first.dataset_id)
     assert [r[0] for r in _rows(fresh_db, table)] == ["Ann", "Bob", "Cy, Jr.", "Dee"]
-    assert appended.seq == 3
+    assert appended.seq == 2
 
     replaced = _import(editor, more, uploads.ExistingDataset(first.dataset_id, "replace"), spec)
     assert [r[0] for r in _rows(fresh_db, table)] == ["Dee"]
@@ -168,9 +168,9 @@ def test_append_then_replace(fresh_db: DatabaseHandle, editor: Actor) -> None:
     with Session(fresh_db.app) as s:
         assert verify(session=s).ok
         for seq, names in (
-            (2, {"Ann", "Bob", "Cy, Jr."}),
-            (3, {"Ann", "Bob", "Cy, Jr.", "Dee"}),
-            (4, {"Dee"}),
+            (1, {"Ann", "Bob", "Cy, Jr."}),
+            (2, {"Ann", "Bob", "Cy, Jr.", "Dee"}),
+            (3, {"Dee"}),
         ):
             state = dataset_state(session=s, dataset_id=first.dataset_id, as_of_seq=seq)
             assert {r["name"] for r in state.values()} == names
@@ -255,3 +255,21 @@ def test_spec_edits_are_checked(fresh_db: DatabaseHandle) -> None:
     spec = uploads.spec_from_rows(rows, base=proposed)
     assert spec.columns[0].options == ("Ann", "Bob", "Cy, Jr.")
     assert uploads.check(parsed, spec).ok
+
+
+def test_import_reports_its_steps(fresh_db: DatabaseHandle, editor: Actor) -> None:
+    parsed = uploads.read_file(PEOPLE)
+    spec, _ = uploads.propose_spec(parsed)
+    steps: list[str] = []
+    uploads.import_file(
+        actor=editor,
+        filename="people.csv",
+        data=PEOPLE,
+        parsed=parsed,
+        spec=spec,
+        result=uploads.check(parsed, spec),
+        target=uploads.NewDataset("People"),
+        progress=steps.append,
+    )
+    assert [s.split(" ", 1)[0] for s in steps] == ["Creating", "Keeping", "Loading", "Sealing"]
+    assert "3 rows" in steps[2]
