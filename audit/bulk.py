@@ -125,27 +125,55 @@ def bulk_insert(
 def _insert_content(
     session: Session, bulk_load_id: int, upload_id: int | None, content: bytes, digest: str
 ) -> None:
-    """Insert the ``audit.bulk_content`` row with a binary COPY: tens of megabytes of bytea
-    travel as raw bytes, not as a hex literal the server must parse."""
-    fields: list[bytes | None] = [
-        struct.pack("!q", bulk_load_id),
-        None if upload_id is None else struct.pack("!q", upload_id),
-        b"zlib",
-        content,
-        digest.encode(),
-    ]
-    stream = io.BytesIO()
-    stream.write(PGCOPY_SIGNATURE + struct.pack("!ii", 0, 0) + struct.pack("!h", len(fields)))
-    for field in fields:
-        stream.write(struct.pack("!i", -1) if field is None else struct.pack("!i", len(field)))
-        stream.write(field or b"")
-    stream.write(struct.pack("!h", -1))
-    _copy(
+    """Insert the ``audit.bulk_content`` row: tens of megabytes of bytea travel as raw bytes
+    in a binary COPY, not as a hex literal the server must parse."""
+    binary_copy(
         session,
-        "COPY audit.bulk_content (bulk_load_id, upload_id, compression, content, content_sha256)"
-        " FROM STDIN WITH (FORMAT binary)",
-        stream.getvalue(),
+        "audit.bulk_content",
+        ["bulk_load_id", "upload_id", "compression", "content", "content_sha256"],
+        [(bulk_load_id, upload_id, "zlib", content, digest)],
     )
+
+
+class Jsonb(str):
+    """A JSON document to send as ``jsonb`` in ``binary_copy``."""
+
+
+def binary_copy(
+    session: Session, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]
+) -> None:
+    """``COPY table (columns) FROM STDIN (FORMAT binary)`` for rows of ``int`` (bigint),
+    ``str`` (text), ``Jsonb``, ``bytes`` (bytea) and ``None``. ``table`` is trusted SQL."""
+    stream = io.BytesIO()
+    stream.write(PGCOPY_SIGNATURE + struct.pack("!ii", 0, 0))
+    for row in rows:
+        stream.write(struct.pack("!h", len(row)))
+        for value in row:
+            field = _binary_field(value)
+            stream.write(struct.pack("!i", -1) if field is None else struct.pack("!i", len(field)))
+            stream.write(field or b"")
+    stream.write(struct.pack("!h", -1))
+    preparer = session.get_bind().dialect.identifier_preparer
+    column_list = ", ".join(preparer.quote(c) for c in columns)
+    _copy(
+        session, f"COPY {table} ({column_list}) FROM STDIN WITH (FORMAT binary)", stream.getvalue()
+    )
+
+
+def _binary_field(value: object) -> bytes | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):  # pragma: no cover - no boolean columns sent this way
+        raise TypeError("booleans are not supported")
+    if isinstance(value, int):
+        return struct.pack("!q", value)
+    if isinstance(value, Jsonb):
+        return b"\x01" + value.encode()
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bytes):
+        return value
+    raise TypeError(f"cannot send {type(value).__name__} in a binary COPY")
 
 
 def copy_into(session: Session, table: str, columns: Sequence[str], csv_bytes: bytes) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks import audit_bulk, audit_commit
+from benchmarks import audit_bulk, audit_commit, ingest
 
 
 def main() -> None:
@@ -16,6 +16,9 @@ def main() -> None:
             rows=20_000 if args.quick else 100_000, rounds=5 if args.quick else 15
         ),
         "bulk insert, audited / plain COPY": audit_bulk.main(
+            rows=50_000 if args.quick else 1_000_000, rounds=1 if args.quick else 3
+        ),
+        "ingest (read+parse+validate+load+audit) / psql \\copy": ingest.main(
             rows=50_000 if args.quick else 1_000_000, rounds=1 if args.quick else 3
         ),
     }

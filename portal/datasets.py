@@ -8,6 +8,7 @@ contents) as audited bulk loads; the original file is kept in ``audit.upload``.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import unicodedata
 import zlib
@@ -17,18 +18,18 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pandas as pd
-from sqlalchemy import MetaData, func, insert, select, text
+from sqlalchemy import MetaData, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from audit.bulk import bulk_insert, reserve_row_ids
+from audit.bulk import Jsonb, binary_copy, bulk_insert, reserve_row_ids
 from audit.capture import install_capture, qualified_table
 from audit.changesets import ChangesetCounts, close_changeset, open_changeset
 from portal import spec as specs
 from portal.actor import Actor
 from portal.csv_import import copy_stream
 from portal.errors import NotFound, PermissionDenied, ValidationError
-from portal.models import Dataset, Upload
+from portal.models import Dataset
 
 LoadMode = Literal["append", "replace"]
 MAX_NAME_CHARS = 120
@@ -182,25 +183,45 @@ def record_upload(
     encoding: str | None,
     report: dict[str, Any],
     dataset_id: int | None = None,
-) -> int:
-    """Keep the uploaded file (compressed) with its verdicts; return the upload's id."""
-    upload_id: int = session.execute(
-        insert(Upload)
-        .values(
-            actor_username=actor.username,
-            filename=filename,
-            size_bytes=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
-            mime_type=mime_type,
-            encoding=encoding,
-            compression="zlib",
-            content=zlib.compress(data, 6),
-            report=report,
-            dataset_id=dataset_id,
-        )
-        .returning(Upload.id)
-    ).scalar_one()
-    return upload_id
+    changeset_id: int | None = None,
+    compressed: bytes | None = None,
+) -> None:
+    """Keep the uploaded file with its verdicts (``compressed``: ``data`` already zlib-ed).
+
+    Sent with a binary COPY: a large file travels as raw bytes, not a hex literal.
+    """
+    binary_copy(
+        session,
+        "audit.upload",
+        [
+            "changeset_id",
+            "dataset_id",
+            "actor_username",
+            "filename",
+            "size_bytes",
+            "sha256",
+            "mime_type",
+            "encoding",
+            "compression",
+            "content",
+            "report",
+        ],
+        [
+            (
+                changeset_id,
+                dataset_id,
+                actor.username,
+                filename,
+                len(data),
+                hashlib.sha256(data).hexdigest(),
+                mime_type,
+                encoding,
+                "zlib",
+                compressed if compressed is not None else zlib.compress(data, 1),
+                Jsonb(json.dumps(report)),
+            )
+        ],
+    )
 
 
 def load_rows(
@@ -210,13 +231,14 @@ def load_rows(
     dataset_id: int,
     typed: pd.DataFrame,
     mode: LoadMode = "append",
-    upload_id: int | None = None,
+    source: dict[str, Any] | None = None,
     reason: str = "",
     created: bool = False,
 ) -> ChangesetCounts:
     """Append ``typed`` (validated against the dataset's spec) to the dataset, or replace its
     rows with it, as one changeset of kind ``upload`` (which also records the dataset's
-    creation when ``created``).
+    creation when ``created``, and ``source``: the uploaded file's name, size and SHA-256, so
+    the hash chain covers the original file kept in ``audit.upload``).
 
     Raises:
         PermissionDenied: the actor is a viewer.
@@ -237,7 +259,7 @@ def load_rows(
         reason=reason,
         detail={
             "mode": mode,
-            "upload_id": upload_id,
+            "file": source,
             "rows": len(typed),
             **({"created": creation_detail(dataset)} if created else {}),
         },
@@ -255,7 +277,6 @@ def load_rows(
                 table_name=dataset.table_name,
                 columns=[c.name for c in spec.columns],
                 csv_bytes=copy_stream(typed, spec, first),
-                upload_id=upload_id,
             )
     except IntegrityError as exc:
         raise ValidationError(_integrity_message(exc, spec)) from exc

@@ -7,8 +7,11 @@ and the rows land in one transaction with their changesets.
 
 from __future__ import annotations
 
+import hashlib
+import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -209,7 +212,11 @@ def import_file(
         "delimiter": parsed.dialect.name,
         "errors": 0,
     }
-    with session_scope() as session:
+    source = {"filename": filename, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    # The original is compressed in a thread while the rows load (zlib releases the GIL).
+    with ThreadPoolExecutor(max_workers=1) as pool, session_scope() as session:
+        compressed = pool.submit(zlib.compress, data, 1)
+        mode: Literal["append", "replace"] = "append"
         if isinstance(target, NewDataset):
             progress(f"Creating the table for “{target.name}” with its rules and audit capture")
             dataset = datasets.create_dataset(
@@ -220,21 +227,9 @@ def import_file(
                 description=target.description,
                 own_changeset=False,
             )
-            mode: Literal["append", "replace"] = "append"
         else:
             dataset = datasets.get_dataset(session=session, dataset_id=target.dataset_id)
             mode = target.mode
-        progress(f"Keeping the original file ({len(data):,} bytes) in the audit log")
-        upload_id = datasets.record_upload(
-            session=session,
-            actor=actor,
-            filename=filename,
-            data=data,
-            mime_type=parsed.mime,
-            encoding=parsed.encoding,
-            report=report,
-            dataset_id=dataset.id,
-        )
         verb = "Replacing the rows with" if mode == "replace" else "Loading"
         progress(f"{verb} {parsed.row_count:,} rows (COPY, recorded as one bulk load)")
         counts = datasets.load_rows(
@@ -243,9 +238,22 @@ def import_file(
             dataset_id=dataset.id,
             typed=result.typed,
             mode=mode,
-            upload_id=upload_id,
+            source=source,
             reason=reason or f"{mode} {filename}",
             created=isinstance(target, NewDataset),
+        )
+        progress(f"Keeping the original file ({len(data):,} bytes) in the audit log")
+        datasets.record_upload(
+            session=session,
+            actor=actor,
+            filename=filename,
+            data=data,
+            mime_type=parsed.mime,
+            encoding=parsed.encoding,
+            report=report,
+            dataset_id=dataset.id,
+            changeset_id=counts.changeset_id,
+            compressed=compressed.result(),
         )
         dataset_id, dataset_name = dataset.id, dataset.name
         progress("Sealing the changeset into the audit hash chain")

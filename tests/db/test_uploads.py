@@ -4,6 +4,7 @@ writes nothing; the original file is kept; the log alone rebuilds the result."""
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 
 import pytest
@@ -101,7 +102,7 @@ def test_new_dataset_is_a_typed_captured_table_with_its_audit(
             )
         ).all()
         upload = conn.execute(
-            text("SELECT filename, content, mime_type, encoding, dataset_id FROM audit.upload")
+            text("SELECT filename, content, dataset_id, changeset_id FROM audit.upload")
         ).one()
         meta = conn.execute(
             text("SELECT name, owner, row_count, description FROM portal.datasets")
@@ -117,6 +118,13 @@ def test_new_dataset_is_a_typed_captured_table_with_its_audit(
     ]
     assert changesets[0].detail["created"]["spec"]["columns"][0]["label"] == "Name"
     assert zlib.decompress(upload.content) == PEOPLE
+    assert upload.changeset_id == outcome.changeset_id
+    # the chain covers the original file: its SHA-256 is in the sealed changeset's detail
+    assert changesets[0].detail["file"] == {
+        "filename": "people.csv",
+        "size": len(PEOPLE),
+        "sha256": hashlib.sha256(PEOPLE).hexdigest(),
+    }
     assert (upload.filename, upload.dataset_id) == ("people.csv", outcome.dataset_id)
     assert tuple(meta) == ("People", "eddie", 3, "staff list")
     with Session(fresh_db.app) as s:
@@ -271,5 +279,5 @@ def test_import_reports_its_steps(fresh_db: DatabaseHandle, editor: Actor) -> No
         target=uploads.NewDataset("People"),
         progress=steps.append,
     )
-    assert [s.split(" ", 1)[0] for s in steps] == ["Creating", "Keeping", "Loading", "Sealing"]
-    assert "3 rows" in steps[2]
+    assert [s.split(" ", 1)[0] for s in steps] == ["Creating", "Loading", "Keeping", "Sealing"]
+    assert "3 rows" in steps[1]
