@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import subprocess
 import tempfile
 import time
@@ -59,7 +60,7 @@ def main(rows: int, rounds: int) -> float:
                 username="bench",
                 display_name="Bench",
                 role="editor",
-                password="benchmark password",
+                password=secrets.token_urlsafe(16),
             )
         parsed = uploads.read_file(data)
         spec, _ = uploads.propose_spec(parsed)
