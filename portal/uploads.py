@@ -32,17 +32,6 @@ from portal.spec import (
     validate,
 )
 
-SPEC_FIELDS = (
-    "label",
-    "type",
-    "required",
-    "unique",
-    "min",
-    "max",
-    "max_length",
-    "regex",
-    "options",
-)
 OPTION_SEPARATOR = "|"
 
 

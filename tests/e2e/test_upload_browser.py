@@ -46,16 +46,20 @@ def _count(server: PortalServer, sql: str) -> int:
         return int(conn.scalar(text(sql)) or 0)
 
 
+def create_from_people(page: Page, name: str, reason: str = "") -> None:
+    choose_file(page, "people.csv", PEOPLE)
+    expect(page.get_by_text("All 3 rows are valid.")).to_be_visible(timeout=SLOW)
+    page.get_by_role("textbox", name="Dataset name").fill(name)
+    page.get_by_role("textbox", name="Reason (kept in the audit log)").fill(reason)
+    page.get_by_role("button", name="Create the dataset").click()
+
+
 def test_a_valid_file_becomes_a_dataset(
     portal_server: PortalServer, proxied: str, context: BrowserContext
 ) -> None:
     page = context.new_page()
     open_upload(page, portal_server, proxied)
-    choose_file(page, "people.csv", PEOPLE)
-    expect(page.get_by_text("All 3 rows are valid.")).to_be_visible(timeout=SLOW)
-    page.get_by_role("textbox", name="Dataset name").fill("People e2e")
-    page.get_by_role("textbox", name="Reason (kept in the audit log)").fill("first load")
-    page.get_by_role("button", name="Create the dataset").click()
+    create_from_people(page, "People e2e", reason="first load")
     expect(page.get_by_text("3 rows loaded into “People e2e” (changeset #1).")).to_be_visible(
         timeout=SLOW
     )
@@ -75,10 +79,7 @@ def test_an_invalid_file_is_reported_and_nothing_is_stored(
 ) -> None:
     page = context.new_page()
     open_upload(page, portal_server, proxied)
-    choose_file(page, "people.csv", PEOPLE)
-    expect(page.get_by_text("All 3 rows are valid.")).to_be_visible(timeout=SLOW)
-    page.get_by_role("textbox", name="Dataset name").fill("People")
-    page.get_by_role("button", name="Create the dataset").click()
+    create_from_people(page, "People")
     expect(page.get_by_text("(changeset #1)")).to_be_visible(timeout=SLOW)
 
     page.wait_for_timeout(500)  # let the run after the import settle
