@@ -1,0 +1,418 @@
+"""Browsing datasets read-only: the list, one page of a dataset's rows, and the CSV export.
+
+    list_datasets()   every dataset with its size, owner and newest sealed change (when, by whom)
+    open_dataset()    one dataset's name, description and spec, for the page to lay out
+    read_page()       one page of rows, filtered and sorted in PostgreSQL, and the matching total
+    export_csv()      every matching row streamed into a formula-safe CSV, recorded as an event
+
+Decisions a reader needs:
+
+- Paging is ``LIMIT``/``OFFSET`` over a deterministic order (the chosen column, then
+  ``_row_id``), with an exact ``count(*)`` of the matching rows. It allows jumping to any page
+  number under any sort, which keyset paging cannot without an index per sortable column; its
+  cost is a scan past the skipped rows, so deep pages of a very large table are slower than the
+  first ones. Keyset paging on ``(sort value, _row_id)`` can replace it behind ``read_page``
+  without changing its callers.
+- Queries are SQLAlchemy Core against the ``Table`` built from the dataset's spec
+  (``portal.spec.ddl_table``): identifiers are quoted by SQLAlchemy and every value is bound.
+- A filter is one column and a text: ``contains`` is a case-insensitive substring match on the
+  value as text (``%`` and ``_`` match themselves); ``equals`` compares the typed value (the text
+  is read as the column's type, so ``007`` equals the integer 7), exactly for text. ``equals``
+  with an empty text finds the missing values (an empty cell is a missing value everywhere).
+- The export reads through a server-side cursor in chunks, so the database never sends the whole
+  table at once; cells are formatted as the upload reads them back (ISO dates, UTC datetimes,
+  ``true``/``false``), every cell that could be read as a formula is neutralised
+  (``portal.csv_safe``), and the file is UTF-8 with a byte-order mark so spreadsheets read it as
+  UTF-8. Rows come in ``_row_id`` order. The export event is written in the same transaction as
+  the read, so an export the database served is never unrecorded.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, Final, Literal, TypeAlias, get_args
+
+import pandas as pd
+import pyarrow as pa  # type: ignore[import-untyped]
+from sqlalchemy import ColumnElement, MetaData, Select, Table, Text, cast, func, select, true
+from sqlalchemy.orm import Session
+
+from audit.events import record_event
+from portal.actor import Actor
+from portal.csv_safe import neutralise, neutralise_row
+from portal.datasets import dataset_spec, get_dataset
+from portal.errors import PermissionDenied, ValidationError
+from portal.models import Changeset, Dataset, User
+from portal.spec import CellError, ColumnSpec, DatasetSpec, ddl_table, validate_value
+
+FilterOp: TypeAlias = Literal["contains", "equals"]
+FILTER_OPS: Final[tuple[FilterOp, ...]] = get_args(FilterOp)
+PAGE_SIZES: Final = (50, 100, 500, 1000)
+MAX_PAGE_SIZE: Final = max(PAGE_SIZES)
+ROW_ID: Final = "_row_id"
+EXPORT_CHUNK_ROWS: Final = 5_000
+
+
+@dataclass(frozen=True)
+class DatasetListing:
+    """One dataset in the list; ``last_change_*`` are ``None`` before any sealed changeset."""
+
+    id: int
+    name: str
+    description: str
+    owner: str
+    owner_display_name: str
+    row_count: int
+    columns: int
+    last_change_at: datetime | None
+    last_change_by: str | None
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the page needs to lay out an opened dataset."""
+
+    id: int
+    name: str
+    description: str
+    owner: str
+    row_count: int
+    spec: DatasetSpec
+
+
+@dataclass(frozen=True)
+class RowFilter:
+    """Rows whose ``column`` (a physical name, or ``_row_id``) ``op`` ``value``."""
+
+    column: str
+    op: FilterOp
+    value: str
+
+    def describe(self, spec: DatasetSpec) -> str:
+        """The filter in words, with the column's label: ``Name contains “ann”``."""
+        label = next((c.label for c in spec.columns if c.name == self.column), self.column)
+        if self.value == "":
+            return f"{label} is empty" if self.op == "equals" else "no filter"
+        return f"{label} {self.op} “{self.value}”"
+
+    def to_json(self) -> dict[str, str]:
+        return {"column": self.column, "op": self.op, "value": self.value}
+
+
+@dataclass(frozen=True)
+class Sort:
+    column: str = ROW_ID
+    descending: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class RowsPage:
+    """One page of rows and where it lies among the matching ones.
+
+    ``rows`` has ``_row_id`` then the spec's columns (physical names), Arrow-backed; ``page`` is
+    the page actually returned (a page past the end is read as the last one).
+    """
+
+    rows: pd.DataFrame
+    total: int
+    page: int
+    page_size: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.page_size))
+
+    @property
+    def first_row(self) -> int:
+        """The 1-based position of the page's first row among the matching rows (0 if none)."""
+        return (self.page - 1) * self.page_size + 1 if len(self.rows) else 0
+
+    @property
+    def last_row(self) -> int:
+        return self.first_row + len(self.rows) - 1 if len(self.rows) else 0
+
+
+@dataclass(frozen=True, eq=False)
+class CsvExport:
+    """A prepared CSV download and the audit event that records it."""
+
+    data: bytes
+    file_name: str
+    rows: int
+    event_id: int
+
+
+# ---------------------------------------------------------------------------------------------
+# The list
+# ---------------------------------------------------------------------------------------------
+
+
+def list_datasets(*, session: Session) -> list[DatasetListing]:
+    """Every dataset by name, with its newest sealed changeset (when, and who by)."""
+    last_change = (
+        select(Changeset.committed_at, Changeset.actor_display_name)
+        .where(Changeset.dataset_id == Dataset.id, Changeset.committed_at.is_not(None))
+        .order_by(Changeset.committed_at.desc(), Changeset.id.desc())
+        .limit(1)
+        .lateral("last_change")
+    )
+    stmt = (
+        select(
+            Dataset.id,
+            Dataset.name,
+            Dataset.description,
+            Dataset.owner,
+            func.coalesce(User.display_name, Dataset.owner),
+            Dataset.row_count,
+            func.coalesce(func.jsonb_array_length(Dataset.spec["columns"]), 0),
+            last_change.c.committed_at,
+            last_change.c.actor_display_name,
+        )
+        .outerjoin(User, User.username == Dataset.owner)
+        .outerjoin(last_change, true())
+        .order_by(func.lower(Dataset.name), Dataset.id)
+    )
+    return [DatasetListing(*row) for row in session.execute(stmt)]
+
+
+def open_dataset(*, session: Session, dataset_id: int) -> DatasetInfo:
+    """Raises: NotFound."""
+    dataset = get_dataset(session=session, dataset_id=dataset_id)
+    return DatasetInfo(
+        dataset.id,
+        dataset.name,
+        dataset.description,
+        dataset.owner,
+        dataset.row_count,
+        dataset_spec(dataset),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# One page of rows
+# ---------------------------------------------------------------------------------------------
+
+
+def read_page(
+    *,
+    session: Session,
+    dataset_id: int,
+    page: int = 1,
+    page_size: int = 100,
+    sort: Sort | None = None,
+    row_filter: RowFilter | None = None,
+) -> RowsPage:
+    """Page ``page`` (from 1) of the rows matching ``row_filter``, in ``sort`` order, and how
+    many rows match. A page past the end returns the last page.
+
+    Raises:
+        NotFound: no such dataset.
+        ValidationError: an unknown column, a page size outside 1 to ``MAX_PAGE_SIZE``, or an
+            ``equals`` text that is not a value of the column's type.
+    """
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValidationError(f"Choose a page size between 1 and {MAX_PAGE_SIZE}.")
+    sort = sort or Sort()
+    dataset = get_dataset(session=session, dataset_id=dataset_id)
+    spec = dataset_spec(dataset)
+    table = ddl_table(spec, dataset.table_name, MetaData())
+    condition = _condition(table, spec, row_filter)
+    key = table.c[_known_column(spec, sort.column)]
+    total = int(session.scalar(select(func.count()).select_from(table).where(condition)) or 0)
+    pages = max(1, math.ceil(total / page_size))
+    page = min(max(1, page), pages)
+    keys = [key] if key.name == ROW_ID else [key, table.c[ROW_ID]]  # ties by _row_id
+    order = [k.desc() if sort.descending else k.asc() for k in keys]
+    stmt = (
+        _rows_select(table, spec)
+        .where(condition)
+        .order_by(*order)
+        .limit(page_size)
+        .offset((page - 1) * page_size)
+    )
+    rows = session.execute(stmt).all()
+    return RowsPage(_frame(spec, rows), total, page, page_size)
+
+
+def _rows_select(table: Table, spec: DatasetSpec) -> Select[Any]:
+    return select(table.c[ROW_ID], *(table.c[name] for name in spec.names))
+
+
+def _known_column(spec: DatasetSpec, name: str) -> str:
+    if name != ROW_ID and name not in spec.names:
+        raise ValidationError(
+            f"The dataset has no column {name!r}; reload the page to see its columns."
+        )
+    return name
+
+
+def _condition(
+    table: Table, spec: DatasetSpec, row_filter: RowFilter | None
+) -> ColumnElement[bool]:
+    if row_filter is None:
+        return true()
+    column = table.c[_known_column(spec, row_filter.column)]
+    if row_filter.op == "contains":
+        if row_filter.value == "":
+            return true()
+        return cast(column, Text).icontains(row_filter.value, autoescape=True)
+    if row_filter.op != "equals":
+        raise ValidationError(f"Filter with one of: {', '.join(FILTER_OPS)}.")
+    if row_filter.value == "":
+        return column.is_(None)
+    equals: ColumnElement[bool] = column == _typed_filter_value(spec, row_filter)
+    return equals
+
+
+def _typed_filter_value(spec: DatasetSpec, row_filter: RowFilter) -> Any:
+    """The filter text read as a value of its column's type (text and category: as written)."""
+    if row_filter.column == ROW_ID:
+        column = ColumnSpec(label=ROW_ID, name="row_id", type="integer")
+    else:
+        found = next(c for c in spec.columns if c.name == row_filter.column)
+        if found.type in ("text", "category"):
+            return row_filter.value
+        # The type alone: a value breaking a rule (min, scale...) simply matches no row.
+        column = ColumnSpec(
+            label=found.label, name=found.name, type=found.type, format=found.format
+        )
+    typed = validate_value(column, row_filter.value)
+    if isinstance(typed, CellError):
+        raise ValidationError(f"Filter on “{column.label}”: {typed.message}")
+    return typed
+
+
+def _frame(spec: DatasetSpec, rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
+    """Rows as an Arrow-backed frame: ``_row_id`` then the spec's columns by physical name."""
+    values = list(zip(*rows, strict=True)) if rows else [()] * (len(spec.columns) + 1)
+    arrays = {ROW_ID: pa.array(values[0], pa.int64())}
+    for c, column_values in zip(spec.columns, values[1:], strict=True):
+        arrays[c.name] = _arrow(c, list(column_values))
+    frame: pd.DataFrame = pa.table(arrays).to_pandas(types_mapper=pd.ArrowDtype)
+    return frame
+
+
+_ARROW_TYPES: Final[dict[str, Any]] = {
+    "text": pa.large_string(),
+    "category": pa.large_string(),
+    "integer": pa.int64(),
+    "boolean": pa.bool_(),
+    "date": pa.date32(),
+    "datetime": pa.timestamp("us", tz="UTC"),
+}
+
+
+def _arrow(c: ColumnSpec, values: list[Any]) -> Any:
+    if c.type != "decimal":
+        return pa.array(values, _ARROW_TYPES[c.type])
+    try:  # the precision and scale the values need (numeric has no typmod)
+        array = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([_cell(v) if v is not None else None for v in values], pa.large_string())
+    return array if not pa.types.is_null(array.type) else pa.array(values, pa.decimal128(38, 0))
+
+
+# ---------------------------------------------------------------------------------------------
+# The CSV export
+# ---------------------------------------------------------------------------------------------
+
+
+def export_csv(
+    *,
+    session: Session,
+    actor: Actor,
+    dataset_id: int,
+    row_filter: RowFilter | None = None,
+    chunk_rows: int = EXPORT_CHUNK_ROWS,
+) -> CsvExport:
+    """Every row matching ``row_filter`` as a formula-safe CSV (header: the column labels),
+    and an ``export`` event naming who, which dataset, the filter and the row count.
+
+    The rows are read ``chunk_rows`` at a time through a server-side cursor. The event is
+    recorded here, when the file is prepared: the page cannot know whether the browser saved it.
+
+    Raises:
+        PermissionDenied: the actor has no role that may read datasets.
+        NotFound: no such dataset.
+        ValidationError: as ``read_page``'s filter.
+    """
+    if not actor.can("viewer"):
+        raise PermissionDenied("Only signed-in people with a role can download datasets.")
+    dataset = get_dataset(session=session, dataset_id=dataset_id)
+    spec = dataset_spec(dataset)
+    out = io.BytesIO()
+    rows = 0
+    for chunk, count in _csv_chunks(session, dataset.table_name, spec, row_filter, chunk_rows):
+        out.write(chunk)
+        rows += count
+    event_id = record_event(
+        session=session,
+        kind="export",
+        actor_username=actor.username,
+        target=f"dataset:{dataset.id}",
+        detail={
+            "dataset_id": dataset.id,
+            "dataset": dataset.name,
+            "format": "csv",
+            "filter": row_filter.to_json() if row_filter else None,
+            "rows": rows,
+        },
+    )
+    name = _file_stem(dataset.name) + ("-filtered" if row_filter else "")
+    return CsvExport(out.getvalue(), f"{name}.csv", rows, event_id)
+
+
+def _csv_chunks(
+    session: Session,
+    table_name: str,
+    spec: DatasetSpec,
+    row_filter: RowFilter | None,
+    chunk_rows: int,
+) -> Iterator[tuple[bytes, int]]:
+    """The CSV as encoded pieces (the header with the byte-order mark, then one per chunk of
+    rows) and how many rows each piece holds."""
+    table = ddl_table(spec, table_name, MetaData())
+    stmt = (
+        select(*(table.c[name] for name in spec.names))
+        .where(_condition(table, spec, row_filter))
+        .order_by(table.c[ROW_ID])
+    )
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(neutralise_row(c.label for c in spec.columns))
+    yield buffer.getvalue().encode("utf-8-sig"), 0
+    result = session.execute(stmt, execution_options={"yield_per": chunk_rows})
+    for partition in result.partitions():
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerows([_csv_cell(v) for v in row] for row in partition)
+        yield buffer.getvalue().encode("utf-8"), len(partition)
+
+
+def _cell(value: Any) -> str:
+    """A typed value as the upload reads it back."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def _csv_cell(value: Any) -> str:
+    return "" if value is None else neutralise(_cell(value))
+
+
+def _file_stem(name: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")
+    return stem[:80] or "dataset"
