@@ -33,11 +33,12 @@ class PageSpec:
 
 
 HOME = PageSpec("pages/1_home.py", "Home", ":material/home:", "viewer", default=True)
+DATASETS = PageSpec("pages/3_datasets.py", "Datasets", ":material/table_view:", "viewer")
 UPLOAD = PageSpec("pages/2_upload.py", "Upload", ":material/upload_file:", "editor")
 ACCOUNT = PageSpec("pages/8_account.py", "Account", ":material/person:", "viewer")
 USERS = PageSpec("pages/9_users.py", "Users", ":material/group:", "admin")
 
-PAGES: tuple[PageSpec, ...] = (HOME, UPLOAD, ACCOUNT, USERS)
+PAGES: tuple[PageSpec, ...] = (HOME, DATASETS, UPLOAD, ACCOUNT, USERS)
 
 
 def pages_for(signed: SignedIn | None) -> list[PageSpec]:

@@ -1,0 +1,245 @@
+"""Datasets (everyone): every dataset with its size and last change, and one dataset opened
+read-only — filtered, sorted and paged in PostgreSQL — with a CSV download of its rows.
+
+The download is prepared on an explicit click, because ``st.download_button`` serves bytes it
+already holds; preparing records the export in the audit log, since the page cannot know whether
+the browser then saved the file.
+"""
+
+from datetime import datetime
+
+import pandas as pd
+import streamlit as st
+from streamlit.errors import StreamlitAPIException
+
+from portal import browse
+from portal.browse import FILTER_OPS, PAGE_SIZES, ROW_ID, CsvExport, RowFilter, Sort
+from portal.db import session_scope
+from portal.errors import PortalError
+from portal.spec import editor_columns
+from portal.ui import md_escape, require
+from portal.ui.column_config import column_config
+from portal.ui.navigation import UPLOAD
+
+actor = require("viewer")
+
+OPEN = "datasets.open"
+PREPARED = "datasets.prepared"  # (dataset id, filter) -> the prepared CsvExport
+
+
+def upload_link() -> None:
+    # A page run on its own (not through app.py's navigation) cannot link to other pages.
+    try:
+        st.page_link(UPLOAD.path, label="Upload a CSV file", icon=UPLOAD.icon)
+    except StreamlitAPIException:
+        st.caption("Open the Upload page from the menu to add one.")
+
+
+def when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "—"
+
+
+st.title("Datasets")
+
+try:
+    with session_scope() as session:
+        listing = browse.list_datasets(session=session)
+except PortalError as exc:
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
+
+if not listing:
+    st.session_state.pop(PREPARED, None)
+    st.info("No datasets yet.", icon=":material/table_view:")
+    if actor.can("editor"):
+        st.caption("A dataset is created by uploading a CSV file.")
+        upload_link()
+    else:
+        st.caption("Editors create datasets by uploading CSV files.")
+    st.stop()
+
+st.dataframe(
+    pd.DataFrame(
+        [
+            {
+                "Name": d.name,
+                "Description": d.description,
+                "Rows": d.row_count,
+                "Columns": d.columns,
+                "Owner": d.owner_display_name,
+                "Last change": when(d.last_change_at),
+                "By": d.last_change_by or "—",
+            }
+            for d in listing
+        ]
+    ),
+    hide_index=True,
+    width="stretch",
+)
+if actor.can("editor"):
+    upload_link()
+
+by_id = {d.id: d for d in listing}
+chosen = st.selectbox(
+    "Open a dataset",
+    list(by_id),
+    index=None,
+    format_func=lambda i: by_id[i].name,
+    placeholder="Choose a dataset to see its rows",
+    key=OPEN,
+)
+if chosen is None:
+    st.session_state.pop(PREPARED, None)
+    st.stop()
+
+try:
+    with session_scope() as session:
+        dataset = browse.open_dataset(session=session, dataset_id=chosen)
+except PortalError as exc:
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
+spec = dataset.spec
+labels = {ROW_ID: "Row id", **{c.name: c.label for c in spec.columns}}
+
+st.subheader(md_escape(dataset.name))
+if dataset.description:
+    st.caption(md_escape(dataset.description))
+
+
+# -- filter, sort, page -----------------------------------------------------------------------
+
+key = f"datasets.{dataset.id}"
+PAGE = f"{key}.page"
+
+
+def first_page() -> None:
+    st.session_state[PAGE] = 1
+
+
+column_col, op_col, value_col = st.columns([2, 1, 3], vertical_alignment="bottom")
+filter_column = column_col.selectbox(
+    "Filter on",
+    list(labels),
+    index=None,
+    format_func=labels.__getitem__,
+    placeholder="No filter",
+    key=f"{key}.filter.column",
+    on_change=first_page,
+)
+filter_op = op_col.selectbox("Match", FILTER_OPS, key=f"{key}.filter.op", on_change=first_page)
+filter_value = value_col.text_input(
+    "Text",
+    key=f"{key}.filter.value",
+    on_change=first_page,
+    help="contains: anywhere in the value, ignoring case. equals: the whole value, read as the "
+    "column's type; leave the text empty to find missing values.",
+)
+row_filter = (
+    RowFilter(filter_column, filter_op, filter_value) if filter_column is not None else None
+)
+
+sort_col, order_col, size_col = st.columns([2, 1, 1], vertical_alignment="bottom")
+sort_column = sort_col.selectbox(
+    "Sort by",
+    list(labels),
+    format_func=labels.__getitem__,
+    key=f"{key}.sort",
+    on_change=first_page,
+)
+descending = (
+    order_col.radio(
+        "Order",
+        ["Ascending", "Descending"],
+        horizontal=True,
+        key=f"{key}.order",
+        on_change=first_page,
+    )
+    == "Descending"
+)
+page_size = size_col.selectbox(
+    "Rows per page",
+    PAGE_SIZES,
+    index=PAGE_SIZES.index(100),
+    key=f"{key}.page_size",
+    on_change=first_page,
+)
+
+try:
+    with session_scope() as session:
+        rows_page = browse.read_page(
+            session=session,
+            dataset_id=dataset.id,
+            page=int(st.session_state.get(PAGE, 1)),
+            page_size=page_size,
+            sort=Sort(sort_column, descending),
+            row_filter=row_filter,
+        )
+except PortalError as exc:
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
+st.session_state[PAGE] = rows_page.page  # a page past the end (rows went away) is the last one
+
+page_col, position_col = st.columns([1, 4], vertical_alignment="bottom")
+page_col.number_input("Page", min_value=1, max_value=rows_page.pages, step=1, key=PAGE)
+shown_filter = row_filter.describe(spec) if row_filter else "no filter"
+if rows_page.total:
+    position_col.caption(
+        f"Rows {rows_page.first_row:,}–{rows_page.last_row:,} of {rows_page.total:,} "
+        f"({md_escape(shown_filter)}) · page {rows_page.page:,} of {rows_page.pages:,}"
+    )
+else:
+    position_col.caption(f"No rows match ({md_escape(shown_filter)}).")
+
+st.dataframe(
+    rows_page.rows,
+    hide_index=True,
+    width="stretch",
+    column_config={
+        ROW_ID: st.column_config.NumberColumn(
+            "Row id", format="%d", help="The row's permanent id (_row_id)."
+        ),
+        **column_config(editor_columns(spec)),
+    },
+)
+
+
+# -- download ---------------------------------------------------------------------------------
+
+st.subheader("Download")
+export_key = (dataset.id, row_filter)
+prepared: tuple[object, CsvExport] | None = st.session_state.get(PREPARED)
+if prepared is not None and prepared[0] != export_key:
+    prepared = None
+    st.session_state.pop(PREPARED, None)
+what = "the rows matching the filter" if row_filter else "every row"
+st.caption(
+    f"A CSV file of {what}, with the column names as the header. Cells a spreadsheet could run "
+    "as a formula (starting with =, +, -, @, a tab or a carriage return) get a ' in front. "
+    "Preparing the file records the download in the audit log."
+)
+if st.button("Prepare download", icon=":material/file_export:", key=f"{key}.prepare"):
+    try:
+        with (
+            st.spinner("Preparing the CSV file…"),
+            session_scope() as session,
+        ):
+            export = browse.export_csv(
+                session=session, actor=actor, dataset_id=dataset.id, row_filter=row_filter
+            )
+    except PortalError as exc:
+        st.error(str(exc), icon=":material/error:")
+    else:
+        prepared = (export_key, export)
+        st.session_state[PREPARED] = prepared
+if prepared is not None:
+    export = prepared[1]
+    st.download_button(
+        f"Download {export.file_name} ({export.rows:,} rows)",
+        export.data,
+        file_name=export.file_name,
+        mime="text/csv",
+        on_click="ignore",
+        type="primary",
+        icon=":material/download:",
+        key=f"{key}.download",
+    )

@@ -1,0 +1,175 @@
+"""The Datasets page: an empty state that points editors to Upload; the list with each dataset's
+last change; a dataset opened read-only, paged, sorted and filtered in PostgreSQL; a prepared
+download recorded as an export event."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.app.conftest import app_test, events, new_user, show_app, sign_in, signed_in, texts
+from tests.conftest import DatabaseHandle
+from tests.db.test_browse import ROWS, seed_people
+
+pytestmark = pytest.mark.app
+
+PAGE = "pages/3_datasets.py"
+
+
+def datasets_page(db: DatabaseHandle, role: str) -> tuple[AppTest, str]:
+    at, name = signed_in(db, role)
+    show_app(at)
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    return at, name
+
+
+def open_dataset(at: AppTest, dataset_id: int) -> AppTest:
+    at.selectbox(key="datasets.open").select(dataset_id).run()
+    assert not at.exception
+    return at
+
+
+def rows_frame(at: AppTest):
+    """The opened dataset's rows: the table after the list."""
+    _listing, rows = at.main.dataframe
+    return rows
+
+
+def upload_links(at: AppTest) -> list[str]:
+    return [link.proto.page for link in at.main.page_link]  # the URL path of the page
+
+
+def test_empty_state_points_editors_to_upload(fresh_db: DatabaseHandle) -> None:
+    at, _ = datasets_page(fresh_db, "editor")
+    assert at.title[0].value == "Datasets"
+    assert [i.value for i in at.info] == ["No datasets yet."]
+    assert upload_links(at) == ["upload"]
+    assert not at.dataframe
+
+
+def test_empty_state_for_a_viewer_has_no_upload_link(fresh_db: DatabaseHandle) -> None:
+    at, _ = datasets_page(fresh_db, "viewer")
+    assert [i.value for i in at.info] == ["No datasets yet."]
+    assert upload_links(at) == []
+    assert "Editors create datasets" in texts(at, main_only=True)
+
+
+def test_list_shows_a_seeded_dataset_with_its_last_change(fresh_db: DatabaseHandle) -> None:
+    seed_people(fresh_db)
+    at, _ = datasets_page(fresh_db, "editor")
+    [listing] = at.dataframe
+    row = listing.value.iloc[0].to_dict()
+    assert (row["Name"], row["Description"], row["Rows"], row["Columns"]) == (
+        "People",
+        "everyone",
+        ROWS,
+        6,
+    )
+    assert (row["Owner"], row["By"]) == ("Eddie Editor", "Eddie Editor")
+    assert row["Last change"].endswith("UTC")
+    assert upload_links(at) == ["upload"]
+    assert at.selectbox(key="datasets.open").options == ["People"]
+    assert at.selectbox(key="datasets.open").value is None
+
+
+def test_a_viewer_opens_a_dataset_read_only_and_pages_through_it(
+    fresh_db: DatabaseHandle,
+) -> None:
+    dataset_id, _ = seed_people(fresh_db)
+    at, _ = datasets_page(fresh_db, "viewer")
+    open_dataset(at, dataset_id)
+    frame = rows_frame(at)
+    assert frame.editing_mode == "read_only"
+    assert not at.data_editor
+    assert upload_links(at) == []
+    first = frame.value
+    assert len(first) == 100
+    assert first["_row_id"].tolist()[:3] == [1, 2, 3]
+    assert first["name"].tolist()[:3] == ["Person 001", "Person 002", "Person 003"]
+    assert "Rows 1–100 of 250" in texts(at, main_only=True)
+    assert "<script>" in texts(at, main_only=True)  # HTML is a value, shown as text
+
+    at.number_input(key=f"datasets.{dataset_id}.page").set_value(3).run()
+    assert rows_frame(at).value["name"].tolist()[-1] == "Person 250"
+    assert len(rows_frame(at).value) == 50
+    assert "Rows 201–250 of 250" in texts(at, main_only=True)
+
+    # Sorting or filtering goes back to the first page.
+    at.selectbox(key=f"datasets.{dataset_id}.sort").select("name").run()
+    at.radio(key=f"datasets.{dataset_id}.order").set_value("Descending").run()
+    assert rows_frame(at).value["name"].tolist()[0] == "Person 250"
+    assert at.number_input(key=f"datasets.{dataset_id}.page").value == 1
+
+    at.selectbox(key=f"datasets.{dataset_id}.filter.column").select("name").run()
+    at.text_input(key=f"datasets.{dataset_id}.filter.value").input("person 01").run()
+    assert rows_frame(at).value["name"].tolist() == [f"Person {i:03d}" for i in range(19, 9, -1)]
+    assert "Rows 1–10 of 10 (Name contains “person 01”)" in texts(at, main_only=True)
+
+    at.selectbox(key=f"datasets.{dataset_id}.page_size").select(50).run()
+    assert at.number_input(key=f"datasets.{dataset_id}.page").value == 1
+
+
+def test_a_filter_value_of_the_wrong_type_is_explained(fresh_db: DatabaseHandle) -> None:
+    dataset_id, _ = seed_people(fresh_db)
+    at, _ = datasets_page(fresh_db, "viewer")
+    open_dataset(at, dataset_id)
+    at.selectbox(key=f"datasets.{dataset_id}.filter.column").select("qty").run()
+    at.selectbox(key=f"datasets.{dataset_id}.filter.op").select("equals").run()
+    at.text_input(key=f"datasets.{dataset_id}.filter.value").input("three").run()
+    assert not at.exception
+    assert at.error[0].value.startswith("Filter on “Qty”:")
+    at.text_input(key=f"datasets.{dataset_id}.filter.value").input("").run()
+    assert not at.error
+    assert "Qty is empty" in texts(at, main_only=True)
+    assert len(rows_frame(at).value) == ROWS // 10
+
+
+def test_preparing_a_download_records_an_export_event(fresh_db: DatabaseHandle) -> None:
+    dataset_id, _ = seed_people(fresh_db)
+    at, viewer = datasets_page(fresh_db, "viewer")
+    open_dataset(at, dataset_id)
+    assert not at.download_button
+    assert events(fresh_db, "export") == []
+
+    at.button(key=f"datasets.{dataset_id}.prepare").click().run()
+    assert not at.exception
+    [download] = at.download_button
+    assert download.label == f"Download People.csv ({ROWS} rows)"
+    assert events(fresh_db, "export") == [
+        {
+            "kind": "export",
+            "actor_username": viewer,
+            "target": f"dataset:{dataset_id}",
+            "detail": {
+                "dataset_id": dataset_id,
+                "dataset": "People",
+                "format": "csv",
+                "filter": None,
+                "rows": ROWS,
+            },
+        }
+    ]
+    # The prepared file stays on offer across reruns, but not for another filter.
+    at.run()
+    assert at.download_button
+    at.selectbox(key=f"datasets.{dataset_id}.filter.column").select("name").run()
+    at.text_input(key=f"datasets.{dataset_id}.filter.value").input("person 2").run()
+    assert not at.download_button
+    at.button(key=f"datasets.{dataset_id}.prepare").click().run()
+    assert at.download_button[0].label == "Download People-filtered.csv (51 rows)"
+    filtered = events(fresh_db, "export")[-1]["detail"]
+    assert (filtered["filter"], filtered["rows"]) == (
+        {"column": "name", "op": "contains", "value": "person 2"},
+        51,
+    )
+    assert len(events(fresh_db, "export")) == 2
+
+
+def test_the_page_file_opened_directly_works_after_sign_in(fresh_db: DatabaseHandle) -> None:
+    """A URL on a fresh server runs the file without app.py: no navigation to link into."""
+    seed_people(fresh_db)
+    name, password = new_user(fresh_db, role="editor")
+    at = sign_in(app_test(PAGE).run(), name, password)
+    assert not at.exception
+    assert at.dataframe[0].value["Name"].tolist() == ["People"]
