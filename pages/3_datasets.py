@@ -6,7 +6,7 @@ already holds; preparing records the export in the audit log, since the page can
 the browser then saved the file.
 """
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pandas as pd
 import streamlit as st
@@ -36,7 +36,7 @@ def upload_link() -> None:
 
 
 def when(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "—"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else "—"
 
 
 st.title("Datasets")
