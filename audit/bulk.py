@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import queue
 import struct
+import threading
 import zlib
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,7 @@ from portal.models import BulkContent, BulkLoad
 
 COMPRESSION_LEVEL = 1  # fast: the stream is kept for audit and read back rarely
 BULK_WORK_MEM = "1GB"
+COPY_READ_SIZE = 1 << 20
 PGCOPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 
 
@@ -80,13 +82,15 @@ def bulk_insert(
     changeset_id: int,
     table_name: str,
     columns: Sequence[str],
-    csv_bytes: bytes,
+    csv_bytes: bytes | Iterable[bytes],
     upload_id: int | None = None,
 ) -> BulkLoadResult:
-    """COPY ``csv_bytes`` into ``data.<table_name>`` as one audited bulk load.
+    """COPY the CSV into ``data.<table_name>`` as one audited bulk load.
 
-    ``csv_bytes`` is CSV without a header: ``_row_id`` (consecutive values, from
-    ``reserve_row_ids``), then every user column in table order; an unquoted empty field is NULL.
+    The CSV has no header: ``_row_id`` (consecutive values, from ``reserve_row_ids``), then every
+    user column in table order; an unquoted empty field is NULL. It may come in chunks
+    (``csv_bytes`` an iterable of bytes), which are produced, hashed and compressed in a thread
+    while COPY loads the previous ones.
 
     Raises:
         AuditError: ``columns`` are not the table's user columns in order.
@@ -99,17 +103,16 @@ def bulk_insert(
             f"a bulk load into data.{table_name} must carry its columns {expected} in that order,"
             f" not {list(columns)}"
         )
-    digest = hashlib.sha256(csv_bytes).hexdigest()
-    with ThreadPoolExecutor(max_workers=1) as pool:  # zlib releases the GIL: overlaps the COPY
-        compressed = pool.submit(zlib.compress, csv_bytes, COMPRESSION_LEVEL)
-        session.execute(select(func.set_config("portal.bulk_load", "on", True)))
-        # The capture trigger's transition table holds every inserted row; with the default
-        # work_mem (4 MB) it spills to a temporary file. Keep it in memory for this transaction.
-        session.execute(select(func.set_config("work_mem", BULK_WORK_MEM, True)))
-        # A failed COPY aborts the transaction, and with it these transaction-local settings.
-        copy_into(session, qualified_table(session, table_name), ["_row_id", *columns], csv_bytes)
-        session.execute(select(func.set_config("portal.bulk_load", "off", True)))
-        content = compressed.result()
+    chunks = [csv_bytes] if isinstance(csv_bytes, bytes) else csv_bytes
+    session.execute(select(func.set_config("portal.bulk_load", "on", True)))
+    # The capture trigger's transition table holds every inserted row; with the default
+    # work_mem (4 MB) it spills to a temporary file. Keep it in memory for this transaction.
+    session.execute(select(func.set_config("work_mem", BULK_WORK_MEM, True)))
+    # A failed COPY aborts the transaction, and with it these transaction-local settings.
+    digest, content = _streamed_copy(
+        session, qualified_table(session, table_name), ["_row_id", *columns], chunks
+    )
+    session.execute(select(func.set_config("portal.bulk_load", "off", True)))
     bulk = session.execute(
         select(BulkLoad.id, BulkLoad.first_row_id, BulkLoad.last_row_id, BulkLoad.row_count)
         .where(BulkLoad.changeset_id == changeset_id)
@@ -120,6 +123,70 @@ def bulk_insert(
         return BulkLoadResult(None, None, None, 0)
     _insert_content(session, bulk.id, upload_id, content, digest)
     return BulkLoadResult(bulk.id, bulk.first_row_id, bulk.last_row_id, bulk.row_count)
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file for ``copy_expert`` that reads the chunks a producer thread puts in a queue."""
+
+    def __init__(self, chunks: queue.Queue[bytes | BaseException | None]) -> None:
+        self._chunks = chunks
+        self._pending = memoryview(b"")
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._pending and not self._done:
+            item = self._chunks.get()
+            if item is None:
+                self._done = True
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                self._pending = memoryview(item)
+        n = len(self._pending) if size is None or size < 0 else size
+        out, self._pending = self._pending[:n], self._pending[n:]
+        return bytes(out)
+
+
+def _streamed_copy(
+    session: Session, table: str, columns: Sequence[str], chunks: Iterable[bytes]
+) -> tuple[str, bytes]:
+    """COPY the chunks while a thread produces them; return their SHA-256 and zlib stream."""
+    pending: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=4)
+    stop = threading.Event()
+    sha, packer, packed = hashlib.sha256(), zlib.compressobj(COMPRESSION_LEVEL), []
+
+    def put(item: bytes | BaseException | None) -> None:
+        while not stop.is_set():
+            try:
+                pending.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if stop.is_set():
+                    return
+                sha.update(chunk)
+                packed.append(packer.compress(chunk))
+                put(chunk)
+            packed.append(packer.flush())
+            put(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the COPY side, which raises it
+            put(exc)
+
+    producer = threading.Thread(target=produce, name="bulk-copy-producer", daemon=True)
+    producer.start()
+    try:
+        copy_into(session, table, columns, _ChunkReader(pending))
+    finally:
+        stop.set()
+        producer.join()
+    return sha.hexdigest(), b"".join(packed)
 
 
 def _insert_content(
@@ -176,7 +243,9 @@ def _binary_field(value: object) -> bytes | None:
     raise TypeError(f"cannot send {type(value).__name__} in a binary COPY")
 
 
-def copy_into(session: Session, table: str, columns: Sequence[str], csv_bytes: bytes) -> None:
+def copy_into(
+    session: Session, table: str, columns: Sequence[str], csv_bytes: bytes | io.RawIOBase
+) -> None:
     """``COPY table (columns) FROM STDIN (FORMAT csv)`` on the session's connection.
 
     Raises:
@@ -187,12 +256,13 @@ def copy_into(session: Session, table: str, columns: Sequence[str], csv_bytes: b
     _copy(session, f"COPY {table} ({column_list}) FROM STDIN WITH (FORMAT csv)", csv_bytes)
 
 
-def _copy(session: Session, statement: str, data: bytes) -> None:
+def _copy(session: Session, statement: str, data: bytes | io.RawIOBase) -> None:
     dialect = session.get_bind().dialect
     raw: Any = session.connection().connection.dbapi_connection
     try:
         with raw.cursor() as cur:
-            cur.copy_expert(statement, io.BytesIO(data))
+            source = io.BytesIO(data) if isinstance(data, bytes) else data
+            cur.copy_expert(statement, source, size=COPY_READ_SIZE)
     except dialect.loaded_dbapi.Error as exc:
         raise DBAPIError.instance(
             statement, None, exc, dialect.loaded_dbapi.Error, dialect=dialect

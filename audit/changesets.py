@@ -85,7 +85,9 @@ def close_changeset(*, session: Session, changeset_id: int) -> ChangesetCounts:
     )
     row = session.execute(
         text(
-            "SELECT count(*) FILTER (WHERE op = 'insert') AS inserted,"
+            "SELECT count(*) FILTER (WHERE op = 'insert')"
+            " + (SELECT coalesce(sum(row_count), 0) FROM audit.bulk_load"
+            "    WHERE changeset_id = :id) AS inserted,"
             " count(*) FILTER (WHERE op = 'update') AS updated,"
             " count(*) FILTER (WHERE op = 'delete') AS deleted"
             " FROM audit.row_change WHERE changeset_id = :id"

@@ -797,16 +797,38 @@ def copy_stream(typed: pd.DataFrame, spec: DatasetSpec, first_row_id: int) -> by
     Raises:
         ValidationError: a column is missing from ``typed`` or holds values of another type.
     """
+    return b"".join(copy_stream_chunks(typed, spec, first_row_id))
+
+
+def copy_stream_chunks(
+    typed: pd.DataFrame, spec: DatasetSpec, first_row_id: int, rows_per_chunk: int = 100_000
+) -> Iterator[bytes]:
+    """``copy_stream`` in pieces of ``rows_per_chunk`` rows, written as they are asked for, so a
+    COPY can load one piece while the next is written.
+
+    Raises:
+        ValidationError: as ``copy_stream``, before the first piece.
+    """
+    table = _copy_table(typed, spec, first_row_id)
+    options = pcsv.WriteOptions(include_header=False, quoting_style="all_valid")
+
+    def pieces() -> Iterator[bytes]:
+        for offset in range(0, table.num_rows, rows_per_chunk):
+            sink = pa.BufferOutputStream()
+            pcsv.write_csv(table.slice(offset, rows_per_chunk), sink, options)
+            yield bytes(sink.getvalue().to_pybytes())
+
+    return pieces()
+
+
+def _copy_table(typed: pd.DataFrame, spec: DatasetSpec, first_row_id: int) -> Any:
     count = len(typed)
     arrays = [pa.array(np.arange(first_row_id, first_row_id + count, dtype=np.int64))]
     for column in spec.columns:
         if column.name not in typed.columns:
             raise ValidationError(f"The typed rows lack the column {column.name!r}.")
         arrays.append(_copy_array(column, typed[column.name]))
-    table = pa.Table.from_arrays(arrays, names=["_row_id", *spec.names])
-    sink = pa.BufferOutputStream()
-    pcsv.write_csv(table, sink, pcsv.WriteOptions(include_header=False, quoting_style="all_valid"))
-    return bytes(sink.getvalue().to_pybytes())
+    return pa.Table.from_arrays(arrays, names=["_row_id", *spec.names])
 
 
 def _copy_array(column: ColumnSpec, series: pd.Series[Any]) -> Any:

@@ -27,7 +27,7 @@ from audit.capture import install_capture, qualified_table
 from audit.changesets import ChangesetCounts, close_changeset, open_changeset
 from portal import spec as specs
 from portal.actor import Actor
-from portal.csv_import import copy_stream
+from portal.csv_import import copy_stream_chunks
 from portal.errors import NotFound, PermissionDenied, ValidationError
 from portal.models import Dataset
 
@@ -276,12 +276,13 @@ def load_rows(
                 changeset_id=changeset,
                 table_name=dataset.table_name,
                 columns=[c.name for c in spec.columns],
-                csv_bytes=copy_stream(typed, spec, first),
+                csv_bytes=copy_stream_chunks(typed, spec, first),
             )
     except IntegrityError as exc:
         raise ValidationError(_integrity_message(exc, spec)) from exc
     counts = close_changeset(session=session, changeset_id=changeset)
-    dataset.row_count = int(session.scalar(text(f"SELECT count(*) FROM {table}")) or 0)
+    # What the portal just did; a write made outside the portal is audited but not counted here.
+    dataset.row_count = (0 if mode == "replace" else dataset.row_count) + counts.inserted
     dataset.updated_at = datetime.now(UTC)
     session.flush()
     return counts

@@ -3,6 +3,8 @@ the hash chain, and replayed exactly."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -10,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from audit.bulk import bulk_insert, reserve_row_ids
 from audit.chain import verify
-from audit.changesets import open_changeset
+from audit.changesets import close_changeset, open_changeset
 from audit.trail import dataset_state
 from portal.errors import AuditError
 from tests.conftest import DatabaseHandle
@@ -211,3 +213,53 @@ def test_bulk_content_links_its_upload(fresh_db: DatabaseHandle, table: str) -> 
     assert tuple(stored) == (result.bulk_load_id, upload, "zlib")
     with Session(fresh_db.app) as s:
         assert verify(session=s).ok
+
+
+def test_close_changeset_counts_bulk_rows(fresh_db: DatabaseHandle, table: str) -> None:
+    with Session(fresh_db.app) as s, s.begin():
+        cs = _load(s, table)
+        counts = close_changeset(session=s, changeset_id=cs)
+    assert (counts.inserted, counts.updated, counts.deleted) == (len(ROWS), 0, 0)
+
+
+def test_chunked_stream_loads_the_same_rows_and_hashes_the_whole(
+    fresh_db: DatabaseHandle, table: str
+) -> None:
+    stream = copy_csv(1, ROWS)
+    pieces = [stream[:10], stream[10:57], stream[57:]]
+    with Session(fresh_db.app) as s, s.begin():
+        cs = open_changeset(
+            session=s, kind="upload", actor_username="a", actor_display_name="A", dataset_id=DATASET
+        )
+        reserve_row_ids(session=s, table_name=table, count=len(ROWS))
+        bulk_insert(
+            session=s, changeset_id=cs, table_name=table, columns=COLUMNS, csv_bytes=iter(pieces)
+        )
+    with fresh_db.app.connect() as conn:
+        digest = conn.scalar(text("SELECT content_sha256 FROM audit.bulk_content"))
+    assert digest == hashlib.sha256(stream).hexdigest()
+    with Session(fresh_db.app) as s:
+        assert dataset_state(session=s, dataset_id=DATASET) == _table_state(fresh_db, table)
+        assert verify(session=s).ok
+
+
+def test_a_failing_chunked_copy_raises_and_writes_nothing(
+    fresh_db: DatabaseHandle, table: str
+) -> None:
+    """A row breaking a constraint half-way stops the COPY; the producer thread must not hang."""
+    good = copy_csv(1, ROWS[:2])
+    duplicate = copy_csv(3, [ROWS[0]] * 50_000)  # 'apple' again: unique violation
+
+    def pieces():
+        yield good
+        for _ in range(200):  # far more than the queue holds
+            yield duplicate
+
+    with Session(fresh_db.app) as s, pytest.raises(DBAPIError, match="unique"), s.begin():
+        cs = open_changeset(
+            session=s, kind="upload", actor_username="a", actor_display_name="A", dataset_id=DATASET
+        )
+        bulk_insert(
+            session=s, changeset_id=cs, table_name=table, columns=COLUMNS, csv_bytes=pieces()
+        )
+    assert _table_state(fresh_db, table) == {}
