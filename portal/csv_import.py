@@ -272,6 +272,9 @@ def _megabytes(size: int) -> str:
     return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size:,} bytes"
 
 
+MARKUP_VERDICTS: Final = frozenset({"text/html", "text/xml", "application/xml"})
+
+
 def mime_type(data: bytes) -> str:
     """python-magic's verdict on the content (never the name), if it is an accepted one.
 
@@ -288,6 +291,10 @@ def mime_type(data: bytes) -> str:
             f"The file could not be inspected ({exc}): upload a CSV file."
         ) from None
     if verdict in MIME_ACCEPTED or verdict.startswith(MIME_ACCEPTED_PREFIX):
+        return verdict
+    if verdict in MARKUP_VERDICTS and not sample.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        # libmagic calls text with tags anywhere in it HTML or XML; a page or document starts
+        # with one, a CSV with its header. Cells holding markup are data, stored as text.
         return verdict
     kind = _REFUSED_KINDS.get(verdict) or ("an image" if verdict.startswith("image/") else "")
     described = f"{kind} ({verdict})" if kind else f"of type {verdict}"
@@ -471,7 +478,9 @@ def sniff_dialect(text: str) -> Dialect:
     except csv.Error:
         sniffed = None
     scores = {d: _consistency(sample, d, truncated) for d in DELIMITERS}
-    best = max(DELIMITERS, key=lambda d: (*scores[d][:2], d == sniffed, scores[d][2]))
+    # Consistency first, then width: a tab file whose values hold commas splits consistently on
+    # commas too, but into fewer columns. csv.Sniffer only breaks what is left of a tie.
+    best = max(DELIMITERS, key=lambda d: (*scores[d], d == sniffed))
     if scores[best][2] <= 1:
         return Dialect(sniffed if sniffed in DELIMITERS else ",")
     return Dialect(best)

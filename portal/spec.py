@@ -1573,7 +1573,7 @@ def _infer_type(
             )
         if _all_fit("integer", values, decimal_comma):
             return "integer", {}, []
-        if _all_match(values, number):
+        if _all_match(values, number) and _all_fit("decimal", values, decimal_comma):
             return (
                 "decimal",
                 {"scale": 0},
@@ -1584,6 +1584,14 @@ def _infer_type(
             )
         if _all_fit("decimal", values, decimal_comma):
             return "decimal", {"scale": _written_scale(values, decimal_comma)}, []
+        return (
+            "text",
+            {},
+            [
+                f"{q}: some numbers have more than {MAX_DECIMAL_DIGITS} digits, so the column is"
+                " kept as text (no digit is lost)."
+            ],
+        )
     date_found = _infer_date(q, values, decimal_comma)
     if date_found is not None:
         return date_found

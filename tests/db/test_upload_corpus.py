@@ -134,22 +134,6 @@ HEADER = "The header line (line 1) has problems"
 TEXT, BIGINT, NUMERIC = "text", "bigint", "numeric"
 BOOLEAN, DATE, TIMESTAMPTZ = "boolean", "date", "timestamp with time zone"
 
-HTML_REFUSED_AS_PAGE = pytest.mark.xfail(
-    strict=True,
-    raises=ImportRefused,
-    reason="BUG: libmagic calls a CSV whose cells hold some HTML (an <a> link, a quoted <script>,"
-    " a column of tags) text/html and csv_import.mime_type refuses it as 'an HTML page';"
-    " DESIGN §7 says HTML or script in a cell is stored as text.",
-)
-
-SNIFFER_BEFORE_WIDTH = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: csv_import.sniff_dialect ranks csv.Sniffer's guess above the width, against its"
-    " docstring ('the widest such; csv.Sniffer breaks ties'): a tab-separated file with commas"
-    " in its values is read as comma-separated and imported as garbage columns.",
-)
-
 CORPUS: list[Case] = [
     # Binary files with a .csv name: refused by content, named for what they are.
     Case("png", PNG, Refused(ImportRefused, ("an image (image/png)", NOT_CSV))),
@@ -373,7 +357,6 @@ CORPUS: list[Case] = [
             [("name", TEXT), ("city_country", TEXT), ("qty", BIGINT)],
             [("Ann", "Paris, France", 1), ("Bob", "Rome, Italy", 2)],
         ),
-        marks=(SNIFFER_BEFORE_WIDTH,),
     ),
     # Values.
     Case(
@@ -402,19 +385,16 @@ CORPUS: list[Case] = [
         "html-link-in-values",
         b'id,note\n1,"<a href=""https://example.com"">link</a>"\n',
         Stored([("id", BIGINT), ("note", TEXT)], [(1, '<a href="https://example.com">link</a>')]),
-        marks=(HTML_REFUSED_AS_PAGE,),
     ),
     Case(
         "html-table-in-values",
         b"id,note\n1,<table><tr><td>x</td></tr></table>\n",
         Stored([("id", BIGINT), ("note", TEXT)], [(1, "<table><tr><td>x</td></tr></table>")]),
-        marks=(HTML_REFUSED_AS_PAGE,),
     ),
     Case(
         "html-quoted-script",
         b"Name,Comment\nAnn,\"<script>alert('x')</script>\"\n",
         Stored([("name", TEXT), ("comment", TEXT)], [("Ann", "<script>alert('x')</script>")]),
-        marks=(HTML_REFUSED_AS_PAGE,),
     ),
     Case(
         "invisible-and-bidi-characters",
@@ -722,13 +702,6 @@ def test_a_file_over_the_size_limit_is_refused(
 # --- known bugs, each its own failing test ----------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValidationError,
-    reason="BUG: infer_spec makes a column of integers over 38 digits 'decimal, scale 0' with the"
-    " note 'no digit is lost', but decimals hold at most 38 digits, so check() refuses the"
-    " file's own values; the proposed spec should accept its data (text, say).",
-)
 def test_integers_over_38_digits_are_kept_exactly(fresh_db: DatabaseHandle, editor: Actor) -> None:
     digits = "1" * 39
     outcome, _ = _upload(editor, f"n\n{digits}\n-{digits}\n".encode(), uploads.NewDataset("Big"))
