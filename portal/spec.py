@@ -66,8 +66,10 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
     func,
     literal,
+    literal_column,
     text,
 )
 from sqlalchemy.sql.elements import conv
@@ -1739,6 +1741,38 @@ def _sql_column(c: ColumnSpec) -> Column[Any]:
 
 def _sql_checks(c: ColumnSpec, column: Column[Any]) -> list[tuple[str, ColumnElement[bool]]]:
     checks: list[tuple[str, ColumnElement[bool]]] = []
+    # What the validator reads as missing or as no value at all, the table refuses too.
+    if c.required and c.type in ("text", "category"):
+        checks.append(("filled", func.char_length(column) > 0))
+    if c.type == "decimal":  # NaN sorts above every number, Infinity included
+        checks.append(
+            (
+                "finite",
+                and_(
+                    column > literal_column("'-Infinity'::numeric"),
+                    column < literal_column("'Infinity'::numeric"),
+                ),
+            )
+        )
+    if c.type == "date":
+        checks.append(
+            (
+                "years",
+                column.between(
+                    literal_column("'0001-01-01'::date"), literal_column("'9999-12-31'::date")
+                ),
+            )
+        )
+    if c.type == "datetime":
+        checks.append(
+            (
+                "years",
+                and_(
+                    column >= literal_column("'0001-01-01 00:00:00+00'::timestamptz"),
+                    column < literal_column("'10000-01-01 00:00:00+00'::timestamptz"),
+                ),
+            )
+        )
     if c.min is not None:
         checks.append(("min", column >= literal(c.min, _sql_type(c))))
     if c.max is not None:
