@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import Text, cast, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from portal.models import CHANGESET_KINDS, Changeset
@@ -52,7 +52,8 @@ def open_changeset(
     """
     if kind not in CHANGESET_KINDS or kind == "out_of_band":
         raise ValueError(f"cannot open a changeset of kind {kind!r}")
-    changeset_id: int = session.execute(
+    # One round trip: the INSERT and both SET LOCALs (set_config(..., true)) in one statement.
+    opened = (
         insert(Changeset)
         .values(
             kind=kind,
@@ -65,13 +66,15 @@ def open_changeset(
             correlation_id=correlation_id or uuid.uuid4(),
         )
         .returning(Changeset.id)
-    ).scalar_one()
-    session.execute(
+        .cte("opened")
+    )
+    changeset_id: int = session.execute(
         select(
-            func.set_config("portal.changeset_id", str(changeset_id), True),
+            opened.c.id,
+            func.set_config("portal.changeset_id", cast(opened.c.id, Text), True),
             func.set_config("portal.actor", actor_username, True),
         )
-    )
+    ).scalar_one()
     return changeset_id
 
 
