@@ -597,7 +597,8 @@ def _read_header(text: str, dialect: Dialect) -> list[str]:
     if len(header) > MAX_COLUMNS:
         problems.append(f"the file has {len(header)} columns; at most {MAX_COLUMNS} are allowed.")
     if problems:
-        raise ImportRefused("The header line (line 1) has problems:", problems)
+        line = reader.line_num  # the header's line, after any blank lines the reader skipped
+        raise ImportRefused(f"The header line (line {line}) has problems:", problems)
     return header
 
 
