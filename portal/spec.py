@@ -1651,6 +1651,17 @@ def _infer_date(
             )
         if fmt and _all_fit("date", values, decimal_comma, format=fmt):
             return "date", {"format": fmt}, []
+    any_date = r"[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{1,2}[./][0-9]{1,2}[./][0-9]{4}"
+    if _all_match(values, any_date):
+        return (
+            "text",
+            {},
+            [
+                f"{q}: the values look like dates but are not all written the same way (a"
+                " column of dates takes one format), so the column is kept as text; write every"
+                " date the same way, e.g. YYYY-MM-DD, to make it a date column."
+            ],
+        )
     return None
 
 

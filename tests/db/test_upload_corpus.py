@@ -714,12 +714,6 @@ def test_integers_over_38_digits_are_kept_exactly(fresh_db: DatabaseHandle, edit
     assert values == [digits, f"-{digits}"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="GAP: a column of dates in several formats silently becomes text; unlike ambiguous"
-    " dates, no note tells the person why (infer_spec._infer_date gives up without one).",
-)
 def test_mixed_date_formats_get_a_note(fresh_db: DatabaseHandle) -> None:
     parsed = uploads.read_file(b"d\n2024-01-05\n24.12.2024\n")
     spec, notes = uploads.propose_spec(parsed)
