@@ -43,8 +43,10 @@ def cookie(context: BrowserContext) -> str | None:
     return next((c["value"] for c in context.cookies() if c["name"] == COOKIE), None)
 
 
-def wait_for_cookie(context: BrowserContext, present: bool) -> str | None:
-    deadline = time.monotonic() + 10
+def wait_for_cookie(context: BrowserContext, present: bool, timeout: float = 30) -> str | None:
+    """The browser writes and deletes the cookie from a component's iframe, a few runs after
+    the click: on a loaded 2-core machine that can take more than 10 s."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = cookie(context)
         if (value is not None) == present:
