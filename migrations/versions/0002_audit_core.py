@@ -189,8 +189,8 @@ BEGIN
   ELSIF TG_OP = 'UPDATE' THEN
     -- Only the cells that changed, before and after: what an auditor reads, and far less work
     -- than two full row images. First which columns changed in any row of the statement (one
-    -- cheap pass), then one cell per changed column and row; both queries are built from the
-    -- table's own columns.
+    -- cheap pass), then the images of just those; both queries are built from the table's own
+    -- columns.
     SELECT array_agg(a.attname ORDER BY a.attnum) INTO v_names
       FROM pg_attribute a
      WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped
@@ -200,16 +200,42 @@ BEGIN
                     || '] FROM old_rows o JOIN new_rows n USING (_row_id)'
                FROM unnest(v_names) AS name)
       INTO v_changed;
+    SELECT array_agg(u.name ORDER BY u.i) INTO v_names
+      FROM unnest(v_names, v_changed) WITH ORDINALITY AS u(name, changed, i)
+     WHERE u.changed;
+    IF v_names IS NULL THEN  -- no row, or nothing but _version changed
+      RETURN NULL;
+    END IF;
+    IF cardinality(v_names) <= 50 THEN
+      -- Each image built in one expression: the changed columns' values, minus the keys of
+      -- those that did not change in this row (jsonb - text[] skips the NULLs).
+      SELECT format(
+               'jsonb_build_object(%s) - %s, jsonb_build_object(%s) - %s, (%s) IS DISTINCT FROM (%s)',
+               string_agg(format('%L, o.%I', name, name), ', '), unchanged,
+               string_agg(format('%L, n.%I', name, name), ', '), unchanged,
+               string_agg(format('o.%I', name), ', '), string_agg(format('n.%I', name), ', '))
+        INTO v_cells
+        FROM unnest(v_names) AS name,
+             LATERAL (SELECT 'ARRAY[' || string_agg(format(
+                        'CASE WHEN o.%I IS NOT DISTINCT FROM n.%I THEN %L END', x, x, x), ', ')
+                        || ']::text[]' AS unchanged
+                        FROM unnest(v_names) AS x) AS u
+       GROUP BY unchanged;
+      EXECUTE format(
+        'INSERT INTO audit.row_change (changeset_id, dataset_id, row_id, op, before, after)'
+        ' SELECT $1, $2, _row_id, ''update'', b, a FROM ('
+        '   SELECT o._row_id, %s FROM old_rows o JOIN new_rows n USING (_row_id)'
+        ' ) AS d(_row_id, b, a, changed) WHERE changed ORDER BY _row_id', v_cells)
+        USING cs, ds;
+      RETURN NULL;
+    END IF;
+    -- Over 50 changed columns (jsonb_build_object takes at most 100 arguments): cell by cell.
     SELECT string_agg(format(
              'SELECT %L AS k, to_jsonb(o.%I) AS b, to_jsonb(n.%I) AS a'
              ' WHERE o.%I IS DISTINCT FROM n.%I',
-             u.name, u.name, u.name, u.name, u.name), ' UNION ALL ' ORDER BY u.i)
+             name, name, name, name, name), ' UNION ALL ')
       INTO v_cells
-      FROM unnest(v_names, v_changed) WITH ORDINALITY AS u(name, changed, i)
-     WHERE u.changed;
-    IF v_cells IS NULL THEN  -- nothing but _version changed
-      RETURN NULL;
-    END IF;
+      FROM unnest(v_names) AS name;
     EXECUTE format(
       'INSERT INTO audit.row_change (changeset_id, dataset_id, row_id, op, before, after)'
       ' SELECT $1, $2, o._row_id, ''update'', d.b, d.a'

@@ -8,6 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError, InternalError, ProgrammingError
 from sqlalchemy.orm import Session
 
+from audit.capture import install_capture
 from audit.changesets import close_changeset, open_changeset
 from audit.events import record_event
 from tests.conftest import DatabaseHandle
@@ -297,3 +298,41 @@ def test_events_are_recorded_and_kinds_checked(fresh_db: DatabaseHandle) -> None
     )
     with Session(fresh_db.app) as s, pytest.raises(ValueError, match="unknown audit event"):
         record_event(session=s, kind="coffee", actor_username="root")
+
+
+def test_each_row_records_only_its_own_changed_cells(fresh_db: DatabaseHandle, table: str) -> None:
+    with fresh_db.app.begin() as conn:
+        conn.execute(
+            text(f"INSERT INTO data.{table} (name, qty, price) VALUES ('a', 1, 1), ('b', 2, 2)")
+        )
+    with fresh_db.app.begin() as conn:
+        conn.execute(
+            text(
+                f"UPDATE data.{table} SET qty = CASE WHEN name = 'a' THEN 10 ELSE qty END,"
+                " price = CASE WHEN name = 'b' THEN NULL ELSE price END"
+            )
+        )
+    updates = [rc for rc in _row_changes(fresh_db) if rc[3] == "update"]
+    assert [(rc[2], rc[4], rc[5]) for rc in updates] == [
+        (1, {"qty": 1}, {"qty": 10}),
+        (2, {"price": 2}, {"price": None}),  # a value that became NULL is still a change
+    ]
+
+
+def test_an_update_of_more_than_fifty_columns_is_captured(fresh_db: DatabaseHandle) -> None:
+    columns = ", ".join(f"c{i} integer" for i in range(60))
+    with Session(fresh_db.app) as s, s.begin():
+        s.execute(
+            text(
+                "CREATE TABLE data.wide (_row_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+                f" _version integer NOT NULL DEFAULT 1, {columns})"
+            )
+        )
+        install_capture(session=s, table_name="wide", dataset_id=DATASET)
+    with fresh_db.app.begin() as conn:
+        conn.execute(text("INSERT INTO data.wide (c0) VALUES (0)"))
+        conn.execute(text("UPDATE data.wide SET " + ", ".join(f"c{i} = {i}" for i in range(60))))
+    (update,) = [rc for rc in _row_changes(fresh_db) if rc[3] == "update"]
+    # c0 was set to the value it had: not a change
+    assert update[4] == {f"c{i}": None for i in range(1, 60)}
+    assert update[5] == {f"c{i}": i for i in range(1, 60)}
