@@ -220,10 +220,10 @@ def binary_copy(
             stream.write(struct.pack("!i", -1) if field is None else struct.pack("!i", len(field)))
             stream.write(field or b"")
     stream.write(struct.pack("!h", -1))
-    preparer = session.get_bind().dialect.identifier_preparer
-    column_list = ", ".join(preparer.quote(c) for c in columns)
     _copy(
-        session, f"COPY {table} ({column_list}) FROM STDIN WITH (FORMAT binary)", stream.getvalue()
+        session,
+        f"COPY {table} ({_column_list(session, columns)}) FROM STDIN WITH (FORMAT binary)",
+        stream.getvalue(),
     )
 
 
@@ -251,9 +251,16 @@ def copy_into(
     Raises:
         sqlalchemy.exc.DBAPIError: as ``Session.execute`` would, for the same database errors.
     """
+    _copy(
+        session,
+        f"COPY {table} ({_column_list(session, columns)}) FROM STDIN WITH (FORMAT csv)",
+        csv_bytes,
+    )
+
+
+def _column_list(session: Session, columns: Sequence[str]) -> str:
     preparer = session.get_bind().dialect.identifier_preparer
-    column_list = ", ".join(preparer.quote(c) for c in columns)
-    _copy(session, f"COPY {table} ({column_list}) FROM STDIN WITH (FORMAT csv)", csv_bytes)
+    return ", ".join(preparer.quote(c) for c in columns)
 
 
 def _copy(session: Session, statement: str, data: bytes | io.RawIOBase) -> None:

@@ -47,17 +47,3 @@ def install_capture(*, session: Session, table_name: str, dataset_id: int) -> No
             "FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_truncate()"
         )
     )
-
-
-def captured_tables(*, session: Session) -> set[str]:
-    """Names of the ``data.*`` tables that carry all the capture triggers."""
-    rows = session.execute(
-        text(
-            "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = :schema AND t.tgname LIKE 'audit_%'"
-            " GROUP BY c.relname HAVING count(*) = 4"
-        ),
-        {"schema": DATA_SCHEMA},
-    ).scalars()
-    return set(rows)

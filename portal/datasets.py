@@ -7,13 +7,7 @@ contents) as audited bulk loads; the original file is kept in ``audit.upload``.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
-import unicodedata
-import zlib
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -21,6 +15,7 @@ import pandas as pd
 from sqlalchemy import MetaData, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.schema import ColumnCollectionConstraint
 
 from audit.bulk import Jsonb, binary_copy, bulk_insert, reserve_row_ids
 from audit.capture import install_capture, qualified_table
@@ -35,36 +30,15 @@ LoadMode = Literal["append", "replace"]
 MAX_NAME_CHARS = 120
 
 
-@dataclass(frozen=True)
-class DatasetSummary:
-    id: int
-    name: str
-    description: str
-    owner: str
-    row_count: int
-    columns: int
-    updated_at: datetime
-
-
 def _require_editor(actor: Actor) -> None:
     if not actor.can("editor"):
         raise PermissionDenied("Only editors and admins can create datasets or load rows.")
 
 
-def list_datasets(*, session: Session) -> list[DatasetSummary]:
-    rows = session.scalars(select(Dataset).order_by(func.lower(Dataset.name))).all()
-    return [
-        DatasetSummary(
-            d.id,
-            d.name,
-            d.description,
-            d.owner,
-            d.row_count,
-            len(d.spec.get("columns", [])),
-            d.updated_at,
-        )
-        for d in rows
-    ]
+def dataset_names(*, session: Session) -> list[tuple[int, str]]:
+    """``(id, name)`` of every dataset, by name (``portal.browse`` has the full listing)."""
+    rows = session.execute(select(Dataset.id, Dataset.name).order_by(func.lower(Dataset.name)))
+    return [(row.id, row.name) for row in rows]
 
 
 def get_dataset(*, session: Session, dataset_id: int, for_update: bool = False) -> Dataset:
@@ -82,14 +56,9 @@ def dataset_spec(dataset: Dataset) -> specs.DatasetSpec:
     return specs.DatasetSpec.from_json(dataset.spec)
 
 
-def _slug(name: str) -> str:
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "_", ascii_name.lower()).strip("_")
-    return (slug or "dataset")[:40]
-
-
 def _free_table_name(session: Session, name: str) -> str:
-    base = f"ds_{_slug(name)}"
+    # The same safe-identifier rules as column names, shortened to leave room for a suffix.
+    base = f"ds_{specs.physical_names([name])[0][:40].rstrip('_')}"
     taken = set(
         session.scalars(select(Dataset.table_name).where(Dataset.table_name.like(f"{base}%")))
     ) | set(
@@ -182,11 +151,13 @@ def record_upload(
     mime_type: str,
     encoding: str | None,
     report: dict[str, Any],
+    sha256: str,
+    compressed: bytes,
     dataset_id: int | None = None,
     changeset_id: int | None = None,
-    compressed: bytes | None = None,
 ) -> None:
-    """Keep the uploaded file with its verdicts (``compressed``: ``data`` already zlib-ed).
+    """Keep the uploaded file (``data``; ``compressed``: it zlib-ed, ``sha256``: its digest)
+    with its verdicts.
 
     Sent with a binary COPY: a large file travels as raw bytes, not a hex literal.
     """
@@ -213,11 +184,11 @@ def record_upload(
                 actor.username,
                 filename,
                 len(data),
-                hashlib.sha256(data).hexdigest(),
+                sha256,
                 mime_type,
                 encoding,
                 "zlib",
-                compressed if compressed is not None else zlib.compress(data, 1),
+                compressed,
                 Jsonb(json.dumps(report)),
             )
         ],
@@ -279,7 +250,7 @@ def load_rows(
                 csv_bytes=copy_stream_chunks(typed, spec, first),
             )
     except IntegrityError as exc:
-        raise ValidationError(_integrity_message(exc, spec)) from exc
+        raise ValidationError(_integrity_message(exc, spec, dataset.table_name)) from exc
     counts = close_changeset(session=session, changeset_id=changeset)
     # What the portal just did; a write made outside the portal is audited but not counted here.
     dataset.row_count = (0 if mode == "replace" else dataset.row_count) + counts.inserted
@@ -288,18 +259,24 @@ def load_rows(
     return counts
 
 
-def _integrity_message(exc: IntegrityError, spec: specs.DatasetSpec) -> str:
+def _integrity_message(exc: IntegrityError, spec: specs.DatasetSpec, table_name: str) -> str:
     orig: Any = exc.orig
     diag = getattr(orig, "diag", None)
     detail = getattr(diag, "message_detail", None) or ""
     constraint = getattr(diag, "constraint_name", None) or ""
-    column = next((c.label for c in spec.columns if c.name in constraint), None)
+    # The table's constraints, as ddl_table names them, and the column each guards.
+    table = specs.ddl_table(spec, table_name, MetaData())
+    labels = {c.name: c.label for c in spec.columns}
+    guarded = {
+        str(con.name): labels[col.name]
+        for con in table.constraints
+        if isinstance(con, ColumnCollectionConstraint)
+        for col in con.columns
+        if col.name in labels
+    }
+    column = guarded.get(constraint)
     what = f"column {column!r}" if column else "a rule of the dataset"
     return (
         f"The rows break {what} in the database: {detail or str(orig).splitlines()[0]} "
         "Nothing was written. Fix the file (or the existing rows) and upload again."
     )
-
-
-def column_labels(spec: specs.DatasetSpec) -> Sequence[str]:
-    return [c.label for c in spec.columns]

@@ -201,7 +201,8 @@ def import_file(
         "delimiter": parsed.dialect.name,
         "errors": 0,
     }
-    source = {"filename": filename, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    digest = hashlib.sha256(data).hexdigest()
+    source = {"filename": filename, "size": len(data), "sha256": digest}
     # The original is compressed in a thread while the rows load (zlib releases the GIL).
     with ThreadPoolExecutor(max_workers=1) as pool, session_scope() as session:
         compressed = pool.submit(zlib.compress, data, 1)
@@ -242,6 +243,7 @@ def import_file(
             report=report,
             dataset_id=dataset.id,
             changeset_id=counts.changeset_id,
+            sha256=digest,
             compressed=compressed.result(),
         )
         dataset_id, dataset_name = dataset.id, dataset.name
@@ -254,7 +256,7 @@ def import_file(
 def dataset_choices() -> list[tuple[int, str]]:
     """``(id, name)`` of every dataset, for the target picker."""
     with session_scope() as session:
-        return [(d.id, d.name) for d in datasets.list_datasets(session=session)]
+        return datasets.dataset_names(session=session)
 
 
 def dataset_spec(dataset_id: int) -> DatasetSpec:

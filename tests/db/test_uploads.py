@@ -281,3 +281,21 @@ def test_import_reports_its_steps(fresh_db: DatabaseHandle, editor: Actor) -> No
     )
     assert [s.split(" ", 1)[0] for s in steps] == ["Creating", "Loading", "Keeping", "Sealing"]
     assert "3 rows" in steps[1]
+
+
+def test_a_clash_names_the_column_whose_constraint_refused(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    """``name`` is a prefix of ``name_2``: the message must name the column that clashed."""
+    data = b"Name,Name 2\nAnn,x1\nBob,x2\n"
+    parsed = uploads.read_file(data)
+    proposed, _ = uploads.propose_spec(parsed)
+    rows = uploads.spec_rows(proposed)
+    for row in rows:
+        row["unique"] = True
+    spec = uploads.spec_from_rows(rows, base=proposed)
+    assert [c.name for c in spec.columns] == ["name", "name_2"]
+    first = _import(editor, data, uploads.NewDataset("Pairs"), spec=spec)
+    clash = b"Name,Name 2\nCy,x1\n"
+    with pytest.raises(ValidationError, match="column 'Name 2'"):
+        _import(editor, clash, uploads.ExistingDataset(first.dataset_id), spec=spec)
