@@ -4,6 +4,7 @@ existing one. A file with any invalid cell is not stored; its report can be down
 """
 
 import hashlib
+import json
 from typing import Any
 
 import pandas as pd
@@ -104,7 +105,28 @@ def read(digest: str, _data: bytes, encoding: str | None, delimiter: str | None)
     return uploads.read_file(_data, encoding=encoding, delimiter=delimiter)
 
 
+@st.cache_data(max_entries=4, show_spinner="Proposing the columns' rules…")
+def propose(
+    key: tuple[object, ...], _parsed: ParsedCSV, decimal_comma: bool
+) -> tuple[DatasetSpec, list[str]]:
+    return uploads.propose_spec(_parsed, decimal_comma=decimal_comma)
+
+
+@st.cache_data(max_entries=4, show_spinner="Checking every value…")
+def check(
+    key: tuple[object, ...],
+    spec_json: str,
+    _parsed: ParsedCSV,
+    _spec: DatasetSpec,
+    decimal_comma: bool,
+) -> ValidationResult:
+    return uploads.check(_parsed, _spec, decimal_comma=decimal_comma)
+
+
+# Inference and the full check take seconds on a large file: done once per file, reading
+# options and spec, not again on every rerun (each keystroke in the name or reason fields).
 encoding = st.session_state.get(CONFIRMED_ENCODING, {}).get(digest)
+file_key = (digest, encoding, delimiter or None)
 try:
     parsed = read(digest, data, encoding, delimiter or None)
 except EncodingNotConfirmed as exc:
@@ -136,7 +158,7 @@ st.caption(
 
 
 def edit_spec(parsed: ParsedCSV) -> DatasetSpec:
-    proposed, notes = uploads.propose_spec(parsed, decimal_comma=decimal_comma)
+    proposed, notes = propose(file_key, parsed, decimal_comma)
     st.subheader("Columns")
     st.caption(
         "Check the type and rules of each column; the database will enforce them. Options are "
@@ -174,8 +196,8 @@ else:
     spec = uploads.dataset_spec(target.dataset_id)
 
 try:
-    with st.spinner("Checking every value…"):
-        result: ValidationResult = uploads.check(parsed, spec, decimal_comma=decimal_comma)
+    spec_json = json.dumps(spec.to_json(), sort_keys=True, default=str)
+    result = check(file_key, spec_json, parsed, spec, decimal_comma)
 except PortalError as exc:
     st.error(str(exc), icon=":material/error:")
     st.stop()
