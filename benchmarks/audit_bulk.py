@@ -10,13 +10,13 @@ import io
 import time
 
 import psycopg2
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session
 
 from audit.bulk import bulk_insert, reserve_row_ids
 from audit.capture import install_capture
 from audit.changesets import open_changeset
-from benchmarks.common import COLUMN_NAMES, TEN_COLUMNS, cluster, csv_rows
+from benchmarks.common import COLUMN_NAMES, cluster, create_table_sql, csv_rows
 
 
 def main(rows: int, rounds: int) -> float:
@@ -43,10 +43,7 @@ def main(rows: int, rounds: int) -> float:
 def _raw_copy(connect_kwargs: dict[str, object], table: str, data: bytes) -> float:
     conn = psycopg2.connect(**connect_kwargs)
     with conn.cursor() as cur:
-        cur.execute(
-            f"CREATE TABLE data.{table} (_row_id bigint GENERATED ALWAYS AS IDENTITY"
-            f" PRIMARY KEY, _version integer NOT NULL DEFAULT 1, {TEN_COLUMNS})"
-        )
+        cur.execute(create_table_sql(table))
     conn.commit()
     start = time.perf_counter()
     with conn.cursor() as cur:
@@ -60,14 +57,9 @@ def _raw_copy(connect_kwargs: dict[str, object], table: str, data: bytes) -> flo
     return elapsed
 
 
-def _audited(engine, table: str, dataset_id: int, rows: int, data: bytes) -> float:  # type: ignore[no-untyped-def]
+def _audited(engine: Engine, table: str, dataset_id: int, rows: int, data: bytes) -> float:
     with Session(engine) as s, s.begin():
-        s.execute(
-            text(
-                f"CREATE TABLE data.{table} (_row_id bigint GENERATED ALWAYS AS IDENTITY"
-                f" PRIMARY KEY, _version integer NOT NULL DEFAULT 1, {TEN_COLUMNS})"
-            )
-        )
+        s.execute(text(create_table_sql(table)))
         install_capture(session=s, table_name=table, dataset_id=dataset_id)
     start = time.perf_counter()
     with Session(engine) as s, s.begin():

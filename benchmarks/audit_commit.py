@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from audit.bulk import bulk_insert, reserve_row_ids
 from audit.capture import install_capture
 from audit.changesets import open_changeset
-from benchmarks.common import COLUMN_NAMES, TEN_COLUMNS, cluster, csv_rows
+from benchmarks.common import COLUMN_NAMES, cluster, create_table_sql, csv_rows
 
 UPDATES, INSERTS, DELETES = 1000, 100, 100
 
@@ -32,13 +32,7 @@ class Table:
     def __init__(self, engine: Engine, name: str, rows: int, audited: bool) -> None:
         self.engine, self.name, self.audited = engine, name, audited
         with Session(engine) as s, s.begin():
-            s.execute(
-                text(
-                    f"CREATE TABLE data.{name} (_row_id bigint GENERATED ALWAYS AS"
-                    f" IDENTITY PRIMARY KEY, _version integer NOT NULL DEFAULT 1,"
-                    f" {TEN_COLUMNS})"
-                )
-            )
+            s.execute(text(create_table_sql(name)))
             if audited:
                 install_capture(session=s, table_name=name, dataset_id=1)
                 cs = open_changeset(

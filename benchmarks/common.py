@@ -1,11 +1,9 @@
-"""A throw-away PostgreSQL cluster (default durability settings) and timing helpers."""
+"""A throw-away PostgreSQL cluster (default durability settings) and the benchmark table."""
 
 from __future__ import annotations
 
-import statistics
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,6 +14,16 @@ TEN_COLUMNS = (
     "name text NOT NULL, amount bigint, price numeric(14,2), day date, active boolean,"
     " category text, description text, score integer, code text, total bigint"
 )
+
+
+def create_table_sql(name: str) -> str:
+    """DDL of a dataset-shaped benchmark table ``data.<name>`` with the ten typed columns."""
+    return (
+        f"CREATE TABLE data.{name} (_row_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+        f" _version integer NOT NULL DEFAULT 1, {TEN_COLUMNS})"
+    )
+
+
 COLUMN_NAMES = [
     "name",
     "amount",
@@ -51,12 +59,3 @@ def csv_rows(first_row_id: int, count: int) -> bytes:
         for i in range(count)
     ]
     return "".join(lines).encode()
-
-
-def median_seconds(fn: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
