@@ -21,10 +21,7 @@ st.success(f"Connected to PostgreSQL {status.server_version}", icon=":material/c
 cols = st.columns(3)
 cols[0].metric("Database", status.database)
 cols[1].metric("Connected as", status.connected_as)
-cols[2].metric(
-    "Schema revision",
-    (status.schema_revision or "none") if status.revision_visible else "not readable",
-)
+cols[2].metric("Schema revision", status.schema_revision or "none")
 if not status.up_to_date:
     st.warning(
         f"The database is at revision {status.schema_revision or 'none'} but the code expects "

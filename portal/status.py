@@ -17,11 +17,10 @@ class DatabaseStatus:
     connected_as: str
     schema_revision: str | None
     head_revision: str
-    revision_visible: bool = True  # False: this role may not read alembic_version
 
     @property
     def up_to_date(self) -> bool:
-        return not self.revision_visible or self.schema_revision == self.head_revision
+        return self.schema_revision == self.head_revision
 
 
 def database_status() -> DatabaseStatus:
@@ -37,19 +36,12 @@ def database_status() -> DatabaseStatus:
                 " current_user AS who"
             )
         ).one()
-        # The app role is not granted alembic_version (it belongs to the owner role).
-        visible = session.execute(
-            text(
-                "SELECT coalesce(has_table_privilege("
-                "to_regclass('public.alembic_version'), 'SELECT'), true)"
-            )
-        ).scalar_one()
-        revision = migrate.current_revision(session.connection()) if visible else None
+        # Migration 0001 lets the app role read alembic_version.
+        revision = migrate.current_revision(session.connection())
     return DatabaseStatus(
         server_version=row.v,
         database=row.db,
         connected_as=row.who,
         schema_revision=revision,
         head_revision=migrate.head_revision(),
-        revision_visible=visible,
     )
