@@ -130,7 +130,7 @@ def migrate_cmd(revision: str) -> None:
     click.echo(f"database at revision {revision}")
 
 
-def _first_admin_password(data_dir: Path) -> tuple[str, bool]:
+def _first_admin_password() -> tuple[str, bool]:
     configured = get_settings().admin_password
     if configured is not None and configured.get_secret_value():
         return configured.get_secret_value(), False
@@ -166,7 +166,7 @@ def dev(port: int, no_serve: bool) -> None:
     try:
         migrate.upgrade()
         click.echo(f"database migrated to {migrate.head_revision()}")
-        password, generated = _first_admin_password(data_dir)
+        password, generated = _first_admin_password()
         with session_scope() as session:
             created = ensure_first_admin(session=session, actor=cli_actor(), password=password)
         secret_file = data_dir / "admin-password"
