@@ -35,10 +35,13 @@ class PageSpec:
 HOME = PageSpec("pages/1_home.py", "Home", ":material/home:", "viewer", default=True)
 DATASETS = PageSpec("pages/3_datasets.py", "Datasets", ":material/table_view:", "viewer")
 UPLOAD = PageSpec("pages/2_upload.py", "Upload", ":material/upload_file:", "editor")
+EDIT = PageSpec("pages/4_edit.py", "Edit", ":material/edit_square:", "viewer")
+HISTORY = PageSpec("pages/5_history.py", "History", ":material/history:", "viewer")
+AUDIT = PageSpec("pages/7_audit.py", "Audit", ":material/policy:", "admin")
 ACCOUNT = PageSpec("pages/8_account.py", "Account", ":material/person:", "viewer")
 USERS = PageSpec("pages/9_users.py", "Users", ":material/group:", "admin")
 
-PAGES: tuple[PageSpec, ...] = (HOME, DATASETS, UPLOAD, ACCOUNT, USERS)
+PAGES: tuple[PageSpec, ...] = (HOME, DATASETS, EDIT, HISTORY, UPLOAD, AUDIT, ACCOUNT, USERS)
 
 
 def pages_for(signed: SignedIn | None) -> list[PageSpec]:

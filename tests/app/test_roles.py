@@ -29,9 +29,11 @@ pytestmark = pytest.mark.app
 
 PAGE_FILES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "pages").glob("*.py"))
 EXPECTED_PAGES = {
-    "viewer": {"1_home.py", "3_datasets.py", "8_account.py"},
-    "editor": {"1_home.py", "2_upload.py", "3_datasets.py", "8_account.py"},
-    "admin": {"1_home.py", "2_upload.py", "3_datasets.py", "8_account.py", "9_users.py"},
+    "viewer": {"1_home.py", "3_datasets.py", "4_edit.py", "5_history.py", "8_account.py"},
+    "editor": {"1_home.py", "2_upload.py", "3_datasets.py", "4_edit.py", "5_history.py"}
+    | {"8_account.py"},
+    "admin": {"1_home.py", "2_upload.py", "3_datasets.py", "4_edit.py", "5_history.py"}
+    | {"7_audit.py", "8_account.py", "9_users.py"},
 }
 
 

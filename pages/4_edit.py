@@ -1,0 +1,9 @@
+"""Edit (work in progress in this session)."""
+
+import streamlit as st
+
+from portal.ui import require
+
+actor = require("viewer")
+
+st.title("Edit")
