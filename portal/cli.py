@@ -1,7 +1,7 @@
 """The ``portal`` command: development server, migrations, user administration, audit checks.
 
 portal dev                      embedded PostgreSQL + migrations + first admin + Streamlit
-portal serve                    Streamlit only (production: PORTAL_* from the environment)
+portal serve                    wait for the database, then Streamlit (production: PORTAL_*)
 portal migrate                  alembic upgrade head, as the owner role
 portal user add|passwd|role|disable|enable|unlock|list
 portal audit verify|head
@@ -24,7 +24,7 @@ import click
 from portal import migrate
 from portal.actor import cli_actor
 from portal.config import get_settings
-from portal.db import reset_engine, session_scope
+from portal.db import reset_engine, session_scope, wait_for_database
 from portal.errors import PortalError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -110,11 +110,36 @@ def streamlit_command(*, address: str, port: int, max_upload_mb: int) -> list[st
 @main.command()
 @click.option("--address", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8501, show_default=True)
+@click.option(
+    "--db-wait-attempts",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Connection attempts before giving up (the waits between them double, at most 30 s).",
+)
+@click.option(
+    "--db-wait-delay",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds to wait after the first failed attempt.",
+)
 @_reports_errors
-def serve(address: str, port: int) -> None:
-    """Run the Streamlit server (settings from PORTAL_* variables)."""
+def serve(address: str, port: int, db_wait_attempts: int, db_wait_delay: float) -> None:
+    """Wait for the database, then run the Streamlit server (settings from PORTAL_* variables).
+
+    The database may be briefly unavailable (starting, restarting): each failed attempt is
+    logged and retried; if it never answers the command exits 1 without starting Streamlit.
+    """
     settings = get_settings()
-    settings.app_url()  # fail now, clearly, rather than on the first page view
+    attempts = wait_for_database(
+        settings.app_url(),  # ConfigError now, clearly, rather than on the first page view
+        attempts=db_wait_attempts,
+        first_delay=db_wait_delay,
+        log=lambda line: click.echo(line, err=True),
+    )
+    if attempts > 1:
+        click.echo(f"database available after {attempts} attempts", err=True)
     cmd = streamlit_command(address=address, port=port, max_upload_mb=settings.max_upload_mb)
     os.chdir(REPO_ROOT)
     os.execv(cmd[0], cmd)  # noqa: S606 - replaces this process with Streamlit
