@@ -13,7 +13,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from portal import browse
-from portal.browse import FILTER_OPS, PAGE_SIZES, ROW_ID, CsvExport, RowFilter, Sort
+from portal.browse import PAGE_SIZES, ROW_ID, CsvExport, FilterOp, RowFilter, Sort
 from portal.db import session_scope
 from portal.errors import PortalError
 from portal.spec import editor_columns
@@ -126,7 +126,8 @@ filter_column = column_col.selectbox(
     key=f"{key}.filter.column",
     on_change=first_page,
 )
-filter_op = op_col.selectbox("Match", FILTER_OPS, key=f"{key}.filter.op", on_change=first_page)
+MATCH_OPS: tuple[FilterOp, ...] = ("contains", "equals")
+filter_op = op_col.selectbox("Match", MATCH_OPS, key=f"{key}.filter.op", on_change=first_page)
 filter_value = value_col.text_input(
     "Text",
     key=f"{key}.filter.value",

@@ -41,7 +41,7 @@ from typing import Any, Final, Literal, TypeAlias, get_args
 
 import pandas as pd
 import pyarrow as pa  # type: ignore[import-untyped]
-from sqlalchemy import ColumnElement, MetaData, Select, Table, Text, cast, func, select, true
+from sqlalchemy import ColumnElement, MetaData, Select, Table, Text, and_, cast, func, select, true
 from sqlalchemy.orm import Session
 
 from audit.events import record_event
@@ -52,7 +52,7 @@ from portal.errors import PermissionDenied, ValidationError
 from portal.models import Changeset, Dataset, User
 from portal.spec import CellError, ColumnSpec, DatasetSpec, ddl_table, validate_value
 
-FilterOp: TypeAlias = Literal["contains", "equals"]
+FilterOp: TypeAlias = Literal["contains", "equals", "range", "empty"]
 FILTER_OPS: Final[tuple[FilterOp, ...]] = get_args(FilterOp)
 PAGE_SIZES: Final = (50, 100, 500, 1000)
 MAX_PAGE_SIZE: Final = max(PAGE_SIZES)
@@ -89,21 +89,32 @@ class DatasetInfo:
 
 @dataclass(frozen=True)
 class RowFilter:
-    """Rows whose ``column`` (a physical name, or ``_row_id``) ``op`` ``value``."""
+    """Rows whose ``column`` (a physical name, or ``_row_id``) ``op`` ``value``.
+
+    ``range`` keeps values from ``value`` to ``upper`` (both included; an empty end is open);
+    ``empty`` keeps missing values and ignores ``value``.
+    """
 
     column: str
     op: FilterOp
     value: str
+    upper: str = ""
 
     def describe(self, spec: DatasetSpec) -> str:
         """The filter in words, with the column's label: ``Name contains “ann”``."""
         label = next((c.label for c in spec.columns if c.name == self.column), self.column)
+        if self.op == "empty" or (self.op == "equals" and self.value == ""):
+            return f"{label} is empty"
+        if self.op == "range":
+            low, high = self.value or "…", self.upper or "…"
+            return f"{label} from “{low}” to “{high}”" if self.value or self.upper else "no filter"
         if self.value == "":
-            return f"{label} is empty" if self.op == "equals" else "no filter"
+            return "no filter"
         return f"{label} {self.op} “{self.value}”"
 
     def to_json(self) -> dict[str, str]:
-        return {"column": self.column, "op": self.op, "value": self.value}
+        data = {"column": self.column, "op": self.op, "value": self.value}
+        return data | ({"upper": self.upper} if self.op == "range" else {})
 
 
 @dataclass(frozen=True)
@@ -223,16 +234,16 @@ def read_page(
     dataset = get_dataset(session=session, dataset_id=dataset_id)
     spec = dataset_spec(dataset)
     table = ddl_table(spec, dataset.table_name, MetaData())
-    condition = _condition(table, spec, row_filter)
-    key = table.c[_known_column(spec, sort.column)]
-    total = int(session.scalar(select(func.count()).select_from(table).where(condition)) or 0)
+    where = condition(table, spec, row_filter)
+    key = table.c[known_column(spec, sort.column)]
+    total = int(session.scalar(select(func.count()).select_from(table).where(where)) or 0)
     pages = max(1, math.ceil(total / page_size))
     page = min(max(1, page), pages)
     keys = [key] if key.name == ROW_ID else [key, table.c[ROW_ID]]  # ties by _row_id
     order = [k.desc() if sort.descending else k.asc() for k in keys]
     stmt = (
         _rows_select(table, spec)
-        .where(condition)
+        .where(where)
         .order_by(*order)
         .limit(page_size)
         .offset((page - 1) * page_size)
@@ -245,7 +256,7 @@ def _rows_select(table: Table, spec: DatasetSpec) -> Select[Any]:
     return select(table.c[ROW_ID], *(table.c[name] for name in spec.names))
 
 
-def _known_column(spec: DatasetSpec, name: str) -> str:
+def known_column(spec: DatasetSpec, name: str) -> str:
     if name != ROW_ID and name not in spec.names:
         raise ValidationError(
             f"The dataset has no column {name!r}; reload the page to see its columns."
@@ -253,26 +264,33 @@ def _known_column(spec: DatasetSpec, name: str) -> str:
     return name
 
 
-def _condition(
-    table: Table, spec: DatasetSpec, row_filter: RowFilter | None
-) -> ColumnElement[bool]:
+def condition(table: Table, spec: DatasetSpec, row_filter: RowFilter | None) -> ColumnElement[bool]:
     if row_filter is None:
         return true()
-    column = table.c[_known_column(spec, row_filter.column)]
+    column = table.c[known_column(spec, row_filter.column)]
     if row_filter.op == "contains":
         if row_filter.value == "":
             return true()
         return cast(column, Text).icontains(row_filter.value, autoescape=True)
+    if row_filter.op == "empty" or (row_filter.op == "equals" and row_filter.value == ""):
+        return column.is_(None)
+    if row_filter.op == "range":
+        bounds: list[ColumnElement[bool]] = []
+        if row_filter.value != "":
+            bounds.append(column >= _typed_filter_value(spec, row_filter))
+        if row_filter.upper != "":
+            upper = RowFilter(row_filter.column, "range", row_filter.upper)
+            bounds.append(column <= _typed_filter_value(spec, upper))
+        return and_(true(), *bounds)
     if row_filter.op != "equals":
         raise ValidationError(f"Filter with one of: {', '.join(FILTER_OPS)}.")
-    if row_filter.value == "":
-        return column.is_(None)
     equals: ColumnElement[bool] = column == _typed_filter_value(spec, row_filter)
     return equals
 
 
 def _typed_filter_value(spec: DatasetSpec, row_filter: RowFilter) -> Any:
-    """The filter text read as a value of its column's type (text and category: as written)."""
+    """The filter text read as a value of its column's type (text and category: as written;
+    a range bound on them compares as text)."""
     if row_filter.column == ROW_ID:
         column = ColumnSpec(label=ROW_ID, name="row_id", type="integer")
     else:
@@ -381,7 +399,7 @@ def _csv_chunks(
     table = ddl_table(spec, table_name, MetaData())
     stmt = (
         select(*(table.c[name] for name in spec.names))
-        .where(_condition(table, spec, row_filter))
+        .where(condition(table, spec, row_filter))
         .order_by(table.c[ROW_ID])
     )
     buffer = io.StringIO()

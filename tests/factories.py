@@ -8,6 +8,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from audit.capture import install_capture, qualified_table
+from portal.actor import Actor
+from portal.spec import DatasetSpec
 
 
 def unique_name(prefix: str = "t") -> str:
@@ -76,3 +78,27 @@ def make_user(
     )
     session.flush()
     return username, password
+
+
+def upload_dataset(
+    actor: Actor, data: bytes, *, spec: DatasetSpec | None = None, name: str | None = None
+) -> int:
+    """A dataset created from CSV bytes through the real upload path (with ``spec``, or the
+    inferred one); returns its id."""
+    from portal import uploads
+
+    parsed = uploads.read_file(data)
+    if spec is None:
+        spec, _ = uploads.propose_spec(parsed)
+    result = uploads.check(parsed, spec)
+    counts = uploads.import_file(
+        actor=actor,
+        filename="rows.csv",
+        data=data,
+        parsed=parsed,
+        spec=spec,
+        result=result,
+        target=uploads.NewDataset(name or unique_name("Dataset"), ""),
+        reason="test data",
+    )
+    return counts.dataset_id

@@ -1,0 +1,576 @@
+"""From the grid's editing state to a checked ChangeSet: pure functions, no database, no Streamlit.
+
+    Window              the rows the Edit page loaded: their committed values and versions
+                        (``base``), the frame exactly as passed to ``st.data_editor``
+                        (``shown``), and the pending changes to rows outside the window
+    build_changeset()   Window + the editor's state -> ChangeSet, every value re-validated
+    apply_changeset()   a ChangeSet applied to a frame: what the table holds after the commit
+    cell_changes()      a ChangeSet as one before -> after line per changed cell, for review
+
+Decisions a reader needs:
+
+- The editor's state holds **row positions** in ``shown``: ``edited_rows {position: {column:
+  value}}``, ``deleted_rows [position]``, ``added_rows [{column: value}]`` (Streamlit applies
+  edits, then deletions, then additions). Positions are bounds-checked: a negative or
+  out-of-range position is refused, never wrapped as Python indexing would.
+- Nothing the browser enforces is trusted: a forged state arrives intact. Every value is
+  re-validated with ``portal.spec.validate_value`` (type, required, min/max, scale, regex,
+  options, max length), unknown columns and ``_row_id`` / ``_version`` are refused, uniqueness
+  is checked among the rows the window holds (the table's UNIQUE constraint checks the rest),
+  and a viewer's non-empty state is refused outright.
+- Unsaved changes survive paging and page switches: the Edit page folds a window's changes into
+  ``Window.outside`` of the next window and shows the rows of the new window with their pending
+  values. A pending new row appears in the grid with a negative ``_row_id`` (-1, -2, ...): it is
+  not in the table yet, and editing or deleting it edits or drops the pending insert.
+- Every change is relative to ``base``, the committed values as read: a cell edited back to its
+  committed value is no change and is dropped; a row edited and deleted is a delete.
+- All problems are collected, not just the first: ``InvalidEdits.problems`` has one per cell,
+  each naming the row (its ``_row_id``, or "new row N") and the column's label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+
+from portal.errors import PermissionDenied, ValidationError
+from portal.spec import CellError, ColumnSpec, DatasetSpec, Value, validate_value
+
+ROW_ID: Final = "_row_id"
+MAX_ADDED_ROWS: Final = 5_000
+"""New rows in one commit; a larger batch is an upload."""
+MAX_PROBLEMS_SHOWN: Final = 50
+
+
+@dataclass(frozen=True)
+class RowUpdate:
+    """Changed cells of one committed row: ``before`` and ``after`` hold the same columns."""
+
+    row_id: int
+    version: int
+    before: Mapping[str, Value]
+    after: Mapping[str, Value]
+
+
+@dataclass(frozen=True)
+class RowInsert:
+    """A new row: a value for every column of the spec (``None`` for a missing one)."""
+
+    values: Mapping[str, Value]
+
+
+@dataclass(frozen=True)
+class RowDelete:
+    """A committed row to delete, with every value it had."""
+
+    row_id: int
+    version: int
+    before: Mapping[str, Value]
+
+
+@dataclass(frozen=True)
+class ChangeSet:
+    """Everything one commit changes, in ``_row_id`` order (inserts in the order added)."""
+
+    updates: tuple[RowUpdate, ...] = ()
+    inserts: tuple[RowInsert, ...] = ()
+    deletes: tuple[RowDelete, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.updates or self.inserts or self.deletes)
+
+    @property
+    def cells_updated(self) -> int:
+        return sum(len(u.after) for u in self.updates)
+
+    def summary(self) -> str:
+        """``3 cells in 2 rows changed, 1 row added, 0 rows deleted``."""
+        return (
+            f"{_n(self.cells_updated, 'cell')} in {_n(len(self.updates), 'row')} changed, "
+            f"{_n(len(self.inserts), 'row')} added, {_n(len(self.deletes), 'row')} deleted"
+        )
+
+    def row_ids(self) -> set[int]:
+        """The committed rows this ChangeSet touches."""
+        return {u.row_id for u in self.updates} | {d.row_id for d in self.deletes}
+
+
+@dataclass(frozen=True)
+class EditProblem:
+    """One refused value or row: where (``row 17`` / ``new row 2``), the column's label
+    (empty for the row as a whole), the value as sent, and what is wrong."""
+
+    where: str
+    column: str
+    value: str
+    message: str
+
+    def __str__(self) -> str:
+        column = f", {self.column}" if self.column else ""
+        shown = f" (“{self.value}”)" if self.value else ""
+        return f"{self.where}{column}{shown}: {self.message}"
+
+
+class InvalidEdits(ValidationError):
+    """The editor's state breaks the dataset's rules; ``problems`` lists every cell."""
+
+    def __init__(self, problems: Sequence[EditProblem]) -> None:
+        self.problems = tuple(problems)
+        first = "; ".join(str(p) for p in self.problems[:3])
+        more = f" (and {len(self.problems) - 3} more)" if len(self.problems) > 3 else ""
+        super().__init__(
+            f"{_n(len(self.problems), 'change')} cannot be saved: {first}{more}. "
+            "Correct the highlighted values, or discard those edits; nothing was written."
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Window:
+    """The rows the Edit page loaded, as it passed them to the editor.
+
+    ``shown`` is indexed by ``_row_id`` with the spec's columns (physical names): committed
+    rows with their pending values, then pending inserts with negative ids. ``base`` holds the
+    committed values of the committed rows, indexed the same way, and ``versions`` their
+    ``_version``. ``outside`` has the pending changes to rows not in this window.
+    """
+
+    spec: DatasetSpec
+    shown: pd.DataFrame
+    base: pd.DataFrame
+    versions: Mapping[int, int]
+    outside: ChangeSet = field(default_factory=ChangeSet)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building a window from committed rows and pending changes
+# ---------------------------------------------------------------------------------------------
+
+
+_EDITOR_DTYPES: Final[dict[str, Any]] = {
+    "text": "object",
+    "category": "object",
+    "integer": "Int64",
+    "decimal": "object",  # Decimal values: exact, whatever their scale
+    "boolean": "boolean",
+    "date": "object",  # datetime.date values
+    "datetime": "datetime64[us, UTC]",
+}
+
+
+def editor_frame(spec: DatasetSpec, rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
+    """Rows ``(_row_id, *values in spec order)`` as the frame the editor gets: indexed by
+    ``_row_id``, one column per spec column (physical names), in dtypes the grid edits well."""
+    frame = pd.DataFrame(
+        [list(r[1:]) for r in rows],
+        columns=spec.names,
+        index=pd.Index([int(r[0]) for r in rows], name=ROW_ID, dtype="int64"),
+        dtype=object,
+    )
+    for c in spec.columns:
+        frame[c.name] = frame[c.name].astype(_EDITOR_DTYPES[c.type])
+    return frame
+
+
+def make_window(
+    spec: DatasetSpec,
+    base: pd.DataFrame,
+    versions: Mapping[int, int],
+    pending: ChangeSet | None = None,
+) -> Window:
+    """A window over the committed rows ``base`` (indexed by ``_row_id``), showing ``pending``
+    changes on them: pending values in changed cells, pending deletes left out, pending inserts
+    appended with ids -1, -2, ... Pending changes to other rows stay in ``outside``."""
+    pending = pending or ChangeSet()
+    here = set(base.index)
+    shown = base.copy()
+    for u in pending.updates:
+        if u.row_id in here:
+            for name, value in u.after.items():
+                shown.at[u.row_id, name] = _cell(value)
+    gone = [d.row_id for d in pending.deletes if d.row_id in here]
+    shown = shown.drop(index=gone)
+    if pending.inserts:
+        new = pd.DataFrame(
+            [{c: _cell(i.values.get(c)) for c in spec.names} for i in pending.inserts],
+            index=pd.Index(range(-1, -len(pending.inserts) - 1, -1), name=ROW_ID),
+        ).astype(shown.dtypes.to_dict())
+        shown = pd.concat([shown, new])
+    outside = ChangeSet(
+        updates=tuple(u for u in pending.updates if u.row_id not in here),
+        deletes=tuple(d for d in pending.deletes if d.row_id not in here),
+    )
+    return Window(spec, shown, base, dict(versions), outside)
+
+
+def _cell(value: Value) -> Any:
+    """A typed value as a frame cell (the editor frame's own missing marker for ``None``)."""
+    return pd.NA if value is None else value
+
+
+# ---------------------------------------------------------------------------------------------
+# The editor's state -> ChangeSet
+# ---------------------------------------------------------------------------------------------
+
+
+def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeSet:
+    """Check the editor's ``state`` against the window and the spec; the ChangeSet it means,
+    including the pending changes outside the window.
+
+    Raises:
+        PermissionDenied: ``may_edit`` is false and the state or the window holds a change.
+        InvalidEdits: a malformed state, a position outside the window, an unknown or
+            read-only column, or a value breaking a rule; nothing is partly accepted.
+    """
+    edited, added, deleted = _parse_state(state)
+    if not may_edit and (edited or added or deleted or _pending(window)):
+        raise PermissionDenied(
+            "Your role can view this dataset but not change it; nothing was written. "
+            "Ask an admin for the editor role."
+        )
+    spec = window.spec
+    by_name = {c.name: c for c in spec.columns}
+    rows = len(window.shown)
+    problems: list[EditProblem] = []
+    if len(added) > MAX_ADDED_ROWS:
+        raise InvalidEdits(
+            [
+                EditProblem(
+                    "new rows",
+                    "",
+                    "",
+                    f"{len(added):,} new rows in one commit is more than the "
+                    f"{MAX_ADDED_ROWS:,} allowed; upload them as a CSV file instead",
+                )
+            ]
+        )
+    outside_window = [p for p in (*edited, *deleted) if not 0 <= p < rows]
+    if outside_window:  # nothing else is worth checking against positions that do not fit
+        raise InvalidEdits([_outside(p, rows) for p in outside_window])
+
+    ids = [int(i) for i in window.shown.index]
+    deleted_ids = {ids[p] for p in deleted}
+    final: dict[int, dict[str, Value]] = {}  # row id -> every column's final value
+    for position, row_id in enumerate(ids):
+        if row_id in deleted_ids:
+            continue
+        values = {c.name: plain(window.shown.iat[position, k]) for k, c in enumerate(spec.columns)}
+        for name, raw in edited.get(position, {}).items():
+            column = _editable(name, by_name, _where(row_id), raw, problems)
+            if column is not None:
+                values[name] = _checked(column, raw, _where(row_id), problems)
+        final[row_id] = values
+
+    new_rows: list[dict[str, Value]] = []
+    for n, row in enumerate(added, start=1):
+        where = f"new row {sum(1 for i in ids if i < 0) + n}"
+        values = {c.name: c.default for c in spec.columns}
+        for name, raw in row.items():
+            column = _editable(name, by_name, where, raw, problems)
+            if column is not None:
+                values[name] = _checked(column, raw, where, problems)
+        for c in spec.columns:  # a required column left out of the added row entirely
+            if c.required and values[c.name] is None and c.name not in row:
+                problems.append(EditProblem(where, c.label, "", "A value is required."))
+        new_rows.append(values)
+
+    pending_inserts = [final.pop(i) for i in ids if i < 0 and i in final]
+    _check_unique(spec, final, pending_inserts + new_rows, problems)
+    if problems:
+        raise InvalidEdits(problems)
+
+    updates, deletes = [], []
+    for row_id in sorted(i for i in ids if i >= 0):
+        before = _row_values(window.base, row_id, spec)
+        version = int(window.versions[row_id])
+        if row_id in deleted_ids or row_id not in final:
+            deletes.append(RowDelete(row_id, version, before))
+            continue
+        changed = [n for n in spec.names if not same_value(final[row_id][n], before[n])]
+        if changed:
+            updates.append(
+                RowUpdate(
+                    row_id,
+                    version,
+                    {n: before[n] for n in changed},
+                    {n: final[row_id][n] for n in changed},
+                )
+            )
+    # A row deleted while still shown was in base: also rows dropped from shown by a pending
+    # delete are in base but not in shown, and stay deleted.
+    shown_ids = set(ids)
+    for row_id in sorted(int(i) for i in window.base.index if int(i) not in shown_ids):
+        deletes.append(
+            RowDelete(row_id, int(window.versions[row_id]), _row_values(window.base, row_id, spec))
+        )
+    return ChangeSet(
+        updates=tuple(sorted([*window.outside.updates, *updates], key=lambda u: u.row_id)),
+        inserts=tuple(RowInsert(v) for v in [*pending_inserts, *new_rows]),
+        deletes=tuple(sorted([*window.outside.deletes, *deletes], key=lambda d: d.row_id)),
+    )
+
+
+def _pending(window: Window) -> bool:
+    """Whether the window carries changes from earlier (a viewer's never does)."""
+    return (
+        not window.outside.empty
+        or bool((window.shown.index < 0).any())
+        or set(window.shown.index) != set(window.base.index)
+    )
+
+
+def _parse_state(
+    state: object,
+) -> tuple[dict[int, dict[str, Any]], list[dict[str, Any]], list[int]]:
+    """The three parts of an editor state, with their shapes checked (positions unchecked)."""
+
+    def malformed(part: str) -> InvalidEdits:
+        return InvalidEdits(
+            [
+                EditProblem(
+                    "the grid",
+                    "",
+                    "",
+                    f"its {part} arrived malformed; reload the page and make the edits again",
+                )
+            ]
+        )
+
+    if state is None:
+        return {}, [], []
+    if not isinstance(state, Mapping):
+        raise malformed("state")
+    edited_raw = state.get("edited_rows") or {}
+    added_raw = state.get("added_rows") or []
+    deleted_raw = state.get("deleted_rows") or []
+    if not isinstance(edited_raw, Mapping) or not all(
+        _position(k) is not None and isinstance(v, Mapping) and all(isinstance(c, str) for c in v)
+        for k, v in edited_raw.items()
+    ):
+        raise malformed("edited rows")
+    if not isinstance(added_raw, list | tuple) or not all(
+        isinstance(r, Mapping) and all(isinstance(c, str) for c in r) for r in added_raw
+    ):
+        raise malformed("added rows")
+    if not isinstance(deleted_raw, list | tuple) or not all(
+        _position(p) is not None for p in deleted_raw
+    ):
+        raise malformed("deleted rows")
+    edited: dict[int, dict[str, Any]] = {}
+    for k, v in edited_raw.items():
+        edited.setdefault(_position(k) or 0, {}).update(v)
+    deleted = list(dict.fromkeys(_position(p) or 0 for p in deleted_raw))
+    return edited, [dict(r) for r in added_raw], deleted
+
+
+def _position(value: object) -> int | None:
+    """An int position (or its decimal string, as JSON keys arrive); never a bool or float."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, str) and value.lstrip("-").isdigit() and len(value) < 20:
+        return int(value)
+    return None
+
+
+def _outside(position: int, rows: int) -> EditProblem:
+    shows = f"rows 0 to {rows - 1} only" if rows else "no rows"
+    return EditProblem(
+        f"row position {position}",
+        "",
+        "",
+        f"the grid shows {shows}; reload the page and make the edits again",
+    )
+
+
+def _where(row_id: int) -> str:
+    return f"row {row_id}" if row_id >= 0 else f"new row {-row_id}"
+
+
+def _editable(
+    name: str,
+    by_name: Mapping[str, ColumnSpec],
+    where: str,
+    raw: object,
+    problems: list[EditProblem],
+) -> ColumnSpec | None:
+    column = by_name.get(name)
+    if column is not None:
+        return column
+    message = (
+        "row ids are assigned by the portal and cannot be edited"
+        if name in ("_index", ROW_ID, "_version")
+        else "the dataset has no such column; reload the page to see its columns"
+    )
+    problems.append(EditProblem(where, name, _shown(raw), message))
+    return None
+
+
+def _checked(column: ColumnSpec, raw: object, where: str, problems: list[EditProblem]) -> Value:
+    typed = validate_value(column, _from_editor(column, raw))
+    if isinstance(typed, CellError):
+        problems.append(EditProblem(where, column.label, typed.value, typed.message))
+        return None
+    return typed
+
+
+def _from_editor(column: ColumnSpec, raw: object) -> object:
+    """What the grid sends, read as the validator reads a cell.
+
+    Date cells arrive as ISO strings, possibly with a midnight time (``2024-05-01T00:00:00``);
+    datetimes as ISO strings without an offset, meaning UTC; pandas and numpy scalars as such.
+    """
+    if isinstance(raw, pd.Timestamp):
+        raw = raw.to_pydatetime()
+    elif isinstance(raw, np.generic):
+        raw = raw.item()
+    if column.type == "date" and isinstance(raw, str):
+        text = raw.strip()
+        head, sep, tail = text.partition("T")
+        if sep and tail.rstrip("Z").rstrip("0").rstrip(".") in ("00:00:00", "00:00"):
+            return head
+        if sep and tail.rstrip("Z").replace(":", "").replace(".", "").strip("0") == "":
+            return head
+    return raw
+
+
+def _check_unique(
+    spec: DatasetSpec,
+    final: Mapping[int, Mapping[str, Value]],
+    inserts: Sequence[Mapping[str, Value]],
+    problems: list[EditProblem],
+) -> None:
+    """A unique column may not end up with one value twice among the window's rows."""
+    for c in spec.columns:
+        if not c.unique:
+            continue
+        seen: dict[Any, str] = {}
+        rows: list[tuple[str, Value]] = [(_where(i), v[c.name]) for i, v in final.items()]
+        rows += [(f"new row {n}", v[c.name]) for n, v in enumerate(inserts, start=1)]
+        for where, value in rows:
+            if value is None:
+                continue
+            key = _unique_key(value)
+            if key in seen:
+                problems.append(
+                    EditProblem(
+                        where,
+                        c.label,
+                        _shown(value),
+                        f"the value is already in {seen[key]}; this column must be unique",
+                    )
+                )
+            else:
+                seen[key] = where
+
+
+def _unique_key(value: Value) -> Any:
+    return (type(value).__name__, value.normalize() if isinstance(value, Decimal) else value)
+
+
+def _row_values(frame: pd.DataFrame, row_id: int, spec: DatasetSpec) -> dict[str, Value]:
+    row = frame.loc[row_id]
+    return {c.name: plain(row[c.name]) for c in spec.columns}
+
+
+def plain(value: object) -> Value:
+    """A frame cell as a plain typed value: ``None``, str, int, Decimal, bool, date, datetime."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        moment = value.to_pydatetime()
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if isinstance(value, np.generic):
+        return plain(value.item())
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str | int | Decimal | bool | date):
+        return value
+    return str(value)
+
+
+def same_value(a: Value, b: Value) -> bool:
+    """Equal as values of one column: ``1.50`` and ``1.5`` are the same decimal."""
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, bool) != isinstance(b, bool):
+        return False
+    return bool(a == b)
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return ""
+    text = value.isoformat() if isinstance(value, date | datetime) else str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Applying and describing a ChangeSet
+# ---------------------------------------------------------------------------------------------
+
+
+def apply_changeset(
+    frame: pd.DataFrame, changes: ChangeSet, new_ids: Iterable[int] = ()
+) -> pd.DataFrame:
+    """``frame`` (indexed by ``_row_id``) after ``changes``: updated cells, deleted rows gone,
+    inserts appended under ``new_ids`` (default: after the largest id)."""
+    out = frame.copy()
+    for u in changes.updates:
+        for name, value in u.after.items():
+            out.at[u.row_id, name] = _cell(value)
+    out = out.drop(index=[d.row_id for d in changes.deletes])
+    ids = list(new_ids)
+    if changes.inserts:
+        start = int(frame.index.max()) + 1 if len(frame) else 1
+        ids = ids or list(range(start, start + len(changes.inserts)))
+        new = pd.DataFrame(
+            [{c: _cell(v) for c, v in i.values.items()} for i in changes.inserts],
+            index=pd.Index(ids, name=frame.index.name),
+        ).reindex(columns=out.columns)
+        out = pd.concat([out, new.astype(out.dtypes.to_dict())])
+    return out
+
+
+@dataclass(frozen=True)
+class CellChange:
+    row_id: int
+    column: str
+    before: Value
+    after: Value
+
+
+def cell_changes(changes: ChangeSet, spec: DatasetSpec) -> list[CellChange]:
+    """One line per changed cell, in row then column order, labelled by the column's label."""
+    labels = {c.name: c.label for c in spec.columns}
+    return [
+        CellChange(u.row_id, labels.get(name, name), u.before[name], u.after[name])
+        for u in changes.updates
+        for name in u.after
+    ]
+
+
+def show_value(value: Value) -> str:
+    """A typed value as the review tables show it (empty for a missing value)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)

@@ -1,0 +1,478 @@
+"""Committing a checked ChangeSet to a dataset: one transaction, one changeset, set-based SQL.
+
+    read_window()    a page of rows for the editor, with each row's ``_version``
+    commit()         apply a ChangeSet under a new changeset, or refuse all of it
+    current_rows()   the rows as they are now, for a three-way merge after a conflict
+
+Decisions a reader needs:
+
+- Optimistic concurrency: every update and delete says ``WHERE _row_id = v._row_id AND
+  _version = v._seen`` and bumps ``_version``; ``RETURNING`` tells which rows matched. If any
+  row's version moved (someone committed it since it was read, or deleted it), the savepoint
+  around the writes is rolled back — the changeset and its captured rows with it — and
+  ``EditConflict`` lists each such row with who changed it last, when, why and to what, read from
+  the audit log. Nothing is ever half-written.
+- Set-based: one ``UPDATE … FROM (VALUES …)`` per set of changed columns, one ``DELETE …
+  USING (VALUES …)``, one ``INSERT … VALUES … RETURNING``, each sent in one round trip by
+  psycopg2's ``execute_values``. Rows go in ``_row_id`` order, so two commits touching the same
+  rows lock them in the same order.
+- The backstop: a value that slipped past ``portal.diffs`` (or a unique value held by a row
+  outside the window) is refused by the table's constraints; ``EditRefused`` names the row and
+  the column, and nothing is written.
+- Permissions are checked here again, whatever the page did: viewers cannot commit.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from itertools import groupby
+from typing import Any, Final
+
+import psycopg2
+import psycopg2.errors
+from psycopg2.extras import execute_values
+from sqlalchemy import MetaData, Select, func, select, text
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.schema import ColumnCollectionConstraint
+
+from audit.capture import qualified_table
+from audit.changesets import open_changeset
+from portal import diffs
+from portal.actor import Actor
+from portal.browse import RowFilter, Sort, condition, known_column
+from portal.datasets import dataset_spec, get_dataset
+from portal.diffs import ChangeSet, RowDelete, RowUpdate
+from portal.errors import PermissionDenied, PortalError, ValidationError
+from portal.models import Dataset
+from portal.spec import CellError, ColumnSpec, DatasetSpec, Value, ddl_table, validate_value
+
+MAX_REASON_CHARS: Final = 2_000
+WINDOW_SIZES: Final = (100, 500, 1_000, 5_000)
+_SQL_TYPES: Final = {
+    "text": "text",
+    "category": "text",
+    "integer": "bigint",
+    "decimal": "numeric",
+    "boolean": "boolean",
+    "date": "date",
+    "datetime": "timestamptz",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class EditWindow:
+    """A window of rows read for editing: ``rows`` as ``(_row_id, *values)`` in spec order,
+    ``versions`` by ``_row_id``, and whether more rows follow (``more``)."""
+
+    dataset_id: int
+    name: str
+    spec: DatasetSpec
+    spec_version: int
+    reason_required: bool
+    rows: list[tuple[Any, ...]]
+    versions: dict[int, int]
+    total: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    changeset_id: int
+    updated_rows: int
+    updated_cells: int
+    inserted_ids: tuple[int, ...]
+    deleted_rows: int
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A row whose version moved since it was read: its values now (``None``: deleted), and
+    the newest change to it in the audit log (who, when, why, what)."""
+
+    row_id: int
+    mine: RowUpdate | RowDelete
+    now: dict[str, Value] | None
+    version: int | None
+    op: str
+    changeset_id: int | None
+    by: str
+    at: datetime | None
+    reason: str
+    last_image: dict[str, Value]
+    """The row as the newest change left it (for a deleted row: as it was when deleted)."""
+
+
+class EditConflict(PortalError):
+    """Some rows changed since they were read; nothing was written."""
+
+    def __init__(self, conflicts: Sequence[Conflict]) -> None:
+        self.conflicts = tuple(conflicts)
+        n = len(self.conflicts)
+        super().__init__(
+            f"{n:,} row{'' if n == 1 else 's'} you changed {'was' if n == 1 else 'were'} "
+            "changed by someone else since you loaded them, so nothing was written. See what "
+            "they did below, then reload and re-apply your edits."
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a window
+# ---------------------------------------------------------------------------------------------
+
+
+def read_window(
+    *,
+    session: Session,
+    dataset_id: int,
+    offset: int = 0,
+    limit: int = 1_000,
+    sort: Sort | None = None,
+    filters: Sequence[RowFilter] = (),
+) -> EditWindow:
+    """``limit`` rows from ``offset`` of the rows matching every filter, in ``sort`` order (ties
+    by ``_row_id``), with their versions and the matching total.
+
+    Raises:
+        NotFound: no such dataset.
+        ValidationError: a window size outside ``WINDOW_SIZES``'s range, an unknown column, or
+            a filter value that does not fit its column.
+    """
+    if not 1 <= limit <= max(WINDOW_SIZES):
+        raise ValidationError(f"Show between 1 and {max(WINDOW_SIZES):,} rows at a time.")
+    sort = sort or Sort()
+    dataset = get_dataset(session=session, dataset_id=dataset_id)
+    spec = dataset_spec(dataset)
+    table = ddl_table(spec, dataset.table_name, MetaData())
+    where = [condition(table, spec, f) for f in filters]
+    key = table.c[known_column(spec, sort.column)]
+    keys = [key] if key.name == diffs.ROW_ID else [key, table.c[diffs.ROW_ID]]
+    order = [k.desc() if sort.descending else k.asc() for k in keys]
+    stmt: Select[Any] = (
+        select(table.c["_row_id"], table.c["_version"], *(table.c[n] for n in spec.names))
+        .where(*where)
+        .order_by(*order)
+        .limit(limit)
+        .offset(max(0, offset))
+    )
+    found = session.execute(stmt).all()
+    total = int(session.scalar(select(func.count()).select_from(table).where(*where)) or 0)
+    return EditWindow(
+        dataset_id=dataset.id,
+        name=dataset.name,
+        spec=spec,
+        spec_version=dataset.spec_version,
+        reason_required=dataset.reason_required,
+        rows=[(r[0], *r[2:]) for r in found],
+        versions={int(r[0]): int(r[1]) for r in found},
+        total=total,
+        offset=max(0, offset),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Committing
+# ---------------------------------------------------------------------------------------------
+
+
+def commit(
+    *,
+    session: Session,
+    actor: Actor,
+    dataset_id: int,
+    spec_version: int,
+    changes: ChangeSet,
+    reason: str,
+    kind: str = "edit",
+    detail: dict[str, Any] | None = None,
+    client_info: dict[str, Any] | None = None,
+) -> CommitResult:
+    """Apply ``changes`` to the dataset as one changeset of ``kind``, in the session's
+    transaction (sealed when it commits).
+
+    Raises:
+        PermissionDenied: the actor is a viewer.
+        NotFound: no such dataset.
+        ValidationError: no changes, a missing reason, a spec changed since the rows were read,
+            or a value the table's constraints refuse (``EditRefused``); nothing is written.
+        EditConflict: rows changed since they were read; nothing is written.
+    """
+    if not actor.can("editor"):
+        raise PermissionDenied(
+            "Your role can view datasets but not change them; nothing was written."
+        )
+    if changes.empty:
+        raise ValidationError("There are no changes to commit.")
+    reason = reason.strip()
+    if len(reason) > MAX_REASON_CHARS:
+        raise ValidationError(f"Keep the reason under {MAX_REASON_CHARS:,} characters.")
+    dataset = _locked_dataset(session, dataset_id)
+    if dataset.reason_required and not reason:
+        raise ValidationError("Say why you are making these changes: this dataset needs a reason.")
+    if dataset.spec_version != spec_version:
+        raise ValidationError(
+            f"The columns of “{dataset.name}” changed since you loaded it; nothing was written. "
+            "Reload the page and make your edits again."
+        )
+    spec = dataset_spec(dataset)
+    table = qualified_table(session, dataset.table_name)
+    savepoint = session.begin_nested()
+    try:
+        changeset_id = open_changeset(
+            session=session,
+            kind=kind,
+            dataset_id=dataset.id,
+            actor_username=actor.username,
+            actor_display_name=actor.display_name,
+            reason=reason,
+            client_info=client_info,
+            detail=detail,
+        )
+        raw: Any = session.connection().connection.dbapi_connection
+        with raw.cursor() as cursor:
+            moved = _apply(cursor, table, spec, changes)
+            inserted = _insert(cursor, table, spec, changes) if not moved else ()
+    except psycopg2.Error as exc:
+        savepoint.rollback()
+        raise _refused(exc, spec, dataset.table_name, changes) from None
+    except BaseException:
+        savepoint.rollback()
+        raise
+    if moved:
+        savepoint.rollback()
+        raise EditConflict(_conflicts(session, dataset, spec, changes, moved))
+    savepoint.commit()
+    session.execute(
+        text(
+            "UPDATE portal.datasets SET row_count = row_count + :delta, updated_at = now()"
+            " WHERE id = :id"
+        ),
+        {"delta": len(inserted) - len(changes.deletes), "id": dataset.id},
+    )
+    return CommitResult(
+        changeset_id=changeset_id,
+        updated_rows=len(changes.updates),
+        updated_cells=changes.cells_updated,
+        inserted_ids=inserted,
+        deleted_rows=len(changes.deletes),
+    )
+
+
+def _locked_dataset(session: Session, dataset_id: int) -> Dataset:
+    """The dataset, share-locked so no replace or removal runs under the commit."""
+    dataset = get_dataset(session=session, dataset_id=dataset_id)
+    session.execute(
+        select(Dataset.id).where(Dataset.id == dataset_id).with_for_update(key_share=True)
+    )
+    session.refresh(dataset)
+    return dataset
+
+
+def _apply(cursor: Any, table: str, spec: DatasetSpec, changes: ChangeSet) -> set[int]:
+    """Run the updates and deletes; the ids of rows whose version had moved."""
+    types = {c.name: _SQL_TYPES[c.type] for c in spec.columns}
+    quoted = {c.name: _quote(c.name) for c in spec.columns}
+    order = {name: k for k, name in enumerate(spec.names)}
+    moved: set[int] = set()
+
+    def columns_of(u: RowUpdate) -> tuple[str, ...]:
+        return tuple(sorted(u.after, key=order.__getitem__))
+
+    for names, group in groupby(sorted(changes.updates, key=columns_of), key=columns_of):
+        updates = sorted(group, key=lambda u: u.row_id)
+        sets = ", ".join(f"{quoted[n]} = v.{quoted[n]}" for n in names)
+        matched = execute_values(
+            cursor,
+            f"UPDATE {table} AS t SET {sets}, _version = t._version + 1"
+            f" FROM (VALUES %s) AS v(_row_id, _seen, {', '.join(quoted[n] for n in names)})"
+            " WHERE t._row_id = v._row_id AND t._version = v._seen RETURNING t._row_id",
+            [(u.row_id, u.version, *(u.after[n] for n in names)) for u in updates],
+            template=f"(%s::bigint, %s::integer, {', '.join(f'%s::{types[n]}' for n in names)})",
+            page_size=len(updates),
+            fetch=True,
+        )
+        moved |= {u.row_id for u in updates} - {r[0] for r in matched}
+    if changes.deletes:
+        deletes = sorted(changes.deletes, key=lambda d: d.row_id)
+        matched = execute_values(
+            cursor,
+            f"DELETE FROM {table} AS t USING (VALUES %s) AS v(_row_id, _seen)"
+            " WHERE t._row_id = v._row_id AND t._version = v._seen RETURNING t._row_id",
+            [(d.row_id, d.version) for d in deletes],
+            template="(%s::bigint, %s::integer)",
+            page_size=len(deletes),
+            fetch=True,
+        )
+        moved |= {d.row_id for d in deletes} - {r[0] for r in matched}
+    return moved
+
+
+def _insert(cursor: Any, table: str, spec: DatasetSpec, changes: ChangeSet) -> tuple[int, ...]:
+    if not changes.inserts:
+        return ()
+    names = ", ".join(_quote(n) for n in spec.names)
+    template = ", ".join(f"%s::{_SQL_TYPES[c.type]}" for c in spec.columns)
+    returned = execute_values(
+        cursor,
+        f"INSERT INTO {table} ({names}) VALUES %s RETURNING _row_id",
+        [tuple(i.values.get(n) for n in spec.names) for i in changes.inserts],
+        template=f"({template})",
+        page_size=len(changes.inserts),
+        fetch=True,
+    )
+    return tuple(int(r[0]) for r in returned)
+
+
+def _quote(name: str) -> str:
+    # Physical names are safe identifiers by construction (portal.spec.physical_names);
+    # quoting keeps a name that is also an SQL keyword (e.g. "order") usable.
+    return '"' + name.replace('"', '""') + '"'
+
+
+# ---------------------------------------------------------------------------------------------
+# Conflicts
+# ---------------------------------------------------------------------------------------------
+
+_LAST_CHANGES = text(
+    """
+    SELECT DISTINCT ON (r.row_id) r.row_id, r.op, r.before::text AS before,
+           r.after::text AS after, c.id AS changeset_id, c.actor_display_name,
+           c.committed_at, c.reason
+      FROM audit.row_change r JOIN audit.changeset c ON c.id = r.changeset_id
+     WHERE r.dataset_id = :dataset AND r.row_id = ANY(:ids)
+     ORDER BY r.row_id, r.changeset_id DESC, r.id DESC
+    """
+)
+
+
+def _conflicts(
+    session: Session, dataset: Dataset, spec: DatasetSpec, changes: ChangeSet, moved: set[int]
+) -> list[Conflict]:
+    now = current_rows(session=session, dataset=dataset, spec=spec, row_ids=moved)
+    last = {
+        r.row_id: r
+        for r in session.execute(_LAST_CHANGES, {"dataset": dataset.id, "ids": sorted(moved)})
+    }
+    mine: dict[int, RowUpdate | RowDelete] = {u.row_id: u for u in changes.updates}
+    mine |= {d.row_id: d for d in changes.deletes}
+    found: list[Conflict] = []
+    for row_id in sorted(moved):
+        change = last.get(row_id)
+        current = now.get(row_id)
+        image = change.before if change is not None and change.op == "delete" else None
+        found.append(
+            Conflict(
+                row_id=row_id,
+                mine=mine[row_id],
+                now=current[1] if current else None,
+                version=current[0] if current else None,
+                op=change.op if change is not None else ("update" if current else "delete"),
+                changeset_id=change.changeset_id if change is not None else None,
+                by=change.actor_display_name if change is not None else "someone",
+                at=change.committed_at if change is not None else None,
+                reason=change.reason if change is not None else "",
+                last_image=(typed_image(spec, image) if image else (current[1] if current else {})),
+            )
+        )
+    return found
+
+
+def current_rows(
+    *, session: Session, dataset: Dataset, spec: DatasetSpec, row_ids: set[int]
+) -> dict[int, tuple[int, dict[str, Value]]]:
+    """``{_row_id: (_version, values)}`` for the rows of ``row_ids`` that exist now."""
+    table = ddl_table(spec, dataset.table_name, MetaData())
+    rows = session.execute(
+        select(table.c["_row_id"], table.c["_version"], *(table.c[n] for n in spec.names)).where(
+            table.c["_row_id"].in_(sorted(row_ids))
+        )
+    ).all()
+    return {
+        int(r[0]): (int(r[1]), {n: diffs.plain(v) for n, v in zip(spec.names, r[2:], strict=True)})
+        for r in rows
+    }
+
+
+def typed_image(spec: DatasetSpec, image_json: str) -> dict[str, Value]:
+    """A row image from the audit log (JSON text, numbers read exactly) as typed values."""
+    image = json.loads(image_json, parse_float=Decimal)
+    typed: dict[str, Value] = {}
+    for c in spec.columns:
+        raw = image.get(c.name)
+        value = validate_value(_type_only(c), raw if not isinstance(raw, float) else str(raw))
+        typed[c.name] = None if isinstance(value, CellError) else value
+    return typed
+
+
+def _type_only(c: ColumnSpec) -> ColumnSpec:
+    return ColumnSpec(label=c.label, name=c.name, type=c.type, format=c.format)
+
+
+# ---------------------------------------------------------------------------------------------
+# The backstop: what the table's constraints refused
+# ---------------------------------------------------------------------------------------------
+
+_FAILING_ROW = re.compile(r"Failing row contains \((\d+),")
+_KEY_VALUE = re.compile(r"Key \((?P<column>[^)]*)\)=\((?P<value>.*)\) already exists")
+
+
+class EditRefused(ValidationError):
+    """The table's constraints refused a value; ``row`` and ``column`` say where."""
+
+    def __init__(self, message: str, row: str, column: str) -> None:
+        super().__init__(message)
+        self.row = row
+        self.column = column
+
+
+def _refused(
+    exc: psycopg2.Error, spec: DatasetSpec, table_name: str, changes: ChangeSet
+) -> PortalError:
+    if not isinstance(exc, psycopg2.IntegrityError | psycopg2.DataError):
+        return PortalError(
+            "The database refused the commit "
+            f"({(exc.pgerror or str(exc)).strip().splitlines()[0]}); nothing was written. "
+            "Try again; if it keeps happening, tell an admin."
+        )
+    diag = exc.diag
+    labels = {c.name: c.label for c in spec.columns}
+    guarded = _guarded_columns(spec, table_name)
+    name = guarded.get(diag.constraint_name or "") or (diag.column_name or "")
+    column = labels.get(name, name or "a column")
+    detail = diag.message_detail or ""
+    row = "a new row"
+    failing = _FAILING_ROW.search(detail)
+    if failing and int(failing.group(1)) in changes.row_ids():
+        row = f"row {failing.group(1)}"
+    key = _KEY_VALUE.search(detail)
+    if key:
+        value = key.group("value")
+        row = next(
+            (f"row {u.row_id}" for u in changes.updates if str(u.after.get(name)) == value),
+            "a new row",
+        )
+        why = f"the value “{value}” is already used by another row and must be unique"
+    else:
+        why = (diag.message_primary or str(exc)).strip()
+    return EditRefused(
+        f"The database refused {row}, column “{column}”: {why}. Nothing was written; "
+        "correct the value and commit again.",
+        row,
+        column,
+    )
+
+
+def _guarded_columns(spec: DatasetSpec, table_name: str) -> dict[str, str]:
+    """Constraint name -> the physical column it guards, as ``ddl_table`` names them."""
+    table = ddl_table(spec, table_name, MetaData())
+    return {
+        str(con.name): col.name
+        for con in table.constraints
+        if isinstance(con, ColumnCollectionConstraint)
+        for col in con.columns
+        if col.name in spec.names
+    }

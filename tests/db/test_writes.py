@@ -1,0 +1,293 @@
+"""Committing edits: one audited changeset or nothing; optimistic concurrency with a conflict
+report read from the audit log; the table's constraints as the backstop; roles re-checked."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from audit.chain import verify
+from portal import diffs, writes
+from portal.actor import Actor
+from portal.browse import RowFilter, Sort
+from portal.db import session_scope
+from portal.diffs import ChangeSet, RowDelete, RowInsert, RowUpdate
+from portal.errors import PermissionDenied, ValidationError
+from portal.spec import ColumnSpec, DatasetSpec
+from tests.conftest import DatabaseHandle
+from tests.factories import make_user, upload_dataset
+
+pytestmark = pytest.mark.db
+
+SPEC = DatasetSpec(
+    (
+        ColumnSpec("Name", "name", "text", required=True, unique=True),
+        ColumnSpec("Qty", "qty", "integer", min=0),
+        ColumnSpec("Price", "price", "decimal", scale=2),
+        ColumnSpec("Note", "note", "text"),
+    )
+)
+CSV = b"Name,Qty,Price,Note\nann,1,1.50,first\nbob,2,2.00,\ncy,3,3.25,third\ndee,4,,\n"
+
+
+@pytest.fixture
+def editor(fresh_db: DatabaseHandle) -> Actor:
+    with Session(fresh_db.app) as s, s.begin():
+        name, _ = make_user(s, role="editor", username="eddie", display_name="Eddie E.")
+    return Actor(name, "Eddie E.", "editor")
+
+
+@pytest.fixture
+def other(fresh_db: DatabaseHandle) -> Actor:
+    with Session(fresh_db.app) as s, s.begin():
+        name, _ = make_user(s, role="editor", username="olga", display_name="Olga O.")
+    return Actor(name, "Olga O.", "editor")
+
+
+@pytest.fixture
+def dataset(editor: Actor) -> int:
+    return upload_dataset(editor, CSV, spec=SPEC, name="People")
+
+
+def window(dataset_id: int, **kw: object) -> tuple[writes.EditWindow, diffs.Window]:
+    with session_scope() as s:
+        read = writes.read_window(session=s, dataset_id=dataset_id, **kw)  # type: ignore[arg-type]
+    base = diffs.editor_frame(read.spec, read.rows)
+    return read, diffs.make_window(read.spec, base, read.versions)
+
+
+def commit(actor: Actor, read: writes.EditWindow, changes: ChangeSet, reason: str = "fix"):
+    with session_scope() as s:
+        return writes.commit(
+            session=s,
+            actor=actor,
+            dataset_id=read.dataset_id,
+            spec_version=read.spec_version,
+            changes=changes,
+            reason=reason,
+        )
+
+
+def rows(db: DatabaseHandle, dataset_id: int) -> list[tuple]:
+    with db.app.connect() as conn:
+        table = conn.scalar(
+            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
+        )
+        return [
+            tuple(r)
+            for r in conn.execute(
+                text(
+                    f'SELECT _row_id, _version, name, qty, price, note FROM data."{table}"'
+                    " ORDER BY _row_id"
+                )
+            )
+        ]
+
+
+def audit_counts(db: DatabaseHandle) -> tuple[int, int]:
+    with db.app.connect() as conn:
+        return (
+            conn.scalar(text("SELECT count(*) FROM audit.changeset")),
+            conn.scalar(text("SELECT count(*) FROM audit.row_change")),
+        )
+
+
+def test_an_edit_commits_as_one_audited_changeset(
+    fresh_db: DatabaseHandle, editor: Actor, dataset: int
+) -> None:
+    read, win = window(dataset)
+    state = {
+        "edited_rows": {0: {"qty": 10, "note": "changed"}, 2: {"price": 9.5}},
+        "added_rows": [{"name": "eve", "qty": 5}],
+        "deleted_rows": [1],
+    }
+    changes = diffs.build_changeset(win, state, may_edit=True)
+    result = commit(editor, read, changes, reason="stock count")
+
+    assert result.updated_rows == 2
+    assert result.updated_cells == 3
+    assert result.deleted_rows == 1
+    assert len(result.inserted_ids) == 1
+    assert rows(fresh_db, dataset) == [
+        (1, 2, "ann", 10, Decimal("1.50"), "changed"),
+        (3, 2, "cy", 3, Decimal("9.5"), "third"),
+        (4, 1, "dee", 4, None, None),
+        (result.inserted_ids[0], 1, "eve", 5, None, None),
+    ]
+    with fresh_db.app.connect() as conn:
+        cs = conn.execute(
+            text(
+                "SELECT kind, actor_username, actor_display_name, reason, seq IS NOT NULL,"
+                " inserted, updated, deleted FROM audit.changeset WHERE id = :i"
+            ),
+            {"i": result.changeset_id},
+        ).one()
+        changes_logged = conn.execute(
+            text(
+                "SELECT row_id, op, before, after FROM audit.row_change"
+                " WHERE changeset_id = :i ORDER BY op, row_id"
+            ),
+            {"i": result.changeset_id},
+        ).all()
+        row_count = conn.scalar(
+            text("SELECT row_count FROM portal.datasets WHERE id = :i"), {"i": dataset}
+        )
+    assert tuple(cs) == ("edit", "eddie", "Eddie E.", "stock count", True, 1, 2, 1)
+    assert [(r.row_id, r.op) for r in changes_logged] == [
+        (2, "delete"),
+        (result.inserted_ids[0], "insert"),
+        (1, "update"),
+        (3, "update"),
+    ]
+    update_1 = changes_logged[2]
+    assert update_1.before == {"qty": 1, "note": "first"}
+    assert update_1.after == {"qty": 10, "note": "changed"}
+    assert changes_logged[0].before["name"] == "bob"
+    assert row_count == 4
+    with Session(fresh_db.app) as s:
+        assert verify(session=s).ok
+
+
+def test_a_second_editor_of_the_same_row_gets_a_conflict_and_nothing_is_written(
+    fresh_db: DatabaseHandle, editor: Actor, other: Actor, dataset: int
+) -> None:
+    read_mine, win_mine = window(dataset)
+    read_theirs, win_theirs = window(dataset)
+    theirs = diffs.build_changeset(win_theirs, {"edited_rows": {0: {"qty": 7}}}, may_edit=True)
+    commit(other, read_theirs, theirs, reason="their count")
+    before = audit_counts(fresh_db), rows(fresh_db, dataset)
+
+    mine = diffs.build_changeset(
+        win_mine, {"edited_rows": {0: {"note": "mine"}, 1: {"qty": 20}}}, may_edit=True
+    )
+    with pytest.raises(writes.EditConflict) as caught:
+        commit(editor, read_mine, mine)
+
+    assert (audit_counts(fresh_db), rows(fresh_db, dataset)) == before  # row 2 not written
+    [conflict] = caught.value.conflicts
+    assert conflict.row_id == 1
+    assert conflict.op == "update"
+    assert conflict.by == "Olga O."
+    assert conflict.reason == "their count"
+    assert conflict.at is not None
+    assert conflict.now is not None
+    assert conflict.now["qty"] == 7
+    assert conflict.version == 2
+    assert "changed by someone else" in str(caught.value)
+
+
+def test_a_row_deleted_under_my_edit_is_reported_with_its_last_values(
+    fresh_db: DatabaseHandle, editor: Actor, other: Actor, dataset: int
+) -> None:
+    read_mine, win_mine = window(dataset)
+    read_theirs, win_theirs = window(dataset)
+    commit(
+        other, read_theirs, diffs.build_changeset(win_theirs, {"deleted_rows": [2]}, may_edit=True)
+    )
+
+    mine = diffs.build_changeset(win_mine, {"edited_rows": {2: {"note": "keep me"}}}, may_edit=True)
+    with pytest.raises(writes.EditConflict) as caught:
+        commit(editor, read_mine, mine)
+    [conflict] = caught.value.conflicts
+    assert conflict.now is None
+    assert conflict.version is None
+    assert conflict.op == "delete"
+    assert conflict.by == "Olga O."
+    assert conflict.last_image == {
+        "name": "cy",
+        "qty": 3,
+        "price": Decimal("3.25"),
+        "note": "third",
+    }
+
+
+def test_a_value_the_table_refuses_names_row_and_column_and_writes_nothing(
+    fresh_db: DatabaseHandle, editor: Actor, dataset: int
+) -> None:
+    # Only rows 1-2 are in the window: "dee" (row 4) is outside it, so diffs cannot see the clash.
+    read, win = window(dataset, limit=2)
+    before = audit_counts(fresh_db), rows(fresh_db, dataset)
+    changes = diffs.build_changeset(
+        win, {"edited_rows": {0: {"qty": 3}, 1: {"name": "dee"}}}, may_edit=True
+    )
+    with pytest.raises(writes.EditRefused) as caught:
+        commit(editor, read, changes)
+    assert caught.value.row == "row 2"
+    assert caught.value.column == "Name"
+    assert "“dee”" in str(caught.value)
+    assert "Nothing was written" in str(caught.value)
+    assert (audit_counts(fresh_db), rows(fresh_db, dataset)) == before
+
+    # A forged ChangeSet that skipped diffs: the CHECK constraint refuses it.
+    forged = ChangeSet(updates=(RowUpdate(3, 1, {"qty": 3}, {"qty": -5}),))
+    with pytest.raises(writes.EditRefused) as caught:
+        commit(editor, read, forged)
+    assert caught.value.row == "row 3"
+    assert caught.value.column == "Qty"
+    forged_insert = ChangeSet(
+        inserts=(RowInsert({"name": "zed", "qty": 1, "price": Decimal("1.234"), "note": None}),)
+    )
+    with pytest.raises(writes.EditRefused) as caught:
+        commit(editor, read, forged_insert)
+    assert caught.value.row == "a new row"
+    assert caught.value.column == "Price"
+    assert (audit_counts(fresh_db), rows(fresh_db, dataset)) == before
+    with Session(fresh_db.app) as s:
+        assert verify(session=s).ok
+
+
+def test_a_failing_row_rolls_back_every_statement_and_its_audit(
+    fresh_db: DatabaseHandle, editor: Actor, dataset: int
+) -> None:
+    read, _ = window(dataset)
+    before = audit_counts(fresh_db), rows(fresh_db, dataset)
+    # The updates and the delete succeed; the insert then fails: nothing may remain.
+    changes = ChangeSet(
+        updates=(RowUpdate(1, 1, {"qty": 1}, {"qty": 100}),),
+        deletes=(RowDelete(2, 1, {"name": "bob"}),),
+        inserts=(RowInsert({"name": None, "qty": 1, "price": None, "note": None}),),
+    )
+    with pytest.raises(writes.EditRefused):
+        commit(editor, read, changes)
+    assert (audit_counts(fresh_db), rows(fresh_db, dataset)) == before
+
+
+def test_viewers_cannot_commit_and_reasons_are_required(
+    fresh_db: DatabaseHandle, editor: Actor, dataset: int
+) -> None:
+    read, win = window(dataset)
+    viewer = Actor("vee", "Vee", "viewer")
+    changes = diffs.build_changeset(win, {"edited_rows": {0: {"qty": 9}}}, may_edit=True)
+    with pytest.raises(PermissionDenied):
+        commit(viewer, read, changes)
+    with pytest.raises(PermissionDenied):
+        diffs.build_changeset(win, {"edited_rows": {0: {"qty": 9}}}, may_edit=False)
+    with pytest.raises(ValidationError, match="needs a reason"):
+        commit(editor, read, changes, reason="   ")
+    with pytest.raises(ValidationError, match="no changes"):
+        commit(editor, read, ChangeSet())
+    stale = writes.EditWindow(**{**read.__dict__, "spec_version": read.spec_version + 1})
+    with pytest.raises(ValidationError, match=r"columns .* changed"):
+        commit(editor, stale, changes)
+    assert rows(fresh_db, dataset)[0][3] == 1
+
+
+def test_the_window_filters_sorts_and_pages_on_the_server(editor: Actor, dataset: int) -> None:
+    read, _ = window(dataset, sort=Sort("qty", descending=True), limit=2)
+    assert [r[1] for r in read.rows] == ["dee", "cy"]
+    assert read.total == 4
+    read, _ = window(dataset, sort=Sort("qty", descending=True), limit=2, offset=2)
+    assert [r[1] for r in read.rows] == ["bob", "ann"]
+    read, _ = window(dataset, filters=[RowFilter("qty", "range", "2", "3")])
+    assert [r[1] for r in read.rows] == ["bob", "cy"]
+    assert read.total == 2
+    read, _ = window(dataset, filters=[RowFilter("note", "empty", "")])
+    assert [r[1] for r in read.rows] == ["bob", "dee"]
+    read, _ = window(
+        dataset, filters=[RowFilter("name", "contains", "E"), RowFilter("qty", "equals", "4")]
+    )
+    assert [r[1] for r in read.rows] == ["dee"]
+    assert read.versions == {4: 1}
