@@ -59,7 +59,9 @@ def window(dataset_id: int, **kw: object) -> tuple[writes.EditWindow, diffs.Wind
     return read, diffs.make_window(read.spec, base, read.versions)
 
 
-def commit(actor: Actor, read: writes.EditWindow, changes: ChangeSet, reason: str = "fix"):
+def commit(
+    actor: Actor, read: writes.EditWindow, changes: ChangeSet, reason: str = "fix"
+) -> writes.CommitResult:
     with session_scope() as s:
         return writes.commit(
             session=s,
@@ -71,7 +73,7 @@ def commit(actor: Actor, read: writes.EditWindow, changes: ChangeSet, reason: st
         )
 
 
-def rows(db: DatabaseHandle, dataset_id: int) -> list[tuple]:
+def rows(db: DatabaseHandle, dataset_id: int) -> list[tuple[object, ...]]:
     with db.app.connect() as conn:
         table = conn.scalar(
             text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
