@@ -48,6 +48,7 @@ from portal.browse import RowFilter, Sort, condition, known_column
 from portal.datasets import dataset_spec, get_dataset
 from portal.diffs import ChangeSet, RowDelete, RowUpdate
 from portal.errors import PermissionDenied, PortalError, ValidationError
+from portal.merge import Current
 from portal.models import Dataset
 from portal.spec import CellError, ColumnSpec, DatasetSpec, Value, ddl_table, validate_value
 
@@ -395,6 +396,23 @@ def current_rows(
         int(r[0]): (int(r[1]), {n: diffs.plain(v) for n, v in zip(spec.names, r[2:], strict=True)})
         for r in rows
     }
+
+
+def rows_now(*, session: Session, dataset_id: int, row_ids: set[int]) -> dict[int, Current]:
+    """The rows of ``row_ids`` as they are now, for ``portal.merge.rebase``: a row deleted
+    since comes with its values when it was deleted (from the audit log)."""
+    dataset = get_dataset(session=session, dataset_id=dataset_id)
+    spec = dataset_spec(dataset)
+    now = current_rows(session=session, dataset=dataset, spec=spec, row_ids=row_ids)
+    found = {row_id: Current(version, values) for row_id, (version, values) in now.items()}
+    missing = sorted(row_ids - set(now))
+    if missing:
+        for r in session.execute(_LAST_CHANGES, {"dataset": dataset.id, "ids": missing}):
+            image = r.before if r.op == "delete" else r.after
+            found[r.row_id] = Current(None, typed_image(spec, image) if image else {})
+        for row_id in missing:
+            found.setdefault(row_id, Current(None, {}))
+    return found
 
 
 def typed_image(spec: DatasetSpec, image_json: str) -> dict[str, Value]:

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from audit.chain import verify
-from portal import diffs, writes
+from portal import diffs, merge, writes
 from portal.actor import Actor
 from portal.browse import RowFilter, Sort
 from portal.db import session_scope
@@ -293,3 +293,47 @@ def test_the_window_filters_sorts_and_pages_on_the_server(editor: Actor, dataset
     )
     assert [r[1] for r in read.rows] == ["dee"]
     assert read.versions == {4: 1}
+
+
+def test_reload_and_reapply_merges_cell_by_cell(
+    fresh_db: DatabaseHandle, editor: Actor, other: Actor, dataset: int
+) -> None:
+    read_mine, win_mine = window(dataset)
+    read_theirs, win_theirs = window(dataset)
+    theirs = diffs.build_changeset(
+        win_theirs,
+        {"edited_rows": {0: {"qty": 7, "note": "theirs"}, 2: {"note": "x"}}, "deleted_rows": [1]},
+        may_edit=True,
+    )
+    commit(other, read_theirs, theirs)
+    mine = diffs.build_changeset(
+        win_mine,
+        {
+            "edited_rows": {0: {"price": 5, "note": "mine"}, 1: {"qty": 20}},
+            "deleted_rows": [2],
+            "added_rows": [{"name": "fay"}],
+        },
+        may_edit=True,
+    )
+    with pytest.raises(writes.EditConflict):
+        commit(editor, read_mine, mine)
+
+    with session_scope() as s:
+        now = writes.rows_now(session=s, dataset_id=dataset, row_ids=mine.row_ids())
+    rebased = merge.rebase(mine, now)
+    # Row 1: price only I changed -> re-applied; note both changed -> a clash.
+    assert rebased.reapplied_cells == 1
+    assert rebased.clashes == (merge.Clash(1, "note", "first", "theirs", "mine"),)
+    # Row 2: deleted by them under my edit -> kept, with its last values and mine on top.
+    [lost] = rebased.lost
+    assert lost.row_id == 2
+    assert dict(lost.values) == {"name": "bob", "qty": 20, "price": Decimal("2.00"), "note": None}
+    # Row 3: I deleted it, they changed it -> my decision.
+    assert [d.row_id for d in rebased.changed_deletes] == [3]
+
+    final = merge.resolve(rebased, {(1, "note"): "mine"}, recreate={2}, delete_anyway={3})
+    result = commit(editor, read_mine, final, reason="merged")
+    table = rows(fresh_db, dataset)
+    assert table[0] == (1, 3, "ann", 7, Decimal("5"), "mine")  # their qty kept, my cells applied
+    assert [r[2] for r in table] == ["ann", "dee", "fay", "bob"]
+    assert len(result.inserted_ids) == 2
