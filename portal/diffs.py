@@ -189,6 +189,17 @@ def make_window(
     appended with ids -1, -2, ... Pending changes to other rows stay in ``outside``."""
     pending = pending or ChangeSet()
     here = set(base.index)
+    # A pending change stays relative to what its author saw: the version and values it was
+    # made against, so a commit after someone else's change is a conflict, not an overwrite.
+    base, versions = base.copy(), dict(versions)
+    for u in pending.updates:
+        if u.row_id in here:
+            versions[u.row_id] = u.version
+            for name, value in u.before.items():
+                base.at[u.row_id, name] = _cell(value)
+    for d in pending.deletes:
+        if d.row_id in here:
+            versions[d.row_id] = d.version
     shown = base.copy()
     for u in pending.updates:
         if u.row_id in here:
@@ -206,7 +217,7 @@ def make_window(
         updates=tuple(u for u in pending.updates if u.row_id not in here),
         deletes=tuple(d for d in pending.deletes if d.row_id not in here),
     )
-    return Window(spec, shown, base, dict(versions), outside)
+    return Window(spec, shown, base, versions, outside)
 
 
 def _cell(value: Value) -> Any:

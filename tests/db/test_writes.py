@@ -337,3 +337,27 @@ def test_reload_and_reapply_merges_cell_by_cell(
     assert table[0] == (1, 3, "ann", 7, Decimal("5"), "mine")  # their qty kept, my cells applied
     assert [r[2] for r in table] == ["ann", "dee", "fay", "bob"]
     assert len(result.inserted_ids) == 2
+
+
+def test_a_pending_edit_carried_to_a_fresh_window_still_conflicts(
+    editor: Actor, other: Actor, dataset: int
+) -> None:
+    read, win = window(dataset)
+    pending = diffs.build_changeset(win, {"edited_rows": {0: {"qty": 50}}}, may_edit=True)
+    read_theirs, win_theirs = window(dataset)
+    commit(
+        other,
+        read_theirs,
+        diffs.build_changeset(win_theirs, {"edited_rows": {0: {"qty": 8}}}, may_edit=True),
+    )
+
+    # Back on the page: the rows are read again, the pending edit shown on top of them.
+    fresh, _ = window(dataset)
+    carried = diffs.make_window(
+        fresh.spec, diffs.editor_frame(fresh.spec, fresh.rows), fresh.versions, pending
+    )
+    assert carried.shown.loc[1, "qty"] == 50
+    changes = diffs.build_changeset(carried, {}, may_edit=True)
+    assert changes.updates == (RowUpdate(1, 1, {"qty": 1}, {"qty": 50}),)
+    with pytest.raises(writes.EditConflict):
+        commit(editor, fresh, changes)
