@@ -1,6 +1,7 @@
-"""The repo's nginx template in front of a real Streamlit server: it passes ``nginx -t``, carries
-the WebSocket (a real Chromium signs in through it), sends the security headers, compresses
-static assets and refuses bodies over the upload limit."""
+"""The repo's nginx templates in front of a real Streamlit server: they pass ``nginx -t``, carry
+the WebSocket (the handshake answers 101; a real Chromium signs in through it), send the security
+headers, compress static assets, refuse bodies over the upload limit before they reach the app,
+and let Streamlit refuse a foreign Origin's WebSocket and uploads without its XSRF token."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import BrowserContext, expect
+from streamlit.web.server.starlette.starlette_app_utils import generate_xsrf_token_string
 
 from tests.e2e import nginx
 from tests.e2e.conftest import PortalServer, free_port
@@ -21,24 +23,40 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 MAX_UPLOAD_MB = 10  # what the portal_server fixture gives Streamlit
 
 
+@pytest.fixture
+def proxied_conf(proxied: str, tmp_path: Path) -> Path:
+    """The config the ``proxied`` nginx runs (conftest writes it under ``tmp_path/nginx``)."""
+    conf = tmp_path / "nginx" / "nginx.conf"
+    assert conf.is_file()
+    return conf
+
+
 def test_template_renders_to_a_valid_config(tmp_path: Path) -> None:
     conf = nginx.write_config(
         tmp_path, listen_port=free_port(), upstream="127.0.0.1:8501", max_upload_mb=200
     )
     result = nginx.check(conf)
     assert result.returncode == 0, result.stderr
-    site = (tmp_path / "portal.conf").read_text()
-    assert "${" not in site
+    site = nginx.rendered(conf)
+    assert "include conf.d/site-http.inc;" in site
+    active = "\n".join(
+        (tmp_path / "conf.d" / name).read_text()
+        for name in ("default.conf", "site-http.inc", "proxy.inc")
+    )
+    assert "${" not in active
     for directive in (
-        "ip_hash;",
+        "hash $cookie__streamlit_xsrf consistent;",
+        "server 127.0.0.1:8501;",
+        "default_server;",
         "proxy_http_version 1.1;",
         "proxy_set_header Host $http_host;",
         "proxy_set_header Upgrade $http_upgrade;",
+        "proxy_set_header Connection $portal_connection;",
         "proxy_read_timeout 3600s;",
         "proxy_buffering off;",
         "client_max_body_size 201m;",
     ):
-        assert directive in site
+        assert directive in active
 
 
 def test_sign_in_through_nginx(
@@ -75,7 +93,7 @@ def test_security_headers_and_compressed_assets(proxied: str) -> None:
     assert len(gzip.decompress(body)) > len(body)
 
 
-def test_body_over_the_upload_limit_is_refused_by_nginx(proxied: str) -> None:
+def test_body_over_the_upload_limit_is_refused_by_nginx(proxied: str, proxied_conf: Path) -> None:
     too_big = b"x" * ((MAX_UPLOAD_MB + 2) * 1024 * 1024)
     request = urllib.request.Request(  # noqa: S310 - loopback test server
         proxied + "/_stcore/upload_file/session/file", data=too_big, method="PUT"
@@ -83,3 +101,55 @@ def test_body_over_the_upload_limit_is_refused_by_nginx(proxied: str) -> None:
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=20)  # noqa: S310
     assert refused.value.code == 413
+    # Answered by nginx itself: no upstream was asked.
+    [logged] = nginx.wait_for_log(proxied_conf, "upload_file")
+    assert (logged.status, logged.upstream) == (413, "-")
+
+
+def test_websocket_handshake_through_nginx_answers_101(proxied: str) -> None:
+    status, headers = nginx.websocket_handshake(proxied, origin=proxied)
+    assert status == 101, headers
+    assert headers["Upgrade"].lower() == "websocket"
+    assert headers["Sec-WebSocket-Protocol"] == "streamlit"
+
+
+def test_a_foreign_origin_is_refused(proxied: str) -> None:
+    """A page on another site can neither open the portal's WebSocket (Streamlit checks Origin
+    against the Host nginx forwards) nor upload: it cannot read the XSRF cookie, and the
+    upload endpoint's CORS answer does not name it."""
+    foreign = "https://evil.example"
+    status, _ = nginx.websocket_handshake(proxied, origin=foreign)
+    assert status == 403
+
+    token, other = generate_xsrf_token_string(), generate_xsrf_token_string()
+    upload = proxied + "/_stcore/upload_file/no-such-session/file"
+
+    def put(cookie: str | None, header: str | None) -> int:
+        headers = {"Origin": foreign, "Content-Type": "multipart/form-data; boundary=b"}
+        if cookie is not None:
+            headers["Cookie"] = f"_streamlit_xsrf={cookie}"
+        if header is not None:
+            headers["X-Xsrftoken"] = header
+        request = urllib.request.Request(  # noqa: S310 - loopback test server
+            upload, data=b"--b--\r\n", method="PUT", headers=headers
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert put(cookie=token, header=None) == 403
+    assert put(cookie=None, header=token) == 403
+    assert put(cookie=token, header=other) == 403
+    # With the matching pair (which only a page of the portal's own origin can read) the XSRF
+    # check passes and the request fails later, on the made-up session.
+    assert put(cookie=token, header=token) == 400
+
+    preflight = urllib.request.Request(  # noqa: S310 - loopback test server
+        upload,
+        method="OPTIONS",
+        headers={"Origin": foreign, "Access-Control-Request-Method": "PUT"},
+    )
+    with urllib.request.urlopen(preflight, timeout=15) as response:  # noqa: S310
+        assert response.headers.get("Access-Control-Allow-Origin") != foreign

@@ -1,6 +1,8 @@
 """The production files hold together: the compose file validates against the Compose spec, the
 Dockerfile is hadolint-clean, secrets are required (a missing one stops start-up), only nginx is
-published, start-up order follows health, and .env.example names every variable."""
+published, start-up order follows health, .env.example names every variable, and the nginx
+image's entrypoint gets the portal's script (executable, or the image skips it), which derives
+the body limit and chooses plain HTTP or TLS."""
 
 from __future__ import annotations
 
@@ -82,17 +84,68 @@ def test_env_example_names_every_variable_compose_reads() -> None:
     assert used <= listed, sorted(used - listed)
 
 
-@pytest.mark.parametrize(("upload_mb", "body_mb"), [("50", "51"), (None, "201")])
-def test_nginx_body_limit_follows_the_upload_limit(upload_mb: str | None, body_mb: str) -> None:
-    env = {"PATH": os.environ["PATH"]}
-    if upload_mb is not None:
-        env["PORTAL_MAX_UPLOAD_MB"] = upload_mb
-    result = subprocess.run(
-        ["sh", "-c", f". {ROOT / 'nginx' / '15-portal-limits.envsh'}; echo $PORTAL_MAX_BODY_MB"],
-        env=env,
+ENVSH = ROOT / "nginx" / "15-portal.envsh"
+
+
+def _source_envsh(**settings: str) -> subprocess.CompletedProcess[str]:
+    shown = "PORTAL_MAX_BODY_MB PORTAL_NGINX_SITE PORTAL_HTTPS_PORT_SUFFIX"
+    return subprocess.run(
+        ["sh", "-c", f'. "{ENVSH}"; for v in {shown}; do eval echo "$v=\\${{$v}}"; done'],
+        env={"PATH": os.environ["PATH"], **settings},
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
         timeout=10,
     )
-    assert result.stdout.strip() == body_mb
+
+
+def _derived(**settings: str) -> dict[str, str]:
+    result = _source_envsh(**settings)
+    assert result.returncode == 0, result.stderr
+    return dict(line.split("=", 1) for line in result.stdout.splitlines())
+
+
+@pytest.mark.parametrize(("upload_mb", "body_mb"), [("50", "51"), (None, "201")])
+def test_nginx_body_limit_follows_the_upload_limit(upload_mb: str | None, body_mb: str) -> None:
+    settings = {} if upload_mb is None else {"PORTAL_MAX_UPLOAD_MB": upload_mb}
+    assert _derived(**settings)["PORTAL_MAX_BODY_MB"] == body_mb
+
+
+def test_nginx_serves_plain_http_unless_a_certificate_is_given(tmp_path: Path) -> None:
+    assert _derived()["PORTAL_NGINX_SITE"] == "http"
+    assert _derived(PORTAL_TLS_CERT="", PORTAL_TLS_KEY="")["PORTAL_NGINX_SITE"] == "http"
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("cert")
+    key.write_text("key")
+    tls = {"PORTAL_TLS_CERT": str(cert), "PORTAL_TLS_KEY": str(key)}
+    assert _derived(**tls) == {
+        "PORTAL_MAX_BODY_MB": "201",
+        "PORTAL_NGINX_SITE": "https",
+        "PORTAL_HTTPS_PORT_SUFFIX": "",
+    }
+    assert _derived(**tls, PORTAL_HTTPS_PORT="8443")["PORTAL_HTTPS_PORT_SUFFIX"] == ":8443"
+
+
+@pytest.mark.parametrize("missing", ["key", "file"])
+def test_nginx_refuses_half_a_tls_configuration(tmp_path: Path, missing: str) -> None:
+    cert = tmp_path / "cert.pem"
+    cert.write_text("cert")
+    settings = {"PORTAL_TLS_CERT": str(cert)}
+    if missing == "file":
+        settings["PORTAL_TLS_KEY"] = str(tmp_path / "no-such-key.pem")
+    result = _source_envsh(**settings)
+    assert result.returncode != 0
+    assert "PORTAL_TLS_CERT and PORTAL_TLS_KEY" in result.stderr
+
+
+def test_nginx_gets_the_templates_and_the_executable_entrypoint_script(compose: dict) -> None:
+    nginx = compose["services"]["nginx"]
+    mounts = {target: source for source, target, _ in (m.rsplit(":", 2) for m in nginx["volumes"])}
+    assert mounts["/etc/nginx/templates"] == "./nginx/templates"
+    assert mounts["/docker-entrypoint.d/15-portal.envsh"] == "./nginx/15-portal.envsh"
+    assert os.access(ENVSH, os.X_OK)
+    assert mounts["/etc/nginx/tls"] == "${PORTAL_TLS_DIR:-./deploy/tls}"
+    environment = set(nginx["environment"])
+    assert {"PORTAL_TLS_CERT", "PORTAL_TLS_KEY", "PORTAL_MAX_UPLOAD_MB"} <= environment
+    # It renders to default.conf: the image's own default site would otherwise answer instead.
+    assert (ROOT / "nginx" / "templates" / "default.conf.template").is_file()
