@@ -1,20 +1,30 @@
-"""Reading the audit trail: a dataset's state as of any changeset, rebuilt from the log alone.
+"""Reading the audit trail: a dataset's state as of any changeset, rebuilt from the log alone;
+the rows of a bulk load (all of them, or a slice); every version of one row.
 
 ``dataset_state`` folds every captured change of a dataset, in chain order (``seq``; inside a
 changeset, row changes by id, then bulk loads by id), into ``{_row_id: row image}``. Bulk loads
 are replayed through ``COPY`` into a temporary table of the recorded column types, so their
-images are exactly what the capture trigger would have recorded row by row.
+images are exactly what the capture trigger would have recorded row by row. A slice of a bulk
+load (a page of it, or the one row a row's history needs) replays only that slice's records,
+cut from the stream at record boundaries, so a page never costs a million-row replay.
+
+Images are read from the ``jsonb`` text; with ``exact=True`` decimals come back as ``Decimal``
+(``12.10`` stays ``12.10``), otherwise as ``float`` like psycopg2's default.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from audit.bulk import copy_into, read_content
+from audit.search import RowEvent, row_history
 from portal.errors import AuditError
 
 RowImage = dict[str, Any]
@@ -24,7 +34,7 @@ SQL_TYPE = re.compile(r"^[a-z][a-z0-9_ ]*(\([0-9, ]+\))?( with(out)? time zone)?
 
 _EVENTS = text(
     """
-    SELECT c.seq, 0 AS part, r.id, r.row_id, r.op, r.after
+    SELECT c.seq, 0 AS part, r.id, r.row_id, r.op, r.after::text AS after
       FROM audit.row_change r JOIN audit.changeset c ON c.id = r.changeset_id
      WHERE r.dataset_id = :dataset AND c.seq IS NOT NULL AND c.seq <= :upto
     UNION ALL
@@ -36,38 +46,94 @@ _EVENTS = text(
 )
 
 
+def _loads(document: str | None, exact: bool) -> Any:
+    if document is None:
+        return None
+    return json.loads(document, parse_float=Decimal) if exact else json.loads(document)
+
+
 def dataset_state(
-    *, session: Session, dataset_id: int, as_of_seq: int | None = None
+    *, session: Session, dataset_id: int, as_of_seq: int | None = None, exact: bool = False
 ) -> dict[int, RowImage]:
     """The dataset's rows right after changeset ``as_of_seq`` (default: the newest), by
-    ``_row_id``, each image without ``_row_id`` and ``_version``."""
+    ``_row_id``, each image without ``_row_id`` and ``_version``.
+
+    Raises:
+        AuditError: a bulk load's stored rows no longer match their SHA-256.
+    """
     upto = as_of_seq if as_of_seq is not None else 2**62
     state: dict[int, RowImage] = {}
-    for event in session.execute(_EVENTS, {"dataset": dataset_id, "upto": upto}).all():
+    result = session.execute(
+        _EVENTS, {"dataset": dataset_id, "upto": upto}, execution_options={"yield_per": 10_000}
+    )
+    for event in result:
         if event.op == "bulk":
-            state.update(bulk_rows(session=session, bulk_load_id=event.id))
+            state.update(bulk_rows(session=session, bulk_load_id=event.id, exact=exact))
         elif event.op == "delete":
             state.pop(event.row_id, None)
         elif event.op == "update":  # the changed cells only
-            state[event.row_id] = {**state.get(event.row_id, {}), **event.after}
+            state[event.row_id] = {**state.get(event.row_id, {}), **_loads(event.after, exact)}
         else:
-            state[event.row_id] = event.after
+            state[event.row_id] = _loads(event.after, exact)
     return state
 
 
-def bulk_rows(*, session: Session, bulk_load_id: int) -> dict[int, RowImage]:
+def bulk_rows(*, session: Session, bulk_load_id: int, exact: bool = False) -> dict[int, RowImage]:
     """The rows a bulk load inserted, rebuilt by replaying its COPY stream.
 
     Raises:
         AuditError: the stored stream does not match its SHA-256.
     """
+    content = read_content(session=session, bulk_load_id=bulk_load_id)
+    return _replay(session, bulk_load_id, content, exact)
+
+
+def bulk_rows_slice(
+    *, session: Session, bulk_load_id: int, offset: int, limit: int, exact: bool = True
+) -> dict[int, RowImage]:
+    """Rows ``offset`` to ``offset + limit - 1`` (from 0, in load order) of a bulk load.
+
+    The whole stream is read and checked against its SHA-256, but only the slice's records are
+    replayed.
+
+    Raises:
+        AuditError: the stored stream does not match its SHA-256.
+    """
+    content = read_content(session=session, bulk_load_id=bulk_load_id)
+    return _replay(session, bulk_load_id, record_slice(content, offset, limit), exact)
+
+
+def record_slice(content: bytes, offset: int, limit: int) -> bytes:
+    """Records ``offset`` .. ``offset + limit - 1`` of a CSV stream (``"`` quotes, doubled
+    inside a field), cut at record ends: a newline outside quotes."""
+    pos, index, quotes, start = 0, 0, 0, None
+    end = len(content)
+    while pos < end and index < offset + limit:
+        newline = content.find(b"\n", pos)
+        line_end = end if newline == -1 else newline + 1
+        quotes += content.count(b'"', pos, line_end)
+        pos = line_end
+        if quotes % 2 == 0:  # the record ends here
+            index += 1
+            quotes = 0
+            if index == offset:
+                start = pos
+    if offset == 0:
+        start = 0
+    return b"" if start is None else content[start:pos]
+
+
+def _replay(
+    session: Session, bulk_load_id: int, content: bytes, exact: bool
+) -> dict[int, RowImage]:
     columns = session.execute(
         text("SELECT columns FROM audit.bulk_load WHERE id = :id"), {"id": bulk_load_id}
     ).scalar_one()
     bad = [type_ for _, type_ in columns if not SQL_TYPE.fullmatch(type_)]
     if bad:
         raise AuditError(f"bulk load {bulk_load_id} records an unexpected column type {bad[0]!r}")
-    content = read_content(session=session, bulk_load_id=bulk_load_id)
+    if not content:
+        return {}
     preparer = session.get_bind().dialect.identifier_preparer
     temp = preparer.quote(f"replay_bulk_{bulk_load_id}")
     definition = ", ".join(f"{preparer.quote(name)} {type_}" for name, type_ in columns)
@@ -75,7 +141,50 @@ def bulk_rows(*, session: Session, bulk_load_id: int) -> dict[int, RowImage]:
         session.execute(text(f"CREATE TEMPORARY TABLE {temp} (_row_id bigint, {definition})"))
         copy_into(session, temp, ["_row_id", *(name for name, _ in columns)], content)
         rows = session.execute(
-            text(f"SELECT t._row_id, to_jsonb(t) - '_row_id' AS image FROM {temp} t")
+            text(f"SELECT t._row_id, (to_jsonb(t) - '_row_id')::text AS image FROM {temp} t")
         ).all()
         session.execute(text(f"DROP TABLE {temp}"))
-    return {row._row_id: row.image for row in rows}
+    return {row._row_id: _loads(row.image, exact) for row in rows}
+
+
+@dataclass(frozen=True)
+class RowVersion:
+    """One version of a row: the change that made it and the whole row right after it
+    (``None`` once deleted)."""
+
+    change: RowEvent
+    row: RowImage | None
+    changed: dict[str, tuple[Any, Any]]  # column -> (before, after) for the cells it changed
+
+
+def row_versions(*, session: Session, dataset_id: int, row_id: int) -> list[RowVersion]:
+    """Every version of one row of a dataset, oldest first, with who made it, when and why.
+
+    Raises:
+        AuditError: the bulk load that inserted the row no longer matches its SHA-256.
+    """
+    versions: list[RowVersion] = []
+    current: RowImage | None = None
+    for event in row_history(session=session, dataset_id=dataset_id, row_id=row_id):
+        if event.bulk_load_id is not None:
+            first = session.execute(
+                text("SELECT first_row_id FROM audit.bulk_load WHERE id = :id"),
+                {"id": event.bulk_load_id},
+            ).scalar_one()
+            rows = bulk_rows_slice(
+                session=session, bulk_load_id=event.bulk_load_id, offset=row_id - first, limit=1
+            )
+            current = rows.get(row_id, {})
+            changed = {k: (None, v) for k, v in current.items()}
+        elif event.op == "insert":
+            current = dict(event.after or {})
+            changed = {k: (None, v) for k, v in current.items()}
+        elif event.op == "update":
+            before, after = event.before or {}, event.after or {}
+            current = {**(current or {}), **after}
+            changed = {k: (before.get(k), after.get(k)) for k in after}
+        else:
+            changed = {k: (v, None) for k, v in (event.before or {}).items()}
+            current = None
+        versions.append(RowVersion(event, None if current is None else dict(current), changed))
+    return versions

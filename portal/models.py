@@ -129,9 +129,30 @@ class Changeset(Base):
     __tablename__ = "changeset"
     __table_args__ = (
         CheckConstraint(_in("kind", CHANGESET_KINDS), name="kind_valid"),
-        Index("ix_changeset_dataset_committed", "dataset_id", text("committed_at DESC")),
-        Index("ix_changeset_actor_committed", "actor_username", text("committed_at DESC")),
-        Index("ix_changeset_committed", text("committed_at DESC")),
+        # Newest first with a tie-breaker, one per filter of the Audit page (migration 0004).
+        Index("ix_changeset_committed_seq", text("committed_at DESC"), text("seq DESC")),
+        Index(
+            "ix_changeset_dataset_committed_seq",
+            "dataset_id",
+            text("committed_at DESC"),
+            text("seq DESC"),
+        ),
+        Index(
+            "ix_changeset_actor_committed_seq",
+            "actor_username",
+            text("committed_at DESC"),
+            text("seq DESC"),
+        ),
+        Index(
+            "ix_changeset_dataset_actor_committed_seq",
+            "dataset_id",
+            "actor_username",
+            text("committed_at DESC"),
+            text("seq DESC"),
+        ),
+        Index(
+            "ix_changeset_kind_committed_seq", "kind", text("committed_at DESC"), text("seq DESC")
+        ),
         {"schema": "audit"},
     )
 

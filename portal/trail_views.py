@@ -1,0 +1,784 @@
+"""The Audit and History pages' domain side: who may read what, frames to show, exports, and the
+events that record views and exports. No Streamlit here; the pages render what this returns.
+
+    search_trail()        a page of changesets or events (admins), recording the view
+    changeset()           one changeset's header (admins, or anyone for a dataset's history)
+    change_frames()       a page of a changeset's row changes as frames to show
+    bulk_page()           a page of a bulk load's rows, replayed from its stored stream
+    activity_frame()      row changes per day by actor or dataset, wide, for a chart
+    export_trail()        the filtered trail as formula-safe CSV or JSON, recorded as an export
+    chain_status()        the same check as ``portal audit verify``, recorded as a view
+    dataset_history()     a page of one dataset's changesets (every role)
+    as_of()               a dataset exactly as it stood right after a changeset
+    export_as_of()        that state as a formula-safe CSV, recorded as an export
+    row_versions_frame()  every version of one row, with who, when and why
+
+Which views are recorded (``audit_view`` events). Streamlit reruns the page on every click, so
+recording each run would bury the log in noise; recording nothing would let an admin read the
+trail unseen. The Audit page records one event per session for each distinct filter and list
+(changesets or events) it shows, one for each changeset opened in detail, and one for each chain
+verification; paging through the same result is not recorded again. The page keeps which views
+it has recorded in its session state and asks for ``record=True`` the first time; the event is
+written in the same transaction as the read it describes. Every export is recorded, always.
+History views by non-admins are ordinary dataset reads and are not recorded; their exports are.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Final, Literal
+
+import pandas as pd
+from pandas.io.formats.style import Styler
+from sqlalchemy import Text, cast, select
+from sqlalchemy.orm import Session
+
+from audit import search
+from audit.chain import ChainHead, VerifyResult, read_head, verify
+from audit.events import record_event
+from audit.search import (
+    ActivityBy,
+    ChangesetDetail,
+    ChangesetKey,
+    ChangesetSummary,
+    EventKey,
+    EventSummary,
+    Page,
+    RowChangeView,
+    TrailFilter,
+)
+from audit.trail import RowImage, bulk_rows_slice, dataset_state, row_versions
+from portal.actor import Actor
+from portal.csv_safe import neutralise, neutralise_row
+from portal.datasets import dataset_names, dataset_spec, get_dataset
+from portal.errors import NotFound, PermissionDenied, ValidationError
+from portal.models import Changeset, Dataset, RowChange
+
+__all__ = [
+    "ChangesetDetail",
+    "ChangesetKey",
+    "ChangesetSummary",
+    "EventKey",
+    "EventSummary",
+    "Page",
+    "TrailFilter",
+]
+
+TrailList = Literal["changesets", "events"]
+ExportFormat = Literal["csv", "json"]
+ROW_ID: Final = "_row_id"
+EXPORT_CHUNK: Final = 1000
+MAX_BULK_PAGE: Final = 1000
+BEFORE_STYLE: Final = "background-color: rgba(255, 75, 75, 0.25)"
+AFTER_STYLE: Final = "background-color: rgba(33, 195, 84, 0.25)"
+
+
+def _require_admin(actor: Actor) -> None:
+    if not actor.can("admin"):
+        raise PermissionDenied("Only admins can read the audit trail.")
+
+
+def _require_viewer(actor: Actor) -> None:
+    if not actor.can("viewer"):
+        raise PermissionDenied("Only signed-in people with a role can read dataset history.")
+
+
+def when(moment: datetime | None) -> str:
+    """A timestamp as the pages show it: UTC, to the second."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "—"
+
+
+def cell_text(value: Any) -> str:
+    """A value of a row image as text: as the upload would read it back; no value is ``""``."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, str | int | float):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+# ---------------------------------------------------------------------------------------------
+# Choices and labels
+# ---------------------------------------------------------------------------------------------
+
+
+def datasets(*, session: Session) -> list[tuple[int, str]]:
+    """``(id, name)`` of every dataset, by name."""
+    return dataset_names(session=session)
+
+
+def actors(*, session: Session) -> list[str]:
+    return search.actors(session=session)
+
+
+def kinds(trail_list: TrailList) -> tuple[str, ...]:
+    changeset_kinds, event_kinds = search.kinds()
+    return changeset_kinds if trail_list == "changesets" else event_kinds
+
+
+def column_labels(*, session: Session, dataset_id: int | None) -> dict[str, str]:
+    """Physical column name -> its label in the dataset's current spec (empty if unknown)."""
+    if dataset_id is None:
+        return {}
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None:
+        return {}
+    return {c.name: c.label for c in dataset_spec(dataset).columns}
+
+
+# ---------------------------------------------------------------------------------------------
+# The Audit page
+# ---------------------------------------------------------------------------------------------
+
+
+def search_trail(
+    *,
+    session: Session,
+    actor: Actor,
+    trail_filter: TrailFilter,
+    trail_list: TrailList = "changesets",
+    after: ChangesetKey | EventKey | None = None,
+    limit: int = search.PAGE_SIZE,
+    record: bool = False,
+) -> Page[Any, Any]:
+    """A page of the trail, newest first; with ``record`` an ``audit_view`` event too.
+
+    Raises:
+        PermissionDenied: the actor is not an admin.
+        ValidationError: a bad page size, a date range that ends before it starts, or a
+            free-text search that ran too long.
+    """
+    _require_admin(actor)
+    _check_range(trail_filter)
+    page: Page[Any, Any]
+    if trail_list == "changesets":
+        key = after if isinstance(after, ChangesetKey) else None
+        page = search.search_changesets(
+            session=session, trail_filter=trail_filter, after=key, limit=limit
+        )
+    else:
+        event_key = after if isinstance(after, EventKey) else None
+        page = search.search_events(
+            session=session, trail_filter=trail_filter, after=event_key, limit=limit
+        )
+    if record:
+        record_event(
+            session=session,
+            kind="audit_view",
+            actor_username=actor.username,
+            target="audit",
+            detail={"list": trail_list, "filter": trail_filter.to_json()},
+        )
+    return page
+
+
+def _check_range(trail_filter: TrailFilter) -> None:
+    f = trail_filter
+    if f.since is not None and f.until is not None and f.until <= f.since:
+        raise ValidationError("The date range ends before it starts; choose the dates again.")
+
+
+def changeset(
+    *, session: Session, actor: Actor, changeset_id: int, record: bool = False
+) -> ChangesetDetail:
+    """One sealed changeset's header. Admins may open any; others only one of a dataset (on
+    the History page). With ``record`` an ``audit_view`` event names it.
+
+    Raises:
+        PermissionDenied: a non-admin asked for a changeset of no dataset.
+        NotFound: no such sealed changeset.
+    """
+    _require_viewer(actor)
+    detail = search.changeset_detail(session=session, changeset_id=changeset_id)
+    if detail.summary.dataset_id is None and not actor.can("admin"):
+        raise PermissionDenied("Only admins can open changesets that belong to no dataset.")
+    if record:
+        record_event(
+            session=session,
+            kind="audit_view",
+            actor_username=actor.username,
+            target=f"changeset:{changeset_id}",
+            detail={"changeset_id": changeset_id, "seq": detail.summary.seq},
+        )
+    return detail
+
+
+@dataclass(frozen=True, eq=False)
+class ChangeFrames:
+    """A page of a changeset's row changes, ready to show.
+
+    ``updates`` pairs a *before* and an *after* line per updated row, holding only the cells
+    the row changed, highlighted; ``inserted``/``deleted`` hold whole rows.
+    """
+
+    updates: Styler | None
+    inserted: pd.DataFrame | None
+    deleted: pd.DataFrame | None
+    count: int
+    next_key: int | None
+
+
+def change_frames(
+    *,
+    session: Session,
+    actor: Actor,
+    changeset_id: int,
+    op: str,
+    after_id: int | None = None,
+    limit: int = search.PAGE_SIZE,
+) -> ChangeFrames:
+    """A page of the changeset's row changes of one ``op`` (insert, update, delete).
+
+    Raises:
+        PermissionDenied, NotFound: as ``changeset``.
+        ValidationError: an unknown ``op`` or a bad page size.
+    """
+    if op not in ("insert", "update", "delete"):
+        raise ValidationError("Choose inserted, updated or deleted rows.")
+    detail = changeset(session=session, actor=actor, changeset_id=changeset_id)
+    labels = column_labels(session=session, dataset_id=detail.summary.dataset_id)
+    page = search.row_changes(
+        session=session, changeset_id=changeset_id, op=op, after_id=after_id, limit=limit
+    )
+    if op == "update":
+        return ChangeFrames(
+            update_styler(page.items, labels), None, None, len(page.items), page.next_key
+        )
+    images = {c.row_id: (c.after if op == "insert" else c.before) or {} for c in page.items}
+    frame = rows_frame(images, labels)
+    if op == "insert":
+        return ChangeFrames(None, frame, None, len(page.items), page.next_key)
+    return ChangeFrames(None, None, frame, len(page.items), page.next_key)
+
+
+def _ordered_columns(keys: Iterable[str], labels: Mapping[str, str]) -> list[str]:
+    present = set(keys)
+    known = [name for name in labels if name in present]
+    return known + sorted(present - set(known))
+
+
+def update_styler(changes: list[RowChangeView], labels: Mapping[str, str]) -> Styler:
+    """Updated rows as *before* / *after* line pairs with each changed cell highlighted; a blank
+    cell is one that row did not change; ``∅`` is a cell changed to or from no value."""
+    columns = _ordered_columns((k for c in changes for k in (c.after or {})), labels)
+    records: list[dict[str, Any]] = []
+    for c in changes:
+        for state, image in (("before", c.before or {}), ("after", c.after or {})):
+            line: dict[str, Any] = {"Row id": c.row_id, "State": state}
+            for name in columns:
+                if name in image:
+                    line[labels.get(name, name)] = cell_text(image[name]) or "∅"
+                else:
+                    line[labels.get(name, name)] = ""
+            records.append(line)
+    shown = ["Row id", "State", *(labels.get(n, n) for n in columns)]
+    frame = pd.DataFrame.from_records(records, columns=shown)
+
+    def highlight(row: pd.Series[Any]) -> list[str]:
+        style = BEFORE_STYLE if row["State"] == "before" else AFTER_STYLE
+        return ["" if i < 2 or row.iloc[i] == "" else style for i in range(len(row))]
+
+    return frame.style.apply(highlight, axis=1)
+
+
+def rows_frame(images: Mapping[int, RowImage], labels: Mapping[str, str]) -> pd.DataFrame:
+    """Whole rows by ``_row_id``: Row id, then the columns (labels) as text."""
+    columns = _ordered_columns((k for image in images.values() for k in image), labels)
+    if not columns:
+        columns = list(labels)
+    shown = [labels.get(n, n) for n in columns]
+    data = {
+        "Row id": pd.array(list(images), dtype="int64"),
+        **{
+            label: pd.array(
+                [cell_text(image.get(name)) for image in images.values()], dtype="string"
+            )
+            for name, label in zip(columns, shown, strict=True)
+        },
+    }
+    return pd.DataFrame(data)
+
+
+def bulk_page(
+    *,
+    session: Session,
+    actor: Actor,
+    changeset_id: int,
+    bulk_load_id: int,
+    offset: int,
+    limit: int = search.PAGE_SIZE,
+) -> pd.DataFrame:
+    """Rows ``offset`` .. ``offset + limit - 1`` of one bulk load of the changeset.
+
+    Raises:
+        PermissionDenied, NotFound: as ``changeset``; NotFound also when the bulk load is not
+            the changeset's.
+        ValidationError: a bad page size.
+        AuditError: the stored rows no longer match their SHA-256.
+    """
+    if not 1 <= limit <= MAX_BULK_PAGE:
+        raise ValidationError(f"Choose a page size between 1 and {MAX_BULK_PAGE}.")
+    detail = changeset(session=session, actor=actor, changeset_id=changeset_id)
+    if bulk_load_id not in {b.id for b in detail.bulk_loads}:
+        raise NotFound(f"Changeset {changeset_id} has no bulk load {bulk_load_id}.")
+    labels = column_labels(session=session, dataset_id=detail.summary.dataset_id)
+    images = bulk_rows_slice(
+        session=session, bulk_load_id=bulk_load_id, offset=max(0, offset), limit=limit
+    )
+    return rows_frame(dict(sorted(images.items())), labels)
+
+
+def activity_frame(
+    *, session: Session, actor: Actor, trail_filter: TrailFilter, by: ActivityBy = "actor"
+) -> pd.DataFrame:
+    """Row changes per UTC day (index) and actor or dataset (columns), zeros where none.
+
+    Raises:
+        PermissionDenied: the actor is not an admin.
+        ValidationError: a date range that ends before it starts.
+    """
+    _require_admin(actor)
+    _check_range(trail_filter)
+    points = search.activity(session=session, trail_filter=trail_filter, by=by)
+    if not points:
+        return pd.DataFrame()
+    long = pd.DataFrame(
+        {
+            "day": [pd.Timestamp(p.day) for p in points],
+            "key": [p.key for p in points],
+            "changes": [p.changes for p in points],
+        }
+    )
+    return long.pivot_table(
+        index="day", columns="key", values="changes", fill_value=0, aggfunc="sum"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Exports
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Export:
+    """A prepared download and the ``export`` event that records it."""
+
+    data: bytes
+    file_name: str
+    mime: str
+    rows: int
+    event_id: int
+
+
+_CHANGESET_FIELDS = (
+    "seq",
+    "changeset_id",
+    "committed_at",
+    "kind",
+    "out_of_band",
+    "dataset_id",
+    "dataset",
+    "actor",
+    "actor_display_name",
+    "reason",
+    "inserted",
+    "updated",
+    "deleted",
+)
+_ROW_FIELDS = ("row_id", "op", "before", "after")
+_EVENT_FIELDS = ("event_id", "occurred_at", "kind", "actor", "target", "detail")
+
+
+def _changeset_values(c: ChangesetSummary) -> list[Any]:
+    return [
+        c.seq,
+        c.id,
+        c.committed_at.astimezone(UTC).isoformat(),
+        c.kind,
+        c.out_of_band,
+        c.dataset_id,
+        c.dataset_name,
+        c.actor_username,
+        c.actor_display_name,
+        c.reason,
+        c.inserted,
+        c.updated,
+        c.deleted,
+    ]
+
+
+def _all_pages(
+    session: Session, trail_filter: TrailFilter, trail_list: TrailList
+) -> Iterator[list[Any]]:
+    after: Any = None
+    while True:
+        page: Page[Any, Any]
+        if trail_list == "changesets":
+            page = search.search_changesets(
+                session=session, trail_filter=trail_filter, after=after, limit=EXPORT_CHUNK
+            )
+        else:
+            page = search.search_events(
+                session=session, trail_filter=trail_filter, after=after, limit=EXPORT_CHUNK
+            )
+        if page.items:
+            yield page.items
+        if page.next_key is None:
+            return
+        after = page.next_key
+
+
+def _raw_row_changes(session: Session, changeset_ids: list[int]) -> dict[int, list[Any]]:
+    """Each changeset's row changes as (row_id, op, before jsonb text, after jsonb text)."""
+    by_changeset: dict[int, list[Any]] = {i: [] for i in changeset_ids}
+    rows = session.execute(
+        select(
+            RowChange.changeset_id,
+            RowChange.row_id,
+            RowChange.op,
+            cast(RowChange.before, Text),
+            cast(RowChange.after, Text),
+        )
+        .where(RowChange.changeset_id.in_(changeset_ids))
+        .order_by(RowChange.changeset_id, RowChange.id)
+    )
+    for r in rows:
+        by_changeset[r[0]].append(tuple(r[1:]))
+    return by_changeset
+
+
+def _csv_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return neutralise(str(value))
+
+
+def export_trail(
+    *,
+    session: Session,
+    actor: Actor,
+    trail_filter: TrailFilter,
+    trail_list: TrailList = "changesets",
+    fmt: ExportFormat = "csv",
+    include_rows: bool = False,
+) -> Export:
+    """Every changeset (or event) matching the filter, newest first, as CSV (UTF-8 with a BOM,
+    every cell formula-safe) or JSON, and an ``export`` event recording who, what and how many.
+
+    With ``include_rows`` (changesets only) each captured row change is included: in CSV one
+    line per row change (``before``/``after`` as JSON text; a changeset without captured row
+    changes keeps one line), in JSON a ``row_changes`` list per changeset. Bulk-loaded rows are
+    not expanded; ``inserted`` counts them.
+
+    Raises:
+        PermissionDenied: the actor is not an admin.
+        ValidationError: as ``search_trail``.
+    """
+    _require_admin(actor)
+    _check_range(trail_filter)
+    with_rows = include_rows and trail_list == "changesets"
+    if fmt == "csv":
+        data, count = _trail_csv(session, trail_filter, trail_list, with_rows)
+        mime = "text/csv"
+    elif fmt == "json":
+        data, count = _trail_json(session, trail_filter, trail_list, with_rows)
+        mime = "application/json"
+    else:
+        raise ValidationError("Export as csv or json.")
+    event_id = record_event(
+        session=session,
+        kind="export",
+        actor_username=actor.username,
+        target=(
+            f"dataset:{trail_filter.dataset_id}" if trail_filter.dataset_id is not None else "audit"
+        ),
+        detail={
+            "what": f"audit {trail_list}",
+            "format": fmt,
+            "filter": trail_filter.to_json(),
+            "include_rows": with_rows,
+            "rows": count,
+        },
+    )
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return Export(data, f"audit-{trail_list}-{stamp}.{fmt}", mime, count, event_id)
+
+
+def _trail_csv(
+    session: Session, trail_filter: TrailFilter, trail_list: TrailList, with_rows: bool
+) -> tuple[bytes, int]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    if trail_list == "events":
+        writer.writerow(_EVENT_FIELDS)
+    else:
+        writer.writerow([*_CHANGESET_FIELDS, *(_ROW_FIELDS if with_rows else ())])
+    count = 0
+    for items in _all_pages(session, trail_filter, trail_list):
+        count += len(items)
+        if trail_list == "events":
+            for e in items:
+                writer.writerow(
+                    neutralise_row(
+                        [
+                            str(e.id),
+                            e.occurred_at.astimezone(UTC).isoformat(),
+                            e.kind,
+                            e.actor_username or "",
+                            e.target or "",
+                            json.dumps(e.detail, ensure_ascii=False, sort_keys=True),
+                        ]
+                    )
+                )
+            continue
+        changes = _raw_row_changes(session, [c.id for c in items]) if with_rows else {}
+        for c in items:
+            values = [_csv_text(v) for v in _changeset_values(c)]
+            if not with_rows:
+                writer.writerow(values)
+                continue
+            for row_id, op, before, after in changes[c.id] or [(None, None, None, None)]:
+                writer.writerow(values + [_csv_text(v) for v in (row_id, op, before, after)])
+    return buffer.getvalue().encode("utf-8-sig"), count
+
+
+def _trail_json(
+    session: Session, trail_filter: TrailFilter, trail_list: TrailList, with_rows: bool
+) -> tuple[bytes, int]:
+    """A JSON array; row images are embedded as PostgreSQL printed them (exact decimals)."""
+    parts: list[str] = []
+    count = 0
+    for items in _all_pages(session, trail_filter, trail_list):
+        count += len(items)
+        if trail_list == "events":
+            for e in items:
+                parts.append(
+                    json.dumps(
+                        dict(
+                            zip(
+                                _EVENT_FIELDS,
+                                [
+                                    e.id,
+                                    e.occurred_at.astimezone(UTC).isoformat(),
+                                    e.kind,
+                                    e.actor_username,
+                                    e.target,
+                                    e.detail,
+                                ],
+                                strict=True,
+                            )
+                        ),
+                        ensure_ascii=False,
+                        default=str,
+                    )
+                )
+            continue
+        changes = _raw_row_changes(session, [c.id for c in items]) if with_rows else {}
+        for c in items:
+            head = json.dumps(
+                dict(zip(_CHANGESET_FIELDS, _changeset_values(c), strict=True)),
+                ensure_ascii=False,
+            )
+            if with_rows:
+                lines = ", ".join(
+                    f'{{"row_id": {row_id}, "op": {json.dumps(op)}, '
+                    f'"before": {before or "null"}, "after": {after or "null"}}}'
+                    for row_id, op, before, after in changes[c.id]
+                )
+                head = head[:-1] + f', "row_changes": [{lines}]}}'
+            parts.append(head)
+    return ("[\n" + ",\n".join(parts) + "\n]\n").encode(), count
+
+
+# ---------------------------------------------------------------------------------------------
+# The chain
+# ---------------------------------------------------------------------------------------------
+
+
+def chain_head(*, session: Session, actor: Actor) -> ChainHead:
+    """Raises: PermissionDenied: the actor is not an admin."""
+    _require_admin(actor)
+    return read_head(session=session)
+
+
+def chain_status(*, session: Session, actor: Actor) -> VerifyResult:
+    """Recompute the whole hash chain, exactly as ``portal audit verify`` does, and record
+    that it was checked (and the outcome) as an ``audit_view`` event.
+
+    Raises:
+        PermissionDenied: the actor is not an admin.
+    """
+    _require_admin(actor)
+    result = verify(session=session)
+    record_event(
+        session=session,
+        kind="audit_view",
+        actor_username=actor.username,
+        target="audit:verify",
+        detail={
+            "ok": result.ok,
+            "changesets": result.changesets,
+            "head": result.head.hash,
+            "failed_seq": result.failed_seq,
+        },
+    )
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# The History page
+# ---------------------------------------------------------------------------------------------
+
+
+def dataset_history(
+    *,
+    session: Session,
+    actor: Actor,
+    dataset_id: int,
+    after: ChangesetKey | None = None,
+    limit: int = search.PAGE_SIZE,
+) -> Page[ChangesetSummary, ChangesetKey]:
+    """A page of the dataset's sealed changesets, newest first (every role).
+
+    Raises:
+        PermissionDenied: the actor has no role.
+        NotFound: no such dataset.
+        ValidationError: a bad page size.
+    """
+    _require_viewer(actor)
+    get_dataset(session=session, dataset_id=dataset_id)
+    return search.search_changesets(
+        session=session, trail_filter=TrailFilter(dataset_id=dataset_id), after=after, limit=limit
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class AsOf:
+    """A dataset's rows right after changeset ``seq``, as text, by ``_row_id``."""
+
+    dataset_id: int
+    dataset_name: str
+    seq: int
+    committed_at: datetime
+    frame: pd.DataFrame  # "Row id", then one column per label
+
+    @property
+    def rows(self) -> int:
+        return len(self.frame)
+
+
+def as_of(*, session: Session, actor: Actor, dataset_id: int, seq: int) -> AsOf:
+    """The dataset exactly as it stood right after its changeset ``seq``, rebuilt from the
+    audit log alone (``audit.trail.dataset_state``).
+
+    Raises:
+        PermissionDenied: the actor has no role.
+        NotFound: no such dataset, or ``seq`` is not one of its sealed changesets.
+        AuditError: a bulk load's stored rows no longer match their SHA-256.
+    """
+    _require_viewer(actor)
+    dataset = get_dataset(session=session, dataset_id=dataset_id)
+    committed_at = session.scalar(
+        select(Changeset.committed_at).where(
+            Changeset.seq == seq, Changeset.dataset_id == dataset_id
+        )
+    )
+    if committed_at is None:
+        raise NotFound(f"Dataset {dataset.name!r} has no changeset #{seq}.")
+    state = dataset_state(session=session, dataset_id=dataset_id, as_of_seq=seq, exact=True)
+    labels = {c.name: c.label for c in dataset_spec(dataset).columns}
+    frame = rows_frame(dict(sorted(state.items())), labels)
+    return AsOf(dataset.id, dataset.name, seq, committed_at, frame)
+
+
+def export_as_of(*, session: Session, actor: Actor, dataset_id: int, seq: int) -> Export:
+    """The dataset as of changeset ``seq`` as a formula-safe CSV (UTF-8 with a BOM; header:
+    the column labels, without the row id, like the Datasets page's download), recorded as an
+    ``export`` event.
+
+    Raises:
+        as ``as_of``.
+    """
+    state = as_of(session=session, actor=actor, dataset_id=dataset_id, seq=seq)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    columns = [c for c in state.frame.columns if c != "Row id"]
+    writer.writerow(neutralise_row(columns))
+    for values in state.frame[columns].itertuples(index=False, name=None):
+        writer.writerow(neutralise_row("" if v is pd.NA else str(v) for v in values))
+    event_id = record_event(
+        session=session,
+        kind="export",
+        actor_username=actor.username,
+        target=f"dataset:{dataset_id}",
+        detail={
+            "dataset_id": dataset_id,
+            "dataset": state.dataset_name,
+            "format": "csv",
+            "as_of_seq": seq,
+            "rows": state.rows,
+        },
+    )
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", state.dataset_name).strip("-.")[:80] or "dataset"
+    return Export(
+        buffer.getvalue().encode("utf-8-sig"),
+        f"{stem}-as-of-{seq}.csv",
+        "text/csv",
+        state.rows,
+        event_id,
+    )
+
+
+def row_versions_frame(
+    *, session: Session, actor: Actor, dataset_id: int, row_id: int
+) -> pd.DataFrame:
+    """Every version of one row, oldest first: the changeset (#seq, when, who, kind, why), the
+    operation, the cells it changed (``label: before → after``) and the whole row after it.
+
+    Raises:
+        PermissionDenied: the actor has no role.
+        NotFound: no such dataset, or the row never existed in it.
+        AuditError: the bulk load that inserted the row no longer matches its SHA-256.
+    """
+    _require_viewer(actor)
+    dataset = get_dataset(session=session, dataset_id=dataset_id)
+    labels = {c.name: c.label for c in dataset_spec(dataset).columns}
+    versions = row_versions(session=session, dataset_id=dataset_id, row_id=row_id)
+    if not versions:
+        raise NotFound(f"Row {row_id} has never existed in dataset {dataset.name!r}.")
+    names = _ordered_columns((k for v in versions for k in (v.row or {})), labels)
+    records = []
+    for n, v in enumerate(versions, start=1):
+        c = v.change
+        changed = "; ".join(
+            f"{labels.get(k, k)}: {cell_text(b) or '∅'} → {cell_text(a) or '∅'}"
+            for k, (b, a) in v.changed.items()
+            if c.op == "update"
+        )
+        record = {
+            "Version": n,
+            "Changeset": f"#{c.seq}",
+            "When": when(c.committed_at),
+            "Who": c.actor_display_name,
+            "Kind": c.kind,
+            "Why": c.reason,
+            "Change": "bulk insert" if c.bulk_load_id is not None else c.op,
+            "Changed cells": changed,
+        }
+        for name in names:
+            record[labels.get(name, name)] = cell_text((v.row or {}).get(name)) if v.row else ""
+        records.append(record)
+    return pd.DataFrame.from_records(records).astype({"Version": "int64"})
