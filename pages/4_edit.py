@@ -1,9 +1,536 @@
-"""Edit (work in progress in this session)."""
+"""Edit (everyone; editors and admins change, viewers see the grid read-only).
 
+A window of rows — filtered, sorted and paged in PostgreSQL — goes into ``st.data_editor``; the
+frame passed is kept, with each row's ``_version``, in ``portal.diffs.Window``. Every run turns
+the editor's state into a checked ChangeSet (``portal.diffs``); changes made on earlier windows
+are kept as *pending* and shown again when their rows come back, so they survive paging,
+filtering and switching pages. Commit goes through a review dialog to ``portal.writes``; a
+conflict shows who changed what, and "Reload and re-apply" merges cell by cell
+(``portal.merge``), putting the result back into the grid as pending changes.
+
+Session keys, per dataset ``d``: ``edit.d.view`` (filters, sort, offset, size),
+``edit.d.window`` (the loaded ``Window`` and its nonce), ``edit.d.pending`` (the ChangeSet of
+every unsaved change, refreshed on each run), ``edit.d.conflict`` and ``edit.d.rebased``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import secrets
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pandas as pd
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
-from portal.ui import require
+from portal import diffs, merge, writes
+from portal.browse import FILTER_OPS, RowFilter, Sort
+from portal.csv_safe import neutralise
+from portal.datasets import dataset_names
+from portal.db import session_scope
+from portal.diffs import ChangeSet, InvalidEdits, show_value
+from portal.errors import PortalError
+from portal.spec import editor_columns
+from portal.ui import current_actor, md_escape, require
+from portal.ui.column_config import column_config
+from portal.ui.navigation import HISTORY
 
 actor = require("viewer")
+may_edit = actor.can("editor")
+
+
+@dataclass(frozen=True)
+class View:
+    filters: tuple[RowFilter, ...] = ()
+    sort: Sort = field(default_factory=Sort)
+    offset: int = 0
+    size: int = 1_000
+
+
+@dataclass(frozen=True, eq=False)
+class Loaded:
+    nonce: str
+    view: View
+    read: writes.EditWindow
+    window: diffs.Window
+
+    @property
+    def editor_key(self) -> str:
+        return f"edit.grid.{self.nonce}"
+
+
+def keys(dataset_id: int) -> dict[str, str]:
+    base = f"edit.{dataset_id}"
+    return {
+        part: f"{base}.{part}"
+        for part in ("view", "window", "pending", "conflict", "rebased", "flash", "confirm")
+    }
+
+
+def load(dataset_id: int, view: View, pending: ChangeSet | None) -> Loaded:
+    with session_scope() as session:
+        read = writes.read_window(
+            session=session,
+            dataset_id=dataset_id,
+            offset=view.offset,
+            limit=view.size,
+            sort=view.sort,
+            filters=view.filters,
+        )
+    base = diffs.editor_frame(read.spec, read.rows)
+    window = diffs.make_window(read.spec, base, read.versions, pending)
+    return Loaded(secrets.token_hex(4), view, read, window)
+
+
+def current_changes(loaded: Loaded) -> ChangeSet:
+    """Every unsaved change: this window's editor state on top of the pending ones."""
+    state = st.session_state.get(loaded.editor_key)
+    return diffs.build_changeset(loaded.window, state, may_edit=may_edit)
+
+
+def move(dataset_id: int, view: View) -> None:
+    """Callback: show another window, carrying this window's edits along as pending."""
+    k = keys(dataset_id)
+    loaded: Loaded | None = st.session_state.get(k["window"])
+    if loaded is not None:
+        try:
+            st.session_state[k["pending"]] = current_changes(loaded)
+        except InvalidEdits:
+            st.session_state[k["flash"]] = (
+                "Some edits on this page break the dataset's rules: correct or discard them "
+                "before changing page, filter or sort."
+            )
+            return
+        except PortalError as exc:
+            st.session_state[k["flash"]] = str(exc)
+            return
+    st.session_state[k["view"]] = view
+    st.session_state.pop(k["window"], None)
+
+
+def forget(dataset_id: int) -> None:
+    """Drop every unsaved change and the loaded window (after a commit or a discard)."""
+    k = keys(dataset_id)
+    for part in ("window", "pending", "conflict", "rebased", "confirm"):
+        st.session_state.pop(k[part], None)
+
+
+# -- which dataset ----------------------------------------------------------------------------
 
 st.title("Edit")
+try:
+    with session_scope() as session:
+        choices = dict(dataset_names(session=session))
+except PortalError as exc:
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
+if not choices:
+    st.info("No datasets yet: upload a CSV file to create one.", icon=":material/table_view:")
+    st.stop()
+
+wanted = st.query_params.get("dataset")
+if (
+    wanted
+    and wanted.isdigit()
+    and int(wanted) in choices
+    and "edit.dataset" not in st.session_state
+):
+    st.session_state["edit.dataset"] = int(wanted)
+dataset_id = st.selectbox(
+    "Dataset",
+    list(choices),
+    index=None,
+    format_func=lambda i: choices[i],
+    placeholder="Choose a dataset to edit",
+    key="edit.dataset",
+)
+if dataset_id is None:
+    st.stop()
+opened: int = dataset_id  # narrowed, for the dialogs below
+st.query_params["dataset"] = str(dataset_id)
+k = keys(dataset_id)
+view: View = st.session_state.get(k["view"], View())
+loaded: Loaded | None = st.session_state.get(k["window"])
+if loaded is not None and loaded.editor_key not in st.session_state:
+    # The grid's own state went away (the person was on another page): show the rows again,
+    # freshly read, with the unsaved changes on top.
+    loaded = None
+if loaded is None:
+    try:
+        loaded = load(dataset_id, view, st.session_state.get(k["pending"]))
+    except PortalError as exc:
+        st.error(str(exc), icon=":material/error:")
+        if st.button("Reset filters and sort"):
+            st.session_state.pop(k["view"], None)
+            st.rerun()
+        st.stop()
+    st.session_state[k["window"]] = loaded
+read, window = loaded.read, loaded.window
+spec = read.spec
+labels = {diffs.ROW_ID: "Row id", **{c.name: c.label for c in spec.columns}}
+if not may_edit:
+    st.caption("You can view this dataset; editors and admins can change it.")
+if flash := st.session_state.pop(k["flash"], None):
+    st.warning(flash, icon=":material/warning:")
+
+
+# -- filter, sort, page -----------------------------------------------------------------------
+
+with st.expander(
+    "Filter and sort" + (f" — {len(view.filters)} filter(s)" if view.filters else ""),
+    expanded=bool(view.filters),
+):
+    for n, f in enumerate(view.filters):
+        left, right = st.columns([5, 1], vertical_alignment="center")
+        left.write(md_escape(f.describe(spec)))
+        right.button(
+            "Remove",
+            key=f"edit.{dataset_id}.unfilter.{n}",
+            on_click=move,
+            args=(
+                dataset_id,
+                replace(view, filters=view.filters[:n] + view.filters[n + 1 :], offset=0),
+            ),
+        )
+    with st.form(f"edit.{dataset_id}.filter"):
+        c1, c2, c3, c4 = st.columns([2, 1, 2, 2])
+        f_column = c1.selectbox(
+            "Column", list(labels), format_func=labels.__getitem__, key=f"{k['view']}.fcol"
+        )
+        f_op = c2.selectbox("Match", FILTER_OPS, key=f"{k['view']}.fop")
+        f_value = c3.text_input("Value (or from)", key=f"{k['view']}.fval")
+        f_upper = c4.text_input("To (range only)", key=f"{k['view']}.fup")
+        c5, c6, c7 = st.columns([2, 1, 1])
+        s_column = c5.selectbox(
+            "Sort by",
+            list(labels),
+            index=list(labels).index(view.sort.column),
+            format_func=labels.__getitem__,
+        )
+        s_desc = c6.toggle("Descending", value=view.sort.descending)
+        size = c7.selectbox(
+            "Rows per page", writes.WINDOW_SIZES, index=writes.WINDOW_SIZES.index(view.size)
+        )
+        add = st.form_submit_button("Apply")
+    if add:
+        filters = view.filters
+        if f_op == "empty" or f_value or f_upper:
+            filters += (RowFilter(f_column, f_op, f_value, f_upper),)
+        move(dataset_id, View(filters, Sort(s_column, s_desc), 0, size))
+        st.rerun()
+
+first, last = read.offset + 1, read.offset + len(read.rows)
+nav = st.columns([3, 1, 1], vertical_alignment="center")
+if read.rows:
+    nav[0].caption(f"Rows {first:,}–{last:,} of {read.total:,}")
+elif view.filters:
+    nav[0].caption("No rows match the filters. Remove a filter to see more.")
+else:
+    nav[0].caption("The dataset has no rows yet." + (" Add one below." if may_edit else ""))
+nav[1].button(
+    "Previous",
+    disabled=read.offset == 0,
+    on_click=move,
+    args=(dataset_id, replace(view, offset=max(0, read.offset - view.size))),
+    width="stretch",
+)
+nav[2].button(
+    "Next",
+    disabled=last >= read.total,
+    on_click=move,
+    args=(dataset_id, replace(view, offset=read.offset + view.size)),
+    width="stretch",
+)
+
+
+# -- the grid ---------------------------------------------------------------------------------
+
+# A forged state that does not fit the window would break the grid itself: refuse it and start
+# this window afresh (pending changes from earlier windows are kept).
+forged = diffs.structural_problems(window, st.session_state.get(loaded.editor_key))
+if forged:
+    st.session_state[k["flash"]] = str(InvalidEdits(forged))
+    st.session_state.pop(k["window"], None)
+    st.rerun()
+
+config: dict[str, Any] = column_config(editor_columns(spec))
+config["_index"] = st.column_config.NumberColumn(
+    "Row id", disabled=True, help="Assigned by the portal; new rows get theirs on commit."
+)
+st.data_editor(
+    window.shown,
+    key=loaded.editor_key,
+    column_config=config,
+    num_rows="dynamic" if may_edit else "fixed",
+    disabled=not may_edit,
+    width="stretch",
+    height=420,
+)
+if any(window.shown.index < 0):
+    st.caption("Rows with a negative id are new rows you added earlier, not committed yet.")
+# A page run on its own (not through app.py's navigation) cannot link to other pages.
+with contextlib.suppress(StreamlitAPIException):
+    st.page_link(HISTORY.path, label="History of this dataset and its rows", icon=HISTORY.icon)
+
+try:
+    changes = current_changes(loaded)
+except InvalidEdits as exc:
+    st.error(
+        f"{len(exc.problems):,} of your edits break the dataset's rules; nothing can be "
+        "committed until they are corrected (or discarded).",
+        icon=":material/error:",
+    )
+    problems = pd.DataFrame(
+        [
+            {"Where": p.where, "Column": p.column, "Value": p.value, "Problem": p.message}
+            for p in exc.problems
+        ]
+    )
+    st.dataframe(problems, hide_index=True, width="stretch")
+    buffer = io.StringIO()
+    problems.map(lambda v: neutralise(str(v))).to_csv(buffer, index=False)
+    st.download_button(
+        "Download the problems (CSV)",
+        buffer.getvalue().encode("utf-8-sig"),
+        file_name="edit-problems.csv",
+        mime="text/csv",
+    )
+    st.stop()
+except PortalError as exc:
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
+st.session_state[k["pending"]] = changes  # kept for the next window, or a return to the page
+
+
+# -- a conflict, and the merge ----------------------------------------------------------------
+
+conflict: writes.EditConflict | None = st.session_state.get(k["conflict"])
+if conflict is not None:
+    st.error(str(conflict), icon=":material/sync_problem:")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "Row id": c.row_id,
+                    "You": "deleted it" if isinstance(c.mine, diffs.RowDelete) else "edited it",
+                    "They": "deleted it" if c.now is None else "changed it",
+                    "By": c.by,
+                    "When": c.at.strftime("%Y-%m-%d %H:%M:%S UTC") if c.at else "",
+                    "Why": c.reason,
+                    "Now": ", ".join(
+                        f"{labels[n]}: {show_value(v)}" for n, v in (c.now or {}).items()
+                    )
+                    or "(row deleted)",
+                }
+                for c in conflict.conflicts
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+    if st.button("Reload and re-apply my edits", type="primary", icon=":material/merge:"):
+        try:
+            with session_scope() as session:
+                now = writes.rows_now(
+                    session=session, dataset_id=dataset_id, row_ids=changes.row_ids()
+                )
+        except PortalError as exc:
+            st.error(str(exc), icon=":material/error:")
+            st.stop()
+        outcome = merge.rebase(changes, now)
+        st.session_state.pop(k["conflict"], None)
+        if outcome.needs_decisions:
+            st.session_state[k["rebased"]] = outcome
+        else:
+            st.session_state[k["pending"]] = outcome.auto
+            st.session_state.pop(k["window"], None)
+            st.toast(f"Re-applied {outcome.reapplied_cells} of your cells on the latest rows.")
+        st.rerun()
+
+rebased: merge.Rebased | None = st.session_state.get(k["rebased"])
+if rebased is not None:
+    st.subheader("Choose what to keep")
+    st.caption(
+        f"{rebased.reapplied_cells} of your cells were re-applied by themselves. These need "
+        "your decision:"
+    )
+    choices_made: dict[tuple[int, str], merge.Choice] = {}
+    for clash in rebased.clashes:
+        sides: dict[merge.Choice, str] = {
+            "theirs": f"theirs: {show_value(clash.theirs) or '(empty)'}",
+            "mine": f"mine: {show_value(clash.mine) or '(empty)'}",
+        }
+        choice = st.radio(
+            f"Row {clash.row_id}, {labels[clash.column]} — it was “{show_value(clash.original)}”",
+            list(sides),
+            format_func=sides.__getitem__,
+            horizontal=True,
+            key=f"edit.{dataset_id}.clash.{clash.row_id}.{clash.column}",
+        )
+        choices_made[(clash.row_id, clash.column)] = choice or "theirs"
+    recreate = {
+        lost.row_id
+        for lost in rebased.lost
+        if st.checkbox(
+            f"Row {lost.row_id} was deleted by someone else; re-create it as a new row with "
+            "your edits ("
+            + ", ".join(f"{labels[n]}: {show_value(v)}" for n, v in lost.mine.after.items())
+            + ")",
+            key=f"edit.{dataset_id}.recreate.{lost.row_id}",
+        )
+    }
+    delete_anyway = {
+        d.row_id
+        for d in rebased.changed_deletes
+        if st.checkbox(
+            f"Row {d.row_id}, which you deleted, was changed by someone else; delete it anyway",
+            key=f"edit.{dataset_id}.delete.{d.row_id}",
+        )
+    }
+    if st.button("Apply my choices", type="primary"):
+        st.session_state[k["pending"]] = merge.resolve(
+            rebased, choices_made, recreate=recreate, delete_anyway=delete_anyway
+        )
+        st.session_state.pop(k["rebased"], None)
+        st.session_state.pop(k["window"], None)
+        st.rerun()
+    st.stop()
+
+
+# -- review and commit ------------------------------------------------------------------------
+
+if changes.empty:
+    st.caption("No unsaved changes." if may_edit else "")
+    st.stop()
+
+st.subheader("Review")
+m = st.columns(4)
+m[0].metric("Cells changed", f"{changes.cells_updated:,}")
+m[1].metric("Rows changed", f"{len(changes.updates):,}")
+m[2].metric("Rows added", f"{len(changes.inserts):,}")
+m[3].metric("Rows deleted", f"{len(changes.deletes):,}")
+if changes.updates:
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "Row id": c.row_id,
+                    "Column": c.column,
+                    "Before": show_value(c.before),
+                    "After": show_value(c.after),
+                }
+                for c in diffs.cell_changes(changes, spec)
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+if changes.inserts:
+    st.caption("New rows")
+    st.dataframe(
+        pd.DataFrame(
+            [{labels[n]: show_value(v) for n, v in i.values.items()} for i in changes.inserts]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+if changes.deletes:
+    st.caption("Deleted rows")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {"Row id": d.row_id, **{labels[n]: show_value(v) for n, v in d.before.items()}}
+                for d in changes.deletes
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+
+reason = st.text_input(
+    "Reason" + (" (required)" if read.reason_required else " (optional)"),
+    key=f"edit.{dataset_id}.reason",
+    max_chars=writes.MAX_REASON_CHARS,
+    placeholder="Why are you making these changes?",
+)
+
+
+def close_dialog() -> None:
+    st.session_state.pop(k["confirm"], None)
+
+
+def open_dialog(which: str) -> None:
+    st.session_state[k["confirm"]] = which
+
+
+@st.dialog("Commit these changes?", on_dismiss=close_dialog)
+def confirm(changes: ChangeSet, reason: str) -> None:
+    st.write(changes.summary() + ".")
+    st.write(f"Reason: {md_escape(reason) or '(none)'}")
+    left, right = st.columns(2)
+    if left.button("Commit", type="primary", width="stretch"):
+        try:
+            who = current_actor("editor")
+            with session_scope() as session:
+                result = writes.commit(
+                    session=session,
+                    actor=who,
+                    dataset_id=opened,
+                    spec_version=read.spec_version,
+                    changes=changes,
+                    reason=reason,
+                )
+        except writes.EditConflict as exc:
+            st.session_state[k["conflict"]] = exc
+            close_dialog()
+            st.rerun()
+        except PortalError as exc:
+            st.error(str(exc), icon=":material/error:")
+            return
+        forget(opened)
+        st.session_state.pop(f"edit.{opened}.reason", None)
+        st.toast(f"Committed as changeset {result.changeset_id}.", icon=":material/check_circle:")
+        st.rerun()
+    if right.button("Cancel", width="stretch"):
+        close_dialog()
+        st.rerun()
+
+
+@st.dialog("Discard your changes?", on_dismiss=close_dialog)
+def confirm_discard(changes: ChangeSet) -> None:
+    st.write(f"{changes.summary()}: all of it will be lost.")
+    left, right = st.columns(2)
+    if left.button("Discard", type="primary", width="stretch"):
+        forget(opened)
+        st.rerun()
+    if right.button("Keep editing", width="stretch"):
+        close_dialog()
+        st.rerun()
+
+
+left, right = st.columns(2)
+left.button(
+    "Review and commit…",
+    type="primary",
+    icon=":material/save:",
+    disabled=not may_edit or (read.reason_required and not reason.strip()),
+    help="A reason is required for this dataset." if read.reason_required else None,
+    width="stretch",
+    on_click=open_dialog,
+    args=("commit",),
+)
+right.button(
+    "Discard changes…",
+    icon=":material/delete_sweep:",
+    width="stretch",
+    on_click=open_dialog,
+    args=("discard",),
+)
+# The dialog is opened from session state, so a click inside it (which AppTest, and a dialog
+# opened before a page rerun, run as a whole-page rerun) still reaches its buttons.
+if st.session_state.get(k["confirm"]) == "commit" and may_edit:
+    confirm(changes, reason)
+elif st.session_state.get(k["confirm"]) == "discard":
+    confirm_discard(changes)

@@ -30,6 +30,7 @@ Decisions a reader needs:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -124,7 +125,7 @@ class InvalidEdits(ValidationError):
     def __init__(self, problems: Sequence[EditProblem]) -> None:
         self.problems = tuple(problems)
         first = "; ".join(str(p) for p in self.problems[:3])
-        more = f" (and {len(self.problems) - 3} more)" if len(self.problems) > 3 else ""
+        more = f" (and {len(self.problems) - 3:,} more)" if len(self.problems) > 3 else ""
         super().__init__(
             f"{_n(len(self.problems), 'change')} cannot be saved: {first}{more}. "
             "Correct the highlighted values, or discard those edits; nothing was written."
@@ -261,9 +262,29 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
                 )
             ]
         )
+    widest = max((len(r) for r in (*edited.values(), *added)), default=0)
+    if widest > len(spec.columns) + 3:  # a forged row: more cells than the grid has columns
+        raise InvalidEdits(
+            [
+                EditProblem(
+                    "the grid",
+                    "",
+                    "",
+                    f"a row arrived with {widest:,} cells for {_n(len(spec.columns), 'column')}; "
+                    "reload the page and make the edits again",
+                )
+            ]
+        )
     outside_window = [p for p in (*edited, *deleted) if not 0 <= p < rows]
-    if outside_window:  # nothing else is worth checking against positions that do not fit
-        raise InvalidEdits([_outside(p, rows) for p in outside_window])
+    if outside_window:  # nothing else is worth checking against positions that do not fit;
+        # a forged state may hold any number of them: name the first ones, count the rest
+        named = [_outside(p, rows) for p in outside_window[:MAX_PROBLEMS_SHOWN]]
+        if len(outside_window) > MAX_PROBLEMS_SHOWN:
+            rest = len(outside_window) - MAX_PROBLEMS_SHOWN
+            named.append(
+                EditProblem("the grid", "", "", f"{_n(rest, 'more row position')} outside it")
+            )
+        raise InvalidEdits(named)
 
     ids = [int(i) for i in window.shown.index]
     deleted_ids = {ids[p] for p in deleted}
@@ -327,6 +348,35 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
     )
 
 
+def structural_problems(window: Window, state: object) -> list[EditProblem]:
+    """What in ``state`` does not fit the window at all — a malformed shape, a position outside
+    it, a column it does not have — and so cannot even be shown (Streamlit's own grid fails on
+    such a state). Values are not checked here; ``build_changeset`` checks everything."""
+    try:
+        edited, added, deleted = _parse_state(state)
+    except InvalidEdits as exc:
+        return list(exc.problems)
+    rows = len(window.shown)
+    problems = [_outside(p, rows) for p in (*edited, *deleted) if not 0 <= p < rows]
+    known = {*window.spec.names, "_index"}
+    for position, cells in edited.items():
+        where = f"row position {position}"
+        problems += [_unknown(where, name, raw) for name, raw in cells.items() if name not in known]
+    for n, row in enumerate(added, start=1):
+        where = f"added row {n}"
+        problems += [_unknown(where, name, raw) for name, raw in row.items() if name not in known]
+    return problems
+
+
+def _unknown(where: str, name: str, raw: object) -> EditProblem:
+    return EditProblem(
+        where,
+        name,
+        _shown(raw),
+        "the dataset has no such column; reload the page to see its columns",
+    )
+
+
 def _pending(window: Window) -> bool:
     """Whether the window carries changes from earlier (a viewer's never does)."""
     return (
@@ -386,9 +436,12 @@ def _position(value: object) -> int | None:
         return None
     if isinstance(value, int | np.integer):
         return int(value)
-    if isinstance(value, str) and value.lstrip("-").isdigit() and len(value) < 20:
+    if isinstance(value, str) and _POSITION.fullmatch(value):
         return int(value)
     return None
+
+
+_POSITION: Final = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only: int() reads "١" too
 
 
 def _outside(position: int, rows: int) -> EditProblem:

@@ -1,0 +1,197 @@
+"""The Edit page with the editor's state injected (AppTest cannot type into a data_editor):
+edit -> review -> commit through the dialog; invalid edits listed and nothing committed; a
+viewer's forged state refused; a conflict shown and merged; edits survive a page switch."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+from streamlit.testing.v1 import AppTest
+
+from portal import diffs, writes
+from portal.actor import Actor
+from portal.db import session_scope
+from tests.app.conftest import show_app, signed_in, texts
+from tests.conftest import DatabaseHandle
+from tests.db.test_writes import CSV, SPEC
+from tests.factories import make_user, upload_dataset
+
+pytestmark = pytest.mark.app
+
+PAGE = "pages/4_edit.py"
+
+
+@pytest.fixture
+def dataset(fresh_db: DatabaseHandle) -> int:
+    from sqlalchemy.orm import Session
+
+    with Session(fresh_db.app) as s, s.begin():
+        name, _ = make_user(s, role="editor", display_name="Olga O.")
+    return upload_dataset(Actor(name, "Olga O.", "editor"), CSV, spec=SPEC, name="People")
+
+
+def edit_page(db: DatabaseHandle, role: str, dataset_id: int) -> AppTest:
+    at, _ = signed_in(db, role)
+    show_app(at)
+    at.switch_page(PAGE).run()
+    at.selectbox(key="edit.dataset").select(dataset_id).run()
+    assert not at.exception
+    return at
+
+
+def grid_key(at: AppTest) -> str:
+    key = at.data_editor[0].key
+    assert key is not None
+    assert key.startswith("edit.grid.")
+    return key
+
+
+def set_state(at: AppTest, state: dict[str, object]) -> AppTest:
+    at.session_state[grid_key(at)] = {
+        "edited_rows": {},
+        "added_rows": [],
+        "deleted_rows": [],
+        **state,
+    }
+    return at.run()
+
+
+def table(db: DatabaseHandle, dataset_id: int) -> list[tuple[object, ...]]:
+    with db.app.connect() as conn:
+        name = conn.scalar(
+            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
+        )
+        return [
+            tuple(r)
+            for r in conn.execute(
+                text(f'SELECT _row_id, name, qty, price, note FROM data."{name}" ORDER BY 1')
+            )
+        ]
+
+
+def review_table(at: AppTest) -> list[dict[str, object]]:
+    """The before -> after table of the review (the grid is an Arrow element too)."""
+    [frame] = [d.value for d in at.dataframe if "Before" in d.value.columns]
+    return list(frame.to_dict("records"))
+
+
+def button(at: AppTest, label: str):  # noqa: ANN201 - AppTest's element type
+    [found] = [b for b in at.button if b.label == label]
+    return found
+
+
+def test_edit_review_and_commit(fresh_db: DatabaseHandle, dataset: int) -> None:
+    at = edit_page(fresh_db, "editor", dataset)
+    assert len(at.data_editor) == 1
+    assert "Rows 1–4 of 4" in texts(at, main_only=True)
+    at = set_state(
+        at,
+        {
+            "edited_rows": {0: {"qty": 11}},
+            "added_rows": [{"name": "eve", "qty": 2}],
+            "deleted_rows": [3],
+        },
+    )
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics == {
+        "Cells changed": "1",
+        "Rows changed": "1",
+        "Rows added": "1",
+        "Rows deleted": "1",
+    }
+    assert review_table(at) == [
+        {"Row id": 1, "Column": "Qty", "Before": "1", "After": "11"}
+    ]
+    assert button(at, "Review and commit…").disabled  # a reason is required
+    at.text_input(key=f"edit.{dataset}.reason").input("recount").run()
+    button(at, "Review and commit…").click().run()
+    button(at, "Commit").click().run()
+    assert not at.exception
+    rows = table(fresh_db, dataset)
+    assert rows[0] == (1, "ann", 11, Decimal("1.50"), "first")
+    assert [r[1] for r in rows] == ["ann", "bob", "cy", "eve"]
+    with fresh_db.app.connect() as conn:
+        reason, kind = conn.execute(
+            text("SELECT reason, kind FROM audit.changeset ORDER BY id DESC LIMIT 1")
+        ).one()
+    assert (reason, kind) == ("recount", "edit")
+    assert not at.metric  # the review is gone: the window was reloaded without pending edits
+
+
+def test_invalid_edits_are_listed_and_nothing_can_be_committed(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(
+        at, {"edited_rows": {0: {"qty": -3, "_row_id": 99}, 7: {"qty": 1}}, "deleted_rows": [-1]}
+    )
+    assert not at.exception
+    assert "reload the page" in texts(at, main_only=True)
+    at = set_state(at, {"edited_rows": {0: {"qty": -3, "price": "1.234"}}})
+    shown = texts(at, main_only=True)
+    assert "2 of your edits break the dataset's rules" in shown
+    assert "below the minimum" in shown
+    assert not [b for b in at.button if b.label == "Review and commit…"]
+    assert at.get("download_button")
+    assert table(fresh_db, dataset)[0][2] == 1
+
+
+def test_a_viewer_sees_the_grid_read_only_and_a_forged_state_is_refused(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    at = edit_page(fresh_db, "viewer", dataset)
+    assert at.data_editor[0].proto.disabled
+    at = set_state(at, {"added_rows": [{"name": "mallory"}], "edited_rows": {0: {"qty": 5}}})
+    assert not at.exception
+    assert "can view this dataset but not change it" in texts(at, main_only=True)
+    assert not [b for b in at.button if b.label == "Review and commit…"]
+    assert [r[1] for r in table(fresh_db, dataset)] == ["ann", "bob", "cy", "dee"]
+
+
+def test_a_conflict_is_shown_and_reload_reapplies_my_other_cells(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(at, {"edited_rows": {0: {"price": 9, "note": "mine"}}})
+    # Someone else commits row 1 meanwhile.
+    with session_scope() as s:
+        read = writes.read_window(session=s, dataset_id=dataset)
+    window = diffs.make_window(read.spec, diffs.editor_frame(read.spec, read.rows), read.versions)
+    theirs = diffs.build_changeset(window, {"edited_rows": {0: {"qty": 5}}}, may_edit=True)
+    with session_scope() as s:
+        writes.commit(
+            session=s,
+            actor=Actor("olga", "Olga O.", "editor"),
+            dataset_id=dataset,
+            spec_version=read.spec_version,
+            changes=theirs,
+            reason="their fix",
+        )
+    at.text_input(key=f"edit.{dataset}.reason").input("mine").run()
+    button(at, "Review and commit…").click().run()
+    button(at, "Commit").click().run()
+    shown = texts(at, main_only=True)
+    assert "changed by someone else" in shown
+    assert "their fix" in shown
+    button(at, "Reload and re-apply my edits").click().run()
+    assert not at.exception
+    # Nothing clashed (they changed Qty, I changed Price and Note): re-applied as pending.
+    review = {r["Column"]: r["After"] for r in review_table(at)}
+    assert review == {"Price": "9", "Note": "mine"}
+    button(at, "Review and commit…").click().run()
+    button(at, "Commit").click().run()
+    assert table(fresh_db, dataset)[0] == (1, "ann", 5, Decimal("9"), "mine")
+
+
+def test_unsaved_edits_survive_a_page_switch(fresh_db: DatabaseHandle, dataset: int) -> None:
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(at, {"edited_rows": {1: {"note": "draft"}}})
+    at.switch_page("pages/1_home.py").run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    frame = at.data_editor[0].value
+    assert frame.loc[2, "note"] == "draft"
+    assert {m.label: m.value for m in at.metric}["Cells changed"] == "1"
