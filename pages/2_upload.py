@@ -81,7 +81,10 @@ file = st.file_uploader(
 if file is None:
     st.info(
         "Choose a CSV file. It is checked before anything is stored: its real file type, its "
-        "encoding and delimiter, its shape, and every value against the dataset's rules.",
+        "encoding and delimiter, its shape, and every value against the dataset's rules.\n\n"
+        f"A file can be at most {st.get_option('server.maxUploadSize')} MB. One shown above with "
+        "“status code 413” was refused as too large by the server in front of the portal: "
+        "split it, or ask an administrator to raise the limit (PORTAL_MAX_UPLOAD_MB).",
         icon=":material/upload_file:",
     )
     st.stop()
