@@ -1,9 +1,237 @@
-"""History (work in progress in this session)."""
+"""History (everyone): one dataset's changesets, newest first, with their rows before -> after;
+the whole table as it stood right after any of them, rebuilt from the audit log, paged and
+downloadable; and every version of one row.
+
+Links: ``?dataset=<id>`` opens a dataset, ``&row=<row_id>`` its row history (the Edit and
+Datasets pages link here that way).
+"""
+
+import math
 
 import streamlit as st
 
-from portal.ui import require
+from portal import trail_views
+from portal.actor import Actor
+from portal.db import session_scope
+from portal.errors import PortalError
+from portal.trail_views import AsOf, Export, when
+from portal.ui import md_escape, require
+from portal.ui.changeset_view import show_changeset
+from portal.ui.pager import Pager
 
 actor = require("viewer")
 
+DATASET = "history.dataset"
+VIEW = "history.view"
+ROW = "history.row"
+APPLIED = "history.query_params"  # the link's parameters, applied once
+PREPARED = "history.prepared"
+AS_OF_PAGE_SIZE = 100
+CHANGESETS, ROW_HISTORY = "Changesets", "Row history"
+
+
+@st.cache_data(max_entries=4, ttl=900, show_spinner="Rebuilding the table from the audit log…")
+def rebuilt(dataset_id: int, seq: int, _actor: Actor) -> AsOf:
+    """The state after a sealed changeset never changes, so one rebuild serves every rerun and
+    every person (the role check is the same for all: any role may read history)."""
+    with session_scope() as session:
+        return trail_views.as_of(session=session, actor=_actor, dataset_id=dataset_id, seq=seq)
+
+
+def positive_int(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isdigit() and int(value) > 0 else None
+
+
 st.title("History")
+
+try:
+    with session_scope() as session:
+        choices = dict(trail_views.datasets(session=session))
+except PortalError as exc:
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
+
+if not choices:
+    st.info("No datasets yet, so no history.", icon=":material/history:")
+    st.stop()
+
+# A link's ?dataset=&row= preselect the widgets, once per distinct link.
+link = (st.query_params.get("dataset"), st.query_params.get("row"))
+if any(link) and st.session_state.get(APPLIED) != link:
+    st.session_state[APPLIED] = link
+    linked_dataset, linked_row = positive_int(link[0]), positive_int(link[1])
+    if linked_dataset in choices:
+        st.session_state[DATASET] = linked_dataset
+        if linked_row is not None:
+            st.session_state[ROW] = linked_row
+            st.session_state[VIEW] = ROW_HISTORY
+    else:
+        st.warning(
+            f"The link names dataset {link[0]!r}, which does not exist (any more); choose one.",
+            icon=":material/link_off:",
+        )
+
+dataset_id = st.selectbox(
+    "Dataset",
+    list(choices),
+    index=None,
+    format_func=choices.__getitem__,
+    placeholder="Choose a dataset to see its history",
+    key=DATASET,
+)
+if dataset_id is None:
+    st.stop()
+
+view = st.radio("View", [CHANGESETS, ROW_HISTORY], horizontal=True, key=VIEW)
+
+# -- row history ------------------------------------------------------------------------------
+
+if view == ROW_HISTORY:
+    row_id = st.number_input(
+        "Row id",
+        min_value=1,
+        value=None,
+        step=1,
+        key=ROW,
+        placeholder="The row's id (_row_id), as the Datasets and Edit pages show it",
+    )
+    if row_id is None:
+        st.stop()
+    try:
+        with session_scope() as session:
+            versions = trail_views.row_versions_frame(
+                session=session, actor=actor, dataset_id=dataset_id, row_id=int(row_id)
+            )
+    except PortalError as exc:
+        st.error(str(exc), icon=":material/error:")
+        st.stop()
+    st.caption(
+        f"Every version of row {int(row_id)} of {md_escape(choices[dataset_id])}, oldest first: "
+        "the change that made it, then the whole row right after it (blank once deleted)."
+    )
+    st.dataframe(versions, hide_index=True, width="stretch")
+    st.stop()
+
+# -- changesets -------------------------------------------------------------------------------
+
+pager = Pager("history.pager", dataset_id)
+try:
+    with session_scope() as session:
+        page = trail_views.dataset_history(
+            session=session,
+            actor=actor,
+            dataset_id=dataset_id,
+            after=pager.after,
+            limit=trail_views.PAGE_SIZE,
+        )
+except PortalError as exc:
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
+
+if not page.items and pager.number == 1:
+    st.info("No changesets yet for this dataset.", icon=":material/history:")
+    st.stop()
+
+shown = {c.id: c for c in page.items}
+st.dataframe(
+    [
+        {
+            "#": c.seq,
+            "When": when(c.committed_at),
+            "Kind": "⚠ OUT OF BAND" if c.out_of_band else c.kind,
+            "Who": c.actor_display_name,
+            "Reason": c.reason,
+            "Inserted": c.inserted,
+            "Updated": c.updated,
+            "Deleted": c.deleted,
+        }
+        for c in page.items
+    ],
+    hide_index=True,
+    width="stretch",
+)
+pager.controls(page.next_key)
+
+opened = st.selectbox(
+    "Open a changeset",
+    list(shown),
+    index=None,
+    format_func=lambda i: (
+        f"#{shown[i].seq} · {shown[i].kind} · {shown[i].actor_display_name} · "
+        f"{when(shown[i].committed_at)}"
+    ),
+    placeholder="Choose a changeset to see its rows and the table as of it",
+    key=f"history.{dataset_id}.open",
+)
+if opened is None:
+    st.stop()
+summary = shown[opened]
+
+with st.container(border=True):
+    detail = show_changeset(actor, opened, "history")
+    # Revert goes here (issue 7, with portal/writes.py): an editor's "Revert" button on
+    # ``detail`` that asks for a reason in st.dialog and commits the inverse changeset.
+    revert_slot = st.container(key="history.revert")
+
+# -- as of ------------------------------------------------------------------------------------
+
+st.subheader(f"The table as of changeset #{summary.seq}")
+if not st.toggle(
+    f"Show {md_escape(choices[dataset_id])} exactly as it stood right after #{summary.seq}",
+    key=f"history.{dataset_id}.as_of",
+):
+    st.stop()
+try:
+    state = rebuilt(dataset_id, summary.seq, actor)
+except PortalError as exc:
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
+if not state.rows:
+    st.info(f"The dataset had no rows right after #{summary.seq}.", icon=":material/info:")
+else:
+    pages = max(1, math.ceil(state.rows / AS_OF_PAGE_SIZE))
+    number = int(
+        st.number_input(
+            "Page", 1, pages, step=1, key=f"history.{dataset_id}.{summary.seq}.as_of_page"
+        )
+    )
+    first = (number - 1) * AS_OF_PAGE_SIZE
+    st.caption(
+        f"Rows {first + 1:,}–{min(first + AS_OF_PAGE_SIZE, state.rows):,} of {state.rows:,}, "
+        f"as of {when(state.committed_at)} · page {number:,} of {pages:,}"
+    )
+    st.dataframe(
+        state.frame.iloc[first : first + AS_OF_PAGE_SIZE], hide_index=True, width="stretch"
+    )
+
+export_key = (dataset_id, summary.seq)
+prepared: tuple[object, Export] | None = st.session_state.get(PREPARED)
+if prepared is not None and prepared[0] != export_key:
+    prepared = None
+st.caption(
+    "A CSV file of that state, with the column names as the header; cells a spreadsheet could "
+    "run as a formula get a ' in front. Preparing the file records the download in the audit log."
+)
+if st.button("Prepare download", icon=":material/file_export:", key="history.prepare"):
+    try:
+        with st.spinner("Preparing the CSV file…"), session_scope() as session:
+            export = trail_views.export_as_of(
+                session=session, actor=actor, dataset_id=dataset_id, seq=summary.seq
+            )
+    except PortalError as exc:
+        st.error(str(exc), icon=":material/error:")
+    else:
+        prepared = (export_key, export)
+        st.session_state[PREPARED] = prepared
+if prepared is not None:
+    export = prepared[1]
+    st.download_button(
+        f"Download {export.file_name} ({export.rows:,} rows)",
+        export.data,
+        file_name=export.file_name,
+        mime=export.mime,
+        on_click="ignore",
+        type="primary",
+        icon=":material/download:",
+        key="history.download",
+    )

@@ -1,9 +1,292 @@
-"""Audit (work in progress in this session)."""
+"""Audit (admins): the chain's status, the trail of changesets and events — filtered, newest
+first, keyset-paged — one changeset in detail, activity per day, and exports.
 
+Views are recorded as ``audit_view`` events once per session for each distinct list and filter,
+each changeset opened and each verification (``portal.trail_views`` explains why); exports are
+always recorded.
+"""
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import pandas as pd
 import streamlit as st
 
+from portal import trail_views
+from portal.db import session_scope
+from portal.errors import PortalError
+from portal.trail_views import Export, TrailFilter, when
 from portal.ui import require
+from portal.ui.changeset_view import show_changeset
+from portal.ui.pager import Pager
 
 actor = require("admin")
 
+RECORDED = "audit.recorded"  # views already recorded in this session
+VERIFIED = "audit.verified"
+PREPARED = "audit.prepared"  # (what was exported, Export)
+ALL = "(all)"
+
+
+def recorded_once(view: object) -> bool:
+    """True the first time this session shows ``view``: then it should be recorded."""
+    seen: set[object] = st.session_state.setdefault(RECORDED, set())
+    if view in seen:
+        return False
+    seen.add(view)
+    return True
+
+
+def forget(view: object) -> None:
+    st.session_state.get(RECORDED, set()).discard(view)
+
+
+def day_start(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
 st.title("Audit")
+
+# -- chain status -----------------------------------------------------------------------------
+
+try:
+    with session_scope() as session:
+        head = trail_views.chain_head(session=session, actor=actor)
+        dataset_choices = dict(trail_views.datasets(session=session))
+        actor_choices = trail_views.actors(session=session)
+except PortalError as exc:
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
+
+with st.container(border=True):
+    st.markdown(f"**Chain head** — changeset #{head.seq}")
+    st.caption(
+        "Keep a copy of this hash outside the database: `portal audit verify --expect-head` "
+        "then also detects changesets removed from the end of the log."
+    )
+    st.code(head.hash, language=None)
+    if st.button("Verify now", icon=":material/verified:", key="audit.verify"):
+        try:
+            with st.spinner("Recomputing the hash chain…"), session_scope() as session:
+                st.session_state[VERIFIED] = trail_views.chain_status(session=session, actor=actor)
+        except PortalError as exc:
+            st.error(str(exc), icon=":material/error:")
+    verified = st.session_state.get(VERIFIED)
+    if verified is not None:
+        if verified.ok:
+            st.success(
+                f"Chain intact: {verified.changesets:,} changesets, head #{verified.head.seq}.",
+                icon=":material/verified:",
+            )
+        else:
+            where = f"changeset #{verified.failed_seq}" if verified.failed_seq else "the chain"
+            st.error(f"Chain broken at {where}: {verified.problem}", icon=":material/gpp_bad:")
+
+# -- filters ----------------------------------------------------------------------------------
+
+trail_list = st.radio(
+    "Show",
+    ["changesets", "events"],
+    format_func=str.capitalize,
+    horizontal=True,
+    key="audit.list",
+)
+kinds = trail_views.kinds(trail_list)
+dataset_col, actor_col, kind_col = st.columns(3)
+dataset_id = dataset_col.selectbox(
+    "Dataset",
+    [None, *dataset_choices],
+    format_func=lambda i: ALL if i is None else dataset_choices[i],
+    key="audit.dataset",
+)
+actor_name = actor_col.selectbox(
+    "Actor",
+    [None, *actor_choices],
+    format_func=lambda a: ALL if a is None else a,
+    key="audit.actor",
+)
+kind = kind_col.selectbox(
+    "Kind",
+    [None, *kinds],
+    format_func=lambda k: ALL if k is None else k.replace("_", " "),
+    key=f"audit.kind.{trail_list}",
+)
+dates_col, text_col = st.columns([1, 2])
+dates: Any = dates_col.date_input(
+    "Dates (UTC)", value=(), key="audit.dates", help="One day, or a first and a last day."
+)
+free_text = text_col.text_input(
+    "Text",
+    key="audit.text",
+    help="Found in reasons and in any value before or after a change (changesets), or in an "
+    "event's details. Not indexed: narrow it with a dataset or dates on a large log.",
+)
+picked = [d for d in (dates if isinstance(dates, tuple | list) else [dates]) if d]
+since = day_start(picked[0]) if picked else None
+until = day_start(picked[-1]) + timedelta(days=1) if picked else None
+trail_filter = TrailFilter(dataset_id, actor_name, kind, since, until, free_text.strip())
+
+# -- the trail --------------------------------------------------------------------------------
+
+view = (trail_list, trail_filter)
+pager = Pager("audit.pager", view)
+record = recorded_once(view)
+try:
+    with session_scope() as session:
+        page = trail_views.search_trail(
+            session=session,
+            actor=actor,
+            trail_filter=trail_filter,
+            trail_list=trail_list,
+            after=pager.after,
+            limit=trail_views.PAGE_SIZE,
+            record=record,
+        )
+except PortalError as exc:
+    forget(view)
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
+
+if not page.items and pager.number == 1:
+    st.info(
+        f"No {trail_list} match these filters."
+        if trail_filter != TrailFilter()
+        else f"No {trail_list} yet.",
+        icon=":material/search_off:",
+    )
+elif trail_list == "changesets":
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "#": c.seq,
+                    "When": when(c.committed_at),
+                    "Kind": ("⚠ OUT OF BAND" if c.out_of_band else c.kind),
+                    "Dataset": c.dataset_name or "",
+                    "Who": f"{c.actor_display_name} ({c.actor_username})",
+                    "Reason": c.reason,
+                    "Inserted": c.inserted,
+                    "Updated": c.updated,
+                    "Deleted": c.deleted,
+                }
+                for c in page.items
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+else:
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "When": when(e.occurred_at),
+                    "Kind": e.kind,
+                    "Who": e.actor_username or "",
+                    "Target": e.target or "",
+                    "Detail": str(e.detail),
+                }
+                for e in page.items
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+pager.controls(page.next_key)
+
+# -- one changeset ----------------------------------------------------------------------------
+
+if trail_list == "changesets" and page.items:
+    shown = {c.id: c for c in page.items}
+    opened = st.selectbox(
+        "Open a changeset",
+        list(shown),
+        index=None,
+        format_func=lambda i: (
+            f"#{shown[i].seq} · {shown[i].kind} · {shown[i].dataset_name or '—'} · "
+            f"{shown[i].actor_display_name} · {when(shown[i].committed_at)}"
+        ),
+        placeholder="Choose a changeset on this page to see its rows",
+        key="audit.open",
+    )
+    if opened is not None:
+        with st.container(border=True):
+            changeset_view = ("changeset", opened)
+            if show_changeset(actor, opened, "audit", record=recorded_once(changeset_view)) is None:
+                forget(changeset_view)
+
+# -- activity ---------------------------------------------------------------------------------
+
+with st.expander("Activity per day", icon=":material/bar_chart:"):
+    by = st.radio("By", ["actor", "dataset"], horizontal=True, key="audit.activity.by")
+    chart_filter = trail_filter
+    if since is None and until is None:
+        today = datetime.now(UTC).date()
+        chart_filter = TrailFilter(
+            dataset_id,
+            actor_name,
+            kind if trail_list == "changesets" else None,
+            day_start(today - timedelta(days=29)),
+            day_start(today + timedelta(days=1)),
+        )
+        st.caption("The last 30 days (choose dates above for another range).")
+    elif trail_list != "changesets":
+        chart_filter = TrailFilter(dataset_id, actor_name, None, since, until)
+    try:
+        with session_scope() as session:
+            activity = trail_views.activity_frame(
+                session=session, actor=actor, trail_filter=chart_filter, by=by
+            )
+    except PortalError as exc:
+        st.error(str(exc), icon=":material/error:")
+    else:
+        if activity.empty:
+            st.info("No changes in this range.", icon=":material/bar_chart:")
+        else:
+            st.bar_chart(activity, x_label="day (UTC)", y_label="rows changed")
+
+# -- export -----------------------------------------------------------------------------------
+
+st.subheader("Export")
+st.caption(
+    f"Every {trail_list[:-1]} matching the filters above, newest first. In CSV, cells a "
+    "spreadsheet could run as a formula get a ' in front. Preparing a file records the export "
+    "in the audit log."
+)
+include_rows = trail_list == "changesets" and st.checkbox(
+    "Include each row change (before and after)", key="audit.export.rows"
+)
+export_key = (view, include_rows)
+prepared: tuple[object, Export] | None = st.session_state.get(PREPARED)
+if prepared is not None and prepared[0][:2] != export_key:
+    prepared = None
+csv_col, json_col = st.columns(2)
+for fmt, column in (("csv", csv_col), ("json", json_col)):
+    if column.button(f"Prepare {fmt.upper()}", key=f"audit.export.{fmt}"):
+        try:
+            with st.spinner("Preparing the file…"), session_scope() as session:
+                export = trail_views.export_trail(
+                    session=session,
+                    actor=actor,
+                    trail_filter=trail_filter,
+                    trail_list=trail_list,
+                    fmt=fmt,
+                    include_rows=include_rows,
+                )
+        except PortalError as exc:
+            st.error(str(exc), icon=":material/error:")
+        else:
+            prepared = ((*export_key, fmt), export)
+            st.session_state[PREPARED] = prepared
+if prepared is not None:
+    export = prepared[1]
+    st.download_button(
+        f"Download {export.file_name} ({export.rows:,} {trail_list})",
+        export.data,
+        file_name=export.file_name,
+        mime=export.mime,
+        on_click="ignore",
+        type="primary",
+        icon=":material/download:",
+        key="audit.download",
+    )

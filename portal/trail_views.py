@@ -74,6 +74,7 @@ __all__ = [
 TrailList = Literal["changesets", "events"]
 ExportFormat = Literal["csv", "json"]
 ROW_ID: Final = "_row_id"
+PAGE_SIZE = search.PAGE_SIZE  # the pages' page of changesets or events
 EXPORT_CHUNK: Final = 1000
 MAX_BULK_PAGE: Final = 1000
 BEFORE_STYLE: Final = "background-color: rgba(255, 75, 75, 0.25)"

@@ -1,0 +1,137 @@
+"""One changeset drawn for the Audit and History pages: who, when, why, an out-of-band warning,
+and its rows — updated rows before -> after with the changed cells highlighted, inserted and
+deleted rows in full, bulk-loaded rows replayed a page at a time."""
+
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from portal import trail_views
+from portal.actor import Actor
+from portal.db import session_scope
+from portal.errors import PortalError
+from portal.trail_views import ChangesetDetail, when
+from portal.ui.guard import md_escape
+from portal.ui.pager import Pager
+
+PAGE_SIZE = 50
+OP_LABELS = {"update": "Updated", "insert": "Inserted", "delete": "Deleted", "bulk": "Bulk-loaded"}
+
+
+def out_of_band_warning(detail: ChangesetDetail) -> None:
+    s = detail.summary
+    st.warning(
+        f"**Out of band.** This change was written outside the portal (psql or another tool) "
+        f"by database user **{md_escape(s.actor_username)}**; nobody gave a reason in the "
+        "portal. Find out who had that access and why.",
+        icon=":material/warning:",
+    )
+
+
+def show_changeset(
+    actor: Actor, changeset_id: int, key: str, *, record: bool = False
+) -> ChangesetDetail | None:
+    """Draw the changeset; return its header (``None`` if it could not be read, said why)."""
+    try:
+        with session_scope() as session:
+            detail = trail_views.changeset(
+                session=session, actor=actor, changeset_id=changeset_id, record=record
+            )
+    except PortalError as exc:
+        st.error(str(exc), icon=":material/error:")
+        return None
+    s = detail.summary
+    st.subheader(f"Changeset #{s.seq}")
+    if s.out_of_band:
+        out_of_band_warning(detail)
+    dataset = md_escape(s.dataset_name or (f"dataset {s.dataset_id}" if s.dataset_id else "—"))
+    st.markdown(
+        f"**{md_escape(s.kind)}** on **{dataset}** by **{md_escape(s.actor_display_name)}** "
+        f"({md_escape(s.actor_username)}), {when(s.committed_at)}  \n"
+        f"Reason: {md_escape(s.reason) if s.reason else '*none given*'}  \n"
+        f"{s.inserted:,} inserted · {s.updated:,} updated · {s.deleted:,} deleted"
+    )
+    with st.expander("Seal and details"):
+        st.caption("Hash (sealed into the chain) and the previous changeset's hash")
+        st.code(f"{detail.hash}\n{detail.prev_hash}", language=None)
+        if detail.detail:
+            st.json(detail.detail, expanded=False)
+        if detail.client_info:
+            st.json(detail.client_info, expanded=False)
+    counts = {op: n for op, n in detail.row_ops.items() if n}
+    bulk_rows = sum(b.row_count for b in detail.bulk_loads)
+    if bulk_rows:
+        counts["bulk"] = bulk_rows
+    if not counts:
+        st.info("This changeset changed no rows.", icon=":material/info:")
+        return detail
+    ops = list(counts)
+    op = st.radio(
+        "Rows",
+        ops,
+        format_func=lambda o: f"{OP_LABELS[o]} ({counts[o]:,})",
+        horizontal=True,
+        key=f"{key}.{changeset_id}.op",
+    )
+    if op == "bulk":
+        _bulk_rows(actor, detail, key)
+    else:
+        _row_changes(actor, detail, op, key)
+    return detail
+
+
+def _row_changes(actor: Actor, detail: ChangesetDetail, op: str, key: str) -> None:
+    changeset_id = detail.summary.id
+    pager = Pager(f"{key}.{changeset_id}.{op}.pager", (changeset_id, op))
+    try:
+        with session_scope() as session:
+            frames = trail_views.change_frames(
+                session=session,
+                actor=actor,
+                changeset_id=changeset_id,
+                op=op,
+                after_id=pager.after,
+                limit=PAGE_SIZE,
+            )
+    except PortalError as exc:
+        st.error(str(exc), icon=":material/error:")
+        return
+    if frames.updates is not None:
+        st.caption(
+            "Each updated row as it was before and after, with only the cells it changed "
+            "(highlighted); ∅ is no value."
+        )
+        st.dataframe(frames.updates, hide_index=True, width="stretch")
+    else:
+        frame = frames.inserted if frames.inserted is not None else frames.deleted
+        st.dataframe(frame, hide_index=True, width="stretch")
+    pager.controls(frames.next_key)
+
+
+def _bulk_rows(actor: Actor, detail: ChangesetDetail, key: str) -> None:
+    changeset_id = detail.summary.id
+    for bulk in detail.bulk_loads:
+        pages = max(1, math.ceil(bulk.row_count / PAGE_SIZE))
+        page_key = f"{key}.{changeset_id}.bulk.{bulk.id}.page"
+        st.caption(
+            f"Rows {bulk.first_row_id:,}–{bulk.last_row_id:,} ({bulk.row_count:,}) were loaded "
+            "in one go; they are rebuilt from the stored file a page at a time."
+        )
+        page = int(st.number_input("Page", 1, pages, step=1, key=page_key))
+        try:
+            with session_scope() as session:
+                frame = trail_views.bulk_page(
+                    session=session,
+                    actor=actor,
+                    changeset_id=changeset_id,
+                    bulk_load_id=bulk.id,
+                    offset=(page - 1) * PAGE_SIZE,
+                    limit=PAGE_SIZE,
+                )
+        except PortalError as exc:
+            st.error(str(exc), icon=":material/error:")
+            continue
+        st.dataframe(frame, hide_index=True, width="stretch")
+        st.caption(f"Page {page:,} of {pages:,}")

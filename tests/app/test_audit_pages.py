@@ -1,0 +1,223 @@
+"""The Audit page (admins) and the History page (everyone) in AppTest: the trail filtered and
+paged, a changeset's rows before -> after, out-of-band changes flagged, the chain verified, the
+table as of a changeset, a row's versions from a link, exports — and the events they leave."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.app.conftest import app_test, events, new_user, show_app, sign_in, signed_in, texts
+from tests.conftest import DatabaseHandle
+from tests.trail_seed import Trail, seed_trail
+
+pytestmark = pytest.mark.app
+
+AUDIT = "pages/7_audit.py"
+HISTORY = "pages/5_history.py"
+
+
+@pytest.fixture
+def trail(fresh_db: DatabaseHandle) -> Trail:
+    return seed_trail(fresh_db)
+
+
+def on_page(db: DatabaseHandle, role: str, page: str) -> tuple[AppTest, str]:
+    at, name = signed_in(db, role)
+    show_app(at)
+    at.switch_page(page).run()
+    assert not at.exception
+    return at, name
+
+
+def changesets_shown(at: AppTest) -> list[int]:
+    return at.main.dataframe[0].value["#"].tolist()
+
+
+def test_an_admin_filters_the_trail_and_each_view_is_recorded_once(trail: Trail) -> None:
+    at, admin = on_page(trail.db, "admin", AUDIT)
+    assert at.title[0].value == "Audit"
+    assert changesets_shown(at) == sorted(trail.seqs.values(), reverse=True)
+    views = events(trail.db, "audit_view")
+    assert len(views) == 1
+    assert (views[0]["actor_username"], views[0]["detail"]["list"]) == (admin, "changesets")
+    at.run()  # a rerun with the same filters records nothing new
+    assert len(events(trail.db, "audit_view")) == 1
+
+    at.selectbox(key="audit.kind.changesets").select("out_of_band").run()
+    assert changesets_shown(at) == [trail.seqs["oob"]]
+    assert at.main.dataframe[0].value["Kind"].tolist() == ["⚠ OUT OF BAND"]
+    assert len(events(trail.db, "audit_view")) == 2
+    assert events(trail.db, "audit_view")[1]["detail"]["filter"]["kind"] == "out_of_band"
+
+    at.selectbox(key="audit.kind.changesets").select(None)
+    at.selectbox(key="audit.dataset").select(trail.people)
+    at.selectbox(key="audit.actor").select(trail.ann.username).run()
+    assert changesets_shown(at) == [trail.seqs["ann qty"], trail.seqs["people upload"]]
+    at.text_input(key="audit.text").input("zebra").run()
+    assert "No changesets match these filters." in [i.value for i in at.info]
+    at.selectbox(key="audit.actor").select(None).run()
+    assert changesets_shown(at) == [trail.seqs["bob note"]]
+
+    at.radio(key="audit.list").set_value("events").run()
+    assert not at.exception
+
+
+def test_the_trail_pages_newest_first(trail: Trail, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("portal.trail_views.PAGE_SIZE", 2)
+    at, _ = on_page(trail.db, "admin", AUDIT)
+    everything = sorted(trail.seqs.values(), reverse=True)
+    seen = changesets_shown(at)
+    while not at.button(key="audit.pager.older").disabled:
+        at.button(key="audit.pager.older").click().run()
+        seen += changesets_shown(at)
+    assert seen == everything
+    at.button(key="audit.pager.newer").click().run()
+    assert changesets_shown(at) == everything[2:4]
+    at.button(key="audit.pager.first").click().run()
+    assert changesets_shown(at) == everything[:2]
+
+
+def test_an_out_of_band_changeset_opens_flagged_with_its_deleted_row(trail: Trail) -> None:
+    at, _ = on_page(trail.db, "admin", AUDIT)
+    oob = next(
+        o for o in at.selectbox(key="audit.open").options if o.startswith(f"#{trail.seqs['oob']} ")
+    )
+    at.selectbox(key="audit.open").select(oob).run()
+    assert not at.exception
+    assert any("Out of band" in w.value for w in at.warning)
+    deleted = at.main.dataframe[1].value
+    assert deleted["Row id"].tolist() == [4]
+    assert deleted["Name"].tolist() == ["Person 004"]
+    assert deleted["Price"].tolist() == ["4.04"]
+    opened = [e for e in events(trail.db, "audit_view") if e["target"].startswith("changeset:")]
+    assert len(opened) == 1
+
+
+def test_an_update_shows_before_and_after_with_changed_cells_highlighted(trail: Trail) -> None:
+    at, _ = on_page(trail.db, "admin", AUDIT)
+    label = next(
+        o
+        for o in at.selectbox(key="audit.open").options
+        if o.startswith(f"#{trail.seqs['ann qty']} ")
+    )
+    at.selectbox(key="audit.open").select(label).run()
+    frame = at.main.dataframe[1]
+    assert frame.value[["Row id", "State", "Qty"]].values.tolist() == [
+        [1, "before", "1"],
+        [1, "after", "99"],
+        [2, "before", "2"],
+        [2, "after", "99"],
+    ]
+    styles = frame.proto.arrow_data.styler.styles
+    for row in range(4):  # the four changed cells (Qty), red before and green after
+        assert f"_row{row}_col2" in styles
+    assert "col0" not in styles
+    assert "col1" not in styles
+
+
+def test_verify_now_reports_an_intact_chain_and_shows_the_head(trail: Trail) -> None:
+    at, _ = on_page(trail.db, "admin", AUDIT)
+    head = at.code[0].value
+    assert len(head) == 64
+    at.button(key="audit.verify").click().run()
+    assert [s.value for s in at.success] == [
+        f"Chain intact: {len(trail.seqs)} changesets, head #{max(trail.seqs.values())}."
+    ]
+    verified = [e for e in events(trail.db, "audit_view") if e["target"] == "audit:verify"]
+    assert verified[0]["detail"]["ok"] is True
+    assert verified[0]["detail"]["head"] == head
+
+
+def test_the_trail_exports_as_formula_safe_csv_and_is_recorded(trail: Trail) -> None:
+    at, admin = on_page(trail.db, "admin", AUDIT)
+    at.selectbox(key="audit.dataset").select(trail.stock).run()
+    at.checkbox(key="audit.export.rows").check().run()
+    at.button(key="audit.export.csv").click().run()
+    assert not at.exception
+    [export] = events(trail.db, "export")
+    assert (export["actor_username"], export["target"]) == (admin, f"dataset:{trail.stock}")
+    assert export["detail"]["include_rows"] is True
+    assert export["detail"]["rows"] == 2
+    download = at.get("download_button")[0]
+    assert download.proto.label.startswith("Download audit-changesets-")
+
+
+def test_below_admin_the_audit_page_is_out_of_reach(trail: Trail) -> None:
+    for role in ("viewer", "editor"):
+        at, _ = signed_in(trail.db, role)
+        show_app(at)
+        with pytest.raises(ValueError, match="Could not find a navigation page"):
+            at.switch_page(AUDIT)
+        page = app_test(AUDIT).run()
+        name, password = new_user(trail.db, role=role)
+        sign_in(page, name, password)
+        assert not page.exception
+        assert "This page is for the admin role" in page.error[0].value
+        assert not page.main.dataframe
+        assert not page.code
+        assert "Verify now" not in texts(page)
+    assert events(trail.db, "audit_view") == []
+
+
+def test_empty_states(fresh_db: DatabaseHandle) -> None:
+    at, _ = on_page(fresh_db, "admin", AUDIT)
+    assert "No changesets yet." in [i.value for i in at.info]
+    at, _ = on_page(fresh_db, "viewer", HISTORY)
+    assert [i.value for i in at.info] == ["No datasets yet, so no history."]
+
+
+def test_a_viewer_reads_a_dataset_s_history_and_its_state_as_of_a_changeset(
+    trail: Trail,
+) -> None:
+    at, viewer = on_page(trail.db, "viewer", HISTORY)
+    at.selectbox(key="history.dataset").select(trail.stock).run()
+    assert changesets_shown(at) == [trail.seqs["ann stock"], trail.seqs["stock upload"]]
+    upload = next(
+        o
+        for o in at.selectbox(key=f"history.{trail.stock}.open").options
+        if o.startswith(f"#{trail.seqs['stock upload']} ")
+    )
+    at.selectbox(key=f"history.{trail.stock}.open").select(upload).run()
+    assert not at.exception
+    bulk = at.main.dataframe[1].value  # the bulk-loaded rows, replayed
+    assert bulk["Item"].tolist() == ["bolt", "nut", "=HYPERLINK(1)"]
+    at.toggle(key=f"history.{trail.stock}.as_of").set_value(True).run()
+    state = at.main.dataframe[-1].value
+    assert state["Count"].tolist() == ["10", "20", "30"]
+    at.button(key="history.prepare").click().run()
+    [export] = events(trail.db, "export")
+    assert export["actor_username"] == viewer
+    assert export["detail"]["as_of_seq"] == trail.seqs["stock upload"]
+    data = at.get("download_button")[0]
+    assert data.proto.label == f"Download Stock-as-of-{trail.seqs['stock upload']}.csv (3 rows)"
+    assert events(trail.db, "audit_view") == []  # history views are not audit views
+
+
+def test_a_link_opens_a_row_s_history(trail: Trail) -> None:
+    at, _ = signed_in(trail.db, "viewer")
+    show_app(at)
+    at.query_params["dataset"] = str(trail.people)
+    at.query_params["row"] = "3"
+    at.switch_page(HISTORY).run()
+    assert not at.exception
+    versions = at.main.dataframe[0].value
+    assert versions["Change"].tolist() == ["bulk insert", "update"]
+    assert versions["Who"].tolist() == ["Ann A", "Bob B"]
+    assert versions["Why"].tolist() == ["seed", "typo"]
+    assert versions["Note"].tolist() == ["-5", "Zebra crossing"]
+    assert "Note: -5 → Zebra crossing" in versions["Changed cells"].tolist()[1]
+
+
+def test_export_csv_is_formula_safe(trail: Trail) -> None:
+    at, _ = on_page(trail.db, "viewer", HISTORY)
+    at.selectbox(key="history.dataset").select(trail.stock).run()
+    upload = next(
+        o
+        for o in at.selectbox(key=f"history.{trail.stock}.open").options
+        if o.startswith(f"#{trail.seqs['stock upload']} ")
+    )
+    at.selectbox(key=f"history.{trail.stock}.open").select(upload).run()
+    at.toggle(key=f"history.{trail.stock}.as_of").set_value(True).run()
+    at.button(key="history.prepare").click().run()
+    assert not at.exception
