@@ -1,0 +1,233 @@
+"""The pages' domain side: exports of the trail and of a past state are formula-safe, exact and
+recorded; views are recorded only when asked; admins only for the trail; the as-of state and a
+row's versions; a bulk load read a page at a time."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+
+from portal import trail_views
+from portal.db import session_scope
+from portal.errors import NotFound, PermissionDenied, ValidationError
+from portal.trail_views import TrailFilter
+from tests.conftest import DatabaseHandle
+from tests.trail_seed import Trail, seed_trail
+
+pytestmark = pytest.mark.db
+
+
+@pytest.fixture
+def trail(fresh_db: DatabaseHandle) -> Trail:
+    return seed_trail(fresh_db)
+
+
+def event_rows(db: DatabaseHandle, kind: str) -> list[dict]:
+    with db.owner.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT actor_username, target, detail FROM audit.event WHERE kind = :k ORDER BY id"
+            ),
+            {"k": kind},
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+def read_csv(data: bytes) -> list[list[str]]:
+    assert data.startswith(b"\xef\xbb\xbf")
+    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+
+
+def test_trail_csv_with_row_changes_is_formula_safe_and_recorded(trail: Trail) -> None:
+    with session_scope() as s:
+        export = trail_views.export_trail(
+            session=s,
+            actor=trail.admin,
+            trail_filter=TrailFilter(dataset_id=trail.people),
+            include_rows=True,
+        )
+    table = read_csv(export.data)
+    header, lines = table[0], table[1:]
+    assert header[:3] == ["seq", "changeset_id", "committed_at"]
+    assert header[-4:] == ["row_id", "op", "before", "after"]
+    assert export.rows == 4  # changesets
+    # The upload's rows are one bulk load: one line, no row change; the edits one per row.
+    by_seq = {}
+    for line in lines:
+        by_seq.setdefault(int(line[0]), []).append(dict(zip(header, line, strict=True)))
+    assert [r["row_id"] for r in by_seq[trail.seqs["people upload"]]] == [""]
+    assert [r["row_id"] for r in by_seq[trail.seqs["ann qty"]]] == ["1", "2"]
+    oob = by_seq[trail.seqs["oob"]][0]
+    assert (oob["kind"], oob["out_of_band"], oob["op"]) == ("out_of_band", "true", "delete")
+    # Row 4's note is "@cmd": inside the JSON cell, which starts with "{", so kept as JSON.
+    assert json.loads(oob["before"])["note"] == "@cmd"
+    [event] = event_rows(trail.db, "export")
+    assert event["actor_username"] == trail.admin.username
+    assert event["target"] == f"dataset:{trail.people}"
+    assert event["detail"]["rows"] == 4
+    assert event["detail"]["filter"]["dataset_id"] == trail.people
+
+
+def test_trail_csv_neutralises_formula_reasons_and_names(trail: Trail) -> None:
+    from tests.trail_seed import edit
+
+    edit(
+        trail.db,
+        trail.ann,
+        trail.stock,
+        [("UPDATE {table} SET count = 1, _version = _version + 1 WHERE _row_id = 1", {})],
+        "=cmd|' /C calc'!A0",
+    )
+    with session_scope() as s:
+        export = trail_views.export_trail(
+            session=s, actor=trail.admin, trail_filter=TrailFilter(text="calc")
+        )
+    [header, line] = read_csv(export.data)
+    assert line[header.index("reason")] == "'=cmd|' /C calc'!A0"
+    for cell in line:
+        assert not cell.startswith(("=", "+", "-", "@", "\t", "\r"))
+
+
+def test_trail_json_keeps_exact_values(trail: Trail) -> None:
+    with session_scope() as s:
+        export = trail_views.export_trail(
+            session=s,
+            actor=trail.admin,
+            trail_filter=TrailFilter(kind="out_of_band"),
+            fmt="json",
+            include_rows=True,
+        )
+    [changeset] = json.loads(export.data, parse_float=Decimal)
+    assert changeset["kind"] == "out_of_band"
+    [row] = changeset["row_changes"]
+    assert row["before"]["price"] == Decimal("4.04")
+    assert export.mime == "application/json"
+    assert event_rows(trail.db, "export")[0]["detail"]["format"] == "json"
+
+
+def test_events_export(trail: Trail) -> None:
+    with session_scope() as s:
+        trail_views.search_trail(
+            session=s, actor=trail.admin, trail_filter=TrailFilter(), record=True
+        )
+    with session_scope() as s:
+        export = trail_views.export_trail(
+            session=s, actor=trail.admin, trail_filter=TrailFilter(), trail_list="events"
+        )
+    [header, line] = read_csv(export.data)
+    assert header == ["event_id", "occurred_at", "kind", "actor", "target", "detail"]
+    assert (line[2], line[3], line[4]) == ("audit_view", trail.admin.username, "audit")
+
+
+def test_views_are_recorded_only_when_asked(trail: Trail) -> None:
+    with session_scope() as s:
+        trail_views.search_trail(session=s, actor=trail.admin, trail_filter=TrailFilter())
+        trail_views.changeset(session=s, actor=trail.admin, changeset_id=1)
+    assert event_rows(trail.db, "audit_view") == []
+    with session_scope() as s:
+        trail_views.search_trail(
+            session=s, actor=trail.admin, trail_filter=TrailFilter(actor="x"), record=True
+        )
+        trail_views.changeset(session=s, actor=trail.admin, changeset_id=1, record=True)
+        trail_views.chain_status(session=s, actor=trail.admin)
+    assert [e["target"] for e in event_rows(trail.db, "audit_view")] == [
+        "audit",
+        "changeset:1",
+        "audit:verify",
+    ]
+
+
+def test_the_trail_is_for_admins_only(trail: Trail) -> None:
+    with session_scope() as s:
+        for call in (
+            lambda: trail_views.search_trail(
+                session=s, actor=trail.ann, trail_filter=TrailFilter()
+            ),
+            lambda: trail_views.export_trail(
+                session=s, actor=trail.ann, trail_filter=TrailFilter()
+            ),
+            lambda: trail_views.chain_status(session=s, actor=trail.ann),
+            lambda: trail_views.chain_head(session=s, actor=trail.ann),
+        ):
+            with pytest.raises(PermissionDenied):
+                call()
+    assert event_rows(trail.db, "audit_view") == []
+    assert event_rows(trail.db, "export") == []
+
+
+def test_a_backwards_date_range_is_explained(trail: Trail) -> None:
+    from datetime import UTC, datetime
+
+    backwards = TrailFilter(
+        since=datetime(2026, 2, 1, tzinfo=UTC), until=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    with session_scope() as s, pytest.raises(ValidationError, match="ends before it starts"):
+        trail_views.search_trail(session=s, actor=trail.admin, trail_filter=backwards)
+
+
+def test_as_of_and_its_export(trail: Trail) -> None:
+    with session_scope() as s:
+        before_edits = trail_views.as_of(
+            session=s, actor=trail.ann, dataset_id=trail.people, seq=trail.seqs["people upload"]
+        )
+        after_oob = trail_views.as_of(
+            session=s, actor=trail.ann, dataset_id=trail.people, seq=trail.seqs["oob"]
+        )
+    assert before_edits.rows == 250
+    assert before_edits.frame["Qty"].tolist()[:2] == ["1", "2"]
+    assert before_edits.frame["Price"].tolist()[9] == "10.10"  # exact decimals
+    assert after_oob.rows == 249
+    assert after_oob.frame["Qty"].tolist()[:2] == ["99", "99"]
+    assert 4 not in after_oob.frame["Row id"].tolist()
+    with session_scope() as s:
+        export = trail_views.export_as_of(
+            session=s, actor=trail.ann, dataset_id=trail.people, seq=trail.seqs["people upload"]
+        )
+    table = read_csv(export.data)
+    assert table[0] == ["Name", "Code", "Qty", "Price", "Joined", "Note"]
+    assert len(table) == 251
+    notes = [row[5] for row in table[1:7]]
+    assert notes == ["'=1+1", "'+SUM(A1:A2)", "'-5", "'@cmd", "'\tTAB", "'\rCR"]
+    [event] = event_rows(trail.db, "export")
+    assert event["detail"]["as_of_seq"] == trail.seqs["people upload"]
+    assert event["detail"]["rows"] == 250
+    with session_scope() as s, pytest.raises(NotFound, match="no changeset"):
+        trail_views.as_of(
+            session=s, actor=trail.ann, dataset_id=trail.people, seq=trail.seqs["stock upload"]
+        )
+
+
+def test_row_versions_and_bulk_pages(trail: Trail) -> None:
+    with session_scope() as s:
+        frame = trail_views.row_versions_frame(
+            session=s, actor=trail.ann, dataset_id=trail.people, row_id=1
+        )
+        with pytest.raises(NotFound, match="never existed"):
+            trail_views.row_versions_frame(
+                session=s, actor=trail.ann, dataset_id=trail.people, row_id=9999
+            )
+        upload_id = s.scalar(
+            text("SELECT id FROM audit.changeset WHERE seq = :s"),
+            {"s": trail.seqs["people upload"]},
+        )
+        bulk_id = s.scalar(
+            text("SELECT id FROM audit.bulk_load WHERE changeset_id = :c"), {"c": upload_id}
+        )
+        page = trail_views.bulk_page(
+            session=s,
+            actor=trail.ann,
+            changeset_id=upload_id,
+            bulk_load_id=bulk_id,
+            offset=240,
+            limit=50,
+        )
+    assert frame["Version"].tolist() == [1, 2]
+    assert frame["Qty"].tolist() == ["1", "99"]
+    assert frame["Changed cells"].tolist() == ["", "Qty: 1 → 99"]
+    assert page["Row id"].tolist() == list(range(241, 251))
+    assert page["Name"].tolist()[-1] == "Person 250"
