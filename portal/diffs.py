@@ -25,7 +25,9 @@ Decisions a reader needs:
 - Every change is relative to ``base``, the committed values as read: a cell edited back to its
   committed value is no change and is dropped; a row edited and deleted is a delete.
 - All problems are collected, not just the first: ``InvalidEdits.problems`` has one per cell,
-  each naming the row (its ``_row_id``, or "new row N") and the column's label.
+  each naming the row (its ``_row_id``, or "new row N") and the column's label. A forged state
+  cannot make that list huge: a row with more cells than the grid has columns is refused as a
+  whole, and positions outside the window past the first ``MAX_PROBLEMS_SHOWN`` are counted.
 """
 
 from __future__ import annotations
@@ -300,8 +302,10 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
         final[row_id] = values
 
     new_rows: list[dict[str, Value]] = []
+    new_where: list[str] = []  # as the grid numbers new rows: pending ones first
     for n, row in enumerate(added, start=1):
         where = f"new row {sum(1 for i in ids if i < 0) + n}"
+        new_where.append(where)
         values = {c.name: c.default for c in spec.columns}
         for name, raw in row.items():
             column = _editable(name, by_name, where, raw, problems)
@@ -312,8 +316,10 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
                 problems.append(EditProblem(where, c.label, "", "A value is required."))
         new_rows.append(values)
 
-    pending_inserts = [final.pop(i) for i in ids if i < 0 and i in final]
-    _check_unique(spec, final, pending_inserts + new_rows, problems)
+    pending_ids = [i for i in ids if i < 0 and i in final]
+    pending_inserts = [final.pop(i) for i in pending_ids]
+    inserts = [(_where(i), v) for i, v in zip(pending_ids, pending_inserts, strict=True)]
+    _check_unique(spec, final, inserts + list(zip(new_where, new_rows, strict=True)), problems)
     if problems:
         raise InvalidEdits(problems)
 
@@ -508,7 +514,7 @@ def _from_editor(column: ColumnSpec, raw: object) -> object:
 def _check_unique(
     spec: DatasetSpec,
     final: Mapping[int, Mapping[str, Value]],
-    inserts: Sequence[Mapping[str, Value]],
+    inserts: Sequence[tuple[str, Mapping[str, Value]]],
     problems: list[EditProblem],
 ) -> None:
     """A unique column may not end up with one value twice among the window's rows."""
@@ -517,7 +523,7 @@ def _check_unique(
             continue
         seen: dict[Any, str] = {}
         rows: list[tuple[str, Value]] = [(_where(i), v[c.name]) for i, v in final.items()]
-        rows += [(f"new row {n}", v[c.name]) for n, v in enumerate(inserts, start=1)]
+        rows += [(where, v[c.name]) for where, v in inserts]
         for where, value in rows:
             if value is None:
                 continue

@@ -1,0 +1,743 @@
+"""The editor's state -> ChangeSet (``portal.diffs``): forged and malformed states, every rule,
+pending changes carried between windows, huge states refused quickly, and a property test that
+applying the ChangeSet gives the frame Streamlit itself shows after the same edits."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from streamlit.elements.lib.column_config_utils import determine_dataframe_schema
+from streamlit.elements.widgets.data_editor import _apply_dataframe_edits
+
+from portal import diffs
+from portal.diffs import (
+    ChangeSet,
+    EditProblem,
+    InvalidEdits,
+    RowDelete,
+    RowInsert,
+    RowUpdate,
+    Window,
+)
+from portal.errors import PermissionDenied
+from portal.spec import ColumnSpec, DatasetSpec
+
+SPEC = DatasetSpec(
+    (
+        ColumnSpec("Code", "code", "text", required=True, unique=True, regex=r"[A-Z]{2}[0-9]+"),
+        ColumnSpec("Qty", "qty", "integer", min=0, max=1000),
+        ColumnSpec("Price", "price", "decimal", scale=2, min=Decimal("0")),
+        ColumnSpec("Active", "active", "boolean"),
+        ColumnSpec("Since", "since", "date"),
+        ColumnSpec("Seen at", "seen_at", "datetime"),
+        ColumnSpec("Size", "size", "category", options=("S", "M", "L")),
+        ColumnSpec("Note", "note", "text", max_length=10),
+    )
+)
+ROWS: list[tuple[Any, ...]] = [
+    (
+        10,
+        "AB1",
+        1,
+        Decimal("1.50"),
+        True,
+        date(2024, 1, 1),
+        datetime(2024, 1, 1, 12, tzinfo=UTC),
+        "S",
+        "one",
+    ),
+    (11, "AB2", 2, Decimal("2.00"), False, None, None, "M", None),
+    (12, "AB3", None, None, None, None, None, None, None),
+]
+VERSIONS = {10: 3, 11: 1, 12: 7}
+
+
+def window(
+    pending: ChangeSet | None = None,
+    rows: Sequence[tuple[Any, ...]] = ROWS,
+    spec: DatasetSpec = SPEC,
+) -> Window:
+    base = diffs.editor_frame(spec, rows)
+    versions = {int(r[0]): VERSIONS.get(int(r[0]), 1) for r in rows}
+    return diffs.make_window(spec, base, versions, pending)
+
+
+def build(state: object, win: Window | None = None, *, may_edit: bool = True) -> ChangeSet:
+    return diffs.build_changeset(win or window(), state, may_edit=may_edit)
+
+
+def problems(state: object, win: Window | None = None) -> tuple[EditProblem, ...]:
+    with pytest.raises(InvalidEdits) as caught:
+        build(state, win)
+    assert "nothing was written" in str(caught.value)
+    return caught.value.problems
+
+
+def one_problem(state: object, win: Window | None = None) -> EditProblem:
+    [problem] = problems(state, win)
+    return problem
+
+
+# ---------------------------------------------------------------------------------------------
+# Plain edits
+# ---------------------------------------------------------------------------------------------
+
+
+def test_an_empty_or_missing_state_is_no_change() -> None:
+    assert build(None).empty
+    assert build({}).empty
+    assert build({"edited_rows": {}, "added_rows": [], "deleted_rows": []}).empty
+
+
+def test_edits_deletes_and_inserts_become_one_changeset() -> None:
+    changes = build(
+        {
+            "edited_rows": {0: {"qty": 5, "note": "changed"}, "2": {"price": 9.5}},
+            "added_rows": [{"code": "ZZ9", "qty": 3}],
+            "deleted_rows": [1],
+        }
+    )
+    assert changes.updates == (
+        RowUpdate(10, 3, {"qty": 1, "note": "one"}, {"qty": 5, "note": "changed"}),
+        RowUpdate(12, 7, {"price": None}, {"price": Decimal("9.5")}),
+    )
+    [delete] = changes.deletes
+    assert (delete.row_id, delete.version) == (11, 1)
+    assert delete.before == {
+        "code": "AB2",
+        "qty": 2,
+        "price": Decimal("2.00"),
+        "active": False,
+        "since": None,
+        "seen_at": None,
+        "size": "M",
+        "note": None,
+    }
+    assert changes.inserts == (
+        RowInsert(
+            {
+                "code": "ZZ9",
+                "qty": 3,
+                "price": None,
+                "active": None,
+                "since": None,
+                "seen_at": None,
+                "size": None,
+                "note": None,
+            }
+        ),
+    )
+    assert changes.summary() == "3 cells in 2 rows changed, 1 row added, 1 row deleted"
+    assert changes.row_ids() == {10, 11, 12}
+    assert [(c.row_id, c.column, c.before, c.after) for c in diffs.cell_changes(changes, SPEC)] == [
+        (10, "Qty", 1, 5),
+        (10, "Note", "one", "changed"),
+        (12, "Price", None, Decimal("9.5")),
+    ]
+
+
+def test_an_insert_takes_the_column_defaults_it_was_not_given() -> None:
+    spec = DatasetSpec(
+        (
+            ColumnSpec("Name", "name", "text"),
+            ColumnSpec("Qty", "qty", "integer", required=True, default=1),
+        )
+    )
+    changes = build({"added_rows": [{"name": "x"}]}, window(rows=[], spec=spec))
+    assert changes.inserts == (RowInsert({"name": "x", "qty": 1}),)
+
+
+def test_edits_that_restore_the_committed_value_are_dropped() -> None:
+    changes = build(
+        {
+            "edited_rows": {
+                0: {"qty": 1, "price": 1.5, "active": True, "since": "2024-01-01"},
+                1: {"price": "2", "note": None, "qty": 2.0},
+                2: {"qty": None, "note": ""},
+            }
+        }
+    )
+    assert changes.empty
+
+
+def test_decimals_equal_in_value_are_the_same_whatever_their_scale() -> None:
+    assert diffs.same_value(Decimal("1.5"), Decimal("1.50"))
+    assert not diffs.same_value(Decimal("1.5"), Decimal("1.51"))
+    assert not diffs.same_value(True, 1)
+    assert not diffs.same_value(None, "")
+    assert diffs.same_value(None, None)
+    assert build({"edited_rows": {0: {"price": Decimal("1.500")}}}).empty
+    [update] = build({"edited_rows": {0: {"price": 1.51}}}).updates
+    assert update.after == {"price": Decimal("1.51")}
+
+
+def test_an_edited_and_deleted_row_is_a_delete() -> None:
+    changes = build({"edited_rows": {0: {"qty": 99}}, "deleted_rows": [0]})
+    assert changes.updates == ()
+    assert [d.row_id for d in changes.deletes] == [10]
+    assert changes.deletes[0].before["qty"] == 1  # the committed value, not the edit
+
+
+def test_a_position_deleted_twice_or_edited_twice_counts_once() -> None:
+    changes = build({"edited_rows": {0: {"qty": 4}, "0": {"note": "x"}}, "deleted_rows": [1, 1]})
+    assert [u.after for u in changes.updates] == [{"qty": 4, "note": "x"}]
+    assert [d.row_id for d in changes.deletes] == [11]
+
+
+@pytest.mark.parametrize(
+    ("sent", "expected"),
+    [
+        ("2024-05-01", date(2024, 5, 1)),
+        ("2024-05-01T00:00:00.000", date(2024, 5, 1)),
+        ("2024-05-01T00:00:00", date(2024, 5, 1)),
+        ("2024-05-01T00:00", date(2024, 5, 1)),
+        ("2024-05-01T00:00:00.000Z", date(2024, 5, 1)),
+        (date(2024, 5, 1), date(2024, 5, 1)),
+        (pd.Timestamp("2024-05-01"), date(2024, 5, 1)),
+    ],
+)
+def test_dates_arrive_as_the_grid_sends_them(sent: object, expected: date) -> None:
+    [update] = build({"edited_rows": {0: {"since": sent}}}).updates
+    assert update.after == {"since": expected}
+
+
+@pytest.mark.parametrize("sent", ["2024-05-01T10:30:00.000", "2024-05-01T00:00:00+02:00", "May 1"])
+def test_a_date_with_a_time_of_day_or_in_another_shape_is_refused(sent: str) -> None:
+    problem = one_problem({"edited_rows": {0: {"since": sent}}})
+    assert (problem.where, problem.column, problem.value) == ("row 10", "Since", sent)
+
+
+@pytest.mark.parametrize(
+    ("sent", "expected"),
+    [
+        ("2024-05-01T10:30:00.000", datetime(2024, 5, 1, 10, 30, tzinfo=UTC)),
+        ("2024-05-01T10:30:00", datetime(2024, 5, 1, 10, 30, tzinfo=UTC)),
+        ("2024-05-01T10:30:00Z", datetime(2024, 5, 1, 10, 30, tzinfo=UTC)),
+        ("2024-05-01T10:30:00.250+02:00", datetime(2024, 5, 1, 8, 30, 0, 250_000, tzinfo=UTC)),
+        ("2024-05-01T10:30:00-05:30", datetime(2024, 5, 1, 16, 0, tzinfo=UTC)),
+        (pd.Timestamp("2024-05-01T10:30:00", tz="UTC"), datetime(2024, 5, 1, 10, 30, tzinfo=UTC)),
+    ],
+)
+def test_datetimes_read_with_or_without_an_offset(sent: object, expected: datetime) -> None:
+    [update] = build({"edited_rows": {1: {"seen_at": sent}}}).updates
+    assert update.after == {"seen_at": expected}
+    # The same instant written another way is no change.
+    win = window(rows=[(11, "AB2", 2, None, None, None, expected, None, None)])
+    assert build({"edited_rows": {0: {"seen_at": sent}}}, win).empty
+
+
+# ---------------------------------------------------------------------------------------------
+# Forged and malformed states
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("position", [-1, -3, 3, 4, 10**6, "-1", "3"])
+def test_positions_outside_the_window_are_refused_not_wrapped(position: object) -> None:
+    for state in (
+        {"edited_rows": {position: {"qty": 5}}},
+        {"deleted_rows": [position]},
+    ):
+        problem = one_problem(state)
+        assert problem.where == f"row position {int(position)}"  # type: ignore[call-overload]
+        assert "rows 0 to 2 only" in problem.message
+
+
+def test_every_out_of_range_position_is_named() -> None:
+    found = problems({"edited_rows": {-1: {"qty": 1}, 5: {"qty": 2}}, "deleted_rows": [7]})
+    assert [p.where for p in found] == ["row position -1", "row position 5", "row position 7"]
+
+
+def test_an_empty_window_takes_no_positions() -> None:
+    problem = one_problem({"deleted_rows": [0]}, window(rows=[]))
+    assert "shows no rows" in problem.message
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        [],
+        "edited_rows",
+        42,
+        {"edited_rows": [{"qty": 1}]},
+        {"edited_rows": {True: {"qty": 1}}},
+        {"edited_rows": {False: {"qty": 1}}},
+        {"edited_rows": {0.0: {"qty": 1}}},
+        {"edited_rows": {"0.0": {"qty": 1}}},
+        {"edited_rows": {"one": {"qty": 1}}},
+        {"edited_rows": {"+1": {"qty": 1}}},
+        {"edited_rows": {"²": {"qty": 1}}},
+        {"edited_rows": {"--1": {"qty": 1}}},
+        {"edited_rows": {" 1": {"qty": 1}}},
+        {"edited_rows": {"١": {"qty": 1}}},
+        {"edited_rows": {"9" * 40: {"qty": 1}}},
+        {"edited_rows": {None: {"qty": 1}}},
+        {"edited_rows": {0: [("qty", 1)]}},
+        {"edited_rows": {0: {1: 1}}},
+        {"edited_rows": {0: "qty=1"}},
+        {"added_rows": {"code": "AB9"}},
+        {"added_rows": ["AB9"]},
+        {"added_rows": [{0: "AB9"}]},
+        {"added_rows": "AB9"},
+        {"deleted_rows": [True]},
+        {"deleted_rows": [0.0]},
+        {"deleted_rows": ["x"]},
+        {"deleted_rows": [[0]]},
+        {"deleted_rows": 0.5},
+        {"deleted_rows": {0: 0}},
+    ],
+    ids=repr,
+)
+def test_malformed_states_are_refused_whole(state: object) -> None:
+    problem = one_problem(state)
+    assert problem.where == "the grid"
+    assert "malformed" in problem.message
+
+
+def test_positions_arrive_as_ints_numpy_ints_or_their_decimal_strings() -> None:
+    import numpy as np
+
+    changes = build({"edited_rows": {np.int64(0): {"qty": 7}, "1": {"qty": 8}}})
+    assert [(u.row_id, u.after) for u in changes.updates] == [(10, {"qty": 7}), (11, {"qty": 8})]
+    assert [d.row_id for d in build({"deleted_rows": [np.int32(2), "0"]}).deletes] == [10, 12]
+
+
+@pytest.mark.parametrize("name", ["_row_id", "_index", "_version"])
+def test_row_ids_and_versions_cannot_be_edited_or_given(name: str) -> None:
+    problem = one_problem({"edited_rows": {0: {name: 99}}})
+    assert (problem.where, problem.column, problem.value) == ("row 10", name, "99")
+    assert "cannot be edited" in problem.message
+    problem = one_problem({"added_rows": [{"code": "ZZ1", name: 5}]})
+    assert (problem.where, problem.column) == ("new row 1", name)
+
+
+def test_unknown_columns_are_refused() -> None:
+    problem = one_problem({"edited_rows": {1: {"Qty": 3}}})  # the label, not the name
+    assert (problem.where, problem.column) == ("row 11", "Qty")
+    assert "no such column" in problem.message
+    problem = one_problem({"added_rows": [{"code": "ZZ1", "owner": "me"}]})
+    assert (problem.where, problem.column, problem.value) == ("new row 1", "owner", "me")
+
+
+@pytest.mark.parametrize(
+    ("column", "sent", "label"),
+    [
+        ("qty", "many", "Qty"),
+        ("qty", 1.5, "Qty"),
+        ("qty", True, "Qty"),
+        ("qty", [1], "Qty"),
+        ("qty", {"v": 1}, "Qty"),
+        ("qty", 2**70, "Qty"),
+        ("price", "1.5.0", "Price"),
+        ("price", float("nan"), "Price"),  # NaN is read as missing: not a type error…
+        ("price", float("inf"), "Price"),
+        ("active", "perhaps", "Active"),
+        ("active", 2, "Active"),
+        ("since", 20240501, "Since"),
+        ("since", "2024-02-30", "Since"),
+        ("seen_at", "yesterday", "Seen at"),
+        ("seen_at", 1714557000, "Seen at"),
+        ("code", 12, "Code"),
+        ("note", 3.5, "Note"),
+        ("note", "a\x00b", "Note"),
+    ],
+)
+def test_values_of_the_wrong_type_are_refused(column: str, sent: object, label: str) -> None:
+    state = {"edited_rows": {0: {column: sent}}}
+    if isinstance(sent, float) and sent != sent:
+        assert build(state).updates[0].after == {"price": None}  # …but an emptied cell
+        return
+    problem = one_problem(state)
+    assert (problem.where, problem.column) == ("row 10", label)
+    assert problem.message
+
+
+@pytest.mark.parametrize(
+    ("column", "sent", "label", "words"),
+    [
+        ("code", None, "Code", "required"),
+        ("code", "", "Code", "required"),
+        ("code", "ab1", "Code", "pattern"),
+        ("qty", -1, "Qty", "minimum 0"),
+        ("qty", 1001, "Qty", "maximum 1000"),
+        ("price", 1.234, "Price", "decimal"),
+        ("price", "-0.01", "Price", "minimum 0"),
+        ("size", "XL", "Size", "one of"),
+        ("size", "s", "Size", "one of"),
+        ("note", "x" * 11, "Note", "10"),
+    ],
+)
+def test_every_rule_is_checked_again(column: str, sent: object, label: str, words: str) -> None:
+    problem = one_problem({"edited_rows": {1: {column: sent}}})
+    assert (problem.where, problem.column) == ("row 11", label)
+    assert words in problem.message.lower()
+    assert label in str(problem)
+    assert "row 11" in str(problem)
+
+
+def test_a_required_column_left_out_of_a_new_row_is_refused() -> None:
+    problem = one_problem({"added_rows": [{"qty": 3}]})
+    assert (problem.where, problem.column) == ("new row 1", "Code")
+    assert "required" in problem.message.lower()
+
+
+def test_every_problem_is_collected_with_its_row_and_column() -> None:
+    with pytest.raises(InvalidEdits) as caught:
+        build(
+            {
+                "edited_rows": {0: {"qty": -5, "note": "far too long"}, 2: {"owner": 1}},
+                "added_rows": [{"qty": 3}, {"code": "AB1", "size": "XXL"}],
+            }
+        )
+    assert [(p.where, p.column) for p in caught.value.problems] == [
+        ("row 10", "Qty"),
+        ("row 10", "Note"),
+        ("row 12", "owner"),
+        ("new row 1", "Code"),
+        ("new row 2", "Size"),
+        ("new row 2", "Code"),  # AB1 is row 10's
+    ]
+    message = str(caught.value)
+    assert message.startswith("6 changes cannot be saved: row 10, Qty (“-5”)")
+    assert "(and 3 more)" in message
+
+
+# ---------------------------------------------------------------------------------------------
+# Uniqueness among the window's rows
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_unique_value_may_not_appear_twice_in_the_window() -> None:
+    problem = one_problem({"edited_rows": {1: {"code": "AB1"}}})
+    assert (problem.where, problem.column, problem.value) == ("row 11", "Code", "AB1")
+    assert "row 10" in problem.message
+    assert "unique" in problem.message
+    problem = one_problem({"added_rows": [{"code": "AB3"}]})
+    assert (problem.where, problem.column) == ("new row 1", "Code")
+
+
+def test_two_new_rows_may_not_share_a_unique_value() -> None:
+    problem = one_problem({"added_rows": [{"code": "ZZ1"}, {"code": "ZZ1"}]})
+    assert (problem.where, problem.column) == ("new row 2", "Code")
+    assert "new row 1" in problem.message
+
+
+def test_swapping_or_freeing_a_unique_value_is_allowed() -> None:
+    swap = build({"edited_rows": {0: {"code": "AB2"}, 1: {"code": "AB1"}}})
+    assert [(u.row_id, u.after) for u in swap.updates] == [
+        (10, {"code": "AB2"}),
+        (11, {"code": "AB1"}),
+    ]
+    # A value freed by an edit or a delete may be taken by another row or a new one.
+    moved = build(
+        {
+            "edited_rows": {0: {"code": "AB9"}},
+            "deleted_rows": [1],
+            "added_rows": [{"code": "AB1"}, {"code": "AB2"}],
+        }
+    )
+    assert [i.values["code"] for i in moved.inserts] == ["AB1", "AB2"]
+
+
+def test_unique_decimals_compare_by_value() -> None:
+    spec = DatasetSpec((ColumnSpec("Rate", "rate", "decimal", unique=True),))
+    win = window(rows=[(1, Decimal("1.50")), (2, Decimal("2"))], spec=spec)
+    problem = one_problem({"edited_rows": {1: {"rate": 1.5}}}, win)
+    assert (problem.where, problem.column) == ("row 2", "Rate")
+
+
+# ---------------------------------------------------------------------------------------------
+# Roles
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"edited_rows": {0: {"qty": 5}}},
+        {"added_rows": [{"code": "ZZ1"}]},
+        {"added_rows": [{}]},
+        {"deleted_rows": [0]},
+        {"edited_rows": {0: {"qty": 1}}},  # even a no-op edit
+    ],
+)
+def test_a_viewer_cannot_change_anything(state: dict[str, Any]) -> None:
+    with pytest.raises(PermissionDenied, match="view this dataset but not change it"):
+        build(state, may_edit=False)
+
+
+def test_a_viewer_with_no_edits_gets_nothing_and_cannot_carry_pending_changes() -> None:
+    assert build({}, may_edit=False).empty
+    assert build({"edited_rows": {}, "added_rows": [], "deleted_rows": []}, may_edit=False).empty
+    pending = ChangeSet(inserts=(RowInsert(dict.fromkeys(SPEC.names)),))
+    with pytest.raises(PermissionDenied):
+        build({}, window(pending), may_edit=False)
+    with pytest.raises(PermissionDenied):
+        build({}, window(ChangeSet(deletes=(RowDelete(99, 1, {}),))), may_edit=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Huge states
+# ---------------------------------------------------------------------------------------------
+
+
+def test_too_many_new_rows_are_refused_quickly() -> None:
+    state = {"added_rows": [{"code": f"ZZ{n}"} for n in range(200_000)]}
+    start = time.perf_counter()
+    problem = one_problem(state)
+    elapsed = time.perf_counter() - start
+    assert problem.where == "new rows"
+    assert "200,000 new rows" in problem.message
+    assert "upload" in problem.message
+    assert elapsed < 1.0, f"took {elapsed:.2f} s"
+
+
+def test_a_hundred_thousand_edits_outside_the_window_are_refused_quickly() -> None:
+    state = {"edited_rows": {n: {"qty": 1} for n in range(3, 100_003)}}
+    start = time.perf_counter()
+    with pytest.raises(InvalidEdits) as caught:
+        build(state)
+    elapsed = time.perf_counter() - start
+    found = caught.value.problems
+    assert [p.where for p in found[:2]] == ["row position 3", "row position 4"]
+    assert len(found) == diffs.MAX_PROBLEMS_SHOWN + 1  # the first ones named, the rest counted
+    assert found[-1].message == "99,950 more row positions outside it"
+    assert elapsed < 1.0, f"took {elapsed:.2f} s"
+
+
+def test_a_row_with_a_hundred_thousand_unknown_columns_is_refused_quickly() -> None:
+    state = {"edited_rows": {0: {f"c{n}": n for n in range(100_000)}}}
+    start = time.perf_counter()
+    problem = one_problem(state)
+    assert time.perf_counter() - start < 1.0
+    assert "100,000 cells for 8 columns" in problem.message
+    # A few unknown columns are each named.
+    assert len(problems({"edited_rows": {0: {"a": 1, "b": 2, "c": 3}}})) == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# Pending changes carried between windows
+# ---------------------------------------------------------------------------------------------
+
+
+def test_pending_changes_show_in_the_next_window() -> None:
+    pending = build(
+        {
+            "edited_rows": {0: {"qty": 50}},
+            "deleted_rows": [1],
+            "added_rows": [{"code": "ZZ1"}, {"code": "ZZ2", "qty": 2}],
+        }
+    )
+    win = window(pending)
+    assert list(win.shown.index) == [10, 12, -1, -2]
+    assert win.shown.at[10, "qty"] == 50
+    assert win.shown.at[-2, "code"] == "ZZ2"
+    assert list(win.base.index) == [10, 11, 12]
+    assert win.outside.empty
+    # No further edit: the same ChangeSet comes back.
+    assert build({}, win) == pending
+
+
+def test_editing_or_deleting_a_pending_insert_edits_or_drops_it() -> None:
+    pending = build({"added_rows": [{"code": "ZZ1"}, {"code": "ZZ2"}, {"code": "ZZ3"}]})
+    win = window(pending)  # shown: 10, 11, 12, -1, -2, -3
+    changes = build(
+        {"edited_rows": {3: {"qty": 9}, 5: {"note": "third"}}, "deleted_rows": [4]}, win
+    )
+    assert [(i.values["code"], i.values["qty"], i.values["note"]) for i in changes.inserts] == [
+        ("ZZ1", 9, None),
+        ("ZZ3", None, "third"),
+    ]
+    assert changes.updates == ()
+    assert changes.deletes == ()
+    # Problems in pending rows name them as the grid numbers them.
+    problem = one_problem({"edited_rows": {5: {"qty": -1}}}, win)
+    assert (problem.where, problem.column) == ("new row 3", "Qty")
+    problem = one_problem({"edited_rows": {5: {"code": "ZZ2"}}, "deleted_rows": [3]}, win)
+    assert (problem.where, problem.column) == ("new row 3", "Code")
+    assert "already in new row 2" in problem.message
+    problem = one_problem({"added_rows": [{"code": "ZZ1"}]}, win)
+    assert problem.where == "new row 4"
+    assert "already in new row 1" in problem.message
+
+
+def test_a_pending_edit_undone_in_the_next_window_is_dropped() -> None:
+    win = window(build({"edited_rows": {0: {"qty": 50}}}))
+    assert build({"edited_rows": {0: {"qty": 1}}}, win).empty
+
+
+def test_pending_changes_to_rows_outside_the_window_are_kept() -> None:
+    elsewhere = ChangeSet(
+        updates=(RowUpdate(500, 2, {"qty": 1}, {"qty": 2}),),
+        deletes=(RowDelete(501, 4, {"code": "QQ1"}), RowDelete(11, 1, {"code": "AB2"})),
+        inserts=(RowInsert(dict.fromkeys(SPEC.names) | {"code": "ZZ7"}),),
+    )
+    win = window(elsewhere)
+    assert win.outside.updates == elsewhere.updates
+    assert win.outside.deletes == (elsewhere.deletes[0],)  # row 11 is in this window: hidden
+    assert list(win.shown.index) == [10, 12, -1]
+    changes = build({"edited_rows": {0: {"qty": 3}}}, win)
+    assert [u.row_id for u in changes.updates] == [10, 500]
+    assert [d.row_id for d in changes.deletes] == [11, 501]
+    assert [i.values["code"] for i in changes.inserts] == ["ZZ7"]
+    # A pending insert may not take a unique value a shown row holds.
+    win = window(ChangeSet(inserts=(RowInsert(dict.fromkeys(SPEC.names) | {"code": "AB1"}),)))
+    assert one_problem({}, win).column == "Code"
+
+
+# ---------------------------------------------------------------------------------------------
+# Describing values
+# ---------------------------------------------------------------------------------------------
+
+
+def test_plain_and_show_value() -> None:
+    import numpy as np
+
+    assert diffs.plain(pd.NA) is None
+    assert diffs.plain(pd.NaT) is None
+    assert diffs.plain(np.float64("nan")) is None
+    assert diffs.plain(np.int64(3)) == 3
+    assert type(diffs.plain(np.int64(3))) is int
+    assert diffs.plain(np.bool_(True)) is True
+    assert diffs.plain(pd.Timestamp("2024-01-01 10:00")) == datetime(2024, 1, 1, 10, tzinfo=UTC)
+    assert diffs.show_value(None) == ""
+    assert diffs.show_value(True) == "true"
+    assert diffs.show_value(date(2024, 5, 1)) == "2024-05-01"
+    assert diffs.show_value(datetime(2024, 5, 1, 10, tzinfo=UTC)) == "2024-05-01 10:00:00 UTC"
+    assert diffs.show_value(Decimal("1.50")) == "1.50"
+
+
+# ---------------------------------------------------------------------------------------------
+# Property: applying the ChangeSet gives the frame Streamlit shows after the same edits
+# ---------------------------------------------------------------------------------------------
+
+PROPERTY_SPEC = DatasetSpec(
+    (
+        ColumnSpec("N", "n", "integer"),
+        ColumnSpec("T", "t", "text"),
+        ColumnSpec("D", "d", "decimal"),
+        ColumnSpec("B", "b", "boolean"),
+        ColumnSpec("Day", "day", "date"),
+    )
+)
+_DAYS = st.dates(min_value=date(1990, 1, 1), max_value=date(2030, 12, 31))
+_DECIMALS = st.decimals(min_value=-1000, max_value=1000, places=2, allow_nan=False)
+# What the grid sends per column: JSON numbers, strings and booleans; None for a cleared cell.
+_SENT: dict[str, st.SearchStrategy[Any]] = {
+    "n": st.none() | st.integers(-(10**6), 10**6),
+    "t": st.none() | st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=8),
+    "d": st.none() | _DECIMALS.map(float) | st.integers(-100, 100),
+    "b": st.none() | st.booleans(),
+    "day": st.none()
+    | _DAYS.map(date.isoformat)
+    | _DAYS.map(lambda d: f"{d.isoformat()}T00:00:00.000"),
+}
+_STORED: dict[str, st.SearchStrategy[Any]] = {
+    "n": st.none() | st.integers(-(10**6), 10**6),
+    "t": st.none() | st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1),
+    "d": st.none() | _DECIMALS,
+    "b": st.none() | st.booleans(),
+    "day": st.none() | _DAYS,
+}
+
+
+@st.composite
+def _rows(draw: st.DrawFn) -> list[tuple[Any, ...]]:
+    ids = draw(st.lists(st.integers(1, 50), max_size=6, unique=True))
+    return [(i, *(draw(_STORED[n]) for n in PROPERTY_SPEC.names)) for i in sorted(ids)]
+
+
+@st.composite
+def _state(draw: st.DrawFn, rows: int) -> dict[str, Any]:
+    cells = st.lists(st.sampled_from(PROPERTY_SPEC.names), min_size=1, unique=True)
+    edited: dict[int, dict[str, Any]] = {}
+    if rows:
+        for position in draw(st.lists(st.integers(0, rows - 1), min_size=1, unique=True)):
+            edited[position] = {n: draw(_SENT[n]) for n in draw(cells)}
+    deleted = draw(st.lists(st.integers(0, rows - 1), unique=True)) if rows else []
+    added = [
+        {n: draw(_SENT[n]) for n in draw(st.lists(st.sampled_from(PROPERTY_SPEC.names)))}
+        for _ in range(draw(st.integers(0, 3)))
+    ]
+    return {"edited_rows": edited, "added_rows": added, "deleted_rows": deleted}
+
+
+def _normal(name: str, value: object) -> object:
+    """A cell as a plain value of its column, whatever representation either side chose (an
+    empty text is a missing value in the portal; a column Streamlit saw only empty keeps the
+    grid's raw value)."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and value != value:
+        return None
+    column = next(c for c in PROPERTY_SPEC.columns if c.name == name)
+    if column.type == "text":
+        return str(value) or None
+    if column.type == "integer":
+        return int(value)  # type: ignore[call-overload]
+    if column.type == "decimal":
+        return Decimal(str(value))
+    if column.type == "boolean":
+        return bool(value)
+    if isinstance(value, str):
+        return pd.Timestamp(value).date()
+    if isinstance(value, datetime):
+        return value.date()
+    return value
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
+    return [
+        {n: _normal(n, frame.iat[k, j]) for j, n in enumerate(PROPERTY_SPEC.names)}
+        for k in range(len(frame))
+    ]
+
+
+def _streamlit_shows(shown: pd.DataFrame, state: Mapping[str, Any]) -> pd.DataFrame:
+    frame = shown.copy()
+    schema = determine_dataframe_schema(frame, pa.Table.from_pandas(frame).schema)
+    return _apply_dataframe_edits(frame, dict(state), schema)  # type: ignore[arg-type]
+
+
+def _check_against_streamlit(win: Window, state: dict[str, Any]) -> None:
+    changes = diffs.build_changeset(win, state, may_edit=True)
+    ours = diffs.apply_changeset(win.base, changes)
+    theirs = _streamlit_shows(win.shown, state)
+    kept = len(win.shown) - len(set(state["deleted_rows"]))
+    theirs_kept, theirs_added = theirs.iloc[:kept], theirs.iloc[kept:]
+    committed = [i for i in theirs_kept.index if i >= 0]
+    assert sorted(committed) == sorted(i for i in ours.index if i in win.base.index)
+    assert _records(ours.loc[committed]) == _records(theirs_kept.loc[committed])
+    new_theirs = pd.concat([theirs_kept[theirs_kept.index < 0], theirs_added])
+    new_ours = ours[~ours.index.isin(win.base.index)]
+    assert _records(new_ours) == _records(new_theirs)
+    # Cells edited back to their committed value are never in the ChangeSet.
+    for u in changes.updates:
+        assert all(not diffs.same_value(u.before[n], u.after[n]) for n in u.after)
+
+
+@pytest.mark.filterwarnings("ignore:Setting an item of incompatible dtype")  # inside Streamlit
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), rows=_rows())
+def test_applying_the_changeset_matches_what_streamlit_shows(
+    data: st.DataObject, rows: list[tuple[Any, ...]]
+) -> None:
+    logging.getLogger("streamlit").setLevel(logging.ERROR)
+    base = diffs.editor_frame(PROPERTY_SPEC, rows)
+    win = diffs.make_window(PROPERTY_SPEC, base, {int(r[0]): 1 for r in rows})
+    first = data.draw(_state(len(win.shown)), label="first edits")
+    _check_against_streamlit(win, first)
+    # The same rows reloaded with those edits pending, then edited again.
+    pending = diffs.build_changeset(win, first, may_edit=True)
+    again = diffs.make_window(PROPERTY_SPEC, base, win.versions, pending)
+    second = data.draw(_state(len(again.shown)), label="second edits")
+    _check_against_streamlit(again, second)
