@@ -46,10 +46,15 @@ _EVENTS = text(
 )
 
 
+_EXACT = json.JSONDecoder(parse_float=Decimal)
+_PLAIN = json.JSONDecoder()
+
+
 def _loads(document: str | None, exact: bool) -> Any:
+    """One decoder each, made once: ``json.loads`` with options builds a decoder per call."""
     if document is None:
         return None
-    return json.loads(document, parse_float=Decimal) if exact else json.loads(document)
+    return (_EXACT if exact else _PLAIN).decode(document)
 
 
 def dataset_state(

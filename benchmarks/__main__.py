@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks import audit_bulk, audit_commit, ingest
+from benchmarks import audit_bulk, audit_commit, audit_page, ingest
 
 
 def main() -> None:
@@ -22,6 +22,14 @@ def main() -> None:
             rows=50_000 if args.quick else 1_000_000, rounds=1 if args.quick else 3
         ),
     }
+    page_vs_anchor, as_of_ratio = audit_page.main(
+        row_changes=500_000 if args.quick else 5_000_000,
+        rows=20_000 if args.quick else 100_000,
+        changesets=200 if args.quick else 1_000,
+        repeat=50 if args.quick else 200,
+    )
+    results["audit page query (dataset+actor+dates, newest 50) / 0.36 ms anchor"] = page_vs_anchor
+    results["as of the last changeset, rebuilt from the log / reading the table"] = as_of_ratio
     print("\nsummary")
     for name, ratio in results.items():
         print(f"  {name:<58} {ratio:5.2f}x")
