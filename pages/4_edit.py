@@ -174,6 +174,9 @@ if not may_edit:
     st.caption("You can view this dataset; editors and admins can change it.")
 if flash := st.session_state.pop(k["flash"], None):
     st.warning(flash, icon=":material/warning:")
+if done := st.session_state.pop(f"edit.{dataset_id}.done", None):
+    st.toast(done, icon=":material/check_circle:")
+    st.success(done, icon=":material/check_circle:")
 
 
 # -- filter, sort, page -----------------------------------------------------------------------
@@ -491,7 +494,10 @@ def confirm(changes: ChangeSet, reason: str) -> None:
             return
         forget(opened)
         st.session_state.pop(f"edit.{opened}.reason", None)
-        st.toast(f"Committed as changeset {result.changeset_id}.", icon=":material/check_circle:")
+        # Shown by the next run: a toast raised right before st.rerun() may never be seen.
+        st.session_state[f"edit.{opened}.done"] = (
+            f"Committed as changeset {result.changeset_id}: {changes.summary()}."
+        )
         st.rerun()
     if right.button("Cancel", width="stretch"):
         close_dialog()
