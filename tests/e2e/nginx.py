@@ -63,14 +63,14 @@ def site_variables(settings: dict[str, str]) -> dict[str, str]:
         subprocess.CalledProcessError: the script refused the settings (its message on stderr).
     """
     result = subprocess.run(
-        ["sh", "-c", f'. "{ENVSH}" && env'],
+        ["sh", "-c", f'. "{ENVSH}" && env -0'],
         env={"PATH": os.environ["PATH"], **settings},
         capture_output=True,
         text=True,
         check=True,
         timeout=10,
     )
-    pairs = (line.partition("=") for line in result.stdout.splitlines())
+    pairs = (entry.partition("=") for entry in result.stdout.split("\0"))
     return {k: v for k, _, v in pairs if k.startswith(("PORTAL_", "NGINX_"))}
 
 
@@ -209,7 +209,7 @@ def start(conf: Path, url: str) -> subprocess.Popen[bytes]:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"nginx exited: {(conf.parent / 'error.log').read_text()}")
+            raise RuntimeError(f"nginx exited: {check(conf).stderr}")
         try:
             with urllib.request.urlopen(  # noqa: S310
                 f"{url}/_stcore/health", timeout=1, context=unverified

@@ -45,7 +45,7 @@ def test_template_renders_to_a_valid_config(tmp_path: Path) -> None:
     )
     assert "${" not in active
     for directive in (
-        "hash $cookie__streamlit_xsrf consistent;",
+        "hash $portal_route consistent;",
         "server 127.0.0.1:8501;",
         "default_server;",
         "proxy_http_version 1.1;",
