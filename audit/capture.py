@@ -1,9 +1,13 @@
 """Installing change capture on a dataset table.
 
-``install_capture`` attaches the statement-level triggers defined in migration 0002
-(``audit.capture()``) to ``data.<table>``: every INSERT, UPDATE and DELETE writes its rows'
-before and after images to ``audit.row_change``, and TRUNCATE is refused. Call it in the same
-transaction that creates the table, so no write can ever reach the table uncaptured.
+``install_capture`` has the database write the table's own capture trigger function
+(``audit.generate_capture``, migration 0003: the table's columns are written into it, so an
+UPDATE's check of which columns changed is a cached static query) and attaches it as three
+statement-level triggers: every INSERT, UPDATE and DELETE writes its rows' before and after
+images to ``audit.row_change``, and TRUNCATE is refused. Call it in the same transaction that
+creates the table, so no write can ever reach the table uncaptured, and again in the transaction
+that changes the table's columns: a capture function refuses to run on columns other than those
+it was written for, so a forgotten call fails loudly instead of missing changes.
 """
 
 from __future__ import annotations
@@ -31,19 +35,28 @@ def qualified_table(session: Session, table_name: str) -> str:
 
 
 def install_capture(*, session: Session, table_name: str, dataset_id: int) -> None:
-    """Attach the audit capture triggers (and the TRUNCATE refusal) to ``data.<table_name>``."""
+    """(Re)write ``data.<table_name>``'s capture function from its current columns and attach
+    it, with the TRUNCATE refusal. Idempotent.
+
+    Raises:
+        sqlalchemy.exc.DBAPIError: the table is not a dataset table in schema ``data``.
+    """
     table = qualified_table(session, table_name)
     dataset = str(int(dataset_id))
+    # Its name is built and quoted by the database, from the table's name.
+    function = session.execute(
+        text("SELECT audit.generate_capture(CAST(:table AS regclass))"), {"table": table}
+    ).scalar_one()
     for name, timing, referencing in _TRIGGERS:
         session.execute(
             text(
-                f"CREATE TRIGGER {name} {timing} ON {table} {referencing} "
-                f"FOR EACH STATEMENT EXECUTE FUNCTION audit.capture('{dataset}')"
+                f"CREATE OR REPLACE TRIGGER {name} {timing} ON {table} {referencing} "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION {function}('{dataset}')"
             )
         )
     session.execute(
         text(
-            f"CREATE TRIGGER audit_refuse_truncate BEFORE TRUNCATE ON {table} "
+            f"CREATE OR REPLACE TRIGGER audit_refuse_truncate BEFORE TRUNCATE ON {table} "
             "FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_truncate()"
         )
     )

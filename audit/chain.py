@@ -1,12 +1,12 @@
 """The hash chain over changesets: canonical encoding, verification, head.
 
-Every changeset is sealed at COMMIT by the database (``audit.seal()``, migration 0002), which gives
-it the next gap-free ``seq`` and ``hash = H(prev_hash, header, rows)``. This module re-implements
-the encoding independently in Python, so ``portal audit verify`` does not trust any function stored
-in the database it checks.
+Every changeset is sealed at COMMIT by the database (``audit.seal()``, migrations 0002 and 0003),
+which gives it the next gap-free ``seq`` and ``hash = H(prev_hash, header, rows)``. This module
+re-implements the encoding independently in Python, so ``portal audit verify`` does not trust any
+function stored in the database it checks.
 
-Canonical encoding, version 1 (``portal-audit/1``)
---------------------------------------------------
+Canonical encoding, version 2 (``portal-audit/2``, sealed since migration 0003)
+-------------------------------------------------------------------------------
 All text is UTF-8. ``sha256`` is SHA-256; ``hex`` is lower-case hexadecimal. JSON is written the
 way PostgreSQL prints ``jsonb``: arrays as ``[a, b]`` (comma and one space), objects with keys
 sorted by length then bytewise and ``"key": value``, strings with only ``"``, ``\\``, ``\\b``,
@@ -26,12 +26,18 @@ exactly as PostgreSQL prints them (``column::text``), since jsonb text output is
 
    (``columns`` is the jsonb array of ``[name, type]`` pairs; ``content_sha256`` is the SHA-256
    of the decompressed COPY stream, which the verifier also recomputes from the stored bytes.)
+   No line contains a newline (JSON escapes it inside strings).
 
-2. ``rows_hash = sha256(sha256(line_1) || sha256(line_2) || ...)`` over the raw 32-byte digests
-   of those lines in that order; with none, ``sha256("")``.
+2. The lines fall into blocks: row lines by ``id // 1024`` (row changes whose ids share that
+   quotient, in id order; at most 1,024 lines), then all bulk lines as one last block. Each
+   block's digest is ``sha256`` of its lines, each followed by ``"\\n"``. Then
+   ``rows_hash = sha256(digest_1 || digest_2 || ...)`` over the raw 32-byte digests of the
+   blocks in that order; with no lines, ``sha256("")``. (Hashing blocks rather than single
+   lines spares the database one SHA-256 call per row change; blocks keep each hashed text, and
+   so the seal's memory, bounded however large the changeset.)
 3. ::
 
-       header = ["portal-audit/1", seq, id, kind, dataset_id, actor_username, actor_display_name,
+       header = ["portal-audit/2", seq, id, kind, dataset_id, actor_username, actor_display_name,
                  reason, client_info, detail, correlation_id, committed_at, inserted, updated,
                  deleted]
 
@@ -39,6 +45,12 @@ exactly as PostgreSQL prints them (``column::text``), since jsonb text output is
    canonical text or null; ``dataset_id`` is an integer or null.
 4. ``hash = hex(sha256(prev_hash + "\\n" + header + "\\n" + hex(rows_hash)))``, where
    ``prev_hash`` is the previous changeset's ``hash`` (by ``seq``) and, for ``seq`` 1, 64 zeros.
+
+Version 1 (``portal-audit/1``, sealed by migration 0002) differs only in step 2 and the header's
+tag: ``rows_hash = sha256(sha256(line_1) || sha256(line_2) || ...)``, one digest per line in the
+same order, no newlines. A changeset does not store its version: the verifier recomputes the
+hash under both and accepts the one that matches. That is as strong as one version alone: the
+two messages differ in their tag, so matching either still takes a SHA-256 second preimage.
 
 A verifier walks changesets by ``seq`` from 1 and checks: seq has no gap; ``prev_hash`` equals the
 previous hash; the recomputed hash equals the stored one; no committed changeset is left unsealed;
@@ -62,7 +74,11 @@ from audit.bulk import read_content
 from portal.errors import AuditError
 
 GENESIS_HASH = "0" * 64
-ENCODING_TAG = "portal-audit/1"
+ENCODING_V1 = "portal-audit/1"
+ENCODING_V2 = "portal-audit/2"
+ENCODING_TAG = ENCODING_V2  # what the seal writes now
+ENCODINGS = (ENCODING_V2, ENCODING_V1)
+BLOCK_IDS = 1024  # v2: row lines are hashed in blocks of ids sharing id // BLOCK_IDS
 
 
 def _json_scalar(value: Any) -> str:
@@ -141,10 +157,10 @@ class Header:
     updated: int
     deleted: int
 
-    def encode(self) -> str:
+    def encode(self, tag: str = ENCODING_TAG) -> str:
         return _json_array(
             [
-                _json_scalar(ENCODING_TAG),
+                _json_scalar(tag),
                 str(self.seq),
                 str(self.id),
                 _json_scalar(self.kind),
@@ -164,21 +180,45 @@ class Header:
 
 
 class RowsHasher:
-    """Accumulates ``rows_hash`` one row line at a time."""
+    """Accumulates one changeset's ``rows_hash`` under encoding ``tag``, line by line: its row
+    lines in id order (``add_row``), then its bulk lines (``add_bulk``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tag: str = ENCODING_TAG) -> None:
+        if tag not in ENCODINGS:
+            raise ValueError(f"unknown encoding {tag!r}")
+        self._v1 = tag == ENCODING_V1
         self._h = hashlib.sha256()
+        self._block: Any = None  # v2: the open block's digest
+        self._block_key: int | None = None  # its id // BLOCK_IDS; None for the bulk block
 
-    def add(self, line: str) -> None:
-        self._h.update(hashlib.sha256(line.encode()).digest())
+    def add_row(self, id: int, line: str) -> None:
+        self._add(id // BLOCK_IDS, line)
+
+    def add_bulk(self, line: str) -> None:
+        self._add(None, line)
+
+    def _add(self, key: int | None, line: str) -> None:
+        if self._v1:
+            self._h.update(hashlib.sha256(line.encode()).digest())
+            return
+        if self._block is None or key != self._block_key:
+            self._close_block()
+            self._block, self._block_key = hashlib.sha256(), key
+        self._block.update(line.encode() + b"\n")
+
+    def _close_block(self) -> None:
+        if self._block is not None:
+            self._h.update(self._block.digest())
+            self._block = None
 
     def hexdigest(self) -> str:
+        self._close_block()
         return self._h.hexdigest()
 
 
-def changeset_hash(prev_hash: str, header: Header, rows_hash: str) -> str:
-    """The hash a changeset must carry, given its predecessor's."""
-    message = f"{prev_hash}\n{header.encode()}\n{rows_hash}"
+def changeset_hash(prev_hash: str, header: Header, rows_hash: str, tag: str = ENCODING_TAG) -> str:
+    """The hash a changeset must carry under encoding ``tag``, given its predecessor's."""
+    message = f"{prev_hash}\n{header.encode(tag)}\n{rows_hash}"
     return hashlib.sha256(message.encode()).hexdigest()
 
 
@@ -248,11 +288,12 @@ def _bulks_by_changeset(session: Session) -> dict[int, list[Any]]:
     return by_changeset
 
 
-def _rows_by_changeset(session: Session) -> Iterator[tuple[int, str]]:
+def _rows_by_changeset(session: Session) -> Iterator[tuple[int, int, str]]:
     result = session.execute(_ROWS, execution_options={"yield_per": 5000, "stream_results": True})
     for r in result:
         yield (
             r.changeset_id,
+            r.id,
             row_line(
                 id=r.id,
                 dataset_id=r.dataset_id,
@@ -291,24 +332,25 @@ def verify(*, session: Session, expect_head: str | None = None) -> VerifyResult:
                 expected_seq,
                 c.id,
             )
-        hasher = RowsHasher()
+        hashers = {tag: RowsHasher(tag) for tag in ENCODINGS}
         while pending is not None and pending[0] == c.id:
-            hasher.add(pending[1])
+            for hasher in hashers.values():
+                hasher.add_row(pending[1], pending[2])
             pending = next(rows, None)
         for b in bulks.get(c.id, []):
-            hasher.add(
-                bulk_line(
-                    id=b.id,
-                    dataset_id=b.dataset_id,
-                    upload_id=b.upload_id,
-                    first_row_id=b.first_row_id,
-                    last_row_id=b.last_row_id,
-                    row_count=b.row_count,
-                    columns=b.columns,
-                    compression=b.compression,
-                    content_sha256=b.content_sha256,
-                )
+            line = bulk_line(
+                id=b.id,
+                dataset_id=b.dataset_id,
+                upload_id=b.upload_id,
+                first_row_id=b.first_row_id,
+                last_row_id=b.last_row_id,
+                row_count=b.row_count,
+                columns=b.columns,
+                compression=b.compression,
+                content_sha256=b.content_sha256,
             )
+            for hasher in hashers.values():
+                hasher.add_bulk(line)
             try:
                 read_content(session=session, bulk_load_id=b.id)
             except AuditError as exc:
@@ -338,11 +380,15 @@ def verify(*, session: Session, expect_head: str | None = None) -> VerifyResult:
                 c.seq,
                 c.id,
             )
-        recomputed = changeset_hash(prev_hash, header, hasher.hexdigest())
-        if recomputed != c.hash:
+        recomputed = {
+            tag: changeset_hash(prev_hash, header, hasher.hexdigest(), tag)
+            for tag, hasher in hashers.items()
+        }
+        if c.hash not in recomputed.values():
             return broken(
                 f"its contents no longer match its hash (stored {c.hash}, recomputed "
-                f"{recomputed}): its header or row changes were altered after sealing",
+                + ", ".join(f"{digest} under {tag}" for tag, digest in recomputed.items())
+                + "): its header or row changes were altered after sealing",
                 c.seq,
                 c.id,
             )

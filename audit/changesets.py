@@ -8,14 +8,28 @@ database seals it into the hash chain when the transaction commits; a rollback l
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Text, cast, func, insert, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from portal.models import CHANGESET_KINDS, Changeset
+from portal.models import CHANGESET_KINDS
+
+# One round trip: the INSERT and both SET LOCALs (set_config(..., true)) in one statement. Plain
+# SQL: built with SQLAlchemy Core, the statement cost about a millisecond more per commit.
+_OPEN = text(
+    "WITH opened AS ("
+    " INSERT INTO audit.changeset (kind, dataset_id, actor_username, actor_display_name, reason,"
+    " client_info, detail, correlation_id)"
+    " VALUES (:kind, :dataset_id, :actor_username, :actor_display_name, :reason,"
+    " CAST(:client_info AS jsonb), CAST(:detail AS jsonb), CAST(:correlation_id AS uuid))"
+    " RETURNING id)"
+    " SELECT id, set_config('portal.changeset_id', id::text, true),"
+    " set_config('portal.actor', :actor_username, true) FROM opened"
+)
 
 
 @dataclass(frozen=True)
@@ -52,28 +66,18 @@ def open_changeset(
     """
     if kind not in CHANGESET_KINDS or kind == "out_of_band":
         raise ValueError(f"cannot open a changeset of kind {kind!r}")
-    # One round trip: the INSERT and both SET LOCALs (set_config(..., true)) in one statement.
-    opened = (
-        insert(Changeset)
-        .values(
-            kind=kind,
-            dataset_id=dataset_id,
-            actor_username=actor_username,
-            actor_display_name=actor_display_name,
-            reason=reason,
-            client_info=client_info or {},
-            detail=detail or {},
-            correlation_id=correlation_id or uuid.uuid4(),
-        )
-        .returning(Changeset.id)
-        .cte("opened")
-    )
     changeset_id: int = session.execute(
-        select(
-            opened.c.id,
-            func.set_config("portal.changeset_id", cast(opened.c.id, Text), True),
-            func.set_config("portal.actor", actor_username, True),
-        )
+        _OPEN,
+        {
+            "kind": kind,
+            "dataset_id": dataset_id,
+            "actor_username": actor_username,
+            "actor_display_name": actor_display_name,
+            "reason": reason,
+            "client_info": json.dumps(client_info or {}),
+            "detail": json.dumps(detail or {}),
+            "correlation_id": str(correlation_id or uuid.uuid4()),
+        },
     ).scalar_one()
     return changeset_id
 

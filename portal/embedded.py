@@ -826,6 +826,9 @@ class EmbeddedPostgres:
                     cur.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(db, owner))
                 cur.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
                 cur.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, app))
+                # Migrations run as the owner and must be able to alter the tables the app
+                # creates in schema data (e.g. re-attach their audit capture, migration 0003).
+                cur.execute(sql.SQL("GRANT {} TO {}").format(app, owner))
         finally:
             conn.close()
         conn = self._connect(info, info.database)

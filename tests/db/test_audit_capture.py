@@ -336,3 +336,77 @@ def test_an_update_of_more_than_fifty_columns_is_captured(fresh_db: DatabaseHand
     # c0 was set to the value it had: not a change
     assert update[4] == {f"c{i}": None for i in range(1, 60)}
     assert update[5] == {f"c{i}": i for i in range(1, 60)}
+
+
+def test_columns_named_like_the_capture_functions_variables_are_captured(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """A generated capture function's own names (cs, ds, n, o, ...) never shadow a column."""
+    names = ["cs", "ds", "n", "o", "v_changed", "v_names", "name", "changed"]
+    with Session(fresh_db.app) as s, s.begin():
+        s.execute(
+            text(
+                "CREATE TABLE data.shadow (_row_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY"
+                " KEY, _version integer NOT NULL DEFAULT 1, "
+                + ", ".join(f"{c} integer" for c in names)
+                + ")"
+            )
+        )
+        install_capture(session=s, table_name="shadow", dataset_id=DATASET)
+    with fresh_db.app.begin() as conn:
+        conn.execute(
+            text(
+                f"INSERT INTO data.shadow ({', '.join(names)})"
+                f" VALUES ({', '.join(str(i) for i in range(len(names)))})"
+            )
+        )
+        conn.execute(text("UPDATE data.shadow SET ds = 100, o = 300"))
+        conn.execute(text("DELETE FROM data.shadow"))
+    image = {c: i for i, c in enumerate(names)}
+    assert [(rc[3], rc[4], rc[5]) for rc in _row_changes(fresh_db)] == [
+        ("insert", None, image),
+        ("update", {"ds": 1, "o": 3}, {"ds": 100, "o": 300}),
+        ("delete", {**image, "ds": 100, "o": 300}, None),
+    ]
+
+
+def test_capture_refuses_columns_it_was_not_generated_for(
+    fresh_db: DatabaseHandle, table: str
+) -> None:
+    """A column added without regenerating capture would go unrecorded: writes are refused
+    until ``install_capture`` runs again."""
+    with fresh_db.app.begin() as conn:
+        conn.execute(text(f"INSERT INTO data.{table} (name, qty) VALUES ('a', 1)"))
+        conn.execute(text(f"ALTER TABLE data.{table} ADD COLUMN colour text"))
+    with (
+        fresh_db.app.connect() as conn,
+        pytest.raises(DBAPIError, match="changed after its audit capture was generated"),
+    ):
+        conn.execute(text(f"UPDATE data.{table} SET colour = 'red'"))
+    with Session(fresh_db.app) as s, s.begin():
+        install_capture(session=s, table_name=table, dataset_id=DATASET)
+        s.execute(text(f"UPDATE data.{table} SET colour = 'red', qty = 2"))
+    assert _row_changes(fresh_db)[-1][3:] == (
+        "update",
+        {"qty": 1, "colour": None},
+        {"qty": 2, "colour": "red"},
+    )
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT audit.generate_capture('portal.users'::regclass)",
+        "SELECT audit.current_changeset(1)",
+        "SELECT audit.record_bulk_load(1, 1, 'portal.users'::regclass, 1, 1, 1)",
+    ],
+)
+def test_app_role_cannot_use_capture_internals(
+    fresh_db: DatabaseHandle, table: str, statement: str
+) -> None:
+    """The app role may have capture generated for data tables only, and cannot call what
+    writes audit rows on a capture function's behalf."""
+    with fresh_db.app.connect() as conn, pytest.raises(DBAPIError) as err:
+        conn.execute(text(statement))
+    assert err.value.orig.pgcode in ("42501", "22023")  # insufficient_privilege, invalid_parameter
+    assert _row_changes(fresh_db) == []

@@ -308,8 +308,11 @@ def test_encoding_matches_postgres_for_any_text(
     )
     assert header.encode() == row.sql_header
     rows = RowsHasher()
-    rows.add(
-        row_line(id=row.rc_id, dataset_id=1, row_id=1, op="insert", before=None, after=row.rc_after)
+    rows.add_row(
+        row.rc_id,
+        row_line(
+            id=row.rc_id, dataset_id=1, row_id=1, op="insert", before=None, after=row.rc_after
+        ),
     )
     assert rows.hexdigest() == row.rows_hash
     assert changeset_hash(row.prev_hash, header, rows.hexdigest()) == row.sql_hash
@@ -396,3 +399,42 @@ def test_an_open_changeset_does_not_block_other_committers(chain) -> None:
         )
     assert order == ["fast", "slow"]
     assert _verify(db).ok
+
+
+def test_rows_hash_blocks_agree_across_a_block_boundary(fresh_db: DatabaseHandle) -> None:
+    """portal-audit/2 hashes row lines in blocks of ids (id // 1024): Python and SQL agree on a
+    changeset spanning several blocks, and a change in any block breaks it."""
+    with Session(fresh_db.app) as s, s.begin():
+        table = make_captured_table(s, dataset_id=DATASET)
+    with Session(fresh_db.app) as s, s.begin():
+        cs = open_changeset(
+            session=s, kind="edit", actor_username="a", actor_display_name="A", dataset_id=DATASET
+        )
+        s.execute(
+            text(
+                f"INSERT INTO data.{table} (name, qty)"
+                " SELECT 'n' || i, i FROM generate_series(1, 2100) AS i"
+            )
+        )
+    with fresh_db.app.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT id, dataset_id, row_id, op, before::text AS before, after::text AS after"
+                " FROM audit.row_change WHERE changeset_id = :cs ORDER BY id"
+            ),
+            {"cs": cs},
+        ).all()
+        sql_rows_hash = conn.scalar(text("SELECT audit.rows_hash(:cs)"), {"cs": cs})
+    assert len({r.id // 1024 for r in rows}) >= 3
+    hasher = RowsHasher()
+    for r in rows:
+        hasher.add_row(r.id, row_line(**r._mapping))
+    assert hasher.hexdigest() == sql_rows_hash
+    assert _verify(fresh_db).ok
+    _tamper(
+        fresh_db,
+        f"UPDATE audit.row_change SET after = after || '{{\"qty\": 0}}' WHERE id = {rows[-1].id}",
+    )
+    result = _verify(fresh_db)
+    assert (result.ok, result.failed_seq) == (False, 1)
+    assert "contents no longer match" in (result.problem or "")

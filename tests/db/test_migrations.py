@@ -149,3 +149,105 @@ def test_app_role_privileges_on_data_and_portal(fresh_db: DatabaseHandle) -> Non
         conn.execute(text("CREATE TABLE audit.evil (x int)"))
     with fresh_db.app.connect() as conn, pytest.raises(ProgrammingError):
         conn.execute(text("CREATE TABLE portal.evil (x int)"))
+
+
+def test_0003_moves_captured_tables_to_generated_capture_and_0002_back(
+    pg_cluster: ClusterInfo, empty_db: str
+) -> None:
+    """Tables captured under 0002 get their generated capture on upgrade and 0002's triggers
+    back on downgrade; changesets sealed under either encoding keep verifying."""
+    from sqlalchemy.orm import Session
+
+    from audit.chain import verify
+    from audit.changesets import open_changeset
+
+    migrate.upgrade(empty_db, "0002")
+    app = create_engine(pg_cluster.url("app", "migrations_roundtrip"), poolclass=pool.NullPool)
+    owner = create_engine(empty_db, poolclass=pool.NullPool)
+    with app.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO portal.users (username, display_name, password_hash, role)"
+                " VALUES ('ann', 'Ann', 'x', 'editor')"
+            )
+        )
+        dataset = conn.scalar(
+            text(
+                "INSERT INTO portal.datasets (name, table_name, owner, spec)"
+                " VALUES ('Old', 'ds_old', 'ann', '{}') RETURNING id"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TABLE data.ds_old (_row_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY"
+                " KEY, _version integer NOT NULL DEFAULT 1, name text, qty integer)"
+            )
+        )
+        for name, timing, referencing in (
+            ("audit_capture_insert", "INSERT", "NEW TABLE AS new_rows"),
+            ("audit_capture_update", "UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+            ("audit_capture_delete", "DELETE", "OLD TABLE AS old_rows"),
+        ):
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER {name} AFTER {timing} ON data.ds_old REFERENCING"
+                    f" {referencing} FOR EACH STATEMENT EXECUTE FUNCTION"
+                    f" audit.capture('{dataset}')"
+                )
+            )
+
+    def commit(statement: str) -> None:
+        with Session(app) as s, s.begin():
+            open_changeset(
+                session=s,
+                kind="edit",
+                actor_username="ann",
+                actor_display_name="Ann",
+                dataset_id=dataset,
+            )
+            s.execute(text(statement))
+
+    def capture_function() -> str:
+        with owner.connect() as conn:
+            return conn.scalar(
+                text(
+                    "SELECT DISTINCT tgfoid::regproc::text FROM pg_trigger"
+                    " WHERE tgrelid = 'data.ds_old'::regclass AND tgname = 'audit_capture_update'"
+                )
+            )
+
+    def chain_ok() -> bool:
+        with Session(app) as s:
+            result = verify(session=s)
+        assert result.ok, result.summary()
+        return result.ok
+
+    commit("INSERT INTO data.ds_old (name, qty) VALUES ('a', 1), ('b', 2)")  # portal-audit/1
+    migrate.upgrade(empty_db, "0003")
+    assert capture_function().startswith("audit.capture_ds_old_")
+    commit("UPDATE data.ds_old SET qty = qty + 10, _version = _version + 1")  # portal-audit/2
+    assert chain_ok()
+    with app.connect() as conn:
+        last = conn.execute(
+            text(
+                "SELECT dataset_id, op, before, after FROM audit.row_change"
+                " ORDER BY id DESC LIMIT 1"
+            )
+        ).one()
+    assert tuple(last) == (dataset, "update", {"qty": 2}, {"qty": 12})
+
+    migrate.downgrade(empty_db, "0002")
+    assert capture_function() == "audit.capture"
+    commit("DELETE FROM data.ds_old WHERE name = 'a'")  # portal-audit/1 again
+    assert chain_ok()
+    with owner.connect() as conn:
+        generated = conn.scalar(
+            text(
+                "SELECT count(*) FROM pg_proc WHERE pronamespace = 'audit'::regnamespace"
+                " AND proname LIKE 'capture\\_%'"
+            )
+        )
+        deleted = conn.scalar(text("SELECT deleted FROM audit.changeset ORDER BY seq DESC LIMIT 1"))
+    assert (generated, deleted) == (0, 1)
+    app.dispose()
+    owner.dispose()
