@@ -117,6 +117,7 @@ def test_http_redirects_to_https_which_serves_the_portal(
     assert headers["Strict-Transport-Security"] == "max-age=31536000"
     status, headers, _ = _get(https_url + "/", trusting)
     assert status == 200
+    assert headers["Set-Cookie"].endswith("; HttpOnly; SameSite=Lax; Secure")  # replica routing
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert "frame-ancestors 'self'" in headers["Content-Security-Policy"]
     assert headers["Strict-Transport-Security"] == "max-age=31536000"

@@ -113,6 +113,7 @@ def test_nginx_gives_a_new_browser_its_routing_cookie(
         expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=SLOW)
         [route] = [c for c in context.cookies() if c["name"] == ROUTE_COOKIE]
         assert route["httpOnly"]
+        assert not route["secure"]  # plain HTTP here; over HTTPS it is Secure (test_nginx_tls)
         assert len(route["value"]) == 32
         # Everything after the first page went to one replica: the one the cookie names.
         used = {r.upstream for r in nginx.access_log(conf)[1:] if "probe" not in r.request}
