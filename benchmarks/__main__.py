@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks import audit_bulk, audit_commit, audit_page, ingest
+from benchmarks import audit_bulk, audit_commit, audit_page, edit_commit, ingest
 
 
 def main() -> None:
@@ -13,6 +13,9 @@ def main() -> None:
     args = parser.parse_args()
     results = {
         "commit (1,000 upd + 100 ins + 100 del), audited / bare": audit_commit.main(
+            rows=20_000 if args.quick else 100_000, rounds=5 if args.quick else 15
+        ),
+        "edit commit (state -> sealed changeset) / bare statements": edit_commit.main(
             rows=20_000 if args.quick else 100_000, rounds=5 if args.quick else 15
         ),
         "bulk insert, audited / plain COPY": audit_bulk.main(

@@ -290,11 +290,12 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
 
     ids = [int(i) for i in window.shown.index]
     deleted_ids = {ids[p] for p in deleted}
+    shown_rows = _plain_rows(window.shown, spec)
     final: dict[int, dict[str, Value]] = {}  # row id -> every column's final value
     for position, row_id in enumerate(ids):
         if row_id in deleted_ids:
             continue
-        values = {c.name: plain(window.shown.iat[position, k]) for k, c in enumerate(spec.columns)}
+        values = shown_rows[position]
         for name, raw in edited.get(position, {}).items():
             column = _editable(name, by_name, _where(row_id), raw, problems)
             if column is not None:
@@ -303,8 +304,9 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
 
     new_rows: list[dict[str, Value]] = []
     new_where: list[str] = []  # as the grid numbers new rows: pending ones first
+    pending_count = sum(1 for i in ids if i < 0)
     for n, row in enumerate(added, start=1):
-        where = f"new row {sum(1 for i in ids if i < 0) + n}"
+        where = f"new row {pending_count + n}"
         new_where.append(where)
         values = {c.name: c.default for c in spec.columns}
         for name, raw in row.items():
@@ -323,30 +325,31 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
     if problems:
         raise InvalidEdits(problems)
 
+    base_rows = dict(zip(window.base.index, _plain_rows(window.base, spec), strict=True))
+    names = spec.names
     updates, deletes = [], []
     for row_id in sorted(i for i in ids if i >= 0):
-        before = _row_values(window.base, row_id, spec)
+        before = base_rows[row_id]
         version = int(window.versions[row_id])
         if row_id in deleted_ids or row_id not in final:
             deletes.append(RowDelete(row_id, version, before))
             continue
-        changed = [n for n in spec.names if not same_value(final[row_id][n], before[n])]
+        after = final[row_id]
+        changed = [n for n in names if not same_value(after[n], before[n])]
         if changed:
             updates.append(
                 RowUpdate(
                     row_id,
                     version,
                     {n: before[n] for n in changed},
-                    {n: final[row_id][n] for n in changed},
+                    {n: after[n] for n in changed},
                 )
             )
     # A row deleted while still shown was in base: also rows dropped from shown by a pending
     # delete are in base but not in shown, and stay deleted.
     shown_ids = set(ids)
     for row_id in sorted(int(i) for i in window.base.index if int(i) not in shown_ids):
-        deletes.append(
-            RowDelete(row_id, int(window.versions[row_id]), _row_values(window.base, row_id, spec))
-        )
+        deletes.append(RowDelete(row_id, int(window.versions[row_id]), base_rows[row_id]))
     return ChangeSet(
         updates=tuple(sorted([*window.outside.updates, *updates], key=lambda u: u.row_id)),
         inserts=tuple(RowInsert(v) for v in [*pending_inserts, *new_rows]),
@@ -545,13 +548,18 @@ def _unique_key(value: Value) -> Any:
     return (type(value).__name__, value.normalize() if isinstance(value, Decimal) else value)
 
 
-def _row_values(frame: pd.DataFrame, row_id: int, spec: DatasetSpec) -> dict[str, Value]:
-    row = frame.loc[row_id]
-    return {c.name: plain(row[c.name]) for c in spec.columns}
+def _plain_rows(frame: pd.DataFrame, spec: DatasetSpec) -> list[dict[str, Value]]:
+    """Each row of ``frame`` as plain values by column name, in position order (read column by
+    column: a cell at a time through pandas costs more than the rest of a diff)."""
+    columns = [[plain(v) for v in frame[name].tolist()] for name in spec.names]
+    return [dict(zip(spec.names, cells, strict=True)) for cells in zip(*columns, strict=True)]
 
 
 def plain(value: object) -> Value:
     """A frame cell as a plain typed value: ``None``, str, int, Decimal, bool, date, datetime."""
+    kind = type(value)
+    if kind is str or kind is int or kind is Decimal or kind is bool or kind is date:
+        return value  # type: ignore[return-value]
     if value is None or value is pd.NA or value is pd.NaT:
         return None
     if isinstance(value, float) and np.isnan(value):
