@@ -63,7 +63,7 @@ def test_waits_for_a_database_that_starts_late(
     def serve_wait() -> None:
         try:
             outcome["attempts"] = wait_for_database(
-                info.url("app"), attempts=200, first_delay=0.05, max_delay=0.25, log=log
+                info.url("app"), attempts=480, first_delay=0.05, max_delay=0.25, log=log
             )
         except Exception as exc:  # reported by the assertions below
             outcome["error"] = exc
@@ -74,7 +74,7 @@ def test_waits_for_a_database_that_starts_late(
     try:
         started = cluster.start()
         assert started.port == info.port  # the cluster keeps its port while it is free
-        waiter.join(timeout=60)
+        waiter.join(timeout=150)  # longer than the waiter itself may take
         assert not waiter.is_alive(), lines[-3:]
     finally:
         cluster.stop()
@@ -84,10 +84,10 @@ def test_waits_for_a_database_that_starts_late(
     assert isinstance(attempts, int)
     assert attempts == len(lines) + 1 >= 2
     assert lines[0].startswith(
-        f"database unavailable at 127.0.0.1:{info.port}, retrying in 0.05s (attempt 1/200): "
+        f"database unavailable at 127.0.0.1:{info.port}, retrying in 0.05s (attempt 1/480): "
     )
     assert lines[1].startswith(
-        f"database unavailable at 127.0.0.1:{info.port}, retrying in 0.1s (attempt 2/200)"
+        f"database unavailable at 127.0.0.1:{info.port}, retrying in 0.1s (attempt 2/480)"
     )
     assert info.app_password not in "\n".join(lines)
 
