@@ -4,12 +4,16 @@ the hash chain, and replayed exactly."""
 from __future__ import annotations
 
 import hashlib
+import zlib
+from unittest.mock import patch
 
+import pyarrow as pa
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from audit import bulk
 from audit.bulk import bulk_insert, reserve_row_ids
 from audit.chain import verify
 from audit.changesets import close_changeset, open_changeset
@@ -166,14 +170,13 @@ def test_tampered_bulk_content_is_named_by_verify(fresh_db: DatabaseHandle, tabl
         _load(s, table)
     with Session(fresh_db.app) as s, s.begin():
         _load(s, table, [("kiwi", 9, "1", None)])
+    empty = pa.Codec("zstd").compress(b"", asbytes=True)  # a valid stream, of nothing
     with fresh_db.superuser.begin() as conn:
         conn.execute(text("SET session_replication_role = replica"))
         conn.execute(
-            text(
-                "UPDATE audit.bulk_content SET content = '\\x789c030000000001'"
-                " WHERE bulk_load_id = 2"
-            )
-        )  # zlib of b""
+            text("UPDATE audit.bulk_content SET content = :empty WHERE bulk_load_id = 2"),
+            {"empty": empty},
+        )
     with Session(fresh_db.app) as s:
         result = verify(session=s)
     assert (result.ok, result.failed_seq) == (False, 2)
@@ -210,7 +213,7 @@ def test_bulk_content_links_its_upload(fresh_db: DatabaseHandle, table: str) -> 
         stored = conn.execute(
             text("SELECT bulk_load_id, upload_id, compression FROM audit.bulk_content")
         ).one()
-    assert tuple(stored) == (result.bulk_load_id, upload, "zlib")
+    assert tuple(stored) == (result.bulk_load_id, upload, "zstd")
     with Session(fresh_db.app) as s:
         assert verify(session=s).ok
 
@@ -263,3 +266,18 @@ def test_a_failing_chunked_copy_raises_and_writes_nothing(
             session=s, changeset_id=cs, table_name=table, columns=COLUMNS, csv_bytes=pieces()
         )
     assert _table_state(fresh_db, table) == {}
+
+
+def test_stored_streams_decompress_whatever_their_codec() -> None:
+    """zstd frames, one per slice, read back as one stream; zlib (before migration 0003) too."""
+    data = b"".join(f"{i},row {i}\n".encode() for i in range(300_000))
+    with patch.object(bulk, "SLICE_SIZE", 1 << 16):
+        frames = b"".join(
+            pa.Codec("zstd").compress(piece, asbytes=True) for piece in bulk._slices([data])
+        )
+    assert bulk.decompress("zstd", frames) == data
+    assert bulk.decompress("zlib", zlib.compress(data, 1)) == data
+    with pytest.raises(ValueError, match="unknown compression"):
+        bulk.decompress("rot13", data)
+    with pytest.raises(OSError, match="ZSTD decompress failed"):
+        bulk.decompress("zstd", b"not zstd")
