@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks import audit_bulk, audit_commit, audit_page, edit_commit, ingest
+from benchmarks import audit_bulk, audit_commit, audit_page, edit_commit, edit_window, ingest
 
 
 def main() -> None:
@@ -17,6 +17,9 @@ def main() -> None:
         ),
         "edit commit (state -> sealed changeset) / bare statements": edit_commit.main(
             rows=20_000 if args.quick else 100_000, rounds=5 if args.quick else 15
+        ),
+        "edit window (page, filter, sort), 10M rows / 10k rows": edit_window.main(
+            rows=1_000_000 if args.quick else 10_000_000, rounds=3 if args.quick else 7
         ),
         "bulk insert, audited / plain COPY": audit_bulk.main(
             rows=50_000 if args.quick else 1_000_000, rounds=1 if args.quick else 3

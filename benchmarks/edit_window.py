@@ -1,0 +1,196 @@
+"""Opening the Edit page's window — first page, a filter, a sort — on a 10,000,000-row dataset
+vs a 10,000-row one, through ``writes.read_window`` (ordered LIMIT/OFFSET read + the count).
+
+Target (issue 6, DESIGN.md §9): <= 1.2x.
+
+Both datasets are created by the portal (``datasets.create_dataset``: typed table, constraints,
+capture); their rows are generated set-based (``generate_series``) with the capture triggers
+skipped for the load (``session_replication_role = replica``), which keeps the setup to a few
+minutes: the benchmark measures reading, not loading.
+
+Two phases:
+
+1. the tables as the portal creates them today (primary key only);
+2. after the indexes proposed for sort and filter: a btree on ``(column, _row_id)`` per sortable
+   or filterable column — it serves ``ORDER BY column, _row_id`` both ways, ``equals``,
+   ``range`` and ``empty`` filters in ``_row_id`` order, and the capped count. Their build
+   time on the large table is printed: that is what each such index adds to an upload.
+
+``contains`` (``ILIKE '%…%'`` on the value as text) can use no btree: it is a scan until the
+window and the capped count are filled, so it is measured separately with a rare and a
+common needle. A ``pg_trgm`` GIN index would serve it but needs the extension created by the
+owner, and is several times the column's size; not proposed here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import statistics
+import time
+from collections.abc import Callable
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.orm import Session
+
+from benchmarks.common import cluster
+from portal import writes
+from portal.actor import Actor, cli_actor
+from portal.browse import RowFilter, Sort
+from portal.datasets import create_dataset
+from portal.db import reset_engine, session_scope
+from portal.spec import ColumnSpec, DatasetSpec
+from portal.users import create_user
+
+SPEC = DatasetSpec(
+    (
+        ColumnSpec("Name", "name", "text", required=True),
+        ColumnSpec("Amount", "amount", "integer"),
+        ColumnSpec("Code", "code", "text"),
+        ColumnSpec("Day", "day", "date"),
+    )
+)
+# Filters that fill the window on both sizes: the same work per page, whatever the table size.
+OPERATIONS: dict[str, dict[str, object]] = {
+    "first page (1,000 rows)": {},
+    "filter code equals (10% of rows)": {"filters": [RowFilter("code", "equals", "c4")]},
+    "filter amount range (20%)": {"filters": [RowFilter("amount", "range", "100000", "299999")]},
+    "sort amount desc, first page": {"sort": Sort("amount", descending=True)},
+    "sort amount, page 5": {"sort": Sort("amount"), "offset": 4_000},
+}
+CONTAINS: dict[str, dict[str, object]] = {
+    "contains, common (“name 1”)": {"filters": [RowFilter("name", "contains", "name 1")]},
+    "contains, rare (“e 4242”)": {"filters": [RowFilter("name", "contains", "e 4242")]},
+}
+PROPOSED_INDEXES = ("amount", "code")
+
+
+def load(superuser: Engine, table: str, rows: int) -> None:
+    with superuser.begin() as conn:
+        conn.execute(text("SET LOCAL session_replication_role = replica"))  # no capture
+        conn.execute(
+            text(
+                f"INSERT INTO data.{table} (name, amount, code, day)"
+                " SELECT 'name ' || g, (g::bigint * 7919) % 1000003, 'c' || (g % 10),"
+                "        date '2020-01-01' + (g % 1000)::int"
+                " FROM generate_series(1, :rows) AS g"
+            ),
+            {"rows": rows},
+        )
+        conn.execute(
+            text("UPDATE portal.datasets SET row_count = :rows WHERE table_name = :t"),
+            {"rows": rows, "t": table},
+        )
+    with superuser.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(
+            text(f"VACUUM ANALYZE data.{table}")
+        )
+
+
+def timed(dataset_id: int, kwargs: dict[str, object], repeat: int) -> float:
+    def once() -> float:
+        start = time.perf_counter()
+        with session_scope() as s:
+            read = writes.read_window(session=s, dataset_id=dataset_id, limit=1_000, **kwargs)  # type: ignore[arg-type]
+        assert read.rows
+        return time.perf_counter() - start
+
+    once()  # warm
+    return statistics.median(once() for _ in range(repeat))
+
+
+def compare(
+    title: str,
+    operations: dict[str, dict[str, object]],
+    small: int,
+    large: int,
+    repeat: Callable[[str], int],
+) -> list[float]:
+    print(f"\n{title}")
+    print(f"  {'operation':<36} {'10k rows':>10} {'large':>10} {'ratio':>7}")
+    ratios = []
+    for name, kwargs in operations.items():
+        a = timed(small, kwargs, repeat(name))
+        b = timed(large, kwargs, repeat(name))
+        ratios.append(b / a)
+        print(f"  {name:<36} {a * 1000:8.1f} ms {b * 1000:8.1f} ms {b / a:6.2f}x")
+    return ratios
+
+
+def main(rows: int, small_rows: int = 10_000, rounds: int = 7) -> float:
+    with cluster() as info:
+        os.environ["PORTAL_DATABASE_URL"] = info.url("app")
+        reset_engine()
+        app = create_engine(info.url("app"))
+        superuser = create_engine(info.url("superuser"))
+        with Session(app) as s, s.begin():
+            create_user(
+                session=s,
+                actor=cli_actor(),
+                username="bench",
+                display_name="Bench",
+                role="editor",
+                password=secrets.token_urlsafe(16),
+            )
+        actor = Actor("bench", "Bench", "editor")
+        ids, tables = [], []
+        for size in (small_rows, rows):
+            with session_scope() as s:
+                dataset = create_dataset(
+                    session=s, actor=actor, name=f"Window {size}", spec=SPEC, reason="bench"
+                )
+                ids.append(dataset.id)
+                tables.append(dataset.table_name)
+            start = time.perf_counter()
+            load(superuser, tables[-1], size)
+            print(f"loaded {size:,} rows in {time.perf_counter() - start:.1f} s")
+        small, large = ids
+
+        print(f"\nedit window: read_window, limit 1,000, median of {rounds} (after a warm-up)")
+        compare(
+            "1. as created today (primary key only)",
+            OPERATIONS,
+            small,
+            large,
+            lambda name: 1 if "sort" in name or "range" in name else 3,
+        )
+        for column in PROPOSED_INDEXES:
+            for table in tables:
+                start = time.perf_counter()
+                with superuser.begin() as conn:
+                    conn.execute(text(f"CREATE INDEX ON data.{table} ({column}, _row_id)"))
+                    conn.execute(text(f"ANALYZE data.{table}"))
+            print(
+                f"  index ({column}, _row_id) on the large table:"
+                f" {time.perf_counter() - start:.1f} s to build"
+            )
+        ratios = compare(
+            "2. with a btree on (column, _row_id) for amount and code",
+            OPERATIONS,
+            small,
+            large,
+            lambda _: rounds,
+        )
+        compare(
+            "3. contains (a scan either way; not in the target)",
+            CONTAINS,
+            small,
+            large,
+            lambda _: 3,
+        )
+        worst = max(ratios)
+        verdict = "met" if worst <= 1.2 else "NOT met"
+        print(f"\n  worst ratio with the indexes {worst:6.2f}x   (target <= 1.20x: {verdict})")
+        app.dispose()
+        superuser.dispose()
+        reset_engine()
+        return worst
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    main(args.rows, rounds=args.rounds)
