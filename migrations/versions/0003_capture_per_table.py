@@ -108,15 +108,6 @@ END $$;
 REVOKE ALL ON FUNCTION audit.record_bulk_load(bigint, bigint, oid, bigint, bigint, bigint)
   FROM PUBLIC;
 
--- What a generated function checks its table against: every column's name, type and typmod.
-CREATE FUNCTION audit.column_signature(p_table oid) RETURNS text
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-  SELECT string_agg(format('%I %s %s', a.attname, a.atttypid, a.atttypmod), ', '
-                    ORDER BY a.attnum)
-    FROM pg_attribute a
-   WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
-$$;
-
 -- The trigger function of one data table, written from its columns. Its dataset id is the
 -- triggers' argument, as with audit.capture(). Returns the function's qualified name.
 CREATE FUNCTION audit.generate_capture(p_table regclass) RETURNS text
@@ -159,7 +150,13 @@ DECLARE
   v_changed boolean[];
   v_names text[];
 BEGIN
-  IF audit.column_signature(TG_RELID) IS DISTINCT FROM %2$L THEN
+  -- The columns it was written for: every column's name, type and typmod (a static query,
+  -- planned once per session; the same as the generator's).
+  IF (SELECT string_agg(format('%%I %%s %%s', a.attname, a.atttypid, a.atttypmod), ', '
+                        ORDER BY a.attnum)
+        FROM pg_attribute a
+       WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped)
+     IS DISTINCT FROM %2$L THEN
     RAISE EXCEPTION 'the columns of %%.%% changed after its audit capture was generated',
       TG_TABLE_SCHEMA, TG_TABLE_NAME USING ERRCODE = 'object_not_in_prerequisite_state',
       HINT = 'Regenerate it (audit.capture.install_capture) in the transaction that alters the table.';
@@ -199,7 +196,10 @@ BEGIN
 END $body$
 $f$,
     v_fn,
-    audit.column_signature(p_table),
+    (SELECT string_agg(format('%I %s %s', a.attname, a.atttypid, a.atttypmod), ', '
+                       ORDER BY a.attnum)
+       FROM pg_attribute a
+      WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped),
     (SELECT coalesce(string_agg(format('bool_or(o.%1$I IS DISTINCT FROM n.%1$I)', name), ', '), '')
        FROM unnest(v_names) AS name),
     v_names);
@@ -454,7 +454,6 @@ def downgrade() -> None:
     for function in list(generated):
         op.execute(f"DROP FUNCTION {function}")
     op.execute("DROP FUNCTION audit.generate_capture(regclass)")
-    op.execute("DROP FUNCTION audit.column_signature(oid)")
     op.execute("DROP FUNCTION audit.record_bulk_load(bigint, bigint, oid, bigint, bigint, bigint)")
     op.execute("DROP FUNCTION audit.update_capture_sql(text[])")
     op.execute(SEAL_0002)
