@@ -39,31 +39,39 @@ depends_on: str | Sequence[str] | None = None
 
 CAPTURE = r"""
 -- The image query of an UPDATE, for the columns that changed in it (in table order). Up to 50
--- changed columns each image is one jsonb_build_object (at most 100 arguments) minus the keys of
--- the columns that did not change in that row; past 50, cell by cell.
+-- changed columns each image is one jsonb_build_object (at most 100 arguments); in a row where
+-- some of them did not change, minus those keys (jsonb - text[] skips the NULLs). Rebuilding an
+-- image costs as much as building it, so rows where all of them changed, and statements that
+-- changed one column, skip it. Past 50 changed columns, cell by cell.
 CREATE FUNCTION audit.update_capture_sql(p_names text[]) RETURNS text
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  v_cells text;
+  v_before text; v_after text; v_old text; v_new text; v_all text; v_unchanged text;
+  v_images text; v_cells text;
 BEGIN
   IF cardinality(p_names) <= 50 THEN
-    SELECT format(
-             'jsonb_build_object(%s) - %s, jsonb_build_object(%s) - %s, (%s) IS DISTINCT FROM (%s)',
-             string_agg(format('%L, o.%I', name, name), ', '), unchanged,
-             string_agg(format('%L, n.%I', name, name), ', '), unchanged,
-             string_agg(format('o.%I', name), ', '), string_agg(format('n.%I', name), ', '))
-      INTO v_cells
-      FROM unnest(p_names) AS name,
-           LATERAL (SELECT 'ARRAY[' || string_agg(format(
-                      'CASE WHEN o.%I IS NOT DISTINCT FROM n.%I THEN %L END', x, x, x), ', ')
-                      || ']::text[]' AS unchanged
-                      FROM unnest(p_names) AS x) AS u
-     GROUP BY unchanged;
+    SELECT string_agg(format('%L, o.%I', name, name), ', '),
+           string_agg(format('%L, n.%I', name, name), ', '),
+           string_agg(format('o.%I', name), ', '),
+           string_agg(format('n.%I', name), ', '),
+           string_agg(format('o.%I IS DISTINCT FROM n.%I', name, name), ' AND '),
+           'ARRAY[' || string_agg(format('CASE WHEN o.%I IS NOT DISTINCT FROM n.%I THEN %L END',
+                                         name, name, name), ', ') || ']::text[]'
+      INTO v_before, v_after, v_old, v_new, v_all, v_unchanged
+      FROM unnest(p_names) AS name;
+    IF cardinality(p_names) = 1 THEN
+      v_images := format('jsonb_build_object(%s), jsonb_build_object(%s)', v_before, v_after);
+    ELSE
+      v_images := format(
+        'CASE WHEN %1$s THEN jsonb_build_object(%2$s) ELSE jsonb_build_object(%2$s) - %4$s END,'
+        ' CASE WHEN %1$s THEN jsonb_build_object(%3$s) ELSE jsonb_build_object(%3$s) - %4$s END',
+        v_all, v_before, v_after, v_unchanged);
+    END IF;
     RETURN format(
       'INSERT INTO audit.row_change (changeset_id, dataset_id, row_id, op, before, after)'
-      ' SELECT $1, $2, _row_id, ''update'', b, a FROM ('
-      '   SELECT o._row_id, %s FROM old_rows o JOIN new_rows n USING (_row_id)'
-      ' ) AS d(_row_id, b, a, changed) WHERE changed ORDER BY _row_id', v_cells);
+      ' SELECT $1, $2, o._row_id, ''update'', %s'
+      '   FROM old_rows o JOIN new_rows n USING (_row_id)'
+      '  WHERE (%s) IS DISTINCT FROM (%s) ORDER BY o._row_id', v_images, v_old, v_new);
   END IF;
   SELECT string_agg(format(
            'SELECT %L AS k, to_jsonb(o.%I) AS b, to_jsonb(n.%I) AS a'
