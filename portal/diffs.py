@@ -37,6 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from itertools import chain, islice
 from typing import Any, Final
 
 import numpy as np
@@ -277,16 +278,9 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
                 )
             ]
         )
-    outside_window = [p for p in (*edited, *deleted) if not 0 <= p < rows]
-    if outside_window:  # nothing else is worth checking against positions that do not fit;
-        # a forged state may hold any number of them: name the first ones, count the rest
-        named = [_outside(p, rows) for p in outside_window[:MAX_PROBLEMS_SHOWN]]
-        if len(outside_window) > MAX_PROBLEMS_SHOWN:
-            rest = len(outside_window) - MAX_PROBLEMS_SHOWN
-            named.append(
-                EditProblem("the grid", "", "", f"{_n(rest, 'more row position')} outside it")
-            )
-        raise InvalidEdits(named)
+    outside_window = _outside_all([p for p in (*edited, *deleted) if not 0 <= p < rows], rows)
+    if outside_window:  # nothing else is worth checking against positions that do not fit
+        raise InvalidEdits(outside_window)
 
     ids = [int(i) for i in window.shown.index]
     deleted_ids = {ids[p] for p in deleted}
@@ -366,15 +360,19 @@ def structural_problems(window: Window, state: object) -> list[EditProblem]:
     except InvalidEdits as exc:
         return list(exc.problems)
     rows = len(window.shown)
-    problems = [_outside(p, rows) for p in (*edited, *deleted) if not 0 <= p < rows]
+    problems = _outside_all([p for p in (*edited, *deleted) if not 0 <= p < rows], rows)
     known = {*window.spec.names, "_index"}
-    for position, cells in edited.items():
-        where = f"row position {position}"
-        problems += [_unknown(where, name, raw) for name, raw in cells.items() if name not in known]
-    for n, row in enumerate(added, start=1):
-        where = f"added row {n}"
-        problems += [_unknown(where, name, raw) for name, raw in row.items() if name not in known]
-    return problems
+    rows_cells = chain(  # lazily: a huge forged state stops at the first problems
+        ((("row position", position), row) for position, row in edited.items()),
+        ((("added row", n), row) for n, row in enumerate(added, start=1)),
+    )
+    for (kind, number), row in rows_cells:
+        if len(problems) >= MAX_PROBLEMS_SHOWN:  # a forged state: enough to refuse it
+            break
+        unknown = ((name, raw) for name, raw in row.items() if name not in known)
+        where = f"{kind} {number}"
+        problems += [_unknown(where, n, raw) for n, raw in islice(unknown, MAX_PROBLEMS_SHOWN)]
+    return problems[: MAX_PROBLEMS_SHOWN + 1]
 
 
 def _unknown(where: str, name: str, raw: object) -> EditProblem:
@@ -451,6 +449,16 @@ def _position(value: object) -> int | None:
 
 
 _POSITION: Final = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only: int() reads "١" too
+
+
+def _outside_all(positions: Sequence[int], rows: int) -> list[EditProblem]:
+    """The first positions outside the window, named; a forged state may hold any number of
+    them, so the rest are counted in one more problem."""
+    named = [_outside(p, rows) for p in positions[:MAX_PROBLEMS_SHOWN]]
+    if len(positions) > MAX_PROBLEMS_SHOWN:
+        rest = len(positions) - MAX_PROBLEMS_SHOWN
+        named.append(EditProblem("the grid", "", "", f"{_n(rest, 'more row position')} outside it"))
+    return named
 
 
 def _outside(position: int, rows: int) -> EditProblem:

@@ -486,15 +486,15 @@ def test_a_viewer_with_no_edits_gets_nothing_and_cannot_carry_pending_changes() 
 
 
 # ---------------------------------------------------------------------------------------------
-# Huge states
+# Huge states (timed in this process's CPU time: other work on the machine does not count)
 # ---------------------------------------------------------------------------------------------
 
 
 def test_too_many_new_rows_are_refused_quickly() -> None:
     state = {"added_rows": [{"code": f"ZZ{n}"} for n in range(200_000)]}
-    start = time.perf_counter()
+    start = time.process_time()
     problem = one_problem(state)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert problem.where == "new rows"
     assert "200,000 new rows" in problem.message
     assert "upload" in problem.message
@@ -503,10 +503,10 @@ def test_too_many_new_rows_are_refused_quickly() -> None:
 
 def test_a_hundred_thousand_edits_outside_the_window_are_refused_quickly() -> None:
     state = {"edited_rows": {n: {"qty": 1} for n in range(3, 100_003)}}
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(InvalidEdits) as caught:
         build(state)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     found = caught.value.problems
     assert [p.where for p in found[:2]] == ["row position 3", "row position 4"]
     assert len(found) == diffs.MAX_PROBLEMS_SHOWN + 1  # the first ones named, the rest counted
@@ -516,12 +516,28 @@ def test_a_hundred_thousand_edits_outside_the_window_are_refused_quickly() -> No
 
 def test_a_row_with_a_hundred_thousand_unknown_columns_is_refused_quickly() -> None:
     state = {"edited_rows": {0: {f"c{n}": n for n in range(100_000)}}}
-    start = time.perf_counter()
+    start = time.process_time()
     problem = one_problem(state)
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
     assert "100,000 cells for 8 columns" in problem.message
     # A few unknown columns are each named.
     assert len(problems({"edited_rows": {0: {"a": 1, "b": 2, "c": 3}}})) == 3
+
+
+def test_structural_problems_of_huge_forged_states_are_found_quickly() -> None:
+    win = window()
+    assert diffs.structural_problems(win, {"edited_rows": {0: {"qty": "x"}}}) == []
+    for state in (
+        {"edited_rows": {n: {"qty": 1} for n in range(3, 100_003)}},
+        {"edited_rows": {0: {f"c{n}": n for n in range(100_000)}}},
+        {"added_rows": [{f"c{n}": n} for n in range(100_000)]},
+    ):
+        start = time.process_time()
+        found = diffs.structural_problems(win, state)
+        assert time.process_time() - start < 1.0
+        assert 1 <= len(found) <= diffs.MAX_PROBLEMS_SHOWN + 1
+    found = diffs.structural_problems(win, {"edited_rows": {5: {}, 0: {"x": 1}}})
+    assert [(p.where, p.column) for p in found] == [("row position 5", ""), ("row position 0", "x")]
 
 
 # ---------------------------------------------------------------------------------------------
