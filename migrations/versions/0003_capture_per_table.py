@@ -240,10 +240,12 @@ BEGIN
                  count(*) FILTER (WHERE r.op = 'update') AS n_upd,
                  count(*) FILTER (WHERE r.op = 'delete') AS n_del,
                  -- the text jsonb_build_array(id, dataset_id, row_id, op, before, after) prints,
-                 -- written out directly: building that array would copy both images first
+                 -- written out directly: building that array would copy both images first. op
+                 -- is one of three lower-case words (CHECK ck_row_change_op_valid), so its JSON
+                 -- string is the word in double quotes (to_json(op) cost more than the rest).
                  sha256(convert_to(string_agg(
-                   '[' || r.id || ', ' || r.dataset_id || ', ' || r.row_id || ', '
-                   || to_json(r.op)::text || ', ' || coalesce(r.before::text, 'null') || ', '
+                   '[' || r.id || ', ' || r.dataset_id || ', ' || r.row_id || ', "' || r.op
+                   || '", ' || coalesce(r.before::text, 'null') || ', '
                    || coalesce(r.after::text, 'null') || E']\n', '' ORDER BY r.id), 'UTF8'))
                    AS digest
             FROM audit.row_change r WHERE r.changeset_id = p_changeset
