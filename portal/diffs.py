@@ -290,6 +290,8 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
         if row_id in deleted_ids:
             continue
         values = shown_rows[position]
+        if position in edited:
+            values = dict(values)  # the shown row's dict may also be its base row's
         for name, raw in edited.get(position, {}).items():
             column = _editable(name, by_name, _where(row_id), raw, problems)
             if column is not None:
@@ -319,7 +321,10 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
     if problems:
         raise InvalidEdits(problems)
 
-    base_rows = dict(zip(window.base.index, _plain_rows(window.base, spec), strict=True))
+    if window.shown.index.equals(window.base.index) and window.shown.equals(window.base):
+        base_rows = dict(zip(ids, shown_rows, strict=True))  # nothing pending: the same rows
+    else:
+        base_rows = dict(zip(window.base.index, _plain_rows(window.base, spec), strict=True))
     names = spec.names
     updates, deletes = [], []
     for row_id in sorted(i for i in ids if i >= 0):
@@ -329,6 +334,8 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
             deletes.append(RowDelete(row_id, version, before))
             continue
         after = final[row_id]
+        if after == before:  # the common case, compared in C; a column's values share a type
+            continue
         changed = [n for n in names if not same_value(after[n], before[n])]
         if changed:
             updates.append(
