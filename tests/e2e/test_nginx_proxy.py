@@ -18,6 +18,7 @@ from streamlit.web.server.starlette.starlette_app_utils import generate_xsrf_tok
 from tests.e2e import nginx
 from tests.e2e.conftest import PortalServer, free_port
 from tests.e2e.test_sign_in_browser import sign_in, sign_in_form
+from tests.e2e.test_upload_browser import SLOW
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 MAX_UPLOAD_MB = 10  # what the portal_server fixture gives Streamlit
@@ -68,7 +69,7 @@ def test_sign_in_through_nginx(
     page.goto(proxied + "/users")
     sign_in_form(page)
     sign_in(page, "boss", portal_server.users["boss"])
-    expect(page.get_by_role("heading", name="Manage a user")).to_be_visible()
+    expect(page.get_by_role("heading", name="Manage a user")).to_be_visible(timeout=SLOW)
 
 
 def _get(url: str, **headers: str) -> tuple[int, dict[str, str], bytes]:

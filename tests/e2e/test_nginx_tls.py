@@ -17,6 +17,7 @@ from playwright.sync_api import Browser, expect
 from tests.e2e import nginx
 from tests.e2e.conftest import PortalServer, free_port
 from tests.e2e.test_sign_in_browser import sign_in, sign_in_form
+from tests.e2e.test_upload_browser import SLOW
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -145,6 +146,6 @@ def test_a_browser_signs_in_over_https(
         assert page.url == https_url + "/users"
         sign_in_form(page)
         sign_in(page, "boss", portal_server.users["boss"])
-        expect(page.get_by_role("heading", name="Manage a user")).to_be_visible()
+        expect(page.get_by_role("heading", name="Manage a user")).to_be_visible(timeout=SLOW)
     finally:
         context.close()

@@ -54,7 +54,9 @@ def test_a_file_over_the_limit_is_refused_in_the_browser(
 ) -> None:
     page = context.new_page()
     open_upload(page, portal_server, proxied)
-    expect(page.get_by_text(f"A file can be at most {PROXY_MAX_UPLOAD_MB} MB.")).to_be_visible()
+    expect(page.get_by_text(f"A file can be at most {PROXY_MAX_UPLOAD_MB} MB.")).to_be_visible(
+        timeout=SLOW
+    )
     choose_file(page, "huge.csv", _csv_of(PROXY_MAX_UPLOAD_MB + 1))
     expect(page.get_by_text(f"File must be {PROXY_MAX_UPLOAD_MB}.0MB or smaller.")).to_be_visible(
         timeout=SLOW
@@ -77,5 +79,5 @@ def test_nginx_refuses_a_body_over_its_limit_and_the_page_says_why(
     assert (refused.status, refused.upstream) == (413, "-")  # answered by nginx, not the app
     expect(
         page.get_by_text("was refused as too large by the server in front of the portal")
-    ).to_be_visible()
+    ).to_be_visible(timeout=SLOW)
     assert _stored_uploads(portal_server) == 0
