@@ -1,7 +1,9 @@
-"""A throw-away PostgreSQL cluster (default durability settings) and the benchmark table."""
+"""A throw-away PostgreSQL cluster (default durability settings, deleted afterwards) and the
+benchmark table."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +51,7 @@ def cluster() -> Iterator[ClusterInfo]:
         yield info
     finally:
         pg.stop()
+        shutil.rmtree(base, ignore_errors=True)  # gigabytes after a bulk benchmark
 
 
 def csv_rows(first_row_id: int, count: int) -> bytes:
