@@ -17,6 +17,7 @@ from tests.app.conftest import (
     sign_in,
     texts,
 )
+from tests.app.test_roles import EXPECTED_PAGES
 from tests.conftest import DatabaseHandle
 
 pytestmark = pytest.mark.app
@@ -94,6 +95,6 @@ def test_must_change_password_then_the_portal_opens(fresh_db: DatabaseHandle) ->
     assert "Choose your own password to go on." in at.warning[0].value
     change(at, password, "now it is my own one")
     assert not at.exception
-    assert listed_pages(at) == {"1_home.py", "2_upload.py", "3_datasets.py", "8_account.py"}
+    assert listed_pages(at) == EXPECTED_PAGES["editor"]
     at.switch_page("pages/1_home.py").run()
     assert "Connected to PostgreSQL" in texts(at)

@@ -77,7 +77,7 @@ def review_table(at: AppTest) -> list[dict[str, object]]:
     return list(frame.to_dict("records"))
 
 
-def button(at: AppTest, label: str):  # noqa: ANN201 - AppTest's element type
+def button(at: AppTest, label: str):
     [found] = [b for b in at.button if b.label == label]
     return found
 
@@ -102,9 +102,7 @@ def test_edit_review_and_commit(fresh_db: DatabaseHandle, dataset: int) -> None:
         "Rows added": "1",
         "Rows deleted": "1",
     }
-    assert review_table(at) == [
-        {"Row id": 1, "Column": "Qty", "Before": "1", "After": "11"}
-    ]
+    assert review_table(at) == [{"Row id": 1, "Column": "Qty", "Before": "1", "After": "11"}]
     assert button(at, "Review and commit…").disabled  # a reason is required
     at.text_input(key=f"edit.{dataset}.reason").input("recount").run()
     button(at, "Review and commit…").click().run()

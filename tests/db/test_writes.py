@@ -342,7 +342,7 @@ def test_reload_and_reapply_merges_cell_by_cell(
 def test_a_pending_edit_carried_to_a_fresh_window_still_conflicts(
     editor: Actor, other: Actor, dataset: int
 ) -> None:
-    read, win = window(dataset)
+    _read, win = window(dataset)
     pending = diffs.build_changeset(win, {"edited_rows": {0: {"qty": 50}}}, may_edit=True)
     read_theirs, win_theirs = window(dataset)
     commit(
