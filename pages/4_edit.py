@@ -227,7 +227,8 @@ with st.expander(
 first, last = read.offset + 1, read.offset + len(read.rows)
 nav = st.columns([3, 1, 1], vertical_alignment="center")
 if read.rows:
-    nav[0].caption(f"Rows {first:,}–{last:,} of {read.total:,}")
+    of = f"{read.total:,}" if read.total_is_exact else f"more than {read.total:,}"
+    nav[0].caption(f"Rows {first:,}–{last:,} of {of}")
 elif view.filters:
     nav[0].caption("No rows match the filters. Remove a filter to see more.")
 else:
@@ -241,7 +242,7 @@ nav[1].button(
 )
 nav[2].button(
     "Next",
-    disabled=last >= read.total,
+    disabled=read.total_is_exact and last >= read.total,
     on_click=move,
     args=(dataset_id, replace(view, offset=read.offset + view.size)),
     width="stretch",

@@ -47,7 +47,7 @@ from portal.actor import Actor
 from portal.browse import RowFilter, Sort, condition, known_column
 from portal.datasets import dataset_spec, get_dataset
 from portal.diffs import ChangeSet, RowDelete, RowUpdate
-from portal.errors import PermissionDenied, PortalError, ValidationError
+from portal.errors import NotFound, PermissionDenied, PortalError, ValidationError
 from portal.merge import Current
 from portal.models import Dataset
 from portal.spec import CellError, ColumnSpec, DatasetSpec, Value, ddl_table, validate_value
@@ -275,12 +275,24 @@ def commit(
 
 
 def _locked_dataset(session: Session, dataset_id: int) -> Dataset:
-    """The dataset, share-locked so no replace or removal runs under the commit."""
-    dataset = get_dataset(session=session, dataset_id=dataset_id)
-    session.execute(
-        select(Dataset.id).where(Dataset.id == dataset_id).with_for_update(key_share=True)
-    )
-    session.refresh(dataset)
+    """The dataset, read and locked ``FOR NO KEY UPDATE`` in one round trip.
+
+    The lock keeps a replace or a removal from running under the commit, and it also makes the
+    commits to one dataset take turns: their row locks are taken per group of changed columns,
+    not in one global ``_row_id`` order, so two commits sharing rows could otherwise deadlock.
+    Taking the rows' locks in ``_row_id`` order first would allow a weaker lock here.
+
+    Raises:
+        NotFound: no such dataset.
+    """
+    dataset = session.scalars(
+        select(Dataset)
+        .where(Dataset.id == dataset_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if dataset is None:
+        raise NotFound(f"There is no dataset with id {dataset_id}; it may have been removed.")
     return dataset
 
 
