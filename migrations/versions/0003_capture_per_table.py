@@ -7,9 +7,11 @@ planned by EXECUTE on every statement. Only the image query, which depends on th
 changed, is still built per statement (``audit.update_capture_sql``); whole row images are built
 from the column list in one jsonb_build_object instead of to_jsonb(row) minus two keys. What is
 captured is unchanged: inserts and deletes keep whole row images, updates only the changed
-cells, bulk loads one ``audit.bulk_load`` row. A generated function refuses to run once the table's columns differ
-from those it was generated for (regenerate it with ``audit.capture.install_capture``).
-The upgrade regenerates capture on every captured ``data.*`` table; the downgrade puts back
+cells, bulk loads one ``audit.bulk_load`` row. A generated function refuses to run once the
+table's columns differ from those it was generated for (regenerate it with
+``audit.capture.install_capture``). Column names no longer shadow the function's variables.
+The upgrade regenerates capture on every captured ``data.*`` table (from its 0002 triggers'
+dataset id, and any ``portal.datasets`` table left without capture); the downgrade puts back
 migration 0002's ``audit.capture()`` triggers.
 
 Sealing. ``audit.changeset_digest`` counts a changeset's row changes and hashes them in one pass,
