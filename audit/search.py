@@ -77,9 +77,16 @@ K = TypeVar("K")
 T = TypeVar("T")
 
 
-def loads(document: str | None) -> Any:
-    """A ``jsonb`` value's text as Python, decimals as ``Decimal``."""
-    return None if document is None else json.loads(document, parse_float=Decimal)
+_EXACT = json.JSONDecoder(parse_float=Decimal)
+_PLAIN = json.JSONDecoder()
+
+
+def loads(document: str | None, *, exact: bool = True) -> Any:
+    """A ``jsonb`` value's text as Python, numbers with a point as ``Decimal`` (``exact``) or
+    ``float``. One decoder each, made once: ``json.loads`` with options builds one per call."""
+    if document is None:
+        return None
+    return (_EXACT if exact else _PLAIN).decode(document)
 
 
 @dataclass(frozen=True)

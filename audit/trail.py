@@ -14,17 +14,15 @@ Images are read from the ``jsonb`` text; with ``exact=True`` decimals come back 
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from audit.bulk import copy_into, read_content
-from audit.search import RowEvent, row_history
+from audit.search import RowEvent, loads, row_history
 from portal.errors import AuditError
 
 RowImage = dict[str, Any]
@@ -44,17 +42,6 @@ _EVENTS = text(
      ORDER BY 1, 2, 3
     """
 )
-
-
-_EXACT = json.JSONDecoder(parse_float=Decimal)
-_PLAIN = json.JSONDecoder()
-
-
-def _loads(document: str | None, exact: bool) -> Any:
-    """One decoder each, made once: ``json.loads`` with options builds a decoder per call."""
-    if document is None:
-        return None
-    return (_EXACT if exact else _PLAIN).decode(document)
 
 
 def dataset_state(
@@ -77,9 +64,9 @@ def dataset_state(
         elif event.op == "delete":
             state.pop(event.row_id, None)
         elif event.op == "update":  # the changed cells only
-            state[event.row_id] = {**state.get(event.row_id, {}), **_loads(event.after, exact)}
+            state[event.row_id] = {**state.get(event.row_id, {}), **loads(event.after, exact=exact)}
         else:
-            state[event.row_id] = _loads(event.after, exact)
+            state[event.row_id] = loads(event.after, exact=exact)
     return state
 
 
@@ -149,7 +136,7 @@ def _replay(
             text(f"SELECT t._row_id, (to_jsonb(t) - '_row_id')::text AS image FROM {temp} t")
         ).all()
         session.execute(text(f"DROP TABLE {temp}"))
-    return {row._row_id: _loads(row.image, exact) for row in rows}
+    return {row._row_id: loads(row.image, exact=exact) for row in rows}
 
 
 @dataclass(frozen=True)

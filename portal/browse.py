@@ -50,7 +50,7 @@ from portal.csv_safe import neutralise, neutralise_row
 from portal.datasets import dataset_spec, get_dataset
 from portal.errors import PermissionDenied, ValidationError
 from portal.models import Changeset, Dataset, User
-from portal.spec import CellError, ColumnSpec, DatasetSpec, ddl_table, validate_value
+from portal.spec import CellError, ColumnSpec, DatasetSpec, ddl_table, type_only, validate_value
 
 FilterOp: TypeAlias = Literal["contains", "equals", "range", "empty"]
 FILTER_OPS: Final[tuple[FilterOp, ...]] = get_args(FilterOp)
@@ -298,9 +298,7 @@ def _typed_filter_value(spec: DatasetSpec, row_filter: RowFilter) -> Any:
         if found.type in ("text", "category"):
             return row_filter.value
         # The type alone: a value breaking a rule (min, scale...) simply matches no row.
-        column = ColumnSpec(
-            label=found.label, name=found.name, type=found.type, format=found.format
-        )
+        column = type_only(found)
     typed = validate_value(column, row_filter.value)
     if isinstance(typed, CellError):
         raise ValidationError(f"Filter on “{column.label}”: {typed.message}")

@@ -259,22 +259,27 @@ def load_rows(
     return counts
 
 
+def guarded_columns(spec: specs.DatasetSpec, table_name: str) -> dict[str, str]:
+    """The table's constraints, as ``ddl_table`` names them, and the column (physical name)
+    each guards: to say which column a constraint violation is about."""
+    table = specs.ddl_table(spec, table_name, MetaData())
+    return {
+        str(con.name): col.name
+        for con in table.constraints
+        if isinstance(con, ColumnCollectionConstraint)
+        for col in con.columns
+        if col.name in spec.names
+    }
+
+
 def _integrity_message(exc: IntegrityError, spec: specs.DatasetSpec, table_name: str) -> str:
     orig: Any = exc.orig
     diag = getattr(orig, "diag", None)
     detail = getattr(diag, "message_detail", None) or ""
     constraint = getattr(diag, "constraint_name", None) or ""
-    # The table's constraints, as ddl_table names them, and the column each guards.
-    table = specs.ddl_table(spec, table_name, MetaData())
     labels = {c.name: c.label for c in spec.columns}
-    guarded = {
-        str(con.name): labels[col.name]
-        for con in table.constraints
-        if isinstance(con, ColumnCollectionConstraint)
-        for col in con.columns
-        if col.name in labels
-    }
-    column = guarded.get(constraint)
+    guarded = guarded_columns(spec, table_name).get(constraint)
+    column = labels[guarded] if guarded else None
     what = f"column {column!r}" if column else "a rule of the dataset"
     return (
         f"The rows break {what} in the database: {detail or str(orig).splitlines()[0]} "

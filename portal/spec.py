@@ -374,6 +374,12 @@ def _bare(c: ColumnSpec) -> ColumnSpec:
     return ColumnSpec(label=c.label, name=c.name, type=c.type, scale=c.scale, format=c.format)
 
 
+def type_only(c: ColumnSpec) -> ColumnSpec:
+    """The column's type alone (and its date format), without rules or a scale: to read a value
+    as the column's type whatever the rules say (a filter, an image from the audit log)."""
+    return ColumnSpec(label=c.label, name=c.name, type=c.type, format=c.format)
+
+
 def _regex_problem(pattern: object) -> str | None:
     if not isinstance(pattern, str) or not pattern:
         return "the pattern must be non-empty text."

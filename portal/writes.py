@@ -24,12 +24,10 @@ Decisions a reader needs:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from itertools import groupby
 from typing import Any, Final
 
@@ -38,19 +36,19 @@ import psycopg2.errors
 from psycopg2.extras import execute_values
 from sqlalchemy import MetaData, Select, func, select, text
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.schema import ColumnCollectionConstraint
 
 from audit.capture import qualified_table
 from audit.changesets import open_changeset
+from audit.search import loads
 from portal import diffs
 from portal.actor import Actor
 from portal.browse import RowFilter, Sort, condition, known_column
-from portal.datasets import dataset_spec, get_dataset
+from portal.datasets import dataset_spec, get_dataset, guarded_columns
 from portal.diffs import ChangeSet, RowDelete, RowUpdate
 from portal.errors import NotFound, PermissionDenied, PortalError, ValidationError
 from portal.merge import Current
 from portal.models import Dataset
-from portal.spec import CellError, ColumnSpec, DatasetSpec, Value, ddl_table, validate_value
+from portal.spec import CellError, DatasetSpec, Value, ddl_table, type_only, validate_value
 
 MAX_REASON_CHARS: Final = 2_000
 WINDOW_SIZES: Final = (100, 500, 1_000, 5_000)
@@ -246,8 +244,10 @@ def commit(
         )
         raw: Any = session.connection().connection.dbapi_connection
         with raw.cursor() as cursor:
-            moved = _apply(cursor, table, spec, changes)
-            inserted = _insert(cursor, table, spec, changes) if not moved else ()
+            # Identifiers quoted as everywhere else (a physical name may be an SQL keyword).
+            quoted = _quoted_names(session, spec)
+            moved = _apply(cursor, table, spec, quoted, changes)
+            inserted = _insert(cursor, table, spec, quoted, changes) if not moved else ()
     except psycopg2.Error as exc:
         savepoint.rollback()
         raise _refused(exc, spec, dataset.table_name, changes) from None
@@ -296,10 +296,11 @@ def _locked_dataset(session: Session, dataset_id: int) -> Dataset:
     return dataset
 
 
-def _apply(cursor: Any, table: str, spec: DatasetSpec, changes: ChangeSet) -> set[int]:
+def _apply(
+    cursor: Any, table: str, spec: DatasetSpec, quoted: dict[str, str], changes: ChangeSet
+) -> set[int]:
     """Run the updates and deletes; the ids of rows whose version had moved."""
     types = {c.name: _SQL_TYPES[c.type] for c in spec.columns}
-    quoted = {c.name: _quote(c.name) for c in spec.columns}
     order = {name: k for k, name in enumerate(spec.names)}
     moved: set[int] = set()
 
@@ -335,10 +336,12 @@ def _apply(cursor: Any, table: str, spec: DatasetSpec, changes: ChangeSet) -> se
     return moved
 
 
-def _insert(cursor: Any, table: str, spec: DatasetSpec, changes: ChangeSet) -> tuple[int, ...]:
+def _insert(
+    cursor: Any, table: str, spec: DatasetSpec, quoted: dict[str, str], changes: ChangeSet
+) -> tuple[int, ...]:
     if not changes.inserts:
         return ()
-    names = ", ".join(_quote(n) for n in spec.names)
+    names = ", ".join(quoted[n] for n in spec.names)
     template = ", ".join(f"%s::{_SQL_TYPES[c.type]}" for c in spec.columns)
     returned = execute_values(
         cursor,
@@ -351,10 +354,10 @@ def _insert(cursor: Any, table: str, spec: DatasetSpec, changes: ChangeSet) -> t
     return tuple(int(r[0]) for r in returned)
 
 
-def _quote(name: str) -> str:
-    # Physical names are safe identifiers by construction (portal.spec.physical_names);
-    # quoting keeps a name that is also an SQL keyword (e.g. "order") usable.
-    return '"' + name.replace('"', '""') + '"'
+def _quoted_names(session: Session, spec: DatasetSpec) -> dict[str, str]:
+    """Each physical column name quoted by SQLAlchemy's PostgreSQL identifier preparer."""
+    preparer = session.get_bind().dialect.identifier_preparer
+    return {name: preparer.quote(name) for name in spec.names}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -440,17 +443,13 @@ def rows_now(*, session: Session, dataset_id: int, row_ids: set[int]) -> dict[in
 
 def typed_image(spec: DatasetSpec, image_json: str) -> dict[str, Value]:
     """A row image from the audit log (JSON text, numbers read exactly) as typed values."""
-    image = json.loads(image_json, parse_float=Decimal)
+    image = loads(image_json)
     typed: dict[str, Value] = {}
     for c in spec.columns:
         raw = image.get(c.name)
-        value = validate_value(_type_only(c), raw if not isinstance(raw, float) else str(raw))
+        value = validate_value(type_only(c), raw)
         typed[c.name] = None if isinstance(value, CellError) else value
     return typed
-
-
-def _type_only(c: ColumnSpec) -> ColumnSpec:
-    return ColumnSpec(label=c.label, name=c.name, type=c.type, format=c.format)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -481,7 +480,7 @@ def _refused(
         )
     diag = exc.diag
     labels = {c.name: c.label for c in spec.columns}
-    guarded = _guarded_columns(spec, table_name)
+    guarded = guarded_columns(spec, table_name)
     name = guarded.get(diag.constraint_name or "") or (diag.column_name or "")
     column = labels.get(name, name or "a column")
     detail = diag.message_detail or ""
@@ -505,15 +504,3 @@ def _refused(
         row,
         column,
     )
-
-
-def _guarded_columns(spec: DatasetSpec, table_name: str) -> dict[str, str]:
-    """Constraint name -> the physical column it guards, as ``ddl_table`` names them."""
-    table = ddl_table(spec, table_name, MetaData())
-    return {
-        str(con.name): col.name
-        for con in table.constraints
-        if isinstance(con, ColumnCollectionConstraint)
-        for col in con.columns
-        if col.name in spec.names
-    }
