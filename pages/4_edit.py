@@ -16,8 +16,8 @@ every unsaved change, refreshed on each run), ``edit.d.conflict`` and ``edit.d.r
 from __future__ import annotations
 
 import contextlib
-import io
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -27,12 +27,12 @@ from streamlit.errors import StreamlitAPIException
 
 from portal import diffs, merge, writes
 from portal.browse import FILTER_OPS, RowFilter, Sort
-from portal.csv_safe import neutralise
+from portal.csv_safe import csv_bytes
 from portal.datasets import dataset_names
 from portal.db import session_scope
 from portal.diffs import ChangeSet, InvalidEdits, show_value
 from portal.errors import PortalError
-from portal.spec import editor_columns
+from portal.spec import Value, editor_columns
 from portal.ui import current_actor, md_escape, require
 from portal.ui.column_config import column_config
 from portal.ui.navigation import HISTORY
@@ -170,6 +170,21 @@ if loaded is None:
 read, window = loaded.read, loaded.window
 spec = read.spec
 labels = {diffs.ROW_ID: "Row id", **{c.name: c.label for c in spec.columns}}
+
+
+def table(records: list[dict[str, Any]]) -> None:
+    st.dataframe(pd.DataFrame(records), hide_index=True, width="stretch")
+
+
+def labelled(values: Mapping[str, Value]) -> dict[str, str]:
+    """A row's values as the review shows them, keyed by column label."""
+    return {labels[name]: show_value(value) for name, value in values.items()}
+
+
+def in_words(values: Mapping[str, Value]) -> str:
+    return ", ".join(f"{label}: {shown}" for label, shown in labelled(values).items())
+
+
 if not may_edit:
     st.caption("You can view this dataset; editors and admins can change it.")
 if flash := st.session_state.pop(k["flash"], None):
@@ -286,18 +301,12 @@ except InvalidEdits as exc:
         "committed until they are corrected (or discarded).",
         icon=":material/error:",
     )
-    problems = pd.DataFrame(
-        [
-            {"Where": p.where, "Column": p.column, "Value": p.value, "Problem": p.message}
-            for p in exc.problems
-        ]
-    )
-    st.dataframe(problems, hide_index=True, width="stretch")
-    buffer = io.StringIO()
-    problems.map(lambda v: neutralise(str(v))).to_csv(buffer, index=False)
+    header = ["Where", "Column", "Value", "Problem"]
+    rows = [[p.where, p.column, p.value, p.message] for p in exc.problems]
+    table([dict(zip(header, row, strict=True)) for row in rows])
     st.download_button(
         "Download the problems (CSV)",
-        buffer.getvalue().encode("utf-8-sig"),
+        csv_bytes(header, rows),
         file_name="edit-problems.csv",
         mime="text/csv",
     )
@@ -313,26 +322,19 @@ st.session_state[k["pending"]] = changes  # kept for the next window, or a retur
 conflict: writes.EditConflict | None = st.session_state.get(k["conflict"])
 if conflict is not None:
     st.error(str(conflict), icon=":material/sync_problem:")
-    st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "Row id": c.row_id,
-                    "You": "deleted it" if isinstance(c.mine, diffs.RowDelete) else "edited it",
-                    "They": "deleted it" if c.now is None else "changed it",
-                    "By": c.by,
-                    "When": c.at.strftime("%Y-%m-%d %H:%M:%S UTC") if c.at else "",
-                    "Why": c.reason,
-                    "Now": ", ".join(
-                        f"{labels[n]}: {show_value(v)}" for n, v in (c.now or {}).items()
-                    )
-                    or "(row deleted)",
-                }
-                for c in conflict.conflicts
-            ]
-        ),
-        hide_index=True,
-        width="stretch",
+    table(
+        [
+            {
+                "Row id": c.row_id,
+                "You": "deleted it" if isinstance(c.mine, diffs.RowDelete) else "edited it",
+                "They": "deleted it" if c.now is None else "changed it",
+                "By": c.by,
+                "When": c.at.strftime("%Y-%m-%d %H:%M:%S UTC") if c.at else "",
+                "Why": c.reason,
+                "Now": in_words(c.now or {}) or "(row deleted)",
+            }
+            for c in conflict.conflicts
+        ]
     )
     if st.button("Reload and re-apply my edits", type="primary", icon=":material/merge:"):
         try:
@@ -379,9 +381,7 @@ if rebased is not None:
         for lost in rebased.lost
         if st.checkbox(
             f"Row {lost.row_id} was deleted by someone else; re-create it as a new row with "
-            "your edits ("
-            + ", ".join(f"{labels[n]}: {show_value(v)}" for n, v in lost.mine.after.items())
-            + ")",
+            "your edits (" + in_words(lost.mine.after) + ")",
             key=f"edit.{dataset_id}.recreate.{lost.row_id}",
         )
     }
@@ -416,42 +416,23 @@ m[1].metric("Rows changed", f"{len(changes.updates):,}")
 m[2].metric("Rows added", f"{len(changes.inserts):,}")
 m[3].metric("Rows deleted", f"{len(changes.deletes):,}")
 if changes.updates:
-    st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "Row id": c.row_id,
-                    "Column": c.column,
-                    "Before": show_value(c.before),
-                    "After": show_value(c.after),
-                }
-                for c in diffs.cell_changes(changes, spec)
-            ]
-        ),
-        hide_index=True,
-        width="stretch",
+    table(
+        [
+            {
+                "Row id": c.row_id,
+                "Column": c.column,
+                "Before": show_value(c.before),
+                "After": show_value(c.after),
+            }
+            for c in diffs.cell_changes(changes, spec)
+        ]
     )
 if changes.inserts:
     st.caption("New rows")
-    st.dataframe(
-        pd.DataFrame(
-            [{labels[n]: show_value(v) for n, v in i.values.items()} for i in changes.inserts]
-        ),
-        hide_index=True,
-        width="stretch",
-    )
+    table([labelled(i.values) for i in changes.inserts])
 if changes.deletes:
     st.caption("Deleted rows")
-    st.dataframe(
-        pd.DataFrame(
-            [
-                {"Row id": d.row_id, **{labels[n]: show_value(v) for n, v in d.before.items()}}
-                for d in changes.deletes
-            ]
-        ),
-        hide_index=True,
-        width="stretch",
-    )
+    table([{"Row id": d.row_id, **labelled(d.before)} for d in changes.deletes])
 
 reason = st.text_input(
     "Reason" + (" (required)" if read.reason_required else " (optional)"),

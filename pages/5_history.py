@@ -12,6 +12,7 @@ import streamlit as st
 
 from portal import trail_views
 from portal.actor import Actor
+from portal.datasets import dataset_names
 from portal.db import session_scope
 from portal.errors import PortalError
 from portal.trail_views import AsOf, Export, when
@@ -46,7 +47,7 @@ st.title("History")
 
 try:
     with session_scope() as session:
-        choices = dict(trail_views.datasets(session=session))
+        choices = dict(dataset_names(session=session))
 except PortalError as exc:
     st.error(str(exc), icon=":material/error:")
     st.stop()

@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from portal import trail_views
+from portal.datasets import dataset_names
 from portal.db import session_scope
 from portal.errors import PortalError
 from portal.trail_views import Export, TrailFilter, when
@@ -52,7 +53,7 @@ st.title("Audit")
 try:
     with session_scope() as session:
         head = trail_views.chain_head(session=session, actor=actor)
-        dataset_choices = dict(trail_views.datasets(session=session))
+        dataset_choices = dict(dataset_names(session=session))
         actor_choices = trail_views.actors(session=session)
 except PortalError as exc:
     st.error(str(exc), icon=":material/error:")

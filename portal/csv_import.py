@@ -55,7 +55,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.csv as pcsv  # type: ignore[import-untyped]
 
-from portal.csv_safe import FORMULA_TRIGGERS, neutralise
+from portal.csv_safe import FORMULA_TRIGGERS, csv_bytes, neutralise
 from portal.errors import ValidationError
 from portal.spec import MAX_COLUMNS, CellError, ColumnSpec, DatasetSpec
 
@@ -740,14 +740,10 @@ def _slow_parse(text: str, width: int, dialect: Dialect) -> tuple[Any, npt.NDArr
 def error_report_csv(errors: Sequence[CellError]) -> bytes:
     """The errors as a CSV download (row, column, value, rule, message), formula-safe, UTF-8
     with a byte-order mark so spreadsheets read it as UTF-8."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["row", "column", "value", "rule", "message"])
-    for e in errors:
-        writer.writerow(
-            [str(e.row), *(neutralise(v) for v in (e.column, e.value, e.rule, e.message))]
-        )
-    return out.getvalue().encode("utf-8-sig")
+    return csv_bytes(
+        ["row", "column", "value", "rule", "message"],
+        ([str(e.row), e.column, e.value, e.rule, e.message] for e in errors),
+    )
 
 
 def annotated_original_csv(parsed: ParsedCSV, errors: Sequence[CellError]) -> bytes:

@@ -10,7 +10,9 @@ safety, and the same rule applies to every export so readers learn it once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import csv
+import io
+from collections.abc import Iterable, Sequence
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -23,3 +25,13 @@ def neutralise(value: str) -> str:
 def neutralise_row(values: Iterable[str]) -> list[str]:
     """Every cell of a row through ``neutralise``."""
     return [neutralise(v) for v in values]
+
+
+def csv_bytes(header: Sequence[str], rows: Iterable[Iterable[str]]) -> bytes:
+    """A small report as a CSV download: every cell through ``neutralise``, UTF-8 with a
+    byte-order mark so spreadsheets read it as UTF-8."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(neutralise_row(header))
+    writer.writerows(neutralise_row(row) for row in rows)
+    return out.getvalue().encode("utf-8-sig")

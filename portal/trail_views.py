@@ -57,7 +57,7 @@ from audit.search import (
 from audit.trail import RowImage, bulk_rows_slice, dataset_state, row_versions
 from portal.actor import Actor
 from portal.csv_safe import neutralise, neutralise_row
-from portal.datasets import dataset_names, dataset_spec, get_dataset
+from portal.datasets import dataset_spec, get_dataset
 from portal.errors import NotFound, PermissionDenied, ValidationError
 from portal.models import Changeset, Dataset, RowChange
 
@@ -112,11 +112,6 @@ def cell_text(value: Any) -> str:
 # ---------------------------------------------------------------------------------------------
 # Choices and labels
 # ---------------------------------------------------------------------------------------------
-
-
-def datasets(*, session: Session) -> list[tuple[int, str]]:
-    """``(id, name)`` of every dataset, by name."""
-    return dataset_names(session=session)
 
 
 def actors(*, session: Session) -> list[str]:
