@@ -3,14 +3,22 @@ benchmark table."""
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+
 from portal import migrate
+from portal.actor import Actor, cli_actor
+from portal.db import reset_engine
 from portal.embedded import ClusterInfo, EmbeddedPostgres
+from portal.users import create_user
 
 TEN_COLUMNS = (
     "name text NOT NULL, amount bigint, price numeric(14,2), day date, active boolean,"
@@ -52,6 +60,25 @@ def cluster() -> Iterator[ClusterInfo]:
     finally:
         pg.stop()
         shutil.rmtree(base, ignore_errors=True)  # gigabytes after a bulk benchmark
+
+
+def bench_editor(info: ClusterInfo) -> Actor:
+    """Point the portal (``portal.db``) at the cluster's app role and create the editor the
+    benchmark acts as."""
+    os.environ["PORTAL_DATABASE_URL"] = info.url("app")
+    reset_engine()
+    engine = create_engine(info.url("app"))
+    with Session(engine) as s, s.begin():
+        create_user(
+            session=s,
+            actor=cli_actor(),
+            username="bench",
+            display_name="Bench",
+            role="editor",
+            password=secrets.token_urlsafe(16),
+        )
+    engine.dispose()
+    return Actor("bench", "Bench", "editor")
 
 
 def csv_rows(first_row_id: int, count: int) -> bytes:

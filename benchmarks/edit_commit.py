@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import secrets
 import statistics
 import time
 from datetime import date, timedelta
@@ -28,13 +27,11 @@ from psycopg2.extras import execute_values
 from sqlalchemy import MetaData, create_engine, text
 from sqlalchemy.orm import Session
 
-from benchmarks.common import cluster
+from benchmarks.common import bench_editor, cluster
 from portal import diffs, uploads, writes
-from portal.actor import Actor, cli_actor
 from portal.db import reset_engine, session_scope
 from portal.diffs import ChangeSet
 from portal.spec import ColumnSpec, DatasetSpec, ddl_table
-from portal.users import create_user
 
 EDITS, INSERTS, DELETES = 1_000, 100, 100
 EDITED_COLUMNS = ("price", "score", "amount", "description")  # one cell per edited row
@@ -157,20 +154,9 @@ def bare_commit(engine: Any, table: str, changes: ChangeSet) -> float:
 
 def main(rows: int, rounds: int) -> float:
     with cluster() as info:
-        os.environ["PORTAL_DATABASE_URL"] = info.url("app")
         os.environ["PORTAL_MAX_UPLOAD_MB"] = "1024"
-        reset_engine()
+        actor = bench_editor(info)
         engine = create_engine(info.url("app"))
-        with Session(engine) as s, s.begin():
-            create_user(
-                session=s,
-                actor=cli_actor(),
-                username="bench",
-                display_name="Bench",
-                role="editor",
-                password=secrets.token_urlsafe(16),
-            )
-        actor = Actor("bench", "Bench", "editor")
         data = make_csv(rows)
         parsed = uploads.read_file(data)
         result = uploads.check(parsed, SPEC)

@@ -34,23 +34,18 @@ it), with ``CREATE INDEX CONCURRENTLY`` outside any upload or commit.
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
 import statistics
 import time
 from collections.abc import Callable
 
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.orm import Session
 
-from benchmarks.common import cluster
+from benchmarks.common import bench_editor, cluster
 from portal import writes
-from portal.actor import Actor, cli_actor
 from portal.browse import RowFilter, Sort
 from portal.datasets import create_dataset
 from portal.db import reset_engine, session_scope
 from portal.spec import ColumnSpec, DatasetSpec
-from portal.users import create_user
 
 SPEC = DatasetSpec(
     (
@@ -129,20 +124,9 @@ def compare(
 
 def main(rows: int, small_rows: int = 10_000, rounds: int = 7) -> float:
     with cluster() as info:
-        os.environ["PORTAL_DATABASE_URL"] = info.url("app")
-        reset_engine()
+        actor = bench_editor(info)
         app = create_engine(info.url("app"))
         superuser = create_engine(info.url("superuser"))
-        with Session(app) as s, s.begin():
-            create_user(
-                session=s,
-                actor=cli_actor(),
-                username="bench",
-                display_name="Bench",
-                role="editor",
-                password=secrets.token_urlsafe(16),
-            )
-        actor = Actor("bench", "Bench", "editor")
         ids, tables = [], []
         for size in (small_rows, rows):
             with session_scope() as s:

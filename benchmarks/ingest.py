@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import subprocess
 import tempfile
 import time
@@ -19,13 +18,11 @@ from urllib.parse import quote
 from sqlalchemy import MetaData, create_engine
 from sqlalchemy.orm import Session
 
-from benchmarks.common import cluster
+from benchmarks.common import bench_editor, cluster
 from portal import uploads
-from portal.actor import Actor, cli_actor
 from portal.db import reset_engine
 from portal.embedded import ClusterInfo
 from portal.spec import ddl_table
-from portal.users import create_user
 
 HEADER = "Name,Amount,Price,Day,Active,Category,Description,Score,Code,Total\n"
 
@@ -49,19 +46,8 @@ def main(rows: int, rounds: int) -> float:
     with cluster() as info, tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "people.csv"
         path.write_bytes(data)
-        os.environ["PORTAL_DATABASE_URL"] = info.url("app")
         os.environ["PORTAL_MAX_UPLOAD_MB"] = "1024"
-        reset_engine()
-        actor = Actor("bench", "Bench", "editor")
-        with Session(create_engine(info.url("app"))) as s, s.begin():
-            create_user(
-                session=s,
-                actor=cli_actor(),
-                username="bench",
-                display_name="Bench",
-                role="editor",
-                password=secrets.token_urlsafe(16),
-            )
+        actor = bench_editor(info)
         parsed = uploads.read_file(data)
         spec, _ = uploads.propose_spec(parsed)
         engine = create_engine(info.url("app"))
