@@ -1738,17 +1738,20 @@ def _identifier(*parts: str) -> str:
     return f"{name[: MAX_IDENTIFIER_BYTES - 11]}_{digest}"
 
 
+SQL_TYPES: Final[dict[ColumnType, TypeEngine[Any]]] = {
+    "text": Text(),
+    "category": Text(),
+    "integer": BigInteger(),
+    "decimal": Numeric(asdecimal=True),
+    "boolean": Boolean(),
+    "date": Date(),
+    "datetime": DateTime(timezone=True),
+}
+"""The SQL type of each column type (the table's DDL, and the casts of ``portal.writes``)."""
+
+
 def _sql_type(c: ColumnSpec) -> TypeEngine[Any]:
-    types: dict[str, TypeEngine[Any]] = {
-        "text": Text(),
-        "category": Text(),
-        "integer": BigInteger(),
-        "decimal": Numeric(asdecimal=True),
-        "boolean": Boolean(),
-        "date": Date(),
-        "datetime": DateTime(timezone=True),
-    }
-    return types[c.type]
+    return SQL_TYPES[c.type]
 
 
 def _sql_column(c: ColumnSpec) -> Column[Any]:

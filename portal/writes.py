@@ -35,6 +35,7 @@ import psycopg2
 import psycopg2.errors
 from psycopg2.extras import execute_values
 from sqlalchemy import MetaData, Select, func, select, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from audit.capture import qualified_table
@@ -48,7 +49,15 @@ from portal.diffs import ChangeSet, RowDelete, RowUpdate
 from portal.errors import NotFound, PermissionDenied, PortalError, ValidationError
 from portal.merge import Current
 from portal.models import Dataset
-from portal.spec import CellError, DatasetSpec, Value, ddl_table, type_only, validate_value
+from portal.spec import (
+    SQL_TYPES,
+    CellError,
+    DatasetSpec,
+    Value,
+    ddl_table,
+    type_only,
+    validate_value,
+)
 
 MAX_REASON_CHARS: Final = 2_000
 WINDOW_SIZES: Final = (100, 500, 1_000, 5_000)
@@ -56,21 +65,15 @@ COUNT_CAP: Final = 10_000
 """``read_window`` counts matching rows up to this many past the window's end, never further:
 an exact ``count(*)`` reads every matching row, so on a 10,000,000-row table it costs seconds
 where the page itself costs milliseconds."""
-_SQL_TYPES: Final = {
-    "text": "text",
-    "category": "text",
-    "integer": "bigint",
-    "decimal": "numeric",
-    "boolean": "boolean",
-    "date": "date",
-    "datetime": "timestamptz",
-}
+# The casts of the VALUES lists, from the types the table was created with.
+_DIALECT: Final = postgresql.dialect()  # type: ignore[no-untyped-call]
+_SQL_TYPES: Final = {t: sql.compile(dialect=_DIALECT) for t, sql in SQL_TYPES.items()}
 
 
 @dataclass(frozen=True, eq=False)
 class EditWindow:
     """A window of rows read for editing: ``rows`` as ``(_row_id, *values)`` in spec order,
-    ``versions`` by ``_row_id``, and whether more rows follow (``more``)."""
+    ``versions`` by ``_row_id``, and how many rows match (``total``, see ``COUNT_CAP``)."""
 
     dataset_id: int
     name: str

@@ -3,6 +3,7 @@ report read from the audit log; the table's constraints as the backstop; roles r
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -361,3 +362,33 @@ def test_a_pending_edit_carried_to_a_fresh_window_still_conflicts(
     assert changes.updates == (RowUpdate(1, 1, {"qty": 1}, {"qty": 50}),)
     with pytest.raises(writes.EditConflict):
         commit(editor, fresh, changes)
+
+
+def test_every_column_type_commits_through_its_cast(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    spec = DatasetSpec(
+        (
+            ColumnSpec("Name", "name", "text"),
+            ColumnSpec("Kind", "kind", "category", options=("a", "b")),
+            ColumnSpec("Done", "done", "boolean"),
+            ColumnSpec("Day", "day", "date"),
+            ColumnSpec("At", "at", "datetime"),
+        )
+    )
+    dataset = upload_dataset(
+        editor, b"Name,Kind,Done,Day,At\nx,a,yes,2024-01-02,2024-01-02T03:04:05Z\n", spec=spec
+    )
+    read, win = window(dataset)
+    state = {
+        "edited_rows": {
+            0: {"kind": "b", "done": False, "day": "2024-05-01", "at": "2024-05-01T10:00:00+02:00"}
+        },
+        "added_rows": [{"name": "y", "kind": "a", "done": True, "day": "2025-12-31T00:00:00.000"}],
+    }
+    commit(editor, read, diffs.build_changeset(win, state, may_edit=True))
+    again, _ = window(dataset)
+    assert [r[1:] for r in again.rows] == [
+        ("x", "b", False, date(2024, 5, 1), datetime(2024, 5, 1, 8, tzinfo=UTC)),
+        ("y", "a", True, date(2025, 12, 31), None),
+    ]
