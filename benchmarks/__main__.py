@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks import audit_bulk, audit_commit, audit_page, edit_commit, edit_window, ingest
+from benchmarks import (
+    audit_bulk,
+    audit_commit,
+    audit_page,
+    edit_commit,
+    edit_window,
+    ingest,
+    load,
+)
 
 
 def main() -> None:
@@ -36,6 +44,9 @@ def main() -> None:
     )
     results["audit page query (dataset+actor+dates, newest 50) / 0.36 ms anchor"] = page_vs_anchor
     results["as of the last changeset, rebuilt from the log / reading the table"] = as_of_ratio
+    throughput, p95_vs_target = load.main(sessions=20, seconds=10 if args.quick else 30)
+    results["load: commits/s, 20 sessions / 1 session"] = throughput
+    results["load: p95 commit latency, 20 sessions / 250 ms target"] = p95_vs_target
     print("\nsummary")
     for name, ratio in results.items():
         print(f"  {name:<58} {ratio:5.2f}x")
