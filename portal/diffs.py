@@ -150,6 +150,9 @@ class Window:
     base: pd.DataFrame
     versions: Mapping[int, int]
     outside: ChangeSet = field(default_factory=ChangeSet)
+    pending_ids: frozenset[int] = frozenset()
+    """The committed rows of ``shown`` holding pending changes (their shown values differ from
+    ``base``)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,7 +224,8 @@ def make_window(
         updates=tuple(u for u in pending.updates if u.row_id not in here),
         deletes=tuple(d for d in pending.deletes if d.row_id not in here),
     )
-    return Window(spec, shown, base, versions, outside)
+    edited = frozenset(u.row_id for u in pending.updates if u.row_id in here)
+    return Window(spec, shown, base, versions, outside, edited)
 
 
 def _cell(value: Value) -> Any:
@@ -284,19 +288,19 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
 
     ids = [int(i) for i in window.shown.index]
     deleted_ids = {ids[p] for p in deleted}
-    shown_rows = _plain_rows(window.shown, spec)
-    final: dict[int, dict[str, Value]] = {}  # row id -> every column's final value
-    for position, row_id in enumerate(ids):
-        if row_id in deleted_ids:
-            continue
-        values = shown_rows[position]
-        if position in edited:
-            values = dict(values)  # the shown row's dict may also be its base row's
-        for name, raw in edited.get(position, {}).items():
+    # Only the cells the state edits and the rows holding pending changes can differ from what
+    # was committed: just those are read out of the frame (cell by cell through pandas, a whole
+    # window costs more than the rest of a diff).
+    shown = _Columns(window.shown, spec)
+    edits: dict[int, dict[str, Value]] = {}  # row id -> its edited cells, checked
+    for position in sorted(set(edited) - set(deleted)):
+        row_id = ids[position]
+        cells: dict[str, Value] = {}
+        edits[row_id] = cells
+        for name, raw in edited[position].items():
             column = _editable(name, by_name, _where(row_id), raw, problems)
             if column is not None:
-                values[name] = _checked(column, raw, _where(row_id), problems)
-        final[row_id] = values
+                cells[name] = _checked(column, raw, _where(row_id), problems)
 
     new_rows: list[dict[str, Value]] = []
     new_where: list[str] = []  # as the grid numbers new rows: pending ones first
@@ -314,43 +318,43 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
                 problems.append(EditProblem(where, c.label, "", "A value is required."))
         new_rows.append(values)
 
-    pending_ids = [i for i in ids if i < 0 and i in final]
-    pending_inserts = [final.pop(i) for i in pending_ids]
+    pending_ids = [i for i in ids if i < 0 and i not in deleted_ids]
+    pending_inserts = [shown.row(shown.position[i]) | edits.get(i, {}) for i in pending_ids]
+    kept = [(p, i) for p, i in enumerate(ids) if i >= 0 and i not in deleted_ids]
     inserts = [(_where(i), v) for i, v in zip(pending_ids, pending_inserts, strict=True)]
-    _check_unique(spec, final, inserts + list(zip(new_where, new_rows, strict=True)), problems)
+    inserts += list(zip(new_where, new_rows, strict=True))
+    _check_unique(spec, shown, kept, edits, inserts, problems)
     if problems:
         raise InvalidEdits(problems)
 
-    if window.shown.index.equals(window.base.index) and window.shown.equals(window.base):
-        base_rows = dict(zip(ids, shown_rows, strict=True))  # nothing pending: the same rows
-    else:
-        base_rows = dict(zip(window.base.index, _plain_rows(window.base, spec), strict=True))
-    names = spec.names
+    base = _Columns(window.base, spec)
+    every = shown.names
     updates, deletes = [], []
-    for row_id in sorted(i for i in ids if i >= 0):
-        before = base_rows[row_id]
-        version = int(window.versions[row_id])
-        if row_id in deleted_ids or row_id not in final:
-            deletes.append(RowDelete(row_id, version, before))
-            continue
-        after = final[row_id]
-        if after == before:  # the common case, compared in C; a column's values share a type
-            continue
+    for row_id in sorted({i for i in edits if i >= 0} | (window.pending_ids - deleted_ids)):
+        mine = edits.get(row_id, {})
+        # A row without pending changes is shown as committed: only its edited cells can differ.
+        names = every if row_id in window.pending_ids else [n for n in every if n in mine]
+        here, there = shown.position[row_id], base.position[row_id]
+        before = {n: plain(base.cells[n][there]) for n in names}
+        after = {n: mine[n] if n in mine else plain(shown.cells[n][here]) for n in names}
         changed = [n for n in names if not same_value(after[n], before[n])]
         if changed:
             updates.append(
                 RowUpdate(
                     row_id,
-                    version,
+                    int(window.versions[row_id]),
                     {n: before[n] for n in changed},
                     {n: after[n] for n in changed},
                 )
             )
-    # A row deleted while still shown was in base: also rows dropped from shown by a pending
-    # delete are in base but not in shown, and stay deleted.
+    # Rows deleted in the grid, and rows a pending delete already dropped from ``shown`` (they
+    # are in ``base`` only) and which stay deleted.
     shown_ids = set(ids)
-    for row_id in sorted(int(i) for i in window.base.index if int(i) not in shown_ids):
-        deletes.append(RowDelete(row_id, int(window.versions[row_id]), base_rows[row_id]))
+    gone = {i for i in deleted_ids if i >= 0}
+    gone |= {int(i) for i in window.base.index if int(i) not in shown_ids}
+    for row_id in sorted(gone):
+        before = base.row(base.position[row_id])
+        deletes.append(RowDelete(row_id, int(window.versions[row_id]), before))
     return ChangeSet(
         updates=tuple(sorted([*window.outside.updates, *updates], key=lambda u: u.row_id)),
         inserts=tuple(RowInsert(v) for v in [*pending_inserts, *new_rows]),
@@ -531,16 +535,24 @@ def _from_editor(column: ColumnSpec, raw: object) -> object:
 
 def _check_unique(
     spec: DatasetSpec,
-    final: Mapping[int, Mapping[str, Value]],
+    shown: _Columns,
+    kept: Sequence[tuple[int, int]],
+    edits: Mapping[int, Mapping[str, Value]],
     inserts: Sequence[tuple[str, Mapping[str, Value]]],
     problems: list[EditProblem],
 ) -> None:
-    """A unique column may not end up with one value twice among the window's rows."""
+    """A unique column may not end up with one value twice among the window's rows: the
+    ``kept`` committed rows ``(position, row_id)`` with their edited values where they have
+    them, else their shown ones, then the inserts."""
     for c in spec.columns:
         if not c.unique:
             continue
         seen: dict[Any, str] = {}
-        rows: list[tuple[str, Value]] = [(_where(i), v[c.name]) for i, v in final.items()]
+        cells = shown.cells[c.name]
+        rows: list[tuple[str, Value]] = []
+        for p, i in kept:
+            mine = edits.get(i, {})
+            rows.append((_where(i), mine[c.name] if c.name in mine else plain(cells[p])))
         rows += [(where, v[c.name]) for where, v in inserts]
         for where, value in rows:
             if value is None:
@@ -563,11 +575,18 @@ def _unique_key(value: Value) -> Any:
     return (type(value).__name__, value.normalize() if isinstance(value, Decimal) else value)
 
 
-def _plain_rows(frame: pd.DataFrame, spec: DatasetSpec) -> list[dict[str, Value]]:
-    """Each row of ``frame`` as plain values by column name, in position order (read column by
-    column: a cell at a time through pandas costs more than the rest of a diff)."""
-    columns = [[plain(v) for v in frame[name].tolist()] for name in spec.names]
-    return [dict(zip(spec.names, cells, strict=True)) for cells in zip(*columns, strict=True)]
+class _Columns:
+    """A frame's cells by column, read out once (a cell at a time through pandas costs more than
+    the rest of a diff); ``row()`` gives one row as plain values, ``position`` each row id's
+    position."""
+
+    def __init__(self, frame: pd.DataFrame, spec: DatasetSpec) -> None:
+        self.names = spec.names
+        self.cells = {name: frame[name].tolist() for name in self.names}
+        self.position = {int(i): p for p, i in enumerate(frame.index)}
+
+    def row(self, position: int) -> dict[str, Value]:
+        return {name: plain(self.cells[name][position]) for name in self.names}
 
 
 def plain(value: object) -> Value:

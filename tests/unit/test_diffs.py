@@ -757,3 +757,17 @@ def test_applying_the_changeset_matches_what_streamlit_shows(
     again = diffs.make_window(PROPERTY_SPEC, base, win.versions, pending)
     second = data.draw(_state(len(again.shown)), label="second edits")
     _check_against_streamlit(again, second)
+
+
+def test_a_pending_row_keeps_its_change_while_other_cells_and_rows_are_edited() -> None:
+    win = window(build({"edited_rows": {0: {"qty": 50}}}))
+    changes = build({"edited_rows": {0: {"note": "more"}, 2: {"qty": 7}}}, win)
+    assert [(u.row_id, u.before, u.after) for u in changes.updates] == [
+        (10, {"qty": 1, "note": "one"}, {"qty": 50, "note": "more"}),
+        (12, {"qty": None}, {"qty": 7}),
+    ]
+    # A pending row's unique value counts against an edit elsewhere, and freeing it does not.
+    win = window(build({"edited_rows": {0: {"code": "ZZ9"}}}))
+    assert one_problem({"edited_rows": {1: {"code": "ZZ9"}}}, win).column == "Code"
+    swapped = build({"edited_rows": {0: {"code": "AB2"}, 1: {"code": "ZZ9"}}}, win)
+    assert [(u.row_id, u.after["code"]) for u in swapped.updates] == [(10, "AB2"), (11, "ZZ9")]
