@@ -1697,7 +1697,8 @@ def ddl_table(spec: DatasetSpec, table_name: str, metadata: MetaData) -> Table:
     DEFAULT 1``, then the spec's columns: text and category -> text, integer -> bigint,
     decimal -> numeric (no typmod: exact, never rounded; a scale is a CHECK), boolean, date,
     datetime -> timestamptz. Required -> NOT NULL; min, max, scale, max_length
-    (``char_length``), regex (``~``) and options (``IN``) -> CHECK; unique -> UNIQUE. Every
+    (``char_length``), regex (``~``) and options (``IN``) -> CHECK; unique -> UNIQUE
+    ``DEFERRABLE INITIALLY IMMEDIATE``. Every
     value reaches SQL as a bound literal rendered by SQLAlchemy for the executing dialect.
     Constraint names are deterministic and at most 63 bytes: ``pk_<table>``,
     ``uq_<table>_<column>`` and ``ck_<column>_<rule>``, shortened with a hash when longer.
@@ -1726,7 +1727,10 @@ def ddl_table(spec: DatasetSpec, table_name: str, metadata: MetaData) -> Table:
             table.append_constraint(CheckConstraint(condition, name=name))
         if c.unique:
             name = conv(_identifier("uq", table_name, c.name))
-            table.append_constraint(UniqueConstraint(column, name=name))
+            # Deferrable: checked at the end of the statement, or of the commit's writes (see
+            # portal.writes), not row by row, so two rows may swap their values.
+            unique = UniqueConstraint(column, name=name, deferrable=True, initially="IMMEDIATE")
+            table.append_constraint(unique)
     return table
 
 

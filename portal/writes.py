@@ -18,7 +18,8 @@ Decisions a reader needs:
   rows lock them in the same order.
 - The backstop: a value that slipped past ``portal.diffs`` (or a unique value held by a row
   outside the window) is refused by the table's constraints; ``EditRefused`` names the row and
-  the column, and nothing is written.
+  the column, and nothing is written. UNIQUE constraints are deferrable and deferred until all
+  the commit's rows are written, so rows may swap or pass on their values.
 - Permissions are checked here again, whatever the page did: viewers cannot commit.
 """
 
@@ -34,7 +35,7 @@ from typing import Any, Final
 import psycopg2
 import psycopg2.errors
 from psycopg2.extras import execute_values
-from sqlalchemy import MetaData, Select, func, select, text
+from sqlalchemy import MetaData, Select, UniqueConstraint, func, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -50,6 +51,7 @@ from portal.errors import NotFound, PermissionDenied, PortalError, ValidationErr
 from portal.merge import Current
 from portal.models import Dataset
 from portal.spec import (
+    DATA_SCHEMA,
     SQL_TYPES,
     CellError,
     DatasetSpec,
@@ -249,8 +251,13 @@ def commit(
         with raw.cursor() as cursor:
             # Identifiers quoted as everywhere else (a physical name may be an SQL keyword).
             quoted = _quoted_names(session, spec)
+            unique = _unique_constraints(session, spec, dataset.table_name)
+            if unique:  # checked once all rows are written: values may move between rows
+                cursor.execute(f"SET CONSTRAINTS {unique} DEFERRED")
             moved = _apply(cursor, table, spec, quoted, changes)
             inserted = _insert(cursor, table, spec, quoted, changes) if not moved else ()
+            if unique:
+                cursor.execute(f"SET CONSTRAINTS {unique} IMMEDIATE")
     except psycopg2.Error as exc:
         savepoint.rollback()
         raise _refused(exc, spec, dataset.table_name, changes) from None
@@ -355,6 +362,19 @@ def _insert(
         fetch=True,
     )
     return tuple(int(r[0]) for r in returned)
+
+
+def _unique_constraints(session: Session, spec: DatasetSpec, table_name: str) -> str:
+    """The table's UNIQUE constraints, qualified and quoted, comma-separated ('' if none)."""
+    if not any(c.unique for c in spec.columns):
+        return ""
+    preparer = session.get_bind().dialect.identifier_preparer
+    table = ddl_table(spec, table_name, MetaData())
+    return ", ".join(
+        f"{preparer.quote_schema(DATA_SCHEMA)}.{preparer.quote(str(con.name))}"
+        for con in table.constraints
+        if isinstance(con, UniqueConstraint)
+    )
 
 
 def _quoted_names(session: Session, spec: DatasetSpec) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import create_engine, inspect, pool, text
-from sqlalchemy.exc import ProgrammingError
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from portal import migrate
 from portal.embedded import ClusterInfo
@@ -249,5 +249,50 @@ def test_0003_moves_captured_tables_to_generated_capture_and_0002_back(
         )
         deleted = conn.scalar(text("SELECT deleted FROM audit.changeset ORDER BY seq DESC LIMIT 1"))
     assert (generated, deleted) == (0, 1)
+    app.dispose()
+    owner.dispose()
+
+
+def test_0005_makes_dataset_unique_constraints_deferrable_and_back(
+    pg_cluster: ClusterInfo, empty_db: str
+) -> None:
+    """A table created before 0005 gets a deferrable UNIQUE constraint of the same name, which
+    lets one statement swap two values; the downgrade puts the non-deferrable one back."""
+    migrate.upgrade(empty_db, "0004")
+    app = create_engine(pg_cluster.url("app", "migrations_roundtrip"), poolclass=pool.NullPool)
+    owner = create_engine(empty_db, poolclass=pool.NullPool)
+    with app.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE data.ds_u (_row_id bigint PRIMARY KEY, code text,"
+                " CONSTRAINT uq_ds_u_code UNIQUE (code))"
+            )
+        )
+        conn.execute(text("INSERT INTO data.ds_u VALUES (1, 'a'), (2, 'b')"))
+
+    def deferrable() -> list[tuple[str, bool]]:
+        with owner.connect() as conn:
+            return [
+                tuple(r)
+                for r in conn.execute(
+                    text(
+                        "SELECT conname, condeferrable FROM pg_constraint"
+                        " WHERE conrelid = 'data.ds_u'::regclass AND contype = 'u'"
+                    )
+                )
+            ]
+
+    swap = text("UPDATE data.ds_u SET code = CASE code WHEN 'a' THEN 'b' ELSE 'a' END")
+    assert deferrable() == [("uq_ds_u_code", False)]
+    with pytest.raises(IntegrityError), app.begin() as conn:
+        conn.execute(swap)
+    migrate.upgrade(empty_db, "0005")
+    assert deferrable() == [("uq_ds_u_code", True)]
+    with app.begin() as conn:
+        conn.execute(swap)
+        with pytest.raises(IntegrityError), conn.begin_nested():
+            conn.execute(text("UPDATE data.ds_u SET code = 'a'"))
+    migrate.downgrade(empty_db, "0004")
+    assert deferrable() == [("uq_ds_u_code", False)]
     app.dispose()
     owner.dispose()

@@ -392,3 +392,35 @@ def test_every_column_type_commits_through_its_cast(
         ("x", "b", False, date(2024, 5, 1), datetime(2024, 5, 1, 8, tzinfo=UTC)),
         ("y", "a", True, date(2025, 12, 31), None),
     ]
+
+
+def test_rows_may_swap_and_pass_on_unique_values_in_one_commit(
+    fresh_db: DatabaseHandle, editor: Actor, dataset: int
+) -> None:
+    """The UNIQUE constraint is checked once every row is written: ann and bob swap names in
+    different statements (bob's row also changes its qty), cy gives hers to a new row."""
+    read, win = window(dataset)
+    changes = diffs.build_changeset(
+        win,
+        {
+            "edited_rows": {0: {"name": "bob"}, 1: {"name": "ann", "qty": 20}, 2: {"name": "cyd"}},
+            "added_rows": [{"name": "cy", "qty": 9}],
+        },
+        may_edit=True,
+    )
+    done = commit(editor, read, changes)
+    assert [r[2:4] for r in rows(fresh_db, dataset)] == [
+        ("bob", 1),
+        ("ann", 20),
+        ("cyd", 3),
+        ("dee", 4),
+        ("cy", 9),
+    ]
+    assert done.inserted_ids == (5,)
+    # A real duplicate is still refused when the writes end, naming the row and column.
+    read, win = window(dataset)
+    changes = diffs.build_changeset(win, {"edited_rows": {0: {"qty": 2}}}, may_edit=True)
+    clash = ChangeSet(updates=(*changes.updates, RowUpdate(2, 2, {"name": "ann"}, {"name": "dee"})))
+    with pytest.raises(writes.EditRefused) as caught:
+        commit(editor, read, clash)
+    assert (caught.value.row, caught.value.column) == ("row 2", "Name")
