@@ -257,14 +257,15 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
     by_name = {c.name: c for c in spec.columns}
     rows = len(window.shown)
     problems: list[EditProblem] = []
-    if len(added) > MAX_ADDED_ROWS:
+    new_count = len(added) + int((window.shown.index < 0).sum())  # with the pending ones
+    if new_count > MAX_ADDED_ROWS:
         raise InvalidEdits(
             [
                 EditProblem(
                     "new rows",
                     "",
                     "",
-                    f"{len(added):,} new rows in one commit is more than the "
+                    f"{new_count:,} new rows in one commit is more than the "
                     f"{MAX_ADDED_ROWS:,} allowed; upload them as a CSV file instead",
                 )
             ]

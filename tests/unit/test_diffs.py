@@ -4,6 +4,7 @@ applying the ChangeSet gives the frame Streamlit itself shows after the same edi
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -771,3 +772,13 @@ def test_a_pending_row_keeps_its_change_while_other_cells_and_rows_are_edited() 
     assert one_problem({"edited_rows": {1: {"code": "ZZ9"}}}, win).column == "Code"
     swapped = build({"edited_rows": {0: {"code": "AB2"}, 1: {"code": "ZZ9"}}}, win)
     assert [(u.row_id, u.after["code"]) for u in swapped.updates] == [(10, "AB2"), (11, "ZZ9")]
+
+
+def test_the_cap_on_new_rows_counts_the_pending_ones() -> None:
+    code = ({"code": f"ZZ{n}"} for n in itertools.count())
+    pending = build({"added_rows": [next(code) for _ in range(diffs.MAX_ADDED_ROWS - 1)]})
+    win = window(pending)
+    assert len(build({"added_rows": [next(code)]}, win).inserts) == diffs.MAX_ADDED_ROWS
+    problem = one_problem({"added_rows": [next(code), next(code)]}, win)
+    assert problem.where == "new rows"
+    assert f"{diffs.MAX_ADDED_ROWS + 1:,} new rows" in problem.message
