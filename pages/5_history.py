@@ -1,6 +1,8 @@
 """History (everyone): one dataset's changesets, newest first, with their rows before -> after;
 the whole table as it stood right after any of them, rebuilt from the audit log, paged and
-downloadable; and every version of one row.
+downloadable; and every version of one row. Editors and admins may revert a changeset: a dialog
+shows what the revert writes and every cell or row changed since (left alone), asks for a
+reason and writes a ``revert`` changeset through ``portal.revert``.
 
 Links: ``?dataset=<id>`` opens a dataset, ``&row=<row_id>`` its row history (the Edit and
 Datasets pages link here that way).
@@ -10,13 +12,14 @@ import math
 
 import streamlit as st
 
-from portal import trail_views
+from portal import revert, trail_views
 from portal.actor import Actor
 from portal.datasets import dataset_names
 from portal.db import session_scope
+from portal.diffs import cell_changes, show_value
 from portal.errors import PortalError
 from portal.trail_views import AsOf, Export, when
-from portal.ui import md_escape, require
+from portal.ui import current_actor, md_escape, require
 from portal.ui.changeset_view import show_changeset
 from portal.ui.pager import Pager
 
@@ -27,6 +30,11 @@ VIEW = "history.view"
 ROW = "history.row"
 APPLIED = "history.query_params"  # the link's parameters, applied once
 PREPARED = "history.prepared"
+REVERTING = "history.revert.changeset"  # the changeset whose revert dialog is open
+REVERT_PLAN = "history.revert.plan"
+REVERT_REASON = "history.revert.reason"
+REVERT_PARTIAL = "history.revert.partial"
+FLASH = "history.flash"
 AS_OF_PAGE_SIZE = 100
 CHANGESETS, ROW_HISTORY = "Changesets", "Row history"
 
@@ -43,7 +51,160 @@ def positive_int(value: str | None) -> int | None:
     return int(value) if value is not None and value.isdigit() and int(value) > 0 else None
 
 
+def close_revert() -> None:
+    for key in (REVERTING, REVERT_PLAN, REVERT_REASON, REVERT_PARTIAL):
+        st.session_state.pop(key, None)
+
+
+def open_revert(changeset_id: int) -> None:
+    close_revert()
+    st.session_state[REVERTING] = changeset_id
+
+
+@st.dialog("Revert this changeset?", width="large", on_dismiss=close_revert)
+def confirm_revert(changeset_id: int) -> None:
+    """What the revert writes, what it leaves alone, a reason, then Revert or Cancel. The actor
+    is read again (a click in a dialog does not rerun the page's ``require``); the server plans
+    the revert again when writing and refuses changes made since that were not shown here."""
+    plan: revert.RevertPlan | None = st.session_state.get(REVERT_PLAN)
+    if plan is None or plan.target.id != changeset_id:
+        try:
+            with session_scope() as session:
+                plan = revert.plan_revert(
+                    session=session, actor=current_actor("editor"), changeset_id=changeset_id
+                )
+        except PortalError as exc:
+            st.error(str(exc), icon=":material/error:")
+            if st.button("Close", key="history.revert.close"):
+                close_revert()
+                st.rerun()
+            return
+        st.session_state[REVERT_PLAN] = plan
+    seq = plan.target.seq
+    st.markdown(
+        f"Revert changeset **#{seq}** ({md_escape(plan.target.kind)} by "
+        f"{md_escape(plan.target.actor_display_name)}, {when(plan.target.committed_at)}) on "
+        f"**{md_escape(plan.dataset_name)}**: a new changeset that puts back what it changed."
+    )
+    changes = plan.changes
+    if changes.updates:
+        st.caption("Cells put back")
+        st.dataframe(
+            [
+                {
+                    "Row id": c.row_id,
+                    "Column": c.column,
+                    "Now": show_value(c.before),
+                    "Restored": show_value(c.after),
+                }
+                for c in cell_changes(changes, plan.spec)
+            ],
+            hide_index=True,
+            width="stretch",
+        )
+    if changes.deletes:
+        st.caption(
+            f"Rows #{seq} added, deleted again: "
+            + ", ".join(str(d.row_id) for d in changes.deletes[:50])
+            + (" …" if len(changes.deletes) > 50 else "")
+        )
+    if changes.inserts:
+        st.caption(
+            f"{len(changes.inserts):,} row(s) #{seq} deleted come back with their exact values, "
+            "under new row ids (the database numbers rows and never reuses a number)."
+        )
+    if plan.already:
+        st.caption(
+            f"{plan.already:,} cell(s) or row(s) already hold what the revert would restore; "
+            "nothing to do for them."
+        )
+    partial = False
+    if plan.conflicts:
+        st.warning(
+            f"**{len(plan.conflicts):,} cell(s) or row(s) were changed since #{seq}.** The "
+            "revert leaves them as they are now; here is each one, who changed it and what "
+            "the revert would have restored.",
+            icon=":material/warning:",
+        )
+        st.dataframe(revert.conflict_records(plan), hide_index=True, width="stretch")
+        if not changes.empty:
+            partial = st.checkbox(
+                "Revert only the untouched part and leave these as they are",
+                key=REVERT_PARTIAL,
+            )
+    if changes.empty:
+        st.info(
+            "Nothing can be reverted: "
+            + (
+                f"everything #{seq} changed has been changed again since."
+                if plan.conflicts
+                else f"the rows already hold the values from before #{seq}."
+            ),
+            icon=":material/info:",
+        )
+        if st.button("Close", key="history.revert.close"):
+            close_revert()
+            st.rerun()
+        return
+    st.write(f"The revert writes: {plan.summary()}.")
+    reason = st.text_input(
+        "Reason (required)",
+        key=REVERT_REASON,
+        max_chars=2_000,
+        placeholder="Why are you reverting this changeset?",
+    )
+    left, right = st.columns(2)
+    if left.button(
+        "Revert",
+        type="primary",
+        width="stretch",
+        key="history.revert.confirm",
+        disabled=not reason.strip() or bool(plan.conflicts and not partial),
+    ):
+        try:
+            who = current_actor("editor")
+            with session_scope() as session:
+                result = revert.revert(
+                    session=session,
+                    actor=who,
+                    changeset_id=changeset_id,
+                    reason=reason,
+                    skip=plan.keys if partial else (),
+                )
+            with session_scope() as session:
+                new_seq = trail_views.changeset(
+                    session=session, actor=who, changeset_id=result.changeset_id
+                ).summary.seq
+        except revert.RevertRefused as exc:
+            st.session_state[REVERT_PLAN] = exc.plan  # show what changed since
+            st.session_state.pop(REVERT_PARTIAL, None)
+            st.error(str(exc), icon=":material/error:")
+            return
+        except PortalError as exc:
+            st.error(str(exc), icon=":material/error:")
+            return
+        moved = ", ".join(f"{old} → {new}" for old, new in result.reinserted.items())
+        st.session_state[FLASH] = (
+            f"Reverted #{seq} as changeset #{new_seq}: {result.plan.summary()}."
+            + (f" Rows back under new ids: {moved}." if moved else "")
+            + (
+                f" {len(result.plan.conflicts):,} cell(s) or row(s) changed since were left "
+                "as they are."
+                if result.plan.conflicts
+                else ""
+            )
+        )
+        close_revert()
+        st.rerun()
+    if right.button("Cancel", width="stretch", key="history.revert.cancel"):
+        close_revert()
+        st.rerun()
+
+
 st.title("History")
+if flash := st.session_state.pop(FLASH, None):
+    st.success(flash, icon=":material/undo:")
+    st.toast(flash, icon=":material/undo:")
 
 try:
     with session_scope() as session:
@@ -170,9 +331,26 @@ summary = shown[opened]
 
 with st.container(border=True):
     detail = show_changeset(actor, opened, "history")
-    # Revert goes here (issue 7, with portal/writes.py): an editor's "Revert" button on
-    # ``detail`` that asks for a reason in st.dialog and commits the inverse changeset.
     revert_slot = st.container(key="history.revert")
+    if detail is not None and actor.can("editor"):
+        if detail.summary.kind in revert.REVERTIBLE_KINDS:
+            revert_slot.button(
+                f"Revert #{detail.summary.seq}…",
+                icon=":material/undo:",
+                key="history.revert.open",
+                help="Put back what this changeset changed, as a new changeset; cells changed "
+                "since are shown and left alone.",
+                on_click=open_revert,
+                args=(opened,),
+            )
+        else:
+            revert_slot.caption(
+                f"A {md_escape(detail.summary.kind)} changeset cannot be reverted here."
+            )
+# The dialog is opened from session state, so a click inside it (which AppTest, and a dialog
+# opened before a page rerun, run as a whole-page rerun) still reaches its buttons.
+if st.session_state.get(REVERTING) == opened and actor.can("editor"):
+    confirm_revert(opened)
 
 # -- as of ------------------------------------------------------------------------------------
 

@@ -1,0 +1,150 @@
+"""Revert on the History page in AppTest: an editor picks a changeset, reverts it through the
+dialog with a reason and sees the new changeset named; cells changed since are shown side by
+side and only the untouched part is written when they agree; a viewer never sees the button."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+from streamlit.testing.v1 import AppTest
+
+from portal.actor import Actor
+from portal.diffs import ChangeSet
+from tests.app.conftest import show_app, signed_in, texts
+from tests.conftest import DatabaseHandle
+from tests.db.test_revert import CSV, MIXED, ORIGINAL, SPEC, edit, table, update
+from tests.factories import make_user, upload_dataset
+
+pytestmark = pytest.mark.app
+
+PAGE = "pages/5_history.py"
+
+
+@pytest.fixture
+def olga(fresh_db: DatabaseHandle) -> Actor:
+    with Session(fresh_db.app) as s, s.begin():
+        name, _ = make_user(s, role="editor", display_name="Olga O.")
+    return Actor(name, "Olga O.", "editor")
+
+
+@pytest.fixture
+def dataset(olga: Actor) -> int:
+    return upload_dataset(olga, CSV, spec=SPEC, name="People")
+
+
+def seq_of(db: DatabaseHandle, changeset_id: int) -> int:
+    with db.app.connect() as conn:
+        return int(
+            conn.scalar(text("SELECT seq FROM audit.changeset WHERE id = :i"), {"i": changeset_id})
+        )
+
+
+def newest(db: DatabaseHandle) -> dict[str, Any]:
+    with db.app.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT id, seq, kind, actor_username, reason, detail FROM audit.changeset"
+                " ORDER BY id DESC LIMIT 1"
+            )
+        ).one()
+        return dict(row._mapping)
+
+
+def history(
+    db: DatabaseHandle, role: str, dataset_id: int, changeset_id: int
+) -> tuple[AppTest, str]:
+    """The History page signed in with ``role``, the dataset chosen and the changeset opened."""
+    at, name = signed_in(db, role)
+    show_app(at)
+    at.switch_page(PAGE).run()
+    at.selectbox(key="history.dataset").select(dataset_id).run()
+    seq = seq_of(db, changeset_id)
+    key = f"history.{dataset_id}.open"
+    [option] = [o for o in at.selectbox(key=key).options if o.startswith(f"#{seq} ")]
+    at.selectbox(key=key).select(option).run()
+    assert not at.exception
+    return at, name
+
+
+def button(at: AppTest, key: str):
+    [found] = [b for b in at.button if b.key == key]
+    return found
+
+
+def test_an_editor_reverts_a_changeset_through_the_dialog(
+    fresh_db: DatabaseHandle, olga: Actor, dataset: int
+) -> None:
+    edited = edit(olga, dataset, MIXED, reason="stock count")
+    at, editor = history(fresh_db, "editor", dataset, edited)
+    button(at, "history.revert.open").click().run()
+    assert not at.exception
+    shown = texts(at)
+    assert "3 cells in 2 rows restored, 1 row deleted, 1 row inserted again" in shown
+    assert button(at, "history.revert.confirm").disabled  # a reason is required
+    at.text_input(key="history.revert.reason").input("wrong file").run()
+    button(at, "history.revert.confirm").click().run()
+    assert not at.exception
+
+    cs = newest(fresh_db)
+    assert (cs["kind"], cs["actor_username"], cs["reason"]) == ("revert", editor, "wrong file")
+    assert cs["detail"]["reverts"]["changeset_id"] == edited
+    rows = table(fresh_db, dataset)
+    assert sorted(rows.values(), key=str) == sorted(ORIGINAL.values(), key=str)
+    [success] = at.success
+    assert success.value.startswith(
+        f"Reverted #{seq_of(fresh_db, edited)} as changeset #{cs['seq']}: "
+    )
+    # The changesets list shows the revert, newest first; the dialog is closed.
+    assert at.main.dataframe[0].value["#"].tolist()[0] == cs["seq"]
+    assert at.main.dataframe[0].value["Kind"].tolist()[0] == "revert"
+    assert not [b for b in at.button if b.key == "history.revert.confirm"]
+
+
+def test_cells_changed_since_are_shown_and_only_the_untouched_part_is_written(
+    fresh_db: DatabaseHandle, olga: Actor, dataset: int
+) -> None:
+    edited = edit(olga, dataset, MIXED)
+    edit(olga, dataset, ChangeSet(updates=(update(1, {"qty": 10}, {"qty": 11}),)), reason="recount")
+    at, _ = history(fresh_db, "admin", dataset, edited)
+    button(at, "history.revert.open").click().run()
+    [warning] = at.warning
+    assert "1 cell(s) or row(s) were changed since" in warning.value
+    [held] = [d.value for d in at.dataframe if "Revert would restore" in d.value.columns]
+    assert held.to_dict("records")[0] | {"When": ""} == {
+        "Row id": 1,
+        "Column": "Qty",
+        "Now": "11",
+        "Revert would restore": "1",
+        "Changed by": "Olga O.",
+        "When": "",
+        "In": f"#{newest(fresh_db)['seq']} (edit)",
+        "Why": "recount",
+    }
+    at.text_input(key="history.revert.reason").input("undo").run()
+    assert button(at, "history.revert.confirm").disabled  # until they agree to leave it
+    at.checkbox(key="history.revert.partial").check().run()
+    button(at, "history.revert.confirm").click().run()
+    assert not at.exception
+    rows = table(fresh_db, dataset)
+    assert rows[1] == ("ann", 11, Decimal("1.50"), "first")  # held: still 11
+    assert rows[3] == ORIGINAL[3]
+    assert newest(fresh_db)["detail"]["skipped"] == [[1, "qty"]]
+    assert "1 cell(s) or row(s) changed since were left as they are" in at.success[0].value
+
+
+def test_a_viewer_sees_no_revert_button(
+    fresh_db: DatabaseHandle, olga: Actor, dataset: int
+) -> None:
+    edited = edit(olga, dataset, MIXED)
+    at, _ = history(fresh_db, "viewer", dataset, edited)
+    assert not [b for b in at.button if (b.key or "").startswith("history.revert")]
+    # Forcing the dialog open through session state does not open it for a viewer either.
+    at.session_state["history.revert.changeset"] = edited
+    at.run()
+    assert not at.exception
+    assert not [b for b in at.button if (b.key or "").startswith("history.revert")]
+    assert newest(fresh_db)["kind"] == "edit"
