@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     cookie_name: str = "portal_auth"
     cookie_expiry_days: float = Field(default=1.0, gt=0, le=30)
     max_upload_mb: int = Field(default=200, ge=1, le=4096)
+    index_from_rows: int = Field(default=100_000, ge=0)
+    """Datasets from this many rows get an index on a column when first sorted or filtered by
+    it (``portal.indexes``)."""
     admin_password: SecretStr | None = None
     lockout_attempts: int = Field(default=5, ge=1, le=100)
     lockout_minutes: int = Field(default=15, ge=1, le=24 * 60)

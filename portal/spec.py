@@ -1734,6 +1734,11 @@ def ddl_table(spec: DatasetSpec, table_name: str, metadata: MetaData) -> Table:
     return table
 
 
+def index_name(table_name: str, column: str) -> str:
+    """The name of the ``(column, _row_id)`` index ``portal.indexes`` builds on demand."""
+    return _identifier("ix", table_name, column)
+
+
 def _identifier(*parts: str) -> str:
     name = "_".join(parts)
     if len(name) <= MAX_IDENTIFIER_BYTES:

@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 from audit.capture import qualified_table
 from audit.changesets import open_changeset
 from audit.search import loads
-from portal import diffs
+from portal import diffs, indexes
 from portal.actor import Actor
 from portal.browse import RowFilter, Sort, condition, known_column
 from portal.datasets import dataset_spec, get_dataset, guarded_columns
@@ -89,6 +89,9 @@ class EditWindow:
     total_is_exact: bool = True
     """False when more than ``total`` rows match: the count stopped at ``total`` (see
     ``COUNT_CAP``); show it as “10,000+”."""
+    indexing: tuple[str, ...] = ()
+    """Columns (physical names) of this read whose index is still being built: the read was
+    slower than it will be (see ``portal.indexes``)."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,8 @@ def read_window(
     sort = sort or Sort()
     dataset = get_dataset(session=session, dataset_id=dataset_id)
     spec = dataset_spec(dataset)
+    want = indexes.wanted(spec, dataset.row_count, sort, filters)
+    building = indexes.ensure(session.get_bind().engine, dataset.table_name, want) if want else []
     table = ddl_table(spec, dataset.table_name, MetaData())
     where = [condition(table, spec, f) for f in filters]
     key = table.c[known_column(spec, sort.column)]
@@ -186,6 +191,7 @@ def read_window(
         total=min(total, cap),
         offset=max(0, offset),
         total_is_exact=total <= cap,
+        indexing=tuple(building),
     )
 
 

@@ -1,0 +1,140 @@
+"""Indexes on dataset columns, built when a large dataset is first sorted or filtered by them.
+
+    wanted()       the columns of a read that a btree would serve, on a table large enough
+    ensure()       start building the missing ones in the background; the ones still building
+    wait()         block until the builds this process started have finished (tests, CLI)
+
+Decisions a reader needs:
+
+- Why on demand: a btree on ``(column, _row_id)`` turns a sort or an equals / range / empty
+  filter of a 10,000,000-row table from seconds into milliseconds (``benchmarks/edit_window``),
+  but building one costs 18-57 s on such a table. Building one per column inside an upload
+  would make every upload several times slower, for columns nobody may ever sort by. So tables
+  start with their primary key only, and a column gets its index the first time someone sorts
+  or filters by it on a table of at least ``PORTAL_INDEX_FROM_ROWS`` rows (default 100,000;
+  below that a scan is fast).
+- How: ``CREATE INDEX CONCURRENTLY`` on a connection of its own in autocommit, in a background
+  thread, so neither the page nor anyone's commit waits for it; the read that asked for it runs
+  without it, and the page says the index is being built. A build interrupted (the app killed)
+  leaves an INVALID index, which the next build drops first. Two app replicas asking at once
+  take turns on an advisory lock keyed by the index name, so only one builds and none drops the
+  other's build in progress.
+- The index is ``(column, _row_id)``: ties in a sort are broken by ``_row_id`` (``read_window``
+  orders by both), so the index serves both directions and the equality filters in row order.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import zlib
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from portal.browse import RowFilter, Sort, known_column
+from portal.config import get_settings
+from portal.spec import DATA_SCHEMA, DatasetSpec, index_name
+
+log = logging.getLogger(__name__)
+
+INDEXED_FILTERS = frozenset({"equals", "range", "empty"})
+"""Filter kinds a btree serves (``contains`` is ILIKE '%…%': a scan whatever the index)."""
+
+_building: dict[str, threading.Thread] = {}
+_lock = threading.Lock()
+
+
+def wanted(
+    spec: DatasetSpec,
+    row_count: int,
+    sort: Sort | None = None,
+    filters: Sequence[RowFilter] = (),
+) -> list[str]:
+    """The physical columns a read sorted by ``sort`` and filtered by ``filters`` would want an
+    index on, in spec order; none below the size threshold."""
+    if row_count < get_settings().index_from_rows:
+        return []
+    columns = {known_column(spec, f.column) for f in filters if f.op in INDEXED_FILTERS}
+    if sort is not None:
+        columns.add(known_column(spec, sort.column))  # _row_id has its primary key
+    return [n for n in spec.names if n in columns]
+
+
+def ensure(engine: Engine, table_name: str, columns: Iterable[str]) -> list[str]:
+    """Start building the valid index of each column that lacks one; the columns whose index
+    is not ready yet (being built, by this process or another)."""
+    columns = list(columns)
+    if not columns:
+        return []
+    names = {column: index_name(table_name, column) for column in columns}
+    with engine.connect() as conn:
+        valid = set(
+            conn.scalars(
+                text(
+                    "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                    " WHERE c.relnamespace = CAST(:schema AS regnamespace)"
+                    " AND c.relname = ANY(:names) AND i.indisvalid"
+                ),
+                {"schema": DATA_SCHEMA, "names": list(names.values())},
+            )
+        )
+    pending = []
+    for column, name in names.items():
+        if name in valid:
+            continue
+        pending.append(column)
+        with _lock:
+            if name in _building and _building[name].is_alive():
+                continue
+            thread = threading.Thread(
+                target=_build,
+                args=(engine, table_name, column, name),
+                name=f"index {name}",
+                daemon=True,
+            )
+            _building[name] = thread
+            thread.start()
+    return pending
+
+
+def wait(timeout: float | None = None) -> None:
+    """Wait for the builds this process started (tests and the CLI; pages never wait)."""
+    with _lock:
+        threads = list(_building.values())
+    for thread in threads:
+        thread.join(timeout)
+
+
+def _build(engine: Engine, table_name: str, column: str, name: str) -> None:
+    preparer = engine.dialect.identifier_preparer
+    table = f"{preparer.quote_schema(DATA_SCHEMA)}.{preparer.quote(table_name)}"
+    index = f"{preparer.quote_schema(DATA_SCHEMA)}.{preparer.quote(name)}"
+    key = zlib.crc32(name.encode())  # the advisory lock's key: one builder per index name
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            if not conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}):
+                return  # another process is building it
+            try:
+                state = conn.scalar(
+                    text(
+                        "SELECT i.indisvalid FROM pg_index i"
+                        " JOIN pg_class c ON c.oid = i.indexrelid"
+                        " WHERE c.relnamespace = CAST(:schema AS regnamespace)"
+                        " AND c.relname = :name"
+                    ),
+                    {"schema": DATA_SCHEMA, "name": name},
+                )
+                if state is False:  # left INVALID by an interrupted build
+                    conn.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {index}"))
+                conn.execute(
+                    text(
+                        f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {preparer.quote(name)}"
+                        f" ON {table} ({preparer.quote(column)}, _row_id)"
+                    )
+                )
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+    except Exception:  # a background build must never take the app down; the next read retries
+        log.exception("building index %s on %s failed", name, table)

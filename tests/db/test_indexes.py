@@ -1,0 +1,114 @@
+"""Indexes on demand: a large dataset's column gets its ``(column, _row_id)`` btree the first time
+its Edit window is sorted or filtered by it, built in the background; an interrupted build is
+redone; small datasets and ``contains`` filters build nothing."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from portal import indexes, writes
+from portal.actor import Actor
+from portal.browse import RowFilter, Sort
+from portal.config import get_settings
+from portal.db import session_scope
+from portal.spec import index_name
+from tests.conftest import DatabaseHandle
+from tests.factories import make_user, upload_dataset
+
+pytestmark = pytest.mark.db
+
+CSV = ("Name,Qty,Note\n" + "".join(f"r{i},{i % 3},n{i}\n" for i in range(1, 31))).encode()
+
+
+@pytest.fixture
+def dataset(fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    monkeypatch.setenv("PORTAL_INDEX_FROM_ROWS", "20")
+    get_settings.cache_clear()
+    with Session(fresh_db.app) as s, s.begin():
+        name, _ = make_user(s, role="editor")
+    dataset_id = upload_dataset(Actor(name, "Ed", "editor"), CSV, name="Indexed")
+    with fresh_db.app.connect() as conn:
+        table = conn.scalar(
+            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
+        )
+    return dataset_id, table
+
+
+def index_state(db: DatabaseHandle, table: str) -> dict[str, tuple[bool, str]]:
+    """Index name -> (valid, definition) of the table's indexes other than its keys."""
+    with db.owner.connect() as conn:
+        return {
+            r.relname: (r.indisvalid, r.definition)
+            for r in conn.execute(
+                text(
+                    "SELECT c.relname, i.indisvalid, pg_get_indexdef(i.indexrelid) AS definition"
+                    " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                    " WHERE i.indrelid = CAST(:t AS regclass)"
+                    " AND NOT i.indisprimary AND NOT i.indisunique"
+                ),
+                {"t": f"data.{table}"},
+            )
+        }
+
+
+def read(dataset_id: int, **kw: object) -> writes.EditWindow:
+    with session_scope() as s:
+        return writes.read_window(session=s, dataset_id=dataset_id, limit=5, **kw)  # type: ignore[arg-type]
+
+
+def test_sorting_or_filtering_a_large_dataset_builds_the_column_s_index_once(
+    fresh_db: DatabaseHandle, dataset: tuple[int, str]
+) -> None:
+    dataset_id, table = dataset
+    assert read(dataset_id).indexing == ()  # by _row_id: the primary key serves it
+    assert read(dataset_id, filters=[RowFilter("note", "contains", "1")]).indexing == ()
+    assert index_state(fresh_db, table) == {}
+
+    first = read(dataset_id, sort=Sort("qty", descending=True))
+    assert first.indexing == ("qty",)  # this read ran without it; the page says so
+    indexes.wait(timeout=30)
+    qty_index = index_name(table, "qty")
+    valid, definition = index_state(fresh_db, table)[qty_index]
+    assert valid
+    assert definition.endswith("USING btree (qty, _row_id)")
+    assert read(dataset_id, sort=Sort("qty")).indexing == ()
+    # The rows come back the same with the index: ties by _row_id.
+    assert [r[0] for r in read(dataset_id, sort=Sort("qty", descending=True)).rows] == [
+        r[0] for r in first.rows
+    ]
+
+    filtered = read(dataset_id, filters=[RowFilter("note", "equals", "n7")], sort=Sort("qty"))
+    assert filtered.indexing == ("note",)
+    indexes.wait(timeout=30)
+    assert set(index_state(fresh_db, table)) == {qty_index, index_name(table, "note")}
+
+
+def test_small_datasets_are_not_indexed(
+    fresh_db: DatabaseHandle, dataset: tuple[int, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset_id, table = dataset
+    monkeypatch.setenv("PORTAL_INDEX_FROM_ROWS", "31")
+    get_settings.cache_clear()
+    assert read(dataset_id, sort=Sort("qty")).indexing == ()
+    indexes.wait(timeout=30)
+    assert index_state(fresh_db, table) == {}
+
+
+def test_an_index_left_invalid_by_an_interrupted_build_is_rebuilt(
+    fresh_db: DatabaseHandle, dataset: tuple[int, str]
+) -> None:
+    dataset_id, table = dataset
+    name = index_name(table, "qty")
+    with fresh_db.superuser.begin() as conn:
+        conn.execute(text(f'CREATE INDEX "{name}" ON data."{table}" (qty, _row_id)'))
+        conn.execute(
+            text("UPDATE pg_index SET indisvalid = false WHERE indexrelid = CAST(:i AS regclass)"),
+            {"i": f'data."{name}"'},
+        )
+    assert index_state(fresh_db, table)[name][0] is False
+    assert read(dataset_id, sort=Sort("qty")).indexing == ("qty",)
+    indexes.wait(timeout=30)
+    assert index_state(fresh_db, table)[name][0] is True
+    assert read(dataset_id, sort=Sort("qty")).indexing == ()
