@@ -22,6 +22,7 @@ from portal.trail_views import AsOf, Export, when
 from portal.ui import current_actor, md_escape, require
 from portal.ui.changeset_view import show_changeset
 from portal.ui.pager import Pager
+from portal.writes import MAX_REASON_CHARS
 
 actor = require("viewer")
 
@@ -150,7 +151,7 @@ def confirm_revert(changeset_id: int) -> None:
     reason = st.text_input(
         "Reason (required)",
         key=REVERT_REASON,
-        max_chars=2_000,
+        max_chars=MAX_REASON_CHARS,
         placeholder="Why are you reverting this changeset?",
     )
     left, right = st.columns(2)

@@ -457,6 +457,17 @@ def test_a_changeset_too_large_or_of_another_kind_is_refused_with_what_to_do(
     assert count_changesets(fresh_db) == before + 1
 
 
+def test_a_row_that_cannot_come_back_refuses_the_whole_revert_with_why(
+    fresh_db: DatabaseHandle, editor: Actor, other: Actor, dataset: int
+) -> None:
+    edited = edit(editor, dataset, MIXED)  # deletes bob
+    edit(other, dataset, ChangeSet(inserts=(RowInsert({"name": "bob", "qty": 9}),)))
+    before, rows = count_changesets(fresh_db), table(fresh_db, dataset)
+    with pytest.raises(ValidationError, match="column “Name” — a value it would restore is now"):
+        do_revert(editor, edited)
+    assert (count_changesets(fresh_db), table(fresh_db, dataset)) == (before, rows)
+
+
 def test_a_viewer_cannot_revert_even_by_calling_the_server(
     fresh_db: DatabaseHandle, editor: Actor, dataset: int
 ) -> None:
