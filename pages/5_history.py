@@ -184,10 +184,8 @@ def confirm_revert(changeset_id: int) -> None:
         except PortalError as exc:
             st.error(str(exc), icon=":material/error:")
             return
-        moved = ", ".join(f"{old} → {new}" for old, new in result.reinserted.items())
         st.session_state[FLASH] = (
             f"Reverted #{seq} as changeset #{new_seq}: {result.plan.summary()}."
-            + (f" Rows back under new ids: {moved}." if moved else "")
             + (
                 f" {len(result.plan.conflicts):,} cell(s) or row(s) changed since were left "
                 "as they are."

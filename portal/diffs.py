@@ -64,9 +64,13 @@ class RowUpdate:
 
 @dataclass(frozen=True)
 class RowInsert:
-    """A new row: a value for every column of the spec (``None`` for a missing one)."""
+    """A new row: a value for every column of the spec (``None`` for a missing one).
+
+    ``row_id`` is ``None`` for a row made in the grid (the table numbers it); a revert bringing
+    a deleted row back gives the ``_row_id`` the row had (row ids are never reused)."""
 
     values: Mapping[str, Value]
+    row_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -649,7 +653,8 @@ def apply_changeset(
     ids = list(new_ids)
     if changes.inserts:
         start = int(frame.index.max()) + 1 if len(frame) else 1
-        ids = ids or list(range(start, start + len(changes.inserts)))
+        numbered = iter(range(start, start + len(changes.inserts)))
+        ids = ids or [i.row_id if i.row_id is not None else next(numbered) for i in changes.inserts]
         new = pd.DataFrame(
             [{c: _cell(v) for c, v in i.values.items()} for i in changes.inserts],
             index=pd.Index(ids, name=frame.index.name),

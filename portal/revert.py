@@ -17,13 +17,13 @@ Decisions a reader needs:
   cell nobody touched since is reverted. ``revert`` refuses to write anything while there are
   held cells the person has not seen (``skip``): they choose to revert only the untouched part,
   or cancel.
-- A deleted row comes back **with a new ``_row_id``**: ``_row_id`` is ``GENERATED ALWAYS AS
-  IDENTITY`` and ``writes.commit`` inserts without ``OVERRIDING SYSTEM VALUE``, so the database
-  numbers it; its values are exactly the ones it had. Row ids are never reused, so a deleted row
-  cannot have changed since and is never held; a row an earlier revert of the same changeset
-  brought back (``detail.reinserted_from`` of that revert) is not brought back twice. A row
-  re-created by hand since is not recognised: a unique column refuses the second copy (nothing
-  is written), a table without one would get it twice.
+- A deleted row comes back **under its own ``_row_id``** with exactly the values it had
+  (``RowInsert.row_id``: ``writes.commit`` inserts it with ``OVERRIDING SYSTEM VALUE``; the
+  table never hands out a row id twice, so it is free), and its history goes on where it
+  stopped. A row already back (an earlier revert of the same changeset) is not brought back
+  twice; one brought back and changed or deleted again since is held like any later change. A
+  row re-created by hand since under a new id is not recognised: a unique column refuses the
+  second copy (nothing is written), a table without one would get it twice.
 - Uploads can be reverted like any changeset, up to ``MAX_REVERT_ROWS`` rows: the rows the
   upload inserted are deleted (each one held if it changed since), and the rows a replacing
   upload deleted come back. A larger changeset is refused with what to do instead. Creating a
@@ -111,8 +111,6 @@ class RevertPlan:
     changes: ChangeSet
     conflicts: tuple[RevertConflict, ...]
     already: int = 0
-    reinserted_from: tuple[int, ...] = field(default=())
-    """The ``_row_id`` each of ``changes.inserts`` had before the changeset deleted it."""
 
     @property
     def keys(self) -> frozenset[ConflictKey]:
@@ -132,11 +130,6 @@ class RevertResult:
     changeset_id: int
     plan: RevertPlan
     commit: CommitResult
-
-    @property
-    def reinserted(self) -> dict[int, int]:
-        """Old ``_row_id`` -> the new one, for each row inserted again."""
-        return dict(zip(self.plan.reinserted_from, self.commit.inserted_ids, strict=True))
 
 
 class RevertRefused(ValidationError):
@@ -205,19 +198,29 @@ def plan_revert(*, session: Session, actor: Actor, changeset_id: int) -> RevertP
         elif row.after is not None:
             removes[row_id] = row.after
 
-    # A row it deleted that an earlier revert of it already brought back (under a new row id)
-    # is not brought back twice.
-    back = _reinserted_by_earlier_reverts(session, dataset.id, target)
-    already = sum(1 for row_id, _ in inserts if row_id in back)
-    inserts = [(row_id, values) for row_id, values in inserts if row_id not in back]
-
-    watched = set(restores) | set(removes)
+    watched = set(restores) | set(removes) | {row_id for row_id, _ in inserts}
     later = _later_changes(session, dataset.id, target.seq, watched)
     now = current_rows(session=session, dataset=dataset, spec=spec, row_ids=watched)
 
     updates: list[RowUpdate] = []
     deletes: list[RowDelete] = []
     conflicts: list[RevertConflict] = []
+    already = 0
+    # A row it deleted comes back under its own _row_id, unless it is back already (an earlier
+    # revert of it brought it back) or was brought back and changed or deleted again since.
+    back: list[RowInsert] = []
+    for row_id, values in inserts:
+        changes = later.get(row_id, [])
+        current = now.get(row_id)
+        if current is None and not changes:
+            back.append(RowInsert(values, row_id))
+        elif current is not None and all(same_value(current[1][n], values[n]) for n in values):
+            already += 1
+        else:
+            now_values = current[1] if current is not None else None
+            conflicts.append(
+                RevertConflict(row_id, ROW, now_values, values, _latest(changes, None))
+            )
     for row_id, (expected, restore) in restores.items():
         changes = later.get(row_id, [])
         current = now.get(row_id)
@@ -256,12 +259,11 @@ def plan_revert(*, session: Session, actor: Actor, changeset_id: int) -> RevertP
         spec_version=dataset.spec_version,
         changes=ChangeSet(
             updates=tuple(updates),
-            inserts=tuple(RowInsert(values) for _, values in inserts),
+            inserts=tuple(back),
             deletes=tuple(deletes),
         ),
         conflicts=tuple(conflicts),
         already=already,
-        reinserted_from=tuple(row_id for row_id, _ in inserts),
     )
 
 
@@ -328,7 +330,6 @@ def revert(
                 "reverts": {"changeset_id": plan.target.id, "seq": seq},
                 "skipped_count": len(skipped),
                 "skipped": [list(k) for k in skipped],
-                "reinserted_from": list(plan.reinserted_from),
             },
         )
     except EditRefused as exc:
@@ -476,28 +477,6 @@ def _typed(
                 )
             typed[name] = value
     return typed
-
-
-_EARLIER_REVERTS = text(
-    """
-    SELECT c.detail -> 'reinserted_from' AS reinserted
-      FROM audit.changeset c
-     WHERE c.dataset_id = :dataset AND c.kind = 'revert' AND c.seq > :seq
-       AND c.detail -> 'reverts' ->> 'changeset_id' = :target
-    """
-)
-
-
-def _reinserted_by_earlier_reverts(
-    session: Session, dataset_id: int, target: ChangesetSummary
-) -> set[int]:
-    """The rows the changeset deleted that a revert of it has already inserted again (as
-    ``revert`` records them in its detail)."""
-    found: set[int] = set()
-    params = {"dataset": dataset_id, "seq": target.seq, "target": str(target.id)}
-    for (reinserted,) in session.execute(_EARLIER_REVERTS, params):
-        found.update(int(row_id) for row_id in reinserted or ())
-    return found
 
 
 _LATER = text(

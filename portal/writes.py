@@ -355,19 +355,35 @@ def _apply(
 def _insert(
     cursor: Any, table: str, spec: DatasetSpec, quoted: dict[str, str], changes: ChangeSet
 ) -> tuple[int, ...]:
+    """Insert the new rows; their ``_row_id`` in the order of ``changes.inserts``. A row that
+    brings back a deleted one keeps its old ``_row_id`` (``OVERRIDING SYSTEM VALUE``)."""
     if not changes.inserts:
         return ()
     names = ", ".join(quoted[n] for n in spec.names)
     template = ", ".join(f"%s::{_SQL_TYPES[c.type]}" for c in spec.columns)
-    returned = execute_values(
-        cursor,
-        f"INSERT INTO {table} ({names}) VALUES %s RETURNING _row_id",
-        [tuple(i.values.get(n) for n in spec.names) for i in changes.inserts],
-        template=f"({template})",
-        page_size=len(changes.inserts),
-        fetch=True,
-    )
-    return tuple(int(r[0]) for r in returned)
+    fresh = [i for i in changes.inserts if i.row_id is None]
+    given = [i for i in changes.inserts if i.row_id is not None]
+    numbered: list[int] = []
+    if fresh:
+        returned = execute_values(
+            cursor,
+            f"INSERT INTO {table} ({names}) VALUES %s RETURNING _row_id",
+            [tuple(i.values.get(n) for n in spec.names) for i in fresh],
+            template=f"({template})",
+            page_size=len(fresh),
+            fetch=True,
+        )
+        numbered = [int(r[0]) for r in returned]
+    if given:
+        execute_values(
+            cursor,
+            f"INSERT INTO {table} (_row_id, {names}) OVERRIDING SYSTEM VALUE VALUES %s",
+            [(i.row_id, *(i.values.get(n) for n in spec.names)) for i in given],
+            template=f"(%s::bigint, {template})",
+            page_size=len(given),
+        )
+    ids = iter(numbered)
+    return tuple(i.row_id if i.row_id is not None else next(ids) for i in changes.inserts)
 
 
 def _unique_constraints(session: Session, spec: DatasetSpec, table_name: str) -> str:

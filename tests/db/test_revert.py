@@ -191,8 +191,7 @@ def test_a_revert_restores_exact_prior_values_as_one_audited_revert_changeset(
 
     now = table(fresh_db, dataset)
     [bob] = result.commit.inserted_ids
-    assert result.reinserted == {2: bob}
-    assert bob > eve  # a new _row_id, the same values
+    assert bob == 2  # back under its own _row_id, with the same values
     assert now == {1: ORIGINAL[1], 3: ORIGINAL[3], 4: ORIGINAL[4], bob: ORIGINAL[2]}
     assert str(now[bob][2]) == "2.00"
     cs = changeset(fresh_db, result.changeset_id)
@@ -206,7 +205,6 @@ def test_a_revert_restores_exact_prior_values_as_one_audited_revert_changeset(
     )
     assert cs["detail"]["reverts"] == {"changeset_id": edited, "seq": target_seq}
     assert cs["detail"]["skipped_count"] == 0
-    assert cs["detail"]["reinserted_from"] == [2]
     assert (cs["inserted"], cs["updated"], cs["deleted"]) == (1, 2, 1)
     logged = row_changes(fresh_db, result.changeset_id)
     assert [(r[0], r[1], exact(r[2]), exact(r[3])) for r in logged] == [
@@ -250,6 +248,26 @@ def test_a_revert_reverted_already_has_nothing_left_to_do(
     with pytest.raises(ValidationError, match="Nothing to revert"):
         do_revert(editor, edited)
     assert count_changesets(fresh_db) == before
+
+
+def test_a_row_brought_back_and_deleted_again_is_held_not_brought_back_twice(
+    fresh_db: DatabaseHandle, editor: Actor, dataset: int
+) -> None:
+    edited = edit(editor, dataset, MIXED)  # deletes bob (row 2)
+    back = do_revert(editor, edited).changeset_id  # bob is back as row 2
+    assert table(fresh_db, dataset)[2] == ORIGINAL[2]
+    do_revert(editor, back)  # and deleted again
+    assert 2 not in table(fresh_db, dataset)
+    again = plan(editor, edited)
+    held = {c.key: c for c in again.conflicts}
+    assert held[(2, None)].now is None  # deleted since, shown with what it would restore
+    assert held[(2, None)].restore == {
+        "name": "bob",
+        "qty": 2,
+        "price": Decimal("2.00"),
+        "note": None,
+    }
+    assert all(i.row_id != 2 for i in again.changes.inserts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -431,7 +449,8 @@ def test_reverting_a_replacing_upload_brings_the_replaced_rows_back(
     result = do_revert(editor, replaced)
     now = table(fresh_db, dataset)
     assert sorted(now.values(), key=str) == sorted(ORIGINAL.values(), key=str)
-    assert result.reinserted == dict(zip([1, 2, 3, 4], sorted(now), strict=True))
+    assert sorted(result.commit.inserted_ids) == [1, 2, 3, 4]
+    assert now == ORIGINAL
     assert as_of_now(fresh_db, dataset) == now
 
 
