@@ -487,11 +487,15 @@ def rows_now(*, session: Session, dataset_id: int, row_ids: set[int]) -> dict[in
 
 
 def typed_image(spec: DatasetSpec, image_json: str) -> dict[str, Value]:
-    """A row image from the audit log (JSON text, numbers read exactly) as typed values."""
+    """A row image from the audit log (JSON text, numbers read exactly) as typed values; a text
+    is kept exactly as stored (an empty text is not a missing value here)."""
     image = loads(image_json)
     typed: dict[str, Value] = {}
     for c in spec.columns:
         raw = image.get(c.name)
+        if isinstance(raw, str) and c.type in ("text", "category"):
+            typed[c.name] = raw
+            continue
         value = validate_value(type_only(c), raw)
         typed[c.name] = None if isinstance(value, CellError) else value
     return typed

@@ -424,3 +424,10 @@ def test_rows_may_swap_and_pass_on_unique_values_in_one_commit(
     with pytest.raises(writes.EditRefused) as caught:
         commit(editor, read, clash)
     assert (caught.value.row, caught.value.column) == ("row 2", "Name")
+
+
+def test_audit_images_are_read_back_exactly() -> None:
+    """What a conflict or a merge shows of the audit log: texts as stored, numbers exact."""
+    image = writes.typed_image(SPEC, '{"name": "", "qty": 3, "price": 1.50, "note": " x "}')
+    assert image == {"name": "", "qty": 3, "price": Decimal("1.50"), "note": " x "}
+    assert str(image["price"]) == "1.50"
