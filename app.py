@@ -3,20 +3,32 @@
 Signing in happens in the page that was asked for: every page file starts with
 ``portal.ui.require(role)``, which shows the sign-in form to someone not signed in. So a link to any
 page survives signing in, and a page opened by URL without going through here is guarded too.
+
+While PostgreSQL is unavailable (restarting, say) any page shows "The database is unavailable —
+retrying…" at its top instead of a traceback, and reruns by itself once the database answers
+(``portal.ui.db_retry``); whatever the person typed stays in their session meanwhile.
 """
 
 import streamlit as st
 
 from portal import auth
-from portal.errors import PortalError
+from portal.errors import DatabaseUnavailable, PortalError
+from portal.ui.db_retry import wait_for_database
 from portal.ui.navigation import navigation
 
 st.set_page_config(page_title="Data Portal", page_icon=":material/table_chart:", layout="wide")
 
 try:
     signed_in = auth.current()
+except DatabaseUnavailable as exc:
+    wait_for_database(exc)
 except PortalError as exc:
     st.error(str(exc), icon=":material/error:")
     st.stop()
 
-navigation(signed_in).run()
+top = st.empty()  # where a page that loses the database mid-run says so
+try:
+    navigation(signed_in).run()
+except DatabaseUnavailable as exc:
+    with top.container():
+        wait_for_database(exc)

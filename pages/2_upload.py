@@ -1,6 +1,10 @@
 """Upload (editors and admins): a CSV file checked end to end — type, encoding, delimiter, shape,
 every value against the spec — then stored as a new dataset, or appended to or replacing an
 existing one. A file with any invalid cell is not stored; its report can be downloaded.
+
+The database away: reading the targets shows "The database is unavailable — retrying…" and the
+page comes back by itself (``portal.ui.db_retry``) with the file still chosen; storing that loses
+its connection was rolled back whole, and the page says so and keeps the file for another try.
 """
 
 import hashlib
@@ -20,10 +24,11 @@ from portal.csv_import import (
     encoding_label,
     error_report_csv,
 )
-from portal.errors import PortalError
+from portal.errors import CommitOutcomeUnknown, DatabaseUnavailable, PortalError
 from portal.spec import COLUMN_TYPES, DatasetSpec, ValidationResult, editor_columns
 from portal.ui import current_actor, md_escape, require
 from portal.ui.column_config import column_config
+from portal.ui.db_retry import show_error
 
 actor = require("editor")
 
@@ -41,7 +46,11 @@ if FLASH in st.session_state:
 
 # -- where the rows go ------------------------------------------------------------------------
 
-choices = dict(uploads.dataset_choices())
+try:
+    choices = dict(uploads.dataset_choices())
+except PortalError as exc:
+    show_error(exc)
+    st.stop()
 into_new = (
     st.radio(
         "Load the file into",
@@ -196,7 +205,11 @@ def edit_spec(parsed: ParsedCSV) -> DatasetSpec:
 if isinstance(target, uploads.NewDataset):
     spec = edit_spec(parsed)
 else:
-    spec = uploads.dataset_spec(target.dataset_id)
+    try:
+        spec = uploads.dataset_spec(target.dataset_id)
+    except PortalError as exc:
+        show_error(exc)
+        st.stop()
 
 try:
     spec_json = json.dumps(spec.to_json(), sort_keys=True, default=str)
@@ -284,6 +297,16 @@ def store(chosen_target: uploads.NewDataset | uploads.ExistingDataset) -> None:
                 progress=status.write,
             )
             status.update(label="Stored", state="complete")
+    except CommitOutcomeUnknown as exc:
+        st.error(f"{exc} The file is still here meanwhile.", icon=":material/cloud_off:")
+        return
+    except DatabaseUnavailable as exc:
+        # Never retried by itself: the person decides, knowing nothing was stored.
+        st.error(
+            f"{exc} The file is still here — store it again once the database answers.",
+            icon=":material/cloud_off:",
+        )
+        return
     except PortalError as exc:
         st.error(str(exc), icon=":material/error:")
         return

@@ -11,6 +11,12 @@ conflict shows who changed what, and "Reload and re-apply" merges cell by cell
 Session keys, per dataset ``d``: ``edit.d.view`` (filters, sort, offset, size),
 ``edit.d.window`` (the loaded ``Window`` and its nonce), ``edit.d.pending`` (the ChangeSet of
 every unsaved change, refreshed on each run), ``edit.d.conflict`` and ``edit.d.rebased``.
+
+The database away (restarting, say): reads show "The database is unavailable — retrying…" and the
+page comes back by itself (``portal.ui.db_retry``); the grid is then drawn again with the unsaved
+changes on top, since the browser may have dropped the grid's own state meanwhile. A commit that
+loses its connection was rolled back whole: the dialog says so and keeps every edit for another
+try.
 """
 
 from __future__ import annotations
@@ -31,10 +37,11 @@ from portal.csv_safe import csv_bytes
 from portal.datasets import dataset_names
 from portal.db import session_scope
 from portal.diffs import ChangeSet, InvalidEdits, show_value
-from portal.errors import PortalError
+from portal.errors import CommitOutcomeUnknown, DatabaseUnavailable, PortalError
 from portal.spec import Value, editor_columns
 from portal.ui import current_actor, md_escape, require
 from portal.ui.column_config import column_config
+from portal.ui.db_retry import outages, show_error
 from portal.ui.navigation import HISTORY
 
 actor = require("viewer")
@@ -55,6 +62,7 @@ class Loaded:
     view: View
     read: writes.EditWindow
     window: diffs.Window
+    outages: int  # portal.ui.db_retry.outages() when the grid was drawn
 
     @property
     def editor_key(self) -> str:
@@ -81,7 +89,7 @@ def load(dataset_id: int, view: View, pending: ChangeSet | None) -> Loaded:
         )
     base = diffs.editor_frame(read.spec, read.rows)
     window = diffs.make_window(read.spec, base, read.versions, pending)
-    return Loaded(secrets.token_hex(4), view, read, window)
+    return Loaded(secrets.token_hex(4), view, read, window, outages())
 
 
 def current_changes(loaded: Loaded) -> ChangeSet:
@@ -124,7 +132,7 @@ try:
     with session_scope() as session:
         choices = dict(dataset_names(session=session))
 except PortalError as exc:
-    st.error(str(exc), icon=":material/error:")
+    show_error(exc)
     st.stop()
 if not choices:
     st.info("No datasets yet: upload a CSV file to create one.", icon=":material/table_view:")
@@ -157,11 +165,24 @@ if loaded is not None and loaded.editor_key not in st.session_state:
     # The grid's own state went away (the person was on another page): show the rows again,
     # freshly read, with the unsaved changes on top.
     loaded = None
+elif loaded is not None and loaded.outages != outages():
+    # The database was away since the grid was drawn: the browser dropped the grid while the
+    # page said so, but its last state is still here. Keep it as pending and draw the grid
+    # again with it on top (as after a page switch); keep the typed reason shown too.
+    try:
+        st.session_state[k["pending"]] = current_changes(loaded)
+        loaded = None
+    except PortalError:  # edits that break a rule cannot be carried: keep this grid as it is
+        loaded = replace(loaded, outages=outages())
+        st.session_state[k["window"]] = loaded
+    reason_key = f"edit.{dataset_id}.reason"
+    if reason_key in st.session_state:
+        st.session_state[reason_key] = st.session_state[reason_key]
 if loaded is None:
     try:
         loaded = load(dataset_id, view, st.session_state.get(k["pending"]))
     except PortalError as exc:
-        st.error(str(exc), icon=":material/error:")
+        show_error(exc)
         if st.button("Reset filters and sort"):
             st.session_state.pop(k["view"], None)
             st.rerun()
@@ -343,7 +364,7 @@ if conflict is not None:
                     session=session, dataset_id=dataset_id, row_ids=changes.row_ids()
                 )
         except PortalError as exc:
-            st.error(str(exc), icon=":material/error:")
+            show_error(exc)
             st.stop()
         outcome = merge.rebase(changes, now)
         st.session_state.pop(k["conflict"], None)
@@ -471,6 +492,16 @@ def confirm(changes: ChangeSet, reason: str) -> None:
             st.session_state[k["conflict"]] = exc
             close_dialog()
             st.rerun()
+        except CommitOutcomeUnknown as exc:
+            st.error(f"{exc} Your edits are kept meanwhile.", icon=":material/cloud_off:")
+            return
+        except DatabaseUnavailable as exc:
+            # Never retried by itself: the person decides, knowing nothing was saved.
+            st.error(
+                f"{exc} Your edits are kept — commit again once the database answers.",
+                icon=":material/cloud_off:",
+            )
+            return
         except PortalError as exc:
             st.error(str(exc), icon=":material/error:")
             return

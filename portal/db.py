@@ -1,5 +1,21 @@
 """The database engine (built once, lazily), ``session_scope()``, the only place that commits, and
-``wait_for_database()``, which ``portal serve`` runs before it starts Streamlit."""
+``wait_for_database()``, which ``portal serve`` runs before it starts Streamlit.
+
+``session_scope`` is also where the driver's errors become the portal's (``portal.errors``):
+
+- PostgreSQL cannot be reached -> ``DatabaseUnavailable``; the connection broke while a
+  transaction was open (a restart, ``pg_terminate_backend``, the network) -> ``ConnectionLost``:
+  PostgreSQL rolls back a transaction whose connection is gone, so nothing of it was saved.
+- The connection broke *during* ``COMMIT``: the commit may or may not have landed. The scope
+  asked PostgreSQL for the transaction's id before committing and asks again afterwards
+  (``pg_xact_status``): committed -> the scope returns as if nothing happened; aborted ->
+  ``ConnectionLost``; the database not back to say -> ``CommitOutcomeUnknown``.
+- Disk or memory exhausted, a limit reached (class 53), a privilege missing (42501), a read-only
+  database (25006), a deadlock or timeout -> a ``DatabaseRefused`` subclass saying what to do.
+
+The engine pings each pooled connection before use (``pool_pre_ping``), so connections left over
+from before a database restart are replaced instead of failing the next page.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +24,155 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import Any, Final, Literal
 
-from sqlalchemy import Engine, create_engine, make_url, pool, text
-from sqlalchemy.exc import OperationalError
+import psycopg2
+from sqlalchemy import Dialect, Engine, create_engine, make_url, pool, text
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from portal.config import get_settings
-from portal.errors import DatabaseUnavailable
+from portal.errors import (
+    CommitOutcomeUnknown,
+    ConnectionLost,
+    DatabaseFull,
+    DatabasePrivilege,
+    DatabaseReadOnly,
+    DatabaseRefused,
+    DatabaseUnavailable,
+    PortalError,
+)
 
 _LOG = logging.getLogger(__name__)
+
+APPLICATION_NAME: Final = "data-portal"
+"""The ``application_name`` of the app's connections (``pg_stat_activity`` shows it)."""
+
+UNAVAILABLE: Final = (
+    "The database is unavailable right now (it may be restarting); nothing was saved. "
+    "Try again in a moment; if it lasts, tell an admin."
+)
+LOST: Final = (
+    "The connection to the database was lost during the commit; nothing was saved "
+    "(PostgreSQL rolled the transaction back, so nothing of it is half-written)."
+)
+OUTCOME_UNKNOWN: Final = (
+    "The connection to the database was lost while it was committing, and the database has not "
+    "answered since, so whether this was saved is not known. Once the database is back, look at "
+    "the dataset's History before doing it again."
+)
+COMMIT_STATUS_WAIT_S: Final = 5.0
+"""How long a scope whose COMMIT lost its connection waits for the database to say the outcome."""
+
+# SQLSTATEs that mean the server ended an established connection: admin_shutdown,
+# crash_shutdown, database_dropped, idle_session_timeout. Class 08 (connection_exception) and
+# cannot_connect_now (57P03) mean it could not be reached at all.
+_ENDED: Final = frozenset({"57P01", "57P02", "57P04", "57P05"})
+_UNREACHABLE: Final = frozenset({"57P03", "53300"})  # … too_many_connections
+
+
+def _refusal(sqlstate: str, detail: str) -> DatabaseRefused | None:
+    """The portal's error for a refusal PostgreSQL reported with ``sqlstate``; None if it is
+    not one of the server-side faults mapped here."""
+    said = f" (PostgreSQL said: {detail})" if detail else ""
+    if sqlstate == "53100":
+        return DatabaseFull(
+            f"The database server has run out of disk space{said}; nothing was saved. "
+            "Tell an admin: PostgreSQL needs more free disk space. Your work is kept here; "
+            "try again once space has been freed.",
+            sqlstate,
+        )
+    if sqlstate == "53200":
+        return DatabaseFull(
+            f"The database server ran out of memory{said}; nothing was saved. Try again in a "
+            "moment, or with a smaller change; if it keeps happening, tell an admin.",
+            sqlstate,
+        )
+    if sqlstate.startswith("53"):  # 53400 configuration_limit_exceeded, 53000
+        return DatabaseFull(
+            f"The database refused the work because it reached a configured limit{said}; "
+            "nothing was saved. Try a smaller change (fewer rows, a narrower filter), or ask an "
+            "admin to raise the limit.",
+            sqlstate,
+        )
+    if sqlstate == "42501":
+        return DatabasePrivilege(
+            f"The portal's database account is not allowed to do this{said}; nothing was "
+            "saved. This is a set-up fault, not yours: tell an admin that the database role "
+            "the portal connects as is missing a privilege.",
+            sqlstate,
+        )
+    if sqlstate == "25006":
+        return DatabaseReadOnly(
+            f"The database is read-only right now{said}, as a standby or during maintenance is; "
+            "nothing was saved. Your work is kept here: try again later, and tell an admin if "
+            "it lasts.",
+            sqlstate,
+        )
+    if sqlstate in {"40001", "40P01", "55P03"}:
+        return DatabaseRefused(
+            "Your change collided with someone else's at the same moment, so the database "
+            f"stopped it{said}; nothing was saved. Try again.",
+            sqlstate,
+        )
+    if sqlstate == "57014":
+        return DatabaseRefused(
+            f"The database stopped the work because it took too long{said}; nothing was saved. "
+            "Try a smaller change or a narrower filter.",
+            sqlstate,
+        )
+    return None
+
+
+def _driver_error(exc: BaseException) -> psycopg2.Error | None:
+    """The psycopg2 error behind ``exc`` (itself, or what SQLAlchemy wrapped)."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    return orig if isinstance(orig, psycopg2.Error) else None
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """Whether ``exc`` says an established connection to PostgreSQL broke."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    err = _driver_error(exc)
+    if err is None:
+        return False
+    if isinstance(err, psycopg2.InterfaceError) or err.pgcode in _ENDED:
+        return True  # "connection already closed"; the server ended the session
+    # Raw psycopg2 errors (COPY, execute_values) never went through SQLAlchemy's check.
+    dbapi_error: Any = err
+    return bool(_dialect().is_disconnect(dbapi_error, None, None))
+
+
+@lru_cache(maxsize=1)
+def _dialect() -> Dialect:
+    """psycopg2's SQLAlchemy dialect (its list of libpq's disconnect messages); no connection."""
+    return create_engine("postgresql+psycopg2://").dialect
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says PostgreSQL could not be reached (refused, starting up, timed out)."""
+    err = _driver_error(exc)
+    if not isinstance(err, psycopg2.OperationalError):
+        return False
+    code = err.pgcode
+    # libpq's own errors (could not connect, connection refused, timeout) carry no SQLSTATE.
+    return code is None or code.startswith("08") or code in _UNREACHABLE
+
+
+def translate(exc: BaseException) -> PortalError | None:
+    """The portal's error for a database error ``exc`` raised before COMMIT (nothing was
+    saved), or None when it is not a fault of the connection or of the server's resources,
+    grants or mode (a constraint violation, a bug: the caller's to handle or propagate)."""
+    if is_disconnect(exc):
+        return ConnectionLost(LOST)
+    if is_unreachable(exc):
+        return DatabaseUnavailable(UNAVAILABLE)
+    err = _driver_error(exc)
+    if err is not None and err.pgcode:
+        detail = (err.diag.message_primary or "").strip()
+        return _refusal(err.pgcode, detail)
+    return None
 
 
 @lru_cache(maxsize=1)
@@ -27,7 +183,7 @@ def get_engine() -> Engine:
         pool_pre_ping=True,
         pool_size=5,
         max_overflow=10,
-        connect_args={"connect_timeout": 5, "application_name": "data-portal"},
+        connect_args={"connect_timeout": 5, "application_name": APPLICATION_NAME},
     )
 
 
@@ -50,24 +206,102 @@ def session_scope() -> Iterator[Session]:
     """A session whose work commits when the block ends, or rolls back if it raises.
 
     Raises:
-        DatabaseUnavailable: PostgreSQL could not be reached.
+        DatabaseUnavailable: PostgreSQL could not be reached; nothing was saved.
+        ConnectionLost: the connection broke before the work was committed; nothing was saved.
+        CommitOutcomeUnknown: the connection broke during COMMIT and the database did not come
+            back within ``COMMIT_STATUS_WAIT_S`` to say whether the commit landed.
+        DatabaseRefused: PostgreSQL refused the work (``DatabaseFull``, ``DatabasePrivilege``,
+            ``DatabaseReadOnly``, a deadlock or a timeout); nothing was saved.
     """
     session = _session_factory()()
     try:
-        yield session
-        session.commit()
-    except OperationalError as exc:
-        session.rollback()
-        if exc.connection_invalidated or "connect" in str(exc.orig).lower():
-            raise DatabaseUnavailable(
-                "The database is unavailable right now; nothing was saved. Try again in a moment."
-            ) from exc
-        raise
-    except BaseException:
-        session.rollback()
-        raise
+        try:
+            yield session
+            # The transaction's id, if it wrote anything: asked now, so that a COMMIT whose
+            # connection breaks can be looked up afterwards. One round trip per scope.
+            xid = _written_xid(session)
+        except BaseException as exc:
+            _rollback(session)
+            translated = (
+                translate(exc) if isinstance(exc, SQLAlchemyError | psycopg2.Error) else None
+            )
+            if translated is None:
+                raise
+            raise translated from exc
+        try:
+            session.commit()
+        except BaseException as exc:
+            _rollback(session)
+            if not isinstance(exc, SQLAlchemyError | psycopg2.Error):
+                raise
+            if xid is not None and is_disconnect(exc):
+                outcome = _commit_outcome(xid)
+                if outcome == "committed":
+                    _LOG.warning("COMMIT lost its connection but transaction %s committed", xid)
+                    return
+                if outcome is None:
+                    raise CommitOutcomeUnknown(OUTCOME_UNKNOWN) from exc
+                raise ConnectionLost(LOST) from exc
+            translated = translate(exc)
+            if translated is None:
+                raise
+            raise translated from exc
     finally:
         session.close()
+
+
+def _written_xid(session: Session) -> str | None:
+    """The open transaction's id if it has written anything (else None: nothing to lose)."""
+    if not session.in_transaction():
+        return None
+    xid = session.scalar(text("SELECT pg_current_xact_id_if_assigned()::text"))
+    return None if xid is None else str(xid)
+
+
+def _rollback(session: Session) -> None:
+    """Roll back; on a broken connection there is nothing to roll back (the server did)."""
+    try:
+        session.rollback()
+    except SQLAlchemyError as exc:
+        if not is_disconnect(exc):
+            raise
+        _LOG.info("rollback on a broken connection: %s", exc)
+
+
+def _commit_outcome(
+    xid: str, *, wait: float | None = None, sleep: Callable[[float], None] = time.sleep
+) -> Literal["committed", "aborted"] | None:
+    """Whether transaction ``xid`` committed, asked on a new connection; None if the database
+    did not answer within ``wait`` seconds (default ``COMMIT_STATUS_WAIT_S``)."""
+    deadline = time.monotonic() + (COMMIT_STATUS_WAIT_S if wait is None else wait)
+    while True:
+        try:
+            with get_engine().connect() as conn:
+                status = conn.scalar(
+                    text("SELECT pg_xact_status(CAST(:xid AS xid8))"), {"xid": xid}
+                )
+        except DBAPIError as exc:
+            if not (is_disconnect(exc) or is_unreachable(exc)):
+                raise
+            status = None
+        if status in ("committed", "aborted"):
+            return "committed" if status == "committed" else "aborted"
+        # "in progress": the backend of the broken connection has not finished exiting yet.
+        if time.monotonic() >= deadline:
+            return None
+        sleep(0.1)
+
+
+def database_answers() -> bool:
+    """Whether the app's database answers now (one ``SELECT 1``), for a page that waits for it."""
+    try:
+        with get_engine().connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except DBAPIError as exc:
+        if is_disconnect(exc) or is_unreachable(exc):
+            return False
+        raise
+    return True
 
 
 def wait_for_database(

@@ -5,12 +5,21 @@ to do; pages catch ``PortalError`` and show ``str(exc)``. Anything else is a bug
 
     PortalError
     ├── ConfigError            settings missing or unsafe (names the variable and a fix)
-    ├── DatabaseUnavailable    PostgreSQL cannot be reached
+    ├── DatabaseUnavailable    PostgreSQL cannot be reached (down, restarting, unreachable)
+    │   ├── ConnectionLost         the connection broke mid-transaction: rolled back, nothing saved
+    │   └── CommitOutcomeUnknown   it broke during COMMIT and the database is not back to say
+    ├── DatabaseRefused        PostgreSQL refused the work for a reason on its side
+    │   ├── DatabaseFull           out of disk (53100), memory (53200) or a set limit (53400)
+    │   ├── DatabasePrivilege      the portal's database role lacks a privilege (42501)
+    │   └── DatabaseReadOnly       the database accepts no writes now (25006)
     ├── AuthError              sign-in refused, account locked or disabled
     ├── PermissionDenied       the actor's role does not allow the action
     ├── NotFound               a user, dataset or changeset that does not exist
     ├── ValidationError        input that breaks a rule (a password, a value, a file)
     └── AuditError             the audit log refused a write or failed verification
+
+``portal.db.session_scope`` turns the driver's errors into the ``Database*`` classes; a page
+retries ``DatabaseUnavailable`` by itself (``portal.ui.db_retry``) and shows the others.
 """
 
 from __future__ import annotations
@@ -25,7 +34,38 @@ class ConfigError(PortalError):
 
 
 class DatabaseUnavailable(PortalError):
-    """PostgreSQL cannot be reached."""
+    """PostgreSQL cannot be reached (down, restarting, unreachable); nothing was saved."""
+
+
+class ConnectionLost(DatabaseUnavailable):
+    """The connection broke while a transaction was open (a restart, ``pg_terminate_backend``,
+    the network); PostgreSQL rolled the transaction back, so nothing of it was saved."""
+
+
+class CommitOutcomeUnknown(DatabaseUnavailable):
+    """The connection broke while PostgreSQL was committing, and the database could not be asked
+    afterwards whether that commit landed."""
+
+
+class DatabaseRefused(PortalError):
+    """PostgreSQL refused the work for a reason on its side (resources, grants, read-only);
+    nothing was saved. ``sqlstate`` is PostgreSQL's error code."""
+
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+class DatabaseFull(DatabaseRefused):
+    """The database server ran out of disk space or memory, or hit a configured limit."""
+
+
+class DatabasePrivilege(DatabaseRefused):
+    """The portal's database role lacks a privilege it needs (a deployment fault)."""
+
+
+class DatabaseReadOnly(DatabaseRefused):
+    """The database accepts no writes now (a standby, or read-only by setting)."""
 
 
 class AuthError(PortalError):

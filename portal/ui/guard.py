@@ -11,6 +11,7 @@ from portal import auth
 from portal.actor import Actor
 from portal.errors import AuthError, PermissionDenied, PortalError
 from portal.signin import SignedIn
+from portal.ui.db_retry import show_error
 from portal.ui.navigation import ACCOUNT
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
@@ -25,12 +26,14 @@ def require_session(role: str = "viewer", *, password_change_page: bool = False)
     """Stop the page unless someone with at least ``role`` is signed in; return who it is.
 
     Not signed in: the sign-in form. Wrong role: a refusal. Must change their password: a pointer
-    to the Account page (unless this is it). Nothing of the page renders in those cases.
+    to the Account page (unless this is it). The database unavailable: a notice, and the page
+    again by itself once it answers (``portal.ui.db_retry``). Nothing of the page renders in
+    those cases.
     """
     try:
         signed = auth.current()
     except PortalError as exc:
-        st.error(str(exc), icon=":material/error:")
+        show_error(exc)
         st.stop()
     if signed is None:
         auth.login_form()
