@@ -1,0 +1,171 @@
+"""What a person sees when the database fails under the page (AppTest, real PostgreSQL):
+
+- the server stopped mid-session: "The database is unavailable — retrying…", no traceback, and
+  every unsaved edit (made before or during the outage) and the typed reason still there when it
+  is back, then committed whole;
+- the committing backend terminated mid-commit: the dialog says nothing was saved and the edits
+  are kept, the audit log has nothing of that attempt, and "Commit" again goes in;
+- the database read-only: the commit says so, in words, not a traceback.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from streamlit.testing.v1 import AppTest
+
+from portal.ui.db_retry import NOTICE
+from tests.app.conftest import show_app, signed_in, texts
+from tests.app.test_edit_page import PAGE, button, edit_page, grid_key, set_state, table
+from tests.conftest import DatabaseHandle
+from tests.db import test_faults
+from tests.db.test_faults import (
+    Restartable,
+    Terminator,
+    assert_chain_intact,
+    editor_in,
+    holding,
+    snapshot,
+)
+from tests.db.test_writes import CSV, SPEC
+from tests.factories import upload_dataset
+
+pytestmark = pytest.mark.app
+
+# The throw-away cluster a test may stop and start, and a database on it.
+own_cluster = test_faults.own_cluster
+restartable = test_faults.restartable
+
+
+def people(database: DatabaseHandle) -> int:
+    return upload_dataset(editor_in(database), CSV, spec=SPEC, name="People")
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def shows_notice(at: AppTest) -> bool:
+    return NOTICE in texts(at)
+
+
+def test_edit_page_rides_out_a_restart_with_every_edit_kept(
+    restartable: Restartable, tmp_path: Path
+) -> None:
+    database = restartable.handle
+    dataset = people(database)
+    at = edit_page(database, "editor", dataset)
+    at = set_state(at, {"edited_rows": {0: {"qty": 11}}, "deleted_rows": [3]})
+    at.text_input(key=f"edit.{dataset}.reason").input("recount").run()
+    assert metrics(at)["Cells changed"] == "1"
+    old_grid = grid_key(at)
+
+    restartable.stop()
+    at.run()
+    assert not at.exception
+    assert shows_notice(at)
+    assert not at.data_editor  # nothing of the page but the notice
+    # An edit the browser sends while the notice is up reaches the session too.
+    at.session_state[old_grid] = {
+        "edited_rows": {0: {"qty": 11}, 1: {"note": "during"}},
+        "added_rows": [],
+        "deleted_rows": [3],
+    }
+    at.run()
+    assert shows_notice(at)
+    assert not at.exception
+
+    restartable.start()
+    at.run()  # what the notice's own check does once SELECT 1 answers: the page again
+    assert not at.exception
+    assert not shows_notice(at)
+    assert grid_key(at) != old_grid  # drawn again, the unsaved edits on top
+    assert metrics(at) == {
+        "Cells changed": "2",
+        "Rows changed": "2",
+        "Rows added": "0",
+        "Rows deleted": "1",
+    }
+    assert at.text_input(key=f"edit.{dataset}.reason").value == "recount"
+    button(at, "Review and commit…").click().run()
+    button(at, "Commit").click().run()
+    assert not at.exception
+    assert table(database, dataset) == [
+        (1, "ann", 11, Decimal("1.50"), "first"),
+        (2, "bob", 2, Decimal("2.00"), "during"),
+        (3, "cy", 3, Decimal("3.25"), "third"),
+    ]
+    assert_chain_intact(database, tmp_path)
+
+
+def test_every_page_waits_for_the_database_instead_of_failing(restartable: Restartable) -> None:
+    at, _ = signed_in(restartable.handle, "editor")
+    show_app(at)
+    restartable.stop()
+    for page in ("pages/2_upload.py", "pages/3_datasets.py", PAGE, "pages/5_history.py"):
+        at.switch_page(page).run()
+        assert not at.exception, page
+        assert shows_notice(at), page
+    restartable.start()
+    at.switch_page("pages/2_upload.py").run()
+    assert not at.exception
+    assert not shows_notice(at)
+    assert "Upload a CSV file" in texts(at, main_only=True)
+
+
+def open_commit_dialog(at: AppTest, dataset: int) -> AppTest:
+    at = set_state(at, {"edited_rows": {0: {"qty": 11}}, "added_rows": [{"name": "eve"}]})
+    at.text_input(key=f"edit.{dataset}.reason").input("recount").run()
+    return button(at, "Review and commit…").click().run()
+
+
+def test_a_commit_cut_off_mid_way_is_reported_and_the_edits_commit_again(
+    fresh_db: DatabaseHandle, tmp_path: Path
+) -> None:
+    dataset = people(fresh_db)
+    at = open_commit_dialog(edit_page(fresh_db, "editor", dataset), dataset)
+    before = snapshot(fresh_db)
+    terminator = Terminator(fresh_db)
+    with holding(fresh_db, "SELECT 1 FROM audit.chain_head WHERE id = 1 FOR UPDATE"):
+        terminator.start()  # terminates the backend while its COMMIT waits for the chain head
+        button(at, "Commit").click().run()
+    terminator.join(60)
+    assert terminator.terminated
+    assert not at.exception
+    said = texts(at)  # the dialog's error
+    assert "lost during the commit; nothing was saved" in said
+    assert "Your edits are kept — commit again" in said
+    assert snapshot(fresh_db) == before  # no changeset or row change of that attempt
+    assert metrics(at)["Rows added"] == "1"  # the review still lists the edits
+
+    button(at, "Commit").click().run()  # the dialog is still open: commit again
+    assert not at.exception
+    assert "Committed as changeset" in texts(at, main_only=True)
+    assert [r[1:3] for r in table(fresh_db, dataset)] == [
+        ("ann", 11),
+        ("bob", 2),
+        ("cy", 3),
+        ("dee", 4),
+        ("eve", None),
+    ]
+    assert snapshot(fresh_db)["changesets"] == before["changesets"] + 1
+    assert_chain_intact(fresh_db, tmp_path)
+
+
+def test_a_read_only_database_is_said_in_words(fresh_db: DatabaseHandle) -> None:
+    dataset = people(fresh_db)
+    at = open_commit_dialog(edit_page(fresh_db, "editor", dataset), dataset)
+    with fresh_db.superuser.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(
+            text(f'ALTER DATABASE "{fresh_db.name}" SET default_transaction_read_only = on')
+        )
+    from portal.db import reset_engine
+
+    reset_engine()
+    button(at, "Commit").click().run()
+    assert not at.exception
+    assert "The database is read-only right now" in texts(at)
+    assert [r[1] for r in table(fresh_db, dataset)] == ["ann", "bob", "cy", "dee"]
