@@ -166,7 +166,7 @@ def _edit_state(
     positions = {int(row_id): p for p, row_id in enumerate(window.shown.index)}
     edited: dict[str, dict[str, Any]] = {}
     for row_id in targets:
-        hits = window.base.at[row_id, "hits"] if row_id in window.base.index else 0
+        hits: Any = window.base.at[row_id, "hits"] if row_id in window.base.index else 0
         edited[str(positions[row_id])] = {"hits": int(hits) + 1, "token": token}
     added: list[dict[str, Any]] = []
     if new_name is not None:
@@ -383,7 +383,7 @@ def violations(engine: Engine, dataset_id: int, rows: int, run: LoadRun) -> list
             [(u.row_id, "update") for u in a.changes.updates]
             + [(i, "insert") for i in a.inserted_ids]
         )
-        got = logged.get(a.changeset_id, [])
+        got = logged.get(mine[0].id, [])
         if sorted((r, op) for r, op, _ in got) != expected:
             found.append(f"{a.token}: row changes {sorted(got)[:5]} for expected {expected[:5]}")
         if any(after is None or after.get("token") != a.token for _, _, after in got):
@@ -439,16 +439,18 @@ def violations(engine: Engine, dataset_id: int, rows: int, run: LoadRun) -> list
 # ---------------------------------------------------------------------------------------------
 
 
-def main(sessions: int = 20, seconds: float = 30, rows: int = 200) -> tuple[float, float]:
+def main(
+    sessions: int = 20, seconds: float = 30, rows: int = 200, think: float = 0.02
+) -> tuple[float, float]:
     """Returns (N-session commits/s over 1-session commits/s, N-session p95 / 250 ms)."""
     with cluster() as info:
-        bench_editor(info)
+        owner = bench_editor(info)
         engine = create_engine(info.url("app"))
         actors = [Actor(f"load{n}", f"Load {n}", "editor") for n in range(sessions)]
         runs = {}
         for count in (1, sessions):  # the baseline first: one session alone, on its own dataset
-            dataset_id = create_dataset(actors[0], rows, name=f"Load {count}")
-            run = run_load(actors[:count], dataset_id, seconds=seconds, rows=rows)
+            dataset_id = create_dataset(owner, rows, name=f"Load {count}")
+            run = run_load(actors[:count], dataset_id, seconds=seconds, rows=rows, think=think)
             problems = violations(engine, dataset_id, rows, run)
             runs[count] = run
             print(run.summary())
@@ -476,6 +478,12 @@ def main(sessions: int = 20, seconds: float = 30, rows: int = 200) -> tuple[floa
         f"  conflict rate            {len(many.conflicts) / attempts:8.1%}"
         f"   ({len(many.conflicts)} of {attempts} attempts)"
     )
+    # Commits to one dataset take turns (writes.commit locks its row), so attempts queue.
+    print(
+        f"  one attempt per          {many.seconds / len(many.attempts) * 1000:8.1f} ms"
+        f"   (attempts take turns on the dataset's lock; alone, p50 {one.latency(0.5) * 1000:.1f}"
+        " ms)"
+    )
     verdict = "met" if p95 < P95_TARGET_S else "NOT met"
     print(f"  p95 vs target 250 ms     {p95 / P95_TARGET_S:8.2f}x   ({verdict})")
     return throughput, p95 / P95_TARGET_S
@@ -486,5 +494,8 @@ if __name__ == "__main__":
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--rows", type=int, default=200)
+    parser.add_argument(
+        "--think", type=float, default=0.02, help="each edit's think time, uniform 0..THINK s"
+    )
     args = parser.parse_args()
-    main(args.sessions, args.seconds, args.rows)
+    main(args.sessions, args.seconds, args.rows, args.think)
