@@ -5,6 +5,7 @@ import streamlit as st
 from portal.errors import PortalError
 from portal.status import database_status
 from portal.ui import md_escape, require
+from portal.ui.db_retry import show_error
 
 actor = require("viewer")
 
@@ -14,7 +15,7 @@ st.caption(f"Welcome, {md_escape(actor.display_name)}.")
 try:
     status = database_status()
 except PortalError as exc:
-    st.error(str(exc), icon=":material/error:")
+    show_error(exc)
     st.stop()
 
 st.success(f"Connected to PostgreSQL {status.server_version}", icon=":material/check_circle:")

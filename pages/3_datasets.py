@@ -19,6 +19,7 @@ from portal.errors import PortalError
 from portal.spec import editor_columns
 from portal.ui import md_escape, require
 from portal.ui.column_config import column_config
+from portal.ui.db_retry import show_error
 from portal.ui.navigation import UPLOAD
 
 actor = require("viewer")
@@ -45,7 +46,7 @@ try:
     with session_scope() as session:
         listing = browse.list_datasets(session=session)
 except PortalError as exc:
-    st.error(str(exc), icon=":material/error:")
+    show_error(exc)
     st.stop()
 
 if not listing:
@@ -96,7 +97,7 @@ try:
     with session_scope() as session:
         dataset = browse.open_dataset(session=session, dataset_id=chosen)
 except PortalError as exc:
-    st.error(str(exc), icon=":material/error:")
+    show_error(exc)
     st.stop()
 spec = dataset.spec
 labels = {ROW_ID: "Row id", **{c.name: c.label for c in spec.columns}}
@@ -176,7 +177,7 @@ try:
             row_filter=row_filter,
         )
 except PortalError as exc:
-    st.error(str(exc), icon=":material/error:")
+    show_error(exc)
     st.stop()
 st.session_state[PAGE] = rows_page.page  # a page past the end (rows went away) is the last one
 

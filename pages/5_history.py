@@ -21,6 +21,7 @@ from portal.errors import PortalError
 from portal.trail_views import AsOf, Export, when
 from portal.ui import current_actor, md_escape, require
 from portal.ui.changeset_view import show_changeset
+from portal.ui.db_retry import show_error
 from portal.ui.pager import Pager
 from portal.writes import MAX_REASON_CHARS
 
@@ -209,7 +210,7 @@ try:
     with session_scope() as session:
         choices = dict(dataset_names(session=session))
 except PortalError as exc:
-    st.error(str(exc), icon=":material/error:")
+    show_error(exc)
     st.stop()
 
 if not choices:
@@ -264,7 +265,7 @@ if view == ROW_HISTORY:
                 session=session, actor=actor, dataset_id=dataset_id, row_id=int(row_id)
             )
     except PortalError as exc:
-        st.error(str(exc), icon=":material/error:")
+        show_error(exc)
         st.stop()
     st.caption(
         f"Every version of row {int(row_id)} of {md_escape(choices[dataset_id])}, oldest first: "
@@ -286,7 +287,7 @@ try:
             limit=trail_views.PAGE_SIZE,
         )
 except PortalError as exc:
-    st.error(str(exc), icon=":material/error:")
+    show_error(exc)
     st.stop()
 
 if not page.items and pager.number == 1:
@@ -362,7 +363,7 @@ if not st.toggle(
 try:
     state = rebuilt(dataset_id, summary.seq, actor)
 except PortalError as exc:
-    st.error(str(exc), icon=":material/error:")
+    show_error(exc)
     st.stop()
 if not state.rows:
     st.info(f"The dataset had no rows right after #{summary.seq}.", icon=":material/info:")

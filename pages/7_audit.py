@@ -19,6 +19,7 @@ from portal.errors import PortalError
 from portal.trail_views import Export, TrailFilter, when
 from portal.ui import require
 from portal.ui.changeset_view import show_changeset
+from portal.ui.db_retry import show_error
 from portal.ui.pager import Pager
 
 actor = require("admin")
@@ -56,7 +57,7 @@ try:
         dataset_choices = dict(dataset_names(session=session))
         actor_choices = trail_views.actors(session=session)
 except PortalError as exc:
-    st.error(str(exc), icon=":material/error:")
+    show_error(exc)
     st.stop()
 
 with st.container(border=True):
@@ -145,7 +146,7 @@ try:
         )
 except PortalError as exc:
     forget(view)
-    st.error(str(exc), icon=":material/error:")
+    show_error(exc)
     st.stop()
 
 if not page.items and pager.number == 1:

@@ -15,6 +15,7 @@ from portal.db import session_scope
 from portal.errors import PortalError
 from portal.models import ROLES
 from portal.ui import current_actor, md_escape, require
+from portal.ui.db_retry import show_error
 from portal.users import MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS
 
 actor = require("admin")
@@ -132,7 +133,7 @@ try:
     with session_scope() as session:
         accounts = users.summarise_users(session=session)
 except PortalError as exc:
-    st.error(str(exc), icon=":material/error:")
+    show_error(exc)
     st.stop()
 
 by_name = {a.username: a for a in accounts}

@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 from audit.capture import qualified_table
 from audit.changesets import open_changeset
 from audit.search import loads
-from portal import diffs, indexes
+from portal import db, diffs, indexes
 from portal.actor import Actor
 from portal.browse import RowFilter, Sort, condition, known_column
 from portal.datasets import dataset_spec, get_dataset, guarded_columns
@@ -265,6 +265,8 @@ def commit(
             if unique:
                 cursor.execute(f"SET CONSTRAINTS {unique} IMMEDIATE")
     except psycopg2.Error as exc:
+        if db.is_disconnect(exc):
+            raise  # nothing to roll back on a dead connection: session_scope says it was lost
         savepoint.rollback()
         raise _refused(exc, spec, dataset.table_name, changes) from None
     except BaseException:
@@ -521,6 +523,9 @@ class EditRefused(ValidationError):
 def _refused(
     exc: psycopg2.Error, spec: DatasetSpec, table_name: str, changes: ChangeSet
 ) -> PortalError:
+    fault = db.translate(exc)  # the server's resources, grants or mode: not the values
+    if fault is not None:
+        return fault
     if not isinstance(exc, psycopg2.IntegrityError | psycopg2.DataError):
         return PortalError(
             "The database refused the commit "

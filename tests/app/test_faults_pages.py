@@ -102,10 +102,18 @@ def test_edit_page_rides_out_a_restart_with_every_edit_kept(
 
 
 def test_every_page_waits_for_the_database_instead_of_failing(restartable: Restartable) -> None:
-    at, _ = signed_in(restartable.handle, "editor")
+    at, _ = signed_in(restartable.handle, "admin")
     show_app(at)
     restartable.stop()
-    for page in ("pages/2_upload.py", "pages/3_datasets.py", PAGE, "pages/5_history.py"):
+    for page in (
+        "pages/1_home.py",
+        "pages/2_upload.py",
+        "pages/3_datasets.py",
+        PAGE,
+        "pages/5_history.py",
+        "pages/7_audit.py",
+        "pages/9_users.py",
+    ):
         at.switch_page(page).run()
         assert not at.exception, page
         assert shows_notice(at), page

@@ -54,7 +54,6 @@ from portal.errors import (
     DatabaseReadOnly,
     DatabaseRefused,
     DatabaseUnavailable,
-    PortalError,
 )
 from tests.conftest import DatabaseHandle, _superuser_exec, create_database, drop_database
 from tests.db.test_writes import CSV, SPEC
@@ -640,11 +639,10 @@ def test_a_revoked_privilege_is_named_as_a_set_up_fault(
     with fresh_db.superuser.begin() as conn:
         conn.execute(text("GRANT INSERT ON audit.changeset TO portal_app"))
         conn.execute(text(f"REVOKE UPDATE ON {table_of(fresh_db, people)} FROM portal_app"))
-    # The data table's own privilege fails inside portal.writes' psycopg2 cursor, which words
-    # its own message (see the report: it could use portal.db.translate too).
-    with pytest.raises(PortalError, match="permission denied") as refused:
+    # The data table's own privilege fails inside portal.writes' psycopg2 cursor: named the same.
+    with pytest.raises(DatabasePrivilege, match="permission denied for table") as refused:
         commit(editor, read, changes)
-    assert "nothing was written" in str(refused.value)
+    assert "tell an admin" in str(refused.value)
     assert snapshot(fresh_db) == before
     assert rows_of(fresh_db, people) == rows_before
     assert_chain_intact(fresh_db, tmp_path)
