@@ -193,3 +193,23 @@ def test_unsaved_edits_survive_a_page_switch(fresh_db: DatabaseHandle, dataset: 
     frame = at.data_editor[0].value
     assert frame.loc[2, "note"] == "draft"
     assert {m.label: m.value for m in at.metric}["Cells changed"] == "1"
+
+
+def test_sorting_a_large_dataset_says_its_index_is_being_built(
+    fresh_db: DatabaseHandle, dataset: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from portal import indexes
+    from portal.config import get_settings
+
+    monkeypatch.setenv("PORTAL_INDEX_FROM_ROWS", "2")  # the 4-row dataset counts as large
+    get_settings.cache_clear()
+    at = edit_page(fresh_db, "editor", dataset)
+    assert not [c for c in at.caption if "index on" in c.value]
+    [sort_by] = [s for s in at.selectbox if s.label == "Sort by"]
+    sort_by.select("qty")
+    [apply] = [b for b in at.button if b.label == "Apply"]
+    apply.click().run()
+    assert not at.exception
+    [note] = [c.value for c in at.caption if "index on" in c.value]
+    assert "“Qty”" in note
+    indexes.wait(timeout=30)
