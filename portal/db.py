@@ -181,8 +181,8 @@ def get_engine() -> Engine:
     return create_engine(
         get_settings().app_url(),
         pool_pre_ping=True,
-        pool_size=5,
-        max_overflow=10,
+        pool_size=10,
+        max_overflow=20,
         connect_args={"connect_timeout": 5, "application_name": APPLICATION_NAME},
     )
 

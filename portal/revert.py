@@ -28,9 +28,9 @@ Decisions a reader needs:
   upload inserted are deleted (each one held if it changed since), and the rows a replacing
   upload deleted come back. A larger changeset is refused with what to do instead. Creating a
   dataset and changing its columns cannot be reverted here.
-- The dataset is locked first, the same way ``writes.commit`` locks it, so the check against
-  later changes and the write see the same rows; a write from outside the portal in between is
-  still caught by ``_version`` and nothing is written.
+- The dataset is locked ``FOR UPDATE`` first (commits to it wait, as for an upload), so the
+  check against later changes and the write see the same rows; a write from outside the portal
+  in between is still caught by ``_version`` and nothing is written.
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ from sqlalchemy.orm import Session
 from audit.search import BulkLoadInfo, ChangesetSummary, changeset_detail, loads
 from audit.trail import bulk_rows
 from portal.actor import Actor
-from portal.datasets import dataset_spec
+from portal.datasets import dataset_spec, get_dataset
 from portal.diffs import ChangeSet, RowDelete, RowInsert, RowUpdate, same_value, show_value
-from portal.errors import AuditError, NotFound, PermissionDenied, ValidationError
-from portal.models import Dataset, RowChange
+from portal.errors import AuditError, PermissionDenied, ValidationError
+from portal.models import RowChange
 from portal.spec import CellError, ColumnSpec, DatasetSpec, Value, type_only, validate_value
 from portal.trail_views import when
 from portal.writes import CommitResult, EditConflict, EditRefused, commit, current_rows
@@ -174,7 +174,9 @@ def plan_revert(*, session: Session, actor: Actor, changeset_id: int) -> RevertP
             f"{MAX_REVERT_ROWS:,}. To go back to the table as it was, download it as of the "
             "changeset before this one (below) and upload that file with Replace."
         )
-    dataset = _locked_dataset(session, target.dataset_id)
+    # Alone on the dataset (FOR UPDATE, as an upload): the rows checked for later changes are
+    # the rows written.
+    dataset = get_dataset(session=session, dataset_id=target.dataset_id, for_update=True)
     spec = dataset_spec(dataset)
     columns = {c.name: c for c in spec.columns}
     net = _net_changes(session, target, detail.bulk_loads, columns)
@@ -396,19 +398,6 @@ def _require_editor(actor: Actor) -> None:
         raise PermissionDenied(
             "Your role can view history but not revert changes; nothing was written."
         )
-
-
-def _locked_dataset(session: Session, dataset_id: int) -> Dataset:
-    """The dataset locked as ``writes.commit`` locks it (commits to one dataset take turns)."""
-    dataset = session.scalars(
-        select(Dataset)
-        .where(Dataset.id == dataset_id)
-        .with_for_update(key_share=True)
-        .execution_options(populate_existing=True)
-    ).one_or_none()
-    if dataset is None:
-        raise NotFound(f"There is no dataset with id {dataset_id}; it may have been removed.")
-    return dataset
 
 
 def _net_changes(

@@ -14,8 +14,9 @@ Decisions a reader needs:
   the audit log. Nothing is ever half-written.
 - Set-based: one ``UPDATE … FROM (VALUES …)`` per set of changed columns, one ``DELETE …
   USING (VALUES …)``, one ``INSERT … VALUES … RETURNING``, each sent in one round trip by
-  psycopg2's ``execute_values``. Rows go in ``_row_id`` order, so two commits touching the same
-  rows lock them in the same order.
+  psycopg2's ``execute_values``. Rows are locked in ``_row_id`` order, so two commits touching
+  the same rows wait for each other instead of deadlocking; commits to one dataset otherwise
+  run side by side (the dataset row is only locked ``FOR KEY SHARE``).
 - The backstop: a value that slipped past ``portal.diffs`` (or a unique value held by a row
   outside the window) is refused by the table's constraints; ``EditRefused`` names the row and
   the column, and nothing is written. UNIQUE constraints are deferrable and deferred until all
@@ -260,6 +261,7 @@ def commit(
             unique = _unique_constraints(session, spec, dataset.table_name)
             if unique:  # checked once all rows are written: values may move between rows
                 cursor.execute(f"SET CONSTRAINTS {unique} DEFERRED")
+            _lock_rows(cursor, table, changes)
             moved = _apply(cursor, table, spec, quoted, changes)
             inserted = _insert(cursor, table, spec, quoted, changes) if not moved else ()
             if unique:
@@ -276,13 +278,15 @@ def commit(
         savepoint.rollback()
         raise EditConflict(_conflicts(session, dataset, spec, changes, moved))
     savepoint.commit()
-    session.execute(
-        text(
-            "UPDATE portal.datasets SET row_count = row_count + :delta, updated_at = now()"
-            " WHERE id = :id"
-        ),
-        {"delta": len(inserted) - len(changes.deletes), "id": dataset.id},
-    )
+    delta = len(inserted) - len(changes.deletes)
+    if delta:  # last of all: commits changing the count take turns only from here to COMMIT
+        session.execute(
+            text(
+                "UPDATE portal.datasets SET row_count = row_count + :delta, updated_at = now()"
+                " WHERE id = :id"
+            ),
+            {"delta": delta, "id": dataset.id},
+        )
     return CommitResult(
         changeset_id=changeset_id,
         updated_rows=len(changes.updates),
@@ -293,12 +297,11 @@ def commit(
 
 
 def _locked_dataset(session: Session, dataset_id: int) -> Dataset:
-    """The dataset, read and locked ``FOR NO KEY UPDATE`` in one round trip.
+    """The dataset, read and locked ``FOR KEY SHARE`` in one round trip.
 
-    The lock keeps a replace or a removal from running under the commit, and it also makes the
-    commits to one dataset take turns: their row locks are taken per group of changed columns,
-    not in one global ``_row_id`` order, so two commits sharing rows could otherwise deadlock.
-    Taking the rows' locks in ``_row_id`` order first would allow a weaker lock here.
+    Commits to one dataset share that lock and run side by side (``_lock_rows`` orders their
+    row locks); an upload, which locks the dataset ``FOR UPDATE``, waits for the commits under
+    way and they for it, so no commit runs under a replace.
 
     Raises:
         NotFound: no such dataset.
@@ -306,12 +309,23 @@ def _locked_dataset(session: Session, dataset_id: int) -> Dataset:
     dataset = session.scalars(
         select(Dataset)
         .where(Dataset.id == dataset_id)
-        .with_for_update(key_share=True)
+        .with_for_update(read=True, key_share=True)
         .execution_options(populate_existing=True)
     ).one_or_none()
     if dataset is None:
         raise NotFound(f"There is no dataset with id {dataset_id}; it may have been removed.")
     return dataset
+
+
+def _lock_rows(cursor: Any, table: str, changes: ChangeSet) -> None:
+    """Lock the rows the commit updates or deletes, in ``_row_id`` order, before writing them:
+    an ``UPDATE … FROM (VALUES …)`` locks its rows in whatever order its join reads the table,
+    so two commits sharing rows could otherwise deadlock."""
+    if changes.updates or changes.deletes:
+        cursor.execute(
+            f"SELECT _row_id FROM {table} WHERE _row_id = ANY(%s) ORDER BY _row_id FOR UPDATE",
+            (sorted(changes.row_ids()),),
+        )
 
 
 def _apply(

@@ -321,3 +321,56 @@ def test_two_commits_locking_shared_rows_in_opposite_orders_do_not_deadlock(
         assert kinds == ["CommitResult", "EditConflict"], [str(o) for o in outcome]
     with Session(fresh_db.app) as s:
         assert verify(session=s).ok
+
+
+def test_commits_to_other_rows_of_one_dataset_do_not_wait_for_each_other(
+    fresh_db: DatabaseHandle, editors: list[Actor], dataset: int
+) -> None:
+    """While one commit's transaction is still open, another editor's commit of other rows (and
+    a new row) goes through: the dataset is not locked for the whole commit."""
+    found, win = read(dataset)
+    a_written, b_done = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    def commit_b() -> None:
+        a_written.wait(10)
+        try:
+            with session_scope() as s:
+                outcome["b"] = writes.commit(
+                    session=s,
+                    actor=editors[1],
+                    dataset_id=dataset,
+                    spec_version=found.spec_version,
+                    changes=diffs.build_changeset(
+                        win,
+                        {"edited_rows": {5: {"qty": 55}}, "added_rows": [{"name": "new"}]},
+                        may_edit=True,
+                    ),
+                    reason="b",
+                )
+        except Exception as exc:
+            outcome["b"] = exc
+        b_done.set()
+
+    thread = threading.Thread(target=commit_b)
+    thread.start()
+    with session_scope() as s:
+        writes.commit(
+            session=s,
+            actor=editors[0],
+            dataset_id=dataset,
+            spec_version=found.spec_version,
+            changes=diffs.build_changeset(
+                win, {"edited_rows": {0: {"qty": 100}, 1: {"note": "a"}}}, may_edit=True
+            ),
+            reason="a",
+        )
+        a_written.set()
+        assert b_done.wait(15), "the second commit waited for the first one's transaction"
+    thread.join(15)
+    assert isinstance(outcome["b"], writes.CommitResult), outcome["b"]
+    now = table_rows(fresh_db, dataset)
+    assert (now[1][2], now[2][3], now[6][2]) == (100, "a", 55)
+    assert any(r[1] == "new" for r in now.values())
+    with Session(fresh_db.app) as s:
+        assert verify(session=s).ok
