@@ -41,7 +41,7 @@ from typing import Any, Final, Literal, TypeAlias, get_args
 
 import pandas as pd
 import pyarrow as pa  # type: ignore[import-untyped]
-from sqlalchemy import ColumnElement, MetaData, Select, Table, Text, and_, cast, func, select, true
+from sqlalchemy import ColumnElement, Select, Table, Text, and_, cast, func, select, true
 from sqlalchemy.orm import Session
 
 from audit.events import record_event
@@ -50,7 +50,14 @@ from portal.csv_safe import neutralise, neutralise_row
 from portal.datasets import dataset_spec, get_dataset
 from portal.errors import PermissionDenied, ValidationError
 from portal.models import Changeset, Dataset, User
-from portal.spec import CellError, ColumnSpec, DatasetSpec, ddl_table, type_only, validate_value
+from portal.spec import (
+    CellError,
+    ColumnSpec,
+    DatasetSpec,
+    dataset_table,
+    type_only,
+    validate_value,
+)
 
 FilterOp: TypeAlias = Literal["contains", "equals", "range", "empty"]
 FILTER_OPS: Final[tuple[FilterOp, ...]] = get_args(FilterOp)
@@ -233,7 +240,7 @@ def read_page(
     sort = sort or Sort()
     dataset = get_dataset(session=session, dataset_id=dataset_id)
     spec = dataset_spec(dataset)
-    table = ddl_table(spec, dataset.table_name, MetaData())
+    table = dataset_table(spec, dataset.table_name)
     where = condition(table, spec, row_filter)
     key = table.c[known_column(spec, sort.column)]
     total = int(session.scalar(select(func.count()).select_from(table).where(where)) or 0)
@@ -394,7 +401,7 @@ def _csv_chunks(
 ) -> Iterator[tuple[bytes, int]]:
     """The CSV as encoded pieces (the header with the byte-order mark, then one per chunk of
     rows) and how many rows each piece holds."""
-    table = ddl_table(spec, table_name, MetaData())
+    table = dataset_table(spec, table_name)
     stmt = (
         select(*(table.c[name] for name in spec.names))
         .where(condition(table, spec, row_filter))

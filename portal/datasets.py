@@ -262,7 +262,7 @@ def load_rows(
 def guarded_columns(spec: specs.DatasetSpec, table_name: str) -> dict[str, str]:
     """The table's constraints, as ``ddl_table`` names them, and the column (physical name)
     each guards: to say which column a constraint violation is about."""
-    table = specs.ddl_table(spec, table_name, MetaData())
+    table = specs.dataset_table(spec, table_name)
     return {
         str(con.name): col.name
         for con in table.constraints

@@ -178,15 +178,14 @@ _EDITOR_DTYPES: Final[dict[str, Any]] = {
 def editor_frame(spec: DatasetSpec, rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
     """Rows ``(_row_id, *values in spec order)`` as the frame the editor gets: indexed by
     ``_row_id``, one column per spec column (physical names), in dtypes the grid edits well."""
-    frame = pd.DataFrame(
-        [list(r[1:]) for r in rows],
-        columns=spec.names,
-        index=pd.Index([int(r[0]) for r in rows], name=ROW_ID, dtype="int64"),
-        dtype=object,
-    )
-    for c in spec.columns:
-        frame[c.name] = frame[c.name].astype(_EDITOR_DTYPES[c.type])
-    return frame
+    index = pd.Index([int(r[0]) for r in rows], name=ROW_ID, dtype="int64")
+    columns = list(zip(*(r[1:] for r in rows), strict=True)) or [()] * len(spec.columns)
+    data = {}
+    for c, values in zip(spec.columns, columns, strict=True):
+        cells = pd.Series(list(values), index=index, dtype=object)  # one column at a time
+        dtype = _EDITOR_DTYPES[c.type]
+        data[c.name] = cells if dtype == "object" else cells.astype(dtype)
+    return pd.DataFrame(data, index=index, columns=spec.names)
 
 
 def make_window(

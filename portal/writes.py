@@ -36,7 +36,7 @@ from typing import Any, Final
 import psycopg2
 import psycopg2.errors
 from psycopg2.extras import execute_values
-from sqlalchemy import MetaData, Select, UniqueConstraint, func, select, text
+from sqlalchemy import Select, UniqueConstraint, func, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -57,7 +57,7 @@ from portal.spec import (
     CellError,
     DatasetSpec,
     Value,
-    ddl_table,
+    dataset_table,
     type_only,
     validate_value,
 )
@@ -165,7 +165,7 @@ def read_window(
     spec = dataset_spec(dataset)
     want = indexes.wanted(spec, dataset.row_count, sort, filters)
     building = indexes.ensure(session.get_bind().engine, dataset.table_name, want) if want else []
-    table = ddl_table(spec, dataset.table_name, MetaData())
+    table = dataset_table(spec, dataset.table_name)
     where = [condition(table, spec, f) for f in filters]
     key = table.c[known_column(spec, sort.column)]
     keys = [key] if key.name == diffs.ROW_ID else [key, table.c[diffs.ROW_ID]]
@@ -407,7 +407,7 @@ def _unique_constraints(session: Session, spec: DatasetSpec, table_name: str) ->
     if not any(c.unique for c in spec.columns):
         return ""
     preparer = session.get_bind().dialect.identifier_preparer
-    table = ddl_table(spec, table_name, MetaData())
+    table = dataset_table(spec, table_name)
     return ", ".join(
         f"{preparer.quote_schema(DATA_SCHEMA)}.{preparer.quote(str(con.name))}"
         for con in table.constraints
@@ -473,7 +473,7 @@ def current_rows(
     *, session: Session, dataset: Dataset, spec: DatasetSpec, row_ids: set[int]
 ) -> dict[int, tuple[int, dict[str, Value]]]:
     """``{_row_id: (_version, values)}`` for the rows of ``row_ids`` that exist now."""
-    table = ddl_table(spec, dataset.table_name, MetaData())
+    table = dataset_table(spec, dataset.table_name)
     rows = session.execute(
         select(table.c["_row_id"], table.c["_version"], *(table.c[n] for n in spec.names)).where(
             table.c["_row_id"].in_(sorted(row_ids))
