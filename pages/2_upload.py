@@ -24,11 +24,11 @@ from portal.csv_import import (
     encoding_label,
     error_report_csv,
 )
-from portal.errors import CommitOutcomeUnknown, DatabaseUnavailable, PortalError
+from portal.errors import PortalError
 from portal.spec import COLUMN_TYPES, DatasetSpec, ValidationResult, editor_columns
 from portal.ui import current_actor, md_escape, require
 from portal.ui.column_config import column_config
-from portal.ui.db_retry import show_error
+from portal.ui.db_retry import show_error, show_write_error
 
 actor = require("editor")
 
@@ -297,18 +297,8 @@ def store(chosen_target: uploads.NewDataset | uploads.ExistingDataset) -> None:
                 progress=status.write,
             )
             status.update(label="Stored", state="complete")
-    except CommitOutcomeUnknown as exc:
-        st.error(f"{exc} The file is still here meanwhile.", icon=":material/cloud_off:")
-        return
-    except DatabaseUnavailable as exc:
-        # Never retried by itself: the person decides, knowing nothing was stored.
-        st.error(
-            f"{exc} The file is still here — store it again once the database answers.",
-            icon=":material/cloud_off:",
-        )
-        return
     except PortalError as exc:
-        st.error(str(exc), icon=":material/error:")
+        show_write_error(exc, kept="The file is still here", again="store it again")
         return
     verb = "replaced the rows of" if outcome.mode == "replace" else "loaded into"
     st.session_state[FLASH] = (

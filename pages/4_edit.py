@@ -37,11 +37,11 @@ from portal.csv_safe import csv_bytes
 from portal.datasets import dataset_names
 from portal.db import session_scope
 from portal.diffs import ChangeSet, InvalidEdits, show_value
-from portal.errors import CommitOutcomeUnknown, DatabaseUnavailable, PortalError
+from portal.errors import PortalError
 from portal.spec import Value, editor_columns
 from portal.ui import current_actor, md_escape, require
 from portal.ui.column_config import column_config
-from portal.ui.db_retry import outages, show_error
+from portal.ui.db_retry import outages, show_error, show_write_error
 from portal.ui.navigation import HISTORY
 
 actor = require("viewer")
@@ -501,18 +501,8 @@ def confirm(changes: ChangeSet, reason: str) -> None:
             st.session_state[k["conflict"]] = exc
             close_dialog()
             st.rerun()
-        except CommitOutcomeUnknown as exc:
-            st.error(f"{exc} Your edits are kept meanwhile.", icon=":material/cloud_off:")
-            return
-        except DatabaseUnavailable as exc:
-            # Never retried by itself: the person decides, knowing nothing was saved.
-            st.error(
-                f"{exc} Your edits are kept — commit again once the database answers.",
-                icon=":material/cloud_off:",
-            )
-            return
         except PortalError as exc:
-            st.error(str(exc), icon=":material/error:")
+            show_write_error(exc, kept="Your edits are kept", again="commit again")
             return
         forget(opened)
         st.session_state.pop(f"edit.{opened}.reason", None)

@@ -23,7 +23,7 @@ from typing import Final, NoReturn
 import streamlit as st
 
 from portal.db import database_answers
-from portal.errors import DatabaseUnavailable, PortalError
+from portal.errors import CommitOutcomeUnknown, DatabaseUnavailable, PortalError
 
 RETRY_SECONDS: Final = 3.0
 NOTICE: Final = "The database is unavailable — retrying…"
@@ -67,3 +67,14 @@ def show_error(exc: PortalError, *, icon: str = ":material/error:") -> None:
     if isinstance(exc, DatabaseUnavailable):
         wait_for_database(exc)
     st.error(str(exc), icon=icon)
+
+
+def show_write_error(exc: PortalError, *, kept: str, again: str) -> None:
+    """A failed write's error, never retried by itself: the person decides, knowing what is
+    kept (``kept``: "Your edits are kept") and what to do (``again``: "commit again")."""
+    if isinstance(exc, CommitOutcomeUnknown):
+        st.error(f"{exc} {kept} meanwhile.", icon=":material/cloud_off:")
+    elif isinstance(exc, DatabaseUnavailable):
+        st.error(f"{exc} {kept} — {again} once the database answers.", icon=":material/cloud_off:")
+    else:
+        st.error(str(exc), icon=":material/error:")
