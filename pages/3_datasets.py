@@ -20,7 +20,7 @@ from portal.spec import editor_columns
 from portal.ui import md_escape, require
 from portal.ui.column_config import column_config
 from portal.ui.db_retry import show_error
-from portal.ui.navigation import UPLOAD
+from portal.ui.navigation import UPLOAD, history_links
 
 actor = require("viewer")
 
@@ -203,6 +203,7 @@ st.dataframe(
         **column_config(editor_columns(spec)),
     },
 )
+history_links(dataset.id, [int(i) for i in rows_page.rows[ROW_ID]], key=f"{key}.history_row")
 
 
 # -- download ---------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ try.
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -29,7 +28,6 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-from streamlit.errors import StreamlitAPIException
 
 from portal import diffs, merge, writes
 from portal.browse import FILTER_OPS, RowFilter, Sort
@@ -42,7 +40,7 @@ from portal.spec import Value, editor_columns
 from portal.ui import current_actor, md_escape, require
 from portal.ui.column_config import column_config
 from portal.ui.db_retry import outages, show_error, show_write_error
-from portal.ui.navigation import HISTORY
+from portal.ui.navigation import history_links
 
 actor = require("viewer")
 may_edit = actor.can("editor")
@@ -319,9 +317,9 @@ st.data_editor(
 )
 if any(window.shown.index < 0):
     st.caption("Rows with a negative id are new rows you added earlier, not committed yet.")
-# A page run on its own (not through app.py's navigation) cannot link to other pages.
-with contextlib.suppress(StreamlitAPIException):
-    st.page_link(HISTORY.path, label="History of this dataset and its rows", icon=HISTORY.icon)
+history_links(
+    dataset_id, [int(i) for i in window.shown.index if i >= 0], key=f"edit.{dataset_id}.history_row"
+)
 
 try:
     changes = current_changes(loaded)

@@ -15,9 +15,12 @@ fragment re-reads the actor with ``portal.ui.current_actor(role)``.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 from streamlit.navigation.page import StreamlitPage
 
 from portal.signin import SignedIn
@@ -65,3 +68,25 @@ def navigation(signed: SignedIn | None) -> StreamlitPage:
         for spec in pages_for(signed)
     ]
     return st.navigation(pages, position="sidebar" if signed is not None else "hidden")
+
+
+def history_links(dataset_id: int, row_ids: Sequence[int], key: str) -> None:
+    """Links to the History page: the dataset's changesets, and every version of a row picked
+    from ``row_ids`` (the rows the page shows). A page run on its own, not through app.py's
+    navigation, cannot link to other pages: then nothing is shown."""
+    cols = st.columns([1, 2, 2], vertical_alignment="bottom")
+    with contextlib.suppress(StreamlitAPIException):
+        cols[2].page_link(
+            HISTORY.path,
+            label="History of this dataset",
+            icon=HISTORY.icon,
+            query_params={"dataset": str(dataset_id)},
+        )
+        if row_ids:
+            row = cols[0].selectbox("Row id", row_ids, key=key)
+            cols[1].page_link(
+                HISTORY.path,
+                label=f"Every version of row {row}",
+                icon=":material/manage_history:",
+                query_params={"dataset": str(dataset_id), "row": str(row)},
+            )

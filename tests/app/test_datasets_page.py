@@ -37,7 +37,8 @@ def rows_frame(at: AppTest):
 
 
 def upload_links(at: AppTest) -> list[str]:
-    return [link.proto.page for link in at.main.page_link]  # the URL path of the page
+    """The URL paths of the page's links to Upload."""
+    return [link.proto.page for link in at.main.page_link if link.proto.page == "upload"]
 
 
 def test_empty_state_points_editors_to_upload(fresh_db: DatabaseHandle) -> None:
@@ -173,3 +174,16 @@ def test_the_page_file_opened_directly_works_after_sign_in(fresh_db: DatabaseHan
     at = sign_in(app_test(PAGE).run(), name, password)
     assert not at.exception
     assert at.dataframe[0].value["Name"].tolist() == ["People"]
+
+
+def test_an_opened_dataset_links_to_its_rows_history(fresh_db: DatabaseHandle) -> None:
+    dataset_id, _ = seed_people(fresh_db)
+    at, _ = datasets_page(fresh_db, "viewer")
+    open_dataset(at, dataset_id)
+    shown = [int(i) for i in rows_frame(at).value["_row_id"]]
+    box = at.selectbox(key=f"datasets.{dataset_id}.history_row")
+    assert box.options == [str(i) for i in shown]
+    box.select(shown[-1]).run()
+    links = {link.proto.label: link.proto for link in at.main.page_link}
+    row = links[f"Every version of row {shown[-1]}"]
+    assert (row.page, row.query_string) == ("history", f"dataset={dataset_id}&row={shown[-1]}")

@@ -213,3 +213,12 @@ def test_sorting_a_large_dataset_says_its_index_is_being_built(
     [note] = [c.value for c in at.caption if "index on" in c.value]
     assert "“Qty”" in note
     indexes.wait(timeout=30)
+
+
+def test_the_edit_page_links_to_a_row_s_history(fresh_db: DatabaseHandle, dataset: int) -> None:
+    at = edit_page(fresh_db, "viewer", dataset)
+    at.selectbox(key=f"edit.{dataset}.history_row").select(3).run()
+    links = {link.proto.label: link.proto for link in at.main.page_link}
+    row = links["Every version of row 3"]
+    assert (row.page, row.query_string) == ("history", f"dataset={dataset}&row=3")
+    assert links["History of this dataset"].query_string == f"dataset={dataset}"
