@@ -112,8 +112,10 @@ def confirm_revert(changeset_id: int) -> None:
         )
     if changes.inserts:
         st.caption(
-            f"{len(changes.inserts):,} row(s) #{seq} deleted come back with their exact values, "
-            "under new row ids (the database numbers rows and never reuses a number)."
+            f"Rows #{seq} deleted, brought back under their own row ids with their exact "
+            "values: "
+            + ", ".join(str(i.row_id) for i in changes.inserts[:50])
+            + (" …" if len(changes.inserts) > 50 else "")
         )
     if plan.already:
         st.caption(
