@@ -74,44 +74,80 @@ def grid_box(grid: Locator) -> dict[str, float]:
     return box
 
 
+def open_editor(
+    page: Page, row_y: float, *, shows: tuple[str, ...], tag: str | None = None
+) -> Locator:
+    """Enter on the selected cell; its editor (an input or textarea over the canvas) must sit on
+    the row at ``row_y``, be a ``tag`` and show one of ``shows``, or the keys went to another
+    cell (raises AssertionError, or PlaywrightTimeout when no editor opened)."""
+    page.keyboard.press("Enter")
+    editor = page.locator(CELL_EDITOR).first
+    editor.wait_for(state="visible", timeout=SLOW // 5)
+    where = editor.bounding_box()
+    if where is None or abs(where["y"] + where["height"] / 2 - row_y) > ROW_H / 3:
+        raise AssertionError(f"the editor opened on another row: {where}")
+    opened = editor.evaluate("e => e.tagName.toLowerCase()")
+    if tag is not None and opened != tag:
+        raise AssertionError(f"the editor is a {opened}, not a {tag}: another column")
+    if editor.input_value() not in shows:
+        raise AssertionError(f"the editor shows {editor.input_value()!r}, not one of {shows}")
+    return editor
+
+
 def edit_cell(
     page: Page,
     grid: Locator,
     *,
     row: int,
+    anchor: str,
     right: int,
+    down: int = 0,
+    kind: str,
     before: str,
     value: str,
     done: Callable[[], None],
     x: float = ROW_ID_X,
 ) -> None:
-    """Type ``value`` into a cell with the mouse and keyboard: click the cell ``x`` px into the
-    grid on ``row`` (0 = the first data row), walk ``right`` cells with the arrow keys, Enter
-    opens the cell's editor, type, Enter. The editor must show ``before`` (the cell's value),
-    or the keys went to another cell (a rerun redrew the grid under the click): Escape leaves
-    it unchanged and it is tried again. ``done`` expects what the edit should show (raises when
-    not seen); retrying then types the same value into the same cell again, which is harmless.
-    """
-    cell_input = page.locator(CELL_EDITOR).first
+    """Type ``value`` into a cell with the mouse and keyboard.
+
+    Click the cell ``x`` px into the grid on ``row`` (0 = the first data row) and check it is
+    the one meant: Enter opens its editor, which must show ``anchor`` (Escape closes it). Then
+    walk ``right`` and ``down`` cells with the arrow keys; Enter opens the cell's editor, which
+    must be on the row expected, of the column's ``kind`` ("text": a textarea, "number": an
+    input) and show ``before``; type; Tab (unlike Enter, it never walks into the grid's "add a
+    row" line under the last row). A click a rerun redrew the grid under, or that only gave the
+    grid focus, is found out by the anchor and tried again. ``done`` expects what the edit
+    should show (it raises when not seen); a retry finding ``value`` typed already just checks
+    again."""
+    tag = {"text": "textarea", "number": "input"}[kind]
     for attempt in range(ATTEMPTS):
         idle(page)
         box = grid_box(grid)
-        page.mouse.click(box["x"] + x, cell_y(box, row))
-        for _ in range(right):
-            page.keyboard.press("ArrowRight")
-        page.keyboard.press("Enter")
         try:
-            cell_input.wait_for(state="visible", timeout=SLOW // 3)
-            if cell_input.input_value() != before:
-                raise AssertionError(f"the editor opened on {cell_input.input_value()!r}")
-            cell_input.fill(value)
-            cell_input.press("Enter")
+            page.mouse.click(box["x"] + x, cell_y(box, row))
+            open_editor(page, cell_y(box, row), shows=(anchor,))
+            page.keyboard.press("Escape")
+            page.locator(CELL_EDITOR).first.wait_for(state="hidden", timeout=SLOW // 3)
+            page.wait_for_timeout(100)  # the grid takes the keys back
+            for _ in range(right):
+                page.keyboard.press("ArrowRight")
+            for _ in range(down):
+                page.keyboard.press("ArrowDown")
+            target_y = cell_y(box, row + down)
+            editor = open_editor(page, target_y, shows=(before, value), tag=tag)
+            if editor.input_value() == value != before:  # typed by an earlier attempt
+                page.keyboard.press("Escape")
+                done()
+                return
+            editor.fill(value)
+            editor.press("Tab")
             idle(page)
             done()
-        except (PlaywrightTimeout, AssertionError):
+        except (PlaywrightTimeout, AssertionError) as exc:
+            print(f"edit_cell {value!r}: attempt {attempt + 1} missed: {str(exc)[:300]}")
             if attempt == ATTEMPTS - 1:
                 raise
-            if cell_input.is_visible():
+            if page.locator(CELL_EDITOR).first.is_visible():
                 page.keyboard.press("Escape")
             continue
         return
@@ -142,12 +178,17 @@ def grid_csv(page: Page, grid: Locator) -> list[list[str]]:
     window.showSaveFilePicker`` in an init script, for a plain download Playwright can catch."""
     for attempt in range(ATTEMPTS):
         idle(page)
-        grid.scroll_into_view_if_needed()
+        # In the middle of the window: at its top edge, the toolbar (drawn above the grid) can
+        # sit under the grid before it, which then takes the click.
+        grid.evaluate("e => e.scrollIntoView({block: 'center'})")
         grid.hover()
+        button = grid.get_by_role("button", name="Download as CSV")
         try:
+            button.wait_for(state="visible", timeout=SLOW // 3)
             with page.expect_download(timeout=SLOW // 2) as download:
-                grid.get_by_role("button", name="Download as CSV").click(timeout=SLOW // 3)
-        except PlaywrightTimeout:
+                button.click(timeout=SLOW // 3)
+        except PlaywrightTimeout as exc:
+            print(f"grid_csv: attempt {attempt + 1} missed: {str(exc)[:300]}")
             if attempt == ATTEMPTS - 1:
                 raise
             continue
@@ -321,7 +362,9 @@ def test_an_editor_pastes_and_types_in_the_grid_and_a_broken_rule_is_refused_per
             page,
             grid,
             row=0,
+            anchor="1",
             right=1,
+            kind="text",
             before="cy",
             value="zoe",
             done=lambda: expect(metric(page, "Cells changed")).to_have_text("2", timeout=SLOW),
