@@ -223,7 +223,8 @@ except PortalError as exc:
 
 if not result.ok:
     st.error(
-        f"{result.error_count:,} cells break the rules, so nothing has been stored. Fix them in "
+        f"{result.error_count:,} {'cell breaks' if result.error_count == 1 else 'cells break'} "
+        "the rules, so nothing has been stored. Fix them in "
         "the file (the report below says where and why) and upload it again.",
         icon=":material/error:",
     )

@@ -325,7 +325,8 @@ try:
     changes = current_changes(loaded)
 except InvalidEdits as exc:
     st.error(
-        f"{len(exc.problems):,} of your edits break the dataset's rules; nothing can be "
+        f"{len(exc.problems):,} of your edits {'breaks' if len(exc.problems) == 1 else 'break'} "
+        "the dataset's rules; nothing can be "
         "committed until they are corrected (or discarded).",
         icon=":material/error:",
     )

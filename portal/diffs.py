@@ -547,17 +547,22 @@ def _check_unique(
 ) -> None:
     """A unique column may not end up with one value twice among the window's rows: the
     ``kept`` committed rows ``(position, row_id)`` with their edited values where they have
-    them, else their shown ones, then the inserts."""
+    them, else their shown ones, then the inserts. A clash is put on the cell edited (or the
+    row added), never on a row the state did not touch: untouched cells are seen first."""
     for c in spec.columns:
         if not c.unique:
             continue
         seen: dict[Any, str] = {}
         cells = shown.cells[c.name]
-        rows: list[tuple[str, Value]] = []
+        untouched: list[tuple[str, Value]] = []
+        edited: list[tuple[str, Value]] = []
         for p, i in kept:
             mine = edits.get(i, {})
-            rows.append((_where(i), mine[c.name] if c.name in mine else plain(cells[p])))
-        rows += [(where, v[c.name]) for where, v in inserts]
+            if c.name in mine:
+                edited.append((_where(i), mine[c.name]))
+            else:
+                untouched.append((_where(i), plain(cells[p])))
+        rows = untouched + edited + [(where, v[c.name]) for where, v in inserts]
         for where, value in rows:
             if value is None:
                 continue

@@ -782,3 +782,11 @@ def test_the_cap_on_new_rows_counts_the_pending_ones() -> None:
     problem = one_problem({"added_rows": [next(code), next(code)]}, win)
     assert problem.where == "new rows"
     assert f"{diffs.MAX_ADDED_ROWS + 1:,} new rows" in problem.message
+
+
+def test_a_unique_clash_is_put_on_the_cell_edited_not_on_the_untouched_row() -> None:
+    problem = one_problem({"edited_rows": {0: {"code": "AB3"}}})
+    assert (problem.where, problem.column) == ("row 10", "Code")
+    assert "already in row 12" in problem.message
+    problem = one_problem({"edited_rows": {2: {"code": "AB1"}}})
+    assert (problem.where, problem.column) == ("row 12", "Code")
