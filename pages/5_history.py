@@ -9,6 +9,7 @@ Datasets pages link here that way).
 """
 
 import math
+from collections.abc import Sequence
 
 import streamlit as st
 
@@ -16,7 +17,7 @@ from portal import revert, trail_views
 from portal.actor import Actor
 from portal.datasets import dataset_names
 from portal.db import session_scope
-from portal.diffs import cell_changes, show_value
+from portal.diffs import RowDelete, RowInsert, cell_changes, show_value
 from portal.errors import PortalError
 from portal.trail_views import AsOf, Export, when
 from portal.ui import current_actor, md_escape, require
@@ -63,6 +64,12 @@ def open_revert(changeset_id: int) -> None:
     st.session_state[REVERTING] = changeset_id
 
 
+def row_ids(rows: Sequence[RowDelete | RowInsert], shown: int = 50) -> str:
+    """The rows' ids, the first ``shown`` of them."""
+    ids = ", ".join(str(r.row_id) for r in rows[:shown])
+    return ids + (" …" if len(rows) > shown else "")
+
+
 @st.dialog("Revert this changeset?", width="large", on_dismiss=close_revert)
 def confirm_revert(changeset_id: int) -> None:
     """What the revert writes, what it leaves alone, a reason, then Revert or Cancel. The actor
@@ -105,17 +112,11 @@ def confirm_revert(changeset_id: int) -> None:
             width="stretch",
         )
     if changes.deletes:
-        st.caption(
-            f"Rows #{seq} added, deleted again: "
-            + ", ".join(str(d.row_id) for d in changes.deletes[:50])
-            + (" …" if len(changes.deletes) > 50 else "")
-        )
+        st.caption(f"Rows #{seq} added, deleted again: {row_ids(changes.deletes)}")
     if changes.inserts:
         st.caption(
             f"Rows #{seq} deleted, brought back under their own row ids with their exact "
-            "values: "
-            + ", ".join(str(i.row_id) for i in changes.inserts[:50])
-            + (" …" if len(changes.inserts) > 50 else "")
+            f"values: {row_ids(changes.inserts)}"
         )
     if plan.already:
         st.caption(
