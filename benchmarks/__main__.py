@@ -12,6 +12,7 @@ from benchmarks import (
     edit_window,
     ingest,
     load,
+    load_pages,
 )
 
 
@@ -47,6 +48,10 @@ def main() -> None:
     throughput, p95_vs_target = load.main(sessions=20, seconds=10 if args.quick else 30)
     results["load: commits/s, 20 sessions / 1 session"] = throughput
     results["load: p95 commit latency, 20 sessions / 250 ms target"] = p95_vs_target
+    pages, _problems = load_pages.main(sessions=20, seconds=10 if args.quick else 30)
+    results["load pages: p95 Commit click, 20 AppTest procs / 250 ms"] = (
+        pages.latency(0.95) / load.P95_TARGET_S
+    )
     print("\nsummary")
     for name, ratio in results.items():
         print(f"  {name:<58} {ratio:5.2f}x")
