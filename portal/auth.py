@@ -42,13 +42,15 @@ read once per browser session; writes and deletes are queued in session state an
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
 import streamlit as st
+from streamlit.errors import StreamlitDuplicateElementKey
 from streamlit_authenticator.models import CookieModel
 
 from portal import signin
@@ -225,35 +227,56 @@ def _forget(notice: str | None = None) -> None:
     state.pop(_SINCE, None)
     # The cookies this session was opened with are stale now: never read them again.
     state[_COOKIE_READ] = True
-    state[_COOKIE_OP] = ("delete",)
+    state[_COOKIE_OP] = ("delete", secrets.token_hex(8))
     if notice:
         state[_NOTICE] = notice
 
 
 def _apply_cookie_op() -> None:
-    op = st.session_state.pop(_COOKIE_OP, None)
+    """Draw the queued cookie write or deletion, in every run until the browser reports it done.
+
+    The cookie component is an iframe: a run replaced by the next one before the iframe loaded
+    never writes the cookie, so the operation stays queued, drawn again under the same key
+    (one component for its whole life), until the component's value says it ran. ``current()``
+    runs twice in a run (app.py, then the page's guard): the second draw is skipped."""
+    op = st.session_state.get(_COOKIE_OP)
     if op is None:
         return
     settings = get_settings()
-    model = CookieModel(
-        cookie_name=settings.cookie_name,
-        cookie_key=cookie_key(),
-        cookie_expiry_days=settings.cookie_expiry_days,
-    )
-    if op[0] == "set":
-        _, token, expires_at = op
-        model.cookie_manager.set(
-            settings.cookie_name,
-            token,
-            key="portal.auth.cookie_set",
-            expires_at=expires_at,
-            same_site="strict",
-            secure=(st.context.url or "").startswith("https:"),
+    secure = (st.context.url or "").startswith("https:")
+    try:
+        model = CookieModel(
+            cookie_name=settings.cookie_name,
+            cookie_key=cookie_key(),
+            cookie_expiry_days=settings.cookie_expiry_days,
         )
-    else:
-        # CookieManager.delete also forgets its own copy, which it may not have read yet.
-        with contextlib.suppress(KeyError):
-            model.cookie_manager.delete(settings.cookie_name, key="portal.auth.cookie_delete")
+        component = model.cookie_manager.cookie_manager  # extra_streamlit_components' own
+        if op[0] == "set":
+            _, token, expires_at = op
+            options = {"path": "/", "expires": expires_at.isoformat(), "sameSite": "strict"}
+            done = component(
+                method="set",
+                cookie=settings.cookie_name,
+                value=token,
+                options=options | ({"secure": True} if secure else {}),
+                key=f"portal.auth.cookie_set.{_digest(token)}",
+                default=False,
+            )
+        else:
+            done = component(
+                method="delete",
+                cookie=settings.cookie_name,
+                key=f"portal.auth.cookie_delete.{op[1]}",
+                default=False,
+            )
+    except StreamlitDuplicateElementKey:
+        return  # drawn already in this run
+    if done:
+        st.session_state.pop(_COOKIE_OP, None)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
 def change_own_password(*, current_password: str, new_password: str, confirm_password: str) -> None:
