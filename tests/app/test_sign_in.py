@@ -3,11 +3,22 @@ sign-out, and the audit events of each."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import text
+from streamlit.testing.v1 import AppTest
 
 from portal.signin import WRONG_CREDENTIALS
-from tests.app.conftest import app_test, events, new_user, shows_sign_in, sign_in, texts
+from tests.app.conftest import (
+    app_test,
+    events,
+    new_user,
+    shows_sign_in,
+    sign_in,
+    signed_in,
+    texts,
+)
 from tests.conftest import DatabaseHandle
 
 pytestmark = pytest.mark.app
@@ -105,3 +116,20 @@ def test_sign_out(fresh_db: DatabaseHandle) -> None:
     # ... and can sign in again.
     sign_in(at, name, password)
     assert not shows_sign_in(at)
+
+
+def cookie_writes(at: AppTest) -> list[str]:
+    """The ``method`` of each cookie component the run drew, other than the read (``getAll``)."""
+    methods = [json.loads(e.proto.json_args)["method"] for e in at.get("component_instance")]
+    return [m for m in methods if m != "getAll"]
+
+
+def test_the_cookie_write_is_drawn_again_until_the_browser_reports_it_done(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """A run replaced before the cookie's iframe loaded would lose the write: it stays queued.
+    (AppTest never runs the component's JavaScript, so here it never reports done.)"""
+    at, _ = signed_in(fresh_db, "viewer")
+    for _ in range(3):
+        at.run()
+        assert cookie_writes(at) == ["set"]  # once per run, though current() runs twice
