@@ -268,10 +268,9 @@ elif view.filters:
 else:
     nav[0].caption("The dataset has no rows yet." + (" Add one below." if may_edit else ""))
 if read.indexing:
-    labels = {c.name: c.label for c in spec.columns}
     st.caption(
         "This is a large table: an index on "
-        + ", ".join(f"“{labels.get(n, n)}”" for n in read.indexing)
+        + ", ".join(f"“{labels[n]}”" for n in read.indexing)
         + " is being built in the background, so sorting and filtering by it will be faster "
         "in a minute or two.",
         help="Large datasets get an index on a column the first time it is sorted or filtered.",
