@@ -42,7 +42,6 @@ read once per browser session; writes and deletes are queued in session state an
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -216,7 +215,7 @@ def _begin(signed: SignedIn) -> None:
     state[_USERNAME] = signed.username
     state[_SINCE] = signed.since
     state[_COOKIE_READ] = True
-    state[_COOKIE_OP] = ("set", token, expires_at)
+    state[_COOKIE_OP] = ("set", secrets.token_hex(8), token, expires_at)
     state.pop(_NOTICE, None)
 
 
@@ -251,32 +250,25 @@ def _apply_cookie_op() -> None:
             cookie_expiry_days=settings.cookie_expiry_days,
         )
         component = model.cookie_manager.cookie_manager  # extra_streamlit_components' own
-        if op[0] == "set":
-            _, token, expires_at = op
+        method, nonce, *args = op  # the nonce keys one component per queued operation
+        key = f"portal.auth.cookie_{method}.{nonce}"
+        if method == "set":
+            token, expires_at = args
             options = {"path": "/", "expires": expires_at.isoformat(), "sameSite": "strict"}
             done = component(
                 method="set",
                 cookie=settings.cookie_name,
                 value=token,
                 options=options | ({"secure": True} if secure else {}),
-                key=f"portal.auth.cookie_set.{_digest(token)}",
+                key=key,
                 default=False,
             )
         else:
-            done = component(
-                method="delete",
-                cookie=settings.cookie_name,
-                key=f"portal.auth.cookie_delete.{op[1]}",
-                default=False,
-            )
+            done = component(method="delete", cookie=settings.cookie_name, key=key, default=False)
     except StreamlitDuplicateElementKey:
         return  # drawn already in this run
     if done:
         st.session_state.pop(_COOKIE_OP, None)
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
 def change_own_password(*, current_password: str, new_password: str, confirm_password: str) -> None:
