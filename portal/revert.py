@@ -50,7 +50,7 @@ from portal.datasets import dataset_spec, get_dataset
 from portal.diffs import ChangeSet, RowDelete, RowInsert, RowUpdate, same_value, show_value
 from portal.errors import AuditError, PermissionDenied, ValidationError
 from portal.models import RowChange
-from portal.spec import CellError, ColumnSpec, DatasetSpec, Value, type_only, validate_value
+from portal.spec import CellError, ColumnSpec, DatasetSpec, Value, stored_value
 from portal.trail_views import when
 from portal.writes import CommitResult, EditConflict, EditRefused, commit, current_rows
 
@@ -453,18 +453,13 @@ def _typed(
                 f"Changeset #{seq} changed column {name!r}, which the dataset no longer has; "
                 "it cannot be reverted."
             )
-        if raw is None:
-            typed[name] = None
-        elif column.type in ("text", "category") and isinstance(raw, str):
-            typed[name] = raw
-        else:
-            value = validate_value(type_only(column), raw)
-            if isinstance(value, CellError):
-                raise ValidationError(
-                    f"Changeset #{seq} holds {raw!r} in column “{column.label}”, which is no "
-                    f"longer a {column.type} value; it cannot be reverted."
-                )
-            typed[name] = value
+        value = stored_value(column, raw)
+        if isinstance(value, CellError):
+            raise ValidationError(
+                f"Changeset #{seq} holds {raw!r} in column “{column.label}”, which is no "
+                f"longer a {column.type} value; it cannot be reverted."
+            )
+        typed[name] = value
     return typed
 
 

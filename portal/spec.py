@@ -381,6 +381,17 @@ def type_only(c: ColumnSpec) -> ColumnSpec:
     return ColumnSpec(label=c.label, name=c.name, type=c.type, format=c.format)
 
 
+def stored_value(c: ColumnSpec, raw: object) -> Value | CellError:
+    """A value as the audit log holds it, read exactly as the column's type alone: a text as
+    stored (an empty text is not a missing value here), ``None`` as missing, anything else
+    through ``validate_value`` of ``type_only(c)``."""
+    if raw is None:
+        return None
+    if c.type in ("text", "category") and isinstance(raw, str):
+        return raw
+    return validate_value(type_only(c), raw)
+
+
 def _regex_problem(pattern: object) -> str | None:
     if not isinstance(pattern, str) or not pattern:
         return "the pattern must be non-empty text."

@@ -58,8 +58,7 @@ from portal.spec import (
     DatasetSpec,
     Value,
     dataset_table,
-    type_only,
-    validate_value,
+    stored_value,
 )
 
 MAX_REASON_CHARS: Final = 2_000
@@ -508,11 +507,7 @@ def typed_image(spec: DatasetSpec, image_json: str) -> dict[str, Value]:
     image = loads(image_json)
     typed: dict[str, Value] = {}
     for c in spec.columns:
-        raw = image.get(c.name)
-        if isinstance(raw, str) and c.type in ("text", "category"):
-            typed[c.name] = raw
-            continue
-        value = validate_value(type_only(c), raw)
+        value = stored_value(c, image.get(c.name))
         typed[c.name] = None if isinstance(value, CellError) else value
     return typed
 
