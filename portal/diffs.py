@@ -290,12 +290,12 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
     if outside_window:  # nothing else is worth checking against positions that do not fit
         raise InvalidEdits(outside_window)
 
-    ids = [int(i) for i in window.shown.index]
-    deleted_ids = {ids[p] for p in deleted}
     # Only the cells the state edits and the rows holding pending changes can differ from what
-    # was committed: just those are read out of the frame (cell by cell through pandas, a whole
-    # window costs more than the rest of a diff).
+    # was committed: just those are turned into plain values (a whole window, value by value,
+    # costs more than the rest of a diff).
     shown = _Columns(window.shown, spec)
+    ids = list(shown.position)  # row ids by position
+    deleted_ids = {ids[p] for p in deleted}
     edits: dict[int, dict[str, Value]] = {}  # row id -> its edited cells, checked
     for position in sorted(set(edited) - set(deleted)):
         row_id = ids[position]
