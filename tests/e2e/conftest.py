@@ -15,6 +15,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -87,24 +88,24 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
-@pytest.fixture
-def portal_server(fresh_db: DatabaseHandle, tmp_path: Path) -> Iterator[PortalServer]:
-    """A fresh server (no session has run yet) with an admin ``boss`` and a viewer ``vee``."""
-    users = {}
-    with Session(fresh_db.app) as s, s.begin():
-        for name, role in (("boss", "admin"), ("vee", "viewer")):
-            _, users[name] = make_user(s, username=name, role=role, display_name=name.title())
+@contextmanager
+def streamlit_server(
+    database_url: str, cookie_key: str, workdir: Path, max_upload_mb: int = PROXY_MAX_UPLOAD_MB
+) -> Iterator[tuple[str, Path]]:
+    """``streamlit run app.py`` as ``portal serve`` starts it, on a free 127.0.0.1 port, against
+    ``database_url``, with its data directory and log in ``workdir``: (its URL, its log). Killed
+    with its whole process group when the block ends."""
+    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    key = secrets.token_urlsafe(48)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
     env.update(
         PORTAL_ENV="dev",
-        PORTAL_DATABASE_URL=fresh_db.url("app"),
-        PORTAL_COOKIE_KEY=key,
-        PORTAL_DATA_DIR=str(tmp_path / "data"),
+        PORTAL_DATABASE_URL=database_url,
+        PORTAL_COOKIE_KEY=cookie_key,
+        PORTAL_DATA_DIR=str(workdir / "data"),
     )
-    log = tmp_path / "streamlit.log"
-    cmd = streamlit_command(address="127.0.0.1", port=port, max_upload_mb=10)
+    log = workdir / "streamlit.log"
+    cmd = streamlit_command(address="127.0.0.1", port=port, max_upload_mb=max_upload_mb)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -112,9 +113,21 @@ def portal_server(fresh_db: DatabaseHandle, tmp_path: Path) -> Iterator[PortalSe
     try:
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, proc, log)
-        yield PortalServer(url=url, cookie_key=key, db=fresh_db, log=log, users=users)
+        yield url, log
     finally:
         stop(proc)
+
+
+@pytest.fixture
+def portal_server(fresh_db: DatabaseHandle, tmp_path: Path) -> Iterator[PortalServer]:
+    """A fresh server (no session has run yet) with an admin ``boss`` and a viewer ``vee``."""
+    users = {}
+    with Session(fresh_db.app) as s, s.begin():
+        for name, role in (("boss", "admin"), ("vee", "viewer")):
+            _, users[name] = make_user(s, username=name, role=role, display_name=name.title())
+    key = secrets.token_urlsafe(48)
+    with streamlit_server(fresh_db.url("app"), key, tmp_path) as (url, log):
+        yield PortalServer(url=url, cookie_key=key, db=fresh_db, log=log, users=users)
 
 
 @pytest.fixture(scope="module")

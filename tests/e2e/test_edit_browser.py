@@ -212,6 +212,20 @@ def download_button(page: Page, name: str) -> str:
     return Path(download.value.path()).read_text("utf-8-sig")
 
 
+def click_until_visible(page: Page, target: Locator, shown: Locator) -> None:
+    """Click ``target`` once the app is idle until ``shown`` appears: a rerun still in flight
+    may swallow a click."""
+    for _ in range(ATTEMPTS):
+        idle(page)
+        target.click()
+        try:
+            expect(shown).to_be_visible(timeout=SLOW // 3)
+        except AssertionError:
+            continue
+        return
+    expect(shown).to_be_visible(timeout=SLOW)
+
+
 def commit_with_reason(page: Page, reason: str) -> None:
     """Give the reason, open the confirm dialog, Commit; wait for the success message."""
     box = page.get_by_label("Reason (required)")
@@ -220,15 +234,7 @@ def commit_with_reason(page: Page, reason: str) -> None:
     button = page.get_by_role("button", name="Review and commit…")
     expect(button).to_be_enabled(timeout=SLOW)
     dialog = page.get_by_role("dialog")
-    for _ in range(ATTEMPTS):
-        idle(page)
-        button.click()
-        try:
-            expect(dialog).to_be_visible(timeout=SLOW // 3)
-        except AssertionError:
-            continue
-        break
-    expect(dialog).to_be_visible(timeout=SLOW)
+    click_until_visible(page, button, dialog)
     expect(dialog.get_by_text(f"Reason: {reason}")).to_be_visible(timeout=SLOW)
 
 

@@ -5,9 +5,7 @@ retrying…" (no traceback) and comes back by itself once PostgreSQL answers (th
 
 from __future__ import annotations
 
-import os
 import secrets
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,12 +13,11 @@ import pytest
 from playwright.sync_api import BrowserContext, expect
 
 from portal.actor import Actor
-from portal.cli import streamlit_command
 from portal.ui.db_retry import NOTICE
 from tests.db import test_faults
 from tests.db.test_faults import Restartable
 from tests.db.test_writes import CSV, SPEC
-from tests.e2e.conftest import ROOT, free_port, stop, wait_healthy
+from tests.e2e.conftest import streamlit_server
 from tests.e2e.test_sign_in_browser import sign_in, sign_in_form, wait_for_cookie
 from tests.factories import make_user, upload_dataset
 
@@ -39,26 +36,9 @@ def served(restartable: Restartable, tmp_path: Path) -> Iterator[tuple[str, str,
     with Session(restartable.handle.app) as s, s.begin():
         name, password = make_user(s, role="editor", display_name="Eddie E.")
     dataset = upload_dataset(Actor(name, "Eddie E.", "editor"), CSV, spec=SPEC, name="People")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
-    env.update(
-        PORTAL_ENV="dev",
-        PORTAL_DATABASE_URL=restartable.handle.url("app"),
-        PORTAL_COOKIE_KEY=secrets.token_urlsafe(48),
-        PORTAL_DATA_DIR=str(tmp_path / "data"),
-    )
-    log = tmp_path / "streamlit.log"
-    cmd = streamlit_command(address="127.0.0.1", port=port, max_upload_mb=10)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, proc, log)
+    key = secrets.token_urlsafe(48)
+    with streamlit_server(restartable.handle.url("app"), key, tmp_path) as (url, _):
         yield url, name, password, dataset
-    finally:
-        stop(proc)
 
 
 def test_a_page_comes_back_by_itself_after_a_database_restart(

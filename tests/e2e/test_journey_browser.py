@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
@@ -30,6 +31,7 @@ from tests.e2e.test_edit_browser import (
     GRID,
     SLOW,
     Shots,
+    click_until_visible,
     commit_with_reason,
     confirm_commit,
     download_button,
@@ -86,18 +88,23 @@ def upload_and_create(page: Page, shot: Shots) -> None:
     broken = page.get_by_text(
         re.compile(r"^1 cells? breaks? the rules, so nothing has been stored")
     )
-    edit_cell(
-        page,
-        rules,
-        row=1,
-        anchor="Qty",
-        right=4,
-        kind="text",
-        before="",
-        value="0",
-        x=SPEC_X,
-        done=lambda: expect(broken).to_be_visible(timeout=SLOW),
-    )
+
+    def qty_min_zero(done: Callable[[], None]) -> None:
+        """Type 0 into Qty's "Min" in the rules grid (label, type, required, unique, min)."""
+        edit_cell(
+            page,
+            rules,
+            row=1,
+            anchor="Qty",
+            right=4,
+            kind="text",
+            before="",
+            value="0",
+            x=SPEC_X,
+            done=done,
+        )
+
+    qty_min_zero(lambda: expect(broken).to_be_visible(timeout=SLOW))
     expect(page.get_by_role("button", name="Create the dataset")).to_have_count(0)
     shot(page, "error-report")
     report = rows_of(download_button(page, "Download the error report (CSV)"))
@@ -123,18 +130,7 @@ def upload_and_create(page: Page, shot: Shots) -> None:
         qty = dict(zip(shown[0], shown[2], strict=True))
         assert (qty.get("label"), qty.get("min")) == ("Qty", "0"), shown
 
-    edit_cell(
-        page,
-        rules,
-        row=1,
-        anchor="Qty",
-        right=4,
-        kind="text",
-        before="",
-        value="0",
-        x=SPEC_X,
-        done=min_is_zero,
-    )
+    qty_min_zero(min_is_zero)
     expect(page.get_by_text("All 4 rows are valid.")).to_be_visible(timeout=SLOW)
     shot(page, "rules-confirmed")
 
@@ -152,14 +148,7 @@ def open_in_edit(page: Page) -> None:
     """From the sidebar (this browser session, no cookie needed) to the Edit page's grid."""
     link = page.get_by_role("link", name="edit", exact=True)
     heading = page.get_by_role("heading", name="Edit", exact=True)
-    for _ in range(ATTEMPTS):
-        idle(page)
-        link.click()
-        try:
-            expect(heading).to_be_visible(timeout=SLOW // 3)
-        except AssertionError:
-            continue
-        break
+    click_until_visible(page, link, heading)
     idle(page)
     choose(page, "Dataset", NAME)
     expect(page.get_by_text("Rows 1–4 of 4").first).to_be_visible(timeout=SLOW)

@@ -5,9 +5,7 @@ replica fails with 400, "Invalid session_id")."""
 
 from __future__ import annotations
 
-import os
 import secrets
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,15 +15,12 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 from sqlalchemy import text
 
-from portal.cli import streamlit_command
 from tests.e2e import nginx
 from tests.e2e.conftest import (
     PROXY_MAX_UPLOAD_MB,
-    ROOT,
     PortalServer,
     free_port,
-    stop,
-    wait_healthy,
+    streamlit_server,
 )
 from tests.e2e.test_upload_browser import SLOW, create_from_people, open_upload
 
@@ -39,26 +34,10 @@ WARM_UP = 60_000  # ms
 @pytest.fixture
 def second_replica(portal_server: PortalServer, tmp_path: Path) -> Iterator[str]:
     """Another Streamlit server like ``portal_server``: same database, same cookie key."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
-    env.update(
-        PORTAL_ENV="dev",
-        PORTAL_DATABASE_URL=portal_server.db.url("app"),
-        PORTAL_COOKIE_KEY=portal_server.cookie_key,
-        PORTAL_DATA_DIR=str(tmp_path / "data-2"),
-    )
-    log = tmp_path / "streamlit-2.log"
-    cmd = streamlit_command(address="127.0.0.1", port=port, max_upload_mb=PROXY_MAX_UPLOAD_MB)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, proc, log)
+    with streamlit_server(
+        portal_server.db.url("app"), portal_server.cookie_key, tmp_path / "replica-2"
+    ) as (url, _):
         yield url
-    finally:
-        stop(proc)
 
 
 @pytest.fixture
