@@ -261,8 +261,7 @@ with st.expander(
 first, last = read.offset + 1, read.offset + len(read.rows)
 nav = st.columns([3, 1, 1], vertical_alignment="center")
 if read.rows:
-    of = f"{read.total:,}" if read.total_is_exact else f"more than {read.total:,}"
-    nav[0].caption(f"Rows {first:,}–{last:,} of {of}")
+    nav[0].caption(f"Rows {first:,}–{last:,} of {read.total_text}")
 elif view.filters:
     nav[0].caption("No rows match the filters. Remove a filter to see more.")
 else:
@@ -284,7 +283,7 @@ nav[1].button(
 )
 nav[2].button(
     "Next",
-    disabled=read.total_is_exact and last >= read.total,
+    disabled=not read.has_more,
     on_click=move,
     args=(dataset_id, replace(view, offset=read.offset + view.size)),
     width="stretch",

@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+import weakref
 import zlib
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from portal.browse import RowFilter, Sort, known_column
 from portal.config import get_settings
@@ -42,8 +45,14 @@ log = logging.getLogger(__name__)
 INDEXED_FILTERS = frozenset({"equals", "range", "empty"})
 """Filter kinds a btree serves (``contains`` is ILIKE '%…%': a scan whatever the index)."""
 
+READY_RECHECK_S = 300.0
+"""How long an index seen valid is taken as still there without asking the catalog again (an
+index is only ever dropped by hand; a read without it is slower, never wrong)."""
+
 _building: dict[str, threading.Thread] = {}
 _lock = threading.Lock()
+# Per engine (one per database), the indexes seen valid and when: most reads skip the catalog.
+_ready: weakref.WeakKeyDictionary[Engine, dict[str, float]] = weakref.WeakKeyDictionary()
 
 
 def wanted(
@@ -62,24 +71,39 @@ def wanted(
     return [n for n in spec.names if n in columns]
 
 
-def ensure(engine: Engine, table_name: str, columns: Iterable[str]) -> list[str]:
+def ensure(session: Session, table_name: str, columns: Iterable[str]) -> list[str]:
     """Start building the valid index of each column that lacks one; the columns whose index
-    is not ready yet (being built, by this process or another)."""
+    is not ready yet (being built, by this process or another).
+
+    The check is one catalog query in the reader's own session (a connection of its own would
+    cost a checkout, its ping and a rollback: as much as the read it serves), and none for an
+    index seen valid in the last ``READY_RECHECK_S``; builds run on connections of their own
+    from the session's engine."""
     columns = list(columns)
     if not columns:
         return []
+    engine = session.get_bind().engine
     names = {column: index_name(table_name, column) for column in columns}
-    with engine.connect() as conn:
-        valid = set(
-            conn.scalars(
+    now = time.monotonic()
+    with _lock:
+        seen = _ready.setdefault(engine, {})
+        unsure = [
+            n for n in names.values() if now - seen.get(n, -READY_RECHECK_S) >= READY_RECHECK_S
+        ]
+    valid = set(names.values()) - set(unsure)
+    if unsure:
+        valid |= set(
+            session.scalars(
                 text(
                     "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
                     " WHERE c.relnamespace = CAST(:schema AS regnamespace)"
                     " AND c.relname = ANY(:names) AND i.indisvalid"
                 ),
-                {"schema": DATA_SCHEMA, "names": list(names.values())},
+                {"schema": DATA_SCHEMA, "names": unsure},
             )
         )
+        with _lock:
+            seen.update(dict.fromkeys(valid & set(unsure), now))
     pending = []
     for column, name in names.items():
         if name in valid:

@@ -63,10 +63,11 @@ from portal.spec import (
 
 MAX_REASON_CHARS: Final = 2_000
 WINDOW_SIZES: Final = (100, 500, 1_000, 5_000)
-COUNT_CAP: Final = 10_000
+COUNT_CAP: Final = 1_000
 """``read_window`` counts matching rows up to this many past the window's end, never further:
 an exact ``count(*)`` reads every matching row, so on a 10,000,000-row table it costs seconds
-where the page itself costs milliseconds."""
+where the page itself costs milliseconds. Past the cap the total is PostgreSQL's estimate (the
+dataset's row count when nothing is filtered), shown as "about"."""
 # The casts of the VALUES lists, from the types the table was created with.
 _DIALECT: Final = postgresql.dialect()  # type: ignore[no-untyped-call]
 _SQL_TYPES: Final = {t: sql.compile(dialect=_DIALECT) for t, sql in SQL_TYPES.items()}
@@ -87,11 +88,22 @@ class EditWindow:
     total: int
     offset: int
     total_is_exact: bool = True
-    """False when more than ``total`` rows match: the count stopped at ``total`` (see
-    ``COUNT_CAP``); show it as “10,000+”."""
+    """False when more rows matched than ``COUNT_CAP`` past the window: ``total`` is then an
+    estimate (never below what was counted); ``total_text`` says "about"."""
+    has_more: bool = False
+    """Whether rows follow this window (known exactly: one row more than the window is read)."""
     indexing: tuple[str, ...] = ()
     """Columns (physical names) of this read whose index is still being built: the read was
     slower than it will be (see ``portal.indexes``)."""
+
+    @property
+    def total_text(self) -> str:
+        """The total for people: "1,234", or an estimate to two significant digits, "about
+        1,200,000"."""
+        if self.total_is_exact:
+            return f"{self.total:,}"
+        digits = len(str(self.total))
+        return f"about {round(self.total, min(0, 2 - digits)):,}"
 
 
 @dataclass(frozen=True)
@@ -149,8 +161,11 @@ def read_window(
     filters: Sequence[RowFilter] = (),
 ) -> EditWindow:
     """``limit`` rows from ``offset`` of the rows matching every filter, in ``sort`` order (ties
-    by ``_row_id``), with their versions and the matching total: exact up to ``COUNT_CAP``
-    rows past the window's end, else that many and ``total_is_exact`` false.
+    by ``_row_id``), with their versions, whether more follow, and the matching total.
+
+    The total is exact on the last window (no count needed) and up to ``COUNT_CAP`` rows past
+    the window's end; past that, or when PostgreSQL expects more than four times that many
+    (then nothing is counted), it is the estimate, with ``total_is_exact`` false.
 
     Raises:
         NotFound: no such dataset.
@@ -163,23 +178,34 @@ def read_window(
     dataset = get_dataset(session=session, dataset_id=dataset_id)
     spec = dataset_spec(dataset)
     want = indexes.wanted(spec, dataset.row_count, sort, filters)
-    building = indexes.ensure(session.get_bind().engine, dataset.table_name, want) if want else []
+    building = indexes.ensure(session, dataset.table_name, want) if want else []
     table = dataset_table(spec, dataset.table_name)
     where = [condition(table, spec, f) for f in filters]
     key = table.c[known_column(spec, sort.column)]
     keys = [key] if key.name == diffs.ROW_ID else [key, table.c[diffs.ROW_ID]]
     order = [k.desc() if sort.descending else k.asc() for k in keys]
+    start = max(0, offset)
     stmt: Select[Any] = (
         select(table.c["_row_id"], table.c["_version"], *(table.c[n] for n in spec.names))
         .where(*where)
         .order_by(*order)
-        .limit(limit)
-        .offset(max(0, offset))
+        .limit(limit + 1)  # one more: whether rows follow, without counting them
+        .offset(start)
     )
     found = session.execute(stmt).all()
-    cap = max(0, offset) + limit + COUNT_CAP
-    capped = select(table.c["_row_id"]).where(*where).limit(cap + 1).subquery()
-    total = int(session.scalar(select(func.count()).select_from(capped)) or 0)
+    has_more = len(found) > limit
+    found = found[:limit]
+    cap = start + limit + COUNT_CAP
+    if not has_more and (found or start == 0):  # the last window: its end is the total
+        total, exact = start + len(found), True
+    elif (estimate := _estimated_rows(session, table, where, dataset.row_count)) > 4 * cap:
+        total, exact = estimate, False  # far more than a count would reach: not worth one
+    else:
+        capped = select(table.c["_row_id"]).where(*where).limit(cap + 1).subquery()
+        total = int(session.scalar(select(func.count()).select_from(capped)) or 0)
+        exact = total <= cap
+        if not exact:
+            total = max(cap + 1, estimate)
     return EditWindow(
         dataset_id=dataset.id,
         name=dataset.name,
@@ -188,11 +214,26 @@ def read_window(
         reason_required=dataset.reason_required,
         rows=[(r[0], *r[2:]) for r in found],
         versions={int(r[0]): int(r[1]) for r in found},
-        total=min(total, cap),
-        offset=max(0, offset),
-        total_is_exact=total <= cap,
+        total=total,
+        offset=start,
+        total_is_exact=exact,
+        has_more=has_more,
         indexing=tuple(building),
     )
+
+
+def _estimated_rows(session: Session, table: Any, where: list[Any], row_count: int) -> int:
+    """How many rows match ``where``: the planner's estimate (an EXPLAIN, no rows read), or the
+    dataset's row count when nothing is filtered."""
+    if not where:
+        return row_count
+    query = select(table.c["_row_id"]).where(*where).compile(dialect=session.get_bind().dialect)
+    plan = (
+        session.connection()
+        .exec_driver_sql(f"EXPLAIN (FORMAT JSON) {query}", dict(query.params))
+        .scalar_one()
+    )
+    return int(plan[0]["Plan"]["Plan Rows"])
 
 
 # ---------------------------------------------------------------------------------------------

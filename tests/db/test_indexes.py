@@ -5,14 +5,14 @@ redone; small datasets and ``contains`` filters build nothing."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
 from portal import indexes, writes
 from portal.actor import Actor
 from portal.browse import RowFilter, Sort
 from portal.config import get_settings
-from portal.db import session_scope
+from portal.db import get_engine, session_scope
 from portal.spec import index_name
 from tests.conftest import DatabaseHandle
 from tests.factories import make_user, upload_dataset
@@ -112,3 +112,33 @@ def test_an_index_left_invalid_by_an_interrupted_build_is_rebuilt(
     indexes.wait(timeout=30)
     assert index_state(fresh_db, table)[name][0] is True
     assert read(dataset_id, sort=Sort("qty")).indexing == ()
+
+
+def test_an_index_seen_valid_is_not_looked_up_again_until_the_recheck_time(
+    fresh_db: DatabaseHandle, dataset: tuple[int, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset_id, table = dataset
+    read(dataset_id, sort=Sort("qty"))
+    indexes.wait(timeout=30)
+    lookups: list[str] = []
+
+    def listen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "pg_index" in statement and "ANY(" in statement:  # ensure()'s lookup, not a build's
+            lookups.append(statement)
+
+    event.listen(get_engine(), "before_cursor_execute", listen)
+    try:
+        assert read(dataset_id, sort=Sort("qty")).indexing == ()  # looked up: now valid
+        assert read(dataset_id, sort=Sort("qty", descending=True)).indexing == ()
+        assert len(lookups) == 1
+
+        # Dropped by hand: the next read past the recheck time sees it and builds it again.
+        with fresh_db.superuser.begin() as conn:
+            conn.execute(text(f'DROP INDEX data."{index_name(table, "qty")}"'))
+        monkeypatch.setattr(indexes, "READY_RECHECK_S", 0.0)
+        assert read(dataset_id, sort=Sort("qty")).indexing == ("qty",)
+        assert len(lookups) == 2
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", listen)
+    indexes.wait(timeout=30)
+    assert index_state(fresh_db, table)[index_name(table, "qty")][0] is True
