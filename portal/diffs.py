@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from itertools import chain, islice
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 import pandas as pd
@@ -432,33 +432,40 @@ def _parse_state(
     edited_raw = state.get("edited_rows") or {}
     added_raw = state.get("added_rows") or []
     deleted_raw = state.get("deleted_rows") or []
-    if not isinstance(edited_raw, Mapping) or not all(
-        _position(k) is not None and isinstance(v, Mapping) and all(isinstance(c, str) for c in v)
-        for k, v in edited_raw.items()
-    ):
+    if not isinstance(edited_raw, Mapping):
         raise malformed("edited rows")
+    edited: dict[int, dict[str, Any]] = {}
+    for k, v in edited_raw.items():  # one pass: positions are read once
+        position = _position(k)
+        if position is None or not isinstance(v, Mapping) or not all(map(_is_str, v)):
+            raise malformed("edited rows")
+        edited.setdefault(position, {}).update(v)
     if not isinstance(added_raw, list | tuple) or not all(
-        isinstance(r, Mapping) and all(isinstance(c, str) for c in r) for r in added_raw
+        isinstance(r, Mapping) and all(map(_is_str, r)) for r in added_raw
     ):
         raise malformed("added rows")
-    if not isinstance(deleted_raw, list | tuple) or not all(
-        _position(p) is not None for p in deleted_raw
-    ):
+    if not isinstance(deleted_raw, list | tuple):
         raise malformed("deleted rows")
-    edited: dict[int, dict[str, Any]] = {}
-    for k, v in edited_raw.items():
-        edited.setdefault(_position(k) or 0, {}).update(v)
-    deleted = list(dict.fromkeys(_position(p) or 0 for p in deleted_raw))
+    positions = [_position(p) for p in deleted_raw]
+    if None in positions:
+        raise malformed("deleted rows")
+    deleted = list(dict.fromkeys(cast(list[int], positions)))
     return edited, [dict(r) for r in added_raw], deleted
+
+
+def _is_str(value: object) -> bool:
+    return isinstance(value, str)
 
 
 def _position(value: object) -> int | None:
     """An int position (or its decimal string, as JSON keys arrive); never a bool or float."""
+    if isinstance(value, str):  # JSON keys: a plain run of ASCII digits is the common case
+        if len(value) <= 18 and value.isascii() and value.isdigit():
+            return int(value)
+        return int(value) if _POSITION.fullmatch(value) else None
     if isinstance(value, bool):
         return None
     if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, str) and _POSITION.fullmatch(value):
         return int(value)
     return None
 
@@ -523,6 +530,9 @@ def _from_editor(column: ColumnSpec, raw: object) -> object:
     Date cells arrive as ISO strings, possibly with a midnight time (``2024-05-01T00:00:00``);
     datetimes as ISO strings without an offset, meaning UTC; pandas and numpy scalars as such.
     """
+    kind = type(raw)
+    if kind in _AS_IS or (kind is str and column.type != "date"):
+        return raw
     if isinstance(raw, pd.Timestamp):
         raw = raw.to_pydatetime()
     elif isinstance(raw, np.generic):
@@ -535,6 +545,10 @@ def _from_editor(column: ColumnSpec, raw: object) -> object:
         if sep and tail.rstrip("Z").replace(":", "").replace(".", "").strip("0") == "":
             return head
     return raw
+
+
+_AS_IS: Final = frozenset({int, float, bool, Decimal, type(None)})
+"""What the grid sends that the validator reads as it is (``_from_editor``'s fast path)."""
 
 
 def _check_unique(
