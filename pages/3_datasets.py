@@ -191,6 +191,14 @@ if rows_page.total:
     )
 else:
     position_col.caption(f"No rows match ({md_escape(shown_filter)}).")
+if rows_page.indexing:
+    st.caption(
+        "This is a large table: an index on "
+        + ", ".join(f"“{md_escape(labels[n])}”" for n in rows_page.indexing)
+        + " is being built in the background, so sorting and filtering by it will be faster "
+        "in a minute or two.",
+        help="Large datasets get an index on a column the first time it is sorted or filtered.",
+    )
 
 st.dataframe(
     rows_page.rows,

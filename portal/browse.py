@@ -45,6 +45,7 @@ from sqlalchemy import ColumnElement, Select, Table, Text, and_, cast, func, sel
 from sqlalchemy.orm import Session
 
 from audit.events import record_event
+from portal import indexes
 from portal.actor import Actor
 from portal.csv_safe import neutralise, neutralise_row
 from portal.datasets import dataset_spec, get_dataset
@@ -142,6 +143,9 @@ class RowsPage:
     total: int
     page: int
     page_size: int
+    indexing: tuple[str, ...] = ()
+    """Columns (physical names) whose index is still being built for this read's sort or
+    filter (``portal.indexes``): the read was slower than it will be."""
 
     @property
     def pages(self) -> int:
@@ -240,6 +244,8 @@ def read_page(
     sort = sort or Sort()
     dataset = get_dataset(session=session, dataset_id=dataset_id)
     spec = dataset_spec(dataset)
+    want = indexes.wanted(spec, dataset.row_count, sort, [row_filter] if row_filter else [])
+    building = indexes.ensure(session, dataset.table_name, want) if want else []
     table = dataset_table(spec, dataset.table_name)
     where = condition(table, spec, row_filter)
     key = table.c[known_column(spec, sort.column)]
@@ -256,7 +262,7 @@ def read_page(
         .offset((page - 1) * page_size)
     )
     rows = session.execute(stmt).all()
-    return RowsPage(_frame(spec, rows), total, page, page_size)
+    return RowsPage(_frame(spec, rows), total, page, page_size, tuple(building))
 
 
 def _rows_select(table: Table, spec: DatasetSpec) -> Select[Any]:

@@ -31,14 +31,17 @@ import time
 import weakref
 import zlib
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from portal.browse import RowFilter, Sort, known_column
 from portal.config import get_settings
 from portal.spec import DATA_SCHEMA, DatasetSpec, index_name
+
+if TYPE_CHECKING:  # portal.browse reads through this module
+    from portal.browse import RowFilter, Sort
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +68,10 @@ def wanted(
     index on, in spec order; none below the size threshold."""
     if row_count < get_settings().index_from_rows:
         return []
-    columns = {known_column(spec, f.column) for f in filters if f.op in INDEXED_FILTERS}
+    columns = {f.column for f in filters if f.op in INDEXED_FILTERS}
     if sort is not None:
-        columns.add(known_column(spec, sort.column))  # _row_id has its primary key
-    return [n for n in spec.names if n in columns]
+        columns.add(sort.column)  # _row_id has its primary key
+    return [n for n in spec.names if n in columns]  # an unknown column: the read refuses it
 
 
 def ensure(session: Session, table_name: str, columns: Iterable[str]) -> list[str]:

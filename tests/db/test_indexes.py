@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
-from portal import indexes, writes
+from portal import browse, indexes, writes
 from portal.actor import Actor
 from portal.browse import RowFilter, Sort
 from portal.config import get_settings
@@ -142,3 +142,25 @@ def test_an_index_seen_valid_is_not_looked_up_again_until_the_recheck_time(
         event.remove(get_engine(), "before_cursor_execute", listen)
     indexes.wait(timeout=30)
     assert index_state(fresh_db, table)[index_name(table, "qty")][0] is True
+
+
+def test_the_datasets_page_read_asks_for_the_same_indexes(
+    fresh_db: DatabaseHandle, dataset: tuple[int, str]
+) -> None:
+    dataset_id, table = dataset
+
+    def page(**kw: object) -> browse.RowsPage:
+        with session_scope() as s:
+            return browse.read_page(session=s, dataset_id=dataset_id, page_size=5, **kw)  # type: ignore[arg-type]
+
+    assert page().indexing == ()
+    assert page(row_filter=RowFilter("note", "contains", "1")).indexing == ()
+    first = page(sort=Sort("qty", descending=True))
+    assert first.indexing == ("qty",)
+    indexes.wait(timeout=30)
+    assert index_state(fresh_db, table)[index_name(table, "qty")][0] is True
+    again = page(sort=Sort("qty", descending=True))
+    assert again.indexing == ()
+    assert again.rows["_row_id"].tolist() == first.rows["_row_id"].tolist()
+    assert page(row_filter=RowFilter("note", "equals", "n7")).indexing == ("note",)
+    indexes.wait(timeout=30)
