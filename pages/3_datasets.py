@@ -20,6 +20,7 @@ from portal.spec import editor_columns
 from portal.ui import md_escape, require
 from portal.ui.column_config import column_config
 from portal.ui.db_retry import show_error
+from portal.ui.index_note import index_note
 from portal.ui.navigation import UPLOAD, history_links
 
 actor = require("viewer")
@@ -191,14 +192,7 @@ if rows_page.total:
     )
 else:
     position_col.caption(f"No rows match ({md_escape(shown_filter)}).")
-if rows_page.indexing:
-    st.caption(
-        "This is a large table: an index on "
-        + ", ".join(f"“{md_escape(labels[n])}”" for n in rows_page.indexing)
-        + " is being built in the background, so sorting and filtering by it will be faster "
-        "in a minute or two.",
-        help="Large datasets get an index on a column the first time it is sorted or filtered.",
-    )
+index_note(labels, rows_page.indexing)
 
 st.dataframe(
     rows_page.rows,

@@ -40,6 +40,7 @@ from portal.spec import Value, editor_columns
 from portal.ui import current_actor, md_escape, require
 from portal.ui.column_config import column_config
 from portal.ui.db_retry import outages, show_error, show_write_error
+from portal.ui.index_note import index_note
 from portal.ui.navigation import history_links
 
 actor = require("viewer")
@@ -266,14 +267,7 @@ elif view.filters:
     nav[0].caption("No rows match the filters. Remove a filter to see more.")
 else:
     nav[0].caption("The dataset has no rows yet." + (" Add one below." if may_edit else ""))
-if read.indexing:
-    st.caption(
-        "This is a large table: an index on "
-        + ", ".join(f"“{labels[n]}”" for n in read.indexing)
-        + " is being built in the background, so sorting and filtering by it will be faster "
-        "in a minute or two.",
-        help="Large datasets get an index on a column the first time it is sorted or filtered.",
-    )
+index_note(labels, read.indexing)
 nav[1].button(
     "Previous",
     disabled=read.offset == 0,
