@@ -349,6 +349,11 @@ if conflict is not None:
                 "Row id": c.row_id,
                 "You": "deleted it" if isinstance(c.mine, diffs.RowDelete) else "edited it",
                 "They": "deleted it" if c.now is None else "changed it",
+                "Their change": ", ".join(
+                    f"{labels[n]}: {show_value(old)} → {show_value(new)}"
+                    for n, (old, new) in c.their_change.items()
+                    if n in labels
+                ),
                 "By": c.by,
                 "When": c.at.strftime("%Y-%m-%d %H:%M:%S UTC") if c.at else "",
                 "Why": c.reason,

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import groupby
 from typing import Any, Final
@@ -131,6 +131,8 @@ class Conflict:
     reason: str
     last_image: dict[str, Value]
     """The row as the newest change left it (for a deleted row: as it was when deleted)."""
+    their_change: dict[str, tuple[Value, Value]] = field(default_factory=dict)
+    """The cells the newest change updated, before and after (empty unless it was an update)."""
 
 
 class EditConflict(PortalError):
@@ -492,6 +494,11 @@ def _conflicts(
         change = last.get(row_id)
         current = now.get(row_id)
         image = change.before if change is not None and change.op == "delete" else None
+        cells: dict[str, tuple[Value, Value]] = {}
+        if change is not None and change.op == "update":
+            before, after = typed_image(spec, change.before), typed_image(spec, change.after)
+            changed = loads(change.after)  # an update's images hold just its changed cells
+            cells = {n: (before[n], after[n]) for n in spec.names if n in changed}
         found.append(
             Conflict(
                 row_id=row_id,
@@ -504,6 +511,7 @@ def _conflicts(
                 at=change.committed_at if change is not None else None,
                 reason=change.reason if change is not None else "",
                 last_image=(typed_image(spec, image) if image else (current[1] if current else {})),
+                their_change=cells,
             )
         )
     return found

@@ -174,6 +174,7 @@ def test_a_conflict_is_shown_and_reload_reapplies_my_other_cells(
     shown = texts(at, main_only=True)
     assert "changed by someone else" in shown
     assert "their fix" in shown
+    assert "Qty: 1 → 5" in shown  # what they changed, not only the row as it is now
     button(at, "Reload and re-apply my edits").click().run()
     assert not at.exception
     # Nothing clashed (they changed Qty, I changed Price and Note): re-applied as pending.

@@ -178,6 +178,7 @@ def test_a_second_editor_of_the_same_row_gets_a_conflict_and_nothing_is_written(
     assert conflict.at is not None
     assert conflict.now is not None
     assert conflict.now["qty"] == 7
+    assert conflict.their_change == {"qty": (1, 7)}  # what they changed, from the audit log
     assert conflict.version == 2
     assert "changed by someone else" in str(caught.value)
 
@@ -199,6 +200,7 @@ def test_a_row_deleted_under_my_edit_is_reported_with_its_last_values(
     assert conflict.version is None
     assert conflict.op == "delete"
     assert conflict.by == "Olga O."
+    assert conflict.their_change == {}
     assert conflict.last_image == {
         "name": "cy",
         "qty": 3,

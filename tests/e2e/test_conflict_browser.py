@@ -228,21 +228,22 @@ def bert_meets_the_conflict(page: Page, shot: Shots) -> None:
     expect(page.get_by_role("dialog")).to_have_count(0, timeout=SLOW)
     expect(page.locator('[data-testid="stAlertContentSuccess"]')).to_have_count(0)
     idle(page)
-    # The grid, the conflict table (who, when, why, the row now), then the review.
+    # The grid, the conflict table (who changed what, when, why, the row now), then the review.
     shown = grid_csv(page, page.locator(TABLES).nth(1))
-    assert shown[0] == ["Row id", "You", "They", "By", "When", "Why", "Now"], shown
-    when = [row.pop(4) for row in shown[1:]]
+    assert shown[0] == ["Row id", "You", "They", "Their change", "By", "When", "Why", "Now"]
+    when = [row.pop(5) for row in shown[1:]]
     assert all(w.endswith(" UTC") for w in when), when
     assert shown[1:] == [
         [
             "1",
             "edited it",
             "changed it",
+            "Qty: 1 → 5",
             "Alice A.",
             A_REASON,
             "Name: ann, Qty: 5, Price: 1.50, Note: first",
         ],
-        ["2", "edited it", "deleted it", "Alice A.", A_REASON, "(row deleted)"],
+        ["2", "edited it", "deleted it", "", "Alice A.", A_REASON, "(row deleted)"],
     ], shown
     shot(page, "bert-conflict")
 
