@@ -406,8 +406,11 @@ if rebased is not None:
         lost.row_id
         for lost in rebased.lost
         if st.checkbox(
-            f"Row {lost.row_id} was deleted by someone else; re-create it as a new row with "
-            "your edits (" + in_words(lost.mine.after) + ")",
+            f"Row {lost.row_id} was deleted by someone else; re-create it as a new row: "
+            + in_words(lost.values)
+            + " (your edits: "
+            + in_words(lost.mine.after)
+            + ")",
             key=f"edit.{dataset_id}.recreate.{lost.row_id}",
         )
     }

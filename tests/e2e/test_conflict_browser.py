@@ -266,8 +266,8 @@ def bert_reloads_and_chooses(page: Page, shot: Shots) -> None:
     expect(page.get_by_role("radio", name="mine: 9")).not_to_be_checked()
     # bob's row, which Alice deleted, is offered back with Bert's edit to it: not lost.
     lost = (
-        "Row 2 was deleted by someone else; re-create it as a new row with your edits "
-        "(Note: bob moved)"
+        "Row 2 was deleted by someone else; re-create it as a new row: Name: bob, Qty: 2, "
+        "Price: 2.00, Note: bob moved (your edits: Note: bob moved)"
     )
     expect(page.get_by_role("checkbox")).to_have_count(1)
     expect(page.get_by_role("checkbox", name=lost)).not_to_be_checked()
