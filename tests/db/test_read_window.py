@@ -90,6 +90,10 @@ def test_the_total_is_counted_up_to_the_cap_then_estimated(
     assert (ones.total_is_exact, ones.has_more) == (False, True)
     assert 5 <= ones.total <= 20  # the planner's estimate of the 10 rows, from the statistics
     assert counts == []
+    # A contains filter's pattern (a bound value; '%' and '_' match themselves) is estimated too.
+    for needle in ("r1", "%", "_"):
+        contains = read(dataset, limit=1, filters=[RowFilter("name", "contains", needle)])
+        assert contains.total >= 1 if needle == "r1" else contains.total == 0
 
 
 def test_a_window_past_the_end_counts_what_there_is(dataset: int) -> None:
