@@ -468,8 +468,9 @@ class EmbeddedPostgres:
             self._info = info
             return info
 
-    def stop(self) -> None:
-        """``pg_ctl stop -m fast``; does nothing when the server is not running."""
+    def stop(self, mode: Literal["fast", "immediate"] = "fast") -> None:
+        """``pg_ctl stop -m fast`` (or ``immediate``: every backend quits at once, as in a
+        crash, and the next start recovers); does nothing when the server is not running."""
         if not self.base_dir.is_dir():
             return
         with self._locked():
@@ -482,7 +483,7 @@ class EmbeddedPostgres:
             argv: list[str | Path] = [
                 pg_ctl,
                 "stop",
-                "--mode=fast",
+                f"--mode={mode}",
                 "--wait",
                 "--silent",
                 f"--timeout={_PG_CTL_TIMEOUT_S}",
