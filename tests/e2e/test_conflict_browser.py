@@ -25,7 +25,6 @@ from portal.actor import Actor
 from tests.db.test_writes import CSV, SPEC
 from tests.e2e.conftest import PortalServer
 from tests.e2e.test_edit_browser import (
-    ATTEMPTS,
     SLOW,
     Shots,
     click_until_visible,
@@ -59,21 +58,6 @@ def new_page(ctx: BrowserContext) -> Page:
     page = ctx.new_page()
     page.add_init_script("delete window.showSaveFilePicker")  # grid_csv needs a plain download
     return page
-
-
-def tick(page: Page, label: str) -> None:
-    """Tick a checkbox by its label, again if a rerun in flight swallowed the click."""
-    box = page.get_by_role("checkbox", name=label)
-    for _ in range(ATTEMPTS):
-        idle(page)
-        page.get_by_text(label, exact=True).click()
-        try:
-            expect(box).to_be_checked(timeout=SLOW // 3)
-        except AssertionError:
-            continue
-        idle(page)
-        return
-    raise AssertionError(f"the checkbox {label!r} was never ticked")
 
 
 def rows(server: PortalServer, dataset_id: int) -> list[tuple[object, ...]]:
@@ -176,39 +160,23 @@ def bert_edits_the_old_rows(page: Page, grid: Locator, shot: Shots) -> None:
     """On the rows loaded before Alice's commit: ann's Qty 1 -> 9 (Alice made it 5), ann's
     Note (Alice left it), bob's Note (Alice deleted bob)."""
     cells = metric(page, "Cells changed")
-    edit_cell(
-        page,
-        grid,
-        row=0,
-        anchor="1",
-        right=2,
-        kind="number",
-        before="1",
-        value="9",
-        done=lambda: expect(cells).to_have_text("1", timeout=SLOW),
-    )
-    edit_cell(
-        page,
-        grid,
-        row=0,
-        anchor="1",
-        right=4,
-        kind="text",
-        before="first",
-        value="checked by Bert",
-        done=lambda: expect(cells).to_have_text("2", timeout=SLOW),
-    )
-    edit_cell(
-        page,
-        grid,
-        row=1,
-        anchor="2",
-        right=4,
-        kind="text",
-        before="",
-        value="bob moved",
-        done=lambda: expect(cells).to_have_text("3", timeout=SLOW),
-    )
+    typed = [  # row, its Row id, columns right of Row id, kind, before, after
+        (0, "1", 2, "number", "1", "9"),
+        (0, "1", 4, "text", "first", "checked by Bert"),
+        (1, "2", 4, "text", "", "bob moved"),
+    ]
+    for n, (row, anchor, right, kind, before, value) in enumerate(typed, start=1):
+        edit_cell(
+            page,
+            grid,
+            row=row,
+            anchor=anchor,
+            right=right,
+            kind=kind,
+            before=before,
+            value=value,
+            done=lambda n=n: expect(cells).to_have_text(str(n), timeout=SLOW),
+        )
     expect(metric(page, "Rows changed")).to_have_text("2")
     review = page.locator(TABLES).nth(1)
     assert grid_csv(page, review) == [
@@ -273,7 +241,7 @@ def bert_reloads_and_chooses(page: Page, shot: Shots) -> None:
     expect(page.get_by_role("checkbox", name=lost)).not_to_be_checked()
     shot(page, "bert-choose")
     pick_radio(page, "mine: 9")
-    tick(page, lost)
+    pick_radio(page, lost, "checkbox")
     shot(page, "bert-chose")
     click_until_visible(
         page,

@@ -16,6 +16,7 @@ import io
 import re
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Literal
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -60,9 +61,10 @@ def rows_of(content: str) -> list[list[str]]:
     return list(csv.reader(io.StringIO(content)))
 
 
-def pick_radio(page: Page, label: str) -> None:
-    """Choose a radio option, again if a rerun in flight swallowed the click."""
-    option = page.get_by_role("radio", name=label)
+def pick_radio(page: Page, label: str, role: Literal["radio", "checkbox"] = "radio") -> None:
+    """Choose a radio option (or tick a checkbox) by its label, again if a rerun in flight
+    swallowed the click."""
+    option = page.get_by_role(role, name=label)
     for _ in range(ATTEMPTS):
         idle(page)
         page.get_by_text(label, exact=True).click()
@@ -72,7 +74,7 @@ def pick_radio(page: Page, label: str) -> None:
             continue
         idle(page)
         return
-    raise AssertionError(f"the radio option {label!r} was never chosen")
+    raise AssertionError(f"the {role} {label!r} was never chosen")
 
 
 def upload_and_create(page: Page, shot: Shots) -> None:
