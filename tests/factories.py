@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from audit.capture import install_capture, qualified_table
@@ -102,3 +102,14 @@ def upload_dataset(
         reason="test data",
     )
     return counts.dataset_id
+
+
+def dataset_rows(engine: Engine, dataset_id: int, columns: str) -> list[tuple[object, ...]]:
+    """The dataset's rows as tuples of ``columns`` (SQL, e.g. ``"_row_id, name, qty"``), in
+    ``_row_id`` order, read straight from its table."""
+    with engine.connect() as conn:
+        table = conn.scalar(
+            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
+        )
+        query = f'SELECT {columns} FROM data."{table}" ORDER BY _row_id'
+        return [tuple(r) for r in conn.execute(text(query))]

@@ -16,7 +16,7 @@ from portal.db import session_scope
 from tests.app.conftest import show_app, signed_in, texts
 from tests.conftest import DatabaseHandle
 from tests.db.test_writes import CSV, SPEC
-from tests.factories import make_user, upload_dataset
+from tests.factories import dataset_rows, make_user, upload_dataset
 
 pytestmark = pytest.mark.app
 
@@ -59,16 +59,7 @@ def set_state(at: AppTest, state: dict[str, object]) -> AppTest:
 
 
 def table(db: DatabaseHandle, dataset_id: int) -> list[tuple[object, ...]]:
-    with db.app.connect() as conn:
-        name = conn.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
-        )
-        return [
-            tuple(r)
-            for r in conn.execute(
-                text(f'SELECT _row_id, name, qty, price, note FROM data."{name}" ORDER BY 1')
-            )
-        ]
+    return dataset_rows(db.app, dataset_id, "_row_id, name, qty, price, note")
 
 
 def review_table(at: AppTest) -> list[dict[str, object]]:

@@ -19,7 +19,7 @@ from portal.diffs import ChangeSet, RowDelete, RowInsert, RowUpdate
 from portal.errors import PermissionDenied, ValidationError
 from portal.spec import ColumnSpec, DatasetSpec
 from tests.conftest import DatabaseHandle
-from tests.factories import make_user, upload_dataset
+from tests.factories import dataset_rows, make_user, upload_dataset
 
 pytestmark = pytest.mark.db
 
@@ -75,19 +75,7 @@ def commit(
 
 
 def rows(db: DatabaseHandle, dataset_id: int) -> list[tuple[object, ...]]:
-    with db.app.connect() as conn:
-        table = conn.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
-        )
-        return [
-            tuple(r)
-            for r in conn.execute(
-                text(
-                    f'SELECT _row_id, _version, name, qty, price, note FROM data."{table}"'
-                    " ORDER BY _row_id"
-                )
-            )
-        ]
+    return dataset_rows(db.app, dataset_id, "_row_id, _version, name, qty, price, note")
 
 
 def audit_counts(db: DatabaseHandle) -> tuple[int, int]:

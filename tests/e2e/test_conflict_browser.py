@@ -38,7 +38,7 @@ from tests.e2e.test_edit_browser import (
     select_row,
 )
 from tests.e2e.test_journey_browser import pick_radio
-from tests.factories import make_user, upload_dataset
+from tests.factories import dataset_rows, make_user, upload_dataset
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -61,16 +61,7 @@ def new_page(ctx: BrowserContext) -> Page:
 
 
 def rows(server: PortalServer, dataset_id: int) -> list[tuple[object, ...]]:
-    with server.db.owner.connect() as conn:
-        table = conn.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
-        )
-        return [
-            tuple(r)
-            for r in conn.execute(
-                text(f'SELECT _row_id, name, qty, price, note FROM data."{table}" ORDER BY 1')
-            )
-        ]
+    return dataset_rows(server.db.owner, dataset_id, "_row_id, name, qty, price, note")
 
 
 def edits(server: PortalServer) -> list[tuple[object, ...]]:

@@ -25,7 +25,7 @@ from portal.actor import Actor
 from tests.db.test_writes import CSV, SPEC
 from tests.e2e.conftest import ROOT, PortalServer
 from tests.e2e.test_sign_in_browser import sign_in, sign_in_form
-from tests.factories import upload_dataset
+from tests.factories import dataset_rows, upload_dataset
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -274,16 +274,7 @@ def open_edit(page: Page, base: str, dataset_id: int, username: str, password: s
 
 
 def table_rows(server: PortalServer, dataset_id: int) -> list[tuple[object, ...]]:
-    with server.db.owner.connect() as conn:
-        table = conn.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
-        )
-        return [
-            tuple(r)
-            for r in conn.execute(
-                text(f'SELECT _row_id, name, qty, note FROM data."{table}" ORDER BY _row_id')
-            )
-        ]
+    return dataset_rows(server.db.owner, dataset_id, "_row_id, name, qty, note")
 
 
 def edit_changes(server: PortalServer) -> list[tuple[object, ...]]:
