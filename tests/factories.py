@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session
 
 from audit.capture import install_capture, qualified_table
@@ -113,3 +115,19 @@ def dataset_rows(engine: Engine, dataset_id: int, columns: str) -> list[tuple[ob
         )
         query = f'SELECT {columns} FROM data."{table}" ORDER BY _row_id'
         return [tuple(r) for r in conn.execute(text(query))]
+
+
+@contextmanager
+def statements_sent(engine: Engine, matching: Callable[[str], bool]) -> Iterator[list[str]]:
+    """The SQL statements ``engine`` sends while the block runs, those ``matching`` says."""
+    seen: list[str] = []
+
+    def listen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if matching(statement):
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", listen)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)

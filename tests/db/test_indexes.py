@@ -5,7 +5,7 @@ redone; small datasets and ``contains`` filters build nothing."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from portal import browse, indexes, writes
@@ -15,7 +15,7 @@ from portal.config import get_settings
 from portal.db import get_engine, session_scope
 from portal.spec import index_name
 from tests.conftest import DatabaseHandle
-from tests.factories import make_user, upload_dataset
+from tests.factories import make_user, statements_sent, upload_dataset
 
 pytestmark = pytest.mark.db
 
@@ -120,14 +120,11 @@ def test_an_index_seen_valid_is_not_looked_up_again_until_the_recheck_time(
     dataset_id, table = dataset
     read(dataset_id, sort=Sort("qty"))
     indexes.wait(timeout=30)
-    lookups: list[str] = []
 
-    def listen(conn: object, cursor: object, statement: str, *args: object) -> None:
-        if "pg_index" in statement and "ANY(" in statement:  # ensure()'s lookup, not a build's
-            lookups.append(statement)
+    def ensure_lookup(sql: str) -> bool:  # not a build's own check
+        return "pg_index" in sql and "ANY(" in sql
 
-    event.listen(get_engine(), "before_cursor_execute", listen)
-    try:
+    with statements_sent(get_engine(), ensure_lookup) as lookups:
         assert read(dataset_id, sort=Sort("qty")).indexing == ()  # looked up: now valid
         assert read(dataset_id, sort=Sort("qty", descending=True)).indexing == ()
         assert len(lookups) == 1
@@ -138,8 +135,6 @@ def test_an_index_seen_valid_is_not_looked_up_again_until_the_recheck_time(
         monkeypatch.setattr(indexes, "READY_RECHECK_S", 0.0)
         assert read(dataset_id, sort=Sort("qty")).indexing == ("qty",)
         assert len(lookups) == 2
-    finally:
-        event.remove(get_engine(), "before_cursor_execute", listen)
     indexes.wait(timeout=30)
     assert index_state(fresh_db, table)[index_name(table, "qty")][0] is True
 

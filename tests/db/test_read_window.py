@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from portal import writes
@@ -16,7 +16,7 @@ from portal.actor import Actor
 from portal.browse import RowFilter
 from portal.db import get_engine, session_scope
 from tests.conftest import DatabaseHandle
-from tests.factories import make_user, upload_dataset
+from tests.factories import make_user, statements_sent, upload_dataset
 
 pytestmark = pytest.mark.db
 
@@ -36,16 +36,8 @@ def dataset(fresh_db: DatabaseHandle) -> int:
 @pytest.fixture
 def counts() -> Iterator[list[str]]:
     """The count(*) statements the app runs while the test does."""
-    seen: list[str] = []
-
-    def listen(conn: object, cursor: object, statement: str, *args: object) -> None:
-        if "count(" in statement.lower():
-            seen.append(statement)
-
-    engine = get_engine()
-    event.listen(engine, "before_cursor_execute", listen)
-    yield seen
-    event.remove(engine, "before_cursor_execute", listen)
+    with statements_sent(get_engine(), lambda sql: "count(" in sql.lower()) as seen:
+        yield seen
 
 
 def read(dataset: int, **kw: object) -> writes.EditWindow:
