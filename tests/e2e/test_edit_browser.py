@@ -94,6 +94,25 @@ def open_editor(
     return editor
 
 
+def check_cell(page: Page, row_y: float, *, shows: tuple[str, ...]) -> None:
+    """The selected cell is the one meant: its editor opens on the row at ``row_y`` showing one
+    of ``shows`` (``open_editor``); close it and give the grid the keys back."""
+    open_editor(page, row_y, shows=shows)
+    page.keyboard.press("Escape")
+    page.locator(CELL_EDITOR).first.wait_for(state="hidden", timeout=SLOW // 3)
+    page.wait_for_timeout(100)  # the grid takes the keys back
+
+
+def missed(page: Page, what: str, attempt: int, exc: Exception) -> None:
+    """After a failed attempt at ``what``: re-raise on the last one, else close any cell editor
+    left open so the next attempt starts clean."""
+    print(f"{what}: attempt {attempt + 1} missed: {str(exc)[:300]}")
+    if attempt == ATTEMPTS - 1:
+        raise exc
+    if page.locator(CELL_EDITOR).first.is_visible():
+        page.keyboard.press("Escape")
+
+
 def edit_cell(
     page: Page,
     grid: Locator,
@@ -125,10 +144,7 @@ def edit_cell(
         box = grid_box(grid)
         try:
             page.mouse.click(box["x"] + x, cell_y(box, row))
-            open_editor(page, cell_y(box, row), shows=(anchor,))
-            page.keyboard.press("Escape")
-            page.locator(CELL_EDITOR).first.wait_for(state="hidden", timeout=SLOW // 3)
-            page.wait_for_timeout(100)  # the grid takes the keys back
+            check_cell(page, cell_y(box, row), shows=(anchor,))
             for _ in range(right):
                 page.keyboard.press("ArrowRight")
             for _ in range(down):
@@ -144,11 +160,7 @@ def edit_cell(
             idle(page)
             done()
         except (PlaywrightTimeout, AssertionError) as exc:
-            print(f"edit_cell {value!r}: attempt {attempt + 1} missed: {str(exc)[:300]}")
-            if attempt == ATTEMPTS - 1:
-                raise
-            if page.locator(CELL_EDITOR).first.is_visible():
-                page.keyboard.press("Escape")
+            missed(page, f"edit_cell {value!r}", attempt, exc)
             continue
         return
 
@@ -188,9 +200,7 @@ def grid_csv(page: Page, grid: Locator) -> list[list[str]]:
             with page.expect_download(timeout=SLOW // 2) as download:
                 button.click(timeout=SLOW // 3)
         except PlaywrightTimeout as exc:
-            print(f"grid_csv: attempt {attempt + 1} missed: {str(exc)[:300]}")
-            if attempt == ATTEMPTS - 1:
-                raise
+            missed(page, "grid_csv", attempt, exc)
             continue
         content = Path(download.value.path()).read_text("utf-8-sig")
         return list(csv.reader(io.StringIO(content)))
@@ -332,21 +342,13 @@ def test_an_editor_pastes_and_types_in_the_grid_and_a_broken_rule_is_refused_per
                 # a loaded machine a key pressed right after the click can go nowhere, and the
                 # block then lands a column to the left.
                 page.mouse.click(box["x"] + ROW_ID_X, cell_y(box, 0))
-                for step, shows in ((None, ("1",)), ("ArrowRight", ("ann", "cy"))):
-                    if step:
-                        page.keyboard.press(step)
-                    open_editor(page, cell_y(box, 0), shows=shows)
-                    page.keyboard.press("Escape")
-                    page.locator(CELL_EDITOR).first.wait_for(state="hidden", timeout=SLOW // 3)
-                    page.wait_for_timeout(100)  # the grid takes the keys back
+                check_cell(page, cell_y(box, 0), shows=("1",))
+                page.keyboard.press("ArrowRight")
+                check_cell(page, cell_y(box, 0), shows=("ann", "cy"))
                 page.keyboard.press("Control+V")
                 expect(problems).to_be_visible(timeout=SLOW // 2)
             except (PlaywrightTimeout, AssertionError) as exc:
-                print(f"paste: attempt {attempt + 1} missed: {str(exc)[:300]}")
-                if attempt == ATTEMPTS - 1:
-                    raise
-                if page.locator(CELL_EDITOR).first.is_visible():
-                    page.keyboard.press("Escape")
+                missed(page, "paste", attempt, exc)
                 continue
             break
         idle(page)
