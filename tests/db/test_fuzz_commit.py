@@ -222,7 +222,31 @@ def hostile_states(draw: st.DrawFn) -> object:
     return state if draw(st.integers(0, 19)) else draw(JSON)
 
 
-editor_states = st.one_of(PLAUSIBLE, PLAUSIBLE, hostile_states())
+@st.composite
+def valid_states(draw: st.DrawFn) -> dict[str, Any]:
+    """A state the checks must accept: valid values for columns other than the unique code,
+    at least one new row with a code of its own, deletes apart from the edited rows."""
+    editable = [n for n in NAMES if n != "code"]
+    edited = draw(st.lists(st.integers(0, WINDOW - 1), max_size=3, unique=True))
+    added = [
+        {"code": f"NW{k}"} | {c: draw(_VALID[c]) for c in draw(st.sets(st.sampled_from(editable)))}
+        for k in range(draw(st.integers(1, 3)))
+    ]
+    return {
+        "edited_rows": {
+            p: {c: draw(_VALID[c]) for c in draw(st.sets(st.sampled_from(editable), min_size=1))}
+            for p in edited
+        },
+        "added_rows": added,
+        "deleted_rows": draw(
+            st.lists(st.sampled_from([p for p in range(WINDOW) if p not in edited]), max_size=2)
+        ),
+    }
+
+
+editor_states = st.one_of(PLAUSIBLE, PLAUSIBLE, valid_states(), hostile_states())
+"""Half close to a person's grid, a quarter valid for sure (so the floor of commits below
+holds on any draw), a quarter hostile."""
 
 
 # --- the checks ----------------------------------------------------------------------------
