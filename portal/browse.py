@@ -290,18 +290,18 @@ def condition(table: Table, spec: DatasetSpec, row_filter: RowFilter | None) -> 
     if row_filter.op == "range":
         bounds: list[ColumnElement[bool]] = []
         if row_filter.value != "":
-            bounds.append(column >= _typed_filter_value(spec, row_filter))
+            bounds.append(column >= typed_filter_value(spec, row_filter))
         if row_filter.upper != "":
             upper = RowFilter(row_filter.column, "range", row_filter.upper)
-            bounds.append(column <= _typed_filter_value(spec, upper))
+            bounds.append(column <= typed_filter_value(spec, upper))
         return and_(true(), *bounds)
     if row_filter.op != "equals":
         raise ValidationError(f"Filter with one of: {', '.join(FILTER_OPS)}.")
-    equals: ColumnElement[bool] = column == _typed_filter_value(spec, row_filter)
+    equals: ColumnElement[bool] = column == typed_filter_value(spec, row_filter)
     return equals
 
 
-def _typed_filter_value(spec: DatasetSpec, row_filter: RowFilter) -> Any:
+def typed_filter_value(spec: DatasetSpec, row_filter: RowFilter) -> Any:
     """The filter text read as a value of its column's type (text and category: as written;
     a range bound on them compares as text)."""
     if row_filter.column == ROW_ID:

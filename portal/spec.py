@@ -73,6 +73,7 @@ from sqlalchemy import (
     literal_column,
     text,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import conv
 from sqlalchemy.types import TypeEngine
 
@@ -1776,6 +1777,11 @@ SQL_TYPES: Final[dict[ColumnType, TypeEngine[Any]]] = {
     "datetime": DateTime(timezone=True),
 }
 """The SQL type of each column type (the table's DDL, and the casts of ``portal.writes``)."""
+SQL_TYPE_NAMES: Final[dict[ColumnType, str]] = {
+    t: str(sql.compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
+    for t, sql in SQL_TYPES.items()
+}
+"""Their names in PostgreSQL, for casts: ``text``, ``BIGINT``, ``TIMESTAMP WITH TIME ZONE``…"""
 
 
 def _sql_type(c: ColumnSpec) -> TypeEngine[Any]:

@@ -37,13 +37,12 @@ import psycopg2
 import psycopg2.errors
 from psycopg2.extras import execute_values
 from sqlalchemy import Select, UniqueConstraint, func, select, text
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from audit.capture import qualified_table
 from audit.changesets import open_changeset
 from audit.search import loads
-from portal import db, diffs, indexes
+from portal import db, diffs, estimates, indexes
 from portal.actor import Actor
 from portal.browse import RowFilter, Sort, condition, known_column
 from portal.datasets import dataset_spec, get_dataset, guarded_columns
@@ -53,7 +52,7 @@ from portal.merge import Current
 from portal.models import Dataset
 from portal.spec import (
     DATA_SCHEMA,
-    SQL_TYPES,
+    SQL_TYPE_NAMES,
     CellError,
     DatasetSpec,
     Value,
@@ -68,9 +67,6 @@ COUNT_CAP: Final = 1_000
 an exact ``count(*)`` reads every matching row, so on a 10,000,000-row table it costs seconds
 where the page itself costs milliseconds. Past the cap the total is PostgreSQL's estimate (the
 dataset's row count when nothing is filtered), shown as "about"."""
-# The casts of the VALUES lists, from the types the table was created with.
-_DIALECT: Final = postgresql.dialect()  # type: ignore[no-untyped-call]
-_SQL_TYPES: Final = {t: sql.compile(dialect=_DIALECT) for t, sql in SQL_TYPES.items()}
 
 
 @dataclass(frozen=True, eq=False)
@@ -200,7 +196,16 @@ def read_window(
     cap = start + limit + COUNT_CAP
     if not has_more and (found or start == 0):  # the last window: its end is the total
         total, exact = start + len(found), True
-    elif (estimate := _estimated_rows(session, table, where, dataset.row_count)) > 4 * cap:
+    elif (
+        estimate := estimates.estimated_rows(
+            session=session,
+            table=table,
+            spec=spec,
+            filters=filters,
+            where=where,
+            row_count=dataset.row_count,
+        )
+    ) > 4 * cap:
         total, exact = estimate, False  # far more than a count would reach: not worth one
     else:
         capped = select(table.c["_row_id"]).where(*where).limit(cap + 1).subquery()
@@ -222,20 +227,6 @@ def read_window(
         has_more=has_more,
         indexing=tuple(building),
     )
-
-
-def _estimated_rows(session: Session, table: Any, where: list[Any], row_count: int) -> int:
-    """How many rows match ``where``: the planner's estimate (an EXPLAIN, no rows read), or the
-    dataset's row count when nothing is filtered."""
-    if not where:
-        return row_count
-    query = select(table.c["_row_id"]).where(*where).compile(dialect=session.get_bind().dialect)
-    plan = (
-        session.connection()
-        .exec_driver_sql(f"EXPLAIN (FORMAT JSON) {query}", dict(query.params))
-        .scalar_one()
-    )
-    return int(plan[0]["Plan"]["Plan Rows"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,7 +365,7 @@ def _apply(
     cursor: Any, table: str, spec: DatasetSpec, quoted: dict[str, str], changes: ChangeSet
 ) -> set[int]:
     """Run the updates and deletes; the ids of rows whose version had moved."""
-    types = {c.name: _SQL_TYPES[c.type] for c in spec.columns}
+    types = {c.name: SQL_TYPE_NAMES[c.type] for c in spec.columns}
     order = {name: k for k, name in enumerate(spec.names)}
     moved: set[int] = set()
 
@@ -418,7 +409,7 @@ def _insert(
     if not changes.inserts:
         return ()
     names = ", ".join(quoted[n] for n in spec.names)
-    template = ", ".join(f"%s::{_SQL_TYPES[c.type]}" for c in spec.columns)
+    template = ", ".join(f"%s::{SQL_TYPE_NAMES[c.type]}" for c in spec.columns)
     fresh = [i for i in changes.inserts if i.row_id is None]
     given = [i for i in changes.inserts if i.row_id is not None]
     numbered: list[int] = []

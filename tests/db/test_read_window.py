@@ -8,13 +8,14 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from portal import writes
+from portal import estimates, writes
 from portal.actor import Actor
-from portal.browse import RowFilter
+from portal.browse import RowFilter, condition
 from portal.db import get_engine, session_scope
+from portal.spec import ColumnSpec, DatasetSpec, dataset_table
 from tests.conftest import DatabaseHandle
 from tests.factories import make_user, statements_sent, upload_dataset
 
@@ -99,3 +100,162 @@ def test_an_estimate_is_shown_to_two_significant_digits(dataset: int) -> None:
     assert replace(window, total=1_234, total_is_exact=False).total_text == "about 1,200"
     assert replace(window, total=10_003_911, total_is_exact=False).total_text == "about 10,000,000"
     assert replace(window, total=87, total_is_exact=False).total_text == "about 87"
+
+
+# --- estimates of equality filters, from the columns' statistics ------------------------------
+
+SKEWED_SPEC = DatasetSpec(
+    (
+        ColumnSpec("Code", "code", "text"),
+        ColumnSpec("Qty", "qty", "integer"),
+        ColumnSpec("Price", "price", "decimal", scale=2),
+        ColumnSpec("Day", "day", "date"),
+        ColumnSpec("Seen", "seen", "datetime"),
+        ColumnSpec("Active", "active", "boolean"),
+        ColumnSpec("Size", "size", "category", options=("S", "M", "L")),
+    )
+)
+
+
+def _skewed_csv(rows: int) -> bytes:
+    """Common values and rare ones, empties, in every column type."""
+    lines = ["Code,Qty,Price,Day,Seen,Active,Size"]
+    for i in range(rows):
+        common = i % 10 < 7
+        lines.append(
+            ",".join(
+                (
+                    "c0" if common else f"c{i}",
+                    "" if i % 13 == 0 else str(i % 4 if common else i),
+                    "1.50" if i % 2 else f"{i}.25",
+                    f"2024-01-{i % 28 + 1:02d}",
+                    "2024-05-01T10:00:00Z" if common else f"2024-05-02T{i % 24:02d}:00:00Z",
+                    "" if i % 17 == 0 else ("true" if i % 5 else "false"),
+                    "SML"[min(i % 9, 2)],
+                )
+            )
+        )
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.fixture
+def skewed(fresh_db: DatabaseHandle) -> tuple[int, str]:
+    with Session(fresh_db.app) as s, s.begin():
+        name, _ = make_user(s, role="editor")
+    dataset_id = upload_dataset(
+        Actor(name, "Ed", "editor"), _skewed_csv(3_000), spec=SKEWED_SPEC, name="Skewed"
+    )
+    with fresh_db.superuser.begin() as conn:
+        conn.execute(text("ANALYZE data.ds_skewed"))
+    return dataset_id, "ds_skewed"
+
+
+SKEWED_FILTERS = [
+    RowFilter("code", "equals", "c0"),  # a most common value
+    RowFilter("code", "equals", "c7"),  # a rare one
+    RowFilter("code", "equals", "nowhere"),
+    RowFilter("qty", "equals", "2"),
+    RowFilter("qty", "equals", "1009"),
+    RowFilter("qty", "empty", ""),
+    RowFilter("qty", "equals", ""),
+    RowFilter("price", "equals", "1.5"),  # the stored 1.50
+    RowFilter("price", "equals", "8.25"),
+    RowFilter("day", "equals", "2024-01-03"),
+    RowFilter("seen", "equals", "2024-05-01T12:00:00+02:00"),  # the common instant
+    RowFilter("active", "empty", ""),
+    RowFilter("size", "equals", "L"),
+    RowFilter("_row_id", "equals", "5"),
+]
+
+
+def _planner_estimate(dataset: int, filters: list[RowFilter]) -> int:
+    with session_scope() as s:
+        window = writes.read_window(session=s, dataset_id=dataset, limit=1)
+        table = dataset_table(window.spec, "ds_skewed")
+        where = [condition(table, window.spec, f) for f in filters]
+        query = select(table.c["_row_id"]).where(*where).compile(dialect=s.get_bind().dialect)
+        plan = s.connection().exec_driver_sql(f"EXPLAIN (FORMAT JSON) {query}", query.params)
+        return int(plan.scalar_one()[0]["Plan"]["Plan Rows"])
+
+
+def _estimate(dataset: int, filters: list[RowFilter]) -> int:
+    with session_scope() as s:
+        window = writes.read_window(session=s, dataset_id=dataset, limit=1)
+        table = dataset_table(window.spec, "ds_skewed")
+        return estimates.estimated_rows(
+            session=s,
+            table=table,
+            spec=window.spec,
+            filters=filters,
+            where=[condition(table, window.spec, f) for f in filters],
+            row_count=3_000,
+        )
+
+
+@pytest.mark.parametrize("row_filter", SKEWED_FILTERS, ids=lambda f: f"{f.column}-{f.value}")
+def test_an_equality_is_estimated_as_the_planner_estimates_it(
+    skewed: tuple[int, str], row_filter: RowFilter
+) -> None:
+    dataset, _ = skewed
+    with statements_sent(get_engine(), lambda sql: "EXPLAIN" in sql) as explained:
+        mine = _estimate(dataset, [row_filter])
+    assert explained == []
+    theirs = _planner_estimate(dataset, [row_filter])
+    assert abs(mine - theirs) <= max(1, theirs // 100), (mine, theirs)
+
+
+def test_a_false_is_estimated_from_its_own_frequency(skewed: tuple[int, str]) -> None:
+    """The planner reads ``active = false`` as ``NOT active`` and counts the empty cells in
+    (741 here); its own frequency is exact when every row was sampled."""
+    dataset, _ = skewed
+    falses = sum(1 for i in range(3_000) if i % 17 and not i % 5)
+    assert _estimate(dataset, [RowFilter("active", "equals", "false")]) == falses
+
+
+def test_statistics_are_read_once_then_kept_and_read_again_after_the_recheck_time(
+    skewed: tuple[int, str], fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset, table = skewed
+    both = [RowFilter("code", "equals", "c0"), RowFilter("size", "equals", "S")]
+    with statements_sent(get_engine(), lambda sql: "pg_stats" in sql) as looked_up:
+        first = _estimate(dataset, both)
+        assert len(looked_up) == 2  # one per column
+        for value in ("c1", "c2", "c3"):
+            _estimate(dataset, [RowFilter("code", "equals", value)])
+        assert len(looked_up) == 2  # another value of a known column: no query
+        # Both conditions, independent as the planner takes them: 70% of c0 times S's share.
+        assert abs(first - _planner_estimate(dataset, both)) <= 30
+
+        with fresh_db.superuser.begin() as conn:  # the data changes; the statistics follow
+            conn.execute(text(f"UPDATE data.{table} SET code = 'c9' WHERE code = 'c0'"))
+            conn.execute(text(f"ANALYZE data.{table}"))
+        # Kept: c0 counts as 70% of the rows until the statistics are read again.
+        assert _estimate(dataset, [RowFilter("code", "equals", "c0")]) == 2_100
+        monkeypatch.setattr(estimates, "STATS_RECHECK_S", 0.0)
+        assert _estimate(dataset, [RowFilter("code", "equals", "c9")]) == 2_101
+        assert _estimate(dataset, [RowFilter("code", "equals", "c0")]) == 1
+        assert len(looked_up) == 4
+
+
+def test_a_column_never_analysed_or_a_range_is_estimated_by_explain(
+    dataset: int, fresh_db: DatabaseHandle
+) -> None:
+    with fresh_db.superuser.begin() as conn:
+        conn.execute(text("CREATE TABLE data.fresh (LIKE data.ds_counted)"))
+        conn.execute(text("GRANT SELECT ON data.fresh TO portal_app"))
+    with (
+        statements_sent(get_engine(), lambda sql: "EXPLAIN" in sql) as explained,
+        session_scope() as s,
+    ):
+        window = writes.read_window(session=s, dataset_id=dataset, limit=1)
+        table = dataset_table(window.spec, "fresh")
+        for f in (RowFilter("qty", "equals", "1"), RowFilter("qty", "range", "1", "2")):
+            estimates.estimated_rows(
+                session=s,
+                table=table,
+                spec=window.spec,
+                filters=[f],
+                where=[condition(table, window.spec, f)],
+                row_count=30,
+            )
+    assert len(explained) == 2
