@@ -13,10 +13,10 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from portal import browse
-from portal.browse import PAGE_SIZES, ROW_ID, CsvExport, FilterOp, RowFilter, Sort
+from portal.browse import PAGE_SIZES, CsvExport, FilterOp, RowFilter, Sort
 from portal.db import session_scope
 from portal.errors import PortalError
-from portal.spec import editor_columns
+from portal.spec import ROW_ID, editor_columns
 from portal.ui import md_escape, require
 from portal.ui.column_config import column_config
 from portal.ui.db_retry import show_error
@@ -187,8 +187,8 @@ page_col.number_input("Page", min_value=1, max_value=rows_page.pages, step=1, ke
 shown_filter = row_filter.describe(spec) if row_filter else "no filter"
 if rows_page.total:
     position_col.caption(
-        f"Rows {rows_page.first_row:,}–{rows_page.last_row:,} of {rows_page.total:,} "
-        f"({md_escape(shown_filter)}) · page {rows_page.page:,} of {rows_page.pages:,}"
+        f"Rows {rows_page.first_row:,}–{rows_page.last_row:,} of {rows_page.total_text} "
+        f"({md_escape(shown_filter)}) · page {rows_page.page:,} of {rows_page.pages_text}"
     )
 else:
     position_col.caption(f"No rows match ({md_escape(shown_filter)}).")

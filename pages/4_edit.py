@@ -36,7 +36,7 @@ from portal.datasets import dataset_names
 from portal.db import session_scope
 from portal.diffs import ChangeSet, InvalidEdits, show_value
 from portal.errors import PortalError
-from portal.spec import Value, editor_columns
+from portal.spec import ROW_ID, Value, editor_columns
 from portal.ui import current_actor, md_escape, require
 from portal.ui.column_config import column_config
 from portal.ui.db_retry import outages, show_error, show_write_error
@@ -189,7 +189,7 @@ if loaded is None:
     st.session_state[k["window"]] = loaded
 read, window = loaded.read, loaded.window
 spec = read.spec
-labels = {diffs.ROW_ID: "Row id", **{c.name: c.label for c in spec.columns}}
+labels = {ROW_ID: "Row id", **{c.name: c.label for c in spec.columns}}
 
 
 def table(records: list[dict[str, Any]]) -> None:

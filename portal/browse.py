@@ -45,13 +45,14 @@ from sqlalchemy import ColumnElement, Select, Table, Text, and_, cast, func, sel
 from sqlalchemy.orm import Session
 
 from audit.events import record_event
-from portal import indexes
+from portal import estimates, indexes
 from portal.actor import Actor
 from portal.csv_safe import neutralise, neutralise_row
 from portal.datasets import dataset_spec, get_dataset
 from portal.errors import PermissionDenied, ValidationError
 from portal.models import Changeset, Dataset, User
 from portal.spec import (
+    ROW_ID,
     CellError,
     ColumnSpec,
     DatasetSpec,
@@ -64,7 +65,9 @@ FilterOp: TypeAlias = Literal["contains", "equals", "range", "empty"]
 FILTER_OPS: Final[tuple[FilterOp, ...]] = get_args(FilterOp)
 PAGE_SIZES: Final = (50, 100, 500, 1000)
 MAX_PAGE_SIZE: Final = max(PAGE_SIZES)
-ROW_ID: Final = "_row_id"
+COUNT_CAP: Final = 1_000
+"""``read_page`` counts matching rows up to this many past the page, never further; past that
+the total is PostgreSQL's estimate (see ``portal.estimates``)."""
 EXPORT_CHUNK_ROWS: Final = 5_000
 
 
@@ -146,10 +149,21 @@ class RowsPage:
     indexing: tuple[str, ...] = ()
     """Columns (physical names) whose index is still being built for this read's sort or
     filter (``portal.indexes``): the read was slower than it will be."""
+    total_is_exact: bool = True
+    """False when ``total`` is PostgreSQL's estimate (far more rows match than were counted)."""
 
     @property
     def pages(self) -> int:
         return max(1, math.ceil(self.total / self.page_size))
+
+    @property
+    def total_text(self) -> str:
+        """ "1,234", or "about 1,200,000" for an estimate."""
+        return estimates.total_text(self.total, self.total_is_exact)
+
+    @property
+    def pages_text(self) -> str:
+        return estimates.total_text(self.pages, self.total_is_exact)
 
     @property
     def first_row(self) -> int:
@@ -234,6 +248,11 @@ def read_page(
     """Page ``page`` (from 1) of the rows matching ``row_filter``, in ``sort`` order, and how
     many rows match. A page past the end returns the last page.
 
+    The total is exact when the page is the last one or few rows follow it (counted up to
+    ``COUNT_CAP`` past the page); on a large table it is PostgreSQL's estimate, as on the Edit
+    page (``portal.estimates.matching_total``): an exact count of 10,000,000 rows costs
+    seconds on every view.
+
     Raises:
         NotFound: no such dataset.
         ValidationError: an unknown column, a page size outside 1 to ``MAX_PAGE_SIZE``, or an
@@ -244,25 +263,35 @@ def read_page(
     sort = sort or Sort()
     dataset = get_dataset(session=session, dataset_id=dataset_id)
     spec = dataset_spec(dataset)
-    want = indexes.wanted(spec, dataset.row_count, sort, [row_filter] if row_filter else [])
+    filters = [row_filter] if row_filter else []
+    want = indexes.wanted(spec, dataset.row_count, sort, filters)
     building = indexes.ensure(session, dataset.table_name, want) if want else []
     table = dataset_table(spec, dataset.table_name)
-    where = condition(table, spec, row_filter)
+    where = [condition(table, spec, f) for f in filters]
     key = table.c[known_column(spec, sort.column)]
-    total = int(session.scalar(select(func.count()).select_from(table).where(where)) or 0)
-    pages = max(1, math.ceil(total / page_size))
-    page = min(max(1, page), pages)
     keys = [key] if key.name == ROW_ID else [key, table.c[ROW_ID]]  # ties by _row_id
     order = [k.desc() if sort.descending else k.asc() for k in keys]
-    stmt = (
-        _rows_select(table, spec)
-        .where(where)
-        .order_by(*order)
-        .limit(page_size)
-        .offset((page - 1) * page_size)
+    ordered = _rows_select(table, spec).where(*where).order_by(*order)
+    page = max(1, page)
+    # One row more than the page: whether rows follow, without counting them.
+    rows = session.execute(ordered.limit(page_size + 1).offset((page - 1) * page_size)).all()
+    if not rows and page > 1:  # past the end (rows went away, or an estimate ran high)
+        total = int(session.scalar(select(func.count()).select_from(table).where(*where)) or 0)
+        page = max(1, math.ceil(total / page_size))
+        rows = session.execute(ordered.limit(page_size + 1).offset((page - 1) * page_size)).all()
+    total, exact = estimates.matching_total(
+        session=session,
+        table=table,
+        spec=spec,
+        filters=filters,
+        where=where,
+        row_count=dataset.row_count,
+        start=(page - 1) * page_size,
+        found=min(len(rows), page_size),
+        has_more=len(rows) > page_size,
+        cap=page * page_size + COUNT_CAP,
     )
-    rows = session.execute(stmt).all()
-    return RowsPage(_frame(spec, rows), total, page, page_size, tuple(building))
+    return RowsPage(_frame(spec, rows[:page_size]), total, page, page_size, tuple(building), exact)
 
 
 def _rows_select(table: Table, spec: DatasetSpec) -> Select[Any]:

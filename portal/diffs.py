@@ -44,9 +44,8 @@ import numpy as np
 import pandas as pd
 
 from portal.errors import PermissionDenied, ValidationError
-from portal.spec import CellError, ColumnSpec, DatasetSpec, Value, validate_value
+from portal.spec import ROW_ID, CellError, ColumnSpec, DatasetSpec, Value, validate_value
 
-ROW_ID: Final = "_row_id"
 MAX_ADDED_ROWS: Final = 5_000
 """New rows in one commit; a larger batch is an upload."""
 MAX_PROBLEMS_SHOWN: Final = 50

@@ -2,6 +2,8 @@
 "about N" total past its counting cap.
 
     estimated_rows()   the estimate for a set of filters on a dataset table
+    matching_total()   a paged read's total: exact when cheap to know, else the estimate
+    total_text()       such a total for people: "1,234" or "about 1,200,000"
 
 An ``equals`` or ``empty`` filter (the common case, and the one read most often: every page of
 a filter asks again) is estimated here in Python from the column's ``pg_stats`` row — its
@@ -21,13 +23,15 @@ import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
-from portal.browse import ROW_ID, RowFilter, typed_filter_value
-from portal.spec import DATA_SCHEMA, SQL_TYPE_NAMES, ColumnType, DatasetSpec
+from portal.spec import DATA_SCHEMA, ROW_ID, SQL_TYPE_NAMES, ColumnType, DatasetSpec
+
+if TYPE_CHECKING:  # portal.browse reads through this module
+    from portal.browse import RowFilter
 
 STATS_RECHECK_S = 60.0
 """How long a column's statistics are used before ``pg_stats`` is read again."""
@@ -110,6 +114,8 @@ def estimated_rows(
     """How many of the table's ``row_count`` rows match ``filters`` (compiled as ``where``):
     from the columns' statistics for equalities, else the planner's estimate of one EXPLAIN.
     Like the planner: at least one row when anything is filtered."""
+    from portal.browse import typed_filter_value  # (it imports this module)
+
     if not where:
         return row_count
     fraction = 1.0
@@ -136,3 +142,46 @@ def _explained(session: Session, table: Any, where: Sequence[Any]) -> int:
         .scalar_one()
     )
     return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def matching_total(
+    *,
+    session: Session,
+    table: Any,
+    spec: DatasetSpec,
+    filters: Sequence[RowFilter],
+    where: Sequence[Any],
+    row_count: int,
+    start: int,
+    found: int,
+    has_more: bool,
+    cap: int,
+) -> tuple[int, bool]:
+    """``(total, exact)`` of the rows matching ``where``, for a read that returned ``found``
+    rows from position ``start`` and knows whether more follow (it read one row more).
+
+    The last window gives the total with no count. Otherwise the rows are counted up to
+    ``cap``, unless PostgreSQL expects more than four times that many (then nothing is
+    counted); past the cap the total is the estimate, never below what was counted.
+    """
+    if not has_more and (found or start == 0):  # the last window: its end is the total
+        return start + found, True
+    estimate = estimated_rows(
+        session=session, table=table, spec=spec, filters=filters, where=where, row_count=row_count
+    )
+    if estimate > 4 * cap:
+        return estimate, False  # far more than a count would reach: not worth one
+    capped = select(table.c[ROW_ID]).where(*where).limit(cap + 1).subquery()
+    total = int(session.scalar(select(func.count()).select_from(capped)) or 0)
+    if total <= cap:
+        return total, True
+    return max(cap + 1, estimate), False
+
+
+def total_text(total: int, exact: bool) -> str:
+    """A total for people: "1,234", or an estimate to two significant digits, "about
+    1,200,000"."""
+    if exact:
+        return f"{total:,}"
+    digits = len(str(total))
+    return f"about {round(total, min(0, 2 - digits)):,}"

@@ -1701,6 +1701,8 @@ def _infer_category(
 # ---------------------------------------------------------------------------------------------
 
 DATA_SCHEMA: Final = "data"
+ROW_ID: Final = "_row_id"
+"""Every dataset table's key column, assigned by the portal."""
 
 
 def ddl_table(spec: DatasetSpec, table_name: str, metadata: MetaData) -> Table:

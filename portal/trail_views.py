@@ -73,7 +73,6 @@ __all__ = [
 
 TrailList = Literal["changesets", "events"]
 ExportFormat = Literal["csv", "json"]
-ROW_ID: Final = "_row_id"
 PAGE_SIZE = search.PAGE_SIZE  # the pages' page of changesets or events
 EXPORT_CHUNK: Final = 1000
 MAX_BULK_PAGE: Final = 1000

@@ -36,7 +36,7 @@ from typing import Any, Final
 import psycopg2
 import psycopg2.errors
 from psycopg2.extras import execute_values
-from sqlalchemy import Select, UniqueConstraint, func, select, text
+from sqlalchemy import Select, UniqueConstraint, select, text
 from sqlalchemy.orm import Session
 
 from audit.capture import qualified_table
@@ -52,6 +52,7 @@ from portal.merge import Current
 from portal.models import Dataset
 from portal.spec import (
     DATA_SCHEMA,
+    ROW_ID,
     SQL_TYPE_NAMES,
     CellError,
     DatasetSpec,
@@ -96,10 +97,7 @@ class EditWindow:
     def total_text(self) -> str:
         """The total for people: "1,234", or an estimate to two significant digits, "about
         1,200,000"."""
-        if self.total_is_exact:
-            return f"{self.total:,}"
-        digits = len(str(self.total))
-        return f"about {round(self.total, min(0, 2 - digits)):,}"
+        return estimates.total_text(self.total, self.total_is_exact)
 
 
 @dataclass(frozen=True)
@@ -180,7 +178,7 @@ def read_window(
     table = dataset_table(spec, dataset.table_name)
     where = [condition(table, spec, f) for f in filters]
     key = table.c[known_column(spec, sort.column)]
-    keys = [key] if key.name == diffs.ROW_ID else [key, table.c[diffs.ROW_ID]]
+    keys = [key] if key.name == ROW_ID else [key, table.c[ROW_ID]]
     order = [k.desc() if sort.descending else k.asc() for k in keys]
     start = max(0, offset)
     stmt: Select[Any] = (
@@ -193,26 +191,18 @@ def read_window(
     found = session.execute(stmt).all()
     has_more = len(found) > limit
     found = found[:limit]
-    cap = start + limit + COUNT_CAP
-    if not has_more and (found or start == 0):  # the last window: its end is the total
-        total, exact = start + len(found), True
-    elif (
-        estimate := estimates.estimated_rows(
-            session=session,
-            table=table,
-            spec=spec,
-            filters=filters,
-            where=where,
-            row_count=dataset.row_count,
-        )
-    ) > 4 * cap:
-        total, exact = estimate, False  # far more than a count would reach: not worth one
-    else:
-        capped = select(table.c["_row_id"]).where(*where).limit(cap + 1).subquery()
-        total = int(session.scalar(select(func.count()).select_from(capped)) or 0)
-        exact = total <= cap
-        if not exact:
-            total = max(cap + 1, estimate)
+    total, exact = estimates.matching_total(
+        session=session,
+        table=table,
+        spec=spec,
+        filters=filters,
+        where=where,
+        row_count=dataset.row_count,
+        start=start,
+        found=len(found),
+        has_more=has_more,
+        cap=start + limit + COUNT_CAP,
+    )
     return EditWindow(
         dataset_id=dataset.id,
         name=dataset.name,

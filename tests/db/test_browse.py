@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 from portal import browse, uploads
 from portal.actor import Actor
 from portal.browse import RowFilter, Sort
-from portal.db import session_scope
+from portal.db import get_engine, session_scope
 from portal.errors import ValidationError
 from tests.conftest import DatabaseHandle
-from tests.factories import make_user
+from tests.factories import make_user, statements_sent
 
 pytestmark = pytest.mark.db
 
@@ -154,6 +154,49 @@ def test_pages_cover_every_row_once_in_order(people: int, page_size: int) -> Non
 def test_a_page_past_the_end_is_the_last_page(people: int) -> None:
     last = page(people, page=99, page_size=100)
     assert (last.page, len(last.rows), last.first_row, last.last_row) == (3, 50, 201, 250)
+    assert names(last)[-1] == "Person 250"
+
+
+def test_a_large_total_is_estimated_not_counted(
+    people: int, fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``COUNT_CAP`` rows beyond the page, and with far more rows expected, the total is
+    PostgreSQL's estimate ("about"), and nothing is counted; the last page is still exact."""
+    with fresh_db.superuser.begin() as conn:
+        conn.execute(text("ANALYZE data.ds_people"))
+    monkeypatch.setattr(browse, "COUNT_CAP", 10)
+    with statements_sent(get_engine(), lambda sql: "count(" in sql.lower()) as counts:
+        first = page(people, page_size=10)  # 250 expected, more than four times 10 + 10
+        assert (first.total, first.total_is_exact, len(first.rows)) == (ROWS, False, 10)
+        assert (first.total_text, first.pages_text) == ("about 250", "about 25")
+        assert counts == []
+        # 36 rows hold a 3: fewer than four times the cap expected, so counted, but only to
+        # 21, past the cap of 20: the total is the estimate (from the statistics).
+        threes = page(people, page_size=10, row_filter=RowFilter("qty", "equals", "3"))
+        assert len(counts) == 1
+        assert "LIMIT" in counts[0]
+        assert not threes.total_is_exact
+        assert 21 <= threes.total <= 50
+        counts.clear()
+        last = page(people, page=25, page_size=10)  # no row follows: the total is known
+        assert (last.total, last.total_is_exact, last.pages_text) == (ROWS, True, "25")
+        assert counts == []
+        near = page(people, page=24, page_size=10)  # 10 rows follow, within the cap: counted
+        assert (near.total, near.total_is_exact, len(counts)) == (ROWS, True, 1)
+
+
+def test_past_an_estimated_end_is_the_real_last_page(
+    people: int, fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with fresh_db.superuser.begin() as conn:  # the dataset's count now runs high
+        conn.execute(
+            text("UPDATE portal.datasets SET row_count = 1000 WHERE id = :i"), {"i": people}
+        )
+    monkeypatch.setattr(browse, "COUNT_CAP", 1)
+    high = page(people, page_size=50)
+    assert (high.total, high.total_is_exact, high.pages) == (1000, False, 20)
+    last = page(people, page=20, page_size=50)
+    assert (last.page, last.total, last.total_is_exact) == (5, ROWS, True)
     assert names(last)[-1] == "Person 250"
 
 
