@@ -39,11 +39,12 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, text
 
 from benchmarks.common import bench_editor, cluster
-from portal import indexes, writes
+from portal import browse, indexes, writes
 from portal.browse import RowFilter, Sort
 from portal.config import get_settings
 from portal.datasets import create_dataset
@@ -59,14 +60,24 @@ SPEC = DatasetSpec(
     )
 )
 # Filters that fill the window on both sizes: the same work per page, whatever the table size.
-OPERATIONS: dict[str, dict[str, object]] = {
+OPERATIONS: dict[str, dict[str, Any]] = {
     "first page (1,000 rows)": {},
     "filter code equals (10% of rows)": {"filters": [RowFilter("code", "equals", "c4")]},
     "filter amount range (20%)": {"filters": [RowFilter("amount", "range", "100000", "299999")]},
     "sort amount desc, first page": {"sort": Sort("amount", descending=True)},
     "sort amount, page 5": {"sort": Sort("amount"), "offset": 4_000},
 }
-CONTAINS: dict[str, dict[str, object]] = {
+BROWSE: dict[str, dict[str, Any]] = {
+    "first page (100 rows)": {"page": 1},
+    "filter code equals (10%)": {"page": 1, "row_filter": RowFilter("code", "equals", "c4")},
+    "page 5, filter amount range (20%)": {
+        "page": 5,
+        "row_filter": RowFilter("amount", "range", "100000", "299999"),
+    },
+}
+"""The Datasets page (``browse.read_page``, 100 rows a page), whose total is also counted only
+up to a cap and else estimated: before, an exact count(*) took seconds on the large table."""
+CONTAINS: dict[str, dict[str, Any]] = {
     "contains, common (“name 1”)": {"filters": [RowFilter("name", "contains", "name 1")]},
     "contains, rare (“e 4242”)": {"filters": [RowFilter("name", "contains", "e 4242")]},
 }
@@ -94,17 +105,23 @@ def load(superuser: Engine, table: str, rows: int) -> None:
         )
 
 
-def once(dataset_id: int, kwargs: dict[str, object]) -> float:
+def once(dataset_id: int, kwargs: dict[str, Any]) -> float:
+    """One read, timed: the Datasets page's when ``kwargs`` name a page, else the Edit
+    window's."""
     start = time.perf_counter()
     with session_scope() as s:
-        read = writes.read_window(session=s, dataset_id=dataset_id, limit=1_000, **kwargs)  # type: ignore[arg-type]
-    assert read.rows
+        if "page" in kwargs:
+            rows = len(browse.read_page(session=s, dataset_id=dataset_id, **kwargs).rows)
+        else:
+            read = writes.read_window(session=s, dataset_id=dataset_id, limit=1_000, **kwargs)
+            rows = len(read.rows)
+    assert rows
     return time.perf_counter() - start
 
 
 def compare(
     title: str,
-    operations: dict[str, dict[str, object]],
+    operations: dict[str, dict[str, Any]],
     small: int,
     large: int,
     repeat: Callable[[str], int],
@@ -158,7 +175,7 @@ def main(rows: int, small_rows: int = 10_000, rounds: int = 25) -> float:
         for name, kwargs in OPERATIONS.items():
             start = time.perf_counter()
             with session_scope() as s:
-                read = writes.read_window(session=s, dataset_id=large, limit=1, **kwargs)  # type: ignore[arg-type]
+                read = writes.read_window(session=s, dataset_id=large, limit=1, **kwargs)
             indexes.wait()
             if read.indexing:
                 with superuser.begin() as conn:
@@ -174,6 +191,13 @@ def main(rows: int, small_rows: int = 10_000, rounds: int = 25) -> float:
             large,
             lambda _: rounds,
         )
+        browse_ratios = compare(
+            "2b. the Datasets page, same indexes (not in the issue's target)",
+            BROWSE,
+            small,
+            large,
+            lambda _: rounds,
+        )
         compare(
             "3. contains (a scan either way; not in the target)",
             CONTAINS,
@@ -184,6 +208,7 @@ def main(rows: int, small_rows: int = 10_000, rounds: int = 25) -> float:
         worst = max(ratios)
         verdict = "met" if worst <= 1.2 else "NOT met"
         print(f"\n  worst ratio with the indexes {worst:6.2f}x   (target <= 1.20x: {verdict})")
+        print(f"  worst ratio of the Datasets page {max(browse_ratios):6.2f}x")
         app.dispose()
         superuser.dispose()
         reset_engine()
