@@ -1,8 +1,10 @@
 """Installing change capture on a dataset table.
 
 ``install_capture`` has the database write the table's own capture trigger function
-(``audit.generate_capture``, migration 0003: the table's columns are written into it, so an
-UPDATE's check of which columns changed is a cached static query) and attaches it as three
+(``audit.generate_capture``, migrations 0003 and 0006: the table's columns are written into it,
+so an UPDATE's check of which columns changed is a query written once, yet planned for each
+statement's own rows — a plan kept from a one-row UPDATE made a large one quadratic) and
+attaches it as three
 statement-level triggers: every INSERT, UPDATE and DELETE writes its rows' before and after
 images to ``audit.row_change``, and TRUNCATE is refused. Call it in the same transaction that
 creates the table, so no write can ever reach the table uncaptured, and again in the transaction

@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import create_engine, inspect, pool, text
 from sqlalchemy.exc import IntegrityError, ProgrammingError
+from sqlalchemy.orm import Session
 
+from audit.capture import install_capture
 from portal import migrate
 from portal.embedded import ClusterInfo
 from tests.conftest import DatabaseHandle, create_database, drop_database
@@ -294,5 +296,66 @@ def test_0005_makes_dataset_unique_constraints_deferrable_and_back(
             conn.execute(text("UPDATE data.ds_u SET code = 'a'"))
     migrate.downgrade(empty_db, "0004")
     assert deferrable() == [("uq_ds_u_code", False)]
+    app.dispose()
+    owner.dispose()
+
+
+def test_0006_plans_the_changed_columns_pass_per_statement_and_back(
+    pg_cluster: ClusterInfo, empty_db: str
+) -> None:
+    """A table captured before 0006 gets its capture function regenerated with the pass run by
+    EXECUTE; capture works the same either way; the downgrade puts the static query back."""
+    migrate.upgrade(empty_db, "0005")
+    app = create_engine(pg_cluster.url("app", "migrations_roundtrip"), poolclass=pool.NullPool)
+    owner = create_engine(empty_db, poolclass=pool.NullPool)
+    with app.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE data.ds_p (_row_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+                " _version integer NOT NULL DEFAULT 1, qty integer)"
+            )
+        )
+        conn.execute(text("INSERT INTO data.ds_p (qty) VALUES (1), (2)"))
+    with Session(app) as s, s.begin():
+        install_capture(session=s, table_name="ds_p", dataset_id=3)
+
+    def source() -> str:
+        with owner.connect() as conn:
+            return str(
+                conn.scalar(
+                    text(
+                        "SELECT p.prosrc FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid"
+                        " WHERE t.tgrelid = 'data.ds_p'::regclass"
+                        " AND t.tgname = 'audit_capture_update'"
+                    )
+                )
+            )
+
+    def captured_update(qty: int) -> list[tuple[object, ...]]:
+        with app.begin() as conn:
+            conn.execute(text("UPDATE data.ds_p SET qty = :q WHERE _row_id = 1"), {"q": qty})
+            return [
+                tuple(r)
+                for r in conn.execute(
+                    text(
+                        "SELECT row_id, before, after FROM audit.row_change"
+                        " WHERE op = 'update' ORDER BY id DESC LIMIT 1"
+                    )
+                )
+            ]
+
+    static = "FROM old_rows o JOIN new_rows n USING (_row_id);"
+    assert static in source()
+    assert captured_update(5) == [(1, {"qty": 1}, {"qty": 5})]
+    migrate.upgrade(empty_db, "0006")
+    assert static not in source()
+    assert "EXECUTE 'SELECT ARRAY[bool_or(o.qty IS DISTINCT FROM n.qty)]" in source()
+    assert captured_update(6) == [(1, {"qty": 5}, {"qty": 6})]
+    with Session(app) as s, s.begin():  # a table created from now on gets the same
+        install_capture(session=s, table_name="ds_p", dataset_id=3)
+    assert static not in source()
+    migrate.downgrade(empty_db, "0005")
+    assert static in source()
+    assert captured_update(7) == [(1, {"qty": 6}, {"qty": 7})]
     app.dispose()
     owner.dispose()
