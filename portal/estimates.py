@@ -84,7 +84,7 @@ def column_stats(
             f" CAST(CAST(most_common_vals AS text) AS {SQL_TYPE_NAMES[column_type]}[]) AS vals,"
             " most_common_freqs AS freqs"
             " FROM pg_stats WHERE schemaname = :schema AND tablename = :table"
-            " AND attname = :column"
+            " AND attname = :column AND NOT inherited"
         ),
         {"schema": DATA_SCHEMA, "table": table_name, "column": column},
     ).one_or_none()
