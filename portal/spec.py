@@ -747,22 +747,28 @@ def validate_value(
     Uniqueness needs the whole column: the table's UNIQUE constraint enforces it for edits.
     Never raises.
     """
-    shown = _show(value) if not isinstance(value, str) else value
     if _is_missing(value):
         if column.required:
             return CellError(row, column.label, "", "required", _required_message())
         return None
     try:
-        typed = _typed(column, value, shown, decimal_comma)
-        _check_rules(column, typed, shown)
+        typed = _typed(column, value, decimal_comma)
+        _check_rules(column, typed, value)
     except _Invalid as exc:
-        return CellError(row, column.label, shown, exc.rule, exc.message)
+        return CellError(row, column.label, _as_shown(value), exc.rule, exc.message)
     return typed
 
 
-def _typed(c: ColumnSpec, value: object, shown: str, decimal_comma: bool) -> Value:
+def _as_shown(value: object) -> str:
+    """The value as a message quotes it (made only for a message: most values pass)."""
+    return value if isinstance(value, str) else _show(value)
+
+
+def _typed(c: ColumnSpec, value: object, decimal_comma: bool) -> Value:
+    raw = value  # as it arrived, for a message
+
     def invalid(reason: str = "") -> _Invalid:
-        return _Invalid("type", _type_message(c, shown, decimal_comma, reason))
+        return _Invalid("type", _type_message(c, _as_shown(raw), decimal_comma, reason))
 
     if c.type in ("text", "category"):
         if not isinstance(value, str):
@@ -775,7 +781,7 @@ def _typed(c: ColumnSpec, value: object, shown: str, decimal_comma: bool) -> Val
     if c.type == "integer":
         return _typed_integer(value, decimal_comma, invalid)
     if c.type == "decimal":
-        return _typed_decimal(c, value, shown, decimal_comma, invalid)
+        return _typed_decimal(c, value, decimal_comma, invalid)
     if c.type == "boolean":
         if isinstance(value, bool):
             return value
@@ -836,9 +842,7 @@ def _decimal_digits(number: Decimal) -> tuple[int, int]:
     return max(0, len(trimmed) + exponent), max(0, -exponent)
 
 
-def _typed_decimal(
-    c: ColumnSpec, value: object, shown: str, decimal_comma: bool, invalid: Any
-) -> Decimal:
+def _typed_decimal(c: ColumnSpec, value: object, decimal_comma: bool, invalid: Any) -> Decimal:
     if isinstance(value, bool):
         raise invalid()
     if isinstance(value, Decimal):
@@ -867,7 +871,7 @@ def _typed_decimal(
     if before > MAX_DECIMAL_DIGITS or after > MAX_DECIMAL_DIGITS:
         raise invalid("digits")
     if c.scale is not None and after > c.scale:
-        raise _Invalid("scale", _rule_message(c, "scale", shown, None))
+        raise _Invalid("scale", _rule_message(c, "scale", _as_shown(value), None))
     return number
 
 
@@ -949,21 +953,22 @@ def _parse_datetime(text_: str, invalid: Any) -> datetime:
     return moment
 
 
-def _check_rules(c: ColumnSpec, typed: Value, shown: str) -> None:
+def _check_rules(c: ColumnSpec, typed: Value, raw: object) -> None:
+    """The column's rules on a typed value; ``raw`` is what arrived, quoted in messages."""
     if c.min is not None and cast(Any, typed) < c.min:
-        raise _Invalid("min", _rule_message(c, "min", shown, typed))
+        raise _Invalid("min", _rule_message(c, "min", _as_shown(raw), typed))
     if c.max is not None and cast(Any, typed) > c.max:
-        raise _Invalid("max", _rule_message(c, "max", shown, typed))
+        raise _Invalid("max", _rule_message(c, "max", _as_shown(raw), typed))
     if isinstance(typed, str):
         if c.max_length is not None and len(typed) > c.max_length:
-            raise _Invalid("max_length", _rule_message(c, "max_length", shown, typed))
+            raise _Invalid("max_length", _rule_message(c, "max_length", _as_shown(raw), typed))
         if (
             c.regex is not None
             and not _regex_matches(pa.array([typed], pa.large_string()), c.regex)[0].as_py()
         ):
-            raise _Invalid("regex", _rule_message(c, "regex", shown, typed))
+            raise _Invalid("regex", _rule_message(c, "regex", _as_shown(raw), typed))
         if c.options is not None and typed not in c.options:
-            raise _Invalid("options", _rule_message(c, "options", shown, typed))
+            raise _Invalid("options", _rule_message(c, "options", _as_shown(raw), typed))
 
 
 # ---------------------------------------------------------------------------------------------
