@@ -187,3 +187,21 @@ def test_an_opened_dataset_links_to_its_rows_history(fresh_db: DatabaseHandle) -
     links = {link.proto.label: link.proto for link in at.main.page_link}
     row = links[f"Every version of row {shown[-1]}"]
     assert (row.page, row.query_string) == ("history", f"dataset={dataset_id}&row={shown[-1]}")
+
+
+def test_a_large_total_is_shown_as_an_estimate(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the counting cap the page says "about" and offers the estimated pages; the last
+    page is exact again."""
+    from portal import browse
+
+    dataset_id, _ = seed_people(fresh_db)
+    monkeypatch.setattr(browse, "COUNT_CAP", 5)
+    at, _ = datasets_page(fresh_db, "viewer")
+    open_dataset(at, dataset_id)
+    at.selectbox(key=f"datasets.{dataset_id}.page_size").select(50).run()
+    shown = texts(at, main_only=True)
+    assert "Rows 1–50 of about 250 (no filter) · page 1 of about 5" in shown
+    at.number_input(key=f"datasets.{dataset_id}.page").set_value(5).run()
+    assert "Rows 201–250 of 250 (no filter) · page 5 of 5" in texts(at, main_only=True)
