@@ -1,5 +1,5 @@
-"""How many rows a filtered read will match, without reading them: for the Edit window's
-"about N" total past its counting cap.
+"""How many rows a filtered read will match, without reading them: the "about N" totals of the
+Edit window and the Datasets page past their counting caps.
 
     estimated_rows()   the estimate for a set of filters on a dataset table
     matching_total()   a paged read's total: exact when cheap to know, else the estimate
