@@ -301,9 +301,11 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
         cells: dict[str, Value] = {}
         edits[row_id] = cells
         for name, raw in edited[position].items():
-            column = _editable(name, by_name, _where(row_id), raw, problems)
-            if column is not None:
-                cells[name] = _checked(column, raw, _where(row_id), problems)
+            column = by_name.get(name)
+            if column is None:
+                problems.append(_not_editable(_where(row_id), name, raw))
+            else:
+                cells[name] = _checked(column, raw, row_id, problems)
 
     new_rows: list[dict[str, Value]] = []
     new_where: list[str] = []  # as the grid numbers new rows: pending ones first
@@ -313,8 +315,10 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
         new_where.append(where)
         values = {c.name: c.default for c in spec.columns}
         for name, raw in row.items():
-            column = _editable(name, by_name, where, raw, problems)
-            if column is not None:
+            column = by_name.get(name)
+            if column is None:
+                problems.append(_not_editable(where, name, raw))
+            else:
                 values[name] = _checked(column, raw, where, problems)
         for c in spec.columns:  # a required column left out of the added row entirely
             if c.required and values[c.name] is None and c.name not in row:
@@ -331,25 +335,25 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
         raise InvalidEdits(problems)
 
     base = _Columns(window.base, spec)
-    every = shown.names
+    order = {name: k for k, name in enumerate(shown.names)}
     updates, deletes = [], []
     for row_id in sorted({i for i in edits if i >= 0} | (window.pending_ids - deleted_ids)):
         mine = edits.get(row_id, {})
-        # A row without pending changes is shown as committed: only its edited cells can differ.
-        names = every if row_id in window.pending_ids else [n for n in every if n in mine]
-        here, there = shown.position[row_id], base.position[row_id]
-        before = {n: plain(base.cells[n][there]) for n in names}
-        after = {n: mine[n] if n in mine else plain(shown.cells[n][here]) for n in names}
-        changed = [n for n in names if not same_value(after[n], before[n])]
-        if changed:
-            updates.append(
-                RowUpdate(
-                    row_id,
-                    int(window.versions[row_id]),
-                    {n: before[n] for n in changed},
-                    {n: after[n] for n in changed},
-                )
-            )
+        there = base.position[row_id]
+        if row_id in window.pending_ids:  # any cell may differ: compare the whole row
+            here = shown.position[row_id]
+            now = {n: mine[n] if n in mine else plain(shown.cells[n][here]) for n in shown.names}
+        else:  # shown as committed: only its edited cells can differ
+            now = {n: mine[n] for n in sorted(mine, key=order.__getitem__)} if mine else mine
+        before: dict[str, Value] = {}
+        after: dict[str, Value] = {}
+        for name, value in now.items():
+            was = plain(base.cells[name][there])
+            if not same_value(value, was):
+                before[name] = was
+                after[name] = value
+        if after:
+            updates.append(RowUpdate(row_id, int(window.versions[row_id]), before, after))
     # Rows deleted in the grid, and rows a pending delete already dropped from ``shown`` (they
     # are in ``base`` only) and which stay deleted.
     shown_ids = set(ids)
@@ -496,29 +500,25 @@ def _where(row_id: int) -> str:
     return f"row {row_id}" if row_id >= 0 else f"new row {-row_id}"
 
 
-def _editable(
-    name: str,
-    by_name: Mapping[str, ColumnSpec],
-    where: str,
-    raw: object,
-    problems: list[EditProblem],
-) -> ColumnSpec | None:
-    column = by_name.get(name)
-    if column is not None:
-        return column
+def _not_editable(where: str, name: str, raw: object) -> EditProblem:
+    """The problem with a cell in a column the grid may not send: an unknown one, or a row id."""
     message = (
         "row ids are assigned by the portal and cannot be edited"
         if name in ("_index", ROW_ID, "_version")
         else "the dataset has no such column; reload the page to see its columns"
     )
-    problems.append(EditProblem(where, name, _shown(raw), message))
-    return None
+    return EditProblem(where, name, _shown(raw), message)
 
 
-def _checked(column: ColumnSpec, raw: object, where: str, problems: list[EditProblem]) -> Value:
+def _checked(
+    column: ColumnSpec, raw: object, where: int | str, problems: list[EditProblem]
+) -> Value:
+    """The value checked against its column; a refusal goes to ``problems``, at ``where`` (a
+    row id, or a new row's name), and gives ``None``."""
     typed = validate_value(column, _from_editor(column, raw))
     if isinstance(typed, CellError):
-        problems.append(EditProblem(where, column.label, typed.value, typed.message))
+        at = _where(where) if isinstance(where, int) else where
+        problems.append(EditProblem(at, column.label, typed.value, typed.message))
         return None
     return typed
 
