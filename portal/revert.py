@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session
 
 from audit.search import BulkLoadInfo, ChangesetSummary, changeset_detail, loads
 from audit.trail import bulk_rows
+from portal import db
 from portal.actor import Actor
 from portal.datasets import dataset_spec, get_dataset
 from portal.diffs import ChangeSet, RowDelete, RowInsert, RowUpdate, same_value, show_value
@@ -468,7 +469,7 @@ _LATER = text(
     SELECT r.row_id, r.op, r.after::text AS after, r.before::text AS before, c.seq, c.kind,
            c.actor_display_name, c.committed_at, c.reason
       FROM audit.row_change r JOIN audit.changeset c ON c.id = r.changeset_id
-     WHERE r.dataset_id = :dataset AND r.row_id = ANY(:ids) AND c.seq > :seq
+     WHERE r.dataset_id = :dataset AND r.row_id = ANY(CAST(:ids AS bigint[])) AND c.seq > :seq
      ORDER BY c.seq, r.id
     """
 )
@@ -482,7 +483,9 @@ def _later_changes(
     found: dict[int, list[LaterChange]] = {}
     if not row_ids:
         return found
-    for r in session.execute(_LATER, {"dataset": dataset_id, "ids": sorted(row_ids), "seq": seq}):
+    for r in session.execute(
+        _LATER, {"dataset": dataset_id, "ids": db.id_array(sorted(row_ids)), "seq": seq}
+    ):
         image = loads(r.after if r.op == "update" else None) or {}
         touched = (
             frozenset(image) if r.op == "update" else frozenset(loads(r.before or r.after) or {})

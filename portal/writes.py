@@ -36,7 +36,8 @@ from typing import Any, Final
 import psycopg2
 import psycopg2.errors
 from psycopg2.extras import execute_values
-from sqlalchemy import Select, UniqueConstraint, select, text
+from sqlalchemy import BigInteger, Select, Text, UniqueConstraint, any_, cast, literal, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from audit.capture import qualified_table
@@ -346,8 +347,9 @@ def _lock_rows(cursor: Any, table: str, changes: ChangeSet) -> None:
     so two commits sharing rows could otherwise deadlock."""
     if changes.updates or changes.deletes:
         cursor.execute(
-            f"SELECT _row_id FROM {table} WHERE _row_id = ANY(%s) ORDER BY _row_id FOR UPDATE",
-            (sorted(changes.row_ids()),),
+            f"SELECT _row_id FROM {table} WHERE _row_id = ANY(%s::bigint[])"
+            " ORDER BY _row_id FOR UPDATE",
+            (db.id_array(sorted(changes.row_ids())),),
         )
 
 
@@ -454,7 +456,7 @@ _LAST_CHANGES = text(
            r.after::text AS after, c.id AS changeset_id, c.actor_display_name,
            c.committed_at, c.reason
       FROM audit.row_change r JOIN audit.changeset c ON c.id = r.changeset_id
-     WHERE r.dataset_id = :dataset AND r.row_id = ANY(:ids)
+     WHERE r.dataset_id = :dataset AND r.row_id = ANY(CAST(:ids AS bigint[]))
      ORDER BY r.row_id, r.changeset_id DESC, r.id DESC
     """
 )
@@ -466,7 +468,9 @@ def _conflicts(
     now = current_rows(session=session, dataset=dataset, spec=spec, row_ids=moved)
     last = {
         r.row_id: r
-        for r in session.execute(_LAST_CHANGES, {"dataset": dataset.id, "ids": sorted(moved)})
+        for r in session.execute(
+            _LAST_CHANGES, {"dataset": dataset.id, "ids": db.id_array(sorted(moved))}
+        )
     }
     mine: dict[int, RowUpdate | RowDelete] = {u.row_id: u for u in changes.updates}
     mine |= {d.row_id: d for d in changes.deletes}
@@ -503,9 +507,10 @@ def current_rows(
 ) -> dict[int, tuple[int, dict[str, Value]]]:
     """``{_row_id: (_version, values)}`` for the rows of ``row_ids`` that exist now."""
     table = dataset_table(spec, dataset.table_name)
+    ids = cast(literal(db.id_array(sorted(row_ids)), Text), ARRAY(BigInteger))
     rows = session.execute(
         select(table.c["_row_id"], table.c["_version"], *(table.c[n] for n in spec.names)).where(
-            table.c["_row_id"].in_(sorted(row_ids))
+            table.c["_row_id"] == any_(ids)
         )
     ).all()
     return {
@@ -523,7 +528,9 @@ def rows_now(*, session: Session, dataset_id: int, row_ids: set[int]) -> dict[in
     found = {row_id: Current(version, values) for row_id, (version, values) in now.items()}
     missing = sorted(row_ids - set(now))
     if missing:
-        for r in session.execute(_LAST_CHANGES, {"dataset": dataset.id, "ids": missing}):
+        for r in session.execute(
+            _LAST_CHANGES, {"dataset": dataset.id, "ids": db.id_array(missing)}
+        ):
             image = r.before if r.op == "delete" else r.after
             found[r.row_id] = Current(None, typed_image(spec, image) if image else {})
         for row_id in missing:
