@@ -21,7 +21,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from sqlalchemy.orm import Session
 
 from portal.cli import streamlit_command
@@ -165,3 +166,25 @@ def proxied(portal_server: PortalServer, tmp_path: Path) -> Iterator[str]:
         yield url
     finally:
         nginx.stop(proc)
+
+
+CHOOSE_TIMEOUT = 15_000  # ms: a rerun on a loaded 2-core machine can take seconds
+
+
+def choose(page: Page, box_name: str, option_name: str) -> None:
+    """Pick an option of a select box, again if a rerun still in flight closed the list first
+    (the run after signing in may redraw the page while the list is opening)."""
+    box = page.get_by_role("combobox", name=box_name)
+    option = page.get_by_role("option", name=option_name)
+    for _ in range(5):
+        page.locator('[data-testid="stStatusWidget"]').wait_for(
+            state="hidden", timeout=CHOOSE_TIMEOUT
+        )
+        box.click()
+        try:
+            option.click(timeout=CHOOSE_TIMEOUT // 5)
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+            continue
+        return
+    raise AssertionError(f"the option {option_name!r} of {box_name!r} never opened")

@@ -4,32 +4,13 @@ updated row's cells before and after; opening it is recorded as an audit view.""
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import BrowserContext, expect
 from sqlalchemy import text
 
-from tests.e2e.conftest import PortalServer
+from tests.e2e.conftest import PortalServer, choose
 from tests.e2e.test_edit_browser import grid_csv
 from tests.e2e.test_sign_in_browser import sign_in, sign_in_form
 from tests.trail_seed import seed_trail
-
-
-def choose(page: Page, box_name: str, option_name: str) -> None:
-    """Pick an option of a select box, again if a rerun still in flight closed the list first
-    (the run after signing in may redraw the page while the list is opening)."""
-    box = page.get_by_role("combobox", name=box_name)
-    option = page.get_by_role("option", name=option_name)
-    for _ in range(5):
-        page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=SLOW)
-        box.click()
-        try:
-            option.click(timeout=SLOW // 5)
-        except PlaywrightTimeout:
-            page.keyboard.press("Escape")
-            continue
-        return
-    raise AssertionError(f"the option {option_name!r} of {box_name!r} never opened")
-
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 

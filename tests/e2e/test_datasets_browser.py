@@ -13,7 +13,7 @@ from playwright.sync_api import BrowserContext, expect
 from sqlalchemy import text
 
 from tests.db.test_browse import NEUTRALISED, ROWS, SPECIAL_NOTES, seed_people
-from tests.e2e.conftest import PortalServer
+from tests.e2e.conftest import PortalServer, choose
 from tests.e2e.test_sign_in_browser import sign_in, sign_in_form, wait_for_cookie
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
@@ -34,8 +34,7 @@ def test_a_viewer_downloads_a_dataset_as_formula_safe_csv(
     expect(page.get_by_role("heading", name="Datasets")).to_be_visible(timeout=SLOW)
     page.wait_for_timeout(500)  # the run after signing in writes the cookie; let it finish
 
-    page.locator('[data-testid="stSelectbox"]', has_text="Open a dataset").click()
-    page.get_by_role("option", name="People").click()
+    choose(page, "Open a dataset", "People")
     expect(page.get_by_text("Rows 1–100 of 250")).to_be_visible(timeout=SLOW)
     expect(page.get_by_role("link", name="Upload a CSV file")).to_have_count(0)  # a viewer
 

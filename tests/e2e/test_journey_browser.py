@@ -25,8 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from portal.spec import DatasetSpec
-from tests.e2e.conftest import PortalServer
-from tests.e2e.test_audit_browser import choose
+from tests.e2e.conftest import PortalServer, choose
 from tests.e2e.test_edit_browser import (
     ATTEMPTS,
     GRID,

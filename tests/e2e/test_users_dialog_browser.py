@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from portal.actor import cli_actor
 from portal.users import set_role
-from tests.e2e.conftest import PortalServer
+from tests.e2e.conftest import PortalServer, choose
 from tests.e2e.test_sign_in_browser import sign_in, sign_in_form
 from tests.factories import make_user
 
@@ -29,8 +29,7 @@ def open_disable_dialog(page: Page, portal_server: PortalServer) -> None:
     nav = page.get_by_test_id("stSidebarNav")
     expect(nav.get_by_text("Users")).to_be_visible()  # the admin's navigation, not pages/ files
     expect(nav.get_by_text("app")).to_have_count(0)
-    page.locator('[data-testid="stSelectbox"]').first.click()
-    page.get_by_role("option", name="vee — Vee").click()
+    choose(page, "User", "vee — Vee")
     expect(page.get_by_text("Vee is viewer, active")).to_be_visible()
     page.get_by_role("button", name="Disable…").click()
     expect(page.get_by_role("dialog")).to_be_visible()
