@@ -6,10 +6,12 @@ Target (issue 6, DESIGN.md §9): <= 1.5x the bare statements and < 100 ms.
 
 The audited side is the real path: ``diffs.build_changeset(window, state)`` (every value
 re-validated) then ``writes.commit`` in ``session_scope()`` (changeset, optimistic versions,
-capture triggers, seal at COMMIT). Reading the window is not timed. The bare side runs the same
-``UPDATE … FROM (VALUES …)`` per set of changed columns, ``DELETE … USING (VALUES …)`` and
-``INSERT … VALUES … RETURNING`` with ``execute_values`` on a trigger-less copy of the table,
-from values computed in advance. Rounds alternate which side goes first.
+capture triggers, seal at COMMIT). Reading the window is not timed, and neither is a first
+``build_changeset`` on it (it gives the bare side its statements): the Edit page builds the
+ChangeSet on every run, so by the commit the window's cells are read out, as here. The bare
+side runs the same ``UPDATE … FROM (VALUES …)`` per set of changed columns, ``DELETE … USING
+(VALUES …)`` and ``INSERT … VALUES … RETURNING`` with ``execute_values`` on a trigger-less copy
+of the table, from values computed in advance. Rounds alternate which side goes first.
 """
 
 from __future__ import annotations

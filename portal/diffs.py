@@ -37,6 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import cached_property
 from itertools import chain, islice
 from typing import Any, Final, cast
 
@@ -156,6 +157,17 @@ class Window:
     pending_ids: frozenset[int] = frozenset()
     """The committed rows of ``shown`` holding pending changes (their shown values differ from
     ``base``)."""
+
+    # The frames' cells as plain lists, read out once per window: the Edit page checks the
+    # editor's state against its window on every run (a 5,000-row window costs milliseconds to
+    # read out). The frames are never changed after the window is made.
+    @cached_property
+    def shown_cells(self) -> _Columns:
+        return _Columns(self.shown, self.spec)
+
+    @cached_property
+    def base_cells(self) -> _Columns:
+        return _Columns(self.base, self.spec)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,7 +304,7 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
     # Only the cells the state edits and the rows holding pending changes can differ from what
     # was committed: just those are turned into plain values (a whole window, value by value,
     # costs more than the rest of a diff).
-    shown = _Columns(window.shown, spec)
+    shown = window.shown_cells
     ids = list(shown.position)  # row ids by position
     deleted_ids = {ids[p] for p in deleted}
     edits: dict[int, dict[str, Value]] = {}  # row id -> its edited cells, checked
@@ -327,14 +339,18 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
 
     pending_ids = [i for i in ids if i < 0 and i not in deleted_ids]
     pending_inserts = [shown.row(shown.position[i]) | edits.get(i, {}) for i in pending_ids]
-    kept = [(p, i) for p, i in enumerate(ids) if i >= 0 and i not in deleted_ids]
+    kept = (  # the committed rows that stay, for the unique columns (if any)
+        [(p, i) for p, i in enumerate(ids) if i >= 0 and i not in deleted_ids]
+        if any(c.unique for c in spec.columns)
+        else []
+    )
     inserts = [(_where(i), v) for i, v in zip(pending_ids, pending_inserts, strict=True)]
     inserts += list(zip(new_where, new_rows, strict=True))
     _check_unique(spec, shown, kept, edits, inserts, problems)
     if problems:
         raise InvalidEdits(problems)
 
-    base = _Columns(window.base, spec)
+    base = window.base_cells
     order = {name: k for k, name in enumerate(shown.names)}
     updates, deletes = [], []
     for row_id in sorted({i for i in edits if i >= 0} | (window.pending_ids - deleted_ids)):
@@ -358,7 +374,7 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
     # are in ``base`` only) and which stay deleted.
     shown_ids = set(ids)
     gone = {i for i in deleted_ids if i >= 0}
-    gone |= {int(i) for i in window.base.index if int(i) not in shown_ids}
+    gone |= base.position.keys() - shown_ids
     for row_id in sorted(gone):
         before = base.row(base.position[row_id])
         deletes.append(RowDelete(row_id, int(window.versions[row_id]), before))
@@ -605,7 +621,7 @@ class _Columns:
     def __init__(self, frame: pd.DataFrame, spec: DatasetSpec) -> None:
         self.names = spec.names
         self.cells = {name: frame[name].tolist() for name in self.names}
-        self.position = {int(i): p for p, i in enumerate(frame.index)}
+        self.position = {int(i): p for p, i in enumerate(frame.index.tolist())}
 
     def row(self, position: int) -> dict[str, Value]:
         return {name: plain(self.cells[name][position]) for name in self.names}
