@@ -310,14 +310,7 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
     edits: dict[int, dict[str, Value]] = {}  # row id -> its edited cells, checked
     for position in sorted(set(edited) - set(deleted)):
         row_id = ids[position]
-        cells: dict[str, Value] = {}
-        edits[row_id] = cells
-        for name, raw in edited[position].items():
-            column = by_name.get(name)
-            if column is None:
-                problems.append(_not_editable(_where(row_id), name, raw))
-            else:
-                cells[name] = _checked(column, raw, row_id, problems)
+        edits[row_id] = _checked_cells(edited[position], by_name, row_id, problems)
 
     new_rows: list[dict[str, Value]] = []
     new_where: list[str] = []  # as the grid numbers new rows: pending ones first
@@ -326,12 +319,7 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
         where = f"new row {pending_count + n}"
         new_where.append(where)
         values = {c.name: c.default for c in spec.columns}
-        for name, raw in row.items():
-            column = by_name.get(name)
-            if column is None:
-                problems.append(_not_editable(where, name, raw))
-            else:
-                values[name] = _checked(column, raw, where, problems)
+        values |= _checked_cells(row, by_name, where, problems)
         for c in spec.columns:  # a required column left out of the added row entirely
             if c.required and values[c.name] is None and c.name not in row:
                 problems.append(EditProblem(where, c.label, "", "A value is required."))
@@ -516,27 +504,37 @@ def _where(row_id: int) -> str:
     return f"row {row_id}" if row_id >= 0 else f"new row {-row_id}"
 
 
-def _not_editable(where: str, name: str, raw: object) -> EditProblem:
-    """The problem with a cell in a column the grid may not send: an unknown one, or a row id."""
-    message = (
-        "row ids are assigned by the portal and cannot be edited"
-        if name in ("_index", ROW_ID, "_version")
-        else "the dataset has no such column; reload the page to see its columns"
-    )
-    return EditProblem(where, name, _shown(raw), message)
+def _checked_cells(
+    sent: Mapping[str, object],
+    by_name: Mapping[str, ColumnSpec],
+    where: int | str,
+    problems: list[EditProblem],
+) -> dict[str, Value]:
+    """The cells of one grid row, each checked against its column: a cell in a column the grid
+    may not send (an unknown one, or a row id) is left out, a refused value is ``None``; each
+    problem goes to ``problems``, at ``where`` (a row id, or a new row's name, made into words
+    only for a problem)."""
+    cells: dict[str, Value] = {}
+    for name, raw in sent.items():
+        column = by_name.get(name)
+        if column is None:
+            message = (
+                "row ids are assigned by the portal and cannot be edited"
+                if name in ("_index", ROW_ID, "_version")
+                else "the dataset has no such column; reload the page to see its columns"
+            )
+            problems.append(EditProblem(_place(where), name, _shown(raw), message))
+            continue
+        typed = validate_value(column, _from_editor(column, raw))
+        if isinstance(typed, CellError):
+            problems.append(EditProblem(_place(where), column.label, typed.value, typed.message))
+            typed = None
+        cells[name] = typed
+    return cells
 
 
-def _checked(
-    column: ColumnSpec, raw: object, where: int | str, problems: list[EditProblem]
-) -> Value:
-    """The value checked against its column; a refusal goes to ``problems``, at ``where`` (a
-    row id, or a new row's name), and gives ``None``."""
-    typed = validate_value(column, _from_editor(column, raw))
-    if isinstance(typed, CellError):
-        at = _where(where) if isinstance(where, int) else where
-        problems.append(EditProblem(at, column.label, typed.value, typed.message))
-        return None
-    return typed
+def _place(where: int | str) -> str:
+    return _where(where) if isinstance(where, int) else where
 
 
 def _from_editor(column: ColumnSpec, raw: object) -> object:
