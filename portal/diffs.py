@@ -518,12 +518,11 @@ def _checked_cells(
     for name, raw in sent.items():
         column = by_name.get(name)
         if column is None:
-            message = (
-                "row ids are assigned by the portal and cannot be edited"
-                if name in ("_index", ROW_ID, "_version")
-                else "the dataset has no such column; reload the page to see its columns"
-            )
-            problems.append(EditProblem(_place(where), name, _shown(raw), message))
+            if name in ("_index", ROW_ID, "_version"):
+                message = "row ids are assigned by the portal and cannot be edited"
+                problems.append(EditProblem(_place(where), name, _shown(raw), message))
+            else:
+                problems.append(_unknown(_place(where), name, raw))
             continue
         typed = validate_value(column, _from_editor(column, raw))
         if isinstance(typed, CellError):
