@@ -6,7 +6,8 @@ so an UPDATE's check of which columns changed is a query written once, yet plann
 statement's own rows — a plan kept from a one-row UPDATE made a large one quadratic) and
 attaches it as three
 statement-level triggers: every INSERT, UPDATE and DELETE writes its rows' before and after
-images to ``audit.row_change``, and TRUNCATE is refused. Call it in the same transaction that
+images to ``audit.row_change``; TRUNCATE, and any UPDATE of ``_row_id`` (the key the log
+knows each row by), are refused. Call it in the same transaction that
 creates the table, so no write can ever reach the table uncaptured, and again in the transaction
 that changes the table's columns: a capture function refuses to run on columns other than those
 it was written for, so a forgotten call fails loudly instead of missing changes.
@@ -38,7 +39,7 @@ def qualified_table(session: Session, table_name: str) -> str:
 
 def install_capture(*, session: Session, table_name: str, dataset_id: int) -> None:
     """(Re)write ``data.<table_name>``'s capture function from its current columns and attach
-    it, with the TRUNCATE refusal. Idempotent.
+    it, with the refusals of TRUNCATE and of a changed ``_row_id``. Idempotent.
 
     Raises:
         sqlalchemy.exc.DBAPIError: the table is not a dataset table in schema ``data``.
@@ -60,5 +61,12 @@ def install_capture(*, session: Session, table_name: str, dataset_id: int) -> No
         text(
             f"CREATE OR REPLACE TRIGGER audit_refuse_truncate BEFORE TRUNCATE ON {table} "
             "FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_truncate()"
+        )
+    )
+    # An UPDATE pairs old and new images by _row_id: a changed id would go unrecorded.
+    session.execute(
+        text(
+            "CREATE OR REPLACE TRIGGER audit_refuse_row_id_change BEFORE UPDATE OF _row_id"
+            f" ON {table} FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_row_id_change()"
         )
     )

@@ -227,6 +227,104 @@ def test_changeset_id_of_another_transaction_is_refused(
     assert _row_changes(fresh_db) == []
 
 
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE data.{t} SET _row_id = DEFAULT, qty = 999 WHERE name = 'a'",
+        "UPDATE data.{t} SET _row_id = DEFAULT",
+        "INSERT INTO data.{t} (name) VALUES ('a')"
+        " ON CONFLICT (name) DO UPDATE SET _row_id = DEFAULT, qty = 999",
+        "MERGE INTO data.{t} t USING (VALUES ('b')) v(name) ON t.name = v.name"
+        " WHEN MATCHED THEN UPDATE SET _row_id = DEFAULT",
+    ],
+)
+def test_an_update_of_row_id_is_refused(
+    fresh_db: DatabaseHandle, table: str, statement: str
+) -> None:
+    """Capture pairs an UPDATE's old and new rows by ``_row_id``: a row given a new id would
+    change unrecorded, so no role may set it (PostgreSQL refuses any value but DEFAULT to a
+    ``GENERATED ALWAYS`` column; the capture's trigger refuses DEFAULT)."""
+    with fresh_db.app.begin() as conn:
+        conn.execute(text(f"INSERT INTO data.{table} (name, qty) VALUES ('a', 1), ('b', 2)"))
+    for engine in (fresh_db.app, fresh_db.superuser):
+        with engine.connect() as conn, pytest.raises(DBAPIError, match="_row_id of a row"):
+            conn.execute(text(statement.format(t=table)))
+    with fresh_db.app.connect() as conn:
+        rows = conn.execute(text(f"SELECT _row_id, name, qty FROM data.{table} ORDER BY 1"))
+        assert [tuple(r) for r in rows] == [(1, "a", 1), (2, "b", 2)]
+    assert [op for _, _, _, op, _, _ in _row_changes(fresh_db)] == ["insert", "insert"]
+
+
+def _open_edit_elsewhere(db: DatabaseHandle) -> tuple[Session, int]:
+    """A session whose transaction has an open edit changeset (the caller commits it)."""
+    other = Session(db.app)
+    other.begin()
+    changeset = open_changeset(
+        session=other,
+        kind="edit",
+        actor_username="bob",
+        actor_display_name="Bob",
+        dataset_id=DATASET,
+        reason="fix a typo",
+    )
+    other.execute(text("SELECT 1"))
+    return other, changeset
+
+
+@pytest.mark.parametrize("target", ["open edit of another transaction", "sealed", "not a number"])
+def test_the_out_of_band_setting_cannot_file_a_write_under_another_changeset(
+    fresh_db: DatabaseHandle, table: str, target: str
+) -> None:
+    """``audit.out_of_band_changeset_id`` remembers a transaction's out-of-band changeset, and
+    anyone can set it: it is trusted only for the one this transaction opened."""
+    with fresh_db.app.begin() as conn:  # a sealed out-of-band changeset
+        conn.execute(text(f"INSERT INTO data.{table} (name, qty) VALUES ('a', 1)"))
+    [sealed] = [c["id"] for c in _changesets(fresh_db)]
+    other, open_edit = _open_edit_elsewhere(fresh_db)
+    value = {"open edit of another transaction": open_edit, "sealed": sealed}.get(target, "x1")
+    try:
+        with fresh_db.app.connect() as conn, pytest.raises(DBAPIError, match="not the out-of-band"):
+            conn.execute(
+                text("SELECT set_config('audit.out_of_band_changeset_id', :v, true)"),
+                {"v": str(value)},
+            )
+            conn.execute(text(f"UPDATE data.{table} SET qty = 31337"))
+        other.execute(text(f"UPDATE data.{table} SET note = 'typo fixed'"))
+        other.commit()
+    finally:
+        other.close()
+    with fresh_db.app.connect() as conn:
+        assert conn.execute(text(f"SELECT qty, note FROM data.{table}")).one() == (1, "typo fixed")
+    assert [(cs, op, after) for cs, _, _, op, _, after in _row_changes(fresh_db)] == [
+        (sealed, "insert", {"name": "a", "qty": 1, "price": None, "note": None}),
+        (open_edit, "update", {"note": "typo fixed"}),
+    ]
+
+
+def test_out_of_band_writes_of_one_transaction_share_its_own_changeset(
+    fresh_db: DatabaseHandle, table: str
+) -> None:
+    """While another transaction has a changeset open, an out-of-band transaction's writes all
+    go to the out-of-band changeset it opened itself, with its database user as the actor."""
+    other, open_edit = _open_edit_elsewhere(fresh_db)
+    try:
+        with fresh_db.app.begin() as conn:
+            conn.execute(text(f"INSERT INTO data.{table} (name, qty) VALUES ('a', 1)"))
+            conn.execute(text(f"UPDATE data.{table} SET qty = 2"))
+        other.commit()
+    finally:
+        other.close()
+    changesets = {c["id"]: c for c in _changesets(fresh_db)}
+    [(mine, op1), (again, op2)] = [(cs, op) for cs, _, _, op, _, _ in _row_changes(fresh_db)]
+    assert (mine, op1, op2) == (again, "insert", "update")
+    assert mine != open_edit
+    assert (changesets[mine]["kind"], changesets[mine]["actor_username"]) == (
+        "out_of_band",
+        "portal_app",
+    )
+    assert changesets[open_edit]["updated"] == 0
+
+
 @pytest.mark.parametrize("role", ["owner", "superuser"])
 @pytest.mark.parametrize(
     "statement",

@@ -4,11 +4,9 @@ the app role can only append to the audit log."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import create_engine, inspect, pool, text
-from sqlalchemy.exc import IntegrityError, ProgrammingError
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, create_engine, inspect, pool, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
 
-from audit.capture import install_capture
 from portal import migrate
 from portal.embedded import ClusterInfo
 from tests.conftest import DatabaseHandle, create_database, drop_database
@@ -300,6 +298,27 @@ def test_0005_makes_dataset_unique_constraints_deferrable_and_back(
     owner.dispose()
 
 
+def _capture_before_0007(app: Engine, table: str, dataset_id: int) -> None:
+    """``install_capture`` as it was before migration 0007, whose ``_row_id`` guard an older
+    schema lacks: the generated function and its three triggers."""
+    with app.begin() as conn:
+        function = conn.scalar(
+            text("SELECT audit.generate_capture(CAST(:t AS regclass))"), {"t": f"data.{table}"}
+        )
+        for op, referencing in (
+            ("insert", "NEW TABLE AS new_rows"),
+            ("update", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+            ("delete", "OLD TABLE AS old_rows"),
+        ):
+            conn.execute(
+                text(
+                    f"CREATE OR REPLACE TRIGGER audit_capture_{op} AFTER {op.upper()}"
+                    f" ON data.{table} REFERENCING {referencing}"
+                    f" FOR EACH STATEMENT EXECUTE FUNCTION {function}('{dataset_id}')"
+                )
+            )
+
+
 def test_0006_plans_the_changed_columns_pass_per_statement_and_back(
     pg_cluster: ClusterInfo, empty_db: str
 ) -> None:
@@ -316,8 +335,7 @@ def test_0006_plans_the_changed_columns_pass_per_statement_and_back(
             )
         )
         conn.execute(text("INSERT INTO data.ds_p (qty) VALUES (1), (2)"))
-    with Session(app) as s, s.begin():
-        install_capture(session=s, table_name="ds_p", dataset_id=3)
+    _capture_before_0007(app, "ds_p", 3)
 
     def source() -> str:
         with owner.connect() as conn:
@@ -351,11 +369,54 @@ def test_0006_plans_the_changed_columns_pass_per_statement_and_back(
     assert static not in source()
     assert "EXECUTE 'SELECT ARRAY[bool_or(o.qty IS DISTINCT FROM n.qty)]" in source()
     assert captured_update(6) == [(1, {"qty": 5}, {"qty": 6})]
-    with Session(app) as s, s.begin():  # a table created from now on gets the same
-        install_capture(session=s, table_name="ds_p", dataset_id=3)
+    _capture_before_0007(app, "ds_p", 3)  # a table created from now on gets the same
     assert static not in source()
     migrate.downgrade(empty_db, "0005")
     assert static in source()
     assert captured_update(7) == [(1, {"qty": 6}, {"qty": 7})]
     app.dispose()
     owner.dispose()
+
+
+def test_0007_guards_row_ids_and_the_out_of_band_setting_and_back(
+    pg_cluster: ClusterInfo, empty_db: str
+) -> None:
+    """A table captured before 0007 gets the refusal of a changed ``_row_id``; the out-of-band
+    setting is checked from 0007 on; the downgrade takes both back."""
+    migrate.upgrade(empty_db, "0006")
+    app = create_engine(pg_cluster.url("app", "migrations_roundtrip"), poolclass=pool.NullPool)
+    with app.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE data.ds_g (_row_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+                " _version integer NOT NULL DEFAULT 1, qty integer)"
+            )
+        )
+    _capture_before_0007(app, "ds_g", 3)
+    with app.begin() as conn:
+        conn.execute(text("INSERT INTO data.ds_g (qty) VALUES (1)"))
+
+    def refusal(*statements: str) -> str:
+        """What PostgreSQL says to the statements (rolled back), "" if it runs them."""
+        with app.connect() as conn:
+            try:
+                for statement in statements:
+                    conn.execute(text(statement))
+            except DBAPIError as exc:
+                return str(exc.orig)
+            finally:
+                conn.rollback()
+        return ""
+
+    renumber = ("UPDATE data.ds_g SET _row_id = DEFAULT",)
+    # changeset 1 is the sealed out-of-band changeset of the INSERT above
+    forged = ("SET LOCAL audit.out_of_band_changeset_id = '1'", "UPDATE data.ds_g SET qty = 2")
+    assert refusal(*renumber) == ""
+    assert refusal(*forged) == ""
+    migrate.upgrade(empty_db, "0007")
+    assert "_row_id of a row of audited table data.ds_g cannot be changed" in refusal(*renumber)
+    assert "= 1 is not the out-of-band changeset of this transaction" in refusal(*forged)
+    migrate.downgrade(empty_db, "0006")
+    assert refusal(*renumber) == ""
+    assert refusal(*forged) == ""
+    app.dispose()
