@@ -41,7 +41,7 @@ from portal.ui import current_actor, md_escape, require
 from portal.ui.column_config import column_config
 from portal.ui.db_retry import outages, show_error, show_write_error
 from portal.ui.index_note import index_note
-from portal.ui.navigation import history_links
+from portal.ui.navigation import history_links, linked_id
 
 actor = require("viewer")
 may_edit = actor.can("editor")
@@ -137,14 +137,9 @@ if not choices:
     st.info("No datasets yet: upload a CSV file to create one.", icon=":material/table_view:")
     st.stop()
 
-wanted = st.query_params.get("dataset")
-if (
-    wanted
-    and wanted.isdigit()
-    and int(wanted) in choices
-    and "edit.dataset" not in st.session_state
-):
-    st.session_state["edit.dataset"] = int(wanted)
+wanted = linked_id(st.query_params.get("dataset"))
+if wanted in choices and "edit.dataset" not in st.session_state:
+    st.session_state["edit.dataset"] = wanted
 dataset_id = st.selectbox(
     "Dataset",
     list(choices),

@@ -23,6 +23,7 @@ from portal.trail_views import AsOf, Export, when
 from portal.ui import current_actor, md_escape, require
 from portal.ui.changeset_view import show_changeset
 from portal.ui.db_retry import show_error
+from portal.ui.navigation import linked_id
 from portal.ui.pager import Pager
 from portal.writes import MAX_REASON_CHARS
 
@@ -48,10 +49,6 @@ def rebuilt(dataset_id: int, seq: int, _actor: Actor) -> AsOf:
     every person (the role check is the same for all: any role may read history)."""
     with session_scope() as session:
         return trail_views.as_of(session=session, actor=_actor, dataset_id=dataset_id, seq=seq)
-
-
-def positive_int(value: str | None) -> int | None:
-    return int(value) if value is not None and value.isdigit() and int(value) > 0 else None
 
 
 def close_revert() -> None:
@@ -224,7 +221,7 @@ if not choices:
 link = (st.query_params.get("dataset"), st.query_params.get("row"))
 if any(link) and st.session_state.get(APPLIED) != link:
     st.session_state[APPLIED] = link
-    linked_dataset, linked_row = positive_int(link[0]), positive_int(link[1])
+    linked_dataset, linked_row = linked_id(link[0]), linked_id(link[1])
     if linked_dataset in choices:
         st.session_state[DATASET] = linked_dataset
         if linked_row is not None:

@@ -41,6 +41,7 @@ from portal.errors import (
     DatabaseRefused,
     DatabaseUnavailable,
     PortalError,
+    ValidationError,
 )
 
 _LOG = logging.getLogger(__name__)
@@ -61,6 +62,14 @@ OUTCOME_UNKNOWN: Final = (
     "answered since, so whether this was saved is not known. Once the database is back, look at "
     "the dataset's History before doing it again."
 )
+NUL_REFUSED: Final = (
+    "Something you typed contains a NUL character (\\x00), which the database cannot store or "
+    "search for; nothing was saved. Remove it (it often comes with text pasted from a binary "
+    "file) and try again."
+)
+# What psycopg2 raises (a plain ValueError, before anything reaches the server) for a string
+# parameter with a NUL in it.
+_NUL_PARAMETER: Final = "cannot contain NUL (0x00) characters"
 COMMIT_STATUS_WAIT_S: Final = 5.0
 """How long a scope whose COMMIT lost its connection waits for the database to say the outcome."""
 
@@ -212,6 +221,8 @@ def session_scope() -> Iterator[Session]:
             back within ``COMMIT_STATUS_WAIT_S`` to say whether the commit landed.
         DatabaseRefused: PostgreSQL refused the work (``DatabaseFull``, ``DatabasePrivilege``,
             ``DatabaseReadOnly``, a deadlock or a timeout); nothing was saved.
+        ValidationError: a text parameter had a NUL character, which PostgreSQL cannot take;
+            nothing was saved.
     """
     session = _session_factory()()
     try:
@@ -225,6 +236,8 @@ def session_scope() -> Iterator[Session]:
             translated = (
                 translate(exc) if isinstance(exc, SQLAlchemyError | psycopg2.Error) else None
             )
+            if isinstance(exc, ValueError) and _NUL_PARAMETER in str(exc):
+                translated = ValidationError(NUL_REFUSED)
             if translated is None:
                 raise
             raise translated from exc

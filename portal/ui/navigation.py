@@ -16,6 +16,7 @@ fragment re-reads the actor with ``portal.ui.current_actor(role)``.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -68,6 +69,18 @@ def navigation(signed: SignedIn | None) -> StreamlitPage:
         for spec in pages_for(signed)
     ]
     return st.navigation(pages, position="sidebar" if signed is not None else "hidden")
+
+
+_LINKED_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only, and at most a bigint's
+
+
+def linked_id(value: str | None) -> int | None:
+    """A dataset or row id from a link's query parameter, or None if it is not one (a link is
+    anyone's to write: "²" passes ``str.isdigit`` and 5,000 digits pass it too, but ``int``
+    refuses both)."""
+    if value is None or not _LINKED_ID.fullmatch(value):
+        return None
+    return int(value) or None
 
 
 def history_links(dataset_id: int, row_ids: Sequence[int], key: str) -> None:

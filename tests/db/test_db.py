@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import text
 
 from audit.events import record_event
-from portal.db import session_scope
-from portal.errors import DatabaseUnavailable
+from portal.db import NUL_REFUSED, session_scope
+from portal.errors import DatabaseUnavailable, ValidationError
 from tests.conftest import DatabaseHandle
 
 pytestmark = pytest.mark.db
@@ -29,6 +29,20 @@ def test_session_scope_rolls_back_on_error(fresh_db: DatabaseHandle) -> None:
         record_event(session=session, kind="sign_in", actor_username="lost")
         raise RuntimeError("boom")
     assert _events(fresh_db) == []
+
+
+def test_a_nul_in_a_text_parameter_is_a_clear_error_and_nothing_is_kept(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """psycopg2 refuses a NUL in a string parameter with a bare ValueError, before PostgreSQL
+    sees it: the scope rolls back what came before and says what is wrong."""
+    with pytest.raises(ValidationError, match="NUL character") as raised, session_scope() as s:
+        record_event(session=s, kind="sign_in", actor_username="lost")
+        record_event(session=s, kind="sign_in", actor_username="nul\x00here")
+    assert raised.value.args == (NUL_REFUSED,)
+    assert _events(fresh_db) == []
+    with pytest.raises(ValueError, match="not a NUL"), session_scope():  # others pass through
+        raise ValueError("not a NUL")
 
 
 def test_unreachable_database_is_a_clear_error(
