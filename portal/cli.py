@@ -4,7 +4,7 @@ portal dev                      embedded PostgreSQL + migrations + first admin +
 portal serve                    wait for the database, then Streamlit (production: PORTAL_*)
 portal migrate                  alembic upgrade head, as the owner role
 portal user add|passwd|role|disable|enable|unlock|list
-portal audit verify|head
+portal audit verify [--expect-head H] [--data] | head
 """
 
 from __future__ import annotations
@@ -392,7 +392,7 @@ def user_list() -> None:
 
 @main.group()
 def audit() -> None:
-    """Check the audit log's hash chain."""
+    """Check the audit log's hash chain (and, with verify --data, the datasets against it)."""
 
 
 @audit.command("verify")
@@ -402,17 +402,34 @@ def audit() -> None:
     metavar="HASH",
     help="A head hash kept outside the database: also detects a removed tail.",
 )
+@click.option(
+    "--data",
+    is_flag=True,
+    help="Also rebuild every dataset from the log and compare it with its table, cell by cell: "
+    "detects changes that reached a table uncaptured. Slow on large datasets.",
+)
 @_reports_errors
-def audit_verify(expect_head: str | None) -> None:
-    """Recompute the hash chain; exit 1 naming the first changeset that fails."""
+def audit_verify(expect_head: str | None, data: bool) -> None:
+    """Recompute the hash chain; exit 1 naming the first changeset that fails. With --data,
+    exit 1 too if a dataset's table differs from the state its audit log rebuilds."""
     from audit.chain import verify
+    from audit.reconcile import check_datasets
 
-    with _database(), session_scope() as session:
-        result = verify(session=session, expect_head=expect_head)
-    if not result.ok:
-        click.echo(result.summary(), err=True)
+    drifts = []
+    with _database():
+        with session_scope() as session:
+            result = verify(session=session, expect_head=expect_head)
+        click.echo(result.summary(), err=not result.ok)
+        if data:
+            with session_scope() as session:
+                drifts = check_datasets(
+                    session=session,
+                    progress=lambda d: click.echo(f"checking dataset {d.id} “{d.name}”…", err=True),
+                )
+    for drift in drifts:
+        click.echo(drift.summary(), err=not drift.ok)
+    if not result.ok or not all(drift.ok for drift in drifts):
         sys.exit(1)
-    click.echo(result.summary())
 
 
 @audit.command("head")
