@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from portal import uploads
+from portal import diffs, uploads
 from portal.csv_import import (
     DELIMITER_NAMES,
     EncodingNotConfirmed,
@@ -36,6 +36,7 @@ UPLOADER = "upload.uploader"  # a counter in the key resets the uploader after a
 CONFIRMED_ENCODING = "upload.encoding"
 FLASH = "upload.flash"
 CONFIRM_REPLACE = "upload.confirm_replace"
+SPEC_RESETS = "upload.spec_resets"  # a counter in the key draws the rules grid afresh
 PREVIEW_ROWS = 50
 ERRORS_SHOWN = 1_000
 
@@ -169,6 +170,10 @@ st.caption(
 # -- the rules --------------------------------------------------------------------------------
 
 
+def spec_grid_key() -> str:
+    return f"upload.spec.{digest}.{decimal_comma}.{st.session_state.get(SPEC_RESETS, 0)}"
+
+
 def edit_spec(parsed: ParsedCSV) -> DatasetSpec:
     proposed, notes = propose(file_key, parsed, decimal_comma)
     st.subheader("Columns")
@@ -178,9 +183,26 @@ def edit_spec(parsed: ParsedCSV) -> DatasetSpec:
     )
     for note in notes:
         st.info(note, icon=":material/lightbulb:")
+    rules = pd.DataFrame(uploads.spec_rows(proposed))
+    key = spec_grid_key()
+    # A state that does not fit the grid (the browser's state arrives unchecked) would break
+    # the grid itself: drop it and draw the grid afresh, under a new key so the browser drops
+    # it too.
+    if diffs.grid_problems(
+        st.session_state.get(key), rows=len(rules), columns=set(rules.columns), fixed_rows=True
+    ):
+        st.session_state.pop(key)
+        st.session_state[SPEC_RESETS] = st.session_state.get(SPEC_RESETS, 0) + 1
+        key = spec_grid_key()
+        st.warning(
+            "The column rules grid arrived from your browser malformed (a row or column it "
+            "does not have, or rows added or deleted), so it was reset to the proposed rules. "
+            "Enter your changes again; nothing has been stored.",
+            icon=":material/warning:",
+        )
     edited = st.data_editor(
-        pd.DataFrame(uploads.spec_rows(proposed)),
-        key=f"upload.spec.{digest}.{decimal_comma}",
+        rules,
+        key=key,
         hide_index=True,
         num_rows="fixed",
         column_config={

@@ -6,6 +6,7 @@
     build_changeset()   Window + the editor's state -> ChangeSet, every value re-validated
     apply_changeset()   a ChangeSet applied to a frame: what the table holds after the commit
     cell_changes()      a ChangeSet as one before -> after line per changed cell, for review
+    grid_problems()     what in the state of any grid (the Upload page's too) does not fit it
 
 Decisions a reader needs:
 
@@ -33,7 +34,7 @@ Decisions a reader needs:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -377,13 +378,31 @@ def structural_problems(window: Window, state: object) -> list[EditProblem]:
     """What in ``state`` does not fit the window at all — a malformed shape, a position outside
     it, a column it does not have — and so cannot even be shown (Streamlit's own grid fails on
     such a state). Values are not checked here; ``build_changeset`` checks everything."""
+    return grid_problems(state, rows=len(window.shown), columns={*window.spec.names, "_index"})
+
+
+def grid_problems(
+    state: object, *, rows: int, columns: Collection[str], fixed_rows: bool = False
+) -> list[EditProblem]:
+    """What in the state of any ``st.data_editor`` grid does not fit it — a malformed shape, a
+    position outside its ``rows``, a cell in a column not among the ``columns`` it may send,
+    and, on a grid whose rows are ``fixed_rows``, an added or deleted row — so that the grid
+    itself would fail on it. Values are not checked."""
     try:
         edited, added, deleted = _parse_state(state)
     except InvalidEdits as exc:
         return list(exc.problems)
-    rows = len(window.shown)
     problems = _outside_all([p for p in (*edited, *deleted) if not 0 <= p < rows], rows)
-    known = {*window.spec.names, "_index"}
+    if fixed_rows and (added or deleted):
+        problems.append(
+            EditProblem(
+                "the grid",
+                "",
+                "",
+                "rows were added to it or deleted from it, but its rows are fixed; reload the "
+                "page and make the edits again",
+            )
+        )
     rows_cells = chain(  # lazily: a huge forged state stops at the first problems
         ((("row position", position), row) for position, row in edited.items()),
         ((("added row", n), row) for n, row in enumerate(added, start=1)),
@@ -391,7 +410,7 @@ def structural_problems(window: Window, state: object) -> list[EditProblem]:
     for (kind, number), row in rows_cells:
         if len(problems) >= MAX_PROBLEMS_SHOWN:  # a forged state: enough to refuse it
             break
-        unknown = ((name, raw) for name, raw in row.items() if name not in known)
+        unknown = ((name, raw) for name, raw in row.items() if name not in columns)
         where = f"{kind} {number}"
         problems += [_unknown(where, n, raw) for n, raw in islice(unknown, MAX_PROBLEMS_SHOWN)]
     return problems[: MAX_PROBLEMS_SHOWN + 1]

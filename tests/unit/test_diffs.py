@@ -541,6 +541,31 @@ def test_structural_problems_of_huge_forged_states_are_found_quickly() -> None:
     assert [(p.where, p.column) for p in found] == [("row position 5", ""), ("row position 0", "x")]
 
 
+def test_grid_problems_of_a_grid_with_fixed_rows() -> None:
+    def found(state: object) -> list[tuple[str, str]]:
+        problems = diffs.grid_problems(state, rows=2, columns={"label", "type"}, fixed_rows=True)
+        return [(p.where, p.column) for p in problems]
+
+    assert found(None) == []
+    assert found({"edited_rows": {"1": {"label": "x", "type": "date"}}}) == []
+    assert found({"edited_rows": {"2": {"label": "x"}}}) == [("row position 2", "")]
+    assert found({"edited_rows": {"0": {"name": "x", "_index": 3}}}) == [
+        ("row position 0", "name"),
+        ("row position 0", "_index"),
+    ]
+    assert found({"added_rows": [{"label": "x"}]}) == [("the grid", "")]
+    assert found({"deleted_rows": [0]}) == [("the grid", "")]
+    assert found({"edited_rows": {"first": {}}}) == [("the grid", "")]
+    assert found("not a state") == [("the grid", "")]
+    # Without fixed rows, added and deleted rows fit (their cells are still checked).
+    assert (
+        diffs.grid_problems(
+            {"added_rows": [{"label": "x"}], "deleted_rows": [0]}, rows=2, columns={"label"}
+        )
+        == []
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Pending changes carried between windows
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,94 @@
+"""The Upload page's column-rules grid with the editor's state injected (AppTest cannot type into
+a data_editor): a state that does not fit the grid is refused with a warning and the grid drawn
+afresh, and a well-formed edit still applies."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.app.conftest import show_app, signed_in, texts
+from tests.conftest import DatabaseHandle
+
+pytestmark = pytest.mark.app
+
+UPLOAD = b"Name,Qty\nann,1\nbob,2\n"
+RESET = "The column rules grid arrived from your browser malformed"
+
+
+def upload_page(db: DatabaseHandle) -> AppTest:
+    at, _ = signed_in(db, "editor")
+    show_app(at)
+    at.switch_page("pages/2_upload.py").run()
+    at.file_uploader[0].set_value(("rows.csv", UPLOAD, "text/csv"))
+    at.run()
+    assert not at.exception
+    return at
+
+
+def spec_key(at: AppTest) -> str:
+    key = at.data_editor[0].key
+    assert key is not None
+    assert key.startswith("upload.spec.")
+    return key
+
+
+def set_spec_state(at: AppTest, state: object) -> AppTest:
+    at.session_state[spec_key(at)] = state
+    return at.run()
+
+
+def rows_valid(at: AppTest) -> bool:
+    return "All 2 rows are valid." in texts(at, main_only=True)
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"edited_rows": {"5": {"label": "x"}}},  # no such row
+        {"edited_rows": {"-1": {"label": "x"}}},  # negative: never wrapped to the last row
+        {"edited_rows": {"0": {"nosuch": "x"}}},  # no such column
+        {"edited_rows": {"0": {"name": "x"}}},  # the physical name is not in the grid
+        {"edited_rows": {"0": {"_index": 7}}},  # the hidden index
+        {"edited_rows": {"first": {"label": "x"}}},  # not a position
+        {"edited_rows": {"0": "x"}},  # not a row of cells
+        {"edited_rows": ["x"]},
+        {"added_rows": [{"label": "x"}]},  # the grid's rows are fixed: one per file column
+        {"deleted_rows": [1]},
+        {"deleted_rows": ["one"]},
+        "not a state",
+    ],
+)
+def test_a_forged_column_rules_state_is_reset_with_a_warning(
+    fresh_db: DatabaseHandle, state: object
+) -> None:
+    at = upload_page(fresh_db)
+    forged_key = spec_key(at)
+    if isinstance(state, dict):
+        state = {"edited_rows": {}, "added_rows": [], "deleted_rows": [], **state}
+    at = set_spec_state(at, state)
+    assert not at.exception
+    assert RESET in texts(at, main_only=True)
+    assert spec_key(at) != forged_key  # a new grid: the browser drops the forged state
+    assert forged_key not in at.session_state
+    assert rows_valid(at)  # the proposed rules, as if nothing had been sent
+
+    at.run()  # the warning was for that run only
+    assert not at.exception
+    assert RESET not in texts(at, main_only=True)
+
+
+def test_a_well_formed_edit_applies_after_a_reset(fresh_db: DatabaseHandle) -> None:
+    at = upload_page(fresh_db)
+    at = set_spec_state(
+        at, {"edited_rows": {"5": {"max": "1"}}, "added_rows": [], "deleted_rows": []}
+    )
+    assert RESET in texts(at, main_only=True)
+    at = set_spec_state(
+        at, {"edited_rows": {"1": {"max": "1"}}, "added_rows": [], "deleted_rows": []}
+    )
+    assert not at.exception
+    shown = texts(at, main_only=True)
+    assert RESET not in shown
+    assert "1 cell breaks the rules" in shown  # bob's Qty of 2, above the new maximum
+    assert "above the maximum 1" in shown
