@@ -46,7 +46,15 @@ import numpy as np
 import pandas as pd
 
 from portal.errors import PermissionDenied, ValidationError
-from portal.spec import ROW_ID, CellError, ColumnSpec, DatasetSpec, Value, validate_value
+from portal.spec import (
+    ROW_ID,
+    CellError,
+    ColumnSpec,
+    DatasetSpec,
+    Value,
+    escape_surrogates,
+    validate_value,
+)
 
 MAX_ADDED_ROWS: Final = 5_000
 """New rows in one commit; a larger batch is an upload."""
@@ -419,7 +427,7 @@ def grid_problems(
 def _unknown(where: str, name: str, raw: object) -> EditProblem:
     return EditProblem(
         where,
-        name,
+        escape_surrogates(name),
         _shown(raw),
         "the dataset has no such column; reload the page to see its columns",
     )
@@ -674,9 +682,11 @@ def same_value(a: Value, b: Value) -> bool:
 
 
 def _shown(value: object) -> str:
+    """A value as a problem shows it: short, lone surrogates escaped."""
     if value is None:
         return ""
     text = value.isoformat() if isinstance(value, date | datetime) else str(value)
+    text = escape_surrogates(text)
     return text if len(text) <= 80 else text[:77] + "..."
 
 

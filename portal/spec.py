@@ -31,6 +31,9 @@ Decisions a reader needs:
   or named groups; a digit class means ASCII digits).
 - ``validate`` and ``validate_value`` share one set of patterns and messages; every error
   message comes from ``validate_value``, and a property test holds the two in agreement.
+- Text PostgreSQL cannot store (a NUL, a lone UTF-16 surrogate from a browser's JSON) is
+  refused; a ``CellError``'s value and message show a lone surrogate as its escape,
+  ``\\ud800`` (``escape_surrogates``), since no UTF-8 text can hold it.
 """
 
 from __future__ import annotations
@@ -226,7 +229,8 @@ class CellError:
     """One cell breaking one rule.
 
     ``row`` is the file's line number (header = 1, first data row = 2) for uploads, or the row
-    number the caller passed to ``validate_value``; ``value`` the cell as written.
+    number the caller passed to ``validate_value``; ``value`` the cell as written (a lone
+    surrogate as its escape, ``\\ud800``, so that it can be shown and exported).
     """
 
     row: int
@@ -421,6 +425,13 @@ def _storable(text_: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def escape_surrogates(text_: str) -> str:
+    """``text_`` with each lone surrogate written as its escape (``\\ud800``): text a browser's
+    JSON can carry but no UTF-8 text can hold (Arrow, a CSV download, PostgreSQL), made safe to
+    show and export; any other text as it is."""
+    return text_ if _storable(text_) else text_.encode("utf-8", "backslashreplace").decode()
 
 
 def _check_dataset(spec: DatasetSpec) -> None:
@@ -631,8 +642,7 @@ def _show(value: object) -> str:
 
 
 def _quoted(raw: str) -> str:
-    if not _storable(raw):
-        raw = raw.encode("utf-8", "backslashreplace").decode("utf-8")
+    raw = escape_surrogates(raw)
     shown = raw if len(raw) <= 60 else raw[:57] + "…"
     return f"“{shown}”"
 
@@ -760,8 +770,9 @@ def validate_value(
 
 
 def _as_shown(value: object) -> str:
-    """The value as a message quotes it (made only for a message: most values pass)."""
-    return value if isinstance(value, str) else _show(value)
+    """The value as a message quotes it (made only for a message: most values pass), lone
+    surrogates escaped."""
+    return escape_surrogates(value if isinstance(value, str) else _show(value))
 
 
 def _typed(c: ColumnSpec, value: object, decimal_comma: bool) -> Value:

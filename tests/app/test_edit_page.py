@@ -214,3 +214,41 @@ def test_the_edit_page_links_to_a_row_s_history(fresh_db: DatabaseHandle, datase
     row = links["Every version of row 3"]
     assert (row.page, row.query_string) == ("history", f"dataset={dataset}&row=3")
     assert links["History of this dataset"].query_string == f"dataset={dataset}"
+
+
+def test_lone_surrogate_in_edit_grid(fresh_db: DatabaseHandle, dataset: int) -> None:
+    at = set_state(
+        edit_page(fresh_db, "editor", dataset), {"edited_rows": {"0": {"note": "\ud800"}}}
+    )
+    assert not at.exception
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"edited_rows": {"0": {"note": "\ud800"}}},  # refused as invalid Unicode
+        {"added_rows": [{"name": "eve", "note": "a\ud800b"}]},
+        {"edited_rows": {"0": {"_index": "\ud800"}}},  # a row id: refused whatever its value
+    ],
+)
+def test_a_lone_surrogate_is_listed_escaped(
+    fresh_db: DatabaseHandle, dataset: int, state: dict[str, object]
+) -> None:
+    # A browser's JSON can carry a lone UTF-16 surrogate ("\ud800"), which no UTF-8 text (Arrow,
+    # a CSV download, the database) can hold: the problems show it as its escape.
+    at = set_state(edit_page(fresh_db, "editor", dataset), state)
+    assert not at.exception
+    assert "of your edits breaks the dataset's rules" in texts(at, main_only=True)
+    [problems] = [d.value for d in at.dataframe if "Problem" in d.value.columns]
+    assert "\\ud800" in "".join(problems["Value"])
+    assert at.download_button[0].label == "Download the problems (CSV)"
+    assert table(fresh_db, dataset)[0][4] == "first"
+
+
+def test_a_column_named_with_a_lone_surrogate_resets_the_grid(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    at = set_state(edit_page(fresh_db, "editor", dataset), {"edited_rows": {"0": {"\ud800": "x"}}})
+    assert not at.exception
+    assert "\\ud800" in "".join(w.value for w in at.warning)
+    assert "the dataset has no such column" in texts(at, main_only=True)

@@ -21,6 +21,7 @@ from streamlit.elements.lib.column_config_utils import determine_dataframe_schem
 from streamlit.elements.widgets.data_editor import _apply_dataframe_edits
 
 from portal import diffs
+from portal.csv_safe import csv_bytes
 from portal.diffs import (
     ChangeSet,
     EditProblem,
@@ -410,6 +411,28 @@ def test_every_problem_is_collected_with_its_row_and_column() -> None:
     message = str(caught.value)
     assert message.startswith("6 changes cannot be saved: row 10, Qty (“-5”)")
     assert "(and 3 more)" in message
+
+
+def test_a_lone_surrogate_is_listed_as_its_escape() -> None:
+    # A browser's JSON can carry a lone UTF-16 surrogate, which no UTF-8 text can hold: each
+    # problem shows it escaped, so the list can be drawn (Arrow) and downloaded (CSV).
+    found = problems(
+        {
+            "edited_rows": {0: {"note": "\ud800"}, 1: {"_index": "x\udfff"}},
+            "added_rows": [{"code": "ZZ1", "\ud800": "y\ud800"}],
+        }
+    )
+    assert [(p.where, p.column, p.value) for p in found] == [
+        ("row 10", "Note", "\\ud800"),
+        ("row 11", "_index", "x\\udfff"),
+        ("new row 1", "\\ud800", "y\\ud800"),
+    ]
+    assert "invalid Unicode" in found[0].message
+    rows = [[p.where, p.column, p.value, p.message] for p in found]
+    assert "\\ud800" in csv_bytes(["Where", "Column", "Value", "Problem"], rows).decode("utf-8-sig")
+    assert "\\ud800" in str(InvalidEdits(found)).encode("utf-8").decode()
+    structural = diffs.structural_problems(window(), {"edited_rows": {0: {"\ud800": "\ud800"}}})
+    assert [(p.column, p.value) for p in structural] == [("\\ud800", "\\ud800")]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -530,6 +530,10 @@ def test_text_that_cannot_be_stored_is_refused() -> None:
         assert isinstance(found, CellError)
         assert (found.rule, "cannot be stored" in found.message) == ("type", True)
     assert check(col(), "a\x00b").errors[0].rule == "type"
+    found = validate_value(col(), "a\ud800")
+    assert isinstance(found, CellError)
+    assert found.value == "a\\ud800"  # the lone surrogate as its escape: safe to show or export
+    assert "“a\\ud800”" in found.message
 
 
 # --- validate_value with what an editor sends -----------------------------------------------
