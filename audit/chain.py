@@ -5,14 +5,15 @@ which gives it the next gap-free ``seq`` and ``hash = H(prev_hash, header, rows)
 re-implements the encoding independently in Python, so ``portal audit verify`` does not trust any
 function stored in the database it checks.
 
-Canonical encoding, version 2 (``portal-audit/2``, sealed since migration 0003)
+Canonical encoding, version 3 (``portal-audit/3``, sealed since migration 0009)
 -------------------------------------------------------------------------------
 All text is UTF-8. ``sha256`` is SHA-256; ``hex`` is lower-case hexadecimal. JSON is written the
 way PostgreSQL prints ``jsonb``: arrays as ``[a, b]`` (comma and one space), objects with keys
 sorted by length then bytewise and ``"key": value``, strings with only ``"``, ``\\``, ``\\b``,
 ``\\f``, ``\\n``, ``\\r``, ``\\t`` and other characters below U+0020 (as ``\\u00xx``) escaped,
-non-ASCII left as is. The ``before``, ``after``, ``client_info`` and ``detail`` values are used
-exactly as PostgreSQL prints them (``column::text``), since jsonb text output is canonical.
+non-ASCII left as is. The ``before``, ``after``, ``client_info``, ``detail``, ``columns`` and
+``report`` values are used exactly as PostgreSQL prints them (``column::text``), since jsonb text
+output is canonical. Times are UTC as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``.
 
 1. For each row change of the changeset, in ascending ``row_change.id``::
 
@@ -31,26 +32,38 @@ exactly as PostgreSQL prints them (``column::text``), since jsonb text output is
 2. The lines fall into blocks: row lines by ``id // 1024`` (row changes whose ids share that
    quotient, in id order; at most 1,024 lines), then all bulk lines as one last block. Each
    block's digest is ``sha256`` of its lines, each followed by ``"\\n"``. Then
-   ``rows_hash = sha256(digest_1 || digest_2 || ...)`` over the raw 32-byte digests of the
+   ``rows_hash_v2 = sha256(digest_1 || digest_2 || ...)`` over the raw 32-byte digests of the
    blocks in that order; with no lines, ``sha256("")``. (Hashing blocks rather than single
    lines spares the database one SHA-256 call per row change; blocks keep each hashed text, and
    so the seal's memory, bounded however large the changeset.)
-3. ::
+3. For each kept upload of the changeset (``audit.upload``), in ascending id::
 
-       header = ["portal-audit/2", seq, id, kind, dataset_id, actor_username, actor_display_name,
-                 reason, client_info, detail, correlation_id, committed_at, inserted, updated,
-                 deleted]
+       upload_line = ["upload", id, dataset_id, actor_username, filename, size_bytes, sha256,
+                      mime_type, encoding, compression, report, received_at]
 
-   ``committed_at`` is UTC as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``; ``correlation_id`` is the UUID's
-   canonical text or null; ``dataset_id`` is an integer or null.
-4. ``hash = hex(sha256(prev_hash + "\\n" + header + "\\n" + hex(rows_hash)))``, where
+   (``sha256`` is the SHA-256 of the file as received, which the verifier also recomputes from
+   the kept bytes.) ``rows_hash = sha256(rows_hash_v2 || sha256(upload lines, each followed by
+   "\\n"))``, both raw 32-byte digests (the second is ``sha256("")`` with no upload).
+4. ::
+
+       header = ["portal-audit/3", seq, id, kind, dataset_id, actor_username, actor_display_name,
+                 reason, client_info, detail, correlation_id, opened_at, committed_at, txid,
+                 inserted, updated, deleted]
+
+   ``correlation_id`` is the UUID's canonical text or null; ``dataset_id`` is an integer or
+   null; ``txid`` is the integer id of the transaction that opened the changeset.
+5. ``hash = hex(sha256(prev_hash + "\\n" + header + "\\n" + hex(rows_hash)))``, where
    ``prev_hash`` is the previous changeset's ``hash`` (by ``seq``) and, for ``seq`` 1, 64 zeros.
 
-Version 1 (``portal-audit/1``, sealed by migration 0002) differs only in step 2 and the header's
-tag: ``rows_hash = sha256(sha256(line_1) || sha256(line_2) || ...)``, one digest per line in the
-same order, no newlines. A changeset does not store its version: the verifier recomputes the
-hash under both and accepts the one that matches. That is as strong as one version alone: the
-two messages differ in their tag, so matching either still takes a SHA-256 second preimage.
+Earlier versions, still verified for the changesets sealed under them: version 2
+(``portal-audit/2``, migrations 0003 to 0008) has no step 3 (``rows_hash`` is ``rows_hash_v2``)
+and its header has neither ``opened_at`` nor ``txid``. Version 1 (``portal-audit/1``, migration
+0002) is version 2 but for step 2 and the tag: ``rows_hash = sha256(sha256(line_1) ||
+sha256(line_2) || ...)``, one digest per line in the same order, no newlines. A changeset does
+not store its version: the verifier recomputes the hash under each and accepts the one that
+matches. That is as strong as one version alone: the messages differ in their tag, so matching
+any still takes a SHA-256 second preimage. A changeset sealed under version 1 or 2 does not
+cover its uploads (the verifier still checks their bytes against their recorded SHA-256).
 
 A verifier walks changesets by ``seq`` from 1 and checks: seq has no gap; ``prev_hash`` equals the
 previous hash; the recomputed hash equals the stored one; no committed changeset is left unsealed;
@@ -62,6 +75,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -70,14 +84,15 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from audit.bulk import read_content
+from audit.bulk import decompress, read_content
 from portal.errors import AuditError
 
 GENESIS_HASH = "0" * 64
 ENCODING_V1 = "portal-audit/1"
 ENCODING_V2 = "portal-audit/2"
-ENCODING_TAG = ENCODING_V2  # what the seal writes now
-ENCODINGS = (ENCODING_V2, ENCODING_V1)
+ENCODING_V3 = "portal-audit/3"
+ENCODING_TAG = ENCODING_V3  # what the seal writes now
+ENCODINGS = (ENCODING_V3, ENCODING_V2, ENCODING_V1)
 BLOCK_IDS = 1024  # v2: row lines are hashed in blocks of ids sharing id // BLOCK_IDS
 
 
@@ -138,6 +153,39 @@ def bulk_line(
     )
 
 
+def upload_line(
+    *,
+    id: int,
+    dataset_id: int | None,
+    actor_username: str,
+    filename: str,
+    size_bytes: int,
+    sha256: str,
+    mime_type: str,
+    encoding: str | None,
+    compression: str,
+    report: str,
+    received_at: datetime,
+) -> str:
+    """One kept upload's canonical line (v3); ``report`` is jsonb text."""
+    return _json_array(
+        [
+            _json_scalar("upload"),
+            str(id),
+            _json_scalar(dataset_id),
+            _json_scalar(actor_username),
+            _json_scalar(filename),
+            str(size_bytes),
+            _json_scalar(sha256),
+            _json_scalar(mime_type),
+            _json_scalar(encoding),
+            _json_scalar(compression),
+            report,
+            _json_scalar(format_timestamp(received_at)),
+        ]
+    )
+
+
 @dataclass(frozen=True)
 class Header:
     """The sealed fields of a changeset, as read back from the database."""
@@ -152,12 +200,16 @@ class Header:
     client_info: str  # jsonb text
     detail: str  # jsonb text
     correlation_id: str | None
+    opened_at: datetime
     committed_at: datetime
+    txid: int
     inserted: int
     updated: int
     deleted: int
 
     def encode(self, tag: str = ENCODING_TAG) -> str:
+        opened = [_json_scalar(format_timestamp(self.opened_at))] if tag == ENCODING_V3 else []
+        txid = [str(self.txid)] if tag == ENCODING_V3 else []
         return _json_array(
             [
                 _json_scalar(tag),
@@ -171,7 +223,9 @@ class Header:
                 self.client_info,
                 self.detail,
                 _json_scalar(self.correlation_id),
+                *opened,
                 _json_scalar(format_timestamp(self.committed_at)),
+                *txid,
                 str(self.inserted),
                 str(self.updated),
                 str(self.deleted),
@@ -181,12 +235,14 @@ class Header:
 
 class RowsHasher:
     """Accumulates one changeset's ``rows_hash`` under encoding ``tag``, line by line: its row
-    lines in id order (``add_row``), then its bulk lines (``add_bulk``)."""
+    lines in id order (``add_row``), then its bulk lines (``add_bulk``), then its upload lines
+    (``add_upload``; part of v3 only)."""
 
     def __init__(self, tag: str = ENCODING_TAG) -> None:
         if tag not in ENCODINGS:
             raise ValueError(f"unknown encoding {tag!r}")
         self._v1 = tag == ENCODING_V1
+        self._uploads = hashlib.sha256() if tag == ENCODING_V3 else None
         self._h = hashlib.sha256()
         self._block: Any = None  # v2: the open block's digest
         self._block_key: int | None = None  # its id // BLOCK_IDS; None for the bulk block
@@ -196,6 +252,10 @@ class RowsHasher:
 
     def add_bulk(self, line: str) -> None:
         self._add(None, line)
+
+    def add_upload(self, line: str) -> None:
+        if self._uploads is not None:
+            self._uploads.update(line.encode() + b"\n")
 
     def _add(self, key: int | None, line: str) -> None:
         if self._v1:
@@ -213,7 +273,9 @@ class RowsHasher:
 
     def hexdigest(self) -> str:
         self._close_block()
-        return self._h.hexdigest()
+        if self._uploads is None:
+            return self._h.hexdigest()
+        return hashlib.sha256(self._h.digest() + self._uploads.digest()).hexdigest()
 
 
 def changeset_hash(prev_hash: str, header: Header, rows_hash: str, tag: str = ENCODING_TAG) -> str:
@@ -254,7 +316,7 @@ _CHANGESETS = text(
     SELECT id, seq, kind, dataset_id, actor_username, actor_display_name, reason,
            client_info::text AS client_info, detail::text AS detail,
            correlation_id::text AS correlation_id,
-           committed_at, inserted, updated, deleted, prev_hash, hash
+           opened_at, committed_at, txid, inserted, updated, deleted, prev_hash, hash
       FROM audit.changeset WHERE seq IS NOT NULL ORDER BY seq
     """
 )
@@ -281,11 +343,37 @@ _BULKS = text(
 )
 
 
-def _bulks_by_changeset(session: Session) -> dict[int, list[Any]]:
+_UPLOADS = text(
+    """
+    SELECT u.changeset_id, u.id, u.dataset_id, u.actor_username, u.filename, u.size_bytes,
+           u.sha256, u.mime_type, u.encoding, u.compression, u.report::text AS report,
+           u.received_at
+      FROM audit.upload u JOIN audit.changeset c ON c.id = u.changeset_id
+     WHERE c.seq IS NOT NULL
+     ORDER BY c.seq, u.id
+    """
+)
+
+
+def _by_changeset(session: Session, query: Any) -> dict[int, list[Any]]:
     by_changeset: dict[int, list[Any]] = {}
-    for b in session.execute(_BULKS):
-        by_changeset.setdefault(b.changeset_id, []).append(b)
+    for row in session.execute(query):
+        by_changeset.setdefault(row.changeset_id, []).append(row)
     return by_changeset
+
+
+def _upload_altered(session: Session, upload_id: int, sha256: str) -> str | None:
+    """What is wrong with a kept upload's bytes, if they are not the file of SHA-256 ``sha256``."""
+    compression, content = session.execute(
+        text("SELECT compression, content FROM audit.upload WHERE id = :id"), {"id": upload_id}
+    ).one()
+    try:
+        data = decompress(compression, bytes(content))
+    except (zlib.error, OSError, ValueError) as exc:
+        return f"the kept file of upload {upload_id} is corrupt ({exc})"
+    if hashlib.sha256(data).hexdigest() != sha256:
+        return f"the kept file of upload {upload_id} does not match its SHA-256"
+    return None
 
 
 def _rows_by_changeset(session: Session) -> Iterator[tuple[int, int, str]]:
@@ -313,7 +401,8 @@ def read_head(*, session: Session) -> ChainHead:
 
 def verify(*, session: Session, expect_head: str | None = None) -> VerifyResult:
     """Recompute the whole chain and report the first changeset that no longer matches."""
-    bulks = _bulks_by_changeset(session)
+    bulks = _by_changeset(session, _BULKS)
+    uploads = _by_changeset(session, _UPLOADS)
     rows = _rows_by_changeset(session)
     pending = next(rows, None)
     prev_hash, expected_seq, count = GENESIS_HASH, 1, 0
@@ -357,6 +446,25 @@ def verify(*, session: Session, expect_head: str | None = None) -> VerifyResult:
                 return broken(
                     f"{exc}: the bulk-loaded rows were altered after sealing", c.seq, c.id
                 )
+        for u in uploads.get(c.id, []):
+            line = upload_line(
+                id=u.id,
+                dataset_id=u.dataset_id,
+                actor_username=u.actor_username,
+                filename=u.filename,
+                size_bytes=u.size_bytes,
+                sha256=u.sha256,
+                mime_type=u.mime_type,
+                encoding=u.encoding,
+                compression=u.compression,
+                report=u.report,
+                received_at=u.received_at,
+            )
+            for hasher in hashers.values():
+                hasher.add_upload(line)
+            altered = _upload_altered(session, u.id, u.sha256)
+            if altered is not None:
+                return broken(f"{altered}: it was altered after sealing", c.seq, c.id)
         header = Header(
             seq=c.seq,
             id=c.id,
@@ -368,7 +476,9 @@ def verify(*, session: Session, expect_head: str | None = None) -> VerifyResult:
             client_info=c.client_info,
             detail=c.detail,
             correlation_id=c.correlation_id,
+            opened_at=c.opened_at,
             committed_at=c.committed_at,
+            txid=c.txid,
             inserted=c.inserted,
             updated=c.updated,
             deleted=c.deleted,

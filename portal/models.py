@@ -296,6 +296,7 @@ class Upload(Base):
     __tablename__ = "upload"
     __table_args__ = (
         Index("ix_upload_dataset", "dataset_id", "id"),
+        Index("ix_upload_changeset", "changeset_id", "id"),
         {"schema": "audit"},
     )
 

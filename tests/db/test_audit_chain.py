@@ -3,7 +3,9 @@ triggers switched off — is named by ``verify`` at the first changeset it break
 
 from __future__ import annotations
 
+import hashlib
 import threading
+import zlib
 
 import pytest
 from click.testing import CliRunner
@@ -14,9 +16,10 @@ from sqlalchemy.orm import Session
 
 from audit.chain import Header, RowsHasher, changeset_hash, read_head, row_line, verify
 from audit.changesets import open_changeset
+from portal.actor import Actor
 from portal.cli import main
 from tests.conftest import DatabaseHandle
-from tests.factories import make_captured_table
+from tests.factories import make_captured_table, make_user, upload_dataset
 
 pytestmark = pytest.mark.db
 
@@ -143,6 +146,12 @@ def test_python_and_sql_agree_on_every_hash(chain) -> None:
             5,
             "contents no longer match",
         ),
+        (
+            "UPDATE audit.changeset SET opened_at = opened_at - interval '1 year' WHERE id = {c2}",
+            2,
+            "contents no longer match",
+        ),
+        ("UPDATE audit.changeset SET txid = 1 WHERE id = {c3}", 3, "contents no longer match"),
     ],
     ids=[
         "row-value",
@@ -154,6 +163,8 @@ def test_python_and_sql_agree_on_every_hash(chain) -> None:
         "edit-hash",
         "backdate",
         "append-row-change",
+        "backdate-opening",
+        "other-transaction",
     ],
 )
 def test_tampering_is_named_at_the_first_broken_changeset(
@@ -167,6 +178,42 @@ def test_tampering_is_named_at_the_first_broken_changeset(
     assert result.failed_seq == broken_seq, result.summary()
     assert message in (result.problem or "")
     assert result.summary().startswith(f"chain broken at changeset seq {broken_seq}")
+
+
+OTHER_FILE = b"Name,Qty\nmallory,1\n"
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "UPDATE audit.upload SET filename = 'innocent.csv'",
+        "UPDATE audit.upload SET actor_username = 'ann'",
+        "UPDATE audit.upload SET report = '{\"forged\": true}'",
+        "UPDATE audit.upload SET mime_type = 'application/pdf'",
+        "UPDATE audit.upload SET received_at = received_at - interval '1 day'",
+        "UPDATE audit.upload SET content = '\\x00'",  # no longer the file
+        # another file, with its own SHA-256: the sealed line still has the first one's
+        f"UPDATE audit.upload SET content = decode('{zlib.compress(OTHER_FILE).hex()}', 'hex'),"
+        f" sha256 = '{hashlib.sha256(OTHER_FILE).hexdigest()}', size_bytes = {len(OTHER_FILE)}",
+        "DELETE FROM audit.upload",
+    ],
+    ids=["filename", "actor", "report", "mime", "backdate", "bytes", "other-file", "delete"],
+)
+def test_an_uploaded_file_is_sealed_with_its_changeset(
+    fresh_db: DatabaseHandle, attack: str
+) -> None:
+    """Under portal-audit/3 the original file kept in ``audit.upload`` (bytes, name, verdicts,
+    who and when) is part of its changeset's hash; its bytes are checked against its SHA-256."""
+    with Session(fresh_db.app) as s, s.begin():
+        name, _ = make_user(s, role="editor")
+    upload_dataset(Actor(name, "E", "editor"), b"Name,Qty\nann,1\nbob,2\n", name='Odd "name" \\ ☃')
+    assert _verify(fresh_db).ok
+    with fresh_db.app.connect() as conn:
+        header = conn.scalar(text("SELECT audit.changeset_header(c) FROM audit.changeset c"))
+    assert header.startswith('["portal-audit/3", 1, ')
+    _tamper(fresh_db, attack)
+    result = _verify(fresh_db)
+    assert (result.ok, result.failed_seq) == (False, 1), result.summary()
 
 
 def test_row_changes_of_a_missing_changeset_are_reported(chain) -> None:
@@ -301,7 +348,9 @@ def test_encoding_matches_postgres_for_any_text(
         client_info=row.client_info,
         detail=row.detail,
         correlation_id=row.correlation_id,
+        opened_at=row.committed_at,  # the composite below has both at opened_at
         committed_at=row.committed_at,
+        txid=row.txid,
         inserted=0,
         updated=0,
         deleted=0,
@@ -344,7 +393,7 @@ def _sealed_in_transaction(conn: Connection, **values: str):
             "SELECT c.id, 7 AS seq, c.kind, c.dataset_id, c.actor_username,"
             " c.actor_display_name, c.reason, c.client_info::text AS client_info,"
             " c.detail::text AS detail,"
-            " c.correlation_id::text AS correlation_id, c.opened_at AS committed_at,"
+            " c.correlation_id::text AS correlation_id, c.opened_at AS committed_at, c.txid,"
             " repeat('0', 64) AS prev_hash, audit.rows_hash(c.id) AS rows_hash,"
             " audit.changeset_header(x) AS sql_header,"
             " audit.changeset_hash(x, audit.rows_hash(c.id)) AS sql_hash,"

@@ -420,3 +420,52 @@ def test_0007_guards_row_ids_and_the_out_of_band_setting_and_back(
     assert refusal(*renumber) == ""
     assert refusal(*forged) == ""
     app.dispose()
+
+
+def test_0009_seals_under_portal_audit_3_and_earlier_changesets_keep_verifying(
+    pg_cluster: ClusterInfo, empty_db: str
+) -> None:
+    """Changesets sealed under v2 before 0009, under v3 after it, and under v2 again after the
+    downgrade all verify; nothing sealed is rewritten."""
+    from sqlalchemy.orm import Session
+
+    from audit.chain import verify
+    from audit.changesets import open_changeset
+
+    migrate.upgrade(empty_db, "0007")
+    app = create_engine(pg_cluster.url("app", "migrations_roundtrip"), poolclass=pool.NullPool)
+    with app.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE data.ds_v (_row_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+                " _version integer NOT NULL DEFAULT 1, qty integer)"
+            )
+        )
+    _capture_before_0007(app, "ds_v", 4)
+
+    def commit(qty: int) -> str:
+        """A changeset writing one row; the tag its header is sealed under."""
+        with Session(app) as s, s.begin():
+            cs = open_changeset(
+                session=s, kind="edit", actor_username="a", actor_display_name="A", dataset_id=4
+            )
+            s.execute(text("INSERT INTO data.ds_v (qty) VALUES (:q)"), {"q": qty})
+        with app.connect() as conn:
+            header = conn.scalar(
+                text("SELECT audit.changeset_header(c) FROM audit.changeset c WHERE id = :id"),
+                {"id": cs},
+            )
+        return str(header).split('"')[1]
+
+    def verified() -> bool:
+        with Session(app) as s:
+            return verify(session=s).ok
+
+    assert commit(1) == "portal-audit/2"
+    migrate.upgrade(empty_db, "0009")
+    assert commit(2) == "portal-audit/3"
+    assert verified()
+    migrate.downgrade(empty_db, "0007")
+    assert commit(3) == "portal-audit/2"
+    assert verified()
+    app.dispose()
