@@ -3,7 +3,8 @@
 Every changeset is sealed at COMMIT by the database (``audit.seal()``, migrations 0002 and 0003),
 which gives it the next gap-free ``seq`` and ``hash = H(prev_hash, header, rows)``. This module
 re-implements the encoding independently in Python, so ``portal audit verify`` does not trust any
-function stored in the database it checks.
+function stored in the database it checks. Audit events have a chain of their own
+(``audit/event_chain.py``).
 
 Canonical encoding, version 3 (``portal-audit/3``, sealed since migration 0009)
 -------------------------------------------------------------------------------

@@ -269,7 +269,12 @@ class ChainHead(Base):
 
 
 class Event(Base):
-    """Something a person did that is not a data change: sign-ins, user admin, exports, views."""
+    """Something a person did that is not a data change: sign-ins, user admin, exports, views.
+
+    ``seq``, ``prev_hash`` and ``hash`` are set by the chaining trigger on insert (migration
+    0008), whatever the insert says: the events' own hash chain, verified by
+    ``audit.event_chain``.
+    """
 
     __tablename__ = "event"
     __table_args__ = (
@@ -288,6 +293,21 @@ class Event(Base):
     target: Mapped[str | None] = mapped_column(Text)
     detail: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     client_info: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    prev_hash: Mapped[str] = mapped_column(Text)
+    hash: Mapped[str] = mapped_column(Text)
+
+
+class EventChainHead(Base):
+    """The single row holding the newest event's seq and hash; its row lock serialises events."""
+
+    __tablename__ = "event_chain_head"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"), {"schema": "audit"})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(Text)
+    event_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Upload(Base):

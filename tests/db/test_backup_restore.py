@@ -16,6 +16,8 @@ from sqlalchemy import create_engine, pool, text
 from sqlalchemy.orm import Session
 
 from audit.chain import read_head, verify
+from audit.event_chain import read_event_head, verify_events
+from audit.events import record_event
 from portal.actor import Actor
 from portal.embedded import find_pg_bindir
 from tests.conftest import DatabaseHandle, _superuser_exec, create_database, drop_database
@@ -46,9 +48,13 @@ def test_a_dump_restores_into_an_empty_database_and_its_chain_verifies(
     with Session(fresh_db.app) as s, s.begin():
         name, _ = make_user(s, role="editor", display_name="Eddie")
     dataset_id = upload_dataset(Actor(name, "Eddie", "editor"), ROWS, name="Stock")
+    with Session(fresh_db.app) as s, s.begin():
+        record_event(session=s, kind="sign_in", actor_username=name)
     with Session(fresh_db.app) as s:
         head = read_head(session=s)
+        event_head = read_event_head(session=s)
     assert head.seq >= 1
+    assert event_head.seq >= 1
 
     env = dict(os.environ, PGPASSWORD=fresh_db.info.credentials("superuser")[1])
     dump = tmp_path / "portal.dump"
@@ -82,6 +88,9 @@ def test_a_dump_restores_into_an_empty_database_and_its_chain_verifies(
             checked = verify(session=s, expect_head=head.hash)
             assert checked.ok, checked.summary()
             assert read_head(session=s) == head
+            events = verify_events(session=s)
+            assert events.ok, events.summary()
+            assert events.head == read_event_head(session=s) == event_head
             table = s.scalar(
                 text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
             )

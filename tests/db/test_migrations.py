@@ -21,6 +21,7 @@ AUDIT_TABLES = (
     "chain_head",
     "bulk_load",
     "bulk_content",
+    "event_chain_head",
 )
 # a plain (non-identity) column of each, so UPDATE reaches the privilege check
 SOME_COLUMN = {
@@ -31,6 +32,7 @@ SOME_COLUMN = {
     "chain_head": "seq",
     "bulk_load": "row_count",
     "bulk_content": "compression",
+    "event_chain_head": "seq",
 }
 
 
@@ -469,3 +471,78 @@ def test_0009_seals_under_portal_audit_3_and_earlier_changesets_keep_verifying(
     assert commit(3) == "portal-audit/2"
     assert verified()
     app.dispose()
+
+
+def test_0008_chains_existing_events_and_back(pg_cluster: ClusterInfo, empty_db: str) -> None:
+    """Events recorded before 0008 are chained in id order on upgrade, new ones after them by
+    the trigger; the downgrade takes the chain away and keeps the events."""
+    from sqlalchemy.orm import Session
+
+    from audit.event_chain import verify_events
+
+    migrate.upgrade(empty_db, "0007")
+    app = create_engine(pg_cluster.url("app", "migrations_roundtrip"), poolclass=pool.NullPool)
+    owner = create_engine(empty_db, poolclass=pool.NullPool)
+    with app.begin() as conn:
+        for who in ("ann", "bob", "cy"):
+            conn.execute(
+                text(
+                    "INSERT INTO audit.event (kind, actor_username, detail)"
+                    " VALUES ('sign_in', :who, jsonb_build_object('who', CAST(:who AS text)))"
+                ),
+                {"who": who},
+            )
+
+    def chain() -> list[tuple[object, ...]]:
+        with owner.connect() as conn:
+            return [
+                tuple(r)
+                for r in conn.execute(
+                    text("SELECT actor_username, seq FROM audit.event ORDER BY id")
+                )
+            ]
+
+    def verified():
+        with Session(app) as s:
+            return verify_events(session=s)
+
+    migrate.upgrade(empty_db, "0008")
+    assert chain() == [("ann", 1), ("bob", 2), ("cy", 3)]
+    result = verified()
+    assert (result.ok, result.count, result.head.seq) == (True, 3, 3), result.summary()
+    with app.begin() as conn:
+        conn.execute(
+            text("INSERT INTO audit.event (kind, actor_username) VALUES ('sign_out', 'ann')")
+        )
+    assert chain()[-1] == ("ann", 4)
+    assert verified().ok
+    with owner.connect() as conn, pytest.raises(DBAPIError, match="append-only"):
+        conn.execute(text("UPDATE audit.event SET actor_username = 'x'"))  # guard back on
+
+    migrate.downgrade(empty_db, "0007")
+    with owner.connect() as conn:
+        columns = set(
+            conn.scalars(
+                text(
+                    "SELECT column_name FROM information_schema.columns"
+                    " WHERE table_schema = 'audit' AND table_name = 'event'"
+                )
+            )
+        )
+        leftovers = conn.scalar(
+            text(
+                "SELECT count(*) FROM pg_proc WHERE pronamespace = 'audit'::regnamespace"
+                " AND proname IN ('chain_event', 'event_hash', 'guard_event_chain_head_update')"
+            )
+        )
+        head = conn.scalar(text("SELECT to_regclass('audit.event_chain_head')"))
+        kept = conn.scalar(text("SELECT count(*) FROM audit.event"))
+    assert not columns & {"seq", "prev_hash", "hash"}
+    assert (leftovers, head, kept) == (0, None, 4)
+    with app.begin() as conn:  # and events are recorded as before 0008
+        conn.execute(text("INSERT INTO audit.event (kind, actor_username) VALUES ('sign_in', 'x')"))
+    migrate.upgrade(empty_db, "0008")  # up again: the five events chained afresh
+    assert [seq for _, seq in chain()] == [1, 2, 3, 4, 5]
+    assert verified().ok
+    app.dispose()
+    owner.dispose()
