@@ -69,20 +69,29 @@ with st.container(border=True):
     st.code(head.hash, language=None)
     if st.button("Verify now", icon=":material/verified:", key="audit.verify"):
         try:
-            with st.spinner("Recomputing the hash chain…"), session_scope() as session:
+            with st.spinner("Recomputing the hash chains…"), session_scope() as session:
                 st.session_state[VERIFIED] = trail_views.chain_status(session=session, actor=actor)
         except PortalError as exc:
             st.error(str(exc), icon=":material/error:")
     verified = st.session_state.get(VERIFIED)
     if verified is not None:
-        if verified.ok:
+        changesets, events = verified.changesets, verified.events
+        if changesets.ok:
             st.success(
-                f"Chain intact: {verified.changesets:,} changesets, head #{verified.head.seq}.",
+                f"Chain intact: {changesets.changesets:,} changesets, head #{changesets.head.seq}.",
                 icon=":material/verified:",
             )
         else:
-            where = f"changeset #{verified.failed_seq}" if verified.failed_seq else "the chain"
-            st.error(f"Chain broken at {where}: {verified.problem}", icon=":material/gpp_bad:")
+            where = f"changeset #{changesets.failed_seq}" if changesets.failed_seq else "the chain"
+            st.error(f"Chain broken at {where}: {changesets.problem}", icon=":material/gpp_bad:")
+        if events.ok:
+            st.success(
+                f"Event chain intact: {events.count:,} events, head #{events.head.seq}.",
+                icon=":material/verified:",
+            )
+        else:
+            where = f"event #{events.failed_seq}" if events.failed_seq else "the event chain"
+            st.error(f"Event chain broken at {where}: {events.problem}", icon=":material/gpp_bad:")
 
 # -- filters ----------------------------------------------------------------------------------
 

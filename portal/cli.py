@@ -392,7 +392,7 @@ def user_list() -> None:
 
 @main.group()
 def audit() -> None:
-    """Check the audit log's hash chain (and, with verify --data, the datasets against it)."""
+    """Check the audit log's hash chains (and, with verify --data, the datasets against it)."""
 
 
 @audit.command("verify")
@@ -410,9 +410,11 @@ def audit() -> None:
 )
 @_reports_errors
 def audit_verify(expect_head: str | None, data: bool) -> None:
-    """Recompute the hash chain; exit 1 naming the first changeset that fails. With --data,
-    exit 1 too if a dataset's table differs from the state its audit log rebuilds."""
+    """Recompute the changesets' hash chain, then the events'; exit 1 naming the first
+    changeset or event that fails. With --data, exit 1 too if a dataset's table differs from
+    the state its audit log rebuilds."""
     from audit.chain import verify
+    from audit.event_chain import verify_events
     from audit.reconcile import check_datasets
 
     drifts = []
@@ -420,6 +422,9 @@ def audit_verify(expect_head: str | None, data: bool) -> None:
         with session_scope() as session:
             result = verify(session=session, expect_head=expect_head)
         click.echo(result.summary(), err=not result.ok)
+        with session_scope() as session:
+            events = verify_events(session=session)
+        click.echo(events.summary(), err=not events.ok)
         if data:
             with session_scope() as session:
                 drifts = check_datasets(
@@ -428,7 +433,7 @@ def audit_verify(expect_head: str | None, data: bool) -> None:
                 )
     for drift in drifts:
         click.echo(drift.summary(), err=not drift.ok)
-    if not result.ok or not all(drift.ok for drift in drifts):
+    if not result.ok or not events.ok or not all(drift.ok for drift in drifts):
         sys.exit(1)
 
 

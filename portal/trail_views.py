@@ -7,7 +7,7 @@ events that record views and exports. No Streamlit here; the pages render what t
     bulk_page()           a page of a bulk load's rows, replayed from its stored stream
     activity_frame()      row changes per day by actor or dataset, wide, for a chart
     export_trail()        the filtered trail as formula-safe CSV or JSON, recorded as an export
-    chain_status()        the same check as ``portal audit verify``, recorded as a view
+    chain_status()        the same checks as ``portal audit verify``, recorded as a view
     dataset_history()     a page of one dataset's changesets (every role)
     as_of()               a dataset exactly as it stood right after a changeset
     export_as_of()        that state as a formula-safe CSV, recorded as an export
@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from audit import search
 from audit.chain import ChainHead, VerifyResult, read_head, verify
+from audit.event_chain import EventVerifyResult, verify_events
 from audit.events import record_event
 from audit.search import (
     ActivityBy,
@@ -609,15 +610,27 @@ def chain_head(*, session: Session, actor: Actor) -> ChainHead:
     return read_head(session=session)
 
 
-def chain_status(*, session: Session, actor: Actor) -> VerifyResult:
-    """Recompute the whole hash chain, exactly as ``portal audit verify`` does, and record
-    that it was checked (and the outcome) as an ``audit_view`` event.
+@dataclass(frozen=True)
+class ChainStatus:
+    """Both hash chains checked: the changesets' and the events'."""
+
+    changesets: VerifyResult
+    events: EventVerifyResult
+
+    @property
+    def ok(self) -> bool:
+        return self.changesets.ok and self.events.ok
+
+
+def chain_status(*, session: Session, actor: Actor) -> ChainStatus:
+    """Recompute both hash chains, exactly as ``portal audit verify`` does, and record that
+    they were checked (and the outcome) as an ``audit_view`` event, after the checks.
 
     Raises:
         PermissionDenied: the actor is not an admin.
     """
     _require_admin(actor)
-    result = verify(session=session)
+    result = ChainStatus(verify(session=session), verify_events(session=session))
     record_event(
         session=session,
         kind="audit_view",
@@ -625,9 +638,12 @@ def chain_status(*, session: Session, actor: Actor) -> VerifyResult:
         target="audit:verify",
         detail={
             "ok": result.ok,
-            "changesets": result.changesets,
-            "head": result.head.hash,
-            "failed_seq": result.failed_seq,
+            "changesets": result.changesets.changesets,
+            "head": result.changesets.head.hash,
+            "failed_seq": result.changesets.failed_seq,
+            "events": result.events.count,
+            "event_head": result.events.head.hash,
+            "failed_event_seq": result.events.failed_seq,
         },
     )
     return result

@@ -5,6 +5,7 @@ table as of a changeset, a row's versions from a link, exports — and the event
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
 from tests.app.conftest import app_test, events, new_user, show_app, sign_in, signed_in, texts
@@ -121,12 +122,37 @@ def test_verify_now_reports_an_intact_chain_and_shows_the_head(trail: Trail) -> 
     head = at.code[0].value
     assert len(head) == 64
     at.button(key="audit.verify").click().run()
+    verified = [e for e in events(trail.db, "audit_view") if e["target"] == "audit:verify"]
+    detail = verified[0]["detail"]
+    assert detail["events"] > 0  # the seed's and this session's sign-ins, views, ...
+    assert [s.value for s in at.success] == [
+        f"Chain intact: {len(trail.seqs)} changesets, head #{max(trail.seqs.values())}.",
+        f"Event chain intact: {detail['events']:,} events, head #{detail['events']}.",
+    ]
+    assert detail["ok"] is True
+    assert detail["head"] == head
+    with trail.db.owner.connect() as conn:
+        event_head = conn.scalar(
+            text("SELECT hash FROM audit.event WHERE seq = :s"), {"s": detail["events"]}
+        )
+    assert detail["event_head"] == event_head
+
+
+def test_verify_now_reports_a_broken_event_chain(trail: Trail) -> None:
+    at, _ = on_page(trail.db, "admin", AUDIT)
+    with trail.db.superuser.begin() as conn:  # every trigger off: the first event removed
+        conn.execute(text("SET session_replication_role = replica"))
+        removed = conn.scalar(text("DELETE FROM audit.event WHERE seq = 1 RETURNING seq"))
+    assert removed == 1
+    at.button(key="audit.verify").click().run()
+    assert not at.exception
     assert [s.value for s in at.success] == [
         f"Chain intact: {len(trail.seqs)} changesets, head #{max(trail.seqs.values())}."
     ]
+    [error] = [e.value for e in at.error]
+    assert error.startswith("Event chain broken at event #1: expected seq 1 next, found 2")
     verified = [e for e in events(trail.db, "audit_view") if e["target"] == "audit:verify"]
-    assert verified[0]["detail"]["ok"] is True
-    assert verified[0]["detail"]["head"] == head
+    assert (verified[0]["detail"]["ok"], verified[0]["detail"]["failed_event_seq"]) == (False, 1)
 
 
 def test_the_trail_exports_as_formula_safe_csv_and_is_recorded(trail: Trail) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import event as sa_event
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 from audit.chain import GENESIS_HASH
 from audit.event_chain import ChainedEvent, event_hash, read_event_head, verify_events
 from audit.events import record_event
+from portal.cli import main
 from tests.conftest import DatabaseHandle
 
 pytestmark = pytest.mark.db
@@ -313,6 +315,22 @@ def test_concurrent_recorders_keep_the_chain_gap_free(events) -> None:
     assert result.ok, result.summary()
     assert result.count == 5 + 60
     assert _seqs(db) == list(range(1, 66))
+
+
+def test_cli_verify_checks_the_event_chain_too(events) -> None:
+    db, ids = events
+    runner = CliRunner()
+    ok = runner.invoke(main, ["audit", "verify"])
+    assert ok.exit_code == 0, ok.output
+    first, second = ok.output.splitlines()
+    assert first.startswith("chain intact: 0 changesets, head ")
+    assert second == f"event chain intact: 5 events, head {_verify(db).head.hash}"
+
+    _tamper(db, f"UPDATE audit.event SET actor_username = 'mallory' WHERE id = {ids[2]}")
+    bad = runner.invoke(main, ["audit", "verify"])
+    assert bad.exit_code == 1
+    assert bad.output.startswith("chain intact: 0 changesets, head ")
+    assert f"event chain broken at event seq 3 (id {ids[2]})" in bad.output
 
 
 awkward_text = st.text(
