@@ -17,7 +17,7 @@ is unchanged; it calls ``audit.changeset_digest`` and ``audit.changeset_header``
 An index on ``audit.upload (changeset_id, id)`` lets the seal find a changeset's uploads.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-01
 """
 
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
