@@ -293,12 +293,21 @@ config: dict[str, Any] = column_config(editor_columns(spec))
 config["_index"] = st.column_config.NumberColumn(
     "Row id", disabled=True, help="Assigned by the portal; new rows get theirs on commit."
 )
+# While I choose what to keep after a conflict, the merge holds my edits as they were when I
+# reloaded: the grid is read-only until then, so nothing typed meanwhile can be dropped.
+choosing = k["rebased"] in st.session_state
+if choosing:
+    st.info(
+        "Choose what to keep below, then apply your choices; the grid can be edited again "
+        "after that.",
+        icon=":material/merge:",
+    )
 st.data_editor(
     window.shown,
     key=loaded.editor_key,
     column_config=config,
-    num_rows="dynamic" if may_edit else "fixed",
-    disabled=not may_edit,
+    num_rows="dynamic" if may_edit and not choosing else "fixed",
+    disabled=not may_edit or choosing,
     width="stretch",
     height=420,
 )

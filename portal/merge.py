@@ -12,7 +12,8 @@ Rules, cell by cell: theirs == original -> mine is re-applied; theirs == mine ->
 do; otherwise a **clash**, shown side by side for me to choose. Cells only they changed stay
 theirs. A row I edited that someone deleted is kept as a **lost row** (their last values with
 mine on top) that I may re-create as a new row. A row I deleted that they changed since is a
-**changed delete**: I confirm deleting it as it is now, or keep it. My inserts never clash.
+**changed delete**: I confirm deleting it as it is now, or keep it; one nobody touched is deleted
+as planned. My inserts never clash.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Current:
 @dataclass(frozen=True)
 class Clash:
     row_id: int
+    version: int  # the row's, now
     column: str
     original: Value
     theirs: Value
@@ -106,12 +108,14 @@ def rebase(changes: ChangeSet, current: Mapping[int, Current]) -> Rebased:
                 before[name], after[name] = theirs, mine
                 reapplied += 1
             else:
-                clashes.append(Clash(u.row_id, name, original, theirs, mine))
-        # Clashing cells are added by resolve(); the row is rebased on its current version.
-        updates.append(RowUpdate(u.row_id, now.version, before, after))
+                clashes.append(Clash(u.row_id, now.version, name, original, theirs, mine))
+        # Rebased on the row's current version; a row left with no cell of mine (they made the
+        # same change, or every cell clashes: resolve() adds those I keep) writes nothing.
+        if after:
+            updates.append(RowUpdate(u.row_id, now.version, before, after))
     for d in changes.deletes:
         now = current.get(d.row_id)
-        if now is None:
+        if now is None or now.version == d.version:  # untouched since I read it
             deletes.append(d)
         elif now.version is not None:
             changed_deletes.append(ChangedDelete(d.row_id, now.version, now.values))
@@ -143,13 +147,13 @@ def resolve(
     for clash in rebased.clashes:
         if choices.get((clash.row_id, clash.column), "theirs") != "mine":
             continue
-        u = by_row[clash.row_id]
+        u = by_row.get(clash.row_id, RowUpdate(clash.row_id, clash.version, {}, {}))
         by_row[clash.row_id] = replace(
             u,
             before={**u.before, clash.column: clash.theirs},
             after={**u.after, clash.column: clash.mine},
         )
-    updates = tuple(u for _, u in sorted(by_row.items()) if u.after)
+    updates = tuple(u for _, u in sorted(by_row.items()))
     inserts = rebased.auto.inserts + tuple(
         RowInsert(dict(row.values)) for row in rebased.lost if row.row_id in recreate
     )

@@ -364,7 +364,8 @@ def _apply(
     def columns_of(u: RowUpdate) -> tuple[str, ...]:
         return tuple(sorted(u.after, key=order.__getitem__))
 
-    for names, group in groupby(sorted(changes.updates, key=columns_of), key=columns_of):
+    cells = [u for u in changes.updates if u.after]  # an update of no cell has nothing to write
+    for names, group in groupby(sorted(cells, key=columns_of), key=columns_of):
         updates = sorted(group, key=lambda u: u.row_id)
         sets = ", ".join(f"{quoted[n]} = v.{quoted[n]}" for n in names)
         matched = execute_values(

@@ -5,6 +5,7 @@ viewer's forged state refused; a conflict shown and merged; edits survive a page
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -140,28 +141,43 @@ def test_a_viewer_sees_the_grid_read_only_and_a_forged_state_is_refused(
     assert [r[1] for r in table(fresh_db, dataset)] == ["ann", "bob", "cy", "dee"]
 
 
+def someone_else_commits(dataset_id: int, state: dict[str, object], **view: Any) -> None:
+    """Olga commits ``state`` (an editor state) on the window ``view`` selects."""
+    with session_scope() as s:
+        read = writes.read_window(session=s, dataset_id=dataset_id, **view)
+    window = diffs.make_window(read.spec, diffs.editor_frame(read.spec, read.rows), read.versions)
+    with session_scope() as s:
+        writes.commit(
+            session=s,
+            actor=Actor("olga", "Olga O.", "editor"),
+            dataset_id=dataset_id,
+            spec_version=read.spec_version,
+            changes=diffs.build_changeset(window, state, may_edit=True),
+            reason="their fix",
+        )
+
+
+def commit_now(at: AppTest, dataset_id: int, reason: str = "mine") -> AppTest:
+    at.text_input(key=f"edit.{dataset_id}.reason").input(reason).run()
+    button(at, "Review and commit…").click().run()
+    return button(at, "Commit").click().run()
+
+
+def reload_after_conflict(at: AppTest, dataset_id: int) -> AppTest:
+    at = commit_now(at, dataset_id)
+    assert "changed by someone else" in texts(at, main_only=True)
+    at = button(at, "Reload and re-apply my edits").click().run()
+    assert not at.exception
+    return at
+
+
 def test_a_conflict_is_shown_and_reload_reapplies_my_other_cells(
     fresh_db: DatabaseHandle, dataset: int
 ) -> None:
     at = edit_page(fresh_db, "editor", dataset)
     at = set_state(at, {"edited_rows": {0: {"price": 9, "note": "mine"}}})
-    # Someone else commits row 1 meanwhile.
-    with session_scope() as s:
-        read = writes.read_window(session=s, dataset_id=dataset)
-    window = diffs.make_window(read.spec, diffs.editor_frame(read.spec, read.rows), read.versions)
-    theirs = diffs.build_changeset(window, {"edited_rows": {0: {"qty": 5}}}, may_edit=True)
-    with session_scope() as s:
-        writes.commit(
-            session=s,
-            actor=Actor("olga", "Olga O.", "editor"),
-            dataset_id=dataset,
-            spec_version=read.spec_version,
-            changes=theirs,
-            reason="their fix",
-        )
-    at.text_input(key=f"edit.{dataset}.reason").input("mine").run()
-    button(at, "Review and commit…").click().run()
-    button(at, "Commit").click().run()
+    someone_else_commits(dataset, {"edited_rows": {0: {"qty": 5}}})  # row 1, meanwhile
+    at = commit_now(at, dataset)
     shown = texts(at, main_only=True)
     assert "changed by someone else" in shown
     assert "their fix" in shown
@@ -174,6 +190,66 @@ def test_a_conflict_is_shown_and_reload_reapplies_my_other_cells(
     button(at, "Review and commit…").click().run()
     button(at, "Commit").click().run()
     assert table(fresh_db, dataset)[0] == (1, "ann", 5, Decimal("9"), "mine")
+
+
+def test_a_row_they_changed_exactly_as_i_did_does_not_block_my_other_edits(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    """After the reload a row with nothing left of mine writes nothing, even when it has left
+    my filter (it once made every later commit fail)."""
+    at = edit_page(fresh_db, "editor", dataset)
+    base = f"edit.{dataset}.view"
+    at.selectbox(key=f"{base}.fcol").select("qty")
+    at.selectbox(key=f"{base}.fop").select("range")
+    at.text_input(key=f"{base}.fval").input("0")
+    at.text_input(key=f"{base}.fup").input("2")
+    at = button(at, "Apply").click().run()
+    assert list(at.data_editor[0].value.index) == [1, 2]
+    at = set_state(at, {"edited_rows": {0: {"qty": 7}, 1: {"note": "mine"}}})
+    someone_else_commits(dataset, {"edited_rows": {0: {"qty": 7}}})  # the same change
+    at = reload_after_conflict(at, dataset)
+    assert "Choose what to keep" not in texts(at, main_only=True)
+    at = commit_now(at, dataset)
+    assert not at.exception
+    assert table(fresh_db, dataset)[:2] == [
+        (1, "ann", 7, Decimal("1.50"), "first"),
+        (2, "bob", 2, Decimal("2.00"), "mine"),
+    ]
+
+
+def test_my_delete_of_a_row_nobody_touched_is_reapplied_without_asking(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(at, {"edited_rows": {0: {"note": "mine"}}, "deleted_rows": [2]})
+    someone_else_commits(dataset, {"edited_rows": {0: {"qty": 5}}})  # only row 1 moved
+    at = reload_after_conflict(at, dataset)
+    assert "Choose what to keep" not in texts(at, main_only=True)
+    assert not at.checkbox
+    commit_now(at, dataset)
+    rows = table(fresh_db, dataset)
+    assert [(r[1], r[2], r[4]) for r in rows] == [
+        ("ann", 5, "mine"),
+        ("bob", 2, None),
+        ("dee", 4, None),
+    ]
+
+
+def test_the_grid_is_read_only_while_i_choose_what_to_keep(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    """The merge holds my edits as they were when I reloaded: nothing can be typed into the
+    grid until the choices are applied (what was typed meanwhile used to be dropped)."""
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(at, {"edited_rows": {0: {"note": "mine"}}})
+    someone_else_commits(dataset, {"edited_rows": {0: {"note": "theirs"}}})
+    at = reload_after_conflict(at, dataset)
+    assert "Choose what to keep" in texts(at, main_only=True)
+    assert at.data_editor[0].proto.disabled
+    at.radio(key=f"edit.{dataset}.clash.1.note").set_value("mine")
+    at = button(at, "Apply my choices").click().run()
+    assert not at.data_editor[0].proto.disabled
+    assert at.data_editor[0].value.loc[1, "note"] == "mine"
 
 
 def test_unsaved_edits_survive_a_page_switch(fresh_db: DatabaseHandle, dataset: int) -> None:

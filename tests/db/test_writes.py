@@ -314,7 +314,7 @@ def test_reload_and_reapply_merges_cell_by_cell(
     rebased = merge.rebase(mine, now)
     # Row 1: price only I changed -> re-applied; note both changed -> a clash.
     assert rebased.reapplied_cells == 1
-    assert rebased.clashes == (merge.Clash(1, "note", "first", "theirs", "mine"),)
+    assert rebased.clashes == (merge.Clash(1, 2, "note", "first", "theirs", "mine"),)
     # Row 2: deleted by them under my edit -> kept, with its last values and mine on top.
     [lost] = rebased.lost
     assert lost.row_id == 2
