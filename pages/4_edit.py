@@ -72,7 +72,16 @@ def keys(dataset_id: int) -> dict[str, str]:
     base = f"edit.{dataset_id}"
     return {
         part: f"{base}.{part}"
-        for part in ("view", "window", "pending", "conflict", "rebased", "flash", "confirm")
+        for part in (
+            "view",
+            "window",
+            "pending",
+            "dropped",
+            "conflict",
+            "rebased",
+            "flash",
+            "confirm",
+        )
     }
 
 
@@ -120,7 +129,7 @@ def move(dataset_id: int, view: View) -> None:
 def forget(dataset_id: int) -> None:
     """Drop every unsaved change and the loaded window (after a commit or a discard)."""
     k = keys(dataset_id)
-    for part in ("window", "pending", "conflict", "rebased", "confirm"):
+    for part in ("window", "pending", "dropped", "conflict", "rebased", "confirm"):
         st.session_state.pop(k[part], None)
 
 
@@ -157,8 +166,22 @@ view: View = st.session_state.get(k["view"], View())
 loaded: Loaded | None = st.session_state.get(k["window"])
 if loaded is not None and loaded.editor_key not in st.session_state:
     # The grid's own state went away (the person was on another page): show the rows again,
-    # freshly read, with the unsaved changes on top.
+    # freshly read, with the unsaved changes on top — all but those that broke a rule.
     loaded = None
+    if dropped := st.session_state.pop(k["dropped"], None):
+        problems, others_kept = dropped
+        st.session_state[k["flash"]] = (
+            f"When you left this page, {len(problems):,} of your edits broke the dataset's "
+            "rules and could not be kept"
+            + (
+                "; your other edits are still here."
+                if others_kept
+                else ", nor could the edits made since your edits last kept all the rules."
+            )
+            + " Not kept: "
+            + "; ".join(str(p) for p in problems[:5])
+            + (f" (and {len(problems) - 5:,} more)" if len(problems) > 5 else "")
+        )
 elif loaded is not None and loaded.outages != outages():
     # The database was away since the grid was drawn: the browser dropped the grid while the
     # page said so, but its last state is still here. Keep it as pending and draw the grid
@@ -320,6 +343,13 @@ history_links(
 try:
     changes = current_changes(loaded)
 except InvalidEdits as exc:
+    # Kept for a return to the page, when the grid and its state are gone: the edits that
+    # break no rule, and word of those that do.
+    state = st.session_state.get(loaded.editor_key)
+    kept = diffs.keepable_changes(window, state) if may_edit else None
+    if kept is not None:
+        st.session_state[k["pending"]] = kept
+    st.session_state[k["dropped"]] = (exc.problems, kept is not None)
     st.error(
         f"{len(exc.problems):,} of your edits {'breaks' if len(exc.problems) == 1 else 'break'} "
         "the dataset's rules; nothing can be "
@@ -340,6 +370,7 @@ except PortalError as exc:
     st.error(str(exc), icon=":material/error:")
     st.stop()
 st.session_state[k["pending"]] = changes  # kept for the next window, or a return to the page
+st.session_state.pop(k["dropped"], None)
 
 
 # -- a conflict, and the merge ----------------------------------------------------------------

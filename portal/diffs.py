@@ -382,6 +382,42 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
     )
 
 
+def keepable_changes(window: Window, state: object) -> ChangeSet | None:
+    """What of an editor state that breaks a rule can still be kept (the Edit page keeps it
+    when the grid itself is lost, on leaving the page): the ChangeSet of its edits without the
+    cells that break a rule on their own and without the new rows that break one; None when
+    what remains still breaks one (a value made twice in a unique column) or the state cannot
+    be read at all."""
+    try:
+        edited, added, deleted = _parse_state(state)
+    except InvalidEdits:
+        return None
+    by_name = {c.name: c for c in window.spec.columns}
+
+    def valid(row: Mapping[str, object]) -> dict[str, object]:
+        return {n: raw for n, raw in row.items() if not _refused({n: raw}, by_name)}
+
+    def complete(row: Mapping[str, object]) -> bool:  # an empty required cell is refused
+        required = (c.name for c in window.spec.columns if c.required and c.default is None)
+        return len(valid(row)) == len(row) and all(n in row for n in required)
+
+    kept = {
+        "edited_rows": {str(p): valid(row) for p, row in edited.items()},
+        "added_rows": [row for row in added if complete(row)],
+        "deleted_rows": list(deleted),
+    }
+    try:
+        return build_changeset(window, kept, may_edit=True)
+    except InvalidEdits:
+        return None
+
+
+def _refused(sent: Mapping[str, object], by_name: Mapping[str, ColumnSpec]) -> bool:
+    problems: list[EditProblem] = []
+    _checked_cells(sent, by_name, "", problems)
+    return bool(problems)
+
+
 def structural_problems(window: Window, state: object) -> list[EditProblem]:
     """What in ``state`` does not fit the window at all — a malformed shape, a position outside
     it, a column it does not have — and so cannot even be shown (Streamlit's own grid fails on

@@ -263,6 +263,33 @@ def test_unsaved_edits_survive_a_page_switch(fresh_db: DatabaseHandle, dataset: 
     assert {m.label: m.value for m in at.metric}["Cells changed"] == "1"
 
 
+def test_a_page_switch_with_a_rule_broken_keeps_the_other_edits_and_says_what_was_not(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(at, {"edited_rows": {1: {"note": "draft"}, 2: {"qty": -3}}})  # a typo
+    at = set_state(
+        at,
+        {"edited_rows": {0: {"note": "typed after"}, 1: {"note": "draft"}, 2: {"qty": -3}}},
+    )
+    assert "break" in texts(at, main_only=True)
+    at.switch_page("pages/1_home.py").run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    frame = at.data_editor[0].value
+    assert (frame.loc[1, "note"], frame.loc[2, "note"], frame.loc[3, "qty"]) == (
+        "typed after",
+        "draft",
+        3,
+    )
+    [warning] = [w.value for w in at.warning]
+    assert "1 of your edits broke the dataset's rules and could not be kept" in warning
+    assert "your other edits are still here" in warning
+    assert "row 3, Qty (“-3”)" in warning
+    at.run()
+    assert not at.warning  # said once
+
+
 def test_sorting_a_large_dataset_says_its_index_is_being_built(
     fresh_db: DatabaseHandle, dataset: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -838,3 +838,28 @@ def test_a_unique_clash_is_put_on_the_cell_edited_not_on_the_untouched_row() -> 
     assert "already in row 12" in problem.message
     problem = one_problem({"edited_rows": {2: {"code": "AB1"}}})
     assert (problem.where, problem.column) == ("row 12", "Code")
+
+
+# ---------------------------------------------------------------------------------------------
+# What of a state that breaks a rule can be kept (the Edit page, on leaving it)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_the_edits_that_break_no_rule_are_kept() -> None:
+    state = {
+        "edited_rows": {0: {"qty": -3, "note": "fine"}, 1: {"qty": 7}},
+        "added_rows": [{"code": "ZZ9", "qty": 3}, {"code": "ZZ8", "qty": 5000}, {"qty": 1}],
+        "deleted_rows": [2],
+    }
+    assert len(problems(state)) == 3  # qty -3, qty 5000, a new row without its required code
+    kept = diffs.keepable_changes(window(), state)
+    assert kept is not None
+    assert [(u.row_id, u.after) for u in kept.updates] == [(10, {"note": "fine"}), (11, {"qty": 7})]
+    assert [i.values["code"] for i in kept.inserts] == ["ZZ9"]
+    assert [d.row_id for d in kept.deletes] == [12]
+
+
+def test_nothing_is_kept_from_a_state_whose_rest_still_breaks_a_rule() -> None:
+    duplicate = {"edited_rows": {0: {"code": "AB2"}, 1: {"qty": -1}}}  # code is unique
+    assert diffs.keepable_changes(window(), duplicate) is None
+    assert diffs.keepable_changes(window(), {"edited_rows": [1]}) is None  # unreadable
