@@ -318,7 +318,7 @@ _CHANGESETS = text(
            client_info::text AS client_info, detail::text AS detail,
            correlation_id::text AS correlation_id,
            opened_at, committed_at, txid, inserted, updated, deleted, prev_hash, hash
-      FROM audit.changeset WHERE seq IS NOT NULL ORDER BY seq
+      FROM audit.changeset WHERE seq IS NOT NULL AND seq <= :upto ORDER BY seq
     """
 )
 _ROWS = text(
@@ -401,7 +401,13 @@ def read_head(*, session: Session) -> ChainHead:
 
 
 def verify(*, session: Session, expect_head: str | None = None) -> VerifyResult:
-    """Recompute the whole chain and report the first changeset that no longer matches."""
+    """Recompute the whole chain and report the first changeset that no longer matches.
+
+    The chain is checked up to the head as it is when the check starts: changesets sealed
+    meanwhile (the check reads in several statements) are left for the next check, not taken
+    for a tail that does not match its head.
+    """
+    head = read_head(session=session)
     bulks = _by_changeset(session, _BULKS)
     uploads = _by_changeset(session, _UPLOADS)
     rows = _rows_by_changeset(session)
@@ -414,7 +420,10 @@ def verify(*, session: Session, expect_head: str | None = None) -> VerifyResult:
     def broken(problem: str, seq: int | None, cid: int | None) -> VerifyResult:
         return VerifyResult(False, count, last, problem, seq, cid)
 
-    for c in session.execute(_CHANGESETS).all():
+    changesets = session.execute(
+        _CHANGESETS, {"upto": head.seq}, execution_options={"yield_per": 1000}
+    )
+    for c in changesets:
         if c.seq != expected_seq:
             return broken(
                 f"expected seq {expected_seq} next, found {c.seq}: "
@@ -529,13 +538,23 @@ def verify(*, session: Session, expect_head: str | None = None) -> VerifyResult:
             None,
             orphan,
         )
-    head = read_head(session=session)
     if (head.seq, head.hash) != (last.seq, last.hash):
         return broken(
             f"the chain head records seq {head.seq} ({head.hash}) but the newest changeset is "
             f"seq {last.seq} ({last.hash}): changesets were removed from the end",
             head.seq,
             head.changeset_id,
+        )
+    # Changesets past the head read first are new ones, if the head has moved on past them
+    # since (read in this order, a commit in between moves both).
+    newest = session.execute(text("SELECT max(seq) FROM audit.changeset")).scalar() or 0
+    head_now = read_head(session=session)
+    if newest > head_now.seq:
+        return broken(
+            f"changesets up to seq {newest} exist past the chain head (seq {head_now.seq}): "
+            "the head was moved back",
+            head_now.seq + 1,
+            None,
         )
     if wanted is not None and not seen_wanted:
         return broken(

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
+import audit.chain
 from audit.chain import Header, RowsHasher, changeset_hash, read_head, row_line, verify
 from audit.changesets import open_changeset
 from portal.actor import Actor
@@ -264,6 +265,41 @@ def test_removed_tail_is_caught_by_head_row_and_by_expect_head(chain) -> None:
     assert not result.ok
     assert result.failed_seq == 4
     assert kept_head in (result.problem or "")
+
+
+def test_a_head_moved_back_over_changesets_still_there_is_caught(chain) -> None:
+    db, _, _ = chain
+    _tamper(
+        db,
+        "UPDATE audit.chain_head h SET seq = c.seq, hash = c.hash, changeset_id = c.id"
+        " FROM audit.changeset c WHERE c.seq = 3",
+    )
+    result = _verify(db)
+    assert (result.ok, result.failed_seq) == (False, 4)
+    assert "exist past the chain head (seq 3): the head was moved back" in (result.problem or "")
+
+
+def test_a_changeset_sealed_while_verify_reads_is_not_a_break(
+    chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """verify reads in several statements: one sealed in between belongs to the next check."""
+    db, table, _ = chain
+    read = audit.chain._by_changeset
+    calls = []
+
+    def read_then_commit(session: Session, query: object) -> object:
+        found = read(session, query)
+        if not calls:
+            _commit_changeset(db, table, who="fay")
+        calls.append(query)
+        return found
+
+    monkeypatch.setattr(audit.chain, "_by_changeset", read_then_commit)
+    result = _verify(db)
+    assert result.ok, result.summary()
+    assert result.changesets == 5
+    monkeypatch.undo()
+    assert _verify(db).changesets == 6
 
 
 def test_expect_head_accepts_an_older_head_of_a_grown_chain(chain) -> None:
