@@ -29,7 +29,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -40,10 +40,11 @@ from pandas.io.formats.style import Styler
 from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session
 
-from audit import search
+from audit import reconcile, search
 from audit.chain import ChainHead, VerifyResult, read_head, verify
 from audit.event_chain import EventVerifyResult, verify_events
 from audit.events import record_event
+from audit.reconcile import DatasetDrift
 from audit.search import (
     ActivityBy,
     ChangesetDetail,
@@ -647,6 +648,41 @@ def chain_status(*, session: Session, actor: Actor) -> ChainStatus:
         },
     )
     return result
+
+
+def dataset_drift(
+    *, session: Session, actor: Actor, progress: Callable[[str], None] | None = None
+) -> list[DatasetDrift]:
+    """Every dataset compared with the state its audit log rebuilds, as ``portal audit verify
+    --data`` does; ``progress`` hears of each dataset as it starts. The check reads one
+    snapshot, so it must be the first work of ``session``'s transaction; record it afterwards,
+    in a transaction of its own, with ``record_drift_check``.
+
+    Raises:
+        PermissionDenied: the actor is not an admin.
+        AuditError: a bulk load's stored stream no longer matches its SHA-256.
+    """
+    _require_admin(actor)
+    return reconcile.check_datasets(
+        session=session,
+        progress=None if progress is None else lambda d: progress(d.name),
+    )
+
+
+def record_drift_check(*, session: Session, actor: Actor, drifts: list[DatasetDrift]) -> None:
+    """Record that the datasets were checked against the log, and the outcome."""
+    _require_admin(actor)
+    record_event(
+        session=session,
+        kind="audit_view",
+        actor_username=actor.username,
+        target="audit:datasets",
+        detail={
+            "ok": all(d.ok for d in drifts),
+            "datasets": len(drifts),
+            "differing": [d.dataset_id for d in drifts if not d.ok],
+        },
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.app.conftest import app_test, events, new_user, show_app, sign_in, signed_in, texts
 from tests.conftest import DatabaseHandle
-from tests.trail_seed import Trail, seed_trail
+from tests.trail_seed import Trail, seed_trail, table_of
 
 pytestmark = pytest.mark.app
 
@@ -153,6 +153,28 @@ def test_verify_now_reports_a_broken_event_chain(trail: Trail) -> None:
     assert error.startswith("Event chain broken at event #1: expected seq 1 next, found 2")
     verified = [e for e in events(trail.db, "audit_view") if e["target"] == "audit:verify"]
     assert (verified[0]["detail"]["ok"], verified[0]["detail"]["failed_event_seq"]) == (False, 1)
+
+
+def test_an_admin_checks_every_dataset_against_the_log(trail: Trail) -> None:
+    at, _ = on_page(trail.db, "admin", AUDIT)
+    check = "Check every dataset against the log"
+    [button] = [b for b in at.button if b.label == check]
+    button.click().run()
+    assert not at.exception
+    assert "All 2 datasets match their audit log, cell by cell." in [s.value for s in at.success]
+    with trail.db.app.begin() as conn:  # the table's owner, around capture
+        table = table_of(trail.db, trail.stock)
+        conn.execute(text(f"ALTER TABLE data.{table} DISABLE TRIGGER audit_capture_delete"))
+        conn.execute(text(f"DELETE FROM data.{table} WHERE _row_id = 1"))
+        conn.execute(text(f"ALTER TABLE data.{table} ENABLE TRIGGER audit_capture_delete"))
+    [button] = [b for b in at.button if b.label == check]
+    button.click().run()
+    [error] = [e.value for e in at.error]
+    assert "does not match its audit log: 1 row of the log not in the table (ids 1)" in error
+    checked = [
+        e["detail"] for e in events(trail.db, "audit_view") if e["target"] == "audit:datasets"
+    ]
+    assert [(d["ok"], d["differing"]) for d in checked] == [(True, []), (False, [trail.stock])]
 
 
 def test_the_trail_exports_as_formula_safe_csv_and_is_recorded(trail: Trail) -> None:
