@@ -97,7 +97,8 @@ ENCODINGS = (ENCODING_V3, ENCODING_V2, ENCODING_V1)
 BLOCK_IDS = 1024  # v2: row lines are hashed in blocks of ids sharing id // BLOCK_IDS
 
 
-def _json_scalar(value: Any) -> str:
+def json_scalar(value: Any) -> str:
+    """A scalar as jsonb prints it (also used by ``audit.event_chain``)."""
     if value is None:
         return "null"
     if isinstance(value, bool):  # pragma: no cover - no boolean fields in v1
@@ -107,7 +108,8 @@ def _json_scalar(value: Any) -> str:
     return json.dumps(str(value), ensure_ascii=False)
 
 
-def _json_array(items: Iterable[str]) -> str:
+def json_array(items: Iterable[str]) -> str:
+    """Encoded items as a jsonb array prints: comma and one space."""
     return "[" + ", ".join(items) + "]"
 
 
@@ -120,8 +122,8 @@ def row_line(
     *, id: int, dataset_id: int, row_id: int, op: str, before: str | None, after: str | None
 ) -> str:
     """One row change's canonical line; ``before``/``after`` are jsonb text or None."""
-    return _json_array(
-        [str(id), str(dataset_id), str(row_id), _json_scalar(op), before or "null", after or "null"]
+    return json_array(
+        [str(id), str(dataset_id), str(row_id), json_scalar(op), before or "null", after or "null"]
     )
 
 
@@ -138,18 +140,18 @@ def bulk_line(
     content_sha256: str | None,
 ) -> str:
     """One bulk load's canonical line; ``columns`` is jsonb text."""
-    return _json_array(
+    return json_array(
         [
-            _json_scalar("bulk"),
+            json_scalar("bulk"),
             str(id),
             str(dataset_id),
             str(first_row_id),
             str(last_row_id),
             str(row_count),
             columns,
-            _json_scalar(upload_id),
-            _json_scalar(compression),
-            _json_scalar(content_sha256),
+            json_scalar(upload_id),
+            json_scalar(compression),
+            json_scalar(content_sha256),
         ]
     )
 
@@ -169,20 +171,20 @@ def upload_line(
     received_at: datetime,
 ) -> str:
     """One kept upload's canonical line (v3); ``report`` is jsonb text."""
-    return _json_array(
+    return json_array(
         [
-            _json_scalar("upload"),
+            json_scalar("upload"),
             str(id),
-            _json_scalar(dataset_id),
-            _json_scalar(actor_username),
-            _json_scalar(filename),
+            json_scalar(dataset_id),
+            json_scalar(actor_username),
+            json_scalar(filename),
             str(size_bytes),
-            _json_scalar(sha256),
-            _json_scalar(mime_type),
-            _json_scalar(encoding),
-            _json_scalar(compression),
+            json_scalar(sha256),
+            json_scalar(mime_type),
+            json_scalar(encoding),
+            json_scalar(compression),
             report,
-            _json_scalar(format_timestamp(received_at)),
+            json_scalar(format_timestamp(received_at)),
         ]
     )
 
@@ -209,23 +211,23 @@ class Header:
     deleted: int
 
     def encode(self, tag: str = ENCODING_TAG) -> str:
-        opened = [_json_scalar(format_timestamp(self.opened_at))] if tag == ENCODING_V3 else []
+        opened = [json_scalar(format_timestamp(self.opened_at))] if tag == ENCODING_V3 else []
         txid = [str(self.txid)] if tag == ENCODING_V3 else []
-        return _json_array(
+        return json_array(
             [
-                _json_scalar(tag),
+                json_scalar(tag),
                 str(self.seq),
                 str(self.id),
-                _json_scalar(self.kind),
-                _json_scalar(self.dataset_id),
-                _json_scalar(self.actor_username),
-                _json_scalar(self.actor_display_name),
-                _json_scalar(self.reason),
+                json_scalar(self.kind),
+                json_scalar(self.dataset_id),
+                json_scalar(self.actor_username),
+                json_scalar(self.actor_display_name),
+                json_scalar(self.reason),
                 self.client_info,
                 self.detail,
-                _json_scalar(self.correlation_id),
+                json_scalar(self.correlation_id),
                 *opened,
-                _json_scalar(format_timestamp(self.committed_at)),
+                json_scalar(format_timestamp(self.committed_at)),
                 *txid,
                 str(self.inserted),
                 str(self.updated),

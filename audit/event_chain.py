@@ -50,7 +50,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from audit.chain import GENESIS_HASH, _json_array, _json_scalar, format_timestamp
+from audit.chain import GENESIS_HASH, format_timestamp, json_array, json_scalar
 
 ENCODING_TAG = "portal-event/1"
 
@@ -69,15 +69,15 @@ class ChainedEvent:
     client_info: str  # jsonb text
 
     def encode(self) -> str:
-        return _json_array(
+        return json_array(
             [
-                _json_scalar(ENCODING_TAG),
+                json_scalar(ENCODING_TAG),
                 str(self.seq),
                 str(self.id),
-                _json_scalar(format_timestamp(self.occurred_at)),
-                _json_scalar(self.kind),
-                _json_scalar(self.actor_username),
-                _json_scalar(self.target),
+                json_scalar(format_timestamp(self.occurred_at)),
+                json_scalar(self.kind),
+                json_scalar(self.actor_username),
+                json_scalar(self.target),
                 self.detail,
                 self.client_info,
             ]
