@@ -14,7 +14,8 @@ changeset in the setting ``audit.out_of_band_changeset_id`` and trusted it as fo
 session may set it: a write from psql could then be recorded, and sealed, inside another
 person's open changeset, with nothing flagged. The setting is now trusted only for an unsealed
 ``out_of_band`` changeset opened by this very transaction, as ``portal.changeset_id`` is checked;
-any other value refuses the write.
+any other value refuses the write (the upgrade rewrites that part of the function, from its
+current definition; the downgrade puts it back).
 
 Adding the trigger to tables created before this revision needs the migrating role to be a
 superuser or a member of ``portal_app`` (the tables' owner), as for migrations 0003 and 0006.
@@ -44,26 +45,15 @@ BEGIN
 END $$;
 """
 
-# The function as migration 0002 wrote it, but for the check of the out-of-band setting.
-CURRENT_CHANGESET = r"""
-CREATE OR REPLACE FUNCTION audit.current_changeset(p_dataset bigint) RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  v text := current_setting('portal.changeset_id', true);
-  cs bigint;
-BEGIN
+# In audit.current_changeset (migration 0002), the out-of-band setting's use: (as 0002 wrote it,
+# as this migration writes it).
+OUT_OF_BAND = (
+    """  v := current_setting('audit.out_of_band_changeset_id', true);
   IF v IS NOT NULL AND v <> '' THEN
-    cs := v::bigint;
-    PERFORM 1 FROM audit.changeset
-      WHERE id = cs AND txid = txid_current() AND hash IS NULL;
-    IF NOT FOUND THEN
-      RAISE EXCEPTION 'portal.changeset_id = % is not an open changeset of this transaction', cs
-        USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    RETURN cs;
-  END IF;
-  -- Set below by the transaction's first uncaptured write; anyone can set it, so it is trusted
-  -- only for the out-of-band changeset this transaction opened.
+    RETURN v::bigint;
+  END IF;""",
+    """  -- Set below by the transaction's first uncaptured write; anyone can set it, so it is
+  -- trusted only for the out-of-band changeset this transaction opened.
   v := current_setting('audit.out_of_band_changeset_id', true);
   IF v IS NOT NULL AND v <> '' THEN
     IF v ~ '^[0-9]{1,18}$' THEN
@@ -78,52 +68,25 @@ BEGIN
               HINT = 'Do not set audit.out_of_band_changeset_id: the audit capture sets it itself.';
     END IF;
     RETURN cs;
-  END IF;
-  INSERT INTO audit.changeset (kind, dataset_id, actor_username, actor_display_name, reason,
-                               client_info)
-  VALUES ('out_of_band', p_dataset, session_user, session_user,
-          'write made outside the portal',
-          jsonb_build_object('application_name', current_setting('application_name'),
-                             'client_addr', inet_client_addr()::text))
-  RETURNING id INTO cs;
-  PERFORM set_config('audit.out_of_band_changeset_id', cs::text, true);
-  RETURN cs;
-END $$;
-"""
+  END IF;""",
+)
 
-# Migration 0002's version, for the downgrade.
-CURRENT_CHANGESET_0002 = r"""
-CREATE OR REPLACE FUNCTION audit.current_changeset(p_dataset bigint) RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  v text := current_setting('portal.changeset_id', true);
-  cs bigint;
-BEGIN
-  IF v IS NOT NULL AND v <> '' THEN
-    cs := v::bigint;
-    PERFORM 1 FROM audit.changeset
-      WHERE id = cs AND txid = txid_current() AND hash IS NULL;
-    IF NOT FOUND THEN
-      RAISE EXCEPTION 'portal.changeset_id = % is not an open changeset of this transaction', cs
-        USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    RETURN cs;
-  END IF;
-  v := current_setting('audit.out_of_band_changeset_id', true);
-  IF v IS NOT NULL AND v <> '' THEN
-    RETURN v::bigint;
-  END IF;
-  INSERT INTO audit.changeset (kind, dataset_id, actor_username, actor_display_name, reason,
-                               client_info)
-  VALUES ('out_of_band', p_dataset, session_user, session_user,
-          'write made outside the portal',
-          jsonb_build_object('application_name', current_setting('application_name'),
-                             'client_addr', inet_client_addr()::text))
-  RETURNING id INTO cs;
-  PERFORM set_config('audit.out_of_band_changeset_id', cs::text, true);
-  RETURN cs;
-END $$;
-"""
+
+def _rewrite_current_changeset(forward: bool) -> None:
+    bind = op.get_bind()
+    definition = bind.execute(
+        sa.text("SELECT pg_get_functiondef('audit.current_changeset(bigint)'::regprocedure)")
+    ).scalar_one()
+    before, after = OUT_OF_BAND if forward else OUT_OF_BAND[::-1]
+    if definition.count(before) != 1:
+        raise RuntimeError(
+            "audit.current_changeset is not the definition this migration expects; it was "
+            "changed by hand: restore it from migration 0002"
+        )
+    # Through the driver's cursor: the definition is full of % signs, and no parameters.
+    cursor = bind.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(definition.replace(before, after))
+
 
 # Every captured data table (it has the capture's UPDATE trigger).
 CAPTURED = """
@@ -136,7 +99,7 @@ SELECT t.tgrelid::regclass::text AS tbl
 
 
 def upgrade() -> None:
-    op.execute(CURRENT_CHANGESET)
+    _rewrite_current_changeset(forward=True)
     op.execute(REFUSE_ROW_ID_CHANGE)
     bind = op.get_bind()
     for table in bind.execute(sa.text(CAPTURED)).scalars().all():
@@ -149,4 +112,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP FUNCTION audit.refuse_row_id_change() CASCADE")  # and its triggers
-    op.execute(CURRENT_CHANGESET_0002)
+    _rewrite_current_changeset(forward=False)
