@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -131,3 +132,26 @@ def statements_sent(engine: Engine, matching: Callable[[str], bool]) -> Iterator
         yield seen
     finally:
         event.remove(engine, "before_cursor_execute", listen)
+
+
+def all_at_once(workers: int, work: Callable[[int], None], *, timeout: float = 120) -> None:
+    """Run ``work(n)`` for n in 0..workers-1 in as many threads, released together; re-raise
+    the first error any of them met, and fail if one is still running after ``timeout``."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(workers)
+
+    def run(n: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            work(n)
+        except BaseException as exc:  # collected and re-raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    assert not any(t.is_alive() for t in threads), "a worker is still running"
+    if errors:
+        raise errors[0]

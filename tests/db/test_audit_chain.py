@@ -4,7 +4,6 @@ triggers switched off — is named by ``verify`` at the first changeset it break
 from __future__ import annotations
 
 import hashlib
-import threading
 import zlib
 
 import pytest
@@ -20,7 +19,7 @@ from audit.changesets import open_changeset
 from portal.actor import Actor
 from portal.cli import main
 from tests.conftest import DatabaseHandle
-from tests.factories import make_captured_table, make_user, upload_dataset
+from tests.factories import all_at_once, make_captured_table, make_user, upload_dataset
 
 pytestmark = pytest.mark.db
 
@@ -329,24 +328,12 @@ def test_cli_verify_and_head(chain) -> None:
 
 def test_concurrent_committers_keep_the_chain_gap_free(chain) -> None:
     db, table, _ = chain
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(20)
 
     def committer(n: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            for _ in range(3):
-                _commit_changeset(db, table, rows=3, who=f"user{n}")
-        except BaseException as exc:  # collected and asserted below
-            errors.append(exc)
+        for _ in range(3):
+            _commit_changeset(db, table, rows=3, who=f"user{n}")
 
-    threads = [threading.Thread(target=committer, args=(n,)) for n in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors[:3]
-    assert not any(t.is_alive() for t in threads)
+    all_at_once(20, committer)
     result = _verify(db)
     assert result.ok, result.summary()
     assert result.changesets == 5 + 60

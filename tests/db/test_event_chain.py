@@ -4,8 +4,6 @@ first event it breaks."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +18,7 @@ from audit.event_chain import ChainedEvent, event_hash, read_event_head, verify_
 from audit.events import record_event
 from portal.cli import main
 from tests.conftest import DatabaseHandle
+from tests.factories import all_at_once
 
 pytestmark = pytest.mark.db
 
@@ -293,24 +292,12 @@ def test_a_rolled_back_event_leaves_no_gap(events) -> None:
 
 def test_concurrent_recorders_keep_the_chain_gap_free(events) -> None:
     db, _ = events
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(20)
 
     def recorder(n: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            for i in range(3):
-                _record(db, "sign_in" if i % 2 else "export", f"user{n}")
-        except BaseException as exc:  # collected and asserted below
-            errors.append(exc)
+        for i in range(3):
+            _record(db, "sign_in" if i % 2 else "export", f"user{n}")
 
-    threads = [threading.Thread(target=recorder, args=(n,)) for n in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors[:3]
-    assert not any(t.is_alive() for t in threads)
+    all_at_once(20, recorder)
     result = _verify(db)
     assert result.ok, result.summary()
     assert result.count == 5 + 60
