@@ -2,7 +2,8 @@
 
 Dataset tables in schema ``data`` are not modelled here: each is built at run time from its schema
 spec. Migrations in ``migrations/versions`` create everything below; ``alembic check`` keeps the two
-in step. Audit tables are append-only: see ``audit/ddl.py`` for the triggers that enforce it.
+in step. Audit tables are append-only, by the triggers of migration 0002 (``0002_audit_core.py``)
+and, for the event chain's head, 0008.
 """
 
 from __future__ import annotations
