@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pandas as pd
-from sqlalchemy import MetaData, func, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import MetaData, Text, func, literal, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.schema import ColumnCollectionConstraint
 
@@ -100,10 +100,16 @@ def create_dataset(
         raise ValidationError("Give the dataset a name.")
     if len(clean) > MAX_NAME_CHARS:
         raise ValidationError(f"The name is {len(clean)} characters; use at most {MAX_NAME_CHARS}.")
+    # Two uploads creating one name take turns here, so the second is told, not refused by
+    # the unique constraint.
+    session.execute(
+        select(func.pg_advisory_xact_lock(func.hashtext("portal.dataset_name:" + clean.lower())))
+    )
     if session.scalar(select(func.count()).where(func.lower(Dataset.name) == clean.lower())):
         raise ValidationError(f"A dataset named {clean!r} exists already; choose another name.")
     if not spec.columns:
         raise ValidationError("A dataset needs at least one column.")
+    _check_patterns_compile(session, spec)
     table_name = _free_table_name(session, clean)
     dataset = Dataset(
         name=clean,
@@ -130,6 +136,28 @@ def create_dataset(
     )
     close_changeset(session=session, changeset_id=changeset)
     return dataset
+
+
+def _check_patterns_compile(session: Session, spec: specs.DatasetSpec) -> None:
+    """Each pattern compiled by PostgreSQL, whose CHECK will use it: the spec refuses syntax
+    the two regex engines read differently, and this catches whatever else PostgreSQL refuses
+    (it compiles a CHECK's pattern only at the first row it checks, mid-load).
+
+    Raises:
+        ValidationError: a pattern PostgreSQL cannot compile.
+    """
+    for c in spec.columns:
+        if c.regex is None:
+            continue
+        try:
+            with session.begin_nested():
+                session.execute(select(literal("").op("~")(literal(c.regex, Text()))))
+        except DBAPIError as exc:
+            detail = str(getattr(exc.orig, "pgerror", "") or exc.orig).strip().splitlines()[0]
+            raise ValidationError(
+                f"The pattern {c.regex!r} of column {c.label!r} is not one PostgreSQL accepts "
+                f"({detail.removeprefix('ERROR:').strip()}); write it another way."
+            ) from None
 
 
 def creation_detail(dataset: Dataset) -> dict[str, Any]:

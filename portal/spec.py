@@ -404,11 +404,52 @@ def _regex_problem(pattern: object) -> str | None:
         return "named groups are not supported in patterns; use plain (…) groups."
     if "\x00" in pattern or not _storable(pattern):
         return "the pattern must be valid text without NUL characters."
+    if (divergent := _divergent_syntax(pattern)) is not None:
+        return f"the pattern {pattern!r} cannot be used: {divergent}; write it another way."
     try:
         _regex_matches(pa.array([""], pa.large_string()), pattern)
     except pa.ArrowInvalid as exc:
         reason = str(exc).split(":", 1)[-1].strip()
         return f"the pattern {pattern!r} is not a valid regular expression ({reason})."
+    return None
+
+
+# A pattern is checked by two engines: RE2 (pyarrow) on upload and on every edit, PostgreSQL's
+# own in the table's CHECK. Syntax that one of them refuses, or that they read differently, is
+# refused up front. Escapes as (escape letter -> why).
+_DIVERGENT_ESCAPES: Final = {
+    "b": "\\b means a word boundary to one regex engine and a backspace to the other",
+    "B": "\\B means a non-boundary to one regex engine and is refused by the other",
+    "p": "\\p{…} (a Unicode class) is not understood by PostgreSQL",
+    "P": "\\P{…} (a Unicode class) is not understood by PostgreSQL",
+    "Q": "\\Q…\\E (quoted text) is not understood by PostgreSQL",
+    "E": "\\Q…\\E (quoted text) is not understood by PostgreSQL",
+    "z": "\\z is not understood by PostgreSQL",
+    "Z": "\\Z is not understood by the validator",
+    "C": "\\C is not understood by PostgreSQL",
+}
+_REPEAT_MAX: Final = 255  # PostgreSQL's limit on {n,m}
+
+
+def _divergent_syntax(pattern: str) -> str | None:
+    """Syntax of ``pattern`` that RE2 and PostgreSQL do not both read the same way."""
+    escaped = False
+    for k, char in enumerate(pattern):
+        if escaped:
+            escaped = False
+            if char in _DIVERGENT_ESCAPES:
+                return _DIVERGENT_ESCAPES[char]
+            if char == "x" and pattern[k + 1 : k + 2] == "{":
+                return "\\x{…} is not understood by PostgreSQL (write the character itself)"
+        elif char == "\\":
+            escaped = True
+        elif char == "(" and pattern[k + 1 : k + 2] == "?":
+            flags = re.match(r"\(\?[a-zA-Z-]+[:)]", pattern[k:])
+            if flags and not (k == 0 and flags.group() == "(?i)"):
+                return f"flags such as {flags.group()} (but a leading (?i)) differ between engines"
+    for counts in re.findall(r"(?<!\\)\{(\d+)(?:,(\d*))?\}", pattern):
+        if any(n and int(n) > _REPEAT_MAX for n in counts):
+            return f"a repeat count over {_REPEAT_MAX} is refused by PostgreSQL"
     return None
 
 
@@ -486,7 +527,7 @@ _JSON_KEYS: Final = (
 
 def _json_value(value: Value) -> Any:
     if isinstance(value, Decimal):
-        return str(value)
+        return format(value, "f")  # str() would write 0.0000001 as 1E-7
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, date):
@@ -1478,6 +1519,7 @@ CATEGORY_MAX_OPTIONS: Final = 20
 CATEGORY_MIN_ROWS_PER_OPTION: Final = 2
 """… when there are at least this many filled cells per distinct value (values repeat) …"""
 CATEGORY_MAX_OPTION_LENGTH: Final = 100
+OPTION_SEPARATOR: Final = "|"  # between a category's options where they are edited as text
 """… and no value is longer than this (long texts are notes, not categories)."""
 _ID_LABEL = re.compile(r"(?:^|[^0-9a-z])(?:id|uuid|guid|key)$")
 _ID_LABEL_CAMEL = re.compile(r"[a-z0-9](?:Id|ID|Uuid|UUID|Guid|GUID|Key)$")
@@ -1709,6 +1751,8 @@ def _infer_category(
     options = [str(v) for v in distinct.to_pylist()]
     if max(len(o) for o in options) > CATEGORY_MAX_OPTION_LENGTH:
         return None
+    if any(OPTION_SEPARATOR in o or o != o.strip() for o in options):
+        return None  # options are edited as one text, split at the separator and trimmed
     return "category", {"options": tuple(sorted(options, key=lambda o: (o.casefold(), o)))}, []
 
 

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any, Literal
 
 from sqlalchemy import select
@@ -26,13 +27,12 @@ from portal.errors import ValidationError
 from portal.models import Changeset
 from portal.spec import (
     COLUMN_TYPES,
+    OPTION_SEPARATOR,
     DatasetSpec,
     ValidationResult,
     infer_spec,
     validate,
 )
-
-OPTION_SEPARATOR = "|"
 
 
 @dataclass(frozen=True)
@@ -103,14 +103,22 @@ def spec_rows(spec: DatasetSpec) -> list[dict[str, Any]]:
             "type": c.type,
             "required": c.required,
             "unique": c.unique,
-            "min": "" if c.min is None else str(c.min),
-            "max": "" if c.max is None else str(c.max),
+            "min": _bound_text(c.min),
+            "max": _bound_text(c.max),
             "max_length": c.max_length,
             "regex": c.regex or "",
             "options": f" {OPTION_SEPARATOR} ".join(c.options or ()),
         }
         for c in spec.columns
     ]
+
+
+def _bound_text(bound: object) -> str:
+    """A min or max as the rules grid shows it: a decimal written out (``str`` would write
+    0.0000001 as 1E-7, which the grid does not read back)."""
+    if bound is None:
+        return ""
+    return format(bound, "f") if isinstance(bound, Decimal) else str(bound)
 
 
 def spec_from_rows(rows: Sequence[Mapping[str, Any]], *, base: DatasetSpec) -> DatasetSpec:

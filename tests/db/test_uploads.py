@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import text
@@ -16,9 +17,11 @@ from audit.chain import verify
 from audit.trail import dataset_state
 from portal import uploads
 from portal.actor import Actor
+from portal.datasets import dataset_spec, get_dataset
 from portal.errors import PermissionDenied, ValidationError
+from portal.spec import DatasetSpec
 from tests.conftest import DatabaseHandle
-from tests.factories import make_user
+from tests.factories import all_at_once, make_user
 
 pytestmark = pytest.mark.db
 
@@ -262,6 +265,88 @@ def test_spec_edits_are_checked(fresh_db: DatabaseHandle) -> None:
     rows[0].update(type="category", options="Ann | Bob | Cy, Jr.")
     spec = uploads.spec_from_rows(rows, base=proposed)
     assert spec.columns[0].options == ("Ann", "Bob", "Cy, Jr.")
+    assert uploads.check(parsed, spec).ok
+
+
+def test_two_uploads_creating_one_name_at_once_are_told_it_is_taken(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    outcomes: list[str] = []
+
+    def upload(n: int) -> None:
+        try:
+            _import(editor, PEOPLE, uploads.NewDataset("Sales" if n else "sales"))
+            outcomes.append("created")
+        except ValidationError as exc:
+            outcomes.append(str(exc))
+
+    all_at_once(2, upload)
+    [refused] = [o for o in outcomes if o != "created"]
+    assert "created" in outcomes
+    assert "exists already; choose another name" in refused
+    assert _counts(fresh_db)[2] == 1
+
+
+def _through_the_grid(data: bytes, **rule: str) -> tuple[uploads.ParsedCSV, DatasetSpec]:
+    """The file's proposed spec sent through the rules grid as the page does, ``rule`` set on
+    the first column."""
+    parsed = uploads.read_file(data)
+    proposed, _ = uploads.propose_spec(parsed)
+    rows = uploads.spec_rows(proposed)
+    rows[0].update(rule)
+    return parsed, uploads.spec_from_rows(rows, base=proposed)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "why"),
+    [
+        (r"\bfoo\b", "word boundary to one regex engine and a backspace to the other"),
+        (r"^\p{L}+$", "not understood by PostgreSQL"),
+        (r"^[A-Za-z ]{1,300}$", "repeat count over 255"),
+    ],
+)
+def test_a_pattern_the_two_regex_engines_read_differently_is_refused_in_the_grid(
+    pattern: str, why: str
+) -> None:
+    with pytest.raises(ValidationError, match=why):
+        _through_the_grid(b"Code\nfoo\nbar\n", regex=pattern)
+
+
+def test_a_pattern_postgresql_cannot_compile_is_refused_before_anything_is_written(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    """Whatever syntax the grid's check lets through, PostgreSQL's own compile has the last
+    word, before the table exists (it would compile the CHECK only at the first row)."""
+    data = b"Code\n1z\n2-\n"
+    parsed, spec = _through_the_grid(data, regex=r"^[\d-z]+$")  # RE2 takes it
+    assert uploads.check(parsed, spec).ok
+    with pytest.raises(ValidationError, match=r"not one PostgreSQL accepts \(invalid regular"):
+        _import(editor, data, uploads.NewDataset("Codes"), spec=spec)
+    assert _counts(fresh_db)[2] == 0
+
+
+def test_a_decimal_bound_below_a_millionth_survives_the_grid_and_the_stored_spec(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    data = b"Tolerance\n0.0000005\n0.0000025\n"
+    _, spec = _through_the_grid(data, min="0.0000001")
+    assert uploads.spec_rows(spec)[0]["min"] == "0.0000001"
+    outcome = _import(editor, data, uploads.NewDataset("Tol"), spec=spec)
+    with Session(fresh_db.app) as s:
+        [stored] = dataset_spec(get_dataset(session=s, dataset_id=outcome.dataset_id)).columns
+    assert stored.min == Decimal("0.0000001")
+
+
+@pytest.mark.parametrize(
+    "data", [b"Tags\nred|blue\ngreen\nred|blue\ngreen\n", b"Colour\n red\n green\n red\n green\n"]
+)
+def test_a_file_is_valid_against_its_own_proposed_rules_sent_through_the_grid(
+    fresh_db: DatabaseHandle, editor: Actor, data: bytes
+) -> None:
+    """Values with the grid's option separator or surrounding spaces do not make a category
+    (its options are edited as one text, split at "|" and trimmed)."""
+    parsed, spec = _through_the_grid(data)
+    assert spec.columns[0].type == "text"
     assert uploads.check(parsed, spec).ok
 
 

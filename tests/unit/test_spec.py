@@ -73,6 +73,13 @@ def test_bounds_and_defaults_are_normalised_to_typed_values() -> None:
         ({"type_": "integer", "regex": "x"}, "only a text column"),
         ({"type_": "text", "regex": "("}, "not a valid regular expression"),
         ({"type_": "text", "regex": "(?P<x>a)"}, "named groups"),
+        ({"type_": "text", "regex": r"\bfoo"}, "a backspace to the other"),
+        ({"type_": "text", "regex": r"^\p{Lu}"}, "not understood by PostgreSQL"),
+        ({"type_": "text", "regex": r"\Qa.b\E"}, "not understood by PostgreSQL"),
+        ({"type_": "text", "regex": r"\x{41}"}, "not understood by PostgreSQL"),
+        ({"type_": "text", "regex": "a{256}"}, "repeat count over 255"),
+        ({"type_": "text", "regex": "a(?i)b"}, "differ between engines"),
+        ({"type_": "text", "regex": "(?s)a.b"}, "differ between engines"),
         ({"type_": "category"}, "needs its list of options"),
         ({"type_": "category", "options": ("a", "a")}, "differ"),
         ({"type_": "text", "options": ("a",)}, "only a category"),
@@ -86,6 +93,11 @@ def test_bounds_and_defaults_are_normalised_to_typed_values() -> None:
 def test_a_rule_that_does_not_fit_is_refused(rules: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ValidationError, match=re.escape(fragment)):
         col(**rules)
+
+
+@pytest.mark.parametrize("pattern", [r"\\bfoo", "(?i)abc", "a{255}", r"^\d{2}-[a-z]+$", r"\(?:x\)"])
+def test_patterns_both_regex_engines_read_alike_are_kept(pattern: str) -> None:
+    assert col(type_="text", regex=pattern).regex == pattern
 
 
 @pytest.mark.parametrize("name", ["_row_id", "_version", "xmin", "ctid", "pg_x", "Name", "1a", ""])
