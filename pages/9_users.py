@@ -68,7 +68,7 @@ def confirm_role(username: str, old: str, new: str) -> None:
     if username == actor.username and new != "admin":
         st.warning("This is your own account: you will lose access to this page.")
     if st.button("Change role", type="primary", key="users.confirm.ok") and apply(
-        lambda s, a: users.set_role(session=s, actor=a, username=username, role=new),
+        lambda s, a: users.set_role(session=s, actor=a, username=username, role=new, expected=old),
         f"{username} is now {new}.",
     ):
         st.rerun()

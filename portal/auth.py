@@ -63,6 +63,7 @@ _SINCE = "portal.auth.since"
 _COOKIE_READ = "portal.auth.cookie_read"
 _COOKIE_OP = "portal.auth.cookie_op"
 _NOTICE = "portal.auth.notice"
+_OWNER = "portal.auth.owner"  # whose work the pages' session state holds
 
 ALGORITHM = "HS256"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -200,9 +201,22 @@ def _from_cookie() -> SignedIn | None:
         _forget()
         return None
     state[_COOKIE_READ] = True
+    _take_over(signed.username)
     state[_USERNAME] = signed.username
     state[_SINCE] = signed.since
     return signed
+
+
+def _take_over(username: str) -> None:
+    """Before ``username`` signs in to this browser session: if the pages' state (unsaved
+    edits, a typed reason, an open dialog, filters, results) is someone else's, drop it, so
+    that nobody commits, confirms or reads what the person before them left behind."""
+    state = st.session_state
+    if state.get(_OWNER) != username:
+        for key in list(state.keys()):
+            if not str(key).startswith("portal.auth."):
+                del state[key]
+    state[_OWNER] = username
 
 
 def _begin(signed: SignedIn) -> None:
@@ -212,6 +226,7 @@ def _begin(signed: SignedIn) -> None:
         signed.username, key=cookie_key(), since=signed.since, expires_at=expires_at
     )
     state = st.session_state
+    _take_over(signed.username)
     state[_USERNAME] = signed.username
     state[_SINCE] = signed.since
     state[_COOKIE_READ] = True

@@ -212,11 +212,13 @@ def _unknown_user(
     The count lives in the audit events (the account has no row): failures since the name's last
     lock-out, and that lock-out's time, looking back at most ``UNKNOWN_USER_MEMORY`` so each
     attempt reads a bounded range of the (kind, occurred_at) index. An advisory lock on the name
-    serialises concurrent attempts so the count is exact.
+    serialises concurrent attempts so the count is exact — taken before the bcrypt check, as a
+    real account's row lock is, so parallel attempts queue alike and their timing does not tell
+    whether the account exists.
     """
     settings = get_settings()
-    _spend_a_bcrypt_check(password)
     session.execute(select(func.pg_advisory_xact_lock(func.hashtext("portal.signin:" + name))))
+    _spend_a_bcrypt_check(password)
     window_start = now - UNKNOWN_USER_MEMORY
     last_lock = session.execute(
         select(func.max(Event.occurred_at)).where(
@@ -274,25 +276,38 @@ def resume(
 
     Raises:
         AuthError: the account is gone, disabled or locked, its password changed after
-            ``since``, or its owner signed out after ``since``; the message says which.
+            ``since``, or its owner signed out, or an admin disabled it, after ``since``; the
+            message says which.
         DatabaseUnavailable: PostgreSQL could not be reached.
     """
     name = normalise_username(username)
     signed_out_since = exists().where(
         and_(Event.actor_username == name, Event.occurred_at > since, Event.kind == "sign_out")
     )
+    # Disabling an account ends its sessions for good: enabled again, it needs a new sign-in.
+    disabled_since = exists().where(
+        and_(
+            Event.target == name,
+            Event.occurred_at > since,
+            Event.kind == "user_admin",
+            Event.detail["action"].astext == "disable",
+        )
+    )
     with session_scope() as session:
         row = session.execute(
-            select(User, signed_out_since.label("signed_out"), func.clock_timestamp()).where(
-                User.username == name
-            )
+            select(
+                User,
+                signed_out_since.label("signed_out"),
+                disabled_since.label("disabled"),
+                func.clock_timestamp(),
+            ).where(User.username == name)
         ).one_or_none()
         if row is None or not row[0].active:
             raise AuthError(
                 "Your session has ended: this account is disabled or no longer exists. "
                 "Ask an admin if you need access."
             )
-        user, signed_out, now = row
+        user, signed_out, disabled, now = row
         if user.locked_until is not None and user.locked_until > now:
             raise AuthError(
                 "Your session has ended: this account is locked after too many failed "
@@ -305,6 +320,11 @@ def resume(
             )
         if signed_out:
             raise AuthError("You signed out in another window or tab. Sign in again.")
+        if disabled:
+            raise AuthError(
+                "Your session has ended: an admin disabled this account since you signed in. "
+                "Sign in again."
+            )
         if from_cookie:
             user.last_sign_in_at = now
             record_event(

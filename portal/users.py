@@ -209,11 +209,24 @@ def _guard_last_admin(session: Session, user: User) -> None:
         )
 
 
-def set_role(*, session: Session, actor: Actor, username: str, role: str) -> User:
-    """Change a user's role. Raises: PermissionDenied, NotFound, ValidationError."""
+def set_role(
+    *, session: Session, actor: Actor, username: str, role: str, expected: str | None = None
+) -> User:
+    """Change a user's role — from ``expected``, when given (what the admin was shown).
+
+    Raises:
+        PermissionDenied: the actor is not an admin, or the user is the last admin.
+        NotFound: no such user.
+        ValidationError: an unknown role, or the role is no longer ``expected``.
+    """
     _require_admin(actor)
     _check_role(role)
     user = get_user(session=session, username=username, for_update=True)
+    if expected is not None and user.role != expected:
+        raise ValidationError(
+            f"The role of {user.username} changed since you opened this: it is {user.role} now, "
+            f"not {expected}. Nothing was changed; look again and choose."
+        )
     if user.role == role:
         return user
     if role != "admin":

@@ -14,7 +14,15 @@ from streamlit.testing.v1 import AppTest
 from portal import diffs, writes
 from portal.actor import Actor
 from portal.db import session_scope
-from tests.app.conftest import show_app, signed_in, texts
+from tests.app.conftest import (
+    app_test,
+    new_user,
+    show_app,
+    shows_sign_in,
+    sign_in,
+    signed_in,
+    texts,
+)
 from tests.conftest import DatabaseHandle
 from tests.db.test_writes import CSV, SPEC
 from tests.factories import dataset_rows, make_user, upload_dataset
@@ -288,6 +296,43 @@ def test_a_page_switch_with_a_rule_broken_keeps_the_other_edits_and_says_what_wa
     assert "row 3, Qty (“-3”)" in warning
     at.run()
     assert not at.warning  # said once
+
+
+def test_the_next_person_in_the_same_browser_does_not_inherit_unsaved_edits(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    """Signing out keeps the work for its owner only: the same person signing back in finds it,
+    anyone else starts clean (they once committed it, under their own name)."""
+    at = edit_page(fresh_db, "editor", dataset)
+    owner = at.session_state["portal.auth.username"]
+    at = set_state(at, {"edited_rows": {0: {"qty": 666}}})
+    at.text_input(key=f"edit.{dataset}.reason").input("the first person's reason").run()
+    at.sidebar.button(key="portal.sign_out").click().run()
+    assert shows_sign_in(at)
+    other, password = new_user(fresh_db, role="editor")
+    sign_in(at, other, password)
+    at.switch_page(PAGE).run()
+    at.selectbox(key="edit.dataset").select(dataset).run()
+    assert "666" not in texts(at, main_only=True)
+    assert "No unsaved changes." in texts(at, main_only=True)
+    assert f"edit.{dataset}.reason" not in at.session_state
+    assert table(fresh_db, dataset)[0][2] == 1
+    assert owner != other
+
+
+def test_signing_out_and_back_in_keeps_my_unsaved_edits(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    name, password = new_user(fresh_db, role="editor")
+    at = sign_in(app_test().run(), name, password)
+    show_app(at)
+    at.switch_page(PAGE).run()
+    at.selectbox(key="edit.dataset").select(dataset).run()
+    at = set_state(at, {"edited_rows": {0: {"qty": 7}}})
+    at.sidebar.button(key="portal.sign_out").click().run()
+    sign_in(at, name, password)
+    at.switch_page(PAGE).run()
+    assert {m.label: m.value for m in at.metric}["Cells changed"] == "1"
 
 
 def test_sorting_a_large_dataset_says_its_index_is_being_built(

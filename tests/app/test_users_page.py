@@ -9,8 +9,10 @@ import pytest
 from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
-from portal import signin
+from portal import signin, users
+from portal.actor import cli_actor
 from portal.config import get_settings
+from portal.db import session_scope
 from portal.errors import AuthError
 from tests.app.conftest import app_test, events, new_user, sign_in, texts
 from tests.conftest import DatabaseHandle
@@ -225,3 +227,37 @@ def test_the_last_active_admin_keeps_the_role(fresh_db: DatabaseHandle) -> None:
     assert admin_events(fresh_db) == []
     at.run()  # still an admin on the Users page
     assert at.dataframe
+
+
+def test_a_role_change_confirmed_after_someone_else_changed_the_role_is_refused(
+    fresh_db: DatabaseHandle, admin: tuple[AppTest, str]
+) -> None:
+    at, _ = admin
+    new_user(fresh_db, role="viewer", username="carol")
+    at.run()
+    choose(at, "carol")
+    at.selectbox(key="users.role.carol").set_value("editor").run()
+    at.button(key="users.role.apply").click().run()
+    assert "from **viewer** to **editor**" in texts(at)  # what this admin agrees to
+    with session_scope() as s:  # meanwhile another admin makes carol an admin
+        users.set_role(session=s, actor=cli_actor(), username="carol", role="admin")
+    confirm(at)
+    assert not at.exception
+    assert "changed since you opened this: it is admin now, not viewer" in texts(at)
+    assert user(fresh_db, "carol")["role"] == "admin"
+
+
+def test_the_next_admin_in_the_same_browser_does_not_inherit_an_open_dialog(
+    fresh_db: DatabaseHandle, admin: tuple[AppTest, str]
+) -> None:
+    at, _ = admin
+    new_user(fresh_db, role="editor", username="victim")
+    at.run()
+    choose(at, "victim")
+    at.button(key="users.disable").click().run()  # "Disable victim?" left open
+    at.sidebar.button(key="portal.sign_out").click().run()
+    other, password = new_user(fresh_db, role="admin", username="other-admin")
+    sign_in(at, other, password)
+    at.switch_page("pages/9_users.py").run()
+    assert not any(b.key == "users.confirm.ok" for b in at.button)
+    assert user(fresh_db, "victim")["active"]

@@ -250,6 +250,41 @@ def test_resume_follows_the_database(fresh_db: DatabaseHandle) -> None:
         signin.resume("never-existed", since=signed.since)
 
 
+def test_disabling_an_account_ends_its_sign_ins_for_good(fresh_db: DatabaseHandle) -> None:
+    """Enabled again, the account needs a new sign-in: a cookie from before (a lost laptop's)
+    does not come back to life."""
+    name, password = new_user(fresh_db, role="editor")
+    before = signin.authenticate(name, password)
+    for active in (False, True):
+        with Session(fresh_db.app) as s, s.begin():
+            set_active(session=s, actor=cli_actor(), username=name, active=active)
+    with pytest.raises(AuthError, match="an admin disabled this account since you signed in"):
+        signin.resume(name, since=before.since, from_cookie=True)
+    after = signin.authenticate(name, password)
+    assert signin.resume(name, since=after.since).username == name
+
+
+def test_an_unknown_name_is_checked_under_its_lock_as_an_account_is_under_its_row_lock(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parallel attempts on one name queue alike whether the account exists or not, so their
+    timing does not tell: the bcrypt check of an unknown name runs holding the name's lock."""
+    held: list[bool] = []
+
+    def spend(password: str) -> None:
+        with fresh_db.app.connect() as other:  # another session tries to take the lock
+            free = other.scalar(
+                text("SELECT pg_try_advisory_xact_lock(hashtext('portal.signin:' || :n))"),
+                {"n": "nobody-here"},
+            )
+            other.rollback()
+        held.append(not free)
+
+    monkeypatch.setattr(signin, "_spend_a_bcrypt_check", spend)
+    refused("nobody-here", "a wrong password")
+    assert held == [True]
+
+
 def test_resume_refuses_a_locked_account(
     fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
