@@ -7,10 +7,11 @@ statement's own rows — a plan kept from a one-row UPDATE made a large one quad
 attaches it as three
 statement-level triggers: every INSERT, UPDATE and DELETE writes its rows' before and after
 images to ``audit.row_change``; TRUNCATE, and any UPDATE of ``_row_id`` (the key the log
-knows each row by), are refused. Call it in the same transaction that
-creates the table, so no write can ever reach the table uncaptured, and again in the transaction
-that changes the table's columns: a capture function refuses to run on columns other than those
-it was written for, so a forgotten call fails loudly instead of missing changes.
+knows each row by), are refused; an UPDATE that leaves ``_version`` as it was gets it bumped.
+Call it in the same transaction that creates the table, so no write can ever reach the table
+uncaptured, and again in the transaction that changes the table's columns: a capture function
+refuses to run on columns other than those it was written for, so a forgotten call fails loudly
+instead of missing changes.
 """
 
 from __future__ import annotations
@@ -68,5 +69,14 @@ def install_capture(*, session: Session, table_name: str, dataset_id: int) -> No
         text(
             "CREATE OR REPLACE TRIGGER audit_refuse_row_id_change BEFORE UPDATE OF _row_id"
             f" ON {table} FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_row_id_change()"
+        )
+    )
+    # Optimistic concurrency compares _version: an UPDATE that leaves it (from psql, say)
+    # gets it bumped, so a commit over that row sees it moved.
+    session.execute(
+        text(
+            f"CREATE OR REPLACE TRIGGER audit_bump_version BEFORE UPDATE ON {table} FOR EACH ROW"
+            " WHEN (NEW._version IS NOT DISTINCT FROM OLD._version)"
+            " EXECUTE FUNCTION audit.bump_version()"
         )
     )

@@ -30,7 +30,8 @@ Decisions a reader needs:
   dataset and changing its columns cannot be reverted here.
 - The dataset is locked ``FOR UPDATE`` first (commits to it wait, as for an upload), so the
   check against later changes and the write see the same rows; a write from outside the portal
-  in between is still caught by ``_version`` and nothing is written.
+  in between is still caught by ``_version`` (which every UPDATE bumps, since migration 0010)
+  and nothing is written.
 """
 
 from __future__ import annotations
@@ -416,7 +417,9 @@ def _net_changes(
             cast(RowChange.before, Text),
             cast(RowChange.after, Text),
         )
-        .where(RowChange.changeset_id == target.id)
+        # Only this dataset's: an out-of-band changeset sealed before migration 0010 may hold
+        # another dataset's rows too, under row ids of their own table.
+        .where(RowChange.changeset_id == target.id, RowChange.dataset_id == target.dataset_id)
         .order_by(RowChange.id)
     )
     for row_id, op, before_json, after_json in captured:

@@ -275,8 +275,9 @@ def _open_edit_elsewhere(db: DatabaseHandle) -> tuple[Session, int]:
 def test_the_out_of_band_setting_cannot_file_a_write_under_another_changeset(
     fresh_db: DatabaseHandle, table: str, target: str
 ) -> None:
-    """``audit.out_of_band_changeset_id`` remembers a transaction's out-of-band changeset, and
-    anyone can set it: it is trusted only for the one this transaction opened."""
+    """``audit.out_of_band_changeset_<dataset>`` remembers a transaction's out-of-band changeset
+    of a dataset, and anyone can set it: it is trusted only for the one this transaction
+    opened."""
     with fresh_db.app.begin() as conn:  # a sealed out-of-band changeset
         conn.execute(text(f"INSERT INTO data.{table} (name, qty) VALUES ('a', 1)"))
     [sealed] = [c["id"] for c in _changesets(fresh_db)]
@@ -285,7 +286,7 @@ def test_the_out_of_band_setting_cannot_file_a_write_under_another_changeset(
     try:
         with fresh_db.app.connect() as conn, pytest.raises(DBAPIError, match="not the out-of-band"):
             conn.execute(
-                text("SELECT set_config('audit.out_of_band_changeset_id', :v, true)"),
+                text(f"SELECT set_config('audit.out_of_band_changeset_{DATASET}', :v, true)"),
                 {"v": str(value)},
             )
             conn.execute(text(f"UPDATE data.{table} SET qty = 31337"))
@@ -299,6 +300,43 @@ def test_the_out_of_band_setting_cannot_file_a_write_under_another_changeset(
         (sealed, "insert", {"name": "a", "qty": 1, "price": None, "note": None}),
         (open_edit, "update", {"note": "typo fixed"}),
     ]
+
+
+def test_an_out_of_band_transaction_writing_two_datasets_opens_one_changeset_for_each(
+    fresh_db: DatabaseHandle, table: str
+) -> None:
+    """So each dataset's History lists the changeset that changed it, and a revert of it
+    touches only its own dataset."""
+    with Session(fresh_db.app) as s, s.begin():
+        other = make_captured_table(s, dataset_id=DATASET + 1)
+    with fresh_db.app.begin() as conn:
+        conn.execute(text(f"INSERT INTO data.{table} (name) VALUES ('a')"))
+        conn.execute(text(f"INSERT INTO data.{other} (name) VALUES ('b')"))
+        conn.execute(text(f"UPDATE data.{table} SET qty = 2"))
+    changesets = {c["id"]: c for c in _changesets(fresh_db)}
+    assert [(c["kind"], c["dataset_id"]) for c in changesets.values()] == [
+        ("out_of_band", DATASET),
+        ("out_of_band", DATASET + 1),
+    ]
+    assert [
+        (changesets[cs]["dataset_id"], ds, op) for cs, ds, _, op, _, _ in _row_changes(fresh_db)
+    ] == [
+        (DATASET, DATASET, "insert"),
+        (DATASET + 1, DATASET + 1, "insert"),
+        (DATASET, DATASET, "update"),
+    ]
+
+
+def test_an_update_that_leaves_the_version_bumps_it(fresh_db: DatabaseHandle, table: str) -> None:
+    """Optimistic concurrency compares ``_version``: a write from psql moves it too."""
+    with fresh_db.app.begin() as conn:
+        conn.execute(text(f"INSERT INTO data.{table} (name, qty) VALUES ('a', 1), ('b', 2)"))
+        conn.execute(text(f"UPDATE data.{table} SET qty = qty + 1 WHERE name = 'a'"))
+        conn.execute(
+            text(f"UPDATE data.{table} SET qty = 9, _version = _version + 5 WHERE name = 'b'")
+        )
+        rows = conn.execute(text(f"SELECT name, qty, _version FROM data.{table} ORDER BY name"))
+        assert [tuple(r) for r in rows] == [("a", 2, 2), ("b", 9, 6)]
 
 
 def test_out_of_band_writes_of_one_transaction_share_its_own_changeset(

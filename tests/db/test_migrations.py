@@ -546,3 +546,40 @@ def test_0008_chains_existing_events_and_back(pg_cluster: ClusterInfo, empty_db:
     assert verified().ok
     app.dispose()
     owner.dispose()
+
+
+def test_0010_bumps_versions_and_opens_an_out_of_band_changeset_per_dataset_and_back(
+    pg_cluster: ClusterInfo, empty_db: str
+) -> None:
+    migrate.upgrade(empty_db, "0009")
+    app = create_engine(pg_cluster.url("app", "migrations_roundtrip"), poolclass=pool.NullPool)
+    for name, dataset_id in (("ds_x", 5), ("ds_y", 6)):
+        with app.begin() as conn:
+            conn.execute(
+                text(
+                    f"CREATE TABLE data.{name} (_row_id bigint GENERATED ALWAYS AS IDENTITY"
+                    " PRIMARY KEY, _version integer NOT NULL DEFAULT 1, qty integer)"
+                )
+            )
+        _capture_before_0007(app, name, dataset_id)
+
+    def psql_transaction() -> tuple[int, int]:
+        """A write to both tables in one transaction: (ds_x's row version after an UPDATE that
+        leaves it, how many out-of-band changesets it opened)."""
+        with app.begin() as conn:
+            before = conn.scalar(text("SELECT count(*) FROM audit.changeset"))
+            conn.execute(text("INSERT INTO data.ds_x (qty) VALUES (1)"))
+            conn.execute(text("INSERT INTO data.ds_y (qty) VALUES (1)"))
+            conn.execute(text("UPDATE data.ds_x SET qty = qty + 1"))
+            version = conn.scalar(text("SELECT max(_version) FROM data.ds_x"))
+            opened = conn.scalar(text("SELECT count(*) FROM audit.changeset")) - before
+            conn.execute(text("DELETE FROM data.ds_x"))
+        return version, opened
+
+    assert psql_transaction() == (1, 1)
+    migrate.upgrade(empty_db, "0010")
+    _capture_before_0007(app, "ds_x", 5)  # the trigger stays on a regenerated capture
+    assert psql_transaction() == (2, 2)
+    migrate.downgrade(empty_db, "0009")
+    assert psql_transaction() == (1, 1)
+    app.dispose()

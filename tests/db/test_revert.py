@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session
 
 from audit.chain import verify
 from audit.trail import dataset_state
-from portal import diffs, revert, uploads, writes
+from portal import diffs, revert, trail_views, uploads, writes
 from portal.actor import Actor
 from portal.db import session_scope
 from portal.diffs import ChangeSet, RowDelete, RowInsert, RowUpdate
-from portal.errors import PermissionDenied, ValidationError
+from portal.errors import PermissionDenied, PortalError, ValidationError
 from portal.models import Dataset
 from portal.revert import RevertRefused
 from portal.spec import ColumnSpec, DatasetSpec
@@ -628,3 +628,61 @@ def test_as_of_every_changeset_matches_the_table_with_reverts_in_the_sequence(
             }
             assert rebuilt == expected, seq
         assert verify(session=s).ok
+
+
+def _table_name(dataset_id: int) -> str:
+    with session_scope() as s:
+        return str(s.get(Dataset, dataset_id).table_name)  # type: ignore[union-attr]
+
+
+def test_a_psql_transaction_over_two_datasets_is_reverted_and_listed_per_dataset(
+    fresh_db: DatabaseHandle, editor: Actor, dataset: int
+) -> None:
+    """One out-of-band changeset per dataset: each dataset's History lists its own, and its
+    revert touches that dataset only (it once wrote the other table's old values into this one)."""
+    a, b = dataset, upload_dataset(editor, CSV, spec=SPEC, name="People B")
+    edit(editor, a, ChangeSet(updates=(update(3, {"qty": 3}, {"qty": 30}),)))
+    with fresh_db.superuser.begin() as conn:
+        conn.execute(text(f"UPDATE data.\"{_table_name(a)}\" SET note = 'psql' WHERE _row_id = 1"))
+        conn.execute(text(f'UPDATE data."{_table_name(b)}" SET qty = 30 WHERE _row_id = 3'))
+        conn.execute(text(f'DELETE FROM data."{_table_name(b)}" WHERE _row_id = 2'))
+    with fresh_db.app.connect() as conn:
+        by_dataset = dict(
+            conn.execute(
+                text(
+                    "SELECT dataset_id, id FROM audit.changeset WHERE kind = 'out_of_band'"
+                    " ORDER BY id"
+                )
+            ).all()
+        )
+    assert set(by_dataset) == {a, b}
+    with session_scope() as s:
+        listed = trail_views.dataset_history(session=s, actor=editor, dataset_id=b).items
+    assert by_dataset[b] in [c.id for c in listed]
+    do_revert(editor, by_dataset[a])
+    now_a = table(fresh_db, a)
+    assert (now_a[1][3], now_a[3]) == ("first", ("cy", 30, Decimal("3.25"), "third"))
+    assert 2 not in table(fresh_db, b)
+
+
+def test_a_write_outside_the_portal_while_a_revert_is_written_is_not_overwritten(
+    fresh_db: DatabaseHandle, editor: Actor, dataset: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every UPDATE bumps ``_version``, so the revert's optimistic check sees a psql write that
+    commits between its plan and its write (the plan does not lock the rows)."""
+    edited = edit(
+        editor, dataset, ChangeSet(updates=(update(1, {"note": "first"}, {"note": "x"}),))
+    )
+    real_commit = revert.commit
+
+    def psql_then_commit(**kwargs: Any) -> Any:
+        with fresh_db.superuser.begin() as conn:
+            conn.execute(
+                text(f"UPDATE data.\"{_table_name(dataset)}\" SET note = 'psql' WHERE _row_id = 1")
+            )
+        return real_commit(**kwargs)
+
+    monkeypatch.setattr(revert, "commit", psql_then_commit)
+    with pytest.raises(PortalError):
+        do_revert(editor, edited)
+    assert table(fresh_db, dataset)[1][3] == "psql"

@@ -171,6 +171,25 @@ def test_a_second_editor_of_the_same_row_gets_a_conflict_and_nothing_is_written(
     assert "changed by someone else" in str(caught.value)
 
 
+def test_a_write_from_psql_since_i_read_the_row_is_a_conflict_too(
+    fresh_db: DatabaseHandle, editor: Actor, dataset: int
+) -> None:
+    """Every UPDATE bumps ``_version`` (migration 0010), not only the portal's: a change made
+    outside the portal is not overwritten unseen."""
+    read, win = window(dataset)
+    mine = diffs.build_changeset(win, {"edited_rows": {0: {"note": "mine"}}}, may_edit=True)
+    with fresh_db.superuser.begin() as conn:
+        name = conn.scalar(
+            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset}
+        )
+        conn.execute(text(f"UPDATE data.\"{name}\" SET note = 'psql' WHERE _row_id = 1"))
+    with pytest.raises(writes.EditConflict) as caught:
+        commit(editor, read, mine)
+    [conflict] = caught.value.conflicts
+    assert (conflict.row_id, conflict.now["note"], conflict.by) == (1, "psql", "postgres")
+    assert rows(fresh_db, dataset)[0][5] == "psql"
+
+
 def test_a_row_deleted_under_my_edit_is_reported_with_its_last_values(
     fresh_db: DatabaseHandle, editor: Actor, other: Actor, dataset: int
 ) -> None:

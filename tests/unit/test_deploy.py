@@ -78,6 +78,19 @@ def test_only_nginx_is_published_and_start_up_follows_health(compose: dict) -> N
     assert services["app"]["restart"] == "unless-stopped"
 
 
+def test_only_the_migration_step_holds_the_owner_s_credentials(compose: dict) -> None:
+    """The owner is the database's superuser: the web process gets the app role only."""
+    env = {name: service.get("environment", {}) for name, service in compose["services"].items()}
+    assert "PORTAL_MIGRATION_DATABASE_URL" in env["migrate"]
+    assert "PORTAL_MIGRATION_DATABASE_URL" not in env["app"]
+    assert "portal_owner" not in str(env["app"])
+    assert env["app"]["PORTAL_DATABASE_URL"].startswith("postgresql+psycopg2://portal_app:")
+
+
+def test_nginx_restarts_with_a_recreated_app(compose: dict) -> None:
+    assert compose["services"]["nginx"]["depends_on"]["app"]["restart"] is True
+
+
 def test_env_example_names_every_variable_compose_reads() -> None:
     used = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", COMPOSE.read_text()))
     listed = set(re.findall(r"^([A-Z_][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.M))
