@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from audit.capture import DATA_SCHEMA, qualified_table
 from portal.errors import AuditError
-from portal.models import BulkContent, BulkLoad
+from portal.models import BulkContent, BulkLoad, Upload
 
 # zstd level 1: the stream is kept for audit and read back rarely. Measured on a 100 MB CSV:
 # about 3x faster than zlib level 1 and a third of its size. Each slice is one zstd frame; the
@@ -304,12 +304,38 @@ def read_content(*, session: Session, bulk_load_id: int) -> bytes:
     ).one_or_none()
     if row is None:
         raise AuditError(f"bulk load {bulk_load_id} has no stored rows")
+    return _checked(
+        row.compression, row.content, row.content_sha256, f"bulk load {bulk_load_id}: stored rows"
+    )
+
+
+def read_upload(*, session: Session, upload_id: int) -> bytes:
+    """The file an upload kept, as received.
+
+    Raises:
+        AuditError: the kept bytes are corrupt or no longer match the file's SHA-256.
+    """
+    row = session.execute(
+        select(Upload.compression, Upload.content, Upload.sha256).where(Upload.id == upload_id)
+    ).one()
+    return _checked(
+        row.compression, row.content, row.sha256, f"the kept bytes of upload {upload_id}"
+    )
+
+
+def _checked(compression: str, content: bytes, sha256: str, what: str) -> bytes:
+    """Stored bytes decompressed and checked against their recorded SHA-256; ``what`` names
+    them (plural) in the error.
+
+    Raises:
+        AuditError: they are corrupt, or do not match.
+    """
     try:
-        data = decompress(row.compression, bytes(row.content))
+        data = decompress(compression, bytes(content))
     except (zlib.error, OSError, ValueError) as exc:  # pyarrow raises OSError on corrupt zstd
-        raise AuditError(f"bulk load {bulk_load_id}: stored rows are corrupt ({exc})") from None
-    if hashlib.sha256(data).hexdigest() != row.content_sha256:
-        raise AuditError(f"bulk load {bulk_load_id}: stored rows do not match their SHA-256")
+        raise AuditError(f"{what} are corrupt ({exc})") from None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise AuditError(f"{what} do not match their SHA-256")
     return data
 
 

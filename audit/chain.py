@@ -76,7 +76,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -85,7 +84,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from audit.bulk import decompress, read_content
+from audit.bulk import read_content, read_upload
 from portal.errors import AuditError
 
 GENESIS_HASH = "0" * 64
@@ -365,20 +364,6 @@ def _by_changeset(session: Session, query: Any) -> dict[int, list[Any]]:
     return by_changeset
 
 
-def _upload_altered(session: Session, upload_id: int, sha256: str) -> str | None:
-    """What is wrong with a kept upload's bytes, if they are not the file of SHA-256 ``sha256``."""
-    compression, content = session.execute(
-        text("SELECT compression, content FROM audit.upload WHERE id = :id"), {"id": upload_id}
-    ).one()
-    try:
-        data = decompress(compression, bytes(content))
-    except (zlib.error, OSError, ValueError) as exc:
-        return f"the kept file of upload {upload_id} is corrupt ({exc})"
-    if hashlib.sha256(data).hexdigest() != sha256:
-        return f"the kept file of upload {upload_id} does not match its SHA-256"
-    return None
-
-
 def _rows_by_changeset(session: Session) -> Iterator[tuple[int, int, str]]:
     result = session.execute(_ROWS, execution_options={"yield_per": 5000, "stream_results": True})
     for r in result:
@@ -474,9 +459,10 @@ def verify(*, session: Session, expect_head: str | None = None) -> VerifyResult:
             )
             for hasher in hashers.values():
                 hasher.add_upload(line)
-            altered = _upload_altered(session, u.id, u.sha256)
-            if altered is not None:
-                return broken(f"{altered}: it was altered after sealing", c.seq, c.id)
+            try:
+                read_upload(session=session, upload_id=u.id)
+            except AuditError as exc:
+                return broken(f"{exc}: the uploaded file was altered after sealing", c.seq, c.id)
         header = Header(
             seq=c.seq,
             id=c.id,

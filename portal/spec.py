@@ -1519,8 +1519,10 @@ CATEGORY_MAX_OPTIONS: Final = 20
 CATEGORY_MIN_ROWS_PER_OPTION: Final = 2
 """… when there are at least this many filled cells per distinct value (values repeat) …"""
 CATEGORY_MAX_OPTION_LENGTH: Final = 100
-OPTION_SEPARATOR: Final = "|"  # between a category's options where they are edited as text
 """… and no value is longer than this (long texts are notes, not categories)."""
+OPTION_SEPARATOR: Final = "|"
+"""Between a category's options where they are edited as one text (the Upload page's rules
+grid); options holding it, or spaces at either end, are not inferred as a category."""
 _ID_LABEL = re.compile(r"(?:^|[^0-9a-z])(?:id|uuid|guid|key)$")
 _ID_LABEL_CAMEL = re.compile(r"[a-z0-9](?:Id|ID|Uuid|UUID|Guid|GUID|Key)$")
 _LEADING_ZERO = r"[+-]?0[0-9].*"
