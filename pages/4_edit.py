@@ -178,9 +178,7 @@ if loaded is not None and loaded.editor_key not in st.session_state:
                 if others_kept
                 else ", nor could the edits made since your edits last kept all the rules."
             )
-            + " Not kept: "
-            + "; ".join(str(p) for p in problems[:5])
-            + (f" (and {len(problems) - 5:,} more)" if len(problems) > 5 else "")
+            + f" Not kept: {diffs.listed(problems, 5)}"
         )
 elif loaded is not None and loaded.outages != outages():
     # The database was away since the grid was drawn: the browser dropped the grid while the

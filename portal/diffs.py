@@ -140,12 +140,16 @@ class InvalidEdits(ValidationError):
 
     def __init__(self, problems: Sequence[EditProblem]) -> None:
         self.problems = tuple(problems)
-        first = "; ".join(str(p) for p in self.problems[:3])
-        more = f" (and {len(self.problems) - 3:,} more)" if len(self.problems) > 3 else ""
         super().__init__(
-            f"{_n(len(self.problems), 'change')} cannot be saved: {first}{more}. "
+            f"{_n(len(self.problems), 'change')} cannot be saved: {listed(self.problems, 3)}. "
             "Correct the highlighted values, or discard those edits; nothing was written."
         )
+
+
+def listed(problems: Sequence[EditProblem], shown: int) -> str:
+    """The first ``shown`` problems in words, and how many more there are."""
+    more = f" (and {len(problems) - shown:,} more)" if len(problems) > shown else ""
+    return "; ".join(str(p) for p in problems[:shown]) + more
 
 
 @dataclass(frozen=True, eq=False)
