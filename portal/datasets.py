@@ -170,6 +170,18 @@ def creation_detail(dataset: Dataset) -> dict[str, Any]:
     }
 
 
+def gather_statistics(*, session: Session, table_name: str) -> None:
+    """``ANALYZE`` the dataset's table, in the caller's transaction (its own inserts count as
+    rows, its own deletes do not).
+
+    Called after a bulk load: until a table has statistics, PostgreSQL plans as if it knew
+    nothing of it, and a commit's ``_row_id = ANY(…)`` row lock reads the whole table instead
+    of its primary key (on 100,000 rows about 15 ms instead of 2.5 ms, growing with the table)
+    until autovacuum gets round to it.
+    """
+    session.execute(text(f"ANALYZE {qualified_table(session, table_name)}"))
+
+
 def record_upload(
     *,
     session: Session,

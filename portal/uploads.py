@@ -254,6 +254,8 @@ def import_file(
             sha256=digest,
             compressed=compressed.result(),
         )
+        progress("Gathering the table's statistics, so filters and commits use its indexes")
+        datasets.gather_statistics(session=session, table_name=dataset.table_name)
         dataset_id, dataset_name = dataset.id, dataset.name
         progress("Sealing the changeset into the audit hash chain")
     with session_scope() as session:

@@ -341,16 +341,17 @@ def _locked_dataset(session: Session, dataset_id: int) -> Dataset:
     return dataset
 
 
+LOCK_ROWS: Final = (
+    "SELECT _row_id FROM {table} WHERE _row_id = ANY(%s::bigint[]) ORDER BY _row_id FOR UPDATE"
+)
+
+
 def _lock_rows(cursor: Any, table: str, changes: ChangeSet) -> None:
     """Lock the rows the commit updates or deletes, in ``_row_id`` order, before writing them:
     an ``UPDATE … FROM (VALUES …)`` locks its rows in whatever order its join reads the table,
     so two commits sharing rows could otherwise deadlock."""
     if changes.updates or changes.deletes:
-        cursor.execute(
-            f"SELECT _row_id FROM {table} WHERE _row_id = ANY(%s::bigint[])"
-            " ORDER BY _row_id FOR UPDATE",
-            (db.id_array(sorted(changes.row_ids())),),
-        )
+        cursor.execute(LOCK_ROWS.format(table=table), (db.id_array(sorted(changes.row_ids())),))
 
 
 def _apply(
