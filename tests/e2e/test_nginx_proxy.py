@@ -6,13 +6,15 @@ and let Streamlit refuse a foreign Origin's WebSocket and uploads without its XS
 from __future__ import annotations
 
 import gzip
+import json
 import re
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import BrowserContext, expect
+from playwright.sync_api import Browser, BrowserContext, expect
+from sqlalchemy import text
 from streamlit.web.server.starlette.starlette_app_utils import generate_xsrf_token_string
 
 from tests.e2e import nginx
@@ -70,6 +72,35 @@ def test_sign_in_through_nginx(
     sign_in_form(page)
     sign_in(page, "boss", portal_server.users["boss"])
     expect(page.get_by_role("heading", name="Manage a user")).to_be_visible(timeout=SLOW)
+
+
+def test_a_forged_forwarded_for_does_not_reach_the_audit_log(
+    portal_server: PortalServer, proxied: str, browser: Browser
+) -> None:
+    """The audit log keeps the address each sign-in came from. A browser claiming another one
+    in ``X-Forwarded-For`` must not get it recorded: nginx, the edge, forwards only the address
+    it sees (here loopback, which Streamlit records as no address at all)."""
+    forged = "203.0.113.9"
+    context = browser.new_context(extra_http_headers={"X-Forwarded-For": forged})
+    context.set_default_timeout(15_000)
+    try:
+        page = context.new_page()
+        page.goto(proxied + "/users")
+        sign_in_form(page)
+        sign_in(page, "boss", portal_server.users["boss"])
+        expect(page.get_by_role("heading", name="Manage a user")).to_be_visible(timeout=SLOW)
+    finally:
+        context.close()
+    with portal_server.db.app.connect() as conn:
+        recorded = conn.execute(
+            text(
+                "SELECT client_info FROM audit.event WHERE kind = 'sign_in'"
+                " AND actor_username = 'boss' ORDER BY id DESC LIMIT 1"
+            )
+        ).scalar_one()
+    assert "user_agent" in recorded  # the headers were read
+    assert forged not in json.dumps(recorded), recorded
+    assert recorded.get("forwarded_for") == "127.0.0.1", recorded
 
 
 def _get(url: str, **headers: str) -> tuple[int, dict[str, str], bytes]:

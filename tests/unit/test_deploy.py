@@ -91,6 +91,21 @@ def test_nginx_restarts_with_a_recreated_app(compose: dict) -> None:
     assert compose["services"]["nginx"]["depends_on"]["app"]["restart"] is True
 
 
+def test_the_app_trusts_forwarded_addresses_only_where_nginx_alone_connects(compose: dict) -> None:
+    """The audit log's address of a browser is what nginx passes on in X-Forwarded-For (the
+    e2e test of the template shows a forged one is not): uvicorn must trust it from nginx, and
+    nothing else that may send HTTP may share the app's network with nginx."""
+    services = compose["services"]
+    assert services["app"]["environment"]["FORWARDED_ALLOW_IPS"] == "*"
+    networks = {
+        name: set(service.get("networks", ["default"])) for name, service in services.items()
+    }
+    on_edge = {name for name, nets in networks.items() if "edge" in nets}
+    assert on_edge == {"app", "nginx"}
+    assert networks["nginx"] == {"edge"}
+    assert all(nets <= {"backend"} for name, nets in networks.items() if name not in on_edge)
+
+
 def test_env_example_names_every_variable_compose_reads() -> None:
     used = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", COMPOSE.read_text()))
     listed = set(re.findall(r"^([A-Z_][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.M))
