@@ -414,3 +414,30 @@ def test_an_upload_leaves_its_table_with_statistics_so_commits_lock_rows_by_inde
         plan = "\n".join(r[0] for r in cursor.fetchall())
     assert "Seq Scan" not in plan, plan
     assert f"pk_{table}" in plan, plan
+
+
+def test_only_an_append_of_a_tenth_or_more_analyses_the_table_again(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    def rows(first: int, count: int) -> bytes:
+        return b"Name,Qty\n" + b"".join(b"n%d,%d\n" % (i, i) for i in range(first, first + count))
+
+    def analysed() -> int:
+        with fresh_db.app.connect() as conn:
+            return conn.execute(
+                text(
+                    "SELECT analyze_count FROM pg_stat_user_tables WHERE schemaname = 'data'"
+                    " AND relname = (SELECT table_name FROM portal.datasets WHERE id = :d)"
+                ),
+                {"d": dataset_id},
+            ).scalar_one()
+
+    dataset_id = _import(editor, rows(0, 2_000), uploads.NewDataset("Grows")).dataset_id
+    spec = uploads.dataset_spec(dataset_id)
+    assert analysed() == 1
+    _import(editor, rows(2_000, 150), uploads.ExistingDataset(dataset_id, "append"), spec)
+    assert analysed() == 1  # 150 rows onto 2,000: the statistics still hold
+    _import(editor, rows(2_150, 300), uploads.ExistingDataset(dataset_id, "append"), spec)
+    assert analysed() == 2
+    _import(editor, rows(0, 10), uploads.ExistingDataset(dataset_id, "replace"), spec)
+    assert analysed() == 3
