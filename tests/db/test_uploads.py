@@ -422,22 +422,26 @@ def test_only_an_append_of_a_tenth_or_more_analyses_the_table_again(
     def rows(first: int, count: int) -> bytes:
         return b"Name,Qty\n" + b"".join(b"n%d,%d\n" % (i, i) for i in range(first, first + count))
 
-    def analysed() -> int:
+    def analysed() -> tuple[int, float]:
+        """How many times the table was analysed, and the row count it thinks it has."""
         with fresh_db.app.connect() as conn:
-            return conn.execute(
+            found = conn.execute(
                 text(
-                    "SELECT analyze_count FROM pg_stat_user_tables WHERE schemaname = 'data'"
-                    " AND relname = (SELECT table_name FROM portal.datasets WHERE id = :d)"
+                    "SELECT t.analyze_count, c.reltuples FROM pg_stat_user_tables t"
+                    " JOIN pg_class c ON c.oid = t.relid WHERE t.schemaname = 'data'"
+                    " AND t.relname = (SELECT table_name FROM portal.datasets WHERE id = :d)"
                 ),
                 {"d": dataset_id},
-            ).scalar_one()
+            ).one()
+            return found[0], found[1]
 
     dataset_id = _import(editor, rows(0, 2_000), uploads.NewDataset("Grows")).dataset_id
     spec = uploads.dataset_spec(dataset_id)
-    assert analysed() == 1
+    assert analysed() == (1, 2_000)
     _import(editor, rows(2_000, 150), uploads.ExistingDataset(dataset_id, "append"), spec)
-    assert analysed() == 1  # 150 rows onto 2,000: the statistics still hold
+    assert analysed() == (1, 2_000)  # 150 rows onto 2,000: the statistics still hold
     _import(editor, rows(2_150, 300), uploads.ExistingDataset(dataset_id, "append"), spec)
-    assert analysed() == 2
+    assert analysed() == (2, 2_450)
+    # In the upload's own transaction: the rows it deleted no longer count.
     _import(editor, rows(0, 10), uploads.ExistingDataset(dataset_id, "replace"), spec)
-    assert analysed() == 3
+    assert analysed() == (3, 10)
