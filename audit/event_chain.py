@@ -36,9 +36,9 @@ tail); and no event lies outside the chain (no seq, or a seq beyond the head: in
 trigger switched off). Editing, deleting or reordering an event is thus detected even when a
 superuser does it with every trigger off, except in one case: removing the newest events *and*
 rewriting the head row to match the event left last. Only a head kept outside the database
-catches that, as for changesets. ``portal audit head`` and ``--expect-head`` cover the
-changesets' head only: to cover events too, keep a copy of ``SELECT seq, hash FROM
-audit.event_chain_head`` and check later that the event with that seq still has that hash.
+catches that, as for changesets: ``portal audit head`` prints the events' head too (its
+``events <seq> <hash>`` line), and ``portal audit verify --expect-event-head HASH`` checks that
+an event with that hash is still in the chain.
 """
 
 from __future__ import annotations
@@ -147,8 +147,12 @@ def read_event_head(*, session: Session) -> EventHead:
     return EventHead(seq=row.seq, hash=row.hash, event_id=row.event_id)
 
 
-def verify_events(*, session: Session) -> EventVerifyResult:
+def verify_events(*, session: Session, expect_head: str | None = None) -> EventVerifyResult:
     """Recompute the whole event chain and report the first event that no longer matches.
+
+    ``expect_head``, an event chain head kept outside the database (an earlier ``hash``), must
+    still be in the chain: that catches the newest events removed even when the head row was
+    rewritten to match.
 
     The events are streamed, a few thousand at a time, however many there are. The head row is
     read first and the walk stops at its seq, so events recorded meanwhile (by other
@@ -156,6 +160,8 @@ def verify_events(*, session: Session) -> EventVerifyResult:
     """
     head = read_event_head(session=session)
     prev_hash, expected_seq, count = GENESIS_HASH, 1, 0
+    wanted = expect_head.strip().lower() if expect_head is not None else None
+    seen_wanted = wanted == GENESIS_HASH
     last = EventHead(seq=0, hash=GENESIS_HASH, event_id=None)
 
     def broken(problem: str, seq: int | None, event_id: int | None) -> EventVerifyResult:
@@ -203,6 +209,7 @@ def verify_events(*, session: Session) -> EventVerifyResult:
                     e.id,
                 )
             prev_hash, expected_seq, count = e.hash, expected_seq + 1, count + 1
+            seen_wanted = seen_wanted or e.hash == wanted
             last = EventHead(seq=e.seq, hash=e.hash, event_id=e.id)
     finally:
         events.close()
@@ -225,5 +232,13 @@ def verify_events(*, session: Session) -> EventVerifyResult:
             + ("events were removed from the end" if missing else "the head row was altered"),
             last.seq + 1 if missing else last.seq,
             None if missing else last.event_id,
+        )
+    if wanted is not None and not seen_wanted:
+        return broken(
+            f"the event head recorded earlier ({wanted}) is not in the event chain, whose "
+            f"newest hash is {last.hash} at seq {last.seq}: the newest events were removed, or "
+            "the events were rewritten, since that head was recorded",
+            last.seq + 1,
+            None,
         )
     return EventVerifyResult(True, count, last)

@@ -4,7 +4,7 @@ portal dev                      embedded PostgreSQL + migrations + first admin +
 portal serve                    wait for the database, then Streamlit (production: PORTAL_*)
 portal migrate                  alembic upgrade head, as the owner role
 portal user add|passwd|role|disable|enable|unlock|list
-portal audit verify [--expect-head H] [--data] | head
+portal audit verify [--expect-head H] [--expect-event-head H] [--data] | head
 """
 
 from __future__ import annotations
@@ -403,13 +403,20 @@ def audit() -> None:
     help="A head hash kept outside the database: also detects a removed tail.",
 )
 @click.option(
+    "--expect-event-head",
+    default=None,
+    metavar="HASH",
+    help="An events head hash kept outside the database (the events line of `portal audit "
+    "head`): also detects the newest events removed.",
+)
+@click.option(
     "--data",
     is_flag=True,
     help="Also rebuild every dataset from the log and compare it with its table, cell by cell: "
     "detects changes that reached a table uncaptured. Slow on large datasets.",
 )
 @_reports_errors
-def audit_verify(expect_head: str | None, data: bool) -> None:
+def audit_verify(expect_head: str | None, expect_event_head: str | None, data: bool) -> None:
     """Recompute the changesets' hash chain, then the events'; exit 1 naming the first
     changeset or event that fails. With --data, exit 1 too if a dataset's table differs from
     the state its audit log rebuilds."""
@@ -423,7 +430,7 @@ def audit_verify(expect_head: str | None, data: bool) -> None:
             result = verify(session=session, expect_head=expect_head)
         click.echo(result.summary(), err=not result.ok)
         with session_scope() as session:
-            events = verify_events(session=session)
+            events = verify_events(session=session, expect_head=expect_event_head)
         click.echo(events.summary(), err=not events.ok)
         if data:
             with session_scope() as session:
@@ -440,12 +447,16 @@ def audit_verify(expect_head: str | None, data: bool) -> None:
 @audit.command("head")
 @_reports_errors
 def audit_head() -> None:
-    """Print the newest changeset's seq and hash (keep it somewhere safe)."""
+    """Print the newest changeset's seq and hash, then, on a line of its own beginning with
+    ``events``, the newest event's (keep both somewhere safe)."""
     from audit.chain import read_head
+    from audit.event_chain import read_event_head
 
     with _database(), session_scope() as session:
         head = read_head(session=session)
+        event_head = read_event_head(session=session)
     click.echo(f"{head.seq} {head.hash}")
+    click.echo(f"events {event_head.seq} {event_head.hash}")
 
 
 if __name__ == "__main__":

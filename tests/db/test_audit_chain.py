@@ -316,8 +316,10 @@ def test_cli_verify_and_head(chain) -> None:
     assert ok.exit_code == 0, ok.output
     assert ok.output.startswith("chain intact: 5 changesets, head ")
     head = runner.invoke(main, ["audit", "head"])
-    seq, digest = head.output.split()
+    changesets_line, events_line = head.output.splitlines()
+    seq, digest = changesets_line.split()
     assert (head.exit_code, seq) == (0, "5")
+    assert events_line.startswith("events ")
     assert ok.output.splitlines()[0].endswith(digest)  # then the event chain's line
 
     _tamper(db, f"UPDATE audit.changeset SET reason = 'x' WHERE id = {ids[2]}")

@@ -1,6 +1,6 @@
 """The README's backup and restore, against real PostgreSQL: ``pg_dump -Fc`` of a portal with data
 and audit, ``pg_restore --exit-on-error`` into an empty database made the way the compose ``db``
-service makes it, and the restored audit chain verifies up to the head kept beside the dump.
+service makes it, and the restored audit chains verify up to the heads kept beside the dump.
 
 (In compose ``portal_owner`` is the cluster's superuser; here the test cluster's superuser plays
 that part.)"""
@@ -88,7 +88,7 @@ def test_a_dump_restores_into_an_empty_database_and_its_chain_verifies(
             checked = verify(session=s, expect_head=head.hash)
             assert checked.ok, checked.summary()
             assert read_head(session=s) == head
-            events = verify_events(session=s)
+            events = verify_events(session=s, expect_head=event_head.hash)
             assert events.ok, events.summary()
             assert events.head == read_event_head(session=s) == event_head
             table = s.scalar(

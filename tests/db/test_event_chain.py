@@ -192,6 +192,80 @@ def test_removed_tail_is_caught_by_the_head_row(events) -> None:
     assert _verify(db).ok
 
 
+def test_removed_tail_with_rewound_head_is_caught_by_expect_head(events) -> None:
+    db, ids = events
+    kept_head = _verify(db).head.hash
+    _tamper(
+        db,
+        f"DELETE FROM audit.event WHERE id IN ({ids[3]}, {ids[4]})",
+        "UPDATE audit.event_chain_head h SET seq = e.seq, hash = e.hash, event_id = e.id"
+        " FROM audit.event e WHERE e.seq = 3",
+    )
+    assert _verify(db).ok
+    with Session(db.app) as s:
+        result = verify_events(session=s, expect_head=kept_head)
+    assert (result.ok, result.failed_seq, result.failed_event_id) == (False, 4, None)
+    assert kept_head in (result.problem or "")
+    assert "newest events were removed" in (result.problem or "")
+
+
+def test_expect_head_accepts_an_older_head_of_a_grown_chain(events) -> None:
+    db, _ = events
+    older = _verify(db).head.hash
+    _record(db, "sign_out", "ann")
+    with Session(db.app) as s:
+        assert verify_events(session=s, expect_head=older).ok
+        assert verify_events(session=s, expect_head=f" {older.upper()}\n").ok
+        assert verify_events(session=s, expect_head=GENESIS_HASH).ok
+        assert not verify_events(session=s, expect_head="f" * 64).ok
+
+
+def test_cli_expect_event_head_catches_the_newest_events_removed(events) -> None:
+    db, ids = events
+    runner = CliRunner()
+    head = runner.invoke(main, ["audit", "head"])
+    assert head.exit_code == 0, head.output
+    label, seq, kept = head.output.splitlines()[1].split()
+    assert (label, seq) == ("events", "5")
+    _tamper(
+        db,
+        f"DELETE FROM audit.event WHERE id = {ids[4]}",
+        "UPDATE audit.event_chain_head h SET seq = e.seq, hash = e.hash, event_id = e.id"
+        " FROM audit.event e WHERE e.seq = 4",
+    )
+    assert runner.invoke(main, ["audit", "verify"]).exit_code == 0
+
+    bad = runner.invoke(main, ["audit", "verify", "--expect-event-head", kept])
+    assert bad.exit_code == 1, bad.output
+    assert bad.output.startswith("chain intact: 0 changesets, head ")
+    assert (
+        f"event chain broken at event seq 5: the event head recorded earlier ({kept}) is not in"
+        " the event chain" in bad.output
+    )
+    assert "the newest events were removed" in bad.output
+
+    rewound = runner.invoke(main, ["audit", "head"]).output.splitlines()[1].split()[2]
+    good = runner.invoke(main, ["audit", "verify", "--expect-event-head", rewound])
+    assert good.exit_code == 0, good.output
+    assert good.output.splitlines()[1] == f"event chain intact: 4 events, head {rewound}"
+
+
+def test_cli_head_prints_the_changesets_head_then_the_events_head(events) -> None:
+    db, _ = events
+    head = CliRunner().invoke(main, ["audit", "head"])
+    assert head.exit_code == 0, head.output
+    with db.app.connect() as conn:
+        changesets = conn.execute(text("SELECT seq, hash FROM audit.chain_head")).one()
+        newest = conn.execute(
+            text("SELECT seq, hash FROM audit.event ORDER BY seq DESC LIMIT 1")
+        ).one()
+    assert head.output.splitlines() == [
+        f"{changesets.seq} {changesets.hash}",
+        f"events {newest.seq} {newest.hash}",
+    ]
+    assert (newest.seq, newest.hash) == (5, _verify(db).head.hash)
+
+
 def test_a_rewritten_head_row_is_reported(events) -> None:
     db, ids = events
     _tamper(db, "UPDATE audit.event_chain_head SET hash = repeat('c', 64)")
