@@ -25,9 +25,12 @@ Text, SHA-256, hex and JSON as in ``audit/chain.py``: JSON written the way Postg
 2. ``hash = hex(sha256(prev_hash + "\\n" + line))``, where ``prev_hash`` is the previous event's
    ``hash`` (by ``seq``) and, for ``seq`` 1, 64 zeros.
 
-``seq`` is given under the head's row lock, after ``id`` and ``occurred_at`` were filled, so
-neither of those need rise with ``seq`` when events are recorded concurrently: ``seq`` alone is
-the chain's order. Events that existed before migration 0008 were chained in ``id`` order.
+``occurred_at`` is the database's clock (``clock_timestamp()``) as the trigger starts, whatever
+the INSERT supplied (since migration 0011; events recorded before keep the time they were
+given). ``seq`` is given under the head's row lock, after ``id`` and ``occurred_at`` were
+filled, so neither of those need rise with ``seq`` when events are recorded concurrently:
+``seq`` alone is the chain's order. Events that existed before migration 0008 were chained in
+``id`` order.
 
 A verifier reads the head row ``audit.event_chain_head`` first, then walks the events by ``seq``
 from 1 up to the head's and checks: seq has no gap; ``prev_hash`` equals the previous hash; the

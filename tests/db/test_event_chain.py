@@ -324,6 +324,24 @@ def test_the_app_role_cannot_choose_seq_or_hash(events) -> None:
     assert result.head.hash == row.hash != "f" * 64
 
 
+@pytest.mark.parametrize("engine", ["app", "owner"])
+def test_an_events_time_is_the_servers_not_the_writers(events, engine: str) -> None:
+    db, _ = events
+    with getattr(db, engine).begin() as conn:
+        before = conn.scalar(text("SELECT clock_timestamp()"))
+        row = conn.execute(
+            text(
+                "INSERT INTO audit.event (occurred_at, kind, actor_username)"
+                " VALUES ('2000-01-01', 'sign_in', 'backdater') RETURNING seq, occurred_at"
+            )
+        ).one()
+        after = conn.scalar(text("SELECT clock_timestamp()"))
+    assert before <= row.occurred_at <= after
+    result = _verify(db)
+    assert result.ok, result.summary()
+    assert (result.count, result.head.seq) == (6, row.seq)
+
+
 @pytest.mark.parametrize(
     "statement",
     [

@@ -583,3 +583,39 @@ def test_0010_bumps_versions_and_opens_an_out_of_band_changeset_per_dataset_and_
     migrate.downgrade(empty_db, "0009")
     assert psql_transaction() == (1, 1)
     app.dispose()
+
+
+def test_0011_takes_an_events_time_from_the_server_clock_and_back(
+    pg_cluster: ClusterInfo, empty_db: str
+) -> None:
+    """Before 0011 an INSERT chose the event's time; from 0011 the database's clock does; the
+    downgrade gives the choice back. Events of every stage keep verifying."""
+    from sqlalchemy.orm import Session
+
+    from audit.event_chain import verify_events
+
+    migrate.upgrade(empty_db, "0010")
+    app = create_engine(pg_cluster.url("app", "migrations_roundtrip"), poolclass=pool.NullPool)
+
+    def backdated() -> str:
+        """The year of an event inserted with occurred_at = 2000-01-01, and the chain verified."""
+        with app.begin() as conn:
+            stored = conn.scalar(
+                text(
+                    "INSERT INTO audit.event (occurred_at, kind, actor_username)"
+                    " VALUES ('2000-01-01', 'sign_in', 'ann')"
+                    " RETURNING CASE WHEN occurred_at > now() - interval '1 minute'"
+                    " THEN 'now' ELSE to_char(occurred_at, 'YYYY') END"
+                )
+            )
+        with Session(app) as s:
+            result = verify_events(session=s)
+        assert result.ok, result.summary()
+        return stored
+
+    assert backdated() == "2000"
+    migrate.upgrade(empty_db, "0011")
+    assert backdated() == "now"
+    migrate.downgrade(empty_db, "0010")
+    assert backdated() == "2000"
+    app.dispose()
