@@ -585,11 +585,12 @@ def test_0010_bumps_versions_and_opens_an_out_of_band_changeset_per_dataset_and_
     app.dispose()
 
 
-def test_0011_takes_an_events_time_from_the_server_clock_and_back(
+def test_0011_takes_an_events_and_an_uploads_time_from_the_server_clock_and_back(
     pg_cluster: ClusterInfo, empty_db: str
 ) -> None:
-    """Before 0011 an INSERT chose the event's time; from 0011 the database's clock does; the
-    downgrade gives the choice back. Events of every stage keep verifying."""
+    """Before 0011 an INSERT chose the event's and the kept upload's time; from 0011 the
+    database's clock does; the downgrade gives the choice back. Events of every stage keep
+    verifying."""
     from sqlalchemy.orm import Session
 
     from audit.event_chain import verify_events
@@ -608,6 +609,16 @@ def test_0011_takes_an_events_time_from_the_server_clock_and_back(
                     " THEN 'now' ELSE to_char(occurred_at, 'YYYY') END"
                 )
             )
+            upload = conn.scalar(
+                text(
+                    "INSERT INTO audit.upload (actor_username, filename, size_bytes, sha256,"
+                    " mime_type, content, received_at) VALUES ('ann', 'a.csv', 0, '',"
+                    " 'text/csv', '', '2000-01-01')"
+                    " RETURNING CASE WHEN received_at > now() - interval '1 minute'"
+                    " THEN 'now' ELSE to_char(received_at, 'YYYY') END"
+                )
+            )
+        assert upload == stored
         with Session(app) as s:
             result = verify_events(session=s)
         assert result.ok, result.summary()

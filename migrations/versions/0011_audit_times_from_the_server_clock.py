@@ -1,4 +1,5 @@
-"""An audit event's ``occurred_at`` is the database's clock, not what the writer claims.
+"""An audit event's ``occurred_at`` and a kept upload's ``received_at`` are the database's
+clock, not what the writer claims.
 
 ``audit.event.occurred_at`` defaults to ``clock_timestamp()``, but a default only fills what an
 INSERT leaves out: ``portal_app`` (or anyone who may insert events) could record a sign-in, an
@@ -17,7 +18,11 @@ an event's time, so nothing it does changes. Like every trigger, this one does n
 superuser who switches triggers off; what the chain still detects then is described in
 ``audit/event_chain.py``.
 
-The downgrade puts back the function of migration 0008.
+``audit.upload.received_at`` had the same gap, and it is sealed into its changeset's hash
+(``portal-audit/3``): a BEFORE INSERT trigger now sets it to ``clock_timestamp()`` too. Kept
+uploads are not rewritten.
+
+The downgrade puts back the function of migration 0008 and drops the upload's trigger.
 
 Revision ID: 0011
 Revises: 0010
@@ -56,9 +61,24 @@ END $$;
 SERVER_TIME = "  NEW.occurred_at := clock_timestamp();\n"
 
 
+UPLOAD_TIME = r"""
+CREATE FUNCTION audit.upload_received_now() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  NEW.received_at := clock_timestamp();
+  RETURN NEW;
+END $$;
+CREATE TRIGGER received_now BEFORE INSERT ON audit.upload
+  FOR EACH ROW EXECUTE FUNCTION audit.upload_received_now();
+"""
+
+
 def upgrade() -> None:
     op.execute(CHAIN_EVENT.format(server_time=SERVER_TIME))
+    op.execute(UPLOAD_TIME)
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER received_now ON audit.upload")
+    op.execute("DROP FUNCTION audit.upload_received_now()")
     op.execute(CHAIN_EVENT.format(server_time=""))
