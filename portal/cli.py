@@ -193,13 +193,19 @@ def dev(port: int, no_serve: bool) -> None:
         click.echo(f"database migrated to {migrate.head_revision()}")
         password, generated = _first_admin_password()
         with session_scope() as session:
-            created = ensure_first_admin(session=session, actor=cli_actor(), password=password)
+            created = ensure_first_admin(
+                session=session,
+                actor=cli_actor(),
+                password=password,
+                must_change_password=generated,  # it is on a terminal and in a file
+            )
         secret_file = data_dir / "admin-password"
         if created and generated:
             _write_private(secret_file, password + "\n")
             click.echo(
                 f"\n  first admin created: user 'admin', password {password}\n"
-                f"  (shown once; also kept in {secret_file}, mode 0600)\n"
+                f"  (shown once; also kept in {secret_file}, mode 0600;\n"
+                "  the first sign-in asks admin to choose their own before anything else)\n"
             )
         elif created:
             click.echo("first admin created: user 'admin', password from PORTAL_ADMIN_PASSWORD")

@@ -22,6 +22,7 @@ from portal.models import ROLES, User
 MIN_PASSWORD_CHARS = 12
 MAX_PASSWORD_BYTES = 72  # bcrypt ignores (newer versions refuse) anything past 72 bytes
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+FIRST_ADMIN = "admin"  # the account ``portal dev`` creates in an empty database
 
 
 def database_now(session: Session) -> datetime:
@@ -297,16 +298,23 @@ def unlock(*, session: Session, actor: Actor, username: str) -> User:
     return user
 
 
-def ensure_first_admin(*, session: Session, actor: Actor, password: str) -> bool:
-    """Create the ``admin`` account when no user exists yet; True if it was created."""
+def ensure_first_admin(
+    *, session: Session, actor: Actor, password: str, must_change_password: bool
+) -> bool:
+    """Create the ``admin`` account when no user exists yet; True if it was created.
+
+    ``must_change_password`` for a password the portal made up and showed: its first sign-in
+    then goes to the Account page until admin chooses their own.
+    """
     if session.scalar(select(func.count()).select_from(User)):
         return False
     create_user(
         session=session,
         actor=actor,
-        username="admin",
+        username=FIRST_ADMIN,
         display_name="Administrator",
         role="admin",
         password=password,
+        must_change_password=must_change_password,
     )
     return True

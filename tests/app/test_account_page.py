@@ -4,9 +4,12 @@ change their password being sent here first."""
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 from streamlit.testing.v1 import AppTest
 
 from portal import signin
+from portal.cli import main
+from portal.config import get_settings
 from portal.errors import AuthError
 from tests.app.conftest import (
     app_test,
@@ -98,3 +101,19 @@ def test_must_change_password_then_the_portal_opens(fresh_db: DatabaseHandle) ->
     assert listed_pages(at) == EXPECTED_PAGES["editor"]
     at.switch_page("pages/1_home.py").run()
     assert "Connected to PostgreSQL" in texts(at)
+
+
+def test_the_first_admin_replaces_the_generated_password_first(fresh_db: DatabaseHandle) -> None:
+    prepared = CliRunner().invoke(main, ["dev", "--no-serve"])  # no PORTAL_ADMIN_PASSWORD
+    assert prepared.exit_code == 0, prepared.output
+    generated = (get_settings().data_dir / "admin-password").read_text().strip()
+    at = sign_in(app_test().run(), "admin", generated)
+    assert "Connected to PostgreSQL" not in texts(at)
+    show_app(at)
+    assert listed_pages(at) == {"8_account.py"}
+    assert "Choose your own password to go on." in at.warning[0].value
+    change(at, generated, "the admin's own password")
+    assert not at.exception
+    assert listed_pages(at) == EXPECTED_PAGES["admin"]
+    with pytest.raises(AuthError):
+        signin.authenticate("admin", generated)

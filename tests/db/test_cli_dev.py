@@ -1,5 +1,6 @@
 """`portal dev` on a fresh data directory: embedded PostgreSQL, migrations, first admin, serve;
-a second start reuses everything; Ctrl-C stops the portal and the database cleanly."""
+a second start reuses everything; Ctrl-C stops the portal and the database cleanly. A generated
+first-admin password must be replaced at the first sign-in."""
 
 from __future__ import annotations
 
@@ -17,10 +18,15 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, pool, text
 
+from portal import signin
+from portal.cli import main
+from portal.config import get_settings
 from portal.embedded import EmbeddedPostgres
 from portal.users import password_matches
+from tests.conftest import DatabaseHandle
 
 pytestmark = pytest.mark.db
 
@@ -95,6 +101,45 @@ def test_dev_uses_the_configured_admin_password(data_dir: Path) -> None:
     assert "password from PORTAL_ADMIN_PASSWORD" in result.stdout
     assert env_password not in result.stdout
     assert not (data_dir / "admin-password").exists()
+
+
+def dev_here() -> Result:
+    """`portal dev --no-serve` in this process, on the test's database (PORTAL_DATABASE_URL is
+    set, so no embedded cluster is started)."""
+    return CliRunner().invoke(main, ["dev", "--no-serve"])
+
+
+def user_admin_events(db: DatabaseHandle) -> list[tuple[str, str, str]]:
+    with db.owner.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT target, detail->>'action', detail->>'role' FROM audit.event"
+                " WHERE kind = 'user_admin' ORDER BY id"
+            )
+        )
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def test_a_generated_first_admin_password_must_be_replaced(fresh_db: DatabaseHandle) -> None:
+    result = dev_here()
+    assert result.exit_code == 0, result.output
+    password = (get_settings().data_dir / "admin-password").read_text().strip()
+    assert password in result.output
+    assert "the first sign-in asks admin to choose their own" in result.output
+    assert signin.authenticate("admin", password).must_change_password is True
+    assert user_admin_events(fresh_db) == [("admin", "create", "admin")]
+
+
+def test_a_configured_first_admin_password_is_kept(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PORTAL_ADMIN_PASSWORD", "correct horse battery staple")
+    result = dev_here()
+    assert result.exit_code == 0, result.output
+    assert "password from PORTAL_ADMIN_PASSWORD" in result.output
+    signed = signin.authenticate("admin", "correct horse battery staple")
+    assert signed.must_change_password is False  # the operator chose it; it was never shown
+    assert user_admin_events(fresh_db) == [("admin", "create", "admin")]
 
 
 def test_dev_serves_and_ctrl_c_stops_portal_and_database(data_dir: Path) -> None:
