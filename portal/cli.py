@@ -170,6 +170,51 @@ def _write_private(path: Path, content: str) -> None:
     path.chmod(0o600)
 
 
+def _prepare_first_admin(secret_file: Path) -> None:
+    """Create the first admin in an empty database; keep ``secret_file`` (a generated password)
+    only while it is still admin's password.
+
+    That takes a bcrypt check on every start while the file exists — until the first start after
+    admin chose their own. must_change_password cannot stand in for it: an admin may have reset
+    the password since (flag set, file stale), and an admin created before ``portal dev`` set
+    the flag has it clear while the file may still hold the only copy of their password.
+    """
+    from portal.users import FIRST_ADMIN, ensure_first_admin, has_password
+
+    password, generated = _first_admin_password()
+    with session_scope() as session:
+        created = ensure_first_admin(
+            session=session,
+            actor=cli_actor(),
+            password=password,
+            must_change_password=generated,  # it is on a terminal and in a file
+        )
+    if created and generated:
+        _write_private(secret_file, password + "\n")
+        click.echo(
+            f"\n  first admin created: user '{FIRST_ADMIN}', password {password}\n"
+            f"  (shown once; also kept in {secret_file}, mode 0600;\n"
+            "  the first sign-in asks admin to choose their own before anything else,\n"
+            "  and the next start then removes the file)\n"
+        )
+        return
+    if created:
+        click.echo(
+            f"first admin created: user '{FIRST_ADMIN}', password from PORTAL_ADMIN_PASSWORD"
+        )
+    if not secret_file.exists():
+        return
+    with session_scope() as session:
+        current = has_password(
+            session=session, username=FIRST_ADMIN, password=secret_file.read_text().strip()
+        )
+    if current:
+        click.echo(f"sign in as '{FIRST_ADMIN}' with the password in {secret_file}")
+    else:
+        secret_file.unlink()
+        click.echo(f"removed {secret_file}: it no longer holds {FIRST_ADMIN}'s password")
+
+
 @main.command()
 @click.option("--port", default=8501, show_default=True)
 @click.option("--no-serve", is_flag=True, help="Prepare the database and admin, then exit.")
@@ -177,7 +222,6 @@ def _write_private(path: Path, content: str) -> None:
 def dev(port: int, no_serve: bool) -> None:
     """Embedded PostgreSQL, migrations, first admin, and the portal on 127.0.0.1."""
     from portal.embedded import EmbeddedPostgres
-    from portal.users import ensure_first_admin
 
     settings = get_settings()
     data_dir = settings.data_dir.resolve()
@@ -191,26 +235,7 @@ def dev(port: int, no_serve: bool) -> None:
     try:
         migrate.upgrade()
         click.echo(f"database migrated to {migrate.head_revision()}")
-        password, generated = _first_admin_password()
-        with session_scope() as session:
-            created = ensure_first_admin(
-                session=session,
-                actor=cli_actor(),
-                password=password,
-                must_change_password=generated,  # it is on a terminal and in a file
-            )
-        secret_file = data_dir / "admin-password"
-        if created and generated:
-            _write_private(secret_file, password + "\n")
-            click.echo(
-                f"\n  first admin created: user 'admin', password {password}\n"
-                f"  (shown once; also kept in {secret_file}, mode 0600;\n"
-                "  the first sign-in asks admin to choose their own before anything else)\n"
-            )
-        elif created:
-            click.echo("first admin created: user 'admin', password from PORTAL_ADMIN_PASSWORD")
-        elif secret_file.exists():
-            click.echo(f"sign in as 'admin' with the password in {secret_file}")
+        _prepare_first_admin(data_dir / "admin-password")
         if no_serve:
             return
         env = dict(os.environ, PORTAL_COOKIE_KEY=settings.cookie_secret())

@@ -318,3 +318,12 @@ def ensure_first_admin(
         must_change_password=must_change_password,
     )
     return True
+
+
+def has_password(*, session: Session, username: str, password: str) -> bool:
+    """True if ``username`` exists and ``password`` is their password now (one bcrypt check; no
+    event, no failed-attempt count: this is not a sign-in)."""
+    user = session.scalars(
+        select(User).where(User.username == normalise_username(username))
+    ).one_or_none()
+    return user is not None and password_matches(password, user.password_hash)

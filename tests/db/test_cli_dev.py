@@ -1,6 +1,6 @@
 """`portal dev` on a fresh data directory: embedded PostgreSQL, migrations, first admin, serve;
 a second start reuses everything; Ctrl-C stops the portal and the database cleanly. A generated
-first-admin password must be replaced at the first sign-in."""
+first-admin password must be replaced at the first sign-in, and its file goes once it is."""
 
 from __future__ import annotations
 
@@ -20,12 +20,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, pool, text
+from sqlalchemy.orm import Session
 
 from portal import signin
+from portal.actor import cli_actor
 from portal.cli import main
 from portal.config import get_settings
 from portal.embedded import EmbeddedPostgres
-from portal.users import password_matches
+from portal.users import password_matches, reset_password
 from tests.conftest import DatabaseHandle
 
 pytestmark = pytest.mark.db
@@ -128,6 +130,68 @@ def test_a_generated_first_admin_password_must_be_replaced(fresh_db: DatabaseHan
     assert "the first sign-in asks admin to choose their own" in result.output
     assert signin.authenticate("admin", password).must_change_password is True
     assert user_admin_events(fresh_db) == [("admin", "create", "admin")]
+
+
+def test_dev_removes_the_admin_password_file_once_admin_chose_theirs(
+    fresh_db: DatabaseHandle,
+) -> None:
+    assert dev_here().exit_code == 0
+    secret_file = get_settings().data_dir.resolve() / "admin-password"
+    generated = secret_file.read_text().strip()
+    again = dev_here()
+    assert f"sign in as 'admin' with the password in {secret_file}" in again.output
+    assert secret_file.exists()
+
+    signin.change_own_password(
+        "admin",
+        current_password=generated,
+        new_password="the admin's own password",
+        confirm_password="the admin's own password",
+    )
+    after = dev_here()
+    assert after.exit_code == 0, after.output
+    assert f"removed {secret_file}: it no longer holds admin's password" in after.output
+    assert "sign in as" not in after.output
+    assert generated not in after.output
+    assert not secret_file.exists()
+    last = dev_here()
+    assert last.exit_code == 0, last.output
+    assert "admin-password" not in last.output
+    assert user_admin_events(fresh_db) == [
+        ("admin", "create", "admin"),
+        ("admin", "change_own_password", None),
+    ]
+
+
+def test_dev_removes_the_admin_password_file_after_a_reset(fresh_db: DatabaseHandle) -> None:
+    assert dev_here().exit_code == 0
+    secret_file = get_settings().data_dir.resolve() / "admin-password"
+    with Session(fresh_db.app) as s, s.begin():  # another temporary password, still to change
+        reset_password(
+            session=s, actor=cli_actor(), username="admin", password="another temporary one"
+        )
+    after = dev_here()
+    assert after.exit_code == 0, after.output
+    assert f"removed {secret_file}: it no longer holds admin's password" in after.output
+    assert not secret_file.exists()
+    assert signin.authenticate("admin", "another temporary one").must_change_password is True
+    assert user_admin_events(fresh_db) == [
+        ("admin", "create", "admin"),
+        ("admin", "reset_password", None),
+    ]
+
+
+def test_dev_keeps_the_admin_password_file_while_it_still_works(fresh_db: DatabaseHandle) -> None:
+    """As in a data directory from before admin had to replace it: the flag is not set, the file
+    still holds admin's password, so it stays (removing it would lose the only copy)."""
+    assert dev_here().exit_code == 0
+    secret_file = get_settings().data_dir.resolve() / "admin-password"
+    with fresh_db.owner.begin() as conn:
+        conn.execute(text("UPDATE portal.users SET must_change_password = false"))
+    again = dev_here()
+    assert again.exit_code == 0, again.output
+    assert f"sign in as 'admin' with the password in {secret_file}" in again.output
+    assert signin.authenticate("admin", secret_file.read_text().strip()).username == "admin"
 
 
 def test_a_configured_first_admin_password_is_kept(
