@@ -3,13 +3,15 @@
 #   make test   every test suite (unit, db, app, e2e) against real PostgreSQL, nginx and Chromium
 #   make lint   ruff check, ruff format --check, mypy --strict
 #   make bench  the benchmarks in benchmarks/, printed as ratios
+#   make pins   rewrite constraints.txt (the exact versions every target installs) from a fresh
+#               resolution of pyproject.toml's ranges; then run `make test`
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench system-deps clean
+.PHONY: run test lint bench pins system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +41,9 @@ lint: $(VENV)/.dev-installed
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m benchmarks
+
+pins:
+	PYTHON=$(PYTHON) scripts/pin-dependencies.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
