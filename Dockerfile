@@ -14,11 +14,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PORTAL_ENV=prod
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY portal ./portal
 COPY audit ./audit
-# Editable, so app.py, pages/ and migrations/ are found beside the package.
-RUN pip install --no-cache-dir -e .
+# Editable, so app.py, pages/ and migrations/ are found beside the package; at the versions in
+# constraints.txt, the ones the tests passed with (`make pins` updates them).
+RUN pip install --no-cache-dir -c constraints.txt -e .
 COPY app.py alembic.ini ./
 COPY .streamlit ./.streamlit
 COPY pages ./pages
