@@ -54,7 +54,7 @@ st.title("Audit")
 
 try:
     with session_scope() as session:
-        head = trail_views.chain_head(session=session, actor=actor)
+        head, event_head = trail_views.chain_heads(session=session, actor=actor)
         dataset_choices = dict(dataset_names(session=session))
         actor_choices = trail_views.actors(session=session)
 except PortalError as exc:
@@ -62,12 +62,15 @@ except PortalError as exc:
     st.stop()
 
 with st.container(border=True):
-    st.markdown(f"**Chain head** — changeset #{head.seq}")
     st.caption(
-        "Keep a copy of this hash outside the database: `portal audit verify --expect-head` "
-        "then also detects changesets removed from the end of the log."
+        "Keep copies of these hashes outside the database: `portal audit verify --expect-head "
+        "… --expect-event-head …` then also detects changesets or events removed from the end "
+        "of the log. A copy stays good as the log grows; the newer, the more it covers."
     )
+    st.markdown(f"**Chain head** — changeset #{head.seq}")
     st.code(head.hash, language=None)
+    st.markdown(f"**Event chain head** — event #{event_head.seq}")
+    st.code(event_head.hash, language=None)
     if st.button("Verify now", icon=":material/verified:", key="audit.verify"):
         try:
             with st.spinner("Recomputing the hash chains…"), session_scope() as session:

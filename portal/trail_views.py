@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 
 from audit import reconcile, search
 from audit.chain import ChainHead, VerifyResult, read_head, verify
-from audit.event_chain import EventVerifyResult, verify_events
+from audit.event_chain import EventHead, EventVerifyResult, read_event_head, verify_events
 from audit.events import record_event
 from audit.reconcile import DatasetDrift
 from audit.search import (
@@ -605,10 +605,15 @@ def _trail_json(
 # ---------------------------------------------------------------------------------------------
 
 
-def chain_head(*, session: Session, actor: Actor) -> ChainHead:
-    """Raises: PermissionDenied: the actor is not an admin."""
+def chain_heads(*, session: Session, actor: Actor) -> tuple[ChainHead, EventHead]:
+    """The heads of the changesets' chain and of the events' chain, as ``portal audit head``
+    prints them.
+
+    Raises:
+        PermissionDenied: the actor is not an admin.
+    """
     _require_admin(actor)
-    return read_head(session=session)
+    return read_head(session=session), read_event_head(session=session)
 
 
 @dataclass(frozen=True)

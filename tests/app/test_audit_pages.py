@@ -117,10 +117,17 @@ def test_an_update_shows_before_and_after_with_changed_cells_highlighted(trail: 
     assert "col1" not in styles
 
 
-def test_verify_now_reports_an_intact_chain_and_shows_the_head(trail: Trail) -> None:
+def test_verify_now_reports_an_intact_chain_and_shows_the_heads(trail: Trail) -> None:
     at, _ = on_page(trail.db, "admin", AUDIT)
-    head = at.code[0].value
+    head, shown_event_head = at.code[0].value, at.code[1].value
     assert len(head) == 64
+    with trail.db.owner.connect() as conn:  # the events head when the page was drawn
+        assert (
+            conn.scalar(
+                text("SELECT count(*) FROM audit.event WHERE hash = :h"), {"h": shown_event_head}
+            )
+            == 1
+        )
     at.button(key="audit.verify").click().run()
     verified = [e for e in events(trail.db, "audit_view") if e["target"] == "audit:verify"]
     detail = verified[0]["detail"]

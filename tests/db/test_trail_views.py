@@ -152,7 +152,7 @@ def test_the_trail_is_for_admins_only(trail: Trail) -> None:
                 session=s, actor=trail.ann, trail_filter=TrailFilter()
             ),
             lambda: trail_views.chain_status(session=s, actor=trail.ann),
-            lambda: trail_views.chain_head(session=s, actor=trail.ann),
+            lambda: trail_views.chain_heads(session=s, actor=trail.ann),
         ):
             with pytest.raises(PermissionDenied):
                 call()
