@@ -265,21 +265,40 @@ def _ordered_columns(keys: Iterable[str], labels: Mapping[str, str]) -> list[str
     return known + sorted(present - set(known))
 
 
+def frame_names(labels: Iterable[str], own: Iterable[str]) -> list[str]:
+    """Frame column names for a dataset's column labels in a frame that adds columns of its
+    own (``own``: "Row id", "When"…): each label as it is, unless that name is taken (by such a
+    column or an earlier label), then with " (column)" appended until it is free. A dataset may
+    well have a column labelled "Row id" or "When"; it must neither replace the frame's own
+    column nor be replaced by it."""
+    taken = set(own)
+    names: list[str] = []
+    for label in labels:
+        name = label
+        while name in taken:
+            name += " (column)"
+        taken.add(name)
+        names.append(name)
+    return names
+
+
 def update_styler(changes: list[RowChangeView], labels: Mapping[str, str]) -> Styler:
     """Updated rows as *before* / *after* line pairs with each changed cell highlighted; a blank
     cell is one that row did not change; ``∅`` is a cell changed to or from no value."""
     columns = _ordered_columns((k for c in changes for k in (c.after or {})), labels)
+    own = ("Row id", "State")
+    names = dict(zip(columns, frame_names((labels.get(n, n) for n in columns), own), strict=True))
     records: list[dict[str, Any]] = []
     for c in changes:
         for state, image in (("before", c.before or {}), ("after", c.after or {})):
             line: dict[str, Any] = {"Row id": c.row_id, "State": state}
             for name in columns:
                 if name in image:
-                    line[labels.get(name, name)] = cell_text(image[name]) or "∅"
+                    line[names[name]] = cell_text(image[name]) or "∅"
                 else:
-                    line[labels.get(name, name)] = ""
+                    line[names[name]] = ""
             records.append(line)
-    shown = ["Row id", "State", *(labels.get(n, n) for n in columns)]
+    shown = [*own, *names.values()]
     frame = pd.DataFrame.from_records(records, columns=shown)
 
     def highlight(row: pd.Series[Any]) -> list[str]:
@@ -290,7 +309,15 @@ def update_styler(changes: list[RowChangeView], labels: Mapping[str, str]) -> St
 
 
 def rows_frame(images: Mapping[int, RowImage], labels: Mapping[str, str]) -> pd.DataFrame:
-    """Whole rows by ``_row_id``: Row id, then the columns (labels) as text."""
+    """Whole rows by ``_row_id``: Row id, then the columns (labels, see ``frame_names``) as
+    text."""
+    return _rows_frame(images, labels)[0]
+
+
+def _rows_frame(
+    images: Mapping[int, RowImage], labels: Mapping[str, str]
+) -> tuple[pd.DataFrame, list[str]]:
+    """``rows_frame`` and the dataset's labels of its columns after "Row id", in order."""
     columns = _ordered_columns((k for image in images.values() for k in image), labels)
     if not columns:
         columns = list(labels)
@@ -301,10 +328,10 @@ def rows_frame(images: Mapping[int, RowImage], labels: Mapping[str, str]) -> pd.
             label: pd.array(
                 [cell_text(image.get(name)) for image in images.values()], dtype="string"
             )
-            for name, label in zip(columns, shown, strict=True)
+            for name, label in zip(columns, frame_names(shown, ("Row id",)), strict=True)
         },
     }
-    return pd.DataFrame(data)
+    return pd.DataFrame(data), shown
 
 
 def bulk_page(
@@ -725,7 +752,8 @@ class AsOf:
     dataset_name: str
     seq: int
     committed_at: datetime
-    frame: pd.DataFrame  # "Row id", then one column per label
+    frame: pd.DataFrame  # "Row id", then one column per label (see ``frame_names``)
+    labels: tuple[str, ...] = ()  # the labels of the frame's columns after "Row id", as given
 
     @property
     def rows(self) -> int:
@@ -751,9 +779,24 @@ def as_of(*, session: Session, actor: Actor, dataset_id: int, seq: int) -> AsOf:
     if committed_at is None:
         raise NotFound(f"Dataset {dataset.name!r} has no changeset #{seq}.")
     state = dataset_state(session=session, dataset_id=dataset_id, as_of_seq=seq, exact=True)
-    labels = {c.name: c.label for c in dataset_spec(dataset).columns}
-    frame = rows_frame(dict(sorted(state.items())), labels)
-    return AsOf(dataset.id, dataset.name, seq, committed_at, frame)
+    spec = dataset_spec(dataset)
+    _utc_datetimes(state, [c.name for c in spec.columns if c.type == "datetime"])
+    labels = {c.name: c.label for c in spec.columns}
+    frame, shown = _rows_frame(dict(sorted(state.items())), labels)
+    return AsOf(dataset.id, dataset.name, seq, committed_at, frame, tuple(shown))
+
+
+def _utc_datetimes(state: Mapping[int, RowImage], names: list[str]) -> None:
+    """Each date and time of ``names`` in the images written as the Datasets page's export
+    writes it: in UTC, a space between date and time. The log holds them as the writer's
+    session printed them (``2024-03-03T10:00:00+05:30`` from a psql in another time zone)."""
+    if not names:
+        return
+    for image in state.values():
+        for name in names:
+            value = image.get(name)
+            if isinstance(value, str):
+                image[name] = datetime.fromisoformat(value).astimezone(UTC).isoformat(sep=" ")
 
 
 def export_as_of(*, session: Session, actor: Actor, dataset_id: int, seq: int) -> Export:
@@ -767,9 +810,8 @@ def export_as_of(*, session: Session, actor: Actor, dataset_id: int, seq: int) -
     state = as_of(session=session, actor=actor, dataset_id=dataset_id, seq=seq)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    columns = [c for c in state.frame.columns if c != "Row id"]
-    writer.writerow(neutralise_row(columns))
-    for values in state.frame[columns].itertuples(index=False, name=None):
+    writer.writerow(neutralise_row(state.labels))
+    for values in state.frame.iloc[:, 1:].itertuples(index=False, name=None):
         writer.writerow(neutralise_row("" if v is pd.NA else str(v) for v in values))
     event_id = record_event(
         session=session,
@@ -812,6 +854,8 @@ def row_versions_frame(
     if not versions:
         raise NotFound(f"Row {row_id} has never existed in dataset {dataset.name!r}.")
     names = _ordered_columns((k for v in versions for k in (v.row or {})), labels)
+    own = ("Version", "Changeset", "When", "Who", "Kind", "Why", "Change", "Changed cells")
+    shown = dict(zip(names, frame_names((labels.get(n, n) for n in names), own), strict=True))
     records = []
     for n, v in enumerate(versions, start=1):
         c = v.change
@@ -831,6 +875,6 @@ def row_versions_frame(
             "Changed cells": changed,
         }
         for name in names:
-            record[labels.get(name, name)] = cell_text((v.row or {}).get(name)) if v.row else ""
+            record[shown[name]] = cell_text((v.row or {}).get(name)) if v.row else ""
         records.append(record)
     return pd.DataFrame.from_records(records).astype({"Version": "int64"})

@@ -1,0 +1,122 @@
+"""History review findings: the as-of view and its export, a row's versions and a changeset's
+rows keep a dataset's own columns apart from the columns the frames add (``Row id``, ``When``,
+``Version``…); an as-of export of the
+newest changeset reads like the Datasets page's export of the table now."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from portal import browse, trail_views
+from portal.actor import Actor
+from portal.db import session_scope
+from portal.diffs import ChangeSet, RowUpdate
+from tests.conftest import DatabaseHandle
+from tests.db.test_revert import edit
+from tests.factories import make_user, upload_dataset
+
+pytestmark = pytest.mark.db
+
+
+@pytest.fixture
+def editor(fresh_db: DatabaseHandle) -> Actor:
+    with Session(fresh_db.app) as s, s.begin():
+        name, _ = make_user(s, role="editor", username="eddie", display_name="Eddie E.")
+    return Actor(name, "Eddie E.", "editor")
+
+
+def head_seq(db: DatabaseHandle) -> int:
+    with db.app.connect() as conn:
+        return int(conn.scalar(text("SELECT seq FROM audit.chain_head")))
+
+
+def read_csv(data: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+
+
+def test_as_of_and_its_export_keep_a_column_labelled_row_id(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    """A CSV whose header has a "Row id" column (an order reference, say): the as-of view still
+    shows each row's _row_id, and the download still holds that column and its values."""
+    ds = upload_dataset(editor, b"Row id,Name\nA-17,ann\nB-22,bob\n", name="Orders")
+    seq = head_seq(fresh_db)
+    with session_scope() as s:
+        state = trail_views.as_of(session=s, actor=editor, dataset_id=ds, seq=seq)
+        export = trail_views.export_as_of(session=s, actor=editor, dataset_id=ds, seq=seq)
+    assert state.frame.iloc[:, 0].tolist() == [1, 2]  # the row ids
+    assert ["A-17", "B-22"] in [state.frame[c].tolist() for c in state.frame.columns]
+    assert read_csv(export.data) == [["Row id", "Name"], ["A-17", "ann"], ["B-22", "bob"]]
+
+
+def test_row_history_keeps_its_columns_apart_from_columns_named_like_them(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    """Columns named Version, When, Who, Kind or Why are ordinary headers; a row's history
+    still says which version, when, who, what kind and why, and shows the row's values."""
+    ds = upload_dataset(
+        editor, b"Version,When,Who,Kind,Why,Name\nv1,soon,me,big,none,ann\n", name="Notes"
+    )
+    with session_scope() as s:
+        frame = trail_views.row_versions_frame(session=s, actor=editor, dataset_id=ds, row_id=1)
+    [record] = frame.to_dict("records")
+    assert record["Version"] == 1
+    assert record["Who"] == "Eddie E."
+    assert record["Kind"] == "upload"
+    assert record["When"].endswith(" UTC")
+    assert {"v1", "soon", "me", "big", "none", "ann"} <= set(record.values())
+
+
+def test_a_changeset_s_updated_rows_keep_columns_named_row_id_and_state(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    ds = upload_dataset(editor, b"Row id,State,Name\nA-1,open,ann\n", name="Tickets")
+    changed = edit(
+        editor,
+        ds,
+        ChangeSet(
+            updates=(
+                RowUpdate(
+                    1, 0, {"row_id": "A-1", "state": "open"}, {"row_id": "A-2", "state": "closed"}
+                ),
+            )
+        ),
+    )
+    with session_scope() as s:
+        frames = trail_views.change_frames(
+            session=s, actor=editor, changeset_id=changed, op="update"
+        )
+    assert frames.updates is not None
+    shown = frames.updates.data
+    assert shown.iloc[:, 0].tolist() == [1, 1]  # the row id
+    assert shown.iloc[:, 1].tolist() == ["before", "after"]
+    values = {v for c in shown.columns[2:] for v in shown[c].tolist()}
+    assert {"A-1", "A-2", "open", "closed"} <= values
+
+
+def test_the_as_of_export_of_the_newest_changeset_reads_like_the_export_of_the_table_now(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    """Both files describe the same rows; a date and time is written the same way in both
+    (the Datasets page's UTC form), whoever wrote it and in whatever time zone."""
+    ds = upload_dataset(
+        editor, b"Name,At\nann,2024-01-02 03:04:05+00:00\nbob,2024-06-30 23:59:59+00:00\n"
+    )
+    with session_scope() as s:
+        table = s.scalar(text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": ds})
+    with fresh_db.superuser.begin() as conn:  # psql in another time zone
+        conn.execute(text("SET TIME ZONE 'Asia/Kolkata'"))
+        conn.execute(
+            text(f'UPDATE data."{table}" SET "at" = \'2024-03-03 10:00+05:30\' WHERE _row_id = 2')
+        )
+    with session_scope() as s:
+        as_of = trail_views.export_as_of(
+            session=s, actor=editor, dataset_id=ds, seq=head_seq(fresh_db)
+        )
+        now = browse.export_csv(session=s, actor=editor, dataset_id=ds)
+    assert read_csv(as_of.data) == read_csv(now.data)
