@@ -1,7 +1,7 @@
-"""History review findings: the as-of view and its export, a row's versions and a changeset's
-rows keep a dataset's own columns apart from the columns the frames add (``Row id``, ``When``,
-``Version``…); an as-of export of the
-newest changeset reads like the Datasets page's export of the table now."""
+"""History's frames: the as-of view and its export, a row's versions and a changeset's rows
+keep a dataset's own columns apart from the columns the frames add (``Row id``, ``When``,
+``Version``…); an as-of export of the newest changeset reads like the Datasets page's export of
+the table now."""
 
 from __future__ import annotations
 
