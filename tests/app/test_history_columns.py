@@ -1,5 +1,5 @@
-"""History page review findings in AppTest: a row's history of a dataset with a column named
-like one of the history's own columns opens without a traceback."""
+"""The History page (AppTest): a row's history of a dataset with a column named like one of the
+history's own columns opens without a traceback."""
 
 from __future__ import annotations
 
