@@ -32,6 +32,9 @@ Decisions:
   quotes). pyarrow parses files whose every record is one line and whose quotes are regular
   (the common case, fast); any other file is read by the ``csv`` module itself, which also gives
   each row's line number and every shape problem. Blank lines are skipped.
+- A cell or header written by the portal's own downloads comes back as it was: the ``'`` they
+  put before a formula character (``csv_safe.neutralise``) is taken off (``unneutralise``), so
+  ``'-5`` reads as ``-5``. A quote before anything else is data.
 - Line numbers are the file's: header = 1; a quoted value spanning lines moves the later rows
   down accordingly. ``ParsedCSV.line_numbers`` holds each data row's first line.
 """
@@ -55,7 +58,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.csv as pcsv  # type: ignore[import-untyped]
 
-from portal.csv_safe import FORMULA_TRIGGERS, csv_bytes, neutralise
+from portal.csv_safe import FORMULA_TRIGGERS, csv_bytes, neutralise, unneutralise
 from portal.errors import ValidationError
 from portal.spec import MAX_COLUMNS, CellError, ColumnSpec, DatasetSpec
 
@@ -521,7 +524,7 @@ def parse_text(
             do not parse (each named with its line).
     """
     text = _clean_text(text)
-    header = _read_header(text, dialect)
+    header = [unneutralise(label) for label in _read_header(text, dialect)]
     try:
         payload = text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -535,6 +538,9 @@ def parse_text(
         raise ImportRefused(
             "The file has a header line but no data rows: add at least one row under the header."
         )
+    table = pa.Table.from_arrays(
+        [_unsafe_array(column) for column in table.columns], names=table.column_names
+    )
     frame = table.rename_columns(header).to_pandas(
         types_mapper={pa.large_string(): pd.StringDtype("pyarrow")}.get
     )
@@ -776,9 +782,19 @@ def annotated_original_csv(parsed: ParsedCSV, errors: Sequence[CellError]) -> by
     return _BOM + head.getvalue().encode("utf-8") + bytes(sink.getvalue().to_pybytes())
 
 
-_FORMULA_PATTERN: Final = (
-    "^[" + "".join("\\" + t if t in "-\\^]" else t for t in FORMULA_TRIGGERS) + "]"
+_TRIGGER_CLASS: Final = (
+    "[" + "".join("\\" + t if t in "-\\^]" else t for t in FORMULA_TRIGGERS) + "]"
 )
+_FORMULA_PATTERN: Final = "^'*" + _TRIGGER_CLASS
+_NEUTRALISED_PATTERN: Final = "^'('*" + _TRIGGER_CLASS + ")"
+
+
+def _unsafe_array(array: Any) -> Any:
+    """``csv_safe.unneutralise`` over an Arrow string array at once; untouched (no copy) when
+    no value starts with a quote, as in most files."""
+    if not pc.any(pc.starts_with(array, "'")).as_py():
+        return array
+    return pc.replace_substring_regex(array, pattern=_NEUTRALISED_PATTERN, replacement="\\1")
 
 
 def _safe_array(array: Any) -> Any:

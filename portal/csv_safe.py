@@ -4,8 +4,12 @@ A spreadsheet opening a CSV runs a cell beginning with ``=``, ``+``, ``-`` or ``
 (and a leading tab or carriage return can hide such a prefix), so a value a user typed could
 execute in a colleague's spreadsheet ("CSV injection"). Every export passes each cell through
 ``neutralise``, which prefixes such a cell with a single quote: spreadsheets then show it as text.
-The prefix changes the exported text (``-5`` becomes ``'-5``); that is the accepted price of
-safety, and the same rule applies to every export so readers learn it once.
+
+The prefix changes the exported text (``-5`` becomes ``'-5``), and uploads take it off again
+(``unneutralise``, applied to every cell and header of an upload), so a downloaded file uploads
+back to the values it was made from: the route the revert of a large changeset advises. To make
+that exact, a value that already begins with quotes before such a character gets one more
+(``'=x`` is written ``''=x``); a quote before anything else is data and left alone both ways.
 """
 
 from __future__ import annotations
@@ -18,8 +22,17 @@ FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def neutralise(value: str) -> str:
-    """``value`` with a ``'`` in front if a spreadsheet could read it as a formula."""
-    return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
+    """``value`` with a ``'`` in front if a spreadsheet could read it as a formula, or if it is
+    quotes before such a character (so ``unneutralise`` gives it back exactly)."""
+    return "'" + value if value.lstrip("'").startswith(FORMULA_TRIGGERS) else value
+
+
+def unneutralise(value: str) -> str:
+    """What ``neutralise`` was given: one ``'`` fewer in front of quotes before a formula
+    character; any other value as it is."""
+    if value.startswith("'") and value.lstrip("'").startswith(FORMULA_TRIGGERS):
+        return value[1:]
+    return value
 
 
 def neutralise_row(values: Iterable[str]) -> list[str]:

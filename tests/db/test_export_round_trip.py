@@ -1,0 +1,47 @@
+"""A CSV the portal hands out uploads back to the values it was made from: the ``'`` that keeps
+a spreadsheet from running a cell as a formula (``csv_safe.neutralise``) is taken off again on
+upload. The revert of a large changeset advises exactly that route (download the table as of
+an earlier changeset, upload it with Replace), and people edit exports in a spreadsheet."""
+
+from __future__ import annotations
+
+import pytest
+
+from portal import browse, trail_views, uploads
+from portal.actor import Actor
+from portal.db import session_scope
+from tests.conftest import DatabaseHandle
+from tests.db.test_history_frames import editor, head_seq
+from tests.factories import upload_dataset
+
+pytestmark = pytest.mark.db
+
+__all__ = ["editor"]
+
+DATA = (
+    b"Name,Qty,Price,Note,=Formula\n"
+    b"ann,-5,-1.25,=1+1,@x\n"
+    b"bob,3,2.50,-minus,'=quoted\n"
+    b"cy,+7,0.10,'plain,+\n"
+)
+
+
+def test_the_as_of_and_the_datasets_export_upload_back_to_the_same_rows(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    ds = upload_dataset(editor, DATA, name="Stock")
+    with session_scope() as s:
+        spec = trail_views.dataset_spec(trail_views.get_dataset(session=s, dataset_id=ds))
+        as_of = trail_views.export_as_of(
+            session=s, actor=editor, dataset_id=ds, seq=head_seq(fresh_db)
+        ).data
+        now = browse.export_csv(session=s, actor=editor, dataset_id=ds).data
+    original = uploads.check(uploads.read_file(DATA), spec)
+    assert not original.errors
+    for exported in (as_of, now):
+        assert b"'-5" in exported  # still safe to open in a spreadsheet
+        parsed = uploads.read_file(exported)
+        assert parsed.header == ["Name", "Qty", "Price", "Note", "=Formula"]
+        again = uploads.check(parsed, spec)
+        assert not again.errors, [(e.column, e.value, e.rule) for e in again.errors[:5]]
+        assert again.typed.equals(original.typed)
