@@ -38,6 +38,7 @@ REVERTING = "history.revert.changeset"  # the changeset whose revert dialog is o
 REVERT_PLAN = "history.revert.plan"
 REVERT_REASON = "history.revert.reason"
 REVERT_PARTIAL = "history.revert.partial"
+REVERT_REFUSED = "history.revert.refused"  # why the last Revert wrote nothing, over the new plan
 FLASH = "history.flash"
 AS_OF_PAGE_SIZE = 100
 CHANGESETS, ROW_HISTORY = "Changesets", "Row history"
@@ -52,7 +53,7 @@ def rebuilt(dataset_id: int, seq: int, _actor: Actor) -> AsOf:
 
 
 def close_revert() -> None:
-    for key in (REVERTING, REVERT_PLAN, REVERT_REASON, REVERT_PARTIAL):
+    for key in (REVERTING, REVERT_PLAN, REVERT_REASON, REVERT_PARTIAL, REVERT_REFUSED):
         st.session_state.pop(key, None)
 
 
@@ -75,7 +76,10 @@ def confirm_revert(changeset_id: int) -> None:
     plan: revert.RevertPlan | None = st.session_state.get(REVERT_PLAN)
     if plan is None or plan.target.id != changeset_id:
         try:
-            with session_scope() as session:
+            with (
+                st.spinner("Working out what the revert would write…"),
+                session_scope() as session,
+            ):
                 plan = revert.plan_revert(
                     session=session, actor=current_actor("editor"), changeset_id=changeset_id
                 )
@@ -86,6 +90,8 @@ def confirm_revert(changeset_id: int) -> None:
                 st.rerun()
             return
         st.session_state[REVERT_PLAN] = plan
+    if refused := st.session_state.pop(REVERT_REFUSED, None):
+        st.error(refused, icon=":material/error:")
     seq = plan.target.seq
     st.markdown(
         f"Revert changeset **#{seq}** ({md_escape(plan.target.kind)} by "
@@ -165,7 +171,7 @@ def confirm_revert(changeset_id: int) -> None:
     ):
         try:
             who = current_actor("editor")
-            with session_scope() as session:
+            with st.spinner(f"Reverting #{seq}…"), session_scope() as session:
                 result = revert.revert(
                     session=session,
                     actor=who,
@@ -178,10 +184,12 @@ def confirm_revert(changeset_id: int) -> None:
                     session=session, actor=who, changeset_id=result.changeset_id
                 ).summary.seq
         except revert.RevertRefused as exc:
-            st.session_state[REVERT_PLAN] = exc.plan  # show what changed since
+            # Drawn again from the plan as it is now (what changed since), the choice to
+            # leave changes alone unticked: it was given for the changes shown before.
+            st.session_state[REVERT_PLAN] = exc.plan
             st.session_state.pop(REVERT_PARTIAL, None)
-            st.error(str(exc), icon=":material/error:")
-            return
+            st.session_state[REVERT_REFUSED] = str(exc)
+            st.rerun()
         except PortalError as exc:
             st.error(str(exc), icon=":material/error:")
             return

@@ -136,6 +136,30 @@ def test_cells_changed_since_are_shown_and_only_the_untouched_part_is_written(
     assert "1 cell(s) or row(s) changed since were left as they are" in at.success[0].value
 
 
+def test_a_revert_refused_for_changes_made_meanwhile_shows_the_plan_as_it_is_now(
+    fresh_db: DatabaseHandle, olga: Actor, dataset: int
+) -> None:
+    """Someone changes a cell of the changeset while the dialog is open: Revert writes nothing,
+    and the dialog is drawn again from the new plan (that change shown, the choice to leave it
+    alone offered) under the reason why, not the plan the person saw before."""
+    edited = edit(olga, dataset, MIXED)
+    at, _ = history(fresh_db, "editor", dataset, edited)
+    button(at, "history.revert.open").click().run()
+    assert not at.warning  # nothing changed since, yet
+    at.text_input(key="history.revert.reason").input("undo").run()
+    edit(olga, dataset, ChangeSet(updates=(update(1, {"qty": 10}, {"qty": 11}),)), reason="recount")
+    before = table(fresh_db, dataset)
+    button(at, "history.revert.confirm").click().run()
+    assert not at.exception
+    assert table(fresh_db, dataset) == before
+    [error] = at.error
+    assert "changed since it was made and a revert would overwrite them" in error.value
+    [warning] = at.warning
+    assert "1 cell(s) or row(s) were changed since" in warning.value
+    assert not at.checkbox(key="history.revert.partial").value
+    assert button(at, "history.revert.confirm").disabled  # until they agree to leave it
+
+
 def test_a_viewer_sees_no_revert_button(
     fresh_db: DatabaseHandle, olga: Actor, dataset: int
 ) -> None:
