@@ -364,7 +364,13 @@ def test_import_reports_its_steps(fresh_db: DatabaseHandle, editor: Actor) -> No
         target=uploads.NewDataset("People"),
         progress=steps.append,
     )
-    assert [s.split(" ", 1)[0] for s in steps] == ["Creating", "Loading", "Keeping", "Sealing"]
+    assert [s.split(" ", 1)[0] for s in steps] == [
+        "Creating",
+        "Loading",
+        "Keeping",
+        "Gathering",
+        "Sealing",
+    ]
     assert "3 rows" in steps[1]
 
 
