@@ -57,21 +57,31 @@ def dataset_spec(dataset: Dataset) -> specs.DatasetSpec:
 
 
 def _free_table_name(session: Session, name: str) -> str:
+    """A table name no dataset or table has, reserved for this transaction.
+
+    Different names can share one (``sales 2024``, ``sales-2024``, or ``sales`` taken twice
+    over and ``sales 2``), and the per-name lock of ``create_dataset`` does not make their
+    creations take turns: each candidate is locked before it is looked up, so a second
+    creation waits for the first and then sees its table, instead of failing on it.
+    """
     # The same safe-identifier rules as column names, shortened to leave room for a suffix.
     base = f"ds_{specs.physical_names([name])[0][:40].rstrip('_')}"
-    taken = set(
-        session.scalars(select(Dataset.table_name).where(Dataset.table_name.like(f"{base}%")))
-    ) | set(
-        session.scalars(
-            text("SELECT tablename FROM pg_tables WHERE schemaname = 'data' AND tablename LIKE :p"),
-            {"p": f"{base}%"},
-        )
-    )
     candidate, n = base, 1
-    while candidate in taken:
+    while True:
+        session.execute(
+            select(func.pg_advisory_xact_lock(func.hashtext("portal.dataset_table:" + candidate)))
+        )
+        in_use = session.scalar(
+            text(
+                "SELECT EXISTS (SELECT FROM portal.datasets WHERE table_name = :t)"
+                " OR EXISTS (SELECT FROM pg_tables WHERE schemaname = 'data' AND tablename = :t)"
+            ),
+            {"t": candidate},
+        )
+        if not in_use:
+            return candidate
         n += 1
         candidate = f"{base}_{n}"
-    return candidate
 
 
 def create_dataset(

@@ -1,0 +1,68 @@
+"""Dataset names that differ but share a physical table name: two creations at once must both
+land (on different tables) or be refused with a message, never crash on the unique table name."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from portal import datasets
+from portal.actor import Actor
+from portal.db import session_scope
+from portal.spec import DatasetSpec
+from tests.conftest import DatabaseHandle
+from tests.factories import make_user, upload_dataset
+
+pytestmark = pytest.mark.db
+
+CSV = b"Name,Qty\nAnn,1\nBob,2\n"
+
+
+def _waiting_backends(db: DatabaseHandle) -> int:
+    with db.superuser.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        )
+
+
+def test_two_names_with_one_table_name_created_at_once_both_land(
+    fresh_db: DatabaseHandle,
+) -> None:
+    with Session(fresh_db.app) as s, s.begin():
+        username, _ = make_user(s, role="editor")
+    editor = Actor(username, "Eddie", "editor")
+    spec = DatasetSpec.from_json({"columns": [{"label": "Name", "name": "name", "type": "text"}]})
+    outcome: list[object] = []
+
+    def second() -> None:
+        try:
+            outcome.append(upload_dataset(editor, CSV, name="sales-2024"))
+        except BaseException as exc:  # reported below
+            outcome.append(exc)
+
+    with session_scope() as session:
+        first = datasets.create_dataset(session=session, actor=editor, name="sales 2024", spec=spec)
+        assert first.table_name == "ds_sales_2024"
+        worker = threading.Thread(target=second)
+        worker.start()
+        deadline = time.monotonic() + 20
+        while _waiting_backends(fresh_db) == 0 and worker.is_alive():
+            assert time.monotonic() < deadline, "the second creation never waited"
+            time.sleep(0.05)
+    worker.join(timeout=60)
+    [result] = outcome
+    assert isinstance(result, int), f"the second creation failed: {result!r}"
+    with fresh_db.owner.connect() as conn:
+        tables = conn.execute(
+            text("SELECT name, table_name FROM portal.datasets ORDER BY id")
+        ).all()
+    assert [t for _, t in tables] == ["ds_sales_2024", "ds_sales_2024_2"]
