@@ -112,10 +112,13 @@ def create_dataset(
         raise ValidationError(f"The name is {len(clean)} characters; use at most {MAX_NAME_CHARS}.")
     # Two uploads creating one name take turns here, so the second is told, not refused by
     # the unique constraint.
+    # Lower-cased by PostgreSQL on both sides: Python's str.lower() differs from it (a final
+    # Σ, İ), so a name taken already could pass the check and fail on the unique constraint.
+    folded = func.lower(literal(clean, Text()))
     session.execute(
-        select(func.pg_advisory_xact_lock(func.hashtext("portal.dataset_name:" + clean.lower())))
+        select(func.pg_advisory_xact_lock(func.hashtext(literal("portal.dataset_name:") + folded)))
     )
-    if session.scalar(select(func.count()).where(func.lower(Dataset.name) == clean.lower())):
+    if session.scalar(select(func.count()).where(func.lower(Dataset.name) == folded)):
         raise ValidationError(f"A dataset named {clean!r} exists already; choose another name.")
     if not spec.columns:
         raise ValidationError("A dataset needs at least one column.")

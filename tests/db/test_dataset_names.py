@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from portal import datasets
 from portal.actor import Actor
 from portal.db import session_scope
+from portal.errors import ValidationError
 from portal.spec import DatasetSpec
 from tests.conftest import DatabaseHandle
 from tests.factories import make_user, upload_dataset
@@ -66,3 +67,23 @@ def test_two_names_with_one_table_name_created_at_once_both_land(
             text("SELECT name, table_name FROM portal.datasets ORDER BY id")
         ).all()
     assert [t for _, t in tables] == ["ds_sales_2024", "ds_sales_2024_2"]
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("ΟΔΟΣ", "ΟΔΟΣ"),  # Python lower-cases the final Σ to ς, PostgreSQL to σ
+        ("straße istanbul", "Straße İstanbul"),  # İ: Python "i̇", PostgreSQL "i"
+    ],
+)
+def test_a_taken_unicode_name_is_refused_with_a_message(
+    fresh_db: DatabaseHandle, first: str, second: str
+) -> None:
+    with Session(fresh_db.app) as s, s.begin():
+        username, _ = make_user(s, role="editor")
+    editor = Actor(username, "Eddie", "editor")
+    upload_dataset(editor, CSV, name=first)
+    with pytest.raises(ValidationError, match="exists already; choose another name"):
+        upload_dataset(editor, CSV, name=second)
+    with fresh_db.owner.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM portal.datasets")).scalar_one() == 1
