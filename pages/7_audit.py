@@ -56,7 +56,7 @@ try:
     with session_scope() as session:
         head, event_head = trail_views.chain_heads(session=session, actor=actor)
         dataset_choices = dict(dataset_names(session=session))
-        actor_choices = trail_views.actors(session=session)
+        actor_choices = trail_views.actors(session=session, actor=actor)
 except PortalError as exc:
     show_error(exc)
     st.stop()

@@ -131,7 +131,7 @@ if flash := st.session_state.pop(FLASH, None):
 
 try:
     with session_scope() as session:
-        accounts = users.summarise_users(session=session)
+        accounts = users.summarise_users(session=session, actor=actor)
 except PortalError as exc:
     show_error(exc)
     st.stop()

@@ -406,7 +406,7 @@ def user_list() -> None:
     from portal.users import summarise_users
 
     with _database(), session_scope() as session:
-        users = summarise_users(session=session)
+        users = summarise_users(session=session, actor=cli_actor())
     click.echo(
         f"{'username':<20} {'role':<7} {'active':<6} {'failed':<6} {'locked until':<25} name"
     )

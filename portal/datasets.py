@@ -213,7 +213,11 @@ def record_upload(
     with its verdicts.
 
     Sent with a binary COPY: a large file travels as raw bytes, not a hex literal.
+
+    Raises:
+        PermissionDenied: the actor is a viewer.
     """
+    _require_editor(actor)
     binary_copy(
         session,
         "audit.upload",

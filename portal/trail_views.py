@@ -115,7 +115,13 @@ def cell_text(value: Any) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def actors(*, session: Session) -> list[str]:
+def actors(*, session: Session, actor: Actor) -> list[str]:
+    """Everyone who appears in the audit trail, for the Audit page's filter.
+
+    Raises:
+        PermissionDenied: the actor is not an admin.
+    """
+    _require_admin(actor)
     return search.actors(session=session)
 
 

@@ -129,8 +129,14 @@ class UserSummary:
         return self.locked_until is not None
 
 
-def summarise_users(*, session: Session) -> list[UserSummary]:
-    """Every account, ordered by username; ``locked_until`` only for locks still in force."""
+def summarise_users(*, session: Session, actor: Actor) -> list[UserSummary]:
+    """Every account, ordered by username; ``locked_until`` only for locks still in force.
+
+    Raises:
+        PermissionDenied: the actor is not an admin (e-mail addresses and lock-outs are theirs
+            to see).
+    """
+    _require_admin(actor)
     now = database_now(session)
     return [
         UserSummary(
