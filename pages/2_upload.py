@@ -301,7 +301,15 @@ elif target.mode == "replace":
     action = f"Replace the rows of {choices[target.dataset_id]}"
 else:
     action = f"Append to {choices[target.dataset_id]}"
-reason = st.text_input("Reason (kept in the audit log)", placeholder="e.g. monthly export from X")
+needs_reason = isinstance(target, uploads.ExistingDataset) and uploads.reason_required(
+    target.dataset_id
+)
+reason = st.text_input(
+    "Reason (required; kept in the audit log)"
+    if needs_reason
+    else "Reason (kept in the audit log)",
+    placeholder="e.g. monthly export from X",
+)
 
 
 def store(chosen_target: uploads.NewDataset | uploads.ExistingDataset) -> None:
@@ -347,7 +355,11 @@ def confirm_replace(chosen_target: uploads.ExistingDataset) -> None:
         st.rerun()
 
 
-if st.button(action, type="primary", icon=":material/save:"):
+if needs_reason and not reason.strip():
+    st.caption("This dataset needs a reason for every change: say why you are uploading.")
+if st.button(
+    action, type="primary", icon=":material/save:", disabled=needs_reason and not reason.strip()
+):
     if isinstance(target, uploads.ExistingDataset) and target.mode == "replace":
         st.session_state[CONFIRM_REPLACE] = True
     else:

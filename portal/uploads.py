@@ -195,8 +195,8 @@ def import_file(
     """Store the file and its rows, with their changesets, in one transaction.
 
     Raises:
-        ValidationError: the file did not pass, the name is taken, or the rows break a rule
-            only the database sees; nothing is written.
+        ValidationError: the file did not pass, the name is taken, no reason for a dataset that
+            needs one, or the rows break a rule only the database sees; nothing is written.
         PermissionDenied, NotFound: as ``portal.datasets``.
     """
     if not result.ok:
@@ -228,6 +228,12 @@ def import_file(
         else:
             dataset = datasets.get_dataset(session=session, dataset_id=target.dataset_id)
             mode = target.mode
+            if dataset.reason_required and not reason.strip():
+                doing = "replacing the rows of" if mode == "replace" else "adding rows to"
+                raise ValidationError(
+                    f"Say why you are {doing} “{dataset.name}”: this dataset needs a reason for "
+                    "every change. Nothing was written."
+                )
         rows_before = dataset.row_count
         verb = "Replacing the rows with" if mode == "replace" else "Loading"
         progress(f"{verb} {parsed.row_count:,} rows (COPY, recorded as one bulk load)")
@@ -276,3 +282,9 @@ def dataset_choices() -> list[tuple[int, str]]:
 def dataset_spec(dataset_id: int) -> DatasetSpec:
     with session_scope() as session:
         return datasets.dataset_spec(datasets.get_dataset(session=session, dataset_id=dataset_id))
+
+
+def reason_required(dataset_id: int) -> bool:
+    """Whether changes to the dataset need a reason (``import_file`` refuses one without)."""
+    with session_scope() as session:
+        return datasets.get_dataset(session=session, dataset_id=dataset_id).reason_required

@@ -92,3 +92,37 @@ def test_a_well_formed_edit_applies_after_a_reset(fresh_db: DatabaseHandle) -> N
     assert RESET not in shown
     assert "1 cell breaks the rules" in shown  # bob's Qty of 2, above the new maximum
     assert "above the maximum 1" in shown
+
+
+def test_adding_rows_to_a_dataset_that_needs_a_reason_waits_for_one(
+    fresh_db: DatabaseHandle,
+) -> None:
+    from sqlalchemy import text
+
+    from portal.actor import Actor
+    from tests.factories import upload_dataset
+
+    at, name = signed_in(fresh_db, "editor")
+    dataset_id = upload_dataset(Actor(name, name, "editor"), UPLOAD, name="People")
+    show_app(at)
+    at.switch_page("pages/2_upload.py").run()
+    at.radio[0].set_value("An existing dataset").run()
+    [dataset] = [box for box in at.selectbox if box.label == "Dataset"]
+    dataset.set_value(dataset_id).run()
+    at.file_uploader[0].set_value(("more.csv", b"Name,Qty\ncy,3\n", "text/csv"))
+    at.run()
+    assert not at.exception
+    [store] = [b for b in at.button if b.label == "Append to People"]
+    assert store.disabled
+    assert "This dataset needs a reason for every change" in texts(at, main_only=True)
+    [reason] = [box for box in at.text_input if box.label.startswith("Reason (required")]
+    reason.input("late count").run()
+    [store] = [b for b in at.button if b.label == "Append to People"]
+    assert not store.disabled
+    store.click().run()
+    assert not at.exception
+    with fresh_db.app.connect() as conn:
+        assert (
+            conn.scalar(text("SELECT reason FROM audit.changeset ORDER BY id DESC LIMIT 1"))
+            == "late count"
+        )
