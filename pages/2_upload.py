@@ -295,7 +295,13 @@ if parsed.row_count > PREVIEW_ROWS:
 if isinstance(target, uploads.NewDataset):
     name = st.text_input("Dataset name", value=file.name.rsplit(".", 1)[0][:120])
     description = st.text_input("Description (optional)")
-    target = uploads.NewDataset(name=name, description=description)
+    needs_reasons = st.checkbox(
+        "Every change to it needs a reason",
+        value=True,
+        help="Edits, uploads into it and reverts then ask why, and the audit log keeps it. "
+        "An admin can change this later on the Datasets page.",
+    )
+    target = uploads.NewDataset(name=name, description=description, reason_required=needs_reasons)
     action = "Create the dataset"
 elif target.mode == "replace":
     action = f"Replace the rows of {choices[target.dataset_id]}"

@@ -12,12 +12,12 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from portal import browse
+from portal import browse, datasets
 from portal.browse import PAGE_SIZES, CsvExport, FilterOp, RowFilter, Sort
 from portal.db import session_scope
 from portal.errors import PortalError
 from portal.spec import ROW_ID, editor_columns
-from portal.ui import md_escape, require
+from portal.ui import current_actor, md_escape, require
 from portal.ui.column_config import column_config
 from portal.ui.db_retry import show_error
 from portal.ui.index_note import index_note
@@ -26,6 +26,8 @@ from portal.ui.navigation import UPLOAD, history_links
 actor = require("viewer")
 
 OPEN = "datasets.open"
+FLASH = "datasets.flash"
+SETTING = "datasets.setting"  # (dataset id, the reason setting asked for): its dialog is open
 PREPARED = "datasets.prepared"  # (dataset id, filter) -> the prepared CsvExport
 
 
@@ -42,6 +44,8 @@ def when(moment: datetime | None) -> str:
 
 
 st.title("Datasets")
+if flash := st.session_state.pop(FLASH, None):
+    st.success(flash, icon=":material/check_circle:")
 
 try:
     with session_scope() as session:
@@ -106,6 +110,64 @@ labels = {ROW_ID: "Row id", **{c.name: c.label for c in spec.columns}}
 st.subheader(md_escape(dataset.name))
 if dataset.description:
     st.caption(md_escape(dataset.description))
+st.caption(
+    "Every change needs a reason."
+    if dataset.reason_required
+    else "Changes may be made without a reason."
+)
+
+
+def close_setting() -> None:
+    st.session_state.pop(SETTING, None)
+
+
+@st.dialog("Change whether changes need a reason?", on_dismiss=close_setting)
+def confirm_reason_setting(dataset_id: int, name: str, required: bool) -> None:
+    """Why, then the change: itself a changeset in the audit log. The actor is read again (a
+    click in a dialog does not rerun the page's ``require``)."""
+    st.write(
+        f"From now on, changes to “{md_escape(name)}” "
+        + ("need a reason." if required else "may be made without a reason.")
+    )
+    why = st.text_input("Reason (required)", key=f"datasets.{dataset_id}.setting.reason")
+    go, cancel = st.columns(2)
+    if go.button("Change it", type="primary", disabled=not why.strip(), width="stretch"):
+        try:
+            with session_scope() as session:
+                datasets.set_reason_required(
+                    session=session,
+                    actor=current_actor("admin"),
+                    dataset_id=dataset_id,
+                    required=required,
+                    expected=not required,
+                    reason=why,
+                )
+        except PortalError as exc:
+            st.error(str(exc), icon=":material/error:")
+            return
+        close_setting()
+        st.session_state[FLASH] = f"Changes to “{name}” now " + (
+            "need a reason." if required else "may be made without a reason."
+        )
+        st.rerun()
+    if cancel.button("Cancel", width="stretch"):
+        close_setting()
+        st.rerun()
+
+
+if actor.can("admin"):
+    with st.expander("Settings"):
+        label = (
+            "Let changes be made without a reason"
+            if dataset.reason_required
+            else "Require a reason for every change"
+        )
+        if st.button(label, key=f"datasets.{dataset.id}.setting"):
+            # Asked against the value shown now: set_reason_required refuses it if someone
+            # changed it since.
+            st.session_state[SETTING] = (dataset.id, not dataset.reason_required)
+    if (setting := st.session_state.get(SETTING)) and setting[0] == dataset.id:
+        confirm_reason_setting(dataset.id, dataset.name, setting[1])
 
 
 # -- filter, sort, page -----------------------------------------------------------------------

@@ -96,6 +96,7 @@ class DatasetInfo:
     owner: str
     row_count: int
     spec: DatasetSpec
+    reason_required: bool = True
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,7 @@ def open_dataset(*, session: Session, dataset_id: int) -> DatasetInfo:
         dataset.owner,
         dataset.row_count,
         dataset_spec(dataset),
+        dataset.reason_required,
     )
 
 

@@ -174,13 +174,65 @@ def _check_patterns_compile(session: Session, spec: specs.DatasetSpec) -> None:
 
 
 def creation_detail(dataset: Dataset) -> dict[str, Any]:
-    """What a changeset records of a dataset's creation: its name, table and spec."""
+    """What a changeset records of a dataset's creation: its name, table, spec and whether its
+    changes need a reason."""
     return {
         "action": "create",
         "name": dataset.name,
         "table": dataset.table_name,
         "spec": dataset.spec,
+        "reason_required": dataset.reason_required,
     }
+
+
+def set_reason_required(
+    *,
+    session: Session,
+    actor: Actor,
+    dataset_id: int,
+    required: bool,
+    expected: bool,
+    reason: str,
+) -> int:
+    """Whether every change to the dataset (an edit, an upload into it, a revert) needs a
+    reason; the change of setting is itself a ``dataset`` changeset, with who, when, why and
+    the value before and after in its detail. Returns the changeset's id.
+
+    ``expected`` is the setting the admin saw: if someone changed it since, nothing is
+    written, as for ``users.set_role``.
+
+    Raises:
+        PermissionDenied: the actor is not an admin.
+        NotFound: no such dataset.
+        ValidationError: no reason, the setting already as asked, or changed since it was read.
+    """
+    if not actor.can("admin"):
+        raise PermissionDenied("Only admins can change whether a dataset's changes need a reason.")
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError("Say why you are changing this setting; nothing was written.")
+    dataset = get_dataset(session=session, dataset_id=dataset_id, for_update=True)
+    now = "required" if dataset.reason_required else "optional"
+    if dataset.reason_required != expected:
+        raise ValidationError(
+            f"Someone changed this setting of “{dataset.name}” since you loaded the page: a "
+            f"reason is now {now}. Nothing was written; look again and decide."
+        )
+    if dataset.reason_required == required:
+        raise ValidationError(f"A reason is {now} for “{dataset.name}” already; nothing to change.")
+    changeset = open_changeset(
+        session=session,
+        kind="dataset",
+        dataset_id=dataset.id,
+        actor_username=actor.username,
+        actor_display_name=actor.display_name,
+        reason=reason,
+        detail={"action": "settings", "reason_required": {"before": expected, "after": required}},
+    )
+    dataset.reason_required = required
+    session.flush()
+    close_changeset(session=session, changeset_id=changeset)
+    return changeset
 
 
 def gather_statistics(*, session: Session, table_name: str) -> None:

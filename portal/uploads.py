@@ -39,6 +39,8 @@ from portal.spec import (
 class NewDataset:
     name: str
     description: str = ""
+    reason_required: bool = True
+    """Whether every later change (an edit, an upload into it, a revert) needs a reason."""
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,7 @@ def import_file(
                 spec=spec,
                 description=target.description,
                 own_changeset=False,
+                reason_required=target.reason_required,
             )
         else:
             dataset = datasets.get_dataset(session=session, dataset_id=target.dataset_id)

@@ -205,3 +205,34 @@ def test_a_large_total_is_shown_as_an_estimate(
     assert "Rows 1–50 of about 250 (no filter) · page 1 of about 5" in shown
     at.number_input(key=f"datasets.{dataset_id}.page").set_value(5).run()
     assert "Rows 201–250 of 250 (no filter) · page 5 of 5" in texts(at, main_only=True)
+
+
+def test_an_admin_lets_changes_go_without_a_reason_after_saying_why(
+    fresh_db: DatabaseHandle,
+) -> None:
+    from sqlalchemy import text
+
+    dataset_id, _ = seed_people(fresh_db)
+    for role in ("viewer", "editor"):
+        at = open_dataset(datasets_page(fresh_db, role)[0], dataset_id)
+        assert not [b for b in at.button if b.key == f"datasets.{dataset_id}.setting"]
+    at, admin = datasets_page(fresh_db, "admin")
+    open_dataset(at, dataset_id)
+    assert "Every change needs a reason." in texts(at, main_only=True)
+    [setting] = [b for b in at.button if b.key == f"datasets.{dataset_id}.setting"]
+    setting.click().run()
+    [change] = [b for b in at.button if b.label == "Change it"]
+    assert change.disabled  # until a reason is given
+    at.text_input(key=f"datasets.{dataset_id}.setting.reason").input("bulk fixes").run()
+    [change] = [b for b in at.button if b.label == "Change it"]
+    change.click().run()
+    assert not at.exception
+    assert "may be made without a reason" in at.success[0].value
+    assert "Changes may be made without a reason." in texts(at, main_only=True)
+    with fresh_db.app.connect() as conn:
+        assert not conn.scalar(
+            text("SELECT reason_required FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
+        )
+        assert conn.execute(
+            text("SELECT actor_username, reason FROM audit.changeset ORDER BY id DESC LIMIT 1")
+        ).one() == (admin, "bulk fixes")
