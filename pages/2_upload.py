@@ -298,7 +298,8 @@ if isinstance(target, uploads.NewDataset):
     needs_reasons = st.checkbox(
         "Every change to it needs a reason",
         value=True,
-        help="Edits, uploads into it and reverts then ask why, and the audit log keeps it. "
+        help="Edits and uploads into it then ask why (reverts always do), and the audit log "
+        "keeps it. "
         "An admin can change this later on the Datasets page.",
     )
     target = uploads.NewDataset(name=name, description=description, reason_required=needs_reasons)

@@ -194,8 +194,8 @@ def set_reason_required(
     expected: bool,
     reason: str,
 ) -> int:
-    """Whether every change to the dataset (an edit, an upload into it, a revert) needs a
-    reason; the change of setting is itself a ``dataset`` changeset, with who, when, why and
+    """Whether every edit of the dataset and upload into it needs a reason (a revert always
+    does); the change of setting is itself a ``dataset`` changeset, with who, when, why and
     the value before and after in its detail. Returns the changeset's id.
 
     ``expected`` is the setting the admin saw: if someone changed it since, nothing is

@@ -40,7 +40,7 @@ class NewDataset:
     name: str
     description: str = ""
     reason_required: bool = True
-    """Whether every later change (an edit, an upload into it, a revert) needs a reason."""
+    """Whether every later edit and upload into it needs a reason (a revert always does)."""
 
 
 @dataclass(frozen=True)

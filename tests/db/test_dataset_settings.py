@@ -1,5 +1,6 @@
 """A dataset's settings hold for every way its rows change: one that requires a reason gets
-one for an upload that appends to or replaces its rows, as for an edit or a revert. Whether it
+one for an upload that appends to or replaces its rows, as for an edit (a revert always needs
+one). Whether it
 requires one is chosen at its creation and changed by admins only, each change itself an
 audited changeset; a change made on a stale view, without a reason, or by an editor is
 refused and writes nothing."""
