@@ -8,6 +8,7 @@ contents) as audited bulk loads; the original file is kept in ``audit.upload``.
 from __future__ import annotations
 
 import json
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -28,6 +29,11 @@ from portal.models import Dataset
 
 LoadMode = Literal["append", "replace"]
 MAX_NAME_CHARS = 120
+MAX_DESCRIPTION_CHARS = 2_000
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn"})
+"""Unicode categories refused in a dataset's name: control and format characters (zero-width
+spaces, bidi overrides), private-use, surrogate and unassigned code points. Such a name can look
+exactly like another one, and be chosen in the wrong place."""
 
 
 def _require_editor(actor: Actor) -> None:
@@ -102,7 +108,8 @@ def create_dataset(
 
     Raises:
         PermissionDenied: the actor is a viewer.
-        ValidationError: the name is empty, too long or taken, or the spec has no columns.
+        ValidationError: the name is empty, too long, taken or holds an invisible character, the
+            description is too long, or the spec has no columns.
     """
     _require_editor(actor)
     clean = " ".join(name.split())
@@ -110,6 +117,24 @@ def create_dataset(
         raise ValidationError("Give the dataset a name.")
     if len(clean) > MAX_NAME_CHARS:
         raise ValidationError(f"The name is {len(clean)} characters; use at most {MAX_NAME_CHARS}.")
+    hidden = next(
+        (
+            (k, ch)
+            for k, ch in enumerate(clean, start=1)
+            if unicodedata.category(ch) in INVISIBLE_CATEGORIES
+        ),
+        None,
+    )
+    if hidden is not None:
+        raise ValidationError(
+            f"The name has an invisible or control character (U+{ord(hidden[1]):04X}, character "
+            f"{hidden[0]}), so it could look like another name: type it again without it."
+        )
+    if len(description) > MAX_DESCRIPTION_CHARS:
+        raise ValidationError(
+            f"The description is {len(description):,} characters; use at most "
+            f"{MAX_DESCRIPTION_CHARS:,}."
+        )
     # Two uploads creating one name take turns here, so the second is told, not refused by
     # the unique constraint.
     # Lower-cased by PostgreSQL on both sides: Python's str.lower() differs from it (a final

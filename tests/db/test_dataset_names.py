@@ -3,6 +3,7 @@ land (on different tables) or be refused with a message, never crash on the uniq
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -14,7 +15,7 @@ from portal import datasets
 from portal.actor import Actor
 from portal.db import session_scope
 from portal.errors import ValidationError
-from portal.spec import DatasetSpec
+from portal.spec import ColumnSpec, DatasetSpec
 from tests.conftest import DatabaseHandle
 from tests.factories import make_user, upload_dataset
 
@@ -87,3 +88,38 @@ def test_a_taken_unicode_name_is_refused_with_a_message(
         upload_dataset(editor, CSV, name=second)
     with fresh_db.owner.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM portal.datasets")).scalar_one() == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("Sales\u200b 2024", "U+200B"),  # zero-width space: looks like "Sales 2024"
+        ("\u202eSales", "U+202E"),  # right-to-left override
+        ("Sales\x1b[31m", "U+001B"),  # a terminal escape
+    ],
+)
+def test_a_name_with_an_invisible_character_is_refused(
+    fresh_db: DatabaseHandle, name: str, shown: str
+) -> None:
+    with Session(fresh_db.app) as s, s.begin():
+        username, _ = make_user(s, role="editor")
+    editor = Actor(username, "Eddie", "editor")
+    with pytest.raises(
+        ValidationError, match=re.escape(f"invisible or control character ({shown}")
+    ):
+        upload_dataset(editor, CSV, name=name)
+    with fresh_db.owner.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM portal.datasets")).scalar_one() == 0
+
+
+def test_a_description_over_the_limit_is_refused(fresh_db: DatabaseHandle) -> None:
+    with Session(fresh_db.app) as s, s.begin():
+        username, _ = make_user(s, role="editor")
+    with session_scope() as s, pytest.raises(ValidationError, match="description is 2,001"):
+        datasets.create_dataset(
+            session=s,
+            actor=Actor(username, "Eddie", "editor"),
+            name="Notes",
+            spec=DatasetSpec((ColumnSpec("Name", "name", "text"),)),
+            description="x" * 2_001,
+        )
