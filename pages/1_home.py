@@ -1,16 +1,39 @@
-"""Home: a greeting and the state of the database."""
+"""Home: a greeting, what the person's role lets them do here, and (for admins) the state of
+the database. The database's name, login role and server version are for admins only: nobody
+else needs them, and they help whoever probes the server."""
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from portal.errors import PortalError
 from portal.status import database_status
 from portal.ui import md_escape, require
 from portal.ui.db_retry import show_error
+from portal.ui.navigation import AUDIT, DATASETS, EDIT, HISTORY, UPLOAD, USERS, PageSpec
 
 actor = require("viewer")
 
+GUIDE: tuple[tuple[PageSpec, str], ...] = (
+    (DATASETS, "browse every dataset, filter and sort it, download it as CSV"),
+    (UPLOAD, "load a CSV file into a new dataset, or add to or replace one's rows"),
+    (EDIT, "change rows in the grid and commit them with a reason"),
+    (HISTORY, "every change to a dataset, a row's versions, the table as it was, revert"),
+    (AUDIT, "the whole audit log, its hash chains, and a check of every dataset against it"),
+    (USERS, "accounts, roles, locks and passwords"),
+)
+
 st.title("Data Portal")
 st.caption(f"Welcome, {md_escape(actor.display_name)}.")
+
+for page, what in GUIDE:
+    if not actor.can(page.role):
+        continue
+    if page is EDIT and not actor.can("editor"):
+        what = "see a dataset's rows in the editing grid, read-only for your role"
+    try:
+        st.page_link(page.path, label=f"{page.title}: {what}", icon=page.icon)
+    except StreamlitAPIException:  # a page run on its own (not through app.py's navigation)
+        st.markdown(f"**{page.title}**: {what}")
 
 try:
     status = database_status()
@@ -18,13 +41,20 @@ except PortalError as exc:
     show_error(exc)
     st.stop()
 
-st.success(f"Connected to PostgreSQL {status.server_version}", icon=":material/check_circle:")
-cols = st.columns(3)
-cols[0].metric("Database", status.database)
-cols[1].metric("Connected as", status.connected_as)
-cols[2].metric("Schema revision", status.schema_revision or "none")
-if not status.up_to_date:
+if not status.up_to_date and not actor.can("admin"):
     st.warning(
-        f"The database is at revision {status.schema_revision or 'none'} but the code expects "
-        f"{status.head_revision}: run `portal migrate`."
+        "The portal's database needs an update before everything works: tell an admin.",
+        icon=":material/warning:",
     )
+if actor.can("admin"):
+    st.divider()
+    st.success(f"Connected to PostgreSQL {status.server_version}", icon=":material/check_circle:")
+    cols = st.columns(3)
+    cols[0].metric("Database", status.database)
+    cols[1].metric("Connected as", status.connected_as)
+    cols[2].metric("Schema revision", status.schema_revision or "none")
+    if not status.up_to_date:
+        st.warning(
+            f"The database is at revision {status.schema_revision or 'none'} but the code expects "
+            f"{status.head_revision}: run `portal migrate`."
+        )

@@ -141,3 +141,31 @@ def test_must_change_password_goes_to_account_first(fresh_db: DatabaseHandle) ->
         assert not page.exception
         assert "Choose your own password on the Account page" in page.warning[0].value
         assert shows_no_user_data(page, name)
+
+
+def test_home_shows_each_role_its_pages_and_only_admins_the_database(
+    fresh_db: DatabaseHandle,
+) -> None:
+    guide = {
+        "viewer": ["Datasets", "Edit", "History"],
+        "editor": ["Datasets", "Upload", "Edit", "History"],
+        "admin": ["Datasets", "Upload", "Edit", "History", "Audit", "Users"],
+    }
+    for role, pages in guide.items():
+        at, _ = signed_in(fresh_db, role)
+        show_app(at)
+        assert not at.exception
+        links = [link.label.split(":", 1)[0] for link in at.main.page_link]
+        assert links == pages, role
+        shown = texts(at, main_only=True)
+        assert ("Connected to PostgreSQL" in shown) == (role == "admin")
+        assert ("Connected as" in shown) == (role == "admin")
+    assert "read-only for your role" in " ".join(
+        link.label for link in signed_in_home(fresh_db, "viewer").main.page_link
+    )
+
+
+def signed_in_home(db: DatabaseHandle, role: str) -> AppTest:
+    at, _ = signed_in(db, role)
+    show_app(at)
+    return at
