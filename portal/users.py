@@ -21,6 +21,7 @@ from portal.models import ROLES, User
 
 MIN_PASSWORD_CHARS = 12
 MAX_PASSWORD_BYTES = 72  # bcrypt ignores (newer versions refuse) anything past 72 bytes
+MIN_DISTINCT_CHARS = 5  # "            " and "abababababab" are no passwords
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 FIRST_ADMIN = "admin"  # the account ``portal dev`` creates in an empty database
 
@@ -52,7 +53,8 @@ def check_username(username: str) -> str:
 
 
 def check_password(password: str, *, username: str) -> None:
-    """Refuse a password that is too short, too long for bcrypt, or the username.
+    """Refuse a password that is too short, too long for bcrypt, the username, or a repeat or
+    run of characters (NIST SP 800-63B: "repetitive or sequential characters").
 
     Raises:
         ValidationError: with what is wrong and what to do.
@@ -70,6 +72,22 @@ def check_password(password: str, *, username: str) -> None:
         )
     if password.strip().lower() == normalise_username(username):
         raise ValidationError("The password must not be the username.")
+    if len(set(password.lower())) < MIN_DISTINCT_CHARS or _mostly_a_run(password):
+        raise ValidationError(
+            "The password is a repeated or running sequence of characters (like “aaaa…” or "
+            "“1234…”), which is guessed first whatever its length; a few unrelated words make a "
+            "good one."
+        )
+
+
+def _mostly_a_run(password: str) -> bool:
+    """Whether three in four neighbouring characters step by one, up or down (``abcdef…``,
+    ``1234567890…``, ``987…``): a keyboard run is no better than a repeat."""
+    steps = [
+        abs(ord(a) - ord(b)) == 1 or {a, b} == {"9", "0"}
+        for a, b in zip(password.lower(), password.lower()[1:], strict=False)
+    ]
+    return sum(steps) * 4 >= len(steps) * 3
 
 
 def hash_password(password: str) -> str:
