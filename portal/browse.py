@@ -47,7 +47,8 @@ from sqlalchemy.orm import Session
 from audit.events import record_event
 from portal import estimates, indexes
 from portal.actor import Actor
-from portal.csv_safe import neutralise, neutralise_row
+from portal.config import get_settings
+from portal.csv_safe import check_download_size, neutralise, neutralise_row
 from portal.datasets import dataset_spec, get_dataset
 from portal.errors import PermissionDenied, ValidationError
 from portal.models import Changeset, Dataset, User
@@ -391,20 +392,23 @@ def export_csv(
     dataset_id: int,
     row_filter: RowFilter | None = None,
     chunk_rows: int = EXPORT_CHUNK_ROWS,
+    max_mb: int | None = None,
 ) -> CsvExport:
     """Every row matching ``row_filter`` as a formula-safe CSV (header: the column labels),
     and an ``export`` event naming who, which dataset, the filter and the row count.
 
-    The rows are read ``chunk_rows`` at a time through a server-side cursor. The event is
+    The rows are read ``chunk_rows`` at a time through a server-side cursor, and the file may
+    grow to ``max_mb`` (default: the upload limit, so it can be uploaded back). The event is
     recorded here, when the file is prepared: the page cannot know whether the browser saved it.
 
     Raises:
         PermissionDenied: the actor has no role that may read datasets.
         NotFound: no such dataset.
-        ValidationError: as ``read_page``'s filter.
+        ValidationError: as ``read_page``'s filter, or a file larger than ``max_mb``.
     """
     if not actor.can("viewer"):
         raise PermissionDenied("Only signed-in people with a role can download datasets.")
+    limit = max_mb or get_settings().max_upload_mb
     dataset = get_dataset(session=session, dataset_id=dataset_id)
     spec = dataset_spec(dataset)
     out = io.BytesIO()
@@ -412,6 +416,7 @@ def export_csv(
     for chunk, count in _csv_chunks(session, dataset.table_name, spec, row_filter, chunk_rows):
         out.write(chunk)
         rows += count
+        check_download_size(out.tell(), rows, limit)
     event_id = record_event(
         session=session,
         kind="export",

@@ -18,6 +18,8 @@ import csv
 import io
 from collections.abc import Iterable, Sequence
 
+from portal.errors import ValidationError
+
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -38,6 +40,22 @@ def unneutralise(value: str) -> str:
 def neutralise_row(values: Iterable[str]) -> list[str]:
     """Every cell of a row through ``neutralise``."""
     return [neutralise(v) for v in values]
+
+
+def check_download_size(size: int, rows: int, max_mb: int) -> None:
+    """Refuse a download growing past ``max_mb`` (the upload limit, ``PORTAL_MAX_UPLOAD_MB``):
+    a download is built in the server's memory, and one larger than an upload may be could not
+    be uploaded back. ``size`` is what was written after ``rows`` rows.
+
+    Raises:
+        ValidationError: too large; says how many rows fitted and what to do.
+    """
+    if size > max_mb * 1024 * 1024:
+        raise ValidationError(
+            f"The download would be larger than {max_mb:,} MB (the largest file the portal takes "
+            f"as an upload) after {rows:,} rows: filter the rows and download them in parts. "
+            "Nothing was recorded."
+        )
 
 
 def csv_bytes(header: Sequence[str], rows: Iterable[Iterable[str]]) -> bytes:

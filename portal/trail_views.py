@@ -58,7 +58,8 @@ from audit.search import (
 )
 from audit.trail import RowImage, bulk_rows_slice, dataset_state, row_versions
 from portal.actor import Actor
-from portal.csv_safe import neutralise, neutralise_row
+from portal.config import get_settings
+from portal.csv_safe import check_download_size, neutralise, neutralise_row
 from portal.datasets import dataset_spec, get_dataset
 from portal.errors import NotFound, PermissionDenied, ValidationError
 from portal.models import Changeset, Dataset, RowChange
@@ -805,20 +806,28 @@ def _utc_datetimes(state: Mapping[int, RowImage], names: list[str]) -> None:
                 image[name] = datetime.fromisoformat(value).astimezone(UTC).isoformat(sep=" ")
 
 
-def export_as_of(*, session: Session, actor: Actor, dataset_id: int, seq: int) -> Export:
+def export_as_of(
+    *, session: Session, actor: Actor, dataset_id: int, seq: int, max_mb: int | None = None
+) -> Export:
     """The dataset as of changeset ``seq`` as a formula-safe CSV (UTF-8 with a BOM; header:
     the column labels, without the row id, like the Datasets page's download), recorded as an
-    ``export`` event.
+    ``export`` event. At most ``max_mb`` (default: the upload limit, as the Datasets page's).
 
     Raises:
-        as ``as_of``.
+        as ``as_of``; ValidationError: a file larger than ``max_mb``.
     """
+    limit = max_mb or get_settings().max_upload_mb
     state = as_of(session=session, actor=actor, dataset_id=dataset_id, seq=seq)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(neutralise_row(state.labels))
-    for values in state.frame.iloc[:, 1:].itertuples(index=False, name=None):
+    rows = state.frame.iloc[:, 1:].itertuples(index=False, name=None)
+    for n, values in enumerate(rows, start=1):
         writer.writerow(neutralise_row("" if v is pd.NA else str(v) for v in values))
+        if n % 1_000 == 0:  # characters, about bytes: a bound, not an exact size
+            check_download_size(buffer.tell(), n, limit)
+    data = buffer.getvalue().encode("utf-8-sig")
+    check_download_size(len(data), state.rows, limit)
     event_id = record_event(
         session=session,
         kind="export",
@@ -834,7 +843,7 @@ def export_as_of(*, session: Session, actor: Actor, dataset_id: int, seq: int) -
     )
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", state.dataset_name).strip("-.")[:80] or "dataset"
     return Export(
-        buffer.getvalue().encode("utf-8-sig"),
+        data,
         f"{stem}-as-of-{seq}.csv",
         "text/csv",
         state.rows,
