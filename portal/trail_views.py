@@ -37,7 +37,7 @@ from typing import Any, Final, Literal
 
 import pandas as pd
 from pandas.io.formats.style import Styler
-from sqlalchemy import Text, cast, select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from audit import reconcile, search
@@ -767,13 +767,22 @@ class AsOf:
         return len(self.frame)
 
 
-def as_of(*, session: Session, actor: Actor, dataset_id: int, seq: int) -> AsOf:
+MAX_AS_OF_ROWS: Final = 500_000
+"""Rows ``as_of`` rebuilds at most: the whole table is held in the server's memory (about a
+kilobyte a row), and any role may ask for it."""
+
+
+def as_of(
+    *, session: Session, actor: Actor, dataset_id: int, seq: int, max_rows: int = MAX_AS_OF_ROWS
+) -> AsOf:
     """The dataset exactly as it stood right after its changeset ``seq``, rebuilt from the
-    audit log alone (``audit.trail.dataset_state``).
+    audit log alone (``audit.trail.dataset_state``), if it then had at most ``max_rows`` rows
+    (counted from the sealed changesets' counts first).
 
     Raises:
         PermissionDenied: the actor has no role.
         NotFound: no such dataset, or ``seq`` is not one of its sealed changesets.
+        ValidationError: more rows than ``max_rows``.
         AuditError: a bulk load's stored rows no longer match their SHA-256.
     """
     _require_viewer(actor)
@@ -785,6 +794,18 @@ def as_of(*, session: Session, actor: Actor, dataset_id: int, seq: int) -> AsOf:
     )
     if committed_at is None:
         raise NotFound(f"Dataset {dataset.name!r} has no changeset #{seq}.")
+    rows_then = session.execute(
+        select(func.coalesce(func.sum(Changeset.inserted - Changeset.deleted), 0)).where(
+            Changeset.dataset_id == dataset_id, Changeset.seq <= seq
+        )
+    ).scalar_one()
+    if rows_then > max_rows:
+        raise ValidationError(
+            f"“{dataset.name}” had {rows_then:,} rows right after #{seq}; the portal rebuilds at "
+            f"most {max_rows:,} rows at a time here (each takes memory on the server). A row's "
+            "versions are under Row history, and an admin can check the whole table against "
+            "the log with `portal audit verify --data`."
+        )
     state = dataset_state(session=session, dataset_id=dataset_id, as_of_seq=seq, exact=True)
     spec = dataset_spec(dataset)
     _utc_datetimes(state, [c.name for c in spec.columns if c.type == "datetime"])

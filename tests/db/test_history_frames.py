@@ -120,3 +120,36 @@ def test_the_as_of_export_of_the_newest_changeset_reads_like_the_export_of_the_t
         )
         now = browse.export_csv(session=s, actor=editor, dataset_id=ds)
     assert read_csv(as_of.data) == read_csv(now.data)
+
+
+def test_as_of_rebuilds_a_table_only_up_to_its_row_limit(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    """The rebuilt table is held in memory: its size is read from the changesets' counts first
+    (inserts less deletes up to that changeset), and a larger one is refused."""
+    from portal.diffs import RowDelete, RowInsert
+    from portal.errors import ValidationError
+
+    ds = upload_dataset(editor, b"Name,Qty\nann,1\nbob,2\ncy,3\n", name="Counted")
+    uploaded = head_seq(fresh_db)
+    edit(
+        editor,
+        ds,
+        ChangeSet(
+            inserts=(RowInsert({"name": "dee", "qty": 4}), RowInsert({"name": "eve", "qty": 5})),
+            deletes=(RowDelete(1, 0, {"name": "ann", "qty": 1}),),
+        ),
+    )
+    edited = head_seq(fresh_db)
+    with session_scope() as s:
+        for seq, rows in ((uploaded, 3), (edited, 4)):
+            assert (
+                trail_views.as_of(
+                    session=s, actor=editor, dataset_id=ds, seq=seq, max_rows=rows
+                ).rows
+                == rows
+            )
+            with pytest.raises(ValidationError, match=f"had {rows} rows right after #{seq}"):
+                trail_views.as_of(
+                    session=s, actor=editor, dataset_id=ds, seq=seq, max_rows=rows - 1
+                )
