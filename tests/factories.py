@@ -84,7 +84,12 @@ def make_user(
 
 
 def upload_dataset(
-    actor: Actor, data: bytes, *, spec: DatasetSpec | None = None, name: str | None = None
+    actor: Actor,
+    data: bytes,
+    *,
+    spec: DatasetSpec | None = None,
+    name: str | None = None,
+    reason_required: bool = True,
 ) -> int:
     """A dataset created from CSV bytes through the real upload path (with ``spec``, or the
     inferred one); returns its id."""
@@ -101,7 +106,7 @@ def upload_dataset(
         parsed=parsed,
         spec=spec,
         result=result,
-        target=uploads.NewDataset(name or unique_name("Dataset"), ""),
+        target=uploads.NewDataset(name or unique_name("Dataset"), "", reason_required),
         reason="test data",
     )
     return counts.dataset_id

@@ -54,24 +54,14 @@ def test_an_upload_into_a_dataset_that_requires_a_reason_needs_one(
         assert conn.execute(text("SELECT count(*) FROM audit.changeset")).scalar_one() == before
 
 
-def _people(db: DatabaseHandle, **new: object) -> tuple[Actor, Actor, int]:
-    """An admin, an editor, and a dataset the editor uploaded (``new``: NewDataset's fields)."""
+def _people(db: DatabaseHandle, reason_required: bool = True) -> tuple[Actor, Actor, int]:
+    """An admin, an editor, and a dataset the editor uploaded."""
     with Session(db.app) as s, s.begin():
         boss, _ = make_user(s, role="admin")
         eddie, _ = make_user(s, role="editor")
     admin, editor = Actor(boss, "Boss", "admin"), Actor(eddie, "Eddie", "editor")
-    parsed = uploads.read_file(CSV)
-    spec, _ = uploads.propose_spec(parsed)
-    outcome = uploads.import_file(
-        actor=editor,
-        filename="people.csv",
-        data=CSV,
-        parsed=parsed,
-        spec=spec,
-        result=uploads.check(parsed, spec),
-        target=uploads.NewDataset("People", **new),  # type: ignore[arg-type]
-    )
-    return admin, editor, outcome.dataset_id
+    dataset_id = upload_dataset(editor, CSV, name="People", reason_required=reason_required)
+    return admin, editor, dataset_id
 
 
 def _required(db: DatabaseHandle, dataset_id: int) -> bool:
