@@ -1,7 +1,9 @@
 """The hash chain over changesets: canonical encoding, verification, head.
 
-Every changeset is sealed at COMMIT by the database (``audit.seal()``, migrations 0002 and 0003),
-which gives it the next gap-free ``seq`` and ``hash = H(prev_hash, header, rows)``. This module
+Every changeset is sealed at COMMIT by the database (``audit.seal()``, migrations 0002 and 0003;
+the ``audit.changeset_digest`` and ``audit.changeset_header`` it calls are version 3's since
+migration 0009), which gives it the next gap-free ``seq`` and ``hash = H(prev_hash, header,
+rows)``. This module
 re-implements the encoding independently in Python, so ``portal audit verify`` does not trust any
 function stored in the database it checks. Audit events have a chain of their own
 (``audit/event_chain.py``).

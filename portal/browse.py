@@ -8,7 +8,8 @@
 Decisions a reader needs:
 
 - Paging is ``LIMIT``/``OFFSET`` over a deterministic order (the chosen column, then
-  ``_row_id``), with an exact ``count(*)`` of the matching rows. It allows jumping to any page
+  ``_row_id``), with a total counted up to ``COUNT_CAP`` rows past the page and estimated
+  beyond (``portal.estimates``). It allows jumping to any page
   number under any sort, which keyset paging cannot without an index per sortable column; its
   cost is a scan past the skipped rows, so deep pages of a very large table are slower than the
   first ones. Keyset paging on ``(sort value, _row_id)`` can replace it behind ``read_page``
