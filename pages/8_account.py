@@ -5,7 +5,7 @@ import streamlit as st
 from portal import auth
 from portal.errors import PortalError
 from portal.ui import md_escape, require_session
-from portal.users import MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS
+from portal.users import PASSWORD_RULES
 
 signed = require_session("viewer", password_change_page=True)
 
@@ -36,9 +36,7 @@ with st.form("account.password"):
         type="password",
         key=FIELDS[1],
         autocomplete="new-password",
-        help=f"At least {MIN_PASSWORD_CHARS} characters and at most {MAX_PASSWORD_BYTES} bytes "
-        "(accented letters and emoji take 2-4 bytes each); not your username. A few unrelated "
-        "words make a good one.",
+        help=PASSWORD_RULES,
     )
     confirm = st.text_input(
         "New password again", type="password", key=FIELDS[2], autocomplete="new-password"

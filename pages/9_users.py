@@ -16,7 +16,7 @@ from portal.errors import PortalError
 from portal.models import ROLES
 from portal.ui import current_actor, md_escape, require
 from portal.ui.db_retry import show_error
-from portal.users import MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS
+from portal.users import PASSWORD_RULES
 
 actor = require("admin")
 
@@ -28,10 +28,6 @@ ADD_FIELDS = (
     "users.add.email",
     "users.add.password",
     "users.add.confirm",
-)
-PASSWORD_HELP = (
-    f"At least {MIN_PASSWORD_CHARS} characters and at most {MAX_PASSWORD_BYTES} bytes; not the "
-    "username."
 )
 
 
@@ -82,7 +78,7 @@ def confirm_reset(username: str) -> None:
         "give them the new password in a safe way."
     )
     password = st.text_input(
-        "New password", type="password", key="users.reset.password", help=PASSWORD_HELP
+        "New password", type="password", key="users.reset.password", help=PASSWORD_RULES
     )
     again = st.text_input("New password again", type="password", key="users.reset.confirm")
     must_change = st.checkbox(
@@ -238,7 +234,7 @@ with st.form("users.add"):
     email = left.text_input("Email (optional)", key=ADD_FIELDS[2])
     role = right.selectbox("Role", ROLES, index=0, key="users.add.role")
     password = left.text_input(
-        "Temporary password", type="password", key=ADD_FIELDS[3], help=PASSWORD_HELP
+        "Temporary password", type="password", key=ADD_FIELDS[3], help=PASSWORD_RULES
     )
     again = right.text_input("Temporary password again", type="password", key=ADD_FIELDS[4])
     must_change = st.checkbox(

@@ -505,6 +505,7 @@ def export_trail(
     trail_list: TrailList = "changesets",
     fmt: ExportFormat = "csv",
     include_rows: bool = False,
+    max_mb: int | None = None,
 ) -> Export:
     """Every changeset (or event) matching the filter, newest first, as CSV (UTF-8 with a BOM,
     every cell formula-safe) or JSON, and an ``export`` event recording who, what and how many.
@@ -512,20 +513,22 @@ def export_trail(
     With ``include_rows`` (changesets only) each captured row change is included: in CSV one
     line per row change (``before``/``after`` as JSON text; a changeset without captured row
     changes keeps one line), in JSON a ``row_changes`` list per changeset. Bulk-loaded rows are
-    not expanded; ``inserted`` counts them.
+    not expanded; ``inserted`` counts them. The file may grow to ``max_mb`` (default: the
+    upload limit, as every download).
 
     Raises:
         PermissionDenied: the actor is not an admin.
-        ValidationError: as ``search_trail``.
+        ValidationError: as ``search_trail``, or a file larger than ``max_mb``.
     """
     _require_admin(actor)
     _check_range(trail_filter)
     with_rows = include_rows and trail_list == "changesets"
+    limit = max_mb or get_settings().max_upload_mb
     if fmt == "csv":
-        data, count = _trail_csv(session, trail_filter, trail_list, with_rows)
+        data, count = _trail_csv(session, trail_filter, trail_list, with_rows, limit)
         mime = "text/csv"
     elif fmt == "json":
-        data, count = _trail_json(session, trail_filter, trail_list, with_rows)
+        data, count = _trail_json(session, trail_filter, trail_list, with_rows, limit)
         mime = "application/json"
     else:
         raise ValidationError("Export as csv or json.")
@@ -549,7 +552,7 @@ def export_trail(
 
 
 def _trail_csv(
-    session: Session, trail_filter: TrailFilter, trail_list: TrailList, with_rows: bool
+    session: Session, trail_filter: TrailFilter, trail_list: TrailList, with_rows: bool, limit: int
 ) -> tuple[bytes, int]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -583,39 +586,41 @@ def _trail_csv(
                 continue
             for row_id, op, before, after in changes[c.id] or [(None, None, None, None)]:
                 writer.writerow(values + [_csv_text(v) for v in (row_id, op, before, after)])
+        check_download_size(buffer.tell(), count, limit)
     return buffer.getvalue().encode("utf-8-sig"), count
 
 
 def _trail_json(
-    session: Session, trail_filter: TrailFilter, trail_list: TrailList, with_rows: bool
+    session: Session, trail_filter: TrailFilter, trail_list: TrailList, with_rows: bool, limit: int
 ) -> tuple[bytes, int]:
     """A JSON array; row images are embedded as PostgreSQL printed them (exact decimals)."""
     parts: list[str] = []
-    count = 0
+    count = size = 0
     for items in _all_pages(session, trail_filter, trail_list):
+        check_download_size(size, count, limit)
         count += len(items)
         if trail_list == "events":
             for e in items:
-                parts.append(
-                    json.dumps(
-                        dict(
-                            zip(
-                                _EVENT_FIELDS,
-                                [
-                                    e.id,
-                                    e.occurred_at.astimezone(UTC).isoformat(),
-                                    e.kind,
-                                    e.actor_username,
-                                    e.target,
-                                    e.detail,
-                                ],
-                                strict=True,
-                            )
-                        ),
-                        ensure_ascii=False,
-                        default=str,
-                    )
+                part = json.dumps(
+                    dict(
+                        zip(
+                            _EVENT_FIELDS,
+                            [
+                                e.id,
+                                e.occurred_at.astimezone(UTC).isoformat(),
+                                e.kind,
+                                e.actor_username,
+                                e.target,
+                                e.detail,
+                            ],
+                            strict=True,
+                        )
+                    ),
+                    ensure_ascii=False,
+                    default=str,
                 )
+                parts.append(part)
+                size += len(part)
             continue
         changes = _raw_row_changes(session, [c.id for c in items]) if with_rows else {}
         for c in items:
@@ -631,6 +636,8 @@ def _trail_json(
                 )
                 head = head[:-1] + f', "row_changes": [{lines}]}}'
             parts.append(head)
+            size += len(head)
+    check_download_size(size, count, limit)
     return ("[\n" + ",\n".join(parts) + "\n]\n").encode(), count
 
 

@@ -22,6 +22,12 @@ from portal.models import ROLES, User
 MIN_PASSWORD_CHARS = 12
 MAX_PASSWORD_BYTES = 72  # bcrypt ignores (newer versions refuse) anything past 72 bytes
 MIN_DISTINCT_CHARS = 5  # "            " and "abababababab" are no passwords
+PASSWORD_RULES = (
+    f"At least {MIN_PASSWORD_CHARS} characters and at most {MAX_PASSWORD_BYTES} bytes (accented "
+    "letters and emoji take 2-4 bytes each); not the username, nor a repeat or run of characters "
+    "(aaaa…, 1234…). A few unrelated words make a good one."
+)
+"""What ``check_password`` asks, for the help of every password field."""
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 FIRST_ADMIN = "admin"  # the account ``portal dev`` creates in an empty database
 

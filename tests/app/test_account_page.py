@@ -66,6 +66,7 @@ def test_change_own_password(fresh_db: DatabaseHandle) -> None:
         ("ü" * 37, None, "74 bytes long; passwords can be at most 72 bytes"),
         ("SAME-NAME-USER", None, "The password must not be the username."),
         ("a long enough password", "a different password", "differ"),
+        ("abcabcabcabcabc", None, "a repeated or running sequence of characters"),
     ],
 )
 def test_password_rules_are_explained(
@@ -76,6 +77,7 @@ def test_password_rules_are_explained(
     assert not at.exception
     assert message in at.error[0].value
     assert events(fresh_db, "user_admin") == []
+    assert "nor a repeat or run of characters" in (at.text_input(key="account.new").help or "")
 
 
 def test_current_password_is_required(fresh_db: DatabaseHandle) -> None:

@@ -231,3 +231,40 @@ def test_row_versions_and_bulk_pages(trail: Trail) -> None:
     assert frame["Changed cells"].tolist() == ["", "Qty: 1 → 99"]
     assert page["Row id"].tolist() == list(range(241, 251))
     assert page["Name"].tolist()[-1] == "Person 250"
+
+
+def test_a_trail_export_larger_than_an_upload_may_be_is_refused_and_not_recorded(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """Built in the server's memory, like every download: at most the upload limit."""
+    from sqlalchemy.orm import Session
+
+    from portal.actor import Actor
+    from tests.factories import make_user, upload_dataset
+
+    with Session(fresh_db.app) as s, s.begin():
+        boss, _ = make_user(s, role="admin")
+    admin = Actor(boss, "Boss", "admin")
+    rows = b"".join(b"n%d,%d\n" % (i, i) for i in range(20_000))
+    dataset_id = upload_dataset(admin, b"Name,Qty\n" + rows, name="Many")
+    with fresh_db.app.begin() as conn:  # 20,000 captured row changes, about 3 MB of images
+        table = conn.scalar(
+            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
+        )
+        conn.execute(text(f"UPDATE data.\"{table}\" SET name = name || repeat('x', 60)"))
+    for fmt in ("csv", "json"):
+        with session_scope() as s, pytest.raises(ValidationError, match="larger than 1 MB"):
+            trail_views.export_trail(
+                session=s,
+                actor=admin,
+                trail_filter=TrailFilter(),
+                fmt=fmt,  # type: ignore[arg-type]
+                include_rows=True,
+                max_mb=1,
+            )
+    assert event_rows(fresh_db, "export") == []
+    with session_scope() as s:
+        export = trail_views.export_trail(
+            session=s, actor=admin, trail_filter=TrailFilter(), include_rows=True, max_mb=10
+        )
+    assert len(read_csv(export.data)) == 1 + 1 + 20_000  # header, the upload, the row changes
