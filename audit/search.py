@@ -27,6 +27,7 @@ Decisions a reader needs:
   searched: they are stored as one compressed stream). It is checked along the index order
   above until a page is full, so narrow it with a dataset or a date range on a large log; a
   search that runs longer than ``FREE_TEXT_TIMEOUT`` is cancelled with a message saying so.
+  For events it matches the target or any value, at any depth, of the detail (not its keys).
 - Cell values are read from the ``jsonb`` text with decimals as ``Decimal``, so ``12.10`` stays
   ``12.10``.
 """
@@ -464,6 +465,18 @@ def row_changes(
 # ---------------------------------------------------------------------------------------------
 
 
+def _detail_values_match(pattern: str) -> ColumnElement[bool]:
+    """Some value (string, number or boolean), at any depth, of the event's detail is like
+    ``pattern``: the values as they read, not the JSON text, whose escapes (``\\"``) and keys
+    (``"rows"``, ``"filter"``) a search would otherwise meet."""
+    clause: ColumnElement[bool] = text(
+        "EXISTS (SELECT 1 FROM jsonb_path_query(audit.event.detail, 'strict $.**') v"
+        " WHERE jsonb_typeof(v) IN ('string', 'number', 'boolean')"
+        " AND v #>> '{}' ILIKE :detail_pattern ESCAPE '\\')"
+    ).bindparams(detail_pattern=pattern)  # type: ignore[assignment]
+    return clause
+
+
 def events_statement(
     trail_filter: TrailFilter, after: EventKey | None = None, limit: int = PAGE_SIZE
 ) -> Select[Any]:
@@ -488,7 +501,7 @@ def events_statement(
         conditions.append(
             or_(
                 Event.target.ilike(pattern, escape="\\"),
-                cast(Event.detail, Text).ilike(pattern, escape="\\"),
+                _detail_values_match(pattern),
             )
         )
     return (

@@ -237,6 +237,37 @@ def test_events_filters_and_paging_with_ties(fresh_db: DatabaseHandle) -> None:
             assert events(f, limit) == want, (f, limit)
 
 
+def test_event_text_search_reads_the_detail_s_values_not_its_json(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """An event's detail is searched for what it says, as a changeset's cells are: a value
+    with a double quote or a backslash is found as typed (its JSON text escapes them), and a
+    word that is only a key of the detail ("reason", "rows", "filter") matches nothing."""
+    details = {
+        "quoted": {"dataset": 'Sales "Q1"', "rows": 3},
+        "path": {"file": "C:\\exports\\q1.csv"},
+        "nested": {"list": "events", "filter": {"text": "zebra"}},
+    }
+    ids = {}
+    with Session(fresh_db.app) as s, s.begin():
+        for label, detail in details.items():
+            ids[label] = record_event(
+                session=s, kind="export", actor_username="amy", target="audit", detail=detail
+            )
+
+    def hits(needle: str) -> set[int]:
+        with Session(fresh_db.app) as s:
+            page = search.search_events(session=s, trail_filter=TrailFilter(text=needle))
+        return {e.id for e in page.items}
+
+    assert hits('Sales "Q1"') == {ids["quoted"]}
+    assert hits("C:\\exports") == {ids["path"]}
+    assert hits("zebra") == {ids["nested"]}
+    assert hits("3") == {ids["quoted"]}
+    for key_only in ("rows", "dataset", "filter", "text", "file"):
+        assert hits(key_only) == set(), key_only
+
+
 def test_changeset_detail_and_row_changes(trail: Trail) -> None:
     with Session(trail.db.app) as s:
         page = search.search_changesets(
