@@ -15,7 +15,7 @@ import streamlit as st
 from portal import trail_views
 from portal.datasets import dataset_names
 from portal.db import session_scope
-from portal.errors import PortalError
+from portal.errors import AuditError, PortalError
 from portal.trail_views import Export, TrailFilter, when
 from portal.ui import require
 from portal.ui.changeset_view import show_changeset
@@ -104,16 +104,27 @@ with st.container(border=True):
     if st.button("Check every dataset against the log", icon=":material/rule:"):
         try:
             with st.status("Rebuilding the datasets from the audit log…") as status:
+                problem: str | None = None
+                try:
+                    with session_scope() as session:
+                        drifts = trail_views.dataset_drift(
+                            session=session,
+                            actor=actor,
+                            progress=lambda name: status.write(f"Checking “{name}”…"),
+                        )
+                except AuditError as exc:  # the log itself is damaged: recorded too
+                    drifts, problem = [], str(exc)
                 with session_scope() as session:
-                    drifts = trail_views.dataset_drift(
-                        session=session,
-                        actor=actor,
-                        progress=lambda name: status.write(f"Checking “{name}”…"),
+                    trail_views.record_drift_check(
+                        session=session, actor=actor, drifts=drifts, problem=problem
                     )
-                with session_scope() as session:
-                    trail_views.record_drift_check(session=session, actor=actor, drifts=drifts)
-                status.update(label="Datasets checked", state="complete")
-            st.session_state[DRIFT] = drifts
+                if problem is None:
+                    status.update(label="Datasets checked", state="complete")
+                else:
+                    status.update(label="The check stopped", state="error")
+            st.session_state[DRIFT] = drifts if problem is None else None
+            if problem is not None:
+                st.error(f"The check stopped: {problem}", icon=":material/gpp_bad:")
         except PortalError as exc:
             st.error(str(exc), icon=":material/error:")
     drifts = st.session_state.get(DRIFT)

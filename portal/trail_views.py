@@ -715,19 +715,26 @@ def dataset_drift(
     )
 
 
-def record_drift_check(*, session: Session, actor: Actor, drifts: list[DatasetDrift]) -> None:
-    """Record that the datasets were checked against the log, and the outcome."""
+def record_drift_check(
+    *, session: Session, actor: Actor, drifts: list[DatasetDrift], problem: str | None = None
+) -> None:
+    """Record that the datasets were checked against the log, and the outcome; ``problem``:
+    the ``AuditError`` that stopped the check (a bulk load's stored rows no longer match their
+    SHA-256), which is recorded as a failed check."""
     _require_admin(actor)
+    detail: dict[str, Any] = {
+        "ok": problem is None and all(d.ok for d in drifts),
+        "datasets": len(drifts),
+        "differing": [d.dataset_id for d in drifts if not d.ok],
+    }
+    if problem is not None:
+        detail["problem"] = problem
     record_event(
         session=session,
         kind="audit_view",
         actor_username=actor.username,
         target="audit:datasets",
-        detail={
-            "ok": all(d.ok for d in drifts),
-            "datasets": len(drifts),
-            "differing": [d.dataset_id for d in drifts if not d.ok],
-        },
+        detail=detail,
     )
 
 

@@ -184,6 +184,23 @@ def test_an_admin_checks_every_dataset_against_the_log(trail: Trail) -> None:
     assert [(d["ok"], d["differing"]) for d in checked] == [(True, []), (False, [trail.stock])]
 
 
+def test_a_dataset_check_that_finds_a_forged_bulk_stream_is_recorded(trail: Trail) -> None:
+    """Checking the datasets against the log is recorded whatever it finds, as a verification
+    of the chains is: also when a bulk load's stored stream no longer matches its SHA-256,
+    the worst outcome, which stops the check with an error."""
+    at, admin = on_page(trail.db, "admin", AUDIT)
+    with trail.db.superuser.begin() as conn:  # around the append-only trigger
+        conn.execute(text("SET LOCAL session_replication_role = replica"))
+        conn.execute(text("UPDATE audit.bulk_content SET content_sha256 = repeat('0', 64)"))
+    [button] = [b for b in at.button if b.label == "Check every dataset against the log"]
+    button.click().run()
+    assert not at.exception
+    assert at.error  # the page says what went wrong
+    checked = [e for e in events(trail.db, "audit_view") if e["target"] == "audit:datasets"]
+    assert len(checked) == 1
+    assert (checked[0]["actor_username"], checked[0]["detail"]["ok"]) == (admin, False)
+
+
 def test_the_trail_exports_as_formula_safe_csv_and_is_recorded(trail: Trail) -> None:
     at, admin = on_page(trail.db, "admin", AUDIT)
     at.selectbox(key="audit.dataset").select(trail.stock).run()
