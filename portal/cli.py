@@ -4,7 +4,7 @@ portal dev                      embedded PostgreSQL + migrations + first admin +
 portal serve                    wait for the database, then Streamlit (production: PORTAL_*)
 portal migrate                  alembic upgrade head, as the owner role
 portal user add|passwd|role|disable|enable|unlock|list
-portal audit verify [--expect-head H] [--expect-event-head H] [--data] | head
+portal audit verify [--expect-head H] [--expect-event-head H] [--data] | head | export …
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 
@@ -488,6 +489,93 @@ def audit_head() -> None:
         event_head = read_event_head(session=session)
     click.echo(f"{head.seq} {head.hash}")
     click.echo(f"events {event_head.seq} {event_head.hash}")
+
+
+@audit.command("export")
+@click.option(
+    "--what",
+    type=click.Choice(["changesets", "events"]),
+    default="changesets",
+    show_default=True,
+    help="The changesets (data changes) or the events (sign-ins, exports, user admin…).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
+@click.option("--rows", is_flag=True, help="Include each captured row change (changesets only).")
+@click.option("--dataset", "dataset_id", type=int, default=None, help="Only this dataset's (id).")
+@click.option("--actor", default=None, help="Only this user's (username).")
+@click.option("--kind", default=None, help="Only this kind (edit, upload, sign_in, …).")
+@click.option(
+    "--since", type=click.DateTime(["%Y-%m-%d"]), default=None, help="From this day (UTC) on."
+)
+@click.option(
+    "--until",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="Up to and including this day (UTC).",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True, allow_dash=True),
+    default="-",
+    show_default=True,
+    help="The file to write ('-': standard output).",
+)
+@_reports_errors
+def audit_export(
+    what: str,
+    fmt: str,
+    rows: bool,
+    dataset_id: int | None,
+    actor: str | None,
+    kind: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    output: str,
+) -> None:
+    """Export the audit trail, newest first, as the Audit page does but with no size limit
+    (written as it is read); recorded as an export event. A file is written whole or not at
+    all."""
+    from audit.search import TrailFilter
+    from portal.trail_views import write_trail
+
+    trail_filter = TrailFilter(
+        dataset_id=dataset_id,
+        actor=actor,
+        kind=kind,
+        since=since.replace(tzinfo=UTC) if since else None,
+        until=(until.replace(tzinfo=UTC) + timedelta(days=1)) if until else None,
+    )
+
+    def export_to(out: TextIO) -> int:
+        with _database(), session_scope() as session:
+            count, _ = write_trail(
+                session=session,
+                actor=cli_actor(),
+                trail_filter=trail_filter,
+                out=out,
+                trail_list=what,  # type: ignore[arg-type]
+                fmt=fmt,  # type: ignore[arg-type]
+                include_rows=rows,
+            )
+        return count
+
+    if output == "-":
+        count = export_to(sys.stdout)
+    else:
+        target = Path(output)
+        partial = target.with_name(f".{target.name}.partial")
+        try:
+            with partial.open(
+                "w", encoding="utf-8-sig" if fmt == "csv" else "utf-8", newline=""
+            ) as fh:
+                count = export_to(fh)
+            partial.replace(target)
+        finally:
+            partial.unlink(missing_ok=True)
+    click.echo(f"{count:,} {what} exported" + ("" if output == "-" else f" to {output}"), err=True)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TextIO
 
 import pandas as pd
 from pandas.io.formats.style import Styler
@@ -507,31 +507,62 @@ def export_trail(
     include_rows: bool = False,
     max_mb: int | None = None,
 ) -> Export:
-    """Every changeset (or event) matching the filter, newest first, as CSV (UTF-8 with a BOM,
-    every cell formula-safe) or JSON, and an ``export`` event recording who, what and how many.
+    """``write_trail`` into a download held in memory: at most ``max_mb`` (default: the upload
+    limit, as every download), CSV as UTF-8 with a byte-order mark for spreadsheets.
+
+    Raises:
+        as ``write_trail``.
+    """
+    buffer = io.StringIO()
+    count, event_id = write_trail(
+        session=session,
+        actor=actor,
+        trail_filter=trail_filter,
+        out=buffer,
+        trail_list=trail_list,
+        fmt=fmt,
+        include_rows=include_rows,
+        max_mb=max_mb or get_settings().max_upload_mb,
+    )
+    data = buffer.getvalue().encode("utf-8-sig" if fmt == "csv" else "utf-8")
+    mime = "text/csv" if fmt == "csv" else "application/json"
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return Export(data, f"audit-{trail_list}-{stamp}.{fmt}", mime, count, event_id)
+
+
+def write_trail(
+    *,
+    session: Session,
+    actor: Actor,
+    trail_filter: TrailFilter,
+    out: TextIO,
+    trail_list: TrailList = "changesets",
+    fmt: ExportFormat = "csv",
+    include_rows: bool = False,
+    max_mb: int | None = None,
+) -> tuple[int, int]:
+    """Write every changeset (or event) matching the filter, newest first, to ``out`` as CSV
+    (every cell formula-safe) or JSON, and record an ``export`` event of who, what and how
+    many; returns how many were written and the event's id.
 
     With ``include_rows`` (changesets only) each captured row change is included: in CSV one
     line per row change (``before``/``after`` as JSON text; a changeset without captured row
     changes keeps one line), in JSON a ``row_changes`` list per changeset. Bulk-loaded rows are
-    not expanded; ``inserted`` counts them. The file may grow to ``max_mb`` (default: the
-    upload limit, as every download).
+    not expanded; ``inserted`` counts them. Past ``max_mb`` written (``None``: no limit, for a
+    file on disk) it stops, and nothing is recorded.
 
     Raises:
         PermissionDenied: the actor is not an admin.
-        ValidationError: as ``search_trail``, or a file larger than ``max_mb``.
+        ValidationError: as ``search_trail``, an unknown format, or more than ``max_mb``.
     """
     _require_admin(actor)
     _check_range(trail_filter)
-    with_rows = include_rows and trail_list == "changesets"
-    limit = max_mb or get_settings().max_upload_mb
-    if fmt == "csv":
-        data, count = _trail_csv(session, trail_filter, trail_list, with_rows, limit)
-        mime = "text/csv"
-    elif fmt == "json":
-        data, count = _trail_json(session, trail_filter, trail_list, with_rows, limit)
-        mime = "application/json"
-    else:
+    if fmt not in ("csv", "json"):
         raise ValidationError("Export as csv or json.")
+    with_rows = include_rows and trail_list == "changesets"
+    sink = _Written(out, max_mb)
+    write = _trail_csv if fmt == "csv" else _trail_json
+    count = write(session, trail_filter, trail_list, with_rows, sink)
     event_id = record_event(
         session=session,
         kind="export",
@@ -547,15 +578,32 @@ def export_trail(
             "rows": count,
         },
     )
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return Export(data, f"audit-{trail_list}-{stamp}.{fmt}", mime, count, event_id)
+    return count, event_id
+
+
+class _Written:
+    """A text stream that counts what it is given, for ``check_download_size``."""
+
+    def __init__(self, out: TextIO, max_mb: int | None) -> None:
+        self.out, self.max_mb, self.size = out, max_mb, 0
+
+    def write(self, text: str) -> int:
+        self.size += len(text)  # characters: about bytes, a bound not an exact size
+        return self.out.write(text)
+
+    def check(self, rows: int) -> None:
+        if self.max_mb is not None:
+            check_download_size(self.size, rows, self.max_mb)
 
 
 def _trail_csv(
-    session: Session, trail_filter: TrailFilter, trail_list: TrailList, with_rows: bool, limit: int
-) -> tuple[bytes, int]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    session: Session,
+    trail_filter: TrailFilter,
+    trail_list: TrailList,
+    with_rows: bool,
+    out: _Written,
+) -> int:
+    writer = csv.writer(out)
     if trail_list == "events":
         writer.writerow(_EVENT_FIELDS)
     else:
@@ -577,6 +625,7 @@ def _trail_csv(
                         ]
                     )
                 )
+            out.check(count)
             continue
         changes = _raw_row_changes(session, [c.id for c in items]) if with_rows else {}
         for c in items:
@@ -586,41 +635,47 @@ def _trail_csv(
                 continue
             for row_id, op, before, after in changes[c.id] or [(None, None, None, None)]:
                 writer.writerow(values + [_csv_text(v) for v in (row_id, op, before, after)])
-        check_download_size(buffer.tell(), count, limit)
-    return buffer.getvalue().encode("utf-8-sig"), count
+        out.check(count)
+    return count
 
 
 def _trail_json(
-    session: Session, trail_filter: TrailFilter, trail_list: TrailList, with_rows: bool, limit: int
-) -> tuple[bytes, int]:
+    session: Session,
+    trail_filter: TrailFilter,
+    trail_list: TrailList,
+    with_rows: bool,
+    out: _Written,
+) -> int:
     """A JSON array; row images are embedded as PostgreSQL printed them (exact decimals)."""
-    parts: list[str] = []
-    count = size = 0
+    count = 0
+    separator = "[\n"
     for items in _all_pages(session, trail_filter, trail_list):
-        check_download_size(size, count, limit)
         count += len(items)
         if trail_list == "events":
             for e in items:
-                part = json.dumps(
-                    dict(
-                        zip(
-                            _EVENT_FIELDS,
-                            [
-                                e.id,
-                                e.occurred_at.astimezone(UTC).isoformat(),
-                                e.kind,
-                                e.actor_username,
-                                e.target,
-                                e.detail,
-                            ],
-                            strict=True,
-                        )
-                    ),
-                    ensure_ascii=False,
-                    default=str,
+                out.write(separator)
+                separator = ",\n"
+                out.write(
+                    json.dumps(
+                        dict(
+                            zip(
+                                _EVENT_FIELDS,
+                                [
+                                    e.id,
+                                    e.occurred_at.astimezone(UTC).isoformat(),
+                                    e.kind,
+                                    e.actor_username,
+                                    e.target,
+                                    e.detail,
+                                ],
+                                strict=True,
+                            )
+                        ),
+                        ensure_ascii=False,
+                        default=str,
+                    )
                 )
-                parts.append(part)
-                size += len(part)
+            out.check(count)
             continue
         changes = _raw_row_changes(session, [c.id for c in items]) if with_rows else {}
         for c in items:
@@ -635,10 +690,12 @@ def _trail_json(
                     for row_id, op, before, after in changes[c.id]
                 )
                 head = head[:-1] + f', "row_changes": [{lines}]}}'
-            parts.append(head)
-            size += len(head)
-    check_download_size(size, count, limit)
-    return ("[\n" + ",\n".join(parts) + "\n]\n").encode(), count
+            out.write(separator)
+            separator = ",\n"
+            out.write(head)
+        out.check(count)
+    out.write("[\n\n]\n" if separator == "[\n" else "\n]\n")
+    return count
 
 
 # ---------------------------------------------------------------------------------------------
