@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import unicodedata
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import pandas as pd
 from sqlalchemy import MetaData, Text, func, literal, select, text
@@ -260,16 +260,31 @@ def set_reason_required(
     return changeset
 
 
+QUICK_STATISTICS_TARGET: Final = 10
+"""``default_statistics_target`` of ``gather_statistics``: 3,000 sampled rows instead of
+30,000 (on 1,000,000 rows 0.03 s instead of 0.35 s)."""
+
+
 def gather_statistics(*, session: Session, table_name: str) -> None:
-    """``ANALYZE`` the dataset's table, in the caller's transaction (its own inserts count as
-    rows, its own deletes do not).
+    """A quick ``ANALYZE`` of the dataset's table, in the caller's transaction (its own inserts
+    count as rows, its own deletes do not).
 
     Called after a bulk load: until a table has statistics, PostgreSQL plans as if it knew
     nothing of it, and a commit's ``_row_id = ANY(…)`` row lock reads the whole table instead
     of its primary key (on 100,000 rows about 15 ms instead of 2.5 ms, growing with the table)
-    until autovacuum gets round to it.
+    until autovacuum gets round to it. Its row count is what matters, so a small sample does:
+    autovacuum analyses the table again in full soon after, since the load's rows count as
+    changed since this analysis once the transaction commits.
     """
+    previous = session.scalar(text("SELECT current_setting('default_statistics_target')"))
+    session.execute(
+        text("SELECT set_config('default_statistics_target', :v, true)"),
+        {"v": str(QUICK_STATISTICS_TARGET)},
+    )
     session.execute(text(f"ANALYZE {qualified_table(session, table_name)}"))
+    session.execute(
+        text("SELECT set_config('default_statistics_target', :v, true)"), {"v": previous}
+    )
 
 
 def record_upload(

@@ -414,6 +414,14 @@ def test_an_upload_leaves_its_table_with_statistics_so_commits_lock_rows_by_inde
         ).one()
         assert analysed
         assert estimate == rows
+        buckets = s.scalar(
+            text(
+                "SELECT cardinality(histogram_bounds::text::text[]) FROM pg_stats"
+                " WHERE schemaname = 'data' AND tablename = :t AND attname = '_row_id'"
+            ),
+            {"t": table},
+        )
+        assert buckets == 11  # a quick sample (target 10): autovacuum redoes it in full later
         cursor = s.connection().connection.dbapi_connection.cursor()
         window = "{" + ",".join(str(i) for i in range(5_000, 5_100)) + "}"
         cursor.execute("EXPLAIN " + writes.LOCK_ROWS.format(table=f'data."{table}"'), (window,))
