@@ -336,6 +336,8 @@ def _check_limit(limit: int) -> None:
 def _run_search(session: Session, stmt: Select[Any], free_text: bool) -> Sequence[Row[Any]]:
     if not free_text:
         return session.execute(stmt).all()
+    # Put back afterwards whatever held before (a timeout set on the role, say), not none.
+    previous = session.execute(select(func.current_setting("statement_timeout"))).scalar_one()
     session.execute(select(func.set_config("statement_timeout", FREE_TEXT_TIMEOUT, True)))
     try:
         rows = session.execute(stmt).all()
@@ -346,7 +348,7 @@ def _run_search(session: Session, stmt: Select[Any], free_text: bool) -> Sequenc
                 "with a dataset, an actor or a shorter date range, then search again."
             ) from None
         raise
-    session.execute(select(func.set_config("statement_timeout", "0", True)))
+    session.execute(select(func.set_config("statement_timeout", previous, True)))
     return rows
 
 

@@ -317,9 +317,13 @@ def reset_password(
 
 
 def unlock(*, session: Session, actor: Actor, username: str) -> User:
-    """Clear a lock-out and the failed-attempt counter. Raises: PermissionDenied, NotFound."""
+    """Clear a lock-out and the failed-attempt counter; nothing (no event) when there is neither,
+    as ``set_role`` and ``set_active`` skip what changes nothing. Raises: PermissionDenied,
+    NotFound."""
     _require_admin(actor)
     user = get_user(session=session, username=username, for_update=True)
+    if not user.failed_attempts and user.locked_until is None:
+        return user
     user.failed_attempts = 0
     user.locked_until = None
     user.updated_at = database_now(session)

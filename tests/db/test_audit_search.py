@@ -360,3 +360,13 @@ def test_the_page_queries_use_the_indexes(trail: Trail) -> None:
             plan = search.explain(s, search.changesets_statement(f, after=key))
             assert f"Index Scan using {index}" in plan, (index, plan)
             assert "Sort" not in plan.replace("Incremental Sort", ""), plan
+
+
+def test_a_text_search_puts_back_the_statement_timeout_it_found(trail: Trail) -> None:
+    """The search stops itself after FREE_TEXT_TIMEOUT; afterwards the session's own timeout
+    (one set on the role, say) holds again, not none."""
+    with Session(trail.db.app) as s, s.begin():
+        s.execute(text("SET LOCAL statement_timeout = '7s'"))
+        search.search_changesets(session=s, trail_filter=TrailFilter(text="qty"))
+        search.search_events(session=s, trail_filter=TrailFilter(text="qty"))
+        assert s.scalar(text("SHOW statement_timeout")) == "7s"

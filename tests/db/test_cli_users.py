@@ -59,6 +59,7 @@ def test_user_commands_leave_events(
     assert "editor" in kim_line
     assert kim_line.split()[4] != "-"  # a locked-until time
     assert portal("unlock", "kim").exit_code == 0
+    assert portal("unlock", "kim").exit_code == 0  # nothing left to unlock: no second event
     result = portal(
         "passwd", "kim", "--must-change-password", "--password-stdin", stdin="new pass for kim"
     )
