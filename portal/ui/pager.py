@@ -35,7 +35,10 @@ class Pager:
             self._state["stack"].pop()
 
     def _older(self, key: Any) -> None:
-        self._state["stack"].append(key)
+        # A double click runs this twice with the key the page was drawn with, before the rerun
+        # that would draw the next: counted once, or Newer would show the same page again.
+        if key != self._state["stack"][-1]:
+            self._state["stack"].append(key)
 
     def _first(self) -> None:
         del self._state["stack"][1:]
