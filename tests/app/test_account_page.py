@@ -110,7 +110,7 @@ def test_the_first_admin_replaces_the_generated_password_first(fresh_db: Databas
     assert prepared.exit_code == 0, prepared.output
     generated = (get_settings().data_dir / "admin-password").read_text().strip()
     at = sign_in(app_test().run(), "admin", generated)
-    assert "Connected to PostgreSQL" not in texts(at)
+    assert "Welcome," not in texts(at)  # no Home
     show_app(at)
     assert listed_pages(at) == {"8_account.py"}
     assert "Choose your own password to go on." in at.warning[0].value

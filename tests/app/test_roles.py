@@ -82,7 +82,7 @@ def test_every_page_file_asks_for_sign_in_first(fresh_db: DatabaseHandle, page_f
     assert not at.exception
     assert shows_sign_in(at)
     assert shows_no_user_data(at, hidden, "Hidden Person")
-    assert "Connected to PostgreSQL" not in texts(at)
+    assert "Welcome," not in texts(at)  # no Home
 
 
 def test_disabled_after_sign_in_loses_access_at_the_next_click(fresh_db: DatabaseHandle) -> None:
@@ -130,7 +130,7 @@ def test_lock_out_elsewhere_ends_the_session(
 def test_must_change_password_goes_to_account_first(fresh_db: DatabaseHandle) -> None:
     name, password = new_user(fresh_db, role="admin", must_change_password=True)
     at = sign_in(app_test().run(), name, password)
-    assert "Connected to PostgreSQL" not in texts(at)
+    assert "Welcome," not in texts(at)  # no Home
     show_app(at)
     assert listed_pages(at) == {"8_account.py"}
     assert at.title[0].value == "Account"

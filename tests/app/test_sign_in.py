@@ -28,7 +28,7 @@ def test_nothing_but_the_sign_in_form_before_signing_in(fresh_db: DatabaseHandle
     at = app_test().run()
     assert not at.exception
     assert shows_sign_in(at)
-    assert "Connected to PostgreSQL" not in texts(at)
+    assert "Welcome," not in texts(at)  # no Home
     assert not at.metric
     assert not at.sidebar.button  # no sign-out, nothing to navigate
 
@@ -38,7 +38,7 @@ def test_sign_in_shows_home_and_is_recorded(fresh_db: DatabaseHandle) -> None:
     at = sign_in(app_test().run(), name.upper(), password)
     assert not at.exception
     assert not shows_sign_in(at)
-    assert "Connected to PostgreSQL" in texts(at)
+    assert "Welcome, Ann Editor." in texts(at)  # Home
     assert "Ann Editor" in texts(at)
     assert [b.key for b in at.sidebar.button] == ["portal.sign_out"]
     assert events(fresh_db, "sign_in") == [
@@ -62,7 +62,7 @@ def test_wrong_password_and_unknown_user_are_indistinguishable(fresh_db: Databas
         assert not at.exception
         assert shows_sign_in(at)
         assert [e.value for e in at.error] == [WRONG_CREDENTIALS]
-        assert "Connected to PostgreSQL" not in texts(at)
+        assert "Welcome," not in texts(at)  # no Home
     assert texts(wrong) == texts(unknown)
     assert [(e["target"], e["detail"]["reason"]) for e in events(fresh_db, "sign_in_failed")] == [
         (name, "bad_password"),
@@ -107,7 +107,7 @@ def test_sign_out(fresh_db: DatabaseHandle) -> None:
     assert not at.exception
     assert shows_sign_in(at)
     assert "You have signed out." in [i.value for i in at.info]
-    assert "Connected to PostgreSQL" not in texts(at)
+    assert "Welcome," not in texts(at)  # no Home
     assert [(e["kind"], e["actor_username"]) for e in events(fresh_db, "sign_out")] == [
         ("sign_out", name)
     ]

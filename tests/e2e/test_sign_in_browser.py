@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
 COOKIE = "portal_auth"
 PAGE_PATHS = ["/users", "/account", "/home", "/"]
-SECRETS = ("Manage a user", "Connected to PostgreSQL", "Change your password", "Vee")
+SECRETS = ("Manage a user", "Welcome,", "Change your password", "Vee")
 
 
 def sign_in_form(page: Page) -> None:
