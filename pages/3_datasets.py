@@ -146,7 +146,7 @@ def confirm_reason_setting(dataset_id: int, name: str, required: bool) -> None:
             st.error(str(exc), icon=":material/error:")
             return
         close_setting()
-        st.session_state[FLASH] = f"Changes to “{name}” now " + (
+        st.session_state[FLASH] = f"Changes to “{md_escape(name)}” now " + (
             "need a reason." if required else "may be made without a reason."
         )
         st.rerun()
