@@ -33,11 +33,9 @@ from __future__ import annotations
 import csv
 import io
 import math
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import datetime
 from typing import Any, Final, Literal, TypeAlias, get_args
 
 import pandas as pd
@@ -49,7 +47,13 @@ from audit.events import record_event
 from portal import estimates, indexes
 from portal.actor import Actor
 from portal.config import get_settings
-from portal.csv_safe import check_download_size, neutralise, neutralise_row
+from portal.csv_safe import (
+    check_download_size,
+    file_stem,
+    neutralise,
+    neutralise_row,
+    value_text,
+)
 from portal.datasets import dataset_spec, get_dataset
 from portal.errors import PermissionDenied, ValidationError
 from portal.models import Changeset, Dataset, User
@@ -377,7 +381,9 @@ def _arrow(c: ColumnSpec, values: list[Any]) -> Any:
     try:  # the precision and scale the values need (numeric has no typmod)
         array = pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([_cell(v) if v is not None else None for v in values], pa.large_string())
+        return pa.array(
+            [value_text(v) if v is not None else None for v in values], pa.large_string()
+        )
     return array if not pa.types.is_null(array.type) else pa.array(values, pa.decimal128(38, 0))
 
 
@@ -431,7 +437,7 @@ def export_csv(
             "rows": rows,
         },
     )
-    name = _file_stem(dataset.name) + ("-filtered" if row_filter else "")
+    name = file_stem(dataset.name) + ("-filtered" if row_filter else "")
     return CsvExport(out.getvalue(), f"{name}.csv", rows, event_id)
 
 
@@ -462,23 +468,5 @@ def _csv_chunks(
         yield buffer.getvalue().encode("utf-8"), len(partition)
 
 
-def _cell(value: Any) -> str:
-    """A typed value as the upload reads it back."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat(sep=" ")
-    if isinstance(value, date):
-        return value.isoformat()
-    return str(value)
-
-
 def _csv_cell(value: Any) -> str:
-    return "" if value is None else neutralise(_cell(value))
-
-
-def _file_stem(name: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")
-    return stem[:80] or "dataset"
+    return "" if value is None else neutralise(value_text(value))

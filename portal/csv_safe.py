@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
 
 from portal.errors import ValidationError
 
@@ -40,6 +44,26 @@ def unneutralise(value: str) -> str:
 def neutralise_row(values: Iterable[str]) -> list[str]:
     """Every cell of a row through ``neutralise``."""
     return [neutralise(v) for v in values]
+
+
+def value_text(value: Any) -> str:
+    """A typed value as every download writes it and an upload reads it back: booleans as
+    ``true``/``false``, decimals exactly, date-times in UTC with a space before the time."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def file_stem(name: str) -> str:
+    """A download's file name from a dataset's name: safe characters only, at most 80."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")
+    return stem[:80] or "dataset"
 
 
 def check_download_size(size: int, rows: int, max_mb: int) -> None:

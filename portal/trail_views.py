@@ -28,7 +28,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -59,7 +58,13 @@ from audit.search import (
 from audit.trail import RowImage, bulk_rows_slice, dataset_state, row_versions
 from portal.actor import Actor
 from portal.config import get_settings
-from portal.csv_safe import check_download_size, neutralise, neutralise_row
+from portal.csv_safe import (
+    check_download_size,
+    file_stem,
+    neutralise,
+    neutralise_row,
+    value_text,
+)
 from portal.datasets import dataset_spec, get_dataset
 from portal.errors import NotFound, PermissionDenied, ValidationError
 from portal.models import Changeset, Dataset, RowChange
@@ -895,7 +900,7 @@ def _utc_datetimes(state: Mapping[int, RowImage], names: list[str]) -> None:
         for name in names:
             value = image.get(name)
             if isinstance(value, str):
-                image[name] = datetime.fromisoformat(value).astimezone(UTC).isoformat(sep=" ")
+                image[name] = value_text(datetime.fromisoformat(value))
 
 
 def export_as_of(
@@ -933,10 +938,9 @@ def export_as_of(
             "rows": state.rows,
         },
     )
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", state.dataset_name).strip("-.")[:80] or "dataset"
     return Export(
         data,
-        f"{stem}-as-of-{seq}.csv",
+        f"{file_stem(state.dataset_name)}-as-of-{seq}.csv",
         "text/csv",
         state.rows,
         event_id,
