@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Final, Generic, Literal, TypeVar
 
@@ -88,6 +88,16 @@ def loads(document: str | None, *, exact: bool = True) -> Any:
     if document is None:
         return None
     return (_EXACT if exact else _PLAIN).decode(document)
+
+
+def day_start(day: date) -> datetime:
+    """Midnight UTC opening ``day``: the trail's dates are UTC days (``TrailFilter.since``)."""
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+def day_after(day: date) -> datetime:
+    """Midnight UTC closing ``day``: ``TrailFilter.until`` for a range that includes it."""
+    return day_start(day) + timedelta(days=1)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ each changeset opened and each verification (``portal.trail_views`` explains why
 always recorded.
 """
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -16,7 +16,7 @@ from portal import trail_views
 from portal.datasets import dataset_names
 from portal.db import session_scope
 from portal.errors import AuditError, PortalError
-from portal.trail_views import Export, TrailFilter, when
+from portal.trail_views import Export, TrailFilter, day_after, day_start, when
 from portal.ui import require
 from portal.ui.changeset_view import show_changeset
 from portal.ui.db_retry import show_error
@@ -42,10 +42,6 @@ def recorded_once(view: object) -> bool:
 
 def forget(view: object) -> None:
     st.session_state.get(RECORDED, set()).discard(view)
-
-
-def day_start(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 st.title("Audit")
@@ -178,7 +174,7 @@ free_text = text_col.text_input(
 )
 picked = [d for d in (dates if isinstance(dates, tuple | list) else [dates]) if d]
 since = day_start(picked[0]) if picked else None
-until = day_start(picked[-1]) + timedelta(days=1) if picked else None
+until = day_after(picked[-1]) if picked else None
 trail_filter = TrailFilter(dataset_id, actor_name, kind, since, until, free_text.strip())
 
 # -- the trail --------------------------------------------------------------------------------
@@ -282,7 +278,7 @@ with st.expander("Activity per day", icon=":material/bar_chart:"):
             actor_name,
             kind if trail_list == "changesets" else None,
             day_start(today - timedelta(days=29)),
-            day_start(today + timedelta(days=1)),
+            day_after(today),
         )
         st.caption("The last 30 days (choose dates above for another range).")
     elif trail_list != "changesets":

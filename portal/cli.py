@@ -16,7 +16,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -481,12 +481,10 @@ def audit_verify(expect_head: str | None, expect_event_head: str | None, data: b
 def audit_head() -> None:
     """Print the newest changeset's seq and hash, then, on a line of its own beginning with
     ``events``, the newest event's (keep both somewhere safe)."""
-    from audit.chain import read_head
-    from audit.event_chain import read_event_head
+    from portal.trail_views import chain_heads
 
     with _database(), session_scope() as session:
-        head = read_head(session=session)
-        event_head = read_event_head(session=session)
+        head, event_head = chain_heads(session=session, actor=cli_actor())
     click.echo(f"{head.seq} {head.hash}")
     click.echo(f"events {event_head.seq} {event_head.hash}")
 
@@ -538,15 +536,15 @@ def audit_export(
     """Export the audit trail, newest first, as the Audit page does but with no size limit
     (written as it is read); recorded as an export event. A file is written whole or not at
     all."""
-    from audit.search import TrailFilter
+    from audit.search import TrailFilter, day_after, day_start
     from portal.trail_views import write_trail
 
     trail_filter = TrailFilter(
         dataset_id=dataset_id,
         actor=actor,
         kind=kind,
-        since=since.replace(tzinfo=UTC) if since else None,
-        until=(until.replace(tzinfo=UTC) + timedelta(days=1)) if until else None,
+        since=day_start(since.date()) if since else None,
+        until=day_after(until.date()) if until else None,
     )
 
     def export_to(out: TextIO) -> int:

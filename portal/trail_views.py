@@ -54,6 +54,8 @@ from audit.search import (
     Page,
     RowChangeView,
     TrailFilter,
+    day_after,
+    day_start,
 )
 from audit.trail import RowImage, bulk_rows_slice, dataset_state, row_versions
 from portal.actor import Actor
@@ -77,6 +79,8 @@ __all__ = [
     "EventSummary",
     "Page",
     "TrailFilter",
+    "day_after",
+    "day_start",
 ]
 
 TrailList = Literal["changesets", "events"]
