@@ -264,8 +264,8 @@ def import_file(
             sha256=digest,
             compressed=compressed.result(),
         )
-        # As autovacuum would, only once a tenth of the table is new: ANALYZE samples 30,000
-        # rows, which a few rows appended to a large table do not need.
+        # As autovacuum would, only once a tenth of the table is new: a few rows appended to a
+        # large table leave its statistics as good as they were.
         if mode == "replace" or parsed.row_count * 10 >= rows_before:
             progress("Gathering the table's statistics, so filters and commits use its indexes")
             datasets.gather_statistics(session=session, table_name=dataset.table_name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 import bcrypt
@@ -90,8 +91,7 @@ def _mostly_a_run(password: str) -> bool:
     """Whether three in four neighbouring characters step by one, up or down (``abcdef…``,
     ``1234567890…``, ``987…``): a keyboard run is no better than a repeat."""
     steps = [
-        abs(ord(a) - ord(b)) == 1 or {a, b} == {"9", "0"}
-        for a, b in zip(password.lower(), password.lower()[1:], strict=False)
+        abs(ord(a) - ord(b)) == 1 or {a, b} == {"9", "0"} for a, b in pairwise(password.lower())
     ]
     return sum(steps) * 4 >= len(steps) * 3
 

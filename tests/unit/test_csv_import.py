@@ -399,6 +399,12 @@ def test_the_vectorised_neutraliser_equals_neutralise(texts: list[str | None]) -
     assert got == [None if t is None else neutralise(t) for t in texts]
 
 
+@given(st.lists(st.one_of(st.none(), st.text(alphabet="'=-+@\t\rab ", max_size=5))))
+def test_the_vectorised_unneutraliser_equals_unneutralise(texts: list[str | None]) -> None:
+    got = csv_import._unsafe_array(pa.array(texts, pa.large_string())).to_pylist()
+    assert got == [None if t is None else unneutralise(t) for t in texts]
+
+
 def read_report(data: bytes, delimiter: str = ",") -> list[list[str]]:
     assert data.startswith(b"\xef\xbb\xbf")
     return list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""), delimiter=delimiter))
