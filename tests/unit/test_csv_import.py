@@ -357,11 +357,20 @@ cell_text = st.text(
 def test_any_csv_written_by_the_csv_module_reads_back(
     rows: list[list[str]], delimiter: str
 ) -> None:
+    """Every cell exactly, but for the one rule of the portal's own downloads: a quote before
+    quotes and a formula character is their neutralisation and is taken off (``'=`` reads
+    ``=``)."""
     out = io.StringIO()
     csv.writer(out, delimiter=delimiter).writerows([["first", "second"], *rows])
     parsed = upload(out.getvalue().encode(), delimiter=delimiter)
     got = [[None if pd.isna(v) else v for v in row] for row in parsed.frame.itertuples(index=False)]
-    assert got == [[v or None for v in row] for row in rows]
+    assert got == [[unneutralise(v) or None for v in row] for row in rows]
+
+
+def test_a_quote_before_a_formula_character_is_read_as_the_downloads_neutralisation() -> None:
+    parsed = upload(b"first,second\n'=,'plain\n''-5,'\n")
+    got = [list(row) for row in parsed.frame.itertuples(index=False)]
+    assert got == [["=", "'plain"], ["'-5", "'"]]
 
 
 # --- reports --------------------------------------------------------------------------------
