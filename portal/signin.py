@@ -24,7 +24,7 @@ Sessions
 
     sign_in          a password (detail method=password) or a cookie (method=cookie) was accepted
     sign_in_failed   refused; detail.reason = bad_password | unknown_user | locked | disabled
-    lock_out         the attempt that locked the account
+    lock_out         the attempt that locked the account (no actor: the account is its target)
     sign_out         the person signed out
     user_admin       action=change_own_password
 """
@@ -189,10 +189,12 @@ def _count_failure(
         return AuthError(WRONG_CREDENTIALS)
     user.locked_until = now + timedelta(minutes=settings.lockout_minutes)
     session.flush()
+    # Whoever typed the wrong passwords is unknown, as for each failed attempt: the account is
+    # the lock-out's target, not its actor.
     record_event(
         session=session,
         kind="lock_out",
-        actor_username=user.username,
+        actor_username=None,
         target=user.username,
         detail={
             "failed_attempts": user.failed_attempts,
