@@ -183,7 +183,7 @@ view = (trail_list, trail_filter)
 pager = Pager("audit.pager", view)
 record = recorded_once(view)
 try:
-    with session_scope() as session:
+    with st.spinner("Searching the audit log…"), session_scope() as session:
         page = trail_views.search_trail(
             session=session,
             actor=actor,
@@ -283,6 +283,11 @@ with st.expander("Activity per day", icon=":material/bar_chart:"):
         st.caption("The last 30 days (choose dates above for another range).")
     elif trail_list != "changesets":
         chart_filter = TrailFilter(dataset_id, actor_name, None, since, until)
+    if trail_filter.text:
+        st.caption(
+            "The text above is not applied here: the chart counts every changeset that matches "
+            "the other filters."
+        )
     try:
         with session_scope() as session:
             activity = trail_views.activity_frame(

@@ -55,8 +55,11 @@ def test_an_admin_filters_the_trail_and_each_view_is_recorded_once(trail: Trail)
     at.selectbox(key="audit.dataset").select(trail.people)
     at.selectbox(key="audit.actor").select(trail.ann.username).run()
     assert changesets_shown(at) == [trail.seqs["ann qty"], trail.seqs["people upload"]]
+    chart_note = "The text above is not applied here"
+    assert not any(chart_note in c.value for c in at.caption)
     at.text_input(key="audit.text").input("zebra").run()
     assert "No changesets match these filters." in [i.value for i in at.info]
+    assert any(chart_note in c.value for c in at.caption)  # the chart says it ignores the text
     at.selectbox(key="audit.actor").select(None).run()
     assert changesets_shown(at) == [trail.seqs["bob note"]]
 
