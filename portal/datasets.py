@@ -31,9 +31,20 @@ LoadMode = Literal["append", "replace"]
 MAX_NAME_CHARS = 120
 MAX_DESCRIPTION_CHARS = 2_000
 INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn"})
-"""Unicode categories refused in a dataset's name: control and format characters (zero-width
-spaces, bidi overrides), private-use, surrogate and unassigned code points. Such a name can look
-exactly like another one, and be chosen in the wrong place."""
+"""Unicode categories refused in a dataset's name and its column labels: control and format
+characters (zero-width spaces, bidi overrides), private-use, surrogate and unassigned code points.
+Such a name can look exactly like another one, and be chosen in the wrong place."""
+LABEL_WHITESPACE = frozenset("\t\n\r")
+"""Controls a column label may hold: a spreadsheet header cell can break its text over lines."""
+
+
+def hidden_character(text: str, allowed: frozenset[str] = frozenset()) -> tuple[int, str] | None:
+    """The first invisible or control character of ``text`` not in ``allowed``, as (its
+    1-based position, its code point written U+XXXX), or None."""
+    for position, ch in enumerate(text, start=1):
+        if ch not in allowed and unicodedata.category(ch) in INVISIBLE_CATEGORIES:
+            return position, f"U+{ord(ch):04X}"
+    return None
 
 
 def _require_editor(actor: Actor) -> None:
@@ -108,8 +119,8 @@ def create_dataset(
 
     Raises:
         PermissionDenied: the actor is a viewer.
-        ValidationError: the name is empty, too long, taken or holds an invisible character, the
-            description is too long, or the spec has no columns.
+        ValidationError: the name is empty, too long, taken or holds an invisible character, a
+            column label holds one, the description is too long, or the spec has no columns.
     """
     _require_editor(actor)
     clean = " ".join(name.split())
@@ -117,19 +128,21 @@ def create_dataset(
         raise ValidationError("Give the dataset a name.")
     if len(clean) > MAX_NAME_CHARS:
         raise ValidationError(f"The name is {len(clean)} characters; use at most {MAX_NAME_CHARS}.")
-    hidden = next(
-        (
-            (k, ch)
-            for k, ch in enumerate(clean, start=1)
-            if unicodedata.category(ch) in INVISIBLE_CATEGORIES
-        ),
-        None,
-    )
+    hidden = hidden_character(clean)
     if hidden is not None:
         raise ValidationError(
-            f"The name has an invisible or control character (U+{ord(hidden[1]):04X}, character "
+            f"The name has an invisible or control character ({hidden[1]}, character "
             f"{hidden[0]}), so it could look like another name: type it again without it."
         )
+    for number, column in enumerate(spec.columns, start=1):
+        hidden = hidden_character(column.label, LABEL_WHITESPACE)
+        if hidden is not None:
+            shown = "".join(ch if ch.isprintable() else " " for ch in column.label).strip()
+            raise ValidationError(
+                f"Column {number} (“{shown}”) has an invisible or control character in its "
+                f"label ({hidden[1]}, character {hidden[0]}), so it could look like another "
+                "column: remove it from the file's header, or rename the column, and upload again."
+            )
     if len(description) > MAX_DESCRIPTION_CHARS:
         raise ValidationError(
             f"The description is {len(description):,} characters; use at most "

@@ -112,6 +112,51 @@ def test_a_name_with_an_invisible_character_is_refused(
         assert conn.execute(text("SELECT count(*) FROM portal.datasets")).scalar_one() == 0
 
 
+@pytest.mark.parametrize(
+    ("header", "shown"),
+    [
+        (
+            "Name,Qty\u200b",
+            "Column 2 (“Qty”) has an invisible or control character in its label"
+            " (U+200B, character 4)",
+        ),  # reads as a second "Qty" beside a real one
+        ("\u202eName,Qty", "Column 1 (“Name”) has an invisible"),  # bidi override, left out
+        (
+            "Name,Q\x1bty",
+            "Column 2 (“Q ty”) has an invisible or control character in its label"
+            " (U+001B, character 2)",
+        ),  # a terminal escape, shown as a space
+    ],
+)
+def test_a_column_label_with_an_invisible_character_is_refused(
+    fresh_db: DatabaseHandle, header: str, shown: str
+) -> None:
+    with Session(fresh_db.app) as s, s.begin():
+        username, _ = make_user(s, role="editor")
+    editor = Actor(username, "Eddie", "editor")
+    with pytest.raises(ValidationError, match=re.escape(shown)) as refused:
+        upload_dataset(editor, f"{header}\nAnn,1\n".encode(), name="Stock")
+    assert "remove it from the file's header" in str(refused.value)
+    with fresh_db.owner.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM portal.datasets")).scalar_one() == 0
+
+
+def test_a_column_label_broken_over_lines_is_kept(fresh_db: DatabaseHandle) -> None:
+    with Session(fresh_db.app) as s, s.begin():
+        username, _ = make_user(s, role="editor")
+    dataset_id = upload_dataset(
+        Actor(username, "Eddie", "editor"), b'Name,"Qty\r\non hand"\nAnn,1\n', name="Stock"
+    )
+    with session_scope() as s:
+        labels = [
+            c.label
+            for c in datasets.dataset_spec(
+                datasets.get_dataset(session=s, dataset_id=dataset_id)
+            ).columns
+        ]
+    assert labels == ["Name", "Qty\r\non hand"]
+
+
 def test_a_description_over_the_limit_is_refused(fresh_db: DatabaseHandle) -> None:
     with Session(fresh_db.app) as s, s.begin():
         username, _ = make_user(s, role="editor")
