@@ -586,15 +586,19 @@ def _refused(
     name = guarded.get(diag.constraint_name or "") or (diag.column_name or "")
     column = labels.get(name, name or "a column")
     detail = diag.message_detail or ""
+    # A row a revert brings back has its old _row_id: it is named by it, not as a new row.
+    brought_back = [i for i in changes.inserts if i.row_id is not None]
     row = "a new row"
     failing = _FAILING_ROW.search(detail)
-    if failing and int(failing.group(1)) in changes.row_ids():
+    if failing and int(failing.group(1)) in changes.row_ids() | {i.row_id for i in brought_back}:
         row = f"row {failing.group(1)}"
     key = _KEY_VALUE.search(detail)
     if key:
         value = key.group("value")
+        holding = [(u.row_id, u.after) for u in changes.updates]
+        holding += [(i.row_id, i.values) for i in brought_back if i.row_id is not None]
         row = next(
-            (f"row {u.row_id}" for u in changes.updates if str(u.after.get(name)) == value),
+            (f"row {row_id}" for row_id, values in holding if str(values.get(name)) == value),
             "a new row",
         )
         why = f"the value “{value}” is already used by another row and must be unique"
