@@ -479,23 +479,59 @@ def _all_pages(
         after = page.next_key
 
 
-def _raw_row_changes(session: Session, changeset_ids: list[int]) -> dict[int, list[Any]]:
-    """Each changeset's row changes as (row_id, op, before jsonb text, after jsonb text)."""
-    by_changeset: dict[int, list[Any]] = {i: [] for i in changeset_ids}
-    rows = session.execute(
-        select(
-            RowChange.changeset_id,
-            RowChange.row_id,
-            RowChange.op,
-            cast(RowChange.before, Text),
-            cast(RowChange.after, Text),
-        )
-        .where(RowChange.changeset_id.in_(changeset_ids))
-        .order_by(RowChange.changeset_id, RowChange.id)
+ROW_CHANGE_BATCH = 20_000
+"""At most about this many row changes are held in memory at once by an export with rows: a
+changeset with more is read alone, as a stream."""
+
+
+def _row_change_columns() -> tuple[Any, ...]:
+    return (
+        RowChange.row_id,
+        RowChange.op,
+        cast(RowChange.before, Text),
+        cast(RowChange.after, Text),
     )
-    for r in rows:
-        by_changeset[r[0]].append(tuple(r[1:]))
-    return by_changeset
+
+
+def _with_row_changes(
+    session: Session, items: list[ChangesetSummary]
+) -> Iterator[tuple[ChangesetSummary, Iterator[tuple[Any, ...]]]]:
+    """Each changeset of ``items``, in order, with its row changes as (row_id, op, before jsonb
+    text, after jsonb text), in capture order. Consume each changeset's rows before the next.
+
+    Changesets are read together while their sealed counts stay under ``ROW_CHANGE_BATCH``; a
+    larger one is streamed alone (a server-side cursor), so one huge changeset — a replace of
+    millions of rows — never sits in memory whole, and a size limit stops it early.
+    """
+    batch: list[ChangesetSummary] = []
+    held = 0
+    for c in [*items, None]:
+        size = 0 if c is None else c.inserted + c.updated + c.deleted
+        if batch and (c is None or held + size > ROW_CHANGE_BATCH):
+            by_changeset: dict[int, list[tuple[Any, ...]]] = {b.id: [] for b in batch}
+            rows = session.execute(
+                select(RowChange.changeset_id, *_row_change_columns())
+                .where(RowChange.changeset_id.in_(list(by_changeset)))
+                .order_by(RowChange.changeset_id, RowChange.id)
+            )
+            for r in rows:
+                by_changeset[r[0]].append(tuple(r[1:]))
+            for b in batch:
+                yield b, iter(by_changeset[b.id])
+            batch, held = [], 0
+        if c is None:
+            return
+        if size > ROW_CHANGE_BATCH:
+            stream = session.execute(
+                select(*_row_change_columns())
+                .where(RowChange.changeset_id == c.id)
+                .order_by(RowChange.id)
+                .execution_options(yield_per=2_000)
+            )
+            yield c, (tuple(r) for r in stream)
+            continue
+        batch.append(c)
+        held += size
 
 
 def _csv_text(value: Any) -> str:
@@ -636,14 +672,20 @@ def _trail_csv(
                 )
             out.check(count)
             continue
-        changes = _raw_row_changes(session, [c.id for c in items]) if with_rows else {}
-        for c in items:
+        if not with_rows:
+            writer.writerows([_csv_text(v) for v in _changeset_values(c)] for c in items)
+            out.check(count)
+            continue
+        for c, changes in _with_row_changes(session, items):
             values = [_csv_text(v) for v in _changeset_values(c)]
-            if not with_rows:
-                writer.writerow(values)
-                continue
-            for row_id, op, before, after in changes[c.id] or [(None, None, None, None)]:
+            written = 0
+            for row_id, op, before, after in changes:
                 writer.writerow(values + [_csv_text(v) for v in (row_id, op, before, after)])
+                written += 1
+                if written % 1_000 == 0:
+                    out.check(count)
+            if not written:
+                writer.writerow(values + [""] * len(_ROW_FIELDS))
         out.check(count)
     return count
 
@@ -686,22 +728,26 @@ def _trail_json(
                 )
             out.check(count)
             continue
-        changes = _raw_row_changes(session, [c.id for c in items]) if with_rows else {}
-        for c in items:
+        pairs = _with_row_changes(session, items) if with_rows else ((c, iter(())) for c in items)
+        for c, changes in pairs:
             head = json.dumps(
                 dict(zip(_CHANGESET_FIELDS, _changeset_values(c), strict=True)),
                 ensure_ascii=False,
             )
-            if with_rows:
-                lines = ", ".join(
-                    f'{{"row_id": {row_id}, "op": {json.dumps(op)}, '
-                    f'"before": {before or "null"}, "after": {after or "null"}}}'
-                    for row_id, op, before, after in changes[c.id]
-                )
-                head = head[:-1] + f', "row_changes": [{lines}]}}'
             out.write(separator)
             separator = ",\n"
-            out.write(head)
+            if not with_rows:
+                out.write(head)
+                continue
+            out.write(head[:-1] + ', "row_changes": [')
+            for written, (row_id, op, before, after) in enumerate(changes, start=1):
+                out.write(
+                    f'{", " if written > 1 else ""}{{"row_id": {row_id}, "op": {json.dumps(op)}, '
+                    f'"before": {before or "null"}, "after": {after or "null"}}}'
+                )
+                if written % 1_000 == 0:
+                    out.check(count)
+            out.write("]}")
         out.check(count)
     out.write("[\n\n]\n" if separator == "[\n" else "\n]\n")
     return count

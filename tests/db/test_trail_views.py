@@ -268,3 +268,63 @@ def test_a_trail_export_larger_than_an_upload_may_be_is_refused_and_not_recorded
             session=s, actor=admin, trail_filter=TrailFilter(), include_rows=True, max_mb=10
         )
     assert len(read_csv(export.data)) == 1 + 1 + 20_000  # header, the upload, the row changes
+
+
+def test_a_large_changeset_is_exported_as_a_stream_and_stopped_early(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A changeset with more row changes than an export holds at once is read as a stream: a
+    size limit stops it before the rest is read, and without a limit it is written whole."""
+    import tracemalloc
+
+    from sqlalchemy.orm import Session
+
+    from portal.actor import Actor
+    from tests.factories import make_user, upload_dataset
+
+    with Session(fresh_db.app) as s, s.begin():
+        boss, _ = make_user(s, role="admin")
+    admin = Actor(boss, "Boss", "admin")
+    rows = b"".join(b"n%d,%d\n" % (i, i) for i in range(30_000))
+    dataset_id = upload_dataset(admin, b"Name,Qty\n" + rows, name="Many")
+    with fresh_db.app.begin() as conn:  # one changeset of 30,000 row changes, about 6 MB
+        table = conn.scalar(
+            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
+        )
+        conn.execute(text(f"UPDATE data.\"{table}\" SET name = name || repeat('x', 60)"))
+    monkeypatch.setattr(trail_views, "ROW_CHANGE_BATCH", 5_000)
+    for fmt in ("csv", "json"):
+        with session_scope() as s, pytest.raises(ValidationError, match="larger than 1 MB"):
+            tracemalloc.start()
+            try:
+                trail_views.export_trail(
+                    session=s,
+                    actor=admin,
+                    trail_filter=TrailFilter(kind="out_of_band"),
+                    fmt=fmt,  # type: ignore[arg-type]
+                    include_rows=True,
+                    max_mb=1,
+                )
+            finally:
+                peak = tracemalloc.get_traced_memory()[1]
+                tracemalloc.stop()
+        # Read whole, its 30,000 rows alone would take well over 10 MB.
+        assert peak < 6 * 1024 * 1024, (fmt, peak)
+    for fmt in ("csv", "json"):
+        with session_scope() as s:
+            export = trail_views.export_trail(
+                session=s,
+                actor=admin,
+                trail_filter=TrailFilter(),
+                fmt=fmt,  # type: ignore[arg-type]
+                include_rows=True,
+                max_mb=20,
+            )
+        if fmt == "csv":
+            lines = read_csv(export.data)[1:]
+            # Newest first: the 30,000 row changes, then the upload (a bulk load, no rows).
+            assert [line[-4] for line in lines] == [*map(str, range(1, 30_001)), ""]
+        else:
+            changesets = json.loads(export.data)
+            assert [len(c.get("row_changes", [])) for c in changesets] == [30_000, 0]
+            assert changesets[0]["row_changes"][-1]["after"]["name"] == "n29999" + "x" * 60
