@@ -24,6 +24,18 @@ pytestmark = pytest.mark.db
 CSV = b"Name,Qty\nAnn,1\nBob,2\n"
 
 
+@pytest.fixture
+def editor(fresh_db: DatabaseHandle) -> Actor:
+    with Session(fresh_db.app) as s, s.begin():
+        username, _ = make_user(s, role="editor")
+    return Actor(username, "Eddie", "editor")
+
+
+def datasets_stored(db: DatabaseHandle) -> int:
+    with db.owner.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM portal.datasets")).scalar_one())
+
+
 def _waiting_backends(db: DatabaseHandle) -> int:
     with db.superuser.connect() as conn:
         return int(
@@ -37,11 +49,8 @@ def _waiting_backends(db: DatabaseHandle) -> int:
 
 
 def test_two_names_with_one_table_name_created_at_once_both_land(
-    fresh_db: DatabaseHandle,
+    fresh_db: DatabaseHandle, editor: Actor
 ) -> None:
-    with Session(fresh_db.app) as s, s.begin():
-        username, _ = make_user(s, role="editor")
-    editor = Actor(username, "Eddie", "editor")
     spec = DatasetSpec.from_json({"columns": [{"label": "Name", "name": "name", "type": "text"}]})
     outcome: list[object] = []
 
@@ -78,16 +87,12 @@ def test_two_names_with_one_table_name_created_at_once_both_land(
     ],
 )
 def test_a_taken_unicode_name_is_refused_with_a_message(
-    fresh_db: DatabaseHandle, first: str, second: str
+    fresh_db: DatabaseHandle, editor: Actor, first: str, second: str
 ) -> None:
-    with Session(fresh_db.app) as s, s.begin():
-        username, _ = make_user(s, role="editor")
-    editor = Actor(username, "Eddie", "editor")
     upload_dataset(editor, CSV, name=first)
     with pytest.raises(ValidationError, match="exists already; choose another name"):
         upload_dataset(editor, CSV, name=second)
-    with fresh_db.owner.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM portal.datasets")).scalar_one() == 1
+    assert datasets_stored(fresh_db) == 1
 
 
 @pytest.mark.parametrize(
@@ -99,17 +104,13 @@ def test_a_taken_unicode_name_is_refused_with_a_message(
     ],
 )
 def test_a_name_with_an_invisible_character_is_refused(
-    fresh_db: DatabaseHandle, name: str, shown: str
+    fresh_db: DatabaseHandle, editor: Actor, name: str, shown: str
 ) -> None:
-    with Session(fresh_db.app) as s, s.begin():
-        username, _ = make_user(s, role="editor")
-    editor = Actor(username, "Eddie", "editor")
     with pytest.raises(
         ValidationError, match=re.escape(f"invisible or control character ({shown}")
     ):
         upload_dataset(editor, CSV, name=name)
-    with fresh_db.owner.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM portal.datasets")).scalar_one() == 0
+    assert datasets_stored(fresh_db) == 0
 
 
 @pytest.mark.parametrize(
@@ -129,24 +130,16 @@ def test_a_name_with_an_invisible_character_is_refused(
     ],
 )
 def test_a_column_label_with_an_invisible_character_is_refused(
-    fresh_db: DatabaseHandle, header: str, shown: str
+    fresh_db: DatabaseHandle, editor: Actor, header: str, shown: str
 ) -> None:
-    with Session(fresh_db.app) as s, s.begin():
-        username, _ = make_user(s, role="editor")
-    editor = Actor(username, "Eddie", "editor")
     with pytest.raises(ValidationError, match=re.escape(shown)) as refused:
         upload_dataset(editor, f"{header}\nAnn,1\n".encode(), name="Stock")
     assert "remove it from the file's header" in str(refused.value)
-    with fresh_db.owner.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM portal.datasets")).scalar_one() == 0
+    assert datasets_stored(fresh_db) == 0
 
 
-def test_a_column_label_broken_over_lines_is_kept(fresh_db: DatabaseHandle) -> None:
-    with Session(fresh_db.app) as s, s.begin():
-        username, _ = make_user(s, role="editor")
-    dataset_id = upload_dataset(
-        Actor(username, "Eddie", "editor"), b'Name,"Qty\r\non hand"\nAnn,1\n', name="Stock"
-    )
+def test_a_column_label_broken_over_lines_is_kept(editor: Actor) -> None:
+    dataset_id = upload_dataset(editor, b'Name,"Qty\r\non hand"\nAnn,1\n', name="Stock")
     with session_scope() as s:
         labels = [
             c.label
@@ -157,13 +150,11 @@ def test_a_column_label_broken_over_lines_is_kept(fresh_db: DatabaseHandle) -> N
     assert labels == ["Name", "Qty\r\non hand"]
 
 
-def test_a_description_over_the_limit_is_refused(fresh_db: DatabaseHandle) -> None:
-    with Session(fresh_db.app) as s, s.begin():
-        username, _ = make_user(s, role="editor")
+def test_a_description_over_the_limit_is_refused(editor: Actor) -> None:
     with session_scope() as s, pytest.raises(ValidationError, match="description is 2,001"):
         datasets.create_dataset(
             session=s,
-            actor=Actor(username, "Eddie", "editor"),
+            actor=editor,
             name="Notes",
             spec=DatasetSpec((ColumnSpec("Name", "name", "text"),)),
             description="x" * 2_001,
