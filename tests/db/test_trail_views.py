@@ -11,12 +11,15 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from portal import trail_views
+from portal.actor import Actor
 from portal.db import session_scope
 from portal.errors import NotFound, PermissionDenied, ValidationError
 from portal.trail_views import TrailFilter
 from tests.conftest import DatabaseHandle
+from tests.factories import make_user, upload_dataset
 from tests.trail_seed import Trail, seed_trail
 
 pytestmark = pytest.mark.db
@@ -233,25 +236,27 @@ def test_row_versions_and_bulk_pages(trail: Trail) -> None:
     assert page["Name"].tolist()[-1] == "Person 250"
 
 
-def test_a_trail_export_larger_than_an_upload_may_be_is_refused_and_not_recorded(
-    fresh_db: DatabaseHandle,
-) -> None:
-    """Built in the server's memory, like every download: at most the upload limit."""
-    from sqlalchemy.orm import Session
-
-    from portal.actor import Actor
-    from tests.factories import make_user, upload_dataset
-
-    with Session(fresh_db.app) as s, s.begin():
+def many_rows_changed(db: DatabaseHandle, count: int) -> Actor:
+    """An admin, who uploaded ``count`` rows; then one out-of-band UPDATE of all of them (one
+    changeset of ``count`` captured row changes, about 200 bytes each)."""
+    with Session(db.app) as s, s.begin():
         boss, _ = make_user(s, role="admin")
     admin = Actor(boss, "Boss", "admin")
-    rows = b"".join(b"n%d,%d\n" % (i, i) for i in range(20_000))
+    rows = b"".join(b"n%d,%d\n" % (i, i) for i in range(count))
     dataset_id = upload_dataset(admin, b"Name,Qty\n" + rows, name="Many")
-    with fresh_db.app.begin() as conn:  # 20,000 captured row changes, about 3 MB of images
+    with db.app.begin() as conn:
         table = conn.scalar(
             text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
         )
         conn.execute(text(f"UPDATE data.\"{table}\" SET name = name || repeat('x', 60)"))
+    return admin
+
+
+def test_a_trail_export_larger_than_an_upload_may_be_is_refused_and_not_recorded(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """Built in the server's memory, like every download: at most the upload limit."""
+    admin = many_rows_changed(fresh_db, 20_000)  # about 3 MB of images
     for fmt in ("csv", "json"):
         with session_scope() as s, pytest.raises(ValidationError, match="larger than 1 MB"):
             trail_views.export_trail(
@@ -277,21 +282,7 @@ def test_a_large_changeset_is_exported_as_a_stream_and_stopped_early(
     size limit stops it before the rest is read, and without a limit it is written whole."""
     import tracemalloc
 
-    from sqlalchemy.orm import Session
-
-    from portal.actor import Actor
-    from tests.factories import make_user, upload_dataset
-
-    with Session(fresh_db.app) as s, s.begin():
-        boss, _ = make_user(s, role="admin")
-    admin = Actor(boss, "Boss", "admin")
-    rows = b"".join(b"n%d,%d\n" % (i, i) for i in range(30_000))
-    dataset_id = upload_dataset(admin, b"Name,Qty\n" + rows, name="Many")
-    with fresh_db.app.begin() as conn:  # one changeset of 30,000 row changes, about 6 MB
-        table = conn.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
-        )
-        conn.execute(text(f"UPDATE data.\"{table}\" SET name = name || repeat('x', 60)"))
+    admin = many_rows_changed(fresh_db, 30_000)  # about 6 MB of images in one changeset
     monkeypatch.setattr(trail_views, "ROW_CHANGE_BATCH", 5_000)
     for fmt in ("csv", "json"):
         with session_scope() as s, pytest.raises(ValidationError, match="larger than 1 MB"):
