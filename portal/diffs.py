@@ -780,6 +780,11 @@ def cell_changes(changes: ChangeSet, spec: DatasetSpec) -> list[CellChange]:
     ]
 
 
+def show_change(value: Value) -> str:
+    """A value in a before -> after view: ``∅`` for no value, ``""`` for an empty text."""
+    return "∅" if value is None else show_value(value) or '""'
+
+
 def show_value(value: Value) -> str:
     """A typed value as the review tables show it (empty for a missing value)."""
     if value is None:

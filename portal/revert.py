@@ -49,7 +49,7 @@ from audit.trail import bulk_rows
 from portal import db
 from portal.actor import Actor
 from portal.datasets import dataset_spec, get_dataset
-from portal.diffs import ChangeSet, RowDelete, RowInsert, RowUpdate, same_value, show_value
+from portal.diffs import ChangeSet, RowDelete, RowInsert, RowUpdate, same_value, show_change
 from portal.errors import AuditError, PermissionDenied, ValidationError
 from portal.models import RowChange
 from portal.spec import CellError, ColumnSpec, DatasetSpec, Value, stored_value
@@ -363,7 +363,7 @@ def conflict_records(plan: RevertPlan) -> list[dict[str, Any]]:
             restore = "(delete the row)" if c.restore is None else _row_text(c.restore, labels)
         else:
             column = labels.get(c.column, c.column)
-            now, restore = show_value(c.now) or "∅", show_value(c.restore) or "∅"
+            now, restore = show_change(c.now), show_change(c.restore)
         s = c.since
         records.append(
             {
@@ -514,7 +514,7 @@ def _latest(changes: list[LaterChange], column: str | None) -> LaterChange | Non
 
 
 def _row_text(values: Mapping[str, Value], labels: Mapping[str, str]) -> str:
-    return ", ".join(f"{labels.get(k, k)}: {show_value(v) or '∅'}" for k, v in values.items())
+    return ", ".join(f"{labels.get(k, k)}: {show_change(v)}" for k, v in values.items())
 
 
 def _n(count: int, noun: str, plural: str | None = None) -> str:

@@ -120,6 +120,14 @@ def cell_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+def change_text(value: Any) -> str:
+    """A value in a before -> after view: ``∅`` for no value, ``""`` for an empty text (written
+    from outside the portal, say), so a change between the two never reads as ``∅ → ∅``."""
+    if value is None:
+        return "∅"
+    return cell_text(value) or '""'
+
+
 # ---------------------------------------------------------------------------------------------
 # Choices and labels
 # ---------------------------------------------------------------------------------------------
@@ -300,7 +308,8 @@ def frame_names(labels: Iterable[str], own: Iterable[str]) -> list[str]:
 
 def update_styler(changes: list[RowChangeView], labels: Mapping[str, str]) -> Styler:
     """Updated rows as *before* / *after* line pairs with each changed cell highlighted; a blank
-    cell is one that row did not change; ``∅`` is a cell changed to or from no value."""
+    cell is one that row did not change; ``∅`` is no value and ``""`` an empty text
+    (``change_text``)."""
     columns = _ordered_columns((k for c in changes for k in (c.after or {})), labels)
     own = ("Row id", "State")
     names = dict(zip(columns, frame_names((labels.get(n, n) for n in columns), own), strict=True))
@@ -310,7 +319,7 @@ def update_styler(changes: list[RowChangeView], labels: Mapping[str, str]) -> St
             line: dict[str, Any] = {"Row id": c.row_id, "State": state}
             for name in columns:
                 if name in image:
-                    line[names[name]] = cell_text(image[name]) or "∅"
+                    line[names[name]] = change_text(image[name])
                 else:
                     line[names[name]] = ""
             records.append(line)
@@ -1021,7 +1030,7 @@ def row_versions_frame(
     for n, v in enumerate(versions, start=1):
         c = v.change
         changed = "; ".join(
-            f"{labels.get(k, k)}: {cell_text(b) or '∅'} → {cell_text(a) or '∅'}"
+            f"{labels.get(k, k)}: {change_text(b)} → {change_text(a)}"
             for k, (b, a) in v.changed.items()
             if c.op == "update"
         )

@@ -101,7 +101,7 @@ def _row_changes(actor: Actor, detail: ChangesetDetail, op: str, key: str) -> No
     if frames.updates is not None:
         st.caption(
             "Each updated row as it was before and after, with only the cells it changed "
-            "(highlighted); ∅ is no value."
+            '(highlighted); ∅ is no value, "" an empty text.'
         )
         st.dataframe(frames.updates, hide_index=True, width="stretch")
     else:

@@ -153,3 +153,24 @@ def test_as_of_rebuilds_a_table_only_up_to_its_row_limit(
                 trail_views.as_of(
                     session=s, actor=editor, dataset_id=ds, seq=seq, max_rows=rows - 1
                 )
+
+
+def test_a_change_between_no_value_and_an_empty_text_reads_as_one(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    """Written from psql, an empty text is not "no value": the changeset's rows and the row's
+    versions show ``∅ → ""``, never ``∅ → ∅`` (a change that looks like none)."""
+    ds = upload_dataset(editor, b"Name,Note\nann,\n", name="Notes")
+    with fresh_db.superuser.begin() as conn:
+        table = conn.scalar(text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": ds})
+        conn.execute(text(f"UPDATE data.\"{table}\" SET note = '' WHERE _row_id = 1"))
+    seq = head_seq(fresh_db)
+    with session_scope() as s:
+        changeset_id = s.scalar(text("SELECT id FROM audit.changeset WHERE seq = :s"), {"s": seq})
+        frames = trail_views.change_frames(
+            session=s, actor=editor, changeset_id=changeset_id, op="update"
+        )
+        versions = trail_views.row_versions_frame(session=s, actor=editor, dataset_id=ds, row_id=1)
+    assert frames.updates is not None
+    assert frames.updates.data["Note"].tolist() == ["∅", '""']
+    assert versions["Changed cells"].tolist() == ["", 'Note: ∅ → ""']

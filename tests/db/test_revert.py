@@ -308,7 +308,8 @@ def test_cells_changed_since_are_held_and_the_untouched_part_can_be_applied(
     records = revert.conflict_records(shown)
     assert {(r["Row id"], r["Column"], r["Now"], r["Revert would restore"]) for r in records} == {
         (1, "Qty", "11", "1"),
-        (eve, "(whole row)", "Name: eve, Qty: 6, Price: 0.10, Note: ∅", "(delete the row)"),
+        # Its note is an empty text, not "no value" (∅).
+        (eve, "(whole row)", 'Name: eve, Qty: 6, Price: 0.10, Note: ""', "(delete the row)"),
     }
     assert {r["Changed by"] for r in records} == {"Olga O."}
     assert shown.summary() == "2 cells in 2 rows restored, 0 rows deleted, 1 row inserted again"

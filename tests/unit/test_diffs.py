@@ -863,3 +863,13 @@ def test_nothing_is_kept_from_a_state_whose_rest_still_breaks_a_rule() -> None:
     duplicate = {"edited_rows": {0: {"code": "AB2"}, 1: {"qty": -1}}}  # code is unique
     assert diffs.keepable_changes(window(), duplicate) is None
     assert diffs.keepable_changes(window(), {"edited_rows": [1]}) is None  # unreadable
+
+
+def test_a_change_view_tells_no_value_from_an_empty_text() -> None:
+    assert [diffs.show_change(v) for v in (None, "", "x", 0, False)] == [
+        "∅",
+        '""',
+        "x",
+        "0",
+        "false",
+    ]
