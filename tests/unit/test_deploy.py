@@ -1,8 +1,9 @@
 """The production files hold together: the compose file validates against the Compose spec, the
-Dockerfile is hadolint-clean, secrets are required (a missing one stops start-up), only nginx is
-published, start-up order follows health, .env.example names every variable, and the nginx
-image's entrypoint gets the portal's script (executable, or the image skips it), which derives
-the body limit and chooses plain HTTP or TLS."""
+Dockerfile is hadolint-clean, secrets are required (a missing one stops start-up) and the files
+that hold them stay out of git and the image, only nginx is published, start-up order follows
+health, .env.example names every variable, and the nginx image's entrypoint gets the portal's
+script (executable, or the image skips it), which derives the body limit and chooses plain HTTP
+or TLS."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
@@ -110,6 +112,38 @@ def test_env_example_names_every_variable_compose_reads() -> None:
     used = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", COMPOSE.read_text()))
     listed = set(re.findall(r"^([A-Z_][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.M))
     assert used <= listed, sorted(used - listed)
+
+
+def _dockerignored(path: str) -> bool:
+    """Whether .dockerignore keeps ``path`` out of the build context (the last pattern that
+    matches decides; ``!`` lets a path back in). Exact paths and ``**/name`` only: fnmatch's ``*``
+    also matches ``/``, which Docker's does not."""
+    ignored = False
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negated = pattern.startswith("!")
+        if fnmatch(path, pattern.removeprefix("!")):
+            ignored = not negated
+    return ignored
+
+
+@pytest.mark.parametrize("secret_file", [".env", ".streamlit/secrets.toml"])
+def test_secret_files_in_the_checkout_are_neither_committed_nor_built_in(secret_file: str) -> None:
+    """README: `cp .env.example .env` and fill in the secrets, in the checkout; Streamlit reads
+    its own secrets from .streamlit/secrets.toml, a directory the Dockerfile copies whole. Neither
+    may be picked up by `git add` or sent into the image."""
+    result = subprocess.run(
+        ["git", "check-ignore", "--quiet", "--no-index", secret_file],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert result.returncode == 0, f"git would commit {secret_file} {result.stderr}"
+    assert _dockerignored(secret_file), f"the image build would get {secret_file}"
 
 
 ENVSH = ROOT / "nginx" / "15-portal.envsh"
