@@ -53,7 +53,7 @@ from streamlit.errors import StreamlitDuplicateElementKey
 from streamlit_authenticator.models import CookieModel
 
 from portal import signin
-from portal.config import MIN_COOKIE_KEY_BYTES, PLACEHOLDER_SECRETS, get_settings
+from portal.config import MIN_COOKIE_KEY_BYTES, get_settings, unsafe_cookie_key
 from portal.errors import AuthError, ConfigError, PortalError
 from portal.signin import SignedIn
 from portal.users import USERNAME_RE
@@ -127,14 +127,15 @@ def cookie_key() -> str:
     """The key that signs sign-in cookies.
 
     Raises:
-        ConfigError: the key is a placeholder (the library's ``some_key`` included) or short.
+        ConfigError: the key is a placeholder (the library's ``some_key`` included), short or
+            a repeat of a few characters.
     """
     key = get_settings().cookie_secret()
-    if key.strip().lower() in PLACEHOLDER_SECRETS or len(key.encode()) < MIN_COOKIE_KEY_BYTES:
+    if unsafe_cookie_key(key):
         raise ConfigError(
-            "PORTAL_COOKIE_KEY is a placeholder or shorter than "
-            f"{MIN_COOKIE_KEY_BYTES} bytes, so sign-in cookies could be forged; set it to a "
-            "random value, e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'."
+            f"PORTAL_COOKIE_KEY is a placeholder, shorter than {MIN_COOKIE_KEY_BYTES} bytes or a "
+            "repeat of a few characters, so sign-in cookies could be forged; set it to a random "
+            "value, e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'."
         )
     return key
 

@@ -87,7 +87,7 @@ def test_right_key_but_wrong_shape_is_refused(claims: dict[str, object]) -> None
     assert decode(jwt.encode(payload, KEY, algorithm="HS256")) is None
 
 
-@pytest.mark.parametrize("bad_key", ["some_key", "SOME_KEY", "short-but-random-1234"])
+@pytest.mark.parametrize("bad_key", ["some_key", "SOME_KEY", "short-but-random-1234", "ab" * 24])
 def test_an_unsafe_cookie_key_is_not_used(monkeypatch: pytest.MonkeyPatch, bad_key: str) -> None:
     monkeypatch.setenv("PORTAL_COOKIE_KEY", bad_key)
     with pytest.raises(ConfigError, match="PORTAL_COOKIE_KEY"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import stat
 from pathlib import Path
 
@@ -47,6 +48,25 @@ def test_prod_with_short_cookie_key_fails(prod: pytest.MonkeyPatch) -> None:
     prod.setenv("PORTAL_COOKIE_KEY", "x" * 31)
     with pytest.raises(ConfigError, match=r"PORTAL_COOKIE_KEY is 31 bytes long.*at least 32"):
         load_settings()
+
+
+@pytest.mark.parametrize("repeat", ["x" * 48, "ab" * 24, "password" * 4, "0123456" * 5])
+def test_prod_with_a_repeated_cookie_key_fails(prod: pytest.MonkeyPatch, repeat: str) -> None:
+    """Long enough, but a repeat of a few characters is guessed first, as a password would be."""
+    prod.setenv("PORTAL_COOKIE_KEY", repeat)
+    with pytest.raises(
+        ConfigError, match=r"PORTAL_COOKIE_KEY has only \d different characters.*token_urlsafe"
+    ):
+        load_settings()
+
+
+def test_prod_accepts_random_keys_of_the_shortest_kind(prod: pytest.MonkeyPatch) -> None:
+    """Of keys as they are usually made, 32 random hex digits (``openssl rand -hex 16``) have the
+    fewest different characters; none of many is taken for a repeat."""
+    for _ in range(500):
+        key = secrets.token_hex(16)
+        prod.setenv("PORTAL_COOKIE_KEY", key)
+        assert load_settings().cookie_secret() == key
 
 
 def test_prod_without_database_url_fails(prod: pytest.MonkeyPatch) -> None:
