@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from portal.config import load_settings
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -171,6 +173,25 @@ def _derived(**settings: str) -> dict[str, str]:
 def test_nginx_body_limit_follows_the_upload_limit(upload_mb: str | None, body_mb: str) -> None:
     settings = {} if upload_mb is None else {"PORTAL_MAX_UPLOAD_MB": upload_mb}
     assert _derived(**settings)["PORTAL_MAX_BODY_MB"] == body_mb
+
+
+@pytest.mark.parametrize("upload_mb", ["050", "080", "0200"])
+def test_nginx_reads_the_upload_limit_as_the_portal_does(
+    monkeypatch: pytest.MonkeyPatch, upload_mb: str
+) -> None:
+    """A leading zero is still decimal: sh's arithmetic would take 050 for octal (40)."""
+    monkeypatch.setenv("PORTAL_MAX_UPLOAD_MB", upload_mb)
+    portal_mb = load_settings().max_upload_mb
+    assert _derived(PORTAL_MAX_UPLOAD_MB=upload_mb)["PORTAL_MAX_BODY_MB"] == str(portal_mb + 1)
+
+
+@pytest.mark.parametrize("upload_mb", ["lots", "200MB", "-5"])
+def test_nginx_refuses_an_upload_limit_that_is_not_a_number(upload_mb: str) -> None:
+    result = _source_envsh(PORTAL_MAX_UPLOAD_MB=upload_mb)
+    assert result.returncode != 0
+    assert f"PORTAL_MAX_UPLOAD_MB must be a whole number of megabytes (got '{upload_mb}')" in (
+        result.stderr
+    )
 
 
 def test_nginx_serves_plain_http_unless_a_certificate_is_given(tmp_path: Path) -> None:
