@@ -125,6 +125,19 @@ def test_security_headers_and_compressed_assets(proxied: str) -> None:
     assert len(gzip.decompress(body)) > len(body)
 
 
+def test_streamlit_s_metrics_are_not_served_to_the_outside(
+    proxied: str, portal_server: PortalServer
+) -> None:
+    """The app serves its metrics (session counts, cache names) to whoever asks it directly;
+    nginx, the portal's only way in, does not pass them on."""
+    status, _, body = _get(portal_server.url + "/_stcore/metrics")
+    assert status == 200 and b"session" in body.lower()
+    for path in ("/_stcore/metrics", "/_stcore/metrics?x=1", "//_stcore/metrics"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _get(proxied + path)
+        assert refused.value.code == 404, path
+
+
 def test_body_over_the_upload_limit_is_refused_by_nginx(proxied: str, proxied_conf: Path) -> None:
     too_big = b"x" * ((MAX_UPLOAD_MB + 2) * 1024 * 1024)
     request = urllib.request.Request(  # noqa: S310 - loopback test server
