@@ -287,7 +287,9 @@ def commit(
                 cursor.execute(f"SET CONSTRAINTS {unique} DEFERRED")
             _lock_rows(cursor, table, changes)
             moved = _apply(cursor, table, spec, quoted, changes)
-            inserted = _insert(cursor, table, spec, quoted, changes) if not moved else ()
+            inserted = (
+                _insert(cursor, table, dataset.id, spec, quoted, changes) if not moved else ()
+            )
             if unique:
                 cursor.execute(f"SET CONSTRAINTS {unique} IMMEDIATE")
     except psycopg2.Error as exc:
@@ -396,16 +398,25 @@ def _apply(
 
 
 def _insert(
-    cursor: Any, table: str, spec: DatasetSpec, quoted: dict[str, str], changes: ChangeSet
+    cursor: Any,
+    table: str,
+    dataset_id: int,
+    spec: DatasetSpec,
+    quoted: dict[str, str],
+    changes: ChangeSet,
 ) -> tuple[int, ...]:
     """Insert the new rows; their ``_row_id`` in the order of ``changes.inserts``. A row that
-    brings back a deleted one keeps its old ``_row_id`` (``OVERRIDING SYSTEM VALUE``)."""
+    brings back a deleted one keeps its old ``_row_id`` (``OVERRIDING SYSTEM VALUE``), at a
+    ``_version`` above any it had before (``_BROUGHT_BACK_VERSIONS``): an edit or delete made
+    against the row as someone read it before it was deleted is then a conflict, not a write
+    to a row they never saw."""
     if not changes.inserts:
         return ()
     names = ", ".join(quoted[n] for n in spec.names)
     template = ", ".join(f"%s::{SQL_TYPE_NAMES[c.type]}" for c in spec.columns)
     fresh = [i for i in changes.inserts if i.row_id is None]
     given = [i for i in changes.inserts if i.row_id is not None]
+    given_ids = [i.row_id for i in given if i.row_id is not None]
     numbered: list[int] = []
     if fresh:
         returned = execute_values(
@@ -418,15 +429,32 @@ def _insert(
         )
         numbered = [int(r[0]) for r in returned]
     if given:
+        cursor.execute(_BROUGHT_BACK_VERSIONS, (dataset_id, db.id_array(sorted(given_ids))))
+        versions = dict(cursor.fetchall())
         execute_values(
             cursor,
-            f"INSERT INTO {table} (_row_id, {names}) OVERRIDING SYSTEM VALUE VALUES %s",
-            [(i.row_id, *(i.values.get(n) for n in spec.names)) for i in given],
-            template=f"(%s::bigint, {template})",
+            f"INSERT INTO {table} (_row_id, _version, {names}) OVERRIDING SYSTEM VALUE VALUES %s",
+            [
+                (i.row_id, versions.get(i.row_id, 1), *(i.values.get(n) for n in spec.names))
+                for i in given
+            ],
+            template=f"(%s::bigint, %s::integer, {template})",
             page_size=len(given),
         )
     ids = iter(numbered)
     return tuple(i.row_id if i.row_id is not None else next(ids) for i in changes.inserts)
+
+
+_BROUGHT_BACK_VERSIONS: Final = """
+SELECT row_id, count(*) + 1 FROM audit.row_change
+ WHERE dataset_id = %s AND row_id = ANY(%s::bigint[])
+ GROUP BY row_id
+"""
+"""The ``_version`` a row brought back under its own id starts at: one more than the changes
+the audit log holds for it. A row starts at version 1, or at this number when brought back; each
+update that raises it by one is logged, and so is each deletion, so the count passes every
+version it ever had (only an UPDATE from outside the portal that changes no value but bumps
+``_version`` goes unlogged)."""
 
 
 def _unique_constraints(session: Session, spec: DatasetSpec, table_name: str) -> str:

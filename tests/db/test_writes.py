@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from audit.chain import verify
-from portal import diffs, merge, writes
+from portal import diffs, merge, revert, writes
 from portal.actor import Actor
 from portal.browse import RowFilter, Sort
 from portal.db import session_scope
@@ -214,6 +214,41 @@ def test_a_row_deleted_under_my_edit_is_reported_with_its_last_values(
         "price": Decimal("3.25"),
         "note": "third",
     }
+
+
+def test_a_row_changed_deleted_and_brought_back_by_a_revert_since_i_read_it_conflicts(
+    fresh_db: DatabaseHandle, editor: Actor, other: Actor, dataset: int
+) -> None:
+    """A revert brings a deleted row back under its own ``_row_id``: it must not come back at
+    a ``_version`` I may have read it at, or my edit lands on a row I never saw (it came back at
+    version 1 and my edit overwrote their change unseen)."""
+    read_mine, win_mine = window(dataset)  # rows 1 and 2 at version 1
+    mine = diffs.build_changeset(
+        win_mine, {"edited_rows": {0: {"note": "mine"}}, "deleted_rows": [1]}, may_edit=True
+    )
+    read, win = window(dataset)
+    commit(
+        other,
+        read,
+        diffs.build_changeset(
+            win, {"edited_rows": {0: {"note": "theirs"}, 1: {"qty": 9}}}, may_edit=True
+        ),
+    )
+    read, win = window(dataset)
+    gone = commit(other, read, diffs.build_changeset(win, {"deleted_rows": [0, 1]}, may_edit=True))
+    with session_scope() as s:
+        revert.revert(session=s, actor=other, changeset_id=gone.changeset_id, reason="undo")
+    before = audit_counts(fresh_db), rows(fresh_db, dataset)
+    assert [r[2:] for r in before[1][:2]] == [
+        ("ann", 1, Decimal("1.50"), "theirs"),
+        ("bob", 9, Decimal("2.00"), None),
+    ]
+
+    with pytest.raises(writes.EditConflict) as caught:
+        commit(editor, read_mine, mine)
+
+    assert (audit_counts(fresh_db), rows(fresh_db, dataset)) == before
+    assert {c.row_id for c in caught.value.conflicts} == {1, 2}
 
 
 def test_a_value_the_table_refuses_names_row_and_column_and_writes_nothing(
