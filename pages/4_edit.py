@@ -300,6 +300,40 @@ nav[2].button(
 )
 
 
+def close_dialog() -> None:
+    st.session_state.pop(k["confirm"], None)
+
+
+def open_dialog(which: str) -> None:
+    st.session_state[k["confirm"]] = which
+
+
+@st.dialog("Discard your changes?", on_dismiss=close_dialog)
+def confirm_discard(what: str) -> None:
+    st.write(f"{what}: all of it will be lost.")
+    left, right = st.columns(2)
+    if left.button("Discard", type="primary", width="stretch"):
+        forget(opened)
+        st.rerun()
+    if right.button("Keep editing", width="stretch"):
+        close_dialog()
+        st.rerun()
+
+
+def discard_button(what: str) -> None:
+    """The "Discard changes…" button, and its confirmation once clicked (``what``: what is
+    lost). The dialog is opened from session state, as the commit's is."""
+    st.button(
+        "Discard changes…",
+        icon=":material/delete_sweep:",
+        width="stretch",
+        on_click=open_dialog,
+        args=("discard",),
+    )
+    if st.session_state.get(k["confirm"]) == "discard":
+        confirm_discard(what)
+
+
 # -- the grid ---------------------------------------------------------------------------------
 
 # A forged state that does not fit the window would break the grid itself: refuse it and start
@@ -363,6 +397,7 @@ except InvalidEdits as exc:
         file_name="edit-problems.csv",
         mime="text/csv",
     )
+    discard_button("Every unsaved change to this dataset, those that break its rules too")
     st.stop()
 except PortalError as exc:
     st.error(str(exc), icon=":material/error:")
@@ -504,14 +539,6 @@ reason = st.text_input(
 )
 
 
-def close_dialog() -> None:
-    st.session_state.pop(k["confirm"], None)
-
-
-def open_dialog(which: str) -> None:
-    st.session_state[k["confirm"]] = which
-
-
 @st.dialog("Commit these changes?", on_dismiss=close_dialog)
 def confirm(changes: ChangeSet, reason: str) -> None:
     st.write(changes.summary() + ".")
@@ -548,18 +575,6 @@ def confirm(changes: ChangeSet, reason: str) -> None:
         st.rerun()
 
 
-@st.dialog("Discard your changes?", on_dismiss=close_dialog)
-def confirm_discard(changes: ChangeSet) -> None:
-    st.write(f"{changes.summary()}: all of it will be lost.")
-    left, right = st.columns(2)
-    if left.button("Discard", type="primary", width="stretch"):
-        forget(opened)
-        st.rerun()
-    if right.button("Keep editing", width="stretch"):
-        close_dialog()
-        st.rerun()
-
-
 left, right = st.columns(2)
 left.button(
     "Review and commit…",
@@ -571,16 +586,9 @@ left.button(
     on_click=open_dialog,
     args=("commit",),
 )
-right.button(
-    "Discard changes…",
-    icon=":material/delete_sweep:",
-    width="stretch",
-    on_click=open_dialog,
-    args=("discard",),
-)
+with right:
+    discard_button(changes.summary())
 # The dialog is opened from session state, so a click inside it (which AppTest, and a dialog
 # opened before a page rerun, run as a whole-page rerun) still reaches its buttons.
 if st.session_state.get(k["confirm"]) == "commit" and may_edit:
     confirm(changes, reason)
-elif st.session_state.get(k["confirm"]) == "discard":
-    confirm_discard(changes)

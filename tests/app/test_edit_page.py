@@ -298,6 +298,38 @@ def test_a_page_switch_with_a_rule_broken_keeps_the_other_edits_and_says_what_wa
     assert not at.warning  # said once
 
 
+def test_edits_that_break_a_rule_can_be_discarded_with_every_other_unsaved_change(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    """The problems say to correct or discard the edits: the Discard button is there too (it
+    was not, so a pasted block of bad values had to be corrected cell by cell first)."""
+    at = edit_page(fresh_db, "editor", dataset)
+    base = f"edit.{dataset}.view"
+    at.selectbox(key=f"{base}.fcol").select("qty")
+    at.selectbox(key=f"{base}.fop").select("equals")
+    at.text_input(key=f"{base}.fval").input("2")
+    at = button(at, "Apply").click().run()
+    at = set_state(at, {"edited_rows": {0: {"note": "draft"}}})  # row 2, on another window
+    at = button(at, "Remove").click().run()
+    at = set_state(at, {"edited_rows": {0: {"qty": -3}}, "added_rows": [{"name": "eve"}]})
+    assert "1 of your edits breaks the dataset's rules" in texts(at, main_only=True)
+    at = button(at, "Discard changes…").click().run()
+    assert "those that break its rules too: all of it will be lost" in texts(at)
+    at = button(at, "Discard").click().run()
+    assert not at.exception
+    assert "No unsaved changes." in texts(at, main_only=True)
+    frame = at.data_editor[0].value
+    assert list(frame.index) == [1, 2, 3, 4]
+    assert frame.loc[1, "qty"] == 1
+    assert "draft" not in frame["note"].tolist()
+    assert [r[1:] for r in table(fresh_db, dataset)] == [
+        ("ann", 1, Decimal("1.50"), "first"),
+        ("bob", 2, Decimal("2.00"), None),
+        ("cy", 3, Decimal("3.25"), "third"),
+        ("dee", 4, None, None),
+    ]
+
+
 def test_the_next_person_in_the_same_browser_does_not_inherit_unsaved_edits(
     fresh_db: DatabaseHandle, dataset: int
 ) -> None:
