@@ -209,6 +209,9 @@ def create_user(
     name = check_username(username)
     _check_role(role)
     check_password(password, username=name)
+    # Two admins adding one name take turns here, so the second is told it is taken rather
+    # than refused by the unique constraint.
+    session.execute(select(func.pg_advisory_xact_lock(func.hashtext("portal.username:" + name))))
     if session.scalar(select(func.count()).where(User.username == name)):
         raise ValidationError(f"The username {name!r} is taken; choose another.")
     user = User(

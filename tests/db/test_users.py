@@ -1,0 +1,85 @@
+"""``portal.users`` against real PostgreSQL: the account rules the Users page and ``portal user``
+share, when two admins act at once or a page's own checks are bypassed."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from portal import users
+from portal.actor import cli_actor
+from portal.db import session_scope
+from portal.errors import ValidationError
+from tests.conftest import DatabaseHandle
+
+pytestmark = pytest.mark.db
+
+
+def admin_events(db: DatabaseHandle) -> list[tuple[str, str, dict[str, Any]]]:
+    with db.owner.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT actor_username, target, detail FROM audit.event"
+                " WHERE kind = 'user_admin' ORDER BY id"
+            )
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+
+def wait_until_someone_waits_on_a_lock(db: DatabaseHandle) -> None:
+    with db.superuser.connect() as conn:
+        for _ in range(200):
+            if conn.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")):
+                return
+            time.sleep(0.05)
+    raise AssertionError("the second admin never waited for the first")
+
+
+def add(username: str) -> None:
+    with session_scope() as s:
+        users.create_user(
+            session=s,
+            actor=cli_actor(),
+            username=username,
+            display_name="",
+            role="viewer",
+            password="a temporary password",
+        )
+
+
+def test_two_admins_adding_one_username_at_once_are_told_it_is_taken(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """The second is told the name is taken, as when they add it one after the other, rather
+    than meeting the unique constraint as an unexplained database error."""
+    outcome: list[BaseException | None] = []
+
+    def second() -> None:
+        try:
+            add("kim")
+        except BaseException as exc:  # looked at below
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    other = threading.Thread(target=second)
+    with session_scope() as s:
+        users.create_user(
+            session=s,
+            actor=cli_actor(),
+            username="kim",
+            display_name="",
+            role="editor",
+            password="the first temporary password",
+        )
+        other.start()
+        wait_until_someone_waits_on_a_lock(fresh_db)
+    other.join(timeout=60)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], ValidationError), repr(outcome[0])
+    assert "'kim' is taken" in str(outcome[0])
+    assert [e[2] for e in admin_events(fresh_db)] == [{"action": "create", "role": "editor"}]
