@@ -306,9 +306,21 @@ def reset_password(
     password: str,
     must_change_password: bool = True,
 ) -> User:
-    """An admin sets a user's password. Raises: PermissionDenied, NotFound, ValidationError."""
+    """An admin sets another user's password.
+
+    Raises:
+        PermissionDenied: the actor is not an admin, or is resetting their own password (the
+            Account page changes it, asking for the current one first).
+        NotFound: no such user.
+        ValidationError: the password breaks a rule.
+    """
     _require_admin(actor)
     user = get_user(session=session, username=username, for_update=True)
+    if user.username == actor.username:
+        raise PermissionDenied(
+            "An admin cannot reset their own password; nothing was changed. Change your own "
+            "password on the Account page, which asks for your current one."
+        )
     check_password(password, username=user.username)
     user.password_hash = hash_password(password)
     user.must_change_password = must_change_password

@@ -261,3 +261,21 @@ def test_the_next_admin_in_the_same_browser_does_not_inherit_an_open_dialog(
     at.switch_page("pages/9_users.py").run()
     assert not any(b.key == "users.confirm.ok" for b in at.button)
     assert user(fresh_db, "victim")["active"]
+
+
+def test_an_admin_cannot_reset_their_own_password_here_even_with_a_forged_dialog(
+    fresh_db: DatabaseHandle, admin: tuple[AppTest, str]
+) -> None:
+    """The button is disabled for one's own account; the rule is the server's too, so a forged
+    dialog state cannot change the password without the current one (the Account page asks)."""
+    at, me = admin
+    at.session_state["users.confirm"] = {"action": "reset", "username": me}
+    at.run()
+    at.text_input(key="users.reset.password").input("a password of my choosing")
+    at.text_input(key="users.reset.confirm").input("a password of my choosing")
+    confirm(at)
+    assert not at.exception
+    assert "Change your own password on the Account page" in at.error[0].value
+    assert admin_events(fresh_db) == []
+    with pytest.raises(AuthError):
+        signin.authenticate(me, "a password of my choosing")

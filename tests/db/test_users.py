@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import text
 
 from portal import users
-from portal.actor import cli_actor
+from portal.actor import Actor, cli_actor
 from portal.db import session_scope
-from portal.errors import ValidationError
+from portal.errors import PermissionDenied, ValidationError
 from tests.conftest import DatabaseHandle
 
 pytestmark = pytest.mark.db
@@ -83,3 +83,24 @@ def test_two_admins_adding_one_username_at_once_are_told_it_is_taken(
     assert isinstance(outcome[0], ValidationError), repr(outcome[0])
     assert "'kim' is taken" in str(outcome[0])
     assert [e[2] for e in admin_events(fresh_db)] == [{"action": "create", "role": "editor"}]
+
+
+def test_an_admin_cannot_reset_their_own_password(fresh_db: DatabaseHandle) -> None:
+    """Their own is changed on the Account page, which asks for the current one first."""
+    with session_scope() as s:
+        boss = users.create_user(
+            session=s,
+            actor=cli_actor(),
+            username="boss",
+            display_name="",
+            role="admin",
+            password="the boss's password",
+        )
+        me = Actor(username=boss.username, display_name="Boss", role="admin")
+    with session_scope() as s, pytest.raises(PermissionDenied, match="Account page"):
+        users.reset_password(
+            session=s, actor=me, username="Boss", password="a password of my choosing"
+        )
+    assert [e[2]["action"] for e in admin_events(fresh_db)] == ["create"]
+    with session_scope() as s:
+        assert users.has_password(session=s, username="boss", password="the boss's password")
