@@ -230,7 +230,9 @@ with st.form("users.add"):
     username = left.text_input(
         "Username", key=ADD_FIELDS[0], help="a-z, 0-9, '.', '_' and '-'; up to 64 characters."
     )
-    display_name = right.text_input("Display name", key=ADD_FIELDS[1])
+    display_name = right.text_input(
+        "Display name", key=ADD_FIELDS[1], max_chars=users.MAX_DISPLAY_NAME_CHARS
+    )
     email = left.text_input("Email (optional)", key=ADD_FIELDS[2])
     role = right.selectbox("Role", ROLES, index=0, key="users.add.role")
     password = left.text_input(

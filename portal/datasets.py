@@ -8,7 +8,6 @@ contents) as audited bulk loads; the original file is kept in ``audit.upload``.
 from __future__ import annotations
 
 import json
-import unicodedata
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -26,25 +25,13 @@ from portal.actor import Actor
 from portal.csv_import import copy_stream_chunks
 from portal.errors import NotFound, PermissionDenied, ValidationError
 from portal.models import Dataset
+from portal.names import hidden_character
 
 LoadMode = Literal["append", "replace"]
 MAX_NAME_CHARS = 120
 MAX_DESCRIPTION_CHARS = 2_000
-INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn"})
-"""Unicode categories refused in a dataset's name and its column labels: control and format
-characters (zero-width spaces, bidi overrides), private-use, surrogate and unassigned code points.
-Such a name can look exactly like another one, and be chosen in the wrong place."""
 LABEL_WHITESPACE = frozenset("\t\n\r")
 """Controls a column label may hold: a spreadsheet header cell can break its text over lines."""
-
-
-def hidden_character(text: str, allowed: frozenset[str] = frozenset()) -> tuple[int, str] | None:
-    """The first invisible or control character of ``text`` not in ``allowed``, as (its
-    1-based position, its code point written U+XXXX), or None."""
-    for position, ch in enumerate(text, start=1):
-        if ch not in allowed and unicodedata.category(ch) in INVISIBLE_CATEGORIES:
-            return position, f"U+{ord(ch):04X}"
-    return None
 
 
 def _require_editor(actor: Actor) -> None:

@@ -19,6 +19,7 @@ from audit.events import record_event
 from portal.actor import Actor
 from portal.errors import NotFound, PermissionDenied, ValidationError
 from portal.models import ROLES, User
+from portal.names import hidden_character
 
 MIN_PASSWORD_CHARS = 12
 MAX_PASSWORD_BYTES = 72  # bcrypt ignores (newer versions refuse) anything past 72 bytes
@@ -29,6 +30,7 @@ PASSWORD_RULES = (
     "(aaaa…, 1234…). A few unrelated words make a good one."
 )
 """What ``check_password`` asks, for the help of every password field."""
+MAX_DISPLAY_NAME_CHARS = 100
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 FIRST_ADMIN = "admin"  # the account ``portal dev`` creates in an empty database
 
@@ -55,6 +57,30 @@ def check_username(username: str) -> str:
         raise ValidationError(
             f"Username {username!r} is not allowed: use 1 to 64 characters from a-z, 0-9, "
             "'.', '_' and '-', starting with a letter or digit."
+        )
+    return name
+
+
+def check_display_name(display_name: str, *, username: str) -> str:
+    """Return the display name with its spaces tidied (the username when it is empty).
+
+    It is shown beside everything the person does and kept in the audit log, so it must not be
+    able to pass for someone else's.
+
+    Raises:
+        ValidationError: it is over ``MAX_DISPLAY_NAME_CHARS`` or holds an invisible or control
+            character (a zero-width space, a bidi override).
+    """
+    name = " ".join(display_name.split()) or username
+    if len(name) > MAX_DISPLAY_NAME_CHARS:
+        raise ValidationError(
+            f"The display name is {len(name)} characters; use at most {MAX_DISPLAY_NAME_CHARS}."
+        )
+    hidden = hidden_character(name)
+    if hidden is not None:
+        raise ValidationError(
+            f"The display name has an invisible or control character ({hidden[1]}, character "
+            f"{hidden[0]}), so it could look like another person's: type it again without it."
         )
     return name
 
@@ -203,10 +229,12 @@ def create_user(
 
     Raises:
         PermissionDenied: the actor is not an admin.
-        ValidationError: bad username, role or password, or the username is taken.
+        ValidationError: bad username, display name, role or password, or the username is
+            taken.
     """
     _require_admin(actor)
     name = check_username(username)
+    shown = check_display_name(display_name, username=name)
     _check_role(role)
     check_password(password, username=name)
     # Two admins adding one name take turns here, so the second is told it is taken rather
@@ -216,7 +244,7 @@ def create_user(
         raise ValidationError(f"The username {name!r} is taken; choose another.")
     user = User(
         username=name,
-        display_name=display_name.strip() or name,
+        display_name=shown,
         email=(email or "").strip() or None,
         role=role,
         password_hash=hash_password(password),

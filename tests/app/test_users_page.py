@@ -279,3 +279,26 @@ def test_an_admin_cannot_reset_their_own_password_here_even_with_a_forged_dialog
     assert admin_events(fresh_db) == []
     with pytest.raises(AuthError):
         signin.authenticate(me, "a password of my choosing")
+
+
+@pytest.mark.parametrize(
+    ("display_name", "message"),
+    [
+        # A right-to-left override shows "Alice" where "ecilA" is stored: another person.
+        ("\u202eecilA", "invisible or control character (U+202E, character 1)"),
+        ("Bob\u200b", "invisible or control character (U+200B, character 4)"),
+    ],
+)
+def test_a_display_name_with_a_hidden_character_is_refused(
+    fresh_db: DatabaseHandle, admin: tuple[AppTest, str], display_name: str, message: str
+) -> None:
+    at, _ = admin
+    at.text_input(key="users.add.username").input("zed")
+    at.text_input(key="users.add.display_name").input(display_name)
+    at.text_input(key="users.add.password").input("a temporary password")
+    at.text_input(key="users.add.confirm").input("a temporary password")
+    at.button(key="users.add.submit").click().run()
+    assert not at.exception
+    assert message in " ".join(e.value for e in at.error)
+    assert not at.success
+    assert admin_events(fresh_db) == []

@@ -104,3 +104,28 @@ def test_an_admin_cannot_reset_their_own_password(fresh_db: DatabaseHandle) -> N
     assert [e[2]["action"] for e in admin_events(fresh_db)] == ["create"]
     with session_scope() as s:
         assert users.has_password(session=s, username="boss", password="the boss's password")
+
+
+def test_a_display_name_is_at_most_100_characters(fresh_db: DatabaseHandle) -> None:
+    """The Users page's field stops at 100; ``portal user add --display-name`` is held to it
+    here."""
+    with session_scope() as s, pytest.raises(ValidationError, match="101 characters; use at most"):
+        users.create_user(
+            session=s,
+            actor=cli_actor(),
+            username="wordy",
+            display_name="x" * 101,
+            role="viewer",
+            password="a temporary password",
+        )
+    with session_scope() as s:
+        created = users.create_user(
+            session=s,
+            actor=cli_actor(),
+            username="wordy",
+            display_name=" Just  a\tname " + "x" * 86,
+            role="viewer",
+            password="a temporary password",
+        )
+        assert created.display_name == "Just a name " + "x" * 86
+    assert [e[1] for e in admin_events(fresh_db)] == ["wordy"]
