@@ -253,7 +253,9 @@ def create_user(
     )
     session.add(user)
     session.flush()
-    _admin_event(session, actor, name, "create", role=role)
+    _admin_event(
+        session, actor, name, "create", role=role, must_change_password=must_change_password
+    )
     return user
 
 
@@ -355,7 +357,14 @@ def reset_password(
     # Sessions and cookies that began before this moment end (portal.signin.resume).
     user.password_changed_at = user.updated_at = database_now(session)
     session.flush()
-    _admin_event(session, actor, user.username, "reset_password")
+    # False: the admin chose a password the person may keep, and so knows it.
+    _admin_event(
+        session,
+        actor,
+        user.username,
+        "reset_password",
+        must_change_password=must_change_password,
+    )
     return user
 
 

@@ -81,7 +81,9 @@ def test_add_a_user(fresh_db: DatabaseHandle, admin: tuple[AppTest, str]) -> Non
         "New Person",
         True,
     )
-    assert admin_events(fresh_db) == [(me, "new.person", {"action": "create", "role": "editor"})]
+    assert admin_events(fresh_db) == [
+        (me, "new.person", {"action": "create", "role": "editor", "must_change_password": True})
+    ]
     assert signin.authenticate("new.person", "a temporary password").must_change_password
 
 
@@ -160,7 +162,9 @@ def test_reset_password(fresh_db: DatabaseHandle, admin: tuple[AppTest, str]) ->
     confirm(at)
     assert not at.exception
     assert [s.value for s in at.success] == ["The password of forgetful has been reset."]
-    assert admin_events(fresh_db) == [(me, name, {"action": "reset_password"})]
+    assert admin_events(fresh_db) == [
+        (me, name, {"action": "reset_password", "must_change_password": True})
+    ]
     with pytest.raises(AuthError):
         signin.authenticate(name, old_password)
     assert signin.authenticate(name, "the new temporary one").must_change_password is True
@@ -302,3 +306,28 @@ def test_a_display_name_with_a_hidden_character_is_refused(
     assert message in " ".join(e.value for e in at.error)
     assert not at.success
     assert admin_events(fresh_db) == []
+
+
+def test_the_log_says_whether_a_password_an_admin_set_must_be_replaced(
+    fresh_db: DatabaseHandle, admin: tuple[AppTest, str]
+) -> None:
+    """An admin who sets a password the person may keep knows that person's password from then
+    on: the audit log says when an admin chose that, for a new account and for a reset."""
+    at, me = admin
+    at.text_input(key="users.add.username").input("keeper")
+    at.text_input(key="users.add.password").input("a temporary password")
+    at.text_input(key="users.add.confirm").input("a temporary password")
+    at.checkbox(key="users.add.must_change").uncheck()
+    at.button(key="users.add.submit").click().run()
+    assert [s.value for s in at.success] == ["keeper has been added as viewer."]
+    choose(at, "keeper")
+    at.button(key="users.reset").click().run()
+    at.text_input(key="users.reset.password").input("the new temporary one")
+    at.text_input(key="users.reset.confirm").input("the new temporary one")
+    at.checkbox(key="users.reset.must_change").uncheck()
+    confirm(at)
+    assert not at.exception
+    assert admin_events(fresh_db) == [
+        (me, "keeper", {"action": "create", "role": "viewer", "must_change_password": False}),
+        (me, "keeper", {"action": "reset_password", "must_change_password": False}),
+    ]

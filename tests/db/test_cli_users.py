@@ -67,13 +67,13 @@ def test_user_commands_leave_events(
     assert signin.authenticate("kim", "new pass for kim").must_change_password
 
     assert admin_events(fresh_db) == [
-        (OPERATOR, "boss", {"action": "create", "role": "admin"}),
-        (OPERATOR, "kim", {"action": "create", "role": "viewer"}),
+        (OPERATOR, "boss", {"action": "create", "role": "admin", "must_change_password": False}),
+        (OPERATOR, "kim", {"action": "create", "role": "viewer", "must_change_password": False}),
         (OPERATOR, "kim", {"action": "set_role", "old_role": "viewer", "new_role": "editor"}),
         (OPERATOR, "kim", {"action": "disable"}),
         (OPERATOR, "kim", {"action": "enable"}),
         (OPERATOR, "kim", {"action": "unlock"}),
-        (OPERATOR, "kim", {"action": "reset_password"}),
+        (OPERATOR, "kim", {"action": "reset_password", "must_change_password": True}),
     ]
 
 

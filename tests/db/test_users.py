@@ -82,7 +82,9 @@ def test_two_admins_adding_one_username_at_once_are_told_it_is_taken(
     assert len(outcome) == 1
     assert isinstance(outcome[0], ValidationError), repr(outcome[0])
     assert "'kim' is taken" in str(outcome[0])
-    assert [e[2] for e in admin_events(fresh_db)] == [{"action": "create", "role": "editor"}]
+    assert [e[2] for e in admin_events(fresh_db)] == [
+        {"action": "create", "role": "editor", "must_change_password": False}
+    ]
 
 
 def test_an_admin_cannot_reset_their_own_password(fresh_db: DatabaseHandle) -> None:
