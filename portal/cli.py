@@ -281,7 +281,9 @@ def user() -> None:
 
 def _read_password(password_stdin: bool) -> str:
     if password_stdin:
-        return sys.stdin.readline().rstrip("\n")
+        # A file saved on Windows ends the line with CR LF, and a pipe keeps the CR: it is no
+        # part of the password (no sign-in form could type it).
+        return sys.stdin.readline().rstrip("\r\n")
     value: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     return value
 

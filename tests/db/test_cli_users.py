@@ -4,6 +4,8 @@ attributed to the operator at the command line."""
 from __future__ import annotations
 
 import getpass
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -91,3 +93,28 @@ def test_user_commands_report_refusals_without_a_traceback(fresh_db: DatabaseHan
         assert message in result.output
         assert "Traceback" not in result.output
     assert [e[2]["action"] for e in admin_events(fresh_db)] == ["create"]
+
+
+@pytest.mark.parametrize("ending", [b"\r\n", b"\n"])
+def test_a_password_piped_from_a_windows_file_is_the_one_to_sign_in_with(
+    fresh_db: DatabaseHandle, ending: bytes
+) -> None:
+    """``--password-stdin`` fed from a file saved with Windows line endings (a real pipe, which
+    keeps the carriage return): it ends the line, it is not the password's last character —
+    no sign-in form can type one."""
+
+    def piped(*args: str, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, "-m", "portal.cli", "user", *args],
+            input=stdin,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+
+    result = piped("add", "kim", "--password-stdin", stdin=b"kim password 123" + ending)
+    assert result.returncode == 0, result.stderr
+    assert signin.authenticate("kim", "kim password 123").username == "kim"
+    result = piped("passwd", "kim", "--password-stdin", stdin=b"new pass for kim" + ending)
+    assert result.returncode == 0, result.stderr
+    assert signin.authenticate("kim", "new pass for kim").username == "kim"
