@@ -369,18 +369,26 @@ def reset_password(
 
 
 def unlock(*, session: Session, actor: Actor, username: str) -> User:
-    """Clear a lock-out and the failed-attempt counter; nothing (no event) when there is neither,
-    as ``set_role`` and ``set_active`` skip what changes nothing. Raises: PermissionDenied,
-    NotFound."""
+    """Clear a lock-out and the failed-attempt counter, recording both as they were (the lock
+    only if still in force); nothing (no event) when there is neither, as ``set_role`` and
+    ``set_active`` skip what changes nothing. Raises: PermissionDenied, NotFound."""
     _require_admin(actor)
     user = get_user(session=session, username=username, for_update=True)
     if not user.failed_attempts and user.locked_until is None:
         return user
+    now = database_now(session)
+    # What was cleared: lifting a lock in force is not clearing a count of typos.
+    cleared = {
+        "failed_attempts": user.failed_attempts,
+        "locked_until": (
+            user.locked_until.isoformat() if user.locked_until and user.locked_until > now else None
+        ),
+    }
     user.failed_attempts = 0
     user.locked_until = None
-    user.updated_at = database_now(session)
+    user.updated_at = now
     session.flush()
-    _admin_event(session, actor, user.username, "unlock")
+    _admin_event(session, actor, user.username, "unlock", **cleared)
     return user
 
 

@@ -209,7 +209,9 @@ def test_unlock(
     assert [s.value for s in at.success] == ["locked-out has been unlocked."]
     row = user(fresh_db, name)
     assert (row["locked_until"], row["failed_attempts"]) == (None, 0)
-    assert admin_events(fresh_db) == [(me, name, {"action": "unlock"})]
+    [(actor, target, detail)] = admin_events(fresh_db)
+    assert (actor, target, detail["action"], detail["failed_attempts"]) == (me, name, "unlock", 2)
+    assert detail["locked_until"] is not None  # a lock in force was lifted
     assert signin.authenticate(name, password).username == name
 
 

@@ -7,6 +7,7 @@ import getpass
 import subprocess
 import sys
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from click.testing import CliRunner, Result
@@ -74,7 +75,7 @@ def test_user_commands_leave_events(
         (OPERATOR, "kim", {"action": "set_role", "old_role": "viewer", "new_role": "editor"}),
         (OPERATOR, "kim", {"action": "disable"}),
         (OPERATOR, "kim", {"action": "enable"}),
-        (OPERATOR, "kim", {"action": "unlock"}),
+        (OPERATOR, "kim", {"action": "unlock", "failed_attempts": 1, "locked_until": ANY}),
         (OPERATOR, "kim", {"action": "reset_password", "must_change_password": True}),
     ]
 

@@ -229,7 +229,9 @@ def test_admin_unlock_lets_the_user_in(
     with Session(fresh_db.app) as s, s.begin():
         unlock(session=s, actor=cli_actor(), username=name)
     assert signin.authenticate(name, password).username == name
-    assert [e["detail"] for e in events(fresh_db, "user_admin")] == [{"action": "unlock"}]
+    [detail] = [e["detail"] for e in events(fresh_db, "user_admin")]
+    assert (detail["action"], detail["failed_attempts"]) == ("unlock", 1)
+    assert detail["locked_until"] is not None  # a lock in force was lifted
 
 
 # -- sessions ---------------------------------------------------------------------------------

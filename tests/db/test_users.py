@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from portal import users
+from portal import signin, users
 from portal.actor import Actor, cli_actor
+from portal.config import get_settings
 from portal.db import session_scope
-from portal.errors import PermissionDenied, ValidationError
+from portal.errors import AuthError, PermissionDenied, ValidationError
 from tests.conftest import DatabaseHandle
 
 pytestmark = pytest.mark.db
@@ -131,3 +132,27 @@ def test_a_display_name_is_at_most_100_characters(fresh_db: DatabaseHandle) -> N
         )
         assert created.display_name == "Just a name " + "x" * 86
     assert [e[1] for e in admin_events(fresh_db)] == ["wordy"]
+
+
+def test_an_unlock_is_recorded_with_what_it_cleared(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lifting a lock in force (perhaps mid-attack) and clearing a count of typos are told
+    apart in the log: the event keeps the count and the lock as they were."""
+    monkeypatch.setenv("PORTAL_LOCKOUT_ATTEMPTS", "3")
+    get_settings.cache_clear()
+    add("typo")
+    add("target")
+    for name, guesses in (("typo", 1), ("target", 3)):
+        for _ in range(guesses):
+            with pytest.raises(AuthError):
+                signin.authenticate(name, "a wrong guess")
+    with fresh_db.owner.connect() as conn:
+        lock = conn.scalar(text("SELECT locked_until FROM portal.users WHERE username = 'target'"))
+    for name in ("typo", "target"):
+        with session_scope() as s:
+            users.unlock(session=s, actor=cli_actor(), username=name)
+    assert [e[1:] for e in admin_events(fresh_db) if e[2]["action"] == "unlock"] == [
+        ("typo", {"action": "unlock", "failed_attempts": 1, "locked_until": None}),
+        ("target", {"action": "unlock", "failed_attempts": 3, "locked_until": lock.isoformat()}),
+    ]
