@@ -131,7 +131,8 @@ def test_streamlit_s_metrics_are_not_served_to_the_outside(
     """The app serves its metrics (session counts, cache names) to whoever asks it directly;
     nginx, the portal's only way in, does not pass them on."""
     status, _, body = _get(portal_server.url + "/_stcore/metrics")
-    assert status == 200 and b"session" in body.lower()
+    assert status == 200
+    assert b"session" in body.lower()
     for path in ("/_stcore/metrics", "/_stcore/metrics?x=1", "//_stcore/metrics"):
         with pytest.raises(urllib.error.HTTPError) as refused:
             _get(proxied + path)
