@@ -33,9 +33,9 @@ from portal import diffs, merge, writes
 from portal.browse import FILTER_OPS, RowFilter, Sort
 from portal.csv_safe import csv_bytes
 from portal.datasets import dataset_names
-from portal.db import session_scope
+from portal.db import session_scope, transaction_status
 from portal.diffs import ChangeSet, InvalidEdits, show_value
-from portal.errors import PortalError
+from portal.errors import CommitOutcomeUnknown, PortalError
 from portal.spec import ROW_ID, Value, editor_columns
 from portal.ui import current_actor, md_escape, require
 from portal.ui.column_config import column_config
@@ -81,6 +81,7 @@ def keys(dataset_id: int) -> dict[str, str]:
             "rebased",
             "flash",
             "confirm",
+            "unsure",  # the transaction id of a commit whose outcome was not known
         )
     }
 
@@ -162,6 +163,48 @@ if dataset_id is None:
 opened: int = dataset_id  # narrowed, for the dialogs below
 st.query_params["dataset"] = str(dataset_id)
 k = keys(dataset_id)
+
+# A commit whose connection broke while it was committing, with the database gone too long to
+# say whether it landed: asked again on every run until it says. Committing waits till then, so
+# the same edits are never written twice.
+unsure: str | None = st.session_state.get(k["unsure"])
+if unsure is not None:
+    landed: int | None = None
+    try:
+        outcome = transaction_status(unsure)
+        if outcome == "committed":  # confirmed by its changeset, see transaction_status
+            with session_scope() as session:
+                landed = writes.changeset_of_transaction(
+                    session=session, dataset_id=dataset_id, actor=actor, xid=unsure
+                )
+            outcome = "committed" if landed is not None else "aborted"
+    except PortalError as exc:
+        show_error(exc)
+        st.stop()
+    if outcome is None:
+        st.warning(
+            "Whether your last commit was saved is not known yet: the database has not said. "
+            "Committing is paused until it does, so that nothing is written twice; this page "
+            "asks again each time it runs.",
+            icon=":material/hourglass_top:",
+        )
+    else:
+        st.session_state.pop(k["unsure"])
+        unsure = None
+        if outcome == "committed":
+            forget(dataset_id)
+            st.session_state.pop(f"edit.{dataset_id}.reason", None)
+            st.success(
+                f"Your last commit was saved after all, as changeset {landed}: your edits are in "
+                "the dataset, and the rows below are read again.",
+                icon=":material/check_circle:",
+            )
+        else:
+            st.info(
+                "Your last commit was not saved (the database undid it when the connection "
+                "broke): your edits are still here; commit them again.",
+                icon=":material/undo:",
+            )
 view: View = st.session_state.get(k["view"], View())
 loaded: Loaded | None = st.session_state.get(k["window"])
 if loaded is not None and loaded.editor_key not in st.session_state:
@@ -561,6 +604,8 @@ def confirm(changes: ChangeSet, reason: str) -> None:
             close_dialog()
             st.rerun()
         except PortalError as exc:
+            if isinstance(exc, CommitOutcomeUnknown) and exc.xid is not None:
+                st.session_state[k["unsure"]] = exc.xid  # asked again by every run
             show_write_error(exc, kept="Your edits are kept", again="commit again")
             return
         forget(opened)
@@ -580,7 +625,7 @@ left.button(
     "Review and commit…",
     type="primary",
     icon=":material/save:",
-    disabled=not may_edit or (read.reason_required and not reason.strip()),
+    disabled=not may_edit or unsure is not None or (read.reason_required and not reason.strip()),
     help="A reason is required for this dataset." if read.reason_required else None,
     width="stretch",
     on_click=open_dialog,
@@ -590,5 +635,5 @@ with right:
     discard_button(changes.summary())
 # The dialog is opened from session state, so a click inside it (which AppTest, and a dialog
 # opened before a page rerun, run as a whole-page rerun) still reaches its buttons.
-if st.session_state.get(k["confirm"]) == "commit" and may_edit:
+if st.session_state.get(k["confirm"]) == "commit" and may_edit and unsure is None:
     confirm(changes, reason)

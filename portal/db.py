@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from functools import lru_cache
 from typing import Any, Final, Literal
 
@@ -230,7 +231,7 @@ def session_scope() -> Iterator[Session]:
             yield session
             # The transaction's id, if it wrote anything: asked now, so that a COMMIT whose
             # connection breaks can be looked up afterwards. One round trip per scope.
-            xid = _written_xid(session)
+            written = _written_xid(session)
         except BaseException as exc:
             _rollback(session)
             translated = (
@@ -247,13 +248,14 @@ def session_scope() -> Iterator[Session]:
             _rollback(session)
             if not isinstance(exc, SQLAlchemyError | psycopg2.Error):
                 raise
-            if xid is not None and is_disconnect(exc):
-                outcome = _commit_outcome(xid)
+            if written is not None and is_disconnect(exc):
+                xid, started = written
+                outcome = _commit_outcome(xid, started=started)
                 if outcome == "committed":
                     _LOG.warning("COMMIT lost its connection but transaction %s committed", xid)
                     return
                 if outcome is None:
-                    raise CommitOutcomeUnknown(OUTCOME_UNKNOWN) from exc
+                    raise CommitOutcomeUnknown(OUTCOME_UNKNOWN, xid) from exc
                 raise ConnectionLost(LOST) from exc
             translated = translate(exc)
             if translated is None:
@@ -263,12 +265,15 @@ def session_scope() -> Iterator[Session]:
         session.close()
 
 
-def _written_xid(session: Session) -> str | None:
-    """The open transaction's id if it has written anything (else None: nothing to lose)."""
+def _written_xid(session: Session) -> tuple[str, datetime] | None:
+    """The open transaction's id if it has written anything (else None: nothing to lose), and
+    when the server started (``_commit_outcome`` tells a restart by it)."""
     if not session.in_transaction():
         return None
-    xid = session.scalar(text("SELECT pg_current_xact_id_if_assigned()::text"))
-    return None if xid is None else str(xid)
+    xid, started = session.execute(
+        text("SELECT pg_current_xact_id_if_assigned()::text, pg_postmaster_start_time()")
+    ).one()
+    return None if xid is None else (str(xid), started)
 
 
 def _rollback(session: Session) -> None:
@@ -282,27 +287,51 @@ def _rollback(session: Session) -> None:
 
 
 def _commit_outcome(
-    xid: str, *, wait: float | None = None, sleep: Callable[[float], None] = time.sleep
+    xid: str,
+    *,
+    started: datetime | None = None,
+    wait: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Literal["committed", "aborted"] | None:
     """Whether transaction ``xid`` committed, asked on a new connection; None if the database
-    did not answer within ``wait`` seconds (default ``COMMIT_STATUS_WAIT_S``)."""
+    did not answer within ``wait`` seconds (default ``COMMIT_STATUS_WAIT_S``).
+
+    With ``started`` (when the server that ran it started): a server that restarted since says
+    None for "committed". A transaction whose write-ahead log was lost in a crash leaves its id
+    free, and the server may give it to a later transaction, whose "committed" would be taken
+    for the lost one's. ("aborted" stays true: the lost one did not commit either way.)
+    """
     deadline = time.monotonic() + (COMMIT_STATUS_WAIT_S if wait is None else wait)
     while True:
         try:
             with get_engine().connect() as conn:
-                status = conn.scalar(
-                    text("SELECT pg_xact_status(CAST(:xid AS xid8))"), {"xid": xid}
-                )
+                status, now_started = conn.execute(
+                    text("SELECT pg_xact_status(CAST(:xid AS xid8)), pg_postmaster_start_time()"),
+                    {"xid": xid},
+                ).one()
         except DBAPIError as exc:
             if not (is_disconnect(exc) or is_unreachable(exc)):
                 raise
             status = None
+        else:
+            if status == "committed" and started is not None and now_started != started:
+                return None
         if status in ("committed", "aborted"):
             return "committed" if status == "committed" else "aborted"
         # "in progress": the backend of the broken connection has not finished exiting yet.
         if time.monotonic() >= deadline:
             return None
         sleep(0.1)
+
+
+def transaction_status(xid: str) -> Literal["committed", "aborted"] | None:
+    """What the server says now of transaction ``xid`` (``CommitOutcomeUnknown.xid``), asked
+    once; None while it does not say (unreachable, or the transaction still ending).
+
+    "committed" may be another transaction's if the server crashed since (see
+    ``_commit_outcome``): confirm it by what the transaction wrote, e.g. its changeset's
+    ``txid`` (``writes.changeset_of_transaction``)."""
+    return _commit_outcome(xid, wait=0.0)
 
 
 def database_answers() -> bool:

@@ -44,7 +44,12 @@ class ConnectionLost(DatabaseUnavailable):
 
 class CommitOutcomeUnknown(DatabaseUnavailable):
     """The connection broke while PostgreSQL was committing, and the database could not be asked
-    afterwards whether that commit landed."""
+    afterwards whether that commit landed. ``xid`` is the transaction's id, to ask again later
+    (``portal.db.commit_outcome``)."""
+
+    def __init__(self, message: str, xid: str | None = None) -> None:
+        super().__init__(message)
+        self.xid = xid
 
 
 class DatabaseRefused(PortalError):

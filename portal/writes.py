@@ -50,7 +50,7 @@ from portal.datasets import dataset_spec, get_dataset, guarded_columns
 from portal.diffs import ChangeSet, RowDelete, RowUpdate
 from portal.errors import NotFound, PermissionDenied, PortalError, ValidationError
 from portal.merge import Current
-from portal.models import Dataset
+from portal.models import Changeset, Dataset
 from portal.spec import (
     DATA_SCHEMA,
     ROW_ID,
@@ -320,6 +320,23 @@ def commit(
         inserted_ids=inserted,
         deleted_rows=len(changes.deletes),
     )
+
+
+def changeset_of_transaction(
+    *, session: Session, dataset_id: int, actor: Actor, xid: str
+) -> int | None:
+    """The id of the changeset of the dataset that ``actor``'s transaction ``xid``
+    (``CommitOutcomeUnknown.xid``) opened, if it committed; None if there is none: that
+    transaction did not commit (the server's "committed" for ``xid`` can be a later
+    transaction's after a crash, ``db.transaction_status``)."""
+    found: int | None = session.scalar(
+        select(Changeset.id).where(
+            Changeset.dataset_id == dataset_id,
+            Changeset.actor_username == actor.username,
+            Changeset.txid == int(xid),
+        )
+    )
+    return found
 
 
 def _locked_dataset(session: Session, dataset_id: int) -> Dataset:

@@ -432,3 +432,79 @@ def test_a_column_named_with_a_lone_surrogate_resets_the_grid(
     assert not at.exception
     assert "\\ud800" in "".join(w.value for w in at.warning)
     assert "the dataset has no such column" in texts(at, main_only=True)
+
+
+# -- a commit whose outcome was not known ------------------------------------------------------
+
+
+def unsure_of(at: AppTest, dataset_id: int, xid: str) -> AppTest:
+    """As after a commit whose connection broke during COMMIT (``CommitOutcomeUnknown.xid``)."""
+    at.session_state[f"edit.{dataset_id}.unsure"] = xid
+    return at.run()
+
+
+def test_a_commit_of_unknown_outcome_that_landed_is_reported_and_not_written_again(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(at, {"edited_rows": {0: {"qty": 11}}})
+    # The commit that lost its connection, as the database kept it.
+    with session_scope() as s:
+        read = writes.read_window(session=s, dataset_id=dataset)
+        window = diffs.make_window(
+            read.spec, diffs.editor_frame(read.spec, read.rows), read.versions
+        )
+        me = Actor(at.session_state["portal.auth.username"], "Me", "editor")
+        landed = writes.commit(
+            session=s,
+            actor=me,
+            dataset_id=dataset,
+            spec_version=read.spec_version,
+            changes=diffs.build_changeset(window, {"edited_rows": {0: {"qty": 11}}}, may_edit=True),
+            reason="mine",
+        ).changeset_id
+        xid = s.scalar(text("SELECT pg_current_xact_id()::text"))
+    at = unsure_of(at, dataset, xid)
+    assert not at.exception
+    assert f"Your last commit was saved after all, as changeset {landed}" in texts(at)
+    assert not at.metric  # the edits are gone from the review: they are in the dataset
+    assert f"edit.{dataset}.unsure" not in at.session_state
+    assert table(fresh_db, dataset)[0][2] == 11
+
+
+def test_a_commit_of_unknown_outcome_pauses_committing_until_the_database_says(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(at, {"edited_rows": {0: {"qty": 11}}})
+    at.text_input(key=f"edit.{dataset}.reason").input("recount").run()
+    # The lost commit's transaction, not ended yet; then rolled back.
+    with fresh_db.app.connect() as conn, conn.begin() as still_ending:
+        xid = conn.scalar(text("SELECT pg_current_xact_id()::text"))
+        at = unsure_of(at, dataset, xid)
+        assert "Whether your last commit was saved is not known yet" in texts(at)
+        assert button(at, "Review and commit…").disabled
+        assert {m.label: m.value for m in at.metric}["Cells changed"] == "1"  # kept
+        still_ending.rollback()
+    at.run()
+    assert not at.exception
+    assert "Your last commit was not saved" in texts(at)
+    assert not button(at, "Review and commit…").disabled
+    assert {m.label: m.value for m in at.metric}["Cells changed"] == "1"
+    at = commit_now(at, dataset, reason="recount")
+    assert table(fresh_db, dataset)[0][2] == 11
+
+
+def test_a_committed_id_that_is_not_my_commit_s_is_not_taken_for_it(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    """After a crash the server may have given the lost commit's id to another transaction (the
+    events'): its "committed" is not my commit's; my edits stay, to commit again."""
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(at, {"edited_rows": {0: {"qty": 11}}})
+    with fresh_db.app.begin() as conn:
+        conn.execute(text("INSERT INTO audit.event (kind, actor_username) VALUES ('sign_in', 'x')"))
+        xid = conn.scalar(text("SELECT pg_current_xact_id()::text"))
+    at = unsure_of(at, dataset, xid)
+    assert "Your last commit was not saved" in texts(at)
+    assert {m.label: m.value for m in at.metric}["Cells changed"] == "1"

@@ -338,14 +338,42 @@ def test_a_commit_cut_off_by_a_server_that_stays_down_is_reported_as_unknown(
     stopper = threading.Thread(target=stop_when_committing, daemon=True)
     with holding(database, "SELECT 1 FROM audit.chain_head WHERE id = 1 FOR UPDATE"):
         stopper.start()
-        with pytest.raises(CommitOutcomeUnknown, match="not known"):
+        with pytest.raises(CommitOutcomeUnknown, match="not known") as unknown:
             commit(actor, read, changes)
     stopper.join(60)
+    xid = unknown.value.xid
+    assert xid is not None
+    assert xid.isdigit()
+    assert db.transaction_status(xid) is None  # the server is still down: it cannot say
     restartable.start()
-    # It had not landed: the server rolled it back when it stopped.
+    # It had not landed: the server rolled it back when it stopped. Its id, whose log the crash
+    # lost, may already belong to a later transaction (seen: the server says "committed"), so
+    # the Edit page confirms the server's word by the changeset the commit would have written.
+    assert db.transaction_status(xid) in ("aborted", "committed")
+    with session_scope() as s:
+        found = writes.changeset_of_transaction(session=s, dataset_id=dataset, actor=actor, xid=xid)
+    assert found is None
     assert snapshot(database) == before
     assert rows_of(database, dataset) == rows_before
     assert_chain_intact(database, tmp_path)
+
+
+def test_a_committed_status_from_a_restarted_server_is_not_taken_for_a_lost_commit(
+    restartable: Restartable,
+) -> None:
+    """After a crash the id of a transaction whose log was lost can go to another one: a
+    server that restarted since the commit was sent is not believed when it says "committed"."""
+    with session_scope() as s:
+        record_event(session=s, kind="sign_in", actor_username="before-restart")
+        s.flush()
+        written = db._written_xid(s)
+    assert written is not None
+    xid, started = written
+    assert db._commit_outcome(xid, started=started, wait=0) == "committed"
+    restartable.stop()
+    restartable.start()
+    assert db._commit_outcome(xid, wait=0) == "committed"  # what the server says
+    assert db._commit_outcome(xid, started=started, wait=0) is None  # not taken as proof
 
 
 # --------------------------------------------------------------------------- pg_terminate_backend
@@ -413,8 +441,9 @@ def test_the_outcome_of_a_transaction_is_read_back_by_its_id(fresh_db: DatabaseH
         assert db._written_xid(s) is None  # wrote nothing: nothing to look up
     assert kept is not None
     assert dropped is not None
-    assert db._commit_outcome(kept) == "committed"
-    assert db._commit_outcome(dropped) == "aborted"
+    assert db._commit_outcome(kept[0], started=kept[1]) == "committed"
+    assert db._commit_outcome(dropped[0], started=dropped[1]) == "aborted"
+    assert db.transaction_status(kept[0]) == "committed"
 
 
 # --------------------------------------------------------------------------- the app process killed
