@@ -177,9 +177,12 @@ def _int_or_none(value: Any, label: str) -> int | None:
     if value is None:
         return None
     try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ValidationError(f"Column “{label}”: max length must be a whole number.") from None
+        whole = int(value)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: Infinity from the browser
+        whole = None
+    if whole is None or isinstance(value, bool) or (isinstance(value, float) and whole != value):
+        raise ValidationError(f"Column “{label}”: max length must be a whole number.")
+    return whole
 
 
 def import_file(

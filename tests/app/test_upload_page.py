@@ -126,3 +126,19 @@ def test_adding_rows_to_a_dataset_that_needs_a_reason_waits_for_one(
             conn.scalar(text("SELECT reason FROM audit.changeset ORDER BY id DESC LIMIT 1"))
             == "late count"
         )
+
+
+@pytest.mark.parametrize("length", [float("inf"), float("-inf"), 2.5])
+def test_a_max_length_that_is_no_whole_number_is_refused_with_a_message(
+    fresh_db: DatabaseHandle, length: float
+) -> None:
+    """The browser's JSON can carry Infinity (Python's json reads it) or a fraction where the
+    grid's step allows only whole numbers."""
+    at = upload_page(fresh_db)
+    at = set_spec_state(
+        at,
+        {"edited_rows": {"0": {"max_length": length}}, "added_rows": [], "deleted_rows": []},
+    )
+    assert not at.exception
+    assert "Column “Name”: max length must be a whole number." in [e.value for e in at.error]
+    assert not [b for b in at.button if b.label == "Create the dataset"]
