@@ -35,7 +35,7 @@ actor = require("editor")
 UPLOADER = "upload.uploader"  # a counter in the key resets the uploader after an import
 CONFIRMED_ENCODING = "upload.encoding"
 FLASH = "upload.flash"
-CONFIRM_REPLACE = "upload.confirm_replace"
+CONFIRM_REPLACE = "upload.confirm_replace"  # (dataset id, file digest): its dialog is open
 SPEC_RESETS = "upload.spec_resets"  # a counter in the key draws the rules grid afresh
 PREVIEW_ROWS = 50
 ERRORS_SHOWN = 1_000
@@ -347,7 +347,11 @@ def store(chosen_target: uploads.NewDataset | uploads.ExistingDataset) -> None:
     st.rerun()
 
 
-@st.dialog("Replace every row?")
+def close_replace() -> None:
+    st.session_state.pop(CONFIRM_REPLACE, None)
+
+
+@st.dialog("Replace every row?", on_dismiss=close_replace)
 def confirm_replace(chosen_target: uploads.ExistingDataset) -> None:
     st.write(
         f"All current rows of “{md_escape(choices[chosen_target.dataset_id])}” will be deleted "
@@ -358,18 +362,31 @@ def confirm_replace(chosen_target: uploads.ExistingDataset) -> None:
     if go.button("Replace", type="primary"):
         store(chosen_target)
     if cancel.button("Cancel"):
-        st.session_state.pop(CONFIRM_REPLACE, None)
+        close_replace()
         st.rerun()
 
 
+replacing = (
+    (target.dataset_id, digest)
+    if isinstance(target, uploads.ExistingDataset) and target.mode == "replace"
+    else None
+)
 if needs_reason and not reason.strip():
     st.caption("This dataset needs a reason for every change: say why you are uploading.")
 if st.button(
     action, type="primary", icon=":material/save:", disabled=needs_reason and not reason.strip()
 ):
-    if isinstance(target, uploads.ExistingDataset) and target.mode == "replace":
-        st.session_state[CONFIRM_REPLACE] = True
+    if replacing is not None:
+        st.session_state[CONFIRM_REPLACE] = replacing
     else:
         store(target)
-if st.session_state.get(CONFIRM_REPLACE) and isinstance(target, uploads.ExistingDataset):
-    confirm_replace(target)
+# Only for the replace it was asked for: once another dataset, file or "append" is chosen, the
+# question is dropped, and does not open again by itself.
+if st.session_state.get(CONFIRM_REPLACE) is not None:
+    if (
+        isinstance(target, uploads.ExistingDataset)
+        and st.session_state[CONFIRM_REPLACE] == replacing
+    ):
+        confirm_replace(target)
+    else:
+        close_replace()

@@ -142,3 +142,58 @@ def test_a_max_length_that_is_no_whole_number_is_refused_with_a_message(
     assert not at.exception
     assert "Column “Name”: max length must be a whole number." in [e.value for e in at.error]
     assert not [b for b in at.button if b.label == "Create the dataset"]
+
+
+def test_a_closed_replace_dialog_does_not_come_back_by_itself(fresh_db: DatabaseHandle) -> None:
+    """The person asks to replace, then closes the confirmation with its X (which does not rerun
+    the page) and chooses to append instead: the next run must not open "Replace every row?"
+    again, let alone have its Replace button append."""
+    from sqlalchemy import text
+
+    from portal.actor import Actor
+    from tests.factories import dataset_rows, upload_dataset
+
+    at, name = signed_in(fresh_db, "editor")
+    dataset_id = upload_dataset(
+        Actor(name, name, "editor"), UPLOAD, name="People", reason_required=False
+    )
+    show_app(at)
+    at.switch_page("pages/2_upload.py").run()
+    at.radio[0].set_value("An existing dataset").run()
+    [dataset] = [box for box in at.selectbox if box.label == "Dataset"]
+    dataset.set_value(dataset_id).run()
+    [how] = [r for r in at.radio if r.label == "How"]
+    how.set_value("Replace all its rows").run()
+    at.file_uploader[0].set_value(("more.csv", b"Name,Qty\ncy,3\n", "text/csv"))
+    at.run()
+    [ask] = [b for b in at.button if b.label == "Replace the rows of People"]
+    ask.click().run()
+    assert not at.exception
+    assert [b for b in at.button if b.label == "Replace"]  # the confirmation is open
+
+    [how] = [r for r in at.radio if r.label == "How"]
+    how.set_value("Add the rows (append)").run()
+    assert not at.exception
+    assert not [b for b in at.button if b.label == "Replace"]
+    assert [b for b in at.button if b.label == "Append to People"]
+    with fresh_db.app.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM audit.changeset")) == 1  # the creation
+
+    # Asked again, the replace goes through its confirmation as before.
+    [how] = [r for r in at.radio if r.label == "How"]
+    how.set_value("Replace all its rows").run()
+    assert not [b for b in at.button if b.label == "Replace"]
+    [ask] = [b for b in at.button if b.label == "Replace the rows of People"]
+    ask.click().run()
+    [replace] = [b for b in at.button if b.label == "Replace"]
+    replace.click().run()
+    assert not at.exception
+    assert "1 rows replaced the rows of “People”" in at.success[0].value
+    assert dataset_rows(fresh_db.app, dataset_id, "name") == [("cy",)]
+    with fresh_db.app.connect() as conn:
+        changesets = conn.execute(
+            text(
+                "SELECT kind, inserted, deleted, detail->>'mode' FROM audit.changeset ORDER BY seq"
+            )
+        ).all()
+    assert changesets == [("upload", 2, 0, "append"), ("upload", 1, 2, "replace")]
