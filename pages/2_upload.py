@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from portal import diffs, uploads
+from portal import datasets, diffs, uploads
 from portal.csv_import import (
     DELIMITER_NAMES,
     EncodingNotConfirmed,
@@ -316,6 +316,7 @@ reason = st.text_input(
     if needs_reason
     else "Reason (kept in the audit log)",
     placeholder="e.g. monthly export from X",
+    max_chars=datasets.MAX_REASON_CHARS,
 )
 
 

@@ -129,7 +129,11 @@ def confirm_reason_setting(dataset_id: int, name: str, required: bool) -> None:
         f"From now on, changes to “{md_escape(name)}” "
         + ("need a reason." if required else "may be made without a reason.")
     )
-    why = st.text_input("Reason (required)", key=f"datasets.{dataset_id}.setting.reason")
+    why = st.text_input(
+        "Reason (required)",
+        key=f"datasets.{dataset_id}.setting.reason",
+        max_chars=datasets.MAX_REASON_CHARS,
+    )
     go, cancel = st.columns(2)
     if go.button("Change it", type="primary", disabled=not why.strip(), width="stretch"):
         try:

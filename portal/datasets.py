@@ -30,8 +30,16 @@ from portal.names import hidden_character
 LoadMode = Literal["append", "replace"]
 MAX_NAME_CHARS = 120
 MAX_DESCRIPTION_CHARS = 2_000
+MAX_REASON_CHARS: Final = 2_000
+"""The longest reason a change may give (an edit, a revert, an upload, a setting)."""
 LABEL_WHITESPACE = frozenset("\t\n\r")
 """Controls a column label may hold: a spreadsheet header cell can break its text over lines."""
+
+
+def check_reason_length(reason: str) -> None:
+    """Raises: ValidationError: ``reason`` is longer than ``MAX_REASON_CHARS``."""
+    if len(reason) > MAX_REASON_CHARS:
+        raise ValidationError(f"Keep the reason under {MAX_REASON_CHARS:,} characters.")
 
 
 def _require_editor(actor: Actor) -> None:
@@ -229,13 +237,15 @@ def set_reason_required(
     Raises:
         PermissionDenied: the actor is not an admin.
         NotFound: no such dataset.
-        ValidationError: no reason, the setting already as asked, or changed since it was read.
+        ValidationError: no reason or a longer one than ``MAX_REASON_CHARS``, the setting
+            already as asked, or changed since it was read.
     """
     if not actor.can("admin"):
         raise PermissionDenied("Only admins can change whether a dataset's changes need a reason.")
     reason = reason.strip()
     if not reason:
         raise ValidationError("Say why you are changing this setting; nothing was written.")
+    check_reason_length(reason)
     dataset = get_dataset(session=session, dataset_id=dataset_id, for_update=True)
     now = "required" if dataset.reason_required else "optional"
     if dataset.reason_required != expected:

@@ -201,13 +201,15 @@ def import_file(
 
     Raises:
         ValidationError: the file did not pass, the name is taken, no reason for a dataset that
-            needs one, or the rows break a rule only the database sees; nothing is written.
+            needs one or a longer one than ``datasets.MAX_REASON_CHARS``, or the rows break a
+            rule only the database sees; nothing is written.
         PermissionDenied, NotFound: as ``portal.datasets``.
     """
     if not result.ok:
         raise ValidationError(
             f"The file has {result.error_count} invalid cells; fix them and upload it again."
         )
+    datasets.check_reason_length(reason)
     report = {
         "rows": parsed.row_count,
         "encoding": parsed.encoding,

@@ -46,7 +46,13 @@ from audit.search import loads
 from portal import db, diffs, estimates, indexes
 from portal.actor import Actor
 from portal.browse import RowFilter, Sort, condition, known_column
-from portal.datasets import dataset_spec, get_dataset, guarded_columns
+from portal.datasets import MAX_REASON_CHARS as MAX_REASON_CHARS  # the pages' max_chars
+from portal.datasets import (
+    check_reason_length,
+    dataset_spec,
+    get_dataset,
+    guarded_columns,
+)
 from portal.diffs import ChangeSet, RowDelete, RowUpdate
 from portal.errors import NotFound, PermissionDenied, PortalError, ValidationError
 from portal.merge import Current
@@ -62,7 +68,6 @@ from portal.spec import (
     stored_value,
 )
 
-MAX_REASON_CHARS: Final = 2_000
 WINDOW_SIZES: Final = (100, 500, 1_000, 5_000)
 COUNT_CAP: Final = 1_000
 """``read_window`` counts matching rows up to this many past the window's end, never further:
@@ -254,8 +259,7 @@ def commit(
     if changes.empty:
         raise ValidationError("There are no changes to commit.")
     reason = reason.strip()
-    if len(reason) > MAX_REASON_CHARS:
-        raise ValidationError(f"Keep the reason under {MAX_REASON_CHARS:,} characters.")
+    check_reason_length(reason)
     dataset = _locked_dataset(session, dataset_id)
     if dataset.reason_required and not reason:
         raise ValidationError("Say why you are making these changes: this dataset needs a reason.")

@@ -223,6 +223,8 @@ def test_an_admin_lets_changes_go_without_a_reason_after_saying_why(
     setting.click().run()
     [change] = [b for b in at.button if b.label == "Change it"]
     assert change.disabled  # until a reason is given
+    # As an edit's; set_reason_required refuses a longer one.
+    assert at.text_input(key=f"datasets.{dataset_id}.setting.reason").max_chars == 2_000
     at.text_input(key=f"datasets.{dataset_id}.setting.reason").input("bulk fixes").run()
     [change] = [b for b in at.button if b.label == "Change it"]
     change.click().run()

@@ -116,6 +116,7 @@ def test_adding_rows_to_a_dataset_that_needs_a_reason_waits_for_one(
     assert store.disabled
     assert "This dataset needs a reason for every change" in texts(at, main_only=True)
     [reason] = [box for box in at.text_input if box.label.startswith("Reason (required")]
+    assert reason.max_chars == 2_000  # as an edit's; import_file refuses a longer one
     reason.input("late count").run()
     [store] = [b for b in at.button if b.label == "Append to People"]
     assert not store.disabled

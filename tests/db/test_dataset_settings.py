@@ -54,6 +54,53 @@ def test_an_upload_into_a_dataset_that_requires_a_reason_needs_one(
         assert conn.execute(text("SELECT count(*) FROM audit.changeset")).scalar_one() == before
 
 
+@pytest.mark.parametrize("mode", ["new", "append", "replace"])
+def test_an_upload_with_a_reason_longer_than_an_edits_is_refused(
+    fresh_db: DatabaseHandle, mode: str
+) -> None:
+    """An upload's reason is kept in the changeset like an edit's, under the same limit."""
+    with Session(fresh_db.app) as s, s.begin():
+        username, _ = make_user(s, role="editor")
+    editor = Actor(username, "Eddie", "editor")
+    dataset_id = upload_dataset(editor, CSV, name="People")
+    with fresh_db.owner.connect() as conn:
+        before = conn.execute(
+            text(
+                "SELECT (SELECT count(*) FROM audit.changeset), (SELECT count(*) FROM"
+                " audit.upload), (SELECT count(*) FROM portal.datasets)"
+            )
+        ).one()
+    data = b"Name,Qty\nCy,3\n"
+    parsed = uploads.read_file(data)
+    spec = uploads.dataset_spec(dataset_id)
+    target = (
+        uploads.NewDataset("More people")
+        if mode == "new"
+        else uploads.ExistingDataset(dataset_id, mode)  # type: ignore[arg-type]
+    )
+    with pytest.raises(ValidationError, match="Keep the reason under 2,000 characters"):
+        uploads.import_file(
+            actor=editor,
+            filename="more.csv",
+            data=data,
+            parsed=parsed,
+            spec=spec,
+            result=uploads.check(parsed, spec),
+            target=target,
+            reason="x" * 2_001,
+        )
+    with fresh_db.owner.connect() as conn:
+        assert (
+            conn.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM audit.changeset), (SELECT count(*) FROM"
+                    " audit.upload), (SELECT count(*) FROM portal.datasets)"
+                )
+            ).one()
+            == before
+        )
+
+
 def _people(db: DatabaseHandle, reason_required: bool = True) -> tuple[Actor, Actor, int]:
     """An admin, an editor, and a dataset the editor uploaded."""
     with Session(db.app) as s, s.begin():
@@ -128,6 +175,7 @@ def test_an_admin_lets_a_datasets_changes_go_without_a_reason_as_an_audited_chan
         ("editor", True, "why", PermissionDenied),
         ("admin", False, "why", ValidationError),  # changed since it was read
         ("admin", True, "  ", ValidationError),  # no reason
+        ("admin", True, "x" * 2_001, ValidationError),  # longer than an edit's may be
     ],
 )
 def test_a_setting_change_that_is_refused_writes_nothing(
