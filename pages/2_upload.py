@@ -335,16 +335,19 @@ def store(chosen_target: uploads.NewDataset | uploads.ExistingDataset) -> None:
                 reason=reason,
                 progress=status.write,
             )
+            # Kept before the next call into Streamlit: a rerun asked while storing (a click,
+            # a keystroke) stops this run there, and the next run must know the rows are stored
+            # rather than offer the same file again.
+            verb = "replaced the rows of" if outcome.mode == "replace" else "loaded into"
+            st.session_state[FLASH] = (
+                f"{outcome.rows:,} rows {verb} “{outcome.dataset_name}” (changeset #{outcome.seq})."
+            )
+            st.session_state[UPLOADER] = upload_round + 1
+            st.session_state.pop(CONFIRM_REPLACE, None)
             status.update(label="Stored", state="complete")
     except PortalError as exc:
         show_write_error(exc, kept="The file is still here", again="store it again")
         return
-    verb = "replaced the rows of" if outcome.mode == "replace" else "loaded into"
-    st.session_state[FLASH] = (
-        f"{outcome.rows:,} rows {verb} “{outcome.dataset_name}” (changeset #{outcome.seq})."
-    )
-    st.session_state[UPLOADER] = upload_round + 1
-    st.session_state.pop(CONFIRM_REPLACE, None)
     st.rerun()
 
 

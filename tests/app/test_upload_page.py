@@ -198,3 +198,51 @@ def test_a_closed_replace_dialog_does_not_come_back_by_itself(fresh_db: Database
             )
         ).all()
     assert changesets == [("upload", 2, 0, "append"), ("upload", 1, 2, "replace")]
+
+
+def test_a_rerun_asked_while_the_rows_are_stored_does_not_offer_the_file_again(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A click or keystroke sent while the upload is storing asks for a rerun, and Streamlit
+    stops the running script at its next call into Streamlit: here, right after the commit, at
+    the status's "Stored". The rerun must know the rows were stored (say so, clear the file),
+    not offer the same file with its Append button again, which a second click would load twice."""
+    import streamlit as st
+    from sqlalchemy import text
+    from streamlit.elements.lib.mutable_status_container import StatusContainer
+
+    from portal.actor import Actor
+    from tests.factories import upload_dataset
+
+    update = StatusContainer.update
+    interrupted: list[bool] = []
+
+    def interrupted_update(self: StatusContainer, **kwargs: object) -> None:
+        if kwargs.get("state") == "complete" and not interrupted:
+            interrupted.append(True)
+            st.rerun()  # what a rerun request pending at this call does
+        update(self, **kwargs)  # type: ignore[arg-type]
+
+    at, name = signed_in(fresh_db, "editor")
+    dataset_id = upload_dataset(
+        Actor(name, name, "editor"), UPLOAD, name="People", reason_required=False
+    )
+    show_app(at)
+    at.switch_page("pages/2_upload.py").run()
+    at.radio[0].set_value("An existing dataset").run()
+    [dataset] = [box for box in at.selectbox if box.label == "Dataset"]
+    dataset.set_value(dataset_id).run()
+    at.file_uploader[0].set_value(("more.csv", b"Name,Qty\ncy,3\n", "text/csv"))
+    at.run()
+    monkeypatch.setattr(StatusContainer, "update", interrupted_update)
+    [store] = [b for b in at.button if b.label == "Append to People"]
+    store.click().run()
+    assert not at.exception
+    assert interrupted
+    assert "1 rows loaded into “People”" in at.success[0].value
+    assert not [b for b in at.button if b.label == "Append to People"]
+    with fresh_db.app.connect() as conn:
+        changesets = conn.execute(
+            text("SELECT inserted, detail->>'mode' FROM audit.changeset ORDER BY seq")
+        ).all()
+    assert changesets == [(2, "append"), (1, "append")]
