@@ -10,6 +10,7 @@ portal audit verify [--expect-head H] [--expect-event-head H] [--data] | head | 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -429,17 +430,37 @@ def audit() -> None:
     """Check the audit log's hash chains (and, with verify --data, the datasets against it)."""
 
 
+_HEAD_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+def _head_hash(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """A head hash kept from ``portal audit head``: 64 hexadecimal digits (case and surrounding
+    blanks do not matter). Anything else is refused here rather than reported as a broken chain."""
+    if value is None:
+        return None
+    digest = value.strip().lower()
+    if not _HEAD_HASH.fullmatch(digest):
+        raise click.BadParameter(
+            f"{value!r} is not a head hash: give the 64 hexadecimal digits that end a line of "
+            "`portal audit head` (the first line for --expect-head, the events line for "
+            "--expect-event-head)."
+        )
+    return digest
+
+
 @audit.command("verify")
 @click.option(
     "--expect-head",
     default=None,
     metavar="HASH",
+    callback=_head_hash,
     help="A head hash kept outside the database: also detects a removed tail.",
 )
 @click.option(
     "--expect-event-head",
     default=None,
     metavar="HASH",
+    callback=_head_hash,
     help="An events head hash kept outside the database (the events line of `portal audit "
     "head`): also detects the newest events removed.",
 )
