@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -581,6 +581,7 @@ def audit_export(
                 fmt=fmt,  # type: ignore[arg-type]
                 include_rows=rows,
             )
+            out.flush()  # a write that fails now, not after the export event is committed
         return count
 
     if output == "-":
@@ -594,8 +595,14 @@ def audit_export(
             ) as fh:
                 count = export_to(fh)
             partial.replace(target)
+        except OSError as exc:
+            raise click.ClickException(
+                f"Cannot write {output}: {exc.strerror or exc}. Nothing was written and no "
+                "export was recorded; choose a file in a directory you can write to."
+            ) from exc
         finally:
-            partial.unlink(missing_ok=True)
+            with suppress(OSError):
+                partial.unlink(missing_ok=True)
     click.echo(f"{count:,} {what} exported" + ("" if output == "-" else f" to {output}"), err=True)
 
 

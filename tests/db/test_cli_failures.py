@@ -3,11 +3,18 @@ a message that says what is wrong and what to do, never a Python traceback, and 
 
 from __future__ import annotations
 
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner, Result
 
 from portal.cli import main
 from tests.conftest import DatabaseHandle
+from tests.db.test_trail_views import event_rows
 
 pytestmark = pytest.mark.db
 
@@ -61,3 +68,39 @@ def test_a_head_hash_may_differ_in_case_and_blanks(fresh_db: DatabaseHandle) -> 
         events.upper(),
     )
     assert result.exit_code == 0, result.output
+
+
+def test_an_export_to_a_missing_directory_is_refused(
+    fresh_db: DatabaseHandle, tmp_path: Path
+) -> None:
+    out = tmp_path / "no such directory" / "trail.csv"
+    result = portal("audit", "export", "-o", str(out))
+    assert_refused(result, f"Cannot write {out}: No such file or directory")
+    assert "no export was recorded" in result.stderr
+    assert not out.parent.exists()
+    assert event_rows(fresh_db, "export") == []
+
+
+def _at_most_20_bytes_a_file() -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20, 20))
+
+
+def test_an_export_the_disk_refuses_leaves_no_file_and_no_export_event(
+    fresh_db: DatabaseHandle, tmp_path: Path
+) -> None:
+    """A header alone, less than a buffer: its bytes reach the file only when it is flushed."""
+    out = tmp_path / "trail.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "portal.cli", "audit", "export", "--what", "events", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        preexec_fn=_at_most_20_bytes_a_file,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert f"Error: Cannot write {out}: File too large." in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+    assert event_rows(fresh_db, "export") == []
