@@ -27,6 +27,7 @@ from portal import migrate
 from portal.actor import cli_actor
 from portal.config import get_settings
 from portal.db import reset_engine, session_scope, wait_for_database
+from portal.embedded import EmbeddedPostgresError
 from portal.errors import PortalError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -34,12 +35,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _reports_errors(fn: F) -> F:
-    """Turn PortalError into a one-line message and exit status 1 (no traceback)."""
+    """Turn PortalError (and the embedded cluster's EmbeddedPostgresError) into its message and
+    exit status 1 (no traceback)."""
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except PortalError as exc:
+        except (PortalError, EmbeddedPostgresError) as exc:
             raise click.ClickException(str(exc)) from exc
 
     wrapper.__name__ = fn.__name__

@@ -4,9 +4,12 @@ a message that says what is wrong and what to do, never a Python traceback, and 
 from __future__ import annotations
 
 import resource
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -104,3 +107,25 @@ def test_an_export_the_disk_refuses_leaves_no_file_and_no_export_event(
     assert "Traceback" not in proc.stderr
     assert list(tmp_path.iterdir()) == []
     assert event_rows(fresh_db, "export") == []
+
+
+@pytest.fixture
+def data_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A development data directory, with no database URL: the embedded cluster's."""
+    base = Path(tempfile.mkdtemp(prefix="portal-cli-", dir="/tmp"))
+    base.chmod(0o755)  # the server account (tests run as root) must reach it
+    monkeypatch.setenv("PORTAL_DATA_DIR", str(base))
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    "args", [("dev", "--no-serve"), ("migrate",), ("user", "list"), ("audit", "head")]
+)
+def test_a_damaged_embedded_cluster_is_explained_without_a_traceback(
+    data_dir: Path, args: tuple[str, ...]
+) -> None:
+    (data_dir / "pg-credentials.json").write_text("{damaged")
+    result = portal(*args)
+    assert_refused(result, f"The credentials file {data_dir / 'pg-credentials.json'} is unreadable")
+    assert "Restore it" in result.stderr
