@@ -154,8 +154,16 @@ def serve(address: str, port: int, db_wait_attempts: int, db_wait_delay: float) 
 @_reports_errors
 def migrate_cmd(revision: str) -> None:
     """Upgrade the database schema (as the owner role)."""
+    from alembic.util import CommandError
+
     with _database():
-        migrate.upgrade(revision=revision)
+        try:
+            migrate.upgrade(revision=revision)
+        except CommandError as exc:
+            raise click.ClickException(
+                f"Cannot migrate to revision {revision!r}: {exc}. Give one of the revisions in "
+                "migrations/versions, or head (the newest, the default)."
+            ) from exc
     click.echo(f"database at revision {revision}")
 
 

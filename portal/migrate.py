@@ -9,9 +9,11 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, create_engine, pool
+from sqlalchemy.exc import DBAPIError
 
 from portal.config import get_settings
-from portal.errors import ConfigError
+from portal.db import translate
+from portal.errors import ConfigError, DatabasePrivilege
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,12 +31,34 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def _with_connection(url: str | None, fn: str, *args: object) -> None:
+    """Run Alembic ``command.<fn>`` in one transaction.
+
+    Raises:
+        DatabaseUnavailable: the database could not be reached; nothing was changed.
+        DatabasePrivilege: the role connected as may not change the schema (not the owner).
+        DatabaseRefused: PostgreSQL refused the work for another reason of its own.
+    """
     engine = create_engine(url or get_settings().migration_url(), poolclass=pool.NullPool)
-    with engine.begin() as conn:
-        cfg = alembic_config()
-        cfg.attributes["connection"] = conn
-        getattr(command, fn)(cfg, *args)
-    engine.dispose()
+    try:
+        with engine.begin() as conn:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            getattr(command, fn)(cfg, *args)
+    except DBAPIError as exc:
+        translated = translate(exc)
+        if isinstance(translated, DatabasePrivilege):
+            said = str(exc.orig).strip().splitlines()[0]
+            translated = DatabasePrivilege(
+                f"The database role migrations connect as may not change the schema (PostgreSQL "
+                f"said: {said}); nothing was changed. Migrations must run as the role that owns "
+                "the database (portal_owner): set PORTAL_MIGRATION_DATABASE_URL to its URL.",
+                translated.sqlstate,
+            )
+        if translated is None:
+            raise
+        raise translated from exc
+    finally:
+        engine.dispose()
 
 
 def upgrade(url: str | None = None, revision: str = "head") -> None:

@@ -4,8 +4,10 @@ a message that says what is wrong and what to do, never a Python traceback, and 
 from __future__ import annotations
 
 import resource
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -16,7 +18,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from portal.cli import main
-from tests.conftest import DatabaseHandle
+from portal.db import reset_engine
+from portal.embedded import ClusterInfo
+from tests.conftest import DatabaseHandle, create_database, drop_database
 from tests.db.test_trail_views import event_rows
 
 pytestmark = pytest.mark.db
@@ -129,3 +133,43 @@ def test_a_damaged_embedded_cluster_is_explained_without_a_traceback(
     result = portal(*args)
     assert_refused(result, f"The credentials file {data_dir / 'pg-credentials.json'} is unreadable")
     assert "Restore it" in result.stderr
+
+
+@pytest.fixture
+def unmigrated_db(pg_cluster: ClusterInfo, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A new database no migration has run on; the portal's URLs point at it."""
+    name = f"t_{secrets.token_hex(6)}"
+    create_database(pg_cluster, name)
+    monkeypatch.setenv("PORTAL_DATABASE_URL", pg_cluster.url("app", name))
+    monkeypatch.setenv("PORTAL_MIGRATION_DATABASE_URL", pg_cluster.url("owner", name))
+    reset_engine()
+    yield name
+    reset_engine()
+    drop_database(pg_cluster, name)
+
+
+def test_migrate_to_an_unknown_revision_is_refused(unmigrated_db: str) -> None:
+    result = portal("migrate", "--revision", "bogus")
+    assert_refused(result, "Cannot migrate to revision 'bogus': Can't locate revision")
+
+
+def test_migrate_as_a_role_that_may_not_change_the_schema_is_refused(
+    pg_cluster: ClusterInfo, unmigrated_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PORTAL_MIGRATION_DATABASE_URL", pg_cluster.url("app", unmigrated_db))
+    result = portal("migrate")
+    assert_refused(result, "The database role migrations connect as may not change the schema")
+    assert "PORTAL_MIGRATION_DATABASE_URL" in result.stderr
+
+
+@pytest.mark.parametrize("args", [("migrate",), ("dev", "--no-serve")])
+def test_migrate_with_the_database_down_is_refused(
+    monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    down = f"postgresql+psycopg2://portal_owner:pw@127.0.0.1:{port}/portal"
+    monkeypatch.setenv("PORTAL_DATABASE_URL", down)
+    monkeypatch.setenv("PORTAL_MIGRATION_DATABASE_URL", down)
+    assert_refused(portal(*args), "The database is unavailable right now")
