@@ -28,7 +28,7 @@ from portal.actor import cli_actor
 from portal.config import get_settings
 from portal.db import reset_engine, session_scope, wait_for_database
 from portal.embedded import EmbeddedPostgresError
-from portal.errors import PortalError
+from portal.errors import ConfigError, PortalError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -56,13 +56,19 @@ def _use_urls(app_url: str, owner_url: str) -> None:
 
 
 @contextmanager
-def _database() -> Iterator[None]:
-    """Point the process at its database: PORTAL_DATABASE_URL, else (dev) the embedded cluster.
+def _database(*, migrated: bool = True) -> Iterator[None]:
+    """Point the process at its database: PORTAL_DATABASE_URL, else (dev) the embedded cluster;
+    unless ``migrated`` is False, refuse one whose schema is not at this code's revision.
 
     An embedded cluster this command had to start is stopped again when the command ends.
+
+    Raises:
+        ConfigError: the database is not migrated to this code's revision.
     """
     settings = get_settings()
     if settings.database_url is not None or settings.env == "prod":
+        if migrated:
+            _require_schema()
         yield
         return
     from portal.embedded import EmbeddedPostgres
@@ -72,11 +78,32 @@ def _database() -> Iterator[None]:
     info = cluster.start()
     _use_urls(info.url("app"), info.url("owner"))
     try:
+        if migrated:
+            _require_schema()
         yield
     finally:
         reset_engine()
         if not was_running:
             cluster.stop()
+
+
+def _require_schema() -> None:
+    """Refuse a database whose schema migrations have not brought to this code's revision (its
+    tables would be missing or different: the command would fail half-way)."""
+    from portal.status import database_status
+
+    status = database_status()
+    if status.schema_revision is None:
+        raise ConfigError(
+            "The database has not been migrated: it has none of the portal's tables yet. Run "
+            "`portal migrate` first (`portal dev` migrates the embedded database itself)."
+        )
+    if not status.up_to_date:
+        raise ConfigError(
+            f"The database's schema is at revision {status.schema_revision}, but this portal's "
+            f"code expects {status.head_revision}: run `portal migrate` with this code (or use "
+            "the portal version that matches the database)."
+        )
 
 
 @click.group()
@@ -156,7 +183,7 @@ def migrate_cmd(revision: str) -> None:
     """Upgrade the database schema (as the owner role)."""
     from alembic.util import CommandError
 
-    with _database():
+    with _database(migrated=False):
         try:
             migrate.upgrade(revision=revision)
         except CommandError as exc:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from portal import migrate
 from portal.cli import main
 from portal.db import reset_engine
 from portal.embedded import ClusterInfo
@@ -173,3 +174,35 @@ def test_migrate_with_the_database_down_is_refused(
     monkeypatch.setenv("PORTAL_DATABASE_URL", down)
     monkeypatch.setenv("PORTAL_MIGRATION_DATABASE_URL", down)
     assert_refused(portal(*args), "The database is unavailable right now")
+
+
+NOT_MIGRATED = [
+    ("user", "list"),
+    ("user", "add", "kim", "--password-stdin"),
+    ("user", "role", "kim", "viewer"),
+    ("audit", "head"),
+    ("audit", "verify"),
+    ("audit", "export"),
+]
+
+
+@pytest.mark.parametrize("args", NOT_MIGRATED, ids=" ".join)
+def test_a_database_not_yet_migrated_is_named_as_such(
+    unmigrated_db: str, args: tuple[str, ...]
+) -> None:
+    result = CliRunner().invoke(main, list(args), input="kim password 1234\n")
+    assert_refused(result, "The database has not been migrated")
+    assert "Run `portal migrate` first" in result.stderr
+    assert result.stdout == ""
+
+
+def test_a_database_behind_this_code_is_named_as_such(
+    pg_cluster: ClusterInfo, unmigrated_db: str
+) -> None:
+    migrate.upgrade(pg_cluster.url("owner", unmigrated_db), "0010")
+    result = portal("audit", "verify")
+    assert_refused(
+        result, f"is at revision 0010, but this portal's code expects {migrate.head_revision()}"
+    )
+    assert portal("migrate").exit_code == 0
+    assert portal("audit", "verify").exit_code == 0
