@@ -282,7 +282,12 @@ def dev(port: int, no_serve: bool) -> None:
             address="127.0.0.1", port=port, max_upload_mb=settings.max_upload_mb
         )
         click.echo(f"portal on http://127.0.0.1:{port}  (Ctrl-C stops it and the database)")
-        _run_until_interrupted(cmd, env)
+        status = _run_until_interrupted(cmd, env)
+        if status:
+            raise click.ClickException(
+                f"The portal's server (Streamlit) stopped with exit status {status}; its own "
+                f"message is above. If port {port} is in use, choose another with --port."
+            )
     finally:
         if cluster is not None:
             reset_engine()
@@ -290,16 +295,22 @@ def dev(port: int, no_serve: bool) -> None:
             click.echo("embedded PostgreSQL stopped")
 
 
-def _run_until_interrupted(cmd: list[str], env: dict[str, str]) -> None:
+def _run_until_interrupted(cmd: list[str], env: dict[str, str]) -> int:
+    """Run ``cmd`` until it ends or is stopped (Ctrl-C, SIGTERM); its exit status, 0 when it
+    was stopped."""
     proc = subprocess.Popen(cmd, env=env, cwd=REPO_ROOT)
+    stopped = False
 
     def _forward(signum: int, _frame: object) -> None:
+        nonlocal stopped
+        stopped = True
         proc.send_signal(signum)
 
     previous = signal.signal(signal.SIGTERM, _forward)
     try:
-        proc.wait()
+        status = proc.wait()
     except KeyboardInterrupt:
+        stopped = True
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=15)
@@ -307,6 +318,7 @@ def _run_until_interrupted(cmd: list[str], env: dict[str, str]) -> None:
             proc.kill()
     finally:
         signal.signal(signal.SIGTERM, previous)
+    return 0 if stopped else status
 
 
 # -- users ------------------------------------------------------------------------------------

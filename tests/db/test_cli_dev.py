@@ -240,3 +240,20 @@ def test_dev_serves_and_ctrl_c_stops_portal_and_database(data_dir: Path) -> None
     assert not EmbeddedPostgres(data_dir).is_running()
     with pytest.raises(urllib.error.URLError, match="Connection refused"):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+
+
+def test_dev_exits_non_zero_when_the_portal_cannot_serve(data_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _portal(data_dir, "dev", "--port", str(port))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"Port {port} is not available" in result.stdout + result.stderr  # Streamlit's
+    assert (
+        "Error: The portal's server (Streamlit) stopped with exit status 1; its own message is "
+        f"above. If port {port} is in use, choose another with --port." in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    assert "embedded PostgreSQL stopped" in result.stdout
+    assert not EmbeddedPostgres(data_dir).is_running()
