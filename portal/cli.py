@@ -9,6 +9,7 @@ portal audit verify [--expect-head H] [--expect-event-head H] [--data] | head | 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import secrets
@@ -16,7 +17,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -60,7 +61,8 @@ def _database(*, migrated: bool = True) -> Iterator[None]:
     """Point the process at its database: PORTAL_DATABASE_URL, else (dev) the embedded cluster;
     unless ``migrated`` is False, refuse one whose schema is not at this code's revision.
 
-    An embedded cluster this command had to start is stopped again when the command ends.
+    The embedded cluster is started if it is not running, and stopped when the command ends
+    unless another ``portal`` command (a ``portal dev`` serving, say) still uses it.
 
     Raises:
         ConfigError: the database is not migrated to this code's revision.
@@ -74,17 +76,40 @@ def _database(*, migrated: bool = True) -> Iterator[None]:
     from portal.embedded import EmbeddedPostgres
 
     cluster = EmbeddedPostgres(settings.data_dir.resolve())
-    was_running = cluster.is_running()
-    info = cluster.start()
-    _use_urls(info.url("app"), info.url("owner"))
+    with _cluster_use(cluster.base_dir) as last_user:
+        info = cluster.start()
+        _use_urls(info.url("app"), info.url("owner"))
+        try:
+            if migrated:
+                _require_schema()
+            yield
+        finally:
+            reset_engine()
+            if last_user():
+                cluster.stop()
+
+
+@contextmanager
+def _cluster_use(base_dir: Path) -> Iterator[Callable[[], bool]]:
+    """Count this process among the users of the embedded cluster under ``base_dir`` for the
+    block (a shared lock on ``base_dir/pg-users.lock``). Yields a function saying whether this
+    process is its last user now, so that it may stop the cluster without pulling it from under
+    another ``portal dev`` or ``portal`` command."""
+    base_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(base_dir / "pg-users.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        if migrated:
-            _require_schema()
-        yield
+        fcntl.flock(fd, fcntl.LOCK_SH)
+
+        def last_user() -> bool:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True  # held until the block ends: a new user waits for the stop
+
+        yield last_user
     finally:
-        reset_engine()
-        if not was_running:
-            cluster.stop()
+        os.close(fd)
 
 
 def _require_schema() -> None:
@@ -264,35 +289,40 @@ def dev(port: int, no_serve: bool) -> None:
 
     settings = get_settings()
     data_dir = settings.data_dir.resolve()
-    cluster = None
-    if settings.database_url is None:
-        cluster = EmbeddedPostgres(data_dir)
-        click.echo(f"starting embedded PostgreSQL under {data_dir / 'pg'} ...")
-        info = cluster.start()
-        click.echo(f"PostgreSQL listening on 127.0.0.1:{info.port}")
-        _use_urls(info.url("app"), info.url("owner"))
-    try:
-        migrate.upgrade()
-        click.echo(f"database migrated to {migrate.head_revision()}")
-        _prepare_first_admin(data_dir / "admin-password")
-        if no_serve:
-            return
-        env = dict(os.environ, PORTAL_COOKIE_KEY=settings.cookie_secret())
-        cmd = streamlit_command(
-            address="127.0.0.1", port=port, max_upload_mb=settings.max_upload_mb
-        )
-        click.echo(f"portal on http://127.0.0.1:{port}  (Ctrl-C stops it and the database)")
-        status = _run_until_interrupted(cmd, env)
-        if status:
-            raise click.ClickException(
-                f"The portal's server (Streamlit) stopped with exit status {status}; its own "
-                f"message is above. If port {port} is in use, choose another with --port."
+    with ExitStack() as stack:
+        cluster, last_user = None, None
+        if settings.database_url is None:
+            cluster = EmbeddedPostgres(data_dir)
+            last_user = stack.enter_context(_cluster_use(cluster.base_dir))
+            click.echo(f"starting embedded PostgreSQL under {data_dir / 'pg'} ...")
+            info = cluster.start()
+            click.echo(f"PostgreSQL listening on 127.0.0.1:{info.port}")
+            _use_urls(info.url("app"), info.url("owner"))
+        try:
+            migrate.upgrade()
+            click.echo(f"database migrated to {migrate.head_revision()}")
+            _prepare_first_admin(data_dir / "admin-password")
+            if no_serve:
+                return
+            env = dict(os.environ, PORTAL_COOKIE_KEY=settings.cookie_secret())
+            cmd = streamlit_command(
+                address="127.0.0.1", port=port, max_upload_mb=settings.max_upload_mb
             )
-    finally:
-        if cluster is not None:
-            reset_engine()
-            cluster.stop()
-            click.echo("embedded PostgreSQL stopped")
+            click.echo(f"portal on http://127.0.0.1:{port}  (Ctrl-C stops it and the database)")
+            status = _run_until_interrupted(cmd, env)
+            if status:
+                raise click.ClickException(
+                    f"The portal's server (Streamlit) stopped with exit status {status}; its own "
+                    f"message is above. If port {port} is in use, choose another with --port."
+                )
+        finally:
+            if cluster is not None and last_user is not None:
+                reset_engine()
+                if last_user():
+                    cluster.stop()
+                    click.echo("embedded PostgreSQL stopped")
+                else:
+                    click.echo("embedded PostgreSQL left running: another portal command uses it")
 
 
 def _run_until_interrupted(cmd: list[str], env: dict[str, str]) -> int:

@@ -16,6 +16,9 @@ An :class:`EmbeddedPostgres` owns everything below its ``base_dir``:
     The last port used (reused when still free) and where the cluster lives.
 ``base_dir/pg.lock``
     ``flock`` lock serialising start/stop between processes.
+``base_dir/pg-users.lock``
+    Not this module's: each ``portal`` command using the cluster holds a shared ``flock`` on it,
+    so that only the last one to end stops the server (``portal.cli``).
 
 The server listens on 127.0.0.1 only, with ``scram-sha-256`` password authentication for every
 connection.  ``start()`` is idempotent: it reuses an existing cluster, its credentials and, when

@@ -257,3 +257,82 @@ def test_dev_exits_non_zero_when_the_portal_cannot_serve(data_dir: Path) -> None
     assert "Traceback" not in result.stderr
     assert "embedded PostgreSQL stopped" in result.stdout
     assert not EmbeddedPostgres(data_dir).is_running()
+
+
+def _serving(data_dir: Path, port: int) -> subprocess.Popen[str]:
+    """`portal dev --port PORT`, once its portal answers."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "portal.cli", "dev", "--port", str(port)],
+        env=_env(data_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
+                return proc
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(proc.communicate()[0]) from None
+            time.sleep(0.5)
+
+
+def test_a_second_dev_leaves_the_database_of_the_first_running(data_dir: Path) -> None:
+    port = _free_port()
+    first = _serving(data_dir, port)
+    try:
+        again = _portal(data_dir, "dev", "--no-serve")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "embedded PostgreSQL left running: another portal command uses it" in again.stdout
+        same_port = _portal(data_dir, "dev", "--port", str(port))  # `make run` twice
+        assert same_port.returncode == 1, same_port.stdout + same_port.stderr
+        assert "left running" in same_port.stdout
+        users = _portal(data_dir, "user", "list")
+        assert users.returncode == 0, users.stderr
+        assert EmbeddedPostgres(data_dir).is_running()  # the first portal still has its database
+        first.send_signal(signal.SIGINT)
+        output, _ = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, output
+    assert "embedded PostgreSQL stopped" in output
+    assert not EmbeddedPostgres(data_dir).is_running()
+
+
+def test_the_last_portal_command_to_end_stops_the_database(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`portal dev` stopped while a `portal user …` command was at work on its database."""
+    from portal.cli import _database
+
+    monkeypatch.setenv("PORTAL_DATA_DIR", str(data_dir))
+    first = _serving(data_dir, _free_port())
+    try:
+        with _database():
+            first.send_signal(signal.SIGINT)
+            output, _ = first.communicate(timeout=60)
+            assert "embedded PostgreSQL left running: another portal command uses it" in output
+            assert EmbeddedPostgres(data_dir).is_running()
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert not EmbeddedPostgres(data_dir).is_running()
+
+
+def test_dev_leaves_the_database_of_a_running_command(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `portal user …` or `portal audit …` command started the cluster and is still at work."""
+    from portal.cli import _database
+
+    monkeypatch.setenv("PORTAL_DATA_DIR", str(data_dir))
+    with _database(migrated=False):
+        done = _portal(data_dir, "dev", "--no-serve")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "left running" in done.stdout
+        assert EmbeddedPostgres(data_dir).is_running()
+    assert not EmbeddedPostgres(data_dir).is_running()  # the command that started it stopped it
