@@ -227,11 +227,24 @@ def _first_admin_password() -> tuple[str, bool]:
 
 
 def _write_private(path: Path, content: str) -> None:
+    """Replace ``path`` with ``content``, mode 0600 from its first byte, whole or not at all.
+
+    Raises:
+        OSError: it could not be written (``path`` is then as it was).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(content)
-    path.chmod(0o600)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.unlink(missing_ok=True)
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        partial.replace(path)
+    finally:
+        with suppress(OSError):
+            partial.unlink(missing_ok=True)
 
 
 def _prepare_first_admin(secret_file: Path) -> None:
@@ -253,8 +266,16 @@ def _prepare_first_admin(secret_file: Path) -> None:
             password=password,
             must_change_password=generated,  # it is on a terminal and in a file
         )
+        if created and generated:  # kept before admin is committed: never an admin without it
+            try:
+                _write_private(secret_file, password + "\n")
+            except OSError as exc:
+                raise ConfigError(
+                    f"Cannot write {secret_file}: {exc.strerror or exc}. The first admin was "
+                    f"not created; make room in (or make writable) {secret_file.parent}, or "
+                    "set PORTAL_ADMIN_PASSWORD, and run portal dev again."
+                ) from exc
     if created and generated:
-        _write_private(secret_file, password + "\n")
         click.echo(
             f"\n  first admin created: user '{FIRST_ADMIN}', password {password}\n"
             f"  (shown once; also kept in {secret_file}, mode 0600;\n"

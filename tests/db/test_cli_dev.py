@@ -5,6 +5,7 @@ first-admin password must be replaced at the first sign-in, and its file goes on
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -336,3 +337,39 @@ def test_dev_leaves_the_database_of_a_running_command(
         assert "left running" in done.stdout
         assert EmbeddedPostgres(data_dir).is_running()
     assert not EmbeddedPostgres(data_dir).is_running()  # the command that started it stopped it
+
+
+def _no_file_may_grow() -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write fails with EFBIG, as on a full disk
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+
+def test_a_first_admin_password_that_cannot_be_kept_creates_no_admin(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """A full disk when the generated password is written: no admin whose only password is
+    lost (before, admin was created and the password shown nowhere)."""
+    secret_file = get_settings().data_dir.resolve() / "admin-password"
+    full = subprocess.run(
+        [sys.executable, "-m", "portal.cli", "dev", "--no-serve"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        preexec_fn=_no_file_may_grow,
+    )
+    assert full.returncode == 1, full.stdout + full.stderr
+    assert f"Error: Cannot write {secret_file}: File too large. The first admin was not" in (
+        full.stderr
+    )
+    assert "Traceback" not in full.stderr
+    assert user_admin_events(fresh_db) == []
+    assert not secret_file.exists()
+    assert list(secret_file.parent.iterdir()) == []  # no partial file either
+
+    again = dev_here()
+    assert again.exit_code == 0, again.output
+    password = secret_file.read_text().strip()
+    assert f"password {password}" in again.output
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert signin.authenticate("admin", password).username == "admin"
