@@ -133,14 +133,32 @@ def unsafe_cookie_key(key: str) -> bool:
 
 
 def read_or_create_secret(path: Path, nbytes: int = 48) -> str:
-    """Return the secret kept in ``path``, creating it (mode 0600) on first use."""
+    """Return the secret kept in ``path``, creating it (mode 0600) on first use.
+
+    It is written whole to a file of its own, then linked into place: a crash or a full disk
+    never leaves an empty or partial secret behind, and of two processes starting at once both
+    keep the first one linked. An empty file (a crash of an earlier version) is replaced.
+    """
     if path.exists():
-        return path.read_text().strip()
+        value = path.read_text().strip()
+        if value:
+            return value
+        path.unlink(missing_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     value = secrets.token_urlsafe(nbytes)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value + "\n")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(partial, path)
+        except FileExistsError:  # another process linked its secret first: keep that one
+            return path.read_text().strip()
+    finally:
+        partial.unlink(missing_ok=True)
     return value
 
 

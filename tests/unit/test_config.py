@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from portal.config import load_settings
+from portal.config import load_settings, read_or_create_secret
 from portal.errors import ConfigError
 
 GOOD_KEY = "k" * 16 + "0123456789abcdef0123456789"
@@ -94,3 +94,39 @@ def test_dev_generates_and_keeps_a_private_cookie_key(
 def test_dev_without_database_says_how_to_get_one() -> None:
     with pytest.raises(ConfigError, match="portal dev"):
         load_settings().app_url()
+
+
+def test_a_kept_secret_is_created_whole_and_private(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "cookie-key"
+    first = read_or_create_secret(path)
+    assert len(first) >= 32
+    assert path.read_text() == first + "\n"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert read_or_create_secret(path) == first
+    assert sorted(p.name for p in path.parent.iterdir()) == ["cookie-key"]  # nothing partial
+
+
+def test_an_empty_secret_file_left_by_a_crash_is_replaced(tmp_path: Path) -> None:
+    """An empty key would be refused as a placeholder at every start until deleted by hand."""
+    path = tmp_path / "cookie-key"
+    path.write_text("")
+    value = read_or_create_secret(path)
+    assert len(value) >= 32
+    assert path.read_text().strip() == value
+
+
+def test_processes_creating_a_secret_at_once_keep_the_same_one(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "cookie-key"
+    code = (
+        "import sys; from pathlib import Path; from portal.config import read_or_create_secret;"
+        f" print(read_or_create_secret(Path({str(path)!r})))"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    seen = {p.communicate(timeout=60)[0].strip() for p in procs}
+    assert seen == {path.read_text().strip()}
