@@ -308,9 +308,13 @@ elif target.mode == "replace":
     action = f"Replace the rows of {choices[target.dataset_id]}"
 else:
     action = f"Append to {choices[target.dataset_id]}"
-needs_reason = isinstance(target, uploads.ExistingDataset) and uploads.reason_required(
-    target.dataset_id
-)
+try:
+    needs_reason = isinstance(target, uploads.ExistingDataset) and uploads.reason_required(
+        target.dataset_id
+    )
+except PortalError as exc:
+    show_error(exc)
+    st.stop()
 reason = st.text_input(
     "Reason (required; kept in the audit log)"
     if needs_reason
