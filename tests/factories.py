@@ -112,6 +112,18 @@ def upload_dataset(
     return counts.dataset_id
 
 
+def user_admin_events(engine: Engine) -> list[tuple[str, str, dict[str, object]]]:
+    """(actor, target, detail) of every ``user_admin`` event, oldest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT actor_username, target, detail FROM audit.event"
+                " WHERE kind = 'user_admin' ORDER BY id"
+            )
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+
 def dataset_rows(engine: Engine, dataset_id: int, columns: str) -> list[tuple[object, ...]]:
     """The dataset's rows as tuples of ``columns`` (SQL, e.g. ``"_row_id, name, qty"``), in
     ``_row_id`` order, read straight from its table."""

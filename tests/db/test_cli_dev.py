@@ -209,26 +209,10 @@ def test_a_configured_first_admin_password_is_kept(
 
 def test_dev_serves_and_ctrl_c_stops_portal_and_database(data_dir: Path) -> None:
     port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "portal.cli", "dev", "--port", str(port)],
-        env=_env(data_dir),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = _serving(data_dir, port)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/_stcore/health", timeout=2
-                ) as r:
-                    assert r.read() == b"ok"
-                    break
-            except OSError:
-                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-                assert time.monotonic() < deadline, "portal dev did not serve within 90 s"
-                time.sleep(0.5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+            assert r.read() == b"ok"
         assert EmbeddedPostgres(data_dir).is_running()
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         output, _ = proc.communicate(timeout=60)

@@ -11,12 +11,12 @@ from unittest.mock import ANY
 
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import text
 
 from portal import signin
 from portal.cli import main
 from portal.errors import AuthError
 from tests.conftest import DatabaseHandle
+from tests.factories import user_admin_events
 
 pytestmark = pytest.mark.db
 
@@ -28,14 +28,7 @@ def portal(*args: str, stdin: str | None = None) -> Result:
 
 
 def admin_events(db: DatabaseHandle) -> list[tuple[str, str, dict[str, Any]]]:
-    with db.owner.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT actor_username, target, detail FROM audit.event"
-                " WHERE kind = 'user_admin' ORDER BY id"
-            )
-        )
-        return [tuple(r) for r in rows]  # type: ignore[misc]
+    return user_admin_events(db.owner)
 
 
 def test_user_commands_leave_events(

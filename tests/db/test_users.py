@@ -16,19 +16,13 @@ from portal.config import get_settings
 from portal.db import session_scope
 from portal.errors import AuthError, PermissionDenied, ValidationError
 from tests.conftest import DatabaseHandle
+from tests.factories import user_admin_events
 
 pytestmark = pytest.mark.db
 
 
 def admin_events(db: DatabaseHandle) -> list[tuple[str, str, dict[str, Any]]]:
-    with db.owner.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT actor_username, target, detail FROM audit.event"
-                " WHERE kind = 'user_admin' ORDER BY id"
-            )
-        )
-        return [(r[0], r[1], r[2]) for r in rows]
+    return user_admin_events(db.owner)
 
 
 def wait_until_someone_waits_on_a_lock(db: DatabaseHandle) -> None:
