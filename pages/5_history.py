@@ -225,9 +225,11 @@ if not choices:
     st.info("No datasets yet, so no history.", icon=":material/history:")
     st.stop()
 
-# A link's ?dataset=&row= preselect the widgets, once per distinct link.
+# A link's ?dataset=&row= preselect the widgets, once per distinct link and again whenever the
+# page is entered anew: leaving the page drops its widgets' state, so the same link followed
+# again (the Datasets page's "History of this dataset") would open nothing.
 link = (st.query_params.get("dataset"), st.query_params.get("row"))
-if any(link) and st.session_state.get(APPLIED) != link:
+if any(link) and (st.session_state.get(APPLIED) != link or DATASET not in st.session_state):
     st.session_state[APPLIED] = link
     linked_dataset, linked_row = linked_id(link[0]), linked_id(link[1])
     if linked_dataset in choices:

@@ -284,6 +284,30 @@ def test_a_link_opens_a_row_s_history(trail: Trail) -> None:
     assert "Note: -5 → Zebra crossing" in versions["Changed cells"].tolist()[1]
 
 
+def test_a_link_followed_again_later_in_the_session_opens_what_it_names_again(
+    trail: Trail,
+) -> None:
+    """Leaving the page drops its widgets' state; coming back by the same link (the Datasets
+    page's "History of this dataset", say) opens the linked dataset and row again, not an empty
+    page."""
+    at, _ = signed_in(trail.db, "viewer")
+    show_app(at)
+    for _ in range(2):
+        at.query_params["dataset"] = str(trail.people)
+        at.query_params["row"] = "3"
+        at.switch_page(HISTORY).run()
+        assert not at.exception
+        assert at.selectbox(key="history.dataset").value == trail.people
+        assert at.main.dataframe[0].value["Why"].tolist() == ["seed", "typo"]
+        # On the page, a choice of one's own stands (the link stays in the address bar).
+        at.selectbox(key="history.dataset").select(trail.stock).run()
+        at.run()
+        assert at.selectbox(key="history.dataset").value == trail.stock
+        at.query_params.clear()
+        at.switch_page("pages/1_home.py").run()
+        assert not at.exception
+
+
 def test_export_csv_is_formula_safe(trail: Trail) -> None:
     at, _ = on_page(trail.db, "viewer", HISTORY)
     at.selectbox(key="history.dataset").select(trail.stock).run()
