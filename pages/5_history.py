@@ -237,6 +237,12 @@ if any(link) and (st.session_state.get(APPLIED) != link or DATASET not in st.ses
         if linked_row is not None:
             st.session_state[ROW] = linked_row
             st.session_state[VIEW] = ROW_HISTORY
+    elif link[0] is None:
+        st.warning(
+            f"The link names row {link[1]!r} but no dataset; choose the dataset, then that "
+            "row under Row history.",
+            icon=":material/link_off:",
+        )
     else:
         st.warning(
             f"The link names dataset {link[0]!r}, which does not exist (any more); choose one.",

@@ -308,6 +308,17 @@ def test_a_link_followed_again_later_in_the_session_opens_what_it_names_again(
         assert not at.exception
 
 
+def test_a_link_naming_a_row_but_no_dataset_says_so(trail: Trail) -> None:
+    at, _ = signed_in(trail.db, "viewer")
+    show_app(at)
+    at.query_params["row"] = "3"
+    at.switch_page(HISTORY).run()
+    assert not at.exception
+    [warning] = at.warning
+    assert "None" not in warning.value
+    assert "but no dataset; choose the dataset" in warning.value
+
+
 def test_export_csv_is_formula_safe(trail: Trail) -> None:
     at, _ = on_page(trail.db, "viewer", HISTORY)
     at.selectbox(key="history.dataset").select(trail.stock).run()
