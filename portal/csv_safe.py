@@ -66,10 +66,17 @@ def file_stem(name: str) -> str:
     return stem[:80] or "dataset"
 
 
-def check_download_size(size: int, rows: int, max_mb: int) -> None:
+def check_download_size(
+    size: int,
+    rows: int,
+    max_mb: int,
+    *,
+    advice: str = "filter the rows and download them in parts",
+) -> None:
     """Refuse a download growing past ``max_mb`` (the upload limit, ``PORTAL_MAX_UPLOAD_MB``):
     a download is built in the server's memory, and one larger than an upload may be could not
-    be uploaded back. ``size`` is what was written after ``rows`` rows.
+    be uploaded back. ``size`` is what was written after ``rows`` rows; ``advice`` is what to do
+    instead (a download whose rows cannot be filtered says what else).
 
     Raises:
         ValidationError: too large; says how many rows fitted and what to do.
@@ -77,8 +84,7 @@ def check_download_size(size: int, rows: int, max_mb: int) -> None:
     if size > max_mb * 1024 * 1024:
         raise ValidationError(
             f"The download would be larger than {max_mb:,} MB (the largest file the portal takes "
-            f"as an upload) after {rows:,} rows: filter the rows and download them in parts. "
-            "Nothing was recorded."
+            f"as an upload) after {rows:,} rows: {advice}. Nothing was recorded."
         )
 
 

@@ -962,6 +962,12 @@ def _utc_datetimes(state: Mapping[int, RowImage], names: list[str]) -> None:
                 image[name] = value_text(datetime.fromisoformat(value))
 
 
+AS_OF_TOO_LARGE: Final = (
+    "the table as of a changeset cannot be filtered, so read it on the History page, page by "
+    "page, and any one row's versions under Row history"
+)
+
+
 def export_as_of(
     *, session: Session, actor: Actor, dataset_id: int, seq: int, max_mb: int | None = None
 ) -> Export:
@@ -981,9 +987,9 @@ def export_as_of(
     for n, values in enumerate(rows, start=1):
         writer.writerow(neutralise_row("" if v is pd.NA else str(v) for v in values))
         if n % 1_000 == 0:  # characters, about bytes: a bound, not an exact size
-            check_download_size(buffer.tell(), n, limit)
+            check_download_size(buffer.tell(), n, limit, advice=AS_OF_TOO_LARGE)
     data = buffer.getvalue().encode("utf-8-sig")
-    check_download_size(len(data), state.rows, limit)
+    check_download_size(len(data), state.rows, limit, advice=AS_OF_TOO_LARGE)
     event_id = record_event(
         session=session,
         kind="export",

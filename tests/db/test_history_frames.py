@@ -174,3 +174,27 @@ def test_a_change_between_no_value_and_an_empty_text_reads_as_one(
     assert frames.updates is not None
     assert frames.updates.data["Note"].tolist() == ["∅", '""']
     assert versions["Changed cells"].tolist() == ["", 'Note: ∅ → ""']
+
+
+def test_an_as_of_download_too_large_says_what_can_be_done_on_the_history_page(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    """The table as of a changeset cannot be filtered: a download past the size limit says so
+    and points to what the page offers, not to a filter it does not have; nothing recorded."""
+    from portal.errors import ValidationError
+
+    rows = "".join(f"row-{n:06d},{'x' * 60}\n" for n in range(20_000))
+    ds = upload_dataset(editor, ("Name,Note\n" + rows).encode(), name="Wide")
+    with pytest.raises(ValidationError) as refused, session_scope() as s:
+        trail_views.export_as_of(
+            session=s, actor=editor, dataset_id=ds, seq=head_seq(fresh_db), max_mb=1
+        )
+    message = str(refused.value)
+    assert "larger than 1 MB" in message
+    assert "filter the rows" not in message
+    assert "cannot be filtered" in message
+    assert "page by page" in message
+    assert "Row history" in message
+    assert "Nothing was recorded" in message
+    with fresh_db.app.connect() as conn:
+        assert not conn.scalar(text("SELECT count(*) FROM audit.event WHERE kind = 'export'"))
