@@ -17,7 +17,7 @@ from portal import revert, trail_views
 from portal.actor import Actor
 from portal.datasets import dataset_names
 from portal.db import session_scope
-from portal.diffs import RowDelete, RowInsert, cell_changes, show_value
+from portal.diffs import RowDelete, RowInsert, cell_changes, show_change
 from portal.errors import PortalError
 from portal.trail_views import AsOf, Export, when
 from portal.ui import current_actor, md_escape, require
@@ -100,14 +100,14 @@ def confirm_revert(changeset_id: int) -> None:
     )
     changes = plan.changes
     if changes.updates:
-        st.caption("Cells put back")
+        st.caption('Cells put back (∅ is no value, "" an empty text)')
         st.dataframe(
             [
                 {
                     "Row id": c.row_id,
                     "Column": c.column,
-                    "Now": show_value(c.before),
-                    "Restored": show_value(c.after),
+                    "Now": show_change(c.before),
+                    "Restored": show_change(c.after),
                 }
                 for c in cell_changes(changes, plan.spec)
             ],

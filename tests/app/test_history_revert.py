@@ -172,3 +172,24 @@ def test_a_viewer_sees_no_revert_button(
     assert not at.exception
     assert not [b for b in at.button if (b.key or "").startswith("history.revert")]
     assert newest(fresh_db)["kind"] == "edit"
+
+
+def test_the_cells_put_back_tell_no_value_from_an_empty_text(
+    fresh_db: DatabaseHandle, olga: Actor, dataset: int
+) -> None:
+    """A write from psql set bob's note (no value) to an empty text: the dialog shows the revert
+    putting back ∅ over "", not "" over "" (a change that looks like none)."""
+    with fresh_db.superuser.begin() as conn:
+        name = conn.scalar(
+            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset}
+        )
+        conn.execute(text(f"UPDATE data.\"{name}\" SET note = '' WHERE _row_id = 2"))
+    out_of_band = newest(fresh_db)
+    assert out_of_band["kind"] == "out_of_band"
+    at, _ = history(fresh_db, "editor", dataset, out_of_band["id"])
+    button(at, "history.revert.open").click().run()
+    assert not at.exception
+    [put_back] = [d.value for d in at.dataframe if "Restored" in d.value.columns]
+    assert put_back.to_dict("records") == [
+        {"Row id": 2, "Column": "Note", "Now": '""', "Restored": "∅"}
+    ]
