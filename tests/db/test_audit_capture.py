@@ -549,6 +549,32 @@ def test_app_role_cannot_use_capture_internals(
     assert _row_changes(fresh_db) == []
 
 
+def test_a_column_name_cannot_break_out_of_the_generated_capture_function(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """``audit.generate_capture`` (SECURITY DEFINER, callable by the app role) writes the
+    capture function between ``$body$`` quotes, with the table's column names inside. A column
+    name holding ``$body$`` ended the function there, and what followed ran as SQL of the
+    generator's owner (the migrating role; in production the database's superuser), once the
+    session had switched off the check of function bodies, as any role may."""
+    escape = "$body$;GRANT UPDATE ON audit.event TO portal_app;SELECT $body$"
+    with fresh_db.app.connect() as conn:
+        conn.execute(text("SET check_function_bodies = off"))
+        conn.execute(
+            text(
+                "CREATE TABLE data.ds_escape (_row_id bigint GENERATED ALWAYS AS IDENTITY"
+                f' PRIMARY KEY, _version integer NOT NULL DEFAULT 1, "{escape}" integer)'
+            )
+        )
+        with pytest.raises(DBAPIError, match="contains a dollar sign") as err:
+            conn.execute(text("SELECT audit.generate_capture('data.ds_escape'::regclass)"))
+        assert err.value.orig.pgcode == "22023"  # invalid_parameter_value
+        conn.rollback()
+    with fresh_db.app.connect() as conn:
+        assert not conn.scalar(text("SELECT has_table_privilege('audit.event', 'UPDATE')"))
+        assert conn.scalar(text("SELECT to_regclass('data.ds_escape')")) is None
+
+
 def test_an_update_is_captured_with_a_plan_for_its_own_rows(
     fresh_db: DatabaseHandle, table: str
 ) -> None:

@@ -630,3 +630,41 @@ def test_0011_takes_an_events_and_an_uploads_time_from_the_server_clock_and_back
     migrate.downgrade(empty_db, "0010")
     assert backdated() == "2000"
     app.dispose()
+
+
+def test_0012_refuses_to_capture_a_column_name_with_a_dollar_sign_and_back(
+    pg_cluster: ClusterInfo, empty_db: str
+) -> None:
+    """From 0012 on, capture generation refuses a table with a ``$`` in a column name (it could
+    end the generated function's ``$body$`` quoting); dataset tables are captured as before;
+    the downgrade takes the refusal out."""
+    migrate.upgrade(empty_db, "0011")
+    app = create_engine(pg_cluster.url("app", "migrations_roundtrip"), poolclass=pool.NullPool)
+    with app.begin() as conn:
+        for name, column in (("ds_plain", "qty"), ("ds_dollar", '"qty$"')):
+            conn.execute(
+                text(
+                    f"CREATE TABLE data.{name} (_row_id bigint GENERATED ALWAYS AS IDENTITY"
+                    f" PRIMARY KEY, _version integer NOT NULL DEFAULT 1, {column} integer)"
+                )
+            )
+
+    def refusal(table: str) -> str:
+        """What PostgreSQL says to generating the table's capture (rolled back), "" if it
+        generates it."""
+        with app.connect() as conn:
+            try:
+                conn.execute(text(f"SELECT audit.generate_capture('data.{table}'::regclass)"))
+            except DBAPIError as exc:
+                return str(exc.orig)
+            finally:
+                conn.rollback()
+        return ""
+
+    assert (refusal("ds_plain"), refusal("ds_dollar")) == ("", "")
+    migrate.upgrade(empty_db, "0012")
+    assert refusal("ds_plain") == ""
+    assert "data.ds_dollar has a column whose name contains a dollar sign" in refusal("ds_dollar")
+    migrate.downgrade(empty_db, "0011")
+    assert (refusal("ds_plain"), refusal("ds_dollar")) == ("", "")
+    app.dispose()
