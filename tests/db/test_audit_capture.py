@@ -10,6 +10,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InternalError, Programmin
 from sqlalchemy.orm import Session
 
 from audit.capture import install_capture
+from audit.chain import verify
 from audit.changesets import close_changeset, open_changeset
 from audit.events import record_event
 from tests.conftest import DatabaseHandle
@@ -300,6 +301,54 @@ def test_the_out_of_band_setting_cannot_file_a_write_under_another_changeset(
         (sealed, "insert", {"name": "a", "qty": 1, "price": None, "note": None}),
         (open_edit, "update", {"note": "typo fixed"}),
     ]
+
+
+FORGED_ROWS = {
+    "row_change": "INSERT INTO audit.row_change (changeset_id, dataset_id, row_id, op, before)"
+    f" VALUES (:cs, {DATASET}, 99, 'delete', '{{\"name\": \"never there\"}}')",
+    "bulk_load": "INSERT INTO audit.bulk_load (changeset_id, dataset_id, first_row_id,"
+    f" last_row_id, row_count, columns) VALUES (:cs, {DATASET}, 99, 99, 1, '[]')",
+}
+
+
+@pytest.mark.parametrize("table_name", list(FORGED_ROWS))
+@pytest.mark.parametrize("target", ["open edit of another transaction", "sealed", "next"])
+def test_the_app_role_cannot_file_row_changes_under_a_changeset_by_hand(
+    fresh_db: DatabaseHandle, table: str, table_name: str, target: str
+) -> None:
+    """Only capture writes row changes and bulk loads. The app role could insert them itself,
+    naming any changeset: another person's, still open in another transaction, or the id the
+    next changeset would get, took them in and was sealed with them, and the chain verified
+    intact over a deletion that never happened."""
+    with fresh_db.app.begin() as conn:  # a sealed out-of-band changeset
+        conn.execute(text(f"INSERT INTO data.{table} (name, qty) VALUES ('a', 1)"))
+    [sealed] = [c["id"] for c in _changesets(fresh_db)]
+    other, open_edit = _open_edit_elsewhere(fresh_db)
+    cs = {"open edit of another transaction": open_edit, "sealed": sealed}.get(
+        target, open_edit + 1
+    )
+    try:
+        with fresh_db.app.connect() as conn, pytest.raises(DBAPIError) as err:
+            conn.execute(text(FORGED_ROWS[table_name]), {"cs": cs})
+        other.execute(text(f"UPDATE data.{table} SET note = 'typo fixed'"))
+        other.commit()
+    finally:
+        other.close()
+    assert err.value.orig.pgcode == "42501"  # insufficient_privilege
+    with Session(fresh_db.app) as s, s.begin():  # the next changeset
+        open_changeset(
+            session=s, kind="edit", actor_username="cy", actor_display_name="Cy", dataset_id=DATASET
+        )
+        s.execute(text(f"UPDATE data.{table} SET qty = 2"))
+    assert [(cs, op) for cs, _, _, op, _, _ in _row_changes(fresh_db)] == [
+        (sealed, "insert"),
+        (open_edit, "update"),
+        (open_edit + 1, "update"),
+    ]
+    with fresh_db.app.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM audit.bulk_load")) == 0
+    with Session(fresh_db.app) as s:
+        assert verify(session=s).ok
 
 
 def test_an_out_of_band_transaction_writing_two_datasets_opens_one_changeset_for_each(

@@ -358,7 +358,8 @@ def test_encoding_matches_postgres_for_any_text(
 ) -> None:
     """The Python encoder reproduces PostgreSQL's byte for byte: quotes, backslashes, control
     characters, non-ASCII, emoji, line separators."""
-    with fresh_db.app.connect() as conn:
+    # As the owner: only capture may write row changes as the app role
+    with fresh_db.owner.connect() as conn:
         trans = conn.begin()
         row = _sealed_in_transaction(conn, reason=reason, actor=actor, value=value, client=client)
         trans.rollback()
