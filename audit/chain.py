@@ -384,8 +384,16 @@ def _rows_by_changeset(session: Session) -> Iterator[tuple[int, int, str]]:
 
 
 def read_head(*, session: Session) -> ChainHead:
-    """The newest sealed changeset's seq and hash, as the chain head row records it."""
-    row = session.execute(text("SELECT seq, hash, changeset_id FROM audit.chain_head")).one()
+    """The newest sealed changeset's seq and hash, as the chain head row records it.
+
+    Raises:
+        AuditError: the head row is missing (only a superuser with triggers off can delete it).
+    """
+    row = session.execute(
+        text("SELECT seq, hash, changeset_id FROM audit.chain_head")
+    ).one_or_none()
+    if row is None:
+        raise AuditError("the chain head row (audit.chain_head) is missing: it was deleted")
     return ChainHead(seq=row.seq, hash=row.hash, changeset_id=row.changeset_id)
 
 
@@ -396,7 +404,10 @@ def verify(*, session: Session, expect_head: str | None = None) -> VerifyResult:
     meanwhile (the check reads in several statements) are left for the next check, not taken
     for a tail that does not match its head.
     """
-    head = read_head(session=session)
+    try:
+        head = read_head(session=session)
+    except AuditError as exc:
+        return VerifyResult(False, 0, ChainHead(0, GENESIS_HASH, None), str(exc))
     bulks = _by_changeset(session, _BULKS)
     uploads = _by_changeset(session, _UPLOADS)
     rows = _rows_by_changeset(session)
@@ -420,6 +431,8 @@ def verify(*, session: Session, expect_head: str | None = None) -> VerifyResult:
                 expected_seq,
                 c.id,
             )
+        if c.committed_at is None:  # the seal sets both; a NULL has no encoding to check
+            return broken("it has a seq but no commit time: its seal was altered", c.seq, c.id)
         hashers = {tag: RowsHasher(tag) for tag in ENCODINGS}
         while pending is not None and pending[0] == c.id:
             for hasher in hashers.values():

@@ -54,6 +54,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from audit.chain import GENESIS_HASH, format_timestamp, json_array, json_scalar
+from portal.errors import AuditError
 
 ENCODING_TAG = "portal-event/1"
 
@@ -145,8 +146,18 @@ _OUTSIDE = text(
 
 
 def read_event_head(*, session: Session) -> EventHead:
-    """The newest event's seq and hash, as the event chain's head row records it."""
-    row = session.execute(text("SELECT seq, hash, event_id FROM audit.event_chain_head")).one()
+    """The newest event's seq and hash, as the event chain's head row records it.
+
+    Raises:
+        AuditError: the head row is missing (only a superuser with triggers off can delete it).
+    """
+    row = session.execute(
+        text("SELECT seq, hash, event_id FROM audit.event_chain_head")
+    ).one_or_none()
+    if row is None:
+        raise AuditError(
+            "the event chain head row (audit.event_chain_head) is missing: it was deleted"
+        )
     return EventHead(seq=row.seq, hash=row.hash, event_id=row.event_id)
 
 
@@ -161,7 +172,10 @@ def verify_events(*, session: Session, expect_head: str | None = None) -> EventV
     read first and the walk stops at its seq, so events recorded meanwhile (by other
     transactions, at READ COMMITTED) are neither reported nor needed.
     """
-    head = read_event_head(session=session)
+    try:
+        head = read_event_head(session=session)
+    except AuditError as exc:
+        return EventVerifyResult(False, 0, EventHead(0, GENESIS_HASH, None), str(exc))
     prev_hash, expected_seq, count = GENESIS_HASH, 1, 0
     wanted = expect_head.strip().lower() if expect_head is not None else None
     seen_wanted = wanted == GENESIS_HASH

@@ -229,6 +229,41 @@ def test_row_changes_of_a_missing_changeset_are_reported(chain) -> None:
     assert "does not exist" in (result.problem or "")
 
 
+@pytest.mark.parametrize(
+    ("attack", "message"),
+    [
+        (
+            "UPDATE audit.changeset SET committed_at = NULL WHERE id = {c3}",
+            "chain broken at changeset seq 3 (id {c3}): it has a seq but no commit time",
+        ),
+        ("DELETE FROM audit.chain_head", "chain broken at chain: the chain head row"),
+    ],
+    ids=["no-commit-time", "no-head-row"],
+)
+def test_damage_that_leaves_a_field_empty_is_reported_not_a_traceback(
+    chain, attack: str, message: str
+) -> None:
+    """A superuser with the triggers off can empty what the walk reads (a sealed changeset's
+    commit time, the head row): verify names it, as any other damage, and exits 1."""
+    db, _, ids = chain
+    names = {f"c{i + 1}": cid for i, cid in enumerate(ids)}
+    _tamper(db, attack.format(**names))
+    result = _verify(db)
+    assert not result.ok
+    assert result.summary().startswith(message.format(**names)), result.summary()
+    out = CliRunner().invoke(main, ["audit", "verify"])
+    assert (out.exit_code, type(out.exception)) == (1, SystemExit), out.output
+    assert message.format(**names) in out.output
+
+
+def test_cli_head_without_a_head_row_says_so(chain) -> None:
+    db, _, _ = chain
+    _tamper(db, "DELETE FROM audit.chain_head")
+    out = CliRunner().invoke(main, ["audit", "head"])
+    assert (out.exit_code, type(out.exception)) == (1, SystemExit), out.output
+    assert "the chain head row (audit.chain_head) is missing" in out.output
+
+
 def test_recomputing_one_hash_still_breaks_the_link_after_it(chain) -> None:
     """An attacker who re-seals the changeset they altered breaks its successor's prev_hash."""
     db, _, ids = chain

@@ -192,6 +192,19 @@ def test_removed_tail_is_caught_by_the_head_row(events) -> None:
     assert _verify(db).ok
 
 
+def test_a_removed_head_row_is_reported_not_a_traceback(events) -> None:
+    db, _ = events
+    _tamper(db, "DELETE FROM audit.event_chain_head")
+    result = _verify(db)
+    assert not result.ok
+    assert result.summary().startswith(
+        "event chain broken at event chain: the event chain head row"
+    ), result.summary()
+    out = CliRunner().invoke(main, ["audit", "verify"])
+    assert (out.exit_code, type(out.exception)) == (1, SystemExit), out.output
+    assert "the event chain head row (audit.event_chain_head) is missing" in out.output
+
+
 def test_removed_tail_with_rewound_head_is_caught_by_expect_head(events) -> None:
     db, ids = events
     kept_head = _verify(db).head.hash
