@@ -376,6 +376,33 @@ def test_an_out_of_band_transaction_writing_two_datasets_opens_one_changeset_for
     ]
 
 
+@pytest.mark.parametrize("opened_for", [DATASET + 1, None])
+def test_a_changeset_takes_only_the_writes_of_its_own_dataset(
+    fresh_db: DatabaseHandle, table: str, opened_for: int | None
+) -> None:
+    """A dataset's History and the Audit page's dataset filter list the changesets of that
+    dataset: a write to its table filed under a changeset of another dataset, or of none, was
+    sealed and listed under neither, the chain intact."""
+    with Session(fresh_db.app) as s, s.begin():
+        s.execute(text(f"INSERT INTO data.{table} (name, qty) VALUES ('a', 1)"))
+    with (
+        Session(fresh_db.app) as s,
+        pytest.raises(DBAPIError, match="not of dataset 7"),
+        s.begin(),
+    ):
+        open_changeset(
+            session=s,
+            kind="edit",
+            actor_username="ann",
+            actor_display_name="Ann",
+            dataset_id=opened_for,
+        )
+        s.execute(text(f"UPDATE data.{table} SET qty = 2"))
+    with fresh_db.app.connect() as conn:
+        assert conn.scalar(text(f"SELECT qty FROM data.{table}")) == 1
+    assert [op for _, _, _, op, _, _ in _row_changes(fresh_db)] == ["insert"]
+
+
 def test_an_update_that_leaves_the_version_bumps_it(fresh_db: DatabaseHandle, table: str) -> None:
     """Optimistic concurrency compares ``_version``: a write from psql moves it too."""
     with fresh_db.app.begin() as conn:

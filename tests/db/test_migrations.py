@@ -680,3 +680,47 @@ def test_0013_takes_the_insert_of_row_changes_and_bulk_loads_from_the_app_role_a
     migrate.downgrade(empty_db, "0012")
     assert may_insert() == [True, True, True, True]
     app.dispose()
+
+
+def test_0014_files_a_write_only_under_a_changeset_of_its_dataset_and_back(
+    pg_cluster: ClusterInfo, empty_db: str
+) -> None:
+    migrate.upgrade(empty_db, "0013")
+    app = create_engine(pg_cluster.url("app", "migrations_roundtrip"), poolclass=pool.NullPool)
+    with app.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE data.ds_m (_row_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+                " _version integer NOT NULL DEFAULT 1, qty integer)"
+            )
+        )
+    _capture_before_0007(app, "ds_m", 5)
+
+    def refusal(opened_for: int) -> str:
+        """What PostgreSQL says to a write to ds_m (dataset 5) under a changeset of dataset
+        ``opened_for`` (rolled back), "" if it takes it."""
+        with app.connect() as conn:
+            try:
+                conn.execute(
+                    text(
+                        "WITH i AS (INSERT INTO audit.changeset (kind, dataset_id,"
+                        " actor_username, actor_display_name) VALUES ('edit', :ds, 'ann', 'Ann')"
+                        " RETURNING id) SELECT set_config('portal.changeset_id', id::text, true)"
+                        " FROM i"
+                    ),
+                    {"ds": opened_for},
+                )
+                conn.execute(text("INSERT INTO data.ds_m (qty) VALUES (1)"))
+            except DBAPIError as exc:
+                return str(exc.orig)
+            finally:
+                conn.rollback()
+        return ""
+
+    assert (refusal(5), refusal(6)) == ("", "")
+    migrate.upgrade(empty_db, "0014")
+    assert refusal(5) == ""
+    assert "is not of dataset 5, whose table this writes" in refusal(6)
+    migrate.downgrade(empty_db, "0013")
+    assert (refusal(5), refusal(6)) == ("", "")
+    app.dispose()
