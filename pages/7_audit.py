@@ -299,7 +299,7 @@ with st.expander("Activity per day", icon=":material/bar_chart:"):
         if activity.empty:
             st.info("No changes in this range.", icon=":material/bar_chart:")
         else:
-            st.bar_chart(activity, x_label="day (UTC)", y_label="rows changed")
+            st.bar_chart(activity, x="day", y="rows changed", color=by, x_label="day (UTC)")
 
 # -- export -----------------------------------------------------------------------------------
 

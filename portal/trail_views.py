@@ -391,7 +391,10 @@ def bulk_page(
 def activity_frame(
     *, session: Session, actor: Actor, trail_filter: TrailFilter, by: ActivityBy = "actor"
 ) -> pd.DataFrame:
-    """Row changes per UTC day (index) and actor or dataset (columns), zeros where none.
+    """Row changes per UTC day and actor or dataset, one line each: columns ``day``, ``by``
+    (``"actor"`` or ``"dataset"``) and ``rows changed``, for a chart of ``rows changed`` by
+    ``day`` coloured by ``by``. Actors and datasets are values here, never column names, so
+    none can take the name of another column (a user or dataset named "day").
 
     Raises:
         PermissionDenied: the actor is not an admin.
@@ -400,17 +403,12 @@ def activity_frame(
     _require_admin(actor)
     _check_range(trail_filter)
     points = search.activity(session=session, trail_filter=trail_filter, by=by)
-    if not points:
-        return pd.DataFrame()
-    long = pd.DataFrame(
+    return pd.DataFrame(
         {
-            "day": [pd.Timestamp(p.day) for p in points],
-            "key": [p.key for p in points],
-            "changes": [p.changes for p in points],
+            "day": pd.to_datetime([p.day for p in points]),
+            by: pd.array([p.key for p in points], dtype="string"),
+            "rows changed": pd.array([p.changes for p in points], dtype="int64"),
         }
-    )
-    return long.pivot_table(
-        index="day", columns="key", values="changes", fill_value=0, aggfunc="sum"
     )
 
 

@@ -4,13 +4,19 @@ table as of a changeset, a row's versions from a link, exports — and the event
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pytest
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
+from portal import uploads
+from portal.actor import Actor
 from tests.app.conftest import app_test, events, new_user, show_app, sign_in, signed_in, texts
 from tests.conftest import DatabaseHandle
-from tests.trail_seed import Trail, seed_trail, table_of
+from tests.db.test_browse import upload
+from tests.factories import make_user
+from tests.trail_seed import Trail, edit, seed_trail, stock_csv, table_of
 
 pytestmark = pytest.mark.app
 
@@ -118,6 +124,37 @@ def test_an_update_shows_before_and_after_with_changed_cells_highlighted(trail: 
         assert f"_row{row}_col2" in styles
     assert "col0" not in styles
     assert "col1" not in styles
+
+
+def chart_data(at: AppTest) -> list[dict]:
+    """The rows the page's one chart plots."""
+    [chart] = [e for e in at.main if getattr(e, "type", None) == "vega_lite_chart"]
+    table = pa.ipc.open_stream(chart.proto.datasets[0].data.data).read_all()
+    return table.to_pylist()
+
+
+def test_the_activity_chart_draws_an_actor_or_a_dataset_named_day(trail: Trail) -> None:
+    """Actors and datasets are the chart's series; one named like its axis ("day", a valid
+    username and dataset name) must be drawn like any other, not break the page."""
+    with Session(trail.db.app) as s, s.begin():
+        make_user(s, role="editor", username="day", display_name="Day")
+    day = Actor("day", "Day", "editor")
+    upload(day, stock_csv(), uploads.NewDataset("day"))
+    edit(
+        trail.db,
+        day,
+        trail.people,
+        [("UPDATE {table} SET qty = 7, _version = _version + 1 WHERE _row_id = 5", {})],
+        "by day",
+    )
+    at, _ = on_page(trail.db, "admin", AUDIT)
+    assert not at.exception
+    assert {(r["actor"], r["rows changed"]) for r in chart_data(at) if r["actor"] == "day"} == {
+        ("day", 4)  # three rows uploaded, one updated
+    }
+    at.radio(key="audit.activity.by").set_value("dataset").run()
+    assert not at.exception
+    assert [r["rows changed"] for r in chart_data(at) if r["dataset"] == "day"] == [3]
 
 
 def test_verify_now_reports_an_intact_chain_and_shows_the_heads(trail: Trail) -> None:
