@@ -14,11 +14,13 @@ Images are read from the ``jsonb`` text; with ``exact=True`` decimals come back 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from audit.bulk import copy_into, read_content
@@ -51,7 +53,8 @@ def dataset_state(
     ``_row_id``, each image without ``_row_id`` and ``_version``.
 
     Raises:
-        AuditError: a bulk load's stored rows no longer match their SHA-256.
+        AuditError: a bulk load's stored rows no longer match their SHA-256 or no longer load
+            into its recorded columns, or a row change's image is not a row.
     """
     upto = as_of_seq if as_of_seq is not None else 2**62
     state: dict[int, RowImage] = {}
@@ -64,17 +67,35 @@ def dataset_state(
         elif event.op == "delete":
             state.pop(event.row_id, None)
         elif event.op == "update":  # the changed cells only
-            state[event.row_id] = {**state.get(event.row_id, {}), **loads(event.after, exact=exact)}
+            state[event.row_id] = {**state.get(event.row_id, {}), **_image(event, exact)}
         else:
-            state[event.row_id] = loads(event.after, exact=exact)
+            state[event.row_id] = _image(event, exact)
     return state
+
+
+def _image(event: Any, exact: bool) -> RowImage:
+    """The row change's ``after`` image; the CHECK on ``audit.row_change`` requires one, but only
+    the capture trigger makes it an object.
+
+    Raises:
+        AuditError: it is not an object (rewritten by hand, triggers off).
+    """
+    image = loads(event.after, exact=exact)
+    if not isinstance(image, dict):
+        shown = event.after if len(event.after) <= 40 else event.after[:40] + "…"
+        raise AuditError(
+            f"row change {event.id} of changeset seq {event.seq} holds {shown}, not a row: "
+            "it was altered after sealing"
+        )
+    return image
 
 
 def bulk_rows(*, session: Session, bulk_load_id: int, exact: bool = False) -> dict[int, RowImage]:
     """The rows a bulk load inserted, rebuilt by replaying its COPY stream.
 
     Raises:
-        AuditError: the stored stream does not match its SHA-256.
+        AuditError: the stored stream does not match its SHA-256, or does not load into the
+            recorded columns.
     """
     content = read_content(session=session, bulk_load_id=bulk_load_id)
     return _replay(session, bulk_load_id, content, exact)
@@ -89,7 +110,8 @@ def bulk_rows_slice(
     replayed.
 
     Raises:
-        AuditError: the stored stream does not match its SHA-256.
+        AuditError: the stored stream does not match its SHA-256, or does not load into the
+            recorded columns.
     """
     content = read_content(session=session, bulk_load_id=bulk_load_id)
     return _replay(session, bulk_load_id, record_slice(content, offset, limit), exact)
@@ -121,6 +143,12 @@ def _replay(
     columns = session.execute(
         text("SELECT columns FROM audit.bulk_load WHERE id = :id"), {"id": bulk_load_id}
     ).scalar_one()
+    if not _column_list(columns):
+        shown = json.dumps(columns, ensure_ascii=False)
+        raise AuditError(
+            f"bulk load {bulk_load_id} records no usable column list ({shown[:80]}): it was "
+            "altered after sealing"
+        )
     bad = [type_ for _, type_ in columns if not SQL_TYPE.fullmatch(type_)]
     if bad:
         raise AuditError(f"bulk load {bulk_load_id} records an unexpected column type {bad[0]!r}")
@@ -129,14 +157,40 @@ def _replay(
     preparer = session.get_bind().dialect.identifier_preparer
     temp = preparer.quote(f"replay_bulk_{bulk_load_id}")
     definition = ", ".join(f"{preparer.quote(name)} {type_}" for name, type_ in columns)
-    with session.begin_nested():
-        session.execute(text(f"CREATE TEMPORARY TABLE {temp} (_row_id bigint, {definition})"))
-        copy_into(session, temp, ["_row_id", *(name for name, _ in columns)], content)
-        rows = session.execute(
-            text(f"SELECT t._row_id, (to_jsonb(t) - '_row_id')::text AS image FROM {temp} t")
-        ).all()
-        session.execute(text(f"DROP TABLE {temp}"))
+    try:
+        with session.begin_nested():
+            session.execute(text(f"CREATE TEMPORARY TABLE {temp} (_row_id bigint, {definition})"))
+            copy_into(session, temp, ["_row_id", *(name for name, _ in columns)], content)
+            rows = session.execute(
+                text(f"SELECT t._row_id, (to_jsonb(t) - '_row_id')::text AS image FROM {temp} t")
+            ).all()
+            session.execute(text(f"DROP TABLE {temp}"))
+    except DBAPIError as exc:
+        # The stream matched its SHA-256, so a stream the recorded columns cannot read (a type
+        # that is none, a value of another type, a field too many or too few) means the columns.
+        code = getattr(exc.orig, "pgcode", None) or ""
+        if not (code.startswith("22") or code == "42704"):
+            raise
+        said = getattr(getattr(exc.orig, "diag", None), "message_primary", None) or code
+        raise AuditError(
+            f"the rows of bulk load {bulk_load_id} do not load into the columns it records "
+            f"({said}): its column list was altered after sealing"
+        ) from None
     return {row._row_id: loads(row.image, exact=exact) for row in rows}
+
+
+def _column_list(columns: Any) -> bool:
+    """``columns`` is what ``audit.bulk_load.columns`` holds when sealed: a non-empty list of
+    distinct ``[name, type]`` text pairs."""
+    return (
+        isinstance(columns, list)
+        and bool(columns)
+        and all(
+            isinstance(c, list) and len(c) == 2 and all(isinstance(p, str) for p in c)
+            for c in columns
+        )
+        and len({c[0] for c in columns}) == len(columns)
+    )
 
 
 @dataclass(frozen=True)

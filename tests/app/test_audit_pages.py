@@ -241,6 +241,26 @@ def test_a_dataset_check_that_finds_a_forged_bulk_stream_is_recorded(trail: Trai
     assert (checked[0]["actor_username"], checked[0]["detail"]["ok"]) == (admin, False)
 
 
+def test_a_dataset_check_that_meets_a_rewritten_row_image_says_so_and_is_recorded(
+    trail: Trail,
+) -> None:
+    """A row change a superuser rewrote into something that is no row (a JSON list): the
+    check stops with what it met, in words, not a traceback, and is recorded as failed."""
+    at, _ = on_page(trail.db, "admin", AUDIT)
+    with trail.db.superuser.begin() as conn:
+        conn.execute(text("SET LOCAL session_replication_role = replica"))
+        conn.execute(text("UPDATE audit.row_change SET after = '[1, 2]' WHERE op = 'update'"))
+    [button] = [b for b in at.button if b.label == "Check every dataset against the log"]
+    button.click().run()
+    assert not at.exception
+    [error] = [e.value for e in at.error]
+    assert error.startswith("The check stopped: row change ")
+    assert error.endswith("holds [1, 2], not a row: it was altered after sealing")
+    [checked] = [e for e in events(trail.db, "audit_view") if e["target"] == "audit:datasets"]
+    assert checked["detail"]["ok"] is False
+    assert "not a row" in checked["detail"]["problem"]
+
+
 def test_the_trail_exports_as_formula_safe_csv_and_is_recorded(trail: Trail) -> None:
     at, admin = on_page(trail.db, "admin", AUDIT)
     at.selectbox(key="audit.dataset").select(trail.stock).run()

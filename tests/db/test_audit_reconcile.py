@@ -21,6 +21,7 @@ from audit.changesets import open_changeset
 from audit.reconcile import CellDrift, DatasetDrift, check_datasets
 from portal.actor import Actor
 from portal.cli import main
+from portal.errors import AuditError
 from tests.conftest import DatabaseHandle
 from tests.db.test_writes import CSV, SPEC
 from tests.factories import copy_csv, make_user, upload_dataset
@@ -168,6 +169,42 @@ def test_a_change_made_around_capture_is_a_difference(
     }
     assert {key: found[key] for key in expected} == expected
     assert drift.summary().startswith(f"dataset {people[0]} “People” does not match its audit log")
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        (
+            "UPDATE audit.row_change SET after = '[1, 2]' WHERE op = 'update'",
+            "holds [1, 2], not a row",
+        ),
+        (
+            "UPDATE audit.row_change SET after = '\"eve\"' WHERE op = 'insert'",
+            'holds "eve", not a row',
+        ),
+        ("UPDATE audit.bulk_load SET columns = '[]'", "records no usable column list ([])"),
+        (
+            'UPDATE audit.bulk_load SET columns = \'[["name", "integer"]]\'',
+            "do not load into the columns it records",
+        ),
+    ],
+    ids=["update-image-a-list", "insert-image-a-string", "no-columns", "wrong-columns"],
+)
+def test_a_log_altered_past_reading_stops_the_check_with_an_audit_error(
+    fresh_db: DatabaseHandle, people: tuple[int, str], damage: str, said: str
+) -> None:
+    """Audit rows a superuser rewrote (triggers off) into something that is no row image, or a
+    bulk load whose column list no longer fits its stream: the chain names the changeset; the
+    check of the datasets stops with an AuditError saying what it met (the Audit page shows
+    it and records a failed check), not a TypeError or a syntax error from the replay."""
+    with fresh_db.superuser.begin() as conn:
+        conn.execute(text("SET LOCAL session_replication_role = replica"))
+        conn.execute(text(damage))
+    with pytest.raises(AuditError, match="altered after sealing") as raised:
+        _check(fresh_db)
+    assert said in str(raised.value)
+    with Session(fresh_db.app) as s:
+        assert not verify(session=s).ok
 
 
 def test_a_commit_during_the_check_is_not_a_difference(
