@@ -48,11 +48,15 @@ st.title("Audit")
 
 # -- chain status -----------------------------------------------------------------------------
 
+heads_problem: str | None = None
 try:
     with session_scope() as session:
-        head, event_head = trail_views.chain_heads(session=session, actor=actor)
         dataset_choices = dict(dataset_names(session=session))
         actor_choices = trail_views.actors(session=session, actor=actor)
+        try:
+            heads = trail_views.chain_heads(session=session, actor=actor)
+        except AuditError as exc:  # a head row deleted: the rest of the page still serves
+            heads, heads_problem = None, str(exc)
 except PortalError as exc:
     show_error(exc)
     st.stop()
@@ -63,10 +67,19 @@ with st.container(border=True):
         "… --expect-event-head …` then also detects changesets or events removed from the end "
         "of the log. A copy stays good as the log grows; the newer, the more it covers."
     )
-    st.markdown(f"**Chain head** — changeset #{head.seq}")
-    st.code(head.hash, language=None)
-    st.markdown(f"**Event chain head** — event #{event_head.seq}")
-    st.code(event_head.hash, language=None)
+    if heads is None:
+        st.error(
+            f"The heads cannot be shown: {heads_problem}. Only someone with superuser access "
+            "to the database can do that; Verify now says what else of the log no longer "
+            "matches.",
+            icon=":material/gpp_bad:",
+        )
+    else:
+        head, event_head = heads
+        st.markdown(f"**Chain head** — changeset #{head.seq}")
+        st.code(head.hash, language=None)
+        st.markdown(f"**Event chain head** — event #{event_head.seq}")
+        st.code(event_head.hash, language=None)
     if st.button("Verify now", icon=":material/verified:", key="audit.verify"):
         try:
             with st.spinner("Recomputing the hash chains…"), session_scope() as session:

@@ -202,6 +202,25 @@ def test_verify_now_reports_a_broken_event_chain(trail: Trail) -> None:
     assert (verified[0]["detail"]["ok"], verified[0]["detail"]["failed_event_seq"]) == (False, 1)
 
 
+def test_a_deleted_chain_head_is_reported_and_the_rest_of_the_page_still_works(
+    trail: Trail,
+) -> None:
+    """The chain head row deleted (a superuser, triggers off): the page says so where the head
+    would be, and still shows the trail and verifies the log, which is when an admin needs it."""
+    with trail.db.superuser.begin() as conn:
+        conn.execute(text("SET LOCAL session_replication_role = replica"))
+        conn.execute(text("DELETE FROM audit.chain_head"))
+    at, _ = on_page(trail.db, "admin", AUDIT)
+    [error] = [e.value for e in at.error]
+    assert "the chain head row (audit.chain_head) is missing: it was deleted" in error
+    assert changesets_shown(at) == sorted(trail.seqs.values(), reverse=True)
+    at.button(key="audit.verify").click().run()
+    assert not at.exception
+    assert any("Chain broken" in e.value and "audit.chain_head" in e.value for e in at.error)
+    verified = [e for e in events(trail.db, "audit_view") if e["target"] == "audit:verify"]
+    assert verified[0]["detail"]["ok"] is False
+
+
 def test_an_admin_checks_every_dataset_against_the_log(trail: Trail) -> None:
     at, _ = on_page(trail.db, "admin", AUDIT)
     check = "Check every dataset against the log"
