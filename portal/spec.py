@@ -409,7 +409,7 @@ def _regex_problem(pattern: object) -> str | None:
     try:
         _regex_matches(pa.array([""], pa.large_string()), pattern)
     except pa.ArrowInvalid as exc:
-        reason = str(exc).split(":", 1)[-1].strip()
+        reason = str(exc).split(":", 1)[-1].strip().replace(_DOT_ALL, "", 1)
         return f"the pattern {pattern!r} is not a valid regular expression ({reason})."
     return None
 
@@ -455,8 +455,12 @@ def _divergent_syntax(pattern: str) -> str | None:
 
 def _regex_matches(values: Any, pattern: str) -> Any:
     """Whether each value contains a match of ``pattern`` (RE2 syntax and semantics, like
-    PostgreSQL's ``~``: a search; ``$`` is the end of the value)."""
-    return pc.match_substring_regex(values, pattern=pattern)
+    PostgreSQL's ``~``: a search; ``$`` is the end of the value; ``.`` any character, a line
+    break too, which RE2 takes only with its flag ``s``)."""
+    return pc.match_substring_regex(values, pattern=_DOT_ALL + pattern)
+
+
+_DOT_ALL: Final = "(?s)"
 
 
 def _storable(text_: str) -> bool:
