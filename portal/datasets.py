@@ -115,7 +115,9 @@ def create_dataset(
     Raises:
         PermissionDenied: the actor is a viewer.
         ValidationError: the name is empty, too long, taken or holds an invisible character, a
-            column label holds one, the description is too long, or the spec has no columns.
+            column label holds one, the description is too long, the spec has no columns, or a
+            pattern is one the two regex engines would read differently
+            (``spec.check_new_patterns``) or PostgreSQL cannot compile.
     """
     _require_editor(actor)
     clean = " ".join(name.split())
@@ -155,6 +157,7 @@ def create_dataset(
         raise ValidationError(f"A dataset named {clean!r} exists already; choose another name.")
     if not spec.columns:
         raise ValidationError("A dataset needs at least one column.")
+    specs.check_new_patterns(spec)
     _check_patterns_compile(session, spec)
     table_name = _free_table_name(session, clean)
     dataset = Dataset(
@@ -185,8 +188,8 @@ def create_dataset(
 
 
 def _check_patterns_compile(session: Session, spec: specs.DatasetSpec) -> None:
-    """Each pattern compiled by PostgreSQL, whose CHECK will use it: the spec refuses syntax
-    the two regex engines read differently, and this catches whatever else PostgreSQL refuses
+    """Each pattern compiled by PostgreSQL, whose CHECK will use it: ``check_new_patterns``
+    refuses syntax the two regex engines read differently, this whatever else PostgreSQL refuses
     (it compiles a CHECK's pattern only at the first row it checks, mid-load).
 
     Raises:

@@ -453,6 +453,129 @@ def _divergent_syntax(pattern: str) -> str | None:
     return None
 
 
+def check_new_patterns(spec: DatasetSpec) -> None:
+    """Refuse, in a spec about to become a table, a pattern that the validator's RE2 and the
+    table's CHECK (PostgreSQL) would judge differently for some value: the upload would call a
+    file valid that the table then refuses, or refuse values the table takes. A stored spec
+    read back (``from_json``) is not held to this: its table exists, with its rule.
+
+    Raises:
+        ValidationError: names the column, the construct and what to write instead.
+    """
+    for c in spec.columns:
+        if c.regex is not None and (problem := unportable_pattern(c.regex)) is not None:
+            raise ValidationError(
+                f"Column “{c.label}”: the pattern {c.regex!r} cannot be used: {problem}."
+            )
+
+
+# What the two engines read differently although both accept it, beyond _DIVERGENT_ESCAPES
+# (refused in any spec): classes that PostgreSQL takes from the locale (letters, digits and
+# spaces of every script) and RE2 keeps to ASCII, and syntax each parses its own way.
+_LOCALE_ESCAPES: Final = {
+    "w": "\\w is a letter or digit of any language to PostgreSQL but only A-Z, a-z, 0-9 or _ "
+    "to the validator: write [A-Za-z0-9_] instead",
+    "W": "\\W is anything but a letter or digit of any language to PostgreSQL but anything "
+    "but A-Z, a-z, 0-9 or _ to the validator: write [^A-Za-z0-9_] instead",
+    "s": "\\s takes more spaces to PostgreSQL (a vertical tab, an em space) than to the "
+    "validator: write [ \\t\\n\\r\\f\\v] instead",
+    "S": "\\S is anything but a space, and PostgreSQL counts more characters as spaces (a "
+    "vertical tab, an em space) than the validator: write [^ \\t\\n\\r\\f\\v] instead",
+}
+_PORTABLE_CLASSES: Final = ("digit", "xdigit", "ascii")
+_ASCII_CLASSES: Final = {
+    "alpha": "[A-Za-z]",
+    "alnum": "[A-Za-z0-9]",
+    "word": "[A-Za-z0-9_]",
+    "upper": "[A-Z]",
+    "lower": "[a-z]",
+    "space": "[ \\t\\n\\r\\f\\v]",
+    "blank": "[ \\t]",
+    "punct": "the signs you allow, such as [.,;:!?-],",
+    "cntrl": "[\\x01-\\x1f\\x7f]",
+    "print": "[ -~]",
+    "graph": "[!-~]",
+}
+_POSIX_CLASS: Final = re.compile(r"\[:(\^?[a-z]+):\]")
+_HEX: Final = frozenset("0123456789abcdefABCDEF")
+
+
+def unportable_pattern(pattern: str) -> str | None:
+    """What in ``pattern`` (a pattern RE2 accepts) PostgreSQL reads differently, with what to
+    write instead, or ``None``: ``\\w \\W \\s \\S`` and POSIX classes but ``[:digit:]``,
+    ``[:xdigit:]`` and ``[:ascii:]``; ``[.a.]`` and ``[=a=]`` in brackets; a class at the end
+    of a range; ``\\x`` followed by more than two hex digits; ``\\1`` to ``\\9``."""
+    k, in_brackets = 0, False
+    items = dash = -1  # in brackets: where the items begin, where the last plain - is
+    while k < len(pattern):
+        char = pattern[k]
+        if char == "\\":
+            escape = pattern[k + 1 : k + 2]
+            if escape in _LOCALE_ESCAPES:
+                return _LOCALE_ESCAPES[escape]
+            if escape != "" and escape in "123456789":
+                return (
+                    f"\\{escape} is a back-reference to PostgreSQL when the pattern has that many "
+                    "groups, a character code to the validator: write the character itself"
+                )
+            digits = pattern[k + 2 : k + 5]
+            if escape == "x" and len(digits) == 3 and set(digits) <= _HEX:
+                return (
+                    f"\\x{digits} is one character to PostgreSQL, which reads every hex digit "
+                    f"after \\x, but \\x{digits[:2]} then {digits[2]} to the validator: write the "
+                    "character itself"
+                )
+            if in_brackets and escape in ("d", "D") and _range_follows(pattern, k + 2):
+                return _class_in_range(f"\\{escape}")
+            k += 2
+            continue
+        if not in_brackets:
+            if char == "[":
+                k += 2 if pattern[k + 1 : k + 2] == "^" else 1
+                in_brackets, items = True, k
+                k += 1 if pattern[k : k + 1] == "]" else 0  # a ] first is itself
+                continue
+        elif char == "]":
+            in_brackets = False
+        elif char == "-":
+            dash = k
+        elif char == "[" and pattern[k + 1 : k + 2] in (".", "=", ":"):
+            found = _POSIX_CLASS.match(pattern, k)
+            if found is None:
+                return (
+                    "in brackets, [. [= and [: begin a collating element ([[.a.]]), an "
+                    "equivalence class ([[=a=]]) or a class to PostgreSQL but are plain "
+                    "characters to the validator: write the character itself, such as [a], "
+                    "and a [ in brackets as \\["
+                )
+            name = found.group(1)
+            if name in _ASCII_CLASSES:
+                return (
+                    f"[:{name}:] takes characters of every language to PostgreSQL but only "
+                    f"ASCII ones to the validator: write {_ASCII_CLASSES[name]} instead"
+                )
+            if name not in _PORTABLE_CLASSES:
+                return f"[:{name}:] is not read alike by the two engines: list the characters"
+            if dash == k - 1 > items or _range_follows(pattern, found.end()):
+                return _class_in_range(found.group())
+            k = found.end()
+            continue
+        k += 1
+    return None
+
+
+def _range_follows(pattern: str, k: int) -> bool:
+    """Whether a - at ``k`` makes a range in brackets (not the last character)."""
+    return pattern[k : k + 1] == "-" and pattern[k + 1 : k + 2] not in ("]", "")
+
+
+def _class_in_range(shown: str) -> str:
+    return (
+        f"{shown} at an end of a range is refused by PostgreSQL (the validator takes the - as "
+        "itself): put the - first or last in the brackets"
+    )
+
+
 def _regex_matches(values: Any, pattern: str) -> Any:
     """Whether each value contains a match of ``pattern`` (RE2 syntax and semantics, like
     PostgreSQL's ``~``: a search; ``$`` is the end of the value; ``.`` any character, a line

@@ -30,6 +30,7 @@ from portal.spec import (
     OPTION_SEPARATOR,
     DatasetSpec,
     ValidationResult,
+    check_new_patterns,
     infer_spec,
     validate,
 )
@@ -127,7 +128,9 @@ def spec_from_rows(rows: Sequence[Mapping[str, Any]], *, base: DatasetSpec) -> D
     """Apply edited ``spec_rows`` to ``base`` (same columns, same order, same physical names).
 
     Raises:
-        ValidationError: a row breaks a rule; the message names the column and what to fix.
+        ValidationError: a row breaks a rule, or has a pattern the two regex engines would read
+            differently (``spec.check_new_patterns``); the message names the column and what
+            to fix.
     """
     if len(rows) != len(base.columns):
         raise ValidationError(
@@ -158,7 +161,9 @@ def spec_from_rows(rows: Sequence[Mapping[str, Any]], *, base: DatasetSpec) -> D
                 format=original.format if kind == "date" else None,
             )
         )
-    return DatasetSpec(columns=tuple(columns), version=base.version)
+    spec = DatasetSpec(columns=tuple(columns), version=base.version)
+    check_new_patterns(spec)
+    return spec
 
 
 def _blank_to_none(value: Any) -> Any:

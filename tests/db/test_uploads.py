@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -303,6 +304,13 @@ def _through_the_grid(data: bytes, **rule: str) -> tuple[uploads.ParsedCSV, Data
         (r"\bfoo\b", "word boundary to one regex engine and a backspace to the other"),
         (r"^\p{L}+$", "not understood by PostgreSQL"),
         (r"^[A-Za-z ]{1,300}$", "repeat count over 255"),
+        (r"^\w+$", r"\w is a letter or digit of any language to PostgreSQL"),
+        (r"^[\w-z]+$", r"write \[A-Za-z0-9_\] instead"),
+        (r"^\S+$", "PostgreSQL counts more characters as spaces"),
+        (r"^[[:alpha:]]+$", r"write \[A-Za-z\] instead"),
+        (r"^\x41BC$", "reads every hex digit after"),
+        (r"^[[.a.]]$", "collating element"),
+        (r"^[\d-z]+$", "at an end of a range is refused by PostgreSQL"),
     ],
 )
 def test_a_pattern_the_two_regex_engines_read_differently_is_refused_in_the_grid(
@@ -318,11 +326,27 @@ def test_a_pattern_postgresql_cannot_compile_is_refused_before_anything_is_writt
     """Whatever syntax the grid's check lets through, PostgreSQL's own compile has the last
     word, before the table exists (it would compile the CHECK only at the first row)."""
     data = b"Code\n1z\n2-\n"
-    parsed, spec = _through_the_grid(data, regex=r"^[\d-z]+$")  # RE2 takes it
+    parsed, spec = _through_the_grid(data, regex=r"^*[0-9][z-]$")  # RE2 takes it
     assert uploads.check(parsed, spec).ok
     with pytest.raises(ValidationError, match=r"not one PostgreSQL accepts \(invalid regular"):
         _import(editor, data, uploads.NewDataset("Codes"), spec=spec)
     assert _counts(fresh_db)[2] == 0
+
+
+def test_a_pattern_the_engines_read_differently_is_refused_at_creation_past_the_grid(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    """The rules grid is not the only way in: create_dataset refuses such a pattern itself,
+    before anything is written. (The file is valid to the validator: \\x41BC is A, B, C to it;
+    the table would take only the one character U+41BC.)"""
+    data = b"Code\nABC\nABC\n"
+    parsed = uploads.read_file(data)
+    proposed, _ = uploads.propose_spec(parsed)
+    spec = DatasetSpec((replace(proposed.columns[0], regex=r"^\x41BC$"),))
+    assert uploads.check(parsed, spec).ok
+    with pytest.raises(ValidationError, match=r"\\x41B is one character to PostgreSQL"):
+        _import(editor, data, uploads.NewDataset("Codes"), spec=spec)
+    assert _counts(fresh_db) == (0, 0, 0)
 
 
 def test_a_decimal_bound_below_a_millionth_survives_the_grid_and_the_stored_spec(
