@@ -145,16 +145,13 @@ def test_a_max_length_that_is_no_whole_number_is_refused_with_a_message(
     assert not [b for b in at.button if b.label == "Create the dataset"]
 
 
-def test_a_closed_replace_dialog_does_not_come_back_by_itself(fresh_db: DatabaseHandle) -> None:
-    """The person asks to replace, then closes the confirmation with its X (which does not rerun
-    the page) and chooses to append instead: the next run must not open "Replace every row?"
-    again, let alone have its Replace button append."""
-    from sqlalchemy import text
-
+def into_people(db: DatabaseHandle, *, replace: bool = False) -> tuple[AppTest, int]:
+    """An editor on the Upload page with a one-row file for their dataset "People" (no reason
+    needed), to append or, with ``replace``, to replace its rows; the dataset's id."""
     from portal.actor import Actor
-    from tests.factories import dataset_rows, upload_dataset
+    from tests.factories import upload_dataset
 
-    at, name = signed_in(fresh_db, "editor")
+    at, name = signed_in(db, "editor")
     dataset_id = upload_dataset(
         Actor(name, name, "editor"), UPLOAD, name="People", reason_required=False
     )
@@ -163,10 +160,23 @@ def test_a_closed_replace_dialog_does_not_come_back_by_itself(fresh_db: Database
     at.radio[0].set_value("An existing dataset").run()
     [dataset] = [box for box in at.selectbox if box.label == "Dataset"]
     dataset.set_value(dataset_id).run()
-    [how] = [r for r in at.radio if r.label == "How"]
-    how.set_value("Replace all its rows").run()
+    if replace:
+        [how] = [r for r in at.radio if r.label == "How"]
+        how.set_value("Replace all its rows").run()
     at.file_uploader[0].set_value(("more.csv", b"Name,Qty\ncy,3\n", "text/csv"))
     at.run()
+    return at, dataset_id
+
+
+def test_a_closed_replace_dialog_does_not_come_back_by_itself(fresh_db: DatabaseHandle) -> None:
+    """The person asks to replace, then closes the confirmation with its X (which does not rerun
+    the page) and chooses to append instead: the next run must not open "Replace every row?"
+    again, let alone have its Replace button append."""
+    from sqlalchemy import text
+
+    from tests.factories import dataset_rows
+
+    at, dataset_id = into_people(fresh_db, replace=True)
     [ask] = [b for b in at.button if b.label == "Replace the rows of People"]
     ask.click().run()
     assert not at.exception
@@ -211,9 +221,6 @@ def test_a_rerun_asked_while_the_rows_are_stored_does_not_offer_the_file_again(
     from sqlalchemy import text
     from streamlit.elements.lib.mutable_status_container import StatusContainer
 
-    from portal.actor import Actor
-    from tests.factories import upload_dataset
-
     update = StatusContainer.update
     interrupted: list[bool] = []
 
@@ -223,17 +230,7 @@ def test_a_rerun_asked_while_the_rows_are_stored_does_not_offer_the_file_again(
             st.rerun()  # what a rerun request pending at this call does
         update(self, **kwargs)  # type: ignore[arg-type]
 
-    at, name = signed_in(fresh_db, "editor")
-    dataset_id = upload_dataset(
-        Actor(name, name, "editor"), UPLOAD, name="People", reason_required=False
-    )
-    show_app(at)
-    at.switch_page("pages/2_upload.py").run()
-    at.radio[0].set_value("An existing dataset").run()
-    [dataset] = [box for box in at.selectbox if box.label == "Dataset"]
-    dataset.set_value(dataset_id).run()
-    at.file_uploader[0].set_value(("more.csv", b"Name,Qty\ncy,3\n", "text/csv"))
-    at.run()
+    at, _ = into_people(fresh_db)
     monkeypatch.setattr(StatusContainer, "update", interrupted_update)
     [store] = [b for b in at.button if b.label == "Append to People"]
     store.click().run()
