@@ -325,7 +325,9 @@ def sign_out() -> None:
 
 def login_form() -> None:
     """The sign-in form; on success the session is signed in and the script reruns."""
-    notice = st.session_state.pop(_NOTICE, None)
+    # Kept until the form is used: the run that shows it also draws the cookie's deletion,
+    # whose completion reruns the page (and a notice popped at once vanished with that rerun).
+    notice = st.session_state.get(_NOTICE)
     _, column, _ = st.columns([1, 2, 1])
     with column:
         st.title("Data Portal")
@@ -343,6 +345,7 @@ def login_form() -> None:
             submitted = st.form_submit_button("Sign in", type="primary", key="sign_in.submit")
         if not submitted:
             return
+        st.session_state.pop(_NOTICE, None)
         if not username.strip() or not password:
             st.warning("Enter your username and password.")
             return

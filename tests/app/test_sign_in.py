@@ -111,8 +111,9 @@ def test_sign_out(fresh_db: DatabaseHandle) -> None:
     assert [(e["kind"], e["actor_username"]) for e in events(fresh_db, "sign_out")] == [
         ("sign_out", name)
     ]
-    at.run()
+    at.run()  # as when the browser reports the cookie deleted: the notice stays
     assert shows_sign_in(at)
+    assert "You have signed out." in [i.value for i in at.info]
     # ... and can sign in again.
     sign_in(at, name, password)
     assert not shows_sign_in(at)
