@@ -442,7 +442,9 @@ def test_a_viewer_s_browser_cannot_change_or_commit(
         overlay = page.locator(CELL_EDITOR)
         if overlay.count():  # Glide shows a read-only cell's value in a disabled input
             expect(overlay.first).to_be_disabled()
-            expect(overlay.first).to_have_value("1")
+            # Row 1's Qty, or its Name or Row id when a key pressed right after the click went
+            # nowhere (seen on a loaded machine): read-only whichever cell it is.
+            expect(overlay.first).to_have_value(re.compile(r"^(1|ann)$"))
         page.keyboard.type("42")
         page.keyboard.press("Enter")
         page.keyboard.press("Escape")
