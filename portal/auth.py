@@ -53,7 +53,7 @@ from streamlit.errors import StreamlitDuplicateElementKey
 from streamlit_authenticator.models import CookieModel
 
 from portal import signin
-from portal.config import MIN_COOKIE_KEY_BYTES, get_settings, unsafe_cookie_key
+from portal.config import MIN_COOKIE_KEY_BYTES, cookie_key_problem, get_settings
 from portal.errors import AuthError, ConfigError, PortalError
 from portal.signin import SignedIn
 from portal.users import USERNAME_RE
@@ -131,7 +131,7 @@ def cookie_key() -> str:
             a repeat of a few characters.
     """
     key = get_settings().cookie_secret()
-    if unsafe_cookie_key(key):
+    if cookie_key_problem(key) is not None:
         raise ConfigError(
             f"PORTAL_COOKIE_KEY is a placeholder, shorter than {MIN_COOKIE_KEY_BYTES} bytes or a "
             "repeat of a few characters, so sign-in cookies could be forged; set it to a random "

@@ -75,23 +75,9 @@ class Settings(BaseSettings):
                 "PostgreSQL database, e.g. postgresql+psycopg2://portal_app:PASSWORD@db:5432/portal"
             )
         key = self.cookie_key.get_secret_value() if self.cookie_key else ""
-        if key.strip().lower() in PLACEHOLDER_SECRETS:
-            raise ValueError(
-                "PORTAL_COOKIE_KEY is missing or a placeholder: sign-in cookies signed with it "
-                "could be forged. Set it to a random value of at least "
-                f"{MIN_COOKIE_KEY_BYTES} bytes, made with: {KEY_HINT}"
-            )
-        if len(key.encode()) < MIN_COOKIE_KEY_BYTES:
-            raise ValueError(
-                f"PORTAL_COOKIE_KEY is {len(key.encode())} bytes long; it must be at least "
-                f"{MIN_COOKIE_KEY_BYTES} random bytes. Make one with: {KEY_HINT}"
-            )
-        if len(set(key)) < MIN_COOKIE_KEY_CHARS:
-            raise ValueError(
-                f"PORTAL_COOKIE_KEY has only {len(set(key))} different characters: a repeat is "
-                "not random, and is guessed first whatever its length. Make a random key of at "
-                f"least {MIN_COOKIE_KEY_BYTES} bytes with: {KEY_HINT}"
-            )
+        problem = cookie_key_problem(key)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
     def migration_url(self) -> str:
@@ -122,14 +108,28 @@ class Settings(BaseSettings):
         return read_or_create_secret(self.data_dir / "cookie-key")
 
 
-def unsafe_cookie_key(key: str) -> bool:
-    """Whether ``key`` is a placeholder, shorter than MIN_COOKIE_KEY_BYTES or a repeat of fewer
-    than MIN_COOKIE_KEY_CHARS characters (what Settings refuses in production)."""
-    return (
-        key.strip().lower() in PLACEHOLDER_SECRETS
-        or len(key.encode()) < MIN_COOKIE_KEY_BYTES
-        or len(set(key)) < MIN_COOKIE_KEY_CHARS
-    )
+def cookie_key_problem(key: str) -> str | None:
+    """What is wrong with ``key`` as PORTAL_COOKIE_KEY — a placeholder, shorter than
+    MIN_COOKIE_KEY_BYTES, or a repeat of fewer than MIN_COOKIE_KEY_CHARS characters — or None.
+    Settings refuses such a key in production; ``portal.auth.cookie_key`` in every mode."""
+    if key.strip().lower() in PLACEHOLDER_SECRETS:
+        return (
+            "PORTAL_COOKIE_KEY is missing or a placeholder: sign-in cookies signed with it "
+            "could be forged. Set it to a random value of at least "
+            f"{MIN_COOKIE_KEY_BYTES} bytes, made with: {KEY_HINT}"
+        )
+    if len(key.encode()) < MIN_COOKIE_KEY_BYTES:
+        return (
+            f"PORTAL_COOKIE_KEY is {len(key.encode())} bytes long; it must be at least "
+            f"{MIN_COOKIE_KEY_BYTES} random bytes. Make one with: {KEY_HINT}"
+        )
+    if len(set(key)) < MIN_COOKIE_KEY_CHARS:
+        return (
+            f"PORTAL_COOKIE_KEY has only {len(set(key))} different characters: a repeat is "
+            "not random, and is guessed first whatever its length. Make a random key of at "
+            f"least {MIN_COOKIE_KEY_BYTES} bytes with: {KEY_HINT}"
+        )
+    return None
 
 
 def read_or_create_secret(path: Path, nbytes: int = 48) -> str:
