@@ -636,16 +636,16 @@ def _refused(
     column = labels.get(name, name or "a column")
     detail = diag.message_detail or ""
     # A row a revert brings back has its old _row_id: it is named by it, not as a new row.
-    brought_back = [i for i in changes.inserts if i.row_id is not None]
+    brought_back = {i.row_id: i.values for i in changes.inserts if i.row_id is not None}
     row = "a new row"
     failing = _FAILING_ROW.search(detail)
-    if failing and int(failing.group(1)) in changes.row_ids() | {i.row_id for i in brought_back}:
+    if failing and int(failing.group(1)) in changes.row_ids() | brought_back.keys():
         row = f"row {failing.group(1)}"
     key = _KEY_VALUE.search(detail)
     if key:
         value = key.group("value")
         holding = [(u.row_id, u.after) for u in changes.updates]
-        holding += [(i.row_id, i.values) for i in brought_back if i.row_id is not None]
+        holding += brought_back.items()
         row = next(
             (f"row {row_id}" for row_id, values in holding if str(values.get(name)) == value),
             "a new row",
