@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
+from typing import Any
 from unittest.mock import patch
 
 import pyarrow as pa
@@ -25,6 +26,16 @@ from tests.factories import copy_csv, make_captured_table
 pytestmark = pytest.mark.db
 
 DATASET = 11
+KEEP_UPLOAD = text(
+    "INSERT INTO audit.upload (changeset_id, dataset_id, actor_username, filename, size_bytes,"
+    " sha256, mime_type, content) VALUES (:cs, :ds, 'ann', 'f.csv', :size, :sha, 'text/csv',"
+    " :content) RETURNING id"
+)
+FILE = {
+    "size": 4,
+    "sha": hashlib.sha256(b"a,b\n").hexdigest(),
+    "content": zlib.compress(b"a,b\n"),
+}
 COLUMNS = ["name", "qty", "price", "note"]
 ROWS = [
     ("apple", 1, "0.50", 'a, "quoted" note'),
@@ -185,13 +196,6 @@ def test_tampered_bulk_content_is_named_by_verify(fresh_db: DatabaseHandle, tabl
 
 def test_bulk_content_links_its_upload(fresh_db: DatabaseHandle, table: str) -> None:
     with Session(fresh_db.app) as s, s.begin():
-        upload = s.scalar(
-            text(
-                "INSERT INTO audit.upload (actor_username, filename, size_bytes, sha256,"
-                " mime_type, content) VALUES ('ann', 'f.csv', 3, 'x', 'text/csv', '\\x00')"
-                " RETURNING id"
-            )
-        )
         cs = open_changeset(
             session=s,
             kind="upload",
@@ -199,6 +203,7 @@ def test_bulk_content_links_its_upload(fresh_db: DatabaseHandle, table: str) -> 
             actor_display_name="Ann",
             dataset_id=DATASET,
         )
+        upload = s.scalar(KEEP_UPLOAD, {"cs": cs, "ds": DATASET, **FILE})
         first = reserve_row_ids(session=s, table_name=table, count=len(ROWS))
         result = bulk_insert(
             session=s,
@@ -281,3 +286,89 @@ def test_stored_streams_decompress_whatever_their_codec() -> None:
         bulk.decompress("rot13", data)
     with pytest.raises(OSError, match="ZSTD decompress failed"):
         bulk.decompress("zstd", b"not zstd")
+
+
+# --- Uploads and bulk contents join only an open changeset of their own transaction (0015) ---
+
+KEEP_CONTENT = text(
+    "INSERT INTO audit.bulk_content (bulk_load_id, upload_id, content, content_sha256)"
+    " VALUES (:bulk, :upload, '\\x00', 'x')"
+)
+
+
+def _refusal(db: DatabaseHandle, statement: Any, **params: object) -> str:
+    """What PostgreSQL says to ``statement`` run by the app role in a transaction of its own
+    (rolled back), "" if it takes it."""
+    with db.app.connect() as conn:
+        try:
+            conn.execute(statement, params)
+        except DBAPIError as exc:
+            return str(exc.orig)
+        finally:
+            conn.rollback()
+    return ""
+
+
+def test_an_upload_cannot_join_a_sealed_or_another_transaction_s_changeset(
+    fresh_db: DatabaseHandle, table: str
+) -> None:
+    """With the app role's credentials, an upload kept under another person's changeset still
+    open elsewhere was sealed into it (and verify said intact); one added to a sealed changeset
+    made verify report tampering nobody can undo."""
+    with Session(fresh_db.app) as s, s.begin():
+        sealed = _load(s, table)
+    others = Session(fresh_db.app)
+    others.begin()
+    open_elsewhere = open_changeset(
+        session=others,
+        kind="edit",
+        actor_username="bob",
+        actor_display_name="Bob",
+        dataset_id=DATASET,
+        reason="his edit",
+    )
+    try:
+        for cs in (sealed, open_elsewhere, None):
+            said = _refusal(fresh_db, KEEP_UPLOAD, cs=cs, ds=DATASET, **FILE)
+            assert "an upload is kept only with an open changeset of its own transaction" in said
+    finally:
+        others.rollback()
+        others.close()
+    with Session(fresh_db.app) as s:
+        assert s.scalar(text("SELECT count(*) FROM audit.upload")) == 0
+        assert verify(session=s).ok
+
+
+def test_an_upload_joins_its_own_open_changeset_of_its_dataset_only(
+    fresh_db: DatabaseHandle, table: str
+) -> None:
+    with Session(fresh_db.app) as s, s.begin():
+        cs = _load(s, table)
+        with pytest.raises(DBAPIError, match="which is of another dataset"), s.begin_nested():
+            s.execute(KEEP_UPLOAD, {"cs": cs, "ds": DATASET + 1, **FILE})
+        s.execute(KEEP_UPLOAD, {"cs": cs, "ds": DATASET, **FILE})
+    with Session(fresh_db.app) as s:
+        assert s.scalar(text("SELECT count(*) FROM audit.upload")) == 1
+        assert verify(session=s).ok
+
+
+def test_a_bulk_content_joins_only_its_own_open_bulk_load_and_upload(
+    fresh_db: DatabaseHandle, table: str
+) -> None:
+    with Session(fresh_db.app) as s, s.begin():
+        sealed = _load(s, table)
+        upload_of_sealed = s.scalar(KEEP_UPLOAD, {"cs": sealed, "ds": DATASET, **FILE})
+    with Session(fresh_db.app) as s:
+        bulk_of_sealed = s.scalar(
+            text("SELECT id FROM audit.bulk_load WHERE changeset_id = :cs"), {"cs": sealed}
+        )
+    said = _refusal(fresh_db, KEEP_CONTENT, bulk=bulk_of_sealed, upload=None)
+    assert f"bulk load {bulk_of_sealed} is not of an open changeset of this transaction" in said
+    with Session(fresh_db.app) as s, s.begin():
+        _load(s, table, [("kiwi", 1, "1", "")])
+        mine = s.scalar(text("SELECT max(id) FROM audit.bulk_load"))
+        # refused before its key is checked (bulk_insert kept this load's content already)
+        with pytest.raises(DBAPIError, match="is not of changeset"), s.begin_nested():
+            s.execute(KEEP_CONTENT, {"bulk": mine, "upload": upload_of_sealed})
+    with Session(fresh_db.app) as s:
+        assert verify(session=s).ok

@@ -98,17 +98,19 @@ def test_app_role_cannot_rewrite_audit(
 def test_app_role_can_append_to_and_read_audit(fresh_db: DatabaseHandle) -> None:
     with fresh_db.app.begin() as conn:
         conn.execute(text("INSERT INTO audit.event (kind, actor_username) VALUES ('sign_in', 'a')"))
-        conn.execute(
+        changeset = conn.scalar(
             text(
-                "INSERT INTO audit.upload (actor_username, filename, size_bytes, sha256,"
-                " mime_type, content) VALUES ('a', 'f.csv', 1, 'x', 'text/csv', '\\x00')"
+                "INSERT INTO audit.changeset (kind, actor_username, actor_display_name)"
+                " VALUES ('edit', 'a', 'A') RETURNING id"
             )
         )
         conn.execute(
             text(
-                "INSERT INTO audit.changeset (kind, actor_username, actor_display_name)"
-                " VALUES ('edit', 'a', 'A')"
-            )
+                "INSERT INTO audit.upload (changeset_id, actor_username, filename, size_bytes,"
+                " sha256, mime_type, content) VALUES (:cs, 'a', 'f.csv', 1, 'x', 'text/csv',"
+                " '\\x00')"
+            ),
+            {"cs": changeset},
         )
     with fresh_db.app.connect() as conn:
         for table in set(AUDIT_TABLES) - {"row_change", "bulk_load", "bulk_content"}:
@@ -723,4 +725,44 @@ def test_0014_files_a_write_only_under_a_changeset_of_its_dataset_and_back(
     assert "is not of dataset 5, whose table this writes" in refusal(6)
     migrate.downgrade(empty_db, "0013")
     assert (refusal(5), refusal(6)) == ("", "")
+    app.dispose()
+
+
+def test_0015_keeps_an_upload_only_with_its_own_open_changeset_and_back(
+    pg_cluster: ClusterInfo, empty_db: str
+) -> None:
+    migrate.upgrade(empty_db, "0014")
+    app = create_engine(pg_cluster.url("app", "migrations_roundtrip"), poolclass=pool.NullPool)
+
+    def refusal(own: bool) -> str:
+        """What PostgreSQL says to an upload kept under this transaction's changeset (``own``)
+        or under none (rolled back), "" if it takes it."""
+        with app.connect() as conn:
+            try:
+                changeset = conn.scalar(
+                    text(
+                        "INSERT INTO audit.changeset (kind, actor_username, actor_display_name)"
+                        " VALUES ('edit', 'ann', 'Ann') RETURNING id"
+                    )
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO audit.upload (changeset_id, actor_username, filename,"
+                        " size_bytes, sha256, mime_type, content) VALUES (:cs, 'ann', 'f.csv',"
+                        " 1, 'x', 'text/csv', '\\x00')"
+                    ),
+                    {"cs": changeset if own else None},
+                )
+            except DBAPIError as exc:
+                return str(exc.orig)
+            finally:
+                conn.rollback()
+        return ""
+
+    assert (refusal(own=True), refusal(own=False)) == ("", "")
+    migrate.upgrade(empty_db, "0015")
+    assert refusal(own=True) == ""
+    assert "kept only with an open changeset of its own transaction" in refusal(own=False)
+    migrate.downgrade(empty_db, "0014")
+    assert (refusal(own=True), refusal(own=False)) == ("", "")
     app.dispose()
