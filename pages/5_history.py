@@ -68,6 +68,19 @@ def row_ids(rows: Sequence[RowDelete | RowInsert], shown: int = 50) -> str:
     return ids + (" …" if len(rows) > shown else "")
 
 
+def number_of(who: Actor, changeset_id: int) -> int | None:
+    """A committed changeset's number (``seq``, given when it commits), read in a session of
+    its own; ``None`` if that read fails (say, the database stopped answering right after
+    the commit): the changeset is in all the same."""
+    try:
+        with session_scope() as session:
+            return trail_views.changeset(
+                session=session, actor=who, changeset_id=changeset_id
+            ).summary.seq
+    except PortalError:
+        return None
+
+
 @st.dialog("Revert this changeset?", width="large", on_dismiss=close_revert)
 def confirm_revert(changeset_id: int) -> None:
     """What the revert writes, what it leaves alone, a reason, then Revert or Cancel. The actor
@@ -179,10 +192,6 @@ def confirm_revert(changeset_id: int) -> None:
                     reason=reason,
                     skip=plan.keys if partial else (),
                 )
-            with session_scope() as session:
-                new_seq = trail_views.changeset(
-                    session=session, actor=who, changeset_id=result.changeset_id
-                ).summary.seq
         except revert.RevertRefused as exc:
             # Drawn again from the plan as it is now (what changed since), the choice to
             # leave changes alone unticked: it was given for the changes shown before.
@@ -193,8 +202,17 @@ def confirm_revert(changeset_id: int) -> None:
         except PortalError as exc:
             st.error(str(exc), icon=":material/error:")
             return
-        st.session_state[FLASH] = (
-            f"Reverted #{seq} as changeset #{new_seq}: {result.plan.summary()}."
+        new_seq = number_of(who, result.changeset_id)
+        flash = (
+            f"Reverted #{seq} as changeset "
+            + (
+                f"#{new_seq}"
+                if new_seq is not None
+                else f"id {result.changeset_id} (saved; its number could not be read just "
+                "now: it is listed in this dataset's history, with your reason, once the "
+                "database answers)"
+            )
+            + f": {result.plan.summary()}."
             + (
                 f" {len(result.plan.conflicts):,} cell(s) or row(s) changed since were left "
                 "as they are."
@@ -202,8 +220,15 @@ def confirm_revert(changeset_id: int) -> None:
                 else ""
             )
         )
-        close_revert()
-        st.rerun()
+        st.session_state[FLASH] = flash  # shown over the page once it can be drawn again
+        if new_seq is not None:
+            close_revert()
+            st.rerun()
+        # The database is away: a rerun would show only that it is, so say it here. The dialog
+        # is gone from the next run on (its widgets, drawn in this one, keep their state).
+        st.session_state.pop(REVERTING, None)
+        st.success(flash, icon=":material/undo:")
+        return
     if right.button("Cancel", width="stretch", key="history.revert.cancel"):
         close_revert()
         st.rerun()

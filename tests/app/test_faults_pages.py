@@ -5,23 +5,29 @@
   is back, then committed whole;
 - the committing backend terminated mid-commit: the dialog says nothing was saved and the edits
   are kept, the audit log has nothing of that attempt, and "Commit" again goes in;
-- the database read-only: the commit says so, in words, not a traceback.
+- the database read-only: the commit says so, in words, not a traceback;
+- the database gone right after a revert's COMMIT: the revert is said to be in, by its id.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
+from portal import revert
 from portal.ui.db_retry import NOTICE
 from tests.app.conftest import show_app, signed_in, texts
 from tests.app.test_edit_page import PAGE, button, edit_page, grid_key, set_state, table
+from tests.app.test_history_revert import button as keyed
+from tests.app.test_history_revert import history, seq_of
 from tests.conftest import DatabaseHandle
-from tests.db import test_faults
+from tests.db import test_faults, test_revert
 from tests.db.test_faults import (
     Restartable,
     Terminator,
@@ -177,3 +183,60 @@ def test_a_read_only_database_is_said_in_words(fresh_db: DatabaseHandle) -> None
     assert not at.exception
     assert "The database is read-only right now" in texts(at)
     assert [r[1] for r in table(fresh_db, dataset)] == ["ann", "bob", "cy", "dee"]
+
+
+def test_a_revert_whose_number_cannot_be_read_after_its_commit_is_reported_done(
+    restartable: Restartable, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The database goes away right after the revert's COMMIT, before the page reads the new
+    changeset's number in a session of its own: the person is told the revert went in (and by
+    which changeset id), not "nothing was saved"; the dialog is closed, so nothing is written
+    twice."""
+    database = restartable.handle
+    editor = editor_in(database)
+    dataset = upload_dataset(editor, test_revert.CSV, spec=test_revert.SPEC, name="People")
+    edited = test_revert.edit(editor, dataset, test_revert.MIXED)
+    at, _ = history(database, "editor", dataset, edited)
+    keyed(at, "history.revert.open").click().run()
+    at.text_input(key="history.revert.reason").input("wrong file").run()
+    before, edited_seq = snapshot(database), seq_of(database, edited)
+
+    real_revert, written, stopped = revert.revert, [], []
+
+    def reverting(**kwargs: Any) -> revert.RevertResult:
+        result = real_revert(**kwargs)
+        written.append(result.changeset_id)
+        return result
+
+    def drop_after_commit(session: Session) -> None:
+        if written and not stopped:  # the revert's own COMMIT has just gone through
+            stopped.append(True)
+            restartable.stop("immediate")
+
+    monkeypatch.setattr(revert, "revert", reverting)
+    event.listen(Session, "after_commit", drop_after_commit)
+    try:
+        keyed(at, "history.revert.confirm").click().run()
+    finally:
+        event.remove(Session, "after_commit", drop_after_commit)
+    assert not at.exception
+    [reverted] = written
+    assert not at.error  # not "nothing was saved"
+    [success] = at.success
+    assert success.value.startswith(f"Reverted #{edited_seq} as changeset id ")
+    assert f"changeset id {reverted} (saved; its number could not be read just now" in (
+        success.value
+    )
+
+    restartable.start()
+    at.run()  # what the page's own check does once the database answers
+    assert not at.exception
+    assert at.success[0].value == success.value  # said again over the page, once
+    assert not [b for b in at.button if b.key == "history.revert.confirm"]  # closed
+    at.run()
+    assert not at.success
+    after = snapshot(database)
+    assert after["changesets"] == before["changesets"] + 1  # written once
+    now = test_revert.table(database, dataset).values()
+    assert sorted(now, key=str) == sorted(test_revert.ORIGINAL.values(), key=str)
+    assert_chain_intact(database, tmp_path)
