@@ -157,7 +157,10 @@ def confirm_revert(changeset_id: int) -> None:
         st.info(
             "Nothing can be reverted: "
             + (
-                f"everything #{seq} changed has been changed again since."
+                f"what is left of #{seq} has been changed again since; the rest already "
+                "holds the values from before it."
+                if plan.conflicts and plan.already
+                else f"everything #{seq} changed has been changed again since."
                 if plan.conflicts
                 else f"the rows already hold the values from before #{seq}."
             ),

@@ -311,9 +311,17 @@ def revert(
         )
     if plan.changes.empty:
         if plan.conflicts:
+            done = (
+                f"{_n(plan.already, 'cell or row', 'cells or rows')} already "
+                f"{'holds the value' if plan.already == 1 else 'hold the values'} from before "
+                "it (it may have been reverted in part already) and the rest was changed "
+                "again since"
+                if plan.already
+                else "everything it changed has been changed again since"
+            )
             raise RevertRefused(
-                f"Everything changeset #{seq} changed has been changed again since, so nothing "
-                "can be reverted without overwriting those changes; nothing was written.",
+                f"Nothing of changeset #{seq} is left to revert: {done}, so nothing can be "
+                "reverted without overwriting those changes; nothing was written.",
                 plan,
             )
         raise ValidationError(

@@ -135,6 +135,13 @@ def test_cells_changed_since_are_shown_and_only_the_untouched_part_is_written(
     assert newest(fresh_db)["detail"]["skipped"] == [[1, "qty"]]
     assert "1 cell(s) or row(s) changed since were left as they are" in at.success[0].value
 
+    # Opened again: what is left was changed since, the rest is back already.
+    button(at, "history.revert.open").click().run()
+    [info] = at.info
+    assert "Nothing can be reverted" in info.value
+    assert "everything" not in info.value
+    assert "the rest already holds the values from before it" in info.value
+
 
 def test_a_revert_refused_for_changes_made_meanwhile_shows_the_plan_as_it_is_now(
     fresh_db: DatabaseHandle, olga: Actor, dataset: int

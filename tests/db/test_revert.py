@@ -378,6 +378,31 @@ def test_a_row_deleted_since_and_a_change_outside_the_portal_are_held(
     assert changeset(fresh_db, result.changeset_id)["updated"] == 1
 
 
+def test_a_revert_done_in_part_already_is_not_said_to_be_all_changed_since(
+    fresh_db: DatabaseHandle, editor: Actor, other: Actor, dataset: int
+) -> None:
+    """Two people revert the same changeset, both agreeing to leave a cell changed since: the
+    second is told the rest was reverted already, not that everything was changed again."""
+    edited = edit(
+        editor,
+        dataset,
+        ChangeSet(updates=(update(1, {"qty": 1, "note": "first"}, {"qty": 10, "note": "x"}),)),
+    )
+    edit(other, dataset, ChangeSet(updates=(update(1, {"qty": 10}, {"qty": 11}),)))
+    seen = plan(editor, edited)
+    assert seen.keys == {(1, "qty")}
+    do_revert(other, edited, skip=seen.keys)  # the other session, first
+    before = count_changesets(fresh_db)
+    with pytest.raises(RevertRefused) as refused:
+        do_revert(editor, edited, skip=seen.keys)
+    said = str(refused.value)
+    assert "Everything" not in said
+    assert "1 cell or row already holds the value from before it" in said
+    assert "it may have been reverted in part already" in said
+    assert "the rest was changed again since" in said
+    assert count_changesets(fresh_db) == before
+
+
 def test_a_cell_changed_since_back_to_the_value_to_restore_needs_nothing(
     fresh_db: DatabaseHandle, editor: Actor, other: Actor, dataset: int
 ) -> None:
