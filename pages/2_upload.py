@@ -343,14 +343,23 @@ def store(chosen_target: uploads.NewDataset | uploads.ExistingDataset) -> None:
             # a keystroke) stops this run there, and the next run must know the rows are stored
             # rather than offer the same file again.
             verb = "replaced the rows of" if outcome.mode == "replace" else "loaded into"
-            st.session_state[FLASH] = (
-                f"{outcome.rows:,} rows {verb} “{outcome.dataset_name}” (changeset #{outcome.seq})."
+            st.session_state[FLASH] = f"{outcome.rows:,} rows {verb} “{outcome.dataset_name}” " + (
+                f"(changeset #{outcome.seq})."
+                if outcome.seq is not None
+                else f"(changeset id {outcome.changeset_id}; its number could not be read "
+                "just now: it is listed in the dataset's history once the database "
+                "answers). Do not store the file again."
             )
             st.session_state[UPLOADER] = upload_round + 1
             st.session_state.pop(CONFIRM_REPLACE, None)
             status.update(label="Stored", state="complete")
     except PortalError as exc:
         show_write_error(exc, kept="The file is still here", again="store it again")
+        return
+    if outcome.seq is None:
+        # The database went away right after the COMMIT: a rerun would show only that it is
+        # away, so say here that the rows are in (and again over the page once it answers).
+        st.success(st.session_state[FLASH], icon=":material/check_circle:")
         return
     st.rerun()
 

@@ -23,7 +23,7 @@ from portal.actor import Actor
 from portal.config import get_settings
 from portal.csv_import import ParsedCSV
 from portal.db import session_scope
-from portal.errors import ValidationError
+from portal.errors import PortalError, ValidationError
 from portal.models import Changeset
 from portal.spec import (
     COLUMN_TYPES,
@@ -52,6 +52,9 @@ class ExistingDataset:
 
 @dataclass(frozen=True)
 class ImportOutcome:
+    """What an upload stored; ``seq`` is None when the changeset's number could not be read
+    right after its COMMIT (the rows are in all the same)."""
+
     dataset_id: int
     dataset_name: str
     changeset_id: int
@@ -281,8 +284,11 @@ def import_file(
             datasets.gather_statistics(session=session, table_name=dataset.table_name)
         dataset_id, dataset_name = dataset.id, dataset.name
         progress("Sealing the changeset into the audit hash chain")
-    with session_scope() as session:
-        seq = session.scalar(select(Changeset.seq).where(Changeset.id == counts.changeset_id))
+    try:  # the rows are in whatever this read meets: it must not say otherwise
+        with session_scope() as session:
+            seq = session.scalar(select(Changeset.seq).where(Changeset.id == counts.changeset_id))
+    except PortalError:
+        seq = None
     return ImportOutcome(dataset_id, dataset_name, counts.changeset_id, seq, parsed.row_count, mode)
 
 

@@ -6,7 +6,8 @@
 - the committing backend terminated mid-commit: the dialog says nothing was saved and the edits
   are kept, the audit log has nothing of that attempt, and "Commit" again goes in;
 - the database read-only: the commit says so, in words, not a traceback;
-- the database gone right after a revert's COMMIT: the revert is said to be in, by its id.
+- the database gone right after a revert's or an upload's COMMIT: it is said to be in, by its
+  changeset id.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from tests.db.test_faults import (
     snapshot,
 )
 from tests.db.test_writes import CSV, SPEC
-from tests.factories import upload_dataset
+from tests.factories import dataset_rows, upload_dataset
 
 pytestmark = pytest.mark.app
 
@@ -239,4 +240,53 @@ def test_a_revert_whose_number_cannot_be_read_after_its_commit_is_reported_done(
     assert after["changesets"] == before["changesets"] + 1  # written once
     now = test_revert.table(database, dataset).values()
     assert sorted(now, key=str) == sorted(test_revert.ORIGINAL.values(), key=str)
+    assert_chain_intact(database, tmp_path)
+
+
+def test_an_upload_whose_number_cannot_be_read_after_its_commit_is_reported_stored(
+    restartable: Restartable, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The database goes away right after the upload's COMMIT, before its changeset's number
+    is read in a session of its own: the page said "The file is still here — store it again",
+    and doing so would have loaded the rows twice. It now says they are stored, by changeset
+    id, and not to store the file again."""
+    from portal import datasets
+    from tests.app.test_upload_page import into_people
+
+    database = restartable.handle
+    at, dataset_id = into_people(database)
+    before = snapshot(database)
+    real_record, armed, stopped = datasets.record_upload, [], []
+
+    def recording(**kwargs: Any) -> None:
+        real_record(**kwargs)
+        armed.append(True)  # the last write before the upload's COMMIT
+
+    def drop_after_commit(session: Session) -> None:
+        if armed and not stopped:
+            stopped.append(True)
+            restartable.stop("immediate")
+
+    monkeypatch.setattr(datasets, "record_upload", recording)
+    event.listen(Session, "after_commit", drop_after_commit)
+    try:
+        [store] = [b for b in at.button if b.label == "Append to People"]
+        store.click().run()
+    finally:
+        event.remove(Session, "after_commit", drop_after_commit)
+    assert not at.exception
+    assert stopped
+    assert "store it again" not in texts(at)
+    [stored] = [s for s in at.success if s.value.startswith("1 rows loaded into")]
+    assert stored.value.startswith("1 rows loaded into “People” (changeset id ")
+    assert "its number could not be read just now" in stored.value
+    assert "Do not store the file again." in stored.value
+
+    restartable.start()
+    at.run()
+    assert not at.exception
+    assert stored.value in [s.value for s in at.success]  # said again over the page, once
+    assert not [b for b in at.button if b.label == "Append to People"]  # the file is cleared
+    assert snapshot(database)["changesets"] == before["changesets"] + 1
+    assert dataset_rows(database.app, dataset_id, "name") == [("ann",), ("bob",), ("cy",)]
     assert_chain_intact(database, tmp_path)
