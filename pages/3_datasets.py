@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 
 import pandas as pd
 import streamlit as st
-from streamlit.errors import StreamlitAPIException
 
 from portal import browse, datasets
 from portal.browse import PAGE_SIZES, CsvExport, FilterOp, RowFilter, Sort
@@ -21,7 +20,7 @@ from portal.ui import current_actor, md_escape, require
 from portal.ui.column_config import column_config
 from portal.ui.db_retry import show_error
 from portal.ui.index_note import index_note
-from portal.ui.navigation import UPLOAD, history_links
+from portal.ui.navigation import history_links, no_datasets, upload_link
 
 actor = require("viewer")
 
@@ -29,14 +28,6 @@ OPEN = "datasets.open"
 FLASH = "datasets.flash"
 SETTING = "datasets.setting"  # (dataset id, the reason setting asked for): its dialog is open
 PREPARED = "datasets.prepared"  # (dataset id, filter) -> the prepared CsvExport
-
-
-def upload_link() -> None:
-    # A page run on its own (not through app.py's navigation) cannot link to other pages.
-    try:
-        st.page_link(UPLOAD.path, label="Upload a CSV file", icon=UPLOAD.icon)
-    except StreamlitAPIException:
-        st.caption("Open the Upload page from the menu to add one.")
 
 
 def when(moment: datetime | None) -> str:
@@ -56,12 +47,7 @@ except PortalError as exc:
 
 if not listing:
     st.session_state.pop(PREPARED, None)
-    st.info("No datasets yet.", icon=":material/table_view:")
-    if actor.can("editor"):
-        st.caption("A dataset is created by uploading a CSV file.")
-        upload_link()
-    else:
-        st.caption("Editors create datasets by uploading CSV files.")
+    no_datasets(actor, "No datasets yet.")
     st.stop()
 
 st.dataframe(

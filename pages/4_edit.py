@@ -41,7 +41,7 @@ from portal.ui import current_actor, md_escape, require
 from portal.ui.column_config import column_config
 from portal.ui.db_retry import outages, show_error, show_write_error
 from portal.ui.index_note import index_note
-from portal.ui.navigation import history_links, linked_id
+from portal.ui.navigation import history_links, linked_id, no_datasets
 
 actor = require("viewer")
 may_edit = actor.can("editor")
@@ -144,7 +144,7 @@ except PortalError as exc:
     show_error(exc)
     st.stop()
 if not choices:
-    st.info("No datasets yet: upload a CSV file to create one.", icon=":material/table_view:")
+    no_datasets(actor, "No datasets yet, so nothing to edit.")
     st.stop()
 
 wanted = linked_id(st.query_params.get("dataset"))

@@ -23,7 +23,7 @@ from portal.trail_views import AsOf, Export, when
 from portal.ui import current_actor, md_escape, require
 from portal.ui.changeset_view import show_changeset
 from portal.ui.db_retry import show_error
-from portal.ui.navigation import linked_id
+from portal.ui.navigation import linked_id, no_datasets
 from portal.ui.pager import Pager
 from portal.writes import MAX_REASON_CHARS
 
@@ -250,7 +250,7 @@ except PortalError as exc:
     st.stop()
 
 if not choices:
-    st.info("No datasets yet, so no history.", icon=":material/history:")
+    no_datasets(actor, "No datasets yet, so no history.", icon=":material/history:")
     st.stop()
 
 # A link's ?dataset=&row= preselect the widgets, once per distinct link and again whenever the

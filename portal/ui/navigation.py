@@ -24,6 +24,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 from streamlit.navigation.page import StreamlitPage
 
+from portal.actor import Actor
 from portal.signin import SignedIn
 
 
@@ -69,6 +70,26 @@ def navigation(signed: SignedIn | None) -> StreamlitPage:
         for spec in pages_for(signed)
     ]
     return st.navigation(pages, position="sidebar" if signed is not None else "hidden")
+
+
+def upload_link() -> None:
+    """A link to the Upload page (a page run on its own, not through app.py's navigation, cannot
+    link to other pages: then a pointer to the menu)."""
+    try:
+        st.page_link(UPLOAD.path, label="Upload a CSV file", icon=UPLOAD.icon)
+    except StreamlitAPIException:
+        st.caption("Open the Upload page from the menu to add one.")
+
+
+def no_datasets(actor: Actor, message: str, icon: str = ":material/table_view:") -> None:
+    """The empty state of a page about datasets when there are none: ``message``, then what to
+    do — a link to Upload for editors and admins, and who can for a viewer, who cannot upload."""
+    st.info(message, icon=icon)
+    if actor.can("editor"):
+        st.caption("A dataset is created by uploading a CSV file.")
+        upload_link()
+    else:
+        st.caption("Editors create datasets by uploading CSV files.")
 
 
 _LINKED_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only, and at most a bigint's

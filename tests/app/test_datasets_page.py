@@ -56,6 +56,30 @@ def test_empty_state_for_a_viewer_has_no_upload_link(fresh_db: DatabaseHandle) -
     assert "Editors create datasets" in texts(at, main_only=True)
 
 
+@pytest.mark.parametrize("page", ["pages/4_edit.py", "pages/5_history.py"])
+@pytest.mark.parametrize("role", ["viewer", "editor"])
+def test_the_edit_and_history_pages_say_what_to_do_when_there_are_no_datasets(
+    fresh_db: DatabaseHandle, page: str, role: str
+) -> None:
+    """As the Datasets page does: an editor gets a link to Upload, a viewer (who cannot upload)
+    is told who can. The Edit page told a viewer to upload a CSV file, and gave an editor no
+    link; the History page said nothing of what to do."""
+    at, _ = signed_in(fresh_db, role)
+    show_app(at)
+    at.switch_page(page).run()
+    assert not at.exception
+    [info] = [i.value for i in at.info]
+    assert info.startswith("No datasets yet")
+    assert "upload" not in info.lower()
+    shown = texts(at, main_only=True)
+    if role == "editor":
+        assert upload_links(at) == ["upload"]
+        assert "A dataset is created by uploading a CSV file." in shown
+    else:
+        assert upload_links(at) == []
+        assert "Editors create datasets by uploading CSV files." in shown
+
+
 def test_list_shows_a_seeded_dataset_with_its_last_change(fresh_db: DatabaseHandle) -> None:
     seed_people(fresh_db)
     at, _ = datasets_page(fresh_db, "editor")
