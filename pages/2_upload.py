@@ -24,6 +24,7 @@ from portal.csv_import import (
     encoding_label,
     error_report_csv,
 )
+from portal.csv_safe import csv_bytes
 from portal.errors import PortalError
 from portal.spec import COLUMN_TYPES, DatasetSpec, ValidationResult, editor_columns
 from portal.ui import current_actor, md_escape, require
@@ -156,6 +157,13 @@ except ImportRefused as exc:
     st.error(str(exc).split("\n", 1)[0], icon=":material/block:")
     if exc.problems:
         st.dataframe(pd.DataFrame({"problem": exc.problems}), hide_index=True)
+        st.download_button(
+            "Download the problems (CSV)",
+            csv_bytes(["problem"], ([p] for p in exc.problems)),
+            file_name=f"{file.name.rsplit('.', 1)[0]}-problems.csv",
+            mime="text/csv",
+            icon=":material/download:",
+        )
     st.stop()
 except PortalError as exc:
     st.error(str(exc), icon=":material/block:")

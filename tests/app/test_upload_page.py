@@ -129,6 +129,20 @@ def test_adding_rows_to_a_dataset_that_needs_a_reason_waits_for_one(
         )
 
 
+def test_a_file_refused_for_its_shape_offers_its_problems_as_a_csv_download(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """As a file refused for its values does (its error report): lines that cannot be read as
+    rows were listed on screen only, with nothing to download and work through."""
+    at = upload_page(fresh_db)
+    at.file_uploader[0].set_value(("rows.csv", b"Name,Qty\nann,1\nbob\ncy,3,x\n", "text/csv"))
+    at.run()
+    assert not at.exception
+    assert "2 lines of the file cannot be read as rows" in at.error[0].value
+    assert [d.label for d in at.download_button] == ["Download the problems (CSV)"]
+    assert not at.data_editor  # nothing further is offered for a refused file
+
+
 @pytest.mark.parametrize("length", [float("inf"), float("-inf"), 2.5])
 def test_a_max_length_that_is_no_whole_number_is_refused_with_a_message(
     fresh_db: DatabaseHandle, length: float
