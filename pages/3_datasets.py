@@ -242,8 +242,19 @@ if rows_page.total:
         f"Rows {rows_page.first_row:,}–{rows_page.last_row:,} of {rows_page.total_text} "
         f"({md_escape(shown_filter)}) · page {rows_page.page:,} of {rows_page.pages_text}"
     )
+elif row_filter:
+    position_col.caption(
+        f"No rows match ({md_escape(shown_filter)}): change or clear the filter to see rows."
+    )
 else:
-    position_col.caption(f"No rows match ({md_escape(shown_filter)}).")
+    position_col.caption(
+        "The dataset has no rows yet."
+        + (
+            " Add rows on the Edit page, or append a CSV file on the Upload page."
+            if actor.can("editor")
+            else ""
+        )
+    )
 index_note(labels, rows_page.indexing)
 
 st.dataframe(

@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from portal import diffs, writes
+from portal.db import session_scope
 from tests.app.conftest import app_test, events, new_user, show_app, sign_in, signed_in, texts
 from tests.conftest import DatabaseHandle
 from tests.db.test_browse import ROWS, seed_people
@@ -133,6 +135,51 @@ def test_a_viewer_opens_a_dataset_read_only_and_pages_through_it(
 
     at.selectbox(key=f"datasets.{dataset_id}.page_size").select(50).run()
     assert at.number_input(key=f"datasets.{dataset_id}.page").value == 1
+
+
+def emptied_dataset(db: DatabaseHandle) -> tuple[int, str]:
+    """A dataset whose every row was deleted by a commit: columns, no rows."""
+    dataset_id, editor = seed_people(db, "Emptied")
+    with session_scope() as session:
+        read = writes.read_window(session=session, dataset_id=dataset_id, limit=ROWS)
+        writes.commit(
+            session=session,
+            actor=editor,
+            dataset_id=dataset_id,
+            spec_version=read.spec_version,
+            changes=diffs.ChangeSet(
+                deletes=tuple(diffs.RowDelete(r[0], read.versions[r[0]], {}) for r in read.rows)
+            ),
+            reason="start over",
+        )
+    return dataset_id, "Emptied"
+
+
+@pytest.mark.parametrize("role", ["viewer", "editor"])
+def test_a_dataset_with_no_rows_says_so_and_what_to_do(fresh_db: DatabaseHandle, role: str) -> None:
+    """As the Edit page does; the Datasets page said "No rows match (no filter).", as if a
+    filter had found nothing."""
+    dataset_id, _ = emptied_dataset(fresh_db)
+    at, _ = datasets_page(fresh_db, role)
+    open_dataset(at, dataset_id)
+    shown = texts(at, main_only=True)
+    assert "No rows match" not in shown
+    assert "The dataset has no rows yet." in shown
+    assert ("Add rows on the Edit page" in shown) == (role == "editor")
+
+
+def test_a_filter_that_matches_nothing_says_how_to_see_rows_again(
+    fresh_db: DatabaseHandle,
+) -> None:
+    dataset_id, _ = seed_people(fresh_db)
+    at, _ = datasets_page(fresh_db, "viewer")
+    open_dataset(at, dataset_id)
+    at.selectbox(key=f"datasets.{dataset_id}.filter.column").select("name").run()
+    at.text_input(key=f"datasets.{dataset_id}.filter.value").input("nobody").run()
+    assert not at.exception
+    assert "No rows match (Name contains “nobody”): change or clear the filter" in texts(
+        at, main_only=True
+    )
 
 
 def test_a_filter_value_of_the_wrong_type_is_explained(fresh_db: DatabaseHandle) -> None:
