@@ -378,10 +378,16 @@ def close_replace() -> None:
 
 @st.dialog("Replace every row?", on_dismiss=close_replace)
 def confirm_replace(chosen_target: uploads.ExistingDataset) -> None:
+    try:
+        current = uploads.row_count(chosen_target.dataset_id)
+    except PortalError as exc:
+        st.error(str(exc), icon=":material/error:")
+        return
     st.write(
-        f"All current rows of “{md_escape(choices[chosen_target.dataset_id])}” will be deleted "
-        f"and replaced by the {parsed.row_count:,} rows of {md_escape(file.name)}. The deleted "
-        "rows stay in the audit log and can be restored from the dataset's history."
+        f"The {current:,} {'row' if current == 1 else 'rows'} "
+        f"“{md_escape(choices[chosen_target.dataset_id])}” has now will be deleted and replaced "
+        f"by the {parsed.row_count:,} rows of {md_escape(file.name)}. The deleted rows stay in "
+        "the audit log and can be restored from the dataset's history."
     )
     go, cancel = st.columns(2)
     if go.button("Replace", type="primary"):

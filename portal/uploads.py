@@ -303,6 +303,12 @@ def dataset_spec(dataset_id: int) -> DatasetSpec:
         return datasets.dataset_spec(datasets.get_dataset(session=session, dataset_id=dataset_id))
 
 
+def row_count(dataset_id: int) -> int:
+    """How many rows the dataset has now: what replacing its rows deletes."""
+    with session_scope() as session:
+        return datasets.get_dataset(session=session, dataset_id=dataset_id).row_count
+
+
 def reason_required(dataset_id: int) -> bool:
     """Whether changes to the dataset need a reason (``import_file`` refuses one without)."""
     with session_scope() as session:

@@ -182,6 +182,16 @@ def into_people(db: DatabaseHandle, *, replace: bool = False) -> tuple[AppTest, 
     return at, dataset_id
 
 
+def test_the_replace_confirmation_says_how_many_rows_it_deletes(fresh_db: DatabaseHandle) -> None:
+    """As a commit's confirmation says how many rows it deletes; "All current rows" left the
+    person to guess whether that was two rows or two million."""
+    at, _ = into_people(fresh_db, replace=True)
+    [ask] = [b for b in at.button if b.label == "Replace the rows of People"]
+    ask.click().run()
+    assert not at.exception
+    assert "The 2 rows “People” has now will be deleted" in texts(at)
+
+
 def test_a_closed_replace_dialog_does_not_come_back_by_itself(fresh_db: DatabaseHandle) -> None:
     """The person asks to replace, then closes the confirmation with its X (which does not rerun
     the page) and chooses to append instead: the next run must not open "Replace every row?"
