@@ -82,6 +82,7 @@ def keys(dataset_id: int) -> dict[str, str]:
             "flash",
             "confirm",
             "unsure",  # the transaction id of a commit whose outcome was not known
+            "reason_kept",  # the reason typed, kept when its field's state goes with the grid's
         )
     }
 
@@ -130,7 +131,7 @@ def move(dataset_id: int, view: View) -> None:
 def forget(dataset_id: int) -> None:
     """Drop every unsaved change and the loaded window (after a commit or a discard)."""
     k = keys(dataset_id)
-    for part in ("window", "pending", "dropped", "conflict", "rebased", "confirm"):
+    for part in ("window", "pending", "dropped", "conflict", "rebased", "confirm", "reason_kept"):
         st.session_state.pop(k[part], None)
 
 
@@ -574,12 +575,18 @@ if changes.deletes:
     st.caption("Deleted rows")
     table([{"Row id": d.row_id, **labelled(d.before)} for d in changes.deletes])
 
+reason_key = f"edit.{dataset_id}.reason"
+if reason_key not in st.session_state and k["reason_kept"] in st.session_state:
+    # The field's state went away with the grid's (another page or dataset was shown): the
+    # reason comes back with the edits it was typed for.
+    st.session_state[reason_key] = st.session_state[k["reason_kept"]]
 reason = st.text_input(
     "Reason" + (" (required)" if read.reason_required else " (optional)"),
-    key=f"edit.{dataset_id}.reason",
+    key=reason_key,
     max_chars=writes.MAX_REASON_CHARS,
     placeholder="Why are you making these changes?",
 )
+st.session_state[k["reason_kept"]] = reason
 
 
 @st.dialog("Commit these changes?", on_dismiss=close_dialog)

@@ -271,6 +271,34 @@ def test_unsaved_edits_survive_a_page_switch(fresh_db: DatabaseHandle, dataset: 
     assert {m.label: m.value for m in at.metric}["Cells changed"] == "1"
 
 
+def test_the_typed_reason_survives_a_page_or_dataset_switch_with_the_edits(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    """The edits came back after a look at another page or dataset, but the reason typed for
+    them was gone (its field's state went with the grid's); kept since, as it is while the
+    database is away. A commit clears it with the edits."""
+    from portal.actor import Actor
+
+    at = edit_page(fresh_db, "editor", dataset)
+    me = at.session_state["portal.auth.username"]
+    other = upload_dataset(Actor(me, me, "editor"), b"A\n1\n", name="Other")
+    at = set_state(at, {"edited_rows": {1: {"note": "draft"}}})
+    at.text_input(key=f"edit.{dataset}.reason").input("recount").run()
+    at.switch_page("pages/1_home.py").run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    assert at.text_input(key=f"edit.{dataset}.reason").value == "recount"
+    at.selectbox(key="edit.dataset").select(other).run()
+    at.selectbox(key="edit.dataset").select(dataset).run()
+    assert at.text_input(key=f"edit.{dataset}.reason").value == "recount"
+
+    button(at, "Review and commit…").click().run()
+    button(at, "Commit").click().run()
+    assert not at.exception
+    at = set_state(at, {"edited_rows": {1: {"note": "third"}}})
+    assert at.text_input(key=f"edit.{dataset}.reason").value == ""
+
+
 def test_a_page_switch_with_a_rule_broken_keeps_the_other_edits_and_says_what_was_not(
     fresh_db: DatabaseHandle, dataset: int
 ) -> None:
