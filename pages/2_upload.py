@@ -384,10 +384,10 @@ def confirm_replace(chosen_target: uploads.ExistingDataset) -> None:
         st.error(str(exc), icon=":material/error:")
         return
     st.write(
-        f"The {current:,} {'row' if current == 1 else 'rows'} "
-        f"“{md_escape(choices[chosen_target.dataset_id])}” has now will be deleted and replaced "
-        f"by the {parsed.row_count:,} rows of {md_escape(file.name)}. The deleted rows stay in "
-        "the audit log and can be restored from the dataset's history."
+        f"“{md_escape(choices[chosen_target.dataset_id])}” has {current:,} "
+        f"{'row' if current == 1 else 'rows'} now. All of them will be deleted and replaced by "
+        f"the {parsed.row_count:,} rows of {md_escape(file.name)}. The deleted rows stay in the "
+        "audit log and can be restored from the dataset's history."
     )
     go, cancel = st.columns(2)
     if go.button("Replace", type="primary"):

@@ -189,7 +189,7 @@ def test_the_replace_confirmation_says_how_many_rows_it_deletes(fresh_db: Databa
     [ask] = [b for b in at.button if b.label == "Replace the rows of People"]
     ask.click().run()
     assert not at.exception
-    assert "The 2 rows “People” has now will be deleted" in texts(at)
+    assert "“People” has 2 rows now. All of them will be deleted" in texts(at)
 
 
 def test_a_closed_replace_dialog_does_not_come_back_by_itself(fresh_db: DatabaseHandle) -> None:
