@@ -212,6 +212,7 @@ class ChangesetDetail:
     hash: str
     row_ops: dict[str, int]  # captured row changes per op (bulk-loaded rows not included)
     bulk_loads: list[BulkLoadInfo] = field(default_factory=list)
+    first_ids: dict[str, int] = field(default_factory=dict)  # each op's first row change id
 
 
 @dataclass(frozen=True)
@@ -383,7 +384,12 @@ def search_changesets(
 
 
 def changeset_detail(*, session: Session, changeset_id: int) -> ChangesetDetail:
-    """Raises: NotFound: no sealed changeset with that id."""
+    """The changeset's header, its bulk loads, and its row changes counted per operation with
+    each operation's first row change id (where ``row_changes`` of that op starts reading).
+
+    Raises:
+        NotFound: no sealed changeset with that id.
+    """
     row = session.execute(
         select(
             Changeset.id,
@@ -410,11 +416,11 @@ def changeset_detail(*, session: Session, changeset_id: int) -> ChangesetDetail:
     if row is None:
         raise NotFound(f"There is no sealed changeset with id {changeset_id}.")
     counts = session.execute(
-        select(RowChange.op, func.count())
+        select(RowChange.op, func.count(), func.min(RowChange.id))
         .where(RowChange.changeset_id == changeset_id)
         .group_by(RowChange.op)
     ).all()
-    ops: dict[str, int] = dict(counts)
+    ops: dict[str, int] = {op: n for op, n, _ in counts}
     bulks = [
         BulkLoadInfo(*b)
         for b in session.execute(
@@ -432,6 +438,7 @@ def changeset_detail(*, session: Session, changeset_id: int) -> ChangesetDetail:
         hash=row[16],
         row_ops={op: int(ops.get(op, 0)) for op in ("insert", "update", "delete")},
         bulk_loads=bulks,
+        first_ids={op: first for op, _, first in counts},
     )
 
 

@@ -222,8 +222,7 @@ def changeset(
     """
     _require_viewer(actor)
     detail = search.changeset_detail(session=session, changeset_id=changeset_id)
-    if detail.summary.dataset_id is None and not actor.can("admin"):
-        raise PermissionDenied("Only admins can open changesets that belong to no dataset.")
+    _check_open(actor, detail)
     if record:
         record_event(
             session=session,
@@ -233,6 +232,12 @@ def changeset(
             detail={"changeset_id": changeset_id, "seq": detail.summary.seq},
         )
     return detail
+
+
+def _check_open(actor: Actor, detail: ChangesetDetail) -> None:
+    _require_viewer(actor)
+    if detail.summary.dataset_id is None and not actor.can("admin"):
+        raise PermissionDenied("Only admins can open changesets that belong to no dataset.")
 
 
 @dataclass(frozen=True, eq=False)
@@ -254,24 +259,34 @@ def change_frames(
     *,
     session: Session,
     actor: Actor,
-    changeset_id: int,
+    detail: ChangesetDetail,
     op: str,
     after_id: int | None = None,
     limit: int = search.PAGE_SIZE,
 ) -> ChangeFrames:
     """A page of the changeset's row changes of one ``op`` (insert, update, delete).
 
+    ``detail`` is the changeset as ``changeset`` read it: its counts are not read again, and
+    the first page starts at the op's first row change rather than reading past the others.
+
     Raises:
-        PermissionDenied, NotFound: as ``changeset``.
+        PermissionDenied: as ``changeset``.
         ValidationError: an unknown ``op`` or a bad page size.
     """
     if op not in ("insert", "update", "delete"):
         raise ValidationError("Choose inserted, updated or deleted rows.")
-    detail = changeset(session=session, actor=actor, changeset_id=changeset_id)
+    _check_open(actor, detail)
     labels = column_labels(session=session, dataset_id=detail.summary.dataset_id)
-    page = search.row_changes(
-        session=session, changeset_id=changeset_id, op=op, after_id=after_id, limit=limit
-    )
+    first = detail.first_ids.get(op)
+    page: Page[RowChangeView, int] = Page([], None)
+    if first is not None:
+        page = search.row_changes(
+            session=session,
+            changeset_id=detail.summary.id,
+            op=op,
+            after_id=first - 1 if after_id is None else after_id,
+            limit=limit,
+        )
     if op == "update":
         return ChangeFrames(
             update_styler(page.items, labels), None, None, len(page.items), page.next_key
@@ -363,24 +378,25 @@ def bulk_page(
     *,
     session: Session,
     actor: Actor,
-    changeset_id: int,
+    detail: ChangesetDetail,
     bulk_load_id: int,
     offset: int,
     limit: int = search.PAGE_SIZE,
 ) -> pd.DataFrame:
-    """Rows ``offset`` .. ``offset + limit - 1`` of one bulk load of the changeset.
+    """Rows ``offset`` .. ``offset + limit - 1`` of one bulk load of the changeset (``detail``,
+    as ``changeset`` read it).
 
     Raises:
-        PermissionDenied, NotFound: as ``changeset``; NotFound also when the bulk load is not
-            the changeset's.
+        PermissionDenied: as ``changeset``.
+        NotFound: the bulk load is not the changeset's.
         ValidationError: a bad page size.
         AuditError: the stored rows no longer match their SHA-256.
     """
     if not 1 <= limit <= MAX_BULK_PAGE:
         raise ValidationError(f"Choose a page size between 1 and {MAX_BULK_PAGE}.")
-    detail = changeset(session=session, actor=actor, changeset_id=changeset_id)
+    _check_open(actor, detail)
     if bulk_load_id not in {b.id for b in detail.bulk_loads}:
-        raise NotFound(f"Changeset {changeset_id} has no bulk load {bulk_load_id}.")
+        raise NotFound(f"Changeset {detail.summary.id} has no bulk load {bulk_load_id}.")
     labels = column_labels(session=session, dataset_id=detail.summary.dataset_id)
     images = bulk_rows_slice(
         session=session, bulk_load_id=bulk_load_id, offset=max(0, offset), limit=limit

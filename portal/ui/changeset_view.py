@@ -90,7 +90,7 @@ def _row_changes(actor: Actor, detail: ChangesetDetail, op: str, key: str) -> No
             frames = trail_views.change_frames(
                 session=session,
                 actor=actor,
-                changeset_id=changeset_id,
+                detail=detail,
                 op=op,
                 after_id=pager.after,
                 limit=PAGE_SIZE,
@@ -125,7 +125,7 @@ def _bulk_rows(actor: Actor, detail: ChangesetDetail, key: str) -> None:
                 frame = trail_views.bulk_page(
                     session=session,
                     actor=actor,
-                    changeset_id=changeset_id,
+                    detail=detail,
                     bulk_load_id=bulk.id,
                     offset=(page - 1) * PAGE_SIZE,
                     limit=PAGE_SIZE,

@@ -88,9 +88,8 @@ def test_a_changeset_s_updated_rows_keep_columns_named_row_id_and_state(
         ),
     )
     with session_scope() as s:
-        frames = trail_views.change_frames(
-            session=s, actor=editor, changeset_id=changed, op="update"
-        )
+        detail = trail_views.changeset(session=s, actor=editor, changeset_id=changed)
+        frames = trail_views.change_frames(session=s, actor=editor, detail=detail, op="update")
     assert frames.updates is not None
     shown = frames.updates.data
     assert shown.iloc[:, 0].tolist() == [1, 1]  # the row id
@@ -167,9 +166,8 @@ def test_a_change_between_no_value_and_an_empty_text_reads_as_one(
     seq = head_seq(fresh_db)
     with session_scope() as s:
         changeset_id = s.scalar(text("SELECT id FROM audit.changeset WHERE seq = :s"), {"s": seq})
-        frames = trail_views.change_frames(
-            session=s, actor=editor, changeset_id=changeset_id, op="update"
-        )
+        detail = trail_views.changeset(session=s, actor=editor, changeset_id=changeset_id)
+        frames = trail_views.change_frames(session=s, actor=editor, detail=detail, op="update")
         versions = trail_views.row_versions_frame(session=s, actor=editor, dataset_id=ds, row_id=1)
     assert frames.updates is not None
     assert frames.updates.data["Note"].tolist() == ["∅", '""']

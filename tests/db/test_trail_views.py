@@ -224,7 +224,7 @@ def test_row_versions_and_bulk_pages(trail: Trail) -> None:
         page = trail_views.bulk_page(
             session=s,
             actor=trail.ann,
-            changeset_id=upload_id,
+            detail=trail_views.changeset(session=s, actor=trail.ann, changeset_id=upload_id),
             bulk_load_id=bulk_id,
             offset=240,
             limit=50,
