@@ -10,7 +10,9 @@ Datasets pages link here that way).
 
 import math
 from collections.abc import Sequence
+from datetime import datetime
 
+import pandas as pd
 import streamlit as st
 
 from portal import revert, trail_views
@@ -50,6 +52,19 @@ def rebuilt(dataset_id: int, seq: int, _actor: Actor) -> AsOf:
     every person (the role check is the same for all: any role may read history)."""
     with session_scope() as session:
         return trail_views.as_of(session=session, actor=_actor, dataset_id=dataset_id, seq=seq)
+
+
+@st.cache_data(max_entries=16, ttl=900, show_spinner="Reading the row's versions…")
+def versions_of(
+    dataset_id: int, row_id: int, newest: tuple[int, datetime] | None, _actor: Actor
+) -> pd.DataFrame:
+    """A row's versions change only with a new changeset of its dataset (``newest``: the seq
+    and time of its newest), so one read (a bulk-loaded row's first version replays its stored
+    stream) serves every rerun until then, and every person (any role may read history)."""
+    with session_scope() as session:
+        return trail_views.row_versions_frame(
+            session=session, actor=_actor, dataset_id=dataset_id, row_id=row_id
+        )
 
 
 def close_revert() -> None:
@@ -305,9 +320,11 @@ if view == ROW_HISTORY:
         st.stop()
     try:
         with session_scope() as session:
-            versions = trail_views.row_versions_frame(
-                session=session, actor=actor, dataset_id=dataset_id, row_id=int(row_id)
-            )
+            latest = trail_views.dataset_history(
+                session=session, actor=actor, dataset_id=dataset_id, limit=1
+            ).items
+        newest = (latest[0].seq, latest[0].committed_at) if latest else None
+        versions = versions_of(dataset_id, int(row_id), newest, actor)
     except PortalError as exc:
         show_error(exc)
         st.stop()
