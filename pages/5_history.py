@@ -46,10 +46,12 @@ AS_OF_PAGE_SIZE = 100
 CHANGESETS, ROW_HISTORY = "Changesets", "Row history"
 
 
-@st.cache_data(max_entries=4, ttl=900, show_spinner="Rebuilding the table from the audit log…")
+@st.cache_resource(max_entries=4, ttl=900, show_spinner="Rebuilding the table from the audit log…")
 def rebuilt(dataset_id: int, seq: int, _actor: Actor) -> AsOf:
     """The state after a sealed changeset never changes, so one rebuild serves every rerun and
-    every person (the role check is the same for all: any role may read history)."""
+    every person (the role check is the same for all: any role may read history). Kept as the
+    one object all share (``cache_resource``), only ever read: ``cache_data`` would unpickle a
+    copy of the whole table, up to ``MAX_AS_OF_ROWS`` rows, on every rerun."""
     with session_scope() as session:
         return trail_views.as_of(session=session, actor=_actor, dataset_id=dataset_id, seq=seq)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import streamlit as st
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
@@ -24,6 +25,15 @@ TIMEOUT = 30
 def _cookie_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PORTAL_COOKIE_KEY", secrets.token_urlsafe(48))
     get_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _empty_page_caches() -> None:
+    """Each test has a database of its own, whose ids start over; the pages cache what they
+    read by id (the History page's table as of a changeset, say), so no test may meet what
+    another cached."""
+    st.cache_data.clear()
+    st.cache_resource.clear()
 
 
 def app_test(script: str = "app.py") -> AppTest:

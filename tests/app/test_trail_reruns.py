@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from audit import bulk
 from portal.actor import Actor
+from portal.trail_views import AsOf
 from tests.app.conftest import show_app, signed_in
 from tests.conftest import DatabaseHandle
 from tests.factories import make_user, upload_dataset
@@ -65,12 +66,16 @@ def rows_read(db: DatabaseHandle, statement: str, params: Any) -> int:
         raw.close()
 
 
+def an_editor(db: DatabaseHandle) -> Actor:
+    with Session(db.app) as s, s.begin():
+        name, _ = make_user(s, role="editor")
+    return Actor(name, "Ed", "editor")
+
+
 def inserts_then_updates(db: DatabaseHandle, inserted: int, updated: int) -> int:
     """One out-of-band changeset: ``inserted`` rows inserted, then ``updated`` of them updated;
     its seq."""
-    with Session(db.app) as s, s.begin():
-        name, _ = make_user(s, role="editor")
-    ds = upload_dataset(Actor(name, "Ed", "editor"), b"Name,Qty\na,1\n", name="Counted")
+    ds = upload_dataset(an_editor(db), b"Name,Qty\na,1\n", name="Counted")
     table = table_of(db, ds)
     with db.superuser.begin() as conn:
         conn.execute(
@@ -192,3 +197,36 @@ def test_a_row_s_history_is_read_once_until_its_dataset_changes(
     )
     at.run()
     assert at.main.dataframe[0].value["Why"].tolist() == ["seed", "typo", "recount"]
+
+
+def test_the_table_as_of_a_changeset_is_not_copied_again_on_every_rerun(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rebuilt table (up to 500,000 rows) is kept once; a rerun, or another page of it,
+    shows it without unpickling a copy of the whole table each time."""
+    copies: list[int] = []
+
+    def counted(self: AsOf, state: dict[str, Any]) -> None:
+        copies.append(len(state["frame"]))
+        self.__dict__.update(state)
+
+    monkeypatch.setattr(AsOf, "__setstate__", counted, raising=False)
+    ds = upload_dataset(
+        an_editor(fresh_db),
+        b"Name\n" + b"".join(b"n%d\n" % n for n in range(250)),
+        name="Paged",
+    )
+    with fresh_db.app.connect() as conn:
+        seq = int(conn.scalar(text("SELECT seq FROM audit.chain_head")))
+    at, _ = signed_in(fresh_db, "viewer")
+    show_app(at)
+    at.switch_page(HISTORY).run()
+    at.selectbox(key="history.dataset").select(ds).run()
+    open_changeset(at, f"history.{ds}.open", seq)
+    at.toggle(key=f"history.{ds}.as_of").set_value(True).run()
+    assert at.main.dataframe[-1].value["Row id"].tolist() == list(range(1, 101))
+    at.run()
+    at.number_input(key=f"history.{ds}.{seq}.as_of_page").set_value(3).run()
+    assert not at.exception
+    assert at.main.dataframe[-1].value["Row id"].tolist() == list(range(201, 251))
+    assert copies == []
