@@ -29,7 +29,7 @@ from portal.actor import cli_actor
 from portal.config import get_settings
 from portal.db import reset_engine, session_scope, wait_for_database
 from portal.embedded import EmbeddedPostgresError
-from portal.errors import ConfigError, PortalError
+from portal.errors import ConfigError, DatabaseLoginRefused, PortalError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,11 +37,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _reports_errors(fn: F) -> F:
     """Turn PortalError (and the embedded cluster's EmbeddedPostgresError) into its message and
-    exit status 1 (no traceback)."""
+    exit status 1 (no traceback). A refused database login adds PostgreSQL's reason: whoever runs
+    the command is whoever must fix it."""
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except DatabaseLoginRefused as exc:
+            raise click.ClickException(f"{exc} PostgreSQL said: {exc.reason}") from exc
         except (PortalError, EmbeddedPostgresError) as exc:
             raise click.ClickException(str(exc)) from exc
 

@@ -3,6 +3,9 @@
 
 ``session_scope`` is also where the driver's errors become the portal's (``portal.errors``):
 
+- PostgreSQL refused the portal's login (a wrong password, a role that does not exist or may
+  not log in, no CONNECT privilege, ``pg_hba.conf``, no such database) -> ``DatabaseLoginRefused``,
+  a set-up fault that waiting does not fix; PostgreSQL's reason goes to the log, not the page.
 - PostgreSQL cannot be reached -> ``DatabaseUnavailable``; the connection broke while a
   transaction was open (a restart, ``pg_terminate_backend``, the network) -> ``ConnectionLost``:
   PostgreSQL rolls back a transaction whose connection is gone, so nothing of it was saved.
@@ -37,6 +40,7 @@ from portal.errors import (
     CommitOutcomeUnknown,
     ConnectionLost,
     DatabaseFull,
+    DatabaseLoginRefused,
     DatabasePrivilege,
     DatabaseReadOnly,
     DatabaseRefused,
@@ -57,6 +61,12 @@ UNAVAILABLE: Final = (
 LOST: Final = (
     "The connection to the database was lost during the commit; nothing was saved "
     "(PostgreSQL rolled the transaction back, so nothing of it is half-written)."
+)
+LOGIN_REFUSED: Final = (
+    "The portal cannot sign in to its database: the database refused the portal's own login, "
+    "so nothing can be read or saved, and waiting will not change that. This is a set-up fault, "
+    "not yours: tell an admin, who must correct the portal's database settings (the server's log "
+    "says what the database refused)."
 )
 OUTCOME_UNKNOWN: Final = (
     "The connection to the database was lost while it was committing, and the database has not "
@@ -79,6 +89,18 @@ COMMIT_STATUS_WAIT_S: Final = 5.0
 # cannot_connect_now (57P03) mean it could not be reached at all.
 _ENDED: Final = frozenset({"57P01", "57P02", "57P04", "57P05"})
 _UNREACHABLE: Final = frozenset({"57P03", "53300"})  # … too_many_connections
+# What the server (or libpq) says when it refuses the login itself. psycopg2 gives a failed
+# connection no SQLSTATE, so the message is all there is (in English unless the server's
+# lc_messages says otherwise; a translated one passes for "unavailable", as before).
+_LOGIN_REFUSALS: Final = (
+    "authentication failed",  # password, peer, ident, LDAP, certificate… (28P01)
+    "no pg_hba.conf entry",  # 28000
+    "pg_hba.conf rejects connection",  # 28000
+    "is not permitted to log in",  # NOLOGIN (28000)
+    "does not exist",  # the role (28000) or the database (3D000)
+    "permission denied for database",  # no CONNECT privilege (42501)
+    "no password supplied",  # libpq: the URL has none and the server asks for one
+)
 
 
 def _refusal(sqlstate: str, detail: str) -> DatabaseRefused | None:
@@ -170,12 +192,31 @@ def is_unreachable(exc: BaseException) -> bool:
     return code is None or code.startswith("08") or code in _UNREACHABLE
 
 
+def login_refusal(exc: BaseException) -> str | None:
+    """What PostgreSQL said if ``exc`` is its refusal of the login itself (not an outage),
+    e.g. ``FATAL: password authentication failed for user "portal_app"``; else None."""
+    err = _driver_error(exc)
+    if not isinstance(err, psycopg2.OperationalError) or err.pgcode is not None:
+        return None
+    said = " ".join(str(err).split())
+    if not any(marker in said for marker in _LOGIN_REFUSALS):
+        return None
+    # Drop libpq's 'connection to server at "host", port N failed: ' before the server's words.
+    return said.rpartition(" failed: ")[2] if "FATAL:" in said else said
+
+
 def translate(exc: BaseException) -> PortalError | None:
     """The portal's error for a database error ``exc`` raised before COMMIT (nothing was
     saved), or None when it is not a fault of the connection or of the server's resources,
-    grants or mode (a constraint violation, a bug: the caller's to handle or propagate)."""
+    grants or mode (a constraint violation, a bug: the caller's to handle or propagate).
+
+    A refused login is also logged, with PostgreSQL's reason, for whoever must fix it."""
     if is_disconnect(exc):
         return ConnectionLost(LOST)
+    reason = login_refusal(exc)
+    if reason is not None:
+        _LOG.error("the database refused the portal's login: %s", reason)
+        return DatabaseLoginRefused(LOGIN_REFUSED, reason)
     if is_unreachable(exc):
         return DatabaseUnavailable(UNAVAILABLE)
     err = _driver_error(exc)
@@ -221,7 +262,8 @@ def session_scope() -> Iterator[Session]:
         CommitOutcomeUnknown: the connection broke during COMMIT and the database did not come
             back within ``COMMIT_STATUS_WAIT_S`` to say whether the commit landed.
         DatabaseRefused: PostgreSQL refused the work (``DatabaseFull``, ``DatabasePrivilege``,
-            ``DatabaseReadOnly``, a deadlock or a timeout); nothing was saved.
+            ``DatabaseReadOnly``, a deadlock or a timeout) or the login
+            (``DatabaseLoginRefused``); nothing was saved.
         ValidationError: a text parameter had a NUL character, which PostgreSQL cannot take;
             nothing was saved.
     """
@@ -335,11 +377,15 @@ def transaction_status(xid: str) -> Literal["committed", "aborted"] | None:
 
 
 def database_answers() -> bool:
-    """Whether the app's database answers now (one ``SELECT 1``), for a page that waits for it."""
+    """Whether the app's database answers now (one ``SELECT 1``), for a page that waits for it.
+
+    A refused login is an answer: the page, run again, says what is wrong."""
     try:
         with get_engine().connect() as conn:
             conn.execute(text("SELECT 1"))
     except DBAPIError as exc:
+        if login_refusal(exc) is not None:
+            return True
         if is_disconnect(exc) or is_unreachable(exc):
             return False
         raise

@@ -11,7 +11,8 @@ to do; pages catch ``PortalError`` and show ``str(exc)``. Anything else is a bug
     ├── DatabaseRefused        PostgreSQL refused the work for a reason on its side
     │   ├── DatabaseFull           out of disk (53100), memory (53200) or a set limit (53400)
     │   ├── DatabasePrivilege      the portal's database role lacks a privilege (42501)
-    │   └── DatabaseReadOnly       the database accepts no writes now (25006)
+    │   ├── DatabaseReadOnly       the database accepts no writes now (25006)
+    │   └── DatabaseLoginRefused   the database refused the portal's login (password, role, …)
     ├── AuthError              sign-in refused, account locked or disabled
     ├── PermissionDenied       the actor's role does not allow the action
     ├── NotFound               a user, dataset or changeset that does not exist
@@ -71,6 +72,17 @@ class DatabasePrivilege(DatabaseRefused):
 
 class DatabaseReadOnly(DatabaseRefused):
     """The database accepts no writes now (a standby, or read-only by setting)."""
+
+
+class DatabaseLoginRefused(DatabaseRefused):
+    """The database refused the portal's own login: a wrong password, a role that does not exist
+    or may not log in, no CONNECT privilege, ``pg_hba.conf``, a database that does not exist. A
+    set-up fault that waiting does not fix. ``reason`` is what PostgreSQL (libpq) said, for the
+    server's log and the ``portal`` command, not for the page: it names the role and the host."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class AuthError(PortalError):

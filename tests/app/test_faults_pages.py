@@ -7,7 +7,9 @@
   are kept, the audit log has nothing of that attempt, and "Commit" again goes in;
 - the database read-only: the commit says so, in words, not a traceback;
 - the database gone right after a revert's or an upload's COMMIT: it is said to be in, by its
-  changeset id.
+  changeset id;
+- the database refusing the portal's login (a wrong password, say): every page says that an admin
+  must fix the portal's database settings, not that it may be restarting, and does not wait.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from tests.db.test_faults import (
     assert_chain_intact,
     editor_in,
     holding,
+    login_refused,
     snapshot,
 )
 from tests.db.test_writes import CSV, SPEC
@@ -290,3 +293,37 @@ def test_an_upload_whose_number_cannot_be_read_after_its_commit_is_reported_stor
     assert snapshot(database)["changesets"] == before["changesets"] + 1
     assert dataset_rows(database.app, dataset_id, "name") == [("ann",), ("bob",), ("cy",)]
     assert_chain_intact(database, tmp_path)
+
+
+def test_a_refused_login_tells_every_page_to_call_an_admin_not_to_wait(
+    fresh_db: DatabaseHandle,
+) -> None:
+    dataset = people(fresh_db)
+    at = open_commit_dialog(edit_page(fresh_db, "admin", dataset), dataset)
+    with login_refused(fresh_db, "wrong password"):
+        button(at, "Commit").click().run()  # the dialog's write
+        assert not at.exception
+        said = texts(at)
+        assert "cannot sign in to its database" in said
+        assert "restarting" not in said
+        for page in (
+            "pages/1_home.py",
+            "pages/2_upload.py",
+            "pages/3_datasets.py",
+            PAGE,
+            "pages/5_history.py",
+            "pages/7_audit.py",
+            "pages/8_account.py",
+            "pages/9_users.py",
+        ):
+            at.switch_page(page).run()
+            assert not at.exception, page
+            said = texts(at)
+            assert "cannot sign in to its database" in said, page
+            assert "tell an admin" in said, page
+            assert not shows_notice(at), page  # no "retrying…": waiting will not fix it
+            assert fresh_db.info.app_password not in said, page
+    assert [r[1] for r in table(fresh_db, dataset)] == ["ann", "bob", "cy", "dee"]
+    at.switch_page(PAGE).run()  # the password put back: the page works again
+    assert not at.exception
+    assert "cannot sign in to its database" not in texts(at)

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from psycopg2 import sql
 
 from portal import migrate
 from portal.cli import main
 from portal.db import reset_engine
 from portal.embedded import ClusterInfo
-from tests.conftest import DatabaseHandle, create_database, drop_database
+from tests.conftest import DatabaseHandle, _superuser_exec, create_database, drop_database
+from tests.db.test_faults import login_refused
 from tests.db.test_trail_views import event_rows
 
 pytestmark = pytest.mark.db
@@ -206,3 +208,33 @@ def test_a_database_behind_this_code_is_named_as_such(
     )
     assert portal("migrate").exit_code == 0
     assert portal("audit", "verify").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "args", [("user", "list"), ("audit", "verify"), ("audit", "head"), ("migrate",)], ids=" ".join
+)
+def test_a_refused_login_is_named_with_postgresql_s_reason(
+    fresh_db: DatabaseHandle, args: tuple[str, ...]
+) -> None:
+    with login_refused(fresh_db, "wrong password") as says:
+        _superuser_exec(
+            fresh_db.info, "postgres", "ALTER ROLE portal_owner PASSWORD 'not the owner''s'"
+        )
+        try:
+            result = portal(*args)
+        finally:
+            _superuser_exec(
+                fresh_db.info,
+                "postgres",
+                sql.SQL("ALTER ROLE portal_owner PASSWORD {}").format(
+                    sql.Literal(fresh_db.info.owner_password)
+                ),
+            )
+    assert_refused(result, "cannot sign in to its database")
+    assert "restarting" not in result.stderr
+    assert says.replace("portal_app", "portal_owner" if args == ("migrate",) else "portal_app") in (
+        result.stderr
+    )
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert fresh_db.info.app_password not in result.output
+    assert fresh_db.info.owner_password not in result.output

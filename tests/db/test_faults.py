@@ -50,6 +50,7 @@ from portal.errors import (
     CommitOutcomeUnknown,
     ConnectionLost,
     DatabaseFull,
+    DatabaseLoginRefused,
     DatabasePrivilege,
     DatabaseReadOnly,
     DatabaseRefused,
@@ -741,3 +742,104 @@ def test_a_full_disk_refuses_an_upload_clearly_and_leaves_nothing(
     assert "No space left on device" in str(full.value)
     assert snapshot(fresh_db) == before
     assert_chain_intact(fresh_db, tmp_path)
+
+
+# --------------------------------------------------------------------------- the login refused
+
+
+LOGIN_FAULTS = {
+    # (what the superuser changes, what puts it back, what PostgreSQL says)
+    "wrong password": (
+        "ALTER ROLE portal_app PASSWORD 'not the portal''s password'",
+        "ALTER ROLE portal_app PASSWORD {app_password}",
+        'password authentication failed for user "portal_app"',
+    ),
+    "role renamed away": (
+        "ALTER ROLE portal_app RENAME TO portal_app_gone",
+        "ALTER ROLE portal_app_gone RENAME TO portal_app",
+        # Not 'role "portal_app" does not exist', which only the server's own log says: a
+        # client asked for a password is not told whether the role exists.
+        'password authentication failed for user "portal_app"',
+    ),
+    "role may not log in": (
+        "ALTER ROLE portal_app NOLOGIN",
+        "ALTER ROLE portal_app LOGIN",
+        'role "portal_app" is not permitted to log in',
+    ),
+    "no CONNECT on the database": (
+        "REVOKE CONNECT ON DATABASE {database} FROM portal_app",
+        "GRANT CONNECT ON DATABASE {database} TO portal_app",
+        "permission denied for database",
+    ),
+}
+
+
+@contextmanager
+def login_refused(database: DatabaseHandle, fault: str) -> Iterator[str]:
+    """The cluster refuses the portal's login (``LOGIN_FAULTS[fault]``) until the block ends;
+    yields what PostgreSQL says. The engine is reset so that no pooled connection (logged in
+    before the change) hides it."""
+    change, undo, says = LOGIN_FAULTS[fault]
+    names = {
+        "app_password": sql.Literal(database.info.app_password),
+        "database": sql.Identifier(database.name),
+    }
+    _superuser_exec(database.info, "postgres", sql.SQL(change).format(**names))
+    db.reset_engine()
+    try:
+        yield says
+    finally:
+        _superuser_exec(database.info, "postgres", sql.SQL(undo).format(**names))
+        db.reset_engine()
+
+
+@pytest.mark.parametrize("fault", LOGIN_FAULTS)
+def test_a_refused_login_is_a_set_up_fault_not_an_outage(
+    fresh_db: DatabaseHandle, fault: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Waiting does not fix a wrong password: the person is told that an admin must fix the
+    portal's database settings (not that the database may be restarting, nor the password or
+    the URL), and the server's log says what PostgreSQL refused."""
+    with login_refused(fresh_db, fault) as says, caplog.at_level("ERROR", logger="portal.db"):
+        with pytest.raises(DatabaseLoginRefused) as refused, session_scope() as s:
+            record_event(session=s, kind="sign_in", actor_username="refused")
+        # It answered, with a refusal: a page waiting for the database reruns and says this.
+        assert database_answers()
+    message = str(refused.value)
+    assert not isinstance(refused.value, DatabaseUnavailable)  # no retrying in a loop
+    assert "cannot sign in to its database" in message
+    assert "tell an admin" in message
+    assert "restarting" not in message
+    assert fresh_db.info.app_password not in message
+    assert str(fresh_db.info.port) not in message  # nothing of the URL
+    assert says in refused.value.reason
+    assert fresh_db.info.app_password not in refused.value.reason
+    assert says in caplog.text
+    assert events(fresh_db) == []
+
+
+def test_a_database_that_does_not_exist_is_a_set_up_fault(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PORTAL_DATABASE_URL", fresh_db.info.url("app", "no_such_database"))
+    db.reset_engine()
+    with pytest.raises(DatabaseLoginRefused) as refused, session_scope() as s:
+        s.execute(text("SELECT 1"))
+    assert "cannot sign in to its database" in str(refused.value)
+    assert 'database "no_such_database" does not exist' in refused.value.reason
+
+
+def test_pg_hba_conf_refusing_the_portal_is_a_set_up_fault(fresh_db: DatabaseHandle) -> None:
+    hba = fresh_db.info.data_dir / "pg_hba.conf"
+    kept = hba.read_text()
+    hba.write_text(f"host {fresh_db.name} portal_app all reject\n{kept}")
+    _superuser_exec(fresh_db.info, "postgres", "SELECT pg_reload_conf()")
+    db.reset_engine()
+    try:
+        with pytest.raises(DatabaseLoginRefused) as refused, session_scope() as s:
+            s.execute(text("SELECT 1"))
+    finally:
+        hba.write_text(kept)
+        _superuser_exec(fresh_db.info, "postgres", "SELECT pg_reload_conf()")
+    assert "cannot sign in to its database" in str(refused.value)
+    assert "pg_hba.conf rejects connection" in refused.value.reason
