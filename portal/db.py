@@ -408,6 +408,8 @@ def wait_for_database(
 
     Raises:
         DatabaseUnavailable: none of ``attempts`` connected; the message names host:port and why.
+        DatabaseLoginRefused: the database refused the login (a wrong password, say), which
+            waiting does not change: at once, no retries.
     """
     if attempts < 1:
         raise ValueError(f"attempts must be at least 1, not {attempts}")
@@ -417,7 +419,7 @@ def wait_for_database(
     delay, waited = first_delay, 0.0
     try:
         for attempt in range(1, attempts + 1):
-            reason = _connect_once(engine)
+            reason = _connect_once(engine, where)
             if reason is None:
                 return attempt
             if attempt < attempts:
@@ -436,12 +438,24 @@ def wait_for_database(
     )
 
 
-def _connect_once(engine: Engine) -> str | None:
-    """None if ``engine`` connects and answers; else the first line of the driver's error."""
+def _connect_once(engine: Engine, where: str) -> str | None:
+    """None if ``engine`` connects and answers; else the first line of the driver's error.
+
+    Raises:
+        DatabaseLoginRefused: the server at ``where`` refused the login.
+    """
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except OperationalError as exc:
+        refused = login_refusal(exc)
+        if refused is not None:
+            raise DatabaseLoginRefused(
+                f"the database at {where} refused the portal's login, which waiting will not "
+                "change: check the role and password in PORTAL_DATABASE_URL, that the role "
+                "exists, may log in and has CONNECT on the database, and pg_hba.conf.",
+                refused,
+            ) from exc
         lines = str(exc.orig or exc).strip().splitlines()
         return lines[0].strip() if lines else type(exc.orig).__name__
     return None

@@ -18,8 +18,9 @@ from click.testing import CliRunner
 from portal import cli
 from portal.db import wait_for_database
 from portal.embedded import ClusterInfo, EmbeddedPostgres
-from portal.errors import DatabaseUnavailable
+from portal.errors import DatabaseLoginRefused, DatabaseUnavailable
 from tests.conftest import DatabaseHandle
+from tests.db.test_faults import login_refused
 
 pytestmark = pytest.mark.db
 
@@ -132,6 +133,41 @@ def test_serve_exits_1_without_starting_streamlit(monkeypatch: pytest.MonkeyPatc
     assert "gave up after 3 attempts" in result.output
     assert execs == []
     assert time.monotonic() - started < 30
+
+
+def test_a_refused_login_is_not_waited_for(fresh_db: DatabaseHandle) -> None:
+    """A wrong password does not heal with time: no retries, and the message says what to fix."""
+    lines: list[str] = []
+    slept: list[float] = []
+    with (
+        login_refused(fresh_db, "wrong password") as says,
+        pytest.raises(DatabaseLoginRefused) as refused,
+    ):
+        wait_for_database(
+            fresh_db.url("app"), attempts=5, first_delay=0.01, log=lines.append, sleep=slept.append
+        )
+    assert (slept, lines) == ([], [])
+    assert says in refused.value.reason
+    message = str(refused.value)
+    assert f"the database at 127.0.0.1:{fresh_db.info.port} refused the portal's login" in message
+    assert "PORTAL_DATABASE_URL" in message
+    assert fresh_db.info.app_password not in message + refused.value.reason
+
+
+def test_serve_exits_1_at_once_when_the_login_is_refused(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    execs: list[list[str]] = []
+    monkeypatch.setattr(cli.os, "execv", lambda path, argv: execs.append(argv))
+    started = time.monotonic()
+    with login_refused(fresh_db, "role may not log in") as says:
+        result = CliRunner().invoke(cli.main, ["serve", "--db-wait-delay", "5"])
+    assert result.exit_code == 1, result.output
+    assert "refused the portal's login" in result.output
+    assert says in result.output
+    assert "retrying" not in result.output
+    assert execs == []
+    assert time.monotonic() - started < 5
 
 
 def test_serve_starts_streamlit_once_the_database_answers(
