@@ -8,12 +8,17 @@
 - the database read-only: the commit says so, in words, not a traceback;
 - the database gone right after a revert's or an upload's COMMIT: it is said to be in, by its
   changeset id;
+- a read failing at exactly the Upload page's lookup of whether the chosen dataset needs a reason
+  (its connection terminated, or a privilege missing): the retry notice or the refusal in words,
+  not a traceback, and nothing stored;
 - the database refusing the portal's login (a wrong password, say): every page says that an admin
   must fix the portal's database settings, not that it may be restarting, and does not wait.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,7 +34,8 @@ from tests.app.conftest import show_app, signed_in, texts
 from tests.app.test_edit_page import PAGE, button, edit_page, grid_key, set_state, table
 from tests.app.test_history_revert import button as keyed
 from tests.app.test_history_revert import history, seq_of
-from tests.conftest import DatabaseHandle
+from tests.app.test_upload_page import into_people
+from tests.conftest import DatabaseHandle, _superuser_exec
 from tests.db import test_faults, test_revert
 from tests.db.test_faults import (
     Restartable,
@@ -327,3 +333,100 @@ def test_a_refused_login_tells_every_page_to_call_an_admin_not_to_wait(
     at.switch_page(PAGE).run()  # the password put back: the page works again
     assert not at.exception
     assert "cannot sign in to its database" not in texts(at)
+
+
+class DatasetReads:
+    """Counts the app role's reads of ``portal.datasets`` rows (a restrictive row-level security
+    policy calling a counter), and fails the ``fail_at``-th one for real: its backend terminated
+    (``pg_terminate_backend`` of itself), or a table it may not read read. Each page read of a
+    dataset that way is one row read, as long as only one dataset exists."""
+
+    def __init__(self, database: DatabaseHandle) -> None:
+        self.database = database
+
+    def _exec(self, *statements: str) -> None:
+        _superuser_exec(self.database.info, self.database.name, *statements)
+
+    def install(self, how: str) -> None:
+        fail = {
+            "terminated": "PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5);",
+            "privilege missing": "PERFORM * FROM public.fault_forbidden;",
+        }[how]
+        self._exec(
+            "CREATE SEQUENCE public.fault_reads",
+            "CREATE TABLE public.fault_at (n bigint)",
+            "INSERT INTO public.fault_at VALUES (NULL)",
+            "CREATE TABLE public.fault_forbidden (x int)",
+            "GRANT USAGE ON SEQUENCE public.fault_reads TO portal_app",
+            "GRANT SELECT ON public.fault_at TO portal_app",
+            f"""CREATE FUNCTION public.fault_read() RETURNS boolean LANGUAGE plpgsql AS $$
+            BEGIN
+                IF nextval('public.fault_reads') = (SELECT n FROM public.fault_at) THEN
+                    {fail}
+                END IF;
+                RETURN true;
+            END $$""",
+            "ALTER TABLE portal.datasets ENABLE ROW LEVEL SECURITY",
+            "CREATE POLICY fault_all ON portal.datasets USING (true) WITH CHECK (true)",
+            "CREATE POLICY fault_read ON portal.datasets AS RESTRICTIVE FOR SELECT"
+            " USING (public.fault_read())",
+        )
+
+    def count(self) -> int:
+        with self.database.superuser.connect() as conn:
+            last, called = conn.execute(
+                text("SELECT last_value, is_called FROM public.fault_reads")
+            ).one()
+        return int(last) if called else 0
+
+    def fail_at(self, n: int | None) -> None:
+        self._exec(f"UPDATE public.fault_at SET n = {'NULL' if n is None else int(n)}")
+
+
+@contextmanager
+def failing_dataset_reads(database: DatabaseHandle, how: str) -> Iterator[DatasetReads]:
+    reads = DatasetReads(database)
+    reads.install(how)
+    try:
+        yield reads
+    finally:
+        reads._exec(
+            "DROP POLICY fault_read ON portal.datasets",
+            "DROP POLICY fault_all ON portal.datasets",
+            "ALTER TABLE portal.datasets DISABLE ROW LEVEL SECURITY",
+        )
+
+
+@pytest.mark.parametrize("how", ["terminated", "privilege missing"])
+def test_the_upload_page_s_reason_lookup_failing_is_shown_not_raised(
+    fresh_db: DatabaseHandle, how: str
+) -> None:
+    at, dataset = into_people(fresh_db)
+    assert "All 1 rows are valid." in texts(at, main_only=True)
+    reason_field = "Reason (kept in the audit log)"
+    assert [t.label for t in at.text_input] == [reason_field]
+    before = snapshot(fresh_db)
+    with failing_dataset_reads(fresh_db, how) as reads:
+        at.run()  # a run as it is now: how many dataset reads it makes, the last one the lookup
+        per_run = reads.count()
+        assert per_run >= 2  # the choices, the spec and the reason lookup read it
+        reads.fail_at(2 * per_run)
+        at.run()
+        assert reads.count() == 2 * per_run
+        assert not at.exception
+        said = texts(at, main_only=True)
+        assert "All 1 rows are valid." in said  # past the spec: the failure is the lookup's
+        assert [t.label for t in at.text_input] == []  # the page stopped at it
+        if how == "terminated":
+            assert shows_notice(at)
+            assert "nothing was saved" in said
+        else:
+            assert not shows_notice(at)
+            assert "The portal's database account is not allowed to do this" in said
+            assert "permission denied for table fault_forbidden" in said
+        reads.fail_at(None)
+        at.run()  # what the notice's own check does once SELECT 1 answers
+    assert not at.exception
+    assert [t.label for t in at.text_input] == [reason_field]
+    assert snapshot(fresh_db) == before
+    assert dataset_rows(fresh_db.app, dataset, "name") == [("ann",), ("bob",)]
