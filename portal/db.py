@@ -141,7 +141,14 @@ def _refusal(sqlstate: str, detail: str) -> DatabaseRefused | None:
             "it lasts.",
             sqlstate,
         )
-    if sqlstate in {"40001", "40P01", "55P03"}:
+    if sqlstate == "55P03":  # lock_timeout (the role's, an operator's) or NOWAIT
+        return DatabaseRefused(
+            f"The database stopped waiting for data that is locked by other work{said}; nothing "
+            "was saved. Try again in a moment; if it keeps happening, tell an admin: something "
+            "(a migration, maintenance, a long transaction) is holding a lock.",
+            sqlstate,
+        )
+    if sqlstate in {"40001", "40P01"}:
         return DatabaseRefused(
             "Your change collided with someone else's at the same moment, so the database "
             f"stopped it{said}; nothing was saved. Try again.",

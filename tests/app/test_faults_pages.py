@@ -11,6 +11,8 @@
 - a read failing at exactly the Upload page's lookup of whether the chosen dataset needs a reason
   (its connection terminated, or a privilege missing): the retry notice or the refusal in words,
   not a traceback, and nothing stored;
+- a lock held past the role's ``lock_timeout`` (a migration, say) while a page reads: said as
+  data locked by other work, not as a change of the person's that collided;
 - the database refusing the portal's login (a wrong password, say): every page says that an admin
   must fix the portal's database settings, not that it may be restarting, and does not wait.
 """
@@ -430,3 +432,36 @@ def test_the_upload_page_s_reason_lookup_failing_is_shown_not_raised(
     assert [t.label for t in at.text_input] == [reason_field]
     assert snapshot(fresh_db) == before
     assert dataset_rows(fresh_db.app, dataset, "name") == [("ann",), ("bob",)]
+
+
+def test_a_lock_timeout_while_reading_is_not_called_a_collision_of_your_change(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """Operators set ``lock_timeout`` so that a migration's or a VACUUM FULL's lock cannot stall
+    every page; the person who only opened a page changed nothing that could collide."""
+    people(fresh_db)
+    at, _ = signed_in(fresh_db, "viewer")
+    show_app(at)
+    _superuser_exec(
+        fresh_db.info,
+        "postgres",
+        f"ALTER ROLE portal_app IN DATABASE \"{fresh_db.name}\" SET lock_timeout = '200ms'",
+    )
+    from portal.db import reset_engine
+
+    reset_engine()
+    try:
+        with holding(fresh_db, "LOCK TABLE portal.datasets IN ACCESS EXCLUSIVE MODE"):
+            at.switch_page("pages/3_datasets.py").run()
+    finally:
+        _superuser_exec(
+            fresh_db.info,
+            "postgres",
+            f'ALTER ROLE portal_app IN DATABASE "{fresh_db.name}" RESET lock_timeout',
+        )
+    assert not at.exception
+    said = texts(at, main_only=True)
+    assert "lock timeout" in said
+    assert "Your change collided" not in said
+    assert "locked by other work" in said
+    assert "tell an admin" in said

@@ -617,6 +617,8 @@ def test_a_commit_killed_midway_is_all_or_nothing(
         ("42501", DatabasePrivilege, "not allowed"),
         ("25006", DatabaseReadOnly, "read-only"),
         ("40P01", DatabaseRefused, "Try again"),
+        ("40001", DatabaseRefused, "collided with someone else's"),
+        ("55P03", DatabaseRefused, "locked by other work"),
         ("57014", DatabaseRefused, "took too long"),
     ],
 )
