@@ -58,6 +58,11 @@ UNAVAILABLE: Final = (
     "The database is unavailable right now (it may be restarting); nothing was saved. "
     "Try again in a moment; if it lasts, tell an admin."
 )
+NO_FREE_CONNECTION: Final = (
+    "The database has no free connection for the portal right now: it has reached its limit of "
+    "connections; nothing was saved. Try again in a moment; if it lasts, tell an admin that the "
+    "database's connection limit is too low for the portal."
+)
 LOST: Final = (
     "The connection to the database was lost during the commit; nothing was saved "
     "(PostgreSQL rolled the transaction back, so nothing of it is half-written)."
@@ -100,6 +105,12 @@ _LOGIN_REFUSALS: Final = (
     "does not exist",  # the role (28000) or the database (3D000)
     "permission denied for database",  # no CONNECT privilege (42501)
     "no password supplied",  # libpq: the URL has none and the server asks for one
+)
+# … and when every connection it allows is taken (53300; the same lack of SQLSTATE).
+_CONNECTION_LIMITS: Final = (
+    "too many clients already",  # max_connections
+    "too many connections for",  # a role's or a database's CONNECTION LIMIT
+    "connection slots are reserved",  # what is left is for superusers
 )
 
 
@@ -212,12 +223,24 @@ def login_refusal(exc: BaseException) -> str | None:
     return said.rpartition(" failed: ")[2] if "FATAL:" in said else said
 
 
+def _connection_limit(exc: BaseException) -> str | None:
+    """What PostgreSQL said if ``exc`` is its refusal of a connection over its limits."""
+    err = _driver_error(exc)
+    if err is None:
+        return None
+    said = " ".join(str(err).split())
+    if err.pgcode == "53300" or any(marker in said for marker in _CONNECTION_LIMITS):
+        return said.rpartition(" failed: ")[2]
+    return None
+
+
 def translate(exc: BaseException) -> PortalError | None:
     """The portal's error for a database error ``exc`` raised before COMMIT (nothing was
     saved), or None when it is not a fault of the connection or of the server's resources,
     grants or mode (a constraint violation, a bug: the caller's to handle or propagate).
 
-    A refused login is also logged, with PostgreSQL's reason, for whoever must fix it."""
+    A refused login, or no free connection, is also logged, with PostgreSQL's reason, for whoever
+    must fix it."""
     if is_disconnect(exc):
         return ConnectionLost(LOST)
     reason = login_refusal(exc)
@@ -225,6 +248,10 @@ def translate(exc: BaseException) -> PortalError | None:
         _LOG.error("the database refused the portal's login: %s", reason)
         return DatabaseLoginRefused(LOGIN_REFUSED, reason)
     if is_unreachable(exc):
+        busy = _connection_limit(exc)
+        if busy is not None:
+            _LOG.warning("the database has no free connection for the portal: %s", busy)
+            return DatabaseUnavailable(NO_FREE_CONNECTION)
         return DatabaseUnavailable(UNAVAILABLE)
     err = _driver_error(exc)
     if err is not None and err.pgcode:

@@ -13,6 +13,7 @@
   not a traceback, and nothing stored;
 - a lock held past the role's ``lock_timeout`` (a migration, say) while a page reads: said as
   data locked by other work, not as a change of the person's that collided;
+- no free connection (the connection limit reached): the retry notice, saying so;
 - the database refusing the portal's login (a wrong password, say): every page says that an admin
   must fix the portal's database settings, not that it may be restarting, and does not wait.
 """
@@ -465,3 +466,25 @@ def test_a_lock_timeout_while_reading_is_not_called_a_collision_of_your_change(
     assert "Your change collided" not in said
     assert "locked by other work" in said
     assert "tell an admin" in said
+
+
+def test_no_free_connection_shows_the_notice_saying_so(fresh_db: DatabaseHandle) -> None:
+    at, _ = signed_in(fresh_db, "viewer")
+    show_app(at)
+    _superuser_exec(fresh_db.info, "postgres", "ALTER ROLE portal_app CONNECTION LIMIT 0")
+    from portal.db import reset_engine
+
+    reset_engine()
+    try:
+        at.switch_page("pages/3_datasets.py").run()
+        assert not at.exception
+        assert shows_notice(at)
+        said = texts(at)
+        assert "no free connection" in said
+        assert "restarting" not in said
+    finally:
+        _superuser_exec(fresh_db.info, "postgres", "ALTER ROLE portal_app CONNECTION LIMIT -1")
+    at.run()  # what the notice's own check does once SELECT 1 answers
+    assert not at.exception
+    assert not shows_notice(at)
+    assert "Datasets" in texts(at, main_only=True)

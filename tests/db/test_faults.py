@@ -845,3 +845,38 @@ def test_pg_hba_conf_refusing_the_portal_is_a_set_up_fault(fresh_db: DatabaseHan
         _superuser_exec(fresh_db.info, "postgres", "SELECT pg_reload_conf()")
     assert "cannot sign in to its database" in str(refused.value)
     assert "pg_hba.conf rejects connection" in refused.value.reason
+
+
+@pytest.mark.parametrize(
+    ("limit", "says"),
+    [
+        ("ALTER ROLE portal_app CONNECTION LIMIT 0", 'too many connections for role "portal_app"'),
+        ("ALTER DATABASE {database} CONNECTION LIMIT 0", "too many connections for database"),
+    ],
+    ids=["role", "database"],
+)
+def test_no_free_connection_is_said_as_such_not_as_a_restart(
+    fresh_db: DatabaseHandle, caplog: pytest.LogCaptureFixture, limit: str, says: str
+) -> None:
+    """The connection limit reached: worth waiting for (the page retries), but what to tell an
+    admin is that the limit is too low, not that the database may be restarting."""
+    database = sql.Identifier(fresh_db.name)
+    _superuser_exec(fresh_db.info, "postgres", sql.SQL(limit).format(database=database))
+    db.reset_engine()
+    try:
+        with (
+            caplog.at_level("WARNING", logger="portal.db"),
+            pytest.raises(DatabaseUnavailable) as busy,
+            session_scope() as s,
+        ):
+            record_event(session=s, kind="sign_in", actor_username="refused")
+    finally:
+        undo = limit.replace("LIMIT 0", "LIMIT -1")
+        _superuser_exec(fresh_db.info, "postgres", sql.SQL(undo).format(database=database))
+        db.reset_engine()
+    message = str(busy.value)
+    assert "no free connection" in message
+    assert "restarting" not in message
+    assert "tell an admin" in message
+    assert says in caplog.text
+    assert events(fresh_db) == []
