@@ -152,6 +152,14 @@ def _refusal(sqlstate: str, detail: str) -> DatabaseRefused | None:
             "it lasts.",
             sqlstate,
         )
+    if sqlstate in {"42P01", "42703", "42883"}:  # undefined table, column, function
+        return DatabaseRefused(
+            f"The database lacks a table, column or function this portal needs{said}; nothing "
+            "was saved. This is a set-up fault, not yours: tell an admin that the database may "
+            "not be migrated to this portal's version (`portal migrate`), or that something was "
+            "dropped from it.",
+            sqlstate,
+        )
     if sqlstate == "55P03":  # lock_timeout (the role's, an operator's) or NOWAIT
         return DatabaseRefused(
             f"The database stopped waiting for data that is locked by other work{said}; nothing "

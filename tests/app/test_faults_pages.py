@@ -13,6 +13,8 @@
   not a traceback, and nothing stored;
 - a lock held past the role's ``lock_timeout`` (a migration, say) while a page reads: said as
   data locked by other work, not as a change of the person's that collided;
+- a database behind this code's schema (the code upgraded, `portal migrate` not run): the Audit
+  page, whose tables came later, says so instead of failing;
 - no free connection (the connection limit reached): the retry notice, saying so;
 - the database refusing the portal's login (a wrong password, say): every page says that an admin
   must fix the portal's database settings, not that it may be restarting, and does not wait.
@@ -488,3 +490,18 @@ def test_no_free_connection_shows_the_notice_saying_so(fresh_db: DatabaseHandle)
     assert not at.exception
     assert not shows_notice(at)
     assert "Datasets" in texts(at, main_only=True)
+
+
+def test_a_database_behind_the_code_is_said_not_raised(fresh_db: DatabaseHandle) -> None:
+    from portal import migrate
+    from portal.db import reset_engine
+
+    at, _ = signed_in(fresh_db, "admin")
+    show_app(at)
+    migrate.downgrade(fresh_db.url("owner"), "0007")  # before the event chain's tables
+    reset_engine()
+    at.switch_page("pages/7_audit.py").run()
+    assert not at.exception
+    said = texts(at, main_only=True)
+    assert 'relation "audit.event_chain_head" does not exist' in said
+    assert "portal migrate" in said

@@ -619,6 +619,9 @@ def test_a_commit_killed_midway_is_all_or_nothing(
         ("40P01", DatabaseRefused, "Try again"),
         ("40001", DatabaseRefused, "collided with someone else's"),
         ("55P03", DatabaseRefused, "locked by other work"),
+        ("42P01", DatabaseRefused, "portal migrate"),
+        ("42703", DatabaseRefused, "portal migrate"),
+        ("42883", DatabaseRefused, "portal migrate"),
         ("57014", DatabaseRefused, "took too long"),
     ],
 )
