@@ -295,7 +295,7 @@ def test_empty_cells_are_missing_whether_quoted_or_not() -> None:
 csvish = st.text(alphabet=st.sampled_from(list('ab1,;"\n\r\t é')), max_size=60)
 
 
-@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(csvish, st.sampled_from(csv_import.DELIMITERS))
 def test_the_fast_parse_equals_the_csv_modules_whenever_it_is_used(
     text: str, delimiter: str

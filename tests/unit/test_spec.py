@@ -734,7 +734,7 @@ wordish = st.sampled_from(
 cell = st.one_of(st.text(max_size=12), numberish(), dateish(), datetimeish(), wordish)
 
 
-@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(AGREEMENT_COLUMNS), st.lists(cell, min_size=1, max_size=8), st.booleans())
 def test_validate_and_validate_value_agree(
     column: ColumnSpec, values: list[str], comma: bool
