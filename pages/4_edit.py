@@ -178,6 +178,11 @@ if unsure is not None:
                 landed = writes.changeset_of_transaction(
                     session=session, dataset_id=dataset_id, actor=actor, xid=unsure
                 )
+                number = (
+                    writes.changeset_number(session=session, changeset_id=landed)
+                    if landed is not None
+                    else None
+                )
             outcome = "committed" if landed is not None else "aborted"
     except PortalError as exc:
         show_error(exc)
@@ -196,7 +201,7 @@ if unsure is not None:
             forget(dataset_id)
             st.session_state.pop(f"edit.{dataset_id}.reason", None)
             st.success(
-                f"Your last commit was saved after all, as changeset {landed}: your edits are in "
+                f"Your last commit was saved after all, as changeset #{number}: your edits are in "
                 "the dataset, and the rows below are read again.",
                 icon=":material/check_circle:",
             )
@@ -589,6 +594,16 @@ reason = st.text_input(
 st.session_state[k["reason_kept"]] = reason
 
 
+def committed_number(changeset_id: int) -> int | None:
+    """The number History shows for a changeset just committed (``#seq``, given at its COMMIT),
+    read in a session of its own; None if that read fails: the commit is in all the same."""
+    try:
+        with session_scope() as session:
+            return writes.changeset_number(session=session, changeset_id=changeset_id)
+    except PortalError:
+        return None
+
+
 @st.dialog("Commit these changes?", on_dismiss=close_dialog)
 def confirm(changes: ChangeSet, reason: str) -> None:
     st.write(changes.summary() + ".")
@@ -597,7 +612,7 @@ def confirm(changes: ChangeSet, reason: str) -> None:
     if left.button("Commit", type="primary", width="stretch"):
         try:
             who = current_actor("editor")
-            with session_scope() as session:
+            with st.spinner(f"Committing {changes.summary()}…"), session_scope() as session:
                 result = writes.commit(
                     session=session,
                     actor=who,
@@ -617,9 +632,14 @@ def confirm(changes: ChangeSet, reason: str) -> None:
             return
         forget(opened)
         st.session_state.pop(f"edit.{opened}.reason", None)
+        number = committed_number(result.changeset_id)
         # Shown by the next run: a toast raised right before st.rerun() may never be seen.
         st.session_state[f"edit.{opened}.done"] = (
-            f"Committed as changeset {result.changeset_id}: {changes.summary()}."
+            f"Committed as changeset #{number}: {changes.summary()}."
+            if number is not None
+            else f"Committed as changeset id {result.changeset_id} (saved; its number could not "
+            "be read just now: it is listed in this dataset's history, with your reason, once "
+            f"the database answers): {changes.summary()}."
         )
         st.rerun()
     if right.button("Cancel", width="stretch"):

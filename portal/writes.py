@@ -343,6 +343,14 @@ def changeset_of_transaction(
     return found
 
 
+def changeset_number(*, session: Session, changeset_id: int) -> int | None:
+    """The number (``seq``) a changeset was given when it was sealed at its COMMIT: what History
+    and the Audit page show as "#N" (its id, given when it was opened, can differ); None if it
+    is not sealed."""
+    seq: int | None = session.scalar(select(Changeset.seq).where(Changeset.id == changeset_id))
+    return seq
+
+
 def _locked_dataset(session: Session, dataset_id: int) -> Dataset:
     """The dataset, read and locked ``FOR KEY SHARE`` in one round trip.
 

@@ -82,7 +82,41 @@ def button(at: AppTest, label: str):
     return found
 
 
-def test_edit_review_and_commit(fresh_db: DatabaseHandle, dataset: int) -> None:
+def consume_a_changeset_id(db: DatabaseHandle) -> None:
+    """A changeset opened and rolled back (a refused commit, say) uses up an id but no number:
+    from then on a changeset's id and its number (``#seq``) differ."""
+    with db.app.connect() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO audit.changeset (kind, actor_username, actor_display_name)"
+                " VALUES ('edit', 'x', 'X')"
+            )
+        )
+        conn.rollback()
+
+
+def newest_changeset(db: DatabaseHandle) -> tuple[int, int]:
+    """(id, seq) of the newest changeset."""
+    with db.app.connect() as conn:
+        found = conn.execute(text("SELECT id, seq FROM audit.changeset ORDER BY id DESC")).first()
+    assert found is not None
+    return found[0], found[1]
+
+
+def test_edit_review_and_commit(
+    fresh_db: DatabaseHandle, dataset: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import streamlit
+
+    spinning: list[str] = []
+    spinner = streamlit.spinner
+
+    def spy(text: str = "", **kwargs: Any) -> Any:
+        spinning.append(text)
+        return spinner(text, **kwargs)
+
+    monkeypatch.setattr(streamlit, "spinner", spy)
+    consume_a_changeset_id(fresh_db)
     at = edit_page(fresh_db, "editor", dataset)
     assert len(at.data_editor) == 1
     assert "Rows 1–4 of 4" in texts(at, main_only=True)
@@ -117,6 +151,11 @@ def test_edit_review_and_commit(fresh_db: DatabaseHandle, dataset: int) -> None:
         ).one()
     assert (reason, kind) == ("recount", "edit")
     assert not at.metric  # the review is gone: the window was reloaded without pending edits
+    # Named by the number History lists it under, not by its id (which differs here).
+    changeset_id, seq = newest_changeset(fresh_db)
+    assert changeset_id != seq
+    assert f"Committed as changeset #{seq}: " in texts(at, main_only=True)
+    assert "Committing 1 cell in 1 row changed, 1 row added, 1 row deleted…" in spinning
 
 
 def test_invalid_edits_are_listed_and_nothing_can_be_committed(
@@ -474,6 +513,7 @@ def unsure_of(at: AppTest, dataset_id: int, xid: str) -> AppTest:
 def test_a_commit_of_unknown_outcome_that_landed_is_reported_and_not_written_again(
     fresh_db: DatabaseHandle, dataset: int
 ) -> None:
+    consume_a_changeset_id(fresh_db)
     at = edit_page(fresh_db, "editor", dataset)
     at = set_state(at, {"edited_rows": {0: {"qty": 11}}})
     # The commit that lost its connection, as the database kept it.
@@ -494,7 +534,9 @@ def test_a_commit_of_unknown_outcome_that_landed_is_reported_and_not_written_aga
         xid = s.scalar(text("SELECT pg_current_xact_id()::text"))
     at = unsure_of(at, dataset, xid)
     assert not at.exception
-    assert f"Your last commit was saved after all, as changeset {landed}" in texts(at)
+    newest, number = newest_changeset(fresh_db)
+    assert newest == landed != number
+    assert f"Your last commit was saved after all, as changeset #{number}:" in texts(at)
     assert not at.metric  # the edits are gone from the review: they are in the dataset
     assert f"edit.{dataset}.unsure" not in at.session_state
     assert table(fresh_db, dataset)[0][2] == 11
