@@ -424,9 +424,74 @@ def _refused(sent: Mapping[str, object], by_name: Mapping[str, ColumnSpec]) -> b
 
 def structural_problems(window: Window, state: object) -> list[EditProblem]:
     """What in ``state`` does not fit the window at all — a malformed shape, a position outside
-    it, a column it does not have — and so cannot even be shown (Streamlit's own grid fails on
-    such a state). Values are not checked here; ``build_changeset`` checks everything."""
-    return grid_problems(state, rows=len(window.shown), columns={*window.spec.names, "_index"})
+    it, a column it does not have, a value the grid cannot read into its column — and so cannot
+    even be shown (Streamlit's own grid fails on such a state). Values are otherwise not checked
+    here; ``build_changeset`` checks everything."""
+    problems = grid_problems(state, rows=len(window.shown), columns={*window.spec.names, "_index"})
+    return problems or _unreadable(window, state)
+
+
+def _unreadable(window: Window, state: object) -> list[EditProblem]:
+    """The cells of a state that fits the window whose value the grid fails on, rather than
+    skips, when it applies the state to its frame: in a decimal column, what ``Decimal(str())``
+    cannot read (a word, an empty text, a boolean); in a date column, a date pandas reads with
+    a year outside 1 to 9999 (``0000-01-01``)."""
+    columns = {c.name: c for c in window.spec.columns if c.type in ("decimal", "date")}
+    if not columns:
+        return []
+    edited, added, _ = _parse_state(state)
+    ids = window.shown.index
+    pending_count = int((ids < 0).sum())
+    rows = chain(
+        ((_where(int(ids[p])), row) for p, row in edited.items()),
+        ((f"new row {pending_count + n}", row) for n, row in enumerate(added, start=1)),
+    )
+    problems: list[EditProblem] = []
+    for where, row in rows:
+        for name, raw in row.items():
+            column = columns.get(name)
+            if column is None or _grid_reads(column, raw):
+                continue
+            what = "a number" if column.type == "decimal" else "a date between years 1 and 9999"
+            problems.append(
+                EditProblem(
+                    where,
+                    column.label,
+                    _shown(raw),
+                    f"the grid cannot read this as {what}; reload the page and make the edits "
+                    "again",
+                )
+            )
+            if len(problems) > MAX_PROBLEMS_SHOWN:  # a forged state: enough to refuse it
+                return problems
+    return problems
+
+
+def _grid_reads(column: ColumnSpec, raw: object) -> bool:
+    """Whether Streamlit's grid can apply ``raw`` to a cell of ``column`` (a decimal or a
+    date), as it reads one: a value it cannot read at all (a list, a dict for a date) it skips;
+    these are the ones it fails on."""
+    if raw is None or isinstance(raw, list):
+        return True
+    if column.type == "decimal":
+        try:
+            Decimal(str(raw))
+        except (ValueError, TypeError, OverflowError):  # skipped (before the decimal's error)
+            return True
+        except ArithmeticError:  # decimal.InvalidOperation
+            return False
+        return True
+    try:
+        moment = pd.Timestamp(cast(Any, raw))
+    except (ValueError, TypeError, OverflowError):
+        return True
+    if pd.isna(moment):
+        return True
+    try:
+        moment.date()
+    except (NotImplementedError, ValueError):
+        return False
+    return True
 
 
 def grid_problems(

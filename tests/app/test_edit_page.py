@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 from portal import diffs, writes
 from portal.actor import Actor
 from portal.db import session_scope
+from portal.spec import ColumnSpec, DatasetSpec
 from tests.app.conftest import (
     app_test,
     new_user,
@@ -499,6 +500,43 @@ def test_a_column_named_with_a_lone_surrogate_resets_the_grid(
     assert not at.exception
     assert "\\ud800" in "".join(w.value for w in at.warning)
     assert "the dataset has no such column" in texts(at, main_only=True)
+
+
+@pytest.mark.parametrize(
+    ("state", "where", "column"),
+    [
+        ({"edited_rows": {0: {"price": "abc"}}}, "row 1", "Price"),
+        ({"added_rows": [{"name": "eve", "price": True}]}, "new row 1", "Price"),
+        ({"edited_rows": {1: {"since": "0000-01-01"}}}, "row 2", "Since"),
+    ],
+    ids=["text in a decimal", "true in a new row's decimal", "year 0 in a date"],
+)
+def test_a_value_the_grid_cannot_read_resets_the_grid_not_the_page(
+    fresh_db: DatabaseHandle, state: dict[str, object], where: str, column: str
+) -> None:
+    # Streamlit's own grid fails on these (it does not skip them): a forged state must not
+    # take the page down.
+    with session_scope() as s:
+        name, _ = make_user(s, role="editor")
+    spec = DatasetSpec(
+        (
+            ColumnSpec("Name", "name", "text"),
+            ColumnSpec("Price", "price", "decimal", scale=2),
+            ColumnSpec("Since", "since", "date"),
+        )
+    )
+    csv = b"Name,Price,Since\nann,1.50,2024-01-01\nbob,2.00,2024-02-01\n"
+    dataset = upload_dataset(Actor(name, name, "editor"), csv, spec=spec, name="Prices")
+    at = edit_page(fresh_db, "editor", dataset)
+    before = at.data_editor[0].key
+    at = set_state(at, state)
+    assert not at.exception
+    [warning] = [w.value for w in at.warning]
+    assert f"{where}, {column}" in warning
+    assert "reload the page" in warning
+    assert at.data_editor[0].key != before  # the grid drawn afresh, without the forged state
+    rows = dataset_rows(fresh_db.app, dataset, "_row_id, name, price, since")
+    assert [r[1:3] for r in rows] == [("ann", Decimal("1.50")), ("bob", Decimal("2.00"))]
 
 
 # -- a commit whose outcome was not known ------------------------------------------------------

@@ -564,6 +564,69 @@ def test_structural_problems_of_huge_forged_states_are_found_quickly() -> None:
     assert [(p.where, p.column) for p in found] == [("row position 5", ""), ("row position 0", "x")]
 
 
+@pytest.mark.parametrize(
+    ("column", "sent", "label"),
+    [
+        ("price", "abc", "Price"),
+        ("price", "", "Price"),
+        ("price", "1,5", "Price"),
+        ("price", True, "Price"),
+        ("price", {"v": 1}, "Price"),
+        ("since", "0000-01-01", "Since"),
+        ("since", "-0001-01-01", "Since"),
+        ("since", "-0", "Since"),
+    ],
+    ids=repr,
+)
+def test_a_value_the_grid_itself_cannot_read_is_structural(
+    column: str, sent: object, label: str
+) -> None:
+    # Streamlit's data editor reads a decimal cell with Decimal(str(value)) and a date cell with
+    # pd.Timestamp(value).date(), and fails (instead of skipping the cell) on these values: the
+    # Edit page would show a traceback. They are refused before the grid is drawn.
+    win = window()
+    for state, where in (
+        ({"edited_rows": {1: {column: sent}}}, "row 11"),
+        ({"added_rows": [{"code": "ZZ1", column: sent}]}, "new row 1"),
+    ):
+        with pytest.raises(ArithmeticError if column == "price" else NotImplementedError):
+            _streamlit_shows(win.shown, {"edited_rows": {}, "added_rows": [], **state})
+        [problem] = diffs.structural_problems(win, state)
+        assert (problem.where, problem.column) == (where, label)
+        assert "reload the page" in problem.message
+
+
+@pytest.mark.filterwarnings("ignore:Setting an item of incompatible dtype")  # inside Streamlit
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    cells=st.dictionaries(
+        st.sampled_from(SPEC.names),
+        st.recursive(
+            st.none()
+            | st.booleans()
+            | st.integers()
+            | st.floats()
+            | st.text(max_size=12)
+            | st.sampled_from(["0000-01-01", "-0", "2024-05-01", "1.5", "", "NaN", "Infinity"]),
+            lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.text(), inner),
+            max_leaves=3,
+        ),
+        min_size=1,
+    ),
+    added=st.booleans(),
+)
+def test_a_state_that_fits_the_grid_never_breaks_it(cells: dict[str, Any], added: bool) -> None:
+    logging.getLogger("streamlit").setLevel(logging.ERROR)
+    win = window()
+    state: dict[str, Any] = {"edited_rows": {}, "added_rows": [], "deleted_rows": []}
+    if added:
+        state["added_rows"] = [cells]
+    else:
+        state["edited_rows"] = {0: cells}
+    if not diffs.structural_problems(win, state):
+        _streamlit_shows(win.shown, state)  # raises nothing
+
+
 def test_grid_problems_of_a_grid_with_fixed_rows() -> None:
     def found(state: object) -> list[tuple[str, str]]:
         problems = diffs.grid_problems(state, rows=2, columns={"label", "type"}, fixed_rows=True)
