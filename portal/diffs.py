@@ -498,14 +498,26 @@ def grid_problems(
     state: object, *, rows: int, columns: Collection[str], fixed_rows: bool = False
 ) -> list[EditProblem]:
     """What in the state of any ``st.data_editor`` grid does not fit it — a malformed shape, a
-    position outside its ``rows``, a cell in a column not among the ``columns`` it may send,
-    and, on a grid whose rows are ``fixed_rows``, an added or deleted row — so that the grid
-    itself would fail on it. Values are not checked."""
+    position outside its ``rows``, a deleted row's position given as text, a cell in a column
+    not among the ``columns`` it may send, and, on a grid whose rows are ``fixed_rows``, an
+    added or deleted row — so that the grid itself would fail on it. Values are not checked."""
     try:
         edited, added, deleted = _parse_state(state)
     except InvalidEdits as exc:
         return list(exc.problems)
     problems = _outside_all([p for p in (*edited, *deleted) if not 0 <= p < rows], rows)
+    if isinstance(state, Mapping) and any(map(_is_str, state.get("deleted_rows") or ())):
+        # The grid reads the edited rows' keys as numbers (JSON keys are text), but indexes
+        # with the deleted rows as they arrive.
+        problems.append(
+            EditProblem(
+                "the grid",
+                "",
+                "",
+                "its deleted rows arrived as text, not as row positions; reload the page and "
+                "make the edits again",
+            )
+        )
     if fixed_rows and (added or deleted):
         problems.append(
             EditProblem(

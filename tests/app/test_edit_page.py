@@ -539,6 +539,17 @@ def test_a_value_the_grid_cannot_read_resets_the_grid_not_the_page(
     assert [r[1:3] for r in rows] == [("ann", Decimal("1.50")), ("bob", Decimal("2.00"))]
 
 
+def test_a_deleted_position_given_as_text_resets_the_grid_not_the_page(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    at = set_state(edit_page(fresh_db, "editor", dataset), {"deleted_rows": ["1"]})
+    assert not at.exception
+    [warning] = [w.value for w in at.warning]
+    assert "deleted rows" in warning
+    assert "reload the page" in warning
+    assert [r[1] for r in table(fresh_db, dataset)] == ["ann", "bob", "cy", "dee"]
+
+
 # -- a commit whose outcome was not known ------------------------------------------------------
 
 

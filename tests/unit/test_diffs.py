@@ -627,6 +627,21 @@ def test_a_state_that_fits_the_grid_never_breaks_it(cells: dict[str, Any], added
         _streamlit_shows(win.shown, state)  # raises nothing
 
 
+def test_a_deleted_position_given_as_text_does_not_fit_the_grid() -> None:
+    # Streamlit reads the keys of the edited rows as numbers (JSON keys are text), but indexes
+    # with the deleted rows as they arrive: a "1" there breaks its grid (a traceback).
+    win = window()
+    with pytest.raises(IndexError):
+        _streamlit_shows(win.shown, {"edited_rows": {}, "added_rows": [], "deleted_rows": ["1"]})
+    [problem] = diffs.structural_problems(win, {"deleted_rows": [0, "1"]})
+    assert problem.where == "the grid"
+    assert "reload the page" in problem.message
+    import numpy as np
+
+    assert diffs.structural_problems(win, {"deleted_rows": [0, np.int64(2)]}) == []
+    assert diffs.structural_problems(win, {"edited_rows": {"1": {"qty": 3}}}) == []
+
+
 def test_grid_problems_of_a_grid_with_fixed_rows() -> None:
     def found(state: object) -> list[tuple[str, str]]:
         problems = diffs.grid_problems(state, rows=2, columns={"label", "type"}, fixed_rows=True)
