@@ -284,19 +284,9 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
     by_name = {c.name: c for c in spec.columns}
     rows = len(window.shown)
     problems: list[EditProblem] = []
-    new_count = len(added) + int((window.shown.index < 0).sum())  # with the pending ones
-    if new_count > MAX_ADDED_ROWS:
-        raise InvalidEdits(
-            [
-                EditProblem(
-                    "new rows",
-                    "",
-                    "",
-                    f"{new_count:,} new rows in one commit is more than the "
-                    f"{MAX_ADDED_ROWS:,} allowed; upload them as a CSV file instead",
-                )
-            ]
-        )
+    too_many = _too_many_new_rows(window, len(added))
+    if too_many is not None:
+        raise InvalidEdits([too_many])
     widest = max((len(r) for r in (*edited.values(), *added)), default=0)
     if widest > len(spec.columns) + 3:  # a forged row: more cells than the grid has columns
         raise InvalidEdits(
@@ -424,11 +414,31 @@ def _refused(sent: Mapping[str, object], by_name: Mapping[str, ColumnSpec]) -> b
 
 def structural_problems(window: Window, state: object) -> list[EditProblem]:
     """What in ``state`` does not fit the window at all — a malformed shape, a position outside
-    it, a column it does not have, a value the grid cannot read into its column — and so cannot
-    even be shown (Streamlit's own grid fails on such a state). Values are otherwise not checked
-    here; ``build_changeset`` checks everything."""
+    it, a column it does not have, a value the grid cannot read into its column, more new rows
+    than a commit takes — and so cannot even be shown (Streamlit's own grid fails on such a
+    state, or takes minutes over it). Values are otherwise not checked here;
+    ``build_changeset`` checks everything."""
     problems = grid_problems(state, rows=len(window.shown), columns={*window.spec.names, "_index"})
-    return problems or _unreadable(window, state)
+    if problems:
+        return problems
+    # The grid adds new rows one by one (milliseconds each): too many are refused before it does.
+    added = len(state.get("added_rows") or ()) if isinstance(state, Mapping) else 0
+    too_many = _too_many_new_rows(window, added)
+    return [too_many] if too_many is not None else _unreadable(window, state)
+
+
+def _too_many_new_rows(window: Window, added: int) -> EditProblem | None:
+    """``added`` new rows, with the window's pending ones, over ``MAX_ADDED_ROWS``."""
+    new_count = added + int((window.shown.index < 0).sum())
+    if new_count <= MAX_ADDED_ROWS:
+        return None
+    return EditProblem(
+        "new rows",
+        "",
+        "",
+        f"{new_count:,} new rows in one commit is more than the {MAX_ADDED_ROWS:,} allowed; "
+        "upload them as a CSV file instead",
+    )
 
 
 def _unreadable(window: Window, state: object) -> list[EditProblem]:

@@ -550,6 +550,22 @@ def test_a_deleted_position_given_as_text_resets_the_grid_not_the_page(
     assert [r[1] for r in table(fresh_db, dataset)] == ["ann", "bob", "cy", "dee"]
 
 
+def test_more_new_rows_than_a_commit_takes_reset_the_grid_before_it_adds_them(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    at = edit_page(fresh_db, "editor", dataset)
+    before = at.data_editor[0].key
+    rows = [{"name": f"n{k}"} for k in range(diffs.MAX_ADDED_ROWS + 1)]
+    at = set_state(at, {"added_rows": rows})
+    assert not at.exception
+    [warning] = [w.value for w in at.warning]
+    assert "5,001 new rows in one commit is more than the 5,000 allowed" in warning
+    assert "upload them as a CSV file" in warning
+    assert at.data_editor[0].key != before
+    assert len(at.data_editor[0].value) == 4  # the grid afresh, without the new rows
+    assert [r[1] for r in table(fresh_db, dataset)] == ["ann", "bob", "cy", "dee"]
+
+
 # -- a commit whose outcome was not known ------------------------------------------------------
 
 

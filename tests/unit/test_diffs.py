@@ -525,6 +525,23 @@ def test_too_many_new_rows_are_refused_quickly() -> None:
     assert elapsed < 1.0, f"took {elapsed:.2f} s"
 
 
+def test_more_new_rows_than_a_commit_takes_do_not_fit_the_grid() -> None:
+    # Streamlit adds a state's new rows to its frame one by one, milliseconds each, before the
+    # page can count them: 200,000 forged rows held every run of the page for many minutes.
+    state = {"added_rows": [{"code": f"ZZ{n}"} for n in range(200_000)]}
+    start = time.process_time()
+    [problem] = diffs.structural_problems(window(), state)
+    assert time.process_time() - start < 1.0
+    assert problem.where == "new rows"
+    assert "200,000 new rows" in problem.message
+    assert "upload" in problem.message
+    # Up to the cap they fit; the pending new rows count towards it.
+    at_cap = {"added_rows": state["added_rows"][: diffs.MAX_ADDED_ROWS]}
+    assert diffs.structural_problems(window(), at_cap) == []
+    [problem] = diffs.structural_problems(window(build({"added_rows": [{"code": "YY1"}]})), at_cap)
+    assert "5,001 new rows" in problem.message
+
+
 def test_a_hundred_thousand_edits_outside_the_window_are_refused_quickly() -> None:
     state = {"edited_rows": {n: {"qty": 1} for n in range(3, 100_003)}}
     start = time.process_time()
