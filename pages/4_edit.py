@@ -507,12 +507,14 @@ if rebased is not None:
     )
     choices_made: dict[tuple[int, str], merge.Choice] = {}
     for clash in rebased.clashes:
+        # Widget labels are Markdown: values and column labels are shown as they are.
         sides: dict[merge.Choice, str] = {
-            "theirs": f"theirs: {show_value(clash.theirs) or '(empty)'}",
-            "mine": f"mine: {show_value(clash.mine) or '(empty)'}",
+            "theirs": f"theirs: {md_escape(show_value(clash.theirs)) or '(empty)'}",
+            "mine": f"mine: {md_escape(show_value(clash.mine)) or '(empty)'}",
         }
         choice = st.radio(
-            f"Row {clash.row_id}, {labels[clash.column]} — it was “{show_value(clash.original)}”",
+            f"Row {clash.row_id}, {md_escape(labels[clash.column])} — it was "
+            f"“{md_escape(show_value(clash.original))}”",
             list(sides),
             format_func=sides.__getitem__,
             horizontal=True,
@@ -524,9 +526,9 @@ if rebased is not None:
         for lost in rebased.lost
         if st.checkbox(
             f"Row {lost.row_id} was deleted by someone else; re-create it as a new row: "
-            + in_words(lost.values)
+            + md_escape(in_words(lost.values))
             + " (your edits: "
-            + in_words(lost.mine.after)
+            + md_escape(in_words(lost.mine.after))
             + ")",
             key=f"edit.{dataset_id}.recreate.{lost.row_id}",
         )

@@ -300,6 +300,31 @@ def test_the_grid_is_read_only_while_i_choose_what_to_keep(
     assert at.data_editor[0].value.loc[1, "note"] == "mine"
 
 
+def test_values_to_choose_between_after_a_conflict_are_shown_as_text(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    """A value is data: in the labels of the merge's choices (which Streamlit renders as
+    Markdown) "2*3*4" must not show as "234" with an italic 3, nor a value become a link."""
+    someone_else_commits(dataset, {"edited_rows": {0: {"note": "2*3*4"}}})
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(
+        at,
+        {"edited_rows": {0: {"note": "[mine](https://example.com)"}, 1: {"note": "a*b*c"}}},
+    )
+    someone_else_commits(dataset, {"edited_rows": {0: {"note": "_theirs_"}}})
+    someone_else_commits(dataset, {"deleted_rows": [1]})
+    at = reload_after_conflict(at, dataset)
+    radio = at.radio(key=f"edit.{dataset}.clash.1.note")
+    assert "“2\\*3\\*4”" in radio.label
+    assert radio.options == [
+        "theirs: \\_theirs\\_",
+        "mine: \\[mine\\]\\(https://example\\.com\\)",
+    ]
+    [lost] = at.checkbox
+    assert "Row 2 was deleted by someone else" in lost.label
+    assert "(your edits: Note: a\\*b\\*c)" in lost.label
+
+
 def test_unsaved_edits_survive_a_page_switch(fresh_db: DatabaseHandle, dataset: int) -> None:
     at = edit_page(fresh_db, "editor", dataset)
     at = set_state(at, {"edited_rows": {1: {"note": "draft"}}})

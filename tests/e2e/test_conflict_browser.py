@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from portal.actor import Actor
+from portal.ui import md_escape
 from tests.db.test_writes import CSV, SPEC
 from tests.e2e.conftest import PortalServer
 from tests.e2e.test_edit_browser import (
@@ -224,15 +225,18 @@ def bert_reloads_and_chooses(page: Page, shot: Shots) -> None:
     expect(page.get_by_role("radio", name="theirs: 5")).to_be_checked()
     expect(page.get_by_role("radio", name="mine: 9")).not_to_be_checked()
     # bob's row, which Alice deleted, is offered back with Bert's edit to it: not lost.
-    lost = (
-        "Row 2 was deleted by someone else; re-create it as a new row: Name: bob, Qty: 2, "
-        "Price: 2.00, Note: bob moved (your edits: Note: bob moved)"
-    )
+    values, edits = "Name: bob, Qty: 2, Price: 2.00, Note: bob moved", "Note: bob moved"
+    offer = "Row 2 was deleted by someone else; re-create it as a new row: {} (your edits: {})"
+    lost = offer.format(values, edits)
+    # The values are escaped in the label (shown as text, not Markdown), and Streamlit gives
+    # the checkbox the label's Markdown source as its accessible name.
+    lost_name = offer.format(md_escape(values), md_escape(edits))
     expect(page.get_by_role("checkbox")).to_have_count(1)
-    expect(page.get_by_role("checkbox", name=lost)).not_to_be_checked()
+    expect(page.get_by_text(lost, exact=True)).to_be_visible()
+    expect(page.get_by_role("checkbox", name=lost_name)).not_to_be_checked()
     shot(page, "bert-choose")
     pick_radio(page, "mine: 9")
-    pick_radio(page, lost, "checkbox")
+    pick_radio(page, lost, "checkbox", name=lost_name)
     shot(page, "bert-chose")
     click_until_visible(
         page,

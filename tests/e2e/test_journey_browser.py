@@ -60,10 +60,16 @@ def rows_of(content: str) -> list[list[str]]:
     return list(csv.reader(io.StringIO(content)))
 
 
-def pick_radio(page: Page, label: str, role: Literal["radio", "checkbox"] = "radio") -> None:
-    """Choose a radio option (or tick a checkbox) by its label, again if a rerun in flight
-    swallowed the click."""
-    option = page.get_by_role(role, name=label)
+def pick_radio(
+    page: Page,
+    label: str,
+    role: Literal["radio", "checkbox"] = "radio",
+    name: str | None = None,
+) -> None:
+    """Choose a radio option (or tick a checkbox) by its label as shown, again if a rerun in
+    flight swallowed the click. ``name``: its accessible name, if not the label (Streamlit gives
+    a widget its label's Markdown source as its name: escaped data keeps the backslashes)."""
+    option = page.get_by_role(role, name=name or label)
     for _ in range(ATTEMPTS):
         idle(page)
         page.get_by_text(label, exact=True).click()
