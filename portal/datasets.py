@@ -54,10 +54,13 @@ def dataset_names(*, session: Session) -> list[tuple[int, str]]:
 
 
 def get_dataset(*, session: Session, dataset_id: int, for_update: bool = False) -> Dataset:
-    """Raises: NotFound."""
+    """``for_update``: locked, and read afresh even if the session read it before (what it
+    read then may have changed while it waited for the lock).
+
+    Raises: NotFound."""
     stmt = select(Dataset).where(Dataset.id == dataset_id)
     if for_update:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     dataset = session.scalars(stmt).one_or_none()
     if dataset is None:
         raise NotFound(f"There is no dataset with id {dataset_id}; it may have been removed.")

@@ -242,7 +242,11 @@ def import_file(
                 reason_required=target.reason_required,
             )
         else:
-            dataset = datasets.get_dataset(session=session, dataset_id=target.dataset_id)
+            # Locked before its setting is checked: an admin's change of it, or a commit
+            # changing its row count, under way now is waited for and seen.
+            dataset = datasets.get_dataset(
+                session=session, dataset_id=target.dataset_id, for_update=True
+            )
             mode = target.mode
             if dataset.reason_required and not reason.strip():
                 doing = "replacing the rows of" if mode == "replace" else "adding rows to"

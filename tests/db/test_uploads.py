@@ -5,7 +5,10 @@ writes nothing; the original file is kept; the log alone rebuilds the result."""
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 import zlib
+from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 
@@ -16,9 +19,10 @@ from sqlalchemy.orm import Session
 
 from audit.chain import verify
 from audit.trail import dataset_state
-from portal import uploads
+from portal import datasets, diffs, uploads, writes
 from portal.actor import Actor
 from portal.datasets import dataset_spec, get_dataset
+from portal.db import session_scope
 from portal.errors import PermissionDenied, ValidationError
 from portal.spec import DatasetSpec
 from tests.conftest import DatabaseHandle
@@ -483,3 +487,137 @@ def test_only_an_append_of_a_tenth_or_more_analyses_the_table_again(
     # In the upload's own transaction: the rows it deleted no longer count.
     _import(editor, rows(0, 10), uploads.ExistingDataset(dataset_id, "replace"), spec)
     assert analysed() == (3, 10)
+
+
+def _wait_until_someone_waits_on_a_lock(db: DatabaseHandle) -> None:
+    with db.superuser.connect() as conn:
+        for _ in range(400):
+            if conn.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")):
+                return
+            time.sleep(0.05)
+    raise AssertionError("the upload never waited for the open transaction")
+
+
+def _append_under(
+    db: DatabaseHandle,
+    hold: Callable[[threading.Event, threading.Event], None],
+    append: Callable[[], object],
+) -> object:
+    """Run ``append()`` while ``hold`` keeps a transaction open on the dataset (it returns once
+    the event is set); the append's outcome, or what it raised."""
+    written, release = threading.Event(), threading.Event()
+    outcome: list[object] = []
+
+    def appender() -> None:
+        try:
+            outcome.append(append())
+        except Exception as exc:  # looked at by the caller
+            outcome.append(exc)
+
+    first = threading.Thread(target=hold, args=(written, release))
+    first.start()
+    assert written.wait(30)
+    second = threading.Thread(target=appender)
+    second.start()
+    _wait_until_someone_waits_on_a_lock(db)
+    release.set()
+    first.join(60)
+    second.join(60)
+    assert not first.is_alive()
+    assert not second.is_alive()
+    [result] = outcome
+    return result
+
+
+def test_an_append_that_waits_for_an_edit_adding_rows_counts_them_too(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    """The append waits for the commit under way; the dataset's row count it then writes must
+    include the rows that commit added, not the count read before it waited."""
+    first = _import(editor, PEOPLE, uploads.NewDataset("People"))
+    spec = uploads.dataset_spec(first.dataset_id)
+    with session_scope() as s:
+        read = writes.read_window(session=s, dataset_id=first.dataset_id)
+    window = diffs.make_window(read.spec, diffs.editor_frame(read.spec, read.rows), read.versions)
+    added = diffs.build_changeset(
+        window,
+        {
+            "added_rows": [
+                {"name": n, "code": c, "price": 1, "joined": "2024-04-01", "active": False}
+                for n, c in (("Eve", "1"), ("Fay", "2"))
+            ]
+        },
+        may_edit=True,
+    )
+
+    def edit(written: threading.Event, release: threading.Event) -> None:
+        with session_scope() as s:
+            writes.commit(
+                session=s,
+                actor=editor,
+                dataset_id=first.dataset_id,
+                spec_version=read.spec_version,
+                changes=added,
+                reason="two more",
+            )
+            written.set()
+            assert release.wait(30)
+
+    more = b"Name,Code,Qty,Price,Joined,Active\nDee,100,1,2.00,2024-03-01,no\n"
+    outcome = _append_under(
+        fresh_db,
+        edit,
+        lambda: _import(editor, more, uploads.ExistingDataset(first.dataset_id), spec),
+    )
+    assert isinstance(outcome, uploads.ImportOutcome), outcome
+    with fresh_db.app.connect() as conn:
+        table = _table(fresh_db, first.dataset_id)
+        stored = conn.scalar(text(f'SELECT count(*) FROM data."{table}"'))
+        counted = conn.scalar(text("SELECT row_count FROM portal.datasets"))
+    assert stored == 6
+    assert counted == 6
+
+
+def test_an_append_without_a_reason_that_waits_for_an_admin_requiring_one_is_refused(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    """An admin makes reasons required while an append without one is on its way: the append
+    comes after the setting, so it is refused and writes nothing."""
+    first = _import(editor, PEOPLE, uploads.NewDataset("People", reason_required=False))
+    spec = uploads.dataset_spec(first.dataset_id)
+    admin = Actor("cli:admin", "Admin", "admin")
+
+    def require(written: threading.Event, release: threading.Event) -> None:
+        with session_scope() as s:
+            datasets.set_reason_required(
+                session=s,
+                actor=admin,
+                dataset_id=first.dataset_id,
+                required=True,
+                expected=False,
+                reason="audit season",
+            )
+            written.set()
+            assert release.wait(30)
+
+    more = b"Name,Code,Qty,Price,Joined,Active\nDee,100,1,2.00,2024-03-01,no\n"
+    parsed = uploads.read_file(more)
+
+    def append() -> object:
+        return uploads.import_file(
+            actor=editor,
+            filename="more.csv",
+            data=more,
+            parsed=parsed,
+            spec=spec,
+            result=uploads.check(parsed, spec),
+            target=uploads.ExistingDataset(first.dataset_id),
+        )
+
+    outcome = _append_under(fresh_db, require, append)
+    assert isinstance(outcome, ValidationError), outcome
+    assert "needs a reason" in str(outcome)
+    with fresh_db.app.connect() as conn:
+        kinds = conn.execute(text("SELECT kind FROM audit.changeset ORDER BY seq")).scalars()
+        assert list(kinds) == ["upload", "dataset"]
+        assert conn.scalar(text("SELECT row_count FROM portal.datasets")) == 3
