@@ -259,6 +259,32 @@ def create_user(
     return user
 
 
+def _admins_turn(session: Session, actor: Actor) -> None:
+    """Take this transaction's turn at changing who is an active admin, then check that the
+    actor still is one.
+
+    Changes of role and access take turns before they lock the account they change: each locks
+    every active admin (``_guard_last_admin``), so two changes that had each locked their own
+    account first would deadlock. Once it is this change's turn, the changes that came first
+    are committed and seen: an admin demoted or disabled by one of them a moment ago cannot go
+    on as an admin (a command-line operator has no account and is trusted).
+
+    Raises:
+        PermissionDenied: the actor is not, or no longer, an active admin.
+    """
+    _require_admin(actor)
+    session.execute(select(func.pg_advisory_xact_lock(func.hashtext("portal.admins"))))
+    now = session.execute(
+        select(User.role, User.active).where(User.username == actor.username)
+    ).one_or_none()
+    if now is not None and (now.role != "admin" or not now.active):
+        now_is = f"is {now.role} now" if now.active else "was disabled"
+        raise PermissionDenied(
+            f"You are no longer an active admin: your account {now_is}, changed a moment ago. "
+            "Nothing was changed."
+        )
+
+
 def _active_admins(session: Session) -> int:
     admins = session.scalars(
         select(User.id).where(User.role == "admin", User.active).with_for_update()
@@ -279,11 +305,12 @@ def set_role(
     """Change a user's role — from ``expected``, when given (what the admin was shown).
 
     Raises:
-        PermissionDenied: the actor is not an admin, or the user is the last admin.
+        PermissionDenied: the actor is not (or no longer) an active admin, or the user is the
+            last admin.
         NotFound: no such user.
         ValidationError: an unknown role, or the role is no longer ``expected``.
     """
-    _require_admin(actor)
+    _admins_turn(session, actor)
     _check_role(role)
     user = get_user(session=session, username=username, for_update=True)
     if expected is not None and user.role != expected:
@@ -307,11 +334,11 @@ def set_active(*, session: Session, actor: Actor, username: str, active: bool) -
     """Enable or disable an account; a disabled user loses access at their next click.
 
     Raises:
-        PermissionDenied: the actor is not an admin, is disabling their own account, or the user
-            is the last active admin.
+        PermissionDenied: the actor is not (or no longer) an active admin, is disabling their
+            own account, or the user is the last active admin.
         NotFound: no such user.
     """
-    _require_admin(actor)
+    _admins_turn(session, actor)
     user = get_user(session=session, username=username, for_update=True)
     if user.active == active:
         return user

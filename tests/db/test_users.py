@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.orm import Session
 
 from portal import signin, users
 from portal.actor import Actor, cli_actor
 from portal.config import get_settings
-from portal.db import session_scope
-from portal.errors import AuthError, PermissionDenied, ValidationError
+from portal.db import get_engine, session_scope
+from portal.errors import AuthError, PermissionDenied, PortalError, ValidationError
 from tests.conftest import DatabaseHandle
-from tests.factories import user_admin_events
+from tests.factories import all_at_once, make_user, user_admin_events
 
 pytestmark = pytest.mark.db
 
@@ -150,3 +153,110 @@ def test_an_unlock_is_recorded_with_what_it_cleared(
         ("typo", {"action": "unlock", "failed_attempts": 1, "locked_until": None}),
         ("target", {"action": "unlock", "failed_attempts": 3, "locked_until": lock.isoformat()}),
     ]
+
+
+@contextmanager
+def at_the_last_admin_check_together(db: DatabaseHandle) -> Iterator[None]:
+    """Hold each thread that reaches the last-admin check (its locking of every active admin)
+    until every other one has reached it too, or waits on a lock: the interleaving in which two
+    changes have each locked their own account before either checks the admins."""
+    arrived: set[int] = set()
+    guard = threading.Lock()
+
+    def hold(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "portal.users.active FOR UPDATE" not in statement:
+            return
+        with guard:
+            arrived.add(threading.get_ident())
+        with db.superuser.connect() as watch:
+            for _ in range(400):
+                if len(arrived) > 1 or watch.scalar(
+                    text("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                ):
+                    return
+                time.sleep(0.01)
+        raise AssertionError("the other admin's change never came")
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", hold)
+    try:
+        yield
+    finally:
+        event.remove(engine, "before_cursor_execute", hold)
+
+
+def admins(fresh_db: DatabaseHandle, *names: str) -> list[Actor]:
+    with Session(fresh_db.app) as s, s.begin():
+        for name in names:
+            make_user(s, role="admin", username=name, display_name=name.title())
+    return [Actor(name, name.title(), "admin") for name in names]
+
+
+def run_together(*changes: Callable[[], object]) -> list[object]:
+    """Each change in its own transaction and thread, released together: None or the error."""
+    outcome: list[object] = [None] * len(changes)
+
+    def work(n: int) -> None:
+        try:
+            with session_scope() as s:
+                changes[n](s)
+        except PortalError as exc:
+            outcome[n] = exc
+
+    all_at_once(len(changes), work)
+    return outcome
+
+
+def roles(fresh_db: DatabaseHandle) -> dict[str, str]:
+    with fresh_db.owner.connect() as conn:
+        return dict(conn.execute(text("SELECT username, role FROM portal.users")).all())
+
+
+def test_two_admins_demoting_two_other_admins_at_once_both_succeed(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """Unrelated changes: each waits for the other's check of the admins, never deadlocks."""
+    ann, bob, _, _ = admins(fresh_db, "ann", "bob", "cat", "dan")
+    with at_the_last_admin_check_together(fresh_db):
+        outcome = run_together(
+            lambda s: users.set_role(session=s, actor=ann, username="cat", role="editor"),
+            lambda s: users.set_active(session=s, actor=bob, username="dan", active=False),
+        )
+    assert outcome == [None, None]
+    assert roles(fresh_db) == {"ann": "admin", "bob": "admin", "cat": "editor", "dan": "admin"}
+    assert sorted(e[2]["action"] for e in admin_events(fresh_db)) == ["disable", "set_role"]
+
+
+@pytest.mark.parametrize("admins_at_start", [2, 3])
+def test_two_admins_demoting_each_other_at_once_one_is_refused_as_no_longer_an_admin(
+    fresh_db: DatabaseHandle, admins_at_start: int
+) -> None:
+    """The first demotion wins; the second was asked by someone who is no longer an admin by
+    then, so it is refused as such (not as a collision to try again) and changes nothing."""
+    ann, bob, *_ = admins(fresh_db, *["ann", "bob", "cat"][:admins_at_start])
+    with at_the_last_admin_check_together(fresh_db):
+        outcome = run_together(
+            lambda s: users.set_role(session=s, actor=ann, username="bob", role="editor"),
+            lambda s: users.set_role(session=s, actor=bob, username="ann", role="editor"),
+        )
+    [refused] = [o for o in outcome if o is not None]
+    assert isinstance(refused, PermissionDenied), repr(refused)
+    assert "no longer an active admin" in str(refused)
+    now = roles(fresh_db)
+    assert sorted(now[name] for name in ("ann", "bob")) == ["admin", "editor"]
+    assert [e[2]["action"] for e in admin_events(fresh_db)] == ["set_role"]
+
+
+def test_the_last_two_admins_demoting_themselves_at_once_leave_one(
+    fresh_db: DatabaseHandle,
+) -> None:
+    ann, bob = admins(fresh_db, "ann", "bob")
+    with at_the_last_admin_check_together(fresh_db):
+        outcome = run_together(
+            lambda s: users.set_role(session=s, actor=ann, username="ann", role="viewer"),
+            lambda s: users.set_role(session=s, actor=bob, username="bob", role="viewer"),
+        )
+    [refused] = [o for o in outcome if o is not None]
+    assert isinstance(refused, PermissionDenied), repr(refused)
+    assert "last active admin" in str(refused)
+    assert sorted(roles(fresh_db).values()) == ["admin", "viewer"]
