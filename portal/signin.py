@@ -132,10 +132,9 @@ def _attempt(
 ) -> SignedIn | AuthError:
     name = normalise_username(username)[:MAX_ATTEMPTED_NAME]
     user = session.scalars(select(User).where(User.username == name).with_for_update()).first()
-    now = database_now(session)
     if user is None:
-        return _unknown_user(session, name, password, now, client_info)
-
+        return _unknown_user(session, name, password, client_info)
+    now = database_now(session)
     if user.locked_until is not None and user.locked_until > now:
         _spend_a_bcrypt_check(password)
         _record_refusal(session, user.username, "locked", client_info)
@@ -207,7 +206,7 @@ def _count_failure(
 
 
 def _unknown_user(
-    session: Session, name: str, password: str, now: datetime, client_info: dict[str, Any]
+    session: Session, name: str, password: str, client_info: dict[str, Any]
 ) -> AuthError:
     """Refuse a username with no account exactly as a real one: same cost, same lock-out.
 
@@ -220,6 +219,10 @@ def _unknown_user(
     """
     settings = get_settings()
     session.execute(select(func.pg_advisory_xact_lock(func.hashtext("portal.signin:" + name))))
+    # The time once it is this attempt's turn, as for an account once its row is locked: read
+    # before, it would date a lock-out made meanwhile from after this attempt, and say 16
+    # minutes left of a 15-minute lock where an account says 15.
+    now = database_now(session)
     _spend_a_bcrypt_check(password)
     window_start = now - UNKNOWN_USER_MEMORY
     last_lock = session.execute(

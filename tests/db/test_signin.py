@@ -3,6 +3,7 @@ the audit events each leaves."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 from typing import Any
@@ -13,10 +14,12 @@ from sqlalchemy.orm import Session
 
 from portal import signin
 from portal.actor import cli_actor
+from portal.db import session_scope
 from portal.errors import AuthError, PermissionDenied, ValidationError
 from portal.signin import WRONG_CREDENTIALS
 from portal.users import set_active, set_role, unlock
 from tests.conftest import DatabaseHandle
+from tests.db.test_users import wait_until_someone_waits_on_a_lock
 from tests.factories import make_user
 
 pytestmark = pytest.mark.db
@@ -418,3 +421,38 @@ def test_lock_minutes_in_the_message() -> None:
     now = datetime(2025, 1, 1, tzinfo=UTC)
     assert "1 more minute." in signin.locked_message(now + timedelta(seconds=5), now)
     assert "15 more minutes" in signin.locked_message(now + timedelta(minutes=15), now)
+
+
+@pytest.mark.parametrize("exists", [True, False], ids=["account", "no-account"])
+def test_an_attempt_that_waited_for_the_lock_out_says_the_lock_s_length(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch, exists: bool
+) -> None:
+    """An attempt that came while another one was locking the name out waits for it, then is
+    told the lock's time left from then: 15 minutes for a 15-minute lock, whether the account
+    exists or not (a 16 for names with no account would tell which exist)."""
+    monkeypatch.setenv("PORTAL_LOCKOUT_ATTEMPTS", "1")
+    monkeypatch.setenv("PORTAL_LOCKOUT_MINUTES", "15")
+    name = new_user(fresh_db)[0] if exists else "ghost-user"
+    later: list[str] = []
+
+    def attempt() -> None:
+        later.append(refused(name, "a second guess"))
+
+    waiter = threading.Thread(target=attempt)
+    with session_scope() as s:
+        # The first attempt has the name (its account row, or its lock) ...
+        if exists:
+            s.execute(
+                text("SELECT 1 FROM portal.users WHERE username = :n FOR UPDATE"), {"n": name}
+            )
+        else:
+            s.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext('portal.signin:' || :n))"), {"n": name}
+            )
+        waiter.start()  # ... when the second comes and waits for it
+        wait_until_someone_waits_on_a_lock(fresh_db)
+        first = signin._attempt(s, name, "a first guess", {})
+    waiter.join(60)
+    assert isinstance(first, AuthError)
+    assert "15 more minutes" in str(first)
+    assert later == [str(first)]
