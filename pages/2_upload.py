@@ -27,7 +27,7 @@ from portal.csv_import import (
 from portal.csv_safe import csv_bytes
 from portal.errors import PortalError
 from portal.spec import COLUMN_TYPES, DatasetSpec, ValidationResult, editor_columns
-from portal.ui import current_actor, md_escape, require
+from portal.ui import current_actor, md_escape, md_text, require
 from portal.ui.column_config import column_config
 from portal.ui.db_retry import show_error, show_write_error
 
@@ -144,7 +144,7 @@ file_key = (digest, encoding, delimiter or None)
 try:
     parsed = read(digest, data, encoding, delimiter or None)
 except EncodingNotConfirmed as exc:
-    st.warning(str(exc), icon=":material/translate:")
+    st.warning(md_text(str(exc)), icon=":material/translate:")
     options = [exc.guess.name, *exc.guess.alternatives]
     chosen = st.selectbox("Encoding", options, format_func=encoding_label)
     st.caption("The first lines, read this way:")
@@ -154,7 +154,7 @@ except EncodingNotConfirmed as exc:
         st.rerun()
     st.stop()
 except ImportRefused as exc:
-    st.error(str(exc).split("\n", 1)[0], icon=":material/block:")
+    st.error(md_text(str(exc).split("\n", 1)[0]), icon=":material/block:")
     if exc.problems:
         st.dataframe(pd.DataFrame({"problem": exc.problems}), hide_index=True)
         st.download_button(
@@ -166,7 +166,7 @@ except ImportRefused as exc:
         )
     st.stop()
 except PortalError as exc:
-    st.error(str(exc), icon=":material/block:")
+    st.error(md_text(str(exc)), icon=":material/block:")
     st.stop()
 
 st.caption(
@@ -228,7 +228,7 @@ def edit_spec(parsed: ParsedCSV) -> DatasetSpec:
     try:
         return uploads.spec_from_rows(edited.to_dict("records"), base=proposed)
     except PortalError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(md_text(str(exc)), icon=":material/error:")
         st.stop()
 
 
@@ -245,7 +245,7 @@ try:
     spec_json = json.dumps(spec.to_json(), sort_keys=True, default=str)
     result = check(file_key, spec_json, parsed, spec, decimal_comma)
 except PortalError as exc:
-    st.error(str(exc), icon=":material/error:")
+    st.error(md_text(str(exc)), icon=":material/error:")
     st.stop()
 
 
@@ -381,7 +381,7 @@ def confirm_replace(chosen_target: uploads.ExistingDataset) -> None:
     try:
         current = uploads.row_count(chosen_target.dataset_id)
     except PortalError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(md_text(str(exc)), icon=":material/error:")
         return
     st.write(
         f"“{md_escape(choices[chosen_target.dataset_id])}” has {current:,} "

@@ -37,7 +37,7 @@ from portal.db import session_scope, transaction_status
 from portal.diffs import ChangeSet, InvalidEdits, show_value
 from portal.errors import CommitOutcomeUnknown, PortalError
 from portal.spec import ROW_ID, Value, editor_columns
-from portal.ui import current_actor, md_escape, require
+from portal.ui import current_actor, md_escape, md_text, require
 from portal.ui.column_config import column_config
 from portal.ui.db_retry import outages, show_error, show_write_error
 from portal.ui.index_note import index_note
@@ -273,7 +273,7 @@ def in_words(values: Mapping[str, Value]) -> str:
 if not may_edit:
     st.caption("You can view this dataset; editors and admins can change it.")
 if flash := st.session_state.pop(k["flash"], None):
-    st.warning(flash, icon=":material/warning:")
+    st.warning(md_text(flash), icon=":material/warning:")
 if done := st.session_state.pop(f"edit.{dataset_id}.done", None):
     st.toast(done, icon=":material/check_circle:")
     st.success(done, icon=":material/check_circle:")
@@ -449,7 +449,7 @@ except InvalidEdits as exc:
     discard_button("Every unsaved change to this dataset, those that break its rules too")
     st.stop()
 except PortalError as exc:
-    st.error(str(exc), icon=":material/error:")
+    st.error(md_text(str(exc)), icon=":material/error:")
     st.stop()
 st.session_state[k["pending"]] = changes  # kept for the next window, or a return to the page
 st.session_state.pop(k["dropped"], None)
@@ -459,7 +459,7 @@ st.session_state.pop(k["dropped"], None)
 
 conflict: writes.EditConflict | None = st.session_state.get(k["conflict"])
 if conflict is not None:
-    st.error(str(conflict), icon=":material/sync_problem:")
+    st.error(md_text(str(conflict)), icon=":material/sync_problem:")
     table(
         [
             {

@@ -22,7 +22,7 @@ from portal.db import session_scope
 from portal.diffs import RowDelete, RowInsert, cell_changes, show_change
 from portal.errors import PortalError
 from portal.trail_views import AsOf, Export, when
-from portal.ui import current_actor, md_escape, require
+from portal.ui import current_actor, md_escape, md_text, require
 from portal.ui.changeset_view import show_changeset
 from portal.ui.db_retry import show_error
 from portal.ui.navigation import linked_id, no_datasets
@@ -114,7 +114,7 @@ def confirm_revert(changeset_id: int) -> None:
                     session=session, actor=current_actor("editor"), changeset_id=changeset_id
                 )
         except PortalError as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(md_text(str(exc)), icon=":material/error:")
             if st.button("Close", key="history.revert.close"):
                 close_revert()
                 st.rerun()
@@ -220,7 +220,7 @@ def confirm_revert(changeset_id: int) -> None:
             st.session_state[REVERT_REFUSED] = str(exc)
             st.rerun()
         except PortalError as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(md_text(str(exc)), icon=":material/error:")
             return
         new_seq = number_of(who, result.changeset_id)
         flash = (
@@ -461,7 +461,7 @@ if st.button("Prepare download", icon=":material/file_export:", key="history.pre
                 session=session, actor=actor, dataset_id=dataset_id, seq=summary.seq
             )
     except PortalError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(md_text(str(exc)), icon=":material/error:")
     else:
         prepared = (export_key, export)
         st.session_state[PREPARED] = prepared

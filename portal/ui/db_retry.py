@@ -24,6 +24,7 @@ import streamlit as st
 
 from portal.db import database_answers
 from portal.errors import CommitOutcomeUnknown, DatabaseUnavailable, PortalError
+from portal.ui.markdown import md_text
 
 RETRY_SECONDS: Final = 3.0
 NOTICE: Final = "The database is unavailable — retrying…"
@@ -63,18 +64,22 @@ def _check_again() -> None:
 
 
 def show_error(exc: PortalError, *, icon: str = ":material/error:") -> None:
-    """``st.error(str(exc))``, or, when the database is unavailable, ``wait_for_database``."""
+    """``st.error`` of the message (shown as written, not as Markdown), or, when the database is
+    unavailable, ``wait_for_database``."""
     if isinstance(exc, DatabaseUnavailable):
         wait_for_database(exc)
-    st.error(str(exc), icon=icon)
+    st.error(md_text(str(exc)), icon=icon)
 
 
 def show_write_error(exc: PortalError, *, kept: str, again: str) -> None:
     """A failed write's error, never retried by itself: the person decides, knowing what is
     kept (``kept``: "Your edits are kept") and what to do (``again``: "commit again")."""
     if isinstance(exc, CommitOutcomeUnknown):
-        st.error(f"{exc} {kept} meanwhile.", icon=":material/cloud_off:")
+        st.error(md_text(f"{exc} {kept} meanwhile."), icon=":material/cloud_off:")
     elif isinstance(exc, DatabaseUnavailable):
-        st.error(f"{exc} {kept} — {again} once the database answers.", icon=":material/cloud_off:")
+        st.error(
+            md_text(f"{exc} {kept} — {again} once the database answers."),
+            icon=":material/cloud_off:",
+        )
     else:
-        st.error(str(exc), icon=":material/error:")
+        st.error(md_text(str(exc)), icon=":material/error:")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
@@ -12,14 +10,8 @@ from portal.actor import Actor
 from portal.errors import AuthError, PermissionDenied, PortalError
 from portal.signin import SignedIn
 from portal.ui.db_retry import show_error
+from portal.ui.markdown import md_escape
 from portal.ui.navigation import ACCOUNT
-
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
-
-
-def md_escape(text: str) -> str:
-    """Show ``text`` literally inside Markdown (names are data, not formatting)."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
 def require_session(role: str = "viewer", *, password_change_page: bool = False) -> SignedIn:

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import streamlit as st
 
-from portal.ui.guard import md_escape
+from portal.ui.markdown import md_escape
 
 
 def index_note(labels: Mapping[str, str], building: Sequence[str]) -> None:

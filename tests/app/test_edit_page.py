@@ -668,3 +668,25 @@ def test_a_committed_id_that_is_not_my_commit_s_is_not_taken_for_it(
     at = unsure_of(at, dataset, xid)
     assert "Your last commit was not saved" in texts(at)
     assert {m.label: m.value for m in at.metric}["Cells changed"] == "1"
+
+
+def test_a_value_quoted_in_a_message_is_shown_as_text_not_markdown(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """Messages quote what was sent; Streamlit renders alerts as Markdown, where "*1* $2$" would
+    show as an italic 1 and a formula. The value is shown as typed."""
+    with session_scope() as s:
+        name, _ = make_user(s, role="editor")
+    spec = DatasetSpec(
+        (ColumnSpec("Name", "name", "text"), ColumnSpec("Price", "price", "decimal"))
+    )
+    dataset = upload_dataset(
+        Actor(name, name, "editor"), b"Name,Price\nann,1.50\n", spec=spec, name="Prices"
+    )
+    at = set_state(
+        edit_page(fresh_db, "editor", dataset), {"edited_rows": {0: {"price": "*1* $2$"}}}
+    )
+    assert not at.exception
+    [warning] = [w.value for w in at.warning]
+    assert "\\*1\\* \\$2\\$" in warning
+    assert "*1* $2$" not in warning

@@ -1,0 +1,29 @@
+"""Text shown through Streamlit's Markdown (alerts, captions, widget labels) as it is written:
+names, values and messages that quote them are data, not formatting."""
+
+from __future__ import annotations
+
+import re
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
+# What formats text wherever it stands: emphasis, code, links, strike-through, LaTeX ($).
+_INLINE_SPECIAL = re.compile(r"([\\`*_\[\]~$])")
+# What formats a line by how it starts (the first, or one after a line break): a heading, a
+# quote, a list item, a rule or underline; a numbered item ("1." or "1)") by its mark.
+_LINE_START = re.compile(r"((?:\A|\n)[ \t]*)([#>+\-=])")
+_NUMBERED = re.compile(r"((?:\A|\n)[ \t]*\d+)([.)])")
+
+
+def md_escape(text: str) -> str:
+    """Show ``text`` literally inside Markdown (names are data, not formatting): every character
+    Markdown may read is escaped."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def md_text(message: str) -> str:
+    """Show a message literally inside Markdown, escaping only what would format it: the
+    portal's messages quote values and names (“a*b*c”, a price in $), which must not turn into
+    italics, links or formulas, while the sentence around them reads as written."""
+    escaped = _INLINE_SPECIAL.sub(r"\\\1", message)
+    escaped = _LINE_START.sub(r"\1\\\2", escaped)
+    return _NUMBERED.sub(r"\1\\\2", escaped)

@@ -1,0 +1,45 @@
+"""Names, values and the messages that quote them are shown as written, not as Markdown."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from portal.ui.markdown import md_escape, md_text
+
+INLINE = "\\`*_[]~$"  # what formats text wherever it stands (emphasis, code, links, LaTeX…)
+
+
+def unescaped(markdown: str) -> str:
+    """What CommonMark shows for backslash escapes: the escaped character itself."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Row 3, Note: “a*b*c” is not a number.",
+        "Qty 2_000_000 is over the maximum.",
+        "“[x](https://example.com)” is not a date.",
+        "A value `rm -rf` and ~~gone~~ and a \\ backslash, between $5 and $6.",
+        "# 1 first\nTwo lines:\n# no heading\n- no list\n  1. no list\n> no quote\n= no",
+    ],
+)
+def test_a_message_is_shown_as_the_text_it_is(message: str) -> None:
+    said = md_text(message)
+    assert unescaped(said) == message  # nothing lost or added once shown
+    for i, char in enumerate(said):
+        if char in INLINE and char != "\\":
+            assert said[i - 1] == "\\", (said, i)  # every formatting character escaped
+    for line in said.split("\n"):  # no line starts a block (heading, list, quote, rule)
+        assert not re.match(r"[ \t]*([#>+\-=]|\d+[.)])", line), line
+
+
+def test_a_plain_sentence_is_left_as_it_is() -> None:
+    """Only what would format is escaped: punctuation in an ordinary sentence stays as it is in
+    the Markdown source, which Streamlit also gives a widget as its accessible name."""
+    said = "The file has 3 invalid cells (rows 2-4); fix them and upload it again."
+    assert md_text(said) == said
+    assert md_escape(said) != said  # md_escape escapes every character Markdown may read
+    assert unescaped(md_escape(said)) == said
