@@ -660,10 +660,10 @@ def audit_export(
     output: str,
 ) -> None:
     """Export the audit trail, newest first, as the Audit page does but with no size limit
-    (written as it is read); recorded as an export event. A file is written whole or not at
-    all."""
+    (written as it is read); recorded as an export event, also when standard output closes
+    part-way (`| head`). A file is written whole or not at all."""
     from audit.search import TrailFilter, day_after, day_start
-    from portal.trail_views import write_trail
+    from portal.trail_views import record_cut_short_export, write_trail
 
     trail_filter = TrailFilter(
         dataset_id=dataset_id,
@@ -674,17 +674,34 @@ def audit_export(
     )
 
     def export_to(out: TextIO) -> int:
-        with _database(), session_scope() as session:
-            count, _ = write_trail(
-                session=session,
-                actor=cli_actor(),
-                trail_filter=trail_filter,
-                out=out,
-                trail_list=what,  # type: ignore[arg-type]
-                fmt=fmt,  # type: ignore[arg-type]
-                include_rows=rows,
-            )
-            out.flush()  # a write that fails now, not after the export event is committed
+        with _database():
+            try:
+                with session_scope() as session:
+                    count, _ = write_trail(
+                        session=session,
+                        actor=cli_actor(),
+                        trail_filter=trail_filter,
+                        out=out,
+                        trail_list=what,  # type: ignore[arg-type]
+                        fmt=fmt,  # type: ignore[arg-type]
+                        include_rows=rows,
+                    )
+                    out.flush()  # a write that fails now, not after the export event is committed
+            except OSError as exc:
+                if out is not sys.stdout:
+                    raise  # the partial file is removed: nothing left the portal
+                # Standard output closed part-way (`| head`): what it took has left the portal.
+                with session_scope() as session:
+                    record_cut_short_export(
+                        session=session,
+                        actor=cli_actor(),
+                        trail_filter=trail_filter,
+                        out_problem=exc.strerror or str(exc),
+                        trail_list=what,  # type: ignore[arg-type]
+                        fmt=fmt,  # type: ignore[arg-type]
+                        include_rows=rows,
+                    )
+                raise
         return count
 
     if output == "-":

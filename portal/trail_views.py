@@ -7,6 +7,7 @@ events that record views and exports. No Streamlit here; the pages render what t
     bulk_page()           a page of a bulk load's rows, replayed from its stored stream
     activity_frame()      row changes per day by actor or dataset, wide, for a chart
     export_trail()        the filtered trail as formula-safe CSV or JSON, recorded as an export
+    record_cut_short_export()  an export to a stream that stopped after some of it was out
     chain_status()        the same checks as ``portal audit verify``, recorded as a view
     dataset_history()     a page of one dataset's changesets (every role)
     as_of()               a dataset exactly as it stood right after a changeset
@@ -631,7 +632,45 @@ def write_trail(
     sink = _Written(out, max_mb)
     write = _trail_csv if fmt == "csv" else _trail_json
     count = write(session, trail_filter, trail_list, with_rows, sink)
-    event_id = record_event(
+    return count, _record_export(session, actor, trail_filter, trail_list, fmt, with_rows, count)
+
+
+def record_cut_short_export(
+    *,
+    session: Session,
+    actor: Actor,
+    trail_filter: TrailFilter,
+    out_problem: str,
+    trail_list: TrailList = "changesets",
+    fmt: ExportFormat = "csv",
+    include_rows: bool = False,
+) -> int:
+    """Record an export to a stream that stopped part-way once some of it had left the portal
+    (standard output closed by ``| head``, say): what was asked and why it stopped
+    (``out_problem``), with ``rows`` unknown (``None``). ``write_trail``'s transaction rolled
+    back with the error, so this needs a transaction of its own. Returns the event's id.
+
+    Raises:
+        PermissionDenied: the actor is not an admin.
+    """
+    _require_admin(actor)
+    with_rows = include_rows and trail_list == "changesets"
+    return _record_export(
+        session, actor, trail_filter, trail_list, fmt, with_rows, None, cut_short=out_problem
+    )
+
+
+def _record_export(
+    session: Session,
+    actor: Actor,
+    trail_filter: TrailFilter,
+    trail_list: TrailList,
+    fmt: ExportFormat,
+    with_rows: bool,
+    rows: int | None,
+    **more: Any,
+) -> int:
+    return record_event(
         session=session,
         kind="export",
         actor_username=actor.username,
@@ -643,10 +682,10 @@ def write_trail(
             "format": fmt,
             "filter": trail_filter.to_json(),
             "include_rows": with_rows,
-            "rows": count,
+            "rows": rows,
+            **more,
         },
     )
-    return count, event_id
 
 
 class _Written:

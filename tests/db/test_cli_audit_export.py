@@ -7,11 +7,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy.orm import Session
 
+from audit.events import record_event
 from portal import trail_views
 from portal.cli import main
 from portal.db import session_scope
@@ -73,3 +77,30 @@ def test_a_refused_export_writes_no_file_and_records_nothing(trail: Trail, tmp_p
     assert not out.exists()
     assert not list(tmp_path.iterdir())
     assert event_rows(trail.db, "export") == []
+
+
+def test_an_export_to_standard_output_closed_part_way_is_recorded(trail: Trail) -> None:
+    """`portal audit export | head`: the rows head read have left the portal, so the export is
+    recorded (as cut short), though it stopped; nothing else is said about the closed pipe."""
+    with Session(trail.db.app) as s, s.begin():
+        for i in range(1_500):  # far more than a pipe holds
+            record_event(
+                session=s, kind="audit_view", actor_username="amy", detail={"n": "x" * 80, "i": i}
+            )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "portal.cli", "audit", "export", "--what", "events"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.read(200)
+    proc.stdout.close()  # as head does once it has its lines
+    _, said = proc.communicate(timeout=120)
+    assert first.startswith(b"event_id,occurred_at,kind,actor,target,detail")
+    assert proc.returncode == 1
+    assert b"Traceback" not in said
+    [recorded] = event_rows(trail.db, "export")
+    assert recorded["actor_username"].startswith("cli:")
+    assert recorded["detail"]["what"] == "audit events"
+    assert recorded["detail"]["rows"] is None  # how many reached the reader is not known
+    assert "Broken pipe" in recorded["detail"]["cut_short"]
