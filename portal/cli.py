@@ -710,16 +710,24 @@ def audit_export(
         target = Path(output)
         partial = target.with_name(f".{target.name}.partial")
         try:
-            with partial.open(
-                "w", encoding="utf-8-sig" if fmt == "csv" else "utf-8", newline=""
-            ) as fh:
-                count = export_to(fh)
-            partial.replace(target)
-        except OSError as exc:
-            raise click.ClickException(
-                f"Cannot write {output}: {exc.strerror or exc}. Nothing was written and no "
-                "export was recorded; choose a file in a directory you can write to."
-            ) from exc
+            try:
+                with partial.open(
+                    "w", encoding="utf-8-sig" if fmt == "csv" else "utf-8", newline=""
+                ) as fh:
+                    count = export_to(fh)
+            except OSError as exc:
+                raise click.ClickException(
+                    f"Cannot write {output}: {exc.strerror or exc}. Nothing was written and no "
+                    "export was recorded; choose a file in a directory you can write to."
+                ) from exc
+            try:  # the export is committed by now: only putting its file in place can fail
+                partial.replace(target)
+            except OSError as exc:
+                raise click.ClickException(
+                    f"Cannot put the export in place as {output}: {exc.strerror or exc}. The "
+                    "export was recorded, but its file was removed; choose a file you may "
+                    "replace (or a new name) and export again."
+                ) from exc
         finally:
             with suppress(OSError):
                 partial.unlink(missing_ok=True)

@@ -104,3 +104,25 @@ def test_an_export_to_standard_output_closed_part_way_is_recorded(trail: Trail) 
     assert recorded["detail"]["what"] == "audit events"
     assert recorded["detail"]["rows"] is None  # how many reached the reader is not known
     assert "Broken pipe" in recorded["detail"]["cut_short"]
+
+
+def test_a_file_that_cannot_be_put_in_place_says_the_export_was_recorded(
+    trail: Trail, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The export is committed before its file replaces the target; if that last step fails (a
+    file of another user's in a sticky /tmp, say) the message must not say nothing was recorded."""
+
+    def refuse(self: Path, target: Path) -> Path:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(Path, "replace", refuse)
+    out = tmp_path / "trail.csv"
+    code, _, said = export("-o", str(out))
+    assert code == 1
+    assert "Traceback" not in said
+    assert f"Cannot put the export in place as {out}: Operation not permitted" in said
+    assert "no export was recorded" not in said
+    assert "The export was recorded" in said
+    assert len(event_rows(trail.db, "export")) == 1
+    assert not out.exists()
+    assert not list(tmp_path.iterdir())
