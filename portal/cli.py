@@ -30,6 +30,7 @@ from portal.config import get_settings
 from portal.db import reset_engine, session_scope, wait_for_database
 from portal.embedded import EmbeddedPostgresError
 from portal.errors import ConfigError, DatabaseLoginRefused, PortalError
+from portal.models import CHANGESET_KINDS, EVENT_KINDS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -629,7 +630,12 @@ def audit_head() -> None:
 @click.option("--rows", is_flag=True, help="Include each captured row change (changesets only).")
 @click.option("--dataset", "dataset_id", type=int, default=None, help="Only this dataset's (id).")
 @click.option("--actor", default=None, help="Only this user's (username).")
-@click.option("--kind", default=None, help="Only this kind (edit, upload, sign_in, …).")
+@click.option(
+    "--kind",
+    default=None,
+    help=f"Only this kind: of changesets ({', '.join(CHANGESET_KINDS)}) or of events "
+    f"({', '.join(EVENT_KINDS)}).",
+)
 @click.option(
     "--since", type=click.DateTime(["%Y-%m-%d"]), default=None, help="From this day (UTC) on."
 )
@@ -663,8 +669,14 @@ def audit_export(
     (written as it is read); recorded as an export event, also when standard output closes
     part-way (`| head`). A file is written whole or not at all."""
     from audit.search import TrailFilter, day_after, day_start
-    from portal.trail_views import record_cut_short_export, write_trail
+    from portal.trail_views import kinds, record_cut_short_export, write_trail
 
+    allowed = kinds(what)  # type: ignore[arg-type]
+    if kind is not None and kind not in allowed:  # the page offers only these
+        raise click.BadParameter(
+            f"{kind!r} is not a kind of {what}: choose one of {', '.join(allowed)}.",
+            param_hint="'--kind'",
+        )
     trail_filter = TrailFilter(
         dataset_id=dataset_id,
         actor=actor,

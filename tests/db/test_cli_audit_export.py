@@ -126,3 +126,19 @@ def test_a_file_that_cannot_be_put_in_place_says_the_export_was_recorded(
     assert len(event_rows(trail.db, "export")) == 1
     assert not out.exists()
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("what", "kind"), [("changesets", "edits"), ("changesets", "sign_in"), ("events", "edit")]
+)
+def test_a_kind_the_list_has_not_is_refused_not_exported_empty(
+    trail: Trail, what: str, kind: str
+) -> None:
+    """The page offers only the list's own kinds; a mistyped kind, or one of the other list,
+    would otherwise export an empty file and record it, as if nothing of that kind happened."""
+    code, out, said = export("--what", what, "--kind", kind)
+    assert code == 2
+    assert out == ""
+    assert f"{kind!r} is not a kind of {what}" in said
+    assert ("upload, edit, revert" if what == "changesets" else "sign_in, sign_in_failed") in said
+    assert event_rows(trail.db, "export") == []
