@@ -637,6 +637,13 @@ def audit_head() -> None:
     f"({', '.join(EVENT_KINDS)}).",
 )
 @click.option(
+    "--text",
+    "free_text",
+    default="",
+    help="Only those with this text, in any case, in their reason or a value before or after "
+    "(changesets), or in their target or details (events), as the page's Text.",
+)
+@click.option(
     "--since", type=click.DateTime(["%Y-%m-%d"]), default=None, help="From this day (UTC) on."
 )
 @click.option(
@@ -661,6 +668,7 @@ def audit_export(
     dataset_id: int | None,
     actor: str | None,
     kind: str | None,
+    free_text: str,
     since: datetime | None,
     until: datetime | None,
     output: str,
@@ -683,6 +691,7 @@ def audit_export(
         kind=kind,
         since=day_start(since.date()) if since else None,
         until=day_after(until.date()) if until else None,
+        text=free_text.strip(),
     )
 
     def export_to(out: TextIO) -> int:

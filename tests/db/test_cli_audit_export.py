@@ -142,3 +142,18 @@ def test_a_kind_the_list_has_not_is_refused_not_exported_empty(
     assert f"{kind!r} is not a kind of {what}" in said
     assert ("upload, edit, revert" if what == "changesets" else "sign_in, sign_in_failed") in said
     assert event_rows(trail.db, "export") == []
+
+
+def test_the_page_s_text_filter_exports_the_same_rows(trail: Trail) -> None:
+    """The Audit page filters on text too (reasons and values; an event's details); the
+    command exports what a text-filtered page exports, and records the text it filtered on."""
+    code, out, said = export("--format", "json", "--text", "ZEBRA")
+    assert code == 0, said
+    with session_scope() as s:
+        page = trail_views.export_trail(
+            session=s, actor=trail.admin, trail_filter=TrailFilter(text="ZEBRA"), fmt="json"
+        )
+    assert json.loads(out) == json.loads(page.data)
+    assert [c["seq"] for c in json.loads(out)] == [trail.seqs["bob note"]]
+    cli, _ = event_rows(trail.db, "export")
+    assert cli["detail"]["filter"]["text"] == "ZEBRA"
