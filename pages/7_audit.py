@@ -183,7 +183,9 @@ free_text = text_col.text_input(
     "Text",
     key="audit.text",
     help="Found in reasons and in any value before or after a change (changesets), or in an "
-    "event's details. Not indexed: narrow it with a dataset or dates on a large log.",
+    "event's details. Rows loaded from an uploaded file are not searched: they are stored as "
+    "the file, not as row changes (open the upload to read them). Not indexed: narrow it with "
+    "a dataset or dates on a large log.",
 )
 picked = [d for d in (dates if isinstance(dates, tuple | list) else [dates]) if d]
 since = day_start(picked[0]) if picked else None
@@ -323,7 +325,10 @@ st.caption(
     "in the audit log."
 )
 include_rows = trail_list == "changesets" and st.checkbox(
-    "Include each row change (before and after)", key="audit.export.rows"
+    "Include each row change (before and after)",
+    key="audit.export.rows",
+    help="Rows loaded from an uploaded file are not listed one by one: the upload's line "
+    "counts them under inserted (open the upload above to read them).",
 )
 export_key = (view, include_rows)
 prepared: tuple[object, Export] | None = st.session_state.get(PREPARED)

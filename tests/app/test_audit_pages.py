@@ -407,3 +407,15 @@ def test_export_csv_is_formula_safe(trail: Trail) -> None:
     at.toggle(key=f"history.{trail.stock}.as_of").set_value(True).run()
     at.button(key="history.prepare").click().run()
     assert not at.exception
+
+
+def test_the_page_says_which_rows_text_and_row_exports_leave_out(trail: Trail) -> None:
+    """Rows loaded from an uploaded file are one stored stream, not row changes: the text search
+    does not find their values and the export with row changes does not list them. The page
+    claimed "any value before or after a change" and "each row change"; it says so now."""
+    at, _ = on_page(trail.db, "admin", AUDIT)
+    at.text_input(key="audit.text").input("bolt").run()  # a row of the Stock upload only
+    assert "No changesets match these filters." in [i.value for i in at.info]
+    assert "loaded from an uploaded file are not searched" in at.text_input(key="audit.text").help
+    rows = at.checkbox(key="audit.export.rows")
+    assert "loaded from an uploaded file are not listed" in rows.help
