@@ -5,7 +5,10 @@ The hash chain (``audit.chain.verify``) shows that the log was not edited; this 
 complete. A change that reached a table without being captured shows up as a difference: the
 table's owner disabling capture, a column rewritten by ``ALTER TABLE … USING``, the rows of a
 table that inherits from it, a superuser writing with triggers off, a bulk load whose stored
-stream is not what it inserted, a decimal's scale changed outside the portal.
+stream is not what it inserted, a decimal's scale changed outside the portal. The portal never
+deletes a dataset, so one the log knows whose row in ``portal.datasets`` or whose table is gone
+was removed around it (the app role's credentials can do both): every row the log gives it is
+then missing.
 
 The log and the table are read in one snapshot (``REPEATABLE READ``), so commits made meanwhile
 cannot look like differences. One dataset's rebuilt state is held in memory (roughly 1 KB a row
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from audit.search import loads
@@ -62,16 +65,17 @@ class DatasetDrift:
     sample_missing: tuple[int, ...]
     sample_extra: tuple[int, ...]
     sample_cells: tuple[CellDrift, ...]
+    gone: str | None = None  # what of the dataset was removed: its catalog row, or its table
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.extra or self.differing)
+        return not (self.gone or self.missing or self.extra or self.differing)
 
     def summary(self) -> str:
         head = f"dataset {self.dataset_id} “{self.name}”"
         if self.ok:
             return f"{head}: {_rows(self.rows)}, as the audit log has them"
-        parts = []
+        parts = [self.gone] if self.gone else []
         if self.differing:
             cells = "; ".join(
                 f"row {c.row_id} {c.column}: log {c.logged!r}, table {c.stored!r}"
@@ -102,7 +106,9 @@ def check_datasets(
     dataset_ids: list[int] | None = None,
     progress: Callable[[Dataset], None] | None = None,
 ) -> list[DatasetDrift]:
-    """Compare every dataset (or those of ``dataset_ids``) with its audit log, in one snapshot.
+    """Compare every dataset (or those of ``dataset_ids``) with its audit log, in one snapshot,
+    and every dataset the log has that is no longer in ``portal.datasets`` (after those, by id;
+    ``progress`` hears of one such as a transient ``Dataset`` with the name the log gave it).
     Must be the first work of ``session``'s transaction (it sets the isolation level).
 
     Raises:
@@ -112,12 +118,35 @@ def check_datasets(
     query = select(Dataset).order_by(Dataset.id)
     if dataset_ids is not None:
         query = query.where(Dataset.id.in_(dataset_ids))
+    datasets = list(session.scalars(query).all())
+    for row in session.execute(_UNLISTED):
+        if dataset_ids is None or row.id in dataset_ids:
+            # Not added to the session: nothing is written.
+            datasets.append(Dataset(id=row.id, name=row.name or f"dataset {row.id}"))
     drifts = []
-    for dataset in session.scalars(query).all():
+    for dataset in datasets:
         if progress is not None:
             progress(dataset)
         drifts.append(_check(session, dataset))
     return drifts
+
+
+# Datasets with sealed changesets but no row in portal.datasets, with the name they were
+# created with (the portal has no way to rename or delete one).
+_UNLISTED = text(
+    """
+    SELECT u.id,
+           (SELECT coalesce(c.detail #>> '{created,name}', c.detail ->> 'name')
+              FROM audit.changeset c
+             WHERE c.dataset_id = u.id AND c.seq IS NOT NULL
+               AND coalesce(c.detail #>> '{created,action}', c.detail ->> 'action') = 'create'
+             ORDER BY c.seq LIMIT 1) AS name
+      FROM (SELECT DISTINCT c.dataset_id AS id FROM audit.changeset c
+             WHERE c.seq IS NOT NULL AND c.dataset_id IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM portal.datasets d WHERE d.id = c.dataset_id)) u
+     ORDER BY u.id
+    """
+)
 
 
 def _check(session: Session, dataset: Dataset) -> DatasetDrift:
@@ -125,7 +154,8 @@ def _check(session: Session, dataset: Dataset) -> DatasetDrift:
     rows = extra = differing = 0
     sample_extra: list[int] = []
     cells: list[CellDrift] = []
-    for row_id, stored in _table_rows(session, dataset.table_name):
+    gone = _gone(session, dataset)
+    for row_id, stored in [] if gone else _table_rows(session, dataset.table_name):
         rows += 1
         expected = logged.pop(row_id, None)
         if expected is None:
@@ -148,7 +178,18 @@ def _check(session: Session, dataset: Dataset) -> DatasetDrift:
         sample_missing=tuple(missing[:SAMPLE]),
         sample_extra=tuple(sample_extra),
         sample_cells=tuple(cells),
+        gone=gone,
     )
+
+
+def _gone(session: Session, dataset: Dataset) -> str | None:
+    """What of the dataset was removed outside the portal, if anything."""
+    if dataset.table_name is None:  # not from portal.datasets: its row there was deleted
+        return "its row in portal.datasets was deleted outside the portal"
+    exists = session.scalar(
+        select(func.to_regclass(func.format("data.%I", dataset.table_name)).is_not(None))
+    )
+    return None if exists else f"its table data.{dataset.table_name} was dropped outside the portal"
 
 
 def _table_rows(session: Session, table_name: str) -> Iterator[tuple[int, dict[str, Any]]]:

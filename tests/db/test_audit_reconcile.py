@@ -240,6 +240,64 @@ def test_cli_verify_with_data(fresh_db: DatabaseHandle, people: tuple[int, str])
     assert "1 row differs (row 2 qty: log 2, table 666)" in bad.output
 
 
+def _app_role_removes_the_dataset(db: DatabaseHandle, dataset_id: int, table: str) -> None:
+    with db.app.begin() as conn:  # DML on portal.*, and the owner of its data tables
+        conn.execute(text("DELETE FROM portal.datasets WHERE id = :id"), {"id": dataset_id})
+        conn.execute(text(f"DROP TABLE data.{table}"))
+
+
+def _app_role_unlists_the_dataset(db: DatabaseHandle, dataset_id: int, _table: str) -> None:
+    with db.app.begin() as conn:
+        conn.execute(text("DELETE FROM portal.datasets WHERE id = :id"), {"id": dataset_id})
+
+
+def _app_role_drops_the_table(db: DatabaseHandle, _dataset_id: int, table: str) -> None:
+    with db.app.begin() as conn:
+        conn.execute(text(f"DROP TABLE data.{table}"))
+
+
+@pytest.mark.parametrize(
+    ("removal", "said"),
+    [
+        (
+            _app_role_removes_the_dataset,
+            "its row in portal.datasets was deleted outside the portal",
+        ),
+        (
+            _app_role_unlists_the_dataset,
+            "its row in portal.datasets was deleted outside the portal",
+        ),
+        (_app_role_drops_the_table, "its table data.{table} was dropped outside the portal"),
+    ],
+    ids=lambda v: v.__name__.strip("_") if callable(v) else "",
+)
+def test_a_dataset_removed_outside_the_portal_is_a_difference(
+    fresh_db: DatabaseHandle,
+    people: tuple[int, str],
+    removal: Callable[[DatabaseHandle, int, str], None],
+    said: str,
+) -> None:
+    """The portal never deletes a dataset, but the app role's credentials can: its row in
+    ``portal.datasets`` (DML on ``portal.*``) and its table (which it owns). The log still holds
+    the dataset's changesets, so the check names it instead of skipping it (or stopping on the
+    missing table), and the whole dataset's rows count as missing."""
+    dataset_id, table = people
+    removal(fresh_db, dataset_id, table)
+    with Session(fresh_db.app) as s:
+        assert verify(session=s).ok  # the chain cannot see it
+    [drift] = _check(fresh_db)
+    assert not drift.ok
+    assert (drift.dataset_id, drift.name, drift.missing) == (dataset_id, "People", 4)
+    assert drift.summary() == (
+        f"dataset {dataset_id} “People” does not match its audit log: "
+        + said.format(table=table)
+        + "; 4 rows of the log not in the table (ids 1, 2, 3, 5)"
+    )
+    out = CliRunner().invoke(main, ["audit", "verify", "--data"])
+    assert out.exit_code == 1, out.output
+    assert said.format(table=table) in out.output
+
+
 def test_a_summary_lists_a_few_ids_and_counts_them_all() -> None:
     drift = DatasetDrift(
         dataset_id=3,
