@@ -70,8 +70,9 @@ cover its uploads (the verifier still checks their bytes against their recorded 
 
 A verifier walks changesets by ``seq`` from 1 and checks: seq has no gap; ``prev_hash`` equals the
 previous hash; the recomputed hash equals the stored one; no committed changeset is left unsealed;
-and, if given, that a head kept outside the database (an earlier ``hash``) is still in the chain,
-which catches a removed tail even when the head row was rewritten to match.
+the head row ``audit.chain_head`` records the last changeset (its seq, hash and id); and, if
+given, that a head kept outside the database (an earlier ``hash``) is still in the chain, which
+catches a removed tail even when the head row was rewritten to match.
 """
 
 from __future__ import annotations
@@ -540,6 +541,13 @@ def verify(*, session: Session, expect_head: str | None = None) -> VerifyResult:
             "the row changes were added by hand",
             None,
             orphan,
+        )
+    if (head.seq, head.hash) == (last.seq, last.hash) and head.changeset_id != last.changeset_id:
+        return broken(
+            f"the chain head names changeset id {head.changeset_id} for seq {head.seq}, which is "
+            f"changeset id {last.changeset_id}: the head row was altered",
+            head.seq,
+            last.changeset_id,
         )
     if (head.seq, head.hash) != (last.seq, last.hash):
         return broken(

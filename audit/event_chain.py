@@ -34,14 +34,14 @@ filled, so neither of those need rise with ``seq`` when events are recorded conc
 
 A verifier reads the head row ``audit.event_chain_head`` first, then walks the events by ``seq``
 from 1 up to the head's and checks: seq has no gap; ``prev_hash`` equals the previous hash; the
-recomputed hash equals the stored one; the last event is the one the head row records (a removed
-tail); and no event lies outside the chain (no seq, or a seq beyond the head: inserted with the
-trigger switched off). Editing, deleting or reordering an event is thus detected even when a
-superuser does it with every trigger off, except in one case: removing the newest events *and*
-rewriting the head row to match the event left last. Only a head kept outside the database
-catches that, as for changesets: ``portal audit head`` prints the events' head too (its
-``events <seq> <hash>`` line), and ``portal audit verify --expect-event-head HASH`` checks that
-an event with that hash is still in the chain.
+recomputed hash equals the stored one; the last event is the one the head row records, by seq,
+hash and id (a removed tail, or a head row altered); and no event lies outside the chain (no
+seq, or a seq beyond the head: inserted with the trigger switched off). Editing, deleting or
+reordering an event is thus detected even when a superuser does it with every trigger off,
+except in one case: removing the newest events *and* rewriting the head row to match the event
+left last. Only a head kept outside the database catches that, as for changesets: ``portal
+audit head`` prints the events' head too (its ``events <seq> <hash>`` line), and ``portal audit
+verify --expect-event-head HASH`` checks that an event with that hash is still in the chain.
 """
 
 from __future__ import annotations
@@ -241,11 +241,12 @@ def verify_events(*, session: Session, expect_head: str | None = None) -> EventV
             outside.seq,
             outside.id,
         )
-    if (head.seq, head.hash) != (last.seq, last.hash):
+    if (head.seq, head.hash, head.event_id) != (last.seq, last.hash, last.event_id):
         missing = head.seq > last.seq
         return broken(
             f"the event chain head records seq {head.seq} ({head.hash}, event id "
-            f"{head.event_id}) but the newest event is seq {last.seq} ({last.hash}): "
+            f"{head.event_id}) but the newest event is seq {last.seq} ({last.hash}, event id "
+            f"{last.event_id}): "
             + ("events were removed from the end" if missing else "the head row was altered"),
             last.seq + 1 if missing else last.seq,
             None if missing else last.event_id,

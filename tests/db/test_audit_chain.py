@@ -301,6 +301,18 @@ def test_removed_tail_is_caught_by_head_row_and_by_expect_head(chain) -> None:
     assert kept_head in (result.problem or "")
 
 
+def test_a_head_row_naming_another_changeset_is_reported(chain) -> None:
+    """The head row's ``changeset_id`` is an audit value too: rewritten alone, it is named."""
+    db, _, ids = chain
+    _tamper(db, f"UPDATE audit.chain_head SET changeset_id = {ids[1]}")
+    result = _verify(db)
+    assert (result.ok, result.failed_seq, result.failed_changeset_id) == (False, 5, ids[4])
+    assert result.problem == (
+        f"the chain head names changeset id {ids[1]} for seq 5, which is changeset id {ids[4]}:"
+        " the head row was altered"
+    )
+
+
 def test_a_head_moved_back_over_changesets_still_there_is_caught(chain) -> None:
     db, _, _ = chain
     _tamper(

@@ -287,6 +287,15 @@ def test_a_rewritten_head_row_is_reported(events) -> None:
     assert "head row was altered" in (result.problem or "")
 
 
+def test_a_head_row_naming_another_event_is_reported(events) -> None:
+    db, ids = events
+    _tamper(db, f"UPDATE audit.event_chain_head SET event_id = {ids[1]}")
+    result = _verify(db)
+    assert (result.ok, result.failed_seq, result.failed_event_id) == (False, 5, ids[4])
+    assert "head row was altered" in (result.problem or "")
+    assert f"event id {ids[1]}) but the newest event is seq 5" in (result.problem or "")
+
+
 def test_an_event_added_around_the_trigger_is_reported(events) -> None:
     db, _ = events
     _tamper(
