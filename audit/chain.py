@@ -316,12 +316,28 @@ class VerifyResult:
         return f"chain broken at {where}: {self.problem}"
 
 
-_CHANGESETS = text(
+def readable_time(column: str) -> str:
+    """SQL selecting the ``timestamptz`` column as itself if Python has a ``datetime`` for it
+    (years 1 to 9999, in any session time zone), else NULL, and as ``<column>_text``.
+
+    The portal records only the server's clock; a superuser can store any time (``infinity``,
+    year 12000, 44 BC), which psycopg2 fails to read with a ValueError that would end a walk
+    with a traceback instead of a report. Also used by ``audit.event_chain``.
     """
+    name = column.rpartition(".")[2]  # without the table's alias
+    return (
+        f"CASE WHEN {column} BETWEEN '0001-01-03Z' AND '9999-12-29Z' THEN {column} END AS {name},"
+        f" {column}::text AS {name}_text"
+    )
+
+
+_CHANGESETS = text(
+    f"""
     SELECT id, seq, kind, dataset_id, actor_username, actor_display_name, reason,
            client_info::text AS client_info, detail::text AS detail,
            correlation_id::text AS correlation_id,
-           opened_at, committed_at, txid, inserted, updated, deleted, prev_hash, hash
+           {readable_time("opened_at")}, {readable_time("committed_at")},
+           txid, inserted, updated, deleted, prev_hash, hash
       FROM audit.changeset WHERE seq IS NOT NULL AND seq <= :upto ORDER BY seq
     """
 )
@@ -349,10 +365,10 @@ _BULKS = text(
 
 
 _UPLOADS = text(
-    """
+    f"""
     SELECT u.changeset_id, u.id, u.dataset_id, u.actor_username, u.filename, u.size_bytes,
            u.sha256, u.mime_type, u.encoding, u.compression, u.report::text AS report,
-           u.received_at
+           {readable_time("u.received_at")}
       FROM audit.upload u JOIN audit.changeset c ON c.id = u.changeset_id
      WHERE c.seq IS NOT NULL
      ORDER BY c.seq, u.id
@@ -432,8 +448,15 @@ def verify(*, session: Session, expect_head: str | None = None) -> VerifyResult:
                 expected_seq,
                 c.id,
             )
-        if c.committed_at is None:  # the seal sets both; a NULL has no encoding to check
+        if c.committed_at_text is None:  # the seal sets both; a NULL has no encoding to check
             return broken("it has a seq but no commit time: its seal was altered", c.seq, c.id)
+        if c.opened_at is None or c.committed_at is None:
+            return broken(
+                f"it was opened at {c.opened_at_text} and committed at {c.committed_at_text}, "
+                "times the portal never records: they were altered after sealing",
+                c.seq,
+                c.id,
+            )
         hashers = {tag: RowsHasher(tag) for tag in ENCODINGS}
         while pending is not None and pending[0] == c.id:
             for hasher in hashers.values():
@@ -460,6 +483,13 @@ def verify(*, session: Session, expect_head: str | None = None) -> VerifyResult:
                     f"{exc}: the bulk-loaded rows were altered after sealing", c.seq, c.id
                 )
         for u in uploads.get(c.id, []):
+            if u.received_at is None:
+                return broken(
+                    f"upload {u.id} was received at {u.received_at_text}, a time the portal "
+                    "never records: it was altered after sealing",
+                    c.seq,
+                    c.id,
+                )
             line = upload_line(
                 id=u.id,
                 dataset_id=u.dataset_id,

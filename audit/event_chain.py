@@ -53,7 +53,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from audit.chain import GENESIS_HASH, format_timestamp, json_array, json_scalar
+from audit.chain import GENESIS_HASH, format_timestamp, json_array, json_scalar, readable_time
 from portal.errors import AuditError
 
 ENCODING_TAG = "portal-event/1"
@@ -128,8 +128,8 @@ class EventVerifyResult:
 
 
 _EVENTS = text(
-    """
-    SELECT id, seq, occurred_at, kind, actor_username, target,
+    f"""
+    SELECT id, seq, {readable_time("occurred_at")}, kind, actor_username, target,
            detail::text AS detail, client_info::text AS client_info, prev_hash, hash
       FROM audit.event WHERE seq <= :head_seq ORDER BY seq
     """
@@ -196,6 +196,13 @@ def verify_events(*, session: Session, expect_head: str | None = None) -> EventV
                     f"expected seq {expected_seq} next, found {e.seq}: "
                     f"events {expected_seq}..{e.seq - 1} are missing or renumbered",
                     expected_seq,
+                    e.id,
+                )
+            if e.occurred_at is None:
+                return broken(
+                    f"it occurred at {e.occurred_at_text}, a time the portal never records: it "
+                    "was altered after it was recorded",
+                    e.seq,
                     e.id,
                 )
             if e.prev_hash != prev_hash:

@@ -196,8 +196,19 @@ OTHER_FILE = b"Name,Qty\nmallory,1\n"
         f"UPDATE audit.upload SET content = decode('{zlib.compress(OTHER_FILE).hex()}', 'hex'),"
         f" sha256 = '{hashlib.sha256(OTHER_FILE).hexdigest()}', size_bytes = {len(OTHER_FILE)}",
         "DELETE FROM audit.upload",
+        "UPDATE audit.upload SET received_at = '12000-01-01Z'",  # no datetime for it in Python
     ],
-    ids=["filename", "actor", "report", "mime", "backdate", "bytes", "other-file", "delete"],
+    ids=[
+        "filename",
+        "actor",
+        "report",
+        "mime",
+        "backdate",
+        "bytes",
+        "other-file",
+        "delete",
+        "year-12000",
+    ],
 )
 def test_an_uploaded_file_is_sealed_with_its_changeset(
     fresh_db: DatabaseHandle, attack: str
@@ -237,14 +248,24 @@ def test_row_changes_of_a_missing_changeset_are_reported(chain) -> None:
             "chain broken at changeset seq 3 (id {c3}): it has a seq but no commit time",
         ),
         ("DELETE FROM audit.chain_head", "chain broken at chain: the chain head row"),
+        # Times Python has no datetime for: the walk read them as a ValueError.
+        (
+            "UPDATE audit.changeset SET committed_at = '12000-01-01Z' WHERE id = {c3}",
+            "chain broken at changeset seq 3 (id {c3}): it was opened at ",
+        ),
+        (
+            "UPDATE audit.changeset SET opened_at = '0044-03-15Z BC' WHERE id = {c2}",
+            "chain broken at changeset seq 2 (id {c2}): it was opened at ",
+        ),
     ],
-    ids=["no-commit-time", "no-head-row"],
+    ids=["no-commit-time", "no-head-row", "committed-year-12000", "opened-year-44-bc"],
 )
 def test_damage_that_leaves_a_field_empty_is_reported_not_a_traceback(
     chain, attack: str, message: str
 ) -> None:
     """A superuser with the triggers off can empty what the walk reads (a sealed changeset's
-    commit time, the head row): verify names it, as any other damage, and exits 1."""
+    commit time, the head row), or store a time Python cannot read: verify names it, as any
+    other damage, and exits 1."""
     db, _, ids = chain
     names = {f"c{i + 1}": cid for i, cid in enumerate(ids)}
     _tamper(db, attack.format(**names))

@@ -122,6 +122,17 @@ def test_recorded_events_chain_up_and_verify(events) -> None:
         ),
         ("UPDATE audit.event SET hash = repeat('a', 64) WHERE id = {e4}", 4, "contents no longer"),
         ("UPDATE audit.event SET prev_hash = repeat('b', 64) WHERE id = {e3}", 3, "prev_hash"),
+        # Times Python has no datetime for: reported, not a ValueError out of the walk.
+        (
+            "UPDATE audit.event SET occurred_at = '12000-01-01Z' WHERE id = {e2}",
+            2,
+            "a time the portal never records",
+        ),
+        (
+            "UPDATE audit.event SET occurred_at = '0044-03-15Z BC' WHERE id = {e4}",
+            4,
+            "a time the portal never records",
+        ),
     ],
     ids=[
         "delete",
@@ -134,6 +145,8 @@ def test_recorded_events_chain_up_and_verify(events) -> None:
         "swap-seq",
         "edit-hash",
         "edit-prev-hash",
+        "year-12000",
+        "year-44-bc",
     ],
 )
 def test_tampering_is_named_at_the_first_broken_event(
