@@ -70,9 +70,10 @@ cover its uploads (the verifier still checks their bytes against their recorded 
 
 A verifier walks changesets by ``seq`` from 1 and checks: seq has no gap; ``prev_hash`` equals the
 previous hash; the recomputed hash equals the stored one; no committed changeset is left unsealed;
-the head row ``audit.chain_head`` records the last changeset (its seq, hash and id); and, if
-given, that a head kept outside the database (an earlier ``hash``) is still in the chain, which
-catches a removed tail even when the head row was rewritten to match.
+no row change, kept upload, bulk load or bulk content lies outside the changesets; the head
+row ``audit.chain_head`` records the last changeset (its seq, hash and id); and, if given, that
+a head kept outside the database (an earlier ``hash``) is still in the chain, which catches a
+removed tail even when the head row was rewritten to match.
 """
 
 from __future__ import annotations
@@ -376,6 +377,23 @@ _UPLOADS = text(
 )
 
 
+# The first kept upload, bulk load or bulk load's content whose parent is missing.
+_OUTSIDE_THE_CHAIN = text(
+    """
+    SELECT 'upload ' || u.id AS what, 'changeset' AS parent, u.changeset_id AS parent_id
+      FROM audit.upload u
+     WHERE NOT EXISTS (SELECT 1 FROM audit.changeset c WHERE c.id = u.changeset_id)
+    UNION ALL
+    SELECT 'bulk load ' || b.id, 'changeset', b.changeset_id FROM audit.bulk_load b
+     WHERE NOT EXISTS (SELECT 1 FROM audit.changeset c WHERE c.id = b.changeset_id)
+    UNION ALL
+    SELECT 'a bulk load''s content', 'bulk load', k.bulk_load_id FROM audit.bulk_content k
+     WHERE NOT EXISTS (SELECT 1 FROM audit.bulk_load b WHERE b.id = k.bulk_load_id)
+     LIMIT 1
+    """
+)
+
+
 def _by_changeset(session: Session, query: Any) -> dict[int, list[Any]]:
     by_changeset: dict[int, list[Any]] = {}
     for row in session.execute(query):
@@ -571,6 +589,20 @@ def verify(*, session: Session, expect_head: str | None = None) -> VerifyResult:
             "the row changes were added by hand",
             None,
             orphan,
+        )
+    # Foreign keys bind these, but not a superuser with session_replication_role = replica.
+    outside = session.execute(_OUTSIDE_THE_CHAIN).first()
+    if outside is not None:
+        named = (
+            f"names {outside.parent} id {outside.parent_id}, which does not exist"
+            if outside.parent_id is not None
+            else f"is of no {outside.parent}"
+        )
+        return broken(
+            f"{outside.what} {named}: no sealed changeset covers it; it was added by hand, or "
+            f"its {outside.parent} was deleted",
+            None,
+            outside.parent_id if outside.parent == "changeset" else None,
         )
     if (head.seq, head.hash) == (last.seq, last.hash) and head.changeset_id != last.changeset_id:
         return broken(

@@ -240,6 +240,51 @@ def test_row_changes_of_a_missing_changeset_are_reported(chain) -> None:
     assert "does not exist" in (result.problem or "")
 
 
+_FORGED_UPLOAD = (
+    "INSERT INTO audit.upload (changeset_id, dataset_id, actor_username, filename, size_bytes,"
+    " sha256, mime_type, compression, content) VALUES ({cs}, 3, 'ann', 'forged.csv', 0,"
+    f" '{hashlib.sha256(b'').hexdigest()}', 'text/csv', 'none', '')"
+)
+
+
+@pytest.mark.parametrize(
+    ("attack", "message"),
+    [
+        (_FORGED_UPLOAD.format(cs="NULL"), "upload {id} is of no changeset"),
+        (
+            _FORGED_UPLOAD.format(cs=999999),
+            "upload {id} names changeset id 999999, which does not exist",
+        ),
+        (
+            "INSERT INTO audit.bulk_load (changeset_id, dataset_id, first_row_id, last_row_id,"
+            ' row_count, columns) VALUES (999999, 3, 100, 100, 1, \'[["name", "text"]]\')',
+            "bulk load {id} names changeset id 999999, which does not exist",
+        ),
+        (
+            "INSERT INTO audit.bulk_content (bulk_load_id, compression, content, content_sha256)"
+            f" VALUES (999999, 'none', '', '{hashlib.sha256(b'').hexdigest()}')",
+            "a bulk load's content names bulk load id 999999, which does not exist",
+        ),
+    ],
+    ids=["upload-of-no-changeset", "upload-of-a-missing-changeset", "bulk-load", "bulk-content"],
+)
+def test_upload_and_bulk_rows_outside_the_chain_are_reported(
+    chain, attack: str, message: str
+) -> None:
+    """An audit row that no sealed changeset covers, added with the foreign keys switched off
+    (``session_replication_role = replica``): a forged file kept under nobody's changeset, a
+    bulk load or its rows with nothing to vouch for them."""
+    db, _, _ = chain
+    _tamper(db, attack)
+    with db.app.connect() as conn:
+        forged = conn.scalar(text("SELECT max(id) FROM audit.upload")) or conn.scalar(
+            text("SELECT max(id) FROM audit.bulk_load")
+        )
+    result = _verify(db)
+    assert not result.ok
+    assert message.format(id=forged) in (result.problem or ""), result.summary()
+
+
 @pytest.mark.parametrize(
     ("attack", "message"),
     [
