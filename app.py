@@ -13,8 +13,7 @@ import streamlit as st
 
 from portal import auth
 from portal.errors import DatabaseUnavailable, PortalError
-from portal.ui.db_retry import wait_for_database
-from portal.ui.markdown import md_text
+from portal.ui.db_retry import show_refusal, wait_for_database
 from portal.ui.navigation import navigation
 
 st.set_page_config(page_title="Data Portal", page_icon=":material/table_chart:", layout="wide")
@@ -24,7 +23,7 @@ try:
 except DatabaseUnavailable as exc:
     wait_for_database(exc)
 except PortalError as exc:
-    st.error(md_text(str(exc)), icon=":material/error:")
+    show_refusal(exc)
     st.stop()
 
 top = st.empty()  # where a page that loses the database mid-run says so

@@ -16,7 +16,9 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from portal.models import CHANGESET_KINDS
+from portal.db import session_scope
+from portal.errors import PortalError
+from portal.models import CHANGESET_KINDS, Changeset
 
 # One round trip: the INSERT and both SET LOCALs (set_config(..., true)) in one statement. Plain
 # SQL: built with SQLAlchemy Core, the statement cost about a millisecond more per commit.
@@ -102,3 +104,22 @@ def close_changeset(*, session: Session, changeset_id: int) -> ChangesetCounts:
         {"id": changeset_id},
     ).one()
     return ChangesetCounts(changeset_id, row.inserted, row.updated, row.deleted)
+
+
+def changeset_number(*, session: Session, changeset_id: int) -> int | None:
+    """The number (``seq``) a changeset was given when it was sealed at its COMMIT: what History
+    and the Audit page show as "#N" (its id, given when it was opened, can differ); None if it
+    is not sealed."""
+    seq: int | None = session.scalar(select(Changeset.seq).where(Changeset.id == changeset_id))
+    return seq
+
+
+def number_after_commit(changeset_id: int) -> int | None:
+    """``changeset_number`` of a changeset just committed, read in a session of its own; None if
+    that read fails (the database gone right after the COMMIT, say): the changeset is in all
+    the same, and the caller must not say otherwise."""
+    try:
+        with session_scope() as session:
+            return changeset_number(session=session, changeset_id=changeset_id)
+    except PortalError:
+        return None

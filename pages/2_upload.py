@@ -29,7 +29,7 @@ from portal.errors import PortalError
 from portal.spec import COLUMN_TYPES, DatasetSpec, ValidationResult, editor_columns
 from portal.ui import current_actor, md_escape, md_text, require
 from portal.ui.column_config import column_config
-from portal.ui.db_retry import show_error, show_write_error
+from portal.ui.db_retry import show_error, show_refusal, show_write_error
 
 actor = require("editor")
 
@@ -166,7 +166,7 @@ except ImportRefused as exc:
         )
     st.stop()
 except PortalError as exc:
-    st.error(md_text(str(exc)), icon=":material/block:")
+    show_refusal(exc, icon=":material/block:")
     st.stop()
 
 st.caption(
@@ -228,7 +228,7 @@ def edit_spec(parsed: ParsedCSV) -> DatasetSpec:
     try:
         return uploads.spec_from_rows(edited.to_dict("records"), base=proposed)
     except PortalError as exc:
-        st.error(md_text(str(exc)), icon=":material/error:")
+        show_refusal(exc)
         st.stop()
 
 
@@ -245,7 +245,7 @@ try:
     spec_json = json.dumps(spec.to_json(), sort_keys=True, default=str)
     result = check(file_key, spec_json, parsed, spec, decimal_comma)
 except PortalError as exc:
-    st.error(md_text(str(exc)), icon=":material/error:")
+    show_refusal(exc)
     st.stop()
 
 
@@ -381,7 +381,7 @@ def confirm_replace(chosen_target: uploads.ExistingDataset) -> None:
     try:
         current = uploads.row_count(chosen_target.dataset_id)
     except PortalError as exc:
-        st.error(md_text(str(exc)), icon=":material/error:")
+        show_refusal(exc)
         return
     st.write(
         f"“{md_escape(choices[chosen_target.dataset_id])}” has {current:,} "

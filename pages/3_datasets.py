@@ -16,9 +16,9 @@ from portal.browse import PAGE_SIZES, CsvExport, FilterOp, RowFilter, Sort
 from portal.db import session_scope
 from portal.errors import PortalError
 from portal.spec import ROW_ID, editor_columns
-from portal.ui import current_actor, md_escape, md_text, require
+from portal.ui import current_actor, md_escape, require
 from portal.ui.column_config import column_config
-from portal.ui.db_retry import show_error
+from portal.ui.db_retry import show_error, show_refusal
 from portal.ui.index_note import index_note
 from portal.ui.navigation import history_links, no_datasets, upload_link
 
@@ -133,7 +133,7 @@ def confirm_reason_setting(dataset_id: int, name: str, required: bool) -> None:
                     reason=why,
                 )
         except PortalError as exc:
-            st.error(md_text(str(exc)), icon=":material/error:")
+            show_refusal(exc)
             return
         close_setting()
         st.session_state[FLASH] = f"Changes to “{md_escape(name)}” now " + (
@@ -295,7 +295,7 @@ if st.button("Prepare download", icon=":material/file_export:", key=f"{key}.prep
                 session=session, actor=actor, dataset_id=dataset.id, row_filter=row_filter
             )
     except PortalError as exc:
-        st.error(md_text(str(exc)), icon=":material/error:")
+        show_refusal(exc)
     else:
         prepared = (export_key, export)
         st.session_state[PREPARED] = prepared

@@ -39,7 +39,7 @@ from portal.errors import CommitOutcomeUnknown, PortalError
 from portal.spec import ROW_ID, Value, editor_columns
 from portal.ui import current_actor, md_escape, md_text, require
 from portal.ui.column_config import column_config
-from portal.ui.db_retry import outages, show_error, show_write_error
+from portal.ui.db_retry import outages, show_error, show_refusal, show_write_error
 from portal.ui.index_note import index_note
 from portal.ui.navigation import history_links, linked_id, no_datasets
 
@@ -449,7 +449,7 @@ except InvalidEdits as exc:
     discard_button("Every unsaved change to this dataset, those that break its rules too")
     st.stop()
 except PortalError as exc:
-    st.error(md_text(str(exc)), icon=":material/error:")
+    show_refusal(exc)
     st.stop()
 st.session_state[k["pending"]] = changes  # kept for the next window, or a return to the page
 st.session_state.pop(k["dropped"], None)
@@ -596,16 +596,6 @@ reason = st.text_input(
 st.session_state[k["reason_kept"]] = reason
 
 
-def committed_number(changeset_id: int) -> int | None:
-    """The number History shows for a changeset just committed (``#seq``, given at its COMMIT),
-    read in a session of its own; None if that read fails: the commit is in all the same."""
-    try:
-        with session_scope() as session:
-            return writes.changeset_number(session=session, changeset_id=changeset_id)
-    except PortalError:
-        return None
-
-
 @st.dialog("Commit these changes?", on_dismiss=close_dialog)
 def confirm(changes: ChangeSet, reason: str) -> None:
     st.write(changes.summary() + ".")
@@ -634,7 +624,7 @@ def confirm(changes: ChangeSet, reason: str) -> None:
             return
         forget(opened)
         st.session_state.pop(f"edit.{opened}.reason", None)
-        number = committed_number(result.changeset_id)
+        number = writes.number_after_commit(result.changeset_id)
         # Shown by the next run: a toast raised right before st.rerun() may never be seen.
         st.session_state[f"edit.{opened}.done"] = (
             f"Committed as changeset #{number}: {changes.summary()}."

@@ -22,12 +22,12 @@ from portal.db import session_scope
 from portal.diffs import RowDelete, RowInsert, cell_changes, show_change
 from portal.errors import PortalError
 from portal.trail_views import AsOf, Export, when
-from portal.ui import current_actor, md_escape, md_text, require
+from portal.ui import current_actor, md_escape, require
 from portal.ui.changeset_view import show_changeset
-from portal.ui.db_retry import show_error
+from portal.ui.db_retry import show_error, show_refusal
 from portal.ui.navigation import linked_id, no_datasets
 from portal.ui.pager import Pager
-from portal.writes import MAX_REASON_CHARS
+from portal.writes import MAX_REASON_CHARS, number_after_commit
 
 actor = require("viewer")
 
@@ -85,19 +85,6 @@ def row_ids(rows: Sequence[RowDelete | RowInsert], shown: int = 50) -> str:
     return ids + (" …" if len(rows) > shown else "")
 
 
-def number_of(who: Actor, changeset_id: int) -> int | None:
-    """A committed changeset's number (``seq``, given when it commits), read in a session of
-    its own; ``None`` if that read fails (say, the database stopped answering right after
-    the commit): the changeset is in all the same."""
-    try:
-        with session_scope() as session:
-            return trail_views.changeset(
-                session=session, actor=who, changeset_id=changeset_id
-            ).summary.seq
-    except PortalError:
-        return None
-
-
 @st.dialog("Revert this changeset?", width="large", on_dismiss=close_revert)
 def confirm_revert(changeset_id: int) -> None:
     """What the revert writes, what it leaves alone, a reason, then Revert or Cancel. The actor
@@ -114,7 +101,7 @@ def confirm_revert(changeset_id: int) -> None:
                     session=session, actor=current_actor("editor"), changeset_id=changeset_id
                 )
         except PortalError as exc:
-            st.error(md_text(str(exc)), icon=":material/error:")
+            show_refusal(exc)
             if st.button("Close", key="history.revert.close"):
                 close_revert()
                 st.rerun()
@@ -220,9 +207,9 @@ def confirm_revert(changeset_id: int) -> None:
             st.session_state[REVERT_REFUSED] = str(exc)
             st.rerun()
         except PortalError as exc:
-            st.error(md_text(str(exc)), icon=":material/error:")
+            show_refusal(exc)
             return
-        new_seq = number_of(who, result.changeset_id)
+        new_seq = number_after_commit(result.changeset_id)
         flash = (
             f"Reverted #{seq} as changeset "
             + (
@@ -461,7 +448,7 @@ if st.button("Prepare download", icon=":material/file_export:", key="history.pre
                 session=session, actor=actor, dataset_id=dataset_id, seq=summary.seq
             )
     except PortalError as exc:
-        st.error(md_text(str(exc)), icon=":material/error:")
+        show_refusal(exc)
     else:
         prepared = (export_key, export)
         st.session_state[PREPARED] = prepared

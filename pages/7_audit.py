@@ -17,9 +17,9 @@ from portal.datasets import dataset_names
 from portal.db import session_scope
 from portal.errors import AuditError, PortalError
 from portal.trail_views import Export, TrailFilter, day_after, day_start, when
-from portal.ui import md_text, require
+from portal.ui import require
 from portal.ui.changeset_view import show_changeset
-from portal.ui.db_retry import show_error
+from portal.ui.db_retry import show_error, show_refusal
 from portal.ui.pager import Pager
 
 actor = require("admin")
@@ -85,7 +85,7 @@ with st.container(border=True):
             with st.spinner("Recomputing the hash chains…"), session_scope() as session:
                 st.session_state[VERIFIED] = trail_views.chain_status(session=session, actor=actor)
         except PortalError as exc:
-            st.error(md_text(str(exc)), icon=":material/error:")
+            show_refusal(exc)
     verified = st.session_state.get(VERIFIED)
     if verified is not None:
         changesets, events = verified.changesets, verified.events
@@ -135,7 +135,7 @@ with st.container(border=True):
             if problem is not None:
                 st.error(f"The check stopped: {problem}", icon=":material/gpp_bad:")
         except PortalError as exc:
-            st.error(md_text(str(exc)), icon=":material/error:")
+            show_refusal(exc)
     drifts = st.session_state.get(DRIFT)
     if drifts is not None and all(d.ok for d in drifts):
         st.success(
@@ -309,7 +309,7 @@ with st.expander("Activity per day", icon=":material/bar_chart:"):
                 session=session, actor=actor, trail_filter=chart_filter, by=by
             )
     except PortalError as exc:
-        st.error(md_text(str(exc)), icon=":material/error:")
+        show_refusal(exc)
     else:
         if activity.empty:
             st.info("No changes in this range.", icon=":material/bar_chart:")
@@ -348,7 +348,7 @@ for fmt, column in (("csv", csv_col), ("json", json_col)):
                     include_rows=include_rows,
                 )
         except PortalError as exc:
-            st.error(md_text(str(exc)), icon=":material/error:")
+            show_refusal(exc)
         else:
             prepared = ((*export_key, fmt), export)
             st.session_state[PREPARED] = prepared

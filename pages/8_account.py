@@ -4,7 +4,8 @@ import streamlit as st
 
 from portal import auth
 from portal.errors import PortalError
-from portal.ui import md_escape, md_text, require_session
+from portal.ui import md_escape, require_session
+from portal.ui.db_retry import show_refusal
 from portal.users import PASSWORD_RULES
 
 signed = require_session("viewer", password_change_page=True)
@@ -52,7 +53,7 @@ if submitted:
                 current_password=current, new_password=new, confirm_password=confirm
             )
         except PortalError as exc:
-            st.error(md_text(str(exc)), icon=":material/error:")
+            show_refusal(exc)
         else:
             for key in FIELDS:
                 st.session_state.pop(key, None)

@@ -14,8 +14,8 @@ from portal.actor import Actor
 from portal.db import session_scope
 from portal.errors import PortalError
 from portal.models import ROLES
-from portal.ui import current_actor, md_escape, md_text, require
-from portal.ui.db_retry import show_error
+from portal.ui import current_actor, md_escape, require
+from portal.ui.db_retry import show_error, show_refusal
 from portal.users import PASSWORD_RULES
 
 actor = require("admin")
@@ -41,7 +41,7 @@ def apply(change: Callable[[Any, Actor], object], success: str) -> bool:
         with session_scope() as session:
             change(session, acting)
     except PortalError as exc:
-        st.error(md_text(str(exc)), icon=":material/error:")
+        show_refusal(exc)
         return False
     st.session_state[FLASH] = success
     st.session_state.pop(CONFIRM, None)

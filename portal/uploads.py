@@ -16,15 +16,13 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import select
-
+from audit.changesets import number_after_commit
 from portal import csv_import, datasets
 from portal.actor import Actor
 from portal.config import get_settings
 from portal.csv_import import ParsedCSV
 from portal.db import session_scope
-from portal.errors import PortalError, ValidationError
-from portal.models import Changeset
+from portal.errors import ValidationError
 from portal.spec import (
     COLUMN_TYPES,
     OPTION_SEPARATOR,
@@ -288,11 +286,7 @@ def import_file(
             datasets.gather_statistics(session=session, table_name=dataset.table_name)
         dataset_id, dataset_name = dataset.id, dataset.name
         progress("Sealing the changeset into the audit hash chain")
-    try:  # the rows are in whatever this read meets: it must not say otherwise
-        with session_scope() as session:
-            seq = session.scalar(select(Changeset.seq).where(Changeset.id == counts.changeset_id))
-    except PortalError:
-        seq = None
+    seq = number_after_commit(counts.changeset_id)  # the rows are in whatever this read meets
     return ImportOutcome(dataset_id, dataset_name, counts.changeset_id, seq, parsed.row_count, mode)
 
 

@@ -41,6 +41,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from audit.capture import qualified_table
+from audit.changesets import changeset_number as changeset_number  # the Edit page's
+from audit.changesets import number_after_commit as number_after_commit
 from audit.changesets import open_changeset
 from audit.search import loads
 from portal import db, diffs, estimates, indexes
@@ -341,14 +343,6 @@ def changeset_of_transaction(
         )
     )
     return found
-
-
-def changeset_number(*, session: Session, changeset_id: int) -> int | None:
-    """The number (``seq``) a changeset was given when it was sealed at its COMMIT: what History
-    and the Audit page show as "#N" (its id, given when it was opened, can differ); None if it
-    is not sealed."""
-    seq: int | None = session.scalar(select(Changeset.seq).where(Changeset.id == changeset_id))
-    return seq
 
 
 def _locked_dataset(session: Session, dataset_id: int) -> Dataset:

@@ -14,7 +14,8 @@ from portal.actor import Actor
 from portal.db import session_scope
 from portal.errors import PortalError
 from portal.trail_views import ChangesetDetail, when
-from portal.ui.markdown import md_escape, md_text
+from portal.ui.db_retry import show_refusal
+from portal.ui.markdown import md_escape
 from portal.ui.pager import Pager
 
 PAGE_SIZE = 50
@@ -41,7 +42,7 @@ def show_changeset(
                 session=session, actor=actor, changeset_id=changeset_id, record=record
             )
     except PortalError as exc:
-        st.error(md_text(str(exc)), icon=":material/error:")
+        show_refusal(exc)
         return None
     s = detail.summary
     st.subheader(f"Changeset #{s.seq}")
@@ -97,7 +98,7 @@ def _row_changes(actor: Actor, detail: ChangesetDetail, op: str, key: str) -> No
                 limit=PAGE_SIZE,
             )
     except PortalError as exc:
-        st.error(md_text(str(exc)), icon=":material/error:")
+        show_refusal(exc)
         return
     if frames.updates is not None:
         st.caption(
@@ -144,7 +145,7 @@ def _bulk_rows(actor: Actor, detail: ChangesetDetail, key: str) -> None:
             offset = (page - 1) * PAGE_SIZE
             frame = bulk_frame(detail.hash, bulk.id, offset, PAGE_SIZE, actor, detail)
         except PortalError as exc:
-            st.error(md_text(str(exc)), icon=":material/error:")
+            show_refusal(exc)
             continue
         st.dataframe(frame, hide_index=True, width="stretch")
         st.caption(f"Page {page:,} of {pages:,}")

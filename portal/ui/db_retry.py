@@ -63,12 +63,17 @@ def _check_again() -> None:
     st.caption(f"Last checked {time.strftime('%H:%M:%S')}; checking every {RETRY_SECONDS:g} s.")
 
 
+def show_refusal(exc: PortalError, *, icon: str = ":material/error:") -> None:
+    """``st.error`` of the message, shown as written, not as Markdown (``md_text``: the values
+    and names it quotes are data)."""
+    st.error(md_text(str(exc)), icon=icon)
+
+
 def show_error(exc: PortalError, *, icon: str = ":material/error:") -> None:
-    """``st.error`` of the message (shown as written, not as Markdown), or, when the database is
-    unavailable, ``wait_for_database``."""
+    """``show_refusal``, or, when the database is unavailable, ``wait_for_database``."""
     if isinstance(exc, DatabaseUnavailable):
         wait_for_database(exc)
-    st.error(md_text(str(exc)), icon=icon)
+    show_refusal(exc, icon=icon)
 
 
 def show_write_error(exc: PortalError, *, kept: str, again: str) -> None:
@@ -82,4 +87,4 @@ def show_write_error(exc: PortalError, *, kept: str, again: str) -> None:
             icon=":material/cloud_off:",
         )
     else:
-        st.error(md_text(str(exc)), icon=":material/error:")
+        show_refusal(exc)
