@@ -31,7 +31,11 @@ def open_disable_dialog(page: Page, portal_server: PortalServer) -> None:
     expect(nav.get_by_text("app")).to_have_count(0)
     choose(page, "User", "vee — Vee")
     expect(page.get_by_text("Vee is viewer, active")).to_be_visible()
-    page.get_by_role("button", name="Disable…").click()
+    # Until the rerun finishes, the previous user's (disabled) button can still be on the page.
+    disable = page.get_by_role("button", name="Disable…")
+    expect(disable).to_have_count(1)
+    expect(disable).to_be_enabled()
+    disable.click()
     expect(page.get_by_role("dialog")).to_be_visible()
 
 
