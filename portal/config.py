@@ -14,9 +14,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from portal.errors import ConfigError
 
@@ -65,6 +67,19 @@ class Settings(BaseSettings):
     lockout_minutes: int = Field(default=15, ge=1, le=24 * 60)
     data_dir: Path = Path(".data")
 
+    @field_validator("database_url", "migration_database_url")
+    @classmethod
+    def _postgresql_url(cls, value: SecretStr | None) -> SecretStr | None:
+        """Blank is unset (compose's ``${VAR:-}``); anything else must be a URL the portal can
+        connect with, or `portal serve` and `portal migrate` stopped with SQLAlchemy's
+        traceback."""
+        if value is None or not value.get_secret_value().strip():
+            return None
+        problem = database_url_problem(value.get_secret_value())
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.env != "prod":
@@ -106,6 +121,27 @@ class Settings(BaseSettings):
         if self.env == "prod":  # pragma: no cover - the validator already refused this
             raise ConfigError("PORTAL_COOKIE_KEY is not set")
         return read_or_create_secret(self.data_dir / "cookie-key")
+
+
+DATABASE_URL_FORM = "postgresql+psycopg2://USER:PASSWORD@HOST:5432/DATABASE"
+
+
+def database_url_problem(url: str) -> str | None:
+    """What keeps ``url`` from being a database URL the portal can use, or None. The message
+    never quotes the URL: it holds a password."""
+    try:
+        parsed = make_url(url.strip())
+    except (ArgumentError, ValueError):
+        return (
+            f"not a database URL; write it as {DATABASE_URL_FORM} (in the password, write "
+            "@ : / % # ? as %40 %3A %2F %25 %23 %3F)"
+        )
+    if parsed.get_backend_name() != "postgresql" or parsed.get_driver_name() != "psycopg2":
+        return (
+            f"not a PostgreSQL URL the portal can use (it names {parsed.drivername!r}); write "
+            f"it as {DATABASE_URL_FORM}"
+        )
+    return None
 
 
 def cookie_key_problem(key: str) -> str | None:

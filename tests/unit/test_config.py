@@ -7,8 +7,10 @@ import stat
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from portal.config import load_settings, read_or_create_secret
+from portal.cli import main
+from portal.config import get_settings, load_settings, read_or_create_secret
 from portal.errors import ConfigError
 
 GOOD_KEY = "k" * 16 + "0123456789abcdef0123456789"
@@ -73,6 +75,54 @@ def test_prod_without_database_url_fails(prod: pytest.MonkeyPatch) -> None:
     prod.delenv("PORTAL_DATABASE_URL")
     with pytest.raises(ConfigError, match="PORTAL_DATABASE_URL is not set"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("postgres://portal_app:s3cret@db:5432/portal", "not a PostgreSQL URL"),
+        ("mysql://portal_app:s3cret@db/portal", "not a PostgreSQL URL"),
+        ("postgresql+asyncpg://portal_app:s3cret@db/portal", "not a PostgreSQL URL"),
+        ("db:5432", "not a database URL"),
+        ("portal_app:s3cret@db:5432/portal", "not a database URL"),
+    ],
+)
+@pytest.mark.parametrize("variable", ["PORTAL_DATABASE_URL", "PORTAL_MIGRATION_DATABASE_URL"])
+def test_a_database_url_the_portal_cannot_use_names_the_variable(
+    prod: pytest.MonkeyPatch, variable: str, url: str, problem: str
+) -> None:
+    """A Heroku-style ``postgres://``, another database's URL or a bare host stopped `portal
+    serve` and `portal migrate` with SQLAlchemy's traceback; it is refused at start-up, naming
+    the variable and the form to write, never echoing the password."""
+    prod.setenv(variable, url)
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    message = str(refused.value)
+    assert message.startswith(f"{variable}: ")
+    assert problem in message
+    assert "postgresql+psycopg2://" in message
+    assert "s3cret" not in message
+
+
+def test_an_empty_migration_url_falls_back_to_the_app_url(prod: pytest.MonkeyPatch) -> None:
+    """Compose's ``${VAR:-}`` gives an empty value: the same as unset, as the README says."""
+    prod.setenv("PORTAL_MIGRATION_DATABASE_URL", "  ")
+    assert load_settings().migration_url() == DB_URL
+
+
+def test_portal_serve_refuses_a_malformed_database_url_without_a_traceback(
+    prod: pytest.MonkeyPatch,
+) -> None:
+    prod.setenv("PORTAL_DATABASE_URL", "postgres://portal_app:s3cret@db:5432/portal")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(main, ["serve", "--db-wait-attempts", "1"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert result.output.startswith("Error: PORTAL_DATABASE_URL: ")
+    assert "s3cret" not in result.output
 
 
 def test_malformed_number_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
