@@ -9,6 +9,7 @@ kept under the data directory.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -27,6 +28,7 @@ MIN_COOKIE_KEY_CHARS = 8
 """Different characters a cookie key needs: fewer is a repeat (``xxxx…``, ``abab…``, a word over
 and over), guessed first whatever its length. Random keys as they are usually made have more: 32
 random hex digits (``openssl rand -hex 16``) showed 9 or more in each of 200,000 draws."""
+COOKIE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 KEY_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
 # Values seen in tutorials, templates and library defaults; never acceptable as a real secret.
 PLACEHOLDER_SECRETS = frozenset(
@@ -66,6 +68,24 @@ class Settings(BaseSettings):
     lockout_attempts: int = Field(default=5, ge=1, le=100)
     lockout_minutes: int = Field(default=15, ge=1, le=24 * 60)
     data_dir: Path = Path(".data")
+
+    @field_validator("cookie_name")
+    @classmethod
+    def _usable_cookie_name(cls, value: str) -> str:
+        taken = {
+            "portal_route": "nginx's replica routing cookie (HttpOnly: the sign-in cookie could "
+            "never replace it, and every reload would sign out)",
+            "_streamlit_xsrf": "Streamlit's XSRF cookie (uploads and the page's connection "
+            "need it)",
+        }
+        if not COOKIE_NAME.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a cookie name: use letters, digits and - _ . only, e.g. "
+                "portal_auth (the default)"
+            )
+        if value in taken:
+            raise ValueError(f"{value!r} is {taken[value]}: choose another, e.g. portal_auth")
+        return value
 
     @field_validator("database_url", "migration_database_url")
     @classmethod

@@ -125,6 +125,33 @@ def test_portal_serve_refuses_a_malformed_database_url_without_a_traceback(
     assert "s3cret" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("", "letters, digits"),
+        ("portal auth", "letters, digits"),
+        ("auth;portal_route=x", "letters, digits"),
+        ("portal_route", "nginx's replica routing cookie"),
+        ("_streamlit_xsrf", "Streamlit's XSRF cookie"),
+    ],
+)
+def test_a_cookie_name_that_cannot_work_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, problem: str
+) -> None:
+    """A name a browser cannot keep, or one the portal's other cookies already use (nginx's
+    HttpOnly routing cookie, which the sign-in cookie could then never replace; Streamlit's XSRF
+    token, which uploads need), signed everyone out at each reload or broke uploads, unsaid."""
+    monkeypatch.setenv("PORTAL_COOKIE_NAME", name)
+    with pytest.raises(ConfigError, match=rf"^PORTAL_COOKIE_NAME: .*{problem}"):
+        load_settings()
+
+
+@pytest.mark.parametrize("name", ["portal_auth", "Data-Portal.auth", "auth2"])
+def test_a_plain_cookie_name_is_taken(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv("PORTAL_COOKIE_NAME", name)
+    assert load_settings().cookie_name == name
+
+
 def test_malformed_number_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PORTAL_MAX_UPLOAD_MB", "lots")
     with pytest.raises(ConfigError, match="PORTAL_MAX_UPLOAD_MB"):
