@@ -18,9 +18,10 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
 
@@ -31,6 +32,9 @@ from portal.db import reset_engine, session_scope, wait_for_database
 from portal.embedded import EmbeddedPostgresError
 from portal.errors import ConfigError, DatabaseLoginRefused, PortalError
 from portal.models import CHANGESET_KINDS, EVENT_KINDS
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -695,7 +699,11 @@ def audit_export(
     )
 
     def export_to(out: TextIO) -> int:
+        nonlocal trail_filter
         with _database():
+            if actor is not None:
+                with session_scope() as session:
+                    trail_filter = replace(trail_filter, actor=_actor_in_log(session, actor))
             try:
                 with session_scope() as session:
                     count, _ = write_trail(
@@ -753,6 +761,26 @@ def audit_export(
             with suppress(OSError):
                 partial.unlink(missing_ok=True)
     click.echo(f"{count:,} {what} exported" + ("" if output == "-" else f" to {output}"), err=True)
+
+
+def _actor_in_log(session: Session, name: str) -> str:
+    """The username in the audit log that ``name`` means: itself, or the one it matches in
+    any case (usernames are kept lower-case; ``--actor Ann`` is ann's). One not in the log at
+    all is said on standard error: an export of nothing, not of everything."""
+    from audit.search import actors
+
+    known = actors(session=session)
+    if name in known:
+        return name
+    same = [k for k in known if k.casefold() == name.strip().casefold()]
+    if len(same) == 1:
+        return same[0]
+    click.echo(
+        f"No changesets or events by “{name}” are in the audit log: check the username "
+        "(`portal user list` shows them).",
+        err=True,
+    )
+    return name
 
 
 if __name__ == "__main__":

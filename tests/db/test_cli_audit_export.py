@@ -157,3 +157,15 @@ def test_the_page_s_text_filter_exports_the_same_rows(trail: Trail) -> None:
     assert [c["seq"] for c in json.loads(out)] == [trail.seqs["bob note"]]
     cli, _ = event_rows(trail.db, "export")
     assert cli["detail"]["filter"]["text"] == "ZEBRA"
+
+
+def test_an_actor_is_found_in_any_case_and_one_not_in_the_log_is_said(trail: Trail) -> None:
+    # Usernames are kept lower-case (the sign-in form lower-cases them): "Ann" is ann's.
+    code, out, said = export("--format", "json", "--actor", trail.ann.username.upper())
+    assert code == 0, said
+    assert {c["actor"] for c in json.loads(out)} == {trail.ann.username}
+    assert "no changesets" not in said.lower()
+    code, out, said = export("--format", "json", "--actor", "nobody-here")
+    assert code == 0, said
+    assert json.loads(out) == []
+    assert "No changesets or events by “nobody-here” are in the audit log" in said
