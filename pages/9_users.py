@@ -74,8 +74,8 @@ def confirm_role(username: str, old: str, new: str) -> None:
 @st.dialog("Reset password", on_dismiss=close_dialog)
 def confirm_reset(username: str) -> None:
     st.markdown(
-        f"Set a new password for **{md_escape(username)}**. Their current sessions end at once; "
-        "give them the new password in a safe way."
+        f"Set a new password for **{md_escape(username)}**. Their current sessions end at once "
+        "and a lock-out is lifted; give them the new password in a safe way."
     )
     password = st.text_input(
         "New password", type="password", key="users.reset.password", help=PASSWORD_RULES

@@ -447,7 +447,7 @@ def user_add(
 )
 @_reports_errors
 def user_passwd(username: str, password_stdin: bool, must_change_password: bool) -> None:
-    """Set a user's password (their sessions end at once)."""
+    """Set a user's password (their sessions end at once; a lock-out is lifted)."""
     from portal.users import reset_password
 
     password = _read_password(password_stdin)

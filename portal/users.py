@@ -363,7 +363,8 @@ def reset_password(
     password: str,
     must_change_password: bool = True,
 ) -> User:
-    """An admin sets another user's password.
+    """An admin sets another user's password, and lifts any lock-out: the failed guesses were
+    at the old password, and whoever is given the new one must be able to sign in with it.
 
     Raises:
         PermissionDenied: the actor is not an admin, or is resetting their own password (the
@@ -379,10 +380,14 @@ def reset_password(
             "password on the Account page, which asks for your current one."
         )
     check_password(password, username=user.username)
+    now = database_now(session)
+    cleared = _lock_out_cleared(user, now)
     user.password_hash = hash_password(password)
     user.must_change_password = must_change_password
+    user.failed_attempts = 0
+    user.locked_until = None
     # Sessions and cookies that began before this moment end (portal.signin.resume).
-    user.password_changed_at = user.updated_at = database_now(session)
+    user.password_changed_at = user.updated_at = now
     session.flush()
     # False: the admin chose a password the person may keep, and so knows it.
     _admin_event(
@@ -391,8 +396,23 @@ def reset_password(
         user.username,
         "reset_password",
         must_change_password=must_change_password,
+        **cleared,
     )
     return user
+
+
+def _lock_out_cleared(user: User, now: datetime) -> dict[str, Any]:
+    """What clearing ``user``'s lock-out and failed-attempt count clears, for its event: the
+    count, and the lock only if still in force (lifting a lock is not clearing a count of
+    typos); nothing when there is neither."""
+    if not user.failed_attempts and user.locked_until is None:
+        return {}
+    return {
+        "failed_attempts": user.failed_attempts,
+        "locked_until": (
+            user.locked_until.isoformat() if user.locked_until and user.locked_until > now else None
+        ),
+    }
 
 
 def unlock(*, session: Session, actor: Actor, username: str) -> User:
@@ -401,16 +421,10 @@ def unlock(*, session: Session, actor: Actor, username: str) -> User:
     ``set_active`` skip what changes nothing. Raises: PermissionDenied, NotFound."""
     _require_admin(actor)
     user = get_user(session=session, username=username, for_update=True)
-    if not user.failed_attempts and user.locked_until is None:
-        return user
     now = database_now(session)
-    # What was cleared: lifting a lock in force is not clearing a count of typos.
-    cleared = {
-        "failed_attempts": user.failed_attempts,
-        "locked_until": (
-            user.locked_until.isoformat() if user.locked_until and user.locked_until > now else None
-        ),
-    }
+    cleared = _lock_out_cleared(user, now)
+    if not cleared:
+        return user
     user.failed_attempts = 0
     user.locked_until = None
     user.updated_at = now

@@ -335,6 +335,27 @@ def test_password_reset_by_an_admin_ends_sessions(fresh_db: DatabaseHandle) -> N
     assert again.must_change_password is True
 
 
+def test_a_password_reset_by_an_admin_lifts_the_lock_out(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone who forgot their password and locked the account trying is given a new one: it
+    signs them in, and the guesses at the old one no longer count against them."""
+    from portal.users import reset_password
+
+    monkeypatch.setenv("PORTAL_LOCKOUT_ATTEMPTS", "2")
+    name, _ = new_user(fresh_db)
+    refused(name, "forgotten one")
+    assert "locked" in refused(name, "forgotten two")
+    with Session(fresh_db.app) as s, s.begin():
+        reset_password(session=s, actor=cli_actor(), username=name, password="a brand new password")
+    assert signin.authenticate(name, "a brand new password").username == name
+    row = user_row(fresh_db, name)
+    assert (row["failed_attempts"], row["locked_until"]) == (0, None)
+    [detail] = [e["detail"] for e in events(fresh_db, "user_admin")]
+    assert (detail["action"], detail["failed_attempts"]) == ("reset_password", 2)
+    assert detail["locked_until"] is not None  # a lock in force was lifted with it
+
+
 # -- changing one's own password -----------------------------------------------------------------
 
 
