@@ -6,6 +6,7 @@ The rules live here so the Users page and the ``portal user`` command behave the
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import pairwise
@@ -85,13 +86,23 @@ def check_display_name(display_name: str, *, username: str) -> str:
     return name
 
 
+def normalise_password(password: str) -> str:
+    """The password as it is checked, hashed and compared: Unicode NFC (RFC 8265's
+    OpaqueString), so that an accented letter typed as one code point ("é") or as a letter and
+    a combining accent ("e" + U+0301), as input methods and password managers differ, is one
+    password."""
+    return unicodedata.normalize("NFC", password)
+
+
 def check_password(password: str, *, username: str) -> None:
     """Refuse a password that is too short, too long for bcrypt, the username, or a repeat or
-    run of characters (NIST SP 800-63B: "repetitive or sequential characters").
+    run of characters (NIST SP 800-63B: "repetitive or sequential characters"); measured as
+    normalised (``normalise_password``), as it is stored.
 
     Raises:
         ValidationError: with what is wrong and what to do.
     """
+    password = normalise_password(password)
     if len(password) < MIN_PASSWORD_CHARS:
         raise ValidationError(
             f"The password is {len(password)} characters long; use at least "
@@ -123,10 +134,20 @@ def _mostly_a_run(password: str) -> bool:
 
 
 def hash_password(password: str) -> str:
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
+    return bcrypt.hashpw(normalise_password(password).encode(), bcrypt.gensalt()).decode()
 
 
 def password_matches(password: str, password_hash: str) -> bool:
+    """Whether ``password``, normalised, is the one hashed; one typed exactly as a hash made
+    before passwords were normalised also matches (a second bcrypt check, only for a password
+    that normalising changes)."""
+    normalised = normalise_password(password)
+    if _bcrypt_matches(normalised, password_hash):
+        return True
+    return normalised != password and _bcrypt_matches(password, password_hash)
+
+
+def _bcrypt_matches(password: str, password_hash: str) -> bool:
     if len(password.encode()) > MAX_PASSWORD_BYTES:
         return False
     try:

@@ -1,12 +1,21 @@
 """The password rules every way of setting one goes through (``users.check_password``): long
-enough, within bcrypt's 72 bytes, not the username, not a repeat or run of characters."""
+enough, within bcrypt's 72 bytes, not the username, not a repeat or run of characters; and one
+password however its accented letters are encoded."""
 
 from __future__ import annotations
 
+import unicodedata
+
+import bcrypt
 import pytest
 
 from portal.errors import ValidationError
-from portal.users import check_password
+from portal.users import check_password, hash_password, password_matches
+
+# "é" is one code point (NFC: what most keyboards type) or "e" and a combining accent (NFD: what
+# some Mac and Linux input methods, or a password manager's import, give): the same password.
+COMPOSED = unicodedata.normalize("NFC", "Crème brûlée à Noël")
+DECOMPOSED = unicodedata.normalize("NFD", COMPOSED)
 
 
 @pytest.mark.parametrize(
@@ -45,3 +54,25 @@ def test_ordinary_passwords_pass(password: str) -> None:
 def test_the_other_rules_still_hold(password: str, problem: str) -> None:
     with pytest.raises(ValidationError, match=problem):
         check_password(password, username="kim.doe-2024")
+
+
+@pytest.mark.parametrize(("chosen", "typed"), [(COMPOSED, DECOMPOSED), (DECOMPOSED, COMPOSED)])
+def test_a_password_is_the_same_however_its_accents_are_encoded(chosen: str, typed: str) -> None:
+    assert chosen != typed
+    assert password_matches(typed, hash_password(chosen))
+    assert not password_matches(typed + "!", hash_password(chosen))
+
+
+def test_a_password_hashed_as_typed_before_normalisation_still_matches() -> None:
+    old_hash = bcrypt.hashpw(DECOMPOSED.encode(), bcrypt.gensalt(rounds=4)).decode()
+    assert password_matches(DECOMPOSED, old_hash)
+
+
+def test_the_rules_measure_the_normalised_password() -> None:
+    """71 bytes composed, 100 decomposed: it fits bcrypt once normalised, as it is stored."""
+    composed = "é" * 29 + "correct horse"
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert len(composed.encode()) <= 72 < len(decomposed.encode())
+    check_password(decomposed, username="kim")
+    with pytest.raises(ValidationError, match="11 characters long"):
+        check_password(unicodedata.normalize("NFD", "éèêëàâîïôûç"), username="kim")
