@@ -30,7 +30,7 @@ from portal.actor import cli_actor
 from portal.config import get_settings
 from portal.db import reset_engine, session_scope, wait_for_database
 from portal.embedded import EmbeddedPostgresError
-from portal.errors import ConfigError, DatabaseLoginRefused, PortalError
+from portal.errors import ConfigError, DatabaseLoginRefused, PortalError, ValidationError
 from portal.models import CHANGESET_KINDS, EVENT_KINDS
 
 if TYPE_CHECKING:
@@ -389,11 +389,22 @@ def user() -> None:
 
 
 def _read_password(password_stdin: bool) -> str:
-    if password_stdin:
-        # A file saved on Windows ends the line with CR LF, and a pipe keeps the CR: it is no
-        # part of the password (no sign-in form could type it).
-        return sys.stdin.readline().rstrip("\r\n")
-    value: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    """Raises: ValidationError: what was read is not text in UTF-8 (or the locale's encoding)."""
+    try:
+        if password_stdin:
+            # A file saved on Windows ends the line with CR LF, and a pipe keeps the CR: it is
+            # no part of the password (no sign-in form could type it).
+            value = sys.stdin.readline().rstrip("\r\n")
+        else:
+            value = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        # Bytes the locale could not decode are kept as lone surrogates (surrogateescape, the
+        # C locale's way): no UTF-8 form to hash, and nothing a sign-in form could send.
+        value.encode()
+    except UnicodeError as exc:
+        raise ValidationError(
+            "The password read is not UTF-8 text (a file saved as Latin-1 or Windows-1252, "
+            "say); nothing was changed. Save it as UTF-8, or type it, and try again."
+        ) from exc
     return value
 
 

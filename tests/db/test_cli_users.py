@@ -4,6 +4,7 @@ attributed to the operator at the command line."""
 from __future__ import annotations
 
 import getpass
+import os
 import subprocess
 import sys
 from typing import Any
@@ -112,3 +113,23 @@ def test_a_password_piped_from_a_windows_file_is_the_one_to_sign_in_with(
     result = piped("passwd", "kim", "--password-stdin", stdin=b"new pass for kim" + ending)
     assert result.returncode == 0, result.stderr
     assert signin.authenticate("kim", "new pass for kim").username == "kim"
+
+
+@pytest.mark.parametrize("locale", ["C.UTF-8", "C"])
+def test_a_password_piped_in_another_encoding_is_refused_without_a_traceback(
+    fresh_db: DatabaseHandle, locale: str
+) -> None:
+    """A password file saved as Latin-1 or Windows-1252 ("café" as b"caf\\xe9"): read as it is,
+    it has no UTF-8 form to hash or to type at the sign-in form."""
+    result = subprocess.run(
+        [sys.executable, "-m", "portal.cli", "user", "add", "kim", "--password-stdin"],
+        input=b"caf\xe9 au lait et croissant\n",
+        capture_output=True,
+        timeout=120,
+        check=False,
+        env=os.environ | {"LC_ALL": locale},
+    )
+    assert result.returncode == 1, result.stderr
+    assert b"Traceback" not in result.stderr
+    assert b"not UTF-8" in result.stderr
+    assert admin_events(fresh_db) == []
