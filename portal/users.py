@@ -249,11 +249,11 @@ def create_user(
     """Create an account.
 
     Raises:
-        PermissionDenied: the actor is not an admin.
+        PermissionDenied: the actor is not (or no longer) an active admin.
         ValidationError: bad username, display name, role or password, or the username is
             taken.
     """
-    _require_admin(actor)
+    _admins_turn(session, actor)
     name = check_username(username)
     shown = check_display_name(display_name, username=name)
     _check_role(role)
@@ -281,14 +281,15 @@ def create_user(
 
 
 def _admins_turn(session: Session, actor: Actor) -> None:
-    """Take this transaction's turn at changing who is an active admin, then check that the
-    actor still is one.
+    """Take this transaction's turn at changing accounts, then check that the actor is still an
+    active admin. Every admin change takes it: creating, role, access, password reset, unlock.
 
     Changes of role and access take turns before they lock the account they change: each locks
     every active admin (``_guard_last_admin``), so two changes that had each locked their own
     account first would deadlock. Once it is this change's turn, the changes that came first
     are committed and seen: an admin demoted or disabled by one of them a moment ago cannot go
-    on as an admin (a command-line operator has no account and is trusted).
+    on as an admin — not even to reset an admin's password or create an admin account, which
+    would give them back what they lost (a command-line operator has no account and is trusted).
 
     Raises:
         PermissionDenied: the actor is not, or no longer, an active admin.
@@ -388,12 +389,12 @@ def reset_password(
     at the old password, and whoever is given the new one must be able to sign in with it.
 
     Raises:
-        PermissionDenied: the actor is not an admin, or is resetting their own password (the
-            Account page changes it, asking for the current one first).
+        PermissionDenied: the actor is not (or no longer) an active admin, or is resetting
+            their own password (the Account page changes it, asking for the current one first).
         NotFound: no such user.
         ValidationError: the password breaks a rule.
     """
-    _require_admin(actor)
+    _admins_turn(session, actor)
     user = get_user(session=session, username=username, for_update=True)
     if user.username == actor.username:
         raise PermissionDenied(
@@ -440,7 +441,7 @@ def unlock(*, session: Session, actor: Actor, username: str) -> User:
     """Clear a lock-out and the failed-attempt counter, recording both as they were (the lock
     only if still in force); nothing (no event) when there is neither, as ``set_role`` and
     ``set_active`` skip what changes nothing. Raises: PermissionDenied, NotFound."""
-    _require_admin(actor)
+    _admins_turn(session, actor)
     user = get_user(session=session, username=username, for_update=True)
     now = database_now(session)
     cleared = _lock_out_cleared(user, now)

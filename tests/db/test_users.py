@@ -247,6 +247,44 @@ def test_two_admins_demoting_each_other_at_once_one_is_refused_as_no_longer_an_a
     assert [e[2]["action"] for e in admin_events(fresh_db)] == ["set_role"]
 
 
+@pytest.mark.parametrize("demotion", ["role", "disable"])
+def test_an_admin_demoted_a_moment_ago_cannot_reset_a_password_or_unlock(
+    fresh_db: DatabaseHandle, demotion: str
+) -> None:
+    """Bob's page read him as an admin just before Ann demoted or disabled him: his reset of
+    Ann's password (which would let him sign in as her, an admin), his new admin account and his
+    unlock are refused as a role change of his would be, and change nothing."""
+    ann, bob = admins(fresh_db, "ann", "bob")
+    with session_scope() as s:
+        if demotion == "role":
+            users.set_role(session=s, actor=ann, username="bob", role="editor")
+        else:
+            users.set_active(session=s, actor=ann, username="bob", active=False)
+    with fresh_db.owner.begin() as conn:
+        conn.execute(text("UPDATE portal.users SET failed_attempts = 2 WHERE username = 'ann'"))
+    for change in (
+        lambda s: users.reset_password(
+            session=s, actor=bob, username="ann", password="bob knows this one now"
+        ),
+        lambda s: users.create_user(
+            session=s,
+            actor=bob,
+            username="bob2",
+            display_name="",
+            role="admin",
+            password="bob knows this one now",
+        ),
+        lambda s: users.unlock(session=s, actor=bob, username="ann"),
+    ):
+        with session_scope() as s, pytest.raises(PermissionDenied, match="no longer an active"):
+            change(s)
+    with session_scope() as s:
+        assert not users.has_password(session=s, username="ann", password="bob knows this one now")
+        assert users.get_user(session=s, username="ann").failed_attempts == 2
+        assert [u.username for u in users.list_users(session=s)] == ["ann", "bob"]
+    assert len(admin_events(fresh_db)) == 1
+
+
 def test_the_last_two_admins_demoting_themselves_at_once_leave_one(
     fresh_db: DatabaseHandle,
 ) -> None:
