@@ -233,7 +233,7 @@ with st.form("users.add"):
     display_name = right.text_input(
         "Display name", key=ADD_FIELDS[1], max_chars=users.MAX_DISPLAY_NAME_CHARS
     )
-    email = left.text_input("Email (optional)", key=ADD_FIELDS[2])
+    email = left.text_input("Email (optional)", key=ADD_FIELDS[2], max_chars=users.MAX_EMAIL_CHARS)
     role = right.selectbox("Role", ROLES, index=0, key="users.add.role")
     password = left.text_input(
         "Temporary password", type="password", key=ADD_FIELDS[3], help=PASSWORD_RULES

@@ -32,6 +32,8 @@ PASSWORD_RULES = (
 )
 """What ``check_password`` asks, for the help of every password field."""
 MAX_DISPLAY_NAME_CHARS = 100
+MAX_EMAIL_CHARS = 254  # RFC 5321's longest path, less its angle brackets
+EMAIL_RE = re.compile(r"[^\s@,;<>]+@[^\s@,;<>]+")  # one address, nothing around it
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 FIRST_ADMIN = "admin"  # the account ``portal dev`` creates in an empty database
 
@@ -92,6 +94,28 @@ def normalise_password(password: str) -> str:
     a combining accent ("e" + U+0301), as input methods and password managers differ, is one
     password."""
     return unicodedata.normalize("NFC", password)
+
+
+def check_email(email: str | None) -> str | None:
+    """Return the address trimmed, or None when it is empty (it is optional).
+
+    Raises:
+        ValidationError: it is longer than ``MAX_EMAIL_CHARS`` or is not one address
+            (``name@domain``: no spaces, no list).
+    """
+    address = (email or "").strip()
+    if not address:
+        return None
+    if len(address) > MAX_EMAIL_CHARS:
+        raise ValidationError(
+            f"The email address is {len(address)} characters; use at most {MAX_EMAIL_CHARS}."
+        )
+    if not EMAIL_RE.fullmatch(address):
+        raise ValidationError(
+            f"{address!r} is not an email address: write one address, as name@example.org, or "
+            "leave the field empty."
+        )
+    return address
 
 
 def check_password(password: str, *, username: str) -> None:
@@ -250,12 +274,13 @@ def create_user(
 
     Raises:
         PermissionDenied: the actor is not (or no longer) an active admin.
-        ValidationError: bad username, display name, role or password, or the username is
-            taken.
+        ValidationError: bad username, display name, email address, role or password, or the
+            username is taken.
     """
     _admins_turn(session, actor)
     name = check_username(username)
     shown = check_display_name(display_name, username=name)
+    address = check_email(email)
     _check_role(role)
     check_password(password, username=name)
     # Two admins adding one name take turns here, so the second is told it is taken rather
@@ -266,7 +291,7 @@ def create_user(
     user = User(
         username=name,
         display_name=shown,
-        email=(email or "").strip() or None,
+        email=address,
         role=role,
         password_hash=hash_password(password),
         must_change_password=must_change_password,

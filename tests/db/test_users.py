@@ -155,6 +155,44 @@ def test_an_unlock_is_recorded_with_what_it_cleared(
     ]
 
 
+@pytest.mark.parametrize(
+    ("email", "problem"),
+    [
+        ("kim.example.org", "is not an email address"),  # the @ forgotten
+        ("kim@example.org, ann@example.org", "is not an email address"),
+        ("kim @example.org", "is not an email address"),
+        ("k" * 250 + "@example.org", "262 characters; use at most 254"),
+    ],
+)
+def test_an_email_that_is_no_address_is_refused(
+    fresh_db: DatabaseHandle, email: str, problem: str
+) -> None:
+    """It is kept beside the account for admins to write to: a typo would be kept silently."""
+    with session_scope() as s, pytest.raises(ValidationError, match=problem):
+        users.create_user(
+            session=s,
+            actor=cli_actor(),
+            username="kim",
+            display_name="",
+            role="viewer",
+            password="a temporary password",
+            email=email,
+        )
+    assert admin_events(fresh_db) == []
+    with session_scope() as s:
+        users.create_user(
+            session=s,
+            actor=cli_actor(),
+            username="kim",
+            display_name="",
+            role="viewer",
+            password="a temporary password",
+            email="  Kim.Doe+portal@example.org ",
+        )
+    with session_scope() as s:
+        assert users.get_user(session=s, username="kim").email == "Kim.Doe+portal@example.org"
+
+
 @contextmanager
 def at_the_last_admin_check_together(db: DatabaseHandle) -> Iterator[None]:
     """Hold each thread that reaches the last-admin check (its locking of every active admin)
