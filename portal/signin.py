@@ -32,10 +32,13 @@ Sessions
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
@@ -61,6 +64,29 @@ MAX_ATTEMPTED_NAME = 64  # longer names cannot exist (users.username is 1-64 cha
 # never expires, so an attacker who waits this long between guesses could tell the two apart:
 # a day per guess makes that useless for enumeration.
 UNKNOWN_USER_MEMORY = timedelta(days=1)
+PASSWORD_CHECKS_AT_ONCE: Final = 4
+"""Password checks (sign-ins, changes of one's own password) this process runs at once. Each
+holds a database connection through its bcrypt check (about a fifth of a second), and attempts
+on one name queue under its lock: unbounded, a burst of attempts on one name took every
+connection of the pool (10 + 20) and every other page waited, then failed."""
+PASSWORD_CHECK_WAIT_S: Final = 20.0
+BUSY = "The portal is busy checking other sign-ins; nothing was recorded. Try again in a moment."
+_password_checks = threading.BoundedSemaphore(PASSWORD_CHECKS_AT_ONCE)
+
+
+@contextmanager
+def _password_check_turn() -> Iterator[None]:
+    """Wait (without a connection) for one of ``PASSWORD_CHECKS_AT_ONCE`` turns.
+
+    Raises:
+        AuthError: no turn came within ``PASSWORD_CHECK_WAIT_S``; nothing was checked.
+    """
+    if not _password_checks.acquire(timeout=PASSWORD_CHECK_WAIT_S):
+        raise AuthError(BUSY)
+    try:
+        yield
+    finally:
+        _password_checks.release()
 
 
 @dataclass(frozen=True)
@@ -120,7 +146,7 @@ def authenticate(
             disabled. The refusal and its events are committed before this is raised.
         DatabaseUnavailable: PostgreSQL could not be reached.
     """
-    with session_scope() as session:
+    with _password_check_turn(), session_scope() as session:
         outcome = _attempt(session, username, password, client_info or {})
     if isinstance(outcome, AuthError):
         raise outcome
@@ -383,7 +409,7 @@ def change_own_password(
         raise ValidationError("The new password and its confirmation differ; type them again.")
     name = normalise_username(username)
     check_password(new_password, username=name)
-    with session_scope() as session:
+    with _password_check_turn(), session_scope() as session:
         outcome = _change_own_password(
             session, name, current_password, new_password, client_info or {}
         )

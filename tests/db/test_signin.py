@@ -477,3 +477,35 @@ def test_an_attempt_that_waited_for_the_lock_out_says_the_lock_s_length(
     assert isinstance(first, AuthError)
     assert "15 more minutes" in str(first)
     assert later == [str(first)]
+
+
+def test_a_burst_of_attempts_on_one_name_leaves_the_pool_to_everyone_else(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """Attempts on one name queue under its lock, each through a bcrypt check: without a bound,
+    every attempt of a burst held a connection while it waited, and the pool ran dry for every
+    other page. They now wait for a turn without one."""
+    from portal.db import get_engine
+
+    username, _ = new_user(fresh_db)
+    attempts = signin.PASSWORD_CHECKS_AT_ONCE * 3
+    answers: list[str] = []
+    most = 0
+    done = threading.Event()
+
+    def attempt() -> None:
+        answers.append(refused(username, "not the password at all"))
+
+    threads = [threading.Thread(target=attempt) for _ in range(attempts)]
+    for t in threads:
+        t.start()
+    pool = get_engine().pool
+    while any(t.is_alive() for t in threads):
+        most = max(most, pool.checkedout())  # type: ignore[attr-defined]
+        done.wait(0.001)
+    for t in threads:
+        t.join()
+    assert len(answers) == attempts  # each answered: refused or locked, none left waiting
+    assert set(answers) <= {WRONG_CREDENTIALS} | {a for a in answers if "locked" in a}
+    assert 1 <= most <= signin.PASSWORD_CHECKS_AT_ONCE
+    assert user_row(fresh_db, username)["locked_until"] is not None
