@@ -159,7 +159,7 @@ def _attempt(
     name = normalise_username(username)[:MAX_ATTEMPTED_NAME]
     user = session.scalars(select(User).where(User.username == name).with_for_update()).first()
     if user is None:
-        return _unknown_user(session, name, password, client_info)
+        return _unknown_user(session, as_recorded(name), password, client_info)
     now = database_now(session)
     if user.locked_until is not None and user.locked_until > now:
         _spend_a_bcrypt_check(password)
@@ -185,6 +185,16 @@ def _attempt(
         client_info=client_info,
     )
     return _signed_in(user, since=now)
+
+
+def as_recorded(name: str) -> str:
+    """A typed name that is no account's, as the audit log keeps it: printable ASCII as typed,
+    anything else escaped (``admin\\u200b``). Usernames are printable ASCII, so the rest comes
+    from someone unauthenticated: a zero-width space would read as "admin" on the Audit page, and
+    a control character would reach a terminal through an export."""
+    if name.isascii() and name.isprintable():
+        return name
+    return name.encode("unicode_escape").decode("ascii")
 
 
 def _record_refusal(

@@ -509,3 +509,19 @@ def test_a_burst_of_attempts_on_one_name_leaves_the_pool_to_everyone_else(
     assert set(answers) <= {WRONG_CREDENTIALS} | {a for a in answers if "locked" in a}
     assert 1 <= most <= signin.PASSWORD_CHECKS_AT_ONCE
     assert user_row(fresh_db, username)["locked_until"] is not None
+
+
+def test_a_typed_name_with_invisible_or_control_characters_is_recorded_escaped(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """Usernames are printable ASCII: a name with a zero-width space or an escape sequence is an
+    outsider's text, kept escaped so it neither passes for "admin" nor reaches a terminal."""
+    assert refused("admin\u200b", "not the password at all") == WRONG_CREDENTIALS
+    assert refused("eve\x1b[2Jx", "not the password at all") == WRONG_CREDENTIALS
+    assert refused("josé", "not the password at all") == WRONG_CREDENTIALS
+    targets = [e["target"] for e in events(fresh_db, "sign_in_failed")]
+    assert targets == ["admin\\u200b", "eve\\x1b[2jx", "jos\\xe9"]
+    # Counted as one name still: its lock-out comes as an account's would.
+    for _ in range(4):
+        refused("admin\u200b", "not the password at all")
+    assert "locked" in refused("admin\u200b", "not the password at all")
