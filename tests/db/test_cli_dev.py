@@ -207,6 +207,18 @@ def test_a_configured_first_admin_password_is_kept(
     assert user_admin_events(fresh_db) == [("admin", "create", "admin")]
 
 
+def test_a_first_admin_password_set_in_another_encoding_is_refused_plainly(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An .env saved as Latin-1: Python keeps the byte it cannot decode as a lone surrogate.
+    monkeypatch.setenv("PORTAL_ADMIN_PASSWORD", os.fsdecode(b"caf\xe9 horse battery staple"))
+    result = dev_here()
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)  # a message, not a UnicodeEncodeError
+    assert "The password is not UTF-8 text" in result.output
+    assert user_admin_events(fresh_db) == []
+
+
 def test_dev_serves_and_ctrl_c_stops_portal_and_database(data_dir: Path) -> None:
     port = _free_port()
     proc = _serving(data_dir, port)
