@@ -57,8 +57,9 @@ def check_username(username: str) -> str:
     """
     name = normalise_username(username)
     if not USERNAME_RE.fullmatch(name):
+        shown = repr(username) if len(username) <= 80 else f"of {len(username):,} characters"
         raise ValidationError(
-            f"Username {username!r} is not allowed: use 1 to 64 characters from a-z, 0-9, "
+            f"Username {shown} is not allowed: use 1 to 64 characters from a-z, 0-9, "
             "'.', '_' and '-', starting with a letter or digit."
         )
     return name

@@ -10,7 +10,7 @@ import bcrypt
 import pytest
 
 from portal.errors import ValidationError
-from portal.users import check_password, hash_password, password_matches
+from portal.users import check_password, check_username, hash_password, password_matches
 
 # "é" is one code point (NFC: what most keyboards type) or "e" and a combining accent (NFD: what
 # some Mac and Linux input methods, or a password manager's import, give): the same password.
@@ -76,3 +76,12 @@ def test_the_rules_measure_the_normalised_password() -> None:
     check_password(decomposed, username="kim")
     with pytest.raises(ValidationError, match="11 characters long"):
         check_password(unicodedata.normalize("NFD", "éèêëàâîïôûç"), username="kim")
+
+
+def test_a_refused_username_is_quoted_only_when_short() -> None:
+    with pytest.raises(ValidationError, match=r"Username 'bad name!' is not allowed"):
+        check_username("bad name!")
+    with pytest.raises(ValidationError) as refused:
+        check_username("x" * 100_000 + "!")
+    assert "of 100,001 characters is not allowed" in str(refused.value)
+    assert len(str(refused.value)) < 300
