@@ -206,9 +206,10 @@ def import_file(
     """Store the file and its rows, with their changesets, in one transaction.
 
     Raises:
-        ValidationError: the file did not pass, the name is taken, no reason for a dataset that
-            needs one or a longer one than ``datasets.MAX_REASON_CHARS``, or the rows break a
-            rule only the database sees; nothing is written.
+        ValidationError: the file did not pass, the name is taken, the file's name holds a NUL,
+            no reason for a dataset that needs one or a longer one than
+            ``datasets.MAX_REASON_CHARS``, or the rows break a rule only the database sees;
+            nothing is written.
         PermissionDenied, NotFound: as ``portal.datasets``.
     """
     if not result.ok:
@@ -216,6 +217,11 @@ def import_file(
             f"The file has {result.error_count} invalid cells; fix them and upload it again."
         )
     datasets.check_reason_length(reason)
+    if "\x00" in filename:  # a forged form can send one; the audit log's JSON cannot hold it
+        raise ValidationError(
+            "The file's name contains a NUL character (\\x00), which the audit log cannot "
+            "store: rename the file and upload it again. Nothing was written."
+        )
     report = {
         "rows": parsed.row_count,
         "encoding": parsed.encoding,

@@ -247,6 +247,16 @@ def test_an_invalid_file_writes_nothing(fresh_db: DatabaseHandle, editor: Actor)
     assert _counts(fresh_db) == before
 
 
+def test_a_file_name_with_a_nul_character_is_refused_and_writes_nothing(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    """The browser's multipart form carries the file's name as it likes: a NUL in it (which
+    the audit log's JSON cannot hold) was a database error out of ``import_file``."""
+    with pytest.raises(ValidationError, match=r"name .*NUL character.*Nothing was written"):
+        _import(editor, PEOPLE, uploads.NewDataset("People"), filename="people\x00.csv")
+    assert _counts(fresh_db) == (0, 0, 0)
+
+
 def test_viewers_cannot_import_and_names_must_be_free(
     fresh_db: DatabaseHandle, editor: Actor
 ) -> None:
