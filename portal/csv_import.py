@@ -437,6 +437,13 @@ def _propose_encoding(data: bytes) -> EncodingGuess | None:
     working = [name for name in candidates if _decodes(data, name)]
     if not working:
         return None
+    # The usual Windows code page is always offered, next to the proposal, when it reads the
+    # file: charset-normalizer can rank it below a Mac, DOS or Cyrillic one (a "€" before a
+    # digit looks odd to it) or leave it out, and the file could not be converted as what it is.
+    usual = LEGACY_ENCODINGS[0]
+    if codecs.lookup(working[0]).name != usual and _decodes(data, usual):
+        rest = [name for name in working[1:] if codecs.lookup(name).name != usual]
+        working = [working[0], usual, *rest]
     chosen = working[0]
     chaos = next((c for _, c, name in ranked if name == chosen), best.chaos)
     return EncodingGuess(

@@ -224,6 +224,24 @@ def test_a_legacy_encoding_is_proposed_and_used_only_once_confirmed(
     assert not detect_encoding(b"\xef\xbb\xbfa\n1\n").needs_confirmation
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Item,Price\nTea,€2\nCoffee,€3\n",  # proposed as Mac Roman: “Tea,Ä2”
+        "a,b\n“hi”,€5\n",  # proposed as Windows-1251 (Cyrillic): “Ђ5”
+    ],
+)
+def test_windows_1252_is_offered_whenever_it_reads_the_file(text: str) -> None:
+    """charset-normalizer may rank the usual Windows code page below a Mac, DOS or Cyrillic
+    one, or leave it out: it was then not among the encodings offered at all, and the file
+    could not be converted as what it is."""
+    data = text.encode("cp1252")
+    guess = detect_encoding(data)
+    offered = [guess.name, *guess.alternatives]
+    assert "cp1252" in offered[:2], offered
+    assert values(upload(data, encoding="cp1252")) == values(upload(text.encode()))
+
+
 # --- shape problems -------------------------------------------------------------------------
 
 
