@@ -23,6 +23,7 @@ from portal.csv_import import (
     annotated_original_csv,
     encoding_label,
     error_report_csv,
+    preview,
 )
 from portal.csv_safe import csv_bytes
 from portal.errors import PortalError
@@ -148,7 +149,7 @@ except EncodingNotConfirmed as exc:
     options = [exc.guess.name, *exc.guess.alternatives]
     chosen = st.selectbox("Encoding", options, format_func=encoding_label)
     st.caption("The first lines, read this way:")
-    st.code(exc.guess.preview or "(empty)", language=None)
+    st.code(preview(data, chosen) or "(empty)", language=None)
     if st.button(f"Convert from {encoding_label(chosen)}", type="primary"):
         st.session_state.setdefault(CONFIRMED_ENCODING, {})[digest] = chosen
         st.rerun()

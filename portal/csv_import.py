@@ -450,12 +450,13 @@ def _propose_encoding(data: bytes) -> EncodingGuess | None:
         name=codecs.lookup(chosen).name,
         confidence=round(max(0.0, 1.0 - float(chaos)), 2),
         alternatives=tuple(codecs.lookup(n).name for n in working[1:6]),
-        preview=_preview(data, chosen),
+        preview=preview(data, chosen),
     )
 
 
-def _preview(data: bytes, encoding: str, lines: int = 5) -> str:
-    """The first lines decoded with ``encoding`` (which decodes the whole file)."""
+def preview(data: bytes, encoding: str, lines: int = 5) -> str:
+    """The first lines decoded with ``encoding`` (one ``EncodingGuess`` offers, which decodes
+    the whole file)."""
     head = data[:8192]
     if len(data) > len(head) and b"\n" in head:
         head = head[: head.rindex(b"\n") + 1]

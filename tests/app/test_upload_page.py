@@ -267,3 +267,27 @@ def test_a_rerun_asked_while_the_rows_are_stored_does_not_offer_the_file_again(
             text("SELECT inserted, detail->>'mode' FROM audit.changeset ORDER BY seq")
         ).all()
     assert changesets == [(2, "append"), (1, "append")]
+
+
+def test_the_encoding_preview_shows_the_file_read_as_the_encoding_chosen(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """The lines under the encoding picker are the file "read this way": they were always read
+    as the proposed encoding, so choosing another showed what that one would not give."""
+    at, _ = signed_in(fresh_db, "editor")
+    show_app(at)
+    at.switch_page("pages/2_upload.py").run()
+    data = "Item,Price\nTea,€2\nCoffee,€3\n".encode("cp1252")
+    at.file_uploader[0].set_value(("prices.csv", data, "text/csv")).run()
+    assert not at.exception
+    [picker] = [box for box in at.selectbox if box.label == "Encoding"]
+    assert picker.value != "cp1252"  # charset-normalizer proposes a Mac or DOS code page
+    assert "Tea,€2" not in at.code[0].value
+    picker.set_value("cp1252").run()
+    assert not at.exception
+    assert at.code[0].value.splitlines()[1:] == ["Tea,€2", "Coffee,€3"]
+    [convert] = [b for b in at.button if b.label.startswith("Convert from")]
+    assert convert.label == "Convert from Windows-1252 (Western European)"
+    convert.click().run()
+    assert not at.exception
+    assert "All 2 rows are valid." in texts(at, main_only=True)
