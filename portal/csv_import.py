@@ -6,7 +6,8 @@ database, no Streamlit (DESIGN §5, Upload).
         mime_type        python-magic on the bytes: text only, whatever the name says
         detect_encoding  UTF-8 (with or without BOM) accepted; another encoding is *proposed*
         decode           strict: a byte that does not decode refuses the file, never mangled
-        sniff_dialect    comma, semicolon or tab (the caller may override)
+        sniff_dialect    comma, semicolon or tab (the caller may override; Excel's first line
+                         ``sep=;`` names it, and is skipped as a blank line)
         parse_text       every value a string; ragged rows, quotes and headers checked
     portal.spec.validate(spec, parsed.frame, line_numbers=parsed.line_numbers)
     error_report_csv / annotated_original_csv   downloads, formula-safe (portal.csv_safe)
@@ -255,8 +256,30 @@ def read_upload(
         text, encoding = _decode_utf8(data)
     else:
         text = decode(data, encoding)
+    text, named = _separator_line(text)
+    if delimiter is None and named is not None:
+        if named not in DELIMITERS:
+            raise ImportRefused(
+                f"The file's first line “sep={named}” asks for the delimiter {named!r}, which the"
+                " portal does not read: save the file with comma, semicolon or tab as the"
+                " delimiter and upload it again."
+            )
+        delimiter = named
     dialect = Dialect(delimiter) if delimiter is not None else sniff_dialect(text)
     return parse_text(text, dialect, encoding=encoding, mime=mime)
+
+
+_SEPARATOR_LINE: Final = re.compile(r"sep=([^\r\n])(?=\r\n|\r|\n|\Z)", re.IGNORECASE)
+
+
+def _separator_line(text: str) -> tuple[str, str | None]:
+    """Excel's first line ``sep=;``, which names the delimiter and is not the header: the text
+    with that line left blank (the lines after it keep their numbers) and the delimiter it
+    names; or the text as it is and None."""
+    found = _SEPARATOR_LINE.match(text)
+    if found is None:
+        return text, None
+    return text[found.end() :], found[1]
 
 
 def check_size(data: bytes, *, max_bytes: int) -> None:

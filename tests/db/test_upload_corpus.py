@@ -243,9 +243,8 @@ CORPUS: list[Case] = [
     Case(
         "excel-sep-line",
         b"sep=;\nName;Qty\nAnn;1\n",
-        # Read with ";" the line is the header ["sep=", ""]: refused, but the message does not
-        # name the "sep=" line (see the report).
-        Refused(ImportRefused, (HEADER, "column 2 has no name")),
+        # Excel's line naming the delimiter: not the header, and the delimiter it names is used.
+        Stored([("name", TEXT), ("qty", BIGINT)], [("Ann", 1)], labels=["Name", "Qty"]),
     ),
     Case(
         f"{WIDE}-columns",

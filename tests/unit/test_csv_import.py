@@ -254,6 +254,34 @@ def test_ragged_rows_name_their_lines_and_field_counts() -> None:
     assert "2 lines of the file cannot be read" in str(error)
 
 
+@pytest.mark.parametrize(
+    ("first", "delimiter"),
+    [(b"sep=;", ";"), (b"\xef\xbb\xbfSEP=;", ";"), (b"sep=\t", "\t"), (b"sep=,", ",")],
+)
+def test_excels_separator_line_names_the_delimiter_and_is_not_the_header(
+    first: bytes, delimiter: str
+) -> None:
+    """Excel writes, and reads, a first line ``sep=;`` saying the delimiter. It was read as the
+    header (``sep=`` and a column with no name) and the file refused as if its header lacked a
+    name."""
+    d = delimiter.encode()
+    rows = [b"Name" + d + b"Qty", b"Ann" + d + b"1", b"Bob" + d + b"2"]
+    parsed = upload(b"\r\n".join([first, *rows]) + b"\r\n")
+    assert (parsed.header, parsed.dialect.delimiter) == (["Name", "Qty"], delimiter)
+    assert values(parsed) == {"Name": ["Ann", "Bob"], "Qty": ["1", "2"]}
+    assert parsed.line_numbers.tolist() == [3, 4]  # the file's lines, the sep line counted
+    ragged = refused(b"\n".join([first, *rows, b"Cy"]) + b"\n")
+    assert ragged.problems == ["line 5: 1 field, but the header has 2."]
+    # the delimiter chosen by the person wins; the line is not data either way
+    assert upload(b"sep=;\nName,Qty\nAnn,1\n", delimiter=",").header == ["Name", "Qty"]
+
+
+def test_a_separator_line_naming_a_delimiter_the_portal_does_not_read_is_refused() -> None:
+    error = refused(b"sep=|\nName|Qty\nAnn|1\n")
+    assert "first line “sep=|”" in str(error)
+    assert "comma, semicolon or tab" in str(error)
+
+
 def test_an_unterminated_quote_names_the_line_where_it_starts() -> None:
     error = refused(b'a,b\n1,2\n3,"never closed\n4,5\n6,7\n')
     assert len(error.problems) == 1
