@@ -270,19 +270,26 @@ if not result.ok:
         for e in result.errors[:ERRORS_SHOWN]
     ]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    if len(result.errors) > ERRORS_SHOWN:
+    if result.error_count > len(result.errors):
+        # The check lists the first errors only (by line): the counts by rule above are theirs.
+        st.caption(
+            f"The first {min(ERRORS_SHOWN, len(result.errors)):,} are shown; the downloads list "
+            f"the first {len(result.errors):,} of {result.error_count:,} (the counts by rule "
+            "are theirs). Fix those and upload the file again to see the rest."
+        )
+    elif len(result.errors) > ERRORS_SHOWN:
         st.caption(f"The first {ERRORS_SHOWN:,} are shown; the download lists them all.")
     left, right = st.columns(2)
     left.download_button(
         "Download the error report (CSV)",
-        error_report_csv(result.errors),
+        error_report_csv(result.errors, error_count=result.error_count),
         file_name=f"{file.name.rsplit('.', 1)[0]}-errors.csv",
         mime="text/csv",
         icon=":material/download:",
     )
     right.download_button(
         "Download the file with an errors column",
-        annotated_original_csv(parsed, result.errors),
+        annotated_original_csv(parsed, result.errors, error_count=result.error_count),
         file_name=f"{file.name.rsplit('.', 1)[0]}-annotated.csv",
         mime="text/csv",
         icon=":material/download:",

@@ -774,18 +774,41 @@ def _slow_parse(text: str, width: int, dialect: Dialect) -> tuple[Any, npt.NDArr
 # ---------------------------------------------------------------------------------------------
 
 
-def error_report_csv(errors: Sequence[CellError]) -> bytes:
+def error_report_csv(errors: Sequence[CellError], *, error_count: int | None = None) -> bytes:
     """The errors as a CSV download (row, column, value, rule, message), formula-safe, UTF-8
-    with a byte-order mark so spreadsheets read it as UTF-8."""
-    return csv_bytes(
-        ["row", "column", "value", "rule", "message"],
-        ([str(e.row), e.column, e.value, e.rule, e.message] for e in errors),
-    )
+    with a byte-order mark so spreadsheets read it as UTF-8. ``error_count`` is how many there
+    are (``ValidationResult.error_count``): when ``errors`` lists fewer, a last row says how many
+    more are not listed."""
+    rows = [[str(e.row), e.column, e.value, e.rule, e.message] for e in errors]
+    if error_count is not None and error_count > len(errors):
+        more = error_count - len(errors)
+        rows.append(
+            [
+                "",
+                "",
+                "",
+                "",
+                f"… and {more:,} more error{'s' if more != 1 else ''}, not listed"
+                " here: fix those above and upload the file again to see the rest.",
+            ]
+        )
+    return csv_bytes(["row", "column", "value", "rule", "message"], rows)
 
 
-def annotated_original_csv(parsed: ParsedCSV, errors: Sequence[CellError]) -> bytes:
+def annotated_original_csv(
+    parsed: ParsedCSV, errors: Sequence[CellError], *, error_count: int | None = None
+) -> bytes:
     """The uploaded rows in their delimiter, with an ``errors`` column ("Column: message; …",
-    empty for a row without errors) appended; every cell formula-safe; UTF-8 with BOM."""
+    empty for a row without errors) appended; every cell formula-safe; UTF-8 with BOM. When
+    ``errors`` lists fewer than ``error_count`` (the first ones, by line), each row past the
+    last one listed says that its errors, if any, are not listed, rather than look clean."""
+    unlisted = ""
+    last_listed = max((e.row for e in errors), default=0)
+    if error_count is not None and error_count > len(errors):
+        unlisted = (
+            f"errors, if any, not listed: the report lists the first {len(errors):,} of"
+            f" {error_count:,}; fix those and upload the file again to see the rest."
+        )
     by_line: dict[int, list[str]] = {}
     for e in errors:
         by_line.setdefault(e.row, []).append(f"{e.column}: {e.message}")
@@ -795,7 +818,9 @@ def annotated_original_csv(parsed: ParsedCSV, errors: Sequence[CellError]) -> by
     while column_name.casefold() in taken:
         column_name, n = f"errors_{n}", n + 1
     notes = [
-        ("; ".join(by_line[line]) if line in by_line else None)
+        "; ".join(by_line[line])
+        if line in by_line
+        else (unlisted if unlisted and line > last_listed else None)
         for line in parsed.line_numbers.tolist()
     ]
     arrays = [_safe_array(pa.array(parsed.frame[label])) for label in parsed.header]

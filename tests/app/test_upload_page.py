@@ -291,3 +291,18 @@ def test_the_encoding_preview_shows_the_file_read_as_the_encoding_chosen(
     convert.click().run()
     assert not at.exception
     assert "All 2 rows are valid." in texts(at, main_only=True)
+
+
+def test_a_file_with_more_errors_than_are_listed_does_not_say_the_download_has_them_all(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """The check lists the first 10,000 errors and counts the rest: the page said "the download
+    lists them all" of a file with 12,000."""
+    at, _ = into_people(fresh_db)
+    rows = b"".join(b"p%d,x\n" % i for i in range(12_000))
+    at.file_uploader[0].set_value(("many.csv", b"Name,Qty\n" + rows, "text/csv")).run()
+    assert not at.exception
+    shown = texts(at, main_only=True)
+    assert "12,000 cells break the rules" in shown
+    assert "lists them all" not in shown
+    assert "The first 1,000 are shown; the downloads list the first 10,000 of 12,000" in shown

@@ -498,6 +498,34 @@ def test_annotated_original_keeps_rows_and_adds_errors() -> None:
     assert len(rows) == 4
 
 
+def test_reports_of_a_file_with_more_errors_than_listed_say_so() -> None:
+    """The check lists the first errors only (``max_errors``): the error report ended as if it
+    had them all, and the annotated file left the rows past the last one listed blank, as if
+    they had no error."""
+    parsed = upload(b"qty\n" + b"x\n" * 5)
+    spec = DatasetSpec((ColumnSpec("qty", "qty", "integer"),))
+    result = validate(spec, parsed.frame, line_numbers=parsed.line_numbers, max_errors=2)
+    assert (len(result.errors), result.error_count) == (2, 5)
+
+    report = read_report(error_report_csv(result.errors, error_count=result.error_count))
+    assert [r[0] for r in report[1:3]] == ["2", "3"]
+    assert report[3][0] == ""
+    assert report[3][4].startswith("… and 3 more errors, not listed here")
+    assert len(report) == 4
+
+    rows = read_report(
+        annotated_original_csv(parsed, result.errors, error_count=result.error_count)
+    )
+    assert [r[1].split(":")[0] for r in rows[1:3]] == ["qty", "qty"]
+    for row in rows[3:]:
+        assert row[1].startswith("errors, if any, not listed: the report lists the first 2 of 5")
+    assert len(rows) == 6
+
+    # a complete list: nothing added
+    assert read_report(error_report_csv(result.errors, error_count=2))[1:] == report[1:3]
+    assert read_report(annotated_original_csv(parsed, result.errors))[3] == ["x", ""]
+
+
 # --- the COPY stream ------------------------------------------------------------------------
 
 COPY_SPEC = DatasetSpec(
