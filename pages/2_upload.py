@@ -297,11 +297,17 @@ if not result.ok:
     st.stop()
 
 st.success(f"All {parsed.row_count:,} rows are valid.", icon=":material/task_alt:")
-st.dataframe(
-    result.typed.head(PREVIEW_ROWS),
-    column_config=column_config(editor_columns(spec)),
-    hide_index=True,
-)
+shown, as_text = uploads.preview_rows(result, spec, PREVIEW_ROWS)
+shown_config = column_config(editor_columns(spec))
+labels = {c.name: c.label for c in spec.columns}
+for name in as_text:
+    shown_config[name] = st.column_config.TextColumn(labels[name], help=shown_config[name]["help"])
+st.dataframe(shown, column_config=shown_config, hide_index=True)
+if as_text:
+    st.caption(
+        f"{', '.join(f'“{md_escape(labels[n])}”' for n in as_text)}: shown as text, as they "
+        "will be stored; a browser would show numbers this long rounded."
+    )
 if parsed.row_count > PREVIEW_ROWS:
     st.caption(f"The first {PREVIEW_ROWS} of {parsed.row_count:,} rows.")
 

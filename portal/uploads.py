@@ -16,11 +16,14 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Literal
 
+import pandas as pd
+
 from audit.changesets import number_after_commit
 from portal import csv_import, datasets
 from portal.actor import Actor
 from portal.config import get_settings
 from portal.csv_import import ParsedCSV
+from portal.csv_safe import value_text
 from portal.db import session_scope
 from portal.errors import ValidationError
 from portal.spec import (
@@ -92,6 +95,43 @@ def check(
         line_numbers=parsed.line_numbers,
         max_errors=max_errors,
     )
+
+
+BROWSER_EXACT_INTEGER = 2**53 - 1
+"""The largest whole number a browser's grid (64-bit floats) shows exactly."""
+BROWSER_EXACT_DIGITS = 15
+"""The most significant digits a 64-bit float always keeps."""
+
+
+def preview_rows(
+    result: ValidationResult, spec: DatasetSpec, rows: int
+) -> tuple[pd.DataFrame, list[str]]:
+    """The first ``rows`` typed rows as the page shows them before storing, and the physical
+    names of the number columns turned into text there: a browser's grid shows numbers as
+    64-bit floats, so a whole number past 2**53 or a decimal of more than 15 digits would show
+    rounded (9223372036854775807 as 9223372036854776000), not as it will be stored."""
+    frame = result.typed.head(rows).copy()
+    as_text: list[str] = []
+    for column in spec.columns:
+        if column.type not in ("integer", "decimal"):
+            continue
+        values = frame[column.name].tolist()
+        if all(v is None or v is pd.NA or _browser_exact(v) for v in values):
+            continue
+        frame[column.name] = pd.array(
+            [None if v is None or v is pd.NA else value_text(v) for v in values],
+            dtype=pd.StringDtype("pyarrow"),
+        )
+        as_text.append(column.name)
+    return frame, as_text
+
+
+def _browser_exact(value: object) -> bool:
+    if isinstance(value, int):
+        return abs(value) <= BROWSER_EXACT_INTEGER
+    if isinstance(value, Decimal):
+        return len(value.as_tuple().digits) <= BROWSER_EXACT_DIGITS
+    return True
 
 
 def errors_by_rule(result: ValidationResult) -> dict[str, int]:

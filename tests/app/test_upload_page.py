@@ -306,3 +306,23 @@ def test_a_file_with_more_errors_than_are_listed_does_not_say_the_download_has_t
     assert "12,000 cells break the rules" in shown
     assert "lists them all" not in shown
     assert "The first 1,000 are shown; the downloads list the first 10,000 of 12,000" in shown
+
+
+def test_the_preview_shows_numbers_a_browser_would_round_as_written(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """A browser's grid shows numbers as 64-bit floats: the preview of what would be stored
+    showed 9223372036854775807 as 9223372036854776000, and a 20-digit decimal rounded. Such a
+    column is shown as text, exactly; the others stay numbers."""
+    at, _ = signed_in(fresh_db, "editor")
+    show_app(at)
+    at.switch_page("pages/2_upload.py").run()
+    data = b"big,long,small\n9223372036854775807,1234567890123456.7891,1\n-3,0.5,2\n"
+    at.file_uploader[0].set_value(("big.csv", data, "text/csv")).run()
+    assert not at.exception
+    assert "All 2 rows are valid." in texts(at, main_only=True)
+    preview = at.dataframe[-1]
+    assert preview.value["big"].tolist() == ["9223372036854775807", "-3"]
+    assert preview.value["long"].tolist() == ["1234567890123456.7891", "0.5000"]
+    assert preview.value["small"].tolist() == [1, 2]
+    assert "“big”, “long”: shown as text" in texts(at, main_only=True)
