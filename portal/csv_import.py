@@ -288,14 +288,27 @@ def check_size(data: bytes, *, max_bytes: int) -> None:
     if not data:
         raise ImportRefused("The file is empty: choose a CSV file with a header line and rows.")
     if len(data) > max_bytes:
+        size, limit = _megabytes(len(data)), _megabytes(max_bytes)
+        rounded_alike = round(len(data) / MEGABYTE, 1) == round(max_bytes / MEGABYTE, 1)
+        if limit.endswith(" MB") and rounded_alike:  # just over: the two would read the same
+            size, limit = f"{len(data):,} bytes", f"{limit} ({max_bytes:,} bytes)"
         raise ImportRefused(
-            f"The file is {_megabytes(len(data))}; the limit is {_megabytes(max_bytes)}. Split"
-            " it into smaller files, or ask an administrator to raise PORTAL_MAX_UPLOAD_MB."
+            f"The file is {size}; the limit is {limit}. Split it into smaller files, or ask an"
+            " administrator to raise PORTAL_MAX_UPLOAD_MB."
         )
 
 
+MEGABYTE: Final = 1024 * 1024
+"""PORTAL_MAX_UPLOAD_MB's megabyte, as Streamlit's ``server.maxUploadSize`` and the page count."""
+
+
 def _megabytes(size: int) -> str:
-    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size:,} bytes"
+    """``size`` in megabytes (a whole number of them without decimals), or bytes if small."""
+    if size < 100_000:
+        return f"{size:,} bytes"
+    if size % MEGABYTE == 0:
+        return f"{size // MEGABYTE:,} MB"
+    return f"{size / MEGABYTE:,.1f} MB"
 
 
 MARKUP_VERDICTS: Final = frozenset({"text/html", "text/xml", "application/xml"})

@@ -696,7 +696,7 @@ def test_a_file_over_the_size_limit_is_refused(
     monkeypatch.setenv("PORTAL_MAX_UPLOAD_MB", "1")
     reset_engine()  # settings are read again
     data = b"id,v\n" + b"1,x\n" * 300_000
-    with pytest.raises(ImportRefused, match=r"is 1\.2 MB; the limit is 1\.0 MB\. Split it"):
+    with pytest.raises(ImportRefused, match=r"is 1\.1 MB; the limit is 1 MB\. Split it"):
         _upload(editor, data, uploads.NewDataset(name="Too big"))
     assert _written(fresh_db) == NOTHING
 

@@ -156,6 +156,18 @@ def test_size_limits() -> None:
         upload(b"")
 
 
+def test_a_file_over_the_limit_is_measured_in_the_limits_megabytes() -> None:
+    """The limit is PORTAL_MAX_UPLOAD_MB megabytes of 1,048,576 bytes (as Streamlit's and the
+    page's "at most N MB"), but sizes were written in megabytes of 1,000,000: a limit of 3 read
+    "3.1 MB", and a file just over 1 MB "1.0 MB; the limit is 1.0 MB", as if it were not over."""
+    mb = 1024 * 1024
+    with pytest.raises(ImportRefused, match=r"The file is 3\.5 MB; the limit is 3 MB\. Split"):
+        csv_import.check_size(b"x" * (3 * mb + mb // 2), max_bytes=3 * mb)
+    with pytest.raises(ImportRefused) as caught:
+        csv_import.check_size(b"x" * (mb + 1), max_bytes=mb)
+    assert "The file is 1,048,577 bytes; the limit is 1 MB (1,048,576 bytes)." in str(caught.value)
+
+
 def test_unknown_or_non_text_encodings_are_refused() -> None:
     with pytest.raises(ImportRefused, match="not an encoding"):
         decode(b"a\n1\n", "klingon")
