@@ -174,6 +174,11 @@ st.caption(
     f"{md_escape(file.name)}: {parsed.row_count:,} rows, {len(parsed.header)} columns · "
     f"{encoding_label(parsed.encoding)} · {parsed.dialect.name}-separated · {parsed.mime}"
 )
+if encoding is not None and st.button("Choose another encoding", icon=":material/translate:"):
+    # The file stays chosen and its digest the same: without this, the encoding confirmed for
+    # it could not be changed in this session.
+    st.session_state[CONFIRMED_ENCODING].pop(digest, None)
+    st.rerun()
 
 
 # -- the rules --------------------------------------------------------------------------------

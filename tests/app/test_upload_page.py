@@ -326,3 +326,30 @@ def test_the_preview_shows_numbers_a_browser_would_round_as_written(
     assert preview.value["long"].tolist() == ["1234567890123456.7891", "0.5000"]
     assert preview.value["small"].tolist() == [1, 2]
     assert "“big”, “long”: shown as text" in texts(at, main_only=True)
+
+
+def test_a_confirmed_encoding_can_be_changed_for_the_same_file(fresh_db: DatabaseHandle) -> None:
+    """Once an encoding was confirmed the picker was gone for that file, even chosen again: a
+    wrong choice (the proposal, read as “Tea,Ä2”) could not be undone in the session."""
+    at, _ = signed_in(fresh_db, "editor")
+    show_app(at)
+    at.switch_page("pages/2_upload.py").run()
+    data = "Item,Price\nTea,€2\nCoffee,€3\n".encode("cp1252")
+    at.file_uploader[0].set_value(("prices.csv", data, "text/csv")).run()
+    [proposed] = [box for box in at.selectbox if box.label == "Encoding"]
+    assert proposed.value != "cp1252"
+    [convert] = [b for b in at.button if b.label.startswith("Convert from")]
+    convert.click().run()
+    assert not at.exception
+    assert "Tea,€2" not in texts(at, main_only=True).replace('"', "")  # read the wrong way
+    [again] = [b for b in at.button if b.label == "Choose another encoding"]
+    again.click().run()
+    assert not at.exception
+    [picker] = [box for box in at.selectbox if box.label == "Encoding"]
+    picker.set_value("cp1252").run()
+    [convert] = [b for b in at.button if b.label.startswith("Convert from")]
+    convert.click().run()
+    assert not at.exception
+    assert "Windows-1252 (Western European)" in texts(at, main_only=True)
+    assert at.dataframe[-1].value["item"].tolist() == ["Tea", "Coffee"]
+    assert at.dataframe[-1].value["price"].tolist() == ["€2", "€3"]
