@@ -389,11 +389,16 @@ def decode(data: bytes, encoding: str) -> str:
 
 
 def _refuse_nul(data: bytes) -> None:
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise ImportRefused(
-            "The file is UTF-16 text: save it as “CSV UTF-8” (in Excel: Save As, CSV UTF-8)"
-            " and upload it again."
-        )
+    # UTF-32's little-endian mark starts as UTF-16's: it is looked for first.
+    for marks, name in (
+        ((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE), "UTF-32"),
+        ((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE), "UTF-16"),
+    ):
+        if data.startswith(marks):
+            raise ImportRefused(
+                f"The file is {name} text: save it as “CSV UTF-8” (in Excel: Save As, CSV"
+                " UTF-8) and upload it again."
+            )
     offset = data.find(b"\x00")
     if offset >= 0:
         raise ImportRefused(

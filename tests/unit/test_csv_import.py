@@ -3,6 +3,7 @@ and charset-normalizer; every file is generated here."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import sys
@@ -134,6 +135,14 @@ def test_nul_bytes_are_refused_with_their_place() -> None:
         decode(data, "utf-8")
     with pytest.raises(ImportRefused, match="UTF-16"):
         upload("a,b\n1,2\n".encode("utf-16"))
+
+
+def test_utf_32_with_a_byte_order_mark_is_named_as_such() -> None:
+    """Its little-endian mark starts as UTF-16's: it was refused as "UTF-16 text"."""
+    for codec in ("utf-32-le", "utf-32-be"):
+        mark = codecs.BOM_UTF32_LE if codec.endswith("le") else codecs.BOM_UTF32_BE
+        error = refused(mark + "a,b\n1,2\n".encode(codec))
+        assert "The file is UTF-32 text: save it as “CSV UTF-8”" in str(error), codec
 
 
 def test_invalid_utf8_is_never_mangled_and_the_byte_is_named() -> None:
