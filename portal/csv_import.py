@@ -122,6 +122,17 @@ _REFUSED_KINDS: Final = {
     "application/zip": "a ZIP archive (an Excel .xlsx workbook is one)",
     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "an Excel workbook",
     "application/vnd.ms-excel": "an Excel workbook",
+    "application/vnd.oasis.opendocument.spreadsheet": (
+        "an OpenDocument spreadsheet (LibreOffice, OpenOffice)"
+    ),
+    "application/x-ole-storage": "an Office document (an Excel .xls workbook is one)",
+    "application/CDFV2": "an Office document (an Excel .xls workbook is one)",
+    "application/gzip": "a compressed file",
+    "application/x-bzip2": "a compressed file",
+    "application/x-xz": "a compressed file",
+    "application/x-7z-compressed": "a compressed file",
+    "application/x-rar": "a compressed file",
+    "application/zstd": "a compressed file",
     "application/pdf": "a PDF document",
     "application/json": "a JSON document",
     "text/html": "an HTML page",

@@ -3,9 +3,12 @@ and charset-normalizer; every file is generated here."""
 
 from __future__ import annotations
 
+import bz2
 import codecs
 import csv
+import gzip
 import io
+import lzma
 import sys
 import zipfile
 import zlib
@@ -116,6 +119,35 @@ def test_non_text_content_is_refused_whatever_the_name(data: bytes, fragment: st
     assert "not a CSV text file" in str(error)
     assert fragment in str(error)
     assert "whatever its name says" in str(error)
+
+
+def _ods() -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+        archive.writestr("content.xml", "<office:document-content/>")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        (_ods(), "an OpenDocument spreadsheet (LibreOffice, OpenOffice)"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(512), "an Office document (an Excel .xls"),
+        (gzip.compress(b"a,b\n1,2\n"), "a compressed file (application/gzip)"),
+        (bz2.compress(b"a,b\n1,2\n"), "a compressed file (application/x-bzip2)"),
+        (lzma.compress(b"a,b\n1,2\n"), "a compressed file (application/x-xz)"),
+    ],
+    ids=["ods", "xls", "gzip", "bzip2", "xz"],
+)
+def test_spreadsheets_and_compressed_files_are_named_for_what_they_are(
+    data: bytes, fragment: str
+) -> None:
+    """They were refused "of type application/x-ole-storage" and the like: true, but not what
+    a person who saved a workbook or compressed a file knows it as."""
+    error = refused(data)
+    assert "not a CSV text file" in str(error)
+    assert fragment in str(error)
 
 
 @pytest.mark.parametrize(
