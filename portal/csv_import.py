@@ -28,7 +28,9 @@ Decisions:
   ``application/octet-stream`` (control characters).
 - Legacy encodings: charset-normalizer on the first MiB proposes one; among the decodings it
   finds equally plausible, the usual Windows code page wins (Windows-1252 before Latin-1,
-  which it extends). The proposal is checked to decode the whole file.
+  which it extends). The proposal is checked to decode the whole file. A file with whole lines
+  of UTF-8 besides its bytes of a Latin code page (two files pasted together) is refused: no
+  one encoding reads it without garbling the other's lines.
 - Parsing follows Python's ``csv`` module in strict mode (RFC 4180 quoting, ``""`` inside
   quotes). pyarrow parses files whose every record is one line and whose quotes are regular
   (the common case, fast); any other file is read by the ``csv`` module itself, which also gives
@@ -389,6 +391,7 @@ def decode(data: bytes, encoding: str) -> str:
     _refuse_nul(data)
     if codec.name in UTF8_NAMES:
         return _decode_utf8(data)[0]
+    _refuse_mixed(data, codec.name)
     try:
         text = data.decode(codec.name)
     except UnicodeDecodeError as exc:
@@ -457,8 +460,66 @@ def _decode_utf8(data: bytes) -> tuple[str, str]:
                 f"The file is not UTF-8 ({_where(data, exc)}) and its encoding could not be"
                 " recognised: save it as “CSV UTF-8” and upload it again."
             ) from None
+        _refuse_mixed(data, guess.name)
         raise EncodingNotConfirmed(guess, _where(data, exc)) from None
     return _clean_text(text), "utf-8-sig" if has_bom else "utf-8"
+
+
+# Single-byte code pages of Latin script, and what in them can only be UTF-8 read the wrong
+# way: a UTF-8 letter of Latin-1 Supplement or Latin Extended-A (é, ü, ł: "Ã©", "Ã¼", "Å‚" in
+# Windows-1252), a typographic dash, quote or ellipsis, or the euro sign ("â€™").
+LATIN_SINGLE_BYTE: Final = frozenset(
+    {
+        "cp1250", "cp1252", "cp1254", "cp1257", "cp1258", "iso8859-1", "iso8859-2",
+        "iso8859-3", "iso8859-4", "iso8859-9", "iso8859-10", "iso8859-13", "iso8859-14",
+        "iso8859-15", "iso8859-16", "mac-roman", "mac-latin2", "cp437", "cp850", "cp852",
+        "cp858", "hp-roman8",
+    }
+)  # fmt: skip
+_UTF8_LATIN: Final = re.compile(
+    rb"\xC2[\xA0-\xBF]|[\xC3-\xC5][\x80-\xBF]|\xE2\x80[\x90-\xA7\xB0-\xBA]|\xE2\x82\xAC"
+)
+
+
+def _refuse_mixed(data: bytes, encoding: str) -> None:
+    """Refuse a file that is not UTF-8 but has UTF-8 characters, when ``encoding`` (proposed
+    or chosen) is a Latin single-byte code page: lines of two encodings pasted together, which
+    it would read with its UTF-8 characters garbled (“JÃ¼rgen”), past lines a preview shows."""
+    if codecs.lookup(encoding).name not in LATIN_SINGLE_BYTE:
+        return
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = _where(data, exc)
+    else:
+        return  # all UTF-8: nothing mixed
+    raw = np.frombuffer(data, dtype=np.uint8)
+    leads = np.flatnonzero(((raw >= 0xC2) & (raw <= 0xC5)) | (raw == 0xE2))  # fast, unlike re
+    line_end = 0  # the end of the last line found not to be UTF-8
+    for lead in leads.tolist():
+        if lead < line_end:
+            continue  # on a line already read: each line is decoded once
+        found = _UTF8_LATIN.match(data, lead)
+        if found is None:
+            continue
+        # A whole line of UTF-8 around it: one from a UTF-8 file, not an uppercase letter of the
+        # code page that happens to stand before a quote or a dash ("PÅ…").
+        start = data.rfind(b"\n", 0, found.start()) + 1
+        end = data.find(b"\n", found.end())
+        line_end = end if end >= 0 else len(data)
+        try:
+            data[start:line_end].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        break
+    else:
+        return
+    raise ImportRefused(
+        f"The file mixes UTF-8 with another encoding: {where}, but line"
+        f" {_line_of(data, found.start())} is UTF-8 (“{found.group().decode('utf-8')}”), so no"
+        " one encoding reads it all. Save it as “CSV UTF-8” (or retype the lines that are"
+        " not) and upload it again."
+    )
 
 
 def _propose_encoding(data: bytes) -> EncodingGuess | None:

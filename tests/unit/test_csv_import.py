@@ -295,6 +295,31 @@ def test_windows_1252_is_offered_whenever_it_reads_the_file(text: str) -> None:
     assert values(upload(data, encoding="cp1252")) == values(upload(text.encode()))
 
 
+def test_a_file_mixing_utf_8_with_another_encoding_is_refused_not_offered_a_conversion() -> None:
+    """Lines pasted together from a UTF-8 file and a Windows one: the first byte that is not
+    UTF-8 led to a Windows-1252 proposal whose preview (the first lines) looked right, and
+    confirming it stored the UTF-8 lines garbled (“JÃ¼rgen”)."""
+    data = (
+        b"Name,City\n"
+        + b"Ann,Paris\n" * 10
+        + "René,Lyon\n".encode("cp1252")
+        + b"Bob,Rome\n" * 10
+        + "Jürgen,Köln\n".encode()
+    )
+    error = refused(data)
+    assert not isinstance(error, EncodingNotConfirmed)
+    message = str(error)
+    assert "mixes UTF-8 with another encoding" in message
+    assert "byte 0xE9 at offset 113 (line 12)" in message
+    assert "line 23 is UTF-8 (“ü”)" in message
+    assert "Save it as “CSV UTF-8”" in message
+    with pytest.raises(ImportRefused, match="mixes UTF-8 with another encoding"):
+        upload(data, encoding="cp1252")  # chosen from the list: no conversion either
+    # the same lines in one encoding throughout are proposed as before
+    with pytest.raises(EncodingNotConfirmed):
+        upload(data.replace("Jürgen,Köln".encode(), "Jürgen,Köln".encode("cp1252")))
+
+
 # --- shape problems -------------------------------------------------------------------------
 
 
