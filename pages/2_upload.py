@@ -311,7 +311,7 @@ st.dataframe(shown, column_config=shown_config, hide_index=True)
 if as_text:
     st.caption(
         f"{', '.join(f'“{md_escape(labels[n])}”' for n in as_text)}: shown as text, as they "
-        "will be stored; a browser would show numbers this long rounded."
+        "will be stored; a browser would round numbers this long, and times to the second."
     )
 if parsed.row_count > PREVIEW_ROWS:
     st.caption(f"The first {PREVIEW_ROWS} of {parsed.row_count:,} rows.")

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -107,13 +108,14 @@ def preview_rows(
     result: ValidationResult, spec: DatasetSpec, rows: int
 ) -> tuple[pd.DataFrame, list[str]]:
     """The first ``rows`` typed rows as the page shows them before storing, and the physical
-    names of the number columns turned into text there: a browser's grid shows numbers as
-    64-bit floats, so a whole number past 2**53 or a decimal of more than 15 digits would show
-    rounded (9223372036854775807 as 9223372036854776000), not as it will be stored."""
+    names of the columns turned into text there: a browser's grid shows numbers as 64-bit
+    floats, so a whole number past 2**53 or a decimal of more than 15 digits would show rounded
+    (9223372036854775807 as 9223372036854776000), and date-times to the second, so a fraction
+    of a second would not show; not as it will be stored."""
     frame = result.typed.head(rows).copy()
     as_text: list[str] = []
     for column in spec.columns:
-        if column.type not in ("integer", "decimal"):
+        if column.type not in ("integer", "decimal", "datetime"):
             continue
         values = frame[column.name].tolist()
         if all(v is None or v is pd.NA or _browser_exact(v) for v in values):
@@ -127,6 +129,8 @@ def preview_rows(
 
 
 def _browser_exact(value: object) -> bool:
+    if isinstance(value, datetime):
+        return value.microsecond == 0
     if isinstance(value, int):
         return abs(value) <= BROWSER_EXACT_INTEGER
     if isinstance(value, Decimal):

@@ -353,3 +353,20 @@ def test_a_confirmed_encoding_can_be_changed_for_the_same_file(fresh_db: Databas
     assert "Windows-1252 (Western European)" in texts(at, main_only=True)
     assert at.dataframe[-1].value["item"].tolist() == ["Tea", "Coffee"]
     assert at.dataframe[-1].value["price"].tolist() == ["€2", "€3"]
+
+
+def test_the_preview_shows_fractions_of_a_second_it_would_hide_as_written(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """The grid shows date-times to the second (and a browser to the millisecond at best): a
+    value stored with 0.123456 s was previewed without it. Such a column is shown as text."""
+    at, _ = signed_in(fresh_db, "editor")
+    show_app(at)
+    at.switch_page("pages/2_upload.py").run()
+    data = b"at,whole\n2024-01-05T10:00:00.123456Z,2024-01-05T10:00:00Z\n"
+    at.file_uploader[0].set_value(("times.csv", data, "text/csv")).run()
+    assert not at.exception
+    preview = at.dataframe[-1]
+    assert preview.value["at"].tolist() == ["2024-01-05 10:00:00.123456+00:00"]
+    assert str(preview.value["whole"].dtype).startswith("timestamp")  # still a date-time
+    assert "“at”: shown as text" in texts(at, main_only=True)
