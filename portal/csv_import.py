@@ -48,6 +48,7 @@ import codecs
 import csv
 import io
 import re
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -711,13 +712,14 @@ def _read_header(text: str, dialect: Dialect) -> list[str]:
     problems: list[str] = []
     seen: dict[str, int] = {}
     for position, label in enumerate(header, start=1):
-        key = label.strip().casefold()
+        key = unicodedata.normalize("NFC", label.strip()).casefold()
         if not key:
             problems.append(f"column {position} has no name: give every column a name.")
         elif key in seen:
             problems.append(
                 f"columns {seen[key]} and {position} are both named “{label.strip()}” (names are"
-                " compared ignoring case and surrounding spaces): rename one."
+                " compared ignoring case, surrounding spaces and how accents are encoded):"
+                " rename one."
             )
         else:
             seen[key] = position

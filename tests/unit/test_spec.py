@@ -513,6 +513,14 @@ def test_frame_columns_are_matched_by_label_or_name_and_mismatches_refused() -> 
         validate(spec, pd.DataFrame({"Qty": ["1"]}))
 
 
+def test_a_header_cell_is_matched_whichever_way_its_accents_are_encoded() -> None:
+    """“Qté” with a precomposed é (NFC) or an e and a combining accent (NFD, as some macOS
+    software writes): the same name to a person, but appending the file was refused as
+    missing “Qté” and having “Qté”, not in the dataset."""
+    spec = DatasetSpec((ColumnSpec("Qt\u00e9", "qte", "integer"),))
+    assert validate(spec, pd.DataFrame({"QTE\u0301 ": ["1"]})).ok
+
+
 def test_empty_strings_na_and_nan_are_missing() -> None:
     column = col(type_="integer", required=True)
     frame = pd.DataFrame({"Value": pd.Series(["", None, np.nan, pd.NA], dtype=object)})
