@@ -25,7 +25,8 @@ Decisions:
   to contain words like ``#include`` or ``begin``: still plain text, and parsed strictly as
   CSV like any other). Everything else is refused: images, archives (so ``.xlsx``), PDF,
   executables, ``application/json``, ``text/html``, ``image/svg+xml``, and
-  ``application/octet-stream`` (control characters).
+  ``application/octet-stream`` (control characters). libmagic reads the first 64 KiB; a control
+  character it would call binary is refused further on too, by its line.
 - Legacy encodings: charset-normalizer on the first MiB proposes one; among the decodings it
   finds equally plausible, the usual Windows code page wins (Windows-1252 before Latin-1,
   which it extends). The proposal is checked to decode the whole file. A file with whole lines
@@ -270,6 +271,7 @@ def read_upload(
         text, encoding = _decode_utf8(data)
     else:
         text = decode(data, encoding)
+    _refuse_control_characters(data)
     text, named = _separator_line(text)
     if delimiter is None and named is not None:
         if named not in DELIMITERS:
@@ -281,6 +283,32 @@ def read_upload(
         delimiter = named
     dialect = Dialect(delimiter) if delimiter is not None else sniff_dialect(text)
     return parse_text(text, dialect, encoding=encoding, mime=mime)
+
+
+# The control characters libmagic takes for binary data (tab, line ends, form feed, backspace,
+# bell and escape it takes for text); in UTF-8 and the single-byte code pages these bytes are
+# only ever those characters (a UTF-16 file, whose bytes they could be part of, is refused by
+# its NUL bytes before this).
+_BINARY_CONTROLS: Final = bytes([*range(0x01, 0x07), *range(0x0E, 0x1B), *range(0x1C, 0x20), 0x7F])
+_NOT_BINARY_CONTROLS: Final = bytes(b for b in range(256) if b not in _BINARY_CONTROLS)
+
+
+def _refuse_control_characters(data: bytes) -> None:
+    """Refuse a control character anywhere, as libmagic refuses one in the first
+    ``MAGIC_SAMPLE_BYTES`` ("binary data"): past them, it was stored.
+
+    Raises:
+        ImportRefused: naming the first one's line.
+    """
+    if not data.translate(None, _NOT_BINARY_CONTROLS):  # fast: keeps only those characters
+        return
+    offset = min(i for i in (data.find(bytes([c])) for c in _BINARY_CONTROLS) if i >= 0)
+    raise ImportRefused(
+        f"The file's line {_line_of(data, offset)} holds a control character"
+        f" (U+{data[offset]:04X}), which a CSV text file does not: the file is damaged, or it"
+        " is not all text. Remove the character (or export the data as CSV again) and upload"
+        " it again."
+    )
 
 
 _SEPARATOR_LINE: Final = re.compile(r"sep=([^\r\n])(?=\r\n|\r|\n|\Z)", re.IGNORECASE)

@@ -121,6 +121,21 @@ def test_non_text_content_is_refused_whatever_the_name(data: bytes, fragment: st
     assert "whatever its name says" in str(error)
 
 
+@pytest.mark.parametrize("control", [b"\x01", b"\x1a", b"\x7f"], ids=["soh", "sub", "del"])
+def test_a_control_character_past_libmagic_s_sample_is_refused_as_in_it(control: bytes) -> None:
+    """libmagic reads the first 64 KiB: a control character there made the file "binary data",
+    while the same character further down was stored. It is refused wherever it is, by line."""
+    rows = b"".join(b"Ann %d,%d\n" % (i, i) for i in range(20_000))  # ~200 KB
+    data = b"name,qty\n" + rows + b"Bo" + control + b"b,1\n" + b"Cy,2\n"
+    assert len(data) > 2 * 65_536
+    error = refused(data)
+    assert f"line {20_002} holds a control character (U+{control[0]:04X})" in str(error)
+    assert "upload it again" in str(error)
+    # Tab, carriage return, form feed and escape are text to libmagic, and stay accepted.
+    fine = b"name,qty\n" + rows + b"Bo\x0cb\x1b,1\n"
+    assert read_upload(fine, max_bytes=LIMIT).row_count == 20_001
+
+
 def _ods() -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:
