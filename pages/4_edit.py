@@ -21,6 +21,7 @@ try.
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -88,15 +89,25 @@ def keys(dataset_id: int) -> dict[str, str]:
 
 
 def load(dataset_id: int, view: View, pending: ChangeSet | None) -> Loaded:
-    with session_scope() as session:
-        read = writes.read_window(
+    """The window ``view`` asks for; past the end (its rows were deleted, by a commit from here
+    or someone else's), the last window that has rows."""
+
+    def read_window(offset: int) -> writes.EditWindow:
+        return writes.read_window(
             session=session,
             dataset_id=dataset_id,
-            offset=view.offset,
+            offset=offset,
             limit=view.size,
             sort=view.sort,
             filters=view.filters,
         )
+
+    with session_scope() as session:
+        read = read_window(view.offset)
+        if not read.rows and view.offset > 0:
+            view = replace(view, offset=(max(1, math.ceil(read.total / view.size)) - 1) * view.size)
+            st.session_state[keys(dataset_id)["view"]] = view
+            read = read_window(view.offset)
     base = diffs.editor_frame(read.spec, read.rows)
     window = diffs.make_window(read.spec, base, read.versions, pending)
     return Loaded(secrets.token_hex(4), view, read, window, outages())

@@ -690,3 +690,31 @@ def test_a_value_quoted_in_a_message_is_shown_as_text_not_markdown(
     [warning] = [w.value for w in at.warning]
     assert "\\*1\\* \\$2\\$" in warning
     assert "*1* $2$" not in warning
+
+
+def test_deleting_every_row_of_the_last_window_shows_the_window_before_it(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """After a commit the window is read again at the same offset; with its rows gone that
+    offset is past the end, and the page said the dataset had no rows yet (inviting a first row)
+    while 100 rows were left. The last window that has rows is shown instead."""
+    from sqlalchemy.orm import Session
+
+    with Session(fresh_db.app) as s, s.begin():
+        name, _ = make_user(s, role="editor")
+    csv = "Name,Qty\n" + "".join(f"r{i:03d},{i}\n" for i in range(1, 104))
+    dataset_id = upload_dataset(Actor(name, "Ed", "editor"), csv.encode(), name="Many")
+    at = edit_page(fresh_db, "editor", dataset_id)
+    [size] = [s for s in at.selectbox if s.label == "Rows per page"]
+    size.select(100)
+    at = button(at, "Apply").click().run()
+    at = button(at, "Next").click().run()
+    assert list(at.data_editor[0].value["name"]) == ["r101", "r102", "r103"]
+    at = set_state(at, {"deleted_rows": [0, 1, 2]})
+    at = commit_now(at, dataset_id)
+    assert not at.exception
+    shown = texts(at, main_only=True)
+    assert "no rows yet" not in shown
+    assert "Rows 1–100 of 100" in shown
+    assert len(at.data_editor[0].value) == 100
+    assert button(at, "Next").disabled  # the last window now
