@@ -33,9 +33,10 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Final, Literal, TypeAlias, get_args
 
 import pandas as pd
@@ -109,7 +110,8 @@ class DatasetInfo:
 class RowFilter:
     """Rows whose ``column`` (a physical name, or ``_row_id``) ``op`` ``value``.
 
-    ``range`` keeps values from ``value`` to ``upper`` (both included; an empty end is open);
+    ``range`` keeps values from ``value`` to ``upper`` (both included; an empty end is open; a
+    day alone as the upper end of a date-time range includes the whole day);
     ``empty`` keeps missing values and ignores ``value``.
     """
 
@@ -330,12 +332,28 @@ def condition(table: Table, spec: DatasetSpec, row_filter: RowFilter | None) -> 
             bounds.append(column >= typed_filter_value(spec, row_filter))
         if row_filter.upper != "":
             upper = RowFilter(row_filter.column, "range", row_filter.upper)
-            bounds.append(column <= typed_filter_value(spec, upper))
+            high = typed_filter_value(spec, upper)
+            if not _whole_day(spec, upper):
+                bounds.append(column <= high)
+            elif high.date() < date.max:  # to the end of that day, not its midnight
+                bounds.append(column < high + timedelta(days=1))
         return and_(true(), *bounds)
     if row_filter.op != "equals":
         raise ValidationError(f"Filter with one of: {', '.join(FILTER_OPS)}.")
     equals: ColumnElement[bool] = column == typed_filter_value(spec, row_filter)
     return equals
+
+
+_DAY: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _whole_day(spec: DatasetSpec, bound: RowFilter) -> bool:
+    """Whether ``bound`` is a day alone on a date-time column: a range up to it means the whole
+    day (the value it is read as is that day's midnight)."""
+    found = next((c for c in spec.columns if c.name == bound.column), None)
+    return (
+        found is not None and found.type == "datetime" and bool(_DAY.fullmatch(bound.value.strip()))
+    )
 
 
 def typed_filter_value(spec: DatasetSpec, row_filter: RowFilter) -> Any:

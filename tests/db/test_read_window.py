@@ -259,3 +259,31 @@ def test_a_column_never_analysed_or_a_range_is_estimated_by_explain(
                 row_count=30,
             )
     assert len(explained) == 2
+
+
+def test_a_range_to_a_day_on_a_datetime_column_takes_the_whole_day(
+    dataset: int, fresh_db: DatabaseHandle
+) -> None:
+    """A range from 2024-06-01 to 2024-06-01 on a date-time column found only midnight: the day
+    was read as its midnight, so every later time that day fell outside. A day alone as the
+    upper end now reaches to the end of that day; with a time it is that moment, as before."""
+    with Session(fresh_db.app) as s, s.begin():
+        name, _ = make_user(s, role="editor")
+    seen = upload_dataset(
+        Actor(name, "Ed", "editor"),
+        b"Name,Seen\n"
+        b"late may,2024-05-31 23:59:59\nmidnight,2024-06-01 00:00:00\n"
+        b"noon,2024-06-01 12:00:00\nlast second,2024-06-01 23:59:59.999999\n"
+        b"next day,2024-06-02 00:00:00\nthe end,9999-12-31 23:59:59\n",
+        name="Seen",
+    )
+
+    def names(low: str, high: str) -> list[str]:
+        found = read(seen, filters=[RowFilter("seen", "range", low, high)])
+        return [r[1] for r in found.rows]
+
+    day = ["midnight", "noon", "last second"]
+    assert names("2024-06-01", "2024-06-01") == day
+    assert names("", " 2024-06-01 ") == ["late may", *day]
+    assert names("2024-06-01", "2024-06-01 12:00") == ["midnight", "noon"]
+    assert names("2024-06-02", "9999-12-31") == ["next day", "the end"]
