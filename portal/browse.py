@@ -17,7 +17,8 @@ Decisions a reader needs:
 - Queries are SQLAlchemy Core against the ``Table`` built from the dataset's spec
   (``portal.spec.ddl_table``): identifiers are quoted by SQLAlchemy and every value is bound.
 - A filter is one column and a text: ``contains`` is a case-insensitive substring match on the
-  value as text (``%`` and ``_`` match themselves); ``equals`` compares the typed value (the text
+  value as text (``%`` and ``_`` match themselves; a date-time as text in UTC, as shown,
+  whatever the database session's time zone); ``equals`` compares the typed value (the text
   is read as the column's type, so ``007`` equals the integer 7), exactly for text. ``equals``
   with an empty text finds the missing values (an empty cell is a missing value everywhere).
 - The export reads through a server-side cursor in chunks, so the database never sends the whole
@@ -323,7 +324,10 @@ def condition(table: Table, spec: DatasetSpec, row_filter: RowFilter | None) -> 
     if row_filter.op == "contains":
         if row_filter.value == "":
             return true()
-        return cast(column, Text).icontains(row_filter.value, autoescape=True)
+        shown: ColumnElement[Any] = column
+        if _column_type(spec, row_filter.column) == "datetime":  # as shown: in UTC, whatever
+            shown = func.timezone("UTC", column)  # the session's time zone
+        return cast(shown, Text).icontains(row_filter.value, autoescape=True)
     if row_filter.op == "empty" or (row_filter.op == "equals" and row_filter.value == ""):
         return column.is_(None)
     if row_filter.op == "range":
@@ -347,12 +351,15 @@ def condition(table: Table, spec: DatasetSpec, row_filter: RowFilter | None) -> 
 _DAY: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
+def _column_type(spec: DatasetSpec, name: str) -> str:
+    return next((c.type for c in spec.columns if c.name == name), "integer")  # _row_id
+
+
 def _whole_day(spec: DatasetSpec, bound: RowFilter) -> bool:
     """Whether ``bound`` is a day alone on a date-time column: a range up to it means the whole
     day (the value it is read as is that day's midnight)."""
-    found = next((c for c in spec.columns if c.name == bound.column), None)
-    return (
-        found is not None and found.type == "datetime" and bool(_DAY.fullmatch(bound.value.strip()))
+    return _column_type(spec, bound.column) == "datetime" and bool(
+        _DAY.fullmatch(bound.value.strip())
     )
 
 

@@ -20,7 +20,7 @@ from portal.browse import RowFilter, Sort
 from portal.db import get_engine, session_scope
 from portal.errors import ValidationError
 from tests.conftest import DatabaseHandle
-from tests.factories import make_user, statements_sent
+from tests.factories import make_user, statements_sent, upload_dataset
 
 pytestmark = pytest.mark.db
 
@@ -279,6 +279,37 @@ def test_filter_values_are_bound_not_injected(people: int, fresh_db: DatabaseHan
     assert page(people, row_filter=RowFilter("note", "equals", hostile)).total == 0
     with fresh_db.app.connect() as conn:
         assert conn.scalar(text('SELECT count(*) FROM data."ds_people"')) == ROWS
+
+
+def test_contains_on_a_date_time_reads_it_in_utc_whatever_the_database_s_time_zone(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """The page shows date-times in UTC, but ``contains`` matched their text in the session's
+    time zone (the server's or the role's ``timezone`` setting): in New York, "12:00" missed
+    the row shown at 12:00 and "2024-06-02" missed one shown on that day."""
+    with fresh_db.superuser.begin() as conn:
+        conn.execute(
+            text(
+                f'ALTER ROLE portal_app IN DATABASE "{fresh_db.name}"'
+                " SET timezone = 'America/New_York'"
+            )
+        )
+    with Session(fresh_db.app) as s, s.begin():
+        username, _ = make_user(s, role="editor")
+    seen = upload_dataset(
+        Actor(username, "Ed", "editor"),
+        b"Name,Seen\nnoon,2024-06-01 12:00:00\nafter midnight,2024-06-02 01:30:00\n",
+        name="Seen",
+    )
+
+    def found(needle: str) -> list[str]:
+        return names(page(seen, row_filter=RowFilter("seen", "contains", needle)))
+
+    with get_engine().connect() as conn:  # the setting is in force for the portal
+        assert conn.scalar(text("SHOW timezone")) == "America/New_York"
+    assert found("12:00") == ["noon"]
+    assert found("2024-06-02") == ["after midnight"]
+    assert found("2024-06-01 12:00:00") == ["noon"]
 
 
 def test_bad_requests_are_refused_with_a_message(people: int) -> None:
