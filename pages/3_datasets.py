@@ -189,8 +189,10 @@ filter_value = value_col.text_input(
     help="contains: anywhere in the value, ignoring case. equals: the whole value, read as the "
     "column's type; leave the text empty to find missing values.",
 )
-row_filter = (
-    RowFilter(filter_column, filter_op, filter_value) if filter_column is not None else None
+row_filter = (  # a column with no text to contain filters nothing: no filter, for the download too
+    RowFilter(filter_column, filter_op, filter_value)
+    if filter_column is not None and (filter_value or filter_op == "equals")
+    else None
 )
 
 sort_col, order_col, size_col = st.columns([2, 1, 1], vertical_alignment="bottom")

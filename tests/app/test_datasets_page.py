@@ -238,6 +238,22 @@ def test_preparing_a_download_records_an_export_event(fresh_db: DatabaseHandle) 
     assert len(events(fresh_db, "export")) == 2
 
 
+def test_a_column_chosen_with_no_text_to_contain_downloads_as_no_filter(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """The rows said "no filter", but the download was named People-filtered.csv, said it held
+    the rows matching the filter, and its export event recorded a filter that filtered nothing."""
+    dataset_id, _ = seed_people(fresh_db)
+    at, _ = datasets_page(fresh_db, "viewer")
+    open_dataset(at, dataset_id)
+    at.selectbox(key=f"datasets.{dataset_id}.filter.column").select("name").run()
+    assert "(no filter)" in texts(at, main_only=True)
+    assert "A CSV file of every row" in texts(at, main_only=True)
+    at.button(key=f"datasets.{dataset_id}.prepare").click().run()
+    assert at.download_button[0].label == f"Download People.csv ({ROWS} rows)"
+    assert events(fresh_db, "export")[-1]["detail"]["filter"] is None
+
+
 def test_the_page_file_opened_directly_works_after_sign_in(fresh_db: DatabaseHandle) -> None:
     """A URL on a fresh server runs the file without app.py: no navigation to link into."""
     seed_people(fresh_db)
