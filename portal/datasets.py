@@ -8,6 +8,7 @@ contents) as audited bulk loads; the original file is kept in ``audit.upload``.
 from __future__ import annotations
 
 import json
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -123,7 +124,9 @@ def create_dataset(
             (``spec.check_new_patterns``) or PostgreSQL cannot compile.
     """
     _require_editor(actor)
-    clean = " ".join(name.split())
+    # Composed (NFC): "é" typed and "e" + a combining accent (a file name from macOS) are one
+    # name on screen, so one name here.
+    clean = unicodedata.normalize("NFC", " ".join(name.split()))
     if not clean:
         raise ValidationError("Give the dataset a name.")
     if len(clean) > MAX_NAME_CHARS:

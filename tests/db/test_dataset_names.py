@@ -84,6 +84,10 @@ def test_two_names_with_one_table_name_created_at_once_both_land(
     [
         ("ΟΔΟΣ", "ΟΔΟΣ"),  # Python lower-cases the final Σ to ς, PostgreSQL to σ
         ("straße istanbul", "Straße İstanbul"),  # İ: Python "i̇", PostgreSQL "i"
+        # é as one character (as typed) and as e with a combining accent (as a file's name
+        # may come from macOS, and the Upload page proposes it): the same name on screen.
+        ("Café", "Cafe\u0301"),
+        ("Cafe\u0301", "CAFÉ"),
     ],
 )
 def test_a_taken_unicode_name_is_refused_with_a_message(
