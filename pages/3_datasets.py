@@ -27,7 +27,7 @@ actor = require("viewer")
 OPEN = "datasets.open"
 FLASH = "datasets.flash"
 SETTING = "datasets.setting"  # (dataset id, the reason setting asked for): its dialog is open
-PREPARED = "datasets.prepared"  # (dataset id, filter) -> the prepared CsvExport
+PREPARED = "datasets.prepared"  # (dataset id, filter, newest change) -> the prepared CsvExport
 
 
 def when(moment: datetime | None) -> str:
@@ -276,9 +276,17 @@ history_links(dataset.id, [int(i) for i in rows_page.rows[ROW_ID]], key=f"{key}.
 # -- download ---------------------------------------------------------------------------------
 
 st.subheader("Download")
-export_key = (dataset.id, row_filter)
-prepared: tuple[object, CsvExport] | None = st.session_state.get(PREPARED)
+# With the time of the dataset's newest change: a file prepared before a later change holds
+# rows the dataset no longer has (an edit made on the Edit page meanwhile, say).
+export_key = (dataset.id, row_filter, by_id[dataset.id].last_change_at)
+prepared: tuple[tuple[object, ...], CsvExport] | None = st.session_state.get(PREPARED)
 if prepared is not None and prepared[0] != export_key:
+    if prepared[0][:2] == export_key[:2]:
+        st.info(
+            "The dataset has changed since the file was prepared: prepare it again to download "
+            "its rows as they are now.",
+            icon=":material/update:",
+        )
     prepared = None
     st.session_state.pop(PREPARED, None)
 what = "the rows matching the filter" if row_filter else "every row"

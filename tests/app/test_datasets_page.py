@@ -254,6 +254,37 @@ def test_a_column_chosen_with_no_text_to_contain_downloads_as_no_filter(
     assert events(fresh_db, "export")[-1]["detail"]["filter"] is None
 
 
+def test_a_download_prepared_before_the_rows_changed_is_not_offered_after(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """The prepared file stayed on offer, with its old row count, after the rows changed (an
+    edit made on the Edit page meanwhile, say): downloading it gave rows the dataset no longer
+    had. The page now says the dataset changed and asks to prepare the file again."""
+    dataset_id, editor = seed_people(fresh_db)
+    at, _ = datasets_page(fresh_db, "viewer")
+    open_dataset(at, dataset_id)
+    at.button(key=f"datasets.{dataset_id}.prepare").click().run()
+    assert at.download_button[0].label == f"Download People.csv ({ROWS} rows)"
+    with session_scope() as session:
+        read = writes.read_window(session=session, dataset_id=dataset_id, limit=100)
+        first = read.rows[0][0]
+        writes.commit(
+            session=session,
+            actor=editor,
+            dataset_id=dataset_id,
+            spec_version=read.spec_version,
+            changes=diffs.ChangeSet(deletes=(diffs.RowDelete(first, read.versions[first], {}),)),
+            reason="gone",
+        )
+    at.run()
+    assert not at.exception
+    assert not at.download_button
+    assert "has changed since the file was prepared" in texts(at, main_only=True)
+    at.button(key=f"datasets.{dataset_id}.prepare").click().run()
+    assert at.download_button[0].label == f"Download People.csv ({ROWS - 1} rows)"
+    assert "has changed since the file was prepared" not in texts(at, main_only=True)
+
+
 def test_the_page_file_opened_directly_works_after_sign_in(fresh_db: DatabaseHandle) -> None:
     """A URL on a fresh server runs the file without app.py: no navigation to link into."""
     seed_people(fresh_db)
