@@ -77,6 +77,8 @@ COUNT_CAP: Final = 1_000
 """``read_page`` counts matching rows up to this many past the page, never further; past that
 the total is PostgreSQL's estimate (see ``portal.estimates``)."""
 EXPORT_CHUNK_ROWS: Final = 5_000
+ROW_ID_LABEL: Final = "Row id"
+"""``_row_id`` as the pages name it, in a filter's words and messages."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,8 @@ class RowFilter:
 
     def describe(self, spec: DatasetSpec) -> str:
         """The filter in words, with the column's label: ``Name contains “ann”``."""
-        label = next((c.label for c in spec.columns if c.name == self.column), self.column)
+        shown = ROW_ID_LABEL if self.column == ROW_ID else self.column
+        label = next((c.label for c in spec.columns if c.name == self.column), shown)
         if self.op == "empty" or (self.op == "equals" and self.value == ""):
             return f"{label} is empty"
         if self.op == "range":
@@ -367,7 +370,7 @@ def typed_filter_value(spec: DatasetSpec, row_filter: RowFilter) -> Any:
     """The filter text read as a value of its column's type (text and category: as written;
     a range bound on them compares as text)."""
     if row_filter.column == ROW_ID:
-        column = ColumnSpec(label=ROW_ID, name="row_id", type="integer")
+        column = ColumnSpec(label=ROW_ID_LABEL, name="row_id", type="integer")
     else:
         found = next(c for c in spec.columns if c.name == row_filter.column)
         if found.type in ("text", "category"):

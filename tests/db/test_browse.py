@@ -312,6 +312,17 @@ def test_contains_on_a_date_time_reads_it_in_utc_whatever_the_database_s_time_zo
     assert found("2024-06-01 12:00:00") == ["noon"]
 
 
+def test_a_row_id_filter_is_named_as_the_pages_name_the_column(people: int) -> None:
+    """Both pages offer the column as "Row id"; its filter was described, and a wrong value
+    refused, as "_row_id", a name shown nowhere else."""
+    with session_scope() as session:
+        spec = browse.open_dataset(session=session, dataset_id=people).spec
+    assert RowFilter("_row_id", "equals", "4").describe(spec) == "Row id equals “4”"
+    assert RowFilter("_row_id", "range", "", "9").describe(spec) == "Row id from “…” to “9”"
+    with pytest.raises(ValidationError, match=r"^Filter on “Row id”: “four”"):
+        page(people, row_filter=RowFilter("_row_id", "equals", "four"))
+
+
 def test_bad_requests_are_refused_with_a_message(people: int) -> None:
     with pytest.raises(ValidationError, match="no column 'nope'"):
         page(people, sort=Sort("nope"))
