@@ -125,8 +125,7 @@ class RowFilter:
 
     def describe(self, spec: DatasetSpec) -> str:
         """The filter in words, with the column's label: ``Name contains “ann”``."""
-        shown = ROW_ID_LABEL if self.column == ROW_ID else self.column
-        label = next((c.label for c in spec.columns if c.name == self.column), shown)
+        label = _label(spec, self.column)
         if self.op == "empty" or (self.op == "equals" and self.value == ""):
             return f"{label} is empty"
         if self.op == "range":
@@ -335,12 +334,25 @@ def condition(table: Table, spec: DatasetSpec, row_filter: RowFilter | None) -> 
         return column.is_(None)
     if row_filter.op == "range":
         bounds: list[ColumnElement[bool]] = []
-        if row_filter.value != "":
-            bounds.append(column >= typed_filter_value(spec, row_filter))
+        low = typed_filter_value(spec, row_filter) if row_filter.value != "" else None
+        if low is not None:
+            bounds.append(column >= low)
         if row_filter.upper != "":
             upper = RowFilter(row_filter.column, "range", row_filter.upper)
             high = typed_filter_value(spec, upper)
-            if not _whole_day(spec, upper):
+            whole_day = _whole_day(spec, upper)
+            # Text compares in the database's collation, which Python's order is not.
+            typed = _column_type(spec, row_filter.column) not in ("text", "category")
+            if (
+                typed
+                and low is not None
+                and (low.date() > high.date() if whole_day else low > high)
+            ):
+                raise ValidationError(
+                    f"Filter on “{_label(spec, row_filter.column)}”: the range starts after it "
+                    f"ends (from “{row_filter.value}” to “{row_filter.upper}”): swap the two ends."
+                )
+            if not whole_day:
                 bounds.append(column <= high)
             elif high.date() < date.max:  # to the end of that day, not its midnight
                 bounds.append(column < high + timedelta(days=1))
@@ -352,6 +364,12 @@ def condition(table: Table, spec: DatasetSpec, row_filter: RowFilter | None) -> 
 
 
 _DAY: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _label(spec: DatasetSpec, name: str) -> str:
+    """The column's label, as the pages show it."""
+    shown = ROW_ID_LABEL if name == ROW_ID else name
+    return next((c.label for c in spec.columns if c.name == name), shown)
 
 
 def _column_type(spec: DatasetSpec, name: str) -> str:

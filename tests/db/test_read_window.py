@@ -15,6 +15,7 @@ from portal import estimates, writes
 from portal.actor import Actor
 from portal.browse import RowFilter, condition
 from portal.db import get_engine, session_scope
+from portal.errors import ValidationError
 from portal.spec import ColumnSpec, DatasetSpec, dataset_table
 from tests.conftest import DatabaseHandle
 from tests.factories import make_user, statements_sent, upload_dataset
@@ -287,3 +288,18 @@ def test_a_range_to_a_day_on_a_datetime_column_takes_the_whole_day(
     assert names("", " 2024-06-01 ") == ["late may", *day]
     assert names("2024-06-01", "2024-06-01 12:00") == ["midnight", "noon"]
     assert names("2024-06-02", "9999-12-31") == ["next day", "the end"]
+    assert names("2024-06-01 23:00", "2024-06-01") == ["last second"]  # not after the day
+    with pytest.raises(ValidationError, match="starts after it ends"):
+        names("2024-06-02", "2024-06-01")
+
+
+def test_a_range_that_starts_after_it_ends_is_refused_saying_so(dataset: int) -> None:
+    """From 3 to 1 matched no row, and the page said only that nothing matched, as if there
+    were no such rows; it is now refused, saying to swap the ends."""
+    with pytest.raises(ValidationError, match=r"the range starts after it ends.*swap"):
+        read(dataset, filters=[RowFilter("qty", "range", "3", "1")])
+    with pytest.raises(ValidationError, match="Filter on “Row id”: the range starts after"):
+        read(dataset, filters=[RowFilter("_row_id", "range", "9", "2")])
+    assert len(read(dataset, filters=[RowFilter("qty", "range", "1", "1")]).rows) == 10
+    # Text compares in the database's collation: left to it.
+    assert read(dataset, filters=[RowFilter("name", "range", "r9", "r1")]).rows == []
