@@ -30,8 +30,10 @@ class Pager:
     def number(self) -> int:
         return len(self._state["stack"])
 
-    def _newer(self) -> None:
-        if len(self._state["stack"]) > 1:
+    def _newer(self, number: int) -> None:
+        # As for Older: a double click runs this twice for the page drawn (``number``), and
+        # moves one page back, not two.
+        if len(self._state["stack"]) == number > 1:
             self._state["stack"].pop()
 
     def _older(self, key: Any) -> None:
@@ -52,6 +54,7 @@ class Pager:
             "Newer",
             key=f"{self._key}.newer",
             on_click=self._newer,
+            args=(self.number,),
             disabled=at_start,
             icon=":material/chevron_left:",
         )
