@@ -173,6 +173,8 @@ def matching_total(
         return estimate, False  # far more than a count would reach: not worth one
     capped = select(table.c[ROW_ID]).where(*where).limit(cap + 1).subquery()
     total = int(session.scalar(select(func.count()).select_from(capped)) or 0)
+    if found:  # never fewer than the read saw (rows deleted since, unseen by the count's snapshot)
+        total = max(total, start + found + has_more)
     if total <= cap:
         return total, True
     return max(cap + 1, estimate), False

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from portal import browse, uploads
+from portal import browse, estimates, uploads
 from portal.actor import Actor
 from portal.browse import RowFilter, Sort
 from portal.db import get_engine, session_scope
@@ -198,6 +198,27 @@ def test_past_an_estimated_end_is_the_real_last_page(
     last = page(people, page=20, page_size=50)
     assert (last.page, last.total, last.total_is_exact) == (5, ROWS, True)
     assert names(last)[-1] == "Person 250"
+
+
+def test_rows_deleted_between_a_page_and_its_count_leave_the_page_within_the_total(
+    people: int, fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each statement sees the rows committed when it starts: rows deleted after the page was
+    read but before they were counted gave a total short of the rows shown, so the page said
+    "page 2 of 1" and its page box, whose largest page is the total's, jumped back to 1 under
+    page 2's rows."""
+    estimated = estimates.estimated_rows
+
+    def deleting_meanwhile(**kwargs: object) -> int:
+        with fresh_db.superuser.begin() as conn:
+            conn.execute(text("DELETE FROM data.ds_people WHERE _row_id > 100"))
+        return estimated(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(estimates, "estimated_rows", deleting_meanwhile)
+    second = page(people, page=2, page_size=100)
+    assert (second.page, len(second.rows)) == (2, 100)  # read before the delete
+    assert second.total >= second.last_row + 1  # it saw one more row follow
+    assert second.pages >= second.page
 
 
 def test_the_page_holds_typed_values(people: int) -> None:
