@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pandas as pd
@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from portal import browse, estimates, uploads
+from portal import browse, estimates, uploads, writes
 from portal.actor import Actor
 from portal.browse import RowFilter, Sort
 from portal.db import get_engine, session_scope
@@ -302,12 +302,43 @@ def test_filter_values_are_bound_not_injected(people: int, fresh_db: DatabaseHan
         assert conn.scalar(text('SELECT count(*) FROM data."ds_people"')) == ROWS
 
 
-def test_contains_on_a_date_time_reads_it_in_utc_whatever_the_database_s_time_zone(
+def test_contains_on_a_date_time_reads_it_in_utc_whatever_the_session_s_time_zone(
     fresh_db: DatabaseHandle,
 ) -> None:
     """The page shows date-times in UTC, but ``contains`` matched their text in the session's
-    time zone (the server's or the role's ``timezone`` setting): in New York, "12:00" missed
-    the row shown at 12:00 and "2024-06-02" missed one shown on that day."""
+    time zone: in New York, "12:00" missed the row shown at 12:00 and "2024-06-02" missed one
+    shown on that day. (The portal's own sessions are in UTC; the filter does not rely on it.)"""
+    with Session(fresh_db.app) as s, s.begin():
+        username, _ = make_user(s, role="editor")
+    seen = upload_dataset(
+        Actor(username, "Ed", "editor"),
+        b"Name,Seen\nnoon,2024-06-01 12:00:00\nafter midnight,2024-06-02 01:30:00\n",
+        name="Seen",
+    )
+
+    def found(needle: str) -> list[str]:
+        with session_scope() as session:
+            session.execute(text("SET LOCAL TIME ZONE 'America/New_York'"))
+            return names(
+                browse.read_page(
+                    session=session,
+                    dataset_id=seen,
+                    row_filter=RowFilter("seen", "contains", needle),
+                )
+            )
+
+    assert found("12:00") == ["noon"]
+    assert found("2024-06-02") == ["after midnight"]
+    assert found("2024-06-01 12:00:00") == ["noon"]
+
+
+def test_the_first_moment_of_year_1_is_read_whatever_the_database_s_time_zone(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """Values came in the session's time zone (the server's or the role's ``timezone``): in
+    New York 0001-01-01 00:00 UTC is a time in year 0, which Python cannot hold, and opening the
+    dataset (or its Edit window) stopped with a ValueError traceback. The portal's sessions now
+    read time in UTC."""
     with fresh_db.superuser.begin() as conn:
         conn.execute(
             text(
@@ -318,19 +349,13 @@ def test_contains_on_a_date_time_reads_it_in_utc_whatever_the_database_s_time_zo
     with Session(fresh_db.app) as s, s.begin():
         username, _ = make_user(s, role="editor")
     seen = upload_dataset(
-        Actor(username, "Ed", "editor"),
-        b"Name,Seen\nnoon,2024-06-01 12:00:00\nafter midnight,2024-06-02 01:30:00\n",
-        name="Seen",
+        Actor(username, "Ed", "editor"), b"Name,Seen\nfirst,0001-01-01 00:00:00\n", name="Old"
     )
-
-    def found(needle: str) -> list[str]:
-        return names(page(seen, row_filter=RowFilter("seen", "contains", needle)))
-
-    with get_engine().connect() as conn:  # the setting is in force for the portal
-        assert conn.scalar(text("SHOW timezone")) == "America/New_York"
-    assert found("12:00") == ["noon"]
-    assert found("2024-06-02") == ["after midnight"]
-    assert found("2024-06-01 12:00:00") == ["noon"]
+    [moment] = page(seen).rows["seen"].tolist()
+    assert moment == pd.Timestamp("0001-01-01", tz="UTC")
+    with session_scope() as session:
+        window = writes.read_window(session=session, dataset_id=seen)
+    assert window.rows[0][2] == datetime(1, 1, 1, tzinfo=UTC)
 
 
 def test_a_row_id_filter_is_named_as_the_pages_name_the_column(people: int) -> None:
