@@ -632,7 +632,9 @@ def _check_dataset(spec: DatasetSpec) -> None:
 
 
 def _label_key(label: str) -> str:
-    return label.strip().casefold()
+    """A label as labels are compared: ignoring case and surrounding spaces, and how an accent
+    is written (é as one character or as e and a combining accent look the same)."""
+    return unicodedata.normalize("NFC", label.strip().casefold())
 
 
 _JSON_KEYS: Final = (

@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from portal import datasets
+from portal import datasets, uploads
 from portal.actor import Actor
+from portal.csv_import import ImportRefused
 from portal.db import session_scope
 from portal.errors import ValidationError
 from portal.spec import ColumnSpec, DatasetSpec
@@ -140,6 +141,24 @@ def test_a_column_label_with_an_invisible_character_is_refused(
         upload_dataset(editor, f"{header}\nAnn,1\n".encode(), name="Stock")
     assert "remove it from the file's header" in str(refused.value)
     assert datasets_stored(fresh_db) == 0
+
+
+def test_column_labels_that_differ_only_in_how_an_accent_is_written_are_one_label(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    """ "Café" with é as one character and as e with a combining accent look the same: a header
+    with both made two columns of one name on screen, and a file whose header wrote the accent
+    the other way did not fit the dataset ("missing Café; not in the dataset Café")."""
+    with pytest.raises(ImportRefused, match="columns 1 and 2 are both named"):
+        upload_dataset(editor, "Café,Cafe\u0301\n1,2\n".encode(), name="Twice")
+    assert datasets_stored(fresh_db) == 0
+    dataset_id = upload_dataset(editor, "Name,Café\nAnn,1\n".encode(), name="Menu")
+    data = "Name,Cafe\u0301\nBob,2\n".encode()
+    parsed = uploads.read_file(data)
+    spec = uploads.dataset_spec(dataset_id)
+    result = uploads.check(parsed, spec)
+    assert not result.errors
+    assert result.typed["cafe"].tolist() == [2]
 
 
 def test_a_column_label_broken_over_lines_is_kept(editor: Actor) -> None:
