@@ -31,7 +31,7 @@ from functools import lru_cache
 from typing import Any, Final, Literal
 
 import psycopg2
-from sqlalchemy import Dialect, Engine, create_engine, event, make_url, pool, text
+from sqlalchemy import Dialect, Engine, create_engine, make_url, pool, text
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -275,21 +275,18 @@ def get_engine() -> Engine:
     Its sessions read time in UTC, as the pages show it, whatever the server's or the role's
     ``timezone``: in another zone a moment near year 1 or 9999 arrives as a time in year 0 or
     10000, which Python cannot hold (a ValueError on reading the row)."""
-    engine = create_engine(
+    return create_engine(
         get_settings().app_url(),
         pool_pre_ping=True,
         pool_size=10,
         max_overflow=20,
-        connect_args={"connect_timeout": 5, "application_name": APPLICATION_NAME},
+        connect_args={
+            "connect_timeout": 5,
+            "application_name": APPLICATION_NAME,
+            # Set at connection, ahead of the server's and the role's own: no round trip.
+            "options": "-c TimeZone=UTC",
+        },
     )
-    event.listen(engine, "connect", _in_utc)
-    return engine
-
-
-def _in_utc(dbapi_connection: Any, _record: object) -> None:
-    with dbapi_connection.cursor() as cursor:
-        cursor.execute("SET TIME ZONE 'UTC'")
-    dbapi_connection.commit()  # else the pool's rollback on return undoes it
 
 
 @lru_cache(maxsize=1)

@@ -1214,15 +1214,14 @@ def _frame_columns(spec: DatasetSpec, frame: pd.DataFrame) -> dict[str, Any]:
     if len({str(k) for k in keys}) != len(keys):
         raise ValidationError("The table has two columns with the same name: rename one.")
     exact = {str(k): k for k in keys}
-    # Accents composed or not (NFC, NFD) are the same name to a person: matched alike.
-    folded: dict[str, list[Any]] = {}
+    folded: dict[str, list[Any]] = {}  # however their accents are written (_label_key)
     for k in keys:
-        folded.setdefault(unicodedata.normalize("NFC", _label_key(str(k))), []).append(k)
+        folded.setdefault(_label_key(str(k)), []).append(k)
     found: dict[str, Any] = {}
     missing: list[str] = []
     for c in spec.columns:
         candidates = [exact.get(c.label), exact.get(c.name)]
-        same = folded.get(unicodedata.normalize("NFC", _label_key(c.label)), [])
+        same = folded.get(_label_key(c.label), [])
         candidates.append(same[0] if len(same) == 1 else None)
         key = next((k for k in candidates if k is not None and k not in found.values()), None)
         if key is None:
