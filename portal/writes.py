@@ -67,6 +67,7 @@ from portal.spec import (
     DatasetSpec,
     Value,
     dataset_table,
+    index_name,
     stored_value,
 )
 
@@ -619,12 +620,46 @@ class EditRefused(ValidationError):
         self.column = column
 
 
+MAX_INDEXED_BYTES: Final = 2704
+"""The most a btree entry may take (PostgreSQL's, for its 8 KiB pages): a value over it that does
+not compress cannot go into a column's on-demand index (``portal.indexes``)."""
+
+
+def _too_long_for_index(
+    exc: psycopg2.Error, spec: DatasetSpec, table_name: str, changes: ChangeSet
+) -> EditRefused:
+    """A value too long for its column's index: the column the server names (by its index), or
+    else the one with the longest text of the commit, and the row holding that value."""
+    message = exc.diag.message_primary or ""
+    named = [c for c in spec.columns if f'"{index_name(table_name, c.name)}"' in message]
+    cells = [(f"row {u.row_id}", n, v) for u in changes.updates for n, v in u.after.items()]
+    cells += [("a new row", n, v) for i in changes.inserts for n, v in i.values.items()]
+    texts = [
+        (len(v.encode()), row, name)
+        for row, name, v in cells
+        if isinstance(v, str) and (not named or name == named[0].name)
+    ]
+    size, row, name = max(texts, default=(0, "a row", named[0].name if named else ""))
+    column = next((c.label for c in spec.columns if c.name == name), "a column")
+    how_long = f" ({size:,} bytes)" if size else ""
+    return EditRefused(
+        f"The database refused {row}, column “{column}”: its value{how_long} is too long for the"
+        f" column's index, which keeps sorting and filtering this dataset fast and takes at most"
+        f" about {MAX_INDEXED_BYTES:,} bytes. Nothing was written; shorten the value (or keep"
+        " long text in a column nobody sorts or filters by) and commit again.",
+        row,
+        column,
+    )
+
+
 def _refused(
     exc: psycopg2.Error, spec: DatasetSpec, table_name: str, changes: ChangeSet
 ) -> PortalError:
     fault = db.translate(exc)  # the server's resources, grants or mode: not the values
     if fault is not None:
         return fault
+    if exc.pgcode == "54000" and "index row" in (exc.diag.message_primary or ""):
+        return _too_long_for_index(exc, spec, table_name, changes)
     if not isinstance(exc, psycopg2.IntegrityError | psycopg2.DataError):
         return PortalError(
             "The database refused the commit "

@@ -475,3 +475,48 @@ def test_audit_images_are_read_back_exactly() -> None:
     image = writes.typed_image(SPEC, '{"name": "", "qty": 3, "price": 1.50, "note": " x "}')
     assert image == {"name": "", "qty": 3, "price": Decimal("1.50"), "note": " x "}
     assert str(image["price"]) == "1.50"
+
+
+def test_a_value_too_long_for_its_column_s_index_is_refused_naming_row_and_column(
+    fresh_db: DatabaseHandle, editor: Actor, dataset: int
+) -> None:
+    """A column sorted or filtered on a large table gets a btree (portal.indexes), which cannot
+    hold a value of more than about 2,700 bytes that does not compress: the commit was refused
+    with the server's words and "Try again", which could never work."""
+    from portal.spec import index_name
+
+    with Session(fresh_db.app) as s, s.begin():
+        table = s.scalar(
+            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset}
+        )
+        s.execute(text(f"CREATE INDEX {index_name(table, 'note')} ON data.{table} (note, _row_id)"))
+    before = rows(fresh_db, dataset), audit_counts(fresh_db)
+    read, win = window(dataset)
+    long_note = "".join(f"{i * 7919 % 100_003:05x}" for i in range(2_400))  # 12,000 bytes
+    changes = diffs.build_changeset(win, {"edited_rows": {1: {"note": long_note}}}, may_edit=True)
+    with pytest.raises(writes.EditRefused) as caught:
+        commit(editor, read, changes)
+    said = str(caught.value)
+    assert "row 2, column “Note”" in said
+    assert "its value (12,000 bytes) is too long" in said
+    assert "Try again" not in said
+    assert (rows(fresh_db, dataset), audit_counts(fresh_db)) == before
+
+
+def test_a_value_over_the_btree_limit_is_named_by_the_index_the_server_names(
+    fresh_db: DatabaseHandle, editor: Actor, dataset: int
+) -> None:
+    from portal.spec import index_name
+
+    with Session(fresh_db.app) as s, s.begin():
+        table = s.scalar(
+            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset}
+        )
+        s.execute(text(f"CREATE INDEX {index_name(table, 'note')} ON data.{table} (note, _row_id)"))
+    read, win = window(dataset)
+    note = "".join(f"{i * 7919 % 100_003:05x}" for i in range(700))  # 3,500 bytes
+    state = {"added_rows": [{"name": "eve", "qty": 1, "note": note}]}
+    changes = diffs.build_changeset(win, state, may_edit=True)
+    with pytest.raises(writes.EditRefused) as caught:
+        commit(editor, read, changes)
+    assert "a new row, column “Note”: its value (3,500 bytes) is too long" in str(caught.value)
