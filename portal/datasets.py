@@ -419,12 +419,53 @@ def load_rows(
             )
     except IntegrityError as exc:
         raise ValidationError(_integrity_message(exc, spec, dataset.table_name)) from exc
+    except DBAPIError as exc:
+        if not too_long_for_an_index(exc.orig):
+            raise
+        longest = _longest_text(spec, typed)
+        raise ValidationError(
+            too_long_for_index_message("a row of the file", *longest, again="upload the file again")
+        ) from exc
     counts = close_changeset(session=session, changeset_id=changeset)
     # What the portal just did; a write made outside the portal is audited but not counted here.
     dataset.row_count = (0 if mode == "replace" else dataset.row_count) + counts.inserted
     dataset.updated_at = datetime.now(UTC)
     session.flush()
     return counts
+
+
+MAX_INDEXED_BYTES: Final = 2704
+"""The most a btree entry may take (PostgreSQL's, for its 8 KiB pages): a value over it that does
+not compress cannot go into a column's on-demand index (``portal.indexes``)."""
+
+
+def too_long_for_an_index(error: object) -> bool:
+    """Whether a driver error is a value too long for an index (SQLSTATE 54000)."""
+    diag = getattr(error, "diag", None)
+    message = getattr(diag, "message_primary", None) or ""
+    return getattr(error, "pgcode", None) == "54000" and "index row" in message
+
+
+def too_long_for_index_message(where: str, column: str, size: int, *, again: str) -> str:
+    how_long = f" ({size:,} bytes)" if size else ""
+    return (
+        f"The database refused {where}, column “{column}”: its value{how_long} is too long for"
+        " the column's index, which keeps sorting and filtering this dataset fast and takes at"
+        f" most about {MAX_INDEXED_BYTES:,} bytes. Nothing was written; shorten the value (or"
+        f" keep long text in a column nobody sorts or filters by) and {again}."
+    )
+
+
+def _longest_text(spec: specs.DatasetSpec, typed: pd.DataFrame) -> tuple[str, int]:
+    """The label of the text column holding the longest value (in UTF-8 bytes), and its size."""
+    found = ("a column", 0)
+    for c in spec.columns:
+        if c.type not in ("text", "category") or c.name not in typed:
+            continue
+        size = max((len(v.encode()) for v in typed[c.name] if isinstance(v, str)), default=0)
+        if size > found[1]:
+            found = (c.label, size)
+    return found
 
 
 def guarded_columns(spec: specs.DatasetSpec, table_name: str) -> dict[str, str]:

@@ -54,6 +54,8 @@ from portal.datasets import (
     dataset_spec,
     get_dataset,
     guarded_columns,
+    too_long_for_an_index,
+    too_long_for_index_message,
 )
 from portal.diffs import ChangeSet, RowDelete, RowUpdate
 from portal.errors import NotFound, PermissionDenied, PortalError, ValidationError
@@ -620,11 +622,6 @@ class EditRefused(ValidationError):
         self.column = column
 
 
-MAX_INDEXED_BYTES: Final = 2704
-"""The most a btree entry may take (PostgreSQL's, for its 8 KiB pages): a value over it that does
-not compress cannot go into a column's on-demand index (``portal.indexes``)."""
-
-
 def _too_long_for_index(
     exc: psycopg2.Error, spec: DatasetSpec, table_name: str, changes: ChangeSet
 ) -> EditRefused:
@@ -641,14 +638,8 @@ def _too_long_for_index(
     ]
     size, row, name = max(texts, default=(0, "a row", named[0].name if named else ""))
     column = next((c.label for c in spec.columns if c.name == name), "a column")
-    how_long = f" ({size:,} bytes)" if size else ""
     return EditRefused(
-        f"The database refused {row}, column “{column}”: its value{how_long} is too long for the"
-        f" column's index, which keeps sorting and filtering this dataset fast and takes at most"
-        f" about {MAX_INDEXED_BYTES:,} bytes. Nothing was written; shorten the value (or keep"
-        " long text in a column nobody sorts or filters by) and commit again.",
-        row,
-        column,
+        too_long_for_index_message(row, column, size, again="commit again"), row, column
     )
 
 
@@ -658,7 +649,7 @@ def _refused(
     fault = db.translate(exc)  # the server's resources, grants or mode: not the values
     if fault is not None:
         return fault
-    if exc.pgcode == "54000" and "index row" in (exc.diag.message_primary or ""):
+    if too_long_for_an_index(exc):
         return _too_long_for_index(exc, spec, table_name, changes)
     if not isinstance(exc, psycopg2.IntegrityError | psycopg2.DataError):
         return PortalError(

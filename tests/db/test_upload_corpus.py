@@ -800,3 +800,31 @@ def test_appending_rows_checked_against_another_spec_writes_nothing(
     with pytest.raises(ValidationError, match="lack the column 'qty'"):
         _upload(editor, b"Name,Amount\nCy,1\n", uploads.ExistingDataset(people))
     assert _written(fresh_db) == before
+
+
+def test_an_appended_value_too_long_for_its_column_s_index_is_refused_naming_it(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    """Once a column has its on-demand index (portal.indexes), a value over about 2,700 bytes
+    that does not compress cannot go into it: an append was refused with the server's words."""
+    from portal.spec import index_name
+
+    created, _ = _upload(editor, b"Name,Note\nann,short\n", uploads.NewDataset(name="Notes"))
+    with Session(fresh_db.app) as s, s.begin():
+        table = s.scalar(
+            text("SELECT table_name FROM portal.datasets WHERE id = :i"),
+            {"i": created.dataset_id},
+        )
+        s.execute(text(f"CREATE INDEX {index_name(table, 'note')} ON data.{table} (note, _row_id)"))
+    before = _written(fresh_db)
+    note = "".join(f"{i * 7919 % 100_003:05x}" for i in range(2_400)).encode()  # 12,000 bytes
+    with pytest.raises(ValidationError) as caught:
+        _upload(
+            editor,
+            b"Name,Note\nbob," + note + b"\n",
+            uploads.ExistingDataset(created.dataset_id, "append"),
+        )
+    said = str(caught.value)
+    assert "column “Note”" in said
+    assert "too long for the column's index" in said
+    assert _written(fresh_db) == before
