@@ -16,9 +16,11 @@ Decisions a reader needs:
 - How: ``CREATE INDEX CONCURRENTLY`` on a connection of its own in autocommit, in a background
   thread, so neither the page nor anyone's commit waits for it; the read that asked for it runs
   without it, and the page says the index is being built. A build interrupted (the app killed)
-  leaves an INVALID index, which the next build drops first. Two app replicas asking at once
-  take turns on an advisory lock keyed by the index name, so only one builds and none drops the
-  other's build in progress.
+  leaves an INVALID index, which the next build drops first. A build that fails (a value too
+  long for a btree) drops its INVALID index at once and is not tried again for
+  ``FAILED_RETRY_S``: reads run without it meanwhile, as on a small table. Two app replicas
+  asking at once take turns on an advisory lock keyed by the index name, so only one builds and
+  none drops the other's build in progress.
 - The index is ``(column, _row_id)``: ties in a sort are broken by ``_row_id`` (``read_window``
   orders by both), so the index serves both directions and the equality filters in row order.
 """
@@ -34,7 +36,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from portal.config import get_settings
@@ -52,10 +54,16 @@ READY_RECHECK_S = 300.0
 """How long an index seen valid is taken as still there without asking the catalog again (an
 index is only ever dropped by hand; a read without it is slower, never wrong)."""
 
+FAILED_RETRY_S = 3600.0
+"""How long after a failed build no read starts another (a value too long for a btree fails it,
+and a retry scans the whole table again, to fail the same way)."""
+
 _building: dict[str, threading.Thread] = {}
 _lock = threading.Lock()
 # Per engine (one per database), the indexes seen valid and when: most reads skip the catalog.
 _ready: weakref.WeakKeyDictionary[Engine, dict[str, float]] = weakref.WeakKeyDictionary()
+# Per engine, the indexes whose build failed and when: not retried before FAILED_RETRY_S.
+_failed: weakref.WeakKeyDictionary[Engine, dict[str, float]] = weakref.WeakKeyDictionary()
 
 
 def wanted(
@@ -107,9 +115,14 @@ def ensure(session: Session, table_name: str, columns: Iterable[str]) -> list[st
         )
         with _lock:
             seen.update(dict.fromkeys(valid & set(unsure), now))
+    with _lock:
+        failed = _failed.setdefault(engine, {})
+        given_up = {
+            n for n in names.values() if now - failed.get(n, -FAILED_RETRY_S) < FAILED_RETRY_S
+        }
     pending = []
     for column, name in names.items():
-        if name in valid:
+        if name in valid or name in given_up:  # a read runs without it, as on a small table
             continue
         pending.append(column)
         with _lock:
@@ -144,24 +157,38 @@ def _build(engine: Engine, table_name: str, column: str, name: str) -> None:
             if not conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}):
                 return  # another process is building it
             try:
-                state = conn.scalar(
-                    text(
-                        "SELECT i.indisvalid FROM pg_index i"
-                        " JOIN pg_class c ON c.oid = i.indexrelid"
-                        " WHERE c.relnamespace = CAST(:schema AS regnamespace)"
-                        " AND c.relname = :name"
-                    ),
-                    {"schema": DATA_SCHEMA, "name": name},
-                )
-                if state is False:  # left INVALID by an interrupted build
+                if _valid(conn, name) is False:  # left INVALID by an interrupted build
                     conn.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {index}"))
-                conn.execute(
-                    text(
-                        f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {preparer.quote(name)}"
-                        f" ON {table} ({preparer.quote(column)}, _row_id)"
+                try:
+                    conn.execute(
+                        text(
+                            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {preparer.quote(name)}"
+                            f" ON {table} ({preparer.quote(column)}, _row_id)"
+                        )
                     )
-                )
+                except Exception:
+                    # Not retried for a while (a value too long for a btree fails it, and a
+                    # retry scans the whole table to fail again); the INVALID index it leaves,
+                    # which every write would still maintain, is dropped while this holds the
+                    # lock, so no other builder's index is taken for it.
+                    with _lock:
+                        _failed.setdefault(engine, {})[name] = time.monotonic()
+                    if _valid(conn, name) is False:
+                        conn.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {index}"))
+                    raise
             finally:
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-    except Exception:  # a background build must never take the app down; the next read retries
+    except Exception:  # a background build must never take the app down
         log.exception("building index %s on %s failed", name, table)
+
+
+def _valid(conn: Connection, name: str) -> bool | None:
+    """Whether the index ``name`` is valid; None if there is none."""
+    valid: bool | None = conn.scalar(
+        text(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " WHERE c.relnamespace = CAST(:schema AS regnamespace) AND c.relname = :name"
+        ),
+        {"schema": DATA_SCHEMA, "name": name},
+    )
+    return valid

@@ -159,3 +159,26 @@ def test_the_datasets_page_read_asks_for_the_same_indexes(
     assert again.rows["_row_id"].tolist() == first.rows["_row_id"].tolist()
     assert page(row_filter=RowFilter("note", "equals", "n7")).indexing == ("note",)
     indexes.wait(timeout=30)
+
+
+def test_a_build_that_fails_leaves_no_invalid_index_and_is_not_retried_at_every_read(
+    fresh_db: DatabaseHandle, dataset: tuple[int, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A value too long for a btree (over about 2,700 bytes that do not compress) fails the
+    build: its INVALID index was left for every write to trip over, and each read dropped it and
+    scanned the whole table again to rebuild it, the page saying for good that it was building."""
+    dataset_id, table = dataset
+    long_note = "".join(f"{i * 7919 % 100_003:05x}" for i in range(2_400))  # 12,000 bytes
+    with Session(fresh_db.app) as s, s.begin():
+        s.execute(text(f'UPDATE data."{table}" SET note = :n WHERE _row_id = 1'), {"n": long_note})
+    note_equals = [RowFilter("note", "equals", "n7")]
+    assert read(dataset_id, filters=note_equals).indexing == ("note",)
+    indexes.wait(timeout=30)
+    assert index_state(fresh_db, table) == {}
+    failed = [r for r in caplog.records if "building index" in r.getMessage()]
+    assert len(failed) == 1
+    again = read(dataset_id, filters=note_equals)
+    assert again.indexing == ()  # nothing is being built: the page does not say so
+    assert [r[0] for r in again.rows] == [7]
+    indexes.wait(timeout=30)
+    assert len([r for r in caplog.records if "building index" in r.getMessage()]) == 1
