@@ -404,7 +404,7 @@ if forged:
     st.session_state.pop(k["window"], None)
     st.rerun()
 
-config: dict[str, Any] = column_config(editor_columns(spec))
+config: dict[str, Any] = column_config(editor_columns(spec), as_text=window.as_text)
 config["_index"] = st.column_config.NumberColumn(
     "Row id", disabled=True, help="Assigned by the portal; new rows get theirs on commit."
 )
@@ -418,7 +418,7 @@ if choosing:
         icon=":material/merge:",
     )
 st.data_editor(
-    window.shown,
+    window.grid,
     key=loaded.editor_key,
     column_config=config,
     num_rows="dynamic" if may_edit and not choosing else "fixed",
@@ -426,6 +426,12 @@ st.data_editor(
     width="stretch",
     height=420,
 )
+if window.as_text:
+    st.caption(
+        ", ".join(f"“{md_escape(labels[n])}”" for n in spec.names if n in window.as_text)
+        + ": shown as text, exactly as stored (a browser would show numbers this long "
+        "rounded); what you type there is kept to the last digit, and checked as a number."
+    )
 if any(window.shown.index < 0):
     st.caption("Rows with a negative id are new rows you added earlier, not committed yet.")
 history_links(

@@ -45,13 +45,16 @@ from typing import Any, Final, cast
 import numpy as np
 import pandas as pd
 
+from portal.csv_safe import value_text
 from portal.errors import PermissionDenied, ValidationError
 from portal.spec import (
+    BROWSER_EXACT_INTEGER,
     ROW_ID,
     CellError,
     ColumnSpec,
     DatasetSpec,
     Value,
+    browser_exact,
     escape_surrogates,
     validate_value,
 )
@@ -160,6 +163,10 @@ class Window:
     rows with their pending values, then pending inserts with negative ids. ``base`` holds the
     committed values of the committed rows, indexed the same way, and ``versions`` their
     ``_version``. ``outside`` has the pending changes to rows not in this window.
+
+    ``grid`` is ``shown`` as passed to the editor: the integer and decimal columns holding a
+    value a browser's grid cannot hold exactly (``as_text``) are text there, so the stored
+    values show as they are and what is typed in them arrives as text, exactly.
     """
 
     spec: DatasetSpec
@@ -170,6 +177,20 @@ class Window:
     pending_ids: frozenset[int] = frozenset()
     """The committed rows of ``shown`` holding pending changes (their shown values differ from
     ``base``)."""
+    as_text: frozenset[str] = frozenset()
+    """The number columns given to the editor as text (see ``grid``)."""
+
+    @cached_property
+    def grid(self) -> pd.DataFrame:
+        if not self.as_text:
+            return self.shown
+        frame = self.shown.copy()
+        for name in self.as_text:
+            frame[name] = pd.array(
+                [None if v is None or v is pd.NA else value_text(v) for v in frame[name].tolist()],
+                dtype=pd.StringDtype("pyarrow"),
+            )
+        return frame
 
     # The frames' cells as plain lists, read out once per window: the Edit page checks the
     # editor's state against its window on every run (a 5,000-row window costs milliseconds to
@@ -252,7 +273,18 @@ def make_window(
         deletes=tuple(d for d in pending.deletes if d.row_id not in here),
     )
     edited = frozenset(u.row_id for u in pending.updates if u.row_id in here)
-    return Window(spec, shown, base, versions, outside, edited)
+    as_text = frozenset(c.name for c in spec.columns if _browser_rounds(c, shown[c.name]))
+    return Window(spec, shown, base, versions, outside, edited, as_text)
+
+
+def _browser_rounds(column: ColumnSpec, cells: pd.Series) -> bool:
+    """Whether a browser's grid, which holds numbers as 64-bit floats, would show one of the
+    ``cells`` of a number column rounded (``portal.spec.browser_exact``)."""
+    if column.type == "integer":  # Int64: compared at once (an int at a time costs more)
+        return bool(((cells > BROWSER_EXACT_INTEGER) | (cells < -BROWSER_EXACT_INTEGER)).any())
+    if column.type == "decimal":
+        return not all(v is None or v is pd.NA or browser_exact(v) for v in cells.tolist())
+    return False
 
 
 def _cell(value: Value) -> Any:
@@ -446,7 +478,11 @@ def _unreadable(window: Window, state: object) -> list[EditProblem]:
     skips, when it applies the state to its frame: in a decimal column, what ``Decimal(str())``
     cannot read (a word, an empty text, a boolean); in a date column, a date pandas reads with
     a year outside 1 to 9999 (``0000-01-01``)."""
-    columns = {c.name: c for c in window.spec.columns if c.type in ("decimal", "date")}
+    columns = {  # a number column given to the grid as text takes any text
+        c.name: c
+        for c in window.spec.columns
+        if c.type in ("decimal", "date") and c.name not in window.as_text
+    }
     if not columns:
         return []
     edited, added, _ = _parse_state(state)

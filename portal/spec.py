@@ -2039,6 +2039,25 @@ def _sql_checks(c: ColumnSpec, column: Column[Any]) -> list[tuple[str, ColumnEle
 # Editor columns
 # ---------------------------------------------------------------------------------------------
 
+BROWSER_EXACT_INTEGER: Final = 2**53 - 1
+"""The largest whole number a browser's grid (64-bit floats) holds exactly."""
+BROWSER_EXACT_DIGITS: Final = 15
+"""The most significant digits a 64-bit float always keeps."""
+
+
+def browser_exact(value: object) -> bool:
+    """Whether a browser's grid, which holds numbers as 64-bit floats, holds ``value`` exactly:
+    a whole number up to 2**53 - 1 in size, a decimal of at most 15 digits (as stored, its
+    scale's zeros too). Anything else is exact."""
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return abs(value) <= BROWSER_EXACT_INTEGER
+    if isinstance(value, Decimal):
+        return len(value.as_tuple().digits) <= BROWSER_EXACT_DIGITS
+    return True
+
+
 _EDITOR_KINDS: Final[dict[str, Any]] = {
     "text": "text",
     "integer": "number",

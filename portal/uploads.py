@@ -32,6 +32,7 @@ from portal.spec import (
     OPTION_SEPARATOR,
     DatasetSpec,
     ValidationResult,
+    browser_exact,
     check_new_patterns,
     infer_spec,
     validate,
@@ -98,12 +99,6 @@ def check(
     )
 
 
-BROWSER_EXACT_INTEGER = 2**53 - 1
-"""The largest whole number a browser's grid (64-bit floats) shows exactly."""
-BROWSER_EXACT_DIGITS = 15
-"""The most significant digits a 64-bit float always keeps."""
-
-
 def preview_rows(
     result: ValidationResult, spec: DatasetSpec, rows: int
 ) -> tuple[pd.DataFrame, list[str]]:
@@ -131,11 +126,7 @@ def preview_rows(
 def _browser_exact(value: object) -> bool:
     if isinstance(value, datetime):
         return value.microsecond == 0
-    if isinstance(value, int):
-        return abs(value) <= BROWSER_EXACT_INTEGER
-    if isinstance(value, Decimal):
-        return len(value.as_tuple().digits) <= BROWSER_EXACT_DIGITS
-    return True
+    return browser_exact(value)
 
 
 def errors_by_rule(result: ValidationResult) -> dict[str, int]:

@@ -6,6 +6,7 @@ These settings only shape the grid in the browser; the server re-checks every va
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date, datetime
 from typing import Any
 
@@ -14,9 +15,28 @@ import streamlit as st
 from portal.spec import EditorColumn
 
 
-def column_config(columns: list[EditorColumn]) -> dict[str, Any]:
-    """``{physical name: st.column_config.*}`` for ``st.data_editor`` / ``st.dataframe``."""
-    return {c.name: _config(c) for c in columns}
+def column_config(columns: list[EditorColumn], *, as_text: Collection[str] = ()) -> dict[str, Any]:
+    """``{physical name: st.column_config.*}`` for ``st.data_editor`` / ``st.dataframe``.
+
+    The number columns named in ``as_text`` are text columns (their values given as text): a
+    browser's grid holds numbers as 64-bit floats, and would show and take longer ones rounded.
+    """
+    return {
+        c.name: _as_text(c) if c.name in as_text and c.kind == "number" else _config(c)
+        for c in columns
+    }
+
+
+_AS_TEXT_HELP = (
+    " Shown and edited as text, so that every digit is kept: a browser rounds numbers past 15 "
+    "digits. Type a number; it is checked as one."
+)
+
+
+def _as_text(c: EditorColumn) -> Any:
+    return st.column_config.TextColumn(
+        label=c.label, help=c.help + _AS_TEXT_HELP, required=c.required, disabled=c.disabled
+    )
 
 
 def _config(c: EditorColumn) -> Any:

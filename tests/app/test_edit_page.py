@@ -4,6 +4,7 @@ viewer's forged state refused; a conflict shown and merged; edits survive a page
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -718,3 +719,61 @@ def test_deleting_every_row_of_the_last_window_shows_the_window_before_it(
     assert "Rows 1–100 of 100" in shown
     assert len(at.data_editor[0].value) == 100
     assert button(at, "Next").disabled  # the last window now
+
+
+LONG = DatasetSpec(
+    (
+        ColumnSpec("Name", "name", "text"),
+        ColumnSpec("Big", "big", "integer"),
+        ColumnSpec("Long", "long", "decimal"),
+        ColumnSpec("Qty", "qty", "integer"),
+    )
+)
+
+
+def long_numbers(db: DatabaseHandle) -> int:
+    with session_scope() as s:
+        name, _ = make_user(s, role="editor")
+    csv = b"Name,Big,Long,Qty\nann,9223372036854775807,1234567890123456.7891,1\nbob,-3,0.5,2\n"
+    return upload_dataset(Actor(name, name, "editor"), csv, spec=LONG, name="Long numbers")
+
+
+def test_numbers_a_browser_would_round_are_shown_and_edited_as_text(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """The grid holds numbers as 64-bit floats: 9223372036854775807 showed as
+    9223372036854776000, and a 20-digit decimal rounded. Such a column is given to the grid as
+    text, exactly; what is typed there arrives as text and is stored to the last digit."""
+    dataset = long_numbers(fresh_db)
+    at = edit_page(fresh_db, "editor", dataset)
+    grid = at.data_editor[0]
+    assert grid.value["big"].tolist() == ["9223372036854775807", "-3"]
+    assert grid.value["long"].tolist() == ["1234567890123456.7891", "0.5"]
+    assert grid.value["qty"].tolist() == [1, 2]
+    columns = json.loads(grid.proto.columns)
+    assert columns["big"]["type_config"]["type"] == "text"
+    assert "every digit is kept" in columns["big"]["help"]
+    assert columns["qty"]["type_config"]["type"] == "number"
+    assert "“Big”, “Long”: shown as text, exactly as stored" in texts(at, main_only=True)
+    at = set_state(
+        at,
+        {"edited_rows": {0: {"big": "9223372036854775806"}, 1: {"long": "0.1234567890123456789"}}},
+    )
+    assert not at.exception
+    assert review_table(at) == [
+        {
+            "Row id": 1,
+            "Column": "Big",
+            "Before": "9223372036854775807",
+            "After": "9223372036854775806",
+        },
+        {"Row id": 2, "Column": "Long", "Before": "0.5", "After": "0.1234567890123456789"},
+    ]
+    at.text_input(key=f"edit.{dataset}.reason").input("exact").run()
+    button(at, "Review and commit…").click().run()
+    button(at, "Commit").click().run()
+    assert not at.exception
+    assert dataset_rows(fresh_db.app, dataset, "big, long") == [
+        (9223372036854775806, Decimal("1234567890123456.7891")),
+        (-3, Decimal("0.1234567890123456789")),
+    ]

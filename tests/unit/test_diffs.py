@@ -641,7 +641,7 @@ def test_a_state_that_fits_the_grid_never_breaks_it(cells: dict[str, Any], added
     else:
         state["edited_rows"] = {0: cells}
     if not diffs.structural_problems(win, state):
-        _streamlit_shows(win.shown, state)  # raises nothing
+        _streamlit_shows(win.grid, state)  # raises nothing
 
 
 def test_a_deleted_position_given_as_text_does_not_fit_the_grid() -> None:
@@ -777,6 +777,65 @@ def test_plain_and_show_value() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Numbers a browser cannot hold exactly (it holds 64-bit floats)
+# ---------------------------------------------------------------------------------------------
+
+LONG_SPEC = DatasetSpec(
+    (
+        ColumnSpec("Count", "count", "integer"),
+        ColumnSpec("Amount", "amount", "decimal"),
+        ColumnSpec("Small", "small", "integer"),
+        ColumnSpec("Rate", "rate", "decimal", scale=2),
+    )
+)
+LONG_ROWS: list[tuple[Any, ...]] = [
+    (1, 9223372036854775807, Decimal("1234567890123456.7891"), 5, Decimal("1.50")),
+    (2, -3, Decimal("0.5"), None, None),
+]
+SHORT_ROWS: list[tuple[Any, ...]] = [(1, 7, Decimal("2.5"), 5, Decimal("1.50"))]
+
+
+def test_a_number_column_holding_a_value_a_browser_would_round_is_given_to_the_grid_as_text() -> (
+    None
+):
+    # The grid showed 9223372036854775807 as 9223372036854776000, and the 20-digit decimal
+    # rounded: such a column goes to the grid as text, exactly; the window keeps typed values.
+    win = window(rows=LONG_ROWS, spec=LONG_SPEC)
+    assert win.as_text == {"count", "amount"}
+    assert win.grid["count"].tolist() == ["9223372036854775807", "-3"]
+    assert win.grid["amount"].tolist() == ["1234567890123456.7891", "0.5"]
+    assert win.grid["small"].tolist() == [5, pd.NA]
+    assert win.shown["count"].tolist() == [9223372036854775807, -3]
+    assert window(rows=SHORT_ROWS, spec=LONG_SPEC).as_text == frozenset()
+    # What is typed there arrives as text, and is stored exactly.
+    state: dict[str, Any] = {
+        "edited_rows": {1: {"count": "9223372036854775806", "amount": "0.1234567890123456789"}},
+        "added_rows": [{"count": "-9223372036854775808", "amount": "98765432109876543.21"}],
+        "deleted_rows": [],
+    }
+    changes = build(state, win)
+    assert [u.after for u in changes.updates] == [
+        {"count": 9223372036854775806, "amount": Decimal("0.1234567890123456789")}
+    ]
+    assert changes.inserts[0].values["count"] == -9223372036854775808
+    assert changes.inserts[0].values["amount"] == Decimal("98765432109876543.21")
+    _streamlit_shows(win.grid, state)  # the grid takes text there
+    # A word there is the cell's problem, not one of the grid's (which would drop every edit).
+    word = {"edited_rows": {0: {"amount": "lots"}}, "added_rows": [], "deleted_rows": []}
+    assert diffs.structural_problems(win, word) == []
+    _streamlit_shows(win.grid, word)
+    assert one_problem(word, win).column == "Amount"
+
+
+def test_a_pending_value_a_browser_would_round_makes_its_column_text() -> None:
+    win = window(rows=SHORT_ROWS, spec=LONG_SPEC)
+    pending = build({"added_rows": [{"count": "12345678901234567"}]}, win)  # a forged text
+    again = window(pending, rows=SHORT_ROWS, spec=LONG_SPEC)
+    assert again.as_text == {"count"}
+    assert again.grid["count"].tolist() == ["7", "12345678901234567"]
+
+
+# ---------------------------------------------------------------------------------------------
 # Property: applying the ChangeSet gives the frame Streamlit shows after the same edits
 # ---------------------------------------------------------------------------------------------
 
@@ -801,10 +860,15 @@ _SENT: dict[str, st.SearchStrategy[Any]] = {
     | _DAYS.map(date.isoformat)
     | _DAYS.map(lambda d: f"{d.isoformat()}T00:00:00.000"),
 }
+# A number column holding a value a browser cannot hold exactly is text in the grid: it sends text.
+_SENT_AS_TEXT: dict[str, st.SearchStrategy[Any]] = {
+    "n": st.none() | st.integers(-(10**6), 10**6).map(str) | st.just("-9223372036854775808"),
+    "d": st.none() | _DECIMALS.map(str) | st.just("12345678901234567.891"),
+}
 _STORED: dict[str, st.SearchStrategy[Any]] = {
-    "n": st.none() | st.integers(-(10**6), 10**6),
+    "n": st.none() | st.integers(-(10**6), 10**6) | st.just(2**63 - 1),
     "t": st.none() | st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1),
-    "d": st.none() | _DECIMALS,
+    "d": st.none() | _DECIMALS | st.just(Decimal("-0.1234567890123456789")),
     "b": st.none() | st.booleans(),
     "day": st.none() | _DAYS,
 }
@@ -817,15 +881,16 @@ def _rows(draw: st.DrawFn) -> list[tuple[Any, ...]]:
 
 
 @st.composite
-def _state(draw: st.DrawFn, rows: int) -> dict[str, Any]:
+def _state(draw: st.DrawFn, rows: int, as_text: frozenset[str]) -> dict[str, Any]:
+    sent = _SENT | {n: s for n, s in _SENT_AS_TEXT.items() if n in as_text}
     cells = st.lists(st.sampled_from(PROPERTY_SPEC.names), min_size=1, unique=True)
     edited: dict[int, dict[str, Any]] = {}
     if rows:
         for position in draw(st.lists(st.integers(0, rows - 1), min_size=1, unique=True)):
-            edited[position] = {n: draw(_SENT[n]) for n in draw(cells)}
+            edited[position] = {n: draw(sent[n]) for n in draw(cells)}
     deleted = draw(st.lists(st.integers(0, rows - 1), unique=True)) if rows else []
     added = [
-        {n: draw(_SENT[n]) for n in draw(st.lists(st.sampled_from(PROPERTY_SPEC.names)))}
+        {n: draw(sent[n]) for n in draw(st.lists(st.sampled_from(PROPERTY_SPEC.names)))}
         for _ in range(draw(st.integers(0, 3)))
     ]
     return {"edited_rows": edited, "added_rows": added, "deleted_rows": deleted}
@@ -871,7 +936,7 @@ def _streamlit_shows(shown: pd.DataFrame, state: Mapping[str, Any]) -> pd.DataFr
 def _check_against_streamlit(win: Window, state: dict[str, Any]) -> None:
     changes = diffs.build_changeset(win, state, may_edit=True)
     ours = diffs.apply_changeset(win.base, changes)
-    theirs = _streamlit_shows(win.shown, state)
+    theirs = _streamlit_shows(win.grid, state)
     kept = len(win.shown) - len(set(state["deleted_rows"]))
     theirs_kept, theirs_added = theirs.iloc[:kept], theirs.iloc[kept:]
     committed = [i for i in theirs_kept.index if i >= 0]
@@ -894,12 +959,12 @@ def test_applying_the_changeset_matches_what_streamlit_shows(
     logging.getLogger("streamlit").setLevel(logging.ERROR)
     base = diffs.editor_frame(PROPERTY_SPEC, rows)
     win = diffs.make_window(PROPERTY_SPEC, base, {int(r[0]): 1 for r in rows})
-    first = data.draw(_state(len(win.shown)), label="first edits")
+    first = data.draw(_state(len(win.shown), win.as_text), label="first edits")
     _check_against_streamlit(win, first)
     # The same rows reloaded with those edits pending, then edited again.
     pending = diffs.build_changeset(win, first, may_edit=True)
     again = diffs.make_window(PROPERTY_SPEC, base, win.versions, pending)
-    second = data.draw(_state(len(again.shown)), label="second edits")
+    second = data.draw(_state(len(again.shown), again.as_text), label="second edits")
     _check_against_streamlit(again, second)
 
 
