@@ -25,6 +25,10 @@ Decisions a reader needs:
   not in the table yet, and editing or deleting it edits or drops the pending insert.
 - Every change is relative to ``base``, the committed values as read: a cell edited back to its
   committed value is no change and is dropped; a row edited and deleted is a delete.
+- A browser holds numbers as 64-bit floats. A number column holding a stored value it would
+  round is text in the grid (``Window.grid``), so it shows and takes every digit; a number
+  arriving from a number cell that may have been rounded as it was typed (a whole number past
+  2**53 - 1, more than 15 significant digits) is refused, never stored rounded.
 - All problems are collected, not just the first: ``InvalidEdits.problems`` has one per cell,
   each naming the row (its ``_row_id``, or "new row N") and the column's label. A forged state
   cannot make that list huge: a row with more cells than the grid has columns is refused as a
@@ -714,7 +718,14 @@ def _checked_cells(
             else:
                 problems.append(_unknown(_place(where), name, raw))
             continue
-        typed = validate_value(column, _from_editor(column, raw))
+        value = _from_editor(column, raw)
+        if type(value) in (int, float) and column.type in _NUMBERS and not browser_exact(value):
+            problems.append(
+                EditProblem(_place(where), column.label, _shown(raw), _NUMBERS[column.type])
+            )
+            cells[name] = None
+            continue
+        typed = validate_value(column, value)
         if isinstance(typed, CellError):
             problems.append(EditProblem(_place(where), column.label, typed.value, typed.message))
             typed = None
@@ -748,6 +759,17 @@ def _from_editor(column: ColumnSpec, raw: object) -> object:
             return head
     return raw
 
+
+_NUMBERS: Final = {
+    # A number a browser may have rounded as it was typed (it holds 64-bit floats): refused, not
+    # stored rounded. An unchanged cell is never sent, so the stored values are not concerned.
+    "integer": "a browser holds whole numbers exactly only up to 9,007,199,254,740,991, so "
+    "this may not be the number typed; type a smaller one, or store it from a CSV file (an "
+    "upload keeps every digit)",
+    "decimal": "a browser holds numbers exactly only to 15 significant digits, so this may not "
+    "be the number typed; type at most 15 digits, or store it from a CSV file (an upload keeps "
+    "every digit)",
+}
 
 _AS_IS: Final = frozenset({int, float, bool, Decimal, type(None)})
 """What the grid sends that the validator reads as it is (``_from_editor``'s fast path)."""

@@ -2048,13 +2048,17 @@ BROWSER_EXACT_DIGITS: Final = 15
 def browser_exact(value: object) -> bool:
     """Whether a browser's grid, which holds numbers as 64-bit floats, holds ``value`` exactly:
     a whole number up to 2**53 - 1 in size, a decimal of at most 15 digits (as stored, its
-    scale's zeros too). Anything else is exact."""
+    scale's zeros too), a float (as a browser sends one) up to 2**53 - 1 in size and of at
+    most 15 significant digits in its shortest form. Anything else is exact."""
     if isinstance(value, bool):
         return True
     if isinstance(value, int):
         return abs(value) <= BROWSER_EXACT_INTEGER
     if isinstance(value, Decimal):
         return len(value.as_tuple().digits) <= BROWSER_EXACT_DIGITS
+    if isinstance(value, float) and math.isfinite(value):
+        digits = Decimal(repr(value)).normalize().as_tuple().digits
+        return abs(value) <= BROWSER_EXACT_INTEGER and len(digits) <= BROWSER_EXACT_DIGITS
     return True
 
 

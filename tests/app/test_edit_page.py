@@ -777,3 +777,19 @@ def test_numbers_a_browser_would_round_are_shown_and_edited_as_text(
         (9223372036854775806, Decimal("1234567890123456.7891")),
         (-3, Decimal("0.1234567890123456789")),
     ]
+
+
+def test_a_number_a_browser_may_have_rounded_as_it_was_typed_is_refused(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """Typed into a number cell, 9007199254740993 reaches the server as 9007199254740992 (the
+    nearest 64-bit float), and was stored so. It is refused, saying why and what to do."""
+    dataset = long_numbers(fresh_db)
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(at, {"edited_rows": {1: {"qty": 9007199254740992}}})
+    assert not at.exception
+    shown = texts(at, main_only=True)
+    assert "1 of your edits breaks the dataset's rules" in shown
+    assert "may not be the number typed; type a smaller one" in shown
+    assert not [b for b in at.button if b.label == "Review and commit…"]
+    assert dataset_rows(fresh_db.app, dataset, "qty") == [(1,), (2,)]

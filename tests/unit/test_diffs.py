@@ -835,6 +835,77 @@ def test_a_pending_value_a_browser_would_round_makes_its_column_text() -> None:
     assert again.grid["count"].tolist() == ["7", "12345678901234567"]
 
 
+@pytest.mark.parametrize(
+    ("column", "sent"),
+    [
+        ("count", 2**53),
+        ("count", -(2**53)),
+        ("count", 9223372036854775807),
+        ("count", 1e21),
+        ("amount", 12345678901234568),  # 12345678901234567.5 typed
+        ("amount", 0.30000000000000004),
+        ("amount", 1234567890.123456),
+        ("amount", 1e21),
+        ("rate", 9007199254740992.0),
+    ],
+    ids=repr,
+)
+def test_a_number_a_browser_may_have_rounded_is_refused(column: str, sent: object) -> None:
+    # A browser holds a number typed in a number cell as a 64-bit float: a whole number past
+    # 2**53 - 1, or more than 15 significant digits, may not be what was typed. It was stored
+    # as it arrived, rounded; it is refused, saying so, in edited and added rows alike.
+    win = window(rows=SHORT_ROWS, spec=LONG_SPEC)
+    label = {"count": "Count", "amount": "Amount", "rate": "Rate"}[column]
+    for state, where in (
+        ({"edited_rows": {0: {column: sent}}}, "row 1"),
+        ({"added_rows": [{"small": 1, column: sent}]}, "new row 1"),
+    ):
+        problem = one_problem(state, win)
+        assert (problem.where, problem.column, problem.value) == (where, label, str(sent))
+        assert "may not be the number typed" in problem.message
+        assert "; type " in problem.message
+        assert "CSV file" in problem.message
+        assert diffs.keepable_changes(win, state) == ChangeSet()  # the cell, or its new row
+
+
+@pytest.mark.parametrize(
+    ("column", "sent", "stored"),
+    [
+        ("amount", 0.1, Decimal("0.1")),
+        ("amount", 1.5, Decimal("1.5")),
+        ("amount", 12345.67, Decimal("12345.67")),
+        ("amount", 123456789012345.0, Decimal("123456789012345.0")),
+        ("amount", 0.123456789012345, Decimal("0.123456789012345")),
+        ("amount", 1e-7, Decimal("1E-7")),
+        ("amount", -3, Decimal(-3)),
+        ("amount", 2**53 - 1, Decimal(2**53 - 1)),
+        ("count", -3, -3),
+        ("count", 2**53 - 1, 2**53 - 1),
+        ("count", -(2**53 - 1), -(2**53 - 1)),
+        ("count", 100.0, 100),
+    ],
+    ids=repr,
+)
+def test_numbers_a_browser_holds_exactly_are_taken(
+    column: str, sent: object, stored: object
+) -> None:
+    win = window(rows=SHORT_ROWS, spec=LONG_SPEC)
+    [update] = build({"edited_rows": {0: {column: sent}}}, win).updates
+    assert update.after == {column: stored}
+
+
+def test_unchanged_values_a_browser_would_round_are_not_refused() -> None:
+    # Stored values are never sent back by the grid; the cells around them can be edited, and
+    # the rows carrying them as pending changes stay as they were.
+    win = window(rows=LONG_ROWS, spec=LONG_SPEC)
+    changes = build({"edited_rows": {0: {"small": 6}}}, win)
+    assert [u.after for u in changes.updates] == [{"small": 6}]
+    pending = build({"edited_rows": {1: {"count": "9007199254740993"}}}, win)
+    again = window(pending, rows=LONG_ROWS, spec=LONG_SPEC)
+    changes = build({"edited_rows": {1: {"small": 1}}}, again)
+    assert [u.after for u in changes.updates] == [{"count": 9007199254740993, "small": 1}]
+
+
 # ---------------------------------------------------------------------------------------------
 # Property: applying the ChangeSet gives the frame Streamlit shows after the same edits
 # ---------------------------------------------------------------------------------------------
