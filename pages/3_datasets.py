@@ -267,9 +267,14 @@ st.dataframe(
         ROW_ID: st.column_config.NumberColumn(
             "Row id", format="%d", help="The row's permanent id (_row_id)."
         ),
-        **column_config(editor_columns(spec)),
+        **column_config(editor_columns(spec), as_text=rows_page.as_text),
     },
 )
+if rows_page.as_text:
+    st.caption(
+        ", ".join(f"“{md_escape(labels[n])}”" for n in spec.names if n in rows_page.as_text)
+        + ": shown as text, exactly as stored; a browser would show numbers this long rounded."
+    )
 history_links(dataset.id, [int(i) for i in rows_page.rows[ROW_ID]], key=f"{key}.history_row")
 
 

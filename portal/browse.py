@@ -64,6 +64,7 @@ from portal.spec import (
     CellError,
     ColumnSpec,
     DatasetSpec,
+    browser_exact,
     dataset_table,
     type_only,
     validate_value,
@@ -163,6 +164,10 @@ class RowsPage:
     filter (``portal.indexes``): the read was slower than it will be."""
     total_is_exact: bool = True
     """False when ``total`` is PostgreSQL's estimate (far more rows match than were counted)."""
+    as_text: tuple[str, ...] = ()
+    """Number columns (physical names) whose values ``rows`` holds as text, exactly: one of them
+    is a whole number past 2**53 or a decimal of more than 15 digits, which a browser's grid
+    (64-bit floats) would show rounded."""
 
     @property
     def pages(self) -> int:
@@ -304,7 +309,8 @@ def read_page(
         has_more=len(rows) > page_size,
         cap=page * page_size + COUNT_CAP,
     )
-    return RowsPage(_frame(spec, rows[:page_size]), total, page, page_size, tuple(building), exact)
+    frame, as_text = _frame(spec, rows[:page_size])
+    return RowsPage(frame, total, page, page_size, tuple(building), exact, as_text)
 
 
 def _rows_select(table: Table, spec: DatasetSpec) -> Select[Any]:
@@ -401,14 +407,25 @@ def typed_filter_value(spec: DatasetSpec, row_filter: RowFilter) -> Any:
     return typed
 
 
-def _frame(spec: DatasetSpec, rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
-    """Rows as an Arrow-backed frame: ``_row_id`` then the spec's columns by physical name."""
+def _frame(
+    spec: DatasetSpec, rows: Sequence[Sequence[Any]]
+) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """Rows as an Arrow-backed frame: ``_row_id`` then the spec's columns by physical name; and
+    the number columns given as text (``RowsPage.as_text``)."""
     values = list(zip(*rows, strict=True)) if rows else [()] * (len(spec.columns) + 1)
     arrays = {ROW_ID: pa.array(values[0], pa.int64())}
+    as_text = []
     for c, column_values in zip(spec.columns, values[1:], strict=True):
-        arrays[c.name] = _arrow(c, list(column_values))
+        cells = list(column_values)
+        if c.type in ("integer", "decimal") and not all(map(browser_exact, cells)):
+            arrays[c.name] = pa.array(
+                [value_text(v) if v is not None else None for v in cells], pa.large_string()
+            )
+            as_text.append(c.name)
+        else:
+            arrays[c.name] = _arrow(c, cells)
     frame: pd.DataFrame = pa.table(arrays).to_pandas(types_mapper=pd.ArrowDtype)
-    return frame
+    return frame, tuple(as_text)
 
 
 _ARROW_TYPES: Final[dict[str, Any]] = {

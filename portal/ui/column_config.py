@@ -27,10 +27,7 @@ def column_config(columns: list[EditorColumn], *, as_text: Collection[str] = ())
     }
 
 
-_AS_TEXT_HELP = (
-    " Shown and edited as text, so that every digit is kept: a browser rounds numbers past 15 "
-    "digits. Type a number; it is checked as one."
-)
+_AS_TEXT_HELP = " Shown as text, to the last digit: a browser would show numbers this long rounded."
 
 
 def _as_text(c: EditorColumn) -> Any:

@@ -4,14 +4,19 @@ download recorded as an export event."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from portal import diffs, writes
+from portal.actor import Actor
 from portal.db import session_scope
+from portal.spec import ColumnSpec, DatasetSpec
 from tests.app.conftest import app_test, events, new_user, show_app, sign_in, signed_in, texts
 from tests.conftest import DatabaseHandle
 from tests.db.test_browse import ROWS, seed_people
+from tests.factories import make_user, upload_dataset
 
 pytestmark = pytest.mark.app
 
@@ -356,3 +361,30 @@ def test_an_admin_lets_changes_go_without_a_reason_after_saying_why(
         assert conn.execute(
             text("SELECT actor_username, reason FROM audit.changeset ORDER BY id DESC LIMIT 1")
         ).one() == (admin, "bulk fixes")
+
+
+def test_numbers_a_browser_would_round_are_shown_as_text_exactly(fresh_db: DatabaseHandle) -> None:
+    """The grid holds numbers as 64-bit floats: 9223372036854775807 showed as
+    9223372036854776000, and a 20-digit decimal rounded. Such a column is shown as text, as
+    stored; the others stay numbers."""
+    with session_scope() as s:
+        name, _ = make_user(s, role="editor")
+    spec = DatasetSpec(
+        (
+            ColumnSpec("Big", "big", "integer"),
+            ColumnSpec("Long", "long", "decimal"),
+            ColumnSpec("Qty", "qty", "integer"),
+        )
+    )
+    csv = b"Big,Long,Qty\n9223372036854775807,1234567890123456.7891,1\n-3,0.5,\n"
+    dataset_id = upload_dataset(Actor(name, name, "editor"), csv, spec=spec, name="Long numbers")
+    at, _ = datasets_page(fresh_db, "viewer")
+    open_dataset(at, dataset_id)
+    frame = rows_frame(at)
+    assert frame.value["big"].tolist() == ["9223372036854775807", "-3"]
+    assert frame.value["long"].tolist() == ["1234567890123456.7891", "0.5"]
+    assert frame.value["qty"].tolist()[0] == 1
+    columns = json.loads(frame.proto.columns)
+    assert columns["big"]["type_config"]["type"] == "text"
+    assert columns["qty"]["type_config"]["type"] == "number"
+    assert "“Big”, “Long”: shown as text, exactly as stored" in texts(at, main_only=True)

@@ -752,7 +752,7 @@ def test_numbers_a_browser_would_round_are_shown_and_edited_as_text(
     assert grid.value["qty"].tolist() == [1, 2]
     columns = json.loads(grid.proto.columns)
     assert columns["big"]["type_config"]["type"] == "text"
-    assert "every digit is kept" in columns["big"]["help"]
+    assert "Shown as text, to the last digit" in columns["big"]["help"]
     assert columns["qty"]["type_config"]["type"] == "number"
     assert "“Big”, “Long”: shown as text, exactly as stored" in texts(at, main_only=True)
     at = set_state(
