@@ -14,6 +14,7 @@ import csv
 import io
 import re
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from sqlalchemy import text
 
 from portal.actor import Actor
+from portal.spec import ColumnSpec, DatasetSpec
 from tests.db.test_writes import CSV, SPEC
 from tests.e2e.conftest import ROOT, PortalServer
 from tests.e2e.test_sign_in_browser import sign_in, sign_in_form
@@ -473,3 +475,99 @@ def test_a_viewer_s_browser_cannot_change_or_commit(
     assert edit_changes(portal_server) == []
     with portal_server.db.owner.connect() as conn:
         assert conn.scalar(text("SELECT count(*) FROM audit.changeset")) == 1  # the upload
+
+
+LONG_SPEC = DatasetSpec(
+    (
+        ColumnSpec("Name", "name", "text", required=True),
+        ColumnSpec("Big", "big", "integer"),
+        ColumnSpec("Rate", "rate", "decimal"),
+    )
+)
+LONG_CSV = b"Name,Big,Rate\nann,9223372036854775807,1\nbob,-3,2\ncy,5,3\ndee,6,4\n"
+
+
+def test_a_long_number_is_shown_and_kept_exactly_and_one_a_browser_rounded_is_refused(
+    portal_server: PortalServer,
+    proxied: str,
+    browser: Browser,
+    request: pytest.FixtureRequest,
+) -> None:
+    """A browser holds numbers as 64-bit floats. Big holds 9223372036854775807, so the grid
+    gives it as text: it shows every digit, and 9007199254740993 typed there is stored as
+    typed. Rate is a number column: 0.12345678901234567 typed there reaches the server as the
+    nearest 64-bit float, 0.12345678901234566, and is refused instead of stored so."""
+    shot = Shots(request.node.name)
+    dataset_id = upload_dataset(
+        Actor("boss", "Boss", "admin"), LONG_CSV, spec=LONG_SPEC, name="Long numbers"
+    )
+    context = browser.new_context()
+    context.set_default_timeout(SLOW)
+    try:
+        page = context.new_page()
+        page.add_init_script("delete window.showSaveFilePicker")
+        grid = open_edit(page, proxied, dataset_id, "boss", portal_server.users["boss"])
+        shown = grid_csv(page, page.locator('[data-testid="stDataFrame"]').first)
+        assert [row[1:3] for row in shown[1:3]] == [["ann", "9223372036854775807"], ["bob", "-3"]]
+        shot(page, "grid")
+
+        edit_cell(
+            page,
+            grid,
+            row=1,
+            anchor="2",
+            right=3,
+            kind="number",
+            before="2",
+            value="0.12345678901234567",
+            done=lambda: expect(
+                page.get_by_text("1 of your edits breaks the dataset's rules")
+            ).to_be_visible(timeout=SLOW),
+        )
+        shot(page, "refused")
+        report = list(csv.reader(io.StringIO(download_button(page, "Download the problems (CSV)"))))
+        idle(page)
+        assert report[1][:3] == ["row 2", "Rate", "0.12345678901234566"], report
+        assert "may not be the number typed" in report[1][3], report
+        expect(page.get_by_role("button", name="Review and commit…")).to_have_count(0)
+        assert dataset_rows(portal_server.db.owner, dataset_id, "rate")[1] == (Decimal(2),)
+
+        edit_cell(
+            page,
+            grid,
+            row=1,
+            anchor="2",
+            right=3,
+            kind="number",
+            before="0.12345678901234566",
+            value="0.5",
+            done=lambda: expect(metric(page, "Cells changed")).to_have_text("1", timeout=SLOW),
+        )
+        edit_cell(
+            page,
+            grid,
+            row=1,
+            anchor="2",
+            right=2,
+            kind="text",
+            before="-3",
+            value="9007199254740993",
+            done=lambda: expect(metric(page, "Cells changed")).to_have_text("2", timeout=SLOW),
+        )
+        review = page.locator('[data-testid="stDataFrame"]').last
+        assert grid_csv(page, review) == [
+            ["Row id", "Column", "Before", "After"],
+            ["2", "Big", "-3", "9007199254740993"],
+            ["2", "Rate", "2", "0.5"],
+        ]
+        commit_with_reason(page, "exact")
+        confirm_commit(page)
+        shot(page, "committed")
+    finally:
+        context.close()
+
+    rows = dataset_rows(portal_server.db.owner, dataset_id, "_row_id, name, big, rate")
+    assert rows[:2] == [
+        (1, "ann", 9223372036854775807, Decimal(1)),
+        (2, "bob", 9007199254740993, Decimal("0.5")),
+    ]
