@@ -59,6 +59,7 @@ from portal.spec import (
     DatasetSpec,
     Value,
     browser_exact,
+    browser_shows,
     escape_surrogates,
     validate_value,
 )
@@ -283,11 +284,11 @@ def make_window(
 
 def _browser_rounds(column: ColumnSpec, cells: pd.Series) -> bool:
     """Whether a browser's grid, which holds numbers as 64-bit floats, would show one of the
-    ``cells`` of a number column rounded (``portal.spec.browser_exact``)."""
+    ``cells`` of a number column rounded (``portal.spec.browser_shows``)."""
     if column.type == "integer":  # Int64: compared at once (an int at a time costs more)
         return bool(((cells > BROWSER_EXACT_INTEGER) | (cells < -BROWSER_EXACT_INTEGER)).any())
     if column.type == "decimal":
-        return not all(v is None or v is pd.NA or browser_exact(v) for v in cells.tolist())
+        return not all(v is None or v is pd.NA or browser_shows(column, v) for v in cells.tolist())
     return False
 
 

@@ -2062,6 +2062,22 @@ def browser_exact(value: object) -> bool:
     return True
 
 
+BROWSER_DEFAULT_DECIMALS: Final = 4
+"""The decimals a browser's grid shows of a number it has no format for (a decimal column
+without a scale): 0.123456 shows as 0.1235."""
+
+
+def browser_shows(column: ColumnSpec, value: object) -> bool:
+    """Whether a browser's grid shows ``value``, a cell of ``column``, exactly: it holds it
+    exactly (``browser_exact``) and, in a decimal column without a scale, it has at most
+    ``BROWSER_DEFAULT_DECIMALS`` decimals."""
+    if not browser_exact(value):
+        return False
+    if column.type == "decimal" and column.scale is None and isinstance(value, Decimal):
+        return _decimal_digits(value)[1] <= BROWSER_DEFAULT_DECIMALS
+    return True
+
+
 _EDITOR_KINDS: Final[dict[str, Any]] = {
     "text": "text",
     "integer": "number",

@@ -30,9 +30,10 @@ from portal.errors import ValidationError
 from portal.spec import (
     COLUMN_TYPES,
     OPTION_SEPARATOR,
+    ColumnSpec,
     DatasetSpec,
     ValidationResult,
-    browser_exact,
+    browser_shows,
     check_new_patterns,
     infer_spec,
     validate,
@@ -113,7 +114,7 @@ def preview_rows(
         if column.type not in ("integer", "decimal", "datetime"):
             continue
         values = frame[column.name].tolist()
-        if all(v is None or v is pd.NA or _browser_exact(v) for v in values):
+        if all(v is None or v is pd.NA or _browser_exact(column, v) for v in values):
             continue
         frame[column.name] = pd.array(
             [None if v is None or v is pd.NA else value_text(v) for v in values],
@@ -123,10 +124,10 @@ def preview_rows(
     return frame, as_text
 
 
-def _browser_exact(value: object) -> bool:
+def _browser_exact(column: ColumnSpec, value: object) -> bool:
     if isinstance(value, datetime):
         return value.microsecond == 0
-    return browser_exact(value)
+    return browser_shows(column, value)
 
 
 def errors_by_rule(result: ValidationResult) -> dict[str, int]:

@@ -374,9 +374,10 @@ def test_numbers_a_browser_would_round_are_shown_as_text_exactly(fresh_db: Datab
             ColumnSpec("Big", "big", "integer"),
             ColumnSpec("Long", "long", "decimal"),
             ColumnSpec("Qty", "qty", "integer"),
+            ColumnSpec("Rate", "rate", "decimal"),  # no scale: the grid shows 4 decimals
         )
     )
-    csv = b"Big,Long,Qty\n9223372036854775807,1234567890123456.7891,1\n-3,0.5,\n"
+    csv = b"Big,Long,Qty,Rate\n9223372036854775807,1234567890123456.7891,1,0.123456\n-3,0.5,,1\n"
     dataset_id = upload_dataset(Actor(name, name, "editor"), csv, spec=spec, name="Long numbers")
     at, _ = datasets_page(fresh_db, "viewer")
     open_dataset(at, dataset_id)
@@ -384,7 +385,8 @@ def test_numbers_a_browser_would_round_are_shown_as_text_exactly(fresh_db: Datab
     assert frame.value["big"].tolist() == ["9223372036854775807", "-3"]
     assert frame.value["long"].tolist() == ["1234567890123456.7891", "0.5"]
     assert frame.value["qty"].tolist()[0] == 1
+    assert frame.value["rate"].tolist() == ["0.123456", "1"]
     columns = json.loads(frame.proto.columns)
     assert columns["big"]["type_config"]["type"] == "text"
     assert columns["qty"]["type_config"]["type"] == "number"
-    assert "“Big”, “Long”: shown as text, exactly as stored" in texts(at, main_only=True)
+    assert "“Big”, “Long”, “Rate”: shown as text, exactly as stored" in texts(at, main_only=True)

@@ -24,7 +24,7 @@ from portal.actor import Actor
 from portal.datasets import dataset_spec, get_dataset
 from portal.db import session_scope
 from portal.errors import PermissionDenied, ValidationError
-from portal.spec import DatasetSpec
+from portal.spec import ColumnSpec, DatasetSpec
 from tests.conftest import DatabaseHandle
 from tests.factories import all_at_once, make_user
 
@@ -631,3 +631,16 @@ def test_an_append_without_a_reason_that_waits_for_an_admin_requiring_one_is_ref
         kinds = conn.execute(text("SELECT kind FROM audit.changeset ORDER BY seq")).scalars()
         assert list(kinds) == ["upload", "dataset"]
         assert conn.scalar(text("SELECT row_count FROM portal.datasets")) == 3
+
+
+def test_the_preview_gives_a_decimal_the_grid_would_show_to_4_places_as_text() -> None:
+    # A decimal column without a scale has no format in the grid, which then shows 4 decimals:
+    # 0.123456 was previewed as 0.1235. A column with a scale shows every decimal it has.
+    spec = DatasetSpec(
+        (ColumnSpec("Rate", "rate", "decimal"), ColumnSpec("Price", "price", "decimal", scale=6))
+    )
+    parsed = uploads.read_file(b"Rate,Price\n0.123456,0.123456\n1.5,1\n")
+    shown, as_text = uploads.preview_rows(uploads.check(parsed, spec), spec, 10)
+    assert as_text == ["rate"]
+    assert shown["rate"].tolist()[0] == "0.123456"
+    assert shown["price"].tolist()[0] == Decimal("0.123456")

@@ -827,6 +827,21 @@ def test_a_number_column_holding_a_value_a_browser_would_round_is_given_to_the_g
     assert one_problem(word, win).column == "Amount"
 
 
+def test_a_decimal_column_without_a_scale_holding_more_than_4_decimals_is_given_as_text() -> None:
+    # With no scale the grid has no format for the column and shows 4 decimals: 0.123456 showed
+    # as 0.1235, 12345.6789012 as 12345.6789. A column with a scale shows all of its decimals.
+    spec = DatasetSpec(
+        (ColumnSpec("Rate", "rate", "decimal"), ColumnSpec("Price", "price", "decimal", scale=6))
+    )
+    win = window(
+        rows=[(1, Decimal("0.123456"), Decimal("0.123456")), (2, Decimal("1.5"), None)], spec=spec
+    )
+    assert win.as_text == {"rate"}
+    assert win.grid["rate"].tolist() == ["0.123456", "1.5"]
+    short = [(1, Decimal("0.1235"), Decimal("0.123456")), (2, Decimal("1.50000000"), None)]
+    assert window(rows=short, spec=spec).as_text == frozenset()
+
+
 def test_a_pending_value_a_browser_would_round_makes_its_column_text() -> None:
     win = window(rows=SHORT_ROWS, spec=LONG_SPEC)
     pending = build({"added_rows": [{"count": "12345678901234567"}]}, win)  # a forged text
