@@ -937,8 +937,11 @@ def show_value(value: Value) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if isinstance(value, datetime):  # to the microsecond when it has a fraction of a second
+        moment = value.astimezone(UTC)
+        return moment.strftime("%Y-%m-%d %H:%M:%S" + (".%f" if moment.microsecond else "") + " UTC")
     if isinstance(value, date):
         return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")  # as written: 0.0000001, not str()'s 1E-7
     return str(value)

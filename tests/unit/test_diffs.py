@@ -776,6 +776,22 @@ def test_plain_and_show_value() -> None:
     assert diffs.show_value(Decimal("1.50")) == "1.50"
 
 
+def test_the_review_shows_small_decimals_and_fractions_of_a_second_as_they_are() -> None:
+    # str() wrote 0.0000001 as 1E-7, and the review dropped a fraction of a second: a change
+    # from 10:00:00.1 to 10:00:00.2 read "10:00:00 UTC -> 10:00:00 UTC".
+    assert diffs.show_value(Decimal("0.0000001")) == "0.0000001"
+    assert diffs.show_value(Decimal("-0.00000012345")) == "-0.00000012345"
+    assert diffs.show_change(Decimal("1E-7")) == "0.0000001"
+    later = datetime(2024, 5, 1, 10, 0, 0, 200000, tzinfo=UTC)
+    changes = build({"edited_rows": {0: {"seen_at": "2024-01-01T12:00:00.2"}}}, window())
+    [change] = diffs.cell_changes(changes, SPEC)
+    assert (diffs.show_value(change.before), diffs.show_value(change.after)) == (
+        "2024-01-01 12:00:00 UTC",
+        "2024-01-01 12:00:00.200000 UTC",
+    )
+    assert diffs.show_value(later) == "2024-05-01 10:00:00.200000 UTC"
+
+
 # ---------------------------------------------------------------------------------------------
 # Numbers a browser cannot hold exactly (it holds 64-bit floats)
 # ---------------------------------------------------------------------------------------------
