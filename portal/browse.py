@@ -166,8 +166,8 @@ class RowsPage:
     """False when ``total`` is PostgreSQL's estimate (far more rows match than were counted)."""
     as_text: tuple[str, ...] = ()
     """Number columns (physical names) whose values ``rows`` holds as text, exactly: one of them
-    is a whole number past 2**53 or a decimal of more than 15 digits, which a browser's grid
-    (64-bit floats) would show rounded."""
+    is a value a browser's grid would show rounded (``portal.spec.browser_shows``), such as a
+    whole number past 2**53 or a decimal of more than 15 digits."""
 
     @property
     def pages(self) -> int:

@@ -170,8 +170,9 @@ class Window:
     ``_version``. ``outside`` has the pending changes to rows not in this window.
 
     ``grid`` is ``shown`` as passed to the editor: the integer and decimal columns holding a
-    value a browser's grid cannot hold exactly (``as_text``) are text there, so the stored
-    values show as they are and what is typed in them arrives as text, exactly.
+    value a browser's grid would show rounded (``as_text``; ``portal.spec.browser_shows``) are
+    text there, so the stored values show as they are and what is typed in them arrives as
+    text, exactly.
     """
 
     spec: DatasetSpec
