@@ -2057,8 +2057,9 @@ def browser_exact(value: object) -> bool:
     if isinstance(value, Decimal):
         return len(value.as_tuple().digits) <= BROWSER_EXACT_DIGITS
     if isinstance(value, float) and math.isfinite(value):
-        digits = Decimal(repr(value)).normalize().as_tuple().digits
-        return abs(value) <= BROWSER_EXACT_INTEGER and len(digits) <= BROWSER_EXACT_DIGITS
+        # Its shortest form has at most 15 significant digits exactly when 15 give it back.
+        short = float(f"{value:.{BROWSER_EXACT_DIGITS}g}") == value
+        return abs(value) <= BROWSER_EXACT_INTEGER and short
     return True
 
 
