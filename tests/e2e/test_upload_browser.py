@@ -36,9 +36,19 @@ def open_upload(page: Page, server: PortalServer, base: str) -> None:
 
 
 def choose_file(page: Page, name: str, content: bytes) -> None:
-    page.locator('input[type="file"]').set_input_files(
-        files=[{"name": name, "mimeType": "text/csv", "buffer": content}]
-    )
+    """Give the uploader the file, again if it never showed it: set while the page was between
+    runs or reconnecting (its widgets disabled), the file is lost without a word."""
+    chooser = page.locator('input[type="file"]')
+    shown = page.get_by_test_id("stFileChipName").filter(has_text=name)
+    for _ in range(3):
+        expect(chooser).to_be_enabled(timeout=SLOW)
+        chooser.set_input_files(files=[{"name": name, "mimeType": "text/csv", "buffer": content}])
+        try:
+            expect(shown).to_be_visible(timeout=SLOW // 2)
+        except AssertionError:
+            continue
+        return
+    raise AssertionError(f"the uploader never took {name}")
 
 
 def _count(server: PortalServer, sql: str) -> int:
