@@ -49,7 +49,6 @@ from typing import Any, Final, cast
 import numpy as np
 import pandas as pd
 
-from portal.csv_safe import value_text
 from portal.errors import PermissionDenied, ValidationError
 from portal.spec import (
     BROWSER_EXACT_INTEGER,
@@ -58,6 +57,7 @@ from portal.spec import (
     ColumnSpec,
     DatasetSpec,
     Value,
+    as_grid_text,
     browser_exact,
     browser_shows,
     escape_surrogates,
@@ -192,10 +192,7 @@ class Window:
             return self.shown
         frame = self.shown.copy()
         for name in self.as_text:
-            frame[name] = pd.array(
-                [None if v is None or v is pd.NA else value_text(v) for v in frame[name].tolist()],
-                dtype=pd.StringDtype("pyarrow"),
-            )
+            frame[name] = as_grid_text(frame[name].tolist())
         return frame
 
     # The frames' cells as plain lists, read out once per window: the Edit page checks the

@@ -80,6 +80,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import conv
 from sqlalchemy.types import TypeEngine
 
+from portal.csv_safe import value_text
 from portal.errors import ValidationError
 
 ColumnType: TypeAlias = Literal[
@@ -2077,6 +2078,15 @@ def browser_shows(column: ColumnSpec, value: object) -> bool:
     if column.type == "decimal" and column.scale is None and isinstance(value, Decimal):
         return _decimal_digits(value)[1] <= BROWSER_DEFAULT_DECIMALS
     return True
+
+
+def as_grid_text(values: Iterable[object]) -> Any:
+    """Cells of a column the grid is given as text: each value's exact text
+    (``csv_safe.value_text``, as downloads write it), a missing one missing."""
+    return pd.array(
+        [None if v is None or v is pd.NA else value_text(v) for v in values],
+        dtype=pd.StringDtype("pyarrow"),
+    )
 
 
 _EDITOR_KINDS: Final[dict[str, Any]] = {

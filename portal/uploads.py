@@ -24,7 +24,6 @@ from portal import csv_import, datasets
 from portal.actor import Actor
 from portal.config import get_settings
 from portal.csv_import import ParsedCSV
-from portal.csv_safe import value_text
 from portal.db import session_scope
 from portal.errors import ValidationError
 from portal.spec import (
@@ -33,6 +32,7 @@ from portal.spec import (
     ColumnSpec,
     DatasetSpec,
     ValidationResult,
+    as_grid_text,
     browser_shows,
     check_new_patterns,
     infer_spec,
@@ -116,10 +116,7 @@ def preview_rows(
         values = frame[column.name].tolist()
         if all(v is None or v is pd.NA or _browser_exact(column, v) for v in values):
             continue
-        frame[column.name] = pd.array(
-            [None if v is None or v is pd.NA else value_text(v) for v in values],
-            dtype=pd.StringDtype("pyarrow"),
-        )
+        frame[column.name] = as_grid_text(values)
         as_text.append(column.name)
     return frame, as_text
 
