@@ -389,7 +389,8 @@ def user() -> None:
 
 
 def _read_password(password_stdin: bool) -> str:
-    """Raises: ValidationError: what was read is not text in UTF-8 (or the locale's encoding)."""
+    """Raises: ValidationError: what was read does not decode in the locale's encoding (bytes
+    it keeps as lone surrogates, as the C locale does, ``users.check_password`` refuses)."""
     try:
         if password_stdin:
             # A file saved on Windows ends the line with CR LF, and a pipe keeps the CR: it is
@@ -397,9 +398,6 @@ def _read_password(password_stdin: bool) -> str:
             value = sys.stdin.readline().rstrip("\r\n")
         else:
             value = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-        # Bytes the locale could not decode are kept as lone surrogates (surrogateescape, the
-        # C locale's way): no UTF-8 form to hash, and nothing a sign-in form could send.
-        value.encode()
     except UnicodeError as exc:
         raise ValidationError(
             "The password read is not UTF-8 text (a file saved as Latin-1 or Windows-1252, "

@@ -133,7 +133,7 @@ def check_password(password: str, *, username: str) -> None:
     except UnicodeEncodeError:  # bytes an environment or a file gave in another encoding
         raise ValidationError(
             "The password is not UTF-8 text (it was saved or set as Latin-1 or Windows-1252, "
-            "say); set it again as UTF-8."
+            "say); nothing was changed. Set it again as UTF-8."
         ) from None
     if len(password) < MIN_PASSWORD_CHARS:
         raise ValidationError(
