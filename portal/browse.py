@@ -64,7 +64,7 @@ from portal.spec import (
     CellError,
     ColumnSpec,
     DatasetSpec,
-    browser_shows,
+    browser_rounds,
     dataset_table,
     type_only,
     validate_value,
@@ -417,7 +417,7 @@ def _frame(
     as_text = []
     for c, column_values in zip(spec.columns, values[1:], strict=True):
         cells = list(column_values)
-        if c.type in ("integer", "decimal") and not all(browser_shows(c, v) for v in cells):
+        if browser_rounds(c, cells):
             arrays[c.name] = pa.array(
                 [value_text(v) if v is not None else None for v in cells], pa.large_string()
             )

@@ -51,7 +51,6 @@ import pandas as pd
 
 from portal.errors import PermissionDenied, ValidationError
 from portal.spec import (
-    BROWSER_EXACT_INTEGER,
     ROW_ID,
     CellError,
     ColumnSpec,
@@ -59,7 +58,7 @@ from portal.spec import (
     Value,
     as_grid_text,
     browser_exact,
-    browser_shows,
+    browser_rounds,
     escape_surrogates,
     validate_value,
 )
@@ -276,18 +275,8 @@ def make_window(
         deletes=tuple(d for d in pending.deletes if d.row_id not in here),
     )
     edited = frozenset(u.row_id for u in pending.updates if u.row_id in here)
-    as_text = frozenset(c.name for c in spec.columns if _browser_rounds(c, shown[c.name]))
+    as_text = frozenset(c.name for c in spec.columns if browser_rounds(c, shown[c.name]))
     return Window(spec, shown, base, versions, outside, edited, as_text)
-
-
-def _browser_rounds(column: ColumnSpec, cells: pd.Series) -> bool:
-    """Whether a browser's grid, which holds numbers as 64-bit floats, would show one of the
-    ``cells`` of a number column rounded (``portal.spec.browser_shows``)."""
-    if column.type == "integer":  # Int64: compared at once (an int at a time costs more)
-        return bool(((cells > BROWSER_EXACT_INTEGER) | (cells < -BROWSER_EXACT_INTEGER)).any())
-    if column.type == "decimal":
-        return not all(v is None or v is pd.NA or browser_shows(column, v) for v in cells.tolist())
-    return False
 
 
 def _cell(value: Value) -> Any:

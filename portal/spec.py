@@ -2080,6 +2080,17 @@ def browser_shows(column: ColumnSpec, value: object) -> bool:
     return True
 
 
+def browser_rounds(column: ColumnSpec, values: Iterable[object]) -> bool:
+    """Whether a browser's grid would show one of ``values``, cells of ``column``, rounded
+    (``browser_shows``): then the column goes to the grid as text (``as_grid_text``). Only
+    number columns can; a missing cell shows as missing."""
+    if column.type == "integer" and isinstance(values, pd.Series):  # Int64: compared at once
+        return bool(((values > BROWSER_EXACT_INTEGER) | (values < -BROWSER_EXACT_INTEGER)).any())
+    if column.type not in ("integer", "decimal"):
+        return False
+    return not all(v is None or v is pd.NA or browser_shows(column, v) for v in values)
+
+
 def as_grid_text(values: Iterable[object]) -> Any:
     """Cells of a column the grid is given as text: each value's exact text
     (``csv_safe.value_text``, as downloads write it), a missing one missing."""

@@ -29,11 +29,10 @@ from portal.errors import ValidationError
 from portal.spec import (
     COLUMN_TYPES,
     OPTION_SEPARATOR,
-    ColumnSpec,
     DatasetSpec,
     ValidationResult,
     as_grid_text,
-    browser_shows,
+    browser_rounds,
     check_new_patterns,
     infer_spec,
     validate,
@@ -114,17 +113,15 @@ def preview_rows(
         if column.type not in ("integer", "decimal", "datetime"):
             continue
         values = frame[column.name].tolist()
-        if all(v is None or v is pd.NA or _browser_exact(column, v) for v in values):
+        if column.type == "datetime":
+            rounds = any(isinstance(v, datetime) and v.microsecond for v in values)
+        else:
+            rounds = browser_rounds(column, values)
+        if not rounds:
             continue
         frame[column.name] = as_grid_text(values)
         as_text.append(column.name)
     return frame, as_text
-
-
-def _browser_exact(column: ColumnSpec, value: object) -> bool:
-    if isinstance(value, datetime):
-        return value.microsecond == 0
-    return browser_shows(column, value)
 
 
 def errors_by_rule(result: ValidationResult) -> dict[str, int]:

@@ -22,6 +22,7 @@ from portal.spec import (
     CellError,
     ColumnSpec,
     DatasetSpec,
+    browser_rounds,
     ddl_table,
     editor_columns,
     infer_spec,
@@ -866,6 +867,21 @@ def test_ddl_refuses_an_unsafe_table_name(name: str) -> None:
 
 
 # --- editor columns -------------------------------------------------------------------------
+
+
+def test_a_column_goes_to_the_grid_as_text_when_the_grid_would_round_one_of_its_cells() -> None:
+    # The grid holds numbers as 64-bit floats: past 2**53 - 1 a whole number comes back
+    # changed, and a decimal column without a scale shows 4 places.
+    whole, rate, price = col("N", "integer"), col("R", "decimal"), col("P", "decimal", scale=6)
+    for cells in ([1, None, 2**53 - 1], pd.Series([1, None, -(2**53) + 1], dtype="Int64")):
+        assert not browser_rounds(whole, cells)
+    for cells in ([1, None, 2**53], pd.Series([pd.NA, -(2**53)], dtype="Int64")):
+        assert browser_rounds(whole, cells)
+    assert not browser_rounds(rate, [Decimal("0.1234"), None, pd.NA])
+    assert browser_rounds(rate, [Decimal("0.12345")])
+    assert not browser_rounds(price, [Decimal("0.123456")])
+    assert browser_rounds(price, [Decimal("1234567890.123456")])  # 16 digits
+    assert not browser_rounds(col("T"), ["9" * 30])  # text is shown as it is
 
 
 def test_editor_columns_describe_every_rule() -> None:
