@@ -303,11 +303,10 @@ if not result.ok:
 
 st.success(f"All {parsed.row_count:,} rows are valid.", icon=":material/task_alt:")
 shown, as_text = uploads.preview_rows(result, spec, PREVIEW_ROWS)
-shown_config = column_config(editor_columns(spec))
 labels = {c.name: c.label for c in spec.columns}
-for name in as_text:
-    shown_config[name] = st.column_config.TextColumn(labels[name], help=shown_config[name]["help"])
-st.dataframe(shown, column_config=shown_config, hide_index=True)
+st.dataframe(
+    shown, column_config=column_config(editor_columns(spec), as_text=as_text), hide_index=True
+)
 if as_text:
     st.caption(
         f"{', '.join(f'“{md_escape(labels[n])}”' for n in as_text)}: shown as text, as they "

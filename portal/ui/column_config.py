@@ -18,21 +18,25 @@ from portal.spec import EditorColumn
 def column_config(columns: list[EditorColumn], *, as_text: Collection[str] = ()) -> dict[str, Any]:
     """``{physical name: st.column_config.*}`` for ``st.data_editor`` / ``st.dataframe``.
 
-    The number columns named in ``as_text`` are text columns (their values given as text): a
-    browser's grid holds numbers as 64-bit floats, and would show and take longer ones rounded.
+    The number and date-time columns named in ``as_text`` are text columns (their values given
+    as text): a browser's grid holds numbers as 64-bit floats, and would show and take longer
+    ones rounded; it shows date-times to the second.
     """
     return {
-        c.name: _as_text(c) if c.name in as_text and c.kind == "number" else _config(c)
+        c.name: _as_text(c) if c.name in as_text and c.kind in _AS_TEXT_HELP else _config(c)
         for c in columns
     }
 
 
-_AS_TEXT_HELP = " Shown as text, to the last digit: a browser would show numbers this long rounded."
+_AS_TEXT_HELP = {
+    "number": " Shown as text, to the last digit: a browser would show numbers this long rounded.",
+    "datetime": " Shown as text, to the microsecond: a browser would show times to the second.",
+}
 
 
 def _as_text(c: EditorColumn) -> Any:
     return st.column_config.TextColumn(
-        label=c.label, help=c.help + _AS_TEXT_HELP, required=c.required, disabled=c.disabled
+        label=c.label, help=c.help + _AS_TEXT_HELP[c.kind], required=c.required, disabled=c.disabled
     )
 
 

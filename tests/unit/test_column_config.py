@@ -35,3 +35,22 @@ def test_every_rule_of_the_spec_reaches_the_grid() -> None:
     assert config["day"]["type_config"]["type"] == "date"
     assert config["kind"]["type_config"] == {"type": "selectbox", "options": ["a", "b"]}
     assert all(c["help"] for c in config.values())
+
+
+def test_number_and_date_time_columns_named_as_text_are_text_columns_that_say_why() -> None:
+    spec = DatasetSpec(
+        columns=(
+            ColumnSpec(label="Big", name="big", type="integer", required=True),
+            ColumnSpec(label="At", name="at", type="datetime"),
+            ColumnSpec(label="Note", name="note", type="text", max_length=5),
+            ColumnSpec(label="Qty", name="qty", type="integer"),
+        )
+    )
+    config = column_config(editor_columns(spec), as_text={"big", "at", "note"})
+    big, at = config["big"], config["at"]
+    assert (big["type_config"]["type"], big["required"]) == ("text", True)
+    assert "to the last digit" in big["help"]
+    assert at["type_config"]["type"] == "text"
+    assert "to the microsecond" in at["help"]
+    assert config["note"]["type_config"]["max_chars"] == 5  # as it was
+    assert config["qty"]["type_config"]["type"] == "number"
