@@ -145,11 +145,12 @@ def main() -> None:
 
 
 def streamlit_command(*, address: str, port: int, max_upload_mb: int) -> list[str]:
-    """The ``streamlit run`` command line with the portal's server settings."""
+    """The ``streamlit run`` command line with the portal's server settings (through
+    ``portal.streamlit_server``: app.py's navigation from the first session on)."""
     return [
         sys.executable,
         "-m",
-        "streamlit",
+        "portal.streamlit_server",
         "run",
         str(REPO_ROOT / "app.py"),
         "--server.address",

@@ -180,5 +180,5 @@ def test_serve_starts_streamlit_once_the_database_answers(
     assert result.exit_code == 0, result.output
     assert "unavailable" not in result.output
     [argv] = execs
-    assert argv[1:4] == ["-m", "streamlit", "run"]
+    assert argv[1:4] == ["-m", "portal.streamlit_server", "run"]
     assert argv[argv.index("--server.port") + 1] == "8599"

@@ -1,6 +1,7 @@
 """An anonymous browser, through the repo's nginx, opening the URL of every file in pages/ sees
-the sign-in form and nothing else: on a fresh server (where a page URL runs that file alone,
-before any session has run app.py's navigation) and again after the navigation is in place."""
+the sign-in form and nothing else, and no list of the portal's pages: on a fresh server (where,
+left to itself, Streamlit would run a page URL's file alone and list every file of pages/ in
+the sidebar until some session had run app.py's navigation) and again after a visit to "/"."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ def test_every_page_shows_only_the_sign_in_form(
 ) -> None:
     page = context.new_page()
     seen: dict[str, str] = {}
+    listed: dict[str, int] = {}
     # A page first (the fresh server has not run app.py yet), then "/" (app.py's navigation
     # from then on), then every page again.
     for round_, paths in enumerate((PAGE_PATHS, ["/", *PAGE_PATHS]), start=1):
@@ -45,9 +47,11 @@ def test_every_page_shows_only_the_sign_in_form(
             page.get_by_role("button", name="Sign in").wait_for(timeout=WARM_UP)
             sign_in_form(page)
             seen[f"{path} (round {round_})"] = main_text(page)
+            listed[f"{path} (round {round_})"] = page.get_by_test_id("stSidebarNav").count()
 
     form = seen[f"{PAGE_PATHS[0]} (round 1)"]
     assert "Sign in" in form
     assert "Username" in form
     differing = {where: text for where, text in seen.items() if text != form}
     assert not differing, (form, differing, portal_server.log_tail())
+    assert not any(listed.values()), listed  # no page list, not even "app", "audit", "users"
