@@ -4,9 +4,9 @@ Listing a page here only decides whether it appears in a role's navigation: ever
 checks sign-in and role itself (``portal.ui.require``), because a file under ``pages/`` can be
 opened by URL, hidden or not, even before any session has run ``st.navigation``.
 
-Until some session has run app.py, Streamlit treats ``pages/`` the old way: a page URL runs that
-file alone and the sidebar lists every file ("app", "home", ..., "users"). The guards keep that
-safe; the first visit to "/" switches the whole server to this navigation for good.
+Left to itself, Streamlit would treat ``pages/`` the old way until some session had run app.py
+(a page URL running that file alone, the sidebar listing every file); ``portal serve`` starts it
+through ``portal.streamlit_server``, which puts this navigation in charge from the start.
 
 A new page: add a ``PageSpec`` below, and start the file with ``require(role)``
 (``tests/unit/test_page_guards.py`` checks that). A write made from inside ``st.dialog`` or a
