@@ -18,17 +18,24 @@ from portal.ui.navigation import navigation
 
 st.set_page_config(page_title="Data Portal", page_icon=":material/table_chart:", layout="wide")
 
+unavailable: DatabaseUnavailable | None = None
 try:
     signed_in = auth.current()
 except DatabaseUnavailable as exc:
-    wait_for_database(exc)
+    signed_in, unavailable = None, exc
 except PortalError as exc:
     show_refusal(exc)
     st.stop()
 
+# Registered even while the database is away (every page, none shown, none run), so the page
+# asked for stays the page of this session: the run that follows the wait opens it, not Home.
+page = navigation(signed_in)
+if unavailable is not None:
+    wait_for_database(unavailable)
+
 top = st.empty()  # where a page that loses the database mid-run says so
 try:
-    navigation(signed_in).run()
+    page.run()
 except DatabaseUnavailable as exc:
     with top.container():
         wait_for_database(exc)

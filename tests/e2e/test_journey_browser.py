@@ -153,7 +153,7 @@ def upload_and_create(page: Page, shot: Shots) -> None:
 
 def open_in_edit(page: Page) -> None:
     """From the sidebar (this browser session, no cookie needed) to the Edit page's grid."""
-    link = page.get_by_role("link", name="edit", exact=True)
+    link = page.get_by_test_id("stSidebarNav").get_by_role("link", name="Edit", exact=True)
     heading = page.get_by_role("heading", name="Edit", exact=True)
     click_until_visible(page, link, heading)
     idle(page)
