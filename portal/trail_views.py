@@ -29,8 +29,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final, Literal, TextIO
@@ -71,6 +71,7 @@ from portal.csv_safe import (
 from portal.datasets import dataset_spec, get_dataset
 from portal.errors import NotFound, PermissionDenied, ValidationError
 from portal.models import Changeset, Dataset, RowChange
+from portal.spec import DatasetSpec
 
 __all__ = [
     "ChangesetDetail",
@@ -157,6 +158,30 @@ def column_labels(*, session: Session, dataset_id: int | None) -> dict[str, str]
     if dataset is None:
         return {}
     return {c.name: c.label for c in dataset_spec(dataset).columns}
+
+
+def datetime_columns(*, session: Session, dataset_id: int | None) -> frozenset[str]:
+    """The physical names of the dataset's date-and-time columns (empty if unknown)."""
+    dataset = None if dataset_id is None else session.get(Dataset, dataset_id)
+    return frozenset() if dataset is None else _datetime_names(dataset_spec(dataset))
+
+
+def _datetime_names(spec: DatasetSpec) -> frozenset[str]:
+    return frozenset(c.name for c in spec.columns if c.type == "datetime")
+
+
+def utc_text(value: Any) -> Any:
+    """A date and time from the log (a text) as the Datasets page's export writes it: in UTC,
+    a space between date and time. The log holds it as the writer's session printed it
+    (``2024-03-03T10:00:00+05:30`` from a psql in another time zone). Anything else as it is."""
+    return value_text(datetime.fromisoformat(value)) if isinstance(value, str) else value
+
+
+def utc_image(image: RowImage | None, names: Collection[str]) -> RowImage | None:
+    """``image`` with the values of its date-and-time columns (``names``) in UTC (``utc_text``)."""
+    if not image or not names:
+        return image
+    return {k: utc_text(v) if k in names else v for k, v in image.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,6 +303,7 @@ def change_frames(
         raise ValidationError("Choose inserted, updated or deleted rows.")
     _check_open(actor, detail)
     labels = column_labels(session=session, dataset_id=detail.summary.dataset_id)
+    times = datetime_columns(session=session, dataset_id=detail.summary.dataset_id)
     first = detail.first_ids.get(op)
     page: Page[RowChangeView, int] = Page([], None)
     if first is not None:
@@ -289,10 +315,17 @@ def change_frames(
             limit=limit,
         )
     if op == "update":
+        changes = [
+            replace(c, before=utc_image(c.before, times), after=utc_image(c.after, times))
+            for c in page.items
+        ]
         return ChangeFrames(
-            update_styler(page.items, labels), None, None, len(page.items), page.next_key
+            update_styler(changes, labels), None, None, len(page.items), page.next_key
         )
-    images = {c.row_id: (c.after if op == "insert" else c.before) or {} for c in page.items}
+    images = {
+        c.row_id: utc_image(c.after if op == "insert" else c.before, times) or {}
+        for c in page.items
+    }
     frame = rows_frame(images, labels)
     if op == "insert":
         return ChangeFrames(None, frame, None, len(page.items), page.next_key)
@@ -399,10 +432,11 @@ def bulk_page(
     if bulk_load_id not in {b.id for b in detail.bulk_loads}:
         raise NotFound(f"Changeset {detail.summary.id} has no bulk load {bulk_load_id}.")
     labels = column_labels(session=session, dataset_id=detail.summary.dataset_id)
+    times = datetime_columns(session=session, dataset_id=detail.summary.dataset_id)
     images = bulk_rows_slice(
         session=session, bulk_load_id=bulk_load_id, offset=max(0, offset), limit=limit
     )
-    return rows_frame(dict(sorted(images.items())), labels)
+    return rows_frame({k: utc_image(v, times) or {} for k, v in sorted(images.items())}, labels)
 
 
 def activity_frame(
@@ -996,23 +1030,12 @@ def as_of(
         )
     state = dataset_state(session=session, dataset_id=dataset_id, as_of_seq=seq, exact=True)
     spec = dataset_spec(dataset)
-    _utc_datetimes(state, [c.name for c in spec.columns if c.type == "datetime"])
+    times = _datetime_names(spec)
     labels = {c.name: c.label for c in spec.columns}
-    frame, shown = _rows_frame(dict(sorted(state.items())), labels)
+    frame, shown = _rows_frame(
+        {k: utc_image(v, times) or {} for k, v in sorted(state.items())}, labels
+    )
     return AsOf(dataset.id, dataset.name, seq, committed_at, frame, tuple(shown))
-
-
-def _utc_datetimes(state: Mapping[int, RowImage], names: list[str]) -> None:
-    """Each date and time of ``names`` in the images written as the Datasets page's export
-    writes it: in UTC, a space between date and time. The log holds them as the writer's
-    session printed them (``2024-03-03T10:00:00+05:30`` from a psql in another time zone)."""
-    if not names:
-        return
-    for image in state.values():
-        for name in names:
-            value = image.get(name)
-            if isinstance(value, str):
-                image[name] = value_text(datetime.fromisoformat(value))
 
 
 AS_OF_TOO_LARGE: Final = (
@@ -1078,7 +1101,9 @@ def row_versions_frame(
     """
     _require_viewer(actor)
     dataset = get_dataset(session=session, dataset_id=dataset_id)
-    labels = {c.name: c.label for c in dataset_spec(dataset).columns}
+    spec = dataset_spec(dataset)
+    labels = {c.name: c.label for c in spec.columns}
+    times = _datetime_names(spec)
     versions = row_versions(session=session, dataset_id=dataset_id, row_id=row_id)
     if not versions:
         raise NotFound(f"Row {row_id} has never existed in dataset {dataset.name!r}.")
@@ -1092,7 +1117,9 @@ def row_versions_frame(
             f"{labels.get(k, k)}: {change_text(b)} → {change_text(a)}"
             for k, (b, a) in v.changed.items()
             if c.op == "update"
+            for b, a in [(utc_text(b), utc_text(a)) if k in times else (b, a)]
         )
+        row = utc_image(v.row, times)
         record = {
             "Version": n,
             "Changeset": f"#{c.seq}",
@@ -1104,6 +1131,6 @@ def row_versions_frame(
             "Changed cells": changed,
         }
         for name in names:
-            record[shown[name]] = cell_text((v.row or {}).get(name)) if v.row else ""
+            record[shown[name]] = cell_text(row.get(name)) if row else ""
         records.append(record)
     return pd.DataFrame.from_records(records).astype({"Version": "int64"})

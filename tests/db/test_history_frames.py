@@ -196,3 +196,35 @@ def test_an_as_of_download_too_large_says_what_can_be_done_on_the_history_page(
     assert "Nothing was recorded" in message
     with fresh_db.app.connect() as conn:
         assert not conn.scalar(text("SELECT count(*) FROM audit.event WHERE kind = 'export'"))
+
+
+def test_row_history_and_a_changeset_s_rows_show_date_times_in_utc_whoever_wrote_them(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    """A psql session in another time zone writes its date-times into the log with its own
+    offset (``2024-03-03T15:30:00+05:30``); a row's versions and a changeset's rows show them
+    in UTC, as the table as of the changeset (and the Datasets page) does, not in that zone."""
+    ds = upload_dataset(editor, b"Name,At\nann,2024-03-03 10:00:00\n", name="Times")
+    with fresh_db.superuser.begin() as conn:
+        table = conn.scalar(text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": ds})
+        conn.execute(text("SET TIME ZONE 'Asia/Kolkata'"))
+        conn.execute(text(f"UPDATE data.\"{table}\" SET at = at + interval '1 hour'"))
+        conn.execute(
+            text(f"INSERT INTO data.\"{table}\" (name, at) VALUES ('bob', '2024-03-03 12:00Z')")
+        )
+    seq = head_seq(fresh_db)
+    with session_scope() as s:
+        changeset_id = s.scalar(text("SELECT id FROM audit.changeset WHERE seq = :s"), {"s": seq})
+        detail = trail_views.changeset(session=s, actor=editor, changeset_id=changeset_id)
+        updated = trail_views.change_frames(session=s, actor=editor, detail=detail, op="update")
+        inserted = trail_views.change_frames(session=s, actor=editor, detail=detail, op="insert")
+        versions = trail_views.row_versions_frame(session=s, actor=editor, dataset_id=ds, row_id=1)
+        state = trail_views.as_of(session=s, actor=editor, dataset_id=ds, seq=seq)
+    ten, eleven, noon = (f"2024-03-03 {h}:00:00+00:00" for h in (10, 11, 12))
+    assert state.frame["At"].tolist() == [eleven, noon]
+    assert versions["At"].tolist() == [ten, eleven]
+    assert versions["Changed cells"].tolist() == ["", f"At: {ten} → {eleven}"]
+    assert updated.updates is not None
+    assert updated.updates.data["At"].tolist() == [ten, eleven]
+    assert inserted.inserted is not None
+    assert inserted.inserted["At"].tolist() == [noon]
