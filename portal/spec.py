@@ -389,13 +389,43 @@ def type_only(c: ColumnSpec) -> ColumnSpec:
 
 def stored_value(c: ColumnSpec, raw: object) -> Value | CellError:
     """A value as the audit log holds it, read exactly as the column's type alone: a text as
-    stored (an empty text is not a missing value here), ``None`` as missing, anything else
-    through ``validate_value`` of ``type_only(c)``."""
+    stored (an empty text is not a missing value here), ``None`` as missing, a date and time
+    as ``logged_datetime`` reads it, anything else through ``validate_value`` of
+    ``type_only(c)``."""
     if raw is None:
         return None
     if c.type in ("text", "category") and isinstance(raw, str):
         return raw
+    if c.type == "datetime" and isinstance(raw, str) and (moment := logged_datetime(raw)):
+        return moment
     return validate_value(type_only(c), raw)
+
+
+_LOGGED_DATETIME: Final = re.compile(r"([0-9]{4,5})(-[0-9]{2}-[0-9]{2}T[0-9:.]+[+-][0-9:]+)( BC)?")
+_400_YEARS: Final = timedelta(days=146_097)  # the Gregorian calendar repeats every 400 years
+
+
+def logged_datetime(text_: str) -> datetime | None:
+    """A date and time as the audit log holds it (``to_jsonb`` of a ``timestamptz``, printed
+    in the time zone of the session that wrote it), in UTC; ``None`` if it is not one.
+
+    A session in another time zone than UTC (psql, say) may print an offset to the second (a
+    zone's local mean time, as Europe/Amsterdam's +00:19:32 until 1937) and, near the ends of
+    a column's range, a year Python cannot hold: 9999-12-31 23:00 UTC at +14:00 is
+    ``10000-01-01T13:00:00+14:00`` and 0001-01-01 01:00 UTC at -12:00 is
+    ``0001-12-31T13:00:00-12:00 BC``. Such a year is read 400 years nearer, where the calendar
+    is the same, and the moment moved back by as much once in UTC.
+    """
+    found = _LOGGED_DATETIME.fullmatch(text_)
+    if found is None:
+        return None
+    year = 1 - int(found[1]) if found[3] else int(found[1])
+    cycles = 1 if year < 1 else -1 if year > 9999 else 0
+    try:
+        moment = datetime.fromisoformat(f"{year + 400 * cycles:04d}{found[2]}")
+        return moment.astimezone(UTC) - cycles * _400_YEARS
+    except (ValueError, OverflowError):
+        return None
 
 
 def _regex_problem(pattern: object) -> str | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -715,3 +716,40 @@ def test_a_write_outside_the_portal_while_a_revert_is_written_is_not_overwritten
     with pytest.raises(PortalError):
         do_revert(editor, edited)
     assert table(fresh_db, dataset)[1][3] == "psql"
+
+
+@pytest.mark.parametrize(
+    ("zone", "was", "psql_wrote"),
+    [
+        # Amsterdam kept local mean time, +00:19:32, until 1937: an offset to the second.
+        ("Europe/Amsterdam", "1920-03-03 10:00:00", "1920-03-03 11:00:00+00"),
+        # 9999-12-31 23:00 UTC, printed at +14:00: "10000-01-01T13:00:00+14:00".
+        ("Pacific/Kiritimati", "2024-03-03 10:00:00", "9999-12-31 23:00:00+00"),
+        # 0001-01-01 01:00 UTC, printed at -12:00: "0001-12-31T13:00:00-12:00 BC".
+        ("Etc/GMT+12", "2024-03-03 10:00:00", "0001-01-01 01:00:00+00"),
+    ],
+)
+def test_a_date_time_written_from_psql_in_any_time_zone_is_reverted(
+    fresh_db: DatabaseHandle, editor: Actor, zone: str, was: str, psql_wrote: str
+) -> None:
+    """The log holds a date and time as the writing session printed it, in that session's time
+    zone: the revert reads it back exactly, where it once refused the changeset as holding a
+    value that was "no longer a datetime value"."""
+    ds = upload_dataset(editor, f"Name,At\nann,{was}\n".encode(), name="Times")
+    with fresh_db.superuser.begin() as conn:
+        conn.execute(text(f"SET TIME ZONE '{zone}'"))
+        conn.execute(text(f"UPDATE data.\"{_table_name(ds)}\" SET at = '{psql_wrote}'"))
+    with fresh_db.app.connect() as conn:
+        out_of_band = conn.scalar(text("SELECT max(id) FROM audit.changeset"))
+        logged = conn.scalar(
+            text("SELECT after->>'at' FROM audit.row_change WHERE changeset_id = :i"),
+            {"i": out_of_band},
+        )
+    assert "+00:00" not in logged  # printed in the session's time zone
+    [put_back] = plan(editor, out_of_band).changes.updates
+    assert put_back.after["at"] == datetime.fromisoformat(was).replace(tzinfo=UTC)
+
+    do_revert(editor, out_of_band)
+    with fresh_db.app.connect() as conn:
+        at = conn.scalar(text(f'SELECT at FROM data."{_table_name(ds)}"'))
+    assert at == datetime.fromisoformat(was).replace(tzinfo=UTC)
