@@ -71,7 +71,7 @@ from portal.csv_safe import (
 from portal.datasets import dataset_spec, get_dataset
 from portal.errors import NotFound, PermissionDenied, ValidationError
 from portal.models import Changeset, Dataset, RowChange
-from portal.spec import DatasetSpec
+from portal.spec import DatasetSpec, logged_datetime
 
 __all__ = [
     "ChangesetDetail",
@@ -173,8 +173,10 @@ def _datetime_names(spec: DatasetSpec) -> frozenset[str]:
 def utc_text(value: Any) -> Any:
     """A date and time from the log (a text) as the Datasets page's export writes it: in UTC,
     a space between date and time. The log holds it as the writer's session printed it
-    (``2024-03-03T10:00:00+05:30`` from a psql in another time zone). Anything else as it is."""
-    return value_text(datetime.fromisoformat(value)) if isinstance(value, str) else value
+    (``2024-03-03T10:00:00+05:30`` from a psql in another time zone; ``spec.logged_datetime``
+    reads it). Anything else as it is."""
+    moment = logged_datetime(value) if isinstance(value, str) else None
+    return value if moment is None else value_text(moment)
 
 
 def utc_image(image: RowImage | None, names: Collection[str]) -> RowImage | None:

@@ -228,3 +228,30 @@ def test_row_history_and_a_changeset_s_rows_show_date_times_in_utc_whoever_wrote
     assert updated.updates.data["At"].tolist() == [ten, eleven]
     assert inserted.inserted is not None
     assert inserted.inserted["At"].tolist() == [noon]
+
+
+def test_date_times_at_the_ends_of_the_range_written_far_from_utc_are_shown_in_utc(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    """9999-12-31 23:00 UTC written by a psql session at +14:00 is logged as year 10000, and
+    0001-01-01 01:00 UTC at -12:00 as year 1 BC, which Python's datetime cannot read: the table
+    as of that changeset stopped with a ValueError (a traceback on the History page)."""
+    ds = upload_dataset(editor, b"Name,At\nann,2024-03-03 10:00:00\nbob,2024-03-03 10:00:00\n")
+    with fresh_db.superuser.begin() as conn:
+        table = conn.scalar(text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": ds})
+        set_at = text(f'UPDATE data."{table}" SET at = :at WHERE _row_id = :row')
+        conn.execute(text("SET TIME ZONE 'Pacific/Kiritimati'"))
+        conn.execute(set_at, {"at": "9999-12-31 23:00Z", "row": 1})
+        conn.execute(text("SET TIME ZONE 'Etc/GMT+12'"))
+        conn.execute(set_at, {"at": "0001-01-01 01:00Z", "row": 2})
+        logged = conn.scalars(text("SELECT after->>'at' FROM audit.row_change ORDER BY id")).all()
+    assert logged == ["10000-01-01T13:00:00+14:00", "0001-12-31T13:00:00-12:00 BC"]
+    seq = head_seq(fresh_db)
+    with session_scope() as s:
+        state = trail_views.as_of(session=s, actor=editor, dataset_id=ds, seq=seq)
+        first = trail_views.row_versions_frame(session=s, actor=editor, dataset_id=ds, row_id=1)
+        second = trail_views.row_versions_frame(session=s, actor=editor, dataset_id=ds, row_id=2)
+    last, earliest = "9999-12-31 23:00:00+00:00", "0001-01-01 01:00:00+00:00"
+    assert state.frame["At"].tolist() == [last, earliest]
+    assert first["At"].tolist()[-1] == last
+    assert second["Changed cells"].tolist()[-1] == f"At: 2024-03-03 10:00:00+00:00 → {earliest}"
