@@ -122,6 +122,12 @@ def cell_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+def whole_text(value: Any) -> str | None:
+    """A value in a whole row shown as a table: ``cell_text``, but no value stays ``None`` (a
+    missing cell, as the Datasets page shows one), so it never looks like an empty text."""
+    return None if value is None else cell_text(value)
+
+
 def change_text(value: Any) -> str:
     """A value in a before -> after view: ``∅`` for no value, ``""`` for an empty text (written
     from outside the portal, say), so a change between the two never reads as ``∅ → ∅``."""
@@ -386,7 +392,7 @@ def update_styler(changes: list[RowChangeView], labels: Mapping[str, str]) -> St
 
 def rows_frame(images: Mapping[int, RowImage], labels: Mapping[str, str]) -> pd.DataFrame:
     """Whole rows by ``_row_id``: Row id, then the columns (labels, see ``frame_names``) as
-    text."""
+    text (``whole_text``: no value is a missing cell, an empty text an empty one)."""
     return _rows_frame(images, labels)[0]
 
 
@@ -402,7 +408,7 @@ def _rows_frame(
         "Row id": pd.array(list(images), dtype="int64"),
         **{
             label: pd.array(
-                [cell_text(image.get(name)) for image in images.values()], dtype="string"
+                [whole_text(image.get(name)) for image in images.values()], dtype="string"
             )
             for name, label in zip(columns, frame_names(shown, ("Row id",)), strict=True)
         },
@@ -1133,6 +1139,6 @@ def row_versions_frame(
             "Changed cells": changed,
         }
         for name in names:
-            record[shown[name]] = cell_text(row.get(name)) if row else ""
+            record[shown[name]] = whole_text(row.get(name)) if row else ""
         records.append(record)
     return pd.DataFrame.from_records(records).astype({"Version": "int64"})

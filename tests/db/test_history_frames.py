@@ -255,3 +255,35 @@ def test_date_times_at_the_ends_of_the_range_written_far_from_utc_are_shown_in_u
     assert state.frame["At"].tolist() == [last, earliest]
     assert first["At"].tolist()[-1] == last
     assert second["Changed cells"].tolist()[-1] == f"At: 2024-03-03 10:00:00+00:00 → {earliest}"
+
+
+def test_whole_rows_tell_no_value_from_an_empty_text(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    """The table as of a changeset, a row's versions and a changeset's rows in full showed no
+    value and an empty text (written from psql) both as a blank cell; no value is now a missing
+    cell (shown as the Datasets page shows one), an empty text a blank one. The download
+    still writes both as an empty field."""
+    ds = upload_dataset(editor, b"Name,Note\nann,\nbob,\n", name="Notes")
+    with fresh_db.superuser.begin() as conn:
+        table = conn.scalar(text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": ds})
+        conn.execute(text(f"UPDATE data.\"{table}\" SET note = '' WHERE _row_id = 2"))
+        conn.execute(
+            text(f"INSERT INTO data.\"{table}\" (name, note) VALUES ('cy', ''), ('dee', NULL)")
+        )
+    seq = head_seq(fresh_db)
+    with session_scope() as s:
+        state = trail_views.as_of(session=s, actor=editor, dataset_id=ds, seq=seq)
+        export = trail_views.export_as_of(session=s, actor=editor, dataset_id=ds, seq=seq)
+        versions = trail_views.row_versions_frame(session=s, actor=editor, dataset_id=ds, row_id=2)
+        changeset_id = s.scalar(text("SELECT id FROM audit.changeset WHERE seq = :s"), {"s": seq})
+        detail = trail_views.changeset(session=s, actor=editor, changeset_id=changeset_id)
+        inserted = trail_views.change_frames(session=s, actor=editor, detail=detail, op="insert")
+    assert state.frame["Note"].isna().tolist() == [True, False, False, True]
+    assert state.frame["Note"].tolist()[1:3] == ["", ""]
+    assert versions["Note"].isna().tolist() == [True, False]
+    assert versions["Note"].tolist()[1] == ""
+    assert inserted.inserted is not None
+    assert inserted.inserted["Note"].isna().tolist() == [False, True]
+    assert inserted.inserted["Note"].tolist()[0] == ""
+    assert read_csv(export.data)[1:] == [["ann", ""], ["bob", ""], ["cy", ""], ["dee", ""]]
