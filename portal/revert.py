@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Text, cast, select, text
+from sqlalchemy import Text, cast, func, select, text
 from sqlalchemy.orm import Session
 
 from audit.search import BulkLoadInfo, ChangesetSummary, changeset_detail, loads
@@ -51,7 +51,7 @@ from portal.actor import Actor
 from portal.datasets import dataset_spec, get_dataset
 from portal.diffs import ChangeSet, RowDelete, RowInsert, RowUpdate, same_value, show_change
 from portal.errors import AuditError, PermissionDenied, ValidationError
-from portal.models import RowChange
+from portal.models import Changeset, RowChange
 from portal.spec import CellError, ColumnSpec, DatasetSpec, Value, stored_value
 from portal.trail_views import when
 from portal.writes import CommitResult, EditConflict, EditRefused, commit, current_rows
@@ -173,8 +173,7 @@ def plan_revert(*, session: Session, actor: Actor, changeset_id: int) -> RevertP
     if rows > MAX_REVERT_ROWS:
         raise ValidationError(
             f"Changeset #{target.seq} changed {rows:,} rows; a revert handles at most "
-            f"{MAX_REVERT_ROWS:,}. To go back to the table as it was, download it as of the "
-            "changeset before this one (below) and upload that file with Replace."
+            f"{MAX_REVERT_ROWS:,}. {_instead(session, target)}"
         )
     # Alone on the dataset (FOR UPDATE, as an upload): the rows checked for later changes are
     # the rows written.
@@ -401,6 +400,27 @@ class _Net:
     existed: bool
     before: dict[str, Value] = field(default_factory=dict)
     after: dict[str, Value] | None = None
+
+
+def _instead(session: Session, target: ChangesetSummary) -> str:
+    """What to do instead of reverting ``target``, a changeset too large to revert: upload the
+    table as of the dataset's changeset before it, named, with Replace."""
+    before = session.scalar(
+        select(func.max(Changeset.seq)).where(
+            Changeset.dataset_id == target.dataset_id, Changeset.seq < target.seq
+        )
+    )
+    if before is None:
+        return (
+            f"#{target.seq} is the first change to this dataset, so there is no earlier table "
+            "to go back to; nothing was written."
+        )
+    return (
+        f"To go back to the table as it was, download the table as of #{before}, the changeset "
+        f"before it (open #{before} in this dataset's history and show the table as it stood "
+        "right after it), and upload that file with Replace, which undoes every later change "
+        "too."
+    )
 
 
 def _require_editor(actor: Actor) -> None:

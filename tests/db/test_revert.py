@@ -503,6 +503,37 @@ def test_a_changeset_too_large_or_of_another_kind_is_refused_with_what_to_do(
     assert count_changesets(fresh_db) == before + 1
 
 
+def test_a_changeset_too_large_names_the_changeset_to_go_back_to(
+    fresh_db: DatabaseHandle, editor: Actor, dataset: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The advice for a changeset too large to revert named no changeset: "download it as of
+    the changeset before this one (below)", where the table below is the one right after it,
+    and the dataset's first changeset has none before it. It now names the one to open, or
+    says there is none."""
+    [created] = upload_changeset_ids(fresh_db, dataset)
+    created_seq = changeset(fresh_db, created)["seq"]
+    edit(editor, dataset, ChangeSet(updates=(update(1, {"qty": 1}, {"qty": 5}),)))
+    edited = edit(
+        editor,
+        dataset,
+        ChangeSet(updates=tuple(update(i, {"qty": i}, {"qty": 10 + i}) for i in (2, 3, 4))),
+    )
+    previous = changeset(fresh_db, edited)["seq"] - 1
+    monkeypatch.setattr(revert, "MAX_REVERT_ROWS", 2)
+    with pytest.raises(ValidationError) as refused:
+        plan(editor, edited)
+    said = str(refused.value)
+    assert "changed 3 rows; a revert handles at most 2" in said
+    assert f"the table as of #{previous}, the changeset before it" in said
+    assert "(below)" not in said
+    monkeypatch.setattr(revert, "MAX_REVERT_ROWS", 3)
+    with pytest.raises(ValidationError) as refused:
+        plan(editor, created)
+    said = str(refused.value)
+    assert f"#{created_seq} is the first change to this dataset" in said
+    assert "changeset before" not in said
+
+
 def test_a_row_that_cannot_come_back_refuses_the_whole_revert_with_why(
     fresh_db: DatabaseHandle, editor: Actor, other: Actor, dataset: int
 ) -> None:
