@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
@@ -704,7 +704,8 @@ def audit_export(
         actor=actor,
         kind=kind,
         since=day_start(since.date()) if since else None,
-        until=day_after(until.date()) if until else None,
+        # Nothing follows the last day a date can name: up to and including it is no end.
+        until=day_after(until.date()) if until and until.date() < date.max else None,
         text=free_text.strip(),
     )
 

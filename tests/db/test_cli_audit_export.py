@@ -169,3 +169,16 @@ def test_an_actor_is_found_in_any_case_and_one_not_in_the_log_is_said(trail: Tra
     assert code == 0, said
     assert json.loads(out) == []
     assert "No changesets or events by “nobody-here” are in the audit log" in said
+
+
+def test_the_last_day_a_date_can_name_is_an_end_not_a_traceback(trail: Trail) -> None:
+    """``--until 9999-12-31`` ("up to and including that day") has no midnight after it in
+    Python: the export stopped with an OverflowError; it now runs with no end, and the first
+    day a date can name is a start like any other."""
+    code, everything, said = export("--format", "json")
+    assert code == 0, said
+    code, out, said = export("--format", "json", "--since", "0001-01-01", "--until", "9999-12-31")
+    assert code == 0, said
+    assert json.loads(out) == json.loads(everything)
+    assert len(json.loads(out)) == len(trail.seqs)
+    assert [r["detail"]["filter"]["until"] for r in event_rows(trail.db, "export")] == [None, None]
