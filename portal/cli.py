@@ -699,6 +699,12 @@ def audit_export(
             f"{kind!r} is not a kind of {what}: choose one of {', '.join(allowed)}.",
             param_hint="'--kind'",
         )
+    if actor is not None and not actor.strip():  # an unset shell variable, say: not everyone
+        raise click.BadParameter(
+            "it is blank: give a username (`portal user list` shows them), or leave --actor out "
+            "to export everyone's.",
+            param_hint="'--actor'",
+        )
     trail_filter = TrailFilter(
         dataset_id=dataset_id,
         actor=actor,

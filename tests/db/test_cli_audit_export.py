@@ -182,3 +182,16 @@ def test_the_last_day_a_date_can_name_is_an_end_not_a_traceback(trail: Trail) ->
     assert json.loads(out) == json.loads(everything)
     assert len(json.loads(out)) == len(trail.seqs)
     assert [r["detail"]["filter"]["until"] for r in event_rows(trail.db, "export")] == [None, None]
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_a_blank_actor_is_refused_not_taken_for_everyone(trail: Trail, blank: str) -> None:
+    """``--actor ""`` (an unset shell variable, say) was said to be in no changeset or event,
+    and then every changeset was exported and recorded as unfiltered; it is now refused, and
+    nothing is exported or recorded."""
+    code, out, said = export("--format", "json", "--actor", blank)
+    assert code == 2
+    assert out == ""
+    assert "--actor" in said
+    assert "give a username" in said
+    assert event_rows(trail.db, "export") == []
