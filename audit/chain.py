@@ -460,11 +460,11 @@ def verify(*, session: Session, expect_head: str | None = None) -> VerifyResult:
     )
     for c in changesets:
         if c.seq != expected_seq:
-            return broken(
-                f"expected seq {expected_seq} next, found {c.seq}: "
+            return broken(  # the missing one's id is not known; the one found is intact
+                f"expected seq {expected_seq} next, found {c.seq} (changeset id {c.id}): "
                 f"changesets {expected_seq}..{c.seq - 1} are missing or renumbered",
                 expected_seq,
-                c.id,
+                None,
             )
         if c.committed_at_text is None:  # the seal sets both; a NULL has no encoding to check
             return broken("it has a seq but no commit time: its seal was altered", c.seq, c.id)

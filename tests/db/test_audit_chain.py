@@ -626,3 +626,21 @@ def test_rows_hash_blocks_agree_across_a_block_boundary(fresh_db: DatabaseHandle
     result = _verify(fresh_db)
     assert (result.ok, result.failed_seq) == (False, 1)
     assert "contents no longer match" in (result.problem or "")
+
+
+def test_a_missing_changeset_is_not_given_the_id_of_the_one_found_in_its_place(chain) -> None:
+    """Seq 3 deleted: the report named "changeset seq 3 (id …)" with the id of seq 4, an intact
+    changeset, as if it were the broken one. The missing one's id is not known; the one found
+    in its place is named as what it is."""
+    db, _, ids = chain
+    _tamper(
+        db,
+        f"DELETE FROM audit.row_change WHERE changeset_id = {ids[2]}",
+        f"DELETE FROM audit.changeset WHERE id = {ids[2]}",
+    )
+    result = _verify(db)
+    assert (result.ok, result.failed_seq, result.failed_changeset_id) == (False, 3, None)
+    assert result.summary() == (
+        f"chain broken at changeset seq 3: expected seq 3 next, found 4 (changeset id {ids[3]}):"
+        " changesets 3..3 are missing or renumbered"
+    )

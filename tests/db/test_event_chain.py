@@ -159,7 +159,9 @@ def test_tampering_is_named_at_the_first_broken_event(
     assert not result.ok
     assert result.failed_seq == broken_seq, result.summary()
     assert message in (result.problem or "")
-    assert result.summary().startswith(f"event chain broken at event seq {broken_seq} (id ")
+    # A missing event's id is not known: only an event that is there is named by its id.
+    named = ": " if message == "missing or renumbered" else " (id "
+    assert result.summary().startswith(f"event chain broken at event seq {broken_seq}{named}")
 
 
 def test_the_reviewers_attack_is_detected(events) -> None:
@@ -490,3 +492,17 @@ def test_encoding_matches_postgres_for_any_text(
         client_info=row.client_info,
     )
     assert event_hash(row.prev_hash, event) == row.hash
+
+
+def test_a_missing_event_is_not_given_the_id_of_the_one_found_in_its_place(events) -> None:
+    """Seq 3 deleted: the report named "event seq 3 (id …)" with the id of seq 4, an intact
+    event, as if it were the broken one. The missing one's id is not known; the one found in
+    its place is named as what it is."""
+    db, ids = events
+    _tamper(db, f"DELETE FROM audit.event WHERE id = {ids[2]}")
+    result = _verify(db)
+    assert (result.ok, result.failed_seq, result.failed_event_id) == (False, 3, None)
+    assert result.summary() == (
+        f"event chain broken at event seq 3: expected seq 3 next, found 4 (event id {ids[3]}):"
+        " events 3..3 are missing or renumbered"
+    )
