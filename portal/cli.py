@@ -721,6 +721,9 @@ def audit_export(
             if actor is not None:
                 with session_scope() as session:
                     trail_filter = replace(trail_filter, actor=_actor_in_log(session, actor))
+            if dataset_id is not None:
+                with session_scope() as session:
+                    _say_if_no_dataset(session, dataset_id)
             try:
                 with session_scope() as session:
                     count, _ = write_trail(
@@ -778,6 +781,24 @@ def audit_export(
             with suppress(OSError):
                 partial.unlink(missing_ok=True)
     click.echo(f"{count:,} {what} exported" + ("" if output == "-" else f" to {output}"), err=True)
+
+
+def _say_if_no_dataset(session: Session, dataset_id: int) -> None:
+    """Say on standard error that no dataset has ``dataset_id``, naming the ids there are (no
+    page shows them): an export of nothing, not of a dataset that had no changes."""
+    from portal.datasets import dataset_names
+
+    names = dict(dataset_names(session=session))
+    if dataset_id in names:
+        return
+    shown = sorted(names.items())
+    listed = ", ".join(f"{i} “{name}”" for i, name in shown[:20])
+    more = f" and {len(shown) - 20:,} more" if len(shown) > 20 else ""
+    click.echo(
+        f"No dataset has id {dataset_id}: "
+        + (f"the datasets are {listed}{more}." if shown else "there are no datasets yet."),
+        err=True,
+    )
 
 
 def _actor_in_log(session: Session, name: str) -> str:

@@ -195,3 +195,19 @@ def test_a_blank_actor_is_refused_not_taken_for_everyone(trail: Trail, blank: st
     assert "--actor" in said
     assert "give a username" in said
     assert event_rows(trail.db, "export") == []
+
+
+def test_a_dataset_id_no_dataset_has_is_said_with_the_ids_there_are(trail: Trail) -> None:
+    """``--dataset 9999`` exported an empty file with nothing said, as if that dataset had had
+    no changes; as for an actor not in the log, it is now said, with the ids to choose from
+    (no page shows a dataset's id)."""
+    code, out, said = export("--format", "json", "--dataset", "9999")
+    assert code == 0, said
+    assert json.loads(out) == []
+    assert "No dataset has id 9999" in said
+    assert f"{trail.people} “People”" in said
+    assert f"{trail.stock} “Stock”" in said
+    code, out, said = export("--format", "json", "--dataset", str(trail.stock))
+    assert code == 0, said
+    assert json.loads(out)
+    assert "No dataset" not in said
