@@ -21,7 +21,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar, cast
 
 import click
 
@@ -688,8 +688,9 @@ def audit_export(
     output: str,
 ) -> None:
     """Export the audit trail, newest first, as the Audit page does but with no size limit
-    (written as it is read); recorded as an export event, also when standard output closes
-    part-way (`| head`). A file is written whole or not at all."""
+    (written as it is read); recorded as an export event, also when it stops part-way to
+    standard output (`| head` closing it, a text search past its time limit). A file is written
+    whole or not at all."""
     from audit.search import TrailFilter, day_after, day_start
     from portal.trail_views import kinds, record_cut_short_export, write_trail
 
@@ -717,6 +718,7 @@ def audit_export(
 
     def export_to(out: TextIO) -> int:
         nonlocal trail_filter
+        watched = _Watched(out) if out is sys.stdout else None  # a file is removed on failure
         with _database():
             if actor is not None:
                 with session_scope() as session:
@@ -730,22 +732,25 @@ def audit_export(
                         session=session,
                         actor=cli_actor(),
                         trail_filter=trail_filter,
-                        out=out,
+                        out=out if watched is None else cast("TextIO", watched),
                         trail_list=what,  # type: ignore[arg-type]
                         fmt=fmt,  # type: ignore[arg-type]
                         include_rows=rows,
                     )
                     out.flush()  # a write that fails now, not after the export event is committed
-            except OSError as exc:
-                if out is not sys.stdout:
-                    raise  # the partial file is removed: nothing left the portal
-                # Standard output closed part-way (`| head`): what it took has left the portal.
+            except (OSError, PortalError) as exc:
+                if watched is None or not watched.written:
+                    raise  # nothing left the portal: a partial file is removed
+                # Standard output closed part-way (`| head`), or the database stopped the export
+                # (a text search past its time limit, a lost connection) after some of it went
+                # out: what went out has left the portal.
+                problem = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
                 with session_scope() as session:
                     record_cut_short_export(
                         session=session,
                         actor=cli_actor(),
                         trail_filter=trail_filter,
-                        out_problem=exc.strerror or str(exc),
+                        out_problem=problem,
                         trail_list=what,  # type: ignore[arg-type]
                         fmt=fmt,  # type: ignore[arg-type]
                         include_rows=rows,
@@ -781,6 +786,20 @@ def audit_export(
             with suppress(OSError):
                 partial.unlink(missing_ok=True)
     click.echo(f"{count:,} {what} exported" + ("" if output == "-" else f" to {output}"), err=True)
+
+
+class _Watched:
+    """Standard output for an export, noting whether anything was written to it."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out, self.written = out, False
+
+    def write(self, text: str) -> int:
+        self.written = self.written or bool(text)
+        return self.out.write(text)
+
+    def flush(self) -> None:
+        self.out.flush()
 
 
 def _say_if_no_dataset(session: Session, dataset_id: int) -> None:

@@ -19,6 +19,7 @@ from audit.events import record_event
 from portal import trail_views
 from portal.cli import main
 from portal.db import session_scope
+from portal.errors import ValidationError
 from portal.trail_views import TrailFilter
 from tests.db.test_trail_views import event_rows
 from tests.trail_seed import Trail, seed_trail
@@ -211,3 +212,39 @@ def test_a_dataset_id_no_dataset_has_is_said_with_the_ids_there_are(trail: Trail
     assert code == 0, said
     assert json.loads(out)
     assert "No dataset" not in said
+
+
+def test_an_export_to_standard_output_stopped_by_the_database_is_recorded(
+    trail: Trail, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A text search past its time limit on a later page (or a connection lost) stopped an
+    export to standard output after the earlier pages had gone out (`> file`, a pipe), and
+    nothing was recorded: audit data left the portal unseen. It is now recorded as cut short,
+    with why; an export refused before anything went out still records nothing."""
+    from audit import search
+
+    real = search.search_changesets
+    calls = []
+
+    def times_out_on_the_second_page(**kwargs):  # type: ignore[no-untyped-def]
+        calls.append(kwargs["after"])
+        if len(calls) > 1:
+            raise ValidationError("The text search ran longer than 20s and was stopped.")
+        return real(**kwargs)
+
+    monkeypatch.setattr("portal.trail_views.EXPORT_CHUNK", 2)
+    monkeypatch.setattr(search, "search_changesets", times_out_on_the_second_page)
+    code, out, said = export("--text", "e")
+    assert code == 1
+    assert "The text search ran longer than 20s" in said
+    assert "Traceback" not in said
+    assert len(rows_of(out)) == 3  # the header and the first page's two changesets went out
+    [recorded] = event_rows(trail.db, "export")
+    assert recorded["actor_username"].startswith("cli:")
+    assert recorded["detail"]["rows"] is None
+    assert "The text search ran longer than 20s" in recorded["detail"]["cut_short"]
+    assert recorded["detail"]["filter"]["text"] == "e"
+
+    code, out, said = export("--since", "2030-01-02", "--until", "2030-01-01")
+    assert (code, out) == (1, "")
+    assert len(event_rows(trail.db, "export")) == 1
