@@ -700,6 +700,11 @@ def audit_export(
             f"{kind!r} is not a kind of {what}: choose one of {', '.join(allowed)}.",
             param_hint="'--kind'",
         )
+    if not output:  # an unset shell variable, say
+        raise click.BadParameter(
+            "it is empty: give a file to write, or '-' for standard output.",
+            param_hint="'--output' / '-o'",
+        )
     if actor is not None and not actor.strip():  # an unset shell variable, say: not everyone
         raise click.BadParameter(
             "it is blank: give a username (`portal user list` shows them), or leave --actor out "

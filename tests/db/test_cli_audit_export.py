@@ -248,3 +248,13 @@ def test_an_export_to_standard_output_stopped_by_the_database_is_recorded(
     code, out, said = export("--since", "2030-01-02", "--until", "2030-01-01")
     assert (code, out) == (1, "")
     assert len(event_rows(trail.db, "export")) == 1
+
+
+def test_an_empty_output_name_is_refused_not_a_traceback(trail: Trail, tmp_path: Path) -> None:
+    """``-o ""`` (an unset shell variable, say) stopped with a ValueError traceback from the
+    partial file's name; it is now refused, saying what to give, and nothing is recorded."""
+    result = CliRunner().invoke(main, ["audit", "export", "-o", ""])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "give a file to write, or '-' for standard output" in result.stderr
+    assert event_rows(trail.db, "export") == []
