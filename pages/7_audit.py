@@ -20,6 +20,7 @@ from portal.trail_views import Export, TrailFilter, day_after, day_start, when
 from portal.ui import require
 from portal.ui.changeset_view import show_changeset
 from portal.ui.db_retry import show_error, show_refusal
+from portal.ui.markdown import md_text
 from portal.ui.pager import Pager
 
 actor = require("admin")
@@ -119,7 +120,7 @@ with st.container(border=True):
                         drifts = trail_views.dataset_drift(
                             session=session,
                             actor=actor,
-                            progress=lambda name: status.write(f"Checking “{name}”…"),
+                            progress=lambda name: status.write(md_text(f"Checking “{name}”…")),
                         )
                 except AuditError as exc:  # the log itself is damaged: recorded too
                     drifts, problem = [], str(exc)
@@ -144,7 +145,7 @@ with st.container(border=True):
         )
     for drift in drifts or []:
         if not drift.ok:
-            st.error(drift.summary(), icon=":material/gpp_bad:")
+            st.error(md_text(drift.summary()), icon=":material/gpp_bad:")  # names, values
 
 # -- filters ----------------------------------------------------------------------------------
 

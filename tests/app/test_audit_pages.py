@@ -419,3 +419,32 @@ def test_the_page_says_which_rows_text_and_row_exports_leave_out(trail: Trail) -
     assert "loaded from an uploaded file are not searched" in at.text_input(key="audit.text").help
     rows = at.checkbox(key="audit.export.rows")
     assert "loaded from an uploaded file are not listed" in rows.help
+
+
+def test_a_dataset_check_shows_names_and_values_as_written_not_as_markdown(trail: Trail) -> None:
+    """A dataset's name (chosen by whoever uploaded it) and the cell values a drift quotes were
+    drawn as Markdown in the check's progress and its error: "$5 … $6" turned into a formula,
+    *x* into italics. They are now shown as written."""
+    name = "Costs *Q1* $5"
+    costs = upload(trail.ann, stock_csv(), uploads.NewDataset(name)).dataset_id
+    table = table_of(trail.db, costs)
+    with trail.db.app.begin() as conn:  # the table's owner, around capture
+        column = conn.scalar(
+            text(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = 'data'"
+                " AND table_name = :t AND data_type = 'text' ORDER BY ordinal_position LIMIT 1"
+            ),
+            {"t": table},
+        )
+        conn.execute(text(f"ALTER TABLE data.{table} DISABLE TRIGGER audit_capture_update"))
+        conn.execute(text(f"UPDATE data.{table} SET {column} = '$6 *now* $7' WHERE _row_id = 1"))
+        conn.execute(text(f"ALTER TABLE data.{table} ENABLE TRIGGER audit_capture_update"))
+    at, _ = on_page(trail.db, "admin", AUDIT)
+    [button] = [b for b in at.button if b.label == "Check every dataset against the log"]
+    button.click().run()
+    assert not at.exception
+    [error] = [e.value for e in at.error]
+    assert error.startswith(f"dataset {costs} “Costs \\*Q1\\* \\$5” does not match its audit log")
+    assert "table '\\$6 \\*now\\* \\$7'" in error
+    progress = [m.value for m in at.markdown if "Checking" in m.value]
+    assert "Checking “Costs \\*Q1\\* \\$5”…" in progress
