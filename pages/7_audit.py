@@ -251,7 +251,7 @@ else:
                     "Kind": e.kind,
                     "Who": e.actor_username or "",
                     "Target": e.target or "",
-                    "Detail": str(e.detail),
+                    "Detail": trail_views.detail_text(e.detail),
                 }
                 for e in page.items
             ]

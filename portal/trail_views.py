@@ -128,6 +128,12 @@ def whole_text(value: Any) -> str | None:
     return None if value is None else cell_text(value)
 
 
+def detail_text(detail: Mapping[str, Any]) -> str:
+    """An event's details as the Audit page shows them and its CSV export writes them: JSON,
+    keys sorted (``false``, ``null``, as the exports and the text search read them)."""
+    return json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str)
+
+
 def change_text(value: Any) -> str:
     """A value in a before -> after view: ``∅`` for no value, ``""`` for an empty text (written
     from outside the portal, say), so a change between the two never reads as ``∅ → ∅``."""
@@ -770,7 +776,7 @@ def _trail_csv(
                             e.kind,
                             e.actor_username or "",
                             e.target or "",
-                            json.dumps(e.detail, ensure_ascii=False, sort_keys=True),
+                            detail_text(e.detail),
                         ]
                     )
                 )

@@ -4,14 +4,20 @@ table as of a changeset, a row's versions from a link, exports — and the event
 
 from __future__ import annotations
 
+import csv
+import io
+
 import pyarrow as pa
 import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
-from portal import uploads
+from audit.events import record_event
+from portal import trail_views, uploads
 from portal.actor import Actor
+from portal.db import session_scope
+from portal.trail_views import TrailFilter
 from tests.app.conftest import app_test, events, new_user, show_app, sign_in, signed_in, texts
 from tests.conftest import DatabaseHandle
 from tests.db.test_browse import upload
@@ -448,3 +454,31 @@ def test_a_dataset_check_shows_names_and_values_as_written_not_as_markdown(trail
     assert "table '\\$6 \\*now\\* \\$7'" in error
     progress = [m.value for m in at.markdown if "Checking" in m.value]
     assert "Checking “Costs \\*Q1\\* \\$5”…" in progress
+
+
+def test_an_event_s_details_read_as_json_as_every_export_writes_them(trail: Trail) -> None:
+    """The events list showed details as Python writes a dict ({'ok': False, 'rows': None}),
+    where the exports, the CLI and the text search speak JSON (false, null); they now read as
+    the CSV export writes them."""
+    with Session(trail.db.app) as s, s.begin():
+        record_event(
+            session=s,
+            kind="user_admin",
+            actor_username=trail.admin.username,
+            target="user:o'hara",
+            detail={"ok": False, "rows": None, "name": "o'hara", "n": 2},
+        )
+    at, _ = on_page(trail.db, "admin", AUDIT)
+    at.radio(key="audit.list").set_value("events").run()
+    at.selectbox(key="audit.kind.events").select("user_admin").run()
+    [shown] = at.main.dataframe[0].value["Detail"].tolist()
+    assert shown == '{"n": 2, "name": "o\'hara", "ok": false, "rows": null}'
+    with session_scope() as s:
+        exported = trail_views.export_trail(
+            session=s,
+            actor=trail.admin,
+            trail_filter=TrailFilter(kind="user_admin"),
+            trail_list="events",
+        )
+    [_, row] = csv.reader(io.StringIO(exported.data.decode("utf-8-sig"), newline=""))
+    assert row[-1] == shown
