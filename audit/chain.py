@@ -432,6 +432,15 @@ def read_head(*, session: Session) -> ChainHead:
     return ChainHead(seq=row.seq, hash=row.hash, changeset_id=row.changeset_id)
 
 
+def is_changeset_hash(*, session: Session, digest: str) -> bool:
+    """True if some changeset carries ``digest`` as its hash (a head kept from ``portal audit
+    head`` given where an events head was asked for, say)."""
+    found = session.execute(
+        text("SELECT EXISTS (SELECT 1 FROM audit.changeset WHERE hash = :h)"), {"h": digest}
+    ).scalar_one()
+    return bool(found)
+
+
 def verify(*, session: Session, expect_head: str | None = None) -> VerifyResult:
     """Recompute the whole chain and report the first changeset that no longer matches.
 

@@ -161,6 +161,15 @@ def read_event_head(*, session: Session) -> EventHead:
     return EventHead(seq=row.seq, hash=row.hash, event_id=row.event_id)
 
 
+def is_event_hash(*, session: Session, digest: str) -> bool:
+    """True if some event carries ``digest`` as its hash (a head kept from ``portal audit head``
+    given where the changesets' head was asked for, say)."""
+    found = session.execute(
+        text("SELECT EXISTS (SELECT 1 FROM audit.event WHERE hash = :h)"), {"h": digest}
+    ).scalar_one()
+    return bool(found)
+
+
 def verify_events(*, session: Session, expect_head: str | None = None) -> EventVerifyResult:
     """Recompute the whole event chain and report the first event that no longer matches.
 

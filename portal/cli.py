@@ -600,6 +600,8 @@ def audit_verify(expect_head: str | None, expect_event_head: str | None, data: b
     drifts = []
     with _database():
         with session_scope() as session:
+            _refuse_swapped_heads(session, expect_head, expect_event_head)
+        with session_scope() as session:
             result = verify(session=session, expect_head=expect_head)
         click.echo(result.summary(), err=not result.ok)
         with session_scope() as session:
@@ -615,6 +617,32 @@ def audit_verify(expect_head: str | None, expect_event_head: str | None, data: b
         click.echo(drift.summary(), err=not drift.ok)
     if not result.ok or not events.ok or not all(drift.ok for drift in drifts):
         sys.exit(1)
+
+
+def _refuse_swapped_heads(
+    session: Session, expect_head: str | None, expect_event_head: str | None
+) -> None:
+    """Refuse a head of one chain given for the other's: `portal audit head` prints both in
+    the same form, and such a hash is never in the other chain, which verify would report as
+    its newest entries removed (a false alarm of tampering)."""
+    from audit.chain import is_changeset_hash
+    from audit.event_chain import is_event_hash
+
+    if expect_head is not None and is_event_hash(session=session, digest=expect_head):
+        raise click.BadParameter(
+            f"{expect_head} is an event's hash (the events line of `portal audit head`): give "
+            "it as --expect-event-head, and the first line's hash as --expect-head.",
+            param_hint="'--expect-head'",
+        )
+    if expect_event_head is not None and is_changeset_hash(
+        session=session, digest=expect_event_head
+    ):
+        raise click.BadParameter(
+            f"{expect_event_head} is a changeset's hash (the first line of `portal audit "
+            "head`): give it as --expect-head, and the events line's hash as "
+            "--expect-event-head.",
+            param_hint="'--expect-event-head'",
+        )
 
 
 @audit.command("head")

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 import audit.chain
 from audit.chain import Header, RowsHasher, changeset_hash, read_head, row_line, verify
 from audit.changesets import open_changeset
+from audit.events import record_event
 from portal.actor import Actor
 from portal.cli import main
 from tests.conftest import DatabaseHandle
@@ -644,3 +645,28 @@ def test_a_missing_changeset_is_not_given_the_id_of_the_one_found_in_its_place(c
         f"chain broken at changeset seq 3: expected seq 3 next, found 4 (changeset id {ids[3]}):"
         " changesets 3..3 are missing or renumbered"
     )
+
+
+def test_heads_given_the_wrong_way_round_are_refused_not_taken_for_tampering(chain) -> None:
+    """`portal audit head` prints two hashes of the same form; one kept as the other's was
+    never in that chain, and verify reported the newest changesets (or events) removed, a
+    false alarm of tampering. Such a hash is now refused, saying which option takes it."""
+    db, _, _ = chain
+    with Session(db.app) as s, s.begin():
+        record_event(session=s, kind="sign_in", actor_username="ann")
+    runner = CliRunner()
+    head = runner.invoke(main, ["audit", "head"]).output.splitlines()
+    changesets, events = head[0].split()[1], head[1].split()[2]
+    for args, said in (
+        (["--expect-head", events], "is an event's hash (the events line of `portal audit head`)"),
+        (["--expect-event-head", changesets], "is a changeset's hash (the first line of"),
+    ):
+        swapped = runner.invoke(main, ["audit", "verify", *args])
+        assert swapped.exit_code == 2, swapped.output
+        assert said in swapped.stderr
+        assert "broken" not in swapped.output
+        assert "removed" not in swapped.output
+    right = runner.invoke(
+        main, ["audit", "verify", "--expect-head", changesets, "--expect-event-head", events]
+    )
+    assert right.exit_code == 0, right.output
