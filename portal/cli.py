@@ -856,7 +856,12 @@ def _say_if_no_dataset(session: Session, dataset_id: int) -> None:
 def _actor_in_log(session: Session, name: str) -> str:
     """The username in the audit log that ``name`` means: itself, or the one it matches in
     any case (usernames are kept lower-case; ``--actor Ann`` is ann's). One not in the log at
-    all is said on standard error: an export of nothing, not of everything."""
+    all is said on standard error: an export of nothing, not of everything.
+
+    Raises:
+        click.BadParameter: ``name`` is none of the log's usernames but matches several in
+            other cases (a database role ``ANN`` besides the portal's ``ann``).
+    """
     from audit.search import actors
 
     known = actors(session=session)
@@ -865,6 +870,13 @@ def _actor_in_log(session: Session, name: str) -> str:
     same = [k for k in known if k.casefold() == name.strip().casefold()]
     if len(same) == 1:
         return same[0]
+    if same:  # a database role's out-of-band changes, say, in another case than a username
+        raise click.BadParameter(
+            f"“{name}” matches several usernames in the audit log, in other cases: "
+            + ", ".join(f"“{k}”" for k in same)
+            + ". Give one as it is written there.",
+            param_hint="'--actor'",
+        )
     click.echo(
         f"No changesets or events by “{name}” are in the audit log: check the username "
         "(`portal user list` shows them).",

@@ -258,3 +258,24 @@ def test_an_empty_output_name_is_refused_not_a_traceback(trail: Trail, tmp_path:
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "give a file to write, or '-' for standard output" in result.stderr
     assert event_rows(trail.db, "export") == []
+
+
+def test_an_actor_matching_several_usernames_in_other_cases_is_refused_naming_them(
+    trail: Trail,
+) -> None:
+    """Usernames of the portal are lower-case, but an out-of-band change is by a database
+    role, which may be written in capitals. ``--actor`` matching two such names in other cases
+    was said to be in no changeset or event at all, and an empty export was recorded; it is
+    now refused, naming both, and nothing is exported or recorded."""
+    role = trail.ann.username.upper()
+    with Session(trail.db.app) as s, s.begin():
+        record_event(session=s, kind="sign_in", actor_username=role)
+    code, out, said = export("--format", "json", "--actor", trail.ann.username.title())
+    assert code == 2
+    assert out == ""
+    assert f"“{role}”, “{trail.ann.username}”" in said
+    assert "No changesets or events" not in said
+    assert event_rows(trail.db, "export") == []
+    code, out, said = export("--format", "json", "--actor", trail.ann.username)
+    assert code == 0, said
+    assert {c["actor"] for c in json.loads(out)} == {trail.ann.username}
