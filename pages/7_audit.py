@@ -1,7 +1,7 @@
 """Audit (admins): the chain's status, the trail of changesets and events — filtered, newest
 first, keyset-paged — one changeset in detail, activity per day, and exports.
 
-Views are recorded as ``audit_view`` events once per session for each distinct list and filter,
+Views are recorded as ``audit_view`` events once per sign-in for each distinct list and filter,
 each changeset opened and each verification (``portal.trail_views`` explains why); exports are
 always recorded.
 """
@@ -17,24 +17,36 @@ from portal.datasets import dataset_names
 from portal.db import session_scope
 from portal.errors import AuditError, PortalError
 from portal.trail_views import Export, TrailFilter, day_after, day_start, when
-from portal.ui import require
+from portal.ui import require_session
 from portal.ui.changeset_view import show_changeset
 from portal.ui.db_retry import show_error, show_refusal
 from portal.ui.markdown import md_text
 from portal.ui.pager import Pager
 
-actor = require("admin")
+signed = require_session("admin")
+actor = signed.actor
 
-RECORDED = "audit.recorded"  # views already recorded in this session
+RECORDED = "audit.recorded"  # views already recorded in this sign-in: {"since", "seen"}
 VERIFIED = "audit.verified"
 DRIFT = "audit.drift"  # the datasets as last checked against the log
 PREPARED = "audit.prepared"  # (what was exported, Export)
 ALL = "(all)"
 
 
+def recorded_views() -> set[object]:
+    """The views recorded since this sign-in began. A browser tab keeps its state when the same
+    person signs out and in again; the new sign-in must record what it reads itself."""
+    state = st.session_state.get(RECORDED)
+    if not isinstance(state, dict) or state.get("since") != signed.since:
+        state = {"since": signed.since, "seen": set()}
+        st.session_state[RECORDED] = state
+    seen: set[object] = state["seen"]
+    return seen
+
+
 def recorded_once(view: object) -> bool:
-    """True the first time this session shows ``view``: then it should be recorded."""
-    seen: set[object] = st.session_state.setdefault(RECORDED, set())
+    """True the first time this sign-in shows ``view``: then it should be recorded."""
+    seen = recorded_views()
     if view in seen:
         return False
     seen.add(view)
@@ -42,7 +54,7 @@ def recorded_once(view: object) -> bool:
 
 
 def forget(view: object) -> None:
-    st.session_state.get(RECORDED, set()).discard(view)
+    recorded_views().discard(view)
 
 
 st.title("Audit")

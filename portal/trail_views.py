@@ -16,11 +16,11 @@ events that record views and exports. No Streamlit here; the pages render what t
 
 Which views are recorded (``audit_view`` events). Streamlit reruns the page on every click, so
 recording each run would bury the log in noise; recording nothing would let an admin read the
-trail unseen. The Audit page records one event per session for each distinct filter and list
+trail unseen. The Audit page records one event per sign-in for each distinct filter and list
 (changesets or events) it shows, one for each changeset opened in detail, and one for each chain
 verification; paging through the same result is not recorded again. The page keeps which views
-it has recorded in its session state and asks for ``record=True`` the first time; the event is
-written in the same transaction as the read it describes. Every export is recorded, always.
+the sign-in has recorded in its session state and asks for ``record=True`` the first time; the
+event is written in the same transaction as the read it describes. Every export is recorded.
 History views by non-admins are ordinary dataset reads and are not recorded; their exports are.
 """
 

@@ -482,3 +482,31 @@ def test_an_event_s_details_read_as_json_as_every_export_writes_them(trail: Trai
         )
     [_, row] = csv.reader(io.StringIO(exported.data.decode("utf-8-sig"), newline=""))
     assert row[-1] == shown
+
+
+def test_a_new_sign_in_in_the_same_browser_tab_records_its_views_again(trail: Trail) -> None:
+    """Views are recorded once per sign-in for each filter, but the page kept what it had
+    recorded across a sign-out: the same admin signing in again in the same tab read the trail
+    with nothing recorded after that sign-in. Each sign-in now records its own views."""
+    name, password = new_user(trail.db, role="admin")
+    at = sign_in(app_test().run(), name, password)
+    show_app(at)
+    at.switch_page(AUDIT).run()
+    assert changesets_shown(at) == sorted(trail.seqs.values(), reverse=True)
+
+    def mine() -> list[dict]:
+        return [e for e in events(trail.db, "audit_view") if e["actor_username"] == name]
+
+    assert len(mine()) == 1
+    at.sidebar.button(key="portal.sign_out").click().run()
+    assert not changesets_shown_or_none(at)
+    sign_in(at, name, password)
+    show_app(at)
+    at.switch_page(AUDIT).run()
+    assert not at.exception
+    assert changesets_shown(at) == sorted(trail.seqs.values(), reverse=True)
+    assert len(mine()) == 2
+
+
+def changesets_shown_or_none(at: AppTest) -> list[int] | None:
+    return changesets_shown(at) if at.main.dataframe else None
