@@ -254,7 +254,8 @@ def changeset(
     *, session: Session, actor: Actor, changeset_id: int, record: bool = False
 ) -> ChangesetDetail:
     """One sealed changeset's header. Admins may open any; others only one of a dataset (on
-    the History page). With ``record`` an ``audit_view`` event names it.
+    the History page), and without its client info (the address and browser it came from:
+    audit detail, for admins). With ``record`` an ``audit_view`` event names it.
 
     Raises:
         PermissionDenied: a non-admin asked for a changeset of no dataset.
@@ -271,7 +272,7 @@ def changeset(
             target=f"changeset:{changeset_id}",
             detail={"changeset_id": changeset_id, "seq": detail.summary.seq},
         )
-    return detail
+    return detail if actor.can("admin") else replace(detail, client_info={})
 
 
 def _check_open(actor: Actor, detail: ChangesetDetail) -> None:

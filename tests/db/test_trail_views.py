@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from audit.changesets import open_changeset
 from portal import trail_views
 from portal.actor import Actor
 from portal.db import session_scope
@@ -319,3 +320,28 @@ def test_a_large_changeset_is_exported_as_a_stream_and_stopped_early(
             changesets = json.loads(export.data)
             assert [len(c.get("row_changes", [])) for c in changesets] == [30_000, 0]
             assert changesets[0]["row_changes"][-1]["after"]["name"] == "n29999" + "x" * 60
+
+
+def test_only_admins_see_where_a_change_came_from(trail: Trail) -> None:
+    # A changeset's client info (the editor's address and browser) is audit detail; the History
+    # page opens changesets for every role.
+    where = {"ip": "10.0.0.9", "user_agent": "Firefox/140"}
+    with Session(trail.db.app) as s, s.begin():
+        changeset_id = open_changeset(
+            session=s,
+            kind="edit",
+            actor_username=trail.ann.username,
+            actor_display_name=trail.ann.display_name,
+            dataset_id=trail.people,
+            reason="from the office",
+            client_info=where,
+        )
+    viewer = Actor("vic", "Vic", "viewer")
+    with session_scope() as s:
+        shown = {
+            who.role: trail_views.changeset(session=s, actor=who, changeset_id=changeset_id)
+            for who in (viewer, trail.ann, trail.admin)
+        }
+    assert shown["admin"].client_info == where
+    assert shown["viewer"].client_info == shown["editor"].client_info == {}
+    assert shown["viewer"].summary.reason == "from the office"  # the rest as before
