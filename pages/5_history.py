@@ -1,8 +1,9 @@
-"""History (everyone): one dataset's changesets, newest first, with their rows before -> after;
-the whole table as it stood right after any of them, rebuilt from the audit log, paged and
-downloadable; and every version of one row. Editors and admins may revert a changeset: a dialog
-shows what the revert writes and every cell or row changed since (left alone), asks for a
-reason and writes a ``revert`` changeset through ``portal.revert``.
+"""History (everyone): one dataset's changesets, newest first, with their rows before -> after,
+and a chart of its rows changed per day and person; the whole table as it stood right after any
+of them, rebuilt from the audit log, paged and downloadable; and every version of one row.
+Editors and admins may revert a changeset: a dialog shows what the revert writes and every cell
+or row changed since (left alone), asks for a reason and writes a ``revert`` changeset through
+``portal.revert``.
 
 Links: ``?dataset=<id>`` opens a dataset, ``&row=<row_id>`` its row history (the Edit and
 Datasets pages link here that way).
@@ -343,6 +344,26 @@ except PortalError as exc:
 if not page.items and pager.number == 1:
     st.info("No changesets yet for this dataset.", icon=":material/history:")
     st.stop()
+
+with st.expander(
+    f"Rows changed per day, last {trail_views.DATASET_ACTIVITY_DAYS} days",
+    icon=":material/bar_chart:",
+):
+    try:
+        with session_scope() as session:
+            activity = trail_views.dataset_activity_frame(
+                session=session, actor=actor, dataset_id=dataset_id
+            )
+    except PortalError as exc:
+        show_error(exc)
+    else:
+        if activity.empty:
+            st.info(
+                f"No changes in the last {trail_views.DATASET_ACTIVITY_DAYS} days.",
+                icon=":material/bar_chart:",
+            )
+        else:
+            st.bar_chart(activity, x="day", y="rows changed", color="actor", x_label="day (UTC)")
 
 shown = {c.id: c for c in page.items}
 st.dataframe(

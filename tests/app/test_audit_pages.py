@@ -510,3 +510,22 @@ def test_a_new_sign_in_in_the_same_browser_tab_records_its_views_again(trail: Tr
 
 def changesets_shown_or_none(at: AppTest) -> list[int] | None:
     return changesets_shown(at) if at.main.dataframe else None
+
+
+def test_a_viewer_sees_a_dataset_s_rows_changed_per_day_and_person(trail: Trail) -> None:
+    at, _ = on_page(trail.db, "viewer", HISTORY)
+    at.selectbox(key="history.dataset").select(trail.people).run()
+    assert not at.exception
+    drawn: dict[str, int] = {}
+    for point in chart_data(at):
+        drawn[point["actor"]] = drawn.get(point["actor"], 0) + point["rows changed"]
+    with trail.db.owner.connect() as conn:
+        logged = conn.execute(
+            text(
+                "SELECT actor_username, sum(inserted + updated + deleted) FROM audit.changeset"
+                " WHERE dataset_id = :d GROUP BY 1"
+            ),
+            {"d": trail.people},
+        ).all()
+    assert drawn == {who: int(n) for who, n in logged}
+    assert len(drawn) >= 3  # ann, bob and the database user of the out-of-band delete

@@ -345,3 +345,29 @@ def test_only_admins_see_where_a_change_came_from(trail: Trail) -> None:
     assert shown["admin"].client_info == where
     assert shown["viewer"].client_info == shown["editor"].client_info == {}
     assert shown["viewer"].summary.reason == "from the office"  # the rest as before
+
+
+def test_a_dataset_s_activity_covers_its_last_90_days(trail: Trail) -> None:
+    viewer = Actor("vic", "Vic", "viewer")
+
+    def rows_changed() -> int:
+        with session_scope() as s:
+            frame = trail_views.dataset_activity_frame(
+                session=s, actor=viewer, dataset_id=trail.people
+            )
+        return int(frame["rows changed"].sum())
+
+    everything = rows_changed()
+    with trail.db.superuser.begin() as conn:  # the upload, moved 90 days back (triggers off)
+        conn.execute(text("SET LOCAL session_replication_role = replica"))
+        moved = conn.scalar(
+            text(
+                "UPDATE audit.changeset SET committed_at = committed_at - interval '90 days'"
+                " WHERE seq = :seq RETURNING inserted"
+            ),
+            {"seq": trail.seqs["people upload"]},
+        )
+    assert moved
+    assert rows_changed() == everything - moved
+    with session_scope() as s, pytest.raises(NotFound):
+        trail_views.dataset_activity_frame(session=s, actor=viewer, dataset_id=10**9)
