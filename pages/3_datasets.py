@@ -1,5 +1,7 @@
 """Datasets (everyone): every dataset with its size and last change, and one dataset opened
-read-only — filtered, sorted and paged in PostgreSQL — with a CSV download of its rows.
+read-only — filtered, sorted and paged in PostgreSQL — with a profile of any column (empty
+cells, distinct and most frequent values, the spread of numbers and dates) and a CSV download of
+its rows.
 
 The download is prepared on an explicit click, because ``st.download_button`` serves bytes it
 already holds; preparing records the export in the audit log, since the page cannot know whether
@@ -15,6 +17,7 @@ from portal import browse, datasets
 from portal.browse import PAGE_SIZES, CsvExport, FilterOp, RowFilter, Sort
 from portal.db import session_scope
 from portal.errors import PortalError
+from portal.profile import EXACT_ROWS, Profile, column_profile
 from portal.spec import ROW_ID, editor_columns
 from portal.ui import current_actor, md_escape, require
 from portal.ui.column_config import column_config
@@ -276,6 +279,64 @@ if rows_page.as_text:
         + ": shown as text, exactly as stored; a browser would show numbers this long rounded."
     )
 history_links(dataset.id, [int(i) for i in rows_page.rows[ROW_ID]], key=f"{key}.history_row")
+
+
+# -- column profile ---------------------------------------------------------------------------
+
+
+@st.cache_data(max_entries=32, ttl=900, show_spinner="Profiling the column…")
+def profile_of(dataset_id: int, column: str, changed_at: datetime | None) -> Profile:
+    """A profile changes only with the dataset (``changed_at``: its newest change), so one read
+    serves every rerun and every person until then (any role may read any dataset)."""
+    with session_scope() as session:
+        return column_profile(session=session, dataset_id=dataset_id, column=column)
+
+
+def show_profile(found: Profile) -> None:
+    if found.sampled:
+        st.caption(
+            f"From a sample of {found.rows:,} of about {dataset.row_count:,} rows (a table of "
+            f"more than {EXACT_ROWS:,} rows is sampled): counts are the sample's."
+        )
+    else:
+        st.caption(f"Every one of the {found.rows:,} rows.")
+    share = f" ({found.empty / found.rows:.0%})" if found.rows else ""
+    cols = st.columns(2)
+    cols[0].metric("Empty cells", f"{found.empty:,}{share}")
+    cols[1].metric("Distinct values", f"{found.distinct:,}")
+    if found.top.empty:
+        st.info("Every cell of this column is empty.", icon=":material/bar_chart:")
+        return
+    if found.distinct == found.rows - found.empty:
+        st.caption("No value is there twice.")
+    else:
+        st.caption(f"The {len(found.top)} most frequent values")
+        st.bar_chart(found.top, x="value", y="rows", horizontal=True, sort="-rows")
+    if found.spread is not None:
+        last = found.spread["to"].iloc[-1]
+        st.caption(
+            f"How the values spread from the smallest to the largest ({md_escape(last)}): "
+            "ranges of equal width, each labelled by where it starts"
+        )
+        st.bar_chart(found.spread, x="from", y="rows", sort=False, x_label="")
+    elif found.note:
+        st.caption(found.note)
+
+
+with st.expander("Column profile", icon=":material/bar_chart:"):
+    profiled = st.selectbox(
+        "Column",
+        spec.names,
+        index=None,
+        format_func=labels.__getitem__,
+        placeholder="Choose a column: its empty cells, distinct and most frequent values",
+        key=f"{key}.profile",
+    )
+    if profiled is not None:
+        try:
+            show_profile(profile_of(dataset.id, profiled, by_id[dataset.id].last_change_at))
+        except PortalError as exc:
+            show_error(exc)
 
 
 # -- download ---------------------------------------------------------------------------------

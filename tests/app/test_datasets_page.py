@@ -390,3 +390,21 @@ def test_numbers_a_browser_would_round_are_shown_as_text_exactly(fresh_db: Datab
     assert columns["big"]["type_config"]["type"] == "text"
     assert columns["qty"]["type_config"]["type"] == "number"
     assert "“Big”, “Long”, “Rate”: shown as text, exactly as stored" in texts(at, main_only=True)
+
+
+def test_a_viewer_profiles_a_column(fresh_db: DatabaseHandle) -> None:
+    dataset_id, _ = seed_people(fresh_db)
+    at, _ = datasets_page(fresh_db, "viewer")
+    open_dataset(at, dataset_id)
+    at.selectbox(key=f"datasets.{dataset_id}.profile").select("qty").run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.main.metric}
+    empty = ROWS // 10  # qty(i) is empty for every tenth row
+    assert metrics == {"Empty cells": f"{empty:,} ({empty / ROWS:.0%})", "Distinct values": "7"}
+    assert f"Every one of the {ROWS:,} rows." in texts(at, main_only=True)
+    charts = [e for e in at.main if getattr(e, "type", None) == "vega_lite_chart"]
+    assert len(charts) == 2  # the most frequent values, and the spread of the numbers
+
+    at.selectbox(key=f"datasets.{dataset_id}.profile").select("name").run()
+    assert "No value is there twice." in texts(at, main_only=True)
+    assert not [e for e in at.main if getattr(e, "type", None) == "vega_lite_chart"]

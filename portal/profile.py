@@ -1,0 +1,214 @@
+"""One column's profile, for the Datasets page: how many of its cells are empty, how many
+distinct values it holds, its most frequent values and, for numbers, dates and date-times, how
+its values spread between the smallest and the largest.
+
+Decisions a reader needs:
+
+- Exact up to ``EXACT_ROWS`` rows. A larger table is profiled from a sample of about
+  ``SAMPLE_ROWS`` rows (``TABLESAMPLE SYSTEM``: whole pages, ``REPEATABLE`` so the same table
+  gives the same profile), and the profile says so and how many rows it read: a profile of
+  10,000,000 rows must not read them all whenever someone looks.
+- Every query of a profile runs under ``TIME_LIMIT``; past it the profile is refused with a
+  message that says so, and the page goes on.
+- The spread is at most ``BUCKETS`` ranges of equal width between the smallest and the largest
+  value (``width_bucket``), counted in PostgreSQL: a number as ``float8``, a date as days since
+  2000-01-01, a date-time as seconds since 1970 (UTC). Ranges of whole numbers and of days hold
+  whole ones (1–3, 4–6, …), so there are fewer when the values span fewer than ``BUCKETS``.
+  A decimal past ``float8``'s range has no spread (said so), not an error.
+- Queries are SQLAlchemy Core against the ``Table`` built from the spec; the column is one of
+  the spec's (checked), every value bound.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Final
+
+import pandas as pd
+from sqlalchemy import Float, FromClause, cast, func, literal, select, tablesample
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+
+from portal.csv_safe import value_text
+from portal.datasets import dataset_spec, get_dataset
+from portal.errors import ValidationError
+from portal.spec import ColumnSpec, dataset_table
+
+EXACT_ROWS: Final = 200_000
+SAMPLE_ROWS: Final = 100_000
+TOP_VALUES: Final = 10
+BUCKETS: Final = 20
+TIME_LIMIT: Final = "5s"
+SPREAD_TYPES: Final = frozenset({"integer", "decimal", "date", "datetime"})
+_DAY_ZERO: Final = date(2000, 1, 1)
+_SHOWN_CHARS: Final = 80  # of a long text among the most frequent values
+
+
+@dataclass(frozen=True, eq=False)
+class Profile:
+    """What ``column_profile`` found."""
+
+    label: str
+    rows: int
+    """Rows read: every row of the table, or of the sample."""
+    sampled: bool
+    empty: int
+    distinct: int
+    top: pd.DataFrame
+    """The ``TOP_VALUES`` most frequent values, most frequent first: columns ``value`` (as
+    the download writes it) and ``rows``."""
+    spread: pd.DataFrame | None
+    """For a number, date or date-time column with values: ``BUCKETS`` ranges, columns
+    ``from``, ``to`` (as text) and ``rows``, in order. ``None`` otherwise."""
+    note: str = ""
+    """Why there is no spread, when there could have been one."""
+
+
+def column_profile(*, session: Session, dataset_id: int, column: str) -> Profile:
+    """The profile of ``column`` (a physical name) of the dataset.
+
+    Raises:
+        NotFound: no such dataset.
+        ValidationError: the dataset has no such column, or the profile took longer than
+            ``TIME_LIMIT``.
+    """
+    dataset = get_dataset(session=session, dataset_id=dataset_id)
+    spec = dataset_spec(dataset)
+    by_name = {c.name: c for c in spec.columns}
+    if column not in by_name:
+        raise ValidationError(
+            f"The dataset has no column {column!r}; reload the page to see its columns."
+        )
+    c = by_name[column]
+    table = dataset_table(spec, dataset.table_name)
+    sampled = dataset.row_count > EXACT_ROWS
+    source: FromClause = table
+    if sampled:
+        percent = 100.0 * SAMPLE_ROWS / dataset.row_count
+        source = tablesample(table, func.system(percent), name="sample", seed=literal(0))
+    previous = session.execute(select(func.current_setting("statement_timeout"))).scalar_one()
+    session.execute(select(func.set_config("statement_timeout", TIME_LIMIT, True)))
+    try:
+        profile = _profile(session, source, c, sampled)
+    except OperationalError as exc:
+        if getattr(exc.orig, "pgcode", None) == "57014":  # query_canceled
+            raise ValidationError(
+                f"The profile of “{c.label}” took longer than {TIME_LIMIT} and was stopped; "
+                "the rows themselves can still be filtered and sorted above."
+            ) from None
+        raise
+    session.execute(select(func.set_config("statement_timeout", previous, True)))
+    return profile
+
+
+def _profile(session: Session, source: FromClause, c: ColumnSpec, sampled: bool) -> Profile:
+    col = source.c[c.name]
+    rows, filled, distinct = session.execute(
+        select(func.count(), func.count(col), func.count(col.distinct())).select_from(source)
+    ).one()
+    top = session.execute(
+        select(col, func.count().label("n"))
+        .select_from(source)
+        .where(col.is_not(None))
+        .group_by(col)
+        .order_by(func.count().desc(), col)
+        .limit(TOP_VALUES)
+    ).all()
+    spread, note = (None, "")
+    if c.type in SPREAD_TYPES and filled:
+        spread, note = _spread(session, source, c)
+    return Profile(
+        label=c.label,
+        rows=int(rows),
+        sampled=sampled,
+        empty=int(rows) - int(filled),
+        distinct=int(distinct),
+        top=pd.DataFrame(
+            {
+                "value": pd.array([_shown(v) for v, _ in top], dtype="string"),
+                "rows": pd.array([int(n) for _, n in top], dtype="int64"),
+            }
+        ),
+        spread=spread,
+        note=note,
+    )
+
+
+def _shown(value: Any) -> str:
+    text = value if isinstance(value, str) else value_text(value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
+
+
+def _spread(session: Session, source: FromClause, c: ColumnSpec) -> tuple[pd.DataFrame | None, str]:
+    col = source.c[c.name]
+    if c.type == "date":
+        measure: Any = cast(col - literal(_DAY_ZERO), Float)
+    elif c.type == "datetime":
+        measure = cast(func.extract("epoch", col), Float)
+    else:
+        measure = cast(col, Float)
+    try:
+        with session.begin_nested():  # a decimal past float8's range fails only this part
+            low, high = session.execute(
+                select(func.min(measure), func.max(measure)).select_from(source)
+            ).one()
+            low, high = float(low), float(high)
+            width, count = _ranges(c, low, high)
+            bucket = func.width_bucket(measure, low, low + width * count, count)
+            counted: dict[int, int] = dict(
+                session.execute(
+                    select(bucket, func.count())
+                    .select_from(source)
+                    .where(col.is_not(None))
+                    .group_by(bucket)
+                ).all()
+            )
+    except DBAPIError as exc:
+        if getattr(exc.orig, "pgcode", None) == "22003":  # numeric_value_out_of_range
+            return None, "Its values are too large to draw their spread."
+        raise
+    # width_bucket puts a value on the upper bound (the largest, in a range of decimals or
+    # date-times) in the bucket after the last.
+    counted[count] = counted.get(count, 0) + counted.pop(count + 1, 0)
+    starts = [low + width * b for b in range(count)]
+    if c.type in _WHOLE:  # a range of whole numbers or days ends at its last one
+        ends = [start + width - 1 for start in starts]
+    else:
+        ends = [min(start + width, high) for start in starts]
+    return (
+        pd.DataFrame(
+            {
+                "from": pd.array([_edge(c, x) for x in starts], dtype="string"),
+                "to": pd.array([_edge(c, x) for x in ends], dtype="string"),
+                "rows": pd.array([counted.get(b, 0) for b in range(1, count + 1)], "int64"),
+            }
+        ),
+        "",
+    )
+
+
+_WHOLE: Final = frozenset({"integer", "date"})
+
+
+def _ranges(c: ColumnSpec, low: float, high: float) -> tuple[float, int]:
+    """The width and the number of the ranges from ``low`` to ``high``: at most ``BUCKETS``;
+    of whole numbers (or days) at least one wide, so each holds whole values."""
+    if c.type in _WHOLE:
+        width = float(max(1, math.ceil((high - low + 1) / BUCKETS)))
+        return width, math.ceil((high - low + 1) / width)
+    if high == low:
+        return 1.0, 1
+    return (high - low) / BUCKETS, BUCKETS
+
+
+def _edge(c: ColumnSpec, x: float) -> str:
+    """A range's edge as text, in the column's terms."""
+    if c.type == "date":
+        return (_DAY_ZERO + timedelta(days=x)).isoformat()
+    if c.type == "datetime":
+        return datetime.fromtimestamp(x, UTC).strftime("%Y-%m-%d %H:%M")
+    if c.type == "integer":
+        return f"{x:,.0f}"
+    return f"{x:,.6g}"

@@ -1,0 +1,139 @@
+"""A column's profile on a real dataset: empty cells, distinct values, the most frequent values
+and the spread of numbers, dates and date-times; sampled past a size, refused past a time."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from portal import profile, uploads
+from portal.actor import Actor
+from portal.db import session_scope
+from portal.errors import ValidationError
+from tests.conftest import DatabaseHandle
+from tests.db.test_browse import upload
+from tests.factories import make_user
+
+LONG = "x" * 200
+
+
+@pytest.fixture
+def editor(fresh_db: DatabaseHandle) -> Actor:
+    with Session(fresh_db.app) as s, s.begin():
+        username, _ = make_user(s, role="editor", display_name="Eddie Editor")
+    return Actor(username, "Eddie Editor", "editor")
+
+
+def profile_of(dataset_id: int, column: str) -> profile.Profile:
+    with session_scope() as s:
+        return profile.column_profile(session=s, dataset_id=dataset_id, column=column)
+
+
+def test_counts_frequent_values_and_spread_are_exact_on_a_small_table(editor: Actor) -> None:
+    lines = ["Name,Qty,Day,At"]
+    for i in range(1, 11):
+        name = "ann" if i <= 5 else "bob" if i <= 8 else LONG
+        lines.append(f"{name},{i},2024-01-{i:02d},2024-01-01T{i:02d}:00:00Z")
+    lines.append("cy,,,")
+    dataset = upload(editor, ("\n".join(lines) + "\n").encode(), uploads.NewDataset("P")).dataset_id
+
+    name = profile_of(dataset, "name")
+    assert (name.rows, name.sampled, name.empty, name.distinct) == (11, False, 0, 4)
+    assert name.top.to_dict("list") == {
+        "value": ["ann", "bob", LONG[:79] + "…", "cy"],
+        "rows": [5, 3, 2, 1],
+    }
+    assert name.spread is None  # text has no spread
+
+    qty = profile_of(dataset, "qty")
+    assert (qty.empty, qty.distinct) == (1, 10)
+    assert qty.spread is not None
+    assert qty.spread["from"].tolist() == [str(i) for i in range(1, 11)]  # one per whole number
+    assert qty.spread["to"].tolist() == qty.spread["from"].tolist()
+    assert qty.spread["rows"].tolist() == [1] * 10
+
+    day = profile_of(dataset, "day")
+    assert day.spread is not None
+    assert (day.spread["from"].iloc[0], day.spread["to"].iloc[-1]) == ("2024-01-01", "2024-01-10")
+    assert day.top["value"].tolist()[:2] == ["2024-01-01", "2024-01-02"]  # ties by value
+
+    at = profile_of(dataset, "at")
+    assert at.spread is not None
+    assert len(at.spread) == profile.BUCKETS
+    assert at.spread["from"].iloc[0] == "2024-01-01 01:00"
+    assert at.spread["to"].iloc[-1] == "2024-01-01 10:00"
+    assert at.spread["rows"].sum() == 10
+    assert at.spread["rows"].iloc[-1] == 1  # 10:00, the upper bound itself
+
+
+def test_whole_numbers_spread_in_ranges_of_whole_numbers(editor: Actor) -> None:
+    data = "Name,Qty\n" + "".join(f"n{i},{i}\n" for i in range(100))
+    dataset = upload(editor, data.encode(), uploads.NewDataset("W")).dataset_id
+    qty = profile_of(dataset, "qty")
+    assert qty.spread is not None
+    assert qty.spread.to_dict("list") == {
+        "from": [str(i) for i in range(0, 100, 5)],
+        "to": [str(i + 4) for i in range(0, 100, 5)],
+        "rows": [5] * 20,
+    }
+
+
+def test_one_value_everywhere_is_one_range(editor: Actor) -> None:
+    data = b"Name,Qty\na,7\nb,7\nc,7\n"
+    dataset = upload(editor, data, uploads.NewDataset("Same")).dataset_id
+    qty = profile_of(dataset, "qty")
+    assert qty.spread is not None
+    assert qty.spread.to_dict("list") == {"from": ["7"], "to": ["7"], "rows": [3]}
+
+
+def test_a_large_table_is_profiled_from_a_repeatable_sample(
+    editor: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = 6_000
+    data = "Name,Qty\n" + "".join(f"n{i},{i % 50}\n" for i in range(rows))
+    dataset = upload(editor, data.encode(), uploads.NewDataset("Big")).dataset_id
+    monkeypatch.setattr(profile, "EXACT_ROWS", 1_000)
+    monkeypatch.setattr(profile, "SAMPLE_ROWS", 2_000)
+    first = profile_of(dataset, "qty")
+    assert first.sampled
+    assert 0 < first.rows < rows  # whole pages, about a third of them
+    assert first.spread is not None
+    assert first.spread["rows"].sum() == first.rows - first.empty
+    again = profile_of(dataset, "qty")
+    assert (again.rows, again.top.to_dict("list")) == (first.rows, first.top.to_dict("list"))
+
+
+def test_a_decimal_too_large_for_a_spread_is_said_not_an_error(
+    editor: Actor, fresh_db: DatabaseHandle
+) -> None:
+    dataset = upload(editor, b"Name,Rate\na,1.5\nb,2.5\n", uploads.NewDataset("R")).dataset_id
+    with fresh_db.superuser.begin() as conn:  # from psql: a value past float8's range
+        table = conn.scalar(
+            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset}
+        )
+        conn.execute(text(f"INSERT INTO data.{table} (name, rate) VALUES ('c', 1e400)"))
+    rate = profile_of(dataset, "rate")
+    assert rate.spread is None
+    assert "too large" in rate.note
+    assert rate.distinct == 3  # the rest of the profile is there
+
+
+def test_an_unknown_column_or_a_slow_profile_is_refused_clearly(
+    editor: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset = upload(editor, b"Name,Qty\na,1\n", uploads.NewDataset("S")).dataset_id
+    with pytest.raises(ValidationError, match="no column '_row_id'"):
+        profile_of(dataset, "_row_id")
+    monkeypatch.setattr(profile, "TIME_LIMIT", "1ms")
+    monkeypatch.setattr(profile, "_profile", _slow(profile._profile))
+    with pytest.raises(ValidationError, match="took longer than 1ms"):
+        profile_of(dataset, "qty")
+
+
+def _slow(real):  # type: ignore[no-untyped-def]
+    def slow(session, source, c, sampled):  # type: ignore[no-untyped-def]
+        session.execute(text("SELECT pg_sleep(0.2)"))
+        return real(session, source, c, sampled)
+
+    return slow
