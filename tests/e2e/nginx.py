@@ -15,6 +15,7 @@ import signal
 import ssl
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -196,9 +197,10 @@ def check(conf: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def start(conf: Path, url: str) -> subprocess.Popen[bytes]:
+def start(conf: Path, url: str, *, app_up: bool = True) -> subprocess.Popen[bytes]:
     """Start nginx and wait until ``url`` + ``/_stcore/health`` answers through it (an https
-    URL is not verified here: the tests that use TLS verify it themselves)."""
+    URL is not verified here: the tests that use TLS verify it themselves); with ``app_up``
+    False, until nginx answers at all (its upstream is not running)."""
     proc = subprocess.Popen(
         [NGINX, "-c", str(conf)],
         stdout=subprocess.DEVNULL,
@@ -215,6 +217,10 @@ def start(conf: Path, url: str) -> subprocess.Popen[bytes]:
                 f"{url}/_stcore/health", timeout=1, context=unverified
             ):
                 return proc
+        except urllib.error.HTTPError:
+            if not app_up:
+                return proc
+            time.sleep(0.1)
         except OSError:
             time.sleep(0.1)
     stop(proc)

@@ -139,6 +139,32 @@ def test_streamlit_s_metrics_are_not_served_to_the_outside(
         assert refused.value.code == 404, path
 
 
+def test_a_page_load_while_the_app_is_down_says_so(tmp_path: Path) -> None:
+    """Starting, or restarting after an update, the app does not answer for a while: a browser
+    then gets a page that says what is happening and what to do, not nginx's bare "502 Bad
+    Gateway", and the security headers as ever."""
+    port = free_port()
+    conf = nginx.write_config(
+        tmp_path, listen_port=port, upstream=f"127.0.0.1:{free_port()}", max_upload_mb=10
+    )
+    url = f"http://127.0.0.1:{port}"
+    proc = nginx.start(conf, url, app_up=False)
+    try:
+        for path in ("/", "/upload?dataset=3", "/_stcore/health"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                _get(url + path)
+            assert refused.value.code == 503, path
+            headers, page = refused.value.headers, refused.value.read().decode()
+            assert headers["Content-Type"].startswith("text/html")
+            assert headers["X-Content-Type-Options"] == "nosniff"
+            assert "Data Portal is not answering right now" in page
+            assert "Reload this page in a minute" in page
+            assert "Bad Gateway" not in page
+        assert {r.status for r in nginx.access_log(conf)} == {503}
+    finally:
+        nginx.stop(proc)
+
+
 def test_body_over_the_upload_limit_is_refused_by_nginx(proxied: str, proxied_conf: Path) -> None:
     too_big = b"x" * ((MAX_UPLOAD_MB + 2) * 1024 * 1024)
     request = urllib.request.Request(  # noqa: S310 - loopback test server
