@@ -118,24 +118,30 @@ def test_env_example_names_every_variable_compose_reads() -> None:
 
 def _dockerignored(path: str) -> bool:
     """Whether .dockerignore keeps ``path`` out of the build context (the last pattern that
-    matches decides; ``!`` lets a path back in). Exact paths and ``**/name`` only: fnmatch's ``*``
-    also matches ``/``, which Docker's does not."""
+    matches decides; ``!`` lets a path back in; a pattern naming a directory keeps out all of
+    it). Exact paths and ``**/name`` only: fnmatch's ``*`` also matches ``/``, which Docker's
+    does not."""
     ignored = False
     for line in (ROOT / ".dockerignore").read_text().splitlines():
         pattern = line.strip()
         if not pattern or pattern.startswith("#"):
             continue
         negated = pattern.startswith("!")
-        if fnmatch(path, pattern.removeprefix("!")):
+        pattern = pattern.removeprefix("!").rstrip("/")
+        parents = [str(p) for p in Path(path).parents if str(p) != "."]
+        if any(fnmatch(p, pattern) for p in [path, *parents]):
             ignored = not negated
     return ignored
 
 
-@pytest.mark.parametrize("secret_file", [".env", ".streamlit/secrets.toml"])
+@pytest.mark.parametrize(
+    "secret_file", [".env", ".streamlit/secrets.toml", "deploy/tls/privkey.pem"]
+)
 def test_secret_files_in_the_checkout_are_neither_committed_nor_built_in(secret_file: str) -> None:
     """README: `cp .env.example .env` and fill in the secrets, in the checkout; Streamlit reads
-    its own secrets from .streamlit/secrets.toml, a directory the Dockerfile copies whole. Neither
-    may be picked up by `git add` or sent into the image."""
+    its own secrets from .streamlit/secrets.toml, a directory the Dockerfile copies whole; the
+    TLS certificate's private key goes in deploy/tls/. None may be picked up by `git add` or
+    sent to the image build (the app image has no use for nginx's key)."""
     result = subprocess.run(
         ["git", "check-ignore", "--quiet", "--no-index", secret_file],
         cwd=ROOT,
