@@ -227,6 +227,24 @@ def test_nginx_refuses_half_a_tls_configuration(tmp_path: Path, missing: str) ->
     assert "PORTAL_TLS_CERT and PORTAL_TLS_KEY" in result.stderr
 
 
+def test_nginx_says_which_tls_file_it_cannot_read_and_where_it_must_be(tmp_path: Path) -> None:
+    """The usual slip is the certificate's path on this machine, where nginx needs the path it
+    sees in its container: the message names the variable that is wrong and the directory."""
+    key = tmp_path / "key.pem"
+    key.write_text("key")
+    result = _source_envsh(PORTAL_TLS_CERT="./deploy/tls/fullchain.pem", PORTAL_TLS_KEY=str(key))
+    assert result.returncode != 0
+    assert (
+        "but PORTAL_TLS_CERT is './deploy/tls/fullchain.pem', which is no file nginx can read"
+    ) in " ".join(result.stderr.split())
+    assert "which nginx sees as /etc/nginx/tls" in result.stderr
+    assert "PORTAL_TLS_CERT=/etc/nginx/tls/fullchain.pem" in result.stderr
+
+    result = _source_envsh(PORTAL_TLS_CERT=str(key), PORTAL_TLS_KEY="")
+    assert result.returncode != 0
+    assert "but PORTAL_TLS_KEY is empty" in result.stderr
+
+
 def test_nginx_gets_the_templates_and_the_executable_entrypoint_script(compose: dict) -> None:
     nginx = compose["services"]["nginx"]
     mounts = {target: source for source, target, _ in (m.rsplit(":", 2) for m in nginx["volumes"])}
