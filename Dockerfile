@@ -25,7 +25,10 @@ COPY .streamlit ./.streamlit
 COPY pages ./pages
 COPY migrations ./migrations
 
-RUN useradd --create-home --uid 10001 --user-group portal
+# COPY keeps each file's mode from the checkout: on a host whose umask is 027 or 077 (hardened
+# servers) git checks the files out unreadable by others, and the app user could not read them.
+RUN useradd --create-home --uid 10001 --user-group portal \
+    && chmod -R a+rX /app
 USER 10001:10001
 
 EXPOSE 8501

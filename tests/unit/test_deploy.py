@@ -59,6 +59,30 @@ def test_dockerfile_is_hadolint_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    """The Dockerfile's instructions, (KEYWORD, arguments), continuation lines joined."""
+    joined = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    lines = (line.strip() for line in joined.splitlines())
+    return [
+        (keyword.upper(), rest.strip())
+        for keyword, _, rest in (line.partition(" ") for line in lines)
+        if keyword and not keyword.startswith("#")
+    ]
+
+
+def test_the_app_user_can_read_what_the_image_copies() -> None:
+    """COPY keeps the modes the files have in the checkout. Checked out under umask 027 or 077
+    (common on hardened servers), they are unreadable by anyone but their owner, root in the
+    image: the app, run as an unprivileged user, then stopped at its first import. Everything
+    copied must be made readable (and its directories searchable) before the switch of user."""
+    instructions = _dockerfile_instructions()
+    [user_at] = [n for n, (keyword, _) in enumerate(instructions) if keyword == "USER"]
+    last_copy = max(n for n, (keyword, _) in enumerate(instructions) if keyword == "COPY")
+    assert last_copy < user_at
+    between = [args for keyword, args in instructions[last_copy:user_at] if keyword == "RUN"]
+    assert any("chmod -R a+rX /app" in args for args in between), between
+
+
 def test_secrets_are_required_not_defaulted() -> None:
     text = COMPOSE.read_text()
     for secret in ("PORTAL_OWNER_PASSWORD", "PORTAL_APP_PASSWORD", "PORTAL_COOKIE_KEY"):
