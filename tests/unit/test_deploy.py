@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from portal.config import load_settings
+from portal.config import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -104,6 +104,16 @@ def test_only_nginx_is_published_and_start_up_follows_health(compose: dict) -> N
     assert services["nginx"]["depends_on"]["app"]["condition"] == "service_healthy"
     assert services["app"]["environment"]["PORTAL_ENV"] == "prod"
     assert services["app"]["restart"] == "unless-stopped"
+
+
+def test_compose_passes_every_production_setting_to_the_app(compose: dict) -> None:
+    """README's Configuration table lists the portal's settings; one that compose does not pass
+    on to the app is silently ignored when set in .env (PORTAL_COOKIE_NAME stayed portal_auth).
+    Only the development settings and the owner's URL (the migrate step's alone) stay out."""
+    kept_out = {"PORTAL_ADMIN_PASSWORD", "PORTAL_DATA_DIR", "PORTAL_MIGRATION_DATABASE_URL"}
+    settings = {f"PORTAL_{name.upper()}" for name in Settings.model_fields}
+    passed = set(compose["services"]["app"]["environment"])
+    assert sorted(settings - kept_out - passed) == []
 
 
 def test_only_the_migration_step_holds_the_owner_s_credentials(compose: dict) -> None:
