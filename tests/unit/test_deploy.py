@@ -279,6 +279,26 @@ def test_nginx_says_which_tls_file_it_cannot_read_and_where_it_must_be(tmp_path:
     assert "but PORTAL_TLS_KEY is empty" in result.stderr
 
 
+def test_nginx_says_a_tls_file_is_a_link_out_of_what_it_sees(tmp_path: Path) -> None:
+    """certbot keeps the certificate in live/<name>/ as links to ../../archive/<name>/: with
+    PORTAL_TLS_DIR set to live/<name>, the links lead out of what nginx sees. The message says
+    so and what to mount instead; the file being "there" on the host is no puzzle."""
+    mounted = tmp_path / "live" / "portal.example"
+    mounted.mkdir(parents=True)
+    for name in ("fullchain.pem", "privkey.pem"):
+        (mounted / name).symlink_to(f"../../archive/portal.example/{name[:-4]}1.pem")
+    result = _source_envsh(
+        PORTAL_TLS_CERT=str(mounted / "fullchain.pem"), PORTAL_TLS_KEY=str(mounted / "privkey.pem")
+    )
+    assert result.returncode != 0
+    message = " ".join(result.stderr.split())
+    assert f"PORTAL_TLS_CERT is '{mounted / 'fullchain.pem'}', a symbolic link to no file " in (
+        message
+    )
+    assert "a link out of PORTAL_TLS_DIR leads nowhere in its container" in message
+    assert "PORTAL_TLS_DIR=/etc/letsencrypt and" in message
+
+
 def test_nginx_gets_the_templates_and_the_executable_entrypoint_script(compose: dict) -> None:
     nginx = compose["services"]["nginx"]
     mounts = {target: source for source, target, _ in (m.rsplit(":", 2) for m in nginx["volumes"])}
