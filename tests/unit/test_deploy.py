@@ -169,13 +169,22 @@ def _dockerignored(path: str) -> bool:
 
 
 @pytest.mark.parametrize(
-    "secret_file", [".env", ".streamlit/secrets.toml", "deploy/tls/privkey.pem"]
+    "secret_file",
+    [
+        ".env",
+        ".streamlit/secrets.toml",
+        "deploy/tls/privkey.pem",
+        "portal-2026-01-31.dump",
+        "portal-2026-01-31.head",
+        "pgdata.tgz",
+    ],
 )
 def test_secret_files_in_the_checkout_are_neither_committed_nor_built_in(secret_file: str) -> None:
     """README: `cp .env.example .env` and fill in the secrets, in the checkout; Streamlit reads
     its own secrets from .streamlit/secrets.toml, a directory the Dockerfile copies whole; the
-    TLS certificate's private key goes in deploy/tls/. None may be picked up by `git add` or
-    sent to the image build (the app image has no use for nginx's key)."""
+    TLS certificate's private key goes in deploy/tls/; README's backups (every dataset, the
+    audit log, the password hashes) are written where the compose commands run, the checkout.
+    None may be picked up by `git add` or sent to the image build."""
     result = subprocess.run(
         ["git", "check-ignore", "--quiet", "--no-index", secret_file],
         cwd=ROOT,
