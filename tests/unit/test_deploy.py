@@ -116,6 +116,18 @@ def test_compose_passes_every_production_setting_to_the_app(compose: dict) -> No
     assert sorted(settings - kept_out - passed) == []
 
 
+def test_only_services_that_serve_http_are_checked_over_http(compose: dict) -> None:
+    """The app image's HEALTHCHECK asks for Streamlit's /_stcore/health. The migrate step runs
+    the same image without serving anything: left on, the check failed from its first probe,
+    and a migration taking more than a minute showed as "unhealthy" in `docker compose ps`."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "HEALTHCHECK" in dockerfile
+    assert "_stcore/health" in dockerfile
+    migrate = compose["services"]["migrate"]
+    assert migrate["command"] == ["portal", "migrate"]
+    assert migrate.get("healthcheck") == {"disable": True}
+
+
 def test_only_the_migration_step_holds_the_owner_s_credentials(compose: dict) -> None:
     """The owner is the database's superuser: the web process gets the app role only."""
     env = {name: service.get("environment", {}) for name, service in compose["services"].items()}
