@@ -331,3 +331,19 @@ def test_nginx_gets_the_templates_and_the_executable_entrypoint_script(compose: 
     assert {"PORTAL_TLS_CERT", "PORTAL_TLS_KEY", "PORTAL_MAX_UPLOAD_MB"} <= environment
     # It renders to default.conf: the image's own default site would otherwise answer instead.
     assert (ROOT / "nginx" / "templates" / "default.conf.template").is_file()
+
+
+def test_nginx_lets_idle_app_connections_go_before_the_app_closes_them() -> None:
+    # Streamlit's server (uvicorn) closes an idle keep-alive connection after its default;
+    # nginx's default (60 s) would keep using connections the app is closing.
+    import inspect
+
+    import uvicorn
+
+    app_seconds = inspect.signature(uvicorn.Config).parameters["timeout_keep_alive"].default
+    template = (ROOT / "nginx" / "templates" / "default.conf.template").read_text()
+    upstream = re.search(r"upstream portal_app \{(.*?)\n\}", template, re.S)
+    assert upstream is not None
+    found = re.search(r"^\s*keepalive_timeout (\d+)s;", upstream[1], re.M)
+    assert found is not None, "the upstream keeps nginx's 60 s default"
+    assert int(found[1]) < app_seconds
