@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -83,6 +84,7 @@ def keys(dataset_id: int) -> dict[str, str]:
             "flash",
             "confirm",
             "unsure",  # the transaction id of a commit whose outcome was not known
+            "committing",  # the correlation id of the commit under way (see below)
             "reason_kept",  # the reason typed, kept when its field's state goes with the grid's
         )
     }
@@ -142,8 +144,29 @@ def move(dataset_id: int, view: View) -> None:
 def forget(dataset_id: int) -> None:
     """Drop every unsaved change and the loaded window (after a commit or a discard)."""
     k = keys(dataset_id)
-    for part in ("window", "pending", "dropped", "conflict", "rebased", "confirm", "reason_kept"):
+    for part in (
+        "window",
+        "pending",
+        "dropped",
+        "conflict",
+        "rebased",
+        "confirm",
+        "reason_kept",
+        "committing",
+    ):
         st.session_state.pop(k[part], None)
+
+
+def committed_message(changeset_id: int, number: int | None, summary: str) -> str:
+    """What a commit that landed says, shown by the next run (a toast raised right before
+    ``st.rerun()`` may never be seen)."""
+    if number is not None:
+        return f"Committed as changeset #{number}: {summary}."
+    return (
+        f"Committed as changeset id {changeset_id} (saved; its number could not be read just "
+        "now: it is listed in this dataset's history, with your reason, once the database "
+        f"answers): {summary}."
+    )
 
 
 # -- which dataset ----------------------------------------------------------------------------
@@ -222,6 +245,33 @@ if unsure is not None:
                 "broke): your edits are still here; commit them again.",
                 icon=":material/undo:",
             )
+# A commit's run ends at its next Streamlit call when another click (a second one on Commit,
+# say) reaches the server meanwhile: after the database committed, before the edits were
+# forgotten. Its correlation id, kept before writing, tells the next run whether it landed, so
+# the same edits are not shown as unsaved, nor written again.
+committing: uuid.UUID | None = st.session_state.get(k["committing"])
+if committing is not None:
+    try:
+        with session_scope() as session:
+            landed = writes.changeset_of_click(
+                session=session, dataset_id=dataset_id, actor=actor, correlation_id=committing
+            )
+            number = (
+                writes.changeset_number(session=session, changeset_id=landed)
+                if landed is not None
+                else None
+            )
+    except PortalError as exc:
+        show_error(exc)
+        st.stop()
+    st.session_state.pop(k["committing"])
+    if landed is not None:
+        pending: ChangeSet = st.session_state.get(k["pending"], ChangeSet())
+        forget(dataset_id)
+        st.session_state.pop(f"edit.{dataset_id}.reason", None)
+        st.session_state[f"edit.{dataset_id}.done"] = committed_message(
+            landed, number, pending.summary()
+        )
 view: View = st.session_state.get(k["view"], View())
 loaded: Loaded | None = st.session_state.get(k["window"])
 if loaded is not None and loaded.editor_key not in st.session_state:
@@ -619,8 +669,10 @@ def confirm(changes: ChangeSet, reason: str) -> None:
     st.write(f"Reason: {md_escape(reason) or '(none)'}")
     left, right = st.columns(2)
     if left.button("Commit", type="primary", width="stretch"):
+        click = uuid.uuid4()
         try:
             who = current_actor("editor")
+            st.session_state[k["committing"]] = click  # before writing: see "committing" above
             with st.spinner(f"Committing {changes.summary()}…"), session_scope() as session:
                 result = writes.commit(
                     session=session,
@@ -629,12 +681,15 @@ def confirm(changes: ChangeSet, reason: str) -> None:
                     spec_version=read.spec_version,
                     changes=changes,
                     reason=reason,
+                    correlation_id=click,
                 )
         except writes.EditConflict as exc:
+            st.session_state.pop(k["committing"], None)
             st.session_state[k["conflict"]] = exc
             close_dialog()
             st.rerun()
         except PortalError as exc:
+            st.session_state.pop(k["committing"], None)
             if isinstance(exc, CommitOutcomeUnknown) and exc.xid is not None:
                 st.session_state[k["unsure"]] = exc.xid  # asked again by every run
             show_write_error(exc, kept="Your edits are kept", again="commit again")
@@ -642,13 +697,8 @@ def confirm(changes: ChangeSet, reason: str) -> None:
         forget(opened)
         st.session_state.pop(f"edit.{opened}.reason", None)
         number = writes.number_after_commit(result.changeset_id)
-        # Shown by the next run: a toast raised right before st.rerun() may never be seen.
-        st.session_state[f"edit.{opened}.done"] = (
-            f"Committed as changeset #{number}: {changes.summary()}."
-            if number is not None
-            else f"Committed as changeset id {result.changeset_id} (saved; its number could not "
-            "be read just now: it is listed in this dataset's history, with your reason, once "
-            f"the database answers): {changes.summary()}."
+        st.session_state[f"edit.{opened}.done"] = committed_message(
+            result.changeset_id, number, changes.summary()
         )
         st.rerun()
     if right.button("Cancel", width="stretch"):

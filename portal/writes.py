@@ -27,6 +27,7 @@ Decisions a reader needs:
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -246,9 +247,11 @@ def commit(
     kind: str = "edit",
     detail: dict[str, Any] | None = None,
     client_info: dict[str, Any] | None = None,
+    correlation_id: uuid.UUID | None = None,
 ) -> CommitResult:
     """Apply ``changes`` to the dataset as one changeset of ``kind``, in the session's
-    transaction (sealed when it commits).
+    transaction (sealed when it commits); ``correlation_id`` names the click that asked for it
+    (``changeset_of_click`` finds it again).
 
     Raises:
         PermissionDenied: the actor is a viewer.
@@ -286,6 +289,7 @@ def commit(
             reason=reason,
             client_info=client_info,
             detail=detail,
+            correlation_id=correlation_id,
         )
         raw: Any = session.connection().connection.dbapi_connection
         with raw.cursor() as cursor:
@@ -343,6 +347,21 @@ def changeset_of_transaction(
             Changeset.dataset_id == dataset_id,
             Changeset.actor_username == actor.username,
             Changeset.txid == int(xid),
+        )
+    )
+    return found
+
+
+def changeset_of_click(
+    *, session: Session, dataset_id: int, actor: Actor, correlation_id: uuid.UUID
+) -> int | None:
+    """The id of the changeset of the dataset that ``actor``'s commit with ``correlation_id``
+    wrote, if it committed; None if it did not (it failed, or was rolled back)."""
+    found: int | None = session.scalar(
+        select(Changeset.id).where(
+            Changeset.dataset_id == dataset_id,
+            Changeset.actor_username == actor.username,
+            Changeset.correlation_id == correlation_id,
         )
     )
     return found

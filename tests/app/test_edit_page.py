@@ -793,3 +793,47 @@ def test_a_number_a_browser_may_have_rounded_as_it_was_typed_is_refused(
     assert "may not be the number typed; type a smaller one" in shown
     assert not [b for b in at.button if b.label == "Review and commit…"]
     assert dataset_rows(fresh_db.app, dataset, "qty") == [(1,), (2,)]
+
+
+def test_a_second_click_on_commit_while_it_commits_does_not_write_the_edits_again(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second click on Commit (a double click, say) reaching the server while the first one
+    writes ends that run at its next Streamlit call: after the database committed, before the
+    page forgot the edits. The second click's run found the dialog open and the edits still
+    pending, and wrote them again (the new row twice). It now finds the first commit and says
+    so; nothing is written twice."""
+    from contextlib import contextmanager
+
+    import streamlit
+    from streamlit.runtime.scriptrunner_utils.exceptions import StopException
+
+    spinner = streamlit.spinner
+    interrupted: list[str] = []
+
+    @contextmanager
+    def cut_short_after(text: str = "", **kwargs: Any) -> Any:
+        with spinner(text, **kwargs):
+            yield
+        if text.startswith("Committing") and not interrupted:
+            interrupted.append(text)  # as Streamlit does at a rerun request (the next click)
+            raise StopException()
+
+    monkeypatch.setattr(streamlit, "spinner", cut_short_after)
+    with session_scope() as s:
+        name, _ = make_user(s, role="editor")
+    dataset = upload_dataset(Actor(name, name, "editor"), b"Name,Qty\nann,1\n", name="Plain")
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(at, {"added_rows": [{"name": "eve", "qty": 2}]})
+    at.text_input(key=f"edit.{dataset}.reason").input("new hire").run()
+    button(at, "Review and commit…").click().run()
+    at = button(at, "Commit").click().run()
+    assert interrupted
+    assert dataset_rows(fresh_db.app, dataset, "name") == [("ann",), ("eve",)]
+    at = button(at, "Commit").click().run()  # the second click
+    assert not at.exception
+    assert dataset_rows(fresh_db.app, dataset, "name") == [("ann",), ("eve",)]
+    _, seq = newest_changeset(fresh_db)
+    assert f"Committed as changeset #{seq}: 0 cells in 0 rows changed, 1 row added" in texts(at)
+    assert not at.metric  # no edits left to review
+    assert at.data_editor[0].value["name"].tolist() == ["ann", "eve"]  # read again
