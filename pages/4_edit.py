@@ -688,6 +688,18 @@ def confirm(changes: ChangeSet, reason: str) -> None:
             st.session_state[k["conflict"]] = exc
             close_dialog()
             st.rerun()
+        except writes.ReasonRequired:
+            # Only when the rows were read with a reason optional (the button asks for one
+            # otherwise): read them again, so the field says it is required, edits kept.
+            st.session_state.pop(k["committing"], None)
+            st.session_state[k["flash"]] = (
+                f"“{read.name}” now needs a reason for every change (its setting was changed "
+                "since you opened it), so nothing was written: type a reason below, then "
+                "commit again."
+            )
+            st.session_state.pop(k["window"], None)
+            close_dialog()
+            st.rerun()
         except PortalError as exc:
             st.session_state.pop(k["committing"], None)
             if isinstance(exc, CommitOutcomeUnknown) and exc.xid is not None:

@@ -154,6 +154,11 @@ class EditConflict(PortalError):
         )
 
 
+class ReasonRequired(ValidationError):
+    """No reason was given for a commit to a dataset that needs one (its setting may have
+    changed since the rows were read); nothing was written."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Reading a window
 # ---------------------------------------------------------------------------------------------
@@ -256,8 +261,9 @@ def commit(
     Raises:
         PermissionDenied: the actor is a viewer.
         NotFound: no such dataset.
-        ValidationError: no changes, a missing reason, a spec changed since the rows were read,
-            or a value the table's constraints refuse (``EditRefused``); nothing is written.
+        ValidationError: no changes, a missing reason (``ReasonRequired``), a spec changed
+            since the rows were read, or a value the table's constraints refuse
+            (``EditRefused``); nothing is written.
         EditConflict: rows changed since they were read; nothing is written.
     """
     if not actor.can("editor"):
@@ -270,7 +276,10 @@ def commit(
     check_reason_length(reason)
     dataset = _locked_dataset(session, dataset_id)
     if dataset.reason_required and not reason:
-        raise ValidationError("Say why you are making these changes: this dataset needs a reason.")
+        raise ReasonRequired(
+            "Say why you are making these changes: this dataset needs a reason; nothing was "
+            "written."
+        )
     if dataset.spec_version != spec_version:
         raise ValidationError(
             f"The columns of “{dataset.name}” changed since you loaded it; nothing was written. "

@@ -837,3 +837,38 @@ def test_a_second_click_on_commit_while_it_commits_does_not_write_the_edits_agai
     assert f"Committed as changeset #{seq}: 0 cells in 0 rows changed, 1 row added" in texts(at)
     assert not at.metric  # no edits left to review
     assert at.data_editor[0].value["name"].tolist() == ["ann", "eve"]  # read again
+
+
+def test_a_reason_made_required_after_the_rows_were_loaded_is_asked_for_on_the_page(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """An admin required a reason after the rows were loaded: the commit without one was
+    refused inside the dialog while the field behind it still said "(optional)", and stayed so.
+    The page now says what changed, asks for the reason there and keeps the edits."""
+    from portal.datasets import set_reason_required
+
+    with session_scope() as s:
+        name, _ = make_user(s, role="admin")
+    admin = Actor(name, name, "admin")
+    dataset = upload_dataset(admin, b"Name,Qty\nann,1\n", name="Loose", reason_required=False)
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(at, {"edited_rows": {0: {"qty": 2}}})
+    assert at.text_input(key=f"edit.{dataset}.reason").label == "Reason (optional)"
+    with session_scope() as s:
+        set_reason_required(
+            session=s, actor=admin, dataset_id=dataset, required=True, expected=False, reason="x"
+        )
+    at = button(at, "Review and commit…").click().run()
+    at = button(at, "Commit").click().run()
+    assert not at.exception
+    assert not [b for b in at.button if b.label == "Commit"]  # the dialog is closed
+    [warning] = [w.value for w in at.warning]
+    assert "now needs a reason for every change" in warning
+    assert "nothing was written" in warning
+    assert at.text_input(key=f"edit.{dataset}.reason").label == "Reason (required)"
+    assert button(at, "Review and commit…").disabled
+    assert {m.label: m.value for m in at.metric}["Cells changed"] == "1"  # kept
+    assert dataset_rows(fresh_db.app, dataset, "qty") == [(1,)]
+    at = commit_now(at, dataset, reason="recount")
+    assert not at.exception
+    assert dataset_rows(fresh_db.app, dataset, "qty") == [(2,)]
