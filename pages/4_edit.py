@@ -142,8 +142,10 @@ def move(dataset_id: int, view: View) -> None:
 
 
 def forget(dataset_id: int) -> None:
-    """Drop every unsaved change and the loaded window (after a commit or a discard)."""
+    """Drop every unsaved change, the reason typed for them and the loaded window (after a
+    commit or a discard)."""
     k = keys(dataset_id)
+    st.session_state.pop(f"edit.{dataset_id}.reason", None)
     for part in (
         "window",
         "pending",
@@ -233,7 +235,6 @@ if unsure is not None:
         unsure = None
         if outcome == "committed":
             forget(dataset_id)
-            st.session_state.pop(f"edit.{dataset_id}.reason", None)
             st.success(
                 f"Your last commit was saved after all, as changeset #{number}: your edits are in "
                 "the dataset, and the rows below are read again.",
@@ -268,7 +269,6 @@ if committing is not None:
     if landed is not None:
         pending: ChangeSet = st.session_state.get(k["pending"], ChangeSet())
         forget(dataset_id)
-        st.session_state.pop(f"edit.{dataset_id}.reason", None)
         st.session_state[f"edit.{dataset_id}.done"] = committed_message(
             landed, number, pending.summary()
         )
@@ -707,7 +707,6 @@ def confirm(changes: ChangeSet, reason: str) -> None:
             show_write_error(exc, kept="Your edits are kept", again="commit again")
             return
         forget(opened)
-        st.session_state.pop(f"edit.{opened}.reason", None)
         number = writes.number_after_commit(result.changeset_id)
         st.session_state[f"edit.{opened}.done"] = committed_message(
             result.changeset_id, number, changes.summary()

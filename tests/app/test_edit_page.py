@@ -872,3 +872,20 @@ def test_a_reason_made_required_after_the_rows_were_loaded_is_asked_for_on_the_p
     at = commit_now(at, dataset, reason="recount")
     assert not at.exception
     assert dataset_rows(fresh_db.app, dataset, "qty") == [(2,)]
+
+
+def test_discarding_the_edits_discards_the_reason_typed_for_them(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    """Discard said all of it would be lost, yet the reason typed for the discarded edits came
+    back with the next, unrelated ones, ready to be committed under them (as a commit does,
+    a discard now clears it)."""
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(at, {"edited_rows": {0: {"note": "x"}}})
+    at.text_input(key=f"edit.{dataset}.reason").input("typo in ann's note").run()
+    at = button(at, "Discard changes…").click().run()
+    at = button(at, "Discard").click().run()
+    assert "No unsaved changes." in texts(at, main_only=True)
+    at = set_state(at, {"edited_rows": {1: {"qty": 20}}})
+    assert at.text_input(key=f"edit.{dataset}.reason").value == ""
+    assert button(at, "Review and commit…").disabled  # a reason is required
