@@ -64,6 +64,7 @@ class Loaded:
     read: writes.EditWindow
     window: diffs.Window
     outages: int  # portal.ui.db_retry.outages() when the grid was drawn
+    editable: bool  # may_edit when it was read: a viewer's window carries no unsaved changes
 
     @property
     def editor_key(self) -> str:
@@ -111,8 +112,8 @@ def load(dataset_id: int, view: View, pending: ChangeSet | None) -> Loaded:
             st.session_state[keys(dataset_id)["view"]] = view
             read = read_window(view.offset)
     base = diffs.editor_frame(read.spec, read.rows)
-    window = diffs.make_window(read.spec, base, read.versions, pending)
-    return Loaded(secrets.token_hex(4), view, read, window, outages())
+    window = diffs.make_window(read.spec, base, read.versions, pending if may_edit else None)
+    return Loaded(secrets.token_hex(4), view, read, window, outages(), may_edit)
 
 
 def current_changes(loaded: Loaded) -> ChangeSet:
@@ -121,13 +122,21 @@ def current_changes(loaded: Loaded) -> ChangeSet:
     return diffs.build_changeset(loaded.window, state, may_edit=may_edit)
 
 
+def keep(dataset_id: int, changes: ChangeSet) -> None:
+    """Keep ``changes`` as every unsaved change to the dataset. A viewer has none to keep: the
+    changes kept from when their role let them edit stay as they are (an editor made a viewer
+    finds them again if made an editor again)."""
+    if may_edit:
+        st.session_state[keys(dataset_id)["pending"]] = changes
+
+
 def move(dataset_id: int, view: View) -> None:
     """Callback: show another window, carrying this window's edits along as pending."""
     k = keys(dataset_id)
     loaded: Loaded | None = st.session_state.get(k["window"])
     if loaded is not None:
         try:
-            st.session_state[k["pending"]] = current_changes(loaded)
+            keep(dataset_id, current_changes(loaded))
         except InvalidEdits:
             st.session_state[k["flash"]] = (
                 "Some edits on this page break the dataset's rules: correct or discard them "
@@ -274,7 +283,9 @@ if committing is not None:
         )
 view: View = st.session_state.get(k["view"], View())
 loaded: Loaded | None = st.session_state.get(k["window"])
-if loaded is not None and loaded.editor_key not in st.session_state:
+if loaded is not None and loaded.editable != may_edit:
+    loaded = None  # the role changed since the rows were read: read them again for it
+elif loaded is not None and loaded.editor_key not in st.session_state:
     # The grid's own state went away (the person was on another page): show the rows again,
     # freshly read, with the unsaved changes on top — all but those that broke a rule.
     loaded = None
@@ -295,7 +306,7 @@ elif loaded is not None and loaded.outages != outages():
     # page said so, but its last state is still here. Keep it as pending and draw the grid
     # again with it on top (as after a page switch); keep the typed reason shown too.
     try:
-        st.session_state[k["pending"]] = current_changes(loaded)
+        keep(dataset_id, current_changes(loaded))
         loaded = None
     except PortalError:  # edits that break a rule cannot be carried: keep this grid as it is
         loaded = replace(loaded, outages=outages())
@@ -460,7 +471,7 @@ config["_index"] = st.column_config.NumberColumn(
 )
 # While I choose what to keep after a conflict, the merge holds my edits as they were when I
 # reloaded: the grid is read-only until then, so nothing typed meanwhile can be dropped.
-choosing = k["rebased"] in st.session_state
+choosing = may_edit and k["rebased"] in st.session_state
 if choosing:
     st.info(
         "Choose what to keep below, then apply your choices; the grid can be edited again "
@@ -518,13 +529,13 @@ except InvalidEdits as exc:
 except PortalError as exc:
     show_refusal(exc)
     st.stop()
-st.session_state[k["pending"]] = changes  # kept for the next window, or a return to the page
+keep(dataset_id, changes)  # for the next window, or a return to the page
 st.session_state.pop(k["dropped"], None)
 
 
 # -- a conflict, and the merge ----------------------------------------------------------------
 
-conflict: writes.EditConflict | None = st.session_state.get(k["conflict"])
+conflict: writes.EditConflict | None = st.session_state.get(k["conflict"]) if may_edit else None
 if conflict is not None:
     st.error(md_text(str(conflict)), icon=":material/sync_problem:")
     table(
@@ -565,7 +576,7 @@ if conflict is not None:
             st.toast(f"Re-applied {outcome.reapplied_cells} of your cells on the latest rows.")
         st.rerun()
 
-rebased: merge.Rebased | None = st.session_state.get(k["rebased"])
+rebased: merge.Rebased | None = st.session_state.get(k["rebased"]) if may_edit else None
 if rebased is not None:
     st.subheader("Choose what to keep")
     st.caption(
@@ -621,7 +632,18 @@ if rebased is not None:
 # -- review and commit ------------------------------------------------------------------------
 
 if changes.empty:
-    st.caption("No unsaved changes." if may_edit else "")
+    held: ChangeSet | None = st.session_state.get(k["pending"])
+    if may_edit or held is None or held.empty:
+        st.caption("No unsaved changes." if may_edit else "")
+        st.stop()
+    # Made while their role let them edit: kept (not shown, never committed) for its return.
+    st.info(
+        f"Your unsaved changes to this dataset ({held.summary()}), made while your role let "
+        "you edit it, are kept but not shown and cannot be committed; they come back if an "
+        "admin makes you an editor again.",
+        icon=":material/lock:",
+    )
+    discard_button(held.summary())
     st.stop()
 
 st.subheader("Review")

@@ -889,3 +889,44 @@ def test_discarding_the_edits_discards_the_reason_typed_for_them(
     at = set_state(at, {"edited_rows": {1: {"qty": 20}}})
     assert at.text_input(key=f"edit.{dataset}.reason").value == ""
     assert button(at, "Review and commit…").disabled  # a reason is required
+
+
+def set_role(db: DatabaseHandle, username: str, role: str) -> None:
+    with db.app.begin() as conn:
+        conn.execute(
+            text("UPDATE portal.users SET role = :role WHERE username = :u"),
+            {"role": role, "u": username},
+        )
+
+
+def test_an_editor_made_a_viewer_sees_the_rows_as_committed_and_keeps_the_unsaved_edits(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    """An editor made a viewer with unsaved edits: a new row among them stopped the page with
+    "Your role can view this dataset but not change it; nothing was written", the new row in
+    the read-only grid and no way to discard it; edited cells showed in the grid as if they
+    were the data. A viewer's grid now shows the rows as committed; the page says the edits
+    are kept, and they come back with the editor role."""
+    at = edit_page(fresh_db, "editor", dataset)
+    me = at.session_state["portal.auth.username"]
+    at = set_state(at, {"edited_rows": {0: {"qty": 666}}, "added_rows": [{"name": "eve"}]})
+    at.switch_page("pages/1_home.py").run()
+    at.switch_page(PAGE).run()
+    set_role(fresh_db, me, "viewer")
+    at.run()
+    assert not at.exception
+    assert not at.error
+    grid = at.data_editor[0]
+    assert grid.proto.disabled
+    assert list(grid.value.index) == [1, 2, 3, 4]
+    assert grid.value.loc[1, "qty"] == 1
+    [note] = [i.value for i in at.info if "unsaved" in i.value]
+    assert "1 cell in 1 row changed, 1 row added" in note
+    assert not [b for b in at.button if b.label == "Review and commit…"]
+    assert button(at, "Discard changes…")
+    set_role(fresh_db, me, "editor")
+    at.run()
+    assert not at.exception
+    assert list(at.data_editor[0].value.index) == [1, 2, 3, 4, -1]
+    assert at.data_editor[0].value.loc[1, "qty"] == 666
+    assert {m.label: m.value for m in at.metric}["Rows added"] == "1"
