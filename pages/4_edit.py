@@ -130,8 +130,9 @@ def keep(dataset_id: int, changes: ChangeSet) -> None:
         st.session_state[keys(dataset_id)["pending"]] = changes
 
 
-def move(dataset_id: int, view: View) -> None:
-    """Callback: show another window, carrying this window's edits along as pending."""
+def move(dataset_id: int, view: View) -> bool:
+    """Callback: show another window, carrying this window's edits along as pending; whether
+    it did (not when this window's edits break a rule)."""
     k = keys(dataset_id)
     loaded: Loaded | None = st.session_state.get(k["window"])
     if loaded is not None:
@@ -142,12 +143,13 @@ def move(dataset_id: int, view: View) -> None:
                 "Some edits on this page break the dataset's rules: correct or discard them "
                 "before changing page, filter or sort."
             )
-            return
+            return False
         except PortalError as exc:
             st.session_state[k["flash"]] = str(exc)
-            return
+            return False
     st.session_state[k["view"]] = view
     st.session_state.pop(k["window"], None)
+    return True
 
 
 def forget(dataset_id: int) -> None:
@@ -391,9 +393,13 @@ with st.expander(
         add = st.form_submit_button("Apply")
     if add:
         filters = view.filters
-        if f_op == "empty" or f_value or f_upper:
+        adding = f_op == "empty" or bool(f_value or f_upper)
+        if adding:
             filters += (RowFilter(f_column, f_op, f_value, f_upper),)
-        move(dataset_id, View(filters, Sort(s_column, s_desc), 0, size))
+        if move(dataset_id, View(filters, Sort(s_column, s_desc), 0, size)) and adding:
+            # Added: its fields start afresh, or the next Apply (of a sort, say) adds it again.
+            for part in ("fcol", "fop", "fval", "fup"):
+                st.session_state.pop(f"{k['view']}.{part}", None)
         st.rerun()
 
 first, last = read.offset + 1, read.offset + len(read.rows)

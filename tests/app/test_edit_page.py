@@ -930,3 +930,41 @@ def test_an_editor_made_a_viewer_sees_the_rows_as_committed_and_keeps_the_unsave
     assert list(at.data_editor[0].value.index) == [1, 2, 3, 4, -1]
     assert at.data_editor[0].value.loc[1, "qty"] == 666
     assert {m.label: m.value for m in at.metric}["Rows added"] == "1"
+
+
+def test_a_filter_is_added_once_whatever_is_applied_after_it(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    """The filter's fields kept what was typed after Apply, so the next Apply (of another sort,
+    say) added the same filter again, and changing its value from 2 to 3 filtered "equals 2
+    and equals 3": no rows. They now start afresh once the filter is added."""
+    at = edit_page(fresh_db, "editor", dataset)
+    base = f"edit.{dataset}.view"
+    at.selectbox(key=f"{base}.fcol").select("qty")
+    at.selectbox(key=f"{base}.fop").select("equals")
+    at.text_input(key=f"{base}.fval").input("2")
+    at = button(at, "Apply").click().run()
+    assert at.text_input(key=f"{base}.fval").value == ""
+    [sort_by] = [s for s in at.selectbox if s.label == "Sort by"]
+    sort_by.select("name")
+    at = button(at, "Apply").click().run()
+    assert not at.exception
+    view = at.session_state[base]
+    assert [(f.column, f.op, f.value) for f in view.filters] == [("qty", "equals", "2")]
+    assert view.sort.column == "name"
+    assert list(at.data_editor[0].value.index) == [2]
+    assert "1 filter(s)" in at.expander[0].label
+
+
+def test_a_filter_typed_with_edits_that_break_a_rule_is_kept_to_apply_later(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    """A filter not applied (the edits on the page must be corrected first) keeps its fields."""
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(at, {"edited_rows": {0: {"qty": -3}}})
+    base = f"edit.{dataset}.view"
+    at.text_input(key=f"{base}.fval").input("bob")
+    at = button(at, "Apply").click().run()
+    assert "correct or discard them before changing page, filter or sort" in texts(at)
+    assert at.text_input(key=f"{base}.fval").value == "bob"
+    assert list(at.data_editor[0].value.index) == [1, 2, 3, 4]  # not filtered
