@@ -351,6 +351,8 @@ if flash := st.session_state.pop(k["flash"], None):
 if done := st.session_state.pop(f"edit.{dataset_id}.done", None):
     st.toast(done, icon=":material/check_circle:")
     st.success(done, icon=":material/check_circle:")
+if reapplied := st.session_state.pop(f"edit.{dataset_id}.reapplied", None):
+    st.info(reapplied, icon=":material/merge:")  # set by the run before a rerun: see "done"
 
 
 # -- filter, sort, page -----------------------------------------------------------------------
@@ -579,7 +581,9 @@ if conflict is not None:
         else:
             st.session_state[k["pending"]] = outcome.auto
             st.session_state.pop(k["window"], None)
-            st.toast(f"Re-applied {outcome.reapplied_cells} of your cells on the latest rows.")
+            st.session_state[f"edit.{dataset_id}.reapplied"] = (
+                f"Re-applied {outcome.reapplied_cells} of your cells on the latest rows."
+            )
         st.rerun()
 
 rebased: merge.Rebased | None = st.session_state.get(k["rebased"]) if may_edit else None

@@ -233,6 +233,8 @@ def test_a_conflict_is_shown_and_reload_reapplies_my_other_cells(
     assert "Qty: 1 → 5" in shown  # what they changed, not only the row as it is now
     button(at, "Reload and re-apply my edits").click().run()
     assert not at.exception
+    # Said on the page of the next run (a toast raised right before a rerun may never show).
+    assert [i.value for i in at.info] == ["Re-applied 2 of your cells on the latest rows."]
     # Nothing clashed (they changed Qty, I changed Price and Note): re-applied as pending.
     review = {r["Column"]: r["After"] for r in review_table(at)}
     assert review == {"Price": "9", "Note": "mine"}
