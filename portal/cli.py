@@ -131,6 +131,9 @@ def _require_schema() -> None:
             "The database has not been migrated: it has none of the portal's tables yet. Run "
             "`portal migrate` first (`portal dev` migrates the embedded database itself)."
         )
+    problem = migrate.unknown_revision_problem(status.schema_revision)
+    if problem is not None:
+        raise ConfigError(problem)
     if not status.up_to_date:
         raise ConfigError(
             f"The database's schema is at revision {status.schema_revision}, but this portal's "

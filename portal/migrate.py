@@ -34,6 +34,8 @@ def _with_connection(url: str | None, fn: str, *args: object) -> None:
     """Run Alembic ``command.<fn>`` in one transaction.
 
     Raises:
+        ConfigError: the database is at a revision this code does not know (a newer portal
+            migrated it); nothing was changed.
         DatabaseUnavailable: the database could not be reached; nothing was changed.
         DatabasePrivilege: the role connected as may not change the schema (not the owner).
         DatabaseRefused: PostgreSQL refused the work for another reason of its own.
@@ -41,6 +43,9 @@ def _with_connection(url: str | None, fn: str, *args: object) -> None:
     engine = create_engine(url or get_settings().migration_url(), poolclass=pool.NullPool)
     try:
         with engine.begin() as conn:
+            problem = unknown_revision_problem(current_revision(conn))
+            if problem is not None:
+                raise ConfigError(problem)
             cfg = alembic_config()
             cfg.attributes["connection"] = conn
             getattr(command, fn)(cfg, *args)
@@ -80,6 +85,21 @@ def head_revision() -> str:
     """The newest revision in ``migrations/versions``."""
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     return head or "base"
+
+
+def unknown_revision_problem(revision: str | None) -> str | None:
+    """What is wrong with a database at ``revision``, when it is none of ``migrations/versions``
+    (a newer portal migrated it: this code can neither upgrade it nor work with its schema)."""
+    if revision is None:
+        return None
+    script = ScriptDirectory.from_config(alembic_config())
+    if revision in {s.revision for s in script.walk_revisions()}:
+        return None
+    return (
+        f"The database's schema is at revision {revision}, which this portal's code does not "
+        f"know (its newest is {head_revision()}): a newer version of the portal migrated it. "
+        "Nothing was changed; use the portal version that migrated it (or a newer one)."
+    )
 
 
 def current_revision(connection: Connection) -> str | None:

@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg2
 import pytest
 from click.testing import CliRunner, Result
 from psycopg2 import sql
@@ -238,3 +239,36 @@ def test_a_refused_login_is_named_with_postgresql_s_reason(
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert fresh_db.info.app_password not in result.output
     assert fresh_db.info.owner_password not in result.output
+
+
+@pytest.mark.parametrize(
+    "args", [("migrate",), ("dev", "--no-serve"), ("user", "list"), ("audit", "verify")]
+)
+def test_a_database_a_newer_portal_migrated_is_named_as_such(
+    pg_cluster: ClusterInfo, unmigrated_db: str, args: tuple[str, ...]
+) -> None:
+    """As after `make run` on a newer checkout, then on an older one: `portal dev` stopped with
+    alembic's CommandError traceback, `portal migrate` blamed the revision 'head' it was asked
+    for, and the other commands said to run `portal migrate`, which could never work."""
+    migrate.upgrade(pg_cluster.url("owner", unmigrated_db))
+    _superuser_exec(
+        pg_cluster, unmigrated_db, "UPDATE alembic_version SET version_num = '0099_newer'"
+    )
+    result = portal(*args)
+    assert_refused(
+        result,
+        "The database's schema is at revision 0099_newer, which this portal's code does not "
+        f"know (its newest is {migrate.head_revision()}): a newer version of the portal "
+        "migrated it.",
+    )
+    assert "`portal migrate`" not in result.stderr
+    assert "head" not in result.stderr.replace("its newest", "")
+    conn = psycopg2.connect(**pg_cluster.connect_kwargs("superuser", unmigrated_db))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT version_num FROM alembic_version")
+            assert cur.fetchall() == [("0099_newer",)]
+            cur.execute("SELECT count(*) FROM portal.users")
+            assert cur.fetchone() == (0,)  # `portal dev` created no first admin
+    finally:
+        conn.close()
