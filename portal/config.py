@@ -15,6 +15,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from psycopg2 import ProgrammingError  # type: ignore[import-untyped,unused-ignore]
+from psycopg2.extensions import (  # type: ignore[import-untyped,unused-ignore]
+    make_dsn,
+    parse_dsn,
+)
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -161,7 +166,26 @@ def database_url_problem(url: str) -> str | None:
             f"not a PostgreSQL URL the portal can use (it names {parsed.drivername!r}); write "
             f"it as {DATABASE_URL_FORM}"
         )
+    unknown = [key for key in parsed.query if not _is_connection_option(key)]
+    if unknown:
+        return (
+            f"after ? it names {', '.join(repr(key) for key in unknown)}, which "
+            f"{'is not a connection option' if len(unknown) == 1 else 'are not connection options'}"
+            " PostgreSQL knows (such as sslmode, connect_timeout or application_name): correct "
+            f"or remove {'it' if len(unknown) == 1 else 'them'}, e.g. {DATABASE_URL_FORM}"
+            "?sslmode=require"
+        )
     return None
+
+
+def _is_connection_option(key: str) -> bool:
+    """Whether libpq takes ``key`` as a connection option (``?key=…`` of a URL): an unknown one
+    failed only at connecting, with the driver's ProgrammingError traceback."""
+    try:
+        parse_dsn(make_dsn(**{key: "x"}))
+    except ProgrammingError:
+        return False
+    return True
 
 
 def cookie_key_problem(key: str) -> str | None:

@@ -85,6 +85,14 @@ def test_prod_without_database_url_fails(prod: pytest.MonkeyPatch) -> None:
         ("postgresql+asyncpg://portal_app:s3cret@db/portal", "not a PostgreSQL URL"),
         ("db:5432", "not a database URL"),
         ("portal_app:s3cret@db:5432/portal", "not a database URL"),
+        (  # JDBC's option: libpq refused it only at connecting, with the driver's traceback
+            "postgresql+psycopg2://portal_app:s3cret@db:5432/portal?ssl=s3cret",
+            "after ? it names 'ssl', which is not a connection option PostgreSQL knows",
+        ),
+        (
+            "postgresql+psycopg2://portal_app:s3cret@db/portal?sslmode=require&sslmod=s3cret",
+            "after ? it names 'sslmod', which is not a connection option PostgreSQL knows",
+        ),
     ],
 )
 @pytest.mark.parametrize("variable", ["PORTAL_DATABASE_URL", "PORTAL_MIGRATION_DATABASE_URL"])
@@ -102,6 +110,14 @@ def test_a_database_url_the_portal_cannot_use_names_the_variable(
     assert problem in message
     assert "postgresql+psycopg2://" in message
     assert "s3cret" not in message
+
+
+def test_a_url_with_connection_options_postgresql_knows_is_taken(
+    prod: pytest.MonkeyPatch,
+) -> None:
+    url = f"{DB_URL}?sslmode=require&connect_timeout=10&application_name=portal"
+    prod.setenv("PORTAL_DATABASE_URL", url)
+    assert load_settings().app_url() == url
 
 
 def test_an_empty_migration_url_falls_back_to_the_app_url(prod: pytest.MonkeyPatch) -> None:
