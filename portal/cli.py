@@ -83,7 +83,7 @@ def _database(*, migrated: bool = True) -> Iterator[None]:
         return
     from portal.embedded import EmbeddedPostgres
 
-    cluster = EmbeddedPostgres(settings.data_dir.resolve())
+    cluster = EmbeddedPostgres(_data_dir())
     with _cluster_use(cluster.base_dir) as last_user:
         info = cluster.start()
         _use_urls(info.url("app"), info.url("owner"))
@@ -95,6 +95,25 @@ def _database(*, migrated: bool = True) -> Iterator[None]:
             reset_engine()
             if last_user():
                 cluster.stop()
+
+
+def _data_dir() -> Path:
+    """PORTAL_DATA_DIR, absolute and created.
+
+    Raises:
+        ConfigError: it cannot be a directory (it is a file, or under one) or be created.
+    """
+    path = get_settings().data_dir.resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "it is a file" if path.is_file() else (exc.strerror or str(exc))
+        raise ConfigError(
+            f"PORTAL_DATA_DIR: {path} cannot be the portal's data directory ({why}). Set "
+            "PORTAL_DATA_DIR to a directory you may write to, or unset it to use .data in the "
+            "current directory."
+        ) from exc
+    return path
 
 
 @contextmanager
@@ -321,7 +340,7 @@ def dev(port: int, no_serve: bool) -> None:
     from portal.embedded import EmbeddedPostgres
 
     settings = get_settings()
-    data_dir = settings.data_dir.resolve()
+    data_dir = _data_dir()
     with ExitStack() as stack:
         cluster, last_user = None, None
         if settings.database_url is None:

@@ -139,6 +139,25 @@ def test_a_damaged_embedded_cluster_is_explained_without_a_traceback(
     assert "Restore it" in result.stderr
 
 
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+@pytest.mark.parametrize("args", [("dev", "--no-serve"), ("migrate",), ("user", "list")])
+def test_a_data_directory_that_cannot_be_one_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...], where: str
+) -> None:
+    """PORTAL_DATA_DIR naming a file stopped every command with a FileExistsError (or
+    NotADirectoryError) traceback from creating it."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a directory\n")
+    data_dir = a_file if where == "a file" else a_file / "data"
+    monkeypatch.setenv("PORTAL_DATA_DIR", str(data_dir))
+    result = portal(*args)
+    assert_refused(result, f"PORTAL_DATA_DIR: {data_dir} cannot be the portal's data directory (")
+    why = "(it is a file)" if where == "a file" else "(Not a directory)"
+    assert why in result.stderr
+    assert "Set PORTAL_DATA_DIR to a directory you may write to" in result.stderr
+    assert a_file.read_text() == "not a directory\n"
+
+
 @pytest.fixture
 def unmigrated_db(pg_cluster: ClusterInfo, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A new database no migration has run on; the portal's URLs point at it."""
