@@ -241,13 +241,21 @@ def migrate_cmd(revision: str) -> None:
 
     with _database(migrated=False):
         try:
-            migrate.upgrade(revision=revision)
+            before, after = migrate.upgrade(revision=revision)
         except CommandError as exc:
             raise click.ClickException(
                 f"Cannot migrate to revision {revision!r}: {exc}. Give one of the revisions in "
                 "migrations/versions, or head (the newest, the default)."
             ) from exc
-    click.echo(f"database at revision {revision}")
+    if before != after:
+        click.echo(f"database migrated from revision {before or 'none'} to {after}")
+    elif revision in ("head", after):
+        click.echo(f"database already at revision {after}; nothing to do")
+    else:  # alembic's upgrade to an earlier revision does nothing
+        click.echo(
+            f"database already at revision {after}, past {revision}; nothing was changed "
+            "(`portal migrate` only upgrades)"
+        )
 
 
 def _first_admin_password() -> tuple[str, bool]:

@@ -30,8 +30,9 @@ def alembic_config(url: str | None = None) -> Config:
     raise ConfigError("migrations/ and alembic.ini not found: run from the portal's checkout")
 
 
-def _with_connection(url: str | None, fn: str, *args: object) -> None:
-    """Run Alembic ``command.<fn>`` in one transaction.
+def _with_connection(url: str | None, fn: str, *args: object) -> tuple[str | None, str | None]:
+    """Run Alembic ``command.<fn>`` in one transaction; the database's revision before and
+    after it (None: never migrated).
 
     Raises:
         ConfigError: the database is at a revision this code does not know (a newer portal
@@ -43,12 +44,14 @@ def _with_connection(url: str | None, fn: str, *args: object) -> None:
     engine = create_engine(url or get_settings().migration_url(), poolclass=pool.NullPool)
     try:
         with engine.begin() as conn:
-            problem = unknown_revision_problem(current_revision(conn))
+            before = current_revision(conn)
+            problem = unknown_revision_problem(before)
             if problem is not None:
                 raise ConfigError(problem)
             cfg = alembic_config()
             cfg.attributes["connection"] = conn
             getattr(command, fn)(cfg, *args)
+            after = current_revision(conn)
     except DBAPIError as exc:
         translated = translate(exc)
         if isinstance(translated, DatabasePrivilege):
@@ -64,11 +67,14 @@ def _with_connection(url: str | None, fn: str, *args: object) -> None:
         raise translated from exc
     finally:
         engine.dispose()
+    return before, after
 
 
-def upgrade(url: str | None = None, revision: str = "head") -> None:
-    """Upgrade the database to ``revision`` (default: the newest)."""
-    _with_connection(url, "upgrade", revision)
+def upgrade(url: str | None = None, revision: str = "head") -> tuple[str | None, str | None]:
+    """Upgrade the database to ``revision`` (default: the newest); its revision before and
+    after. A database already at or past ``revision`` is left as it is: an upgrade never goes
+    back."""
+    return _with_connection(url, "upgrade", revision)
 
 
 def downgrade(url: str | None = None, revision: str = "base") -> None:

@@ -260,6 +260,25 @@ def test_a_refused_login_is_named_with_postgresql_s_reason(
     assert fresh_db.info.owner_password not in result.output
 
 
+def test_migrate_says_the_revision_the_database_is_at(unmigrated_db: str) -> None:
+    """`portal migrate --revision 0010` on a database at the newest said "database at revision
+    0010" and left it at the newest: an upgrade never goes back."""
+    head = migrate.head_revision()
+    first = portal("migrate")
+    assert first.exit_code == 0, first.output
+    assert first.stdout == f"database migrated from revision none to {head}\n"
+    again = portal("migrate")
+    assert again.exit_code == 0, again.output
+    assert again.stdout == f"database already at revision {head}; nothing to do\n"
+    back = portal("migrate", "--revision", "0010")
+    assert back.exit_code == 0, back.output
+    assert back.stdout == (
+        f"database already at revision {head}, past 0010; nothing was changed "
+        "(`portal migrate` only upgrades)\n"
+    )
+    assert portal("user", "list").exit_code == 0  # still at the newest
+
+
 @pytest.mark.parametrize(
     "args", [("migrate",), ("dev", "--no-serve"), ("user", "list"), ("audit", "verify")]
 )
