@@ -24,13 +24,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar, cast
 
 import click
+import psycopg2  # type: ignore[import-untyped,unused-ignore]
 
 from portal import migrate
 from portal.actor import cli_actor
 from portal.config import get_settings
 from portal.db import reset_engine, session_scope, wait_for_database
 from portal.embedded import EmbeddedPostgresError
-from portal.errors import ConfigError, DatabaseLoginRefused, PortalError, ValidationError
+from portal.errors import (
+    ConfigError,
+    DatabaseLoginRefused,
+    DatabaseUnavailable,
+    PortalError,
+    ValidationError,
+)
 from portal.models import CHANGESET_KINDS, EVENT_KINDS
 
 if TYPE_CHECKING:
@@ -50,12 +57,25 @@ def _reports_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except DatabaseLoginRefused as exc:
             raise click.ClickException(f"{exc} PostgreSQL said: {exc.reason}") from exc
+        except DatabaseUnavailable as exc:
+            said = _connection_said(exc)
+            message = f"{exc} The connection said: {said}" if said else str(exc)
+            raise click.ClickException(message) from exc
         except (PortalError, EmbeddedPostgresError) as exc:
             raise click.ClickException(str(exc)) from exc
 
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__
     return wrapper  # type: ignore[return-value]
+
+
+def _connection_said(exc: DatabaseUnavailable) -> str | None:
+    """The first line of what the driver (libpq) said when ``exc`` was raised: a page says only
+    "unavailable, try again", but whoever runs a command must know whether the server is down,
+    the host unknown or the port mistyped."""
+    cause = getattr(exc.__cause__, "orig", exc.__cause__)
+    lines = str(cause).strip().splitlines() if isinstance(cause, psycopg2.Error) else []
+    return lines[0].strip() if lines else None
 
 
 def _use_urls(app_url: str, owner_url: str) -> None:

@@ -198,6 +198,34 @@ def test_migrate_with_the_database_down_is_refused(
     assert_refused(portal(*args), "The database is unavailable right now")
 
 
+@pytest.mark.parametrize(
+    ("where", "said"),
+    [
+        ("127.0.0.1:99999", 'invalid port number: "99999"'),
+        ("no-such-host.invalid:5432", 'could not translate host name "no-such-host.invalid"'),
+        ("127.0.0.1:{port}", 'connection to server at "127.0.0.1", port {port} failed'),
+    ],
+    ids=["port", "host", "down"],
+)
+@pytest.mark.parametrize("args", [("migrate",), ("dev", "--no-serve"), ("user", "list")])
+def test_a_database_out_of_reach_is_refused_with_the_connection_s_reason(
+    monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...], where: str, said: str
+) -> None:
+    """It said only what a page says ("it may be restarting … tell an admin"), the same for a
+    mistyped port or host as for a server that is down; whoever runs the command must fix it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    url = f"postgresql+psycopg2://portal_owner:s3cret@{where.format(port=port)}/portal"
+    monkeypatch.setenv("PORTAL_DATABASE_URL", url)
+    monkeypatch.setenv("PORTAL_MIGRATION_DATABASE_URL", url)
+    result = portal(*args)
+    assert_refused(result, "The database is unavailable right now")
+    assert f"The connection said: {said.format(port=port)}" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "s3cret" not in result.output
+
+
 NOT_MIGRATED = [
     ("user", "list"),
     ("user", "add", "kim", "--password-stdin"),
