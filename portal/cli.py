@@ -216,7 +216,7 @@ def streamlit_command(*, address: str, port: int, max_upload_mb: int) -> list[st
 
 @main.command()
 @click.option("--address", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8501, show_default=True)
+@click.option("--port", default=8501, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
     "--db-wait-attempts",
     default=8,
@@ -360,7 +360,7 @@ def _prepare_first_admin(secret_file: Path) -> None:
 
 
 @main.command()
-@click.option("--port", default=8501, show_default=True)
+@click.option("--port", default=8501, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--no-serve", is_flag=True, help="Prepare the database and admin, then exit.")
 @_reports_errors
 def dev(port: int, no_serve: bool) -> None:

@@ -139,6 +139,21 @@ def test_a_damaged_embedded_cluster_is_explained_without_a_traceback(
     assert "Restore it" in result.stderr
 
 
+@pytest.mark.parametrize("port", ["0", "70000", "-1"])
+@pytest.mark.parametrize("command", ["dev", "serve"])
+def test_a_port_no_server_can_listen_on_is_refused_before_anything_starts(
+    data_dir: Path, command: str, port: str
+) -> None:
+    """`portal dev --port 70000` started the database and migrated it, then Streamlit stopped
+    with an OverflowError traceback and the portal said to choose another port "if port 70000
+    is in use"; 0 served on a port of the system's choosing while saying 127.0.0.1:0."""
+    result = portal(command, "--port", port)
+    assert_refused(result, "Invalid value for '--port'", code=2)
+    assert "is not in the range 1<=x<=65535" in result.stderr
+    assert result.stdout == ""
+    assert not (data_dir / "pg").exists()  # no database started
+
+
 @pytest.mark.parametrize("where", ["a file", "under a file"])
 @pytest.mark.parametrize("args", [("dev", "--no-serve"), ("migrate",), ("user", "list")])
 def test_a_data_directory_that_cannot_be_one_is_named(
