@@ -405,9 +405,14 @@ def dev(port: int, no_serve: bool) -> None:
                     click.echo("embedded PostgreSQL left running: another portal command uses it")
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+"""Besides Ctrl-C, what stops ``portal dev`` and its database: SIGHUP is what closing its
+terminal sends (by default it ended the command at once, leaving the database running)."""
+
+
 def _run_until_interrupted(cmd: list[str], env: dict[str, str]) -> int:
-    """Run ``cmd`` until it ends or is stopped (Ctrl-C, SIGTERM); its exit status, 0 when it
-    was stopped."""
+    """Run ``cmd`` until it ends or is stopped (Ctrl-C, SIGTERM, or SIGHUP: its terminal was
+    closed); its exit status, 0 when it was stopped."""
     proc = subprocess.Popen(cmd, env=env, cwd=REPO_ROOT)
     stopped = False
 
@@ -416,7 +421,7 @@ def _run_until_interrupted(cmd: list[str], env: dict[str, str]) -> int:
         stopped = True
         proc.send_signal(signum)
 
-    previous = signal.signal(signal.SIGTERM, _forward)
+    previous = {signum: signal.signal(signum, _forward) for signum in STOP_SIGNALS}
     try:
         status = proc.wait()
     except KeyboardInterrupt:
@@ -427,7 +432,8 @@ def _run_until_interrupted(cmd: list[str], env: dict[str, str]) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 0 if stopped else status
 
 

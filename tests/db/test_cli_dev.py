@@ -239,6 +239,27 @@ def test_dev_serves_and_ctrl_c_stops_portal_and_database(data_dir: Path) -> None
         urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_dev_stopped_or_its_terminal_closed_stops_portal_and_database(
+    data_dir: Path, signum: signal.Signals
+) -> None:
+    """SIGHUP is what closing the terminal of `make run` sends: it ended `portal dev` at once,
+    leaving the embedded PostgreSQL running (and Streamlit, when sent to `portal dev` alone)."""
+    port = _free_port()
+    proc = _serving(data_dir, port)
+    try:
+        proc.send_signal(signum)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert "embedded PostgreSQL stopped" in output
+    assert not EmbeddedPostgres(data_dir).is_running()
+    with pytest.raises(urllib.error.URLError, match="Connection refused"):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+
+
 def test_dev_exits_non_zero_when_the_portal_cannot_serve(data_dir: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
