@@ -78,6 +78,16 @@ def _connection_said(exc: DatabaseUnavailable) -> str | None:
     return lines[0].strip() if lines else None
 
 
+def _forget_libpq_settings() -> None:
+    """Drop the PG* variables (PGSSLMODE, PGTARGETSESSIONATTRS, PGOPTIONS…) from this process's
+    environment before it uses the embedded cluster. They are the developer's settings for other
+    databases; libpq applied them to every connection, so PGSSLMODE=require, say, made the
+    embedded cluster, which has no TLS, refuse every login, and its message advised deleting
+    the cluster. The cluster's URLs say all there is to say about reaching it."""
+    for key in [key for key in os.environ if key.startswith("PG")]:
+        del os.environ[key]
+
+
 def _use_urls(app_url: str, owner_url: str) -> None:
     os.environ["PORTAL_DATABASE_URL"] = app_url
     os.environ["PORTAL_MIGRATION_DATABASE_URL"] = owner_url
@@ -104,6 +114,7 @@ def _database(*, migrated: bool = True) -> Iterator[None]:
     from portal.embedded import EmbeddedPostgres
 
     cluster = EmbeddedPostgres(_data_dir())
+    _forget_libpq_settings()
     with _cluster_use(cluster.base_dir) as last_user:
         info = cluster.start()
         _use_urls(info.url("app"), info.url("owner"))
@@ -373,6 +384,7 @@ def dev(port: int, no_serve: bool) -> None:
         cluster, last_user = None, None
         if settings.database_url is None:
             cluster = EmbeddedPostgres(data_dir)
+            _forget_libpq_settings()
             last_user = stack.enter_context(_cluster_use(cluster.base_dir))
             click.echo(f"starting embedded PostgreSQL under {data_dir / 'pg'} ...")
             info = cluster.start()

@@ -106,6 +106,28 @@ def test_dev_uses_the_configured_admin_password(data_dir: Path) -> None:
     assert not (data_dir / "admin-password").exists()
 
 
+def test_the_developer_s_libpq_settings_do_not_reach_the_embedded_cluster(data_dir: Path) -> None:
+    """PGSSLMODE=require, set for a hosted database, made the embedded cluster (no TLS) refuse
+    every login, with advice to delete the cluster and its data; a PGTARGETSESSIONATTRS for a
+    standby refused the cluster as not one."""
+    first = _portal(data_dir, "dev", "--no-serve")
+    assert first.returncode == 0, first.stderr
+    for name, value in [("PGSSLMODE", "require"), ("PGTARGETSESSIONATTRS", "standby")]:
+        env = _env(data_dir) | {name: value}
+        for args in (["dev", "--no-serve"], ["user", "list"]):
+            result = subprocess.run(
+                [sys.executable, "-m", "portal.cli", *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=180,
+                check=False,
+            )
+            assert result.returncode == 0, (name, args, result.stderr)
+            assert "delete the cluster directory" not in result.stderr
+    assert not EmbeddedPostgres(data_dir).is_running()
+
+
 def dev_here() -> Result:
     """`portal dev --no-serve` in this process, on the test's database (PORTAL_DATABASE_URL is
     set, so no embedded cluster is started)."""
