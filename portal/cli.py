@@ -116,9 +116,9 @@ def _database(*, migrated: bool = True) -> Iterator[None]:
     cluster = EmbeddedPostgres(_data_dir())
     _forget_libpq_settings()
     with _cluster_use(cluster.base_dir) as last_user:
-        info = cluster.start()
-        _use_urls(info.url("app"), info.url("owner"))
-        try:
+        try:  # a start that fails once the server runs (a login refused, Ctrl-C) stops it too
+            info = cluster.start()
+            _use_urls(info.url("app"), info.url("owner"))
             if migrated:
                 _require_schema()
             yield
@@ -386,11 +386,12 @@ def dev(port: int, no_serve: bool) -> None:
             cluster = EmbeddedPostgres(data_dir)
             _forget_libpq_settings()
             last_user = stack.enter_context(_cluster_use(cluster.base_dir))
-            click.echo(f"starting embedded PostgreSQL under {data_dir / 'pg'} ...")
-            info = cluster.start()
-            click.echo(f"PostgreSQL listening on 127.0.0.1:{info.port}")
-            _use_urls(info.url("app"), info.url("owner"))
         try:
+            if cluster is not None:  # in the try: a start that fails once the server runs stops it
+                click.echo(f"starting embedded PostgreSQL under {data_dir / 'pg'} ...")
+                info = cluster.start()
+                click.echo(f"PostgreSQL listening on 127.0.0.1:{info.port}")
+                _use_urls(info.url("app"), info.url("owner"))
             migrate.upgrade()
             click.echo(f"database migrated to {migrate.head_revision()}")
             _prepare_first_admin(data_dir / "admin-password")
@@ -411,8 +412,9 @@ def dev(port: int, no_serve: bool) -> None:
             if cluster is not None and last_user is not None:
                 reset_engine()
                 if last_user():
-                    cluster.stop()
-                    click.echo("embedded PostgreSQL stopped")
+                    if cluster.is_running():
+                        cluster.stop()
+                        click.echo("embedded PostgreSQL stopped")
                 else:
                     click.echo("embedded PostgreSQL left running: another portal command uses it")
 

@@ -3,6 +3,7 @@ a message that says what is wrong and what to do, never a Python traceback, and 
 
 from __future__ import annotations
 
+import json
 import resource
 import secrets
 import shutil
@@ -22,7 +23,7 @@ from psycopg2 import sql
 from portal import migrate
 from portal.cli import main
 from portal.db import reset_engine
-from portal.embedded import ClusterInfo
+from portal.embedded import ClusterInfo, EmbeddedPostgres
 from tests.conftest import DatabaseHandle, _superuser_exec, create_database, drop_database
 from tests.db.test_faults import login_refused
 from tests.db.test_trail_views import event_rows
@@ -171,6 +172,37 @@ def test_a_data_directory_that_cannot_be_one_is_named(
     assert why in result.stderr
     assert "Set PORTAL_DATA_DIR to a directory you may write to" in result.stderr
     assert a_file.read_text() == "not a directory\n"
+
+
+@pytest.mark.parametrize("args", [("dev", "--no-serve"), ("user", "list")])
+def test_a_start_that_fails_once_the_server_runs_leaves_no_server_running(
+    data_dir: Path, args: tuple[str, ...]
+) -> None:
+    """The credentials file of another cluster (a restored copy, say): the server started, the
+    login to set it up was refused, and the command ended with the server left running."""
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "portal.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+
+    first = run("dev", "--no-serve")
+    assert first.returncode == 0, first.stderr
+    credentials = data_dir / "pg-credentials.json"
+    stored = json.loads(credentials.read_text())
+    credentials.write_text(json.dumps({**stored, "superuser_password": "another cluster's"}))
+    try:
+        result = run(*args)
+        assert result.returncode == 1, result.stderr
+        assert "Error: Could not log in as postgres to the embedded cluster" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert not EmbeddedPostgres(data_dir).is_running()
+    finally:
+        EmbeddedPostgres(data_dir).stop()
 
 
 @pytest.fixture
