@@ -461,7 +461,8 @@ def user() -> None:
 
 def _read_password(password_stdin: bool) -> str:
     """Raises: ValidationError: what was read does not decode in the locale's encoding (bytes
-    it keeps as lone surrogates, as the C locale does, ``users.check_password`` refuses)."""
+    it keeps as lone surrogates, as the C locale does, ``users.check_password`` refuses), or
+    the prompt's input, not a terminal, ended before a password was typed twice."""
     try:
         if password_stdin:
             # A file saved on Windows ends the line with CR LF, and a pipe keeps the CR: it is
@@ -469,6 +470,14 @@ def _read_password(password_stdin: bool) -> str:
             value = sys.stdin.readline().rstrip("\r\n")
         else:
             value = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    except click.Abort as abort:  # Ctrl-C at the prompt, or its input ended
+        if sys.stdin.isatty():
+            raise
+        raise ValidationError(
+            "No password was given: standard input is not a terminal to type it at, and it "
+            "ended. Give the password on one line of standard input with --password-stdin, or "
+            "run the command at a terminal; nothing was changed."
+        ) from abort
     except UnicodeError as exc:
         raise ValidationError(
             "The password read is not UTF-8 text (a file saved as Latin-1 or Windows-1252, "

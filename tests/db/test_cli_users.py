@@ -133,3 +133,27 @@ def test_a_password_piped_in_another_encoding_is_refused_without_a_traceback(
     assert b"Traceback" not in result.stderr
     assert b"not UTF-8" in result.stderr
     assert admin_events(fresh_db) == []
+
+
+@pytest.mark.parametrize("command", [("add", "kim"), ("passwd", "admin")], ids=" ".join)
+def test_a_prompt_with_no_terminal_to_type_at_says_to_use_password_stdin(
+    fresh_db: DatabaseHandle, command: tuple[str, ...]
+) -> None:
+    """Run from a script or `docker exec` without a terminal, the prompt read the end of its
+    input and said only "Aborted!" (after a warning that the password might be echoed)."""
+    portal("add", "admin", "--role", "admin", "--password-stdin", stdin="admin pass 1234\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "portal.cli", "user", *command],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Aborted!" not in result.stderr
+    assert "Error: No password was given: standard input is not a terminal" in result.stderr
+    assert "with --password-stdin" in result.stderr
+    assert [e[1] for e in admin_events(fresh_db)] == ["admin"]  # its creation alone
+    assert signin.authenticate("admin", "admin pass 1234").username == "admin"
