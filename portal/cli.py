@@ -28,7 +28,7 @@ import psycopg2  # type: ignore[import-untyped,unused-ignore]
 
 from portal import migrate
 from portal.actor import cli_actor
-from portal.config import get_settings
+from portal.config import cookie_key_problem, get_settings
 from portal.db import reset_engine, session_scope, wait_for_database
 from portal.embedded import EmbeddedPostgresError
 from portal.errors import (
@@ -250,6 +250,7 @@ def serve(address: str, port: int, db_wait_attempts: int, db_wait_delay: float) 
     logged and retried; if it never answers the command exits 1 without starting Streamlit.
     """
     settings = get_settings()
+    _usable_cookie_key()
     attempts = wait_for_database(
         settings.app_url(),  # ConfigError now, clearly, rather than on the first page view
         attempts=db_wait_attempts,
@@ -287,6 +288,21 @@ def migrate_cmd(revision: str) -> None:
             f"database already at revision {after}, past {revision}; nothing was changed "
             "(`portal migrate` only upgrades)"
         )
+
+
+def _usable_cookie_key() -> str:
+    """The key that will sign sign-in cookies, checked before the portal starts: a placeholder
+    such as PORTAL_COOKIE_KEY=changeme is refused in every mode (``portal.auth.cookie_key``),
+    and the portal served anyway, every page then saying so.
+
+    Raises:
+        ConfigError: it is a placeholder, too short or a repeat; the message names the variable.
+    """
+    key = get_settings().cookie_secret()
+    problem = cookie_key_problem(key)
+    if problem is not None:
+        raise ConfigError(problem)
+    return key
 
 
 def _first_admin_password() -> tuple[str, bool]:
@@ -380,6 +396,8 @@ def dev(port: int, no_serve: bool) -> None:
 
     settings = get_settings()
     data_dir = _data_dir()
+    if not no_serve:
+        _usable_cookie_key()
     with ExitStack() as stack:
         cluster, last_user = None, None
         if settings.database_url is None:

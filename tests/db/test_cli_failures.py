@@ -155,6 +155,20 @@ def test_a_port_no_server_can_listen_on_is_refused_before_anything_starts(
     assert not (data_dir / "pg").exists()  # no database started
 
 
+@pytest.mark.parametrize("key", ["changeme", "too short a key", "ab" * 24])
+@pytest.mark.parametrize("command", ["dev", "serve"])
+def test_a_cookie_key_no_page_would_take_is_refused_before_anything_starts(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, command: str, key: str
+) -> None:
+    """In development `make run` served with PORTAL_COOKIE_KEY=changeme, and every page then said
+    the key could not be used."""
+    monkeypatch.setenv("PORTAL_COOKIE_KEY", key)
+    result = portal(command, "--port", "1")
+    assert_refused(result, "Error: PORTAL_COOKIE_KEY ")
+    assert "secrets.token_urlsafe(48)" in result.stderr
+    assert not (data_dir / "pg").exists()  # no database started
+
+
 @pytest.mark.parametrize("where", ["a file", "under a file"])
 @pytest.mark.parametrize("args", [("dev", "--no-serve"), ("migrate",), ("user", "list")])
 def test_a_data_directory_that_cannot_be_one_is_named(
