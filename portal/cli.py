@@ -415,7 +415,10 @@ def dev(port: int, no_serve: bool) -> None:
             _prepare_first_admin(data_dir / "admin-password")
             if no_serve:
                 return
-            env = dict(os.environ, PORTAL_COOKIE_KEY=settings.cookie_secret())
+            # The server connects as the app role: the owner's URL, which migrations alone
+            # need, would hand a page's process the role that may drop the audit triggers.
+            env = {k: v for k, v in os.environ.items() if k != "PORTAL_MIGRATION_DATABASE_URL"}
+            env["PORTAL_COOKIE_KEY"] = settings.cookie_secret()
             cmd = streamlit_command(
                 address="127.0.0.1", port=port, max_upload_mb=settings.max_upload_mb
             )

@@ -4,6 +4,7 @@ first-admin password must be replaced at the first sign-in, and its file goes on
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -280,6 +281,38 @@ def test_dev_stopped_or_its_terminal_closed_stops_portal_and_database(
     assert not EmbeddedPostgres(data_dir).is_running()
     with pytest.raises(urllib.error.URLError, match="Connection refused"):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat_file.parent.name))
+    return found
+
+
+def test_the_portal_s_server_is_not_given_the_owner_role(data_dir: Path) -> None:
+    """The Streamlit process `portal dev` starts connects as portal_app; it was also handed
+    PORTAL_MIGRATION_DATABASE_URL, the owner's URL and password (the role that may drop the
+    audit log's triggers), which only migrations need."""
+    proc = _serving(data_dir, _free_port())
+    try:
+        (server,) = _children(proc.pid)
+        environ = Path(f"/proc/{server}/environ").read_bytes().split(b"\0")
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    owner_password = json.loads((data_dir / "pg-credentials.json").read_text())["owner_password"]
+    names = {entry.split(b"=", 1)[0] for entry in environ}
+    assert b"PORTAL_DATABASE_URL" in names
+    assert b"PORTAL_MIGRATION_DATABASE_URL" not in names
+    assert not any(owner_password.encode() in entry for entry in environ)
 
 
 def test_dev_exits_non_zero_when_the_portal_cannot_serve(data_dir: Path) -> None:
