@@ -92,6 +92,22 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is {taken[value]}: choose another, e.g. portal_auth")
         return value
 
+    @field_validator("database_url", "migration_database_url", "cookie_key")
+    @classmethod
+    def _utf8_text(cls, value: SecretStr | None) -> SecretStr | None:
+        """A value set from a file in another encoding (Latin-1's é as the byte 0xE9) reaches
+        Python as a lone surrogate, which no connection or signature can encode: the driver, or
+        the cookie key's check, stopped with a UnicodeEncodeError traceback."""
+        if value is not None:
+            try:
+                value.get_secret_value().encode()
+            except UnicodeEncodeError:
+                raise ValueError(
+                    "not UTF-8 text (set from a file saved as Latin-1 or Windows-1252, say): "
+                    "set it again as UTF-8"
+                ) from None
+        return value
+
     @field_validator("database_url", "migration_database_url")
     @classmethod
     def _postgresql_url(cls, value: SecretStr | None) -> SecretStr | None:

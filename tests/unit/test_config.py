@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import stat
 from pathlib import Path
@@ -118,6 +119,33 @@ def test_a_url_with_connection_options_postgresql_knows_is_taken(
     url = f"{DB_URL}?sslmode=require&connect_timeout=10&application_name=portal"
     prod.setenv("PORTAL_DATABASE_URL", url)
     assert load_settings().app_url() == url
+
+
+@pytest.mark.parametrize(
+    ("variable", "latin1"),
+    [
+        ("PORTAL_DATABASE_URL", b"postgresql+psycopg2://portal_app:caf\xe9@db:5432/portal"),
+        ("PORTAL_MIGRATION_DATABASE_URL", b"postgresql+psycopg2://portal_owner:caf\xe9@db/portal"),
+        ("PORTAL_COOKIE_KEY", b"caf\xe9 " + GOOD_KEY.encode()),
+    ],
+)
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_a_value_set_in_another_encoding_names_the_variable(
+    prod: pytest.MonkeyPatch, variable: str, latin1: bytes, env: str
+) -> None:
+    """An .env saved as Latin-1: Python keeps the byte it cannot decode as a lone surrogate,
+    and connecting (or checking the cookie key) stopped with a UnicodeEncodeError traceback."""
+    prod.setenv("PORTAL_ENV", env)
+    prod.setenv(variable, os.fsdecode(latin1))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(main, ["user", "list"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.output.startswith(f"Error: {variable}: not UTF-8 text"), result.output
+    assert "caf" not in result.output
 
 
 def test_an_empty_migration_url_falls_back_to_the_app_url(prod: pytest.MonkeyPatch) -> None:
