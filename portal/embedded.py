@@ -269,6 +269,7 @@ def _run(
             [str(a) for a in argv],
             capture_output=True,
             text=True,
+            errors="replace",  # a path of another encoding, quoted back in a message
             env=_server_env(),
             cwd="/",
             timeout=timeout,

@@ -129,6 +129,29 @@ def test_the_developer_s_libpq_settings_do_not_reach_the_embedded_cluster(data_d
     assert not EmbeddedPostgres(data_dir).is_running()
 
 
+def test_a_data_directory_named_in_another_encoding_is_used(data_dir: Path) -> None:
+    """A checkout under a directory named in Latin-1 ("café" as b"caf\\xe9"): initdb quotes the
+    path back, and reading its output as UTF-8 stopped `portal dev` with a UnicodeDecodeError
+    traceback before the cluster existed."""
+    latin1 = Path(os.fsdecode(bytes(data_dir) + b"/caf\xe9"))
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "portal.cli", "dev", "--no-serve"],
+            env=_env(latin1),
+            capture_output=True,
+            text=True,
+            errors="replace",  # the path, in the output, is no UTF-8
+            timeout=180,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "first admin created: user 'admin'" in result.stdout
+        assert (latin1 / "pg" / "PG_VERSION").is_file()
+        assert not EmbeddedPostgres(latin1).is_running()
+    finally:
+        EmbeddedPostgres(latin1).stop()
+
+
 def dev_here() -> Result:
     """`portal dev --no-serve` in this process, on the test's database (PORTAL_DATABASE_URL is
     set, so no embedded cluster is started)."""
