@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, create_engine, pool
+from sqlalchemy import Connection, create_engine, pool, text
 from sqlalchemy.exc import DBAPIError
 
 from portal.config import get_settings
@@ -16,6 +16,7 @@ from portal.db import translate
 from portal.errors import ConfigError, DatabasePrivilege
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+MIGRATION_LOCK = 0x706F7274616C  # "portal": the advisory lock a migration holds till it commits
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -44,6 +45,9 @@ def _with_connection(url: str | None, fn: str, *args: object) -> tuple[str | Non
     engine = create_engine(url or get_settings().migration_url(), poolclass=pool.NullPool)
     try:
         with engine.begin() as conn:
+            # One migration at a time (two `make run`s, or `portal migrate` beside one): the
+            # second waits, then finds the schema migrated, instead of creating it again.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             before = current_revision(conn)
             problem = unknown_revision_problem(before)
             if problem is not None:

@@ -349,6 +349,32 @@ def test_a_refused_login_is_named_with_postgresql_s_reason(
     assert fresh_db.info.owner_password not in result.output
 
 
+def test_migrations_started_at_once_run_one_after_the_other(unmigrated_db: str) -> None:
+    """Two `make run`s (or `portal migrate` beside one) on a new database: both created the
+    schema, and the second stopped with a UniqueViolation traceback."""
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "portal.cli", "migrate"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outcomes = []
+    for run in runs:
+        stdout, stderr = run.communicate(timeout=180)
+        outcomes.append((run.returncode, stdout, stderr))
+    for status, _, stderr in outcomes:
+        assert status == 0, stderr
+        assert "Traceback" not in stderr
+    head = migrate.head_revision()
+    assert sorted(stdout for _, stdout, _ in outcomes) == [
+        f"database already at revision {head}; nothing to do\n",
+        f"database migrated from revision none to {head}\n",
+    ]
+
+
 def test_migrate_says_the_revision_the_database_is_at(unmigrated_db: str) -> None:
     """`portal migrate --revision 0010` on a database at the newest said "database at revision
     0010" and left it at the newest: an upgrade never goes back."""
