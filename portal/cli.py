@@ -10,6 +10,7 @@ portal audit verify [--expect-head H] [--expect-event-head H] [--data] | head | 
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import re
 import secrets
@@ -225,6 +226,14 @@ def streamlit_command(*, address: str, port: int, max_upload_mb: int) -> list[st
     ]
 
 
+def _a_number(value: float, option: str) -> float:
+    """``value``, unless it is NaN (which passes every range check, then stopped the wait with
+    a ValueError traceback)."""
+    if math.isnan(value):
+        raise click.BadParameter("nan is not a number of seconds.", param_hint=f"'{option}'")
+    return value
+
+
 @main.command()
 @click.option("--address", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8501, show_default=True, type=click.IntRange(1, 65535))
@@ -239,8 +248,9 @@ def streamlit_command(*, address: str, port: int, max_upload_mb: int) -> list[st
     "--db-wait-delay",
     default=1.0,
     show_default=True,
-    type=click.FloatRange(min=0),
-    help="Seconds to wait after the first failed attempt.",
+    type=click.FloatRange(min=0, max=30),
+    callback=lambda _ctx, _param, value: _a_number(value, "--db-wait-delay"),
+    help="Seconds to wait after the first failed attempt (at most 30).",
 )
 @_reports_errors
 def serve(address: str, port: int, db_wait_attempts: int, db_wait_delay: float) -> None:

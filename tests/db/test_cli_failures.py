@@ -155,6 +155,20 @@ def test_a_port_no_server_can_listen_on_is_refused_before_anything_starts(
     assert not (data_dir / "pg").exists()  # no database started
 
 
+@pytest.mark.parametrize("delay", ["nan", "inf", "1e308", "31", "-1"])
+def test_a_wait_no_clock_can_keep_is_refused(monkeypatch: pytest.MonkeyPatch, delay: str) -> None:
+    """`portal serve --db-wait-delay nan` (or inf, 1e308) passed the option's check, then the
+    first wait for a database not yet up stopped with a ValueError or OverflowError traceback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    down = f"postgresql+psycopg2://portal_app:pw@127.0.0.1:{port}/portal"
+    monkeypatch.setenv("PORTAL_DATABASE_URL", down)
+    result = portal("serve", "--db-wait-attempts", "2", "--db-wait-delay", delay)
+    assert_refused(result, "Invalid value for '--db-wait-delay'", code=2)
+    assert "database unavailable" not in result.stderr  # refused before any attempt
+
+
 @pytest.mark.parametrize("key", ["changeme", "too short a key", "ab" * 24])
 @pytest.mark.parametrize("command", ["dev", "serve"])
 def test_a_cookie_key_no_page_would_take_is_refused_before_anything_starts(
