@@ -409,6 +409,7 @@ def dev(port: int, no_serve: bool) -> None:
     if not no_serve:
         _usable_cookie_key()
     with ExitStack() as stack:
+        stack.enter_context(_interrupted_by_stop_signals())
         cluster, last_user = None, None
         if settings.database_url is None:
             cluster = EmbeddedPostgres(data_dir)
@@ -453,6 +454,23 @@ def dev(port: int, no_serve: bool) -> None:
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 """Besides Ctrl-C, what stops ``portal dev`` and its database: SIGHUP is what closing its
 terminal sends (by default it ended the command at once, leaving the database running)."""
+
+
+@contextmanager
+def _interrupted_by_stop_signals() -> Iterator[None]:
+    """In the block, SIGTERM and SIGHUP interrupt as Ctrl-C does, so that the database started
+    is stopped (by default they ended the process at once: one sent while ``portal dev`` was
+    starting the database or migrating it left the database running)."""
+
+    def _interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {signum: signal.signal(signum, _interrupt) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _run_until_interrupted(cmd: list[str], env: dict[str, str]) -> int:

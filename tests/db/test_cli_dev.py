@@ -306,6 +306,33 @@ def test_dev_stopped_or_its_terminal_closed_stops_portal_and_database(
         urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_dev_stopped_while_it_starts_leaves_no_database_running(
+    data_dir: Path, signum: signal.Signals
+) -> None:
+    """Stopped while it migrated the database (before Streamlit ran), `portal dev` ended at
+    once and the embedded PostgreSQL it had started kept running."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "portal.cli", "dev", "--port", str(_free_port())],
+        env=_env(data_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline(), proc.stdout.readline()]
+        assert lines[1].startswith("PostgreSQL listening on"), lines
+        proc.send_signal(signum)  # the migrations of a new database take seconds
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "Traceback" not in output
+    assert "embedded PostgreSQL stopped" in output
+    assert not EmbeddedPostgres(data_dir).is_running()
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for stat_file in Path("/proc").glob("[0-9]*/stat"):
