@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import signal
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -390,6 +391,9 @@ def _prepare_first_admin(secret_file: Path) -> None:
             session=session, username=FIRST_ADMIN, password=secret_file.read_text().strip()
         )
     if current:
+        if stat.S_IMODE(secret_file.stat().st_mode) & 0o077:  # copied without its mode, say
+            secret_file.chmod(0o600)
+            click.echo(f"{secret_file} was readable by others: it is now mode 0600")
         click.echo(f"sign in as '{FIRST_ADMIN}' with the password in {secret_file}")
     else:
         secret_file.unlink()

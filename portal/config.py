@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import stat
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -229,7 +230,8 @@ def cookie_key_problem(key: str) -> str | None:
 
 
 def read_or_create_secret(path: Path, nbytes: int = 48) -> str:
-    """Return the secret kept in ``path``, creating it (mode 0600) on first use.
+    """Return the secret kept in ``path``, creating it (mode 0600) on first use; one readable
+    by others (copied without its mode, say) is made 0600 again.
 
     It is written whole to a file of its own, then linked into place: a crash or a full disk
     never leaves an empty or partial secret behind, and of two processes starting at once both
@@ -238,6 +240,8 @@ def read_or_create_secret(path: Path, nbytes: int = 48) -> str:
     if path.exists():
         value = path.read_text().strip()
         if value:
+            if stat.S_IMODE(path.stat().st_mode) & 0o077:  # copied without its mode, say
+                path.chmod(0o600)
             return value
         path.unlink(missing_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)

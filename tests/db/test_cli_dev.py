@@ -241,6 +241,22 @@ def test_dev_keeps_the_admin_password_file_while_it_still_works(fresh_db: Databa
     assert signin.authenticate("admin", secret_file.read_text().strip()).username == "admin"
 
 
+def test_an_admin_password_file_readable_by_others_is_made_private_again(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """`.data` copied without its modes (`cp -r`, a restored backup): the file holding admin's
+    password stayed readable by every user of the machine, though the README says mode 0600
+    (the cluster's credentials file is put back to 0600 on each start)."""
+    assert dev_here().exit_code == 0
+    secret_file = get_settings().data_dir.resolve() / "admin-password"
+    secret_file.chmod(0o644)
+    again = dev_here()
+    assert again.exit_code == 0, again.output
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert f"{secret_file} was readable by others: it is now mode 0600" in again.output
+    assert "readable by others" not in dev_here().output
+
+
 def test_a_configured_first_admin_password_is_kept(
     fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:

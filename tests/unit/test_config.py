@@ -227,6 +227,16 @@ def test_a_kept_secret_is_created_whole_and_private(tmp_path: Path) -> None:
     assert sorted(p.name for p in path.parent.iterdir()) == ["cookie-key"]  # nothing partial
 
 
+def test_a_kept_secret_readable_by_others_is_made_private_again(tmp_path: Path) -> None:
+    """`.data` copied without its modes: the key that signs sign-in cookies (whoever reads it
+    can forge an admin's) stayed readable by every user of the machine."""
+    path = tmp_path / "data" / "cookie-key"
+    first = read_or_create_secret(path)
+    path.chmod(0o644)
+    assert read_or_create_secret(path) == first
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
 def test_an_empty_secret_file_left_by_a_crash_is_replaced(tmp_path: Path) -> None:
     """An empty key would be refused as a placeholder at every start until deleted by hand."""
     path = tmp_path / "cookie-key"
