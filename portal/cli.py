@@ -18,6 +18,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import replace
@@ -117,7 +118,7 @@ def _database(*, migrated: bool = True) -> Iterator[None]:
 
     cluster = EmbeddedPostgres(_data_dir())
     _forget_libpq_settings()
-    with _cluster_use(cluster.base_dir) as last_user:
+    with _interrupted_by_stop_signals(), _cluster_use(cluster.base_dir) as last_user:
         try:  # a start that fails once the server runs (a login refused, Ctrl-C) stops it too
             info = cluster.start()
             _use_urls(info.url("app"), info.url("owner"))
@@ -469,6 +470,9 @@ def _interrupted_by_stop_signals() -> Iterator[None]:
     def _interrupt(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers (a command run in a thread, in tests)
+        return
     previous = {signum: signal.signal(signum, _interrupt) for signum in STOP_SIGNALS}
     try:
         yield

@@ -349,6 +349,35 @@ def test_dev_stopped_while_it_starts_leaves_no_database_running(
     assert not EmbeddedPostgres(data_dir).is_running()
 
 
+def test_a_command_stopped_at_work_stops_the_database_it_started(data_dir: Path) -> None:
+    """`portal audit verify --data` on a large database, say, stopped with SIGTERM: it ended at
+    once and the embedded PostgreSQL it had started kept running."""
+    at_work = (
+        "import sys, time\n"
+        "from portal.cli import _database\n"
+        "with _database(migrated=False):\n"
+        "    print('at work', flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", at_work],
+        env=_env(data_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "at work\n"
+        assert EmbeddedPostgres(data_dir).is_running()
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not EmbeddedPostgres(data_dir).is_running()
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for stat_file in Path("/proc").glob("[0-9]*/stat"):
