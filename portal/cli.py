@@ -262,9 +262,10 @@ def serve(address: str, port: int, db_wait_attempts: int, db_wait_delay: float) 
     logged and retried; if it never answers the command exits 1 without starting Streamlit.
     """
     settings = get_settings()
+    url = settings.app_url()  # ConfigError now, clearly, rather than on the first page view
     _usable_cookie_key()
     attempts = wait_for_database(
-        settings.app_url(),  # ConfigError now, clearly, rather than on the first page view
+        url,
         attempts=db_wait_attempts,
         first_delay=db_wait_delay,
         log=lambda line: click.echo(line, err=True),
@@ -310,7 +311,10 @@ def _usable_cookie_key() -> str:
     Raises:
         ConfigError: it is a placeholder, too short or a repeat; the message names the variable.
     """
-    key = get_settings().cookie_secret()
+    settings = get_settings()
+    if settings.cookie_key is None or not settings.cookie_key.get_secret_value():
+        _data_dir()  # where development keeps a generated key: said plainly if it cannot be
+    key = settings.cookie_secret()
     problem = cookie_key_problem(key)
     if problem is not None:
         raise ConfigError(problem)

@@ -177,6 +177,8 @@ def test_a_cookie_key_no_page_would_take_is_refused_before_anything_starts(
     """In development `make run` served with PORTAL_COOKIE_KEY=changeme, and every page then said
     the key could not be used."""
     monkeypatch.setenv("PORTAL_COOKIE_KEY", key)
+    if command == "serve":  # it names a missing database first
+        monkeypatch.setenv("PORTAL_DATABASE_URL", "postgresql+psycopg2://portal_app:pw@127.0.0.1/x")
     result = portal(command, "--port", "1")
     assert_refused(result, "Error: PORTAL_COOKIE_KEY ")
     assert "secrets.token_urlsafe(48)" in result.stderr
@@ -231,6 +233,18 @@ def test_a_start_that_fails_once_the_server_runs_leaves_no_server_running(
         assert not EmbeddedPostgres(data_dir).is_running()
     finally:
         EmbeddedPostgres(data_dir).stop()
+
+
+def test_serve_with_a_data_directory_that_cannot_be_one_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In development `portal serve` keeps its generated cookie key in the data directory."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a directory\n")
+    monkeypatch.setenv("PORTAL_DATA_DIR", str(a_file))
+    monkeypatch.setenv("PORTAL_DATABASE_URL", "postgresql+psycopg2://portal_app:pw@127.0.0.1/x")
+    result = portal("serve", "--db-wait-attempts", "1")
+    assert_refused(result, f"PORTAL_DATA_DIR: {a_file} cannot be the portal's data directory")
 
 
 @pytest.fixture
