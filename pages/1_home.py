@@ -56,5 +56,5 @@ if actor.can("admin"):
     if not status.up_to_date:
         st.warning(
             f"The database is at revision {status.schema_revision or 'none'} but the code expects "
-            f"{status.head_revision}: run `portal migrate`."
+            f"{status.head_revision}: {status.what_to_do}."
         )

@@ -22,6 +22,17 @@ class DatabaseStatus:
     def up_to_date(self) -> bool:
         return self.schema_revision == self.head_revision
 
+    @property
+    def what_to_do(self) -> str:
+        """What brings a database that is not up to date to the code's revision: a migration,
+        or, at a revision this code does not know (a newer portal migrated it), that portal."""
+        if migrate.unknown_revision_problem(self.schema_revision) is not None:
+            return (
+                f"the database is at revision {self.schema_revision}, which a newer version of "
+                "the portal wrote: run that version (or a newer one) instead of this one"
+            )
+        return "run `portal migrate`"
+
 
 def database_status() -> DatabaseStatus:
     """Ask PostgreSQL who and where we are.

@@ -64,3 +64,17 @@ def test_status_reports_the_schema_revision_to_the_app_role(fresh_db: DatabaseHa
     assert status.connected_as == "portal_app"
     assert status.schema_revision == migrate.head_revision()
     assert status.up_to_date
+
+
+def test_status_says_what_brings_an_old_or_a_newer_schema_in_line() -> None:
+    """Home tells an admin what to do: a migration for an older schema; for one a newer portal
+    wrote, that portal (`portal migrate` cannot go there, nor back)."""
+    from portal import migrate
+    from portal.status import DatabaseStatus
+
+    head = migrate.head_revision()
+    older = DatabaseStatus("15", "portal", "portal_app", "0010", head)
+    newer = DatabaseStatus("15", "portal", "portal_app", "0099_newer", head)
+    assert older.what_to_do == "run `portal migrate`"
+    assert "newer version of the portal" in newer.what_to_do
+    assert "portal migrate" not in newer.what_to_do
