@@ -629,13 +629,16 @@ if rebased is not None:
             key=f"edit.{dataset_id}.delete.{d.row_id}",
         )
     }
-    if st.button("Apply my choices", type="primary"):
+    apply_col, discard_col = st.columns(2)
+    if apply_col.button("Apply my choices", type="primary", width="stretch"):
         st.session_state[k["pending"]] = merge.resolve(
             rebased, choices_made, recreate=recreate, delete_anyway=delete_anyway
         )
         st.session_state.pop(k["rebased"], None)
         st.session_state.pop(k["window"], None)
         st.rerun()
+    with discard_col:  # or give up my edits altogether, rather than choose
+        discard_button("Your edits to this dataset, those re-applied by themselves too")
     st.stop()
 
 

@@ -303,6 +303,25 @@ def test_the_grid_is_read_only_while_i_choose_what_to_keep(
     assert at.data_editor[0].value.loc[1, "note"] == "mine"
 
 
+def test_i_may_discard_my_edits_instead_of_choosing_what_to_keep(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    """Once reloaded after a conflict, the only way out was to apply choices, then discard."""
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(at, {"edited_rows": {0: {"note": "mine"}}})
+    someone_else_commits(dataset, {"edited_rows": {0: {"note": "theirs"}}})
+    at = reload_after_conflict(at, dataset)
+    assert "Choose what to keep" in texts(at, main_only=True)
+    at = button(at, "Discard changes…").click().run()
+    at = button(at, "Discard").click().run()
+    assert not at.exception
+    shown = texts(at, main_only=True)
+    assert "Choose what to keep" not in shown
+    assert "No unsaved changes." in shown
+    assert not at.data_editor[0].proto.disabled
+    assert at.data_editor[0].value.loc[1, "note"] == "theirs"
+
+
 def test_values_to_choose_between_after_a_conflict_are_shown_as_text(
     fresh_db: DatabaseHandle, dataset: int
 ) -> None:
