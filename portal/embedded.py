@@ -124,20 +124,40 @@ def _has_server_binaries(bindir: Path) -> bool:
     )
 
 
+def _cluster_version(data_dir: Path) -> str | None:
+    """The major version of PostgreSQL that made the cluster in ``data_dir`` (``PG_VERSION``),
+    or None before there is one."""
+    try:
+        return (data_dir / "PG_VERSION").read_text().strip() or None
+    except OSError:
+        return None
+
+
 def _version_key(bindir: Path) -> tuple[int, ...]:
     """Sort key for ``<root>/<version>/bin``: ``9.6`` < ``10`` < ``15``."""
     return tuple(int(part) for part in re.findall(r"\d+", bindir.parent.name))
 
 
-def find_pg_bindir(pg_config: str = "pg_config", roots: Sequence[Path] = DEFAULT_PG_ROOTS) -> Path:
+def find_pg_bindir(
+    pg_config: str = "pg_config",
+    roots: Sequence[Path] = DEFAULT_PG_ROOTS,
+    version: str | None = None,
+) -> Path:
     """Return the directory holding ``initdb``, ``pg_ctl`` and ``postgres``.
 
-    ``pg_config --bindir`` wins if that directory has all three; otherwise the newest
-    ``<root>/<version>/bin`` under ``roots`` (Debian layout: ``/usr/lib/postgresql/15/bin``).
-    ``pg_config`` may be a command name (looked up on PATH) or a path.
+    ``<root>/<version>/bin`` first when ``version`` is given (an existing cluster's
+    ``PG_VERSION``: a server of another major version cannot run it, and a newer PostgreSQL
+    installed beside the first would otherwise be chosen); then ``pg_config --bindir`` if that
+    directory has all three; otherwise the newest ``<root>/<version>/bin`` under ``roots``
+    (Debian layout: ``/usr/lib/postgresql/15/bin``). ``pg_config`` may be a command name
+    (looked up on PATH) or a path.
 
     Raises EmbeddedPostgresError naming what to install when nothing is found.
     """
+    if version is not None:
+        for root in roots:
+            if _has_server_binaries(root / version / "bin"):
+                return root / version / "bin"
     looked_at: list[str] = []
     exe = shutil.which(pg_config)
     if exe is None:
@@ -449,9 +469,9 @@ class EmbeddedPostgres:
         """
         self.base_dir.mkdir(parents=True, exist_ok=True)
         with self._locked():
-            bindir = find_pg_bindir()
             account = _server_account()
             data_dir = self._prepare_data_dir(account)
+            bindir = find_pg_bindir(version=_cluster_version(data_dir))
             creds = self._load_or_create_credentials(data_dir)
             if not (data_dir / "PG_VERSION").is_file():
                 self._initdb(bindir, data_dir, account, creds)
@@ -483,7 +503,7 @@ class EmbeddedPostgres:
             if self._postmaster_pid(data_dir) is None:
                 return
             account = _server_account()
-            pg_ctl = find_pg_bindir() / "pg_ctl"
+            pg_ctl = find_pg_bindir(version=_cluster_version(data_dir)) / "pg_ctl"
             argv: list[str | Path] = [
                 pg_ctl,
                 "stop",

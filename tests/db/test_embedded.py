@@ -387,3 +387,16 @@ def test_find_pg_bindir_prefers_pg_config_then_newest_version(tmp_path: Path) ->
     assert find_pg_bindir(pg_config=str(pg_config), roots=(root,)) == preferred
 
     assert (find_pg_bindir() / "initdb").is_file()  # the real installation
+
+
+def test_an_existing_cluster_gets_the_server_of_its_own_version(tmp_path: Path) -> None:
+    """A newer PostgreSQL installed beside the one that made the cluster (apt upgrade adds
+    postgresql-16 next to 15) was chosen, and cannot run it."""
+    root = tmp_path / "postgresql"
+    for version in ("15", "16"):
+        _fake_bindir(root / version / "bin")
+    newest = _fake_pg_config(tmp_path / "pg_config", root / "16" / "bin")
+    assert find_pg_bindir(pg_config=str(newest), roots=(root,)) == root / "16" / "bin"
+    assert find_pg_bindir(pg_config=str(newest), roots=(root,), version="15") == root / "15" / "bin"
+    # A version none is installed for: as before (the start then says what is wrong).
+    assert find_pg_bindir(pg_config=str(newest), roots=(root,), version="14") == root / "16" / "bin"
