@@ -173,8 +173,8 @@ def _spread(session: Session, source: FromClause, c: ColumnSpec) -> tuple[pd.Dat
     # date-times) in the bucket after the last.
     counted[count] = counted.get(count, 0) + counted.pop(count + 1, 0)
     starts = [low + width * b for b in range(count)]
-    if c.type in _WHOLE:  # a range of whole numbers or days ends at its last one
-        ends = [start + width - 1 for start in starts]
+    if c.type in _WHOLE:  # a range of whole numbers or days ends at its last one, the last
+        ends = [min(start + width - 1, high) for start in starts]  # at the largest value
     else:
         ends = [min(start + width, high) for start in starts]
     return (

@@ -137,3 +137,14 @@ def _slow(real):  # type: ignore[no-untyped-def]
         return real(session, source, c, sampled)
 
     return slow
+
+
+def test_the_last_range_ends_at_the_largest_value_not_past_it(editor: Actor) -> None:
+    data = "Name,Qty,Day\n" + "".join(f"n{i},{i},2024-01-{i:02d}\n" for i in range(1, 26))
+    dataset = upload(editor, data.encode(), uploads.NewDataset("Ends")).dataset_id
+    qty = profile_of(dataset, "qty")
+    assert qty.spread is not None
+    assert (qty.spread["from"].iloc[0], qty.spread["to"].iloc[-1]) == ("1", "25")
+    day = profile_of(dataset, "day")
+    assert day.spread is not None
+    assert day.spread["to"].iloc[-1] == "2024-01-25"
