@@ -177,11 +177,12 @@ def _spread(session: Session, source: FromClause, c: ColumnSpec) -> tuple[pd.Dat
         ends = [min(start + width - 1, high) for start in starts]  # at the largest value
     else:
         ends = [min(start + width, high) for start in starts]
+    froms, tos = _edges(c, starts, ends)
     return (
         pd.DataFrame(
             {
-                "from": pd.array([_edge(c, x) for x in starts], dtype="string"),
-                "to": pd.array([_edge(c, x) for x in ends], dtype="string"),
+                "from": pd.array(froms, dtype="string"),
+                "to": pd.array(tos, dtype="string"),
                 "rows": pd.array([counted.get(b, 0) for b in range(1, count + 1)], "int64"),
             }
         ),
@@ -203,12 +204,30 @@ def _ranges(c: ColumnSpec, low: float, high: float) -> tuple[float, int]:
     return (high - low) / BUCKETS, BUCKETS
 
 
-def _edge(c: ColumnSpec, x: float) -> str:
-    """A range's edge as text, in the column's terms."""
+_DATETIME_FORMATS: Final = ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f")
+
+
+def _edges(c: ColumnSpec, starts: list[float], ends: list[float]) -> tuple[list[str], list[str]]:
+    """The ranges' edges as text, in the column's terms: decimals and date-times as finely as
+    it takes for no two ranges to start at the same label (a million and some tenths, seconds
+    of one minute), so each bar of the chart is one range."""
+    if c.type in _WHOLE:
+        return [_edge(c, x) for x in starts], [_edge(c, x) for x in ends]
+    fines: tuple[str | int, ...] = _DATETIME_FORMATS if c.type == "datetime" else (6, 9, 12, 15, 17)
+    for fine in fines:
+        labels = [_edge(c, x, fine) for x in starts]
+        if len(set(labels)) == len(labels):
+            break
+    return labels, [_edge(c, x, fine) for x in ends]
+
+
+def _edge(c: ColumnSpec, x: float, fine: str | int = 6) -> str:
+    """A range's edge as text, in the column's terms (``fine``: a date-time's format, a
+    decimal's significant digits)."""
     if c.type == "date":
         return (_DAY_ZERO + timedelta(days=x)).isoformat()
     if c.type == "datetime":
-        return datetime.fromtimestamp(x, UTC).strftime("%Y-%m-%d %H:%M")
+        return datetime.fromtimestamp(x, UTC).strftime(str(fine))
     if c.type == "integer":
         return f"{x:,.0f}"
-    return f"{x:,.6g}"
+    return f"{x:,.{fine}g}"

@@ -148,3 +148,20 @@ def test_the_last_range_ends_at_the_largest_value_not_past_it(editor: Actor) -> 
     day = profile_of(dataset, "day")
     assert day.spread is not None
     assert day.spread["to"].iloc[-1] == "2024-01-25"
+
+
+def test_ranges_narrower_than_the_labels_default_precision_have_distinct_labels(
+    editor: Actor,
+) -> None:
+    lines = ["Name,Rate,At"]
+    for i in range(1, 10):  # a million and a few tenths; nine seconds of one minute
+        lines.append(f"n{i},1000000.{i},2024-01-01T00:00:{i:02d}.{i}Z")
+    dataset = upload(editor, ("\n".join(lines) + "\n").encode(), uploads.NewDataset("F")).dataset_id
+    for column in ("rate", "at"):
+        spread = profile_of(dataset, column).spread
+        assert spread is not None
+        assert spread["from"].is_unique, spread["from"].tolist()
+        assert spread["from"].iloc[0] < spread["to"].iloc[-1]
+    rate = profile_of(dataset, "rate").spread
+    assert rate is not None
+    assert (rate["from"].iloc[0], rate["to"].iloc[-1]) == ("1,000,000.1", "1,000,000.9")
