@@ -204,6 +204,7 @@ def _ranges(c: ColumnSpec, low: float, high: float) -> tuple[float, int]:
     return (high - low) / BUCKETS, BUCKETS
 
 
+_LAST_MOMENT: Final = datetime.max.replace(tzinfo=UTC)
 _DATETIME_FORMATS: Final = ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f")
 
 
@@ -227,7 +228,9 @@ def _edge(c: ColumnSpec, x: float, fine: str | int = 6) -> str:
     if c.type == "date":
         return (_DAY_ZERO + timedelta(days=x)).isoformat()
     if c.type == "datetime":
-        return datetime.fromtimestamp(x, UTC).strftime(str(fine))
+        # 9999-12-31 23:59:59.999999 as a float8 rounds up to a moment past datetime's range
+        moment = _LAST_MOMENT if x >= _LAST_MOMENT.timestamp() else datetime.fromtimestamp(x, UTC)
+        return moment.strftime(str(fine))
     if c.type == "integer":
         return f"{x:,.0f}"
     return f"{x:,.{fine}g}"

@@ -165,3 +165,15 @@ def test_ranges_narrower_than_the_labels_default_precision_have_distinct_labels(
     rate = profile_of(dataset, "rate").spread
     assert rate is not None
     assert (rate["from"].iloc[0], rate["to"].iloc[-1]) == ("1,000,000.1", "1,000,000.9")
+
+
+def test_the_last_moment_a_datetime_can_hold_has_a_spread(editor: Actor) -> None:
+    # 9999-12-31 23:59:59.999999, a common "valid until further notice", is 253402300800.0 s
+    # since 1970 as a float8: one microsecond past what Python's datetime can hold.
+    data = b"Name,Until\na,2024-01-01T00:00:00Z\nb,9999-12-31T23:59:59.999999Z\n"
+    dataset = upload(editor, data, uploads.NewDataset("Until")).dataset_id
+    until = profile_of(dataset, "until")
+    assert until.spread is not None
+    assert until.spread["from"].iloc[0] == "2024-01-01 00:00"
+    assert until.spread["to"].iloc[-1].startswith("9999-12-31 23:59")
+    assert until.spread["rows"].tolist()[::19] == [1, 1]
