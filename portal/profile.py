@@ -11,8 +11,9 @@ Decisions a reader needs:
 - Every query of a profile runs under ``TIME_LIMIT``; past it the profile is refused with a
   message that says so, and the page goes on.
 - The spread is at most ``BUCKETS`` ranges of equal width between the smallest and the largest
-  value (``width_bucket``), counted in PostgreSQL: a number as ``float8``, a date as days since
-  2000-01-01, a date-time as seconds since 1970 (UTC). Ranges of whole numbers and of days hold
+  value (``width_bucket``), counted in PostgreSQL: an integer exactly (``numeric``: an id past
+  2**53 is not rounded), a decimal as ``float8``, a date as days since 2000-01-01, a date-time
+  as seconds since 1970 (UTC). Ranges of whole numbers and of days hold
   whole ones (1–3, 4–6, …), so there are fewer when the values span fewer than ``BUCKETS``.
   A decimal past ``float8``'s range has no spread (said so), not an error.
 - Queries are SQLAlchemy Core against the ``Table`` built from the spec; the column is one of
@@ -21,13 +22,12 @@ Decisions a reader needs:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 import pandas as pd
-from sqlalchemy import Float, FromClause, cast, func, literal, select, tablesample
+from sqlalchemy import Float, FromClause, Numeric, cast, func, literal, select, tablesample
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -143,8 +143,11 @@ def _shown(value: Any) -> str:
 
 def _spread(session: Session, source: FromClause, c: ColumnSpec) -> tuple[pd.DataFrame | None, str]:
     col = source.c[c.name]
-    if c.type == "date":
-        measure: Any = cast(col - literal(_DAY_ZERO), Float)
+    # Whole numbers and days are counted as numeric, exactly: an id past 2**53 is not rounded.
+    if c.type == "integer":
+        measure: Any = cast(col, Numeric)
+    elif c.type == "date":
+        measure = cast(col - literal(_DAY_ZERO), Numeric)
     elif c.type == "datetime":
         measure = cast(func.extract("epoch", col), Float)
     else:
@@ -154,9 +157,12 @@ def _spread(session: Session, source: FromClause, c: ColumnSpec) -> tuple[pd.Dat
             low, high = session.execute(
                 select(func.min(measure), func.max(measure)).select_from(source)
             ).one()
-            low, high = float(low), float(high)
+            low, high = (int(low), int(high)) if c.type in _WHOLE else (float(low), float(high))
             width, count = _ranges(c, low, high)
-            bucket = func.width_bucket(measure, low, low + width * count, count)
+            bounds: tuple[Any, Any] = (low, low + width * count)
+            if c.type in _WHOLE:
+                bounds = (literal(bounds[0], Numeric), literal(bounds[1], Numeric))
+            bucket = func.width_bucket(measure, *bounds, count)
             counted: dict[int, int] = dict(
                 session.execute(
                     select(bucket, func.count())
@@ -196,9 +202,10 @@ _WHOLE: Final = frozenset({"integer", "date"})
 def _ranges(c: ColumnSpec, low: float, high: float) -> tuple[float, int]:
     """The width and the number of the ranges from ``low`` to ``high``: at most ``BUCKETS``;
     of whole numbers (or days) at least one wide, so each holds whole values."""
-    if c.type in _WHOLE:
-        width = float(max(1, math.ceil((high - low + 1) / BUCKETS)))
-        return width, math.ceil((high - low + 1) / width)
+    if c.type in _WHOLE:  # ints, exactly
+        values = int(high) - int(low) + 1
+        width = max(1, -(-values // BUCKETS))
+        return width, -(-values // width)
     if high == low:
         return 1.0, 1
     return (high - low) / BUCKETS, BUCKETS
@@ -232,5 +239,5 @@ def _edge(c: ColumnSpec, x: float, fine: str | int = 6) -> str:
         moment = _LAST_MOMENT if x >= _LAST_MOMENT.timestamp() else datetime.fromtimestamp(x, UTC)
         return moment.strftime(str(fine))
     if c.type == "integer":
-        return f"{x:,.0f}"
+        return f"{int(x):,}"
     return f"{x:,.{fine}g}"

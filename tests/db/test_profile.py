@@ -177,3 +177,14 @@ def test_the_last_moment_a_datetime_can_hold_has_a_spread(editor: Actor) -> None
     assert until.spread["from"].iloc[0] == "2024-01-01 00:00"
     assert until.spread["to"].iloc[-1].startswith("9999-12-31 23:59")
     assert until.spread["rows"].tolist()[::19] == [1, 1]
+
+
+def test_integers_past_float8s_precision_are_labelled_exactly(editor: Actor) -> None:
+    # 18-digit ids: as float8 both are 1,234,567,890,123,456,768, a number neither of them is
+    data = b"Name,Id\na,1234567890123456789\nb,1234567890123456799\nc,9223372036854775807\n"
+    dataset = upload(editor, data, uploads.NewDataset("Ids")).dataset_id
+    ids = profile_of(dataset, "id")
+    assert ids.spread is not None
+    assert ids.spread["from"].iloc[0] == "1,234,567,890,123,456,789"
+    assert ids.spread["to"].iloc[-1] == "9,223,372,036,854,775,807"
+    assert ids.spread["rows"].tolist() == [2] + [0] * 18 + [1]
