@@ -7,7 +7,9 @@ Decisions a reader needs:
 - Exact up to ``EXACT_ROWS`` rows. A larger table is profiled from a sample of about
   ``SAMPLE_ROWS`` rows (``TABLESAMPLE SYSTEM``: whole pages, ``REPEATABLE`` so the same table
   gives the same profile), and the profile says so and how many rows it read: a profile of
-  10,000,000 rows must not read them all whenever someone looks.
+  10,000,000 rows must not read them all whenever someone looks. Which of the two is decided
+  by counting the table's rows up to ``EXACT_ROWS`` + 1, not by the dataset's ``row_count``,
+  which misses rows written or deleted outside the portal.
 - Every query of a profile runs under ``TIME_LIMIT``; past it the profile is refused with a
   message that says so, and the page goes on.
 - The spread is at most ``BUCKETS`` ranges of equal width between the smallest and the largest
@@ -83,14 +85,21 @@ def column_profile(*, session: Session, dataset_id: int, column: str) -> Profile
         )
     c = by_name[column]
     table = dataset_table(spec, dataset.table_name)
-    sampled = dataset.row_count > EXACT_ROWS
-    source: FromClause = table
-    if sampled:
-        percent = 100.0 * SAMPLE_ROWS / dataset.row_count
-        source = tablesample(table, func.system(percent), name="sample", seed=literal(0))
     previous = session.execute(select(func.current_setting("statement_timeout"))).scalar_one()
     session.execute(select(func.set_config("statement_timeout", TIME_LIMIT, True)))
     try:
+        # Whether to sample, from the table itself: its row_count misses rows written outside
+        # the portal, and a table it says is large but was emptied there gave a sample of none.
+        present = session.execute(
+            select(func.count()).select_from(
+                select(literal(1)).select_from(table).limit(EXACT_ROWS + 1).subquery()
+            )
+        ).scalar_one()
+        sampled = present > EXACT_ROWS
+        source: FromClause = table
+        if sampled:
+            percent = 100.0 * SAMPLE_ROWS / max(dataset.row_count, present)
+            source = tablesample(table, func.system(percent), name="sample", seed=literal(0))
         profile = _profile(session, source, c, sampled)
     except OperationalError as exc:
         if getattr(exc.orig, "pgcode", None) == "57014":  # query_canceled

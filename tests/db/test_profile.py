@@ -188,3 +188,19 @@ def test_integers_past_float8s_precision_are_labelled_exactly(editor: Actor) -> 
     assert ids.spread["from"].iloc[0] == "1,234,567,890,123,456,789"
     assert ids.spread["to"].iloc[-1] == "9,223,372,036,854,775,807"
     assert ids.spread["rows"].tolist() == [2] + [0] * 18 + [1]
+
+
+def test_rows_deleted_outside_the_portal_do_not_make_a_small_table_sampled(
+    editor: Actor, fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = "Name,Qty\n" + "".join(f"n{i},{i}\n" for i in range(3_000))
+    dataset = upload(editor, data.encode(), uploads.NewDataset("Shrunk")).dataset_id
+    with fresh_db.superuser.begin() as conn:  # from psql: the dataset's row_count stays 3,000
+        table = conn.scalar(
+            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset}
+        )
+        conn.execute(text(f"DELETE FROM data.{table} WHERE qty >= 500"))
+    monkeypatch.setattr(profile, "EXACT_ROWS", 1_000)
+    monkeypatch.setattr(profile, "SAMPLE_ROWS", 500)
+    qty = profile_of(dataset, "qty")
+    assert (qty.sampled, qty.rows, qty.distinct) == (False, 500, 500)
