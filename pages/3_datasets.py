@@ -16,7 +16,7 @@ import streamlit as st
 from portal import browse, datasets
 from portal.browse import PAGE_SIZES, CsvExport, FilterOp, RowFilter, Sort
 from portal.db import session_scope
-from portal.errors import PortalError
+from portal.errors import PortalError, ValidationError
 from portal.profile import EXACT_ROWS, Profile, column_profile
 from portal.spec import ROW_ID, editor_columns
 from portal.ui import current_actor, md_escape, require
@@ -31,6 +31,7 @@ OPEN = "datasets.open"
 FLASH = "datasets.flash"
 SETTING = "datasets.setting"  # (dataset id, the reason setting asked for): its dialog is open
 PREPARED = "datasets.prepared"  # (dataset id, filter, newest change) -> the prepared CsvExport
+PROFILE_REFUSED = "datasets.profile_refused"  # (dataset id, column, newest change), message
 
 
 def when(moment: datetime | None) -> str:
@@ -332,9 +333,21 @@ with st.expander("Column profile", icon=":material/bar_chart:"):
         placeholder="Choose a column: its empty cells, distinct and most frequent values",
         key=f"{key}.profile",
     )
-    if profiled is not None:
+    profile_key = (dataset.id, profiled, by_id[dataset.id].last_change_at)
+    refused: tuple[tuple[object, ...], str] | None = st.session_state.get(PROFILE_REFUSED)
+    if refused is not None and refused[0] == profile_key:
+        # Said again, not run again: a profile stopped at its time limit would take that long
+        # on every click of the page (paging, a filter) while the column stays chosen.
+        show_refusal(ValidationError(refused[1]))
+        if st.button("Try again", key=f"{key}.profile_again"):
+            st.session_state.pop(PROFILE_REFUSED, None)
+            st.rerun()
+    elif profiled is not None:
         try:
             show_profile(profile_of(dataset.id, profiled, by_id[dataset.id].last_change_at))
+        except ValidationError as exc:
+            st.session_state[PROFILE_REFUSED] = (profile_key, str(exc))
+            show_refusal(exc)
         except PortalError as exc:
             show_error(exc)
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
-from portal import diffs, writes
+from portal import diffs, profile, writes
 from portal.actor import Actor
 from portal.db import session_scope
 from portal.spec import ColumnSpec, DatasetSpec
@@ -408,3 +409,36 @@ def test_a_viewer_profiles_a_column(fresh_db: DatabaseHandle) -> None:
     at.selectbox(key=f"datasets.{dataset_id}.profile").select("name").run()
     assert "No value is there twice." in texts(at, main_only=True)
     assert not [e for e in at.main if getattr(e, "type", None) == "vega_lite_chart"]
+
+
+def test_a_profile_stopped_at_its_time_limit_is_not_run_again_by_every_click(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset_id, _ = seed_people(fresh_db)
+    runs: list[str] = []
+    real = profile._profile
+
+    def slow(session, source, c, sampled):  # type: ignore[no-untyped-def]
+        runs.append(c.name)
+        session.execute(text("SELECT pg_sleep(0.2)"))
+        return real(session, source, c, sampled)
+
+    monkeypatch.setattr(profile, "TIME_LIMIT", "1ms")
+    monkeypatch.setattr(profile, "_profile", slow)
+    at, _ = datasets_page(fresh_db, "viewer")
+    open_dataset(at, dataset_id)
+    at.selectbox(key=f"datasets.{dataset_id}.profile").select("qty").run()
+    assert [e.value for e in at.error if "took longer than 1ms" in e.value]
+    assert runs == ["qty"]
+
+    at.run()  # any click on the page: paging the rows, a filter, preparing the download
+    assert not at.exception
+    assert [e.value for e in at.error if "took longer than 1ms" in e.value]  # still said
+    assert runs == ["qty"]  # not another 5 s of the person's and the database's time
+
+    monkeypatch.setattr(profile, "TIME_LIMIT", "5s")
+    at.button(key=f"datasets.{dataset_id}.profile_again").click().run()
+    assert not at.exception
+    assert runs == ["qty", "qty"]
+    assert not [e.value for e in at.error if "took longer" in e.value]
+    assert {m.label for m in at.main.metric} == {"Empty cells", "Distinct values"}
