@@ -60,7 +60,7 @@ class Profile:
     distinct: int
     top: pd.DataFrame
     """The ``TOP_VALUES`` most frequent values, most frequent first: columns ``value`` (as
-    the download writes it) and ``rows``."""
+    the download writes it; a long one cut, each label its own: ``_labels``) and ``rows``."""
     spread: pd.DataFrame | None
     """For a number, date or date-time column with values: ``BUCKETS`` ranges, columns
     ``from``, ``to`` (as text) and ``rows``, in order. ``None`` otherwise."""
@@ -136,7 +136,7 @@ def _profile(session: Session, source: FromClause, c: ColumnSpec, sampled: bool)
         distinct=int(distinct),
         top=pd.DataFrame(
             {
-                "value": pd.array([_shown(v) for v, _ in top], dtype="string"),
+                "value": pd.array(_labels([v for v, _ in top]), dtype="string"),
                 "rows": pd.array([int(n) for _, n in top], dtype="int64"),
             }
         ),
@@ -145,8 +145,27 @@ def _profile(session: Session, source: FromClause, c: ColumnSpec, sampled: bool)
     )
 
 
-def _shown(value: Any) -> str:
-    text = value if isinstance(value, str) else value_text(value)
+def _labels(values: list[Any]) -> list[str]:
+    """The values as the chart labels them, each its own: a long one is cut to ``_SHOWN_CHARS``
+    at its end or, when that makes it look like another (URLs, paths), in its middle, so each
+    value is its own bar; labels still alike are numbered."""
+    texts = [v if isinstance(v, str) else value_text(v) for v in values]
+    cut = [_shown(t) for t in texts]
+    labels = [
+        t[: _SHOWN_CHARS // 2] + "…" + t[-(_SHOWN_CHARS - 1 - _SHOWN_CHARS // 2) :]
+        if cut.count(label) > 1 and len(t) > _SHOWN_CHARS
+        else label
+        for t, label in zip(texts, cut, strict=True)
+    ]
+    seen: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        seen[label] = seen.get(label, 0) + 1
+        if seen[label] > 1:
+            labels[i] = f"{label} ({seen[label]})"
+    return labels
+
+
+def _shown(text: str) -> str:
     return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
 
 

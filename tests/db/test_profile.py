@@ -204,3 +204,16 @@ def test_rows_deleted_outside_the_portal_do_not_make_a_small_table_sampled(
     monkeypatch.setattr(profile, "SAMPLE_ROWS", 500)
     qty = profile_of(dataset, "qty")
     assert (qty.sampled, qty.rows, qty.distinct) == (False, 500, 500)
+
+
+def test_long_values_alike_in_their_first_characters_are_told_apart(editor: Actor) -> None:
+    # URLs, paths: the first 79 characters alike, the rest not
+    url = "https://example.org/" + "a" * 70 + "/report-{}.csv"
+    data = "Name,Link\n" + "".join(f"n{i},{url.format(i % 3)}\n" for i in range(6))
+    dataset = upload(editor, data.encode(), uploads.NewDataset("Links")).dataset_id
+    link = profile_of(dataset, "link")
+    assert link.distinct == 3
+    labels = link.top["value"].tolist()
+    assert len(set(labels)) == 3, labels  # three bars, not one of 6 rows
+    assert [label.endswith(f"report-{i}.csv") for i, label in enumerate(labels)] == [True] * 3
+    assert all(len(label) <= 80 for label in labels)
