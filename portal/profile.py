@@ -240,7 +240,7 @@ def _ranges(c: ColumnSpec, low: float, high: float) -> tuple[float, int]:
 
 
 _LAST_MOMENT: Final = datetime.max.replace(tzinfo=UTC)
-_DATETIME_FORMATS: Final = ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f")
+_DATETIME_FORMATS: Final = ("minutes", "seconds", "microseconds")  # isoformat's timespec
 
 
 def _edges(c: ColumnSpec, starts: list[float], ends: list[float]) -> tuple[list[str], list[str]]:
@@ -258,14 +258,15 @@ def _edges(c: ColumnSpec, starts: list[float], ends: list[float]) -> tuple[list[
 
 
 def _edge(c: ColumnSpec, x: float, fine: str | int = 6) -> str:
-    """A range's edge as text, in the column's terms (``fine``: a date-time's format, a
+    """A range's edge as text, in the column's terms (``fine``: a date-time's timespec, a
     decimal's significant digits)."""
     if c.type == "date":
         return (_DAY_ZERO + timedelta(days=x)).isoformat()
     if c.type == "datetime":
         # 9999-12-31 23:59:59.999999 as a float8 rounds up to a moment past datetime's range
         moment = _LAST_MOMENT if x >= _LAST_MOMENT.timestamp() else datetime.fromtimestamp(x, UTC)
-        return moment.strftime(str(fine))
+        # isoformat, not strftime: %Y writes the year 1 as "1", not "0001" as a date is
+        return moment.replace(tzinfo=None).isoformat(" ", str(fine))
     if c.type == "integer":
         return f"{int(x):,}"
     return f"{x:,.{fine}g}"

@@ -217,3 +217,16 @@ def test_long_values_alike_in_their_first_characters_are_told_apart(editor: Acto
     assert len(set(labels)) == 3, labels  # three bars, not one of 6 rows
     assert [label.endswith(f"report-{i}.csv") for i, label in enumerate(labels)] == [True] * 3
     assert all(len(label) <= 80 for label in labels)
+
+
+def test_date_times_before_the_year_1000_are_labelled_with_four_digit_years(
+    editor: Actor,
+) -> None:
+    data = b"Name,At,Day\na,0001-01-01T00:00:00Z,0001-01-01\nb,0999-06-30T12:00:00Z,0999-06-30\n"
+    dataset = upload(editor, data, uploads.NewDataset("Old")).dataset_id
+    at = profile_of(dataset, "at").spread
+    day = profile_of(dataset, "day").spread
+    assert at is not None
+    assert day is not None
+    assert (at["from"].iloc[0], at["to"].iloc[-1]) == ("0001-01-01 00:00", "0999-06-30 12:00")
+    assert (day["from"].iloc[0], day["to"].iloc[-1]) == ("0001-01-01", "0999-06-30")  # as dates
