@@ -299,6 +299,9 @@ def show_profile(found: Profile) -> None:
             f"From a sample of {found.rows:,} of about {dataset.row_count:,} rows (a table of "
             f"more than {EXACT_ROWS:,} rows is sampled): counts are the sample's."
         )
+    elif not found.rows:
+        st.info("There are no rows to profile.", icon=":material/bar_chart:")
+        return
     else:
         st.caption(f"Every one of the {found.rows:,} rows.")
     share = f" ({found.empty / found.rows:.0%})" if found.rows else ""

@@ -442,3 +442,18 @@ def test_a_profile_stopped_at_its_time_limit_is_not_run_again_by_every_click(
     assert runs == ["qty", "qty"]
     assert not [e.value for e in at.error if "took longer" in e.value]
     assert {m.label for m in at.main.metric} == {"Empty cells", "Distinct values"}
+
+
+def test_the_profile_of_a_dataset_without_rows_says_so(fresh_db: DatabaseHandle) -> None:
+    dataset_id, _ = seed_people(fresh_db)
+    with fresh_db.superuser.begin() as conn:  # every row deleted (from psql, or on Edit)
+        table = conn.scalar(
+            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
+        )
+        conn.execute(text(f"DELETE FROM data.{table}"))
+    at, _ = datasets_page(fresh_db, "viewer")
+    open_dataset(at, dataset_id)
+    at.selectbox(key=f"datasets.{dataset_id}.profile").select("qty").run()
+    assert not at.exception
+    assert [i.value for i in at.main.info] == ["There are no rows to profile."]
+    assert not at.main.metric  # not "Empty cells: 0" beside "every cell of it is empty"
