@@ -296,7 +296,7 @@ def profile_of(dataset_id: int, column: str, changed_at: datetime | None) -> Pro
 def show_profile(found: Profile) -> None:
     if found.sampled:
         st.caption(
-            f"From a sample of {found.rows:,} of about {dataset.row_count:,} rows (a table of "
+            f"From a sample of {found.rows:,} of about {found.total:,} rows (a table of "
             f"more than {EXACT_ROWS:,} rows is sampled): counts are the sample's."
         )
     elif not found.rows:

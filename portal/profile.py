@@ -24,12 +24,23 @@ Decisions a reader needs:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 import pandas as pd
-from sqlalchemy import Float, FromClause, Numeric, cast, func, literal, select, tablesample
+from sqlalchemy import (
+    Float,
+    FromClause,
+    Numeric,
+    cast,
+    func,
+    literal,
+    select,
+    tablesample,
+)
+from sqlalchemy import column as sql_column
+from sqlalchemy import table as sql_table
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -45,6 +56,9 @@ BUCKETS: Final = 20
 TIME_LIMIT: Final = "5s"
 SPREAD_TYPES: Final = frozenset({"integer", "decimal", "date", "datetime"})
 _DAY_ZERO: Final = date(2000, 1, 1)
+_PG_CLASS: Final = sql_table(
+    "pg_class", sql_column("oid"), sql_column("reltuples"), schema="pg_catalog"
+)
 _SHOWN_CHARS: Final = 80  # of a long text among the most frequent values
 
 
@@ -66,6 +80,8 @@ class Profile:
     ``from``, ``to`` (as text) and ``rows``, in order. ``None`` otherwise."""
     note: str = ""
     """Why there is no spread, when there could have been one."""
+    total: int = 0
+    """About how many rows the table holds (``rows`` when not sampled)."""
 
 
 def column_profile(*, session: Session, dataset_id: int, column: str) -> Profile:
@@ -96,11 +112,20 @@ def column_profile(*, session: Session, dataset_id: int, column: str) -> Profile
             )
         ).scalar_one()
         sampled = present > EXACT_ROWS
+        total = present
         source: FromClause = table
         if sampled:
-            percent = 100.0 * SAMPLE_ROWS / max(dataset.row_count, present)
+            # About how many rows: the larger of row_count and PostgreSQL's estimate (rows
+            # added outside the portal are in the estimate once autovacuum has analysed them).
+            estimate = session.execute(
+                select(_PG_CLASS.c.reltuples).where(
+                    _PG_CLASS.c.oid == func.to_regclass(table.fullname)
+                )
+            ).scalar_one_or_none()
+            total = max(dataset.row_count, present, int(estimate or 0))
+            percent = min(100.0, 100.0 * SAMPLE_ROWS / total)
             source = tablesample(table, func.system(percent), name="sample", seed=literal(0))
-        profile = _profile(session, source, c, sampled)
+        profile = replace(_profile(session, source, c, sampled), total=total)
     except OperationalError as exc:
         if getattr(exc.orig, "pgcode", None) == "57014":  # query_canceled
             raise ValidationError(

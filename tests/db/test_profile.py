@@ -230,3 +230,26 @@ def test_date_times_before_the_year_1000_are_labelled_with_four_digit_years(
     assert day is not None
     assert (at["from"].iloc[0], at["to"].iloc[-1]) == ("0001-01-01 00:00", "0999-06-30 12:00")
     assert (day["from"].iloc[0], day["to"].iloc[-1]) == ("0001-01-01", "0999-06-30")  # as dates
+
+
+def test_rows_added_outside_the_portal_are_sampled_at_the_tables_size(
+    editor: Actor, fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset = upload(editor, b"Name,Qty\na,1\n", uploads.NewDataset("Grown")).dataset_id
+    with fresh_db.superuser.begin() as conn:  # from psql: the dataset's row_count stays 1
+        table = conn.scalar(
+            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset}
+        )
+        conn.execute(
+            text(
+                f"INSERT INTO data.{table} (name, qty) SELECT 'n', i FROM generate_series(1, :n) i"
+            ),
+            {"n": 20_000},
+        )
+        conn.execute(text(f"ANALYZE data.{table}"))  # as autovacuum does after so many
+    monkeypatch.setattr(profile, "EXACT_ROWS", 1_000)
+    monkeypatch.setattr(profile, "SAMPLE_ROWS", 2_000)
+    qty = profile_of(dataset, "qty")
+    assert qty.sampled
+    assert qty.total == 20_001  # what the page says the sample is of, not the 1 of row_count
+    assert 1_000 < qty.rows < 4_000  # about SAMPLE_ROWS, not half the table
