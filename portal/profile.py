@@ -235,7 +235,7 @@ def _spread(session: Session, source: FromClause, c: ColumnSpec) -> tuple[pd.Dat
     if c.type in _WHOLE:  # a range of whole numbers or days ends at its last one, the last
         ends = [min(start + width - 1, high) for start in starts]  # at the largest value
     else:
-        ends = [min(start + width, high) for start in starts]
+        ends = [min(start + width, high) for start in starts[:-1]] + [high]
     froms, tos = _edges(c, starts, ends)
     return (
         pd.DataFrame(
@@ -279,7 +279,15 @@ def _edges(c: ColumnSpec, starts: list[float], ends: list[float]) -> tuple[list[
         labels = [_edge(c, x, fine) for x in starts]
         if len(set(labels)) == len(labels):
             break
-    return labels, [_edge(c, x, fine) for x in ends]
+    tos = [_edge(c, x, fine) for x in ends]
+    if c.type == "decimal":  # the smallest and the largest as they are: 12,345.67, not 12,345.7
+        labels[0], tos[-1] = _shortest(starts[0]), _shortest(ends[-1])
+    return labels, tos
+
+
+def _shortest(x: float) -> str:
+    text = f"{x:,}"  # the shortest text that reads back as x
+    return text.removesuffix(".0")
 
 
 def _edge(c: ColumnSpec, x: float, fine: str | int = 6) -> str:

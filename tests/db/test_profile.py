@@ -253,3 +253,12 @@ def test_rows_added_outside_the_portal_are_sampled_at_the_tables_size(
     assert qty.sampled
     assert qty.total == 20_001  # what the page says the sample is of, not the 1 of row_count
     assert 1_000 < qty.rows < 4_000  # about SAMPLE_ROWS, not half the table
+
+
+def test_the_smallest_and_largest_decimals_are_labelled_as_they_are(editor: Actor) -> None:
+    data = b"Name,Price\na,1.05\nb,12345.67\nc,300.00\n"
+    dataset = upload(editor, data, uploads.NewDataset("Prices")).dataset_id
+    price = profile_of(dataset, "price").spread
+    assert price is not None
+    # the page says "from the smallest to the largest (<the last range's end>)": not 12,345.7
+    assert (price["from"].iloc[0], price["to"].iloc[-1]) == ("1.05", "12,345.67")
