@@ -68,7 +68,11 @@ target: uploads.NewDataset | uploads.ExistingDataset
 if into_new:
     target = uploads.NewDataset(name="")
 else:
-    picked = st.selectbox("Dataset", list(choices), format_func=lambda i: choices[i])
+    # Keyed: an unkeyed picker is another widget once its list changes (a dataset created by
+    # anyone), and fell back to the first dataset, which Append then loaded into.
+    picked = st.selectbox(
+        "Dataset", list(choices), format_func=lambda i: choices[i], key="upload.dataset"
+    )
     replace_rows = (
         st.radio(
             "How",

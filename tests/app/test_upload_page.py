@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import show_app, signed_in, texts
+from tests.app.conftest import new_user, show_app, signed_in, texts
 from tests.conftest import DatabaseHandle
 
 pytestmark = pytest.mark.app
@@ -370,3 +370,28 @@ def test_the_preview_shows_fractions_of_a_second_it_would_hide_as_written(
     assert preview.value["at"].tolist() == ["2024-01-05 10:00:00.123456+00:00"]
     assert str(preview.value["whole"].dtype).startswith("timestamp")  # still a date-time
     assert "“at”: shown as text" in texts(at, main_only=True)
+
+
+def test_the_chosen_dataset_stays_chosen_when_another_is_created_meanwhile(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """Someone creating a dataset changes the picker's list: the picker must keep
+    "People", not fall back to the first dataset, whose name on the button an Append click
+    would then load the file into."""
+    from portal.actor import Actor
+    from tests.factories import dataset_rows, upload_dataset
+
+    at, people = into_people(fresh_db)
+    other, _ = new_user(fresh_db, role="editor")
+    owner = Actor(other, other, "editor")
+    first = upload_dataset(owner, UPLOAD, name="Aardvarks", reason_required=False)
+    at.run()  # any rerun: a keystroke in the reason field, say
+    assert not at.exception
+    [dataset] = [box for box in at.selectbox if box.label == "Dataset"]
+    assert dataset.value == people
+    [store] = [b for b in at.button if b.label.startswith("Append to")]
+    assert store.label == "Append to People"
+    store.click().run()
+    assert not at.exception
+    assert dataset_rows(fresh_db.app, first, "name") == [("ann",), ("bob",)]
+    assert dataset_rows(fresh_db.app, people, "name") == [("ann",), ("bob",), ("cy",)]
