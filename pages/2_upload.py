@@ -7,6 +7,7 @@ page comes back by itself (``portal.ui.db_retry``) with the file still chosen; s
 its connection was rolled back whole, and the page says so and keeps the file for another try.
 """
 
+import dataclasses
 import hashlib
 import json
 from typing import Any
@@ -38,6 +39,7 @@ UPLOADER = "upload.uploader"  # a counter in the key resets the uploader after a
 CONFIRMED_ENCODING = "upload.encoding"
 FLASH = "upload.flash"
 CONFIRM_REPLACE = "upload.confirm_replace"  # (dataset id, file digest): its dialog is open
+REPLACE_SHOWN = "upload.replace_shown"  # (dataset id, file digest, rows its dialog said)
 SPEC_RESETS = "upload.spec_resets"  # a counter in the key draws the rules grid afresh
 PREVIEW_ROWS = 50
 ERRORS_SHOWN = 1_000
@@ -382,6 +384,7 @@ def store(chosen_target: uploads.NewDataset | uploads.ExistingDataset) -> None:
             )
             st.session_state[UPLOADER] = upload_round + 1
             st.session_state.pop(CONFIRM_REPLACE, None)
+            st.session_state.pop(REPLACE_SHOWN, None)
             status.update(label="Stored", state="complete")
     except PortalError as exc:
         show_write_error(exc, kept="The file is still here", again="store it again")
@@ -396,15 +399,22 @@ def store(chosen_target: uploads.NewDataset | uploads.ExistingDataset) -> None:
 
 def close_replace() -> None:
     st.session_state.pop(CONFIRM_REPLACE, None)
+    st.session_state.pop(REPLACE_SHOWN, None)
 
 
 @st.dialog("Replace every row?", on_dismiss=close_replace)
 def confirm_replace(chosen_target: uploads.ExistingDataset) -> None:
+    asked = (chosen_target.dataset_id, digest)
+    shown = st.session_state.get(REPLACE_SHOWN)
     try:
         current = uploads.row_count(chosen_target.dataset_id)
     except PortalError as exc:
         show_refusal(exc)
         return
+    # A click on Replace confirms the count the run before showed, not the one read now: rows
+    # added meanwhile must not be deleted on a confirmation that did not name them.
+    confirmed = shown[2] if shown is not None and shown[:2] == asked else current
+    st.session_state[REPLACE_SHOWN] = (*asked, current)
     st.write(
         f"“{md_escape(choices[chosen_target.dataset_id])}” has {current:,} "
         f"{'row' if current == 1 else 'rows'} now. All of them will be deleted and replaced by "
@@ -413,7 +423,7 @@ def confirm_replace(chosen_target: uploads.ExistingDataset) -> None:
     )
     go, cancel = st.columns(2)
     if go.button("Replace", type="primary"):
-        store(chosen_target)
+        store(dataclasses.replace(chosen_target, expected_rows=confirmed))
     if cancel.button("Cancel"):
         close_replace()
         st.rerun()

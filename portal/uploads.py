@@ -51,6 +51,9 @@ class NewDataset:
 class ExistingDataset:
     dataset_id: int
     mode: Literal["append", "replace"] = "append"
+    expected_rows: int | None = None
+    """For a replace: the row count its confirmation said it deletes; another count when the
+    dataset is locked (rows added or deleted meanwhile) refuses it, nothing written."""
 
 
 @dataclass(frozen=True)
@@ -237,6 +240,7 @@ def import_file(
 
     Raises:
         ValidationError: the file did not pass, the name is taken, the file's name holds a NUL,
+            a replace's dataset no longer has the ``expected_rows`` its confirmation said,
             no reason for a dataset that needs one or a longer one than
             ``datasets.MAX_REASON_CHARS``, or the rows break a rule only the database sees;
             nothing is written.
@@ -282,6 +286,17 @@ def import_file(
                 session=session, dataset_id=target.dataset_id, for_update=True
             )
             mode = target.mode
+            if (
+                mode == "replace"
+                and target.expected_rows is not None
+                and dataset.row_count != target.expected_rows
+            ):
+                now = f"{dataset.row_count:,} {'row' if dataset.row_count == 1 else 'rows'}"
+                raise ValidationError(
+                    f"“{dataset.name}” has {now} now, not the {target.expected_rows:,} this "
+                    "confirmation said: it was changed meanwhile. "
+                    "Nothing was written; check the count and confirm again."
+                )
             if dataset.reason_required and not reason.strip():
                 doing = "replacing the rows of" if mode == "replace" else "adding rows to"
                 raise ValidationError(

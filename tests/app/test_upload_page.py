@@ -395,3 +395,43 @@ def test_the_chosen_dataset_stays_chosen_when_another_is_created_meanwhile(
     assert not at.exception
     assert dataset_rows(fresh_db.app, first, "name") == [("ann",), ("bob",)]
     assert dataset_rows(fresh_db.app, people, "name") == [("ann",), ("bob",), ("cy",)]
+
+
+def test_replace_deletes_no_more_rows_than_its_confirmation_said(fresh_db: DatabaseHandle) -> None:
+    """The confirmation says "“People” has 2 rows now"; someone appends a row before Replace is
+    clicked. Replace must not delete 3 rows on a confirmation of 2: nothing is written, the page
+    says the dataset changed, and a second click confirms the count now shown."""
+    from portal import uploads
+    from portal.actor import Actor
+    from tests.factories import dataset_rows
+
+    at, people = into_people(fresh_db, replace=True)
+    [ask] = [b for b in at.button if b.label == "Replace the rows of People"]
+    ask.click().run()
+    assert "“People” has 2 rows now." in texts(at)
+
+    other, _ = new_user(fresh_db, role="editor")
+    late = b"Name,Qty\ndee,4\n"
+    parsed = uploads.read_file(late)
+    spec = uploads.dataset_spec(people)
+    uploads.import_file(
+        actor=Actor(other, other, "editor"),
+        filename="late.csv",
+        data=late,
+        parsed=parsed,
+        spec=spec,
+        result=uploads.check(parsed, spec),
+        target=uploads.ExistingDataset(people),
+    )
+
+    [go] = [b for b in at.button if b.label == "Replace"]
+    go.click().run()
+    assert not at.exception
+    assert dataset_rows(fresh_db.app, people, "name") == [("ann",), ("bob",), ("dee",)]
+    assert "has 3 rows now, not the 2 this confirmation said" in texts(at)
+    assert "“People” has 3 rows now. All of them will be deleted" in texts(at)
+
+    [go] = [b for b in at.button if b.label == "Replace"]
+    go.click().run()
+    assert not at.exception
+    assert dataset_rows(fresh_db.app, people, "name") == [("cy",)]

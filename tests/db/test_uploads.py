@@ -159,6 +159,26 @@ def test_the_table_refuses_what_the_spec_forbids(fresh_db: DatabaseHandle, edito
             conn.execute(text(bad.format(t=f'"{table}"')))
 
 
+def test_a_replace_confirmed_for_another_row_count_writes_nothing(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    """Its confirmation said 3 rows; a row appended meanwhile is seen under the lock."""
+    first = _import(editor, PEOPLE, uploads.NewDataset("People"))
+    more = b"Name,Code,Qty,Price,Joined,Active\nDee,100,1,2.00,2024-03-01,no\n"
+    spec = uploads.dataset_spec(first.dataset_id)
+    _import(editor, more, uploads.ExistingDataset(first.dataset_id, "append"), spec)
+    stale = uploads.ExistingDataset(first.dataset_id, "replace", expected_rows=3)
+    with pytest.raises(ValidationError, match="has 4 rows now, not the 3 this confirmation said"):
+        _import(editor, more, stale, spec)
+    table = _table(fresh_db, first.dataset_id)
+    assert [r[0] for r in _rows(fresh_db, table)] == ["Ann", "Bob", "Cy, Jr.", "Dee"]
+    with fresh_db.app.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM audit.changeset")) == 2
+    current = uploads.ExistingDataset(first.dataset_id, "replace", expected_rows=4)
+    _import(editor, more, current, spec)
+    assert [r[0] for r in _rows(fresh_db, table)] == ["Dee"]
+
+
 def test_append_then_replace(fresh_db: DatabaseHandle, editor: Actor) -> None:
     first = _import(editor, PEOPLE, uploads.NewDataset("People"))
     more = b"Name,Code,Qty,Price,Joined,Active\nDee,100,1,2.00,2024-03-01,no\n"
