@@ -307,7 +307,10 @@ if not result.ok:
     )
     st.stop()
 
-st.success(f"All {parsed.row_count:,} rows are valid.", icon=":material/task_alt:")
+st.success(
+    "The row is valid." if parsed.row_count == 1 else f"All {parsed.row_count:,} rows are valid.",
+    icon=":material/task_alt:",
+)
 shown, as_text = uploads.preview_rows(result, spec, PREVIEW_ROWS)
 labels = {c.name: c.label for c in spec.columns}
 st.dataframe(
@@ -375,7 +378,8 @@ def store(chosen_target: uploads.NewDataset | uploads.ExistingDataset) -> None:
             # a keystroke) stops this run there, and the next run must know the rows are stored
             # rather than offer the same file again.
             verb = "replaced the rows of" if outcome.mode == "replace" else "loaded into"
-            st.session_state[FLASH] = f"{outcome.rows:,} rows {verb} “{outcome.dataset_name}” " + (
+            rows = f"{outcome.rows:,} {'row' if outcome.rows == 1 else 'rows'}"
+            st.session_state[FLASH] = f"{rows} {verb} “{outcome.dataset_name}” " + (
                 f"(changeset #{outcome.seq})."
                 if outcome.seq is not None
                 else f"(changeset id {outcome.changeset_id}; its number could not be read "

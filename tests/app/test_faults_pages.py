@@ -291,8 +291,8 @@ def test_an_upload_whose_number_cannot_be_read_after_its_commit_is_reported_stor
     assert not at.exception
     assert stopped
     assert "store it again" not in texts(at)
-    [stored] = [s for s in at.success if s.value.startswith("1 rows loaded into")]
-    assert stored.value.startswith("1 rows loaded into “People” (changeset id ")
+    [stored] = [s for s in at.success if s.value.startswith("1 row loaded into")]
+    assert stored.value.startswith("1 row loaded into “People” (changeset id ")
     assert "its number could not be read just now" in stored.value
     assert "Do not store the file again." in stored.value
 
@@ -407,7 +407,7 @@ def test_the_upload_page_s_reason_lookup_failing_is_shown_not_raised(
     fresh_db: DatabaseHandle, how: str
 ) -> None:
     at, dataset = into_people(fresh_db)
-    assert "All 1 rows are valid." in texts(at, main_only=True)
+    assert "The row is valid." in texts(at, main_only=True)
     reason_field = "Reason (kept in the audit log)"
     assert [t.label for t in at.text_input] == [reason_field]
     before = snapshot(fresh_db)
@@ -420,7 +420,7 @@ def test_the_upload_page_s_reason_lookup_failing_is_shown_not_raised(
         assert reads.count() == 2 * per_run
         assert not at.exception
         said = texts(at, main_only=True)
-        assert "All 1 rows are valid." in said  # past the spec: the failure is the lookup's
+        assert "The row is valid." in said  # past the spec: the failure is the lookup's
         assert [t.label for t in at.text_input] == []  # the page stopped at it
         if how == "terminated":
             assert shows_notice(at)

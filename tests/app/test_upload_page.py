@@ -223,7 +223,7 @@ def test_a_closed_replace_dialog_does_not_come_back_by_itself(fresh_db: Database
     [replace] = [b for b in at.button if b.label == "Replace"]
     replace.click().run()
     assert not at.exception
-    assert "1 rows replaced the rows of “People”" in at.success[0].value
+    assert "1 row replaced the rows of “People”" in at.success[0].value
     assert dataset_rows(fresh_db.app, dataset_id, "name") == [("cy",)]
     with fresh_db.app.connect() as conn:
         changesets = conn.execute(
@@ -260,7 +260,7 @@ def test_a_rerun_asked_while_the_rows_are_stored_does_not_offer_the_file_again(
     store.click().run()
     assert not at.exception
     assert interrupted
-    assert "1 rows loaded into “People”" in at.success[0].value
+    assert "1 row loaded into “People”" in at.success[0].value
     assert not [b for b in at.button if b.label == "Append to People"]
     with fresh_db.app.connect() as conn:
         changesets = conn.execute(
