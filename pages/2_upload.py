@@ -7,6 +7,7 @@ page comes back by itself (``portal.ui.db_retry``) with the file still chosen; s
 its connection was rolled back whole, and the page says so and keeps the file for another try.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -14,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from portal import datasets, diffs, uploads
 from portal.csv_import import (
@@ -32,12 +34,14 @@ from portal.spec import COLUMN_TYPES, DatasetSpec, ValidationResult, editor_colu
 from portal.ui import current_actor, md_escape, md_text, require
 from portal.ui.column_config import column_config
 from portal.ui.db_retry import show_error, show_refusal, show_write_error
+from portal.ui.navigation import EDIT, HISTORY
 
 actor = require("editor")
 
 UPLOADER = "upload.uploader"  # a counter in the key resets the uploader after an import
 CONFIRMED_ENCODING = "upload.encoding"
 FLASH = "upload.flash"
+STORED = "upload.stored"  # (dataset id, name) of the rows just stored, linked under FLASH
 CONFIRM_REPLACE = "upload.confirm_replace"  # (dataset id, file digest): its dialog is open
 REPLACE_SHOWN = "upload.replace_shown"  # (dataset id, file digest, rows its dialog said)
 SPEC_RESETS = "upload.spec_resets"  # a counter in the key draws the rules grid afresh
@@ -47,6 +51,22 @@ ERRORS_SHOWN = 1_000
 st.title("Upload a CSV file")
 if FLASH in st.session_state:
     st.success(st.session_state.pop(FLASH), icon=":material/check_circle:")
+if STORED in st.session_state:
+    stored_id, stored_name = st.session_state.pop(STORED)
+    # A page run on its own, not through app.py's navigation, cannot link to other pages.
+    with contextlib.suppress(StreamlitAPIException):
+        st.page_link(
+            EDIT.path,
+            label=f"Open “{md_escape(stored_name)}” on the Edit page",
+            icon=EDIT.icon,
+            query_params={"dataset": str(stored_id)},
+        )
+        st.page_link(
+            HISTORY.path,
+            label=f"History of “{md_escape(stored_name)}”",
+            icon=HISTORY.icon,
+            query_params={"dataset": str(stored_id)},
+        )
 
 
 # -- where the rows go ------------------------------------------------------------------------
@@ -386,6 +406,7 @@ def store(chosen_target: uploads.NewDataset | uploads.ExistingDataset) -> None:
                 "just now: it is listed in the dataset's history once the database "
                 "answers). Do not store the file again."
             )
+            st.session_state[STORED] = (outcome.dataset_id, outcome.dataset_name)
             st.session_state[UPLOADER] = upload_round + 1
             st.session_state.pop(CONFIRM_REPLACE, None)
             st.session_state.pop(REPLACE_SHOWN, None)

@@ -435,3 +435,24 @@ def test_replace_deletes_no_more_rows_than_its_confirmation_said(fresh_db: Datab
     go.click().run()
     assert not at.exception
     assert dataset_rows(fresh_db.app, people, "name") == [("cy",)]
+
+
+def test_after_storing_the_page_links_to_the_rows_and_their_history(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """The success message names the dataset and the changeset; the person then wants to see
+    the rows: the page links to the dataset on the Edit page and to its history."""
+    at, people = into_people(fresh_db)
+    [store] = [b for b in at.button if b.label == "Append to People"]
+    store.click().run()
+    assert not at.exception
+    assert "1 row loaded into “People” (changeset #2)." in at.success[0].value
+    links = {link.proto.label: link.proto for link in at.main.page_link}
+    edit = links["Open “People” on the Edit page"]
+    assert (edit.page, edit.query_string) == ("edit", f"dataset={people}")
+    history = links["History of “People”"]
+    assert (history.page, history.query_string) == ("history", f"dataset={people}")
+
+    at.run()  # said once: the next run shows the page afresh
+    assert not at.success
+    assert not at.main.page_link
