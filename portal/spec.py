@@ -1266,9 +1266,12 @@ def _frame_columns(spec: DatasetSpec, frame: pd.DataFrame) -> dict[str, Any]:
             parts.append("missing " + ", ".join(_quoted(m) for m in missing))
         if extra:
             parts.append("not in the dataset " + ", ".join(_quoted(e) for e in extra))
+        # A dataset's columns cannot be changed: a file of other columns goes into a new one.
+        names = ", ".join(_quoted(c.label) for c in spec.columns)
         raise ValidationError(
             f"The file's columns do not match the dataset's ({'; '.join(parts)}): rename the"
-            " header cells to the dataset's column names, or change the dataset's columns."
+            f" header cells to the dataset's column names (its columns are {names}; any order),"
+            " or upload the file as a new dataset. Nothing was stored."
         )
     return found
 

@@ -772,6 +772,21 @@ def test_appending_a_file_with_other_columns_is_refused_and_writes_nothing(
     assert _rows(fresh_db, table, ["name", "qty", "joined"]) == rows
 
 
+def test_a_file_with_other_columns_is_told_the_dataset_s_columns_and_what_it_can_do(
+    fresh_db: DatabaseHandle, editor: Actor, people: int
+) -> None:
+    """The refusal named only the columns missing, and advised to "change the dataset's
+    columns", which nothing in the portal can do: it names the dataset's columns to rename the
+    header cells to, and the way that exists for a file of other columns (a new dataset)."""
+    spec = uploads.dataset_spec(people)
+    with pytest.raises(ValidationError) as raised:
+        _upload(editor, b"Name,Quantity\nCy,1\n", uploads.ExistingDataset(people), spec=spec)
+    message = str(raised.value)
+    assert "its columns are “Name”, “Qty”, “Joined”" in message
+    assert "or upload the file as a new dataset" in message
+    assert "change the dataset's columns" not in message
+
+
 def test_appending_with_the_header_in_another_order_and_case_imports(
     fresh_db: DatabaseHandle, editor: Actor, people: int
 ) -> None:
