@@ -211,7 +211,10 @@ if encoding is not None and st.button("Choose another encoding", icon=":material
 
 
 def spec_grid_key() -> str:
-    return f"upload.spec.{digest}.{decimal_comma}.{st.session_state.get(SPEC_RESETS, 0)}"
+    # Per reading of the file: another encoding or delimiter gives other columns, whose grid
+    # starts from their proposal (the old grid's edits would not fit it).
+    reading = hashlib.sha256(repr(file_key).encode()).hexdigest()[:16]
+    return f"upload.spec.{reading}.{decimal_comma}.{st.session_state.get(SPEC_RESETS, 0)}"
 
 
 def edit_spec(parsed: ParsedCSV) -> DatasetSpec:

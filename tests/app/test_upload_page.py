@@ -456,3 +456,23 @@ def test_after_storing_the_page_links_to_the_rows_and_their_history(
     at.run()  # said once: the next run shows the page afresh
     assert not at.success
     assert not at.main.page_link
+
+
+def test_another_delimiter_draws_the_rules_afresh_without_blaming_the_browser(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """Rules edited for the file read as comma-separated do not fit it read as semicolon-
+    separated (one column): the grid starts from the new proposal, without the warning that
+    the browser sent a malformed grid."""
+    at = upload_page(fresh_db)
+    at = set_spec_state(
+        at, {"edited_rows": {"1": {"max": "1"}}, "added_rows": [], "deleted_rows": []}
+    )
+    assert "1 cell breaks the rules" in texts(at, main_only=True)
+    [delimiter] = [box for box in at.selectbox if box.label == "Delimiter"]
+    delimiter.set_value(";").run()
+    assert not at.exception
+    shown = texts(at, main_only=True)
+    assert RESET not in shown
+    assert "All 2 rows are valid." in shown
+    assert at.data_editor[0].value["label"].tolist() == ["Name,Qty"]
