@@ -197,7 +197,8 @@ except PortalError as exc:
     st.stop()
 
 st.caption(
-    f"{md_escape(file.name)}: {parsed.row_count:,} rows, {len(parsed.header)} columns · "
+    f"{md_escape(file.name)}: {parsed.row_count:,} {'row' if parsed.row_count == 1 else 'rows'}, "
+    f"{len(parsed.header)} {'column' if len(parsed.header) == 1 else 'columns'} · "
     f"{encoding_label(parsed.encoding)} · {parsed.dialect.name}-separated · {parsed.mime}"
 )
 if encoding is not None and st.button("Choose another encoding", icon=":material/translate:"):
@@ -446,7 +447,8 @@ def confirm_replace(chosen_target: uploads.ExistingDataset) -> None:
     st.write(
         f"“{md_escape(choices[chosen_target.dataset_id])}” has {current:,} "
         f"{'row' if current == 1 else 'rows'} now. All of them will be deleted and replaced by "
-        f"the {parsed.row_count:,} rows of {md_escape(file.name)}. The deleted rows stay in the "
+        f"the {parsed.row_count:,} {'row' if parsed.row_count == 1 else 'rows'} of "
+        f"{md_escape(file.name)}. The deleted rows stay in the "
         "audit log and can be restored from the dataset's history."
     )
     go, cancel = st.columns(2)

@@ -305,7 +305,8 @@ def import_file(
                 )
         rows_before = dataset.row_count
         verb = "Replacing the rows with" if mode == "replace" else "Loading"
-        progress(f"{verb} {parsed.row_count:,} rows (COPY, recorded as one bulk load)")
+        rows = f"{parsed.row_count:,} {'row' if parsed.row_count == 1 else 'rows'}"
+        progress(f"{verb} {rows} (COPY, recorded as one bulk load)")
         counts = datasets.load_rows(
             session=session,
             actor=actor,

@@ -4,6 +4,8 @@ afresh, and a well-formed edit still applies."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -476,3 +478,27 @@ def test_another_delimiter_draws_the_rules_afresh_without_blaming_the_browser(
     assert RESET not in shown
     assert "All 2 rows are valid." in shown
     assert at.data_editor[0].value["label"].tolist() == ["Name,Qty"]
+
+
+def test_a_one_row_file_is_counted_as_one_row(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file's caption, the replace confirmation and the storing steps said "1 rows"."""
+    from portal import uploads
+
+    steps: list[str] = []
+    import_file = uploads.import_file
+
+    def recorded(**kwargs: Any) -> uploads.ImportOutcome:
+        return import_file(**{**kwargs, "progress": steps.append})
+
+    monkeypatch.setattr(uploads, "import_file", recorded)
+    at, _ = into_people(fresh_db, replace=True)
+    assert "more\\.csv: 1 row, 2 columns ·" in at.caption[0].value
+    [ask] = [b for b in at.button if b.label == "Replace the rows of People"]
+    ask.click().run()
+    assert "replaced by the 1 row of more" in texts(at)
+    [go] = [b for b in at.button if b.label == "Replace"]
+    go.click().run()
+    assert not at.exception
+    assert "Replacing the rows with 1 row (COPY, recorded as one bulk load)" in steps
