@@ -8,6 +8,7 @@ contents) as audited bulk loads; the original file is kept in ``audit.upload``.
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -481,6 +482,9 @@ def guarded_columns(spec: specs.DatasetSpec, table_name: str) -> dict[str, str]:
     }
 
 
+_TAKEN = re.compile(r"Key \((?P<column>[^)]*)\)=\((?P<value>.*)\) already exists")
+
+
 def _integrity_message(exc: IntegrityError, spec: specs.DatasetSpec, table_name: str) -> str:
     orig: Any = exc.orig
     diag = getattr(orig, "diag", None)
@@ -489,6 +493,15 @@ def _integrity_message(exc: IntegrityError, spec: specs.DatasetSpec, table_name:
     labels = {c.name: c.label for c in spec.columns}
     guarded = guarded_columns(spec, table_name).get(constraint)
     column = labels[guarded] if guarded else None
+    taken = _TAKEN.search(detail)
+    if column and taken:
+        # A file's values of a unique column are checked among themselves: the value names the
+        # row of the file that clashes, with a row already in the dataset.
+        return (
+            f"The file's “{taken.group('value')}” in column “{column}” is already in the "
+            "dataset, whose values there must be unique. Nothing was written. Change or remove "
+            "that row of the file (or the dataset's row) and upload again."
+        )
     what = f"column {column!r}" if column else "a rule of the dataset"
     return (
         f"The rows break {what} in the database: {detail or str(orig).splitlines()[0]} "

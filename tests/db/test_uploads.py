@@ -241,6 +241,34 @@ def test_rows_clashing_with_existing_ones_write_nothing(
     assert len(_rows(fresh_db, _table(fresh_db, first.dataset_id))) == 3
 
 
+def test_a_value_clashing_with_an_existing_row_is_named_as_the_file_has_it(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    """The refusal quoted PostgreSQL ("Key (name)=(Ann) already exists.", the table's own
+    column name); it says which value of the file is already in the dataset, under the column's
+    label, and what to do."""
+    people = PEOPLE.replace(b"Name,", b"Full name,", 1)
+    parsed = uploads.read_file(people)
+    proposed, _ = uploads.propose_spec(parsed)
+    rows = uploads.spec_rows(proposed)
+    rows[0]["unique"] = True
+    spec = uploads.spec_from_rows(rows, base=proposed)
+    first = _import(editor, people, uploads.NewDataset("Unique names"), spec=spec)
+    spec = uploads.dataset_spec(first.dataset_id)
+    again = (
+        b"Full name,Code,Qty,Price,Joined,Active\n"
+        b"Zed,1,1,1,2024-01-01,no\nAnn,2,2,2,2024-01-02,no\n"
+    )
+    with pytest.raises(ValidationError) as raised:
+        _import(editor, again, uploads.ExistingDataset(first.dataset_id), spec=spec)
+    message = str(raised.value)
+    assert (
+        "“Ann” in column “Full name” is already in the dataset, whose values there must be "
+        "unique. Nothing was written" in message
+    )
+    assert "Key (" not in message
+
+
 def test_an_invalid_file_writes_nothing(fresh_db: DatabaseHandle, editor: Actor) -> None:
     first = _import(editor, PEOPLE, uploads.NewDataset("People"))
     spec = uploads.dataset_spec(first.dataset_id)
@@ -446,7 +474,7 @@ def test_a_clash_names_the_column_whose_constraint_refused(
     assert [c.name for c in spec.columns] == ["name", "name_2"]
     first = _import(editor, data, uploads.NewDataset("Pairs"), spec=spec)
     clash = b"Name,Name 2\nCy,x1\n"
-    with pytest.raises(ValidationError, match="column 'Name 2'"):
+    with pytest.raises(ValidationError, match="column “Name 2”"):
         _import(editor, clash, uploads.ExistingDataset(first.dataset_id), spec=spec)
 
 
