@@ -497,9 +497,11 @@ def dataset_activity_frame(
 
 
 def _activity_frame(points: list[search.ActivityPoint], by: ActivityBy) -> pd.DataFrame:
+    # Each day as text (2026-12-02): a chart draws a date-time in the browser's time zone, so
+    # west of UTC each UTC day's bar would stand on the evening before.
     return pd.DataFrame(
         {
-            "day": pd.to_datetime([p.day for p in points]),
+            "day": pd.array([p.day.isoformat() for p in points], dtype="string"),
             by: pd.array([p.key for p in points], dtype="string"),
             "rows changed": pd.array([p.changes for p in points], dtype="int64"),
         }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 import pyarrow as pa
 import pytest
@@ -528,4 +529,7 @@ def test_a_viewer_sees_a_dataset_s_rows_changed_per_day_and_person(trail: Trail)
             {"d": trail.people},
         ).all()
     assert drawn == {who: int(n) for who, n in logged}
+    # Days as text: a date-time would be drawn in the browser's time zone, on the day before
+    # west of UTC.
+    assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2}", point["day"]) for point in chart_data(at))
     assert len(drawn) >= 3  # ann, bob and the database user of the out-of-band delete
