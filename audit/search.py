@@ -56,9 +56,9 @@ from sqlalchemy import (
     true,
     tuple_,
 )
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from portal.db import time_limited
 from portal.errors import NotFound, ValidationError
 from portal.models import (
     CHANGESET_KINDS,
@@ -347,20 +347,13 @@ def _check_limit(limit: int) -> None:
 def _run_search(session: Session, stmt: Select[Any], free_text: bool) -> Sequence[Row[Any]]:
     if not free_text:
         return session.execute(stmt).all()
-    # Put back afterwards whatever held before (a timeout set on the role, say), not none.
-    previous = session.execute(select(func.current_setting("statement_timeout"))).scalar_one()
-    session.execute(select(func.set_config("statement_timeout", FREE_TEXT_TIMEOUT, True)))
-    try:
-        rows = session.execute(stmt).all()
-    except OperationalError as exc:
-        if getattr(exc.orig, "pgcode", None) == "57014":  # query_canceled
-            raise ValidationError(
-                f"The text search ran longer than {FREE_TEXT_TIMEOUT} and was stopped. Narrow it "
-                "with a dataset, an actor or a shorter date range, then search again."
-            ) from None
-        raise
-    session.execute(select(func.set_config("statement_timeout", previous, True)))
-    return rows
+    with time_limited(
+        session,
+        FREE_TEXT_TIMEOUT,
+        f"The text search ran longer than {FREE_TEXT_TIMEOUT} and was stopped. Narrow it with a "
+        "dataset, an actor or a shorter date range, then search again.",
+    ):
+        return session.execute(stmt).all()
 
 
 def search_changesets(

@@ -304,6 +304,23 @@ def reset_engine() -> None:
 
 
 @contextmanager
+def time_limited(session: Session, limit: str, refusal: str) -> Iterator[None]:
+    """Run the block's statements under ``statement_timeout = limit`` (PostgreSQL's form, e.g.
+    ``"5s"``), for this transaction only, then put back whatever held before (a timeout set on
+    the role, say). A statement stopped by the limit raises ``ValidationError(refusal)``.
+    """
+    previous = session.execute(text("SELECT current_setting('statement_timeout')")).scalar_one()
+    session.execute(text("SELECT set_config('statement_timeout', :v, true)"), {"v": limit})
+    try:
+        yield
+    except OperationalError as exc:
+        if getattr(exc.orig, "pgcode", None) == "57014":  # query_canceled
+            raise ValidationError(refusal) from None
+        raise
+    session.execute(text("SELECT set_config('statement_timeout', :v, true)"), {"v": previous})
+
+
+@contextmanager
 def session_scope() -> Iterator[Session]:
     """A session whose work commits when the block ends, or rolls back if it raises.
 

@@ -41,11 +41,12 @@ from sqlalchemy import (
 )
 from sqlalchemy import column as sql_column
 from sqlalchemy import table as sql_table
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from portal.csv_safe import value_text
 from portal.datasets import dataset_spec, get_dataset
+from portal.db import time_limited
 from portal.errors import ValidationError
 from portal.spec import ColumnSpec, dataset_table
 
@@ -101,9 +102,11 @@ def column_profile(*, session: Session, dataset_id: int, column: str) -> Profile
         )
     c = by_name[column]
     table = dataset_table(spec, dataset.table_name)
-    previous = session.execute(select(func.current_setting("statement_timeout"))).scalar_one()
-    session.execute(select(func.set_config("statement_timeout", TIME_LIMIT, True)))
-    try:
+    refusal = (
+        f"The profile of “{c.label}” took longer than {TIME_LIMIT} and was stopped; the rows "
+        "themselves can still be filtered and sorted above."
+    )
+    with time_limited(session, TIME_LIMIT, refusal):
         # Whether to sample, from the table itself: its row_count misses rows written outside
         # the portal, and a table it says is large but was emptied there gave a sample of none.
         present = session.execute(
@@ -126,14 +129,6 @@ def column_profile(*, session: Session, dataset_id: int, column: str) -> Profile
             percent = min(100.0, 100.0 * SAMPLE_ROWS / total)
             source = tablesample(table, func.system(percent), name="sample", seed=literal(0))
         profile = replace(_profile(session, source, c, sampled), total=total)
-    except OperationalError as exc:
-        if getattr(exc.orig, "pgcode", None) == "57014":  # query_canceled
-            raise ValidationError(
-                f"The profile of “{c.label}” took longer than {TIME_LIMIT} and was stopped; "
-                "the rows themselves can still be filtered and sorted above."
-            ) from None
-        raise
-    session.execute(select(func.set_config("statement_timeout", previous, True)))
     return profile
 
 
