@@ -362,12 +362,21 @@ def _prepare_first_admin(secret_file: Path) -> None:
 
     password, generated = _first_admin_password()
     with session_scope() as session:
-        created = ensure_first_admin(
-            session=session,
-            actor=cli_actor(),
-            password=password,
-            must_change_password=generated,  # it is on a terminal and in a file
-        )
+        try:
+            created = ensure_first_admin(
+                session=session,
+                actor=cli_actor(),
+                password=password,
+                must_change_password=generated,  # it is on a terminal and in a file
+            )
+        except ValidationError as exc:
+            if generated:  # pragma: no cover - a generated password meets every rule
+                raise
+            # The operator typed no password here: the rule's message alone named none.
+            raise ConfigError(
+                f"PORTAL_ADMIN_PASSWORD: {exc} Set it to another password (or unset it to have "
+                "one generated) and run portal dev again; no admin was created."
+            ) from exc
         if created and generated:  # kept before admin is committed: never an admin without it
             try:
                 _write_private(secret_file, password + "\n")

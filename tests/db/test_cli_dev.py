@@ -281,6 +281,29 @@ def test_a_first_admin_password_set_in_another_encoding_is_refused_plainly(
     assert user_admin_events(fresh_db) == []
 
 
+@pytest.mark.parametrize(
+    ("configured", "problem"),
+    [
+        ("abababababab", "a repeated or running sequence of characters"),
+        ("admin", "is 5 characters long; use at least 12"),
+    ],
+    ids=["repeat", "short"],
+)
+def test_a_first_admin_password_against_the_rules_names_the_variable(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch, configured: str, problem: str
+) -> None:
+    """README: a setting outside its limits stops the portal with a message naming the
+    variable. The operator typed no password: "The password is …" alone did not say which."""
+    monkeypatch.setenv("PORTAL_ADMIN_PASSWORD", configured)
+    result = dev_here()
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "PORTAL_ADMIN_PASSWORD" in result.output
+    assert problem in result.output
+    assert "no admin was created" in result.output
+    assert user_admin_events(fresh_db) == []
+
+
 def test_dev_serves_and_ctrl_c_stops_portal_and_database(data_dir: Path) -> None:
     port = _free_port()
     proc = _serving(data_dir, port)
