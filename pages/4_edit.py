@@ -225,11 +225,7 @@ if unsure is not None:
                 landed = writes.changeset_of_transaction(
                     session=session, dataset_id=dataset_id, actor=actor, xid=unsure
                 )
-                number = (
-                    writes.changeset_number(session=session, changeset_id=landed)
-                    if landed is not None
-                    else None
-                )
+                number = writes.number_if_landed(session=session, changeset_id=landed)
             outcome = "committed" if landed is not None else "aborted"
     except PortalError as exc:
         show_error(exc)
@@ -268,11 +264,7 @@ if committing is not None:
             landed = writes.changeset_of_click(
                 session=session, dataset_id=dataset_id, actor=actor, correlation_id=committing
             )
-            number = (
-                writes.changeset_number(session=session, changeset_id=landed)
-                if landed is not None
-                else None
-            )
+            number = writes.number_if_landed(session=session, changeset_id=landed)
     except PortalError as exc:
         show_error(exc)
         st.stop()

@@ -37,7 +37,18 @@ from typing import Any, Final
 import psycopg2
 import psycopg2.errors
 from psycopg2.extras import execute_values
-from sqlalchemy import BigInteger, Select, Text, UniqueConstraint, any_, cast, literal, select, text
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    Text,
+    UniqueConstraint,
+    any_,
+    cast,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -351,14 +362,7 @@ def changeset_of_transaction(
     (``CommitOutcomeUnknown.xid``) opened, if it committed; None if there is none: that
     transaction did not commit (the server's "committed" for ``xid`` can be a later
     transaction's after a crash, ``db.transaction_status``)."""
-    found: int | None = session.scalar(
-        select(Changeset.id).where(
-            Changeset.dataset_id == dataset_id,
-            Changeset.actor_username == actor.username,
-            Changeset.txid == int(xid),
-        )
-    )
-    return found
+    return _own_changeset(session, dataset_id, actor, Changeset.txid == int(xid))
 
 
 def changeset_of_click(
@@ -366,11 +370,26 @@ def changeset_of_click(
 ) -> int | None:
     """The id of the changeset of the dataset that ``actor``'s commit with ``correlation_id``
     wrote, if it committed; None if it did not (it failed, or was rolled back)."""
+    return _own_changeset(session, dataset_id, actor, Changeset.correlation_id == correlation_id)
+
+
+def number_if_landed(*, session: Session, changeset_id: int | None) -> int | None:
+    """``changeset_number`` of a commit found after all (``changeset_of_transaction``,
+    ``changeset_of_click``); None when none was found."""
+    return (
+        None
+        if changeset_id is None
+        else changeset_number(session=session, changeset_id=changeset_id)
+    )
+
+
+def _own_changeset(
+    session: Session, dataset_id: int, actor: Actor, which: ColumnElement[bool]
+) -> int | None:
+    """The id of ``actor``'s changeset of the dataset that ``which`` picks, if there is one."""
     found: int | None = session.scalar(
         select(Changeset.id).where(
-            Changeset.dataset_id == dataset_id,
-            Changeset.actor_username == actor.username,
-            Changeset.correlation_id == correlation_id,
+            Changeset.dataset_id == dataset_id, Changeset.actor_username == actor.username, which
         )
     )
     return found
