@@ -15,7 +15,6 @@ import os
 import re
 import secrets
 import signal
-import stat
 import subprocess
 import sys
 import threading
@@ -31,7 +30,7 @@ import psycopg2  # type: ignore[import-untyped,unused-ignore]
 
 from portal import migrate
 from portal.actor import cli_actor
-from portal.config import cookie_key_problem, get_settings
+from portal.config import cookie_key_problem, get_settings, make_private
 from portal.db import reset_engine, session_scope, wait_for_database
 from portal.embedded import EmbeddedPostgresError
 from portal.errors import (
@@ -405,8 +404,7 @@ def _prepare_first_admin(secret_file: Path) -> None:
             session=session, username=FIRST_ADMIN, password=secret_file.read_text().strip()
         )
     if current:
-        if stat.S_IMODE(secret_file.stat().st_mode) & 0o077:  # copied without its mode, say
-            secret_file.chmod(0o600)
+        if make_private(secret_file):
             click.echo(f"{secret_file} was readable by others: it is now mode 0600")
         click.echo(f"sign in as '{FIRST_ADMIN}' with the password in {secret_file}")
     else:

@@ -229,6 +229,15 @@ def cookie_key_problem(key: str) -> str | None:
     return None
 
 
+def make_private(path: Path) -> bool:
+    """Make the secret file ``path`` readable by its owner alone (mode 0600) if others may read
+    it (copied without its mode, say); whether it had to be."""
+    if not stat.S_IMODE(path.stat().st_mode) & 0o077:
+        return False
+    path.chmod(0o600)
+    return True
+
+
 def read_or_create_secret(path: Path, nbytes: int = 48) -> str:
     """Return the secret kept in ``path``, creating it (mode 0600) on first use; one readable
     by others (copied without its mode, say) is made 0600 again.
@@ -240,8 +249,7 @@ def read_or_create_secret(path: Path, nbytes: int = 48) -> str:
     if path.exists():
         value = path.read_text().strip()
         if value:
-            if stat.S_IMODE(path.stat().st_mode) & 0o077:  # copied without its mode, say
-                path.chmod(0o600)
+            make_private(path)
             return value
         path.unlink(missing_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
