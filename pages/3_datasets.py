@@ -20,7 +20,7 @@ from portal.errors import PortalError, ValidationError
 from portal.profile import EXACT_ROWS, Profile, column_profile
 from portal.spec import ROW_ID, editor_columns
 from portal.ui import current_actor, md_escape, require
-from portal.ui.column_config import column_config
+from portal.ui.column_config import column_config, counts
 from portal.ui.db_retry import show_error, show_refusal
 from portal.ui.index_note import index_note
 from portal.ui.navigation import history_links, no_datasets, upload_link
@@ -71,6 +71,7 @@ st.dataframe(
     ),
     hide_index=True,
     width="stretch",
+    column_config=counts("Rows", "Columns"),
 )
 if actor.can("editor"):
     upload_link()

@@ -25,6 +25,7 @@ from portal.errors import PortalError
 from portal.trail_views import AsOf, Export, when
 from portal.ui import current_actor, md_escape, require
 from portal.ui.changeset_view import show_changeset
+from portal.ui.column_config import counts
 from portal.ui.db_retry import show_error, show_refusal
 from portal.ui.navigation import linked_id, no_datasets
 from portal.ui.pager import Pager
@@ -382,6 +383,7 @@ st.dataframe(
     ],
     hide_index=True,
     width="stretch",
+    column_config=counts("Inserted", "Updated", "Deleted"),
 )
 pager.controls(page.next_key)
 

@@ -19,6 +19,7 @@ from portal.errors import AuditError, PortalError
 from portal.trail_views import Export, TrailFilter, day_after, day_start, when
 from portal.ui import require_session
 from portal.ui.changeset_view import show_changeset
+from portal.ui.column_config import counts
 from portal.ui.db_retry import show_error, show_refusal
 from portal.ui.markdown import md_text
 from portal.ui.pager import Pager
@@ -253,6 +254,7 @@ elif trail_list == "changesets":
         ),
         hide_index=True,
         width="stretch",
+        column_config=counts("Inserted", "Updated", "Deleted"),
     )
 else:
     st.dataframe(

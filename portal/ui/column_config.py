@@ -28,6 +28,12 @@ def column_config(columns: list[EditorColumn], *, as_text: Collection[str] = ())
     }
 
 
+def counts(*labels: str) -> dict[str, Any]:
+    """Column configs for a summary table's count columns (``labels``): shown with the
+    browser's thousands separators (2,500 rows, not 2500), as the pages' metrics are."""
+    return {label: st.column_config.NumberColumn(label, format="localized") for label in labels}
+
+
 _AS_TEXT_HELP = {
     "number": " Shown as text, to the last digit: a browser would show numbers this long rounded.",
     "datetime": " Shown as text, to the microsecond: a browser would show times to the second.",

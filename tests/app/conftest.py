@@ -3,6 +3,7 @@ reading what the app wrote to the audit log."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,15 @@ def texts(at: AppTest, *, main_only: bool = False) -> str:
     for frame in root.dataframe:
         parts.append(frame.value.to_csv())
     return "\n".join(parts).replace("\\", "")
+
+
+def localized(frame: Any) -> list[str]:
+    """The columns of a shown dataframe given the browser's number format (thousands
+    separators: 2,500 rather than 2500)."""
+    config = json.loads(frame.proto.columns or "{}")
+    return [
+        name for name, c in config.items() if c.get("type_config", {}).get("format") == "localized"
+    ]
 
 
 def listed_pages(at: AppTest) -> set[str]:

@@ -19,7 +19,16 @@ from portal import trail_views, uploads
 from portal.actor import Actor
 from portal.db import session_scope
 from portal.trail_views import TrailFilter
-from tests.app.conftest import app_test, events, new_user, show_app, sign_in, signed_in, texts
+from tests.app.conftest import (
+    app_test,
+    events,
+    localized,
+    new_user,
+    show_app,
+    sign_in,
+    signed_in,
+    texts,
+)
 from tests.conftest import DatabaseHandle
 from tests.db.test_browse import upload
 from tests.factories import make_user
@@ -52,6 +61,7 @@ def test_an_admin_filters_the_trail_and_each_view_is_recorded_once(trail: Trail)
     at, admin = on_page(trail.db, "admin", AUDIT)
     assert at.title[0].value == "Audit"
     assert changesets_shown(at) == sorted(trail.seqs.values(), reverse=True)
+    assert localized(at.main.dataframe[0]) == ["Inserted", "Updated", "Deleted"]
     views = events(trail.db, "audit_view")
     assert len(views) == 1
     assert (views[0]["actor_username"], views[0]["detail"]["list"]) == (admin, "changesets")
@@ -331,6 +341,7 @@ def test_a_viewer_reads_a_dataset_s_history_and_its_state_as_of_a_changeset(
     at, viewer = on_page(trail.db, "viewer", HISTORY)
     at.selectbox(key="history.dataset").select(trail.stock).run()
     assert changesets_shown(at) == [trail.seqs["ann stock"], trail.seqs["stock upload"]]
+    assert localized(at.main.dataframe[0]) == ["Inserted", "Updated", "Deleted"]
     upload = next(
         o
         for o in at.selectbox(key=f"history.{trail.stock}.open").options

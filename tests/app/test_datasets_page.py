@@ -14,7 +14,16 @@ from portal import diffs, profile, writes
 from portal.actor import Actor
 from portal.db import session_scope
 from portal.spec import ColumnSpec, DatasetSpec
-from tests.app.conftest import app_test, events, new_user, show_app, sign_in, signed_in, texts
+from tests.app.conftest import (
+    app_test,
+    events,
+    localized,
+    new_user,
+    show_app,
+    sign_in,
+    signed_in,
+    texts,
+)
 from tests.conftest import DatabaseHandle
 from tests.db.test_browse import ROWS, seed_people
 from tests.factories import make_user, upload_dataset
@@ -100,6 +109,7 @@ def test_list_shows_a_seeded_dataset_with_its_last_change(fresh_db: DatabaseHand
         6,
     )
     assert (row["Owner"], row["By"]) == ("Eddie Editor", "Eddie Editor")
+    assert localized(listing) == ["Rows", "Columns"]  # 2,500 rows, as the metrics show counts
     assert row["Last change"].endswith("UTC")
     assert upload_links(at) == ["upload"]
     assert at.selectbox(key="datasets.open").options == ["People"]
