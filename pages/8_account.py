@@ -18,7 +18,8 @@ if flash := st.session_state.pop(FLASH, None):
     st.success(flash, icon=":material/check_circle:")
 if signed.must_change_password:
     st.warning(
-        "Your password was set by an admin. Choose your own password to go on.",
+        "You did not choose your password (an admin set it, or the portal generated it when "
+        "it created your account). Choose your own password to go on.",
         icon=":material/key:",
     )
 

@@ -33,8 +33,9 @@ def require_session(role: str = "viewer", *, password_change_page: bool = False)
     _sidebar(signed)
     if signed.must_change_password and not password_change_page:
         st.warning(
-            "Your password was set by an admin. Choose your own password on the Account page "
-            "before going on.",
+            "You did not choose your password (an admin set it, or the portal generated it when "
+            "it created your account). Choose your own password on the Account page before "
+            "going on.",
             icon=":material/key:",
         )
         _link(ACCOUNT.path, ACCOUNT.title, ACCOUNT.icon)

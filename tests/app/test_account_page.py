@@ -114,6 +114,7 @@ def test_the_first_admin_replaces_the_generated_password_first(fresh_db: Databas
     show_app(at)
     assert listed_pages(at) == {"8_account.py"}
     assert "Choose your own password to go on." in at.warning[0].value
+    assert "set by an admin" not in at.warning[0].value  # no admin did: `portal dev` made it
     change(at, generated, "the admin's own password")
     assert not at.exception
     assert listed_pages(at) == EXPECTED_PAGES["admin"]
