@@ -6,6 +6,7 @@ from portal import auth
 from portal.errors import PortalError
 from portal.ui import md_escape, require_session
 from portal.ui.db_retry import show_refusal
+from portal.ui.guard import NOT_CHOSEN
 from portal.users import PASSWORD_RULES
 
 signed = require_session("viewer", password_change_page=True)
@@ -18,8 +19,7 @@ if flash := st.session_state.pop(FLASH, None):
     st.success(flash, icon=":material/check_circle:")
 if signed.must_change_password:
     st.warning(
-        "You did not choose your password (an admin set it, or the portal generated it when "
-        "it created your account). Choose your own password to go on.",
+        f"{NOT_CHOSEN} Choose your own password to go on.",
         icon=":material/key:",
     )
 

@@ -13,6 +13,12 @@ from portal.ui.db_retry import show_error
 from portal.ui.markdown import md_escape
 from portal.ui.navigation import ACCOUNT
 
+NOT_CHOSEN = (
+    "You did not choose your password (an admin set it, or the portal generated it when it "
+    "created your account)."
+)
+"""The start of the notice to someone who must choose their own password (here and Account)."""
+
 
 def require_session(role: str = "viewer", *, password_change_page: bool = False) -> SignedIn:
     """Stop the page unless someone with at least ``role`` is signed in; return who it is.
@@ -33,9 +39,7 @@ def require_session(role: str = "viewer", *, password_change_page: bool = False)
     _sidebar(signed)
     if signed.must_change_password and not password_change_page:
         st.warning(
-            "You did not choose your password (an admin set it, or the portal generated it when "
-            "it created your account). Choose your own password on the Account page before "
-            "going on.",
+            f"{NOT_CHOSEN} Choose your own password on the Account page before going on.",
             icon=":material/key:",
         )
         _link(ACCOUNT.path, ACCOUNT.title, ACCOUNT.icon)
