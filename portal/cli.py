@@ -609,14 +609,14 @@ def user_passwd(username: str, password_stdin: bool, must_change_password: bool)
 
     password = _read_password(password_stdin)
     with _database(), session_scope() as session:
-        reset_password(
+        name = reset_password(
             session=session,
             actor=cli_actor(),
             username=username,
             password=password,
             must_change_password=must_change_password,
-        )
-    click.echo(f"password of {username.lower()!r} changed")
+        ).username
+    click.echo(f"password of {name!r} changed")
 
 
 @user.command("role")
@@ -628,16 +628,18 @@ def user_role(username: str, role: str) -> None:
     from portal.users import set_role
 
     with _database(), session_scope() as session:
-        set_role(session=session, actor=cli_actor(), username=username, role=role)
-    click.echo(f"{username.lower()!r} is now {role}")
+        name = set_role(session=session, actor=cli_actor(), username=username, role=role).username
+    click.echo(f"{name!r} is now {role}")
 
 
 def _set_active(username: str, active: bool) -> None:
     from portal.users import set_active
 
     with _database(), session_scope() as session:
-        set_active(session=session, actor=cli_actor(), username=username, active=active)
-    click.echo(f"{username.lower()!r} {'enabled' if active else 'disabled'}")
+        name = set_active(
+            session=session, actor=cli_actor(), username=username, active=active
+        ).username
+    click.echo(f"{name!r} {'enabled' if active else 'disabled'}")
 
 
 @user.command("disable")
@@ -664,8 +666,8 @@ def user_unlock(username: str) -> None:
     from portal.users import unlock
 
     with _database(), session_scope() as session:
-        unlock(session=session, actor=cli_actor(), username=username)
-    click.echo(f"{username.lower()!r} unlocked")
+        name = unlock(session=session, actor=cli_actor(), username=username).username
+    click.echo(f"{name!r} unlocked")
 
 
 @user.command("list")

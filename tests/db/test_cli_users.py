@@ -157,3 +157,20 @@ def test_a_prompt_with_no_terminal_to_type_at_says_to_use_password_stdin(
     assert "with --password-stdin" in result.stderr
     assert [e[1] for e in admin_events(fresh_db)] == ["admin"]  # its creation alone
     assert signin.authenticate("admin", "admin pass 1234").username == "admin"
+
+
+def test_a_username_typed_with_spaces_or_capitals_is_echoed_as_the_account_is_named(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """The commands find " Kim " as kim (trimmed and lower-cased, as the sign-in form does);
+    what they print names that account, not a quoted ' kim ' that is nobody's name."""
+    portal("add", "kim", "--password-stdin", stdin="kim password 123\n")
+    for args, said in [
+        (("role", " Kim ", "viewer"), "'kim' is now viewer"),
+        (("disable", " Kim "), "'kim' disabled"),
+        (("enable", "KIM\t"), "'kim' enabled"),
+        (("passwd", " kim", "--password-stdin"), "password of 'kim' changed"),
+    ]:
+        result = portal(*args, stdin="new pass for kim\n")
+        assert result.exit_code == 0, (args, result.output)
+        assert result.output == said + "\n"
