@@ -40,7 +40,7 @@ from portal.errors import (
     PortalError,
     ValidationError,
 )
-from portal.models import CHANGESET_KINDS, EVENT_KINDS
+from portal.models import CHANGESET_KINDS, EVENT_KINDS, User
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -627,19 +627,43 @@ def user_role(username: str, role: str) -> None:
     """Set a user's role."""
     from portal.users import set_role
 
-    with _database(), session_scope() as session:
-        name = set_role(session=session, actor=cli_actor(), username=username, role=role).username
-    click.echo(f"{name!r} is now {role}")
+    with _database():
+        before = _account_before(username)
+        with session_scope() as session:
+            set_role(session=session, actor=cli_actor(), username=username, role=role)
+    if before.role == role:
+        click.echo(f"{before.username!r} is {role} already; nothing was changed")
+    else:
+        click.echo(f"{before.username!r} is now {role}")
+
+
+def _account_before(username: str) -> User:
+    """The account as it is before a command changes it, read in a transaction of its own, so
+    that the command can say when there was nothing to change (and no event was recorded). The
+    change reads it again under its lock: one made by someone else in between can only make
+    this line out of date, never the change.
+
+    Raises:
+        NotFound: no such user.
+    """
+    from portal.users import get_user
+
+    with session_scope() as session:
+        return get_user(session=session, username=username)
 
 
 def _set_active(username: str, active: bool) -> None:
     from portal.users import set_active
 
-    with _database(), session_scope() as session:
-        name = set_active(
-            session=session, actor=cli_actor(), username=username, active=active
-        ).username
-    click.echo(f"{name!r} {'enabled' if active else 'disabled'}")
+    state = "enabled" if active else "disabled"
+    with _database():
+        before = _account_before(username)
+        with session_scope() as session:
+            set_active(session=session, actor=cli_actor(), username=username, active=active)
+    if before.active == active:
+        click.echo(f"{before.username!r} is {state} already; nothing was changed")
+    else:
+        click.echo(f"{before.username!r} {state}")
 
 
 @user.command("disable")
@@ -665,9 +689,16 @@ def user_unlock(username: str) -> None:
     """Clear a user's lock-out."""
     from portal.users import unlock
 
-    with _database(), session_scope() as session:
-        name = unlock(session=session, actor=cli_actor(), username=username).username
-    click.echo(f"{name!r} unlocked")
+    with _database():
+        before = _account_before(username)
+        with session_scope() as session:
+            unlock(session=session, actor=cli_actor(), username=username)
+    if before.locked_until is None and not before.failed_attempts:
+        click.echo(
+            f"{before.username!r} is not locked and has no failed sign-ins; nothing was changed"
+        )
+    else:
+        click.echo(f"{before.username!r} unlocked")
 
 
 @user.command("list")

@@ -174,3 +174,21 @@ def test_a_username_typed_with_spaces_or_capitals_is_echoed_as_the_account_is_na
         result = portal(*args, stdin="new pass for kim\n")
         assert result.exit_code == 0, (args, result.output)
         assert result.output == said + "\n"
+
+
+def test_a_command_that_finds_nothing_to_change_says_so(fresh_db: DatabaseHandle) -> None:
+    """Enabling an enabled account (or giving a role it has, unlocking one not locked) changes
+    nothing and records no event; the command said "'kim' enabled" all the same, so whoever ran
+    it would look in the audit log for a change that never was."""
+    portal("add", "kim", "--role", "viewer", "--password-stdin", stdin="kim password 123\n")
+    for args, said in [
+        (("role", "kim", "viewer"), "'kim' is viewer already; nothing was changed"),
+        (("enable", "kim"), "'kim' is enabled already; nothing was changed"),
+        (("unlock", "kim"), "'kim' is not locked and has no failed sign-ins; nothing was changed"),
+        (("disable", "kim"), "'kim' disabled"),
+        (("disable", "kim"), "'kim' is disabled already; nothing was changed"),
+    ]:
+        result = portal(*args)
+        assert result.exit_code == 0, (args, result.output)
+        assert result.output == said + "\n"
+    assert [e[2]["action"] for e in admin_events(fresh_db)] == ["create", "disable"]
