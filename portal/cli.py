@@ -709,6 +709,11 @@ def user_list() -> None:
 
     with _database(), session_scope() as session:
         users = summarise_users(session=session, actor=cli_actor())
+    if not users:
+        click.echo(
+            "There are no users yet; add the first admin with `portal user add NAME --role admin`."
+        )
+        return
     click.echo(
         f"{'username':<20} {'role':<7} {'active':<6} {'failed':<6} {'locked until':<25} name"
     )

@@ -192,3 +192,13 @@ def test_a_command_that_finds_nothing_to_change_says_so(fresh_db: DatabaseHandle
         assert result.exit_code == 0, (args, result.output)
         assert result.output == said + "\n"
     assert [e[2]["action"] for e in admin_events(fresh_db)] == ["create", "disable"]
+
+
+def test_listing_no_users_says_how_to_add_the_first(fresh_db: DatabaseHandle) -> None:
+    """A new production database has no account (only `portal dev` makes one): the list was a
+    header row alone, which reads like a fault in the command."""
+    result = portal("list")
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        "There are no users yet; add the first admin with `portal user add NAME --role admin`.\n"
+    )
