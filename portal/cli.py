@@ -577,21 +577,27 @@ def user_add(
     must_change_password: bool,
 ) -> None:
     """Create a user."""
-    from portal.users import create_user
+    from portal.users import check_display_name, check_email, check_username_free, create_user
 
-    password = _read_password(password_stdin)
-    with _database(), session_scope() as session:
-        created = create_user(
-            session=session,
-            actor=cli_actor(),
-            username=username,
-            display_name=display_name or username,
-            role=role,
-            password=password,
-            email=email,
-            must_change_password=must_change_password,
-        )
-        click.echo(f"user {created.username!r} created with role {created.role}")
+    with _database():
+        # What no password could mend is said before one is typed (twice, at a prompt).
+        with session_scope() as session:
+            name = check_username_free(session=session, username=username)
+        check_display_name(display_name, username=name)
+        check_email(email)
+        password = _read_password(password_stdin)
+        with session_scope() as session:
+            created = create_user(
+                session=session,
+                actor=cli_actor(),
+                username=username,
+                display_name=display_name or username,
+                role=role,
+                password=password,
+                email=email,
+                must_change_password=must_change_password,
+            )
+            click.echo(f"user {created.username!r} created with role {created.role}")
 
 
 @user.command("passwd")
@@ -605,17 +611,20 @@ def user_add(
 @_reports_errors
 def user_passwd(username: str, password_stdin: bool, must_change_password: bool) -> None:
     """Set a user's password (their sessions end at once; a lock-out is lifted)."""
-    from portal.users import reset_password
+    from portal.users import get_user, reset_password
 
-    password = _read_password(password_stdin)
-    with _database(), session_scope() as session:
-        name = reset_password(
-            session=session,
-            actor=cli_actor(),
-            username=username,
-            password=password,
-            must_change_password=must_change_password,
-        ).username
+    with _database():
+        with session_scope() as session:  # no such user: said before a password is typed
+            get_user(session=session, username=username)
+        password = _read_password(password_stdin)
+        with session_scope() as session:
+            name = reset_password(
+                session=session,
+                actor=cli_actor(),
+                username=username,
+                password=password,
+                must_change_password=must_change_password,
+            ).username
     click.echo(f"password of {name!r} changed")
 
 

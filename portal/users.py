@@ -294,8 +294,7 @@ def create_user(
     # Two admins adding one name take turns here, so the second is told it is taken rather
     # than refused by the unique constraint.
     session.execute(select(func.pg_advisory_xact_lock(func.hashtext("portal.username:" + name))))
-    if session.scalar(select(func.count()).where(User.username == name)):
-        raise ValidationError(f"The username {name!r} is taken; choose another.")
+    check_username_free(session=session, username=name)
     user = User(
         username=name,
         display_name=shown,
@@ -311,6 +310,18 @@ def create_user(
         session, actor, name, "create", role=role, must_change_password=must_change_password
     )
     return user
+
+
+def check_username_free(*, session: Session, username: str) -> str:
+    """Return the normalised username if it is allowed and no account has it yet.
+
+    Raises:
+        ValidationError: the username is not allowed (``check_username``), or is taken.
+    """
+    name = check_username(username)
+    if session.scalar(select(func.count()).where(User.username == name)):
+        raise ValidationError(f"The username {name!r} is taken; choose another.")
+    return name
 
 
 def _admins_turn(session: Session, actor: Actor) -> None:

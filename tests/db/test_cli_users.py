@@ -202,3 +202,26 @@ def test_listing_no_users_says_how_to_add_the_first(fresh_db: DatabaseHandle) ->
     assert result.output == (
         "There are no users yet; add the first admin with `portal user add NAME --role admin`.\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("add", "kim"), "The username 'kim' is taken; choose another."),
+        (("add", "Bad Name!"), "Username 'Bad Name!' is not allowed"),
+        (("add", "lee", "--email", "lee at example"), "is not an email address"),
+        (("passwd", "nobody"), "There is no user 'nobody'."),
+    ],
+    ids=["taken", "bad name", "bad email", "no such user"],
+)
+def test_what_no_password_could_mend_is_said_before_the_password_is_asked_for(
+    fresh_db: DatabaseHandle, args: tuple[str, ...], message: str
+) -> None:
+    """At a terminal the operator typed a new password twice, only to be told then that the
+    name was taken, not allowed, or nobody's."""
+    portal("add", "kim", "--password-stdin", stdin="kim password 123\n")
+    result = portal(*args, stdin="a good password 1\na good password 1\n")
+    assert result.exit_code == 1, result.output
+    assert message in result.output
+    assert "Password" not in result.output  # no prompt
+    assert [e[1] for e in admin_events(fresh_db)] == ["kim"]
