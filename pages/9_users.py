@@ -67,6 +67,9 @@ def confirm_role(username: str, old: str, new: str) -> None:
         lambda s, a: users.set_role(session=s, actor=a, username=username, role=new, expected=old),
         f"{username} is now {new}.",
     ):
+        if username == actor.username and new != "admin":
+            # The guard says their new role; a notice kept would greet them if made admin again.
+            st.session_state.pop(FLASH, None)
         st.rerun()
     cancel_button()
 

@@ -333,3 +333,27 @@ def test_the_log_says_whether_a_password_an_admin_set_must_be_replaced(
         (me, "keeper", {"action": "create", "role": "viewer", "must_change_password": False}),
         (me, "keeper", {"action": "reset_password", "must_change_password": False}),
     ]
+
+
+def test_an_admin_who_demoted_themselves_and_is_made_admin_again_is_not_told_the_demotion(
+    fresh_db: DatabaseHandle, admin: tuple[AppTest, str]
+) -> None:
+    """Demoted, the page is no longer theirs and the guard says their role; the success notice
+    was kept for the next time the page opened, so once another admin gave the role back it
+    greeted them with "boss is now viewer." while they were admin."""
+    at, me = admin
+    choose(at, me)
+    at.selectbox(key=f"users.role.{me}").set_value("viewer").run()
+    at.button(key="users.role.apply").click().run()
+    assert "you will lose access to this page" in texts(at)
+    confirm(at)
+    assert not at.exception
+    assert "you are signed in as viewer" in texts(at, main_only=True)
+    assert admin_events(fresh_db) == [
+        (me, me, {"action": "set_role", "old_role": "admin", "new_role": "viewer"})
+    ]
+    with session_scope() as s:  # another admin gives the role back
+        users.set_role(session=s, actor=cli_actor(), username=me, role="admin")
+    at.run()
+    assert at.dataframe  # the Users page again
+    assert not at.success
