@@ -5,6 +5,7 @@ The rules (last active admin, password rules, events) are ``portal.users``'s, th
 """
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import streamlit as st
@@ -120,8 +121,8 @@ def confirm_disable(username: str) -> None:
     cancel_button()
 
 
-def when(moment: Any) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M") if moment else "—"
+def when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else "—"
 
 
 st.title("Users")

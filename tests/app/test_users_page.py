@@ -357,3 +357,25 @@ def test_an_admin_who_demoted_themselves_and_is_made_admin_again_is_not_told_the
     at.run()
     assert at.dataframe  # the Users page again
     assert not at.success
+
+
+def test_times_say_they_are_utc(
+    fresh_db: DatabaseHandle, admin: tuple[AppTest, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock-out's end and a last sign-in were shown as "2026-12-02 23:30", read as the
+    admin's own time wherever they are, while they are UTC (as the Datasets and Edit pages say
+    of theirs): an admin in Berlin told someone to wait until 23:30 waited an hour too long."""
+    monkeypatch.setenv("PORTAL_LOCKOUT_ATTEMPTS", "1")
+    get_settings.cache_clear()
+    at, me = admin
+    name, _ = new_user(fresh_db, username="locked-out")
+    with pytest.raises(AuthError):
+        signin.authenticate(name, "bad guess")
+    at.run()
+    table = at.dataframe[0].value
+    locked = table[table["Username"] == name].iloc[0]["Locked until"]
+    signed = table[table["Username"] == me].iloc[0]["Last sign-in"]
+    assert locked.endswith(" UTC"), locked
+    assert signed.endswith(" UTC"), signed
+    choose(at, name)
+    assert f"locked until {locked}" in texts(at, main_only=True)
