@@ -101,8 +101,9 @@ def check_email(email: str | None) -> str | None:
     """Return the address trimmed, or None when it is empty (it is optional).
 
     Raises:
-        ValidationError: it is longer than ``MAX_EMAIL_CHARS`` or is not one address
-            (``name@domain``: no spaces, no list).
+        ValidationError: it is longer than ``MAX_EMAIL_CHARS``, is not one address
+            (``name@domain``: no spaces, no list), or holds an invisible or control character
+            (it would look right on the Users page, yet no mail would reach it).
     """
     address = (email or "").strip()
     if not address:
@@ -110,6 +111,12 @@ def check_email(email: str | None) -> str | None:
     if len(address) > MAX_EMAIL_CHARS:
         raise ValidationError(
             f"The email address is {len(address)} characters; use at most {MAX_EMAIL_CHARS}."
+        )
+    hidden = hidden_character(address)
+    if hidden is not None:
+        raise ValidationError(
+            f"The email address has an invisible or control character ({hidden[1]}, character "
+            f"{hidden[0]}), so it is not the address it looks like: type it again without it."
         )
     if not EMAIL_RE.fullmatch(address):
         raise ValidationError(

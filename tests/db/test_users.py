@@ -162,6 +162,9 @@ def test_an_unlock_is_recorded_with_what_it_cleared(
         ("kim@example.org, ann@example.org", "is not an email address"),
         ("kim @example.org", "is not an email address"),
         ("k" * 250 + "@example.org", "262 characters; use at most 254"),
+        # Looks right on the Users page, yet no mail would reach it.
+        ("kim@exam\u200bple.org", r"invisible or control character \(U\+200B, character 9\)"),
+        ("kim\x1b[31m@example.org", r"invisible or control character \(U\+001B, character 4\)"),
     ],
 )
 def test_an_email_that_is_no_address_is_refused(
