@@ -29,6 +29,10 @@ ADD_FIELDS = (
     "users.add.email",
     "users.add.password",
     "users.add.confirm",
+    # Emptied too: a role and a kept password left from the last account would be given to
+    # the next one, typed into what looks like an empty form.
+    "users.add.role",
+    "users.add.must_change",
 )
 
 

@@ -379,3 +379,30 @@ def test_times_say_they_are_utc(
     assert signed.endswith(" UTC"), signed
     choose(at, name)
     assert f"locked until {locked}" in texts(at, main_only=True)
+
+
+def test_after_adding_an_admin_the_form_starts_over_as_a_viewer(
+    fresh_db: DatabaseHandle, admin: tuple[AppTest, str]
+) -> None:
+    """Only the text fields were emptied after an account was added: the role (admin, say) and
+    an unticked "must choose their own password" stayed, so the next person added, typed into
+    what looked like an empty form, became an admin who keeps the password the admin chose."""
+    at, _ = admin
+
+    def add(username: str) -> None:
+        at.text_input(key="users.add.username").input(username)
+        at.text_input(key="users.add.password").input("a temporary password")
+        at.text_input(key="users.add.confirm").input("a temporary password")
+        at.button(key="users.add.submit").click().run()
+        assert not at.exception
+
+    at.selectbox(key="users.add.role").set_value("admin")
+    at.checkbox(key="users.add.must_change").uncheck()
+    add("deputy")
+    assert at.selectbox(key="users.add.role").value == "viewer"
+    assert at.checkbox(key="users.add.must_change").value is True
+    add("intern")
+    assert [
+        (target, detail["role"], detail["must_change_password"])
+        for _, target, detail in admin_events(fresh_db)
+    ] == [("deputy", "admin", False), ("intern", "viewer", True)]
