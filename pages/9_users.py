@@ -183,7 +183,12 @@ else:
 
     role_col, reset_col, access_col, unlock_col = st.columns(4, vertical_alignment="bottom")
     new_role = role_col.selectbox(
-        "Role", ROLES, index=ROLES.index(account.role), key=f"users.role.{account.username}"
+        "Role",
+        ROLES,
+        index=ROLES.index(account.role),
+        # Keyed by the role too: a box drawn for the role the account had would go on showing
+        # it after another admin changed it, "Change role…" enabled as if that were chosen.
+        key=f"users.role.{account.username}.{account.role}",
     )
     if role_col.button("Change role…", key="users.role.apply", disabled=new_role == account.role):
         st.session_state[CONFIRM] = {

@@ -49,6 +49,12 @@ def choose(at: AppTest, username: str) -> AppTest:
     return at.selectbox(key="users.selected").set_value(username).run()
 
 
+def role_box(at: AppTest, username: str) -> Any:
+    """The chosen user's Role box (its key names the role it was drawn for)."""
+    [box] = [b for b in at.selectbox if str(b.key).startswith(f"users.role.{username}.")]
+    return box
+
+
 def confirm(at: AppTest) -> AppTest:
     return at.button(key="users.confirm.ok").click().run()
 
@@ -122,7 +128,7 @@ def test_change_role_is_confirmed_and_recorded(
     new_user(fresh_db, role="viewer", username="promote-me")
     at.run()
     choose(at, "promote-me")
-    at.selectbox(key="users.role.promote-me").set_value("editor").run()
+    role_box(at, "promote-me").set_value("editor").run()
     at.button(key="users.role.apply").click().run()
     assert "from **viewer** to **editor**" in texts(at)
     assert user(fresh_db, "promote-me")["role"] == "viewer"  # not before confirming
@@ -223,7 +229,7 @@ def test_the_last_active_admin_keeps_the_role(fresh_db: DatabaseHandle) -> None:
     # Own account: no reset here (Account page) and no disabling oneself.
     assert at.button(key="users.disable").disabled
     assert at.button(key="users.reset").disabled
-    at.selectbox(key=f"users.role.{name}").set_value("viewer").run()
+    role_box(at, name).set_value("viewer").run()
     at.button(key="users.role.apply").click().run()
     assert "you will lose access to this page" in texts(at)
     confirm(at)
@@ -242,7 +248,7 @@ def test_a_role_change_confirmed_after_someone_else_changed_the_role_is_refused(
     new_user(fresh_db, role="viewer", username="carol")
     at.run()
     choose(at, "carol")
-    at.selectbox(key="users.role.carol").set_value("editor").run()
+    role_box(at, "carol").set_value("editor").run()
     at.button(key="users.role.apply").click().run()
     assert "from **viewer** to **editor**" in texts(at)  # what this admin agrees to
     with session_scope() as s:  # meanwhile another admin makes carol an admin
@@ -343,7 +349,7 @@ def test_an_admin_who_demoted_themselves_and_is_made_admin_again_is_not_told_the
     greeted them with "boss is now viewer." while they were admin."""
     at, me = admin
     choose(at, me)
-    at.selectbox(key=f"users.role.{me}").set_value("viewer").run()
+    role_box(at, me).set_value("viewer").run()
     at.button(key="users.role.apply").click().run()
     assert "you will lose access to this page" in texts(at)
     confirm(at)
@@ -406,3 +412,22 @@ def test_after_adding_an_admin_the_form_starts_over_as_a_viewer(
         (target, detail["role"], detail["must_change_password"])
         for _, target, detail in admin_events(fresh_db)
     ] == [("deputy", "admin", False), ("intern", "viewer", True)]
+
+
+def test_the_role_box_shows_a_role_another_admin_changed_meanwhile(
+    fresh_db: DatabaseHandle, admin: tuple[AppTest, str]
+) -> None:
+    """The Role box kept the role it was first drawn with: with carol made an editor by another
+    admin, it still read "viewer", with "Change role…" enabled as if this admin had chosen
+    viewer, one click from undoing the other admin's change."""
+    at, _ = admin
+    new_user(fresh_db, role="viewer", username="carol")
+    at.run()
+    choose(at, "carol")
+    assert role_box(at, "carol").value == "viewer"
+    with session_scope() as s:  # meanwhile another admin makes carol an editor
+        users.set_role(session=s, actor=cli_actor(), username="carol", role="editor")
+    at.run()
+    assert "**Carol** is editor" in texts(at, main_only=True)
+    assert role_box(at, "carol").value == "editor"
+    assert at.button(key="users.role.apply").disabled
