@@ -309,12 +309,17 @@ def change_own_password(*, current_password: str, new_password: str, confirm_pas
 
 
 def sign_out() -> None:
-    """Sign out (a button's ``on_click``): recorded, and every earlier session and cookie ends."""
-    username = st.session_state.get(_USERNAME)
+    """Sign out (a button's ``on_click``): recorded, and every earlier session and cookie ends;
+    only this browser's when this session had ended already (its click runs before ``current``
+    re-reads it)."""
+    state = st.session_state
+    username = state.get(_USERNAME)
     notice = "You have signed out."
     if username is not None:
         try:
-            signin.sign_out(username, client_info=client_info())
+            signin.sign_out(username, since=state[_SINCE], client_info=client_info())
+        except AuthError as exc:  # the session had ended already: why, and nothing recorded
+            notice = str(exc)
         except PortalError as exc:
             notice = f"You are signed out in this browser, but it could not be recorded: {exc}"
     _forget(notice=notice)

@@ -310,10 +310,12 @@ def resume(
     since: datetime,
     client_info: dict[str, Any] | None = None,
     from_cookie: bool = False,
+    even_if_locked: bool = False,
 ) -> SignedIn:
     """Re-read a signed-in person from PostgreSQL; called on every rerun and for every cookie.
 
     ``from_cookie=True`` records a ``sign_in`` event (method=cookie): a new browser session began.
+    ``even_if_locked=True`` passes a session its account's lock-out only pauses.
 
     Raises:
         AuthError: the account is gone, disabled or locked, its password changed after
@@ -349,7 +351,7 @@ def resume(
                 "Ask an admin if you need access."
             )
         user, signed_out, disabled, now = row
-        if user.locked_until is not None and user.locked_until > now:
+        if user.locked_until is not None and user.locked_until > now and not even_if_locked:
             raise AuthError(
                 "Your session has ended: this account is locked after too many failed "
                 "sign-ins. Try again later, or ask an admin to unlock it."
@@ -379,12 +381,18 @@ def resume(
         return _signed_in(user, since=since)
 
 
-def sign_out(username: str, *, client_info: dict[str, Any] | None = None) -> None:
-    """Record a sign-out; every session and cookie of this person that began earlier ends.
+def sign_out(username: str, *, since: datetime, client_info: dict[str, Any] | None = None) -> None:
+    """Record the sign-out of the session that began at ``since``; every session and cookie of
+    this person that began earlier ends.
 
     Raises:
+        AuthError: that session had ended already (see ``resume``; a tab still showing Sign out
+            after a password change elsewhere, say): nothing is recorded, so the sessions the
+            person began since then go on. A lock-out only pauses sessions: signing out while
+            locked is recorded, so they do not come back when it ends.
         DatabaseUnavailable: PostgreSQL could not be reached.
     """
+    resume(username, since=since, even_if_locked=True)
     name = normalise_username(username)
     with session_scope() as session:
         record_event(

@@ -119,6 +119,30 @@ def test_sign_out(fresh_db: DatabaseHandle) -> None:
     assert not shows_sign_in(at)
 
 
+def test_sign_out_in_a_tab_whose_session_had_ended_signs_out_nothing_else(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """Tab B still shows Sign out after tab A changed the password (B ends at its next run):
+    B's click ends B, says why, and is no sign-out of A's session under the new password."""
+    name, password = new_user(fresh_db)
+    a = sign_in(app_test().run(), name, password)
+    b = sign_in(app_test().run(), name, password)
+    a.switch_page("pages/8_account.py").run()
+    a.text_input(key="account.current").input(password)
+    a.text_input(key="account.new").input("a brand new passphrase")
+    a.text_input(key="account.confirm").input("a brand new passphrase")
+    a.button(key="account.submit").click().run()
+    assert "Your password has been changed." in a.success[0].value
+    b.sidebar.button(key="portal.sign_out").click().run()
+    assert not b.exception
+    assert shows_sign_in(b)
+    assert any("password was changed" in i.value for i in b.info)
+    assert events(fresh_db, "sign_out") == []
+    a.run()
+    assert not shows_sign_in(a)
+    assert a.title[0].value == "Account"
+
+
 def cookie_writes(at: AppTest) -> list[str]:
     """The ``method`` of each cookie component the run drew, other than the read (``getAll``)."""
     methods = [json.loads(e.proto.json_args)["method"] for e in at.get("component_instance")]

@@ -115,6 +115,10 @@ def test_a_valid_cookie_still_needs_the_database_to_agree(fresh_db: DatabaseHand
     with Session(fresh_db.app) as s, s.begin():
         set_active(session=s, actor=cli_actor(), username=name, active=True)
 
-    signin.sign_out(name)  # signing out ends every copy of the cookie
+    # Enabled again, it signs in anew; signing out ends every copy of that cookie.
+    signed = signin.authenticate(name, password)
+    claims = decode(auth.encode_token(name, key=KEY, since=signed.since, expires_at=LATER))
+    assert claims is not None
+    signin.sign_out(name, since=signed.since)
     with pytest.raises(AuthError, match="signed out"):
         signin.resume(claims.username, since=claims.since, from_cookie=True)

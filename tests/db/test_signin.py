@@ -306,13 +306,47 @@ def test_resume_refuses_a_locked_account(
 def test_sign_out_ends_earlier_sign_ins_only(fresh_db: DatabaseHandle) -> None:
     name, password = new_user(fresh_db)
     first = signin.authenticate(name, password)
-    signin.sign_out(name, client_info={"ip": "10.1.1.1"})
+    signin.sign_out(name, since=first.since, client_info={"ip": "10.1.1.1"})
     with pytest.raises(AuthError, match="signed out"):
         signin.resume(name, since=first.since)
     second = signin.authenticate(name, password)
     assert signin.resume(name, since=second.since).username == name
     assert [e["kind"] for e in events(fresh_db)] == ["sign_in", "sign_out", "sign_in"]
     assert events(fresh_db, "sign_out")[0]["actor_username"] == name
+
+
+def test_a_session_that_had_ended_signs_nobody_out(fresh_db: DatabaseHandle) -> None:
+    """A tab whose session a password change ended still shows Sign out until its next run; its
+    click must not be recorded as the person's sign-out, which would end the session they began
+    with the new password."""
+    name, password = new_user(fresh_db)
+    old = signin.authenticate(name, password)
+    new = signin.change_own_password(
+        name,
+        current_password=password,
+        new_password="a brand new passphrase",
+        confirm_password="a brand new passphrase",
+    )
+    with pytest.raises(AuthError, match="password was changed"):
+        signin.sign_out(name, since=old.since)
+    assert events(fresh_db, "sign_out") == []
+    assert signin.resume(name, since=new.since).username == name
+
+
+def test_signing_out_while_locked_out_still_ends_the_other_sessions(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock-out only pauses sessions (they resume once it ends): a sign-out clicked meanwhile
+    is recorded, so the person's other browsers do not come back with the unlock."""
+    monkeypatch.setenv("PORTAL_LOCKOUT_ATTEMPTS", "1")
+    name, password = new_user(fresh_db)
+    signed = signin.authenticate(name, password)
+    refused(name, "someone guessing")
+    signin.sign_out(name, since=signed.since)
+    with Session(fresh_db.app) as s, s.begin():
+        unlock(session=s, actor=cli_actor(), username=name)
+    with pytest.raises(AuthError, match="signed out"):
+        signin.resume(name, since=signed.since)
 
 
 def test_resume_from_cookie_is_recorded(fresh_db: DatabaseHandle) -> None:
