@@ -1,8 +1,9 @@
 """The portal's pages and who may use them; ``app.py`` builds ``st.navigation`` from this.
 
-Listing a page here only decides whether it appears in a role's navigation: every page file also
-checks sign-in and role itself (``portal.ui.require``), because a file under ``pages/`` can be
-opened by URL, hidden or not, even before any session has run ``st.navigation``.
+Listing a page here only decides whether it appears in a role's navigation (every page is
+registered; those a role may not use are hidden): every page file also checks sign-in and role
+itself (``portal.ui.require``), because a file under ``pages/`` can be opened by URL, hidden or
+not, even before any session has run ``st.navigation``.
 
 Left to itself, Streamlit would treat ``pages/`` the old way until some session had run app.py
 (a page URL running that file alone, the sidebar listing every file); ``portal serve`` starts it
@@ -64,10 +65,22 @@ def pages_for(signed: SignedIn | None) -> list[PageSpec]:
 
 
 def navigation(signed: SignedIn | None) -> StreamlitPage:
-    """Register the pages for this person and return the one to run."""
+    """Register every page, listing in the menu those ``pages_for`` this person, and return the
+    one to run.
+
+    The others are registered hidden: a page this person may not use (their role changed while
+    they were on it, a bookmarked link) then runs its own guard, which says why, where an
+    unregistered page would have put them on Home without a word."""
+    listed = {spec.path: spec for spec in pages_for(signed)}
     pages = [
-        st.Page(spec.path, title=spec.title, icon=spec.icon, default=spec.default)
-        for spec in pages_for(signed)
+        st.Page(
+            spec.path,
+            title=spec.title,
+            icon=spec.icon,
+            default=spec.path in listed and listed[spec.path].default,
+            visibility="visible" if spec.path in listed else "hidden",
+        )
+        for spec in PAGES
     ]
     return st.navigation(pages, position="sidebar" if signed is not None else "hidden")
 

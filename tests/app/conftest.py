@@ -96,9 +96,29 @@ def localized(frame: Any) -> list[str]:
     ]
 
 
+_MENU: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _record_menu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the page files the latest ``st.navigation`` call listed in its menu, for
+    ``listed_pages``: every page is registered, those a role may not use hidden, and AppTest
+    keeps no page's visibility."""
+    real = st.navigation
+
+    def recording(pages: Any, **kwargs: Any) -> Any:
+        _MENU[:] = [Path(str(p._page)).name for p in pages if p.visibility == "visible"]
+        return real(pages, **kwargs)
+
+    _MENU.clear()
+    monkeypatch.setattr(st, "navigation", recording)
+
+
 def listed_pages(at: AppTest) -> set[str]:
-    """The page files the last run's st.navigation registered."""
-    return {Path(str(info["script_path"])).name for info in at._registered_pages.values()}
+    """The page files the last run's st.navigation listed in its menu (``at``'s last run must
+    be the latest run of app.py in the test)."""
+    assert at._registered_pages, "app.py has not run"
+    return set(_MENU)
 
 
 def events(db: DatabaseHandle, *kinds: str) -> list[dict[str, Any]]:

@@ -55,8 +55,16 @@ def test_users_page_is_out_of_reach_below_admin(fresh_db: DatabaseHandle, role: 
     other, _ = new_user(fresh_db, role="admin", display_name="Secret Admin")
     at, _ = signed_in(fresh_db, role)
     show_app(at)
-    with pytest.raises(ValueError, match="Could not find a navigation page"):
-        at.switch_page("pages/9_users.py")
+    assert "9_users.py" not in listed_pages(at)
+    # Registered but hidden: its URL runs the page's own refusal.
+    at.switch_page("pages/9_users.py").run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        f"This page is for the admin role; you are signed in as {role}. "
+        "Ask an admin if you need access."
+    ]
+    assert shows_no_user_data(at, other, "Secret Admin")
+    assert not at.main.button
 
     # Opened directly (a URL on a fresh server runs the file without app.py): sign-in first,
     # then a refusal, never the list.

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from portal import auth
 from portal.actor import cli_actor
-from portal.users import set_active
+from portal.users import set_active, set_role
 from tests.e2e.conftest import PortalServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
@@ -133,3 +133,28 @@ def test_forged_and_disabled_cookies_sign_nobody_in(
     page.goto(portal_server.url + "/account")
     sign_in_form(page)
     assert "Change your password" not in body(page)
+
+
+def test_an_admin_demoted_while_on_an_admin_page_is_told_why_at_the_next_click(
+    portal_server: PortalServer, context: BrowserContext
+) -> None:
+    """The page stays registered (hidden from the menu), so its own guard says what changed,
+    rather than the person finding themselves on Home with no word why."""
+    page = context.new_page()
+    page.goto(portal_server.url + "/users")
+    sign_in_form(page)
+    sign_in(page, "boss", portal_server.users["boss"])
+    expect(page.get_by_role("heading", name="Manage a user")).to_be_visible()
+    for name, role in (("vee", "admin"), ("boss", "viewer")):
+        with Session(portal_server.db.app) as s, s.begin():
+            set_role(session=s, actor=cli_actor(), username=name, role=role)
+    page.keyboard.press("r")  # rerun, as any click does
+    expect(
+        page.get_by_text("This page is for the admin role; you are signed in as viewer.")
+    ).to_be_visible()
+    assert "Manage a user" not in body(page)
+    assert page.url.endswith("/users")
+    menu = page.get_by_test_id("stSidebarNav").inner_text()
+    assert "Datasets" in menu
+    assert "Users" not in menu
+    assert "Audit" not in menu
