@@ -23,8 +23,10 @@ Sessions
     since; ``resume`` checks exactly that, on every rerun and for every cookie.
 
     sign_in          a password (detail method=password) or a cookie (method=cookie) was accepted
-    sign_in_failed   refused; detail.reason = bad_password | unknown_user | locked | disabled
-    lock_out         the attempt that locked the account (no actor: the account is its target)
+    sign_in_failed   refused; detail.reason = bad_password | unknown_user | locked | disabled, or
+                     bad_current_password (changing one's own password: its actor is the person)
+    lock_out         the attempt that locked the account (no actor: the account is its target;
+                     the person, when their own wrong current passwords locked it)
     sign_out         the person signed out
     user_admin       action=change_own_password
 """
@@ -198,12 +200,17 @@ def as_recorded(name: str) -> str:
 
 
 def _record_refusal(
-    session: Session, target: str, reason: str, client_info: dict[str, Any], **detail: Any
+    session: Session,
+    target: str,
+    reason: str,
+    client_info: dict[str, Any],
+    actor: str | None = None,
+    **detail: Any,
 ) -> None:
     record_event(
         session=session,
         kind="sign_in_failed",
-        actor_username=None,
+        actor_username=actor,
         target=target,
         detail={"reason": reason, **detail},
         client_info=client_info,
@@ -211,25 +218,32 @@ def _record_refusal(
 
 
 def _count_failure(
-    session: Session, user: User, now: datetime, client_info: dict[str, Any], *, reason: str
+    session: Session,
+    user: User,
+    now: datetime,
+    client_info: dict[str, Any],
+    *,
+    reason: str,
+    actor: str | None = None,
 ) -> AuthError:
-    """One more failed attempt on a real account; locks it at the limit."""
+    """One more failed attempt on a real account; locks it at the limit. ``actor``: who typed
+    it, when known (the account's own signed-in session, changing its password)."""
     settings = get_settings()
     user.failed_attempts += 1
     _record_refusal(
-        session, user.username, reason, client_info, failed_attempts=user.failed_attempts
+        session, user.username, reason, client_info, actor, failed_attempts=user.failed_attempts
     )
     if user.failed_attempts < settings.lockout_attempts:
         session.flush()
         return AuthError(WRONG_CREDENTIALS)
     user.locked_until = now + timedelta(minutes=settings.lockout_minutes)
     session.flush()
-    # Whoever typed the wrong passwords is unknown, as for each failed attempt: the account is
-    # the lock-out's target, not its actor.
+    # At the sign-in form whoever typed the wrong passwords is unknown, as for each failed
+    # attempt: the account is the lock-out's target, not its actor.
     record_event(
         session=session,
         kind="lock_out",
-        actor_username=None,
+        actor_username=actor,
         target=user.username,
         detail={
             "failed_attempts": user.failed_attempts,
@@ -453,7 +467,9 @@ def _change_own_password(
         user.locked_until = None
         user.failed_attempts = 0
     if not password_matches(current_password, user.password_hash):
-        refused = _count_failure(session, user, now, client_info, reason="bad_current_password")
+        refused = _count_failure(
+            session, user, now, client_info, reason="bad_current_password", actor=user.username
+        )
         if user.locked_until is not None:
             return refused
         return ValidationError("The current password is not correct.")
