@@ -450,6 +450,19 @@ def change_own_password(
     return outcome
 
 
+def _wrong_current_password(failed_attempts: int) -> str:
+    """The refusal of a wrong current password, with how many more lock the account (which
+    ends this session too): the person is signed in, so this tells no stranger anything."""
+    settings = get_settings()
+    left = settings.lockout_attempts - failed_attempts
+    minutes = settings.lockout_minutes
+    return (
+        "The current password is not correct; nothing was changed. "
+        f"{left} more wrong {'try locks' if left == 1 else 'tries lock'} this account for "
+        f"{minutes} minute{'s' if minutes != 1 else ''}, which signs you out."
+    )
+
+
 def _change_own_password(
     session: Session,
     name: str,
@@ -472,7 +485,7 @@ def _change_own_password(
         )
         if user.locked_until is not None:
             return refused
-        return ValidationError("The current password is not correct.")
+        return ValidationError(_wrong_current_password(user.failed_attempts))
     if password_matches(new_password, user.password_hash):
         return ValidationError("The new password is the same as the current one; choose another.")
     user.password_hash = hash_password(new_password)

@@ -83,13 +83,33 @@ def test_password_rules_are_explained(
 def test_current_password_is_required(fresh_db: DatabaseHandle) -> None:
     at, name, password = account_page(fresh_db)
     change(at, "not my password", "my own new password")
-    assert [e.value for e in at.error] == ["The current password is not correct."]
+    assert [e.value for e in at.error] == [
+        "The current password is not correct; nothing was changed. 4 more wrong tries lock "
+        "this account for 15 minutes, which signs you out."
+    ]
     assert [e["detail"]["reason"] for e in events(fresh_db, "sign_in_failed")] == [
         "bad_current_password"
     ]
     change(at, "", "my own new password")
     assert [w.value for w in at.warning] == ["Enter your current password and the new one."]
     assert signin.authenticate(name, password).username == name
+
+
+def test_a_wrong_current_password_says_how_close_the_lock_out_is(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Wrong current passwords count towards the lock-out, which ends this very session: the
+    person is told before the try that does it (they are signed in, so this tells no stranger
+    anything)."""
+    monkeypatch.setenv("PORTAL_LOCKOUT_ATTEMPTS", "3")
+    monkeypatch.setenv("PORTAL_LOCKOUT_MINUTES", "1")
+    at, _, _ = account_page(fresh_db)
+    change(at, "not my password", "my own new password")
+    assert "2 more wrong tries lock this account for 1 minute, which" in at.error[0].value
+    change(at, "not my password", "my own new password")
+    assert "1 more wrong try locks this account for 1 minute, which" in at.error[0].value
+    change(at, "not my password", "my own new password")
+    assert "locked for 1 more minute" in at.error[0].value
 
 
 def test_must_change_password_then_the_portal_opens(fresh_db: DatabaseHandle) -> None:
