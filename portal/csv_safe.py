@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -61,8 +62,15 @@ def value_text(value: Any) -> str:
 
 
 def file_stem(name: str) -> str:
-    """A download's file name from a dataset's name: safe characters only, at most 80."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")
+    """A download's file name from a dataset's name: its letters, marks and digits, of any
+    script (Streamlit names the file with RFC 5987's ``filename*``), and ``. _ -``; each run of
+    anything else (spaces, separators, quotes, symbols, invisible characters) one ``-``; at
+    most 80 characters."""
+    marked = "".join(
+        ch if ch in "._-" or unicodedata.category(ch)[0] in "LMN" else "\0"
+        for ch in unicodedata.normalize("NFC", name)
+    )
+    stem = re.sub("\0+", "-", marked).strip("-.")
     return stem[:80] or "dataset"
 
 

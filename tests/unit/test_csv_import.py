@@ -40,7 +40,7 @@ from portal.csv_import import (
     read_upload,
     sniff_dialect,
 )
-from portal.csv_safe import csv_bytes, neutralise, unneutralise
+from portal.csv_safe import csv_bytes, file_stem, neutralise, unneutralise
 from portal.errors import ValidationError
 from portal.spec import CellError, ColumnSpec, DatasetSpec, infer_spec, validate
 
@@ -522,6 +522,24 @@ def test_formula_neutralisation() -> None:
         assert neutralise(risky) == "'" + risky
     for safe in ["", "a=b", "1", " =x", "'already", "'", "''"]:
         assert neutralise(safe) == safe
+
+
+def test_a_download_is_named_after_its_dataset_in_any_script() -> None:
+    """Every character past ASCII became a dash: "Ventes été 2024" downloaded as
+    Ventes-t-2024.csv, "Café" as Caf.csv, and a name in Cyrillic or Greek as dataset.csv, one
+    name for all of them. Letters, marks and digits of any script are kept (the server names
+    the file with RFC 5987's filename*); spaces, separators, quotes, symbols and invisible
+    characters still become one dash."""
+    assert file_stem("Ventes été 2024") == "Ventes-été-2024"
+    assert file_stem("Café") == "Café"
+    assert file_stem("Продажи по регионам") == "Продажи-по-регионам"
+    assert file_stem("हिन्दी") == "हिन्दी"  # vowel signs are marks, kept
+    assert file_stem("People") == "People"
+    assert file_stem('a/b\\c: "d" <e>') == "a-b-c-d-e"
+    assert file_stem("x\u202egpj.exe") == "x-gpj.exe"  # a right-to-left override is no letter
+    assert file_stem("..hidden") == "hidden"
+    assert file_stem("€ 💶 ™") == "dataset"
+    assert len(file_stem("é" * 200)) == 80
 
 
 @given(st.text(alphabet="'=-+@\t\rab1 ", max_size=8))
