@@ -8,6 +8,7 @@ already holds; preparing records the export in the audit log, since the page can
 the browser then saved the file.
 """
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -96,7 +97,7 @@ except PortalError as exc:
     show_error(exc)
     st.stop()
 spec = dataset.spec
-labels = {ROW_ID: "Row id", **{c.name: c.label for c in spec.columns}}
+labels = browse.shown_labels(spec)  # a column labelled "Row id" is "Row id (column)"
 
 st.subheader(md_escape(dataset.name))
 if dataset.description:
@@ -270,9 +271,12 @@ st.dataframe(
     width="stretch",
     column_config={
         ROW_ID: st.column_config.NumberColumn(
-            "Row id", format="%d", help="The row's permanent id (_row_id)."
+            labels[ROW_ID], format="%d", help="The row's permanent id (_row_id)."
         ),
-        **column_config(editor_columns(spec), as_text=rows_page.as_text),
+        **column_config(
+            [replace(c, label=labels[c.name]) for c in editor_columns(spec)],
+            as_text=rows_page.as_text,
+        ),
     },
 )
 if rows_page.as_text:

@@ -372,10 +372,23 @@ def condition(table: Table, spec: DatasetSpec, row_filter: RowFilter | None) -> 
 _DAY: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
+def shown_labels(spec: DatasetSpec) -> dict[str, str]:
+    """``_row_id`` and each column (physical names) as the pages name them: ``Row id``, then
+    each column's label, but a column labelled ``Row id`` (a file's own row numbers) is
+    ``Row id (column)``, so that neither hides the other in a list of columns or a filter's
+    words (as ``trail_views.frame_names`` does for the History page's frames)."""
+    shown = {ROW_ID: ROW_ID_LABEL}
+    for c in spec.columns:
+        label = c.label
+        while label in shown.values():
+            label += " (column)"
+        shown[c.name] = label
+    return shown
+
+
 def _label(spec: DatasetSpec, name: str) -> str:
-    """The column's label, as the pages show it."""
-    shown = ROW_ID_LABEL if name == ROW_ID else name
-    return next((c.label for c in spec.columns if c.name == name), shown)
+    """The column's label, as the pages show it (``shown_labels``)."""
+    return shown_labels(spec).get(name, name)
 
 
 def _column_type(spec: DatasetSpec, name: str) -> str:
@@ -403,7 +416,7 @@ def typed_filter_value(spec: DatasetSpec, row_filter: RowFilter) -> Any:
         column = type_only(found)
     typed = validate_value(column, row_filter.value)
     if isinstance(typed, CellError):
-        raise ValidationError(f"Filter on “{column.label}”: {typed.message}")
+        raise ValidationError(f"Filter on “{_label(spec, row_filter.column)}”: {typed.message}")
     return typed
 
 

@@ -467,3 +467,38 @@ def test_the_profile_of_a_dataset_without_rows_says_so(fresh_db: DatabaseHandle)
     assert not at.exception
     assert [i.value for i in at.main.info] == ["There are no rows to profile."]
     assert not at.main.metric  # not "Empty cells: 0" beside "every cell of it is empty"
+
+
+def test_a_column_labelled_row_id_is_told_apart_from_the_portal_s_row_id(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """A file with its own "Row id" column (another system's row numbers) gave the page two
+    columns named "Row id": in Filter on and Sort by, and as two grid headers, so filtering the
+    file's row 10 could pick the portal's row id and find nothing. The file's column is now
+    "Row id (column)" wherever the page names it, and the filter's words say which one."""
+    with session_scope() as session:
+        username, _ = make_user(session, role="editor")
+    editor = Actor(username, "Eddie", "editor")
+    dataset_id = upload_dataset(editor, b"Row id,Name\n10,ann\n20,bob\n", name="Imported")
+    at, _ = datasets_page(fresh_db, "viewer")
+    open_dataset(at, dataset_id)
+    key = f"datasets.{dataset_id}"
+    for widget in ("filter.column", "sort"):
+        box = at.selectbox(key=f"{key}.{widget}")
+        assert box.options == ["Row id", "Row id (column)", "Name"]
+    assert at.selectbox(key=f"{key}.profile").options == ["Row id (column)", "Name"]
+    config = json.loads(rows_frame(at).proto.columns)
+    assert [config[n]["label"] for n in ("_row_id", "row_id", "name")] == [
+        "Row id",
+        "Row id (column)",
+        "Name",
+    ]
+
+    at.selectbox(key=f"{key}.filter.column").select("row_id").run()
+    at.selectbox(key=f"{key}.filter.op").select("equals").run()
+    at.text_input(key=f"{key}.filter.value").input("10").run()
+    assert rows_frame(at).value["name"].tolist() == ["ann"]
+    assert "(Row id (column) equals “10”)" in texts(at, main_only=True)
+    at.text_input(key=f"{key}.filter.value").input("ten").run()
+    [error] = at.error
+    assert error.value.startswith("Filter on “Row id (column)”:")
