@@ -308,7 +308,11 @@ def show_profile(found: Profile) -> None:
         st.info("There are no rows to profile.", icon=":material/bar_chart:")
         return
     else:
-        st.caption(f"Every one of the {found.rows:,} rows.")
+        st.caption(
+            "The dataset's one row."
+            if found.rows == 1
+            else f"Every one of the {found.rows:,} rows."
+        )
     share = f" ({found.empty / found.rows:.0%})" if found.rows else ""
     cols = st.columns(2)
     cols[0].metric("Empty cells", f"{found.empty:,}{share}")
@@ -319,7 +323,11 @@ def show_profile(found: Profile) -> None:
     if found.distinct == found.rows - found.empty:
         st.caption("No value is there twice.")
     else:
-        st.caption(f"The {len(found.top)} most frequent values")
+        st.caption(
+            "Its only value"
+            if len(found.top) == 1
+            else f"The {len(found.top)} most frequent values"
+        )
         st.bar_chart(found.top, x="value", y="rows", horizontal=True, sort="-rows")
     if found.spread is not None:
         last = found.spread["to"].iloc[-1]
@@ -399,7 +407,7 @@ if st.button("Prepare download", icon=":material/file_export:", key=f"{key}.prep
 if prepared is not None:
     export = prepared[1]
     st.download_button(
-        f"Download {export.file_name} ({export.rows:,} rows)",
+        f"Download {export.file_name} ({export.rows:,} {'row' if export.rows == 1 else 'rows'})",
         export.data,
         file_name=export.file_name,
         mime="text/csv",

@@ -478,7 +478,7 @@ if st.button("Prepare download", icon=":material/file_export:", key="history.pre
 if prepared is not None:
     export = prepared[1]
     st.download_button(
-        f"Download {export.file_name} ({export.rows:,} rows)",
+        f"Download {export.file_name} ({export.rows:,} {'row' if export.rows == 1 else 'rows'})",
         export.data,
         file_name=export.file_name,
         mime=export.mime,

@@ -502,3 +502,30 @@ def test_a_column_labelled_row_id_is_told_apart_from_the_portal_s_row_id(
     at.text_input(key=f"{key}.filter.value").input("ten").run()
     [error] = at.error
     assert error.value.startswith("Filter on “Row id (column)”:")
+
+
+def test_one_row_or_one_value_is_counted_as_one(fresh_db: DatabaseHandle) -> None:
+    """A one-row download was offered as "Download Pair-filtered.csv (1 rows)", the profile of
+    a one-row dataset said "Every one of the 1 rows." and a column of one value repeated was
+    charted under "The 1 most frequent values"."""
+    with session_scope() as session:
+        username, _ = make_user(session, role="editor")
+    editor = Actor(username, "Eddie", "editor")
+    pair = upload_dataset(editor, b"Name,Kind\nann,x\nbob,x\n", name="Pair")
+    one = upload_dataset(editor, b"Name\nann\n", name="One")
+    at, _ = datasets_page(fresh_db, "viewer")
+
+    open_dataset(at, pair)
+    at.selectbox(key=f"datasets.{pair}.profile").select("kind").run()
+    assert "Its only value" in texts(at, main_only=True)
+    assert "most frequent values" not in texts(at, main_only=True)
+    at.selectbox(key=f"datasets.{pair}.filter.column").select("name").run()
+    at.text_input(key=f"datasets.{pair}.filter.value").input("ann").run()
+    at.button(key=f"datasets.{pair}.prepare").click().run()
+    assert at.download_button[0].label == "Download Pair-filtered.csv (1 row)"
+
+    open_dataset(at, one)
+    at.selectbox(key=f"datasets.{one}.profile").select("name").run()
+    assert "The dataset's one row." in texts(at, main_only=True)
+    at.button(key=f"datasets.{one}.prepare").click().run()
+    assert at.download_button[0].label == "Download One.csv (1 row)"
