@@ -20,7 +20,7 @@ from portal.db import session_scope
 from portal.errors import PortalError, ValidationError
 from portal.profile import EXACT_ROWS, Profile, column_profile
 from portal.spec import ROW_ID, editor_columns
-from portal.ui import current_actor, md_escape, require
+from portal.ui import current_actor, md_escape, md_text, require
 from portal.ui.column_config import column_config, counts
 from portal.ui.db_retry import show_error, show_refusal
 from portal.ui.index_note import index_note
@@ -407,7 +407,8 @@ if st.button("Prepare download", icon=":material/file_export:", key=f"{key}.prep
 if prepared is not None:
     export = prepared[1]
     st.download_button(
-        f"Download {export.file_name} ({export.rows:,} {'row' if export.rows == 1 else 'rows'})",
+        f"Download {md_text(export.file_name)} "
+        f"({export.rows:,} {'row' if export.rows == 1 else 'rows'})",
         export.data,
         file_name=export.file_name,
         mime="text/csv",

@@ -23,7 +23,7 @@ from portal.db import session_scope
 from portal.diffs import RowDelete, RowInsert, cell_changes, show_change
 from portal.errors import PortalError
 from portal.trail_views import AsOf, Export, when
-from portal.ui import current_actor, md_escape, require
+from portal.ui import current_actor, md_escape, md_text, require
 from portal.ui.changeset_view import show_changeset
 from portal.ui.column_config import counts
 from portal.ui.db_retry import show_error, show_refusal
@@ -478,7 +478,8 @@ if st.button("Prepare download", icon=":material/file_export:", key="history.pre
 if prepared is not None:
     export = prepared[1]
     st.download_button(
-        f"Download {export.file_name} ({export.rows:,} {'row' if export.rows == 1 else 'rows'})",
+        f"Download {md_text(export.file_name)} "
+        f"({export.rows:,} {'row' if export.rows == 1 else 'rows'})",
         export.data,
         file_name=export.file_name,
         mime=export.mime,

@@ -529,3 +529,20 @@ def test_one_row_or_one_value_is_counted_as_one(fresh_db: DatabaseHandle) -> Non
     assert "The dataset's one row." in texts(at, main_only=True)
     at.button(key=f"datasets.{one}.prepare").click().run()
     assert at.download_button[0].label == "Download One.csv (1 row)"
+
+
+def test_the_download_s_file_name_is_shown_as_it_is_not_as_markdown(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """The button's label is Markdown: a dataset named "__init__ _draft_" was offered as
+    "Download **init**-*draft*.csv", bold and italic, not the file the browser saves."""
+    with session_scope() as session:
+        username, _ = make_user(session, role="editor")
+    dataset_id = upload_dataset(
+        Actor(username, "Eddie", "editor"), b"Name\nann\n", name="__init__ _draft_"
+    )
+    at, _ = datasets_page(fresh_db, "viewer")
+    open_dataset(at, dataset_id)
+    at.button(key=f"datasets.{dataset_id}.prepare").click().run()
+    [download] = at.download_button
+    assert download.label == "Download \\_\\_init\\_\\_-\\_draft\\_.csv (1 row)"
