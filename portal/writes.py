@@ -450,7 +450,7 @@ def _apply(
             f" FROM (VALUES %s) AS v(_row_id, _seen, {', '.join(quoted[n] for n in names)})"
             " WHERE t._row_id = v._row_id AND t._version = v._seen RETURNING t._row_id",
             [(u.row_id, u.version, *(u.after[n] for n in names)) for u in updates],
-            template=f"(%s::bigint, %s::integer, {', '.join(f'%s::{types[n]}' for n in names)})",
+            template=f"(%s::bigint, %s::integer, {', '.join(_cast(types[n]) for n in names)})",
             page_size=len(updates),
             fetch=True,
         )
@@ -470,6 +470,13 @@ def _apply(
     return moved
 
 
+def _cast(sql_type: str) -> str:
+    """A value's placeholder cast to its column's type. ``CAST(… AS …)``, not ``…::type``: the
+    driver writes a negative number bare, and ``-9223372036854775808::bigint`` casts before the
+    minus (out of range), though the smallest bigint is a valid value."""
+    return f"CAST(%s AS {sql_type})"
+
+
 def _insert(
     cursor: Any,
     table: str,
@@ -486,7 +493,7 @@ def _insert(
     if not changes.inserts:
         return ()
     names = ", ".join(quoted[n] for n in spec.names)
-    template = ", ".join(f"%s::{SQL_TYPE_NAMES[c.type]}" for c in spec.columns)
+    template = ", ".join(_cast(SQL_TYPE_NAMES[c.type]) for c in spec.columns)
     fresh = [i for i in changes.inserts if i.row_id is None]
     given = [i for i in changes.inserts if i.row_id is not None]
     given_ids = [i.row_id for i in given if i.row_id is not None]

@@ -438,6 +438,28 @@ def test_every_column_type_commits_through_its_cast(
     ]
 
 
+def test_the_smallest_whole_number_commits_as_an_upload_stores_it(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    """-9223372036854775808 fits a bigint and an upload stores it; an edit or a new row must
+    too (a negative value reaches SQL as ``-9223372036854775808``, which a ``::bigint`` after it
+    would cast before the minus, out of range)."""
+    spec = DatasetSpec((ColumnSpec("Name", "name", "text"), ColumnSpec("N", "n", "integer")))
+    dataset = upload_dataset(editor, b"Name,N\nx,-9223372036854775808\ny,1\n", spec=spec)
+    read, win = window(dataset)
+    state = {
+        "edited_rows": {1: {"n": "-9223372036854775808"}},
+        "added_rows": [{"name": "z", "n": "-9223372036854775808"}],
+    }
+    commit(editor, read, diffs.build_changeset(win, state, may_edit=True))
+    again, _ = window(dataset)
+    assert [r[1:] for r in again.rows] == [
+        ("x", -(2**63)),
+        ("y", -(2**63)),
+        ("z", -(2**63)),
+    ]
+
+
 def test_rows_may_swap_and_pass_on_unique_values_in_one_commit(
     fresh_db: DatabaseHandle, editor: Actor, dataset: int
 ) -> None:
