@@ -60,6 +60,7 @@ from portal.spec import (
     browser_exact,
     browser_rounds,
     escape_surrogates,
+    stored_decimal,
     validate_value,
 )
 
@@ -717,6 +718,8 @@ def _checked_cells(
         if isinstance(typed, CellError):
             problems.append(EditProblem(_place(where), column.label, typed.value, typed.message))
             typed = None
+        elif isinstance(typed, Decimal):  # as an upload writes it: 1.5 is 1.50 at scale 2
+            typed = stored_decimal(column, typed)
         cells[name] = typed
     return cells
 

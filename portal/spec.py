@@ -45,7 +45,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any, Final, Literal, TypeAlias, cast, get_args
 
@@ -1087,6 +1087,21 @@ def _typed_decimal(c: ColumnSpec, value: object, decimal_comma: bool, invalid: A
     return number
 
 
+def stored_decimal(c: ColumnSpec, number: Decimal) -> Decimal:
+    """``number``, a valid value of the decimal column ``c``, written as an upload writes it
+    (``csv_import.copy_stream``), for PostgreSQL's numeric keeps the digits after the point it
+    is given: with exactly the column's scale (1.5 -> 1.50), or without one, no zeros after the
+    last significant digit (1.50 -> 1.5, 0.000 -> 0); zero without a sign."""
+    context = Context(prec=4 * MAX_DECIMAL_DIGITS)
+    if c.scale is not None:
+        number = number.quantize(Decimal(1).scaleb(-c.scale), context=context)
+    else:
+        number = number.normalize(context)
+        if cast(int, number.as_tuple().exponent) > 0:  # 1E+2: back to 100
+            number = number.quantize(Decimal(1), context=context)
+    return number.copy_abs() if number.is_zero() else number
+
+
 def _typed_date(c: ColumnSpec, value: object, invalid: Any) -> date:
     if isinstance(value, datetime):
         if value.tzinfo is None and value.time() == datetime.min.time():
@@ -1505,8 +1520,6 @@ def _canonical_decimal(numbers: Any) -> Any:
 
 def _rescaled(number: Decimal, scale: int) -> Decimal:
     """``number`` with exactly ``scale`` digits after the point (it has no more significant)."""
-    from decimal import Context
-
     return number.quantize(Decimal(1).scaleb(-scale), context=Context(prec=200))
 
 

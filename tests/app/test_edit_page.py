@@ -237,7 +237,7 @@ def test_a_conflict_is_shown_and_reload_reapplies_my_other_cells(
     assert [i.value for i in at.info] == ["Re-applied 2 of your cells on the latest rows."]
     # Nothing clashed (they changed Qty, I changed Price and Note): re-applied as pending.
     review = {r["Column"]: r["After"] for r in review_table(at)}
-    assert review == {"Price": "9", "Note": "mine"}
+    assert review == {"Price": "9.00", "Note": "mine"}  # at the column's scale, as uploaded
     button(at, "Review and commit…").click().run()
     button(at, "Commit").click().run()
     assert table(fresh_db, dataset)[0] == (1, "ann", 5, Decimal("9"), "mine")

@@ -183,6 +183,38 @@ def test_decimals_equal_in_value_are_the_same_whatever_their_scale() -> None:
     assert update.after == {"price": Decimal("1.51")}
 
 
+@pytest.mark.parametrize(
+    ("scale", "sent", "stored"),
+    [
+        (2, "1.5", "1.50"),
+        (2, 1.5, "1.50"),
+        (2, "1.500", "1.50"),
+        (2, 3, "3.00"),
+        (2, "-0", "0.00"),
+        (None, "1.50", "1.5"),
+        (None, "1.500000", "1.5"),
+        (None, "0.000", "0"),
+        (None, "-0.0", "0"),
+        (None, "100.0", "100"),
+        (None, 1e-7, "0.0000001"),
+        (None, "1" * 38 + "." + "1" * 37 + "0", "1" * 38 + "." + "1" * 37),
+    ],
+)
+def test_an_edited_decimal_is_written_as_an_upload_writes_it(
+    scale: int | None, sent: object, stored: str
+) -> None:
+    """What the table keeps of a decimal (its digits after the point, as PostgreSQL's numeric
+    keeps them) is what an upload of the same value keeps: the column's scale, or without one
+    no trailing zeros."""
+    spec = DatasetSpec((ColumnSpec("Rate", "rate", "decimal", scale=scale),))
+    (insert,) = build({"added_rows": [{"rate": sent}]}, window(rows=[], spec=spec)).inserts
+    assert format(insert.values["rate"], "f") == stored
+    (update,) = build(
+        {"edited_rows": {0: {"rate": sent}}}, window(rows=[(1, Decimal(7))], spec=spec)
+    ).updates
+    assert format(update.after["rate"], "f") == stored
+
+
 def test_an_edited_and_deleted_row_is_a_delete() -> None:
     changes = build({"edited_rows": {0: {"qty": 99}}, "deleted_rows": [0]})
     assert changes.updates == ()
