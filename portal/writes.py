@@ -667,6 +667,15 @@ _FAILING_ROW = re.compile(r"Failing row contains \((\d+),")
 _KEY_VALUE = re.compile(r"Key \((?P<column>[^)]*)\)=\((?P<value>.*)\) already exists")
 
 
+def _printed_value(spec: DatasetSpec, name: str, printed: str) -> Value:
+    """A value as PostgreSQL prints it in an error's detail (a date and time as
+    ``2024-01-01 00:00:00+00``, a boolean as ``t``), read as the column's type; as printed when
+    it cannot be read so."""
+    column = next((c for c in spec.columns if c.name == name), None)
+    typed = printed if column is None else stored_value(column, printed)
+    return printed if isinstance(typed, CellError) else typed
+
+
 class EditRefused(ValidationError):
     """The table's constraints refused a value; ``row`` and ``column`` say where."""
 
@@ -728,8 +737,13 @@ def _refused(
         value = key.group("value")
         holding = [(u.row_id, u.after) for u in changes.updates]
         holding += brought_back.items()
+        printed = _printed_value(spec, name, value)
         row = next(
-            (f"row {row_id}" for row_id, values in holding if str(values.get(name)) == value),
+            (
+                f"row {row_id}"
+                for row_id, values in holding
+                if name in values and diffs.same_value(values[name], printed)
+            ),
             "a new row",
         )
         why = f"the value “{value}” is already used by another row and must be unique"

@@ -460,6 +460,32 @@ def test_the_smallest_whole_number_commits_as_an_upload_stores_it(
     ]
 
 
+@pytest.mark.parametrize(
+    ("type_", "held", "sent"),
+    [
+        ("datetime", "2024-01-01T00:00:00Z", "2024-01-01T01:00:00+01:00"),
+        ("decimal", "1.5", "1.50"),
+        ("boolean", "true", "yes"),
+    ],
+)
+def test_a_unique_clash_outside_the_window_names_the_row_edited(
+    fresh_db: DatabaseHandle, editor: Actor, type_: str, held: str, sent: str
+) -> None:
+    """The window holds row 1 only; row 2 holds the value row 1 is edited to. The table's
+    UNIQUE constraint refuses it, and the message names row 1, however PostgreSQL prints the
+    value (a date and time as ``2024-01-01 00:00:00+00``, a boolean as ``t``)."""
+    spec = DatasetSpec(
+        (ColumnSpec("Name", "name", "text"), ColumnSpec("Key", "k", type_, unique=True))  # type: ignore[arg-type]
+    )
+    dataset = upload_dataset(editor, f"Name,Key\nx,\ny,{held}\n".encode(), spec=spec)
+    read, win = window(dataset, limit=1)
+    changes = diffs.build_changeset(win, {"edited_rows": {0: {"k": sent}}}, may_edit=True)
+    with pytest.raises(writes.EditRefused) as caught:
+        commit(editor, read, changes)
+    assert (caught.value.row, caught.value.column) == ("row 1", "Key")
+    assert str(caught.value).startswith("The database refused row 1, column “Key”: the value")
+
+
 def test_rows_may_swap_and_pass_on_unique_values_in_one_commit(
     fresh_db: DatabaseHandle, editor: Actor, dataset: int
 ) -> None:
