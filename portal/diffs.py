@@ -742,13 +742,17 @@ def _from_editor(column: ColumnSpec, raw: object) -> object:
     elif isinstance(raw, np.generic):
         raw = raw.item()
     if column.type == "date" and isinstance(raw, str):
-        text = raw.strip()
-        head, sep, tail = text.partition("T")
-        if sep and tail.rstrip("Z").rstrip("0").rstrip(".") in ("00:00:00", "00:00"):
-            return head
-        if sep and tail.rstrip("Z").replace(":", "").replace(".", "").strip("0") == "":
-            return head
+        midnight = _GRID_MIDNIGHT.fullmatch(raw)
+        if midnight:
+            return midnight["date"]
     return raw
+
+
+_GRID_MIDNIGHT: Final = re.compile(
+    r"(?P<date>[ \t\r\n]*[^T\s]*)T00:00(?::00(?:\.0+)?)?Z?[ \t\r\n]*"
+)
+"""A date as the grid sends one, at midnight (``2024-05-01T00:00:00.000``): the date is read as
+an upload reads it; any other time of day is refused."""
 
 
 _NUMBERS: Final = {

@@ -245,7 +245,22 @@ def test_dates_arrive_as_the_grid_sends_them(sent: object, expected: date) -> No
     assert update.after == {"since": expected}
 
 
-@pytest.mark.parametrize("sent", ["2024-05-01T10:30:00.000", "2024-05-01T00:00:00+02:00", "May 1"])
+@pytest.mark.parametrize(
+    "sent",
+    [
+        "2024-05-01T10:30:00.000",
+        "2024-05-01T00:00:00+02:00",
+        "May 1",
+        # Not a midnight as the grid writes one, and refused by an upload too.
+        "2024-05-01T",
+        "2024-05-01T0",
+        "2024-05-01T::",
+        "2024-05-01TZ",
+        "2024-05-01T00:00:00:00",
+        "\u20032024-05-01T00:00:00",  # an em space: an upload strips spaces and tabs only
+        "2024-05-01T00:00:00\u2003",
+    ],
+)
 def test_a_date_with_a_time_of_day_or_in_another_shape_is_refused(sent: str) -> None:
     problem = one_problem({"edited_rows": {0: {"since": sent}}})
     assert (problem.where, problem.column, problem.value) == ("row 10", "Since", sent)
