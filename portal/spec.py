@@ -910,8 +910,22 @@ def _rule_message(c: ColumnSpec, rule: Rule, raw: str, typed: Value) -> str:
     if rule == "regex":
         return f"{v} does not match the pattern {c.regex} this column requires: correct it."
     if rule == "options":
+        near = _near_option(raw, c.options or ())
+        if near is not None:  # they may look alike: é is one character, or e and an accent
+            return (
+                f"{v} is not one of the allowed values but nearly {_quoted(near)}: write it "
+                "exactly as the option is written (letter case, no spaces around it, accents "
+                "typed the same way)."
+            )
         return f"{v} is not one of the allowed values ({_options_list(c.options or ())})."
     return f"{v} breaks the rule {rule}."
+
+
+def _near_option(raw: str, options: Sequence[str]) -> str | None:
+    """The option ``raw`` is but for letter case, spaces around it and how its accents are
+    encoded (as labels are compared), if any."""
+    key = _label_key(escape_surrogates(raw))
+    return next((o for o in options if _label_key(o) == key), None)
 
 
 def _required_message() -> str:

@@ -626,6 +626,40 @@ def test_forged_or_breaking_editor_values_are_refused(
     assert found.message
 
 
+@pytest.mark.parametrize(
+    ("value", "option"),
+    [
+        ("red", "Red"),
+        ("RED", "Red"),
+        (" Red", "Red"),
+        ("Red\t", "Red"),
+        ("e\u0301te\u0301", "\u00e9t\u00e9"),  # looks the same: é written as e and an accent
+        ("\u00c9T\u00c9", "\u00e9t\u00e9"),
+    ],
+)
+def test_a_value_that_is_an_option_but_for_case_spaces_or_accents_names_it(
+    value: str, option: str
+) -> None:
+    """Refused by both validators (and the table's IN) as not an option, with a message that
+    names the option it nearly is: "“été” is not one of the allowed values (“été”)" alone does
+    not say what to change when the two look alike."""
+    column = col(type_="category", options=("Red", "\u00e9t\u00e9", "Green"))
+    edited = validate_value(column, value)
+    (uploaded,) = check(column, value).errors
+    assert isinstance(edited, CellError)
+    assert (edited.rule, edited.message) == (uploaded.rule, uploaded.message)
+    assert edited.rule == "options"
+    assert f"is not one of the allowed values but nearly “{option}”" in edited.message
+    assert "write it exactly as the option is written" in edited.message
+
+
+def test_a_value_that_is_no_option_at_all_lists_the_options() -> None:
+    column = col(type_="category", options=("Red", "Green"))
+    found = validate_value(column, "Blue")
+    assert isinstance(found, CellError)
+    assert found.message == "“Blue” is not one of the allowed values (“Red”, “Green”)."
+
+
 # --- the two validators agree ---------------------------------------------------------------
 
 AGREEMENT_COLUMNS = [
