@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from sqlalchemy import MetaData, Text, func, literal, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -374,6 +377,7 @@ def load_rows(
     source: dict[str, Any] | None = None,
     reason: str = "",
     created: bool = False,
+    line_numbers: Sequence[int] | npt.NDArray[np.int64] | None = None,
 ) -> ChangesetCounts:
     """Append ``typed`` (validated against the dataset's spec) to the dataset, or replace its
     rows with it, as one changeset of kind ``upload`` (which also records the dataset's
@@ -384,7 +388,8 @@ def load_rows(
         PermissionDenied: the actor is a viewer.
         NotFound: no such dataset.
         ValidationError: the rows break a rule only the database can see (a unique value that
-            exists already); nothing is written.
+            exists already, named by its line in the file from ``line_numbers``, one per row
+            of ``typed``); nothing is written.
     """
     _require_editor(actor)
     dataset = get_dataset(session=session, dataset_id=dataset_id, for_update=True)
@@ -419,7 +424,9 @@ def load_rows(
                 csv_bytes=copy_stream_chunks(typed, spec, first),
             )
     except IntegrityError as exc:
-        raise ValidationError(_integrity_message(exc, spec, dataset.table_name)) from exc
+        raise ValidationError(
+            _integrity_message(exc, spec, dataset.table_name, typed, line_numbers)
+        ) from exc
     except DBAPIError as exc:
         if not too_long_for_an_index(exc.orig):
             raise
@@ -485,7 +492,34 @@ def guarded_columns(spec: specs.DatasetSpec, table_name: str) -> dict[str, str]:
 _TAKEN = re.compile(r"Key \((?P<column>[^)]*)\)=\((?P<value>.*)\) already exists")
 
 
-def _integrity_message(exc: IntegrityError, spec: specs.DatasetSpec, table_name: str) -> str:
+def _line_holding(
+    spec: specs.DatasetSpec,
+    name: str,
+    printed: str,
+    typed: pd.DataFrame,
+    line_numbers: Sequence[int] | npt.NDArray[np.int64] | None,
+) -> int | None:
+    """The line of the file whose value in column ``name`` is ``printed`` (as PostgreSQL prints
+    it in an error: ``2024-01-01 00:00:00+00``, ``t``), if ``line_numbers`` are known."""
+    if line_numbers is None or name not in typed:
+        return None
+    column = next(c for c in spec.columns if c.name == name)
+    wanted = specs.stored_value(column, printed)
+    if isinstance(wanted, specs.CellError):
+        return None
+    for position, value in enumerate(typed[name].tolist()):
+        if value is not None and value is not pd.NA and value == wanted:
+            return int(line_numbers[position])
+    return None
+
+
+def _integrity_message(
+    exc: IntegrityError,
+    spec: specs.DatasetSpec,
+    table_name: str,
+    typed: pd.DataFrame,
+    line_numbers: Sequence[int] | npt.NDArray[np.int64] | None,
+) -> str:
     orig: Any = exc.orig
     diag = getattr(orig, "diag", None)
     detail = getattr(diag, "message_detail", None) or ""
@@ -494,13 +528,16 @@ def _integrity_message(exc: IntegrityError, spec: specs.DatasetSpec, table_name:
     guarded = guarded_columns(spec, table_name).get(constraint)
     column = labels[guarded] if guarded else None
     taken = _TAKEN.search(detail)
-    if column and taken:
+    if column and taken and guarded:
         # A file's values of a unique column are checked among themselves: the value names the
         # row of the file that clashes, with a row already in the dataset.
+        value = taken.group("value")
+        line = _line_holding(spec, guarded, value, typed, line_numbers)
+        row = "that row" if line is None else f"line {line:,}"
         return (
-            f"The file's “{taken.group('value')}” in column “{column}” is already in the "
-            "dataset, whose values there must be unique. Nothing was written. Change or remove "
-            "that row of the file (or the dataset's row) and upload again."
+            f"The file's “{value}” in column “{column}” is already in the dataset, whose values "
+            f"there must be unique. Nothing was written. Change or remove {row} of the file (or "
+            "the dataset's row) and upload again."
         )
     what = f"column {column!r}" if column else "a rule of the dataset"
     return (

@@ -316,6 +316,7 @@ def import_file(
             source=source,
             reason=reason or f"{mode} {filename}",
             created=isinstance(target, NewDataset),
+            line_numbers=parsed.line_numbers,
         )
         progress(f"Keeping the original file ({len(data):,} bytes) in the audit log")
         datasets.record_upload(

@@ -269,6 +269,29 @@ def test_a_value_clashing_with_an_existing_row_is_named_as_the_file_has_it(
     assert "Key (" not in message
 
 
+@pytest.mark.parametrize(
+    ("type_", "held", "sent"),
+    [
+        ("text", "Ann", "Ann"),
+        ("decimal", "1.5", "1.50"),
+        ("datetime", "2024-01-01T00:00:00Z", "2024-01-01T01:00:00+01:00"),
+    ],
+)
+def test_a_value_clashing_with_an_existing_row_names_the_line_of_the_file(
+    fresh_db: DatabaseHandle, editor: Actor, type_: str, held: str, sent: str
+) -> None:
+    """Only the table sees a clash with a row already there: its refusal names the line of the
+    file holding the value (a file may have a million), however PostgreSQL prints the value."""
+    spec = DatasetSpec(
+        (ColumnSpec("Name", "name", "text"), ColumnSpec("Key", "k", type_, unique=True))  # type: ignore[arg-type]
+    )
+    first = _import(editor, f"Name,Key\nx,{held}\n".encode(), uploads.NewDataset("U"), spec=spec)
+    again = f'Name,Key\n"a\nb",\ny,{sent}\n'.encode()  # the clash is on line 4
+    with pytest.raises(ValidationError) as raised:
+        _import(editor, again, uploads.ExistingDataset(first.dataset_id), spec=spec)
+    assert "Change or remove line 4 of the file" in str(raised.value)
+
+
 def test_an_invalid_file_writes_nothing(fresh_db: DatabaseHandle, editor: Actor) -> None:
     first = _import(editor, PEOPLE, uploads.NewDataset("People"))
     spec = uploads.dataset_spec(first.dataset_id)
