@@ -708,15 +708,14 @@ def _checked_cells(
                 problems.append(_unknown(_place(where), name, raw))
             continue
         value = _from_editor(column, raw)
-        if type(value) in (int, float) and column.type in _NUMBERS and not browser_exact(value):
+        typed = validate_value(column, value)
+        if isinstance(typed, CellError):  # said as an upload says it, rounded or not
+            problems.append(EditProblem(_place(where), column.label, typed.value, typed.message))
+            typed = None
+        elif type(value) in (int, float) and column.type in _NUMBERS and not browser_exact(value):
             problems.append(
                 EditProblem(_place(where), column.label, _shown(raw), _NUMBERS[column.type])
             )
-            cells[name] = None
-            continue
-        typed = validate_value(column, value)
-        if isinstance(typed, CellError):
-            problems.append(EditProblem(_place(where), column.label, typed.value, typed.message))
             typed = None
         elif isinstance(typed, Decimal):  # as an upload writes it: 1.5 is 1.50 at scale 2
             typed = stored_decimal(column, typed)

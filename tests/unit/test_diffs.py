@@ -919,7 +919,6 @@ def test_a_pending_value_a_browser_would_round_makes_its_column_text() -> None:
         ("count", 2**53),
         ("count", -(2**53)),
         ("count", 9223372036854775807),
-        ("count", 1e21),
         ("amount", 12345678901234568),  # 12345678901234567.5 typed
         ("amount", 0.30000000000000004),
         ("amount", 1234567890.123456),
@@ -944,6 +943,30 @@ def test_a_number_a_browser_may_have_rounded_is_refused(column: str, sent: objec
         assert "; type " in problem.message
         assert "CSV file" in problem.message
         assert diffs.keepable_changes(win, state) == ChangeSet()  # the cell, or its new row
+
+
+@pytest.mark.parametrize(
+    ("spec", "sent", "says"),
+    [
+        (ColumnSpec("Count", "count", "integer"), 1e21, "too large for a whole-number column"),
+        (ColumnSpec("Count", "count", "integer"), 2**70, "too large for a whole-number column"),
+        (ColumnSpec("Count", "count", "integer", max=100), 2**60, "above the maximum 100"),
+        (ColumnSpec("Count", "count", "integer", min=0), -1e17, "below the minimum 0"),
+        (ColumnSpec("Count", "count", "decimal"), 1e40, "more than 38 digits"),
+        (ColumnSpec("Count", "count", "decimal", scale=2), 0.123456789012345678, "round it to 2"),
+    ],
+    ids=lambda v: repr(v) if not isinstance(v, ColumnSpec) else v.type,
+)
+def test_a_number_the_column_refuses_anyway_says_why_not_that_a_browser_rounded_it(
+    spec: ColumnSpec, sent: object, says: str
+) -> None:
+    """A number past what a browser holds exactly that no file could store either (past the
+    64-bit range, over the maximum) was refused saying to store it from a CSV file, which
+    refuses it too: the column's own rule is said instead, as an upload says it."""
+    win = window(rows=[(1, None)], spec=DatasetSpec((spec,)))
+    problem = one_problem({"edited_rows": {0: {"count": sent}}}, win)
+    assert says in problem.message
+    assert "CSV file" not in problem.message
 
 
 @pytest.mark.parametrize(
