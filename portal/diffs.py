@@ -346,7 +346,7 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
     for n, row in enumerate(added, start=1):
         where = f"new row {pending_count + n}"
         new_where.append(where)
-        values = {c.name: c.default for c in spec.columns}
+        values = {c.name: _default(c) for c in spec.columns}
         values |= _checked_cells(row, by_name, where, problems)
         for c in spec.columns:  # a required column left out of the added row entirely
             if c.required and values[c.name] is None and c.name not in row:
@@ -721,6 +721,14 @@ def _checked_cells(
             typed = stored_decimal(column, typed)
         cells[name] = typed
     return cells
+
+
+def _default(column: ColumnSpec) -> Value:
+    """The value a new row takes in a column it was not given: its default, a decimal written
+    as an upload writes it (``stored_decimal``)."""
+    if isinstance(column.default, Decimal):
+        return stored_decimal(column, column.default)
+    return column.default
 
 
 def _place(where: int | str) -> str:

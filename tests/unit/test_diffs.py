@@ -215,6 +215,18 @@ def test_an_edited_decimal_is_written_as_an_upload_writes_it(
     assert format(update.after["rate"], "f") == stored
 
 
+def test_a_new_row_takes_a_decimal_default_as_an_upload_writes_it() -> None:
+    spec = DatasetSpec(
+        (
+            ColumnSpec("Name", "name", "text"),
+            ColumnSpec("Price", "price", "decimal", scale=2, default="1.5"),
+            ColumnSpec("Rate", "rate", "decimal", default="2.50"),
+        )
+    )
+    (insert,) = build({"added_rows": [{"name": "x"}]}, window(rows=[], spec=spec)).inserts
+    assert [format(insert.values[n], "f") for n in ("price", "rate")] == ["1.50", "2.5"]
+
+
 def test_an_edited_and_deleted_row_is_a_delete() -> None:
     changes = build({"edited_rows": {0: {"qty": 99}}, "deleted_rows": [0]})
     assert changes.updates == ()
