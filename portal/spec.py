@@ -888,7 +888,20 @@ def _type_message(c: ColumnSpec, raw: str, decimal_comma: bool, reason: str = ""
         return (
             f"{v} contains a NUL character or invalid Unicode, which cannot be stored: remove it."
         )
+    if reason.startswith("arrived as "):  # only a forged or broken grid state sends one
+        return f"{v} {reason}, not as text; reload the page and type it again."
     return f"{v} is not text."
+
+
+def _arrived_as(value: object) -> str:
+    """What kind of value a text cell was sent instead of text, in words."""
+    if isinstance(value, bool):
+        return "arrived as a yes/no value"
+    if isinstance(value, int | float | Decimal):
+        return "arrived as a number"
+    if isinstance(value, date):
+        return "arrived as a date"
+    return "arrived as a list or an object" if isinstance(value, list | dict) else "arrived"
 
 
 def _options_list(options: Sequence[str]) -> str:
@@ -998,7 +1011,7 @@ def _typed(c: ColumnSpec, value: object, decimal_comma: bool) -> Value:
 
     if c.type in ("text", "category"):
         if not isinstance(value, str):
-            raise invalid()
+            raise invalid(_arrived_as(value))
         if "\x00" in value or not _storable(value):
             raise invalid("unstorable")
         return value

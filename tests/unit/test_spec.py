@@ -660,6 +660,25 @@ def test_a_value_that_is_no_option_at_all_lists_the_options() -> None:
     assert found.message == "“Blue” is not one of the allowed values (“Red”, “Green”)."
 
 
+@pytest.mark.parametrize("value", [5, 1.5, True, ["a"], {"a": 1}])
+@pytest.mark.parametrize("type_", ["text", "category"])
+def test_a_text_cell_sent_as_another_kind_of_value_says_what_to_do(
+    type_: str, value: object
+) -> None:
+    """Only a forged or broken grid state sends a number or a yes/no for a text cell (a file's
+    cells are all text): it was refused with "“5” is not text." alone."""
+    options = {"options": ("5", "a")} if type_ == "category" else {}
+    found = validate_value(col(type_=type_, **options), value)
+    assert isinstance(found, CellError)
+    assert found.rule == "type"
+    assert found.message.startswith(f"“{_show_value(value)}” arrived as ")
+    assert "not as text; reload the page and type it again." in found.message
+
+
+def _show_value(value: object) -> str:
+    return "true" if value is True else str(value)
+
+
 # --- the two validators agree ---------------------------------------------------------------
 
 AGREEMENT_COLUMNS = [
