@@ -871,7 +871,8 @@ def _type_message(c: ColumnSpec, raw: str, decimal_comma: bool, reason: str = ""
             return f"{v} is not a number: write it like 1234,56 or 1.234,56 (decimal comma)."
         return (
             f"{v} is not a number: write it like 1234.56 (a point before the decimals, no"
-            " thousands separators; for a decimal comma choose that option)."
+            " thousands separators; for a file written with a decimal comma, choose that option"
+            " on the Upload page)."
         )
     if c.type == "boolean":
         return f"{v} is not a yes/no value: write true or false (yes/no, y/n, t/f, 1/0 also work)."

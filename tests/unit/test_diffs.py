@@ -32,7 +32,7 @@ from portal.diffs import (
     Window,
 )
 from portal.errors import PermissionDenied
-from portal.spec import ColumnSpec, DatasetSpec
+from portal.spec import ColumnSpec, DatasetSpec, validate
 
 SPEC = DatasetSpec(
     (
@@ -225,6 +225,17 @@ def test_a_new_row_takes_a_decimal_default_as_an_upload_writes_it() -> None:
     )
     (insert,) = build({"added_rows": [{"name": "x"}]}, window(rows=[], spec=spec)).inserts
     assert [format(insert.values[n], "f") for n in ("price", "rate")] == ["1.50", "2.5"]
+
+
+def test_a_decimal_comma_typed_in_the_grid_is_told_how_to_write_it_there() -> None:
+    """The upload's hint, "for a decimal comma choose that option", names an option the grid
+    does not have: typed in the grid, the number is to be written with a point."""
+    problem = one_problem({"edited_rows": {0: {"price": "1,50"}}})
+    assert problem.message.startswith("“1,50” is not a number: write it like 1234.56")
+    assert "choose that option on the Upload page" in problem.message
+    spec = DatasetSpec((ColumnSpec("Price", "price", "decimal"),))
+    result = validate(spec, pd.DataFrame({"Price": ["1,50"]}))
+    assert result.errors[0].message == problem.message  # the same words as an upload's
 
 
 def test_an_edited_and_deleted_row_is_a_delete() -> None:
