@@ -919,8 +919,14 @@ def _rule_message(c: ColumnSpec, rule: Rule, raw: str, typed: Value) -> str:
     if rule == "max":
         return f"{v} is above the maximum {_show(c.max)}: enter {_show(c.max)} or less."
     if rule == "max_length":
-        length = len(typed) if isinstance(typed, str) else 0
-        return f"{v} is {length} characters long; at most {c.max_length} are allowed: shorten it."
+        text_ = typed if isinstance(typed, str) else ""
+        # é typed as e and an accent counts twice, as PostgreSQL's char_length counts it.
+        marks = sum(1 for char in text_ if unicodedata.combining(char))
+        accents = f", {marks} of them accents typed as characters of their own" if marks else ""
+        return (
+            f"{v} is {len(text_)} characters long{accents}; at most {c.max_length} are allowed:"
+            " shorten it."
+        )
     if rule == "regex":
         return f"{v} does not match the pattern {c.regex} this column requires: correct it."
     if rule == "options":

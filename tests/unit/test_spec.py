@@ -679,6 +679,23 @@ def _show_value(value: object) -> str:
     return "true" if value is True else str(value)
 
 
+def test_a_value_too_long_by_its_combining_accents_says_so() -> None:
+    """Length is counted in characters, as PostgreSQL's char_length counts them: “été” typed
+    as e and an accent (as macOS files often hold it) is 5 characters, which a person sees as
+    3; the message says why, in both validators."""
+    column = col(max_length=4)
+    value = "e\u0301te\u0301"
+    edited = validate_value(column, value)
+    (uploaded,) = check(column, value).errors
+    assert isinstance(edited, CellError)
+    assert (edited.rule, edited.message) == ("max_length", uploaded.message)
+    assert "is 5 characters long" in edited.message
+    assert "2 of them accents typed as characters of their own" in edited.message
+    plain = validate_value(column, "abcde")
+    assert isinstance(plain, CellError)
+    assert "accents" not in plain.message
+
+
 # --- the two validators agree ---------------------------------------------------------------
 
 AGREEMENT_COLUMNS = [
