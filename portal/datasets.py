@@ -539,6 +539,13 @@ def _integrity_message(
             f"there must be unique. Nothing was written. Change or remove {row} of the file (or "
             "the dataset's row) and upload again."
         )
+    checked = specs.check_rule(spec, constraint)
+    if checked is not None:  # a value the validator took and the table's CHECK did not
+        return (
+            f"The database refused a row of the file, column “{checked[0].label}”: a value "
+            f"breaks the rule “{checked[1]}” as PostgreSQL checks it. Nothing was written. Fix "
+            "that value in the file and upload again."
+        )
     what = f"column {column!r}" if column else "a rule of the dataset"
     return (
         f"The rows break {what} in the database: {detail or str(orig).splitlines()[0]} "

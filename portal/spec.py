@@ -2067,6 +2067,28 @@ def _sql_column(c: ColumnSpec) -> Column[Any]:
     return Column(c.name, _sql_type(c), nullable=not c.required, server_default=default)
 
 
+def check_rule(spec: DatasetSpec, constraint: str) -> tuple[ColumnSpec, str] | None:
+    """The column and, in words, the rule a CHECK constraint of ``ddl_table`` named
+    ``constraint`` holds (``the pattern ^[A-Z]+$``), or None if it is none of them: for a
+    refusal by the table to say what it refused."""
+    for c in spec.columns:
+        words = {
+            "filled": "a value is required",
+            "finite": "a number, not NaN or infinity",
+            "years": "a year from 1 to 9999",
+            "min": f"the minimum {_show(c.min)}",
+            "max": f"the maximum {_show(c.max)}",
+            "scale": f"at most {c.scale} digits after the decimal point",
+            "len": f"at most {c.max_length} characters",
+            "re": f"the pattern {c.regex}",
+            "in": "one of the allowed values",
+        }
+        for rule, said in words.items():
+            if _identifier("ck", c.name, rule) == constraint:
+                return c, said
+    return None
+
+
 def _sql_checks(c: ColumnSpec, column: Column[Any]) -> list[tuple[str, ColumnElement[bool]]]:
     checks: list[tuple[str, ColumnElement[bool]]] = []
     # What the validator reads as missing or as no value at all, the table refuses too.

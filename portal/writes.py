@@ -80,6 +80,7 @@ from portal.spec import (
     CellError,
     DatasetSpec,
     Value,
+    check_rule,
     dataset_table,
     index_name,
     stored_value,
@@ -747,6 +748,8 @@ def _refused(
             "a new row",
         )
         why = f"the value “{value}” is already used by another row and must be unique"
+    elif (checked := check_rule(spec, diag.constraint_name or "")) is not None:
+        why = f"its value breaks the rule “{checked[1]}” as PostgreSQL checks it"
     else:
         why = (diag.message_primary or str(exc)).strip()
     return EditRefused(

@@ -474,3 +474,26 @@ def test_a_unique_value_held_outside_the_window_is_refused_by_both_naming_the_ce
         assert (edited.value.row, edited.value.column) == (where, "Value")
         assert "must be unique" in str(edited.value)
     assert _last(fresh_db, dataset_id) == before
+
+
+@pytest.mark.parametrize("value", ["\u017f", "\u212a"])  # a long s, a Kelvin sign
+def test_a_value_only_the_table_refuses_is_refused_naming_the_rule_in_words(
+    fresh_db: DatabaseHandle, editor: Actor, value: str
+) -> None:
+    """RE2 folds case by Unicode orbits (ſ is an s, K a k), PostgreSQL by a character's upper
+    and lower case only: under a leading (?i) the validator takes these and the table's CHECK
+    refuses them. Nothing is written, and both say which rule, not "Failing row contains
+    (2, 1, ſ, x)" or 'violates check constraint "ck_v_re"'."""
+    column = _col("text", regex="(?i)^[a-z]+$")
+    dataset_id = upload_dataset(editor, _csv("abc"), spec=_spec(column), name="i")
+    before = _last(fresh_db, dataset_id)
+    for judge in (_upload, _edit):
+        with pytest.raises(ValidationError) as refused:
+            judge(fresh_db, editor, dataset_id, value)
+        message = str(refused.value)
+        assert "column “Value”" in message
+        assert "breaks the rule “the pattern (?i)^[a-z]+$” as PostgreSQL checks it" in message
+        assert "Nothing was written" in message
+        assert "Failing row" not in message
+        assert "ck_v_re" not in message
+    assert _last(fresh_db, dataset_id) == before
