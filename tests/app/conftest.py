@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 import streamlit as st
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+from streamlit.components.v2 import manifest_scanner
 from streamlit.testing.v1 import AppTest
 
 from portal.config import get_settings
@@ -20,6 +22,19 @@ from tests.factories import make_user
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 30
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _component_scan_once() -> Iterator[None]:
+    """Streamlit scans every installed package's metadata for components each time an AppTest
+    starts its runtime (about 0.5 s here, for the same answer every time): scanned once."""
+    real = manifest_scanner.scan_component_manifests
+    found = real()
+    manifest_scanner.scan_component_manifests = lambda max_workers=None: list(found)
+    try:
+        yield
+    finally:
+        manifest_scanner.scan_component_manifests = real
 
 
 @pytest.fixture(autouse=True)
