@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from sqlalchemy.orm import Session
 
@@ -42,6 +42,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 START_TIMEOUT = 20.0
+# Every ``expect`` waits as long as the contexts' actions do (``set_default_timeout``), not
+# Playwright's 5 s: on a loaded 2-core CI machine a rerun drawing a page can take longer.
+expect.set_options(timeout=15_000)
 PROXY_MAX_UPLOAD_MB = 10  # what portal_server gives Streamlit
 
 
