@@ -32,7 +32,7 @@ import pandas as pd
 import streamlit as st
 
 from portal import diffs, merge, writes
-from portal.browse import FILTER_OPS, RowFilter, Sort
+from portal.browse import FILTER_OPS, RowFilter, Sort, shown_labels
 from portal.csv_safe import csv_bytes
 from portal.datasets import dataset_names
 from portal.db import session_scope, transaction_status
@@ -320,7 +320,10 @@ if loaded is None:
     st.session_state[k["window"]] = loaded
 read, window = loaded.read, loaded.window
 spec = read.spec
-labels = {ROW_ID: "Row id", **{c.name: c.label for c in spec.columns}}
+# A column labelled "Row id" (a file's own row numbers) is "Row id (column)" here, so that the
+# grid, the lists and the review tables never show two of that name.
+labels = shown_labels(spec)
+shown_spec = replace(spec, columns=tuple(replace(c, label=labels[c.name]) for c in spec.columns))
 
 
 def table(records: list[dict[str, Any]]) -> None:
@@ -465,9 +468,9 @@ if forged:
     st.session_state.pop(k["window"], None)
     st.rerun()
 
-config: dict[str, Any] = column_config(editor_columns(spec), as_text=window.as_text)
+config: dict[str, Any] = column_config(editor_columns(shown_spec), as_text=window.as_text)
 config["_index"] = st.column_config.NumberColumn(
-    "Row id", disabled=True, help="Assigned by the portal; new rows get theirs on commit."
+    labels[ROW_ID], disabled=True, help="Assigned by the portal; new rows get theirs on commit."
 )
 # While I choose what to keep after a conflict, the merge holds my edits as they were when I
 # reloaded: the grid is read-only until then, so nothing typed meanwhile can be dropped.
@@ -541,7 +544,7 @@ if conflict is not None:
     table(
         [
             {
-                "Row id": c.row_id,
+                labels[ROW_ID]: c.row_id,
                 "You": "deleted it" if isinstance(c.mine, diffs.RowDelete) else "edited it",
                 "They": "deleted it" if c.now is None else "changed it",
                 "Their change": ", ".join(
@@ -661,12 +664,12 @@ if changes.updates:
     table(
         [
             {
-                "Row id": c.row_id,
+                labels[ROW_ID]: c.row_id,
                 "Column": c.column,
                 "Before": show_value(c.before),
                 "After": show_value(c.after),
             }
-            for c in diffs.cell_changes(changes, spec)
+            for c in diffs.cell_changes(changes, shown_spec)
         ]
     )
 if changes.inserts:
@@ -674,7 +677,7 @@ if changes.inserts:
     table([labelled(i.values) for i in changes.inserts])
 if changes.deletes:
     st.caption("Deleted rows")
-    table([{"Row id": d.row_id, **labelled(d.before)} for d in changes.deletes])
+    table([{labels[ROW_ID]: d.row_id, **labelled(d.before)} for d in changes.deletes])
 
 reason_key = f"edit.{dataset_id}.reason"
 if reason_key not in st.session_state and k["reason_kept"] in st.session_state:

@@ -989,3 +989,33 @@ def test_a_filter_typed_with_edits_that_break_a_rule_is_kept_to_apply_later(
     assert "correct or discard them before changing page, filter or sort" in texts(at)
     assert at.text_input(key=f"{base}.fval").value == "bob"
     assert list(at.data_editor[0].value.index) == [1, 2, 3, 4]  # not filtered
+
+
+def test_a_column_labelled_row_id_is_told_apart_from_the_portal_s_row_id(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """A file with its own "Row id" column had two columns named "Row id" in the grid's headers
+    and the filter and sort lists, and the review's table of deleted rows showed the file's
+    number under "Row id" in place of the portal's (one key overwrote the other). The file's
+    column is "Row id (column)" wherever the page names it."""
+    with session_scope() as session:
+        username, _ = make_user(session, role="editor")
+    editor = Actor(username, "Eddie", "editor")
+    dataset_id = upload_dataset(editor, b"Row id,Name\n10,ann\n20,bob\n", name="Imported")
+    at = edit_page(fresh_db, "editor", dataset_id)
+    [column_box] = [s for s in at.selectbox if s.label == "Column"]
+    [sort_box] = [s for s in at.selectbox if s.label == "Sort by"]
+    for box in (column_box, sort_box):
+        assert box.options == ["Row id", "Row id (column)", "Name"]
+    config = json.loads(at.data_editor[0].proto.columns)
+    assert [config[n]["label"] for n in ("_index", "row_id", "name")] == [
+        "Row id",
+        "Row id (column)",
+        "Name",
+    ]
+
+    set_state(at, {"edited_rows": {"0": {"name": "ann b."}}, "deleted_rows": [1]})
+    assert not at.exception
+    assert review_table(at) == [{"Row id": 1, "Column": "Name", "Before": "ann", "After": "ann b."}]
+    [deleted] = [d.value for d in at.dataframe if "Row id (column)" in d.value.columns]
+    assert deleted.to_dict("records") == [{"Row id": 2, "Row id (column)": "20", "Name": "bob"}]
