@@ -450,6 +450,13 @@ def test_dev_exits_non_zero_when_the_portal_cannot_serve(data_dir: Path) -> None
     assert not EmbeddedPostgres(data_dir).is_running()
 
 
+def _as_from_a_terminal() -> None:
+    """Ctrl-C's default action, as in a terminal: a test run started in the background of a
+    non-interactive shell ignores SIGINT, its children inherit that, and Python then never raises
+    KeyboardInterrupt (four tests here waited 60 s each for a Ctrl-C that could not arrive)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _serving(data_dir: Path, port: int) -> subprocess.Popen[str]:
     """`portal dev --port PORT`, once its portal answers."""
     proc = subprocess.Popen(
@@ -458,6 +465,7 @@ def _serving(data_dir: Path, port: int) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=_as_from_a_terminal,
     )
     deadline = time.monotonic() + 90
     while True:
