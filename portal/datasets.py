@@ -8,7 +8,6 @@ contents) as audited bulk loads; the original file is kept in ``audit.upload``.
 from __future__ import annotations
 
 import json
-import re
 import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -489,23 +488,15 @@ def guarded_columns(spec: specs.DatasetSpec, table_name: str) -> dict[str, str]:
     }
 
 
-_TAKEN = re.compile(r"Key \((?P<column>[^)]*)\)=\((?P<value>.*)\) already exists")
-
-
 def _line_holding(
-    spec: specs.DatasetSpec,
     name: str,
-    printed: str,
+    wanted: specs.Value,
     typed: pd.DataFrame,
     line_numbers: Sequence[int] | npt.NDArray[np.int64] | None,
 ) -> int | None:
-    """The line of the file whose value in column ``name`` is ``printed`` (as PostgreSQL prints
-    it in an error: ``2024-01-01 00:00:00+00``, ``t``), if ``line_numbers`` are known."""
+    """The line of the file whose value in column ``name`` is ``wanted``, if ``line_numbers``
+    are known."""
     if line_numbers is None or name not in typed:
-        return None
-    column = next(c for c in spec.columns if c.name == name)
-    wanted = specs.stored_value(column, printed)
-    if isinstance(wanted, specs.CellError):
         return None
     for position, value in enumerate(typed[name].tolist()):
         if value is not None and value is not pd.NA and value == wanted:
@@ -527,12 +518,12 @@ def _integrity_message(
     labels = {c.name: c.label for c in spec.columns}
     guarded = guarded_columns(spec, table_name).get(constraint)
     column = labels[guarded] if guarded else None
-    taken = _TAKEN.search(detail)
+    taken = specs.taken_value(spec, guarded, detail) if guarded else None
     if column and taken and guarded:
         # A file's values of a unique column are checked among themselves: the value names the
         # row of the file that clashes, with a row already in the dataset.
-        value = taken.group("value")
-        line = _line_holding(spec, guarded, value, typed, line_numbers)
+        value, wanted = taken
+        line = _line_holding(guarded, wanted, typed, line_numbers)
         row = "that row" if line is None else f"line {line:,}"
         return (
             f"The file's “{value}” in column “{column}” is already in the dataset, whose values "

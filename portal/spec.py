@@ -2089,6 +2089,23 @@ def check_rule(spec: DatasetSpec, constraint: str) -> tuple[ColumnSpec, str] | N
     return None
 
 
+_UNIQUE_DETAIL: Final = re.compile(r"Key \((?P<column>[^)]*)\)=\((?P<value>.*)\) already exists")
+
+
+def taken_value(spec: DatasetSpec, name: str, detail: str) -> tuple[str, Value] | None:
+    """The value a unique violation's ``detail`` names (``Key (code)=(A-1) already exists``):
+    as PostgreSQL printed it (a date and time as ``2024-01-01 00:00:00+00``, a boolean as
+    ``t``) and read as column ``name``'s type, or as printed when it cannot be read so; None
+    if the detail names no value. For a refusal to say, and find, which value was taken."""
+    found = _UNIQUE_DETAIL.search(detail)
+    if found is None:
+        return None
+    printed = found.group("value")
+    column = next((c for c in spec.columns if c.name == name), None)
+    typed = printed if column is None else stored_value(column, printed)
+    return printed, printed if isinstance(typed, CellError) else typed
+
+
 def _sql_checks(c: ColumnSpec, column: Column[Any]) -> list[tuple[str, ColumnElement[bool]]]:
     checks: list[tuple[str, ColumnElement[bool]]] = []
     # What the validator reads as missing or as no value at all, the table refuses too.

@@ -84,6 +84,7 @@ from portal.spec import (
     dataset_table,
     index_name,
     stored_value,
+    taken_value,
 )
 
 WINDOW_SIZES: Final = (100, 500, 1_000, 5_000)
@@ -665,16 +666,6 @@ def typed_image(spec: DatasetSpec, image_json: str) -> dict[str, Value]:
 # ---------------------------------------------------------------------------------------------
 
 _FAILING_ROW = re.compile(r"Failing row contains \((\d+),")
-_KEY_VALUE = re.compile(r"Key \((?P<column>[^)]*)\)=\((?P<value>.*)\) already exists")
-
-
-def _printed_value(spec: DatasetSpec, name: str, printed: str) -> Value:
-    """A value as PostgreSQL prints it in an error's detail (a date and time as
-    ``2024-01-01 00:00:00+00``, a boolean as ``t``), read as the column's type; as printed when
-    it cannot be read so."""
-    column = next((c for c in spec.columns if c.name == name), None)
-    typed = printed if column is None else stored_value(column, printed)
-    return printed if isinstance(typed, CellError) else typed
 
 
 class EditRefused(ValidationError):
@@ -733,17 +724,16 @@ def _refused(
     failing = _FAILING_ROW.search(detail)
     if failing and int(failing.group(1)) in changes.row_ids() | brought_back.keys():
         row = f"row {failing.group(1)}"
-    key = _KEY_VALUE.search(detail)
-    if key:
-        value = key.group("value")
+    taken = taken_value(spec, name, detail)
+    if taken:
+        value, typed = taken
         holding = [(u.row_id, u.after) for u in changes.updates]
         holding += brought_back.items()
-        printed = _printed_value(spec, name, value)
         row = next(
             (
                 f"row {row_id}"
                 for row_id, values in holding
-                if name in values and diffs.same_value(values[name], printed)
+                if name in values and diffs.same_value(values[name], typed)
             ),
             "a new row",
         )
