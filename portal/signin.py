@@ -46,6 +46,7 @@ from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from audit.events import record_event
+from portal import users
 from portal.actor import Actor
 from portal.config import get_settings
 from portal.db import session_scope
@@ -126,13 +127,14 @@ def locked_message(until: datetime, now: datetime) -> str:
 
 
 @lru_cache(maxsize=1)
-def _dummy_hash() -> str:
-    """A hash of the same cost as real ones, checked when there is no real one to check."""
+def _dummy_hash(rounds: int) -> str:
+    """A hash of the cost new ones get (``rounds``, ``users.BCRYPT_ROUNDS``), checked when there
+    is no real one to check."""
     return hash_password("not a password anyone has")
 
 
 def _spend_a_bcrypt_check(password: str) -> None:
-    password_matches(password, _dummy_hash())
+    password_matches(password, _dummy_hash(users.BCRYPT_ROUNDS))
 
 
 # -- signing in -------------------------------------------------------------------------------

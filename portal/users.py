@@ -24,6 +24,9 @@ from portal.names import hidden_character
 
 MIN_PASSWORD_CHARS = 12
 MAX_PASSWORD_BYTES = 72  # bcrypt ignores (newer versions refuse) anything past 72 bytes
+BCRYPT_ROUNDS = 12
+"""bcrypt's cost for new hashes (2**12 rounds: about 0.3 s a hash here). The test-suite lowers
+it for hashes it makes in its own process (tests/conftest.py); nothing else may."""
 MIN_DISTINCT_CHARS = 5  # "            " and "abababababab" are no passwords
 PASSWORD_RULES = (
     f"At least {MIN_PASSWORD_CHARS} characters and at most {MAX_PASSWORD_BYTES} bytes (accented "
@@ -173,7 +176,8 @@ def _mostly_a_run(password: str) -> bool:
 
 
 def hash_password(password: str) -> str:
-    return bcrypt.hashpw(normalise_password(password).encode(), bcrypt.gensalt()).decode()
+    salt = bcrypt.gensalt(BCRYPT_ROUNDS)
+    return bcrypt.hashpw(normalise_password(password).encode(), salt).decode()
 
 
 def password_matches(password: str, password_hash: str) -> bool:

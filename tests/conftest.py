@@ -22,7 +22,7 @@ import pytest
 from psycopg2 import sql
 from sqlalchemy import Engine, create_engine
 
-from portal import migrate
+from portal import migrate, users
 from portal.db import reset_engine
 from portal.embedded import ClusterInfo, EmbeddedPostgres
 
@@ -32,6 +32,7 @@ hypothesis.settings.register_profile("portal", deadline=None)
 hypothesis.settings.load_profile("portal")
 
 TEMPLATE = "portal_template"
+PRODUCTION_BCRYPT_ROUNDS = users.BCRYPT_ROUNDS  # before _cheap_password_hashes lowers it
 
 
 @pytest.fixture(scope="session")
@@ -134,6 +135,18 @@ def fresh_db(
         for engine in engines.values():
             engine.dispose()
         drop_database(pg_cluster, name)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cheap_password_hashes() -> Iterator[None]:
+    """Passwords the portal hashes in this process cost bcrypt's least (2**4 rounds), not the
+    production 2**12 (``users.BCRYPT_ROUNDS``): the app and db tests hashed and checked about
+    800 passwords, 35 s of a run. Servers and commands the tests start as processes keep the
+    production cost, which tests/unit/test_passwords.py checks; the timing test of
+    tests/db/test_signin.py puts it back for itself."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(users, "BCRYPT_ROUNDS", 4)
+        yield
 
 
 @pytest.fixture(autouse=True)

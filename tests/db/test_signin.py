@@ -12,13 +12,13 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from portal import signin
+from portal import signin, users
 from portal.actor import cli_actor
 from portal.db import session_scope
 from portal.errors import AuthError, PermissionDenied, ValidationError
 from portal.signin import WRONG_CREDENTIALS
 from portal.users import set_active, set_role, unlock
-from tests.conftest import DatabaseHandle
+from tests.conftest import PRODUCTION_BCRYPT_ROUNDS, DatabaseHandle
 from tests.db.test_users import wait_until_someone_waits_on_a_lock
 from tests.factories import make_user
 
@@ -95,8 +95,11 @@ def test_wrong_password_and_unknown_user_get_the_same_answer(fresh_db: DatabaseH
     assert user_row(fresh_db, name)["failed_attempts"] == 1
 
 
-def test_unknown_user_costs_a_bcrypt_check_like_a_real_one(fresh_db: DatabaseHandle) -> None:
+def test_unknown_user_costs_a_bcrypt_check_like_a_real_one(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No timing shortcut for names that do not exist (the real hash here is full-cost)."""
+    monkeypatch.setattr(users, "BCRYPT_ROUNDS", PRODUCTION_BCRYPT_ROUNDS)
     with Session(fresh_db.app) as s, s.begin():
         from portal.users import create_user
 

@@ -4,6 +4,8 @@ password however its accented letters are encoded."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import unicodedata
 
 import bcrypt
@@ -85,3 +87,22 @@ def test_a_refused_username_is_quoted_only_when_short() -> None:
         check_username("x" * 100_000 + "!")
     assert "of 100,001 characters is not allowed" in str(refused.value)
     assert len(str(refused.value)) < 300
+
+
+def test_passwords_are_hashed_at_bcrypt_cost_12_outside_the_tests() -> None:
+    """The test-suite hashes at cost 4 in its own process (tests/conftest.py); the portal, as
+    any process other than the tests' runs it, hashes at 2**12 rounds."""
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from portal.users import hash_password; print(hash_password('correct horse battery'))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
+    assert made.startswith("$2b$12$"), made
+    assert password_matches("correct horse battery", made)
+    assert hash_password("correct horse battery").startswith("$2b$04$")  # this process's
