@@ -187,12 +187,15 @@ def _from_cookie() -> SignedIn | None:
     if state.get(_COOKIE_READ):
         return None
     token = st.context.cookies.get(get_settings().cookie_name)
-    if not token:
+    if not isinstance(token, str) or not token:  # (AppTest's stand-in context gives a mock)
         state[_COOKIE_READ] = True
         return None
     claims = decode_token(token, key=cookie_key(), now=datetime.now(UTC))
     if claims is None:
         _forget()
+        signin.record_refused_cookie(
+            _claimed_username(token), reason="bad_cookie", client_info=client_info()
+        )
         return None
     try:
         signed = signin.resume(
@@ -200,12 +203,26 @@ def _from_cookie() -> SignedIn | None:
         )
     except AuthError:
         _forget()
+        signin.record_refused_cookie(
+            claims.username, reason="revoked_cookie", client_info=client_info()
+        )
         return None
     state[_COOKIE_READ] = True
     _take_over(signed.username)
     state[_USERNAME] = signed.username
     state[_SINCE] = signed.since
     return signed
+
+
+def _claimed_username(token: str) -> str:
+    """The username a refused token names, unverified (for the audit log only), or "" if it
+    names none."""
+    try:
+        payload = jwt.decode(token, options={"verify_signature": False})
+    except (jwt.InvalidTokenError, TypeError, ValueError):
+        return ""
+    username = payload.get("username") if isinstance(payload, dict) else None
+    return username if isinstance(username, str) else ""
 
 
 def _take_over(username: str) -> None:

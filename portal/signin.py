@@ -24,7 +24,8 @@ Sessions
 
     sign_in          a password (detail method=password) or a cookie (method=cookie) was accepted
     sign_in_failed   refused; detail.reason = bad_password | unknown_user | locked | disabled, or
-                     bad_current_password (changing one's own password: its actor is the person)
+                     bad_current_password (changing one's own password: its actor is the person),
+                     or a cookie (method=cookie): bad_cookie | revoked_cookie
     lock_out         the attempt that locked the account (no actor: the account is its target;
                      the person, when their own wrong current passwords locked it)
     sign_out         the person signed out
@@ -203,7 +204,7 @@ def as_recorded(name: str) -> str:
 
 def _record_refusal(
     session: Session,
-    target: str,
+    target: str | None,
     reason: str,
     client_info: dict[str, Any],
     actor: str | None = None,
@@ -395,6 +396,24 @@ def resume(
                 client_info=client_info or {},
             )
         return _signed_in(user, since=since)
+
+
+def record_refused_cookie(
+    claimed: str, *, reason: str, client_info: dict[str, Any] | None = None
+) -> None:
+    """Record a sign-in cookie the portal refused, as ``sign_in_failed`` with method=cookie:
+    ``reason`` is ``bad_cookie`` (not signed with this portal's key, malformed or expired: a
+    forgery, or a cookie from before the key changed) or ``revoked_cookie`` (``resume`` refused
+    it: its owner signed out or changed password since, or the account is disabled, locked or
+    gone). ``claimed``: the username the cookie names, unverified for a bad cookie and kept as
+    a typed name is (``as_recorded``). No lock-out counts it: only passwords are guessed.
+
+    Raises:
+        DatabaseUnavailable: PostgreSQL could not be reached.
+    """
+    name = as_recorded(claimed[:MAX_ATTEMPTED_NAME])
+    with session_scope() as session:
+        _record_refusal(session, name or None, reason, client_info or {}, method="cookie")
 
 
 def sign_out(username: str, *, since: datetime, client_info: dict[str, Any] | None = None) -> None:

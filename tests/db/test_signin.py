@@ -126,6 +126,37 @@ def test_unknown_user_costs_a_bcrypt_check_like_a_real_one(
     assert unknown > 0.5 * real, (real, unknown)
 
 
+def test_a_refused_cookie_is_recorded_and_locks_nothing_out(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forged or revoked cookie is a failed sign-in in the log (method=cookie), under the name
+    it claims, escaped as a typed name is; no lock-out counts it, of the account or of a name
+    with none: it guesses no password."""
+    monkeypatch.setenv("PORTAL_LOCKOUT_ATTEMPTS", "2")
+    name, password = new_user(fresh_db)
+    client = {"user_agent": "forger"}
+    for _ in range(3):
+        signin.record_refused_cookie(name, reason="bad_cookie", client_info=client)
+        signin.record_refused_cookie("ghost", reason="bad_cookie")
+    signin.record_refused_cookie(name, reason="revoked_cookie")
+    signin.record_refused_cookie("admin\u200b" + "x" * 100, reason="bad_cookie")
+    signin.record_refused_cookie("", reason="bad_cookie")
+
+    refused_ = events(fresh_db, "sign_in_failed")
+    bad = {"reason": "bad_cookie", "method": "cookie"}
+    assert [(e["target"], e["detail"]) for e in refused_] == [
+        *[(name, bad), ("ghost", bad)] * 3,
+        (name, {"reason": "revoked_cookie", "method": "cookie"}),
+        ("admin\\u200b" + "x" * 58, bad),  # 64 characters, then escaped
+        (None, bad),
+    ]
+    assert all(e["actor_username"] is None for e in refused_)
+    assert user_row(fresh_db, name)["failed_attempts"] == 0
+    assert signin.authenticate(name, password).username == name
+    assert refused("ghost", "a wrong guess") == WRONG_CREDENTIALS  # not locked: the first guess
+    assert events(fresh_db, "lock_out") == []
+
+
 def test_lock_out_after_the_limit_then_open_again_when_it_expires(
     fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:

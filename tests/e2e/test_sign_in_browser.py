@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from portal import auth
@@ -136,6 +137,25 @@ def test_forged_and_disabled_cookies_sign_nobody_in(
     page.goto(portal_server.url + "/account")
     sign_in_form(page)
     assert "Change your password" not in body(page)
+
+    # Each refusal is a failed sign-in in the audit log, under the name the cookie claimed
+    # (recorded before the run draws the sign-in form).
+    assert refused_cookies(portal_server) == [
+        ("boss", "bad_cookie"),
+        ("boss", "bad_cookie"),
+        ("vee", "revoked_cookie"),
+    ]
+
+
+def refused_cookies(server: PortalServer) -> list[tuple[str, str]]:
+    with server.db.app.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT target, detail->>'reason' FROM audit.event WHERE kind = 'sign_in_failed'"
+                " AND detail->>'method' = 'cookie' ORDER BY id"
+            )
+        )
+        return [(target, reason) for target, reason in rows]
 
 
 def test_an_admin_demoted_while_on_an_admin_page_is_told_why_at_the_next_click(
