@@ -299,6 +299,7 @@ def test_an_admin_cannot_reset_their_own_password_here_even_with_a_forged_dialog
         # A right-to-left override shows "Alice" where "ecilA" is stored: another person.
         ("\u202eecilA", "invisible or control character (U+202E, character 1)"),
         ("Bob\u200b", "invisible or control character (U+200B, character 4)"),
+        ("Bob\u3164", "invisible or control character (U+3164, character 4)"),  # a letter
     ],
 )
 def test_a_display_name_with_a_hidden_character_is_refused(

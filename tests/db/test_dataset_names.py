@@ -106,6 +106,7 @@ def test_a_taken_unicode_name_is_refused_with_a_message(
         ("Sales\u200b 2024", "U+200B"),  # zero-width space: looks like "Sales 2024"
         ("\u202eSales", "U+202E"),  # right-to-left override
         ("Sales\x1b[31m", "U+001B"),  # a terminal escape
+        ("Sales\u3164", "U+3164"),  # Hangul filler: a letter that draws nothing
     ],
 )
 def test_a_name_with_an_invisible_character_is_refused(
