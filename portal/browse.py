@@ -74,6 +74,9 @@ FilterOp: TypeAlias = Literal["contains", "equals", "range", "empty"]
 FILTER_OPS: Final[tuple[FilterOp, ...]] = get_args(FilterOp)
 PAGE_SIZES: Final = (50, 100, 500, 1000)
 MAX_PAGE_SIZE: Final = max(PAGE_SIZES)
+_PAST_ANY_END: Final = 2**62 // MAX_PAGE_SIZE
+"""A page past the end of any table, whose offset PostgreSQL still takes (a page number of 2**62
+made an offset past bigint's range: a DataError, not the last page)."""
 COUNT_CAP: Final = 1_000
 """``read_page`` counts matching rows up to this many past the page, never further; past that
 the total is PostgreSQL's estimate (see ``portal.estimates``)."""
@@ -290,7 +293,7 @@ def read_page(
     keys = [key] if key.name == ROW_ID else [key, table.c[ROW_ID]]  # ties by _row_id
     order = [k.desc() if sort.descending else k.asc() for k in keys]
     ordered = _rows_select(table, spec).where(*where).order_by(*order)
-    page = max(1, page)
+    page = min(max(1, page), _PAST_ANY_END)
     # One row more than the page: whether rows follow, without counting them.
     rows = session.execute(ordered.limit(page_size + 1).offset((page - 1) * page_size)).all()
     if not rows and page > 1:  # past the end (rows went away, or an estimate ran high)

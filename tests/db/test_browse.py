@@ -155,6 +155,8 @@ def test_a_page_past_the_end_is_the_last_page(people: int) -> None:
     last = page(people, page=99, page_size=100)
     assert (last.page, len(last.rows), last.first_row, last.last_row) == (3, 50, 201, 250)
     assert names(last)[-1] == "Person 250"
+    for beyond in (2**62, 2**70):  # an offset past bigint's range, had it been sent
+        assert page(people, page=beyond, page_size=100).page == 3
 
 
 def test_a_large_total_is_estimated_not_counted(
