@@ -64,6 +64,8 @@ _COOKIE_READ = "portal.auth.cookie_read"
 _COOKIE_OP = "portal.auth.cookie_op"
 _NOTICE = "portal.auth.notice"
 _OWNER = "portal.auth.owner"  # whose work the pages' session state holds
+_EXPIRES = "portal.auth.expires"  # when the sign-in's cookie expires: the session ends too
+SIGN_IN_EXPIRED = "Your sign-in has expired. Sign in again."
 
 ALGORITHM = "HS256"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -162,7 +164,8 @@ def current() -> SignedIn | None:
 
     Restores a sign-in from the cookie once per browser session. Ends the session (with a notice
     for the sign-in form) when the account was disabled, locked, deleted, had its password changed
-    or was signed out elsewhere.
+    or was signed out elsewhere, or when its cookie expired (a tab left open for days would
+    otherwise outlive it).
 
     Raises:
         DatabaseUnavailable: PostgreSQL could not be reached.
@@ -173,6 +176,10 @@ def current() -> SignedIn | None:
         username = state.get(_USERNAME)
         if username is None:
             return _from_cookie()
+        expires_at = state.get(_EXPIRES)
+        if expires_at is not None and expires_at <= datetime.now(UTC):
+            _forget(notice=SIGN_IN_EXPIRED)
+            return None
         try:
             return signin.resume(username, since=state[_SINCE])
         except AuthError as exc:
@@ -211,6 +218,7 @@ def _from_cookie() -> SignedIn | None:
     _take_over(signed.username)
     state[_USERNAME] = signed.username
     state[_SINCE] = signed.since
+    state[_EXPIRES] = claims.expires_at
     return signed
 
 
@@ -247,6 +255,7 @@ def _begin(signed: SignedIn) -> None:
     _take_over(signed.username)
     state[_USERNAME] = signed.username
     state[_SINCE] = signed.since
+    state[_EXPIRES] = expires_at
     state[_COOKIE_READ] = True
     state[_COOKIE_OP] = ("set", secrets.token_hex(8), token, expires_at)
     state.pop(_NOTICE, None)
@@ -257,6 +266,7 @@ def _forget(notice: str | None = None) -> None:
     state = st.session_state
     state.pop(_USERNAME, None)
     state.pop(_SINCE, None)
+    state.pop(_EXPIRES, None)
     # The cookies this session was opened with are stale now: never read them again.
     state[_COOKIE_READ] = True
     state[_COOKIE_OP] = ("delete", secrets.token_hex(8))

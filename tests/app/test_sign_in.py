@@ -4,11 +4,13 @@ sign-out, and the audit events of each."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
+from portal.config import get_settings
 from portal.signin import WRONG_CREDENTIALS
 from tests.app.conftest import (
     app_test,
@@ -98,6 +100,30 @@ def test_lock_out_after_the_limit(
             text("SELECT locked_until > now() FROM portal.users WHERE username = :u"), {"u": name}
         ).scalar_one()
     assert locked
+
+
+def test_a_tab_left_open_past_its_cookie_s_expiry_asks_for_sign_in_again(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cookie dies after PORTAL_COOKIE_EXPIRY_DAYS; a tab left open that long ended with
+    it, not days later, at its next click."""
+    monkeypatch.setenv("PORTAL_COOKIE_EXPIRY_DAYS", "2")
+    get_settings.cache_clear()
+    name, password = new_user(fresh_db)
+    at = sign_in(app_test().run(), name, password)
+    expires = at.session_state["portal.auth.expires"]
+    assert abs(expires - (datetime.now(UTC) + timedelta(days=2))) < timedelta(minutes=1)
+    at.session_state["portal.auth.expires"] = datetime.now(UTC) + timedelta(seconds=30)
+    at.run()
+    assert not shows_sign_in(at)  # not expired yet
+    at.session_state["portal.auth.expires"] = datetime.now(UTC) - timedelta(seconds=1)
+    at.run()
+    assert not at.exception
+    assert shows_sign_in(at)
+    assert "Your sign-in has expired. Sign in again." in [i.value for i in at.info]
+    assert "Welcome," not in texts(at)
+    sign_in(at, name, password)
+    assert not shows_sign_in(at)
 
 
 def test_sign_out(fresh_db: DatabaseHandle) -> None:
