@@ -227,6 +227,7 @@ page_size = size_col.selectbox(
     on_change=first_page,
 )
 
+shown_order = Sort(sort_column, descending)  # the download's order too
 try:
     with session_scope() as session:
         rows_page = browse.read_page(
@@ -234,7 +235,7 @@ try:
             dataset_id=dataset.id,
             page=int(st.session_state.get(PAGE, 1)),
             page_size=page_size,
-            sort=Sort(sort_column, descending),
+            sort=shown_order,
             row_filter=row_filter,
         )
 except PortalError as exc:
@@ -371,12 +372,13 @@ with st.expander("Column profile", icon=":material/bar_chart:"):
 # -- download ---------------------------------------------------------------------------------
 
 st.subheader("Download")
-# With the time of the dataset's newest change: a file prepared before a later change holds
-# rows the dataset no longer has (an edit made on the Edit page meanwhile, say).
-export_key = (dataset.id, row_filter, by_id[dataset.id].last_change_at)
+# A file is for the rows and order it was prepared for; with the time of the dataset's newest
+# change, for a file prepared before a later change holds rows the dataset no longer has (an
+# edit made on the Edit page meanwhile, say).
+export_key = (dataset.id, row_filter, shown_order, by_id[dataset.id].last_change_at)
 prepared: tuple[tuple[object, ...], CsvExport] | None = st.session_state.get(PREPARED)
 if prepared is not None and prepared[0] != export_key:
-    if prepared[0][:2] == export_key[:2]:
+    if prepared[0][:3] == export_key[:3]:
         st.info(
             "The dataset has changed since the file was prepared: prepare it again to download "
             "its rows as they are now.",
@@ -386,9 +388,9 @@ if prepared is not None and prepared[0] != export_key:
     st.session_state.pop(PREPARED, None)
 what = "the rows matching the filter" if row_filter else "every row"
 st.caption(
-    f"A CSV file of {what}, with the column names as the header. Cells a spreadsheet could run "
-    "as a formula (starting with =, +, -, @, a tab or a carriage return) get a ' in front. "
-    "Preparing the file records the download in the audit log."
+    f"A CSV file of {what}, in the order chosen above, with the column names as the header. "
+    "Cells a spreadsheet could run as a formula (starting with =, +, -, @, a tab or a carriage "
+    "return) get a ' in front. Preparing the file records the download in the audit log."
 )
 if st.button("Prepare download", icon=":material/file_export:", key=f"{key}.prepare"):
     try:
@@ -397,7 +399,11 @@ if st.button("Prepare download", icon=":material/file_export:", key=f"{key}.prep
             session_scope() as session,
         ):
             export = browse.export_csv(
-                session=session, actor=actor, dataset_id=dataset.id, row_filter=row_filter
+                session=session,
+                actor=actor,
+                dataset_id=dataset.id,
+                row_filter=row_filter,
+                sort=shown_order,
             )
     except PortalError as exc:
         show_refusal(exc)

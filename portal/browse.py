@@ -42,7 +42,18 @@ from typing import Any, Final, Literal, TypeAlias, get_args
 
 import pandas as pd
 import pyarrow as pa  # type: ignore[import-untyped]
-from sqlalchemy import ColumnElement, Select, Table, Text, and_, cast, func, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    Text,
+    UnaryExpression,
+    and_,
+    cast,
+    func,
+    select,
+    true,
+)
 from sqlalchemy.orm import Session
 
 from audit.events import record_event
@@ -148,6 +159,10 @@ class RowFilter:
 class Sort:
     column: str = ROW_ID
     descending: bool = False
+
+    def to_json(self) -> dict[str, str | bool] | None:
+        """As an export event records it; None for the default order (``_row_id`` ascending)."""
+        return None if self == Sort() else {"column": self.column, "descending": self.descending}
 
 
 @dataclass(frozen=True, eq=False)
@@ -289,10 +304,7 @@ def read_page(
     building = indexes.ensure(session, dataset.table_name, want) if want else []
     table = dataset_table(spec, dataset.table_name)
     where = [condition(table, spec, f) for f in filters]
-    key = table.c[known_column(spec, sort.column)]
-    keys = [key] if key.name == ROW_ID else [key, table.c[ROW_ID]]  # ties by _row_id
-    order = [k.desc() if sort.descending else k.asc() for k in keys]
-    ordered = _rows_select(table, spec).where(*where).order_by(*order)
+    ordered = _rows_select(table, spec).where(*where).order_by(*_order(table, spec, sort))
     page = min(max(1, page), _PAST_ANY_END)
     # One row more than the page: whether rows follow, without counting them.
     rows = session.execute(ordered.limit(page_size + 1).offset((page - 1) * page_size)).all()
@@ -314,6 +326,13 @@ def read_page(
     )
     frame, as_text = _frame(spec, rows[:page_size])
     return RowsPage(frame, total, page, page_size, tuple(building), exact, as_text)
+
+
+def _order(table: Table, spec: DatasetSpec, sort: Sort) -> list[UnaryExpression[Any]]:
+    """ORDER BY ``sort``'s column, ties by ``_row_id`` (the same order on every read)."""
+    key = table.c[known_column(spec, sort.column)]
+    keys = [key] if key.name == ROW_ID else [key, table.c[ROW_ID]]
+    return [k.desc() if sort.descending else k.asc() for k in keys]
 
 
 def _rows_select(table: Table, spec: DatasetSpec) -> Select[Any]:
@@ -477,11 +496,13 @@ def export_csv(
     actor: Actor,
     dataset_id: int,
     row_filter: RowFilter | None = None,
+    sort: Sort | None = None,
     chunk_rows: int = EXPORT_CHUNK_ROWS,
     max_mb: int | None = None,
 ) -> CsvExport:
-    """Every row matching ``row_filter`` as a formula-safe CSV (header: the column labels),
-    and an ``export`` event naming who, which dataset, the filter and the row count.
+    """Every row matching ``row_filter``, in ``sort`` order as the pages show them (default:
+    ``_row_id``), as a formula-safe CSV (header: the column labels), and an ``export`` event
+    naming who, which dataset, the filter, the order and the row count.
 
     The rows are read ``chunk_rows`` at a time through a server-side cursor, and the file may
     grow to ``max_mb`` (default: the upload limit, so it can be uploaded back). The event is
@@ -494,12 +515,14 @@ def export_csv(
     """
     if not actor.can("viewer"):
         raise PermissionDenied("Only signed-in people with a role can download datasets.")
+    sort = sort or Sort()
     limit = max_mb or get_settings().max_upload_mb
     dataset = get_dataset(session=session, dataset_id=dataset_id)
     spec = dataset_spec(dataset)
     out = io.BytesIO()
     rows = 0
-    for chunk, count in _csv_chunks(session, dataset.table_name, spec, row_filter, chunk_rows):
+    chunks = _csv_chunks(session, dataset.table_name, spec, row_filter, sort, chunk_rows)
+    for chunk, count in chunks:
         out.write(chunk)
         rows += count
         check_download_size(out.tell(), rows, limit)
@@ -513,6 +536,7 @@ def export_csv(
             "dataset": dataset.name,
             "format": "csv",
             "filter": row_filter.to_json() if row_filter else None,
+            "sort": sort.to_json(),
             "rows": rows,
         },
     )
@@ -525,6 +549,7 @@ def _csv_chunks(
     table_name: str,
     spec: DatasetSpec,
     row_filter: RowFilter | None,
+    sort: Sort,
     chunk_rows: int,
 ) -> Iterator[tuple[bytes, int]]:
     """The CSV as encoded pieces (the header with the byte-order mark, then one per chunk of
@@ -533,7 +558,7 @@ def _csv_chunks(
     stmt = (
         select(*(table.c[name] for name in spec.names))
         .where(condition(table, spec, row_filter))
-        .order_by(table.c[ROW_ID])
+        .order_by(*_order(table, spec, sort))
     )
     buffer = io.StringIO()
     writer = csv.writer(buffer)

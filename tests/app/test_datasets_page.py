@@ -234,6 +234,7 @@ def test_preparing_a_download_records_an_export_event(fresh_db: DatabaseHandle) 
                 "dataset": "People",
                 "format": "csv",
                 "filter": None,
+                "sort": None,
                 "rows": ROWS,
             },
         }
@@ -252,6 +253,16 @@ def test_preparing_a_download_records_an_export_event(fresh_db: DatabaseHandle) 
         51,
     )
     assert len(events(fresh_db, "export")) == 2
+    # Nor for another order: the file holds the rows in the order the page shows them.
+    at.radio(key=f"datasets.{dataset_id}.order").set_value("Descending").run()
+    assert not at.download_button
+    assert "in the order chosen above" in texts(at, main_only=True)
+    at.button(key=f"datasets.{dataset_id}.prepare").click().run()
+    assert at.download_button
+    assert events(fresh_db, "export")[-1]["detail"]["sort"] == {
+        "column": "_row_id",
+        "descending": True,
+    }
 
 
 def test_a_column_chosen_with_no_text_to_contain_downloads_as_no_filter(

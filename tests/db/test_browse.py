@@ -421,10 +421,35 @@ def test_export_streams_every_row_formula_safe_with_one_event(
                 "dataset": "People",
                 "format": "csv",
                 "filter": None,
+                "sort": None,
                 "rows": ROWS,
             },
         }
     ]
+
+
+def test_export_writes_the_rows_in_the_order_the_pages_show(
+    fresh_db: DatabaseHandle, people: int
+) -> None:
+    """The download held the rows in ``_row_id`` order whatever order the page showed them in."""
+    viewer = Actor(*new_viewer(fresh_db), "viewer")
+    by_qty = Sort("qty", descending=True)
+    with session_scope() as session:
+        export = browse.export_csv(
+            session=session, actor=viewer, dataset_id=people, sort=by_qty, chunk_rows=40
+        )
+        shown = browse.read_page(session=session, dataset_id=people, page_size=50, sort=by_qty)
+    names = [r[0] for r in read_csv(export.data)[1:]]
+    # Descending puts missing values first (as PostgreSQL does), ties by row id, descending too.
+    missing = [i for i in range(ROWS, 0, -1) if qty(i) is None]
+    by_value = sorted(
+        (i for i in range(1, ROWS + 1) if qty(i) is not None), key=lambda i: (-(qty(i) or 0), -i)
+    )
+    assert names == [f"Person {i:03d}" for i in missing + by_value]
+    assert names[:50] == shown.rows["name"].tolist()
+    [event] = export_events(fresh_db)
+    assert event["detail"]["sort"] == {"column": "qty", "descending": True}
+    assert event["detail"]["rows"] == ROWS
 
 
 def test_export_reads_in_chunks_through_a_server_side_cursor(
@@ -432,7 +457,7 @@ def test_export_reads_in_chunks_through_a_server_side_cursor(
 ) -> None:
     with session_scope() as session:
         dataset = browse.open_dataset(session=session, dataset_id=people)
-        chunks = browse._csv_chunks(session, "ds_people", dataset.spec, None, 40)
+        chunks = browse._csv_chunks(session, "ds_people", dataset.spec, None, Sort(), 40)
         header, _ = next(chunks)
         assert header.startswith(b"\xef\xbb\xbfName,")
         _, count = next(chunks)
@@ -469,6 +494,10 @@ def test_a_failed_export_records_nothing(fresh_db: DatabaseHandle, people: int) 
             actor=viewer,
             dataset_id=people,
             row_filter=RowFilter("qty", "equals", "many"),
+        )
+    with pytest.raises(ValidationError, match="no column"), session_scope() as session:
+        browse.export_csv(
+            session=session, actor=viewer, dataset_id=people, sort=Sort("qty; DROP TABLE x")
         )
     assert export_events(fresh_db) == []
 
