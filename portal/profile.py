@@ -9,7 +9,8 @@ Decisions a reader needs:
   gives the same profile), and the profile says so and how many rows it read: a profile of
   10,000,000 rows must not read them all whenever someone looks. Which of the two is decided
   by counting the table's rows up to ``EXACT_ROWS`` + 1, not by the dataset's ``row_count``,
-  which misses rows written or deleted outside the portal.
+  which can miss rows written or deleted outside the portal (before migration 0016, or with
+  triggers switched off).
 - Every query of a profile runs under ``TIME_LIMIT``; past it the profile is refused with a
   message that says so, and the page goes on.
 - The spread is at most ``BUCKETS`` ranges of equal width between the smallest and the largest
@@ -107,7 +108,7 @@ def column_profile(*, session: Session, dataset_id: int, column: str) -> Profile
         "themselves can still be filtered and sorted above."
     )
     with time_limited(session, TIME_LIMIT, refusal):
-        # Whether to sample, from the table itself: its row_count misses rows written outside
+        # Whether to sample, from the table itself: its row_count can miss rows written outside
         # the portal, and a table it says is large but was emptied there gave a sample of none.
         present = session.execute(
             select(func.count()).select_from(

@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine, create_engine, inspect, pool, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
+from sqlalchemy.orm import Session
 
 from portal import migrate
 from portal.embedded import ClusterInfo
 from tests.conftest import DatabaseHandle, create_database, drop_database
+from tests.factories import make_user
 
 pytestmark = pytest.mark.db
 
@@ -765,4 +767,45 @@ def test_0015_keeps_an_upload_only_with_its_own_open_changeset_and_back(
     assert "kept only with an open changeset of its own transaction" in refusal(own=False)
     migrate.downgrade(empty_db, "0014")
     assert (refusal(own=True), refusal(own=False)) == ("", "")
+    app.dispose()
+
+
+def test_0016_counts_out_of_band_inserts_and_deletes_in_the_row_count_and_back(
+    pg_cluster: ClusterInfo, empty_db: str
+) -> None:
+    migrate.upgrade(empty_db, "0015")
+    app = create_engine(pg_cluster.url("app", "migrations_roundtrip"), poolclass=pool.NullPool)
+    with Session(app) as s, s.begin():
+        owner, _ = make_user(s, role="editor")
+    with app.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE data.ds_m (_row_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+                " _version integer NOT NULL DEFAULT 1, qty integer)"
+            )
+        )
+        dataset = conn.scalar(
+            text(
+                "INSERT INTO portal.datasets (name, table_name, owner, spec, row_count)"
+                " VALUES ('M', 'ds_m', :o, '{}', 0) RETURNING id"
+            ),
+            {"o": owner},
+        )
+    _capture_before_0007(app, "ds_m", dataset)
+
+    def count_after_adding(rows: int) -> int:
+        """The dataset's row count after ``rows`` rows are inserted outside the portal."""
+        with app.begin() as conn:
+            conn.execute(
+                text("INSERT INTO data.ds_m (qty) SELECT 1 FROM generate_series(1, :n)"),
+                {"n": rows},
+            )
+        with app.connect() as conn:
+            return int(conn.scalar(text("SELECT row_count FROM portal.datasets")))
+
+    assert count_after_adding(2) == 0
+    migrate.upgrade(empty_db, "0016")
+    assert count_after_adding(3) == 3  # the two before 0016 stay uncounted
+    migrate.downgrade(empty_db, "0015")
+    assert count_after_adding(1) == 3
     app.dispose()

@@ -374,3 +374,98 @@ def test_commits_to_other_rows_of_one_dataset_do_not_wait_for_each_other(
     assert any(r[1] == "new" for r in now.values())
     with Session(fresh_db.app) as s:
         assert verify(session=s).ok
+
+
+# -- writes outside the portal ----------------------------------------------------------------
+
+
+def row_count(db: DatabaseHandle, dataset_id: int) -> int:
+    with db.app.connect() as conn:
+        return int(
+            conn.scalar(
+                text("SELECT row_count FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
+            )
+        )
+
+
+def table_of(db: DatabaseHandle, dataset_id: int) -> str:
+    with db.app.connect() as conn:
+        name = conn.scalar(
+            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
+        )
+    return f"data.{name}"
+
+
+def test_writes_outside_the_portal_keep_the_row_count(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    """The count stayed as the portal last left it: the Datasets page said 24 rows of a table
+    that had 26."""
+    table = table_of(fresh_db, dataset)
+    with fresh_db.superuser.begin() as conn:  # psql, say: one transaction, three ways
+        conn.execute(
+            text(f"INSERT INTO {table} (name, qty) VALUES ('x1', 1), ('x2', 2), ('x3', 3)")
+        )
+        conn.execute(text(f"DELETE FROM {table} WHERE name = 'r1'"))
+        conn.execute(text(f"UPDATE {table} SET qty = qty + 1 WHERE name = 'r2'"))
+    assert row_count(fresh_db, dataset) == ROWS + 2
+    with fresh_db.superuser.begin() as conn:
+        conn.execute(text(f"UPDATE {table} SET note = 'n' WHERE name = 'r3'"))
+    with fresh_db.superuser.connect() as conn:  # rolled back: nothing happened
+        conn.execute(text(f"DELETE FROM {table} WHERE name LIKE 'x%'"))
+        conn.rollback()
+    assert row_count(fresh_db, dataset) == ROWS + 2
+    with fresh_db.app.connect() as conn:
+        assert conn.scalar(text(f"SELECT count(*) FROM {table}")) == ROWS + 2
+
+
+def test_a_write_outside_the_portal_and_a_commit_counting_rows_do_not_deadlock(
+    fresh_db: DatabaseHandle, dataset: int, editors: list[Actor]
+) -> None:
+    """A portal commit that adds rows holds its dataset's row from its count's update to its
+    COMMIT, where its seal takes the chain's head; the out-of-band seal takes the dataset's row
+    before the head, or the two would wait for each other."""
+    table = table_of(fresh_db, dataset)
+    found, window = read(dataset)
+    changes = diffs.build_changeset(
+        window, {"added_rows": [{"name": "new", "qty": 1}]}, may_edit=True
+    )
+    portal = Session(fresh_db.app)
+    writes.commit(
+        session=portal,
+        actor=editors[0],
+        dataset_id=dataset,
+        spec_version=found.spec_version,
+        changes=changes,
+        reason="one more",
+    )  # not committed yet: the dataset's row is held
+    outside = fresh_db.superuser.connect()
+    outside.execute(text(f"INSERT INTO {table} (name, qty) VALUES ('x1', 1), ('x2', 2)"))
+    pid = outside.scalar(text("SELECT pg_backend_pid()"))
+    errors: list[BaseException] = []
+
+    def commit_outside() -> None:
+        try:
+            outside.commit()
+        except BaseException as exc:  # reported by the test below
+            errors.append(exc)
+
+    thread = threading.Thread(target=commit_outside)
+    thread.start()
+    with fresh_db.superuser.connect() as watch:  # until its seal waits for the dataset's row
+        for _ in range(500):
+            waiting = watch.scalar(
+                text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :p"), {"p": pid}
+            )
+            if waiting == "Lock":
+                break
+            threading.Event().wait(0.01)
+        assert waiting == "Lock"
+    portal.commit()
+    portal.close()
+    thread.join(timeout=30)
+    outside.close()
+    assert errors == []
+    assert row_count(fresh_db, dataset) == ROWS + 3
+    with Session(fresh_db.app) as s:
+        assert verify(session=s).ok
