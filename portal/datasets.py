@@ -434,7 +434,8 @@ def load_rows(
             too_long_for_index_message("a row of the file", *longest, again="upload the file again")
         ) from exc
     counts = close_changeset(session=session, changeset_id=changeset)
-    # What the portal just did; a write made outside the portal is audited but not counted here.
+    # What the portal just did (a write made outside the portal is counted as its changeset is
+    # sealed: migration 0016).
     dataset.row_count = (0 if mode == "replace" else dataset.row_count) + counts.inserted
     dataset.updated_at = datetime.now(UTC)
     session.flush()
