@@ -6,6 +6,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session
@@ -110,6 +111,19 @@ def upload_dataset(
         reason="test data",
     )
     return counts.dataset_id
+
+
+def audit_events(engine: Engine, *kinds: str) -> list[dict[str, Any]]:
+    """Kind, actor, target and detail of every audit event of one of ``kinds``, oldest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT kind, actor_username, target, detail FROM audit.event"
+                " WHERE kind = ANY(:kinds) ORDER BY id"
+            ),
+            {"kinds": list(kinds)},
+        )
+        return [dict(r._mapping) for r in rows]
 
 
 def user_admin_events(engine: Engine) -> list[tuple[str, str, dict[str, object]]]:

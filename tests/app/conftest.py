@@ -11,14 +11,13 @@ from typing import Any
 
 import pytest
 import streamlit as st
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 from streamlit.components.v2 import manifest_scanner
 from streamlit.testing.v1 import AppTest
 
 from portal.config import get_settings
 from tests.conftest import DatabaseHandle
-from tests.factories import make_user
+from tests.factories import audit_events, make_user
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 30
@@ -137,15 +136,7 @@ def listed_pages(at: AppTest) -> set[str]:
 
 
 def events(db: DatabaseHandle, *kinds: str) -> list[dict[str, Any]]:
-    with db.owner.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT kind, actor_username, target, detail FROM audit.event"
-                " WHERE kind = ANY(:kinds) ORDER BY id"
-            ),
-            {"kinds": list(kinds)},
-        )
-        return [dict(r._mapping) for r in rows]
+    return audit_events(db.owner, *kinds)
 
 
 def show_app(at: AppTest) -> AppTest:

@@ -20,7 +20,7 @@ from portal.signin import WRONG_CREDENTIALS
 from portal.users import set_active, set_role, unlock
 from tests.conftest import PRODUCTION_BCRYPT_ROUNDS, DatabaseHandle
 from tests.db.test_users import wait_until_someone_waits_on_a_lock
-from tests.factories import make_user
+from tests.factories import audit_events, make_user
 
 pytestmark = pytest.mark.db
 
@@ -31,15 +31,8 @@ def new_user(db: DatabaseHandle, **kwargs: Any) -> tuple[str, str]:
 
 
 def events(db: DatabaseHandle, *kinds: str) -> list[dict[str, Any]]:
-    with db.owner.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT kind, actor_username, target, detail FROM audit.event"
-                " WHERE kind = ANY(:kinds) ORDER BY id"
-            ),
-            {"kinds": list(kinds) or ["sign_in", "sign_in_failed", "lock_out", "sign_out"]},
-        )
-        return [dict(r._mapping) for r in rows]
+    """The events of ``kinds``; by default, of signing in and out."""
+    return audit_events(db.owner, *(kinds or ("sign_in", "sign_in_failed", "lock_out", "sign_out")))
 
 
 def user_row(db: DatabaseHandle, username: str) -> dict[str, Any]:
