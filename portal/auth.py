@@ -15,10 +15,10 @@ How the library is used, and why not its login widget
     passwords and creates accounts.
 
     The library provides the cookie. Its ``CookieModel`` (``extra_streamlit_components``'
-    ``CookieManager`` inside) writes and deletes the browser cookie, and the token keeps the
-    library's format, an HS256 JWT with ``username`` and ``exp_date``, signed with
-    ``PORTAL_COOKIE_KEY`` (``Settings.cookie_secret()``), never the library's default ``some_key``.
-    Two differences, both for safety:
+    ``CookieManager`` inside) writes the browser cookie, and the token keeps the library's
+    format, an HS256 JWT with ``username`` and ``exp_date``, signed with ``PORTAL_COOKIE_KEY``
+    (``Settings.cookie_secret()``), never the library's default ``some_key``. Three differences,
+    all for safety:
 
     * The token also carries ``signed_in_us``, when the sign-in began (microseconds since the
       epoch, exact). ``portal.signin.resume`` refuses a cookie whose sign-in is older than the
@@ -27,6 +27,12 @@ How the library is used, and why not its login widget
     * Tokens are decoded by ``decode_token`` here, which refuses anything that is not exactly what
       ``encode_token`` writes (any signature, algorithm, type or expiry problem) without raising.
       The library's ``CookieModel._token_decode`` lets some malformed tokens raise.
+    * The cookie is deleted by a few lines of the portal's own JavaScript (``_DELETE_COOKIE_JS``),
+      which delete a refused cookie only while the browser still holds the value refused. The
+      library's deletion deletes whatever the cookie holds, and again at each redraw of its
+      iframe (every run until it reports back, and whenever Streamlit re-sends its arguments):
+      a good cookie set after a refused one, in the seconds the deletion takes, was deleted with
+      it.
 
     A cookie set from JavaScript cannot be ``HttpOnly``; it is ``SameSite=Strict``, ``Secure``
     when the portal is served over https, and gives nothing without the database agreeing on
@@ -66,6 +72,24 @@ _NOTICE = "portal.auth.notice"
 _OWNER = "portal.auth.owner"  # whose work the pages' session state holds
 _EXPIRES = "portal.auth.expires"  # when the sign-in's cookie expires: the session ends too
 SIGN_IN_EXPIRED = "Your sign-in has expired. Sign in again."
+
+# Deletes the cookie ``name`` if the browser holds it with ``value`` (or with any value, if
+# ``value`` is null), then reports done. Run again whenever Streamlit draws it anew, so it must stay
+# harmless to repeat: it never deletes a value it was not asked to.
+_DELETE_COOKIE_JS = """
+export default function ({ data, setStateValue }) {
+  const { name, value, secure } = data;
+  const held = document.cookie
+    .split("; ")
+    .filter((pair) => pair.startsWith(name + "="))
+    .map((pair) => pair.slice(name.length + 1));
+  if (held.length > 0 && (value === null || held.includes(value))) {
+    document.cookie = name + "=; Path=/; Max-Age=0; SameSite=Strict" + (secure ? "; Secure" : "");
+  }
+  setStateValue("done", true);
+}
+"""
+_delete_cookie = st.components.v2.component("portal_delete_cookie", js=_DELETE_COOKIE_JS)
 
 ALGORITHM = "HS256"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -199,7 +223,7 @@ def _from_cookie() -> SignedIn | None:
         return None
     claims = decode_token(token, key=cookie_key(), now=datetime.now(UTC))
     if claims is None:
-        _forget()
+        _forget(refused=token)
         signin.record_refused_cookie(
             _claimed_username(token), reason="bad_cookie", client_info=client_info()
         )
@@ -209,7 +233,7 @@ def _from_cookie() -> SignedIn | None:
             claims.username, since=claims.since, client_info=client_info(), from_cookie=True
         )
     except AuthError:
-        _forget()
+        _forget(refused=token)
         signin.record_refused_cookie(
             claims.username, reason="revoked_cookie", client_info=client_info()
         )
@@ -261,15 +285,17 @@ def _begin(signed: SignedIn) -> None:
     state.pop(_NOTICE, None)
 
 
-def _forget(notice: str | None = None) -> None:
-    """End the sign-in in this session and queue the cookie's deletion."""
+def _forget(notice: str | None = None, *, refused: str | None = None) -> None:
+    """End the sign-in in this session and queue the cookie's deletion: of the value ``refused``
+    only, when that is why (a cookie pasted or set since is not this session's to delete), else
+    of whatever the cookie holds."""
     state = st.session_state
     state.pop(_USERNAME, None)
     state.pop(_SINCE, None)
     state.pop(_EXPIRES, None)
     # The cookies this session was opened with are stale now: never read them again.
     state[_COOKIE_READ] = True
-    state[_COOKIE_OP] = ("delete", secrets.token_hex(8))
+    state[_COOKIE_OP] = ("delete", secrets.token_hex(8), refused)
     if notice:
         state[_NOTICE] = notice
 
@@ -277,26 +303,26 @@ def _forget(notice: str | None = None) -> None:
 def _apply_cookie_op() -> None:
     """Draw the queued cookie write or deletion, in every run until the browser reports it done.
 
-    The cookie component is an iframe: a run replaced by the next one before the iframe loaded
-    never writes the cookie, so the operation stays queued, drawn again under the same key
-    (one component for its whole life), until the component's value says it ran. ``current()``
-    runs twice in a run (app.py, then the page's guard): the second draw is skipped."""
+    A run replaced by the next one before the browser drew its component never writes or
+    deletes the cookie, so the operation stays queued, drawn again under the same key (one
+    component for its whole life), until the component's value says it ran. ``current()`` runs
+    twice in a run (app.py, then the page's guard): the second draw is skipped."""
     op = st.session_state.get(_COOKIE_OP)
     if op is None:
         return
     settings = get_settings()
     secure = (st.context.url or "").startswith("https:")
+    method, nonce, *args = op  # the nonce keys one component per queued operation
+    key = f"portal.auth.cookie_{method}.{nonce}"
     try:
-        model = CookieModel(
-            cookie_name=settings.cookie_name,
-            cookie_key=cookie_key(),
-            cookie_expiry_days=settings.cookie_expiry_days,
-        )
-        component = model.cookie_manager.cookie_manager  # extra_streamlit_components' own
-        method, nonce, *args = op  # the nonce keys one component per queued operation
-        key = f"portal.auth.cookie_{method}.{nonce}"
         if method == "set":
             token, expires_at = args
+            model = CookieModel(
+                cookie_name=settings.cookie_name,
+                cookie_key=cookie_key(),
+                cookie_expiry_days=settings.cookie_expiry_days,
+            )
+            component = model.cookie_manager.cookie_manager  # extra_streamlit_components' own
             options = {"path": "/", "expires": expires_at.isoformat(), "sameSite": "strict"}
             done = component(
                 method="set",
@@ -307,11 +333,22 @@ def _apply_cookie_op() -> None:
                 default=False,
             )
         else:
-            done = component(method="delete", cookie=settings.cookie_name, key=key, default=False)
+            (refused,) = args
+            done = _delete_cookie(
+                key=key,
+                data={"name": settings.cookie_name, "value": refused, "secure": secure},
+                default={"done": False},
+                on_done_change=_ignore,
+            ).done
     except StreamlitDuplicateElementKey:
         return  # drawn already in this run
     if done:
         st.session_state.pop(_COOKIE_OP, None)
+
+
+def _ignore() -> None:
+    """``on_done_change`` of the deletion: a component's state needs a callback; the next run
+    reads it."""
 
 
 def change_own_password(*, current_password: str, new_password: str, confirm_password: str) -> None:
