@@ -223,20 +223,14 @@ def _from_cookie() -> SignedIn | None:
         return None
     claims = decode_token(token, key=cookie_key(), now=datetime.now(UTC))
     if claims is None:
-        _forget(refused=token)
-        signin.record_refused_cookie(
-            _claimed_username(token), reason="bad_cookie", client_info=client_info()
-        )
+        _refuse(token, _claimed_username(token), "bad_cookie")
         return None
     try:
         signed = signin.resume(
             claims.username, since=claims.since, client_info=client_info(), from_cookie=True
         )
     except AuthError:
-        _forget(refused=token)
-        signin.record_refused_cookie(
-            claims.username, reason="revoked_cookie", client_info=client_info()
-        )
+        _refuse(token, claims.username, "revoked_cookie")
         return None
     state[_COOKIE_READ] = True
     _take_over(signed.username)
@@ -244,6 +238,13 @@ def _from_cookie() -> SignedIn | None:
     state[_SINCE] = signed.since
     state[_EXPIRES] = claims.expires_at
     return signed
+
+
+def _refuse(token: str, claimed: str, reason: str) -> None:
+    """Sign nobody in from ``token``: queue its deletion (of this value only) and record the
+    refusal under the username it ``claimed``."""
+    _forget(refused=token)
+    signin.record_refused_cookie(claimed, reason=reason, client_info=client_info())
 
 
 def _claimed_username(token: str) -> str:

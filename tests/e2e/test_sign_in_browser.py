@@ -19,6 +19,7 @@ from portal import auth
 from portal.actor import cli_actor
 from portal.users import set_active, set_role
 from tests.e2e.conftest import PortalServer
+from tests.factories import audit_events
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
@@ -217,14 +218,13 @@ def wait_until_waiting_for(server: PortalServer, table: str, timeout: float = 30
 
 
 def refused_cookies(server: PortalServer) -> list[tuple[str, str]]:
-    with server.db.app.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT target, detail->>'reason' FROM audit.event WHERE kind = 'sign_in_failed'"
-                " AND detail->>'method' = 'cookie' ORDER BY id"
-            )
-        )
-        return [(target, reason) for target, reason in rows]
+    """(the username claimed, why) of each refused cookie, oldest first."""
+    failed = audit_events(server.db.app, "sign_in_failed")
+    return [
+        (e["target"], e["detail"]["reason"])
+        for e in failed
+        if e["detail"].get("method") == "cookie"
+    ]
 
 
 def test_an_admin_demoted_while_on_an_admin_page_is_told_why_at_the_next_click(
