@@ -14,6 +14,7 @@ from portal.errors import ValidationError
 from tests.conftest import DatabaseHandle
 from tests.db.test_browse import upload
 from tests.factories import make_user
+from tests.trail_seed import table_of
 
 LONG = "x" * 200
 
@@ -190,15 +191,12 @@ def test_integers_past_float8s_precision_are_labelled_exactly(editor: Actor) -> 
     assert ids.spread["rows"].tolist() == [2] + [0] * 18 + [1]
 
 
-def stale_count_write(conn: Connection, dataset: int) -> str:
+def stale_count_write(conn: Connection, db: DatabaseHandle, dataset: int) -> str:
     """Switch the transaction's triggers off (as a superuser may, and as a count kept before
     migration 0016 missed writes made outside the portal), so its writes leave the dataset's
     row_count as it is; the dataset's table name."""
     conn.execute(text("SET LOCAL session_replication_role = replica"))
-    table: str = conn.scalar(
-        text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset}
-    )
-    return table
+    return table_of(db, dataset)
 
 
 def test_rows_deleted_outside_the_portal_do_not_make_a_small_table_sampled(
@@ -207,7 +205,7 @@ def test_rows_deleted_outside_the_portal_do_not_make_a_small_table_sampled(
     data = "Name,Qty\n" + "".join(f"n{i},{i}\n" for i in range(3_000))
     dataset = upload(editor, data.encode(), uploads.NewDataset("Shrunk")).dataset_id
     with fresh_db.superuser.begin() as conn:  # the dataset's row_count stays 3,000
-        table = stale_count_write(conn, dataset)
+        table = stale_count_write(conn, fresh_db, dataset)
         conn.execute(text(f"DELETE FROM data.{table} WHERE qty >= 500"))
     monkeypatch.setattr(profile, "EXACT_ROWS", 1_000)
     monkeypatch.setattr(profile, "SAMPLE_ROWS", 500)
@@ -246,7 +244,7 @@ def test_rows_added_outside_the_portal_are_sampled_at_the_tables_size(
 ) -> None:
     dataset = upload(editor, b"Name,Qty\na,1\n", uploads.NewDataset("Grown")).dataset_id
     with fresh_db.superuser.begin() as conn:  # the dataset's row_count stays 1
-        table = stale_count_write(conn, dataset)
+        table = stale_count_write(conn, fresh_db, dataset)
         conn.execute(
             text(
                 f"INSERT INTO data.{table} (name, qty) SELECT 'n', i FROM generate_series(1, :n) i"

@@ -22,6 +22,7 @@ from portal.diffs import ChangeSet
 from portal.spec import ColumnSpec, DatasetSpec
 from tests.conftest import DatabaseHandle
 from tests.factories import make_user, upload_dataset
+from tests.trail_seed import table_of
 
 pytestmark = pytest.mark.db
 
@@ -388,20 +389,12 @@ def row_count(db: DatabaseHandle, dataset_id: int) -> int:
         )
 
 
-def table_of(db: DatabaseHandle, dataset_id: int) -> str:
-    with db.app.connect() as conn:
-        name = conn.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
-        )
-    return f"data.{name}"
-
-
 def test_writes_outside_the_portal_keep_the_row_count(
     fresh_db: DatabaseHandle, dataset: int
 ) -> None:
     """The count stayed as the portal last left it: the Datasets page said 24 rows of a table
     that had 26."""
-    table = table_of(fresh_db, dataset)
+    table = f"data.{table_of(fresh_db, dataset)}"
     with fresh_db.superuser.begin() as conn:  # psql, say: one transaction, three ways
         conn.execute(
             text(f"INSERT INTO {table} (name, qty) VALUES ('x1', 1), ('x2', 2), ('x3', 3)")
@@ -425,7 +418,7 @@ def test_a_write_outside_the_portal_and_a_commit_counting_rows_do_not_deadlock(
     """A portal commit that adds rows holds its dataset's row from its count's update to its
     COMMIT, where its seal takes the chain's head; the out-of-band seal takes the dataset's row
     before the head, or the two would wait for each other."""
-    table = table_of(fresh_db, dataset)
+    table = f"data.{table_of(fresh_db, dataset)}"
     found, window = read(dataset)
     changes = diffs.build_changeset(
         window, {"added_rows": [{"name": "new", "qty": 1}]}, may_edit=True
