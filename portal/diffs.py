@@ -748,7 +748,7 @@ def _from_editor(column: ColumnSpec, raw: object) -> object:
         raw = raw.to_pydatetime()
     elif isinstance(raw, np.generic):
         raw = raw.item()
-    if column.type == "date" and isinstance(raw, str):
+    if column.type == "date" and isinstance(raw, str) and "T" in raw:
         midnight = _GRID_MIDNIGHT.fullmatch(raw)
         if midnight:
             return midnight["date"]
