@@ -66,12 +66,28 @@ class DatasetDrift:
     sample_extra: tuple[int, ...]
     sample_cells: tuple[CellDrift, ...]
     gone: str | None = None  # what of the dataset was removed: its catalog row, or its table
+    stored_count: int | None = None  # the row count portal.datasets keeps, if it has the dataset
 
     @property
     def ok(self) -> bool:
+        """The table holds what the log says (the stored count is bookkeeping: see
+        ``count_note``)."""
         return not (self.gone or self.missing or self.extra or self.differing)
 
+    @property
+    def count_note(self) -> str:
+        """A stored row count other than the table's rows, and how to correct it; else ''."""
+        if self.gone or self.stored_count is None or self.stored_count == self.rows:
+            return ""
+        return (
+            f"; its stored row count says {self.stored_count:,} (the Datasets page shows that):"
+            f" `portal dataset recount {self.dataset_id}` corrects it"
+        )
+
     def summary(self) -> str:
+        return self._summary() + self.count_note
+
+    def _summary(self) -> str:
         head = f"dataset {self.dataset_id} “{self.name}”"
         if self.ok:
             return f"{head}: {_rows(self.rows)}, as the audit log has them"
@@ -179,6 +195,7 @@ def _check(session: Session, dataset: Dataset) -> DatasetDrift:
         sample_extra=tuple(sample_extra),
         sample_cells=tuple(cells),
         gone=gone,
+        stored_count=dataset.row_count,
     )
 
 

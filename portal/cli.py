@@ -734,6 +734,41 @@ def user_list() -> None:
         )
 
 
+# -- dataset ----------------------------------------------------------------------------------
+
+
+@main.group()
+def dataset() -> None:
+    """Look after datasets' bookkeeping."""
+
+
+@dataset.command("recount")
+@click.argument("dataset_ids", metavar="[DATASET_ID]...", nargs=-1, type=click.IntRange(1))
+@_reports_errors
+def dataset_recount(dataset_ids: tuple[int, ...]) -> None:
+    """Count the rows of each dataset (all of them when none is named) and correct the row
+    count the Datasets page shows where it drifted (a write made with triggers off). Each
+    dataset in a transaction of its own; its commits wait a moment."""
+    from portal.datasets import dataset_names, recount_rows
+
+    with _database():
+        with session_scope() as session:
+            known = [i for i, _ in dataset_names(session=session)]
+        unknown = [i for i in dataset_ids if i not in known]
+        if unknown:
+            listed = ", ".join(map(str, unknown))
+            raise click.BadParameter(
+                f"no dataset has id {listed}; `portal dataset recount` with no id recounts "
+                "them all.",
+                param_hint="'DATASET_ID'",
+            )
+        if not known:
+            click.echo("There are no datasets yet; nothing was counted.")
+        for dataset_id in dict.fromkeys(dataset_ids or sorted(known)):
+            with session_scope() as session:
+                click.echo(recount_rows(session=session, dataset_id=dataset_id).summary())
+
+
 # -- audit ------------------------------------------------------------------------------------
 
 

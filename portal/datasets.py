@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -69,6 +70,47 @@ def get_dataset(*, session: Session, dataset_id: int, for_update: bool = False) 
     if dataset is None:
         raise NotFound(f"There is no dataset with id {dataset_id}; it may have been removed.")
     return dataset
+
+
+@dataclass(frozen=True)
+class Recount:
+    """A dataset's stored row count before and after ``recount_rows``."""
+
+    dataset_id: int
+    name: str
+    was: int
+    rows: int
+
+    def summary(self) -> str:
+        head = f"dataset {self.dataset_id} “{self.name}”"
+        if self.was == self.rows:
+            return f"{head}: {self.rows:,} rows, as its stored count said; nothing was changed"
+        return f"{head}: stored row count {self.was:,} corrected to {self.rows:,}"
+
+
+def recount_rows(*, session: Session, dataset_id: int) -> Recount:
+    """Set the dataset's stored ``row_count`` to the rows its table holds, in the session's
+    transaction; what it was and is.
+
+    The count drifts only through writes the portal never saw counted: a write made with
+    triggers off, or one made outside the portal before migration 0016 counted them. The
+    dataset is locked ``FOR UPDATE`` before the table is counted: a commit under way (which
+    holds it ``FOR KEY SHARE`` until it adds its own inserts less deletes) is waited for and
+    counted, and a write outside the portal committing meanwhile adds its own as it is sealed,
+    after this transaction. The count is the dataset's bookkeeping, not its data: nothing goes
+    into the audit log.
+
+    Raises:
+        NotFound: no such dataset.
+    """
+    dataset = get_dataset(session=session, dataset_id=dataset_id, for_update=True)
+    table = qualified_table(session, dataset.table_name)
+    rows = int(session.scalar(text(f"SELECT count(*) FROM {table}")) or 0)
+    was = dataset.row_count
+    if rows != was:
+        dataset.row_count = rows
+        session.flush()
+    return Recount(dataset.id, dataset.name, was, rows)
 
 
 def dataset_spec(dataset: Dataset) -> specs.DatasetSpec:

@@ -240,6 +240,56 @@ def test_cli_verify_with_data(fresh_db: DatabaseHandle, people: tuple[int, str])
     assert "1 row differs (row 2 qty: log 2, table 666)" in bad.output
 
 
+def test_a_drifted_row_count_is_noted_and_recounted(
+    fresh_db: DatabaseHandle, people: tuple[int, str]
+) -> None:
+    """A stored count the table no longer bears out (kept before migration 0016, or after a
+    write with triggers off) is bookkeeping, not tampering: verify notes it and names the
+    command that corrects it, and its exit status stays the log's."""
+    dataset_id = people[0]
+    _store_row_count(fresh_db, dataset_id, 9)
+    runner = CliRunner()
+    noted = runner.invoke(main, ["audit", "verify", "--data"])
+    assert noted.exit_code == 0, noted.output
+    assert (
+        f"dataset {dataset_id} “People”: 4 rows, as the audit log has them; its stored row count"
+        f" says 9 (the Datasets page shows that): `portal dataset recount {dataset_id}` corrects it"
+    ) in noted.output
+    fixed = runner.invoke(main, ["dataset", "recount", str(dataset_id)])
+    assert fixed.exit_code == 0, fixed.output
+    assert fixed.output == f"dataset {dataset_id} “People”: stored row count 9 corrected to 4\n"
+    clean = runner.invoke(main, ["audit", "verify", "--data"])
+    assert clean.exit_code == 0, clean.output
+    assert "stored row count" not in clean.output
+    every = runner.invoke(main, ["dataset", "recount"])
+    assert every.output == (
+        f"dataset {dataset_id} “People”: 4 rows, as its stored count said; nothing was changed\n"
+    )
+    _store_row_count(fresh_db, dataset_id, 9)
+    unknown = runner.invoke(main, ["dataset", "recount", str(dataset_id), "999"])
+    assert unknown.exit_code == 2
+    assert "no dataset has id 999" in unknown.output
+    with fresh_db.app.connect() as conn:  # refused whole: the known one was not recounted
+        stored = conn.scalar(
+            text("SELECT row_count FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
+        )
+    assert stored == 9
+
+
+def _store_row_count(db: DatabaseHandle, dataset_id: int, count: int) -> None:
+    with db.app.begin() as conn:
+        conn.execute(
+            text("UPDATE portal.datasets SET row_count = :n WHERE id = :i"),
+            {"n": count, "i": dataset_id},
+        )
+
+
+def test_a_recount_with_no_datasets_says_so(fresh_db: DatabaseHandle) -> None:
+    out = CliRunner().invoke(main, ["dataset", "recount"])
+    assert out.exit_code == 0, out.output
+    assert out.output == "There are no datasets yet; nothing was counted.\n"
+
+
 def _app_role_removes_the_dataset(db: DatabaseHandle, dataset_id: int, table: str) -> None:
     with db.app.begin() as conn:  # DML on portal.*, and the owner of its data tables
         conn.execute(text("DELETE FROM portal.datasets WHERE id = :id"), {"id": dataset_id})

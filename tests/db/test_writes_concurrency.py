@@ -17,8 +17,10 @@ from sqlalchemy.orm import Session
 from audit.chain import verify
 from portal import diffs, writes
 from portal.actor import Actor
+from portal.datasets import Recount, recount_rows
 from portal.db import session_scope
 from portal.diffs import ChangeSet
+from portal.errors import NotFound
 from portal.spec import ColumnSpec, DatasetSpec
 from tests.conftest import DatabaseHandle
 from tests.factories import make_user, upload_dataset
@@ -389,6 +391,19 @@ def row_count(db: DatabaseHandle, dataset_id: int) -> int:
         )
 
 
+def wait_for_a_lock(db: DatabaseHandle, pid: int) -> None:
+    """Return once backend ``pid`` waits for a lock; fail after 5 s."""
+    with db.superuser.connect() as watch:
+        for _ in range(500):
+            waiting = watch.scalar(
+                text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :p"), {"p": pid}
+            )
+            if waiting == "Lock":
+                return
+            threading.Event().wait(0.01)
+    raise AssertionError(f"backend {pid} never waited for a lock (last: {waiting})")
+
+
 def test_writes_outside_the_portal_keep_the_row_count(
     fresh_db: DatabaseHandle, dataset: int
 ) -> None:
@@ -445,15 +460,7 @@ def test_a_write_outside_the_portal_and_a_commit_counting_rows_do_not_deadlock(
 
     thread = threading.Thread(target=commit_outside)
     thread.start()
-    with fresh_db.superuser.connect() as watch:  # until its seal waits for the dataset's row
-        for _ in range(500):
-            waiting = watch.scalar(
-                text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :p"), {"p": pid}
-            )
-            if waiting == "Lock":
-                break
-            threading.Event().wait(0.01)
-        assert waiting == "Lock"
+    wait_for_a_lock(fresh_db, pid)  # its seal waits for the dataset's row
     portal.commit()
     portal.close()
     thread.join(timeout=30)
@@ -462,3 +469,64 @@ def test_a_write_outside_the_portal_and_a_commit_counting_rows_do_not_deadlock(
     assert row_count(fresh_db, dataset) == ROWS + 3
     with Session(fresh_db.app) as s:
         assert verify(session=s).ok
+
+
+def test_a_recount_corrects_a_drifted_count_and_leaves_a_right_one(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    table = f"data.{table_of(fresh_db, dataset)}"
+    with fresh_db.superuser.begin() as conn:  # triggers off: the count misses these two rows
+        conn.execute(text("SET LOCAL session_replication_role = replica"))
+        conn.execute(text(f"INSERT INTO {table} (name, qty) VALUES ('x1', 1), ('x2', 2)"))
+    assert row_count(fresh_db, dataset) == ROWS
+    with Session(fresh_db.app) as s, s.begin():
+        done = recount_rows(session=s, dataset_id=dataset)
+    assert (done.was, done.rows) == (ROWS, ROWS + 2)
+    assert done.summary() == f"dataset {dataset} “Stock”: stored row count 24 corrected to 26"
+    assert row_count(fresh_db, dataset) == ROWS + 2
+    with Session(fresh_db.app) as s, s.begin():
+        again = recount_rows(session=s, dataset_id=dataset)
+    assert (again.was, again.rows) == (ROWS + 2, ROWS + 2)
+    assert again.summary().endswith("26 rows, as its stored count said; nothing was changed")
+    with Session(fresh_db.app) as s, s.begin(), pytest.raises(NotFound):
+        recount_rows(session=s, dataset_id=dataset + 100)
+
+
+def test_a_recount_waits_for_a_commit_under_way_and_counts_its_rows(
+    fresh_db: DatabaseHandle, dataset: int, editors: list[Actor]
+) -> None:
+    """A recount counting before a commit adding rows is in would leave the count short of
+    them: it waits for the dataset's row the commit holds, then counts."""
+    table = f"data.{table_of(fresh_db, dataset)}"
+    with fresh_db.superuser.begin() as conn:  # a drifted count: 24 stored, 25 rows
+        conn.execute(text("SET LOCAL session_replication_role = replica"))
+        conn.execute(text(f"INSERT INTO {table} (name, qty) VALUES ('x1', 1)"))
+    found, window = read(dataset)
+    added = [{"name": f"new{i}", "qty": i} for i in range(3)]
+    changes = diffs.build_changeset(window, {"added_rows": added}, may_edit=True)
+    portal = Session(fresh_db.app)
+    writes.commit(
+        session=portal,
+        actor=editors[0],
+        dataset_id=dataset,
+        spec_version=found.spec_version,
+        changes=changes,
+        reason="three more",
+    )  # not committed yet: the dataset's row is held
+    counter = Session(fresh_db.app)
+    pid = counter.scalar(text("SELECT pg_backend_pid()"))
+    done: list[Recount] = []
+    thread = threading.Thread(
+        target=lambda: done.append(recount_rows(session=counter, dataset_id=dataset))
+    )
+    thread.start()
+    wait_for_a_lock(fresh_db, pid)
+    portal.commit()
+    portal.close()
+    thread.join(timeout=30)
+    counter.commit()
+    counter.close()
+    assert [(d.was, d.rows) for d in done] == [(ROWS + 3, ROWS + 4)]
+    assert row_count(fresh_db, dataset) == ROWS + 4
+    with fresh_db.app.connect() as conn:
+        assert conn.scalar(text(f"SELECT count(*) FROM {table}")) == ROWS + 4
