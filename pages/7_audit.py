@@ -159,6 +159,8 @@ with st.container(border=True):
     for drift in drifts or []:
         if not drift.ok:
             st.error(md_text(drift.summary()), icon=":material/gpp_bad:")  # names, values
+        elif drift.count_note:  # bookkeeping, not the log: a count to correct
+            st.warning(md_text(drift.summary()), icon=":material/calculate:")
 
 # -- filters ----------------------------------------------------------------------------------
 

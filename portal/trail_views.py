@@ -980,6 +980,9 @@ def record_drift_check(
         "datasets": len(drifts),
         "differing": [d.dataset_id for d in drifts if not d.ok],
     }
+    miscounted = [d.dataset_id for d in drifts if d.count_note]
+    if miscounted:  # only when there are some: the events recorded before keep their shape
+        detail["miscounted"] = miscounted
     if problem is not None:
         detail["problem"] = problem
     record_event(

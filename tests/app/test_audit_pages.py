@@ -260,6 +260,31 @@ def test_an_admin_checks_every_dataset_against_the_log(trail: Trail) -> None:
     assert [(d["ok"], d["differing"]) for d in checked] == [(True, []), (False, [trail.stock])]
 
 
+def test_a_dataset_check_notes_a_stored_row_count_its_table_does_not_bear_out(
+    trail: Trail,
+) -> None:
+    with trail.db.app.begin() as conn:  # as a write with triggers off leaves it
+        conn.execute(
+            text("UPDATE portal.datasets SET row_count = row_count + 5 WHERE id = :i"),
+            {"i": trail.stock},
+        )
+    at, _ = on_page(trail.db, "admin", AUDIT)
+    [button] = [b for b in at.button if b.label == "Check every dataset against the log"]
+    button.click().run()
+    assert not at.exception
+    assert "All 2 datasets match their audit log, cell by cell." in [s.value for s in at.success]
+    [warning] = [w.value for w in at.warning]
+    assert "“Stock”: 3 rows, as the audit log has them; its stored row count says 8" in warning
+    assert f"portal dataset recount {trail.stock}" in warning  # quoted as markdown text
+    [checked] = [e for e in events(trail.db, "audit_view") if e["target"] == "audit:datasets"]
+    assert checked["detail"] == {
+        "ok": True,
+        "datasets": 2,
+        "differing": [],
+        "miscounted": [trail.stock],
+    }
+
+
 def test_a_dataset_check_that_finds_a_forged_bulk_stream_is_recorded(trail: Trail) -> None:
     """Checking the datasets against the log is recorded whatever it finds, as a verification
     of the chains is: also when a bulk load's stored stream no longer matches its SHA-256,
