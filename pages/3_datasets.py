@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from portal import browse, datasets
-from portal.browse import PAGE_SIZES, CsvExport, FilterOp, RowFilter, Sort
+from portal.browse import PAGE_SIZES, CsvExport, ExportKey, FilterOp, RowFilter, Sort
 from portal.db import session_scope
 from portal.errors import PortalError, ValidationError
 from portal.profile import EXACT_ROWS, Profile, column_profile
@@ -31,7 +31,8 @@ actor = require("viewer")
 OPEN = "datasets.open"
 FLASH = "datasets.flash"
 SETTING = "datasets.setting"  # (dataset id, the reason setting asked for): its dialog is open
-PREPARED = "datasets.prepared"  # (dataset id, filter, newest change) -> the prepared CsvExport
+PREPARED = "datasets.prepared"  # (ExportKey, the prepared CsvExport)
+
 PROFILE_REFUSED = "datasets.profile_refused"  # (dataset id, column, newest change), message
 
 
@@ -372,13 +373,10 @@ with st.expander("Column profile", icon=":material/bar_chart:"):
 # -- download ---------------------------------------------------------------------------------
 
 st.subheader("Download")
-# A file is for the rows and order it was prepared for; with the time of the dataset's newest
-# change, for a file prepared before a later change holds rows the dataset no longer has (an
-# edit made on the Edit page meanwhile, say).
-export_key = (dataset.id, row_filter, shown_order, by_id[dataset.id].last_change_at)
-prepared: tuple[tuple[object, ...], CsvExport] | None = st.session_state.get(PREPARED)
+export_key = ExportKey(dataset.id, row_filter, shown_order, by_id[dataset.id].last_change_at)
+prepared: tuple[ExportKey, CsvExport] | None = st.session_state.get(PREPARED)
 if prepared is not None and prepared[0] != export_key:
-    if prepared[0][:3] == export_key[:3]:
+    if prepared[0].same_rows(export_key):
         st.info(
             "The dataset has changed since the file was prepared: prepare it again to download "
             "its rows as they are now.",

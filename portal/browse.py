@@ -36,7 +36,7 @@ import io
 import math
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Final, Literal, TypeAlias, get_args
 
@@ -218,6 +218,22 @@ class CsvExport:
     file_name: str
     rows: int
     event_id: int
+
+
+@dataclass(frozen=True)
+class ExportKey:
+    """What a prepared CSV file is for (the Datasets page keeps it with the file): the rows and
+    order asked for, as of the dataset's newest change; a file prepared before a later change
+    (an edit on the Edit page meanwhile, say) holds rows the dataset no longer has."""
+
+    dataset_id: int
+    row_filter: RowFilter | None
+    order: Sort
+    as_of: datetime | None
+
+    def same_rows(self, other: ExportKey) -> bool:
+        """The same rows and order asked for, whatever changed since."""
+        return replace(self, as_of=None) == replace(other, as_of=None)
 
 
 # ---------------------------------------------------------------------------------------------
