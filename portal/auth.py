@@ -75,15 +75,23 @@ SIGN_IN_EXPIRED = "Your sign-in has expired. Sign in again."
 
 # Deletes the cookie ``name`` if the browser holds it with ``value`` (or with any value, if
 # ``value`` is null), then reports done. Run again whenever Streamlit draws it anew, so it must stay
-# harmless to repeat: it never deletes a value it was not asked to.
-_DELETE_COOKIE_JS = """
+# harmless to repeat: it never deletes a value it was not asked to. ``value`` is the value as the
+# server read it: a value in double quotes reaches it unquoted and unescaped (Python's
+# ``http.cookies._unquote``, which ``unquote`` mirrors), so the held values are compared as both.
+_DELETE_COOKIE_JS = r"""
+const unquote = (v) =>
+  v.length >= 2 && v.startsWith('"') && v.endsWith('"')
+    ? v.slice(1, -1).replace(/\\(?:([0-3][0-7][0-7])|(.))/g,
+        (_, octal, char) => (octal ? String.fromCharCode(parseInt(octal, 8)) : char))
+    : v;
 export default function ({ data, setStateValue }) {
   const { name, value, secure } = data;
   const held = document.cookie
     .split("; ")
     .filter((pair) => pair.startsWith(name + "="))
     .map((pair) => pair.slice(name.length + 1));
-  if (held.length > 0 && (value === null || held.includes(value))) {
+  const asRead = held.flatMap((v) => [v, unquote(v)]);
+  if (held.length > 0 && (value === null || asRead.includes(value))) {
     document.cookie = name + "=; Path=/; Max-Age=0; SameSite=Strict" + (secure ? "; Secure" : "");
   }
   setStateValue("done", true);
