@@ -138,14 +138,29 @@ def user_admin_events(engine: Engine) -> list[tuple[str, str, dict[str, object]]
         return [(r[0], r[1], r[2]) for r in rows]
 
 
+def table_name(engine: Engine, dataset_id: int) -> str:
+    """The dataset's table name in schema ``data`` (bare, unquoted), as ``portal.datasets`` has
+    it. Read on a connection of its own: the name never changes, so a caller about to write to
+    the table in a transaction (of any role) reads it first."""
+    with engine.connect() as conn:
+        name = conn.scalar(
+            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
+        )
+    if name is None:
+        raise LookupError(f"no dataset {dataset_id} in portal.datasets")
+    return str(name)
+
+
+def data_table(engine: Engine, dataset_id: int) -> str:
+    """The dataset's table as a qualified, quoted name for SQL: ``data."<name>"``."""
+    return f'data."{table_name(engine, dataset_id)}"'
+
+
 def dataset_rows(engine: Engine, dataset_id: int, columns: str) -> list[tuple[object, ...]]:
     """The dataset's rows as tuples of ``columns`` (SQL, e.g. ``"_row_id, name, qty"``), in
     ``_row_id`` order, read straight from its table."""
+    query = f"SELECT {columns} FROM {data_table(engine, dataset_id)} ORDER BY _row_id"
     with engine.connect() as conn:
-        table = conn.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
-        )
-        query = f'SELECT {columns} FROM data."{table}" ORDER BY _row_id'
         return [tuple(r) for r in conn.execute(text(query))]
 
 

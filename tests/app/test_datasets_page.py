@@ -26,7 +26,7 @@ from tests.app.conftest import (
 )
 from tests.conftest import DatabaseHandle
 from tests.db.test_browse import ROWS, seed_people
-from tests.factories import make_user, upload_dataset
+from tests.factories import make_user, table_name, upload_dataset
 
 pytestmark = pytest.mark.app
 
@@ -467,10 +467,8 @@ def test_a_profile_stopped_at_its_time_limit_is_not_run_again_by_every_click(
 
 def test_the_profile_of_a_dataset_without_rows_says_so(fresh_db: DatabaseHandle) -> None:
     dataset_id, _ = seed_people(fresh_db)
+    table = table_name(fresh_db.app, dataset_id)
     with fresh_db.superuser.begin() as conn:  # every row deleted (from psql, or on Edit)
-        table = conn.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
-        )
         conn.execute(text(f"DELETE FROM data.{table}"))
     at, _ = datasets_page(fresh_db, "viewer")
     open_dataset(at, dataset_id)

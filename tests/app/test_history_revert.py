@@ -17,7 +17,7 @@ from portal.diffs import ChangeSet
 from tests.app.conftest import show_app, signed_in, texts
 from tests.conftest import DatabaseHandle
 from tests.db.test_revert import CSV, MIXED, ORIGINAL, SPEC, edit, table, update
-from tests.factories import make_user, upload_dataset
+from tests.factories import data_table, make_user, upload_dataset
 
 pytestmark = pytest.mark.app
 
@@ -186,11 +186,9 @@ def test_the_cells_put_back_tell_no_value_from_an_empty_text(
 ) -> None:
     """A write from psql set bob's note (no value) to an empty text: the dialog shows the revert
     putting back ∅ over "", not "" over "" (a change that looks like none)."""
+    name = data_table(fresh_db.app, dataset)
     with fresh_db.superuser.begin() as conn:
-        name = conn.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset}
-        )
-        conn.execute(text(f"UPDATE data.\"{name}\" SET note = '' WHERE _row_id = 2"))
+        conn.execute(text(f"UPDATE {name} SET note = '' WHERE _row_id = 2"))
     out_of_band = newest(fresh_db)
     assert out_of_band["kind"] == "out_of_band"
     at, _ = history(fresh_db, "editor", dataset, out_of_band["id"])

@@ -19,8 +19,8 @@ from portal.actor import Actor
 from portal.trail_views import AsOf
 from tests.app.conftest import show_app, signed_in
 from tests.conftest import DatabaseHandle
-from tests.factories import make_user, upload_dataset
-from tests.trail_seed import edit, seed_trail, table_of
+from tests.factories import make_user, table_name, upload_dataset
+from tests.trail_seed import edit, seed_trail
 
 pytestmark = pytest.mark.app
 
@@ -76,7 +76,7 @@ def inserts_then_updates(db: DatabaseHandle, inserted: int, updated: int) -> int
     """One out-of-band changeset: ``inserted`` rows inserted, then ``updated`` of them updated;
     its seq."""
     ds = upload_dataset(an_editor(db), b"Name,Qty\na,1\n", name="Counted")
-    table = table_of(db, ds)
+    table = table_name(db.app, ds)
     with db.superuser.begin() as conn:
         conn.execute(
             text(

@@ -21,7 +21,7 @@ from audit.events import record_event
 from portal.actor import Actor
 from portal.embedded import find_pg_bindir
 from tests.conftest import DatabaseHandle, _superuser_exec, create_database, drop_database
-from tests.factories import make_user, unique_name, upload_dataset
+from tests.factories import data_table, make_user, unique_name, upload_dataset
 
 pytestmark = pytest.mark.db
 
@@ -91,10 +91,8 @@ def test_a_dump_restores_into_an_empty_database_and_its_chain_verifies(
             events = verify_events(session=s, expect_head=event_head.hash)
             assert events.ok, events.summary()
             assert events.head == read_event_head(session=s) == event_head
-            table = s.scalar(
-                text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
-            )
-            assert s.scalar(text(f'SELECT count(*) FROM data."{table}"')) == 3
+            table = data_table(app, dataset_id)
+            assert s.scalar(text(f"SELECT count(*) FROM {table}")) == 3
             # Restoring loaded the rows before the capture triggers existed: no new changesets.
             assert s.scalar(text("SELECT max(seq) FROM audit.changeset")) == head.seq
     finally:

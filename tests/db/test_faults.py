@@ -58,7 +58,7 @@ from portal.errors import (
 )
 from tests.conftest import DatabaseHandle, _superuser_exec, create_database, drop_database
 from tests.db.test_writes import CSV, SPEC
-from tests.factories import make_user, upload_dataset
+from tests.factories import data_table, make_user, upload_dataset
 
 pytestmark = pytest.mark.db
 
@@ -94,14 +94,6 @@ def commit(actor: Actor, read: writes.EditWindow, changes: ChangeSet) -> writes.
         )
 
 
-def table_of(database: DatabaseHandle, dataset_id: int) -> str:
-    with database.owner.connect() as conn:
-        name = conn.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
-        )
-    return f'data."{name}"'
-
-
 def snapshot(database: DatabaseHandle) -> dict[str, Any]:
     """Everything a half-written commit or upload could leave behind."""
     with database.owner.connect() as conn:
@@ -124,7 +116,7 @@ def snapshot(database: DatabaseHandle) -> dict[str, Any]:
 
 
 def rows_of(database: DatabaseHandle, dataset_id: int) -> list[tuple[Any, ...]]:
-    table = table_of(database, dataset_id)
+    table = data_table(database.owner, dataset_id)
     with database.owner.connect() as conn:
         return [tuple(r) for r in conn.execute(text(f"SELECT * FROM {table} ORDER BY _row_id"))]
 
@@ -398,7 +390,7 @@ def test_a_backend_terminated_mid_commit_rolls_back_whole_and_the_edits_commit_o
     before, rows_before = snapshot(fresh_db), rows_of(fresh_db, people)
     lock = {
         # the first UPDATE waits: the changeset is open, nothing committed yet
-        "row": f"SELECT 1 FROM {table_of(fresh_db, people)} WHERE _row_id = 1 FOR UPDATE",
+        "row": f"SELECT 1 FROM {data_table(fresh_db.owner, people)} WHERE _row_id = 1 FOR UPDATE",
         # every write is done and COMMIT is running: the seal waits for the chain head
         "commit": "SELECT 1 FROM audit.chain_head WHERE id = 1 FOR UPDATE",
     }[held]
@@ -576,7 +568,7 @@ def test_a_commit_killed_midway_is_all_or_nothing(
     fresh_db: DatabaseHandle, editor: Actor, people: int, tmp_path: Path, when: str
 ) -> None:
     before, rows_before = snapshot(fresh_db), rows_of(fresh_db, people)
-    table = table_of(fresh_db, people)
+    table = data_table(fresh_db.owner, people)
     lock = {
         "mid-transaction": f"SELECT 1 FROM {table} WHERE _row_id = 1 FOR UPDATE",
         "COMMIT sent": "SELECT 1 FROM audit.chain_head WHERE id = 1 FOR UPDATE",
@@ -676,7 +668,7 @@ def test_a_revoked_privilege_is_named_as_a_set_up_fault(
         upload_dataset(editor, CSV, spec=SPEC, name="More")
     with fresh_db.superuser.begin() as conn:
         conn.execute(text("GRANT INSERT ON audit.changeset TO portal_app"))
-        conn.execute(text(f"REVOKE UPDATE ON {table_of(fresh_db, people)} FROM portal_app"))
+        conn.execute(text(f"REVOKE UPDATE ON {data_table(fresh_db.owner, people)} FROM portal_app"))
     # The data table's own privilege fails inside portal.writes' psycopg2 cursor: named the same.
     with pytest.raises(DatabasePrivilege, match="permission denied for table") as refused:
         commit(editor, read, changes)

@@ -31,7 +31,7 @@ from portal.actor import Actor
 from portal.errors import PortalError
 from portal.spec import CellError, ColumnSpec, DatasetSpec, validate_value
 from tests.conftest import DatabaseHandle
-from tests.factories import make_user, upload_dataset
+from tests.factories import make_user, table_name, upload_dataset
 
 pytestmark = pytest.mark.db
 
@@ -318,10 +318,7 @@ def invalid_cells(rows: tuple[tuple[Any, ...], ...]) -> list[str]:
 def test_fuzzed_editor_states_never_crash_never_write_invalid_rows(
     fresh_db: DatabaseHandle, editor: Actor, dataset: int, rolled_back: Any
 ) -> None:
-    with fresh_db.app.connect() as conn:
-        table = conn.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset}
-        )
+    table = table_name(fresh_db.app, dataset)
     seen = {"accepted": 0, "refused": 0}
 
     @settings(

@@ -18,7 +18,7 @@ from portal.db import session_scope
 from portal.diffs import ChangeSet, RowUpdate
 from tests.conftest import DatabaseHandle
 from tests.db.test_revert import edit
-from tests.factories import make_user, upload_dataset
+from tests.factories import make_user, table_name, upload_dataset
 
 pytestmark = pytest.mark.db
 
@@ -106,8 +106,7 @@ def test_the_as_of_export_of_the_newest_changeset_reads_like_the_export_of_the_t
     ds = upload_dataset(
         editor, b"Name,At\nann,2024-01-02 03:04:05+00:00\nbob,2024-06-30 23:59:59+00:00\n"
     )
-    with session_scope() as s:
-        table = s.scalar(text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": ds})
+    table = table_name(fresh_db.app, ds)
     with fresh_db.superuser.begin() as conn:  # psql in another time zone
         conn.execute(text("SET TIME ZONE 'Asia/Kolkata'"))
         conn.execute(
@@ -160,8 +159,8 @@ def test_a_change_between_no_value_and_an_empty_text_reads_as_one(
     """Written from psql, an empty text is not "no value": the changeset's rows and the row's
     versions show ``∅ → ""``, never ``∅ → ∅`` (a change that looks like none)."""
     ds = upload_dataset(editor, b"Name,Note\nann,\n", name="Notes")
+    table = table_name(fresh_db.app, ds)
     with fresh_db.superuser.begin() as conn:
-        table = conn.scalar(text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": ds})
         conn.execute(text(f"UPDATE data.\"{table}\" SET note = '' WHERE _row_id = 1"))
     seq = head_seq(fresh_db)
     with session_scope() as s:
@@ -205,8 +204,8 @@ def test_row_history_and_a_changeset_s_rows_show_date_times_in_utc_whoever_wrote
     offset (``2024-03-03T15:30:00+05:30``); a row's versions and a changeset's rows show them
     in UTC, as the table as of the changeset (and the Datasets page) does, not in that zone."""
     ds = upload_dataset(editor, b"Name,At\nann,2024-03-03 10:00:00\n", name="Times")
+    table = table_name(fresh_db.app, ds)
     with fresh_db.superuser.begin() as conn:
-        table = conn.scalar(text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": ds})
         conn.execute(text("SET TIME ZONE 'Asia/Kolkata'"))
         conn.execute(text(f"UPDATE data.\"{table}\" SET at = at + interval '1 hour'"))
         conn.execute(
@@ -237,8 +236,8 @@ def test_date_times_at_the_ends_of_the_range_written_far_from_utc_are_shown_in_u
     0001-01-01 01:00 UTC at -12:00 as year 1 BC, which Python's datetime cannot read: the table
     as of that changeset stopped with a ValueError (a traceback on the History page)."""
     ds = upload_dataset(editor, b"Name,At\nann,2024-03-03 10:00:00\nbob,2024-03-03 10:00:00\n")
+    table = table_name(fresh_db.app, ds)
     with fresh_db.superuser.begin() as conn:
-        table = conn.scalar(text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": ds})
         set_at = text(f'UPDATE data."{table}" SET at = :at WHERE _row_id = :row')
         conn.execute(text("SET TIME ZONE 'Pacific/Kiritimati'"))
         conn.execute(set_at, {"at": "9999-12-31 23:00Z", "row": 1})
@@ -265,8 +264,8 @@ def test_whole_rows_tell_no_value_from_an_empty_text(
     cell (shown as the Datasets page shows one), an empty text a blank one. The download
     still writes both as an empty field."""
     ds = upload_dataset(editor, b"Name,Note\nann,\nbob,\n", name="Notes")
+    table = table_name(fresh_db.app, ds)
     with fresh_db.superuser.begin() as conn:
-        table = conn.scalar(text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": ds})
         conn.execute(text(f"UPDATE data.\"{table}\" SET note = '' WHERE _row_id = 2"))
         conn.execute(
             text(f"INSERT INTO data.\"{table}\" (name, note) VALUES ('cy', ''), ('dee', NULL)")

@@ -15,7 +15,7 @@ from portal.config import get_settings
 from portal.db import get_engine, session_scope
 from portal.spec import index_name
 from tests.conftest import DatabaseHandle
-from tests.factories import make_user, statements_sent, upload_dataset
+from tests.factories import make_user, statements_sent, table_name, upload_dataset
 
 pytestmark = pytest.mark.db
 
@@ -29,11 +29,7 @@ def dataset(fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch) -> tuple[
     with Session(fresh_db.app) as s, s.begin():
         name, _ = make_user(s, role="editor")
     dataset_id = upload_dataset(Actor(name, "Ed", "editor"), CSV, name="Indexed")
-    with fresh_db.app.connect() as conn:
-        table = conn.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
-        )
-    return dataset_id, table
+    return dataset_id, table_name(fresh_db.app, dataset_id)
 
 
 def index_state(db: DatabaseHandle, table: str) -> dict[str, tuple[bool, str]]:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from benchmarks.load import create_dataset, run_load, violations
 from portal.actor import Actor
 from tests.conftest import DatabaseHandle
-from tests.factories import make_user
+from tests.factories import data_table, make_user
 
 pytestmark = pytest.mark.db
 
@@ -49,11 +49,9 @@ def test_twenty_sessions_on_overlapping_rows_lose_nothing(
     assert any(a.changes.inserts for a in run.committed)
 
     # The checks catch a lost update: undo one increment behind the portal's back.
+    table = data_table(fresh_db.app, dataset)
     with fresh_db.owner.begin() as conn:
-        table = conn.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset}
-        )
-        conn.execute(text(f'UPDATE data."{table}" SET hits = hits - 1 WHERE _row_id = 1'))
+        conn.execute(text(f"UPDATE {table} SET hits = hits - 1 WHERE _row_id = 1"))
     broken = violations(fresh_db.app, dataset, ROWS, run)
     assert any("hits != successful commits" in p for p in broken), broken
     assert any("table != successes replayed" in p for p in broken), broken

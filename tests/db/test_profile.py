@@ -13,8 +13,7 @@ from portal.db import session_scope
 from portal.errors import ValidationError
 from tests.conftest import DatabaseHandle
 from tests.db.test_browse import upload
-from tests.factories import make_user
-from tests.trail_seed import table_of
+from tests.factories import make_user, table_name
 
 LONG = "x" * 200
 
@@ -109,10 +108,8 @@ def test_a_decimal_too_large_for_a_spread_is_said_not_an_error(
     editor: Actor, fresh_db: DatabaseHandle
 ) -> None:
     dataset = upload(editor, b"Name,Rate\na,1.5\nb,2.5\n", uploads.NewDataset("R")).dataset_id
+    table = table_name(fresh_db.app, dataset)
     with fresh_db.superuser.begin() as conn:  # from psql: a value past float8's range
-        table = conn.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset}
-        )
         conn.execute(text(f"INSERT INTO data.{table} (name, rate) VALUES ('c', 1e400)"))
     rate = profile_of(dataset, "rate")
     assert rate.spread is None
@@ -196,7 +193,7 @@ def stale_count_write(conn: Connection, db: DatabaseHandle, dataset: int) -> str
     migration 0016 missed writes made outside the portal), so its writes leave the dataset's
     row_count as it is; the dataset's table name."""
     conn.execute(text("SET LOCAL session_replication_role = replica"))
-    return table_of(db, dataset)
+    return table_name(db.app, dataset)
 
 
 def test_rows_deleted_outside_the_portal_do_not_make_a_small_table_sampled(

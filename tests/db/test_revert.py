@@ -28,7 +28,7 @@ from portal.models import Dataset
 from portal.revert import RevertRefused
 from portal.spec import ColumnSpec, DatasetSpec
 from tests.conftest import DatabaseHandle
-from tests.factories import make_user, upload_dataset
+from tests.factories import data_table, make_user, upload_dataset
 
 pytestmark = pytest.mark.db
 
@@ -70,12 +70,10 @@ def dataset(editor: Actor) -> int:
 
 def table(db: DatabaseHandle, dataset_id: int) -> dict[int, tuple[Any, ...]]:
     """``{_row_id: (name, qty, price, note)}`` as the table holds it now."""
+    name = data_table(db.app, dataset_id)
     with db.app.connect() as conn:
-        name = conn.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
-        )
         found = conn.execute(
-            text(f'SELECT _row_id, name, qty, price, note FROM data."{name}" ORDER BY _row_id')
+            text(f"SELECT _row_id, name, qty, price, note FROM {name} ORDER BY _row_id")
         )
         return {r[0]: tuple(r[1:]) for r in found}
 
@@ -354,11 +352,9 @@ def test_a_row_deleted_since_and_a_change_outside_the_portal_are_held(
 ) -> None:
     edited = edit(editor, dataset, MIXED)
     edit(other, dataset, ChangeSet(deletes=(RowDelete(3, 0, {}),)), reason="gone")
+    name = data_table(fresh_db.app, dataset)
     with fresh_db.superuser.begin() as conn:
-        name = conn.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset}
-        )
-        conn.execute(text(f"UPDATE data.\"{name}\" SET note = 'psql' WHERE _row_id = 1"))
+        conn.execute(text(f"UPDATE {name} SET note = 'psql' WHERE _row_id = 1"))
 
     shown = plan(editor, edited)
     by_key = {c.key: c for c in shown.conflicts}
@@ -617,13 +613,11 @@ def _step(db: DatabaseHandle, actor: Actor, dataset_id: int, op: tuple[Any, ...]
         elif kind == "delete":
             edit(actor, dataset_id, ChangeSet(deletes=(RowDelete(row_id, 0, {}),)))
         elif kind == "out_of_band":
+            name = data_table(db.app, dataset_id)
             with db.superuser.begin() as conn:
-                name = conn.scalar(
-                    text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
-                )
                 conn.execute(
                     text(
-                        f"UPDATE data.\"{name}\" SET note = coalesce(note, '') || 'x',"
+                        f"UPDATE {name} SET note = coalesce(note, '') || 'x',"
                         " _version = _version + 1 WHERE _row_id = :r"
                     ),
                     {"r": row_id},

@@ -20,7 +20,7 @@ from portal.db import session_scope
 from portal.errors import NotFound, PermissionDenied, ValidationError
 from portal.trail_views import TrailFilter
 from tests.conftest import DatabaseHandle
-from tests.factories import make_user, upload_dataset
+from tests.factories import data_table, make_user, upload_dataset
 from tests.trail_seed import Trail, seed_trail
 
 pytestmark = pytest.mark.db
@@ -245,11 +245,9 @@ def many_rows_changed(db: DatabaseHandle, count: int) -> Actor:
     admin = Actor(boss, "Boss", "admin")
     rows = b"".join(b"n%d,%d\n" % (i, i) for i in range(count))
     dataset_id = upload_dataset(admin, b"Name,Qty\n" + rows, name="Many")
+    table = data_table(db.app, dataset_id)
     with db.app.begin() as conn:
-        table = conn.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
-        )
-        conn.execute(text(f"UPDATE data.\"{table}\" SET name = name || repeat('x', 60)"))
+        conn.execute(text(f"UPDATE {table} SET name = name || repeat('x', 60)"))
     return admin
 
 

@@ -34,7 +34,7 @@ from portal.db import reset_engine
 from portal.errors import PortalError, ValidationError
 from portal.spec import MAX_COLUMNS, DatasetSpec
 from tests.conftest import DatabaseHandle
-from tests.factories import make_user
+from tests.factories import make_user, table_name
 
 pytestmark = pytest.mark.db
 
@@ -825,11 +825,8 @@ def test_an_appended_value_too_long_for_its_column_s_index_is_refused_naming_it(
     from portal.spec import index_name
 
     created, _ = _upload(editor, b"Name,Note\nann,short\n", uploads.NewDataset(name="Notes"))
+    table = table_name(fresh_db.app, created.dataset_id)
     with Session(fresh_db.app) as s, s.begin():
-        table = s.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :i"),
-            {"i": created.dataset_id},
-        )
         s.execute(text(f"CREATE INDEX {index_name(table, 'note')} ON data.{table} (note, _row_id)"))
     before = _written(fresh_db)
     note = "".join(f"{i * 7919 % 100_003:05x}" for i in range(2_400)).encode()  # 12,000 bytes

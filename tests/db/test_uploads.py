@@ -26,7 +26,7 @@ from portal.db import session_scope
 from portal.errors import PermissionDenied, ValidationError
 from portal.spec import ColumnSpec, DatasetSpec
 from tests.conftest import DatabaseHandle
-from tests.factories import all_at_once, make_user
+from tests.factories import all_at_once, make_user, table_name
 
 pytestmark = pytest.mark.db
 
@@ -75,19 +75,12 @@ def _rows(db: DatabaseHandle, table: str) -> list[tuple]:
         ]
 
 
-def _table(db: DatabaseHandle, dataset_id: int) -> str:
-    with db.app.connect() as conn:
-        return conn.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
-        )
-
-
 def test_new_dataset_is_a_typed_captured_table_with_its_audit(
     fresh_db: DatabaseHandle, editor: Actor
 ) -> None:
     outcome = _import(editor, PEOPLE, uploads.NewDataset("People", "staff list"))
     assert (outcome.rows, outcome.seq, outcome.mode) == (3, 1, "append")
-    table = _table(fresh_db, outcome.dataset_id)
+    table = table_name(fresh_db.app, outcome.dataset_id)
     assert _rows(fresh_db, table) == [
         ("Ann", "007", 3, "1.50", "2024-01-05", True),
         ("Bob", "012", None, "10.25", "2024-02-29", False),
@@ -149,7 +142,7 @@ def test_the_table_refuses_what_the_spec_forbids(fresh_db: DatabaseHandle, edito
     rows[0].update(unique=True, required=True)
     spec = uploads.spec_from_rows(rows, base=proposed)
     outcome = _import(editor, PEOPLE, uploads.NewDataset("Checked"), spec=spec)
-    table = _table(fresh_db, outcome.dataset_id)
+    table = table_name(fresh_db.app, outcome.dataset_id)
     for bad in (
         "INSERT INTO data.{t} (name, qty) VALUES ('Dee', 99)",
         "INSERT INTO data.{t} (name) VALUES ('Ann')",
@@ -170,7 +163,7 @@ def test_a_replace_confirmed_for_another_row_count_writes_nothing(
     stale = uploads.ExistingDataset(first.dataset_id, "replace", expected_rows=3)
     with pytest.raises(ValidationError, match="has 4 rows now, not the 3 this confirmation said"):
         _import(editor, more, stale, spec)
-    table = _table(fresh_db, first.dataset_id)
+    table = table_name(fresh_db.app, first.dataset_id)
     assert [r[0] for r in _rows(fresh_db, table)] == ["Ann", "Bob", "Cy, Jr.", "Dee"]
     with fresh_db.app.connect() as conn:
         assert conn.scalar(text("SELECT count(*) FROM audit.changeset")) == 2
@@ -184,7 +177,7 @@ def test_append_then_replace(fresh_db: DatabaseHandle, editor: Actor) -> None:
     more = b"Name,Code,Qty,Price,Joined,Active\nDee,100,1,2.00,2024-03-01,no\n"
     spec = uploads.dataset_spec(first.dataset_id)
     appended = _import(editor, more, uploads.ExistingDataset(first.dataset_id, "append"), spec)
-    table = _table(fresh_db, first.dataset_id)
+    table = table_name(fresh_db.app, first.dataset_id)
     assert [r[0] for r in _rows(fresh_db, table)] == ["Ann", "Bob", "Cy, Jr.", "Dee"]
     assert appended.seq == 2
 
@@ -238,7 +231,7 @@ def test_rows_clashing_with_existing_ones_write_nothing(
     with pytest.raises(ValidationError, match=r"Name.*Nothing was written"):
         _import(editor, again, uploads.ExistingDataset(first.dataset_id), spec=spec)
     assert _counts(fresh_db) == before
-    assert len(_rows(fresh_db, _table(fresh_db, first.dataset_id))) == 3
+    assert len(_rows(fresh_db, table_name(fresh_db.app, first.dataset_id))) == 3
 
 
 def test_a_value_clashing_with_an_existing_row_is_named_as_the_file_has_it(
@@ -652,7 +645,7 @@ def test_an_append_that_waits_for_an_edit_adding_rows_counts_them_too(
     )
     assert isinstance(outcome, uploads.ImportOutcome), outcome
     with fresh_db.app.connect() as conn:
-        table = _table(fresh_db, first.dataset_id)
+        table = table_name(fresh_db.app, first.dataset_id)
         stored = conn.scalar(text(f'SELECT count(*) FROM data."{table}"'))
         counted = conn.scalar(text("SELECT row_count FROM portal.datasets"))
     assert stored == 6

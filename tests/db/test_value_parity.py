@@ -24,7 +24,7 @@ from portal.db import session_scope
 from portal.errors import ValidationError
 from portal.spec import CellError, ColumnSpec, DatasetSpec, validate_value
 from tests.conftest import DatabaseHandle
-from tests.factories import make_user, upload_dataset
+from tests.factories import data_table, make_user, upload_dataset
 
 pytestmark = pytest.mark.db
 
@@ -301,12 +301,10 @@ class Verdict:
 
 
 def _last(db: DatabaseHandle, dataset_id: int) -> tuple[int, str | None]:
+    table = data_table(db.app, dataset_id)
     with db.app.connect() as conn:
-        table = conn.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :id"), {"id": dataset_id}
-        )
         row = conn.execute(
-            text(f'SELECT _row_id, v::text FROM data."{table}" ORDER BY _row_id DESC LIMIT 1')
+            text(f"SELECT _row_id, v::text FROM {table} ORDER BY _row_id DESC LIMIT 1")
         ).one()
     return int(row[0]), row[1]
 
@@ -364,11 +362,8 @@ def _edit(db: DatabaseHandle, actor: Actor, dataset_id: int, sent: Any) -> Verdi
 def _table_takes(db: DatabaseHandle, dataset_id: int, value: str | None) -> bool:
     """Whether the table's constraints take ``value`` (text, read by PostgreSQL as the column's
     type) in a row written directly, rolled back."""
+    insert = text(f"INSERT INTO {data_table(db.app, dataset_id)} (v, note) VALUES (:v, :n)")
     with db.app.connect() as conn:
-        table = conn.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :id"), {"id": dataset_id}
-        )
-        insert = text(f'INSERT INTO data."{table}" (v, note) VALUES (:v, :n)')
         try:
             conn.execute(insert, {"v": value, "n": "x"})
         except DBAPIError:

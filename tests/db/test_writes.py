@@ -19,7 +19,7 @@ from portal.diffs import ChangeSet, RowDelete, RowInsert, RowUpdate
 from portal.errors import PermissionDenied, ValidationError
 from portal.spec import ColumnSpec, DatasetSpec
 from tests.conftest import DatabaseHandle
-from tests.factories import dataset_rows, make_user, upload_dataset
+from tests.factories import data_table, dataset_rows, make_user, table_name, upload_dataset
 
 pytestmark = pytest.mark.db
 
@@ -178,11 +178,9 @@ def test_a_write_from_psql_since_i_read_the_row_is_a_conflict_too(
     outside the portal is not overwritten unseen."""
     read, win = window(dataset)
     mine = diffs.build_changeset(win, {"edited_rows": {0: {"note": "mine"}}}, may_edit=True)
+    name = data_table(fresh_db.app, dataset)
     with fresh_db.superuser.begin() as conn:
-        name = conn.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset}
-        )
-        conn.execute(text(f"UPDATE data.\"{name}\" SET note = 'psql' WHERE _row_id = 1"))
+        conn.execute(text(f"UPDATE {name} SET note = 'psql' WHERE _row_id = 1"))
     with pytest.raises(writes.EditConflict) as caught:
         commit(editor, read, mine)
     [conflict] = caught.value.conflicts
@@ -533,10 +531,8 @@ def test_a_value_too_long_for_its_column_s_index_is_refused_naming_row_and_colum
     with the server's words and "Try again", which could never work."""
     from portal.spec import index_name
 
+    table = table_name(fresh_db.app, dataset)
     with Session(fresh_db.app) as s, s.begin():
-        table = s.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset}
-        )
         s.execute(text(f"CREATE INDEX {index_name(table, 'note')} ON data.{table} (note, _row_id)"))
     before = rows(fresh_db, dataset), audit_counts(fresh_db)
     read, win = window(dataset)
@@ -556,10 +552,8 @@ def test_a_value_over_the_btree_limit_is_named_by_the_index_the_server_names(
 ) -> None:
     from portal.spec import index_name
 
+    table = table_name(fresh_db.app, dataset)
     with Session(fresh_db.app) as s, s.begin():
-        table = s.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset}
-        )
         s.execute(text(f"CREATE INDEX {index_name(table, 'note')} ON data.{table} (note, _row_id)"))
     read, win = window(dataset)
     note = "".join(f"{i * 7919 % 100_003:05x}" for i in range(700))  # 3,500 bytes
