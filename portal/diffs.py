@@ -185,6 +185,10 @@ class Window:
     ``base``)."""
     as_text: frozenset[str] = frozenset()
     """The number columns given to the editor as text (see ``grid``)."""
+    checked: dict[tuple[Any, ...], Any] = field(default_factory=dict, compare=False, repr=False)
+    """What each cell value the editor sent checked to, by column and value (``_verdict``): the
+    Edit page checks the whole editor state on every run, so a cell is checked once, not at
+    every click."""
 
     @cached_property
     def grid(self) -> pd.DataFrame:
@@ -309,6 +313,9 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
     by_name = {c.name: c for c in spec.columns}
     rows = len(window.shown)
     problems: list[EditProblem] = []
+    memo = window.checked
+    if len(memo) > MAX_CHECKED_KEPT:  # a long session's values typed and typed over
+        memo.clear()
     too_many = _too_many_new_rows(window, len(added))
     if too_many is not None:
         raise InvalidEdits([too_many])
@@ -338,7 +345,7 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
     edits: dict[int, dict[str, Value]] = {}  # row id -> its edited cells, checked
     for position in sorted(set(edited) - set(deleted)):
         row_id = ids[position]
-        edits[row_id] = _checked_cells(edited[position], by_name, row_id, problems)
+        edits[row_id] = _checked_cells(edited[position], by_name, row_id, problems, memo)
 
     new_rows: list[dict[str, Value]] = []
     new_where: list[str] = []  # as the grid numbers new rows: pending ones first
@@ -347,7 +354,7 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
         where = f"new row {pending_count + n}"
         new_where.append(where)
         values = {c.name: _default(c) for c in spec.columns}
-        values |= _checked_cells(row, by_name, where, problems)
+        values |= _checked_cells(row, by_name, where, problems, memo)
         for c in spec.columns:  # a required column left out of the added row entirely
             if c.required and values[c.name] is None and c.name not in row:
                 problems.append(EditProblem(where, c.label, "", "A value is required."))
@@ -376,7 +383,9 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
             here = shown.position[row_id]
             now = {n: mine[n] if n in mine else plain(shown.cells[n][here]) for n in shown.names}
         else:  # shown as committed: only its edited cells can differ
-            now = {n: mine[n] for n in sorted(mine, key=order.__getitem__)} if mine else mine
+            now = (
+                {n: mine[n] for n in sorted(mine, key=order.__getitem__)} if len(mine) > 1 else mine
+            )
         before: dict[str, Value] = {}
         after: dict[str, Value] = {}
         for name, value in now.items():
@@ -627,11 +636,11 @@ def _parse_state(
     edited: dict[int, dict[str, Any]] = {}
     for k, v in edited_raw.items():  # one pass: positions are read once
         position = _position(k)
-        if position is None or not isinstance(v, Mapping) or not all(map(_is_str, v)):
+        if position is None or not _is_mapping(v) or not all(map(_is_str, v)):
             raise malformed("edited rows")
         edited.setdefault(position, {}).update(v)
     if not isinstance(added_raw, list | tuple) or not all(
-        isinstance(r, Mapping) and all(map(_is_str, r)) for r in added_raw
+        _is_mapping(r) and all(map(_is_str, r)) for r in added_raw
     ):
         raise malformed("added rows")
     if not isinstance(deleted_raw, list | tuple):
@@ -645,6 +654,10 @@ def _parse_state(
 
 def _is_str(value: object) -> bool:
     return isinstance(value, str)
+
+
+def _is_mapping(value: object) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)  # the ABC's check costs 5x more
 
 
 def _position(value: object) -> int | None:
@@ -692,11 +705,12 @@ def _checked_cells(
     by_name: Mapping[str, ColumnSpec],
     where: int | str,
     problems: list[EditProblem],
+    memo: dict[tuple[Any, ...], Any] | None = None,
 ) -> dict[str, Value]:
     """The cells of one grid row, each checked against its column: a cell in a column the grid
     may not send (an unknown one, or a row id) is left out, a refused value is ``None``; each
     problem goes to ``problems``, at ``where`` (a row id, or a new row's name, made into words
-    only for a problem)."""
+    only for a problem). ``memo`` keeps each value's verdict (``_verdict``)."""
     cells: dict[str, Value] = {}
     for name, raw in sent.items():
         column = by_name.get(name)
@@ -707,20 +721,60 @@ def _checked_cells(
             else:
                 problems.append(_unknown(_place(where), name, raw))
             continue
-        value = _from_editor(column, raw)
-        typed = validate_value(column, value)
-        if isinstance(typed, CellError):  # said as an upload says it, rounded or not
-            problems.append(EditProblem(_place(where), column.label, typed.value, typed.message))
-            typed = None
-        elif type(value) in (int, float) and column.type in _NUMBERS and not browser_exact(value):
-            problems.append(
-                EditProblem(_place(where), column.label, _shown(raw), _NUMBERS[column.type])
-            )
-            typed = None
-        elif isinstance(typed, Decimal):  # as an upload writes it: 1.5 is 1.50 at scale 2
-            typed = stored_decimal(column, typed)
-        cells[name] = typed
+        verdict = _verdict(column, raw, memo)
+        if isinstance(verdict, _Refusal):
+            problems.append(EditProblem(_place(where), *verdict))
+            cells[name] = None
+        else:
+            cells[name] = verdict
     return cells
+
+
+class _Refusal(tuple[str, str, str]):
+    """Why a cell's value is refused: the column's label, the value as shown, the message."""
+
+
+MAX_CHECKED_KEPT: Final = 100_000
+"""How many verdicts a window keeps (``Window.checked``) before it starts again."""
+
+
+def _verdict(
+    column: ColumnSpec, raw: object, memo: dict[tuple[Any, ...], Any] | None
+) -> Value | _Refusal:
+    """The value a cell the grid sent holds in ``column``, or why it is refused; kept in
+    ``memo`` by column, type and value (a float by its ``repr``: ``-0.0`` and ``0.0`` are equal
+    but quoted apart; ``True``, ``1`` and ``1.0`` are equal but typed apart). A value that
+    cannot be a key (a list in a forged state) is checked every time."""
+    key: tuple[Any, ...] | None = None
+    if memo is not None:
+        kind = type(raw)
+        key = (column.name, kind, repr(raw) if kind is float else raw)
+        try:
+            found = memo.get(key, _UNCHECKED)
+        except TypeError:
+            key = None
+        else:
+            if found is not _UNCHECKED:
+                return cast(Value | _Refusal, found)
+    verdict = _check_cell(column, raw)
+    if key is not None and memo is not None:
+        memo[key] = verdict
+    return verdict
+
+
+_UNCHECKED: Final = object()
+
+
+def _check_cell(column: ColumnSpec, raw: object) -> Value | _Refusal:
+    value = _from_editor(column, raw)
+    typed = validate_value(column, value)
+    if isinstance(typed, CellError):  # said as an upload says it, rounded or not
+        return _Refusal((column.label, typed.value, typed.message))
+    if type(value) in (int, float) and column.type in _NUMBERS and not browser_exact(value):
+        return _Refusal((column.label, _shown(raw), _NUMBERS[column.type]))
+    if isinstance(typed, Decimal):  # as an upload writes it: 1.5 is 1.50 at scale 2
+        return stored_decimal(column, typed)
+    return typed
 
 
 def _default(column: ColumnSpec) -> Value:

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from streamlit.elements.lib.column_config_utils import determine_dataframe_schema
 from streamlit.elements.widgets.data_editor import _apply_dataframe_edits
@@ -1228,3 +1228,71 @@ def test_a_change_view_tells_no_value_from_an_empty_text() -> None:
         "0",
         "false",
     ]
+
+
+# -- a window keeps the verdicts of the values it was sent ---------------------------------------
+
+GRID_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**64), max_value=2**64),
+    st.sampled_from([0, 1, -1, 0.0, -0.0, 1.0, True, False, "1", "1.0", "", "AB1", "ab1"]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.lists(st.integers(), max_size=2),  # a forged state's unhashable value
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cells=st.lists(st.tuples(st.sampled_from(SPEC.names), GRID_VALUES), max_size=30))
+@example(cells=[("code", 0.0), ("code", -0.0), ("qty", True), ("qty", 1), ("qty", 1.0)])
+@example(cells=[("active", 1), ("active", True), ("note", 1), ("note", 1.0), ("note", True)])
+def test_a_kept_verdict_is_the_verdict_of_that_very_value(cells: list[tuple[str, Any]]) -> None:
+    """Equal but different values (``True``/``1``/``1.0``, ``0.0``/``-0.0``) are checked apart:
+    with one window's memo, each value gets exactly what a fresh check gives it, in any order."""
+    by_name = {c.name: c for c in SPEC.columns}
+    memo: dict[tuple[Any, ...], Any] = {}
+    for name, raw in cells * 2:  # the second pass finds every hashable one kept
+        kept: list[EditProblem] = []
+        fresh: list[EditProblem] = []
+        got = diffs._checked_cells({name: raw}, by_name, 1, kept, memo)
+        want = diffs._checked_cells({name: raw}, by_name, 1, fresh)
+        assert (got, kept) == (want, fresh)
+        assert [type(v) for v in got.values()] == [type(v) for v in want.values()]
+
+
+def test_a_window_checks_each_value_sent_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Edit page builds the ChangeSet of the whole editor state on every run: the cells
+    checked in an earlier run are not checked again, new ones are, and a refused value stays
+    refused with its message."""
+    checked: list[object] = []
+    real = diffs.validate_value
+
+    def counting(column: Any, value: object) -> Any:
+        checked.append(value)
+        return real(column, value)
+
+    monkeypatch.setattr(diffs, "validate_value", counting)
+    win = window()
+    state: dict[str, Any] = {"edited_rows": {0: {"qty": 5}, 1: {"note": "x" * 11}}}
+    with pytest.raises(InvalidEdits) as first:
+        build(state, win)
+    assert checked == [5, "x" * 11]
+    with pytest.raises(InvalidEdits) as again:
+        build(state, win)
+    assert checked == [5, "x" * 11]  # nothing checked again
+    assert [str(p) for p in again.value.problems] == [str(p) for p in first.value.problems]
+    state["edited_rows"][1] = {"note": "short"}
+    state["added_rows"] = [{"code": "AB9", "qty": 5}]
+    changes = build(state, win)
+    assert checked == [5, "x" * 11, "short", "AB9"]  # the new values only (qty 5 is kept)
+    assert [u.after for u in changes.updates] == [{"qty": 5}, {"note": "short"}]
+    assert build(state, window()) == changes  # as a window that kept nothing makes it
+
+
+def test_a_window_starts_again_past_the_verdicts_it_keeps(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(diffs, "MAX_CHECKED_KEPT", 3)
+    win = window()
+    for qty in range(10):
+        build({"edited_rows": {0: {"qty": qty}, 1: {"note": f"n{qty}"}}}, win)
+        assert len(win.checked) <= 3 + 2  # cleared before a build once over the limit
