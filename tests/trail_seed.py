@@ -31,12 +31,6 @@ class Trail:
     seqs: dict[str, int] = field(default_factory=dict)  # label -> seq of the changeset
 
 
-def table_of(db: DatabaseHandle, dataset_id: int) -> str:
-    """``tests.factories.table_name`` read as the app role; kept for the modules that import it
-    from here."""
-    return table_name(db.app, dataset_id)
-
-
 def head_seq(db: DatabaseHandle) -> int:
     with db.app.connect() as conn:
         return int(conn.scalar(text("SELECT seq FROM audit.chain_head")))

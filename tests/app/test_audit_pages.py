@@ -31,8 +31,8 @@ from tests.app.conftest import (
 )
 from tests.conftest import DatabaseHandle
 from tests.db.test_browse import upload
-from tests.factories import make_user
-from tests.trail_seed import Trail, edit, seed_trail, stock_csv, table_of
+from tests.factories import make_user, table_name
+from tests.trail_seed import Trail, edit, seed_trail, stock_csv
 
 pytestmark = pytest.mark.app
 
@@ -246,7 +246,7 @@ def test_an_admin_checks_every_dataset_against_the_log(trail: Trail) -> None:
     assert not at.exception
     assert "All 2 datasets match their audit log, cell by cell." in [s.value for s in at.success]
     with trail.db.app.begin() as conn:  # the table's owner, around capture
-        table = table_of(trail.db, trail.stock)
+        table = table_name(trail.db.app, trail.stock)
         conn.execute(text(f"ALTER TABLE data.{table} DISABLE TRIGGER audit_capture_delete"))
         conn.execute(text(f"DELETE FROM data.{table} WHERE _row_id = 1"))
         conn.execute(text(f"ALTER TABLE data.{table} ENABLE TRIGGER audit_capture_delete"))
@@ -470,7 +470,7 @@ def test_a_dataset_check_shows_names_and_values_as_written_not_as_markdown(trail
     *x* into italics. They are now shown as written."""
     name = "Costs *Q1* $5"
     costs = upload(trail.ann, stock_csv(), uploads.NewDataset(name)).dataset_id
-    table = table_of(trail.db, costs)
+    table = table_name(trail.db.app, costs)
     with trail.db.app.begin() as conn:  # the table's owner, around capture
         column = conn.scalar(
             text(

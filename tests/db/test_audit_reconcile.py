@@ -24,7 +24,7 @@ from portal.cli import main
 from portal.errors import AuditError
 from tests.conftest import DatabaseHandle
 from tests.db.test_writes import CSV, SPEC
-from tests.factories import copy_csv, make_user, upload_dataset
+from tests.factories import copy_csv, make_user, table_name, upload_dataset
 
 pytestmark = pytest.mark.db
 
@@ -36,10 +36,7 @@ def people(fresh_db: DatabaseHandle) -> tuple[int, str]:
     with Session(fresh_db.app) as s, s.begin():
         name, _ = make_user(s, role="editor")
     dataset_id = upload_dataset(Actor(name, "E", "editor"), CSV, spec=SPEC, name="People")
-    with fresh_db.app.connect() as conn:
-        table = conn.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :id"), {"id": dataset_id}
-        )
+    table = table_name(fresh_db.app, dataset_id)
     with fresh_db.app.begin() as conn:
         conn.execute(text(f"INSERT INTO data.{table} (name, qty, price) VALUES ('eve', 5, 5.10)"))
         conn.execute(text(f"UPDATE data.{table} SET note = 'second' WHERE name = 'bob'"))

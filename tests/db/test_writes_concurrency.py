@@ -23,8 +23,7 @@ from portal.diffs import ChangeSet
 from portal.errors import NotFound
 from portal.spec import ColumnSpec, DatasetSpec
 from tests.conftest import DatabaseHandle
-from tests.factories import make_user, upload_dataset
-from tests.trail_seed import table_of
+from tests.factories import data_table, make_user, upload_dataset
 
 pytestmark = pytest.mark.db
 
@@ -65,11 +64,9 @@ def read(dataset_id: int, limit: int = 1_000) -> tuple[writes.EditWindow, diffs.
 
 def table_rows(db: DatabaseHandle, dataset_id: int) -> dict[int, tuple[Any, ...]]:
     """``{_row_id: (_version, name, qty, note)}`` as the table holds them now."""
+    table = data_table(db.app, dataset_id)
     with db.app.connect() as conn:
-        table = conn.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
-        )
-        found = conn.execute(text(f'SELECT _row_id, _version, name, qty, note FROM data."{table}"'))
+        found = conn.execute(text(f"SELECT _row_id, _version, name, qty, note FROM {table}"))
         return {r[0]: tuple(r[1:]) for r in found}
 
 
@@ -409,7 +406,7 @@ def test_writes_outside_the_portal_keep_the_row_count(
 ) -> None:
     """The count stayed as the portal last left it: the Datasets page said 24 rows of a table
     that had 26."""
-    table = f"data.{table_of(fresh_db, dataset)}"
+    table = data_table(fresh_db.app, dataset)
     with fresh_db.superuser.begin() as conn:  # psql, say: one transaction, three ways
         conn.execute(
             text(f"INSERT INTO {table} (name, qty) VALUES ('x1', 1), ('x2', 2), ('x3', 3)")
@@ -433,7 +430,7 @@ def test_a_write_outside_the_portal_and_a_commit_counting_rows_do_not_deadlock(
     """A portal commit that adds rows holds its dataset's row from its count's update to its
     COMMIT, where its seal takes the chain's head; the out-of-band seal takes the dataset's row
     before the head, or the two would wait for each other."""
-    table = f"data.{table_of(fresh_db, dataset)}"
+    table = data_table(fresh_db.app, dataset)
     found, window = read(dataset)
     changes = diffs.build_changeset(
         window, {"added_rows": [{"name": "new", "qty": 1}]}, may_edit=True
@@ -474,7 +471,7 @@ def test_a_write_outside_the_portal_and_a_commit_counting_rows_do_not_deadlock(
 def test_a_recount_corrects_a_drifted_count_and_leaves_a_right_one(
     fresh_db: DatabaseHandle, dataset: int
 ) -> None:
-    table = f"data.{table_of(fresh_db, dataset)}"
+    table = data_table(fresh_db.app, dataset)
     with fresh_db.superuser.begin() as conn:  # triggers off: the count misses these two rows
         conn.execute(text("SET LOCAL session_replication_role = replica"))
         conn.execute(text(f"INSERT INTO {table} (name, qty) VALUES ('x1', 1), ('x2', 2)"))
@@ -497,7 +494,7 @@ def test_a_recount_waits_for_a_commit_under_way_and_counts_its_rows(
 ) -> None:
     """A recount counting before a commit adding rows is in would leave the count short of
     them: it waits for the dataset's row the commit holds, then counts."""
-    table = f"data.{table_of(fresh_db, dataset)}"
+    table = data_table(fresh_db.app, dataset)
     with fresh_db.superuser.begin() as conn:  # a drifted count: 24 stored, 25 rows
         conn.execute(text("SET LOCAL session_replication_role = replica"))
         conn.execute(text(f"INSERT INTO {table} (name, qty) VALUES ('x1', 1)"))
