@@ -388,6 +388,24 @@ def row_count(db: DatabaseHandle, dataset_id: int) -> int:
         )
 
 
+def commit_held_open(db: DatabaseHandle, dataset: int, editor: Actor, rows: int) -> Session:
+    """A portal commit adding ``rows`` new rows, written but not committed: its session, which
+    holds the dataset's row until it commits (the caller commits and closes it)."""
+    found, window = read(dataset)
+    added = [{"name": f"new{i}", "qty": i} for i in range(rows)]
+    changes = diffs.build_changeset(window, {"added_rows": added}, may_edit=True)
+    portal = Session(db.app)
+    writes.commit(
+        session=portal,
+        actor=editor,
+        dataset_id=dataset,
+        spec_version=found.spec_version,
+        changes=changes,
+        reason=f"{rows} more",
+    )
+    return portal
+
+
 def wait_for_a_lock(db: DatabaseHandle, pid: int) -> None:
     """Return once backend ``pid`` waits for a lock; fail after 5 s."""
     with db.superuser.connect() as watch:
@@ -431,19 +449,7 @@ def test_a_write_outside_the_portal_and_a_commit_counting_rows_do_not_deadlock(
     COMMIT, where its seal takes the chain's head; the out-of-band seal takes the dataset's row
     before the head, or the two would wait for each other."""
     table = data_table(fresh_db.app, dataset)
-    found, window = read(dataset)
-    changes = diffs.build_changeset(
-        window, {"added_rows": [{"name": "new", "qty": 1}]}, may_edit=True
-    )
-    portal = Session(fresh_db.app)
-    writes.commit(
-        session=portal,
-        actor=editors[0],
-        dataset_id=dataset,
-        spec_version=found.spec_version,
-        changes=changes,
-        reason="one more",
-    )  # not committed yet: the dataset's row is held
+    portal = commit_held_open(fresh_db, dataset, editors[0], 1)
     outside = fresh_db.superuser.connect()
     outside.execute(text(f"INSERT INTO {table} (name, qty) VALUES ('x1', 1), ('x2', 2)"))
     pid = outside.scalar(text("SELECT pg_backend_pid()"))
@@ -498,18 +504,7 @@ def test_a_recount_waits_for_a_commit_under_way_and_counts_its_rows(
     with fresh_db.superuser.begin() as conn:  # a drifted count: 24 stored, 25 rows
         conn.execute(text("SET LOCAL session_replication_role = replica"))
         conn.execute(text(f"INSERT INTO {table} (name, qty) VALUES ('x1', 1)"))
-    found, window = read(dataset)
-    added = [{"name": f"new{i}", "qty": i} for i in range(3)]
-    changes = diffs.build_changeset(window, {"added_rows": added}, may_edit=True)
-    portal = Session(fresh_db.app)
-    writes.commit(
-        session=portal,
-        actor=editors[0],
-        dataset_id=dataset,
-        spec_version=found.spec_version,
-        changes=changes,
-        reason="three more",
-    )  # not committed yet: the dataset's row is held
+    portal = commit_held_open(fresh_db, dataset, editors[0], 3)
     counter = Session(fresh_db.app)
     pid = counter.scalar(text("SELECT pg_backend_pid()"))
     done: list[Recount] = []
