@@ -32,7 +32,6 @@ OPEN = "datasets.open"
 FLASH = "datasets.flash"
 SETTING = "datasets.setting"  # (dataset id, the reason setting asked for): its dialog is open
 PREPARED = "datasets.prepared"  # (ExportKey, the prepared CsvExport)
-
 PROFILE_REFUSED = "datasets.profile_refused"  # (dataset id, column, newest change), message
 
 
