@@ -303,6 +303,8 @@ def main(rows: int, rounds: int) -> float:
             f"  ratio portal / bare                      {ratio:7.2f}x"
             f"   (target <= 1.50x and < 100 ms: {verdict})"
         )
+        paired = statistics.median(f / b for f, b in zip(full_t, bare_t, strict=True))
+        print(f"  median of the rounds' own ratios         {paired:7.2f}x")
         engine.dispose()
         reset_engine()
         return ratio
