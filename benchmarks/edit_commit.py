@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from benchmarks.common import bench_editor, cluster
 from portal import diffs, uploads, writes
+from portal.datasets import get_dataset
 from portal.db import reset_engine, session_scope
 from portal.diffs import ChangeSet
 from portal.spec import ColumnSpec, DatasetSpec, ddl_table
@@ -182,8 +183,7 @@ def main(rows: int, rounds: int) -> float:
         )
         with Session(engine) as s, s.begin():
             audited, uncaptured = (
-                s.scalar(text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": i})
-                for i in (dataset_id, uncaptured_id)
+                get_dataset(session=s, dataset_id=i).table_name for i in (dataset_id, uncaptured_id)
             )
             ddl_table(SPEC, "bare", MetaData()).create(s.connection())
             s.execute(

@@ -45,6 +45,7 @@ from audit.chain import verify
 from benchmarks.common import bench_editor, cluster
 from portal import diffs, merge, uploads, writes
 from portal.actor import Actor
+from portal.datasets import get_dataset
 from portal.db import reset_engine, session_scope
 from portal.diffs import ChangeSet
 from portal.errors import PortalError
@@ -332,10 +333,9 @@ def violations(engine: Engine, dataset_id: int, rows: int, run: LoadRun) -> list
         for a in run.conflicts
         if not a.conflicts_explained
     ]
+    with Session(engine) as s:
+        table = get_dataset(session=s, dataset_id=dataset_id).table_name
     with engine.connect() as conn:
-        table = conn.scalar(
-            text("SELECT table_name FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
-        )
         now = {
             r[0]: (r[1], r[2], r[3], r[4], r[5])
             for r in conn.execute(
