@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from audit.search import loads
 from audit.trail import dataset_state
 from portal.models import Dataset
+from portal.wording import counted
 
 SAMPLE: Final = 5
 """How many row ids and cells each difference lists (the counts are exact)."""
@@ -90,7 +91,7 @@ class DatasetDrift:
     def _summary(self) -> str:
         head = f"dataset {self.dataset_id} “{self.name}”"
         if self.ok:
-            return f"{head}: {_rows(self.rows)}, as the audit log has them"
+            return f"{head}: {counted(self.rows, 'row')}, as the audit log has them"
         parts = [self.gone] if self.gone else []
         if self.differing:
             cells = "; ".join(
@@ -98,18 +99,16 @@ class DatasetDrift:
                 for c in self.sample_cells
             )
             verb = "differs" if self.differing == 1 else "differ"
-            parts.append(f"{_rows(self.differing)} {verb} ({cells})")
+            parts.append(f"{counted(self.differing, 'row')} {verb} ({cells})")
         if self.extra:
             extra = _ids(self.sample_extra, self.extra)
-            parts.append(f"{_rows(self.extra)} the log never recorded (ids {extra})")
+            parts.append(f"{counted(self.extra, 'row')} the log never recorded (ids {extra})")
         if self.missing:
             missing = _ids(self.sample_missing, self.missing)
-            parts.append(f"{_rows(self.missing)} of the log not in the table (ids {missing})")
+            parts.append(
+                f"{counted(self.missing, 'row')} of the log not in the table (ids {missing})"
+            )
         return f"{head} does not match its audit log: " + "; ".join(parts)
-
-
-def _rows(count: int) -> str:
-    return f"{count:,} row" if count == 1 else f"{count:,} rows"
 
 
 def _ids(ids: tuple[int, ...], total: int) -> str:

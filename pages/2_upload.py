@@ -35,6 +35,7 @@ from portal.ui import current_actor, md_escape, md_text, require
 from portal.ui.column_config import column_config
 from portal.ui.db_retry import show_error, show_refusal, show_write_error
 from portal.ui.navigation import EDIT, HISTORY
+from portal.wording import counted
 
 actor = require("editor")
 
@@ -197,8 +198,8 @@ except PortalError as exc:
     st.stop()
 
 st.caption(
-    f"{md_escape(file.name)}: {parsed.row_count:,} {'row' if parsed.row_count == 1 else 'rows'}, "
-    f"{len(parsed.header)} {'column' if len(parsed.header) == 1 else 'columns'} · "
+    f"{md_escape(file.name)}: {counted(parsed.row_count, 'row')}, "
+    f"{counted(len(parsed.header), 'column')} · "
     f"{encoding_label(parsed.encoding)} · {parsed.dialect.name}-separated · {parsed.mime}"
 )
 if encoding is not None and st.button("Choose another encoding", icon=":material/translate:"):
@@ -402,7 +403,7 @@ def store(chosen_target: uploads.NewDataset | uploads.ExistingDataset) -> None:
             # a keystroke) stops this run there, and the next run must know the rows are stored
             # rather than offer the same file again.
             verb = "replaced the rows of" if outcome.mode == "replace" else "loaded into"
-            rows = f"{outcome.rows:,} {'row' if outcome.rows == 1 else 'rows'}"
+            rows = counted(outcome.rows, "row")
             st.session_state[FLASH] = f"{rows} {verb} “{outcome.dataset_name}” " + (
                 f"(changeset #{outcome.seq})."
                 if outcome.seq is not None
@@ -445,9 +446,9 @@ def confirm_replace(chosen_target: uploads.ExistingDataset) -> None:
     confirmed = shown[2] if shown is not None and shown[:2] == asked else current
     st.session_state[REPLACE_SHOWN] = (*asked, current)
     st.write(
-        f"“{md_escape(choices[chosen_target.dataset_id])}” has {current:,} "
-        f"{'row' if current == 1 else 'rows'} now. All of them will be deleted and replaced by "
-        f"the {parsed.row_count:,} {'row' if parsed.row_count == 1 else 'rows'} of "
+        f"“{md_escape(choices[chosen_target.dataset_id])}” has {counted(current, 'row')} "
+        "now. All of them will be deleted and replaced by "
+        f"the {counted(parsed.row_count, 'row')} of "
         f"{md_escape(file.name)}. The deleted rows stay in the "
         "audit log and can be restored from the dataset's history."
     )

@@ -25,6 +25,7 @@ from portal.ui.column_config import column_config, counts
 from portal.ui.db_retry import show_error, show_refusal
 from portal.ui.index_note import index_note
 from portal.ui.navigation import history_links, no_datasets, upload_link
+from portal.wording import counted
 
 actor = require("viewer")
 
@@ -410,8 +411,7 @@ if st.button("Prepare download", icon=":material/file_export:", key=f"{key}.prep
 if prepared is not None:
     export = prepared[1]
     st.download_button(
-        f"Download {md_text(export.file_name)} "
-        f"({export.rows:,} {'row' if export.rows == 1 else 'rows'})",
+        f"Download {md_text(export.file_name)} ({counted(export.rows, 'row')})",
         export.data,
         file_name=export.file_name,
         mime="text/csv",

@@ -29,6 +29,7 @@ from portal.ui.column_config import counts
 from portal.ui.db_retry import show_error, show_refusal
 from portal.ui.navigation import linked_id, no_datasets
 from portal.ui.pager import Pager
+from portal.wording import counted
 from portal.writes import MAX_REASON_CHARS, number_after_commit
 
 actor = require("viewer")
@@ -478,8 +479,7 @@ if st.button("Prepare download", icon=":material/file_export:", key="history.pre
 if prepared is not None:
     export = prepared[1]
     st.download_button(
-        f"Download {md_text(export.file_name)} "
-        f"({export.rows:,} {'row' if export.rows == 1 else 'rows'})",
+        f"Download {md_text(export.file_name)} ({counted(export.rows, 'row')})",
         export.data,
         file_name=export.file_name,
         mime=export.mime,

@@ -23,6 +23,7 @@ from portal.ui.column_config import counts
 from portal.ui.db_retry import show_error, show_refusal
 from portal.ui.markdown import md_text
 from portal.ui.pager import Pager
+from portal.wording import counted
 
 signed = require_session("admin")
 actor = signed.actor
@@ -372,7 +373,7 @@ for fmt, column in (("csv", csv_col), ("json", json_col)):
 if prepared is not None:
     export = prepared[1]
     st.download_button(
-        f"Download {export.file_name} ({export.rows:,} {trail_list})",
+        f"Download {md_text(export.file_name)} ({counted(export.rows, trail_list[:-1])})",
         export.data,
         file_name=export.file_name,
         mime=export.mime,

@@ -63,6 +63,7 @@ from portal.spec import (
     stored_decimal,
     validate_value,
 )
+from portal.wording import counted
 
 MAX_ADDED_ROWS: Final = 5_000
 """New rows in one commit; a larger batch is an upload."""
@@ -118,8 +119,9 @@ class ChangeSet:
     def summary(self) -> str:
         """``3 cells in 2 rows changed, 1 row added, 0 rows deleted``."""
         return (
-            f"{_n(self.cells_updated, 'cell')} in {_n(len(self.updates), 'row')} changed, "
-            f"{_n(len(self.inserts), 'row')} added, {_n(len(self.deletes), 'row')} deleted"
+            f"{counted(self.cells_updated, 'cell')} in {counted(len(self.updates), 'row')} "
+            f"changed, {counted(len(self.inserts), 'row')} added, "
+            f"{counted(len(self.deletes), 'row')} deleted"
         )
 
     def row_ids(self) -> set[int]:
@@ -149,7 +151,7 @@ class InvalidEdits(ValidationError):
     def __init__(self, problems: Sequence[EditProblem]) -> None:
         self.problems = tuple(problems)
         super().__init__(
-            f"{_n(len(self.problems), 'change')} cannot be saved: {listed(self.problems, 3)}. "
+            f"{counted(len(self.problems), 'change')} cannot be saved: {listed(self.problems, 3)}. "
             "Correct the highlighted values, or discard those edits; nothing was written."
         )
 
@@ -327,8 +329,9 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
                     "the grid",
                     "",
                     "",
-                    f"a row arrived with {widest:,} cells for {_n(len(spec.columns), 'column')}; "
-                    "reload the page and make the edits again",
+                    f"a row arrived with {widest:,} cells for "
+                    f"{counted(len(spec.columns), 'column')}; reload the page and make the "
+                    "edits again",
                 )
             ]
         )
@@ -682,7 +685,9 @@ def _outside_all(positions: Sequence[int], rows: int) -> list[EditProblem]:
     named = [_outside(p, rows) for p in positions[:MAX_PROBLEMS_SHOWN]]
     if len(positions) > MAX_PROBLEMS_SHOWN:
         rest = len(positions) - MAX_PROBLEMS_SHOWN
-        named.append(EditProblem("the grid", "", "", f"{_n(rest, 'more row position')} outside it"))
+        named.append(
+            EditProblem("the grid", "", "", f"{counted(rest, 'more row position')} outside it")
+        )
     return named
 
 
@@ -929,10 +934,6 @@ def _shown(value: object) -> str:
     text = value.isoformat() if isinstance(value, date | datetime) else str(value)
     text = escape_surrogates(text)
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _n(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ from portal.errors import AuditError, PermissionDenied, ValidationError
 from portal.models import Changeset, RowChange
 from portal.spec import CellError, ColumnSpec, DatasetSpec, Value, stored_value
 from portal.trail_views import when
+from portal.wording import counted
 from portal.writes import CommitResult, EditConflict, EditRefused, commit, current_rows
 
 MAX_REVERT_ROWS: Final = 50_000
@@ -122,8 +123,9 @@ class RevertPlan:
         """``2 cells in 1 row restored, 1 row deleted, 1 row inserted again``."""
         c = self.changes
         return (
-            f"{_n(c.cells_updated, 'cell')} in {_n(len(c.updates), 'row')} restored, "
-            f"{_n(len(c.deletes), 'row')} deleted, {_n(len(c.inserts), 'row')} inserted again"
+            f"{counted(c.cells_updated, 'cell')} in {counted(len(c.updates), 'row')} restored, "
+            f"{counted(len(c.deletes), 'row')} deleted, "
+            f"{counted(len(c.inserts), 'row')} inserted again"
         )
 
 
@@ -303,7 +305,7 @@ def revert(
     unseen = plan.keys - set(skip)
     if unseen:
         raise RevertRefused(
-            f"{_n(len(unseen), 'cell or row', 'cells or rows')} of changeset #{seq} changed "
+            f"{counted(len(unseen), 'cell or row', 'cells or rows')} of changeset #{seq} changed "
             "since it was made and a revert would overwrite them; nothing was written. Review "
             "the changes made since, then revert only the untouched part or cancel.",
             plan,
@@ -311,7 +313,7 @@ def revert(
     if plan.changes.empty:
         if plan.conflicts:
             done = (
-                f"{_n(plan.already, 'cell or row', 'cells or rows')} already "
+                f"{counted(plan.already, 'cell or row', 'cells or rows')} already "
                 f"{'holds the value' if plan.already == 1 else 'hold the values'} from before "
                 "it (it may have been reverted in part already) and the rest was changed "
                 "again since"
@@ -543,7 +545,3 @@ def _latest(changes: list[LaterChange], column: str | None) -> LaterChange | Non
 
 def _row_text(values: Mapping[str, Value], labels: Mapping[str, str]) -> str:
     return ", ".join(f"{labels.get(k, k)}: {show_change(v)}" for k, v in values.items())
-
-
-def _n(count: int, noun: str, plural: str | None = None) -> str:
-    return f"{count:,} {noun if count == 1 else (plural or noun + 's')}"

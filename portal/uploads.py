@@ -37,6 +37,7 @@ from portal.spec import (
     infer_spec,
     validate,
 )
+from portal.wording import counted
 
 
 @dataclass(frozen=True)
@@ -291,7 +292,7 @@ def import_file(
                 and target.expected_rows is not None
                 and dataset.row_count != target.expected_rows
             ):
-                now = f"{dataset.row_count:,} {'row' if dataset.row_count == 1 else 'rows'}"
+                now = counted(dataset.row_count, "row")
                 raise ValidationError(
                     f"“{dataset.name}” has {now} now, not the {target.expected_rows:,} this "
                     "confirmation said: it was changed meanwhile. "
@@ -305,7 +306,7 @@ def import_file(
                 )
         rows_before = dataset.row_count
         verb = "Replacing the rows with" if mode == "replace" else "Loading"
-        rows = f"{parsed.row_count:,} {'row' if parsed.row_count == 1 else 'rows'}"
+        rows = counted(parsed.row_count, "row")
         progress(f"{verb} {rows} (COPY, recorded as one bulk load)")
         counts = datasets.load_rows(
             session=session,

@@ -334,6 +334,7 @@ def test_the_trail_exports_as_formula_safe_csv_and_is_recorded(trail: Trail) -> 
     assert export["detail"]["rows"] == 2
     download = at.get("download_button")[0]
     assert download.proto.label.startswith("Download audit-changesets-")
+    assert download.proto.label.endswith(".csv (2 changesets)")
 
 
 def test_below_admin_the_audit_page_is_out_of_reach(trail: Trail) -> None:

@@ -1,0 +1,15 @@
+"""Small pieces of wording shared by messages: a number with its noun.
+
+Kept free of imports from the rest of the portal so that ``audit`` and ``portal`` modules alike
+can use it.
+"""
+
+from __future__ import annotations
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``count`` with thousands separators and ``noun``, or its plural unless ``count`` is 1:
+    ``counted(1, "row")`` is "1 row", ``counted(1200, "row")`` "1,200 rows", ``counted(0,
+    "cell or row", "cells or rows")`` "0 cells or rows". The plural is ``noun`` + "s" unless
+    given."""
+    return f"{count:,} {noun if count == 1 else (plural or noun + 's')}"
