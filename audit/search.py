@@ -300,25 +300,30 @@ def _changeset_conditions(
     return conditions
 
 
+_SUMMARY_COLUMNS: Final = (
+    Changeset.id,
+    Changeset.seq,
+    Changeset.committed_at,
+    Changeset.kind,
+    Changeset.dataset_id,
+    Dataset.name,
+    Changeset.actor_username,
+    Changeset.actor_display_name,
+    Changeset.reason,
+    Changeset.inserted,
+    Changeset.updated,
+    Changeset.deleted,
+)
+"""A ``ChangesetSummary``'s fields, in its order (the changeset list and a changeset's detail)."""
+_SUMMARY_WIDTH: Final = len(_SUMMARY_COLUMNS)
+
+
 def changesets_statement(
     trail_filter: TrailFilter, after: ChangesetKey | None = None, limit: int = PAGE_SIZE
 ) -> Select[Any]:
     """The query behind ``search_changesets`` (``limit`` + 1 rows, to know if more follow)."""
     stmt: Any = (
-        select(
-            Changeset.id,
-            Changeset.seq,
-            Changeset.committed_at,
-            Changeset.kind,
-            Changeset.dataset_id,
-            Dataset.name,
-            Changeset.actor_username,
-            Changeset.actor_display_name,
-            Changeset.reason,
-            Changeset.inserted,
-            Changeset.updated,
-            Changeset.deleted,
-        )
+        select(*_SUMMARY_COLUMNS)
         .outerjoin(Dataset, Dataset.id == Changeset.dataset_id)
         .where(and_(*_changeset_conditions(trail_filter, after)))
         .order_by(Changeset.committed_at.desc(), Changeset.seq.desc())
@@ -385,21 +390,10 @@ def changeset_detail(*, session: Session, changeset_id: int) -> ChangesetDetail:
     """
     row = session.execute(
         select(
-            Changeset.id,
-            Changeset.seq,
-            Changeset.committed_at,
-            Changeset.kind,
-            Changeset.dataset_id,
-            Dataset.name,
-            Changeset.actor_username,
-            Changeset.actor_display_name,
-            Changeset.reason,
-            Changeset.inserted,
-            Changeset.updated,
-            Changeset.deleted,
+            *_SUMMARY_COLUMNS,
             Changeset.client_info,
             Changeset.detail,
-            cast(Changeset.correlation_id, Text),
+            cast(Changeset.correlation_id, Text).label("correlation_id"),
             Changeset.prev_hash,
             Changeset.hash,
         )
@@ -423,12 +417,12 @@ def changeset_detail(*, session: Session, changeset_id: int) -> ChangesetDetail:
         )
     ]
     return ChangesetDetail(
-        summary=_summary(row[:12]),
-        client_info=row[12],
-        detail=row[13],
-        correlation_id=row[14],
-        prev_hash=row[15],
-        hash=row[16],
+        summary=_summary(row[:_SUMMARY_WIDTH]),
+        client_info=row.client_info,
+        detail=row.detail,
+        correlation_id=row.correlation_id,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
         row_ops={op: int(ops.get(op, 0)) for op in ("insert", "update", "delete")},
         bulk_loads=bulks,
         first_ids={op: first for op, _, first in counts},

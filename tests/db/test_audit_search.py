@@ -276,8 +276,24 @@ def test_changeset_detail_and_row_changes(trail: Trail) -> None:
         [summary] = page.items
         detail = search.changeset_detail(session=s, changeset_id=summary.id)
         assert detail.row_ops == {"insert": 1, "update": 0, "delete": 1}
-        assert detail.hash
-        assert detail.prev_hash
+        assert detail.summary == summary
+        stored = s.execute(
+            text(
+                "SELECT hash, prev_hash, client_info, detail, CAST(correlation_id AS text)"
+                " FROM audit.changeset WHERE id = :id"
+            ),
+            {"id": summary.id},
+        ).one()
+        assert stored.hash
+        assert stored.prev_hash
+        assert stored.hash != stored.prev_hash
+        assert (
+            detail.hash,
+            detail.prev_hash,
+            detail.client_info,
+            detail.detail,
+            detail.correlation_id,
+        ) == tuple(stored)
         assert not detail.bulk_loads
         inserted = search.row_changes(session=s, changeset_id=summary.id, op="insert")
         assert [(c.op, c.after) for c in inserted.items] == [
