@@ -222,6 +222,9 @@ def streamlit_command(*, address: str, port: int, max_upload_mb: int) -> list[st
         "none",
         "--client.toolbarMode",
         "minimal",
+        # The grids' own "Download as CSV" would be unaudited and not formula-safe.
+        "--client.disableDataExport",
+        "true",
         "--browser.gatherUsageStats",
         "false",
     ]

@@ -1,5 +1,6 @@
 """The Datasets page in a real browser through the real nginx: a viewer opens a dataset, prepares
-and downloads its CSV, and gets every row with formula cells neutralised; the export is audited."""
+and downloads its CSV, and gets every row with formula cells neutralised; the export is audited.
+The grid offers no download of its own."""
 
 from __future__ import annotations
 
@@ -37,6 +38,13 @@ def test_a_viewer_downloads_a_dataset_as_formula_safe_csv(
     choose(page, "Open a dataset", "People")
     expect(page.get_by_text("Rows 1–100 of 250")).to_be_visible(timeout=SLOW)
     expect(page.get_by_role("link", name="Upload a CSV file")).to_have_count(0)  # a viewer
+
+    # The grid's own toolbar keeps search and full screen, but not Streamlit's "Download as
+    # CSV": that file would be unaudited and not formula-safe (client.disableDataExport).
+    page.get_by_test_id("stDataFrame").first.hover()
+    toolbar = page.get_by_test_id("stElementToolbar").first
+    expect(toolbar.get_by_role("button", name="Search")).to_be_visible(timeout=SLOW)
+    expect(toolbar.get_by_role("button", name="Download as CSV")).to_have_count(0)
 
     page.get_by_role("button", name="Prepare download").click()
     download_button = page.get_by_role("button", name=f"Download People.csv ({ROWS} rows)")
