@@ -18,22 +18,26 @@ from portal.models import ROLES
 from portal.ui import current_actor, md_escape, require
 from portal.ui.db_retry import show_error, show_refusal
 from portal.users import PASSWORD_RULES
+from portal.wording import counted
 
 actor = require("admin")
 
 FLASH = "users.flash"
 CONFIRM = "users.confirm"
-ADD_FIELDS = (
-    "users.add.username",
-    "users.add.display_name",
-    "users.add.email",
-    "users.add.password",
-    "users.add.confirm",
+ADDED = "users.added"
+# Each field of "Add a user" and what it holds in an empty form.
+ADD_FORM: dict[str, object] = {
+    "users.add.username": "",
+    "users.add.display_name": "",
+    "users.add.email": "",
+    "users.add.password": "",
+    "users.add.confirm": "",
     # Emptied too: a role and a kept password left from the last account would be given to
     # the next one, typed into what looks like an empty form.
-    "users.add.role",
-    "users.add.must_change",
-)
+    "users.add.role": ROLES[0],
+    "users.add.must_change": True,
+}
+ADD_FIELDS = tuple(ADD_FORM)
 
 
 def apply(change: Callable[[Any, Actor], object], success: str) -> bool:
@@ -178,7 +182,7 @@ else:
         state += f", locked until {when(account.locked_until)}"
     st.caption(
         f"**{md_escape(account.display_name)}** is {account.role}, {state}; "
-        f"{account.failed_attempts} failed sign-in(s) since the last success."
+        f"{counted(account.failed_attempts, 'failed sign-in')} since the last success."
     )
 
     role_col, reset_col, access_col, unlock_col = st.columns(4, vertical_alignment="bottom")
@@ -238,6 +242,15 @@ else:
             confirm_disable(pending["username"])
 
 st.subheader("Add a user")
+emptied = st.session_state.pop(ADDED, False)
+for key, empty in ADD_FORM.items():
+    # After an account was added, each field is set to its empty value, not removed: a removed
+    # key empties only the server's copy, and the browser went on showing what was typed and
+    # sent it again with the next click (the same username, refused as taken). Set here because
+    # a widget's value cannot be set once it is drawn in the run. The role and the tick box get
+    # their first values here too, not as arguments (Streamlit warns of a widget given both).
+    if emptied or key not in st.session_state:
+        st.session_state[key] = empty
 with st.form("users.add"):
     left, right = st.columns(2)
     username = left.text_input(
@@ -247,15 +260,13 @@ with st.form("users.add"):
         "Display name", key=ADD_FIELDS[1], max_chars=users.MAX_DISPLAY_NAME_CHARS
     )
     email = left.text_input("Email (optional)", key=ADD_FIELDS[2], max_chars=users.MAX_EMAIL_CHARS)
-    role = right.selectbox("Role", ROLES, index=0, key="users.add.role")
+    role = right.selectbox("Role", ROLES, key="users.add.role")
     password = left.text_input(
         "Temporary password", type="password", key=ADD_FIELDS[3], help=PASSWORD_RULES
     )
     again = right.text_input("Temporary password again", type="password", key=ADD_FIELDS[4])
     must_change = st.checkbox(
-        "They must choose their own password when they first sign in",
-        value=True,
-        key="users.add.must_change",
+        "They must choose their own password when they first sign in", key="users.add.must_change"
     )
     add = st.form_submit_button("Add user", type="primary", key="users.add.submit")
 
@@ -277,6 +288,7 @@ if add:
         ),
         f"{users.normalise_username(username)} has been added as {role}.",
     ):
-        for key in ADD_FIELDS:
-            st.session_state.pop(key, None)
+        # Refused, the fields keep what was typed, to be corrected; added, the next run empties
+        # them (see ADD_FORM).
+        st.session_state[ADDED] = True
         st.rerun()

@@ -432,3 +432,150 @@ def test_the_role_box_shows_a_role_another_admin_changed_meanwhile(
     assert "**Carol** is editor" in texts(at, main_only=True)
     assert role_box(at, "carol").value == "editor"
     assert at.button(key="users.role.apply").disabled
+
+
+EMPTY_ADD_FORM = {
+    "users.add.username": "",
+    "users.add.display_name": "",
+    "users.add.email": "",
+    "users.add.password": "",
+    "users.add.confirm": "",
+    "users.add.role": "viewer",
+    "users.add.must_change": True,
+}
+
+
+def add_form_widget(at: AppTest, key: str) -> Any:
+    return next(w for w in (*at.text_input, *at.selectbox, *at.checkbox) if w.key == key)
+
+
+def fill_add_form(at: AppTest, values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        widget = add_form_widget(at, key)
+        if key.endswith((".role", ".must_change")):
+            widget.set_value(value)
+        else:
+            widget.input(value)
+
+
+def browser_shows(at: AppTest, typed: dict[str, Any]) -> dict[str, Any]:
+    """What a browser shows in the Add form after the last run, given what was typed into it.
+
+    AppTest reads a widget's value from the server's session state. A browser keeps what a
+    field held unless the run sends the widget a value (``set_value``), and sends that again
+    with the next click, so a form emptied only on the server still looks filled in."""
+    shown = {}
+    for key, value in typed.items():
+        proto = add_form_widget(at, key).proto
+        if proto.set_value:
+            value = proto.raw_value if key.endswith(".role") else proto.value
+        shown[key] = value
+    return shown
+
+
+def test_after_a_user_is_added_the_browser_shows_an_empty_form(
+    fresh_db: DatabaseHandle, admin: tuple[AppTest, str]
+) -> None:
+    """The form's keys were removed from the session after an account was added: emptied on the
+    server, but a browser went on showing the username, name and passwords just typed (and the
+    role and tick box), and a second click on "Add user" sent them again: "The username
+    'new.person' is taken; choose another.\""""
+    at, _ = admin
+    typed = {
+        "users.add.username": "New.Person",
+        "users.add.display_name": "New Person",
+        "users.add.email": "new.person@example.org",
+        "users.add.password": "a temporary password",
+        "users.add.confirm": "a temporary password",
+        "users.add.role": "admin",
+        "users.add.must_change": False,
+    }
+    fill_add_form(at, typed)
+    at.button(key="users.add.submit").click().run()
+    assert not at.exception
+    assert [s.value for s in at.success] == ["new.person has been added as admin."]
+    assert browser_shows(at, typed) == EMPTY_ADD_FORM
+    assert {key: add_form_widget(at, key).value for key in typed} == EMPTY_ADD_FORM
+
+    fill_add_form(at, browser_shows(at, typed))  # what the browser sends with the next click
+    at.button(key="users.add.submit").click().run()
+    assert not at.exception
+    assert [w.value for w in at.warning] == ["Enter at least a username and a temporary password."]
+    assert not at.error
+    assert [target for _, target, _ in admin_events(fresh_db)] == ["new.person"]
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "again", "message"),
+    [
+        ("shorty", "too short", "too short", "at least 12"),
+        ("mismatch", "a temporary password", "another password", "differ"),
+        ("boss", "a temporary password", "a temporary password", "taken"),
+    ],
+)
+def test_a_refused_add_keeps_what_was_typed(
+    fresh_db: DatabaseHandle,
+    admin: tuple[AppTest, str],
+    username: str,
+    password: str,
+    again: str,
+    message: str,
+) -> None:
+    """Refused, the form keeps what was typed, to be corrected, even just after an account was
+    added (after which the form is emptied, once)."""
+    at, _ = admin
+    fill_add_form(
+        at,
+        {
+            "users.add.username": "first",
+            "users.add.password": "a temporary password",
+            "users.add.confirm": "a temporary password",
+        },
+    )
+    at.button(key="users.add.submit").click().run()
+    assert [s.value for s in at.success] == ["first has been added as viewer."]
+    typed = {
+        "users.add.username": username,
+        "users.add.display_name": "Some One",
+        "users.add.password": password,
+        "users.add.confirm": again,
+        "users.add.role": "editor",
+        "users.add.must_change": False,
+    }
+    fill_add_form(at, typed)
+    at.button(key="users.add.submit").click().run()
+    assert not at.exception
+    assert message in " ".join(e.value for e in at.error)
+    assert not at.success
+    assert browser_shows(at, typed) == typed
+    assert {key: add_form_widget(at, key).value for key in typed} == typed
+    # A browser also empties a form made with clear_on_submit at every click; AppTest does not.
+    assert not at.main.get("form")[0].proto.form.clear_on_submit
+    assert [target for _, target, _ in admin_events(fresh_db)] == ["first"]
+
+
+@pytest.mark.parametrize(
+    ("failures", "wording"),
+    [
+        (1, "1 failed sign-in since the last success."),
+        (3, "3 failed sign-ins since the last success."),
+    ],
+)
+def test_failed_sign_ins_are_counted_in_words(
+    fresh_db: DatabaseHandle,
+    admin: tuple[AppTest, str],
+    monkeypatch: pytest.MonkeyPatch,
+    failures: int,
+    wording: str,
+) -> None:
+    """The caption said "1 failed sign-in(s) since the last success."."""
+    monkeypatch.setenv("PORTAL_LOCKOUT_ATTEMPTS", "10")
+    get_settings.cache_clear()
+    at, _ = admin
+    name, _ = new_user(fresh_db, username="fumbler")
+    for _ in range(failures):
+        with pytest.raises(AuthError):
+            signin.authenticate(name, "bad guess")
+    at.run()
+    choose(at, name)
+    assert wording in texts(at, main_only=True)
