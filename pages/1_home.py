@@ -9,7 +9,16 @@ from portal.errors import PortalError
 from portal.status import database_status
 from portal.ui import md_escape, require
 from portal.ui.db_retry import show_error
-from portal.ui.navigation import AUDIT, DATASETS, EDIT, HISTORY, UPLOAD, USERS, PageSpec
+from portal.ui.navigation import (
+    ACCOUNT,
+    AUDIT,
+    DATASETS,
+    EDIT,
+    HISTORY,
+    UPLOAD,
+    USERS,
+    PageSpec,
+)
 
 actor = require("viewer")
 
@@ -19,8 +28,15 @@ GUIDE: tuple[tuple[PageSpec, str], ...] = (
     (EDIT, "change rows in the grid and commit them with a reason"),
     (HISTORY, "every change to a dataset, a row's versions, the table as it was, revert"),
     (AUDIT, "the whole audit log, its hash chains, and a check of every dataset against it"),
+    (ACCOUNT, "change your own password"),
     (USERS, "accounts, roles, locks and passwords"),
 )
+# What a page offers someone who may only read (a viewer), where that is less: editing and
+# reverting need the editor role.
+READ_ONLY: dict[PageSpec, str] = {
+    EDIT: "see a dataset's rows in the editing grid, read-only for your role",
+    HISTORY: "every change to a dataset, a row's versions, the table as it was",
+}
 
 st.title("Data Portal")
 st.caption(f"Welcome, {md_escape(actor.display_name)}.")
@@ -28,8 +44,8 @@ st.caption(f"Welcome, {md_escape(actor.display_name)}.")
 for page, what in GUIDE:
     if not actor.can(page.role):
         continue
-    if page is EDIT and not actor.can("editor"):
-        what = "see a dataset's rows in the editing grid, read-only for your role"
+    if not actor.can("editor"):
+        what = READ_ONLY.get(page, what)
     try:
         st.page_link(page.path, label=f"{page.title}: {what}", icon=page.icon)
     except StreamlitAPIException:  # a page run on its own (not through app.py's navigation)

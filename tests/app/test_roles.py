@@ -155,9 +155,9 @@ def test_home_shows_each_role_its_pages_and_only_admins_the_database(
     fresh_db: DatabaseHandle,
 ) -> None:
     guide = {
-        "viewer": ["Datasets", "Edit", "History"],
-        "editor": ["Datasets", "Upload", "Edit", "History"],
-        "admin": ["Datasets", "Upload", "Edit", "History", "Audit", "Users"],
+        "viewer": ["Datasets", "Edit", "History", "Account"],
+        "editor": ["Datasets", "Upload", "Edit", "History", "Account"],
+        "admin": ["Datasets", "Upload", "Edit", "History", "Audit", "Account", "Users"],
     }
     for role, pages in guide.items():
         at, _ = signed_in(fresh_db, role)
@@ -171,6 +171,24 @@ def test_home_shows_each_role_its_pages_and_only_admins_the_database(
     assert "read-only for your role" in " ".join(
         link.label for link in signed_in_home(fresh_db, "viewer").main.page_link
     )
+
+
+@pytest.mark.parametrize("role", ["viewer", "editor", "admin"])
+def test_home_offers_revert_only_to_editors_and_the_account_page_to_everyone(
+    fresh_db: DatabaseHandle, role: str
+) -> None:
+    """History's line on Home ended "…, revert" for a viewer too, who may not revert (that needs
+    the editor role); and Home had no line for the Account page, where every role changes its
+    own password."""
+    at = signed_in_home(fresh_db, role)
+    assert not at.exception
+    lines = dict(link.label.split(": ", 1) for link in at.main.page_link)
+    assert ("revert" in lines["History"]) == (role != "viewer"), lines["History"]
+    assert "a row's versions, the table as it was" in lines["History"]
+    assert lines["Account"] == "change your own password"
+    assert [link.proto.page for link in at.main.page_link if link.label.startswith("Account")] == [
+        "account"
+    ]
 
 
 def signed_in_home(db: DatabaseHandle, role: str) -> AppTest:
