@@ -32,7 +32,7 @@ from tests.e2e.test_edit_browser import (
     commit_with_reason,
     confirm_commit,
     edit_cell,
-    grid_csv,
+    grid_cells,
     idle,
     metric,
     open_edit,
@@ -57,7 +57,6 @@ def new_context(browser: Browser) -> BrowserContext:
 
 def new_page(ctx: BrowserContext) -> Page:
     page = ctx.new_page()
-    page.add_init_script("delete window.showSaveFilePicker")  # grid_csv needs a plain download
     return page
 
 
@@ -171,7 +170,7 @@ def bert_edits_the_old_rows(page: Page, grid: Locator, shot: Shots) -> None:
         )
     expect(metric(page, "Rows changed")).to_have_text("2")
     review = page.locator(TABLES).nth(1)
-    assert grid_csv(page, review) == [
+    assert grid_cells(page, review) == [
         ["Row id", "Column", "Before", "After"],
         ["1", "Qty", "1", "9"],
         ["1", "Note", "first", "checked by Bert"],
@@ -189,7 +188,7 @@ def bert_meets_the_conflict(page: Page, shot: Shots) -> None:
     expect(page.locator('[data-testid="stAlertContentSuccess"]')).to_have_count(0)
     idle(page)
     # The grid, the conflict table (who changed what, when, why, the row now), then the review.
-    shown = grid_csv(page, page.locator(TABLES).nth(1))
+    shown = grid_cells(page, page.locator(TABLES).nth(1))
     assert shown[0] == ["Row id", "You", "They", "Their change", "By", "When", "Why", "Now"]
     when = [row.pop(5) for row in shown[1:]]
     assert all(w.endswith(" UTC") for w in when), when
@@ -259,12 +258,12 @@ def bert_reviews_the_merge_and_commits(page: Page, shot: Shots) -> None:
     expect(page.get_by_text("Rows 1–3 of 3").first).to_be_visible()
     tables = page.locator(TABLES)
     expect(tables).to_have_count(3, timeout=SLOW)  # the grid, the changed cells, the new row
-    assert grid_csv(page, tables.nth(1)) == [
+    assert grid_cells(page, tables.nth(1)) == [
         ["Row id", "Column", "Before", "After"],
         ["1", "Qty", "5", "9"],
         ["1", "Note", "first", "checked by Bert"],
     ]
-    assert grid_csv(page, tables.nth(2)) == [
+    assert grid_cells(page, tables.nth(2)) == [
         ["Name", "Qty", "Price", "Note"],
         ["bob", "2", "2.00", "bob moved"],
     ]

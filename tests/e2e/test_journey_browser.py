@@ -36,7 +36,7 @@ from tests.e2e.test_edit_browser import (
     confirm_commit,
     download_button,
     edit_cell,
-    grid_csv,
+    grid_cells,
     idle,
     metric,
     select_row,
@@ -133,9 +133,9 @@ def upload_and_create(page: Page, shot: Shots) -> None:
     expect(broken).to_have_count(0)
 
     def min_is_zero() -> None:
-        shown = grid_csv(page, page.locator(TABLES).first)
+        shown = grid_cells(page, page.locator(TABLES).first)
         qty = dict(zip(shown[0], shown[2], strict=True))
-        assert (qty.get("label"), qty.get("min")) == ("Qty", "0"), shown
+        assert (qty.get("Label"), qty.get("Min")) == ("Qty", "0"), shown
 
     qty_min_zero(min_is_zero)
     expect(page.get_by_text("All 4 rows are valid.")).to_be_visible(timeout=SLOW)
@@ -186,16 +186,16 @@ def edit_in_the_grid(page: Page, shot: Shots) -> None:
     container = page.locator(TABLES).first
 
     def new_row_is(values: list[str]) -> None:
-        shown = grid_csv(page, container)
+        shown = grid_cells(page, container)
         assert shown[5] == values, shown
 
     for _ in range(ATTEMPTS):
         idle(page)
-        if len(grid_csv(page, container)) == 1 + 5:
+        if len(grid_cells(page, container)) == 1 + 5:
             break
         container.hover()
         page.get_by_role("button", name="Add row").click()
-    assert len(grid_csv(page, container)) == 1 + 5
+    assert len(grid_cells(page, container)) == 1 + 5
     shot(page, "row-added-empty")
     edit_cell(
         page,
@@ -250,12 +250,15 @@ def review_and_commit(page: Page, shot: Shots) -> None:
         expect(metric(page, label)).to_have_text(shown, timeout=SLOW)
     tables = page.locator(TABLES)
     expect(tables).to_have_count(4, timeout=SLOW)  # the grid, then the three review tables
-    assert grid_csv(page, tables.nth(1)) == [
+    assert grid_cells(page, tables.nth(1)) == [
         ["Row id", "Column", "Before", "After"],
         ["1", "Qty", "1", "7"],
     ]
-    assert grid_csv(page, tables.nth(2)) == [["Name", "Qty", "Price", "Note"], ["eve", "5", "", ""]]
-    assert grid_csv(page, tables.nth(3)) == [
+    assert grid_cells(page, tables.nth(2)) == [
+        ["Name", "Qty", "Price", "Note"],
+        ["eve", "5", "", ""],
+    ]
+    assert grid_cells(page, tables.nth(3)) == [
         ["Row id", "Name", "Qty", "Price", "Note"],
         ["2", "bob", "2", "2.00", ""],
     ]
@@ -291,7 +294,7 @@ def see_it_on_the_audit_page(page: Page, shot: Shots, base: str, password: str, 
     idle(page)
     rows = page.locator(TABLES).nth(1)  # the trail, then the changeset's rows
     pick_radio(page, "Updated (1)")
-    shown = grid_csv(page, rows)
+    shown = grid_cells(page, rows)
     assert [row[:3] for row in shown] == [
         ["Row id", "State", "Qty"],
         ["1", "before", "1"],
@@ -299,12 +302,12 @@ def see_it_on_the_audit_page(page: Page, shot: Shots, base: str, password: str, 
     ], shown
     shot(page, "audit-updated")
     pick_radio(page, "Inserted (1)")
-    shown = grid_csv(page, rows)
+    shown = grid_cells(page, rows)
     assert len(shown) == 2, shown
     assert {"eve", "5"} <= set(shown[1]), shown
     shot(page, "audit-inserted")
     pick_radio(page, "Deleted (1)")
-    shown = grid_csv(page, rows)
+    shown = grid_cells(page, rows)
     assert len(shown) == 2, shown
     assert {"bob", "2"} <= set(shown[1]), shown
     shot(page, "audit-deleted")
