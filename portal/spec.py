@@ -266,7 +266,13 @@ class EditorColumn:
     ``kind`` maps to a column config class: text -> TextColumn, number -> NumberColumn,
     checkbox -> CheckboxColumn, date -> DateColumn, datetime -> DatetimeColumn,
     selectbox -> SelectboxColumn. ``format`` is printf-style for numbers and moment.js-style
-    for dates; ``validate`` a regular expression for text.
+    for dates.
+
+    A column's bounds, maximum length and pattern are said in ``help`` but not given to the
+    grid: the browser would set a number above its maximum to the maximum and cut a longer
+    text, both silently, and drop a number below its minimum or a text off its pattern without
+    a word (a pasted block too). Unchecked there, every such value reaches the server, which
+    refuses it with a message per cell saying what to enter instead.
     """
 
     name: str
@@ -275,12 +281,8 @@ class EditorColumn:
     required: bool
     help: str
     disabled: bool = False
-    min: Bound | None = None
-    max: Bound | None = None
     step: int | float | None = None
     format: str | None = None
-    max_chars: int | None = None
-    validate: str | None = None
     options: tuple[str, ...] | None = None
     default: Value = None
     timezone: str | None = None
@@ -2254,17 +2256,15 @@ def _editor_column(c: ColumnSpec) -> EditorColumn:
         default=c.default,
     )
     if c.type == "integer":
-        return replace(column, min=c.min, max=c.max, step=1, format="%d")
+        return replace(column, step=1, format="%d")
     if c.type == "decimal":
         step = None if c.scale is None else float(Decimal(1).scaleb(-c.scale))
         fmt = None if c.scale is None else f"%.{c.scale}f"
-        return replace(column, min=c.min, max=c.max, step=step, format=fmt)
+        return replace(column, step=step, format=fmt)
     if c.type == "date":
-        return replace(column, min=c.min, max=c.max, format=c.format or ISO_DATE)
+        return replace(column, format=c.format or ISO_DATE)
     if c.type == "datetime":
-        return replace(column, min=c.min, max=c.max, format="YYYY-MM-DD HH:mm:ss", timezone="UTC")
-    if c.type == "text":
-        return replace(column, max_chars=c.max_length, validate=c.regex)
+        return replace(column, format="YYYY-MM-DD HH:mm:ss", timezone="UTC")
     if c.type == "category":
         return replace(column, options=c.options)
     return column

@@ -1,13 +1,14 @@
 """``st.column_config`` objects from the spec's Streamlit-free ``EditorColumn`` descriptions.
 
 These settings only shape the grid in the browser; the server re-checks every value
-(``portal.spec.validate_value``) because a forged widget state arrives intact.
+(``portal.spec.validate_value``) because a forged widget state arrives intact. Bounds, maximum
+lengths and patterns are left out on purpose (``portal.spec.EditorColumn``): the browser would
+alter or drop an offending value silently, where the server says what is wrong.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import date, datetime
 from typing import Any
 
 import streamlit as st
@@ -54,37 +55,13 @@ def _config(c: EditorColumn) -> Any:
         "disabled": c.disabled,
     }
     if c.kind == "number":
-        return st.column_config.NumberColumn(
-            **common, min_value=_num(c.min), max_value=_num(c.max), step=c.step, format=c.format
-        )
+        return st.column_config.NumberColumn(**common, step=c.step, format=c.format)
     if c.kind == "checkbox":
         return st.column_config.CheckboxColumn(**common)
     if c.kind == "date":
-        return st.column_config.DateColumn(
-            **common, min_value=_day(c.min), max_value=_day(c.max), format=c.format or "YYYY-MM-DD"
-        )
+        return st.column_config.DateColumn(**common, format=c.format or "YYYY-MM-DD")
     if c.kind == "datetime":
-        return st.column_config.DatetimeColumn(
-            **common,
-            min_value=_moment(c.min),
-            max_value=_moment(c.max),
-            format=c.format,
-            timezone=c.timezone,
-        )
+        return st.column_config.DatetimeColumn(**common, format=c.format, timezone=c.timezone)
     if c.kind == "selectbox":
         return st.column_config.SelectboxColumn(**common, options=list(c.options or ()))
-    return st.column_config.TextColumn(**common, max_chars=c.max_chars, validate=c.validate)
-
-
-def _day(value: Any) -> date | None:
-    return value if isinstance(value, date) and not isinstance(value, datetime) else None
-
-
-def _moment(value: Any) -> datetime | None:
-    return value if isinstance(value, datetime) else None
-
-
-def _num(value: Any) -> float | int | None:
-    if value is None or isinstance(value, int | float):
-        return value
-    return float(value)
+    return st.column_config.TextColumn(**common)

@@ -325,7 +325,8 @@ def test_an_editor_pastes_and_types_in_the_grid_and_a_broken_rule_is_refused_per
 
         # A block of two rows, as a spreadsheet puts it on the clipboard, pasted over Name and
         # Qty of rows 1 and 2: "cy" is already row 3's name (Name is unique, which only the
-        # server can check); -3 is below Qty's minimum 0 (the grid itself refuses it).
+        # server can check); -3 is below Qty's minimum 0, which the grid is not told (it would
+        # drop the value without a word): the server refuses it, saying why.
         problems = page.get_by_text(re.compile("of your edits breaks? the dataset's rules"))
         for attempt in range(ATTEMPTS):
             idle(page)
@@ -346,23 +347,27 @@ def test_an_editor_pastes_and_types_in_the_grid_and_a_broken_rule_is_refused_per
                 continue
             break
         idle(page)
-        expect(page.get_by_text("1 of your edits breaks the dataset's rules")).to_be_visible()
+        expect(page.get_by_text("2 of your edits break the dataset's rules")).to_be_visible()
         expect(page.get_by_role("button", name="Review and commit…")).to_have_count(0)
         shot(page, "pasted-problem")
         report = list(csv.reader(io.StringIO(download_button(page, "Download the problems (CSV)"))))
         idle(page)  # the download button's click reruns the page
         assert report[0] == ["Where", "Column", "Value", "Problem"]
-        assert len(report) == 2, report
-        where, column, value, problem = report[1]
-        assert (column, value) == ("Name", "cy"), report
+        assert len(report) == 3, report
+        by_value = {value: (where, column, problem) for where, column, value, problem in report[1:]}
+        where, column, problem = by_value["cy"]
         # The clash is on the cell pasted into (row 1), naming the row that holds the name.
+        assert column == "Name", report
         assert (where, re.sub(r".*already in (row \d+).*", r"\1", problem)) == ("row 1", "row 3")
         assert "must be unique" in problem, report
+        where, column, problem = by_value["'-3"]  # formula-safe: a ' before the minus
+        assert (where, column) == ("row 2", "Qty"), report
+        assert "below the minimum 0" in problem, report
         assert table_rows(portal_server, dataset_id) == PEOPLE_ROWS
         assert edit_changes(portal_server) == []
 
-        # Correct the refused cell with the keyboard: the problem goes, the review shows exactly
-        # the two cells of row 1 (the pasted -3 never reached row 2's Qty).
+        # Correct the refused cells with the keyboard: each problem goes, and the review shows
+        # exactly the three cells changed.
         edit_cell(
             page,
             grid,
@@ -372,10 +377,23 @@ def test_an_editor_pastes_and_types_in_the_grid_and_a_broken_rule_is_refused_per
             kind="text",
             before="cy",
             value="zoe",
-            done=lambda: expect(metric(page, "Cells changed")).to_have_text("2", timeout=SLOW),
+            done=lambda: expect(
+                page.get_by_text("1 of your edits breaks the dataset's rules")
+            ).to_be_visible(timeout=SLOW),
+        )
+        edit_cell(
+            page,
+            grid,
+            row=1,
+            anchor="2",
+            right=2,
+            kind="number",
+            before="-3",
+            value="5",
+            done=lambda: expect(metric(page, "Cells changed")).to_have_text("3", timeout=SLOW),
         )
         expect(problems).to_have_count(0)
-        expect(metric(page, "Rows changed")).to_have_text("1")
+        expect(metric(page, "Rows changed")).to_have_text("2")
         expect(metric(page, "Rows added")).to_have_text("0")
         expect(metric(page, "Rows deleted")).to_have_text("0")
         review = page.locator('[data-testid="stDataFrame"]').last
@@ -383,6 +401,7 @@ def test_an_editor_pastes_and_types_in_the_grid_and_a_broken_rule_is_refused_per
             ["Row id", "Column", "Before", "After"],
             ["1", "Name", "ann", "zoe"],
             ["1", "Qty", "1", "10"],
+            ["2", "Qty", "2", "5"],
         ]
         shot(page, "review")
 
@@ -393,7 +412,11 @@ def test_an_editor_pastes_and_types_in_the_grid_and_a_broken_rule_is_refused_per
     finally:
         context.close()
 
-    assert table_rows(portal_server, dataset_id) == [(1, "zoe", 10, "first"), *PEOPLE_ROWS[1:]]
+    assert table_rows(portal_server, dataset_id) == [
+        (1, "zoe", 10, "first"),
+        (2, "bob", 5, None),
+        *PEOPLE_ROWS[2:],
+    ]
     assert edit_changes(portal_server) == [
         (
             "boss",
@@ -402,7 +425,8 @@ def test_an_editor_pastes_and_types_in_the_grid_and_a_broken_rule_is_refused_per
             "update",
             {"name": "ann", "qty": 1},
             {"name": "zoe", "qty": 10},
-        )
+        ),
+        ("boss", "renamed from a spreadsheet", 2, "update", {"qty": 2}, {"qty": 5}),
     ]
 
 

@@ -1,14 +1,22 @@
-"""The grid's column settings come from the one spec: types, bounds, options, regex, required."""
+"""The grid's column settings come from the one spec: types, options and required as settings;
+bounds, maximum lengths and patterns only in the help, since the browser would clamp, cut or drop
+a value breaking them without a word, where the server says what is wrong."""
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from portal.spec import ColumnSpec, DatasetSpec, editor_columns
 from portal.ui.column_config import column_config
 
 
-def test_every_rule_of_the_spec_reaches_the_grid() -> None:
+def settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings a column config gives the browser (those left unset are None)."""
+    return {k: v for k, v in config["type_config"].items() if v is not None}
+
+
+def test_every_rule_reaches_the_grid_and_none_is_enforced_there_silently() -> None:
     spec = DatasetSpec(
         columns=(
             ColumnSpec(
@@ -25,12 +33,14 @@ def test_every_rule_of_the_spec_reaches_the_grid() -> None:
     assert list(config) == ["name", "qty", "price", "paid", "day", "kind"]
     name, qty, price = config["name"], config["qty"], config["price"]
     assert (name["label"], name["required"]) == ("Name", True)
-    assert name["type_config"] == {"type": "text", "max_chars": 20, "validate": "^[A-Z]"}
-    assert qty["type_config"]["type"] == "number"
-    assert (qty["type_config"]["min_value"], qty["type_config"]["max_value"]) == (0, 99)
-    assert qty["type_config"]["step"] == 1
-    assert price["type_config"]["min_value"] == 0.5
-    assert price["type_config"]["step"] == 0.01
+    # In the browser a text past max_chars is cut, and one off the pattern dropped.
+    assert settings(name) == {"type": "text"}
+    assert "at most 20 characters; matching ^[A-Z]" in name["help"]
+    # A number above max_value is set to the maximum, one below min_value dropped.
+    assert settings(qty) == {"type": "number", "step": 1, "format": "%d"}
+    assert "at least 0; at most 99" in qty["help"]
+    assert settings(price) == {"type": "number", "step": 0.01, "format": "%.2f"}
+    assert "at least 0.5." in price["help"]
     assert config["paid"]["type_config"]["type"] == "checkbox"
     assert config["day"]["type_config"]["type"] == "date"
     assert config["kind"]["type_config"] == {"type": "selectbox", "options": ["a", "b"]}
@@ -52,5 +62,6 @@ def test_number_and_date_time_columns_named_as_text_are_text_columns_that_say_wh
     assert "to the last digit" in big["help"]
     assert at["type_config"]["type"] == "text"
     assert "to the microsecond" in at["help"]
-    assert config["note"]["type_config"]["max_chars"] == 5  # as it was
+    assert settings(config["note"]) == {"type": "text"}  # as it was
+    assert "at most 5 characters" in config["note"]["help"]
     assert config["qty"]["type_config"]["type"] == "number"
