@@ -44,6 +44,7 @@ from portal.ui.column_config import column_config
 from portal.ui.db_retry import outages, show_error, show_refusal, show_write_error
 from portal.ui.index_note import index_note
 from portal.ui.navigation import history_links, linked_id, no_datasets
+from portal.wording import counted
 
 actor = require("viewer")
 may_edit = actor.can("editor")
@@ -353,7 +354,7 @@ if reapplied := st.session_state.pop(f"edit.{dataset_id}.reapplied", None):
 # -- filter, sort, page -----------------------------------------------------------------------
 
 with st.expander(
-    "Filter and sort" + (f" — {len(view.filters)} filter(s)" if view.filters else ""),
+    "Filter and sort" + (f" — {counted(len(view.filters), 'filter')}" if view.filters else ""),
     expanded=bool(view.filters),
 ):
     for n, f in enumerate(view.filters):

@@ -143,13 +143,15 @@ def confirm_revert(changeset_id: int) -> None:
         )
     if plan.already:
         st.caption(
-            f"{plan.already:,} cell(s) or row(s) already hold what the revert would restore; "
+            f"{counted(plan.already, 'cell or row', 'cells or rows')} already "
+            f"{'holds' if plan.already == 1 else 'hold'} what the revert would restore; "
             "nothing to do for them."
         )
     partial = False
     if plan.conflicts:
         st.warning(
-            f"**{len(plan.conflicts):,} cell(s) or row(s) were changed since #{seq}.** The "
+            f"**{counted(len(plan.conflicts), 'cell or row', 'cells or rows')} "
+            f"{'was' if len(plan.conflicts) == 1 else 'were'} changed since #{seq}.** The "
             "revert leaves them as they are now; here is each one, who changed it and what "
             "the revert would have restored.",
             icon=":material/warning:",
@@ -224,8 +226,9 @@ def confirm_revert(changeset_id: int) -> None:
             )
             + f": {result.plan.summary()}."
             + (
-                f" {len(result.plan.conflicts):,} cell(s) or row(s) changed since were left "
-                "as they are."
+                f" {counted(len(result.plan.conflicts), 'cell or row', 'cells or rows')} "
+                f"changed since {'was' if len(result.plan.conflicts) == 1 else 'were'} left as "
+                f"{'it is' if len(result.plan.conflicts) == 1 else 'they are'}."
                 if result.plan.conflicts
                 else ""
             )

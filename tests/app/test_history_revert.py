@@ -112,7 +112,7 @@ def test_cells_changed_since_are_shown_and_only_the_untouched_part_is_written(
     at, _ = history(fresh_db, "admin", dataset, edited)
     button(at, "history.revert.open").click().run()
     [warning] = at.warning
-    assert "1 cell(s) or row(s) were changed since" in warning.value
+    assert "1 cell or row was changed since" in warning.value
     [held] = [d.value for d in at.dataframe if "Revert would restore" in d.value.columns]
     assert held.to_dict("records")[0] | {"When": ""} == {
         "Row id": 1,
@@ -133,7 +133,7 @@ def test_cells_changed_since_are_shown_and_only_the_untouched_part_is_written(
     assert rows[1] == ("ann", 11, Decimal("1.50"), "first")  # held: still 11
     assert rows[3] == ORIGINAL[3]
     assert newest(fresh_db)["detail"]["skipped"] == [[1, "qty"]]
-    assert "1 cell(s) or row(s) changed since were left as they are" in at.success[0].value
+    assert "1 cell or row changed since was left as it is" in at.success[0].value
 
     # Opened again: what is left was changed since, the rest is back already.
     button(at, "history.revert.open").click().run()
@@ -162,7 +162,7 @@ def test_a_revert_refused_for_changes_made_meanwhile_shows_the_plan_as_it_is_now
     [error] = at.error
     assert "changed since it was made and a revert would overwrite them" in error.value
     [warning] = at.warning
-    assert "1 cell(s) or row(s) were changed since" in warning.value
+    assert "1 cell or row was changed since" in warning.value
     assert not at.checkbox(key="history.revert.partial").value
     assert button(at, "history.revert.confirm").disabled  # until they agree to leave it
 
