@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -189,16 +190,30 @@ def grid_cells(page: Page, grid: Locator) -> list[list[str]]:
     """What a canvas-drawn grid shows: its header, then each row's cells as displayed, read from
     the accessible table the grid keeps beside its canvas (the grids offer no download of their
     own: ``client.disableDataExport``). ``grid`` is the ``stDataFrame`` element; the table
-    holds the rows drawn, so a grid read whole must fit its frame."""
+    holds the rows drawn, so a grid read whole must fit its frame.
+
+    Read until two reads a second apart agree: after a rerun the table can show the rows it
+    had before for a moment."""
     idle(page)
     grid.evaluate("e => e.scrollIntoView({block: 'center'})")
     table = grid.locator("table").first
     table.wait_for(state="attached", timeout=SLOW)
-    rows: list[list[str]] = table.evaluate(
-        "t => [...t.querySelectorAll('tr')].map("
-        "r => [...r.querySelectorAll('th, td')].map(c => c.textContent))"
-    )
-    return rows
+
+    def read() -> list[list[str]]:
+        rows: list[list[str]] = table.evaluate(
+            "t => [...t.querySelectorAll('tr')].map("
+            "r => [...r.querySelectorAll('th, td')].map(c => c.textContent))"
+        )
+        return rows
+
+    shown, deadline = read(), time.monotonic() + SLOW / 1000
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(1000)
+        again = read()
+        if again == shown:
+            break
+        shown = again
+    return shown
 
 
 def metric(page: Page, label: str) -> Locator:
