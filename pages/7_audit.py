@@ -16,7 +16,7 @@ from portal import trail_views
 from portal.datasets import dataset_names
 from portal.db import session_scope
 from portal.errors import AuditError, PortalError
-from portal.trail_views import Export, TrailFilter, day_after, day_start, when
+from portal.trail_views import Export, TrailExportKey, TrailFilter, day_after, day_start, when
 from portal.ui import require_session
 from portal.ui.changeset_view import show_changeset
 from portal.ui.column_config import counts
@@ -31,7 +31,7 @@ actor = signed.actor
 RECORDED = "audit.recorded"  # views already recorded in this sign-in: {"since", "seen"}
 VERIFIED = "audit.verified"
 DRIFT = "audit.drift"  # the datasets as last checked against the log
-PREPARED = "audit.prepared"  # (what was exported, Export)
+PREPARED = "audit.prepared"  # (TrailExportKey, Export): the file last prepared, and what for
 ALL = "(all)"
 
 
@@ -348,9 +348,9 @@ include_rows = trail_list == "changesets" and st.checkbox(
     help="Rows loaded from an uploaded file are not listed one by one: the upload's line "
     "counts them under inserted (open the upload above to read them).",
 )
-export_key = (view, include_rows)
-prepared: tuple[object, Export] | None = st.session_state.get(PREPARED)
-if prepared is not None and prepared[0][:2] != export_key:
+export_key = TrailExportKey(trail_list, trail_filter, include_rows)
+prepared: tuple[TrailExportKey, Export] | None = st.session_state.get(PREPARED)
+if prepared is not None and prepared[0] != export_key:  # prepared for other filters
     prepared = None
 csv_col, json_col = st.columns(2)
 for fmt, column in (("csv", csv_col), ("json", json_col)):
@@ -368,7 +368,7 @@ for fmt, column in (("csv", csv_col), ("json", json_col)):
         except PortalError as exc:
             show_refusal(exc)
         else:
-            prepared = ((*export_key, fmt), export)
+            prepared = (export_key, export)
             st.session_state[PREPARED] = prepared
 if prepared is not None:
     export = prepared[1]

@@ -524,6 +524,17 @@ class Export:
     event_id: int
 
 
+@dataclass(frozen=True)
+class TrailExportKey:
+    """What a prepared export of the trail was asked for (the Audit page keeps it with the
+    file): the list, its filter, and whether each row change is included. A file prepared for
+    an equal key still serves, in whichever format it was prepared (the file names its own)."""
+
+    trail_list: TrailList
+    trail_filter: TrailFilter
+    include_rows: bool
+
+
 _CHANGESET_FIELDS = (
     "seq",
     "changeset_id",
