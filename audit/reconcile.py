@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from audit.search import loads
 from audit.trail import dataset_state
 from portal.models import Dataset
-from portal.wording import counted
+from portal.wording import agreeing, counted
 
 SAMPLE: Final = 5
 """How many row ids and cells each difference lists (the counts are exact)."""
@@ -98,7 +98,7 @@ class DatasetDrift:
                 f"row {c.row_id} {c.column}: log {c.logged!r}, table {c.stored!r}"
                 for c in self.sample_cells
             )
-            verb = "differs" if self.differing == 1 else "differ"
+            verb = agreeing(self.differing, "differs", "differ")
             parts.append(f"{counted(self.differing, 'row')} {verb} ({cells})")
         if self.extra:
             extra = _ids(self.sample_extra, self.extra)

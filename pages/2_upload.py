@@ -35,7 +35,7 @@ from portal.ui import current_actor, md_escape, md_text, require
 from portal.ui.column_config import column_config
 from portal.ui.db_retry import show_error, show_refusal, show_write_error
 from portal.ui.navigation import EDIT, HISTORY
-from portal.wording import counted
+from portal.wording import agreeing, counted
 
 actor = require("editor")
 
@@ -290,7 +290,7 @@ except PortalError as exc:
 
 if not result.ok:
     st.error(
-        f"{result.error_count:,} {'cell breaks' if result.error_count == 1 else 'cells break'} "
+        f"{counted(result.error_count, 'cell')} {agreeing(result.error_count, 'breaks', 'break')} "
         "the rules, so nothing has been stored. Fix them in "
         "the file (the report below says where and why) and upload it again.",
         icon=":material/error:",

@@ -44,7 +44,7 @@ from portal.ui.column_config import column_config
 from portal.ui.db_retry import outages, show_error, show_refusal, show_write_error
 from portal.ui.index_note import index_note
 from portal.ui.navigation import history_links, linked_id, no_datasets
-from portal.wording import counted
+from portal.wording import agreeing, counted
 
 actor = require("viewer")
 may_edit = actor.can("editor")
@@ -514,7 +514,7 @@ except InvalidEdits as exc:
         st.session_state[k["pending"]] = kept
     st.session_state[k["dropped"]] = (exc.problems, kept is not None)
     st.error(
-        f"{len(exc.problems):,} of your edits {'breaks' if len(exc.problems) == 1 else 'break'} "
+        f"{len(exc.problems):,} of your edits {agreeing(len(exc.problems), 'breaks', 'break')} "
         "the dataset's rules; nothing can be "
         "committed until they are corrected (or discarded).",
         icon=":material/error:",

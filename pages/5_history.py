@@ -29,7 +29,7 @@ from portal.ui.column_config import counts
 from portal.ui.db_retry import show_error, show_refusal
 from portal.ui.navigation import linked_id, no_datasets
 from portal.ui.pager import Pager
-from portal.wording import counted
+from portal.wording import agreeing, counted
 from portal.writes import MAX_REASON_CHARS, number_after_commit
 
 actor = require("viewer")
@@ -144,14 +144,14 @@ def confirm_revert(changeset_id: int) -> None:
     if plan.already:
         st.caption(
             f"{counted(plan.already, 'cell or row', 'cells or rows')} already "
-            f"{'holds' if plan.already == 1 else 'hold'} what the revert would restore; "
+            f"{agreeing(plan.already, 'holds', 'hold')} what the revert would restore; "
             "nothing to do for them."
         )
     partial = False
     if plan.conflicts:
         st.warning(
             f"**{counted(len(plan.conflicts), 'cell or row', 'cells or rows')} "
-            f"{'was' if len(plan.conflicts) == 1 else 'were'} changed since #{seq}.** The "
+            f"{agreeing(len(plan.conflicts), 'was', 'were')} changed since #{seq}.** The "
             "revert leaves them as they are now; here is each one, who changed it and what "
             "the revert would have restored.",
             icon=":material/warning:",
@@ -227,8 +227,8 @@ def confirm_revert(changeset_id: int) -> None:
             + f": {result.plan.summary()}."
             + (
                 f" {counted(len(result.plan.conflicts), 'cell or row', 'cells or rows')} "
-                f"changed since {'was' if len(result.plan.conflicts) == 1 else 'were'} left as "
-                f"{'it is' if len(result.plan.conflicts) == 1 else 'they are'}."
+                f"changed since {agreeing(len(result.plan.conflicts), 'was', 'were')} left as "
+                f"{agreeing(len(result.plan.conflicts), 'it is', 'they are')}."
                 if result.plan.conflicts
                 else ""
             )

@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from portal.errors import ConfigError
+from portal.wording import agreeing
 
 MIN_COOKIE_KEY_BYTES = 32
 MIN_COOKIE_KEY_CHARS = 8
@@ -187,9 +188,9 @@ def database_url_problem(url: str) -> str | None:
     if unknown:
         return (
             f"after ? it names {', '.join(repr(key) for key in unknown)}, which "
-            f"{'is not a connection option' if len(unknown) == 1 else 'are not connection options'}"
+            f"{agreeing(len(unknown), 'is not a connection option', 'are not connection options')}"
             " PostgreSQL knows (such as sslmode, connect_timeout or application_name): correct "
-            f"or remove {'it' if len(unknown) == 1 else 'them'}, e.g. {DATABASE_URL_FORM}"
+            f"or remove {agreeing(len(unknown), 'it', 'them')}, e.g. {DATABASE_URL_FORM}"
             "?sslmode=require"
         )
     return None

@@ -66,6 +66,7 @@ import pyarrow.csv as pcsv  # type: ignore[import-untyped]
 from portal.csv_safe import FORMULA_TRIGGERS, csv_bytes, neutralise, unneutralise
 from portal.errors import ValidationError
 from portal.spec import MAX_COLUMNS, CellError, ColumnSpec, DatasetSpec
+from portal.wording import agreeing
 
 MIME_ACCEPTED: Final = frozenset(
     {"text/csv", "text/plain", "application/csv", "text/x-csv", "text/tab-separated-values"}
@@ -867,7 +868,7 @@ def _slow_parse(text: str, width: int, dialect: Dialect) -> tuple[Any, npt.NDArr
             problem_count += 1
             if len(problems) < MAX_PROBLEMS_KEPT:
                 problems.append(
-                    f"line {start}: {len(row)} field{'s' if len(row) != 1 else ''}, but the"
+                    f"line {start}: {len(row)} {agreeing(len(row), 'field', 'fields')}, but the"
                     f" header has {width}."
                 )
             continue
@@ -879,7 +880,7 @@ def _slow_parse(text: str, width: int, dialect: Dialect) -> tuple[Any, npt.NDArr
         if problem_count > len(problems):
             problems.append(f"… {problem_count - len(problems)} more problems not listed.")
         raise ImportRefused(
-            f"{problem_count} line{'s' if problem_count != 1 else ''} of the file cannot be"
+            f"{problem_count} {agreeing(problem_count, 'line', 'lines')} of the file cannot be"
             " read as rows of the table. Fix them (in a text editor, or re-export the file)"
             " and upload it again:",
             problems,
@@ -908,7 +909,7 @@ def error_report_csv(errors: Sequence[CellError], *, error_count: int | None = N
                 "",
                 "",
                 "",
-                f"… and {more:,} more error{'s' if more != 1 else ''}, not listed"
+                f"… and {more:,} more {agreeing(more, 'error', 'errors')}, not listed"
                 " here: fix those above and upload the file again to see the rest.",
             ]
         )

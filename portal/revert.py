@@ -54,7 +54,7 @@ from portal.errors import AuditError, PermissionDenied, ValidationError
 from portal.models import Changeset, RowChange
 from portal.spec import CellError, ColumnSpec, DatasetSpec, Value, stored_value
 from portal.trail_views import when
-from portal.wording import counted
+from portal.wording import agreeing, counted
 from portal.writes import CommitResult, EditConflict, EditRefused, commit, current_rows
 
 MAX_REVERT_ROWS: Final = 50_000
@@ -314,7 +314,7 @@ def revert(
         if plan.conflicts:
             done = (
                 f"{counted(plan.already, 'cell or row', 'cells or rows')} already "
-                f"{'holds the value' if plan.already == 1 else 'hold the values'} from before "
+                f"{agreeing(plan.already, 'holds the value', 'hold the values')} from before "
                 "it (it may have been reverted in part already) and the rest was changed "
                 "again since"
                 if plan.already

@@ -60,6 +60,7 @@ from portal.users import (
     normalise_username,
     password_matches,
 )
+from portal.wording import agreeing
 
 WRONG_CREDENTIALS = "Wrong username or password."
 ACCOUNT_DISABLED = "This account is disabled. Ask an admin to enable it."
@@ -122,7 +123,7 @@ def locked_message(until: datetime, now: datetime) -> str:
     minutes = max(1, math.ceil((until - now).total_seconds() / 60))
     return (
         "Too many failed sign-ins: this account is locked for "
-        f"{minutes} more minute{'s' if minutes != 1 else ''}. "
+        f"{minutes} more {agreeing(minutes, 'minute', 'minutes')}. "
         "Try again later, or ask an admin to unlock it."
     )
 
@@ -479,8 +480,8 @@ def _wrong_current_password(failed_attempts: int) -> str:
     minutes = settings.lockout_minutes
     return (
         "The current password is not correct; nothing was changed. "
-        f"{left} more wrong {'try locks' if left == 1 else 'tries lock'} this account for "
-        f"{minutes} minute{'s' if minutes != 1 else ''}, which signs you out."
+        f"{left} more wrong {agreeing(left, 'try locks', 'tries lock')} this account for "
+        f"{minutes} {agreeing(minutes, 'minute', 'minutes')}, which signs you out."
     )
 
 

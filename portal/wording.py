@@ -1,4 +1,4 @@
-"""Small pieces of wording shared by messages: a number with its noun.
+"""Small pieces of wording shared by messages: a number with its noun, words that agree with it.
 
 Kept free of imports from the rest of the portal so that ``audit`` and ``portal`` modules alike
 can use it.
@@ -13,3 +13,12 @@ def counted(count: int, noun: str, plural: str | None = None) -> str:
     "cell or row", "cells or rows")`` "0 cells or rows". The plural is ``noun`` + "s" unless
     given."""
     return f"{count:,} {noun if count == 1 else (plural or noun + 's')}"
+
+
+def agreeing(count: int, singular: str, plural: str) -> str:
+    """``singular`` if ``count`` is 1, else ``plural``: the word or words that agree with a
+    number said elsewhere in the message. ``agreeing(1, "was", "were")`` is "was",
+    ``agreeing(0, "was", "were")`` and ``agreeing(2, "was", "were")`` "were"; so
+    ``f"{counted(n, 'row')} {agreeing(n, 'was', 'were')} changed"``. Both forms are given in
+    full, since verbs and pronouns (holds/hold, it/them) have no one rule."""
+    return singular if count == 1 else plural

@@ -86,6 +86,7 @@ from portal.spec import (
     stored_value,
     taken_value,
 )
+from portal.wording import agreeing, counted
 
 WINDOW_SIZES: Final = (100, 500, 1_000, 5_000)
 COUNT_CAP: Final = 1_000
@@ -161,7 +162,7 @@ class EditConflict(PortalError):
         self.conflicts = tuple(conflicts)
         n = len(self.conflicts)
         super().__init__(
-            f"{n:,} row{'' if n == 1 else 's'} you changed {'was' if n == 1 else 'were'} "
+            f"{counted(n, 'row')} you changed {agreeing(n, 'was', 'were')} "
             "changed by someone else since you loaded them, so nothing was written. See what "
             "they did below, then reload and re-apply your edits."
         )
