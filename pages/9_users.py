@@ -25,19 +25,26 @@ actor = require("admin")
 FLASH = "users.flash"
 CONFIRM = "users.confirm"
 ADDED = "users.added"
-# Each field of "Add a user" and what it holds in an empty form.
+# The widget key of each field of "Add a user".
+ADD_USERNAME = "users.add.username"
+ADD_DISPLAY_NAME = "users.add.display_name"
+ADD_EMAIL = "users.add.email"
+ADD_PASSWORD = "users.add.password"  # noqa: S105 - a widget key, not a password
+ADD_CONFIRM = "users.add.confirm"
+ADD_ROLE = "users.add.role"
+ADD_MUST_CHANGE = "users.add.must_change"
+# What each field holds in an empty form.
 ADD_FORM: dict[str, object] = {
-    "users.add.username": "",
-    "users.add.display_name": "",
-    "users.add.email": "",
-    "users.add.password": "",
-    "users.add.confirm": "",
+    ADD_USERNAME: "",
+    ADD_DISPLAY_NAME: "",
+    ADD_EMAIL: "",
+    ADD_PASSWORD: "",
+    ADD_CONFIRM: "",
     # Emptied too: a role and a kept password left from the last account would be given to
     # the next one, typed into what looks like an empty form.
-    "users.add.role": ROLES[0],
-    "users.add.must_change": True,
+    ADD_ROLE: ROLES[0],
+    ADD_MUST_CHANGE: True,
 }
-ADD_FIELDS = tuple(ADD_FORM)
 
 
 def apply(change: Callable[[Any, Actor], object], success: str) -> bool:
@@ -254,19 +261,19 @@ for key, empty in ADD_FORM.items():
 with st.form("users.add"):
     left, right = st.columns(2)
     username = left.text_input(
-        "Username", key=ADD_FIELDS[0], help="a-z, 0-9, '.', '_' and '-'; up to 64 characters."
+        "Username", key=ADD_USERNAME, help="a-z, 0-9, '.', '_' and '-'; up to 64 characters."
     )
     display_name = right.text_input(
-        "Display name", key=ADD_FIELDS[1], max_chars=users.MAX_DISPLAY_NAME_CHARS
+        "Display name", key=ADD_DISPLAY_NAME, max_chars=users.MAX_DISPLAY_NAME_CHARS
     )
-    email = left.text_input("Email (optional)", key=ADD_FIELDS[2], max_chars=users.MAX_EMAIL_CHARS)
-    role = right.selectbox("Role", ROLES, key="users.add.role")
+    email = left.text_input("Email (optional)", key=ADD_EMAIL, max_chars=users.MAX_EMAIL_CHARS)
+    role = right.selectbox("Role", ROLES, key=ADD_ROLE)
     password = left.text_input(
-        "Temporary password", type="password", key=ADD_FIELDS[3], help=PASSWORD_RULES
+        "Temporary password", type="password", key=ADD_PASSWORD, help=PASSWORD_RULES
     )
-    again = right.text_input("Temporary password again", type="password", key=ADD_FIELDS[4])
+    again = right.text_input("Temporary password again", type="password", key=ADD_CONFIRM)
     must_change = st.checkbox(
-        "They must choose their own password when they first sign in", key="users.add.must_change"
+        "They must choose their own password when they first sign in", key=ADD_MUST_CHANGE
     )
     add = st.form_submit_button("Add user", type="primary", key="users.add.submit")
 
