@@ -27,6 +27,7 @@ from tests.conftest import DatabaseHandle
 
 pytestmark = pytest.mark.app
 
+EVERY_ROLE = ["viewer", "editor", "admin"]
 PAGE_FILES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "pages").glob("*.py"))
 EXPECTED_PAGES = {
     "viewer": {"1_home.py", "3_datasets.py", "4_edit.py", "5_history.py", "8_account.py"},
@@ -42,7 +43,7 @@ def shows_no_user_data(at: AppTest, *usernames: str) -> bool:
     return not at.dataframe and not at.metric and not any(u in shown for u in usernames)
 
 
-@pytest.mark.parametrize("role", ["viewer", "editor", "admin"])
+@pytest.mark.parametrize("role", EVERY_ROLE)
 def test_navigation_lists_only_the_role_s_pages(fresh_db: DatabaseHandle, role: str) -> None:
     at, _ = signed_in(fresh_db, role)
     show_app(at)
@@ -173,7 +174,7 @@ def test_home_shows_each_role_its_pages_and_only_admins_the_database(
     )
 
 
-@pytest.mark.parametrize("role", ["viewer", "editor", "admin"])
+@pytest.mark.parametrize("role", EVERY_ROLE)
 def test_home_offers_revert_only_to_editors_and_the_account_page_to_everyone(
     fresh_db: DatabaseHandle, role: str
 ) -> None:

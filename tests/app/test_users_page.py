@@ -93,12 +93,18 @@ def test_add_a_user(fresh_db: DatabaseHandle, admin: tuple[AppTest, str]) -> Non
     assert signin.authenticate("new.person", "a temporary password").must_change_password
 
 
+# Adds refused with an error (username, password, password again, part of the message).
+REFUSED_ADDS = [
+    ("shorty", "too short", "too short", "at least 12"),
+    ("mismatch", "a temporary password", "another password", "differ"),
+    ("boss", "a temporary password", "a temporary password", "taken"),
+]
+
+
 @pytest.mark.parametrize(
     ("username", "password", "again", "message"),
     [
-        ("shorty", "too short", "too short", "at least 12"),
-        ("mismatch", "a temporary password", "another password", "differ"),
-        ("boss", "a temporary password", "a temporary password", "taken"),
+        *REFUSED_ADDS,
         ("bad name!", "a temporary password", "a temporary password", "not allowed"),
         ("", "", "", "Enter at least a username"),
     ],
@@ -505,14 +511,7 @@ def test_after_a_user_is_added_the_browser_shows_an_empty_form(
     assert [target for _, target, _ in admin_events(fresh_db)] == ["new.person"]
 
 
-@pytest.mark.parametrize(
-    ("username", "password", "again", "message"),
-    [
-        ("shorty", "too short", "too short", "at least 12"),
-        ("mismatch", "a temporary password", "another password", "differ"),
-        ("boss", "a temporary password", "a temporary password", "taken"),
-    ],
-)
+@pytest.mark.parametrize(("username", "password", "again", "message"), REFUSED_ADDS)
 def test_a_refused_add_keeps_what_was_typed(
     fresh_db: DatabaseHandle,
     admin: tuple[AppTest, str],
