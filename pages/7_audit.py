@@ -16,7 +16,15 @@ from portal import trail_views
 from portal.datasets import dataset_names
 from portal.db import session_scope
 from portal.errors import AuditError, PortalError
-from portal.trail_views import Export, TrailExportKey, TrailFilter, day_after, day_start, when
+from portal.trail_views import (
+    Export,
+    TrailExportKey,
+    TrailFilter,
+    day_after,
+    day_start,
+    kind_label,
+    when,
+)
 from portal.ui import require_session
 from portal.ui.changeset_view import show_changeset
 from portal.ui.column_config import counts
@@ -189,7 +197,7 @@ actor_name = actor_col.selectbox(
 kind = kind_col.selectbox(
     "Kind",
     [None, *kinds],
-    format_func=lambda k: ALL if k is None else k.replace("_", " "),
+    format_func=lambda k: ALL if k is None else kind_label(k),
     key=f"audit.kind.{trail_list}",
 )
 dates_col, text_col = st.columns([1, 2])
@@ -244,7 +252,7 @@ elif trail_list == "changesets":
                 {
                     "#": c.seq,
                     "When": when(c.committed_at),
-                    "Kind": ("⚠ OUT OF BAND" if c.out_of_band else c.kind),
+                    "Kind": kind_label(c.kind),  # an out-of-band one flagged loudly
                     "Dataset": c.dataset_name or "",
                     "Who": f"{c.actor_display_name} ({c.actor_username})",
                     "Reason": c.reason,
@@ -265,10 +273,10 @@ else:
             [
                 {
                     "When": when(e.occurred_at),
-                    "Kind": e.kind,
+                    "Kind": kind_label(e.kind),
                     "Who": e.actor_username or "",
                     "Target": e.target or "",
-                    "Detail": trail_views.detail_text(e.detail),
+                    "Detail": trail_views.detail_line(e.detail),
                 }
                 for e in page.items
             ]
@@ -287,7 +295,7 @@ if trail_list == "changesets" and page.items:
         list(shown),
         index=None,
         format_func=lambda i: (
-            f"#{shown[i].seq} · {shown[i].kind} · {shown[i].dataset_name or '—'} · "
+            f"#{shown[i].seq} · {kind_label(shown[i].kind)} · {shown[i].dataset_name or '—'} · "
             f"{shown[i].actor_display_name} · {when(shown[i].committed_at)}"
         ),
         placeholder="Choose a changeset on this page to see its rows",

@@ -13,6 +13,8 @@ events that record views and exports. No Streamlit here; the pages render what t
     as_of()               a dataset exactly as it stood right after a changeset
     export_as_of()        that state as a formula-safe CSV, recorded as an export
     row_versions_frame()  every version of one row, with who, when and why
+    kind_label()          a changeset's or event's kind in words (``Failed sign-in``)
+    detail_line()         an event's details as one line to read (the exports keep the JSON)
 
 Which views are recorded (``audit_view`` events). Streamlit reruns the page on every click, so
 recording each run would bury the log in noise; recording nothing would let an admin read the
@@ -129,9 +131,51 @@ def whole_text(value: Any) -> str | None:
 
 
 def detail_text(detail: Mapping[str, Any]) -> str:
-    """An event's details as the Audit page shows them and its CSV export writes them: JSON,
-    keys sorted (``false``, ``null``, as the exports and the text search read them)."""
+    """An event's details as its CSV export writes them: JSON, keys sorted (``false``,
+    ``null``, as the JSON export writes them). The Audit page shows ``detail_line``."""
     return json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str)
+
+
+NO_VALUE: Final = "—"
+
+
+def detail_line(detail: Mapping[str, Any]) -> str:
+    """An event's details as one line to read: ``attempts: 3 · role: editor``.
+
+    Keys sorted (as ``detail_text``), underscores read as spaces; no value is ``—``, an empty
+    text ``""``; a truth reads ``true`` or ``false``, as the text search matches it; a nested
+    mapping or list reads compactly in braces or brackets (``filter: {actor: ann, kind: —}``),
+    a ``{"before": …, "after": …}`` pair as ``before → after``; line breaks inside a text read
+    as spaces. Nothing is left out; the exports keep the exact JSON (``detail_text``).
+    """
+    return " · ".join(f"{_detail_key(k)}: {_detail_value(v)}" for k, v in _sorted_items(detail))
+
+
+def _sorted_items(mapping: Mapping[Any, Any]) -> list[tuple[Any, Any]]:
+    return sorted(mapping.items(), key=lambda item: str(item[0]))
+
+
+def _detail_key(key: Any) -> str:
+    return _one_line(str(key)).replace("_", " ")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.splitlines())
+
+
+def _detail_value(value: Any) -> str:
+    if value is None:
+        return NO_VALUE
+    if isinstance(value, str):
+        return _one_line(value) if value else '""'
+    if isinstance(value, Mapping):
+        if value.keys() == {"before", "after"}:
+            return f"{_detail_value(value['before'])} → {_detail_value(value['after'])}"
+        inner = ", ".join(f"{_detail_key(k)}: {_detail_value(v)}" for k, v in _sorted_items(value))
+        return f"{{{inner}}}"
+    if isinstance(value, list | tuple):
+        return f"[{', '.join(_detail_value(v) for v in value)}]"
+    return _one_line(cell_text(value))
 
 
 def change_text(value: Any) -> str:
@@ -160,6 +204,33 @@ def actors(*, session: Session, actor: Actor) -> list[str]:
 def kinds(trail_list: TrailList) -> tuple[str, ...]:
     changeset_kinds, event_kinds = search.kinds()
     return changeset_kinds if trail_list == "changesets" else event_kinds
+
+
+KIND_LABELS: Final[Mapping[str, str]] = {
+    # changesets (portal.models.CHANGESET_KINDS)
+    "upload": "Upload",
+    "edit": "Edit",
+    "revert": "Revert",
+    "schema": "Schema change",
+    "dataset": "Dataset set-up",  # created, or a setting changed
+    "out_of_band": "⚠ OUT OF BAND",  # written around the portal: loud on purpose
+    # events (portal.models.EVENT_KINDS)
+    "sign_in": "Signed in",
+    "sign_in_failed": "Failed sign-in",
+    "lock_out": "Locked out",
+    "sign_out": "Signed out",
+    "user_admin": "User account changed",
+    "export": "Exported",
+    "audit_view": "Audit viewed",
+}
+"""A changeset's or event's kind as the Audit page shows it; ``kind_label`` reads any other."""
+
+
+def kind_label(kind: str) -> str:
+    """A changeset's or event's kind in words (``sign_in_failed`` -> ``Failed sign-in``); a kind
+    without a label reads as its words (``new_kind`` -> ``New kind``), so a kind added to the
+    log before its label never stops the page."""
+    return KIND_LABELS.get(kind) or kind.replace("_", " ").strip().capitalize() or NO_VALUE
 
 
 def column_labels(*, session: Session, dataset_id: int | None) -> dict[str, str]:

@@ -49,8 +49,9 @@ def show_changeset(
     if s.out_of_band:
         out_of_band_warning(detail)
     dataset = md_escape(s.dataset_name or (f"dataset {s.dataset_id}" if s.dataset_id else "—"))
+    kind = md_escape(trail_views.kind_label(s.kind))
     st.markdown(
-        f"**{md_escape(s.kind)}** on **{dataset}** by **{md_escape(s.actor_display_name)}** "
+        f"**{kind}** on **{dataset}** by **{md_escape(s.actor_display_name)}** "
         f"({md_escape(s.actor_username)}), {when(s.committed_at)}  \n"
         f"Reason: {md_escape(s.reason) if s.reason else '*none given*'}  \n"
         f"{s.inserted:,} inserted · {s.updated:,} updated · {s.deleted:,} deleted"

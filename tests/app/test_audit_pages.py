@@ -68,6 +68,16 @@ def test_an_admin_filters_the_trail_and_each_view_is_recorded_once(trail: Trail)
     at.run()  # a rerun with the same filters records nothing new
     assert len(events(trail.db, "audit_view")) == 1
 
+    assert at.selectbox(key="audit.kind.changesets").options == [
+        "(all)",
+        "Upload",
+        "Edit",
+        "Revert",
+        "Schema change",
+        "⚠ OUT OF BAND",
+        "Dataset set-up",
+    ]
+    assert set(at.main.dataframe[0].value["Kind"]) == {"Upload", "Edit", "⚠ OUT OF BAND"}
     at.selectbox(key="audit.kind.changesets").select("out_of_band").run()
     assert changesets_shown(at) == [trail.seqs["oob"]]
     assert at.main.dataframe[0].value["Kind"].tolist() == ["⚠ OUT OF BAND"]
@@ -88,6 +98,16 @@ def test_an_admin_filters_the_trail_and_each_view_is_recorded_once(trail: Trail)
 
     at.radio(key="audit.list").set_value("events").run()
     assert not at.exception
+    assert at.selectbox(key="audit.kind.events").options == [
+        "(all)",
+        "Signed in",
+        "Failed sign-in",
+        "Locked out",
+        "Signed out",
+        "User account changed",
+        "Exported",
+        "Audit viewed",
+    ]
 
 
 def test_the_trail_pages_newest_first(trail: Trail, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,6 +130,7 @@ def test_an_out_of_band_changeset_opens_flagged_with_its_deleted_row(trail: Trai
     oob = next(
         o for o in at.selectbox(key="audit.open").options if o.startswith(f"#{trail.seqs['oob']} ")
     )
+    assert oob.startswith(f"#{trail.seqs['oob']} · ⚠ OUT OF BAND · People · ")
     at.selectbox(key="audit.open").select(oob).run()
     assert not at.exception
     assert any("Out of band" in w.value for w in at.warning)
@@ -128,7 +149,9 @@ def test_an_update_shows_before_and_after_with_changed_cells_highlighted(trail: 
         for o in at.selectbox(key="audit.open").options
         if o.startswith(f"#{trail.seqs['ann qty']} ")
     )
+    assert label.startswith(f"#{trail.seqs['ann qty']} · Edit · People · ")
     at.selectbox(key="audit.open").select(label).run()
+    assert any(m.value.startswith("**Edit** on **People** by ") for m in at.markdown)
     frame = at.main.dataframe[1]
     assert frame.value[["Row id", "State", "Qty"]].values.tolist() == [
         [1, "before", "1"],
@@ -494,10 +517,10 @@ def test_a_dataset_check_shows_names_and_values_as_written_not_as_markdown(trail
     assert "Checking “Costs \\*Q1\\* \\$5”…" in progress
 
 
-def test_an_event_s_details_read_as_json_as_every_export_writes_them(trail: Trail) -> None:
-    """The events list showed details as Python writes a dict ({'ok': False, 'rows': None}),
-    where the exports, the CLI and the text search speak JSON (false, null); they now read as
-    the CSV export writes them."""
+def test_an_event_reads_in_words_and_its_export_keeps_the_json(trail: Trail) -> None:
+    """The events list showed each event's raw kind (user_admin) and its details as JSON, as a
+    database dump would; it now shows the kind in words and the details as one line to read.
+    The CSV export keeps the JSON, and the text search the stored values."""
     with Session(trail.db.app) as s, s.begin():
         record_event(
             session=s,
@@ -509,8 +532,9 @@ def test_an_event_s_details_read_as_json_as_every_export_writes_them(trail: Trai
     at, _ = on_page(trail.db, "admin", AUDIT)
     at.radio(key="audit.list").set_value("events").run()
     at.selectbox(key="audit.kind.events").select("user_admin").run()
-    [shown] = at.main.dataframe[0].value["Detail"].tolist()
-    assert shown == '{"n": 2, "name": "o\'hara", "ok": false, "rows": null}'
+    shown = at.main.dataframe[0].value
+    assert shown["Kind"].tolist() == ["User account changed"]
+    assert shown["Detail"].tolist() == ["n: 2 · name: o'hara · ok: false · rows: —"]
     with session_scope() as s:
         exported = trail_views.export_trail(
             session=s,
@@ -519,7 +543,24 @@ def test_an_event_s_details_read_as_json_as_every_export_writes_them(trail: Trai
             trail_list="events",
         )
     [_, row] = csv.reader(io.StringIO(exported.data.decode("utf-8-sig"), newline=""))
-    assert row[-1] == shown
+    assert row[2] == "user_admin"
+    assert row[-1] == '{"n": 2, "name": "o\'hara", "ok": false, "rows": null}'
+    at.text_input(key="audit.text").input("O'HARA").run()  # the search reads the stored values
+    assert at.main.dataframe[0].value["Kind"].tolist() == ["User account changed"]
+
+
+def test_a_failed_sign_in_reads_in_words(fresh_db: DatabaseHandle) -> None:
+    name, password = new_user(fresh_db, role="editor")
+    at = sign_in(app_test().run(), name, password + "x")
+    assert not at.exception
+    at, _ = on_page(fresh_db, "admin", AUDIT)
+    at.radio(key="audit.list").set_value("events").run()
+    kinds = {"Failed sign-in", "Signed in", "Audit viewed"}
+    assert set(at.main.dataframe[0].value["Kind"]) == kinds
+    at.selectbox(key="audit.kind.events").select("sign_in_failed").run()
+    shown = at.main.dataframe[0].value
+    assert shown["Kind"].tolist() == ["Failed sign-in"]
+    assert shown["Detail"].tolist() == ["failed attempts: 1 · reason: bad_password"]
 
 
 def test_a_new_sign_in_in_the_same_browser_tab_records_its_views_again(trail: Trail) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -369,3 +370,20 @@ def test_a_dataset_s_activity_covers_its_last_90_days(trail: Trail) -> None:
     assert rows_changed() == everything - moved
     with session_scope() as s, pytest.raises(NotFound):
         trail_views.dataset_activity_frame(session=s, actor=viewer, dataset_id=10**9)
+
+
+def test_every_kind_the_database_allows_has_a_label(fresh_db: DatabaseHandle) -> None:
+    """The Audit page shows each kind in words: every kind the migrated database's CHECKs let
+    into the log (not only the models' lists) has a label of its own."""
+    with fresh_db.owner.connect() as conn:
+        checks = conn.execute(
+            text(
+                "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint"
+                " WHERE contype = 'c' AND connamespace = 'audit'::regnamespace"
+                " AND pg_get_constraintdef(oid) LIKE 'CHECK ((kind = ANY %'"
+            )
+        ).all()
+    assert sorted(table for table, _ in checks) == ["audit.changeset", "audit.event"]
+    allowed = {kind for _, check in checks for kind in re.findall(r"'([^']+)'", check)}
+    assert {"sign_in_failed", "out_of_band"} <= allowed  # the checks were read
+    assert allowed <= set(trail_views.KIND_LABELS)

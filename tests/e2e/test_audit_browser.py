@@ -1,5 +1,6 @@
-"""The Audit page in a real browser: an admin opens a changeset from the trail and sees each
-updated row's cells before and after; opening it is recorded as an audit view."""
+"""The Audit page in a real browser: an admin reads the trail's kinds in words, opens a
+changeset from it and sees each updated row's cells before and after; opening it is recorded as
+an audit view."""
 
 from __future__ import annotations
 
@@ -33,9 +34,14 @@ def test_an_admin_sees_a_changeset_s_before_and_after(
     expect(page.get_by_text(re.compile("^Chain head"))).to_be_visible(timeout=SLOW)
 
     expect(page.get_by_text("Page 1 (the last)")).to_be_visible(timeout=SLOW)
+    header, *rows = grid_cells(page, page.locator('[data-testid="stDataFrame"]').first)
+    kinds = {row[header.index("#")]: row[header.index("Kind")] for row in rows}
+    assert kinds[str(seq)] == "Edit"  # in words, not the stored kind
+    assert kinds[str(trail.seqs["oob"])] == "⚠ OUT OF BAND"
     page.wait_for_timeout(500)  # let the run finish before using its widgets
-    choose(page, "Open a changeset", f"#{seq} · edit · People")
+    choose(page, "Open a changeset", f"#{seq} · Edit · People")
     expect(page.get_by_role("heading", name=f"Changeset #{seq}")).to_be_visible(timeout=SLOW)
+    expect(page.get_by_text(re.compile(r"^Edit on People by "))).to_be_visible(timeout=SLOW)
     expect(page.get_by_text("Reason: fix the quantities")).to_be_visible(timeout=SLOW)
     expect(page.get_by_text("Updated (2)")).to_be_visible()
     # The grid draws on a canvas: read what it shows from its accessible table.

@@ -1,0 +1,88 @@
+"""The Audit page's words for the log: every changeset and event kind has a label (a kind
+without one still reads), and an event's details read as one line, not as JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from audit import search
+from portal.models import CHANGESET_KINDS, EVENT_KINDS
+from portal.trail_views import KIND_LABELS, detail_line, detail_text, kind_label
+
+
+@pytest.mark.parametrize("kind", sorted({*CHANGESET_KINDS, *EVENT_KINDS, *sum(search.kinds(), ())}))
+def test_every_kind_has_a_label(kind: str) -> None:
+    assert kind in KIND_LABELS
+    assert kind_label(kind) == KIND_LABELS[kind]
+    assert "_" not in kind_label(kind)
+
+
+def test_labels_are_distinct_and_no_stale_kind_is_labelled() -> None:
+    assert len(set(KIND_LABELS.values())) == len(KIND_LABELS)
+    assert set(KIND_LABELS) == {*CHANGESET_KINDS, *EVENT_KINDS}
+
+
+@pytest.mark.parametrize(
+    ("kind", "label"),
+    [
+        ("sign_in_failed", "Failed sign-in"),
+        ("audit_view", "Audit viewed"),
+        ("out_of_band", "⚠ OUT OF BAND"),
+        ("edit", "Edit"),
+    ],
+)
+def test_kinds_read_in_words(kind: str, label: str) -> None:
+    assert kind_label(kind) == label
+
+
+@pytest.mark.parametrize(
+    ("kind", "label"),
+    [("password_reset", "Password reset"), ("x", "X"), ("", "—"), ("_", "—")],
+)
+def test_a_kind_without_a_label_still_reads(kind: str, label: str) -> None:
+    assert kind_label(kind) == label
+
+
+def test_details_read_as_one_line_with_keys_in_order() -> None:
+    assert detail_line({"role": "editor", "attempts": 3}) == "attempts: 3 · role: editor"
+    assert detail_line({"b": 1, "a": 2}) == detail_line({"a": 2, "b": 1})
+
+
+def test_empty_details_read_as_nothing() -> None:
+    assert detail_line({}) == ""
+
+
+def test_no_value_truths_numbers_and_empty_texts() -> None:
+    assert (
+        detail_line({"rows": None, "ok": False, "unknown_user": True, "n": 2.5, "text": ""})
+        == 'n: 2.5 · ok: false · rows: — · text: "" · unknown user: true'
+    )
+
+
+def test_nested_values_read_compactly() -> None:
+    detail = {
+        "list": "changesets",
+        "filter": {"kind": "out_of_band", "actor": None, "text": ""},
+        "differing": [3, 5],
+        "miscounted": [],
+        "reason_required": {"before": False, "after": True},
+        "deep": {"x": [{"b": 1, "a": None}]},
+    }
+    assert detail_line(detail) == (
+        "deep: {x: [{a: —, b: 1}]} · differing: [3, 5] · "
+        'filter: {actor: —, kind: out_of_band, text: ""} · list: changesets · miscounted: [] · '
+        "reason required: false → true"
+    )
+
+
+def test_non_ascii_and_line_breaks_stay_on_one_line() -> None:
+    line = detail_line({"name": "Zoë Ångström", "problem": "first\nsecond\r\nthird", "ключ": "√"})
+    assert line == "name: Zoë Ångström · problem: first second third · ключ: √"
+
+
+def test_the_exports_keep_the_json() -> None:
+    detail = {"ok": False, "rows": None, "name": "o'hara", "n": 2}
+    assert json.loads(detail_text(detail)) == detail
+    assert detail_text(detail) == '{"n": 2, "name": "o\'hara", "ok": false, "rows": null}'
