@@ -22,7 +22,7 @@ from portal.datasets import dataset_names
 from portal.db import session_scope
 from portal.diffs import RowDelete, RowInsert, cell_changes, show_change
 from portal.errors import PortalError
-from portal.trail_views import AsOf, Export, when
+from portal.trail_views import AsOf, Export, kind_label, when
 from portal.ui import current_actor, md_escape, md_text, require
 from portal.ui.changeset_view import show_changeset
 from portal.ui.column_config import counts
@@ -114,7 +114,7 @@ def confirm_revert(changeset_id: int) -> None:
         st.error(refused, icon=":material/error:")
     seq = plan.target.seq
     st.markdown(
-        f"Revert changeset **#{seq}** ({md_escape(plan.target.kind)} by "
+        f"Revert changeset **#{seq}** ({md_escape(kind_label(plan.target.kind))} by "
         f"{md_escape(plan.target.actor_display_name)}, {when(plan.target.committed_at)}) on "
         f"**{md_escape(plan.dataset_name)}**: a new changeset that puts back what it changed."
     )
@@ -376,7 +376,7 @@ st.dataframe(
         {
             "#": c.seq,
             "When": when(c.committed_at),
-            "Kind": "⚠ OUT OF BAND" if c.out_of_band else c.kind,
+            "Kind": kind_label(c.kind),  # an out-of-band one flagged loudly
             "Who": c.actor_display_name,
             "Reason": c.reason,
             "Inserted": c.inserted,
@@ -396,7 +396,7 @@ opened = st.selectbox(
     list(shown),
     index=None,
     format_func=lambda i: (
-        f"#{shown[i].seq} · {shown[i].kind} · {shown[i].actor_display_name} · "
+        f"#{shown[i].seq} · {kind_label(shown[i].kind)} · {shown[i].actor_display_name} · "
         f"{when(shown[i].committed_at)}"
     ),
     placeholder="Choose a changeset to see its rows and the table as of it",
@@ -422,7 +422,8 @@ with st.container(border=True):
             )
         else:
             revert_slot.caption(
-                f"A {md_escape(detail.summary.kind)} changeset cannot be reverted here."
+                f"{md_escape(kind_label(detail.summary.kind))} changesets cannot be reverted "
+                "here: only changes to rows can."
             )
 # The dialog is opened from session state, so a click inside it (which AppTest, and a dialog
 # opened before a page rerun, run as a whole-page rerun) still reaches its buttons.

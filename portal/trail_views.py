@@ -1255,7 +1255,7 @@ def row_versions_frame(
             "Changeset": f"#{c.seq}",
             "When": when(c.committed_at),
             "Who": c.actor_display_name,
-            "Kind": c.kind,
+            "Kind": kind_label(c.kind),
             "Why": c.reason,
             "Change": "bulk insert" if c.bulk_load_id is not None else c.op,
             "Changed cells": changed,

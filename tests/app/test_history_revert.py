@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
 from portal.actor import Actor
+from portal.datasets import set_reason_required
 from portal.diffs import ChangeSet
 from tests.app.conftest import show_app, signed_in, texts
 from tests.conftest import DatabaseHandle
@@ -100,7 +101,7 @@ def test_an_editor_reverts_a_changeset_through_the_dialog(
     )
     # The changesets list shows the revert, newest first; the dialog is closed.
     assert at.main.dataframe[0].value["#"].tolist()[0] == cs["seq"]
-    assert at.main.dataframe[0].value["Kind"].tolist()[0] == "revert"
+    assert at.main.dataframe[0].value["Kind"].tolist()[0] == "Revert"
     assert not [b for b in at.button if b.key == "history.revert.confirm"]
 
 
@@ -179,6 +180,27 @@ def test_a_viewer_sees_no_revert_button(
     assert not at.exception
     assert not [b for b in at.button if (b.key or "").startswith("history.revert")]
     assert newest(fresh_db)["kind"] == "edit"
+
+
+def test_a_change_of_setting_is_not_offered_for_revert_and_the_page_says_why(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    with Session(fresh_db.app) as s, s.begin():
+        name, _ = make_user(s, role="admin")
+        setting = set_reason_required(
+            session=s,
+            actor=Actor(name, name, "admin"),
+            dataset_id=dataset,
+            required=False,
+            expected=True,
+            reason="trusted team",
+        )
+    at, _ = history(fresh_db, "editor", dataset, setting)
+    assert not [b for b in at.button if b.key == "history.revert.open"]
+    assert "Dataset set-up changesets cannot be reverted here: only changes to rows can." in texts(
+        at
+    )
+    assert at.main.dataframe[0].value["Kind"].tolist()[:2] == ["Dataset set-up", "Upload"]
 
 
 def test_the_cells_put_back_tell_no_value_from_an_empty_text(

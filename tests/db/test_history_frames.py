@@ -67,7 +67,7 @@ def test_row_history_keeps_its_columns_apart_from_columns_named_like_them(
     [record] = frame.to_dict("records")
     assert record["Version"] == 1
     assert record["Who"] == "Eddie E."
-    assert record["Kind"] == "upload"
+    assert record["Kind"] == "Upload"
     assert record["When"].endswith(" UTC")
     assert {"v1", "soon", "me", "big", "none", "ann"} <= set(record.values())
 
