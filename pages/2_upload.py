@@ -32,7 +32,7 @@ from portal.csv_safe import csv_bytes
 from portal.errors import PortalError
 from portal.spec import COLUMN_TYPES, DatasetSpec, ValidationResult, editor_columns
 from portal.ui import current_actor, md_escape, md_text, require
-from portal.ui.column_config import column_config
+from portal.ui.column_config import EMPTY_CELL, column_config
 from portal.ui.db_retry import show_error, show_refusal, show_write_error
 from portal.ui.navigation import EDIT, HISTORY
 from portal.wording import agreeing, counted
@@ -250,6 +250,7 @@ def edit_spec(parsed: ParsedCSV) -> DatasetSpec:
         key=key,
         hide_index=True,
         num_rows="fixed",
+        placeholder=EMPTY_CELL,
         column_config={
             "label": st.column_config.TextColumn("Label", required=True),
             "type": st.column_config.SelectboxColumn("Type", options=COLUMN_TYPES, required=True),
@@ -339,7 +340,10 @@ st.success(
 shown, as_text = uploads.preview_rows(result, spec, PREVIEW_ROWS)
 labels = {c.name: c.label for c in spec.columns}
 st.dataframe(
-    shown, column_config=column_config(editor_columns(spec), as_text=as_text), hide_index=True
+    shown,
+    column_config=column_config(editor_columns(spec), as_text=as_text),
+    hide_index=True,
+    placeholder=EMPTY_CELL,
 )
 if as_text:
     st.caption(

@@ -21,7 +21,7 @@ from portal.errors import PortalError, ValidationError
 from portal.profile import EXACT_ROWS, Profile, column_profile
 from portal.spec import ROW_ID, editor_columns
 from portal.ui import current_actor, md_escape, md_text, require
-from portal.ui.column_config import column_config, counts
+from portal.ui.column_config import EMPTY_CELL, column_config, counts
 from portal.ui.db_retry import show_error, show_refusal
 from portal.ui.index_note import index_note
 from portal.ui.navigation import history_links, no_datasets, upload_link
@@ -271,6 +271,7 @@ st.dataframe(
     rows_page.rows,
     hide_index=True,
     width="stretch",
+    placeholder=EMPTY_CELL,
     column_config={
         ROW_ID: st.column_config.NumberColumn(
             labels[ROW_ID], format="%d", help="The row's permanent id (_row_id)."

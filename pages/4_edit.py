@@ -40,7 +40,7 @@ from portal.diffs import ChangeSet, InvalidEdits, show_value
 from portal.errors import CommitOutcomeUnknown, PortalError
 from portal.spec import ROW_ID, Value, editor_columns
 from portal.ui import current_actor, md_escape, md_text, require
-from portal.ui.column_config import column_config
+from portal.ui.column_config import EMPTY_CELL, column_config
 from portal.ui.db_retry import outages, show_error, show_refusal, show_write_error
 from portal.ui.index_note import index_note
 from portal.ui.navigation import history_links, linked_id, no_datasets
@@ -328,7 +328,7 @@ shown_spec = replace(spec, columns=tuple(replace(c, label=labels[c.name]) for c 
 
 
 def table(records: list[dict[str, Any]]) -> None:
-    st.dataframe(pd.DataFrame(records), hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame(records), hide_index=True, width="stretch", placeholder=EMPTY_CELL)
 
 
 def labelled(values: Mapping[str, Value]) -> dict[str, str]:
@@ -490,6 +490,7 @@ st.data_editor(
     disabled=not may_edit or choosing,
     width="stretch",
     height=420,
+    placeholder=EMPTY_CELL,
 )
 if window.as_text:
     st.caption(

@@ -25,7 +25,7 @@ from portal.errors import PortalError
 from portal.trail_views import AsOf, Export, kind_label, when
 from portal.ui import current_actor, md_escape, md_text, require
 from portal.ui.changeset_view import show_changeset
-from portal.ui.column_config import counts
+from portal.ui.column_config import EMPTY_CELL, counts
 from portal.ui.db_retry import show_error, show_refusal
 from portal.ui.navigation import linked_id, no_datasets
 from portal.ui.pager import Pager
@@ -327,7 +327,7 @@ if view == ROW_HISTORY:
         f"Every version of row {int(row_id)} of {md_escape(choices[dataset_id])}, oldest first: "
         "the change that made it, then the whole row right after it (blank once deleted)."
     )
-    st.dataframe(versions, hide_index=True, width="stretch")
+    st.dataframe(versions, hide_index=True, width="stretch", placeholder=EMPTY_CELL)
     st.stop()
 
 # -- changesets -------------------------------------------------------------------------------
@@ -458,7 +458,10 @@ else:
         f"as of {when(state.committed_at)} · page {number:,} of {pages:,}"
     )
     st.dataframe(
-        state.frame.iloc[first : first + AS_OF_PAGE_SIZE], hide_index=True, width="stretch"
+        state.frame.iloc[first : first + AS_OF_PAGE_SIZE],
+        hide_index=True,
+        width="stretch",
+        placeholder=EMPTY_CELL,
     )
 
 export_key = (dataset_id, summary.seq)

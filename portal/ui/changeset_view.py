@@ -14,6 +14,7 @@ from portal.actor import Actor
 from portal.db import session_scope
 from portal.errors import PortalError
 from portal.trail_views import ChangesetDetail, when
+from portal.ui.column_config import EMPTY_CELL
 from portal.ui.db_retry import show_refusal
 from portal.ui.markdown import md_escape
 from portal.ui.pager import Pager
@@ -109,7 +110,7 @@ def _row_changes(actor: Actor, detail: ChangesetDetail, op: str, key: str) -> No
         st.dataframe(frames.updates, hide_index=True, width="stretch")
     else:
         frame = frames.inserted if frames.inserted is not None else frames.deleted
-        st.dataframe(frame, hide_index=True, width="stretch")
+        st.dataframe(frame, hide_index=True, width="stretch", placeholder=EMPTY_CELL)
     pager.controls(frames.next_key)
 
 
@@ -148,5 +149,5 @@ def _bulk_rows(actor: Actor, detail: ChangesetDetail, key: str) -> None:
         except PortalError as exc:
             show_refusal(exc)
             continue
-        st.dataframe(frame, hide_index=True, width="stretch")
+        st.dataframe(frame, hide_index=True, width="stretch", placeholder=EMPTY_CELL)
         st.caption(f"Page {page:,} of {pages:,}")

@@ -15,6 +15,10 @@ import streamlit as st
 
 from portal.spec import EditorColumn
 
+EMPTY_CELL = ""
+"""The grids' ``placeholder``: a missing value shows as an empty cell, as in a spreadsheet,
+rather than as the grid's default "None" (words a user might take for a value)."""
+
 
 def column_config(columns: list[EditorColumn], *, as_text: Collection[str] = ()) -> dict[str, Any]:
     """``{physical name: st.column_config.*}`` for ``st.data_editor`` / ``st.dataframe``.

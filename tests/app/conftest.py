@@ -101,6 +101,12 @@ def texts(at: AppTest, *, main_only: bool = False) -> str:
     return "\n".join(parts).replace("\\", "")
 
 
+def shows_missing_as_empty(frame: Any) -> bool:
+    """A grid (``st.dataframe`` or ``st.data_editor``) shows a missing value as an empty cell,
+    not as the browser's default "None"."""
+    return bool(frame.proto.HasField("placeholder") and frame.proto.placeholder == "")
+
+
 def localized(frame: Any) -> list[str]:
     """The columns of a shown dataframe given the browser's number format (thousands
     separators: 2,500 rather than 2500)."""

@@ -20,6 +20,7 @@ from tests.app.conftest import (
     localized,
     new_user,
     show_app,
+    shows_missing_as_empty,
     sign_in,
     signed_in,
     texts,
@@ -124,6 +125,7 @@ def test_a_viewer_opens_a_dataset_read_only_and_pages_through_it(
     open_dataset(at, dataset_id)
     frame = rows_frame(at)
     assert frame.editing_mode == "read_only"
+    assert shows_missing_as_empty(frame)
     assert not at.data_editor
     assert upload_links(at) == []
     first = frame.value

@@ -20,6 +20,7 @@ from tests.app.conftest import (
     app_test,
     new_user,
     show_app,
+    shows_missing_as_empty,
     shows_sign_in,
     sign_in,
     signed_in,
@@ -121,6 +122,7 @@ def test_edit_review_and_commit(
     consume_a_changeset_id(fresh_db)
     at = edit_page(fresh_db, "editor", dataset)
     assert len(at.data_editor) == 1
+    assert shows_missing_as_empty(at.data_editor[0])
     assert "Rows 1–4 of 4" in texts(at, main_only=True)
     at = set_state(
         at,
