@@ -20,12 +20,11 @@ from portal.db import session_scope
 from portal.errors import PortalError, ValidationError
 from portal.profile import EXACT_ROWS, Profile, column_profile
 from portal.spec import ROW_ID, editor_columns
-from portal.ui import current_actor, md_escape, md_text, require
+from portal.ui import current_actor, exports, md_escape, require
 from portal.ui.column_config import EMPTY_CELL, column_config, counts
 from portal.ui.db_retry import show_error, show_refusal
 from portal.ui.index_note import index_note
 from portal.ui.navigation import history_links, no_datasets, upload_link
-from portal.wording import counted
 
 actor = require("viewer")
 
@@ -375,49 +374,37 @@ with st.expander("Column profile", icon=":material/bar_chart:"):
 
 st.subheader("Download")
 export_key = ExportKey(dataset.id, row_filter, shown_order, by_id[dataset.id].last_change_at)
-prepared: tuple[ExportKey, CsvExport] | None = st.session_state.get(PREPARED)
-if prepared is not None and prepared[0] != export_key:
-    if prepared[0].same_rows(export_key):
-        st.info(
-            "The dataset has changed since the file was prepared: prepare it again to download "
-            "its rows as they are now.",
-            icon=":material/update:",
-        )
-    prepared = None
-    st.session_state.pop(PREPARED, None)
+before = exports.asked_before(PREPARED)
+export: CsvExport | None = exports.kept(PREPARED, export_key)
+if export is None and isinstance(before, ExportKey) and before.same_rows(export_key):
+    st.info(
+        "The dataset has changed since the file was prepared: prepare it again to download "
+        "its rows as they are now.",
+        icon=":material/update:",
+    )
 what = "the rows matching the filter" if row_filter else "every row"
 st.caption(
     f"A CSV file of {what}, in the order chosen above, with the column names as the header. "
     "Cells a spreadsheet could run as a formula (starting with =, +, -, @, a tab or a carriage "
     "return) get a ' in front. Preparing the file records the download in the audit log."
 )
-if st.button("Prepare download", icon=":material/file_export:", key=f"{key}.prepare"):
-    try:
-        with (
-            st.spinner("Preparing the CSV file…"),
-            session_scope() as session,
-        ):
-            export = browse.export_csv(
-                session=session,
-                actor=actor,
-                dataset_id=dataset.id,
-                row_filter=row_filter,
-                sort=shown_order,
-            )
-    except PortalError as exc:
-        show_refusal(exc)
-    else:
-        prepared = (export_key, export)
-        st.session_state[PREPARED] = prepared
-if prepared is not None:
-    export = prepared[1]
-    st.download_button(
-        f"Download {md_text(export.file_name)} ({counted(export.rows, 'row')})",
-        export.data,
-        file_name=export.file_name,
-        mime="text/csv",
-        on_click="ignore",
-        type="primary",
-        icon=":material/download:",
-        key=f"{key}.download",
+export = (
+    exports.prepare(
+        PREPARED,
+        export_key,
+        lambda session: browse.export_csv(
+            session=session,
+            actor=actor,
+            dataset_id=dataset.id,
+            row_filter=row_filter,
+            sort=shown_order,
+        ),
+        label="Prepare download",
+        key=f"{key}.prepare",
+        spinner="Preparing the CSV file…",
+        icon=":material/file_export:",
     )
+    or export
+)
+if export is not None:
+    exports.offer(export, noun="row", key=f"{key}.download")

@@ -23,7 +23,7 @@ from portal.db import session_scope
 from portal.diffs import RowDelete, RowInsert, cell_changes, show_change
 from portal.errors import PortalError
 from portal.trail_views import AsOf, Export, kind_label, when
-from portal.ui import current_actor, md_escape, md_text, require
+from portal.ui import current_actor, exports, md_escape, require
 from portal.ui.changeset_view import show_changeset
 from portal.ui.column_config import EMPTY_CELL, counts
 from portal.ui.db_retry import show_error, show_refusal
@@ -465,33 +465,24 @@ else:
     )
 
 export_key = (dataset_id, summary.seq)
-prepared: tuple[object, Export] | None = st.session_state.get(PREPARED)
-if prepared is not None and prepared[0] != export_key:
-    prepared = None
+export: Export | None = exports.kept(PREPARED, export_key)
 st.caption(
     "A CSV file of that state, with the column names as the header; cells a spreadsheet could "
     "run as a formula get a ' in front. Preparing the file records the download in the audit log."
 )
-if st.button("Prepare download", icon=":material/file_export:", key="history.prepare"):
-    try:
-        with st.spinner("Preparing the CSV file…"), session_scope() as session:
-            export = trail_views.export_as_of(
-                session=session, actor=actor, dataset_id=dataset_id, seq=summary.seq
-            )
-    except PortalError as exc:
-        show_refusal(exc)
-    else:
-        prepared = (export_key, export)
-        st.session_state[PREPARED] = prepared
-if prepared is not None:
-    export = prepared[1]
-    st.download_button(
-        f"Download {md_text(export.file_name)} ({counted(export.rows, 'row')})",
-        export.data,
-        file_name=export.file_name,
-        mime=export.mime,
-        on_click="ignore",
-        type="primary",
-        icon=":material/download:",
-        key="history.download",
+export = (
+    exports.prepare(
+        PREPARED,
+        export_key,
+        lambda session: trail_views.export_as_of(
+            session=session, actor=actor, dataset_id=dataset_id, seq=summary.seq
+        ),
+        label="Prepare download",
+        key="history.prepare",
+        spinner="Preparing the CSV file…",
+        icon=":material/file_export:",
     )
+    or export
+)
+if export is not None:
+    exports.offer(export, noun="row", key="history.download", mime=export.mime)

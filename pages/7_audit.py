@@ -6,6 +6,7 @@ each changeset opened and each verification (``portal.trail_views`` explains why
 always recorded.
 """
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from portal.db import session_scope
 from portal.errors import AuditError, PortalError
 from portal.trail_views import (
     Export,
+    ExportFormat,
     TrailExportKey,
     TrailFilter,
     day_after,
@@ -25,13 +27,12 @@ from portal.trail_views import (
     kind_label,
     when,
 )
-from portal.ui import require_session
+from portal.ui import exports, require_session
 from portal.ui.changeset_view import show_changeset
 from portal.ui.column_config import counts
 from portal.ui.db_retry import show_error, show_refusal
 from portal.ui.markdown import md_text
 from portal.ui.pager import Pager
-from portal.wording import counted
 
 signed = require_session("admin")
 actor = signed.actor
@@ -357,36 +358,33 @@ include_rows = trail_list == "changesets" and st.checkbox(
     "counts them under inserted (open the upload above to read them).",
 )
 export_key = TrailExportKey(trail_list, trail_filter, include_rows)
-prepared: tuple[TrailExportKey, Export] | None = st.session_state.get(PREPARED)
-if prepared is not None and prepared[0] != export_key:  # prepared for other filters
-    prepared = None
+export: Export | None = exports.kept(PREPARED, export_key)  # None if prepared for other filters
+
+
+def trail_file(fmt: ExportFormat) -> Callable[[Any], Export]:
+    return lambda session: trail_views.export_trail(
+        session=session,
+        actor=actor,
+        trail_filter=trail_filter,
+        trail_list=trail_list,
+        fmt=fmt,
+        include_rows=include_rows,
+    )
+
+
 csv_col, json_col = st.columns(2)
 for fmt, column in (("csv", csv_col), ("json", json_col)):
-    if column.button(f"Prepare {fmt.upper()}", key=f"audit.export.{fmt}"):
-        try:
-            with st.spinner("Preparing the file…"), session_scope() as session:
-                export = trail_views.export_trail(
-                    session=session,
-                    actor=actor,
-                    trail_filter=trail_filter,
-                    trail_list=trail_list,
-                    fmt=fmt,
-                    include_rows=include_rows,
-                )
-        except PortalError as exc:
-            show_refusal(exc)
-        else:
-            prepared = (export_key, export)
-            st.session_state[PREPARED] = prepared
-if prepared is not None:
-    export = prepared[1]
-    st.download_button(
-        f"Download {md_text(export.file_name)} ({counted(export.rows, trail_list[:-1])})",
-        export.data,
-        file_name=export.file_name,
-        mime=export.mime,
-        on_click="ignore",
-        type="primary",
-        icon=":material/download:",
-        key="audit.download",
+    export = (
+        exports.prepare(
+            PREPARED,
+            export_key,
+            trail_file(fmt),
+            label=f"Prepare {fmt.upper()}",
+            key=f"audit.export.{fmt}",
+            spinner="Preparing the file…",
+            where=column,
+        )
+        or export
     )
+if export is not None:
+    exports.offer(export, noun=trail_list[:-1], key="audit.download", mime=export.mime)

@@ -358,6 +358,13 @@ def test_the_trail_exports_as_formula_safe_csv_and_is_recorded(trail: Trail) -> 
     download = at.get("download_button")[0]
     assert download.proto.label.startswith("Download audit-changesets-")
     assert download.proto.label.endswith(".csv (2 changesets)")
+    at.run()  # a rerun offers the same file, and records no other export
+    assert at.get("download_button")[0].proto.label == download.proto.label
+    assert len(events(trail.db, "export")) == 1
+    at.checkbox(key="audit.export.rows").uncheck().run()  # another file asked for: none yet
+    assert not at.get("download_button")
+    at.checkbox(key="audit.export.rows").check().run()  # the first one was dropped
+    assert not at.get("download_button")
 
 
 def test_below_admin_the_audit_page_is_out_of_reach(trail: Trail) -> None:
