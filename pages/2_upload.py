@@ -297,11 +297,13 @@ if not result.ok:
         icon=":material/error:",
     )
     by_rule = uploads.errors_by_rule(result)
-    chart, counts = st.columns([2, 1])
-    chart.bar_chart(pd.Series(by_rule, name="cells"), horizontal=True)
-    counts.dataframe(
-        pd.DataFrame({"rule": list(by_rule), "cells": list(by_rule.values())}), hide_index=True
-    )
+    if len(by_rule) > 1:  # one rule alone is one bar: the list below names it on every line
+        chart, counts = st.columns([2, 1])
+        chart.bar_chart(pd.Series(by_rule, name="cells"), horizontal=True)
+        counts.dataframe(
+            pd.DataFrame({"rule": list(by_rule), "cells": list(by_rule.values())}),
+            hide_index=True,
+        )
     rows: list[dict[str, Any]] = [
         {"line": e.row, "column": e.column, "value": e.value, "rule": e.rule, "problem": e.message}
         for e in result.errors[:ERRORS_SHOWN]

@@ -295,6 +295,25 @@ def test_the_encoding_preview_shows_the_file_read_as_the_encoding_chosen(
     assert "All 2 rows are valid." in texts(at, main_only=True)
 
 
+def test_the_errors_are_charted_by_rule_when_more_than_one_rule_is_broken(
+    fresh_db: DatabaseHandle,
+) -> None:
+    at, _ = into_people(fresh_db)
+
+    def charts() -> list[object]:
+        return [e for e in at.main if getattr(e, "type", None) == "vega_lite_chart"]
+
+    at.file_uploader[0].set_value(("one.csv", b"Name,Qty\np1,x\np2,y\n", "text/csv")).run()
+    assert "2 cells break the rules" in texts(at, main_only=True)
+    assert charts() == []  # a chart of one bar says nothing the list does not
+    at.file_uploader[0].set_value(("two.csv", b"Name,Qty\np1,x\n,2\n", "text/csv")).run()
+    assert not at.exception
+    assert "2 cells break the rules" in texts(at, main_only=True)
+    assert len(charts()) == 1
+    counts = at.main.dataframe[0].value
+    assert dict(zip(counts["rule"], counts["cells"], strict=True)) == {"type": 1, "required": 1}
+
+
 def test_a_file_with_more_errors_than_are_listed_does_not_say_the_download_has_them_all(
     fresh_db: DatabaseHandle,
 ) -> None:
