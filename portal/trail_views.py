@@ -223,7 +223,8 @@ KIND_LABELS: Final[Mapping[str, str]] = {
     "export": "Exported",
     "audit_view": "Audit viewed",
 }
-"""A changeset's or event's kind as the Audit page shows it; ``kind_label`` reads any other."""
+"""A changeset's or event's kind as the Audit and History pages show it; ``kind_label`` reads
+any other."""
 
 
 def kind_label(kind: str) -> str:
