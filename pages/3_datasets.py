@@ -15,7 +15,16 @@ import pandas as pd
 import streamlit as st
 
 from portal import browse, datasets
-from portal.browse import PAGE_SIZES, CsvExport, ExportKey, FilterOp, RowFilter, Sort
+from portal.browse import (
+    FILTER_HELP,
+    FILTER_OPS,
+    PAGE_SIZES,
+    CsvExport,
+    ExportKey,
+    FilterOp,
+    RowFilter,
+    Sort,
+)
 from portal.db import session_scope
 from portal.errors import PortalError, ValidationError
 from portal.profile import EXACT_ROWS, Profile, column_profile
@@ -176,7 +185,7 @@ def first_page() -> None:
     st.session_state[PAGE] = 1
 
 
-column_col, op_col, value_col = st.columns([2, 1, 3], vertical_alignment="bottom")
+column_col, op_col, value_col, upper_col = st.columns([2, 1, 2, 2], vertical_alignment="bottom")
 filter_column = column_col.selectbox(
     "Filter on",
     list(labels),
@@ -186,18 +195,30 @@ filter_column = column_col.selectbox(
     key=f"{key}.filter.column",
     on_change=first_page,
 )
-MATCH_OPS: tuple[FilterOp, ...] = ("contains", "equals")
-filter_op = op_col.selectbox("Match", MATCH_OPS, key=f"{key}.filter.op", on_change=first_page)
+filter_op: FilterOp = op_col.selectbox(
+    "Match", FILTER_OPS, key=f"{key}.filter.op", on_change=first_page, help=FILTER_HELP
+)
 filter_value = value_col.text_input(
-    "Text",
+    "Value (or from)",
     key=f"{key}.filter.value",
     on_change=first_page,
-    help="contains: anywhere in the value, ignoring case. equals: the whole value, read as the "
-    "column's type; leave the text empty to find missing values.",
+    disabled=filter_op == "empty",
 )
-row_filter = (  # a column with no text to contain filters nothing: no filter, for the download too
-    RowFilter(filter_column, filter_op, filter_value)
-    if filter_column is not None and (filter_value or filter_op == "equals")
+filter_upper = upper_col.text_input(
+    "To (range only)",
+    key=f"{key}.filter.upper",
+    on_change=first_page,
+    disabled=filter_op != "range",
+)
+row_filter = (  # a column with no text to match filters nothing: no filter, for the download too
+    RowFilter(
+        filter_column,
+        filter_op,
+        "" if filter_op == "empty" else filter_value,
+        filter_upper if filter_op == "range" else "",
+    )
+    if filter_column is not None
+    and (filter_op == "empty" or filter_value or (filter_op == "range" and filter_upper))
     else None
 )
 

@@ -32,7 +32,7 @@ import pandas as pd
 import streamlit as st
 
 from portal import diffs, merge, writes
-from portal.browse import FILTER_OPS, RowFilter, Sort, shown_labels
+from portal.browse import FILTER_HELP, FILTER_OPS, RowFilter, Sort, shown_labels
 from portal.csv_safe import csv_bytes
 from portal.datasets import dataset_names
 from portal.db import session_scope, transaction_status
@@ -374,7 +374,7 @@ with st.expander(
         f_column = c1.selectbox(
             "Column", list(labels), format_func=labels.__getitem__, key=f"{k['view']}.fcol"
         )
-        f_op = c2.selectbox("Match", FILTER_OPS, key=f"{k['view']}.fop")
+        f_op = c2.selectbox("Match", FILTER_OPS, key=f"{k['view']}.fop", help=FILTER_HELP)
         f_value = c3.text_input("Value (or from)", key=f"{k['view']}.fval")
         f_upper = c4.text_input("To (range only)", key=f"{k['view']}.fup")
         c5, c6, c7 = st.columns([2, 1, 1])

@@ -83,6 +83,12 @@ from portal.spec import (
 
 FilterOp: TypeAlias = Literal["contains", "equals", "range", "empty"]
 FILTER_OPS: Final[tuple[FilterOp, ...]] = get_args(FilterOp)
+FILTER_HELP: Final = (
+    "contains: anywhere in the value, ignoring case. equals: the whole value, read as the "
+    "column's type. range: from the first value to the second (either end may be left open). "
+    "empty: the cells with no value."
+)
+"""What each of ``FILTER_OPS`` keeps, for the pages' "Match" choice."""
 PAGE_SIZES: Final = (50, 100, 500, 1000)
 MAX_PAGE_SIZE: Final = max(PAGE_SIZES)
 _PAST_ANY_END: Final = 2**62 // MAX_PAGE_SIZE

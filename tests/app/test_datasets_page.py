@@ -210,9 +210,33 @@ def test_a_filter_value_of_the_wrong_type_is_explained(fresh_db: DatabaseHandle)
     assert not at.exception
     assert at.error[0].value.startswith("Filter on “Qty”:")
     at.text_input(key=f"datasets.{dataset_id}.filter.value").input("").run()
-    assert not at.error
+    assert not at.error  # nothing to equal: no filter, as on the Edit page
+    assert "(no filter)" in texts(at, main_only=True)
+    at.selectbox(key=f"datasets.{dataset_id}.filter.op").select("empty").run()
     assert "Qty is empty" in texts(at, main_only=True)
     assert len(rows_frame(at).value) == ROWS // 10
+
+
+def test_the_edit_page_s_matches_filter_here_too_a_range_with_either_end_open(
+    fresh_db: DatabaseHandle,
+) -> None:
+    dataset_id, _ = seed_people(fresh_db)
+    at, _ = datasets_page(fresh_db, "viewer")
+    open_dataset(at, dataset_id)
+    key = f"datasets.{dataset_id}.filter"
+    assert at.selectbox(key=f"{key}.op").options == ["contains", "equals", "range", "empty"]
+    assert at.text_input(key=f"{key}.upper").disabled  # "To" is for a range only
+    at.selectbox(key=f"{key}.column").select("_row_id").run()
+    at.selectbox(key=f"{key}.op").select("range").run()
+    at.text_input(key=f"{key}.upper").input("7").run()
+    assert not at.exception
+    assert rows_frame(at).value["_row_id"].tolist() == [1, 2, 3, 4, 5, 6, 7]
+    assert "(Row id from “…” to “7”)" in texts(at, main_only=True)
+    at.text_input(key=f"{key}.value").input("5").run()
+    assert rows_frame(at).value["_row_id"].tolist() == [5, 6, 7]
+    at.text_input(key=f"{key}.upper").input("").run()
+    assert len(rows_frame(at).value) == min(100, ROWS - 4)
+    assert f"Rows 1–100 of {ROWS - 4}" in texts(at, main_only=True)
 
 
 def test_preparing_a_download_records_an_export_event(fresh_db: DatabaseHandle) -> None:
