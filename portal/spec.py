@@ -268,17 +268,18 @@ class EditorColumn:
     selectbox -> SelectboxColumn. ``format`` is printf-style for numbers and moment.js-style
     for dates.
 
-    A column's bounds, maximum length and pattern are said in ``help`` but not given to the
-    grid: the browser would set a number above its maximum to the maximum and cut a longer
-    text, both silently, and drop a number below its minimum or a text off its pattern without
-    a word (a pasted block too). Unchecked there, every such value reaches the server, which
-    refuses it with a message per cell saying what to enter instead.
+    A column's rules — required, bounds, maximum length, pattern — are said in ``help`` but
+    not given to the grid: the browser would set a number above its maximum to the maximum and
+    cut a longer text, both silently, drop a number below its minimum or a text off its pattern
+    without a word (a pasted block too), and keep a new row to itself until every required
+    cell is filled, so a half-filled row would be missing from the review with nothing said.
+    Unchecked there, every such value reaches the server, which refuses it with a message per
+    cell saying what to enter instead.
     """
 
     name: str
     label: str
     kind: Literal["text", "number", "checkbox", "date", "datetime", "selectbox"]
-    required: bool
     help: str
     disabled: bool = False
     step: int | float | None = None
@@ -2251,7 +2252,6 @@ def _editor_column(c: ColumnSpec) -> EditorColumn:
         name=c.name,
         label=c.label,
         kind=_EDITOR_KINDS[c.type],
-        required=c.required,
         help=_help(c),
         default=c.default,
     )

@@ -1,9 +1,10 @@
 """``st.column_config`` objects from the spec's Streamlit-free ``EditorColumn`` descriptions.
 
 These settings only shape the grid in the browser; the server re-checks every value
-(``portal.spec.validate_value``) because a forged widget state arrives intact. Bounds, maximum
-lengths and patterns are left out on purpose (``portal.spec.EditorColumn``): the browser would
-alter or drop an offending value silently, where the server says what is wrong.
+(``portal.spec.validate_value``) because a forged widget state arrives intact. Required,
+bounds, maximum lengths and patterns are left out on purpose (``portal.spec.EditorColumn``):
+the browser would alter, drop or hold back an offending value silently, where the server says
+what is wrong.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ _AS_TEXT_HELP = {
 
 def _as_text(c: EditorColumn) -> Any:
     return st.column_config.TextColumn(
-        label=c.label, help=c.help + _AS_TEXT_HELP[c.kind], required=c.required, disabled=c.disabled
+        label=c.label, help=c.help + _AS_TEXT_HELP[c.kind], disabled=c.disabled
     )
 
 
@@ -55,7 +56,6 @@ def _config(c: EditorColumn) -> Any:
     common: dict[str, Any] = {
         "label": c.label,
         "help": c.help,
-        "required": c.required,
         "disabled": c.disabled,
     }
     if c.kind == "number":

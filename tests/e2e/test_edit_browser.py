@@ -106,10 +106,36 @@ def check_cell(page: Page, row_y: float, *, shows: tuple[str, ...]) -> None:
     page.wait_for_timeout(100)  # the grid takes the keys back
 
 
+def selected(grid: Locator, column: int, row: int) -> None:
+    """Wait until the grid reports the cell at ``column``, ``row`` selected (0-based; the Edit
+    grid's row-selection column is column 0), from the accessible table it keeps beside its
+    canvas (a moment behind the keys); raise AssertionError if it reports another. Checked
+    before each Enter: on the "add a row" line under the last row, Enter would add a row."""
+    cell = grid.locator(f'td#glide-cell-{column}-{row}[aria-selected="true"]')
+    try:
+        cell.wait_for(state="attached", timeout=SLOW // 5)
+    except PlaywrightTimeout:
+        shown = grid.locator('td[aria-selected="true"]').evaluate_all("cs => cs.map(c => c.id)")
+        raise AssertionError(f"cell {column}, {row} is not selected; selected: {shown}") from None
+
+
 def missed(page: Page, what: str, attempt: int, exc: Exception) -> None:
-    """After a failed attempt at ``what``: re-raise on the last one, else close any cell editor
-    left open so the next attempt starts clean."""
+    """After a failed attempt at ``what``: keep a screenshot of it (``test-artifacts/e2e/
+    missed/``); re-raise on the last one, else close any cell editor left open so the next
+    attempt starts clean."""
     print(f"{what}: attempt {attempt + 1} missed: {str(exc)[:300]}")
+    missed_dir = ROOT / "test-artifacts" / "e2e" / "missed"
+    missed_dir.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^\w.-]+", "_", f"{time.strftime('%H%M%S')}-{what}-{attempt + 1}")
+    page.screenshot(path=str(missed_dir / f"{name}.png"), full_page=True)
+    print(
+        "tables shown:",
+        page.evaluate(
+            "() => [...document.querySelectorAll('[data-testid=\"stDataFrame\"] table')].map("
+            "t => [...t.querySelectorAll('tr')].map("
+            "r => [...r.querySelectorAll('th, td')].map(c => c.textContent).join(' | ')))"
+        ),
+    )
     if attempt == ATTEMPTS - 1:
         raise exc
     if page.locator(CELL_EDITOR).first.is_visible():
@@ -129,29 +155,33 @@ def edit_cell(
     value: str,
     done: Callable[[], None],
     x: float = ROW_ID_X,
+    column: int = 1,
 ) -> None:
     """Type ``value`` into a cell with the mouse and keyboard.
 
-    Click the cell ``x`` px into the grid on ``row`` (0 = the first data row) and check it is
-    the one meant: Enter opens its editor, which must show ``anchor`` (Escape closes it). Then
-    walk ``right`` and ``down`` cells with the arrow keys; Enter opens the cell's editor, which
-    must be on the row expected, of the column's ``kind`` ("text": a textarea, "number": an
-    input) and show ``before``; type; Tab (unlike Enter, it never walks into the grid's "add a
-    row" line under the last row). A click a rerun redrew the grid under, or that only gave the
-    grid focus, is found out by the anchor and tried again. ``done`` expects what the edit
-    should show (it raises when not seen); a retry finding ``value`` typed already just checks
-    again."""
+    Click the cell ``x`` px into the grid on ``row`` (0 = the first data row), the grid's
+    ``column`` (``selected``: the Edit grid's "Row id" is 1), and check it is the one meant:
+    Enter opens its editor, which must show ``anchor`` (Escape closes it). Then walk ``right``
+    and ``down`` cells with the arrow keys; once the grid reports that cell selected, Enter
+    opens its editor, which must be on the row expected, of the column's ``kind`` ("text": a
+    textarea, "number": an input) and show ``before``; type; Tab (unlike Enter, it never walks
+    into the grid's "add a row" line under the last row). A click a rerun redrew the grid
+    under, or that only gave the grid focus, is found out before any Enter and tried again.
+    ``done`` expects what the edit should show (it raises when not seen); a retry finding
+    ``value`` typed already just checks again."""
     tag = {"text": "textarea", "number": "input"}[kind]
     for attempt in range(ATTEMPTS):
         idle(page)
         box = grid_box(grid)
         try:
             page.mouse.click(box["x"] + x, cell_y(box, row))
+            selected(grid, column, row)
             check_cell(page, cell_y(box, row), shows=(anchor,))
             for _ in range(right):
                 page.keyboard.press("ArrowRight")
             for _ in range(down):
                 page.keyboard.press("ArrowDown")
+            selected(grid, column + right, row + down)
             target_y = cell_y(box, row + down)
             editor = open_editor(page, target_y, shows=(before, value), tag=tag)
             if editor.input_value() == value != before:  # typed by an earlier attempt

@@ -108,6 +108,7 @@ def upload_and_create(page: Page, shot: Shots) -> None:
             before="",
             value="0",
             x=SPEC_X,
+            column=0,
             done=done,
         )
 
@@ -180,14 +181,21 @@ def edit_in_the_grid(page: Page, shot: Shots) -> None:
     )
     shot(page, "cell-changed")
 
-    # A row: the toolbar's "Add row" appends an empty one (the grid's own CSV then has five
-    # rows). Name and Qty are required: the grid keeps the row to itself until both are typed.
+    # A row: the toolbar's "Add row" appends an empty one (the grid then shows five rows).
+    # Name and Qty are required: with only the name typed, the half-filled row reaches the
+    # server (the grid is not told the rule, or it would keep the row out of the review
+    # without a word), which names the empty cell.
     problems = page.get_by_text(re.compile(r"^\d+ of your edits? breaks? the dataset's rules"))
     container = page.locator(TABLES).first
 
-    def new_row_is(values: list[str]) -> None:
+    def name_typed_qty_asked_for() -> None:
         shown = grid_cells(page, container)
-        assert shown[5] == values, shown
+        assert shown[5] == ["", "eve", "", "", ""], shown
+        expect(problems).to_have_text(re.compile(r"^1 of your edits breaks"), timeout=SLOW)
+        assert grid_cells(page, page.locator(TABLES).nth(1)) == [
+            ["Where", "Column", "Value", "Problem"],
+            ["new row 1", "Qty", "", "A value is required."],
+        ]
 
     for _ in range(ATTEMPTS):
         idle(page)
@@ -207,8 +215,9 @@ def edit_in_the_grid(page: Page, shot: Shots) -> None:
         kind="text",
         before="",
         value="eve",
-        done=lambda: new_row_is(["", "eve", "", "", ""]),
+        done=name_typed_qty_asked_for,
     )
+    shot(page, "row-half-filled")
     edit_cell(
         page,
         grid,
@@ -287,7 +296,7 @@ def see_it_on_the_audit_page(page: Page, shot: Shots, base: str, password: str, 
     expect(page.get_by_text(re.compile("^Chain head"))).to_be_visible(timeout=SLOW)
     idle(page)
     shot(page, "audit")
-    choose(page, "Open a changeset", f"#{seq} · edit · {NAME} · Eddie Editor")
+    choose(page, "Open a changeset", f"#{seq} · Edit · {NAME} · Eddie Editor")
     expect(page.get_by_role("heading", name=f"Changeset #{seq}")).to_be_visible(timeout=SLOW)
     expect(page.get_by_text(f"Reason: {REASON}")).to_be_visible(timeout=SLOW)
     expect(page.get_by_text("1 inserted · 1 updated · 1 deleted")).to_be_visible()

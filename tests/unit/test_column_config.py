@@ -1,6 +1,6 @@
-"""The grid's column settings come from the one spec: types, options and required as settings;
-bounds, maximum lengths and patterns only in the help, since the browser would clamp, cut or drop
-a value breaking them without a word, where the server says what is wrong."""
+"""The grid's column settings come from the one spec: types and options as settings; required,
+bounds, maximum lengths and patterns only in the help, since the browser would clamp, cut, drop
+or hold back a value breaking them without a word, where the server says what is wrong."""
 
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ def test_every_rule_reaches_the_grid_and_none_is_enforced_there_silently() -> No
     config = column_config(editor_columns(spec))
     assert list(config) == ["name", "qty", "price", "paid", "day", "kind"]
     name, qty, price = config["name"], config["qty"], config["price"]
-    assert (name["label"], name["required"]) == ("Name", True)
+    # A new row with a required cell empty would be kept in the browser, out of the review.
+    assert (name["label"], name.get("required")) == ("Name", None)
+    assert name["help"].startswith("Text; required;")
     # In the browser a text past max_chars is cut, and one off the pattern dropped.
     assert settings(name) == {"type": "text"}
     assert "at most 20 characters; matching ^[A-Z]" in name["help"]
@@ -58,7 +60,8 @@ def test_number_and_date_time_columns_named_as_text_are_text_columns_that_say_wh
     )
     config = column_config(editor_columns(spec), as_text={"big", "at", "note"})
     big, at = config["big"], config["at"]
-    assert (big["type_config"]["type"], big["required"]) == ("text", True)
+    assert (big["type_config"]["type"], big.get("required")) == ("text", None)
+    assert "required" in big["help"]
     assert "to the last digit" in big["help"]
     assert at["type_config"]["type"] == "text"
     assert "to the microsecond" in at["help"]

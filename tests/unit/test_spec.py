@@ -955,12 +955,12 @@ def test_a_column_goes_to_the_grid_as_text_when_the_grid_would_round_one_of_its_
 
 
 def test_editor_columns_describe_every_rule() -> None:
-    """Each rule reaches the grid: types, required, options and formats as settings; bounds,
+    """Each rule reaches the grid: types, options and formats as settings; required, bounds,
     maximum length and pattern in the help alone (the browser would enforce those silently)."""
     by_name = {c.name: c for c in editor_columns(FULL_SPEC)}
     assert [c.name for c in editor_columns(FULL_SPEC)] == FULL_SPEC.names
     code = by_name["code"]
-    assert (code.kind, code.required) == ("text", True)
+    assert code.kind == "text"
     assert code.help == "Text; required; unique; at most 8 characters; matching ^[A-Z]+$."
     qty = by_name["qty"]
     assert (qty.kind, qty.step, qty.format, qty.default) == ("number", 1, "%d", 1)
