@@ -66,7 +66,7 @@ import pyarrow.csv as pcsv  # type: ignore[import-untyped]
 from portal.csv_safe import FORMULA_TRIGGERS, csv_bytes, neutralise, unneutralise
 from portal.errors import ValidationError
 from portal.spec import MAX_COLUMNS, CellError, ColumnSpec, DatasetSpec
-from portal.wording import agreeing
+from portal.wording import agreeing, counted
 
 MIME_ACCEPTED: Final = frozenset(
     {"text/csv", "text/plain", "application/csv", "text/x-csv", "text/tab-separated-values"}
@@ -878,9 +878,10 @@ def _slow_parse(text: str, width: int, dialect: Dialect) -> tuple[Any, npt.NDArr
             lines.append(start)
     if problem_count:
         if problem_count > len(problems):
-            problems.append(f"… {problem_count - len(problems)} more problems not listed.")
+            more = problem_count - len(problems)
+            problems.append(f"… {counted(more, 'more problem', 'more problems')} not listed.")
         raise ImportRefused(
-            f"{problem_count} {agreeing(problem_count, 'line', 'lines')} of the file cannot be"
+            f"{counted(problem_count, 'line')} of the file cannot be"
             " read as rows of the table. Fix them (in a text editor, or re-export the file)"
             " and upload it again:",
             problems,
@@ -896,7 +897,8 @@ def _slow_parse(text: str, width: int, dialect: Dialect) -> tuple[Any, npt.NDArr
 
 
 def error_report_csv(errors: Sequence[CellError], *, error_count: int | None = None) -> bytes:
-    """The errors as a CSV download (row, column, value, rule, message), formula-safe, UTF-8
+    """The errors as a CSV download (line, column, value, rule, problem: the table the Upload
+    page shows, ``line`` the file's line number), formula-safe, UTF-8
     with a byte-order mark so spreadsheets read it as UTF-8. ``error_count`` is how many there
     are (``ValidationResult.error_count``): when ``errors`` lists fewer, a last row says how many
     more are not listed."""
@@ -913,7 +915,7 @@ def error_report_csv(errors: Sequence[CellError], *, error_count: int | None = N
                 " here: fix those above and upload the file again to see the rest.",
             ]
         )
-    return csv_bytes(["row", "column", "value", "rule", "message"], rows)
+    return csv_bytes(["line", "column", "value", "rule", "problem"], rows)
 
 
 def annotated_original_csv(

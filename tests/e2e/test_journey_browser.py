@@ -117,7 +117,7 @@ def upload_and_create(page: Page, shot: Shots) -> None:
     shot(page, "error-report")
     report = rows_of(download_button(page, "Download the error report (CSV)"))
     idle(page)  # a download button's click reruns the page
-    assert report[0] == ["row", "column", "value", "rule", "message"]
+    assert report[0] == ["line", "column", "value", "rule", "problem"]
     assert len(report) == 2, report
     assert report[1][:4] == ["3", "Qty", "'-5", "min"], report  # line 3; -5 defused
     annotated = rows_of(download_button(page, "Download the file with an errors column"))

@@ -108,7 +108,7 @@ def test_an_invalid_file_is_reported_and_nothing_is_stored(
     with page.expect_download() as download:
         page.get_by_role("button", name="Download the error report (CSV)").click()
     report = Path(download.value.path()).read_text(encoding="utf-8-sig")  # BOM for Excel
-    assert report.splitlines()[0] == "row,column,value,rule,message"
+    assert report.splitlines()[0] == "line,column,value,rule,problem"
     assert "2,Qty,many,type," in report
     assert "2,Joined,2024-13-01,type," in report
     assert _count(portal_server, "SELECT count(*) FROM audit.upload") == 1

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from portal import csv_import
 from portal.csv_import import (
+    MAX_PROBLEMS_KEPT,
     Dialect,
     EncodingNotConfirmed,
     ImportRefused,
@@ -347,6 +348,14 @@ def test_ragged_rows_name_their_lines_and_field_counts() -> None:
     assert "2 lines of the file cannot be read" in str(error)
 
 
+@pytest.mark.parametrize(("more", "said"), [(1, "1 more problem"), (1200, "1,200 more problems")])
+def test_ragged_lines_past_those_kept_are_counted(more: int, said: str) -> None:
+    error = refused(b"a,b\n" + b"1\n" * (MAX_PROBLEMS_KEPT + more))
+    assert len(error.problems) == MAX_PROBLEMS_KEPT + 1
+    assert error.problems[-1] == f"… {said} not listed."
+    assert f"{MAX_PROBLEMS_KEPT + more:,} lines of the file cannot be read" in str(error)
+
+
 @pytest.mark.parametrize(
     ("first", "delimiter"),
     [(b"sep=;", ";"), (b"\xef\xbb\xbfSEP=;", ";"), (b"sep=\t", "\t"), (b"sep=,", ",")],
@@ -585,7 +594,7 @@ def test_error_report_is_formula_safe() -> None:
     ]
     rows = read_report(error_report_csv(errors))
     assert rows == [
-        ["row", "column", "value", "rule", "message"],
+        ["line", "column", "value", "rule", "problem"],
         ["2", "'=Label", '\'=HYPERLINK("http://x")', "type", 'bad, "quoted"\nmessage'],
         ["5", "qty", "'-5", "min", "“-5” is below the minimum 0: enter 0 or more."],
     ]
