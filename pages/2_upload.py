@@ -226,8 +226,8 @@ def edit_spec(parsed: ParsedCSV) -> DatasetSpec:
         "Check the type and rules of each column; the database will enforce them. Options are "
         f"separated by “{uploads.OPTION_SEPARATOR}”."
     )
-    for note in notes:
-        st.info(note, icon=":material/lightbulb:")
+    if notes:  # one box, a line per column: a box each buried the grid under them
+        st.info("\n".join(f"- {md_text(note)}" for note in notes), icon=":material/lightbulb:")
     rules = pd.DataFrame(uploads.spec_rows(proposed))
     key = spec_grid_key()
     # A state that does not fit the grid (the browser's state arrives unchecked) would break
@@ -290,10 +290,11 @@ except PortalError as exc:
 # -- the verdict ------------------------------------------------------------------------------
 
 if not result.ok:
+    n = result.error_count
     st.error(
-        f"{counted(result.error_count, 'cell')} {agreeing(result.error_count, 'breaks', 'break')} "
-        "the rules, so nothing has been stored. Fix them in "
-        "the file (the report below says where and why) and upload it again.",
+        f"{counted(n, 'cell')} {agreeing(n, 'breaks', 'break')} the rules, so nothing has been "
+        f"stored. Fix {agreeing(n, 'it', 'them')} in the file (the report below says where and "
+        "why) and upload it again.",
         icon=":material/error:",
     )
     by_rule = uploads.errors_by_rule(result)

@@ -93,6 +93,7 @@ def test_a_well_formed_edit_applies_after_a_reset(fresh_db: DatabaseHandle) -> N
     shown = texts(at, main_only=True)
     assert RESET not in shown
     assert "1 cell breaks the rules" in shown  # bob's Qty of 2, above the new maximum
+    assert "so nothing has been stored. Fix it in the file" in shown
     assert "above the maximum 1" in shown
 
 
@@ -293,6 +294,20 @@ def test_the_encoding_preview_shows_the_file_read_as_the_encoding_chosen(
     convert.click().run()
     assert not at.exception
     assert "All 2 rows are valid." in texts(at, main_only=True)
+
+
+def test_the_proposal_s_notes_on_the_columns_are_one_box_a_line_each(
+    fresh_db: DatabaseHandle,
+) -> None:
+    at = upload_page(fresh_db)
+    at.file_uploader[0].set_value(("ids.csv", b"Code,Qty\na*1,1\nb*2,2\n", "text/csv")).run()
+    assert not at.exception
+    [note] = at.info
+    lines = note.value.splitlines()
+    assert len(lines) == 2, lines
+    assert all(line.startswith("- “") for line in lines), lines
+    assert "“Code”: every value differs" in note.value
+    assert "“Qty”: every value differs" in note.value
 
 
 def test_the_errors_are_charted_by_rule_when_more_than_one_rule_is_broken(
