@@ -190,6 +190,7 @@ except ImportRefused as exc:
             csv_bytes(["problem"], ([p] for p in exc.problems)),
             file_name=f"{file.name.rsplit('.', 1)[0]}-problems.csv",
             mime="text/csv",
+            on_click="ignore",
             icon=":material/download:",
         )
     st.stop()
@@ -325,6 +326,7 @@ if not result.ok:
         error_report_csv(result.errors, error_count=result.error_count),
         file_name=f"{file.name.rsplit('.', 1)[0]}-errors.csv",
         mime="text/csv",
+        on_click="ignore",
         icon=":material/download:",
     )
     right.download_button(
@@ -332,6 +334,7 @@ if not result.ok:
         annotated_original_csv(parsed, result.errors, error_count=result.error_count),
         file_name=f"{file.name.rsplit('.', 1)[0]}-annotated.csv",
         mime="text/csv",
+        on_click="ignore",
         icon=":material/download:",
     )
     st.stop()

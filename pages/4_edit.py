@@ -528,6 +528,8 @@ except InvalidEdits as exc:
         csv_bytes(header, rows),
         file_name="edit-problems.csv",
         mime="text/csv",
+        on_click="ignore",
+        icon=":material/download:",
     )
     discard_button("Every unsaved change to this dataset, those that break its rules too")
     st.stop()

@@ -539,6 +539,7 @@ def test_a_lone_surrogate_is_listed_escaped(
     [problems] = [d.value for d in at.dataframe if "Problem" in d.value.columns]
     assert "\\ud800" in "".join(problems["Value"])
     assert at.download_button[0].label == "Download the problems (CSV)"
+    assert at.download_button[0].proto.ignore_rerun  # the grid is not redrawn for a download
     assert table(fresh_db, dataset)[0][4] == "first"
 
 

@@ -143,6 +143,7 @@ def test_a_file_refused_for_its_shape_offers_its_problems_as_a_csv_download(
     assert not at.exception
     assert "2 lines of the file cannot be read as rows" in at.error[0].value
     assert [d.label for d in at.download_button] == ["Download the problems (CSV)"]
+    assert at.download_button[0].proto.ignore_rerun
     assert not at.data_editor  # nothing further is offered for a refused file
 
 

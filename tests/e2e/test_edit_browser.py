@@ -71,8 +71,17 @@ def cell_y(grid_box: dict[str, float], row: int) -> float:
 
 
 def grid_box(grid: Locator) -> dict[str, float]:
+    """Where the grid is once scrolled into view: read until two reads 50 ms apart agree (the
+    page may still be scrolling, and a click at a box read mid-scroll lands beside the cell
+    meant)."""
     grid.scroll_into_view_if_needed()
     box = grid.bounding_box()
+    for _ in range(40):
+        grid.page.wait_for_timeout(50)
+        again = grid.bounding_box()
+        if again == box:
+            break
+        box = again
     assert box is not None, "the grid is not on the page"
     return box
 
@@ -396,7 +405,7 @@ def test_an_editor_pastes_and_types_in_the_grid_and_a_broken_rule_is_refused_per
         expect(page.get_by_role("button", name="Review and commit…")).to_have_count(0)
         shot(page, "pasted-problem")
         report = list(csv.reader(io.StringIO(download_button(page, "Download the problems (CSV)"))))
-        idle(page)  # the download button's click reruns the page
+        idle(page)
         assert report[0] == ["Where", "Column", "Value", "Problem"]
         assert len(report) == 3, report
         by_value = {value: (where, column, problem) for where, column, value, problem in report[1:]}
