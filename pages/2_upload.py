@@ -252,6 +252,7 @@ def edit_spec(parsed: ParsedCSV) -> DatasetSpec:
         hide_index=True,
         num_rows="fixed",
         placeholder=EMPTY_CELL,
+        alt="Rules of each column of the file",
         column_config={
             "label": st.column_config.TextColumn("Label", required=True),
             "type": st.column_config.SelectboxColumn("Type", options=COLUMN_TYPES, required=True),
@@ -350,6 +351,7 @@ st.dataframe(
     column_config=column_config(editor_columns(spec), as_text=as_text),
     hide_index=True,
     placeholder=EMPTY_CELL,
+    alt="The first rows of the file",
 )
 if as_text:
     st.caption(

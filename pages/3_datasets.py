@@ -292,6 +292,7 @@ st.dataframe(
     hide_index=True,
     width="stretch",
     placeholder=EMPTY_CELL,
+    alt=f"Rows of {dataset.name}",
     column_config={
         ROW_ID: st.column_config.NumberColumn(
             labels[ROW_ID], format="%d", help="The row's permanent id (_row_id)."

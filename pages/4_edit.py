@@ -491,6 +491,7 @@ st.data_editor(
     width="stretch",
     height=420,
     placeholder=EMPTY_CELL,
+    alt=f"Rows of {choices[dataset_id]}" + (", editable" if may_edit else ", read-only"),
 )
 if window.as_text:
     st.caption(

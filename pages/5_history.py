@@ -462,6 +462,7 @@ else:
         hide_index=True,
         width="stretch",
         placeholder=EMPTY_CELL,
+        alt=f"{choices[dataset_id]} as it stood right after #{summary.seq}",
     )
 
 export_key = (dataset_id, summary.seq)

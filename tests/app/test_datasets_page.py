@@ -126,6 +126,7 @@ def test_a_viewer_opens_a_dataset_read_only_and_pages_through_it(
     frame = rows_frame(at)
     assert frame.editing_mode == "read_only"
     assert shows_missing_as_empty(frame)
+    assert frame.proto.alt == "Rows of People"
     assert not at.data_editor
     assert upload_links(at) == []
     first = frame.value

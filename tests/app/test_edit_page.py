@@ -123,6 +123,7 @@ def test_edit_review_and_commit(
     at = edit_page(fresh_db, "editor", dataset)
     assert len(at.data_editor) == 1
     assert shows_missing_as_empty(at.data_editor[0])
+    assert at.data_editor[0].proto.alt == "Rows of People, editable"  # its accessible name
     assert "Rows 1–4 of 4" in texts(at, main_only=True)
     at = set_state(
         at,
