@@ -22,7 +22,7 @@ from portal.datasets import dataset_names
 from portal.db import session_scope
 from portal.diffs import RowDelete, RowInsert, cell_changes, show_change
 from portal.errors import PortalError
-from portal.trail_views import AsOf, Export, kind_label, when
+from portal.trail_views import AsOf, Export, kind_label, when, who
 from portal.ui import current_actor, exports, md_escape, require
 from portal.ui.changeset_view import show_changeset
 from portal.ui.column_config import EMPTY_CELL, counts
@@ -377,7 +377,7 @@ st.dataframe(
             "#": c.seq,
             "When": when(c.committed_at),
             "Kind": kind_label(c.kind),  # an out-of-band one flagged loudly
-            "Who": c.actor_display_name,
+            "Who": who(c.actor_display_name, c.actor_username),
             "Reason": c.reason,
             "Inserted": c.inserted,
             "Updated": c.updated,

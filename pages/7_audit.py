@@ -26,6 +26,7 @@ from portal.trail_views import (
     day_start,
     kind_label,
     when,
+    who,
 )
 from portal.ui import exports, require_session
 from portal.ui.changeset_view import show_changeset
@@ -255,7 +256,7 @@ elif trail_list == "changesets":
                     "When": when(c.committed_at),
                     "Kind": kind_label(c.kind),  # an out-of-band one flagged loudly
                     "Dataset": c.dataset_name or "",
-                    "Who": f"{c.actor_display_name} ({c.actor_username})",
+                    "Who": who(c.actor_display_name, c.actor_username),
                     "Reason": c.reason,
                     "Inserted": c.inserted,
                     "Updated": c.updated,

@@ -14,6 +14,7 @@ events that record views and exports. No Streamlit here; the pages render what t
     export_as_of()        that state as a formula-safe CSV, recorded as an export
     row_versions_frame()  every version of one row, with who, when and why
     kind_label()          a changeset's or event's kind in words (``Failed sign-in``)
+    who()                 who made a change: display name and username (``Ann A (ann)``)
     detail_line()         an event's details as one line to read (the exports keep the JSON)
 
 Which views are recorded (``audit_view`` events). Streamlit reruns the page on every click, so
@@ -109,6 +110,13 @@ def _require_viewer(actor: Actor) -> None:
 def when(moment: datetime | None) -> str:
     """A timestamp as the pages show it: UTC, to the second."""
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "—"
+
+
+def who(display_name: str, username: str) -> str:
+    """Who made a change, as the trail's tables show it: the display name and, since two people
+    may share one, the username (``Ann A (ann)``); the username alone where they are the same
+    (a database user writing out of band)."""
+    return username if display_name == username else f"{display_name} ({username})"
 
 
 def cell_text(value: Any) -> str:
@@ -1255,7 +1263,7 @@ def row_versions_frame(
             "Version": n,
             "Changeset": f"#{c.seq}",
             "When": when(c.committed_at),
-            "Who": c.actor_display_name,
+            "Who": who(c.actor_display_name, c.actor_username),
             "Kind": kind_label(c.kind),
             "Why": c.reason,
             "Change": "bulk insert" if c.bulk_load_id is not None else c.op,

@@ -428,7 +428,11 @@ def test_a_link_opens_a_row_s_history(trail: Trail) -> None:
     assert not at.exception
     versions = at.main.dataframe[0].value
     assert versions["Change"].tolist() == ["bulk insert", "update"]
-    assert versions["Who"].tolist() == ["Ann A", "Bob B"]
+    # The username beside the display name: two people may share a display name.
+    assert versions["Who"].tolist() == [
+        f"Ann A ({trail.ann.username})",
+        f"Bob B ({trail.bob.username})",
+    ]
     assert versions["Why"].tolist() == ["seed", "typo"]
     assert versions["Note"].tolist() == ["-5", "Zebra crossing"]
     assert "Note: -5 → Zebra crossing" in versions["Changed cells"].tolist()[1]

@@ -66,7 +66,7 @@ def test_row_history_keeps_its_columns_apart_from_columns_named_like_them(
         frame = trail_views.row_versions_frame(session=s, actor=editor, dataset_id=ds, row_id=1)
     [record] = frame.to_dict("records")
     assert record["Version"] == 1
-    assert record["Who"] == "Eddie E."
+    assert record["Who"] == f"Eddie E. ({editor.username})"
     assert record["Kind"] == "Upload"
     assert record["When"].endswith(" UTC")
     assert {"v1", "soon", "me", "big", "none", "ann"} <= set(record.values())

@@ -9,7 +9,7 @@ import pytest
 
 from audit import search
 from portal.models import CHANGESET_KINDS, EVENT_KINDS
-from portal.trail_views import KIND_LABELS, detail_line, detail_text, kind_label
+from portal.trail_views import KIND_LABELS, detail_line, detail_text, kind_label, who
 
 
 @pytest.mark.parametrize("kind", sorted({*CHANGESET_KINDS, *EVENT_KINDS, *sum(search.kinds(), ())}))
@@ -86,3 +86,9 @@ def test_the_exports_keep_the_json() -> None:
     detail = {"ok": False, "rows": None, "name": "o'hara", "n": 2}
     assert json.loads(detail_text(detail)) == detail
     assert detail_text(detail) == '{"n": 2, "name": "o\'hara", "ok": false, "rows": null}'
+
+
+def test_who_names_the_username_beside_a_display_name_two_people_may_share() -> None:
+    assert who("Ann A", "ann") == "Ann A (ann)"
+    assert who("Ann A", "ann.b") == "Ann A (ann.b)"
+    assert who("portal_owner", "portal_owner") == "portal_owner"  # out of band
