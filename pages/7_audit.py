@@ -34,12 +34,13 @@ from portal.ui.column_config import counts
 from portal.ui.db_retry import show_error, show_refusal
 from portal.ui.markdown import md_text
 from portal.ui.pager import Pager
+from portal.wording import agreeing, counted
 
 signed = require_session("admin")
 actor = signed.actor
 
 RECORDED = "audit.recorded"  # views already recorded in this sign-in: {"since", "seen"}
-VERIFIED = "audit.verified"
+VERIFIED = "audit.verified"  # (the chains' status, when it was checked)
 DRIFT = "audit.drift"  # the datasets as last checked against the log
 PREPARED = "audit.prepared"  # (TrailExportKey, Export): the file last prepared, and what for
 ALL = "(all)"
@@ -108,11 +109,14 @@ with st.container(border=True):
     if st.button("Verify now", icon=":material/verified:", key="audit.verify"):
         try:
             with st.spinner("Recomputing the hash chains…"), session_scope() as session:
-                st.session_state[VERIFIED] = trail_views.chain_status(session=session, actor=actor)
+                st.session_state[VERIFIED] = (
+                    trail_views.chain_status(session=session, actor=actor),
+                    datetime.now(UTC),
+                )
         except PortalError as exc:
             show_refusal(exc)
-    verified = st.session_state.get(VERIFIED)
-    if verified is not None:
+    if (checked := st.session_state.get(VERIFIED)) is not None:
+        verified, verified_at = checked
         changesets, events = verified.changesets, verified.events
         if changesets.ok:
             st.success(
@@ -130,6 +134,16 @@ with st.container(border=True):
         else:
             where = f"event #{events.failed_seq}" if events.failed_seq else "the event chain"
             st.error(f"Event chain broken at {where}: {events.problem}", icon=":material/gpp_bad:")
+        newer = heads[0].seq - changesets.head.seq if heads is not None and changesets.ok else 0
+        st.caption(
+            f"Checked at {when(verified_at)}."
+            + (
+                f" {counted(newer, 'changeset')} committed since {agreeing(newer, 'is', 'are')} "
+                "not covered by that check (up to the chain head above): verify again."
+                if newer > 0
+                else ""
+            )
+        )
     st.caption(
         "The chains show the log was not edited. Checking the datasets shows it is complete: "
         "each is rebuilt from the log alone and compared with its table, cell by cell, to find "

@@ -223,6 +223,20 @@ def test_verify_now_reports_an_intact_chain_and_shows_the_heads(trail: Trail) ->
             text("SELECT hash FROM audit.event WHERE seq = :s"), {"s": detail["events"]}
         )
     assert detail["event_head"] == event_head
+    assert any(c.value.startswith("Checked at ") for c in at.caption)
+    assert not any("not covered" in c.value for c in at.caption)
+
+    # A changeset committed since: the check kept on the page says it does not cover it.
+    edit(
+        trail.db,
+        trail.ann,
+        trail.people,
+        [("UPDATE {table} SET qty = 7, _version = _version + 1 WHERE _row_id = 3", {})],
+        "later",
+    )
+    at.run()
+    [stale] = [c.value for c in at.caption if "not covered" in c.value]
+    assert "1 changeset committed since is not covered by that check" in stale
 
 
 def test_verify_now_reports_a_broken_event_chain(trail: Trail) -> None:
