@@ -34,6 +34,7 @@ from portal.ui.column_config import EMPTY_CELL, column_config, counts
 from portal.ui.db_retry import show_error, show_refusal
 from portal.ui.index_note import index_note
 from portal.ui.navigation import history_links, no_datasets, upload_link
+from portal.wording import counted
 
 actor = require("viewer")
 
@@ -346,12 +347,12 @@ def show_profile(found: Profile) -> None:
         return
     if found.distinct == found.rows - found.empty:
         st.caption("No value is there twice.")
+    elif found.distinct == 1:  # one bar, one range: said in words instead
+        value, rows = found.top["value"].iloc[0], int(found.top["rows"].iloc[0])
+        st.caption(f"Its only value is “{md_escape(str(value))}”, in {counted(rows, 'row')}.")
+        return
     else:
-        st.caption(
-            "Its only value"
-            if len(found.top) == 1
-            else f"The {len(found.top)} most frequent values"
-        )
+        st.caption(f"The {len(found.top)} most frequent values")
         st.bar_chart(found.top, x="value", y="rows", horizontal=True, sort="-rows")
     if found.spread is not None:
         last = found.spread["to"].iloc[-1]

@@ -459,6 +459,26 @@ def test_a_viewer_profiles_a_column(fresh_db: DatabaseHandle) -> None:
     assert not [e for e in at.main if getattr(e, "type", None) == "vega_lite_chart"]
 
 
+def test_a_column_of_one_value_is_profiled_in_words_not_a_chart_of_one_bar(
+    fresh_db: DatabaseHandle,
+) -> None:
+    with session_scope() as s:
+        name, _ = make_user(s, role="editor")
+    dataset_id = upload_dataset(
+        Actor(name, name, "editor"), b"Name,Qty\na,3\nb,3\nc,\nd,3\n", name="Same"
+    )
+    at, _ = datasets_page(fresh_db, "viewer")
+    open_dataset(at, dataset_id)
+    at.selectbox(key=f"datasets.{dataset_id}.profile").select("qty").run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.main.metric} == {
+        "Empty cells": "1 (25%)",
+        "Distinct values": "1",
+    }
+    assert "Its only value is “3”, in 3 rows." in texts(at, main_only=True)
+    assert not [e for e in at.main if getattr(e, "type", None) == "vega_lite_chart"]
+
+
 def test_a_profile_stopped_at_its_time_limit_is_not_run_again_by_every_click(
     fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
