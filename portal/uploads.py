@@ -174,19 +174,22 @@ def spec_from_rows(rows: Sequence[Mapping[str, Any]], *, base: DatasetSpec) -> D
         )
     columns = []
     for row, original in zip(rows, base.columns, strict=True):
-        kind = str(row.get("type") or original.type)
+        # A cell the grid sends empty is None or, read through pandas, NaN (which is truthy:
+        # bool(NaN) ticked a box, str(NaN) named a column "nan"): _blank_to_none reads both.
+        kind = str(_blank_to_none(row.get("type")) or original.type)
         if kind not in COLUMN_TYPES:
             raise ValidationError(
                 f"Column “{original.label}”: choose a type among {', '.join(COLUMN_TYPES)}."
             )
-        options = [o.strip() for o in str(row.get("options") or "").split(OPTION_SEPARATOR)]
+        given_options = str(_blank_to_none(row.get("options")) or "")
+        options = [o.strip() for o in given_options.split(OPTION_SEPARATOR)]
         columns.append(
             replace(
                 original,
-                label=str(row.get("label") or "").strip() or original.label,
+                label=str(_blank_to_none(row.get("label")) or original.label),
                 type=kind,
-                required=bool(row.get("required")),
-                unique=bool(row.get("unique")),
+                required=_ticked(row.get("required")),
+                unique=_ticked(row.get("unique")),
                 min=_blank_to_none(row.get("min")),
                 max=_blank_to_none(row.get("max")),
                 max_length=_int_or_none(row.get("max_length"), original.label),
@@ -199,6 +202,11 @@ def spec_from_rows(rows: Sequence[Mapping[str, Any]], *, base: DatasetSpec) -> D
     spec = DatasetSpec(columns=tuple(columns), version=base.version)
     check_new_patterns(spec)
     return spec
+
+
+def _ticked(value: Any) -> bool:
+    """A tick box of the rules grid: ticked only when it says so (an empty cell is not)."""
+    return _blank_to_none(value) is not None and bool(value)
 
 
 def _blank_to_none(value: Any) -> Any:

@@ -97,6 +97,17 @@ def test_a_well_formed_edit_applies_after_a_reset(fresh_db: DatabaseHandle) -> N
     assert "above the maximum 1" in shown
 
 
+def test_emptied_cells_of_the_rules_grid_are_empty_rules_not_nan(fresh_db: DatabaseHandle) -> None:
+    """An emptied cell reaches the page as NaN: the Options of a text column read "nan" (so
+    "only a category column can have options"), an emptied label named the column "nan"."""
+    at = upload_page(fresh_db)
+    empty = {"options": None, "regex": None, "label": None, "unique": None}
+    at = set_spec_state(at, {"edited_rows": {"0": empty}, "added_rows": [], "deleted_rows": []})
+    assert not at.exception
+    assert not at.error
+    assert rows_valid(at)
+
+
 def test_adding_rows_to_a_dataset_that_needs_a_reason_waits_for_one(
     fresh_db: DatabaseHandle,
 ) -> None:

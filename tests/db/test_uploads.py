@@ -347,6 +347,23 @@ def test_spec_edits_are_checked(fresh_db: DatabaseHandle) -> None:
     assert uploads.check(parsed, spec).ok
 
 
+@pytest.mark.parametrize("empty", [None, float("nan")])
+def test_empty_cells_of_the_rules_grid_are_empty_rules(empty: object) -> None:
+    """The grid sends an emptied cell as None, and through pandas as NaN, which is truthy:
+    str(NaN) named a column "nan" and made an option "nan", bool(NaN) ticked a box."""
+    parsed = uploads.read_file(PEOPLE)
+    proposed, _ = uploads.propose_spec(parsed)
+    rows = uploads.spec_rows(proposed)
+    for column in ("label", "type", "required", "unique", "min", "max", "max_length", "regex"):
+        rows[0][column] = empty
+    rows[0]["options"] = empty
+    spec = uploads.spec_from_rows(rows, base=proposed)
+    name = spec.columns[0]
+    assert (name.label, name.type) == (proposed.columns[0].label, proposed.columns[0].type)
+    assert (name.required, name.unique) == (False, False)
+    assert (name.min, name.max, name.max_length, name.regex, name.options) == (None,) * 5
+
+
 def test_two_uploads_creating_one_name_at_once_are_told_it_is_taken(
     fresh_db: DatabaseHandle, editor: Actor
 ) -> None:
