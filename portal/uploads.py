@@ -17,6 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from audit.changesets import number_after_commit
@@ -205,8 +206,9 @@ def spec_from_rows(rows: Sequence[Mapping[str, Any]], *, base: DatasetSpec) -> D
 
 
 def _ticked(value: Any) -> bool:
-    """A tick box of the rules grid: ticked only when it says so (an empty cell is not)."""
-    return _blank_to_none(value) is not None and bool(value)
+    """A tick box of the rules grid: ticked only by a true boolean (not by an empty cell, read
+    as NaN, nor by a forged text such as "false")."""
+    return isinstance(value, bool | np.bool_) and bool(value)
 
 
 def _blank_to_none(value: Any) -> Any:

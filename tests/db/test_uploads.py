@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 
+import numpy as np
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
@@ -362,6 +363,9 @@ def test_empty_cells_of_the_rules_grid_are_empty_rules(empty: object) -> None:
     assert (name.label, name.type) == (proposed.columns[0].label, proposed.columns[0].type)
     assert (name.required, name.unique) == (False, False)
     assert (name.min, name.max, name.max_length, name.regex, name.options) == (None,) * 5
+    rows[0].update(required="false", unique=np.True_)  # a forged text ticks nothing
+    spec = uploads.spec_from_rows(rows, base=proposed)
+    assert (spec.columns[0].required, spec.columns[0].unique) == (False, True)
 
 
 def test_two_uploads_creating_one_name_at_once_are_told_it_is_taken(
