@@ -822,8 +822,8 @@ def _base_name(label: str, position: int) -> str:
     name = re.sub(r"[^a-z0-9]+", "_", ascii_text.lower()).strip("_")
     if not name:
         name = f"col_{position}"
-    elif name[0].isdigit() or name in _PG_SYSTEM_NAMES or name.startswith("pg_"):
-        name = f"col_{name}"
+    elif name[0].isdigit() or name in _PG_SYSTEM_NAMES or name == "pg" or name.startswith("pg_"):
+        name = f"col_{name}"  # "pg" too: a second "PG" would be "pg_2"
     return name[:MAX_IDENTIFIER_BYTES].rstrip("_")
 
 

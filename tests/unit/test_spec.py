@@ -197,6 +197,11 @@ def test_long_multibyte_labels_fit_63_bytes_and_stay_unique() -> None:
     assert names[2].endswith("_3")
 
 
+def test_a_label_pg_twice_never_makes_a_pg_prefixed_name() -> None:
+    """Found by the property below: ["PG", "PG"] gave "pg", "pg_2"."""
+    assert physical_names(["PG", "PG", "pg 3"]) == ["col_pg", "col_pg_2", "col_pg_3"]
+
+
 @given(st.lists(st.text(max_size=80), max_size=30))
 def test_physical_names_property(labels: list[str]) -> None:
     names = physical_names(labels)
