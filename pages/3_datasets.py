@@ -211,17 +211,8 @@ filter_upper = upper_col.text_input(
     on_change=first_page,
     disabled=filter_op != "range",
 )
-row_filter = (  # a column with no text to match filters nothing: no filter, for the download too
-    RowFilter(
-        filter_column,
-        filter_op,
-        "" if filter_op == "empty" else filter_value,
-        filter_upper if filter_op == "range" else "",
-    )
-    if filter_column is not None
-    and (filter_op == "empty" or filter_value or (filter_op == "range" and filter_upper))
-    else None
-)
+# A column with no text to match filters nothing: no filter, for the download too.
+row_filter = RowFilter.asked(filter_column, filter_op, filter_value, filter_upper)
 
 sort_col, order_col, size_col = st.columns([2, 1, 1], vertical_alignment="bottom")
 sort_column = sort_col.selectbox(

@@ -390,11 +390,9 @@ with st.expander(
         )
         add = st.form_submit_button("Apply")
     if add:
-        filters = view.filters
-        adding = f_op == "empty" or bool(f_value or f_upper)
-        if adding:
-            filters += (RowFilter(f_column, f_op, f_value, f_upper),)
-        if move(dataset_id, View(filters, Sort(s_column, s_desc), 0, size)) and adding:
+        asked = RowFilter.asked(f_column, f_op, f_value, f_upper)
+        filters = view.filters if asked is None else (*view.filters, asked)
+        if move(dataset_id, View(filters, Sort(s_column, s_desc), 0, size)) and asked is not None:
             # Added: its fields start afresh, or the next Apply (of a sort, say) adds it again.
             for part in ("fcol", "fop", "fval", "fup"):
                 st.session_state.pop(f"{k['view']}.{part}", None)

@@ -156,6 +156,17 @@ class RowFilter:
             return "no filter"
         return f"{label} {self.op} “{self.value}”"
 
+    @classmethod
+    def asked(cls, column: str | None, op: FilterOp, value: str, upper: str) -> RowFilter | None:
+        """The filter a page's fields ask for — a column, a match, "Value (or from)" and "To
+        (range only)" — or None when they ask for nothing: no column, or no text to match
+        (``empty`` needs none and ignores it; ``upper`` counts for a ``range`` only)."""
+        value = "" if op == "empty" else value
+        upper = upper if op == "range" else ""
+        if column is None or (op != "empty" and not (value or upper)):
+            return None
+        return cls(column, op, value, upper)
+
     def to_json(self) -> dict[str, str]:
         data = {"column": self.column, "op": self.op, "value": self.value}
         return data | ({"upper": self.upper} if self.op == "range" else {})
