@@ -146,16 +146,19 @@ def check_datasets(
     return drifts
 
 
-# Datasets with sealed changesets but no row in portal.datasets, with the name they were
-# created with (the portal has no way to rename or delete one).
+# Datasets with sealed changesets but no row in portal.datasets, with the last name the log
+# gave them: at their creation, or a rename since (the portal has no way to delete one).
 _UNLISTED = text(
     """
     SELECT u.id,
-           (SELECT coalesce(c.detail #>> '{created,name}', c.detail ->> 'name')
+           (SELECT coalesce(c.detail #>> '{name,after}', c.detail #>> '{created,name}',
+                            c.detail ->> 'name')
               FROM audit.changeset c
              WHERE c.dataset_id = u.id AND c.seq IS NOT NULL
-               AND coalesce(c.detail #>> '{created,action}', c.detail ->> 'action') = 'create'
-             ORDER BY c.seq LIMIT 1) AS name
+               AND (coalesce(c.detail #>> '{created,action}', c.detail ->> 'action') = 'create'
+                    OR (c.kind = 'dataset' AND c.detail ->> 'action' = 'settings'
+                        AND c.detail ? 'name'))
+             ORDER BY c.seq DESC LIMIT 1) AS name
       FROM (SELECT DISTINCT c.dataset_id AS id FROM audit.changeset c
              WHERE c.seq IS NOT NULL AND c.dataset_id IS NOT NULL
                AND NOT EXISTS (SELECT 1 FROM portal.datasets d WHERE d.id = c.dataset_id)) u

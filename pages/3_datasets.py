@@ -31,7 +31,7 @@ from portal.profile import EXACT_ROWS, Profile, column_profile
 from portal.spec import ROW_ID, editor_columns
 from portal.ui import current_actor, exports, md_escape, require
 from portal.ui.column_config import EMPTY_CELL, column_config, counts
-from portal.ui.db_retry import show_error, show_refusal
+from portal.ui.db_retry import show_error, show_refusal, show_write_error
 from portal.ui.index_note import index_note
 from portal.ui.navigation import history_links, no_datasets, upload_link
 from portal.wording import counted
@@ -41,6 +41,7 @@ actor = require("viewer")
 OPEN = "datasets.open"
 FLASH = "datasets.flash"
 SETTING = "datasets.setting"  # (dataset id, the reason setting asked for): its dialog is open
+DESCRIBE = "datasets.describe"  # .<dataset id>: the name and description form
 PREPARED = "datasets.prepared"  # (ExportKey, the prepared CsvExport)
 PROFILE_REFUSED = "datasets.profile_refused"  # (dataset id, column, newest change), message
 
@@ -161,8 +162,58 @@ def confirm_reason_setting(dataset_id: int, name: str, required: bool) -> None:
         st.rerun()
 
 
+def describe_form(dataset_id: int, name: str, description: str) -> None:
+    """Rename the dataset or change its description, with a reason: itself a changeset.
+
+    The fields are filled from the dataset when first drawn (and again after a save, or once
+    the page is left), and what they were filled with is what the save expects to find: a
+    change someone else made meanwhile is refused, not overwritten, and the fields then show
+    it."""
+    key = f"{DESCRIBE}.{dataset_id}"
+    fields = {f"{key}.name": name, f"{key}.description": description, f"{key}.reason": ""}
+    if st.session_state.pop(f"{key}.refill", False) or not fields.keys() <= st.session_state.keys():
+        st.session_state.update(fields)
+        st.session_state[f"{key}.seen"] = (name, description)
+    with st.form(key, border=False, enter_to_submit=False):
+        new_name = st.text_input("Name", max_chars=datasets.MAX_NAME_CHARS, key=f"{key}.name")
+        new_description = st.text_area(
+            "Description",
+            max_chars=datasets.MAX_DESCRIPTION_CHARS,
+            placeholder="What the dataset holds, where it comes from, who keeps it",
+            key=f"{key}.description",
+        )
+        why = st.text_input(
+            "Reason (required)", max_chars=datasets.MAX_REASON_CHARS, key=f"{key}.reason"
+        )
+        saved = st.form_submit_button("Save name and description")
+    if not saved:
+        return
+    try:
+        with session_scope() as session:
+            datasets.describe_dataset(
+                session=session,
+                actor=current_actor("admin"),
+                dataset_id=dataset_id,
+                name=new_name,
+                description=new_description,
+                expected=st.session_state[f"{key}.seen"],
+                reason=why,
+            )
+    except datasets.ChangedMeanwhile as exc:
+        show_refusal(exc)
+        st.session_state[f"{key}.refill"] = True  # shown as it is now, at the next click
+        return
+    except PortalError as exc:
+        show_write_error(exc, kept="What you typed is kept", again="save it again")
+        return
+    st.session_state[f"{key}.refill"] = True
+    st.session_state[FLASH] = "Saved: the dataset's name and description are in the audit log."
+    st.rerun()
+
+
 if actor.can("admin"):
     with st.expander("Settings"):
+        st.markdown("**A reason for every change**")
         label = (
             "Let changes be made without a reason"
             if dataset.reason_required
@@ -172,6 +223,8 @@ if actor.can("admin"):
             # Asked against the value shown now: set_reason_required refuses it if someone
             # changed it since.
             st.session_state[SETTING] = (dataset.id, not dataset.reason_required)
+        st.markdown("**Name and description**")
+        describe_form(dataset.id, dataset.name, dataset.description)
     if (setting := st.session_state.get(SETTING)) and setting[0] == dataset.id:
         confirm_reason_setting(dataset.id, dataset.name, setting[1])
 

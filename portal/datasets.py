@@ -41,6 +41,11 @@ LABEL_WHITESPACE = frozenset("\t\n\r")
 """Controls a column label may hold: a spreadsheet header cell can break its text over lines."""
 
 
+class ChangedMeanwhile(ValidationError):
+    """A dataset's setting changed since the person read it: nothing was written; they look
+    again at what it is now."""
+
+
 def check_reason_length(reason: str) -> None:
     """Raises: ValidationError: ``reason`` is longer than ``MAX_REASON_CHARS``."""
     if len(reason) > MAX_REASON_CHARS:
@@ -145,6 +150,59 @@ def _free_table_name(session: Session, name: str) -> str:
         candidate = f"{base}_{n}"
 
 
+def _clean_name(name: str) -> str:
+    """``name`` as a dataset is named: spaces collapsed, composed (NFC: "é" typed and "e" + a
+    combining accent, from a macOS file name, are one name on screen, so one name here).
+
+    Raises:
+        ValidationError: empty, longer than ``MAX_NAME_CHARS``, or with an invisible character.
+    """
+    clean = unicodedata.normalize("NFC", " ".join(name.split()))
+    if not clean:
+        raise ValidationError("Give the dataset a name.")
+    if len(clean) > MAX_NAME_CHARS:
+        raise ValidationError(f"The name is {len(clean)} characters; use at most {MAX_NAME_CHARS}.")
+    hidden = hidden_character(clean)
+    if hidden is not None:
+        raise ValidationError(
+            f"The name has an invisible or control character ({hidden[1]}, character "
+            f"{hidden[0]}), so it could look like another name: type it again without it."
+        )
+    return clean
+
+
+def _check_description(description: str) -> None:
+    """Raises: ValidationError: longer than ``MAX_DESCRIPTION_CHARS``."""
+    if len(description) > MAX_DESCRIPTION_CHARS:
+        raise ValidationError(
+            f"The description is {len(description):,} characters; use at most "
+            f"{MAX_DESCRIPTION_CHARS:,}."
+        )
+
+
+def _claim_name(session: Session, clean: str, *, dataset_id: int | None = None) -> None:
+    """Take ``clean`` for a dataset (``dataset_id``: an existing one, which may keep its own
+    name in another case) until the transaction ends.
+
+    Two transactions claiming one name take turns here, so the second is told, not refused by
+    the unique constraint. Lower-cased by PostgreSQL on both sides: Python's str.lower()
+    differs from it (a final Σ, İ), so a name taken already could pass the check and fail on
+    the constraint.
+
+    Raises:
+        ValidationError: another dataset has the name, in any case.
+    """
+    folded = func.lower(literal(clean, Text()))
+    session.execute(
+        select(func.pg_advisory_xact_lock(func.hashtext(literal("portal.dataset_name:") + folded)))
+    )
+    taken = select(func.count()).where(func.lower(Dataset.name) == folded)
+    if dataset_id is not None:
+        taken = taken.where(Dataset.id != dataset_id)
+    if session.scalar(taken):
+        raise ValidationError(f"A dataset named {clean!r} exists already; choose another name.")
+
+
 def create_dataset(
     *,
     session: Session,
@@ -169,19 +227,7 @@ def create_dataset(
             (``spec.check_new_patterns``) or PostgreSQL cannot compile.
     """
     _require_editor(actor)
-    # Composed (NFC): "é" typed and "e" + a combining accent (a file name from macOS) are one
-    # name on screen, so one name here.
-    clean = unicodedata.normalize("NFC", " ".join(name.split()))
-    if not clean:
-        raise ValidationError("Give the dataset a name.")
-    if len(clean) > MAX_NAME_CHARS:
-        raise ValidationError(f"The name is {len(clean)} characters; use at most {MAX_NAME_CHARS}.")
-    hidden = hidden_character(clean)
-    if hidden is not None:
-        raise ValidationError(
-            f"The name has an invisible or control character ({hidden[1]}, character "
-            f"{hidden[0]}), so it could look like another name: type it again without it."
-        )
+    clean = _clean_name(name)
     for number, column in enumerate(spec.columns, start=1):
         hidden = hidden_character(column.label, LABEL_WHITESPACE)
         if hidden is not None:
@@ -191,21 +237,8 @@ def create_dataset(
                 f"label ({hidden[1]}, character {hidden[0]}), so it could look like another "
                 "column: remove it from the file's header, or rename the column, and upload again."
             )
-    if len(description) > MAX_DESCRIPTION_CHARS:
-        raise ValidationError(
-            f"The description is {len(description):,} characters; use at most "
-            f"{MAX_DESCRIPTION_CHARS:,}."
-        )
-    # Two uploads creating one name take turns here, so the second is told, not refused by
-    # the unique constraint.
-    # Lower-cased by PostgreSQL on both sides: Python's str.lower() differs from it (a final
-    # Σ, İ), so a name taken already could pass the check and fail on the unique constraint.
-    folded = func.lower(literal(clean, Text()))
-    session.execute(
-        select(func.pg_advisory_xact_lock(func.hashtext(literal("portal.dataset_name:") + folded)))
-    )
-    if session.scalar(select(func.count()).where(func.lower(Dataset.name) == folded)):
-        raise ValidationError(f"A dataset named {clean!r} exists already; choose another name.")
+    _check_description(description)
+    _claim_name(session, clean)
     if not spec.columns:
         raise ValidationError("A dataset needs at least one column.")
     specs.check_new_patterns(spec)
@@ -291,8 +324,9 @@ def set_reason_required(
     Raises:
         PermissionDenied: the actor is not an admin.
         NotFound: no such dataset.
-        ValidationError: no reason or a longer one than ``MAX_REASON_CHARS``, the setting
-            already as asked, or changed since it was read.
+        ValidationError: no reason or a longer one than ``MAX_REASON_CHARS``, or the setting
+            already as asked.
+        ChangedMeanwhile: the setting changed since it was read.
     """
     if not actor.can("admin"):
         raise PermissionDenied("Only admins can change whether a dataset's changes need a reason.")
@@ -303,7 +337,7 @@ def set_reason_required(
     dataset = get_dataset(session=session, dataset_id=dataset_id, for_update=True)
     now = "required" if dataset.reason_required else "optional"
     if dataset.reason_required != expected:
-        raise ValidationError(
+        raise ChangedMeanwhile(
             f"Someone changed this setting of “{dataset.name}” since you loaded the page: a "
             f"reason is now {now}. Nothing was written; look again and decide."
         )
@@ -319,6 +353,75 @@ def set_reason_required(
         detail={"action": "settings", "reason_required": {"before": expected, "after": required}},
     )
     dataset.reason_required = required
+    session.flush()
+    close_changeset(session=session, changeset_id=changeset)
+    return changeset
+
+
+def describe_dataset(
+    *,
+    session: Session,
+    actor: Actor,
+    dataset_id: int,
+    name: str,
+    description: str,
+    expected: tuple[str, str],
+    reason: str,
+) -> int:
+    """Rename the dataset and/or change its description; the change is itself a ``dataset``
+    changeset, with who, when, why and each value before and after in its detail. Returns the
+    changeset's id. Its table keeps its name: the rows, their history and every link to the
+    dataset (by id) stay as they were.
+
+    ``expected`` is the ``(name, description)`` the admin saw: if someone changed either since,
+    nothing is written, as for ``set_reason_required``.
+
+    Raises:
+        PermissionDenied: the actor is not an admin.
+        NotFound: no such dataset.
+        ValidationError: no reason or a longer one than ``MAX_REASON_CHARS``; a name that is
+            empty, too long, holds an invisible character or is another dataset's; a
+            description longer than ``MAX_DESCRIPTION_CHARS``; or nothing to change.
+        ChangedMeanwhile: the name or description changed since they were read.
+    """
+    if not actor.can("admin"):
+        raise PermissionDenied("Only admins can rename a dataset or change its description.")
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError("Say why you are making this change; nothing was written.")
+    check_reason_length(reason)
+    clean, described = _clean_name(name), description.strip()
+    _check_description(described)
+    dataset = get_dataset(session=session, dataset_id=dataset_id, for_update=True)
+    if (dataset.name, dataset.description) != expected:
+        raise ChangedMeanwhile(
+            f"Someone renamed “{expected[0]}” or changed its description since you loaded the "
+            f"page: it is now “{dataset.name}”. Nothing was written; look again and decide."
+        )
+    changed = {
+        key: {"before": before, "after": after}
+        for key, before, after in (
+            ("name", dataset.name, clean),
+            ("description", dataset.description, described),
+        )
+        if before != after
+    }
+    if not changed:
+        raise ValidationError(
+            f"“{dataset.name}” has that name and description already; nothing to change."
+        )
+    if "name" in changed:
+        _claim_name(session, clean, dataset_id=dataset.id)
+    changeset = open_changeset(
+        session=session,
+        kind="dataset",
+        dataset_id=dataset.id,
+        actor_username=actor.username,
+        actor_display_name=actor.display_name,
+        reason=reason,
+        detail={"action": "settings", **changed},
+    )
+    dataset.name, dataset.description = clean, described
     session.flush()
     close_changeset(session=session, changeset_id=changeset)
     return changeset

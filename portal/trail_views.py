@@ -75,6 +75,7 @@ from portal.datasets import dataset_spec, get_dataset
 from portal.errors import NotFound, PermissionDenied, ValidationError
 from portal.models import Changeset, Dataset, RowChange
 from portal.spec import DatasetSpec, logged_datetime
+from portal.wording import counted
 
 __all__ = [
     "ChangesetDetail",
@@ -192,6 +193,51 @@ def change_text(value: Any) -> str:
     if value is None:
         return "∅"
     return cell_text(value) or '""'
+
+
+def setup_lines(detail: Mapping[str, Any]) -> list[str]:
+    """What a ``dataset`` changeset did, in words, from its detail: the dataset's creation
+    (its name and columns) or each setting changed, before → after. Empty for any other detail
+    (the Seal and details view keeps the JSON). An upload that created its dataset says so too.
+    """
+    created = detail.get("created")
+    if isinstance(created, Mapping):
+        return setup_lines(created)
+    action = detail.get("action")
+    if action == "create":
+        try:
+            labels = [c.label for c in DatasetSpec.from_json(detail["spec"]).columns]
+        except (KeyError, TypeError, AttributeError, ValidationError):  # not a spec
+            labels = []
+        lines = [f"Created “{detail.get('name', NO_VALUE)}”"]
+        if labels:
+            lines.append(f"{counted(len(labels), 'column')}: {', '.join(labels)}")
+        if "reason_required" in detail:
+            lines.append(f"A reason for every change: {_required_word(detail['reason_required'])}")
+        return lines
+    if action != "settings":
+        return []
+    words = {"name": "Name", "description": "Description", "reason_required": None}
+    lines = []
+    for key, word in words.items():
+        change = detail.get(key)
+        if not isinstance(change, Mapping) or change.keys() != {"before", "after"}:
+            continue
+        if word is None:
+            before, after = (_required_word(change[k]) for k in ("before", "after"))
+            lines.append(f"A reason for every change: {before} → {after}")
+        else:
+            before, after = (_quoted(change[k]) for k in ("before", "after"))
+            lines.append(f"{word}: {before} → {after}")
+    return lines
+
+
+def _required_word(required: Any) -> str:
+    return "required" if required else "optional"
+
+
+def _quoted(text: Any) -> str:
+    return f"“{_one_line(str(text))}”" if text else "(none)"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -57,6 +57,8 @@ def show_changeset(
         f"Reason: {md_escape(s.reason) if s.reason else '*none given*'}  \n"
         f"{s.inserted:,} inserted · {s.updated:,} updated · {s.deleted:,} deleted"
     )
+    if lines := trail_views.setup_lines(detail.detail):
+        st.markdown("\n".join(f"- {md_escape(line)}" for line in lines))
     with st.expander("Seal and details"):
         st.caption("Hash (sealed into the chain) and the previous changeset's hash")
         st.code(f"{detail.hash}\n{detail.prev_hash}", language=None)

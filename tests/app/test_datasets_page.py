@@ -5,6 +5,7 @@ download recorded as an export event."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -602,3 +603,88 @@ def test_the_download_s_file_name_is_shown_as_it_is_not_as_markdown(
     at.button(key=f"datasets.{dataset_id}.prepare").click().run()
     [download] = at.download_button
     assert download.label == "Download \\_\\_init\\_\\_-\\_draft\\_.csv (1 row)"
+
+
+def _describe_fields(at: AppTest) -> dict[str, Any]:
+    """The name and description form's fields by label (their keys hold what they were filled
+    with)."""
+    fields = [*at.text_input, *at.text_area]
+    return {f.label: f for f in fields if str(f.key).startswith("datasets.describe.")}
+
+
+def test_an_admin_renames_and_describes_a_dataset_after_saying_why(
+    fresh_db: DatabaseHandle,
+) -> None:
+    dataset_id, _ = seed_people(fresh_db)
+    name = "People"
+    for role in ("viewer", "editor"):
+        at = open_dataset(datasets_page(fresh_db, role)[0], dataset_id)
+        assert not _describe_fields(at)
+    at, admin = datasets_page(fresh_db, "admin")
+    open_dataset(at, dataset_id)
+    fields = _describe_fields(at)
+    assert set(fields) == {"Name", "Description", "Reason (required)"}
+    assert (fields["Name"].value, fields["Description"].value) == (name, "everyone")
+    fields["Name"].input("Staff")
+    fields["Description"].input("Everyone on the payroll")
+    [save] = [b for b in at.button if b.label == "Save name and description"]
+    save.click().run()
+    assert not at.exception
+    assert "Say why you are making this change; nothing was written." in [e.value for e in at.error]
+    with fresh_db.app.connect() as conn:
+        assert (
+            conn.scalar(text("SELECT name FROM portal.datasets WHERE id = :i"), {"i": dataset_id})
+            == name
+        )
+    _describe_fields(at)["Reason (required)"].input("clearer names")
+    [save] = [b for b in at.button if b.label == "Save name and description"]
+    save.click().run()
+    assert not at.exception
+    assert "name and description are in the audit log" in at.success[0].value
+    assert at.subheader[0].value == "Staff"
+    assert "Everyone on the payroll" in [c.value for c in at.caption]
+    assert "Staff" in at.main.dataframe[0].value["Name"].tolist()
+    with fresh_db.app.connect() as conn:
+        assert conn.execute(
+            text("SELECT actor_username, reason, detail FROM audit.changeset ORDER BY id DESC")
+        ).first() == (
+            admin,
+            "clearer names",
+            {
+                "action": "settings",
+                "name": {"before": name, "after": "Staff"},
+                "description": {"before": "everyone", "after": "Everyone on the payroll"},
+            },
+        )
+    fields = _describe_fields(at)  # filled afresh from what is stored
+    assert (fields["Name"].value, fields["Reason (required)"].value) == ("Staff", "")
+
+
+def test_a_rename_made_meanwhile_by_someone_else_is_not_overwritten(
+    fresh_db: DatabaseHandle,
+) -> None:
+    dataset_id, _ = seed_people(fresh_db)
+    name = "People"
+    at, _ = datasets_page(fresh_db, "admin")
+    open_dataset(at, dataset_id)
+    with fresh_db.app.begin() as conn:  # another admin's rename, after this page was drawn
+        conn.execute(
+            text("UPDATE portal.datasets SET name = 'Persons' WHERE id = :i"), {"i": dataset_id}
+        )
+    fields = _describe_fields(at)
+    fields["Name"].input("Staff")
+    fields["Reason (required)"].input("clearer")
+    [save] = [b for b in at.button if b.label == "Save name and description"]
+    save.click().run()
+    assert not at.exception
+    [error] = at.error
+    assert f"Someone renamed “{name}” or changed its description" in error.value
+    assert "it is now “Persons”" in error.value
+    at.run()  # the next click: the form shows the dataset as it is now
+    fields = _describe_fields(at)
+    assert (fields["Name"].value, fields["Reason (required)"].value) == ("Persons", "")
+    with fresh_db.app.connect() as conn:
+        assert (
+            conn.scalar(text("SELECT name FROM portal.datasets WHERE id = :i"), {"i": dataset_id})
+            == "Persons"
+        )

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
 from portal.actor import Actor
-from portal.datasets import set_reason_required
+from portal.datasets import describe_dataset, set_reason_required
 from portal.diffs import ChangeSet
 from tests.app.conftest import show_app, signed_in, texts
 from tests.conftest import DatabaseHandle
@@ -201,6 +201,28 @@ def test_a_change_of_setting_is_not_offered_for_revert_and_the_page_says_why(
         at
     )
     assert at.main.dataframe[0].value["Kind"].tolist()[:2] == ["Dataset set-up", "Upload"]
+    assert "- A reason for every change: required → optional" in texts(at)  # in words
+
+
+def test_a_rename_reads_in_words_on_the_history_page(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    with Session(fresh_db.app) as s, s.begin():
+        name, _ = make_user(s, role="admin")
+        was = s.scalar(text("SELECT name FROM portal.datasets WHERE id = :i"), {"i": dataset})
+        renamed = describe_dataset(
+            session=s,
+            actor=Actor(name, name, "admin"),
+            dataset_id=dataset,
+            name="Staff *list*",
+            description="",
+            expected=(was, ""),
+            reason="clearer",
+        )
+    at, _ = history(fresh_db, "viewer", dataset, renamed)
+    # Markdown in a name is shown as typed
+    assert f"- Name: “{was}” → “Staff \\*list\\*”" in [m.value for m in at.markdown]
+    assert "This changeset changed no rows." in texts(at)
 
 
 def test_the_cells_put_back_tell_no_value_from_an_empty_text(

@@ -1,5 +1,6 @@
 """The Audit page's words for the log: every changeset and event kind has a label (a kind
-without one still reads), and an event's details read as one line, not as JSON."""
+without one still reads), an event's details read as one line, not as JSON, and a dataset's
+set-up and settings changes read as sentences."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ import pytest
 
 from audit import search
 from portal.models import CHANGESET_KINDS, EVENT_KINDS
-from portal.trail_views import KIND_LABELS, detail_line, detail_text, kind_label, who
+from portal.trail_views import (
+    KIND_LABELS,
+    detail_line,
+    detail_text,
+    kind_label,
+    setup_lines,
+    who,
+)
 
 
 @pytest.mark.parametrize("kind", sorted({*CHANGESET_KINDS, *EVENT_KINDS, *sum(search.kinds(), ())}))
@@ -92,3 +100,49 @@ def test_who_names_the_username_beside_a_display_name_two_people_may_share() -> 
     assert who("Ann A", "ann") == "Ann A (ann)"
     assert who("Ann A", "ann.b") == "Ann A (ann.b)"
     assert who("portal_owner", "portal_owner") == "portal_owner"  # out of band
+
+
+CREATED = {
+    "action": "create",
+    "name": "People",
+    "table": "ds_people",
+    "spec": {
+        "columns": [
+            {"label": "Name", "name": "name", "type": "text"},
+            {"label": "Qty", "name": "qty", "type": "integer"},
+        ]
+    },
+    "reason_required": False,
+}
+
+
+@pytest.mark.parametrize(
+    ("detail", "lines"),
+    [
+        (
+            CREATED,
+            ["Created “People”", "2 columns: Name, Qty", "A reason for every change: optional"],
+        ),
+        (  # an upload that created its dataset
+            {"created": CREATED, "mode": "new"},
+            ["Created “People”", "2 columns: Name, Qty", "A reason for every change: optional"],
+        ),
+        (
+            {"action": "settings", "reason_required": {"before": True, "after": False}},
+            ["A reason for every change: required → optional"],
+        ),
+        (
+            {
+                "action": "settings",
+                "name": {"before": "People", "after": "Staff"},
+                "description": {"before": "Old\ntext", "after": ""},
+            },
+            ["Name: “People” → “Staff”", "Description: “Old text” → (none)"],
+        ),
+        ({"action": "create", "name": "X", "spec": "not a spec"}, ["Created “X”"]),
+        ({"mode": "append"}, []),  # an upload into a dataset: its rows say it all
+        ({}, []),
+    ],
+)
+def test_a_datasets_set_up_reads_as_sentences(detail: dict[str, object], lines: list[str]) -> None:
+    assert setup_lines(detail) == lines
