@@ -52,8 +52,9 @@ def show_changeset(
     dataset = md_escape(s.dataset_name or (f"dataset {s.dataset_id}" if s.dataset_id else "—"))
     kind = md_escape(trail_views.kind_label(s.kind))
     st.markdown(
-        f"**{kind}** on **{dataset}** by **{md_escape(s.actor_display_name)}** "
-        f"({md_escape(s.actor_username)}), {when(s.committed_at)}  \n"
+        f"**{kind}** on **{dataset}** by "
+        f"**{md_escape(trail_views.who(s.actor_display_name, s.actor_username))}**, "
+        f"{when(s.committed_at)}  \n"
         f"Reason: {md_escape(s.reason) if s.reason else '*none given*'}  \n"
         f"{s.inserted:,} inserted · {s.updated:,} updated · {s.deleted:,} deleted"
     )

@@ -19,6 +19,7 @@ from portal import trail_views, uploads
 from portal.actor import Actor
 from portal.db import session_scope
 from portal.trail_views import TrailFilter
+from portal.ui.markdown import md_escape
 from tests.app.conftest import (
     app_test,
     events,
@@ -134,6 +135,9 @@ def test_an_out_of_band_changeset_opens_flagged_with_its_deleted_row(trail: Trai
     at.selectbox(key="audit.open").select(oob).run()
     assert not at.exception
     assert any("Out of band" in w.value for w in at.warning)
+    # By the database user, named once (its display name is its username).
+    superuser = md_escape(str(trail.db.superuser.url.username))
+    assert any(f"on **People** by **{superuser}**, 20" in m.value for m in at.markdown)
     deleted = at.main.dataframe[1].value
     assert deleted["Row id"].tolist() == [4]
     assert deleted["Name"].tolist() == ["Person 004"]
@@ -151,7 +155,8 @@ def test_an_update_shows_before_and_after_with_changed_cells_highlighted(trail: 
     )
     assert label.startswith(f"#{trail.seqs['ann qty']} · Edit · People · ")
     at.selectbox(key="audit.open").select(label).run()
-    assert any(m.value.startswith("**Edit** on **People** by ") for m in at.markdown)
+    ann = md_escape(f"{trail.ann.display_name} ({trail.ann.username})")
+    assert any(m.value.startswith(f"**Edit** on **People** by **{ann}**, ") for m in at.markdown)
     frame = at.main.dataframe[1]
     assert frame.value[["Row id", "State", "Qty"]].values.tolist() == [
         [1, "before", "1"],
