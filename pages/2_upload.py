@@ -30,9 +30,9 @@ from portal.csv_import import (
 )
 from portal.csv_safe import csv_bytes
 from portal.errors import PortalError
-from portal.spec import COLUMN_TYPES, DatasetSpec, ValidationResult, editor_columns
+from portal.spec import DatasetSpec, ValidationResult, editor_columns
 from portal.ui import current_actor, md_escape, md_text, require
-from portal.ui.column_config import EMPTY_CELL, column_config
+from portal.ui.column_config import EMPTY_CELL, column_config, rules_config
 from portal.ui.db_retry import show_error, show_refusal, show_write_error
 from portal.ui.navigation import EDIT, HISTORY
 from portal.wording import agreeing, counted
@@ -253,17 +253,7 @@ def edit_spec(parsed: ParsedCSV) -> DatasetSpec:
         num_rows="fixed",
         placeholder=EMPTY_CELL,
         alt="Rules of each column of the file",
-        column_config={
-            "label": st.column_config.TextColumn("Label", required=True),
-            "type": st.column_config.SelectboxColumn("Type", options=COLUMN_TYPES, required=True),
-            "required": st.column_config.CheckboxColumn("Required"),
-            "unique": st.column_config.CheckboxColumn("Unique"),
-            "min": st.column_config.TextColumn("Min"),
-            "max": st.column_config.TextColumn("Max"),
-            "max_length": st.column_config.NumberColumn("Max length", min_value=1, step=1),
-            "regex": st.column_config.TextColumn("Pattern (regex)"),
-            "options": st.column_config.TextColumn("Options"),
-        },
+        column_config=rules_config(),
     )
     try:
         return uploads.spec_from_rows(edited.to_dict("records"), base=proposed)

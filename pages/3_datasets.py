@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import streamlit as st
 
-from portal import browse, datasets
+from portal import browse, datasets, diffs, rule_changes, uploads
 from portal.browse import (
     FILTER_HELP,
     FILTER_OPS,
@@ -29,8 +29,8 @@ from portal.db import session_scope
 from portal.errors import PortalError, ValidationError
 from portal.profile import EXACT_ROWS, Profile, column_profile
 from portal.spec import ROW_ID, editor_columns
-from portal.ui import current_actor, exports, md_escape, require
-from portal.ui.column_config import EMPTY_CELL, column_config, counts
+from portal.ui import current_actor, exports, md_escape, md_text, require
+from portal.ui.column_config import EMPTY_CELL, column_config, counts, rules_config
 from portal.ui.db_retry import show_error, show_refusal, show_write_error
 from portal.ui.index_note import index_note
 from portal.ui.navigation import history_links, no_datasets, upload_link
@@ -41,6 +41,7 @@ actor = require("viewer")
 OPEN = "datasets.open"
 FLASH = "datasets.flash"
 SETTING = "datasets.setting"  # (dataset id, the reason setting asked for): its dialog is open
+RULES_RESETS = "datasets.rules_resets"  # bumped when a malformed rules grid is dropped
 DESCRIBE = "datasets.describe"  # .<dataset id>: the name and description form
 PREPARED = "datasets.prepared"  # (ExportKey, the prepared CsvExport)
 PROFILE_REFUSED = "datasets.profile_refused"  # (dataset id, column, newest change), message
@@ -211,6 +212,69 @@ def describe_form(dataset_id: int, name: str, description: str) -> None:
     st.rerun()
 
 
+def rules_editor(info: browse.DatasetInfo) -> None:
+    """The column rules of the dataset as a grid (the Upload page's, types fixed), saved with a
+    reason as a ``schema`` changeset. Rows that break a new rule are named, nothing changed."""
+    rules = pd.DataFrame(uploads.spec_rows(info.spec))
+    resets = st.session_state.get(RULES_RESETS, 0)
+    # Per version of the rules: after a change (anyone's), the grid starts from the new ones.
+    key = f"datasets.{info.id}.rules.{info.spec_version}.{resets}"
+    # A state that does not fit the grid would break the grid itself (as on the Upload page).
+    if diffs.grid_problems(
+        st.session_state.get(key), rows=len(rules), columns=set(rules.columns), fixed_rows=True
+    ):
+        st.session_state.pop(key)
+        st.session_state[RULES_RESETS] = resets + 1
+        key = f"datasets.{info.id}.rules.{info.spec_version}.{resets + 1}"
+        st.warning(
+            "The column rules grid arrived from your browser malformed (a row or column it "
+            "does not have, or rows added or deleted), so it was reset to the dataset's rules. "
+            "Enter your changes again; nothing has been changed.",
+            icon=":material/warning:",
+        )
+    st.caption(
+        "A stricter rule is checked against every row first; the types of the columns cannot "
+        f"change here. Options are separated by “{uploads.OPTION_SEPARATOR}”."
+    )
+    edited = st.data_editor(
+        rules,
+        key=key,
+        hide_index=True,
+        num_rows="fixed",
+        disabled=["type"],
+        placeholder=EMPTY_CELL,
+        alt="Rules of each column of the dataset",
+        column_config=rules_config(),
+    )
+    why = st.text_input(
+        "Reason (required)", max_chars=datasets.MAX_REASON_CHARS, key=f"{key}.reason"
+    )
+    if not st.button("Save column rules", key=f"{key}.save"):
+        return
+    try:
+        spec = uploads.spec_from_rows(edited.to_dict("records"), base=info.spec)
+        with st.spinner("Checking the rows against the new rules…"), session_scope() as session:
+            rule_changes.change_rules(
+                session=session,
+                actor=current_actor("admin"),
+                dataset_id=info.id,
+                spec=spec,
+                expected_version=info.spec_version,
+                reason=why,
+            )
+    except rule_changes.RulesBroken as exc:
+        st.error(
+            "\n".join([md_text(exc.INTRO), *(f"- {md_text(p)}" for p in exc.problems)]),
+            icon=":material/error:",
+        )
+        return
+    except PortalError as exc:
+        show_write_error(exc, kept="Your changes to the rules are kept", again="save them again")
+        return
+    st.session_state[FLASH] = "Saved: the new column rules are in force and in the audit log."
+    st.rerun()
+
+
 if actor.can("admin"):
     with st.expander("Settings"):
         st.markdown("**A reason for every change**")
@@ -225,6 +289,8 @@ if actor.can("admin"):
             st.session_state[SETTING] = (dataset.id, not dataset.reason_required)
         st.markdown("**Name and description**")
         describe_form(dataset.id, dataset.name, dataset.description)
+        st.markdown("**Column rules**")
+        rules_editor(dataset)
     if (setting := st.session_state.get(SETTING)) and setting[0] == dataset.id:
         confirm_reason_setting(dataset.id, dataset.name, setting[1])
 

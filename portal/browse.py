@@ -128,6 +128,7 @@ class DatasetInfo:
     row_count: int
     spec: DatasetSpec
     reason_required: bool = True
+    spec_version: int = 1  # what a change of its rules expects (rule_changes.change_rules)
 
 
 @dataclass(frozen=True)
@@ -297,6 +298,7 @@ def open_dataset(*, session: Session, dataset_id: int) -> DatasetInfo:
         dataset.row_count,
         dataset_spec(dataset),
         dataset.reason_required,
+        dataset.spec_version,
     )
 
 

@@ -171,6 +171,21 @@ def _clean_name(name: str) -> str:
     return clean
 
 
+def check_labels(spec: specs.DatasetSpec, fix: str) -> None:
+    """Raises: ValidationError: a column label holds an invisible or control character (but
+    the line breaks of ``LABEL_WHITESPACE``), so it could look like another; ``fix`` says what
+    to do."""
+    for number, column in enumerate(spec.columns, start=1):
+        hidden = hidden_character(column.label, LABEL_WHITESPACE)
+        if hidden is not None:
+            shown = "".join(ch if ch.isprintable() else " " for ch in column.label).strip()
+            raise ValidationError(
+                f"Column {number} (“{shown}”) has an invisible or control character in its "
+                f"label ({hidden[1]}, character {hidden[0]}), so it could look like another "
+                f"column: {fix}."
+            )
+
+
 def _check_description(description: str) -> None:
     """Raises: ValidationError: longer than ``MAX_DESCRIPTION_CHARS``."""
     if len(description) > MAX_DESCRIPTION_CHARS:
@@ -228,21 +243,13 @@ def create_dataset(
     """
     _require_editor(actor)
     clean = _clean_name(name)
-    for number, column in enumerate(spec.columns, start=1):
-        hidden = hidden_character(column.label, LABEL_WHITESPACE)
-        if hidden is not None:
-            shown = "".join(ch if ch.isprintable() else " " for ch in column.label).strip()
-            raise ValidationError(
-                f"Column {number} (“{shown}”) has an invisible or control character in its "
-                f"label ({hidden[1]}, character {hidden[0]}), so it could look like another "
-                "column: remove it from the file's header, or rename the column, and upload again."
-            )
+    check_labels(spec, "remove it from the file's header, or rename the column, and upload again")
     _check_description(description)
     _claim_name(session, clean)
     if not spec.columns:
         raise ValidationError("A dataset needs at least one column.")
     specs.check_new_patterns(spec)
-    _check_patterns_compile(session, spec)
+    check_patterns_compile(session, spec)
     table_name = _free_table_name(session, clean)
     dataset = Dataset(
         name=clean,
@@ -271,7 +278,7 @@ def create_dataset(
     return dataset
 
 
-def _check_patterns_compile(session: Session, spec: specs.DatasetSpec) -> None:
+def check_patterns_compile(session: Session, spec: specs.DatasetSpec) -> None:
     """Each pattern compiled by PostgreSQL, whose CHECK will use it: ``check_new_patterns``
     refuses syntax the two regex engines read differently, this whatever else PostgreSQL refuses
     (it compiles a CHECK's pattern only at the first row it checks, mid-load).

@@ -1999,7 +1999,9 @@ def ddl_table(spec: DatasetSpec, table_name: str, metadata: MetaData) -> Table:
     ``DEFERRABLE INITIALLY IMMEDIATE``. Every
     value reaches SQL as a bound literal rendered by SQLAlchemy for the executing dialect.
     Constraint names are deterministic and at most 63 bytes: ``pk_<table>``,
-    ``uq_<table>_<column>`` and ``ck_<column>_<rule>``, shortened with a hash when longer.
+    ``uq_<table>_<column>`` and ``ck_<column>_<rule>``, shortened with a hash when longer; each
+    CHECK and UNIQUE constraint's ``info`` names its ``column`` and ``rule`` (for
+    ``portal.rule_changes``).
 
     Raises:
         ValidationError: the table name is not a safe identifier.
@@ -2022,12 +2024,19 @@ def ddl_table(spec: DatasetSpec, table_name: str, metadata: MetaData) -> Table:
         column = table.c[c.name]
         for rule, condition in _sql_checks(c, column):
             name = conv(_identifier("ck", c.name, rule))
-            table.append_constraint(CheckConstraint(condition, name=name))
+            info = {"column": c.name, "rule": rule}
+            table.append_constraint(CheckConstraint(condition, name=name, info=info))
         if c.unique:
             name = conv(_identifier("uq", table_name, c.name))
             # Deferrable: checked at the end of the statement, or of the commit's writes (see
             # portal.writes), not row by row, so two rows may swap their values.
-            unique = UniqueConstraint(column, name=name, deferrable=True, initially="IMMEDIATE")
+            unique = UniqueConstraint(
+                column,
+                name=name,
+                deferrable=True,
+                initially="IMMEDIATE",
+                info={"column": c.name, "rule": "unique"},
+            )
             table.append_constraint(unique)
     return table
 

@@ -62,6 +62,7 @@ from audit.search import (
     day_start,
 )
 from audit.trail import RowImage, bulk_rows_slice, dataset_state, row_versions
+from portal import rule_changes
 from portal.actor import Actor
 from portal.config import get_settings
 from portal.csv_safe import (
@@ -196,9 +197,10 @@ def change_text(value: Any) -> str:
 
 
 def setup_lines(detail: Mapping[str, Any]) -> list[str]:
-    """What a ``dataset`` changeset did, in words, from its detail: the dataset's creation
-    (its name and columns) or each setting changed, before → after. Empty for any other detail
-    (the Seal and details view keeps the JSON). An upload that created its dataset says so too.
+    """What a ``dataset`` or ``schema`` changeset did, in words, from its detail: the dataset's
+    creation (its name and columns), each setting or column rule changed, before → after.
+    Empty for any other detail (the Seal and details view keeps the JSON). An upload that
+    created its dataset says so too.
     """
     created = detail.get("created")
     if isinstance(created, Mapping):
@@ -215,6 +217,11 @@ def setup_lines(detail: Mapping[str, Any]) -> list[str]:
         if "reason_required" in detail:
             lines.append(f"A reason for every change: {_required_word(detail['reason_required'])}")
         return lines
+    if action == "rules":  # a schema changeset
+        changes = detail.get("changes")
+        if not isinstance(changes, list):
+            return []
+        return [rule_changes.change_text(c) for c in changes if isinstance(c, Mapping)]
     if action != "settings":
         return []
     words = {"name": "Name", "description": "Description", "reason_required": None}

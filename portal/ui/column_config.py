@@ -14,7 +14,7 @@ from typing import Any
 
 import streamlit as st
 
-from portal.spec import EditorColumn
+from portal.spec import COLUMN_TYPES, EditorColumn
 
 EMPTY_CELL = ""
 """The grids' ``placeholder``: a missing value shows as an empty cell, as in a spreadsheet,
@@ -38,6 +38,22 @@ def counts(*labels: str) -> dict[str, Any]:
     """Column configs for a summary table's count columns (``labels``): shown with the
     browser's thousands separators (2,500 rows, not 2500), as the pages' metrics are."""
     return {label: st.column_config.NumberColumn(label, format="localized") for label in labels}
+
+
+def rules_config() -> dict[str, Any]:
+    """Column configs of a grid of column rules (``portal.uploads.spec_rows``): the Upload
+    page's for a new dataset, the Datasets page's for an existing one."""
+    return {
+        "label": st.column_config.TextColumn("Label", required=True),
+        "type": st.column_config.SelectboxColumn("Type", options=COLUMN_TYPES, required=True),
+        "required": st.column_config.CheckboxColumn("Required"),
+        "unique": st.column_config.CheckboxColumn("Unique"),
+        "min": st.column_config.TextColumn("Min"),
+        "max": st.column_config.TextColumn("Max"),
+        "max_length": st.column_config.NumberColumn("Max length", min_value=1, step=1),
+        "regex": st.column_config.TextColumn("Pattern (regex)"),
+        "options": st.column_config.TextColumn("Options"),
+    }
 
 
 _AS_TEXT_HELP = {

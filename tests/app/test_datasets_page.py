@@ -688,3 +688,61 @@ def test_a_rename_made_meanwhile_by_someone_else_is_not_overwritten(
             conn.scalar(text("SELECT name FROM portal.datasets WHERE id = :i"), {"i": dataset_id})
             == "Persons"
         )
+
+
+def _save_rules(at: AppTest, key: str, edits: dict[int, dict[str, Any]], reason: str) -> AppTest:
+    """The rules grid's state as the browser would send it (AppTest cannot type into a grid),
+    a reason, and the save button."""
+    at.session_state[key] = {"edited_rows": edits, "added_rows": [], "deleted_rows": []}
+    at.run()
+    at.text_input(key=f"{key}.reason").input(reason)
+    at.button(key=f"{key}.save").click().run()
+    assert not at.exception
+    return at
+
+
+def test_an_admin_changes_a_column_rule_checked_against_the_rows_first(
+    fresh_db: DatabaseHandle,
+) -> None:
+    dataset_id, _ = seed_people(fresh_db)
+    key = f"datasets.{dataset_id}.rules.1.0"
+    for role in ("viewer", "editor"):
+        at = open_dataset(datasets_page(fresh_db, role)[0], dataset_id)
+        assert not [b for b in at.button if b.key == f"{key}.save"]
+    at, admin = datasets_page(fresh_db, "admin")
+    open_dataset(at, dataset_id)
+    qty = 2  # the grid's row of the Qty column
+    _save_rules(at, key, {qty: {"max": "3", "required": True}}, "orders come in threes")
+    [error] = at.error
+    assert error.value.startswith("Rows of the dataset break the new rules")
+    assert (
+        "“Qty”, required: 25 rows break it — row 10 (no value), 20 (no value), 30 (no value), "
+        "40 (no value), 50 (no value), and 20 more\n" in error.value
+    )
+    assert (
+        "“Qty”, max: 96 rows break it — row 4 (4), 5 (5), 6 (6), 11 (4), 12 (5), and 91 more"
+        in error.value
+    )
+    with fresh_db.app.connect() as conn:
+        assert (
+            conn.scalar(
+                text("SELECT spec_version FROM portal.datasets WHERE id = :i"), {"i": dataset_id}
+            )
+            == 1
+        )
+    _save_rules(at, key, {qty: {"max": "6", "label": "Quantity"}}, "orders come in sixes")
+    assert "the new column rules are in force" in at.success[0].value
+    with fresh_db.app.connect() as conn:
+        kind, who, reason, detail = conn.execute(
+            text(
+                "SELECT kind, actor_username, reason, detail FROM audit.changeset"
+                " ORDER BY id DESC LIMIT 1"
+            )
+        ).one()
+    assert (kind, who, reason) == ("schema", admin, "orders come in sixes")
+    assert [(c["rule"], c["before"], c["after"]) for c in detail["changes"]] == [
+        ("label", "Qty", "Quantity"),
+        ("max", None, 6),
+    ]
+    # The grid now starts from the new rules, under the new version's key.
+    assert at.button(key=f"datasets.{dataset_id}.rules.2.0.save")

@@ -140,6 +140,23 @@ CREATED = {
             ["Name: “People” → “Staff”", "Description: “Old text” → (none)"],
         ),
         ({"action": "create", "name": "X", "spec": "not a spec"}, ["Created “X”"]),
+        (  # a schema changeset: each column rule changed
+            {
+                "action": "rules",
+                "changes": [
+                    {"column": "qty", "label": "Qty", "rule": "max", "before": 100, "after": 200},
+                    {
+                        "column": "qty",
+                        "label": "Qty",
+                        "rule": "required",
+                        "before": False,
+                        "after": True,
+                    },
+                ],
+            },
+            ["Qty · max: 100 → 200", "Qty · required: no → yes"],
+        ),
+        ({"action": "rules", "changes": "not a list"}, []),
         ({"mode": "append"}, []),  # an upload into a dataset: its rows say it all
         ({}, []),
     ],
