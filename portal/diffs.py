@@ -365,6 +365,7 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
 
     pending_ids = [i for i in ids if i < 0 and i not in deleted_ids]
     pending_inserts = [shown.row(shown.position[i]) | edits.get(i, {}) for i in pending_ids]
+    _recheck_pending(window, edits, deleted_ids, pending_ids, by_name, problems, memo)
     kept = (  # the committed rows that stay, for the unique columns (if any)
         [(p, i) for p, i in enumerate(ids) if i >= 0 and i not in deleted_ids]
         if any(c.unique for c in spec.columns)
@@ -411,6 +412,55 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
         inserts=tuple(RowInsert(v) for v in [*pending_inserts, *new_rows]),
         deletes=tuple(sorted([*window.outside.deletes, *deletes], key=lambda d: d.row_id)),
     )
+
+
+def _recheck_pending(
+    window: Window,
+    edits: Mapping[int, Mapping[str, Value]],
+    deleted_ids: set[int],
+    pending_ids: Sequence[int],
+    by_name: Mapping[str, ColumnSpec],
+    problems: list[EditProblem],
+    memo: dict[tuple[Any, ...], Any],
+) -> None:
+    """The pending values not typed over in this state, checked against the window's rules:
+    they were checked when typed, but the rules may have changed since (``rule_changes``), and
+    a value they now refuse must be named before a commit, not refused by the table at it.
+    Values are typed already (``validate_value`` takes them so); each verdict is kept in
+    ``memo``, so a value is checked once per window."""
+    shown, base = window.shown_cells, window.base_cells
+
+    def check(values: Mapping[str, Value], where: int) -> None:
+        for name, value in values.items():
+            column = by_name.get(name)
+            if column is None:  # pragma: no cover - pending values are of the spec's columns
+                continue
+            key = ("pending", name, type(value), repr(value))  # 1.5 and 1.50 apart
+            verdict = memo.get(key, _UNCHECKED)
+            if verdict is _UNCHECKED:
+                verdict = memo[key] = validate_value(column, value)
+            if isinstance(verdict, CellError):
+                problems.append(
+                    EditProblem(_where(where), column.label, verdict.value, verdict.message)
+                )
+
+    for row_id in sorted(window.pending_ids - deleted_ids):
+        here, there, mine = shown.position[row_id], base.position[row_id], edits.get(row_id, {})
+        check(
+            {
+                n: plain(shown.cells[n][here])
+                for n in shown.names
+                if n not in mine
+                and not same_value(plain(shown.cells[n][here]), plain(base.cells[n][there]))
+            },
+            row_id,
+        )
+    for row_id in pending_ids:  # pending new rows
+        mine = edits.get(row_id, {})
+        row = shown.row(shown.position[row_id])
+        check({n: v for n, v in row.items() if n not in mine}, row_id)
+    for u in window.outside.updates:  # pending changes to rows outside this window
+        check(u.after, u.row_id)
 
 
 def keepable_changes(window: Window, state: object) -> ChangeSet | None:

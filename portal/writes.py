@@ -168,6 +168,11 @@ class EditConflict(PortalError):
         )
 
 
+class SpecChanged(ValidationError):
+    """The dataset's rules changed (``rule_changes.change_rules``) since the rows were read:
+    the edits were checked under the old ones; nothing was written."""
+
+
 class ReasonRequired(ValidationError):
     """No reason was given for a commit to a dataset that needs one (its setting may have
     changed since the rows were read); nothing was written."""
@@ -276,8 +281,8 @@ def commit(
         PermissionDenied: the actor is a viewer.
         NotFound: no such dataset.
         ValidationError: no changes, a missing reason (``ReasonRequired``), a spec changed
-            since the rows were read, or a value the table's constraints refuse
-            (``EditRefused``); nothing is written.
+            since the rows were read (``SpecChanged``), or a value the table's constraints
+            refuse (``EditRefused``); nothing is written.
         EditConflict: rows changed since they were read; nothing is written.
     """
     if not actor.can("editor"):
@@ -295,9 +300,10 @@ def commit(
             "written."
         )
     if dataset.spec_version != spec_version:
-        raise ValidationError(
-            f"The columns of “{dataset.name}” changed since you loaded it; nothing was written. "
-            "Reload the page and make your edits again."
+        raise SpecChanged(
+            f"The column rules of “{dataset.name}” changed since its rows were read for these "
+            "changes; nothing was written. Start again from the rows as they are now, so that "
+            "the changes are checked under the new rules."
         )
     spec = dataset_spec(dataset)
     table = qualified_table(session, dataset.table_name)

@@ -899,6 +899,55 @@ def test_a_reason_made_required_after_the_rows_were_loaded_is_asked_for_on_the_p
     assert dataset_rows(fresh_db.app, dataset, "qty") == [(2,)]
 
 
+def test_rules_changed_after_the_rows_were_loaded_check_the_kept_edits_again(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """An admin made a column's rule stricter while an editor's edits waited: the commit wrote
+    nothing (the edits were checked under the old rules); the page says so, reads the rows
+    again and checks the kept edits under the new rules, which name the value they now refuse."""
+    from dataclasses import replace
+
+    from portal import rule_changes
+    from portal.uploads import dataset_spec
+
+    with session_scope() as s:
+        name, _ = make_user(s, role="admin")
+    admin = Actor(name, name, "admin")
+    dataset = upload_dataset(admin, b"Name,Qty\nann,1\nbob,2\n", name="Stock")
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(at, {"edited_rows": {0: {"qty": 50}, 1: {"qty": 3}}})
+    at.text_input(key=f"edit.{dataset}.reason").input("stock take").run()
+    spec = dataset_spec(dataset)
+    stricter = replace(spec, columns=(spec.columns[0], replace(spec.columns[1], max=10)))
+    with session_scope() as s:
+        rule_changes.change_rules(
+            session=s,
+            actor=admin,
+            dataset_id=dataset,
+            spec=stricter,
+            expected_version=1,
+            reason="no more than ten",
+        )
+    at = button(at, "Review and commit…").click().run()
+    at = button(at, "Commit").click().run()
+    assert not at.exception
+    assert not [b for b in at.button if b.label == "Commit"]  # the dialog is closed
+    [warning] = [w.value for w in at.warning]
+    assert "The column rules of “Stock” were changed since you opened it" in warning
+    assert "nothing was written" in warning
+    assert dataset_rows(fresh_db.app, dataset, "qty") == [(1,), (2,)]
+    # The kept 50 breaks the new rule, and is named; the kept 3 does not.
+    [problems] = [f.value for f in at.main.dataframe if "Problem" in f.value.columns]
+    assert problems.values.tolist() == [
+        ["row 1", "Qty", "50", "“50” is above the maximum 10: enter 10 or less."]
+    ]
+    assert not [b for b in at.button if b.label == "Review and commit…"]
+    at = set_state(at, {"edited_rows": {0: {"qty": 9}}})  # typed over: the kept 3 stays
+    at = commit_now(at, dataset, reason="stock take")
+    assert not at.exception
+    assert dataset_rows(fresh_db.app, dataset, "qty") == [(9,), (3,)]
+
+
 def test_discarding_the_edits_discards_the_reason_typed_for_them(
     fresh_db: DatabaseHandle, dataset: int
 ) -> None:

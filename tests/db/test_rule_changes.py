@@ -206,7 +206,10 @@ def test_a_new_label_changes_the_spec_and_a_commit_prepared_before_is_refused(
     spec, after_constraints, after_not_null, _ = _state(fresh_db, dataset_id)
     assert (spec.spec["columns"][1]["label"], spec.spec_version) == ("Quantity", 2)
     assert (after_constraints, after_not_null) == (constraints, not_null)  # no DDL
-    with session_scope() as s, pytest.raises(ValidationError, match="changed since you loaded"):
+    with (
+        session_scope() as s,
+        pytest.raises(writes.SpecChanged, match="changed since its rows were read"),
+    ):
         writes.commit(
             session=s,
             actor=editor,

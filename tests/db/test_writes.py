@@ -315,7 +315,7 @@ def test_viewers_cannot_commit_and_reasons_are_required(
     with pytest.raises(ValidationError, match="no changes"):
         commit(editor, read, ChangeSet())
     stale = writes.EditWindow(**{**read.__dict__, "spec_version": read.spec_version + 1})
-    with pytest.raises(ValidationError, match=r"columns .* changed"):
+    with pytest.raises(ValidationError, match=r"column rules of .* changed"):
         commit(editor, stale, changes)
     assert rows(fresh_db, dataset)[0][3] == 1
 

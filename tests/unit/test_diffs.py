@@ -1296,3 +1296,60 @@ def test_a_window_starts_again_past_the_verdicts_it_keeps(monkeypatch: pytest.Mo
     for qty in range(10):
         build({"edited_rows": {0: {"qty": qty}, 1: {"note": f"n{qty}"}}}, win)
         assert len(win.checked) <= 3 + 2  # cleared before a build once over the limit
+
+
+def test_pending_values_are_checked_again_under_rules_changed_since() -> None:
+    """Pending changes were checked when typed; after an admin made the rules stricter, a
+    window over the new rules names each kept value they refuse — in the window, in a pending
+    new row and outside the window — and only those, until typed over."""
+    state = {
+        "edited_rows": {0: {"qty": 900, "note": "short"}, 1: {"qty": 5}},
+        "added_rows": [{"code": "ZZ9", "qty": 800}],
+    }
+    pending = build(state)
+    outside = ChangeSet(updates=(RowUpdate(99, 1, {"qty": 1}, {"qty": 700}),))
+    pending = ChangeSet(pending.updates + outside.updates, pending.inserts, pending.deletes)
+    stricter = DatasetSpec(
+        tuple(
+            ColumnSpec("Qty", "qty", "integer", min=0, max=10) if c.name == "qty" else c
+            for c in SPEC.columns
+        )
+    )
+    assert build({}, window(pending)) == pending  # under the rules they were typed under
+    with pytest.raises(InvalidEdits) as refused:
+        build({}, window(pending, spec=stricter))
+    assert [(p.where, p.column, p.value) for p in refused.value.problems] == [
+        ("row 10", "Qty", "900"),
+        ("new row 1", "Qty", "800"),
+        ("row 99", "Qty", "700"),
+    ]
+    assert "above the maximum 10" in refused.value.problems[0].message
+    typed_over = build(
+        {"edited_rows": {0: {"qty": 9}, 3: {"qty": 8}}},
+        window(ChangeSet(pending.updates[:2], pending.inserts), spec=stricter),
+    )
+    assert [u.after for u in typed_over.updates] == [{"qty": 9, "note": "short"}, {"qty": 5}]
+    assert typed_over.inserts[0].values["qty"] == 8
+
+
+def test_every_kind_of_pending_value_passes_its_check_again_unchanged() -> None:
+    """The re-check takes the typed values the first check made (a whole number past what a
+    browser holds, typed as text; a decimal at its scale; dates and date-times) as they are."""
+    big = ColumnSpec("Big", "big", "integer")
+    spec = DatasetSpec((*SPEC.columns, big))
+    rows = [(*r, None) for r in ROWS]
+    state = {
+        "edited_rows": {
+            0: {
+                "big": "9007199254740993",
+                "price": "3.1",
+                "since": "2024-05-01",
+                "seen_at": "2024-05-01T10:00:00Z",
+                "size": "L",
+                "code": "QQ7",
+            }
+        }
+    }
+    pending = build(state, window(rows=rows, spec=spec))
+    assert pending.updates[0].after["big"] == 9007199254740993
+    assert build({}, window(pending, rows=rows, spec=spec)) == pending
