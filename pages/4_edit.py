@@ -721,26 +721,20 @@ def confirm(changes: ChangeSet, reason: str) -> None:
             st.session_state[k["conflict"]] = exc
             close_dialog()
             st.rerun()
-        except writes.SpecChanged:
-            # An admin changed the column rules: read the rows again under the new rules, the
-            # edits kept and checked again by them.
+        except (writes.SpecChanged, writes.ReasonRequired) as exc:
+            # A setting changed since the rows were read: an admin changed the column rules, or
+            # required a reason while the field said it was optional (the button asks for one
+            # otherwise). Read the rows again, edits kept: checked under the new rules, or with
+            # the field saying a reason is required.
             st.session_state.pop(k["committing"], None)
             st.session_state[k["flash"]] = (
                 f"The column rules of “{read.name}” were changed since you opened it, so nothing "
                 "was written. Your edits are kept and checked again under the new rules: review "
                 "them, then commit again."
-            )
-            st.session_state.pop(k["window"], None)
-            close_dialog()
-            st.rerun()
-        except writes.ReasonRequired:
-            # Only when the rows were read with a reason optional (the button asks for one
-            # otherwise): read them again, so the field says it is required, edits kept.
-            st.session_state.pop(k["committing"], None)
-            st.session_state[k["flash"]] = (
-                f"“{read.name}” now needs a reason for every change (its setting was changed "
-                "since you opened it), so nothing was written: type a reason below, then "
-                "commit again."
+                if isinstance(exc, writes.SpecChanged)
+                else f"“{read.name}” now needs a reason for every change (its setting was "
+                "changed since you opened it), so nothing was written: type a reason below, "
+                "then commit again."
             )
             st.session_state.pop(k["window"], None)
             close_dialog()

@@ -52,6 +52,38 @@ def check_reason_length(reason: str) -> None:
         raise ValidationError(f"Keep the reason under {MAX_REASON_CHARS:,} characters.")
 
 
+def admin_reason(actor: Actor, reason: str, *, may_not: str, say_why: str) -> str:
+    """``reason`` stripped, for a change to a dataset itself that only admins make.
+
+    Raises:
+        PermissionDenied: the actor is not an admin (``may_not`` says what they may not do).
+        ValidationError: no reason (``say_why`` asks for one), or one over
+            ``MAX_REASON_CHARS``.
+    """
+    if not actor.can("admin"):
+        raise PermissionDenied(may_not)
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError(say_why)
+    check_reason_length(reason)
+    return reason
+
+
+def open_dataset_changeset(
+    *, session: Session, actor: Actor, dataset: Dataset, kind: str, reason: str, detail: Any
+) -> int:
+    """Open the changeset of ``actor``'s change to ``dataset`` in the session's transaction."""
+    return open_changeset(
+        session=session,
+        kind=kind,
+        dataset_id=dataset.id,
+        actor_username=actor.username,
+        actor_display_name=actor.display_name,
+        reason=reason,
+        detail=detail,
+    )
+
+
 def _require_editor(actor: Actor) -> None:
     if not actor.can("editor"):
         raise PermissionDenied("Only editors and admins can create datasets or load rows.")
@@ -265,12 +297,11 @@ def create_dataset(
     install_capture(session=session, table_name=table_name, dataset_id=dataset.id)
     if not own_changeset:
         return dataset
-    changeset = open_changeset(
+    changeset = open_dataset_changeset(
         session=session,
+        actor=actor,
+        dataset=dataset,
         kind="dataset",
-        dataset_id=dataset.id,
-        actor_username=actor.username,
-        actor_display_name=actor.display_name,
         reason=reason or f"created dataset {clean}",
         detail=creation_detail(dataset),
     )
@@ -335,12 +366,12 @@ def set_reason_required(
             already as asked.
         ChangedMeanwhile: the setting changed since it was read.
     """
-    if not actor.can("admin"):
-        raise PermissionDenied("Only admins can change whether a dataset's changes need a reason.")
-    reason = reason.strip()
-    if not reason:
-        raise ValidationError("Say why you are changing this setting; nothing was written.")
-    check_reason_length(reason)
+    reason = admin_reason(
+        actor,
+        reason,
+        may_not="Only admins can change whether a dataset's changes need a reason.",
+        say_why="Say why you are changing this setting; nothing was written.",
+    )
     dataset = get_dataset(session=session, dataset_id=dataset_id, for_update=True)
     now = "required" if dataset.reason_required else "optional"
     if dataset.reason_required != expected:
@@ -350,12 +381,11 @@ def set_reason_required(
         )
     if dataset.reason_required == required:
         raise ValidationError(f"A reason is {now} for “{dataset.name}” already; nothing to change.")
-    changeset = open_changeset(
+    changeset = open_dataset_changeset(
         session=session,
+        actor=actor,
+        dataset=dataset,
         kind="dataset",
-        dataset_id=dataset.id,
-        actor_username=actor.username,
-        actor_display_name=actor.display_name,
         reason=reason,
         detail={"action": "settings", "reason_required": {"before": expected, "after": required}},
     )
@@ -391,12 +421,12 @@ def describe_dataset(
             description longer than ``MAX_DESCRIPTION_CHARS``; or nothing to change.
         ChangedMeanwhile: the name or description changed since they were read.
     """
-    if not actor.can("admin"):
-        raise PermissionDenied("Only admins can rename a dataset or change its description.")
-    reason = reason.strip()
-    if not reason:
-        raise ValidationError("Say why you are making this change; nothing was written.")
-    check_reason_length(reason)
+    reason = admin_reason(
+        actor,
+        reason,
+        may_not="Only admins can rename a dataset or change its description.",
+        say_why="Say why you are making this change; nothing was written.",
+    )
     clean, described = _clean_name(name), description.strip()
     _check_description(described)
     dataset = get_dataset(session=session, dataset_id=dataset_id, for_update=True)
@@ -419,12 +449,11 @@ def describe_dataset(
         )
     if "name" in changed:
         _claim_name(session, clean, dataset_id=dataset.id)
-    changeset = open_changeset(
+    changeset = open_dataset_changeset(
         session=session,
+        actor=actor,
+        dataset=dataset,
         kind="dataset",
-        dataset_id=dataset.id,
-        actor_username=actor.username,
-        actor_display_name=actor.display_name,
         reason=reason,
         detail={"action": "settings", **changed},
     )
@@ -546,12 +575,11 @@ def load_rows(
     dataset = get_dataset(session=session, dataset_id=dataset_id, for_update=True)
     spec = dataset_spec(dataset)
     table = qualified_table(session, dataset.table_name)
-    changeset = open_changeset(
+    changeset = open_dataset_changeset(
         session=session,
+        actor=actor,
+        dataset=dataset,
         kind="upload",
-        dataset_id=dataset.id,
-        actor_username=actor.username,
-        actor_display_name=actor.display_name,
         reason=reason,
         detail={
             "mode": mode,

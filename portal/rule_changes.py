@@ -38,18 +38,19 @@ from sqlalchemy.orm import Session
 from sqlalchemy.schema import AddConstraint, DropConstraint
 
 from audit.capture import qualified_table
-from audit.changesets import close_changeset, open_changeset
+from audit.changesets import close_changeset
 from portal import spec as specs
 from portal.actor import Actor
 from portal.datasets import (
     ChangedMeanwhile,
+    admin_reason,
     check_labels,
     check_patterns_compile,
-    check_reason_length,
     dataset_spec,
     get_dataset,
+    open_dataset_changeset,
 )
-from portal.errors import PermissionDenied, ValidationError
+from portal.errors import ValidationError
 from portal.spec import ColumnSpec, DatasetSpec
 from portal.wording import agreeing, counted
 
@@ -195,12 +196,12 @@ def change_rules(
         RulesBroken: rows break a new or stricter rule (named, with their values).
         Nothing is written.
     """
-    if not actor.can("admin"):
-        raise PermissionDenied("Only admins can change a dataset's column rules.")
-    reason = reason.strip()
-    if not reason:
-        raise ValidationError("Say why you are changing the rules; nothing was changed.")
-    check_reason_length(reason)
+    reason = admin_reason(
+        actor,
+        reason,
+        may_not="Only admins can change a dataset's column rules.",
+        say_why="Say why you are changing the rules; nothing was changed.",
+    )
     dataset = get_dataset(session=session, dataset_id=dataset_id, for_update=True)
     if dataset.spec_version != expected_version:
         raise ChangedMeanwhile(
@@ -224,12 +225,11 @@ def change_rules(
     problems = plan.broken_rules(session, after, {c.name: c.label for c in new.columns})
     if problems:
         raise RulesBroken(problems)
-    changeset = open_changeset(
+    changeset = open_dataset_changeset(
         session=session,
+        actor=actor,
+        dataset=dataset,
         kind="schema",
-        dataset_id=dataset.id,
-        actor_username=actor.username,
-        actor_display_name=actor.display_name,
         reason=reason,
         detail={
             "action": "rules",
