@@ -235,6 +235,13 @@ def _int_or_none(value: Any, label: str) -> int | None:
     return whole
 
 
+def default_reason(target: NewDataset | ExistingDataset, mode: str, filename: str) -> str:
+    """What an upload's changeset gives as its reason when the person gave none (a dataset
+    that does not require one): what the upload did, in words."""
+    if isinstance(target, NewDataset):
+        return f"created from {filename}"
+    return f"rows replaced with {filename}" if mode == "replace" else f"rows added from {filename}"
+
 def import_file(
     *,
     actor: Actor,
@@ -325,7 +332,7 @@ def import_file(
             typed=result.typed,
             mode=mode,
             source=source,
-            reason=reason or f"{mode} {filename}",
+            reason=reason or default_reason(target, mode, filename),
             created=isinstance(target, NewDataset),
             line_numbers=parsed.line_numbers,
         )

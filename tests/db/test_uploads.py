@@ -46,7 +46,14 @@ def editor(fresh_db: DatabaseHandle) -> Actor:
     return Actor(name, "Eddie E.", "editor")
 
 
-def _import(actor: Actor, data: bytes, target, spec=None, filename: str = "people.csv"):
+def _import(
+    actor: Actor,
+    data: bytes,
+    target,
+    spec=None,
+    filename: str = "people.csv",
+    reason: str = "test import",
+):
     parsed = uploads.read_file(data)
     if spec is None:
         spec, _ = uploads.propose_spec(parsed)
@@ -59,7 +66,7 @@ def _import(actor: Actor, data: bytes, target, spec=None, filename: str = "peopl
         spec=spec,
         result=result,
         target=target,
-        reason="test import",
+        reason=reason,
     )
 
 
@@ -729,3 +736,33 @@ def test_the_preview_gives_a_decimal_the_grid_would_show_to_4_places_as_text() -
     assert as_text == ["rate"]
     assert shown["rate"].tolist()[0] == "0.123456"
     assert shown["price"].tolist()[0] == Decimal("0.123456")
+
+
+def test_an_upload_without_a_reason_says_in_the_log_what_it_did(
+    fresh_db: DatabaseHandle, editor: Actor
+) -> None:
+    """A dataset that needs no reason: the changeset's reason says what the upload did — it
+    said "append people.csv" for the upload that created the dataset."""
+    created = _import(
+        editor,
+        b"Name\nann\n",
+        uploads.NewDataset("People", "", reason_required=False),
+        filename="first.csv",
+        reason="",
+    ).dataset_id
+    for data, mode, filename in [
+        (b"Name\nbob\n", "append", "more.csv"),
+        (b"Name\ncy\n", "replace", "all.csv"),
+    ]:
+        target = uploads.ExistingDataset(created, mode)  # type: ignore[arg-type]
+        _import(editor, data, target, filename=filename, reason="")
+    with fresh_db.app.connect() as conn:
+        reasons = conn.scalars(
+            text("SELECT reason FROM audit.changeset WHERE dataset_id = :i ORDER BY seq"),
+            {"i": created},
+        ).all()
+    assert reasons == [
+        "created from first.csv",
+        "rows added from more.csv",
+        "rows replaced with all.csv",
+    ]
