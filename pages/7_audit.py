@@ -177,10 +177,7 @@ with st.container(border=True):
             show_refusal(exc)
     drifts = st.session_state.get(DRIFT)
     if drifts is not None and all(d.ok for d in drifts):
-        st.success(
-            f"All {len(drifts):,} datasets match their audit log, cell by cell.",
-            icon=":material/verified:",
-        )
+        st.success(f"{trail_views.all_datasets_match(len(drifts))}.", icon=":material/verified:")
     for drift in drifts or []:
         if not drift.ok:
             st.error(md_text(drift.summary()), icon=":material/gpp_bad:")  # names, values

@@ -76,7 +76,7 @@ from portal.datasets import dataset_spec, get_dataset
 from portal.errors import NotFound, PermissionDenied, ValidationError
 from portal.models import Changeset, Dataset, RowChange
 from portal.spec import DatasetSpec, logged_datetime
-from portal.wording import counted
+from portal.wording import agreeing, all_of, counted
 
 __all__ = [
     "ChangesetDetail",
@@ -1110,6 +1110,16 @@ def dataset_drift(
         session=session,
         progress=None if progress is None else lambda d: progress(d.name),
     )
+
+
+def all_datasets_match(count: int) -> str:
+    """What a check of ``count`` datasets against the log that found nothing says, without a
+    full stop: "Both datasets match their audit log, cell by cell" ("The dataset matches its
+    …", "All 3 datasets match their …"); with no dataset, that there was none to check."""
+    if count <= 0:
+        return "There were no datasets to check"
+    matches = agreeing(count, "matches its", "match their")
+    return f"{all_of(count, 'dataset', capital=True)} {matches} audit log, cell by cell"
 
 
 def record_drift_check(

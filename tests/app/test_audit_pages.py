@@ -286,7 +286,7 @@ def test_an_admin_checks_every_dataset_against_the_log(trail: Trail) -> None:
     [button] = [b for b in at.button if b.label == check]
     button.click().run()
     assert not at.exception
-    assert "All 2 datasets match their audit log, cell by cell." in [s.value for s in at.success]
+    assert "Both datasets match their audit log, cell by cell." in [s.value for s in at.success]
     with trail.db.app.begin() as conn:  # the table's owner, around capture
         table = table_name(trail.db.app, trail.stock)
         conn.execute(text(f"ALTER TABLE data.{table} DISABLE TRIGGER audit_capture_delete"))
@@ -314,7 +314,7 @@ def test_a_dataset_check_notes_a_stored_row_count_its_table_does_not_bear_out(
     [button] = [b for b in at.button if b.label == "Check every dataset against the log"]
     button.click().run()
     assert not at.exception
-    assert "All 2 datasets match their audit log, cell by cell." in [s.value for s in at.success]
+    assert "Both datasets match their audit log, cell by cell." in [s.value for s in at.success]
     [warning] = [w.value for w in at.warning]
     assert "“Stock”: 3 rows, as the audit log has them; its stored row count says 8" in warning
     assert f"portal dataset recount {trail.stock}" in warning  # quoted as markdown text

@@ -12,6 +12,7 @@ from audit import search
 from portal.models import CHANGESET_KINDS, EVENT_KINDS
 from portal.trail_views import (
     KIND_LABELS,
+    all_datasets_match,
     detail_line,
     detail_text,
     kind_label,
@@ -163,3 +164,18 @@ CREATED = {
 )
 def test_a_datasets_set_up_reads_as_sentences(detail: dict[str, object], lines: list[str]) -> None:
     assert setup_lines(detail) == lines
+
+
+@pytest.mark.parametrize(
+    ("count", "sentence"),
+    [
+        (1, "The dataset matches its audit log, cell by cell"),
+        (2, "Both datasets match their audit log, cell by cell"),
+        (3, "All 3 datasets match their audit log, cell by cell"),
+        (1_500, "All 1,500 datasets match their audit log, cell by cell"),
+        (0, "There were no datasets to check"),
+    ],
+)
+def test_a_dataset_check_that_found_nothing_says_so_in_words(count: int, sentence: str) -> None:
+    """It said "All 2 datasets match…" and "All 1 datasets match…"."""
+    assert all_datasets_match(count) == sentence

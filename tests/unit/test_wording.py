@@ -1,9 +1,9 @@
-"""``portal.wording``: a number with its noun, and words that agree with a number, singular
-only for exactly one."""
+"""``portal.wording``: a number with its noun, words that agree with a number (singular only
+for exactly one), and every one of a number of things as a subject ("both datasets")."""
 
 import pytest
 
-from portal.wording import agreeing, counted
+from portal.wording import agreeing, all_of, counted
 
 
 @pytest.mark.parametrize(
@@ -44,3 +44,35 @@ def test_agreeing_words_beside_counted(count: int, expected: str) -> None:
     """Several words agree at once, and read with ``counted`` as one sentence."""
     phrase = agreeing(count, "holds the value", "hold the values")
     assert f"{counted(count, 'row')} already {phrase}" == expected
+
+
+@pytest.mark.parametrize(
+    ("count", "capital", "expected"),
+    [
+        (1, False, "the dataset"),
+        (2, False, "both datasets"),
+        (3, False, "all 3 datasets"),
+        (1_200, False, "all 1,200 datasets"),
+        (0, False, "no datasets"),
+        (1, True, "The dataset"),
+        (2, True, "Both datasets"),
+        (3, True, "All 3 datasets"),
+        (0, True, "No datasets"),
+    ],
+)
+def test_all_of(count: int, capital: bool, expected: str) -> None:
+    assert all_of(count, "dataset", capital=capital) == expected
+
+
+def test_all_of_takes_a_plural_and_reads_with_its_verb() -> None:
+    assert all_of(2, "cell or row", "cells or rows") == "both cells or rows"
+    assert all_of(1, "E-mail", capital=True) == "The E-mail"  # only the first letter changes
+    sentences = [
+        f"{all_of(n, 'dataset', capital=True)} {agreeing(n, 'matches its', 'match their')} log."
+        for n in (1, 2, 5)
+    ]
+    assert sentences == [
+        "The dataset matches its log.",
+        "Both datasets match their log.",
+        "All 5 datasets match their log.",
+    ]
