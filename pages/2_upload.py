@@ -165,6 +165,19 @@ def check(
     return uploads.check(_parsed, _spec, decimal_comma=decimal_comma)
 
 
+@st.cache_data(max_entries=4, ttl=30, show_spinner="Looking for values the dataset has already…")
+def clashes(
+    key: tuple[object, ...],
+    spec_json: str,
+    dataset_id: int,
+    _result: ValidationResult,
+    _parsed: ParsedCSV,
+    _spec: DatasetSpec,
+) -> ValidationResult:
+    # Briefly cached: the dataset changes under it (the table's constraint has the last word).
+    return uploads.with_dataset_clashes(_result, _parsed, _spec, dataset_id)
+
+
 # Inference and the full check take seconds on a large file: done once per file, reading
 # options and spec, not again on every rerun (each keystroke in the name or reason fields).
 encoding = st.session_state.get(CONFIRMED_ENCODING, {}).get(digest)
@@ -274,6 +287,10 @@ else:
 try:
     spec_json = json.dumps(spec.to_json(), sort_keys=True, default=str)
     result = check(file_key, spec_json, parsed, spec, decimal_comma)
+    if isinstance(target, uploads.ExistingDataset) and target.mode == "append":
+        result = clashes(
+            (*file_key, decimal_comma), spec_json, target.dataset_id, result, parsed, spec
+        )
 except PortalError as exc:
     show_refusal(exc)
     st.stop()
@@ -390,17 +407,22 @@ def store(chosen_target: uploads.NewDataset | uploads.ExistingDataset) -> None:
     try:
         acting = current_actor("editor")  # re-read: a dialog click does not rerun the guard
         with st.status("Storing the file and its rows…", expanded=True) as status:
-            outcome = uploads.import_file(
-                actor=acting,
-                filename=file.name,
-                data=data,
-                parsed=parsed,
-                spec=spec,
-                result=result,
-                target=chosen_target,
-                reason=reason,
-                progress=status.write,
-            )
+            try:
+                outcome = uploads.import_file(
+                    actor=acting,
+                    filename=file.name,
+                    data=data,
+                    parsed=parsed,
+                    spec=spec,
+                    result=result,
+                    target=chosen_target,
+                    reason=reason,
+                    progress=status.write,
+                )
+            except PortalError:
+                # Not left saying it is storing, over the message that nothing was stored.
+                status.update(label="Nothing was stored", state="error", expanded=False)
+                raise
             # Kept before the next call into Streamlit: a rerun asked while storing (a click,
             # a keystroke) stops this run there, and the next run must know the rows are stored
             # rather than offer the same file again.

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import func, select
 
 from audit.changesets import number_after_commit
 from portal import csv_import, datasets
@@ -30,11 +31,14 @@ from portal.errors import ValidationError
 from portal.spec import (
     COLUMN_TYPES,
     OPTION_SEPARATOR,
+    ROW_ID,
+    CellError,
     DatasetSpec,
     ValidationResult,
     as_grid_text,
     browser_rounds,
     check_new_patterns,
+    dataset_table,
     infer_spec,
     validate,
 )
@@ -102,6 +106,58 @@ def check(
         line_numbers=parsed.line_numbers,
         max_errors=max_errors,
     )
+
+
+CLASH_CHUNK = 5_000
+"""Values of a unique column looked up in the dataset per query."""
+
+
+def with_dataset_clashes(
+    result: ValidationResult, parsed: ParsedCSV, spec: DatasetSpec, dataset_id: int
+) -> ValidationResult:
+    """``result`` with, for a file to be added to a dataset, every value of a unique column that
+    a row of the dataset holds already (an error of rule ``unique`` at the file's line, naming
+    that row): the table would refuse the file for it at the first one, and the person should
+    see them all in the report before storing, not one per try. The table's constraint stays
+    the last word (a row added meanwhile)."""
+    unique = [c for c in spec.columns if c.unique]
+    if not unique or result.typed.empty:
+        return result
+    clashes: list[CellError] = []
+    with session_scope() as session:
+        dataset = datasets.get_dataset(session=session, dataset_id=dataset_id)
+        table = dataset_table(spec, dataset.table_name)
+        for column in unique:
+            values = result.typed[column.name].tolist()
+            present = [v for v in values if v is not None and v is not pd.NA]
+            held: dict[Any, int] = {}
+            for start in range(0, len(present), CLASH_CHUNK):
+                chunk = present[start : start + CLASH_CHUNK]
+                held |= dict(
+                    session.execute(
+                        select(table.c[column.name], func.min(table.c[ROW_ID]))
+                        .where(table.c[column.name].in_(chunk))
+                        .group_by(table.c[column.name])
+                    ).all()
+                )
+            for position, value in enumerate(values):
+                if value is None or value is pd.NA or value not in held:
+                    continue
+                clashes.append(
+                    CellError(
+                        int(parsed.line_numbers[position]),
+                        column.label,
+                        str(value),
+                        "unique",
+                        f"“{value}” is in the dataset already (row {held[value]:,}), and values "
+                        f"of “{column.label}” must be unique: change it in the file, or that "
+                        "row on the Edit page.",
+                    )
+                )
+    if not clashes:
+        return result
+    errors = sorted([*result.errors, *clashes], key=lambda e: e.row)
+    return ValidationResult(result.typed, errors, result.error_count + len(clashes))
 
 
 def preview_rows(
@@ -241,6 +297,7 @@ def default_reason(target: NewDataset | ExistingDataset, mode: str, filename: st
     if isinstance(target, NewDataset):
         return f"created from {filename}"
     return f"rows replaced with {filename}" if mode == "replace" else f"rows added from {filename}"
+
 
 def import_file(
     *,

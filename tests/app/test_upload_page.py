@@ -548,3 +548,79 @@ def test_a_one_row_file_is_counted_as_one_row(
     go.click().run()
     assert not at.exception
     assert "Replacing the rows with 1 row (COPY, recorded as one bulk load)" in steps
+
+
+def _into_codes(
+    db: DatabaseHandle, data: bytes, how: str = "Add the rows (append)", name: str = "Codes"
+) -> tuple[AppTest, int]:
+    """An editor on the Upload page adding ``data`` to "Codes" (Code unique: A1 row 1, B2 row 2)."""
+    from portal.actor import Actor
+    from portal.spec import ColumnSpec, DatasetSpec
+    from tests.factories import upload_dataset
+
+    at, username = signed_in(db, "editor")
+    spec = DatasetSpec(
+        (ColumnSpec("Code", "code", "text", unique=True), ColumnSpec("Qty", "qty", "integer"))
+    )
+    dataset_id = upload_dataset(
+        Actor(username, username, "editor"),
+        b"Code,Qty\nA1,1\nB2,2\n",
+        spec=spec,
+        name=name,
+        reason_required=False,
+    )
+    show_app(at)
+    at.switch_page("pages/2_upload.py").run()
+    at.radio[0].set_value("An existing dataset").run()
+    [dataset] = [box for box in at.selectbox if box.label == "Dataset"]
+    dataset.set_value(dataset_id).run()
+    [mode] = [r for r in at.radio if r.label == "How"]
+    mode.set_value(how).run()
+    at.file_uploader[0].set_value(("more.csv", data, "text/csv"))
+    at.run()
+    assert not at.exception
+    return at, dataset_id
+
+
+def test_values_the_dataset_has_already_are_in_the_report_before_storing(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """A unique column's values were checked within the file only: one the dataset held already
+    passed the check and stopped the store at the first one, so each try showed one more."""
+    at, _ = _into_codes(fresh_db, b"Code,Qty\nB2,5\nC3,6\nA1,7\n")
+    assert [b for b in at.button if b.label.startswith("Append")] == []
+    assert "2 cells break the rules" in at.error[0].value
+    [report] = [f.value for f in at.main.dataframe if "problem" in f.value.columns]
+    assert report[["line", "column", "value", "rule"]].values.tolist() == [
+        [2, "Code", "B2", "unique"],
+        [4, "Code", "A1", "unique"],
+    ]
+    assert report["problem"][0] == (
+        "“B2” is in the dataset already (row 2), and values of “Code” must be unique: change it "
+        "in the file, or that row on the Edit page."
+    )
+    # Replacing the rows, the file's values do not meet the old ones.
+    at, _ = _into_codes(fresh_db, b"Code,Qty\nB2,5\n", how="Replace all its rows", name="More")
+    assert "The row is valid." in texts(at, main_only=True)
+
+
+def test_a_store_refused_at_the_table_leaves_no_box_saying_it_is_storing(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """A value added to the dataset after the file was checked: the table refuses it when the
+    rows are stored; the progress box says nothing was stored, under the refusal."""
+    from sqlalchemy import text
+
+    from tests.factories import table_name
+
+    at, dataset_id = _into_codes(fresh_db, b"Code,Qty\nC3,5\n")
+    with fresh_db.app.begin() as conn:  # someone else's C3, meanwhile
+        conn.execute(
+            text(f"INSERT INTO data.{table_name(fresh_db.app, dataset_id)} (code) VALUES ('C3')")
+        )
+    [store] = [b for b in at.button if b.label == "Append to Codes"]
+    store.click().run()
+    assert not at.exception
+    assert "is already in the dataset" in at.error[0].value
+    [status] = at.get("status")
+    assert status.label == "Nothing was stored"

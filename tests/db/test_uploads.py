@@ -766,3 +766,34 @@ def test_an_upload_without_a_reason_says_in_the_log_what_it_did(
         "rows added from more.csv",
         "rows replaced with all.csv",
     ]
+
+
+@pytest.mark.parametrize(
+    ("column", "held", "file_value"),
+    [
+        (ColumnSpec("Day", "day", "date", unique=True), "2024-05-01", "2024-05-01"),
+        (
+            ColumnSpec("At", "at", "datetime", unique=True),
+            "2024-05-01T10:00:00Z",
+            "2024-05-01 10:00:00+00:00",
+        ),
+        (ColumnSpec("Price", "price", "decimal", scale=2, unique=True), "1.50", "1.5"),
+        (ColumnSpec("Qty", "qty", "integer", unique=True), "9007199254740993", "9007199254740993"),
+    ],
+    ids=lambda v: v.type if isinstance(v, ColumnSpec) else "",
+)
+def test_a_value_the_dataset_holds_already_is_found_whatever_its_type(
+    fresh_db: DatabaseHandle, editor: Actor, column: ColumnSpec, held: str, file_value: str
+) -> None:
+    spec = DatasetSpec((column, ColumnSpec("Note", "note", "text")))
+    dataset_id = _import(
+        editor, f"{column.label},Note\n{held},x\n".encode(), uploads.NewDataset("Held"), spec=spec
+    ).dataset_id
+    data = f"{column.label},Note\n{file_value},y\n".encode()
+    parsed = uploads.read_file(data)
+    result = uploads.check(parsed, spec)
+    assert result.ok
+    found = uploads.with_dataset_clashes(result, parsed, spec, dataset_id)
+    assert [(e.row, e.column, e.rule) for e in found.errors] == [(2, column.label, "unique")]
+    assert "(row 1)" in found.errors[0].message
+    assert found.error_count == 1
