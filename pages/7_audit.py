@@ -127,8 +127,11 @@ with st.container(border=True):
             where = f"changeset #{changesets.failed_seq}" if changesets.failed_seq else "the chain"
             st.error(f"Chain broken at {where}: {changesets.problem}", icon=":material/gpp_bad:")
         if events.ok:
+            # The check is recorded as the next event, so the head above moves one past it.
+            recorded = verified.recorded_seq
             st.success(
-                f"Event chain intact: {events.count:,} events, head #{events.head.seq}.",
+                f"Event chain intact: {events.count:,} events, head #{events.head.seq}"
+                + (f" (this check was then recorded as event #{recorded})." if recorded else "."),
                 icon=":material/verified:",
             )
         else:

@@ -74,7 +74,7 @@ from portal.csv_safe import (
 )
 from portal.datasets import dataset_spec, get_dataset
 from portal.errors import NotFound, PermissionDenied, ValidationError
-from portal.models import Changeset, Dataset, RowChange
+from portal.models import Changeset, Dataset, Event, RowChange
 from portal.spec import DatasetSpec, logged_datetime
 from portal.wording import agreeing, all_of, counted
 
@@ -1056,10 +1056,12 @@ def chain_heads(*, session: Session, actor: Actor) -> tuple[ChainHead, EventHead
 
 @dataclass(frozen=True)
 class ChainStatus:
-    """Both hash chains checked: the changesets' and the events'."""
+    """Both hash chains checked: the changesets' and the events'. ``recorded_seq``: the event
+    that then recorded the check, the first one it does not cover (``None`` if not known)."""
 
     changesets: VerifyResult
     events: EventVerifyResult
+    recorded_seq: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -1068,14 +1070,15 @@ class ChainStatus:
 
 def chain_status(*, session: Session, actor: Actor) -> ChainStatus:
     """Recompute both hash chains, exactly as ``portal audit verify`` does, and record that
-    they were checked (and the outcome) as an ``audit_view`` event, after the checks.
+    they were checked (and the outcome) as an ``audit_view`` event, after the checks: that
+    event is the events' chain's next one, past the head the check reports (``recorded_seq``).
 
     Raises:
         PermissionDenied: the actor is not an admin.
     """
     _require_admin(actor)
     result = ChainStatus(verify(session=session), verify_events(session=session))
-    record_event(
+    event_id = record_event(
         session=session,
         kind="audit_view",
         actor_username=actor.username,
@@ -1090,7 +1093,9 @@ def chain_status(*, session: Session, actor: Actor) -> ChainStatus:
             "failed_event_seq": result.events.failed_seq,
         },
     )
-    return result
+    # The chaining trigger gave it its seq on insert, under the head's lock held until commit.
+    recorded = session.scalar(select(Event.seq).where(Event.id == event_id))
+    return replace(result, recorded_seq=recorded)
 
 
 def dataset_drift(

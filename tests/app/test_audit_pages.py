@@ -217,10 +217,20 @@ def test_verify_now_reports_an_intact_chain_and_shows_the_heads(trail: Trail) ->
     verified = [e for e in events(trail.db, "audit_view") if e["target"] == "audit:verify"]
     detail = verified[0]["detail"]
     assert detail["events"] > 0  # the seed's and this session's sign-ins, views, ...
+    recorded = detail["events"] + 1  # the check itself, recorded after it ran
     assert [s.value for s in at.success] == [
         f"Chain intact: {len(trail.seqs)} changesets, head #{max(trail.seqs.values())}.",
-        f"Event chain intact: {detail['events']:,} events, head #{detail['events']}.",
+        f"Event chain intact: {detail['events']:,} events, head #{detail['events']} "
+        f"(this check was then recorded as event #{recorded}).",
     ]
+    with trail.db.owner.connect() as conn:
+        assert conn.scalar(
+            text("SELECT target FROM audit.event WHERE seq = :s"), {"s": recorded}
+        ) == ("audit:verify")
+    # Drawn again, the head above is that record: the two numbers on screen now agree.
+    at.run()
+    assert f"**Event chain head** — event #{recorded}" in [m.value for m in at.markdown]
+    assert any(f"recorded as event #{recorded})" in s.value for s in at.success)
     assert detail["ok"] is True
     assert detail["head"] == head
     with trail.db.owner.connect() as conn:

@@ -147,6 +147,20 @@ def test_views_are_recorded_only_when_asked(trail: Trail) -> None:
     ]
 
 
+def test_a_chain_check_names_the_event_that_recorded_it(trail: Trail) -> None:
+    """The check is recorded after it ran, as the events' next one: the head it reports is the
+    one before its own record, which it names, so the page can say why the head moved."""
+    with session_scope() as s:
+        status = trail_views.chain_status(session=s, actor=trail.admin)
+    with trail.db.owner.connect() as conn:
+        seq, target = conn.execute(
+            text("SELECT seq, target FROM audit.event ORDER BY seq DESC LIMIT 1")
+        ).one()
+    assert target == "audit:verify"
+    assert status.events.ok
+    assert status.recorded_seq == seq == status.events.head.seq + 1
+
+
 def test_the_trail_is_for_admins_only(trail: Trail) -> None:
     with session_scope() as s:
         for call in (
