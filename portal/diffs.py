@@ -117,12 +117,18 @@ class ChangeSet:
         return sum(len(u.after) for u in self.updates)
 
     def summary(self) -> str:
-        """``3 cells in 2 rows changed, 1 row added, 0 rows deleted``."""
-        return (
-            f"{counted(self.cells_updated, 'cell')} in {counted(len(self.updates), 'row')} "
-            f"changed, {counted(len(self.inserts), 'row')} added, "
-            f"{counted(len(self.deletes), 'row')} deleted"
-        )
+        """``3 cells in 2 rows changed, 1 row added, 1 row deleted``, leaving out what did not
+        happen (``1 row added``, not ``0 cells in 0 rows changed, 1 row added, 0 rows
+        deleted``); ``no changes`` for none."""
+        parts = []
+        if self.updates:
+            cells, rows = counted(self.cells_updated, "cell"), counted(len(self.updates), "row")
+            parts.append(f"{cells} in {rows} changed")
+        if self.inserts:
+            parts.append(f"{counted(len(self.inserts), 'row')} added")
+        if self.deletes:
+            parts.append(f"{counted(len(self.deletes), 'row')} deleted")
+        return ", ".join(parts) or "no changes"
 
     def row_ids(self) -> set[int]:
         """The committed rows this ChangeSet touches."""

@@ -120,13 +120,19 @@ class RevertPlan:
         return frozenset(c.key for c in self.conflicts)
 
     def summary(self) -> str:
-        """``2 cells in 1 row restored, 1 row deleted, 1 row inserted again``."""
+        """``2 cells in 1 row restored, 1 row deleted, 1 row inserted again``, leaving out what
+        it does not do (as ``ChangeSet.summary``); ``nothing`` for none."""
         c = self.changes
-        return (
-            f"{counted(c.cells_updated, 'cell')} in {counted(len(c.updates), 'row')} restored, "
-            f"{counted(len(c.deletes), 'row')} deleted, "
-            f"{counted(len(c.inserts), 'row')} inserted again"
-        )
+        parts = []
+        if c.updates:
+            parts.append(
+                f"{counted(c.cells_updated, 'cell')} in {counted(len(c.updates), 'row')} restored"
+            )
+        if c.deletes:
+            parts.append(f"{counted(len(c.deletes), 'row')} deleted")
+        if c.inserts:
+            parts.append(f"{counted(len(c.inserts), 'row')} inserted again")
+        return ", ".join(parts) or "nothing"
 
 
 @dataclass(frozen=True)

@@ -272,7 +272,7 @@ def bert_reviews_the_merge_and_commits(page: Page, shot: Shots) -> None:
     commit_with_reason(page, B_REASON)
     expect(
         page.get_by_role("dialog").get_by_text(
-            "2 cells in 1 row changed, 1 row added, 0 rows deleted."
+            "2 cells in 1 row changed, 1 row added."
         )
     ).to_be_visible()
     confirm_commit(page)

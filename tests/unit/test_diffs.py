@@ -140,6 +140,10 @@ def test_edits_deletes_and_inserts_become_one_changeset() -> None:
         ),
     )
     assert changes.summary() == "3 cells in 2 rows changed, 1 row added, 1 row deleted"
+    assert ChangeSet(inserts=changes.inserts).summary() == "1 row added"
+    assert ChangeSet(updates=changes.updates[:1]).summary() == "2 cells in 1 row changed"
+    assert ChangeSet(deletes=changes.deletes).summary() == "1 row deleted"
+    assert ChangeSet().summary() == "no changes"
     assert changes.row_ids() == {10, 11, 12}
     assert [(c.row_id, c.column, c.before, c.after) for c in diffs.cell_changes(changes, SPEC)] == [
         (10, "Qty", 1, 5),
