@@ -70,6 +70,11 @@ def forget(view: object) -> None:
     recorded_views().discard(view)
 
 
+def text_widths(**widths: Any) -> dict[str, Any]:
+    """Column configs giving the trail's text columns a width of their own (by label)."""
+    return {label: st.column_config.TextColumn(label, width=w) for label, w in widths.items()}
+
+
 st.title("Audit")
 
 # -- chain status -----------------------------------------------------------------------------
@@ -281,7 +286,12 @@ elif trail_list == "changesets":
         ),
         hide_index=True,
         width="stretch",
-        column_config=counts("Inserted", "Updated", "Deleted"),
+        column_config={
+            **counts("Inserted", "Updated", "Deleted"),
+            # Fixed widths: the grid sizes a column to its first few rows only, so a longer
+            # value further down (a reason, a name) was cut off.
+            **text_widths(Kind="medium", Dataset="medium", Who="medium", Reason="large"),
+        },
     )
 else:
     st.dataframe(
@@ -299,6 +309,7 @@ else:
         ),
         hide_index=True,
         width="stretch",
+        column_config=text_widths(Kind="medium", Who="medium", Target="large", Detail="large"),
     )
 pager.controls(page.next_key)
 
