@@ -359,9 +359,16 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
     new_rows: list[dict[str, Value]] = []
     new_where: list[str] = []  # as the grid numbers new rows: pending ones first
     pending_count = sum(1 for i in ids if i < 0)
+    needs_values = any(c.required and c.default is None for c in spec.columns)
     for n, row in enumerate(added, start=1):
         where = f"new row {pending_count + n}"
         new_where.append(where)
+        if needs_values and all(map(_empty_cell, row.values())):
+            # A row added and not typed in yet (the grid adds one at a click): one line, not
+            # "A value is required" for each of its required cells.
+            problems.append(EditProblem(where, "", "", EMPTY_NEW_ROW))
+            new_rows.append({c.name: _default(c) for c in spec.columns})
+            continue
         values = {c.name: _default(c) for c in spec.columns}
         values |= _checked_cells(row, by_name, where, problems, memo)
         for c in spec.columns:  # a required column left out of the added row entirely
@@ -419,6 +426,16 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
         deletes=tuple(sorted([*window.outside.deletes, *deletes], key=lambda d: d.row_id)),
     )
 
+
+EMPTY_NEW_ROW: Final = (
+    "This new row is empty: type its values, or delete it (tick the box at its left, then "
+    "press Delete)."
+)
+
+
+def _empty_cell(value: object) -> bool:
+    """A cell of a new row left as the grid added it: no value, or an empty text."""
+    return value is None or value == "" or (isinstance(value, float) and value != value)
 
 def _recheck_pending(
     window: Window,

@@ -1357,3 +1357,26 @@ def test_every_kind_of_pending_value_passes_its_check_again_unchanged() -> None:
     pending = build(state, window(rows=rows, spec=spec))
     assert pending.updates[0].after["big"] == 9007199254740993
     assert build({}, window(pending, rows=rows, spec=spec)) == pending
+
+
+@pytest.mark.parametrize(
+    "row", [{}, {"code": None, "qty": None, "note": ""}, {"qty": float("nan")}]
+)
+def test_a_new_row_not_typed_in_yet_is_one_problem_not_one_per_required_cell(
+    row: dict[str, object],
+) -> None:
+    with pytest.raises(InvalidEdits) as refused:
+        build({"added_rows": [row]})
+    assert list(refused.value.problems) == [EditProblem("new row 1", "", "", diffs.EMPTY_NEW_ROW)]
+    with pytest.raises(InvalidEdits) as refused:  # typed in, but not its required cell
+        build({"added_rows": [{"qty": 5}]})
+    assert [(p.where, p.column, p.message) for p in refused.value.problems] == [
+        ("new row 1", "Code", "A value is required.")
+    ]
+
+
+def test_an_empty_new_row_of_a_dataset_with_no_required_column_is_a_row() -> None:
+    loose = DatasetSpec((ColumnSpec("Note", "note", "text"), ColumnSpec("Qty", "qty", "integer")))
+    win = window(rows=[(1, "a", 1)], spec=loose)
+    changes = build({"added_rows": [{}]}, win)
+    assert [i.values for i in changes.inserts] == [{"note": None, "qty": None}]
