@@ -6,6 +6,7 @@ one changeset's row changes; activity per day; every version of one row.
     changeset_detail()    one changeset's header, its bulk loads and counts per operation
     row_changes()         a page of one changeset's row changes, optionally of one operation
     activity()            row changes per day (UTC) by actor or by dataset
+    display_names()       each actor's display name as their latest changeset recorded it
     row_history()         every captured change of one row, oldest first
     actors()              every actor name in the log, for a filter's choices
 
@@ -35,7 +36,7 @@ Decisions a reader needs:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -589,6 +590,27 @@ def activity(
             label = names.get(k, f"dataset {k}") if k is not None else "no dataset"
         points.append(ActivityPoint(day=d, key=label, changes=int(n or 0), changesets=int(c)))
     return points
+
+
+_LATEST_DISPLAY_NAME = text(
+    """
+SELECT u.name, (
+  SELECT c.actor_display_name FROM audit.changeset c
+  WHERE c.actor_username = u.name ORDER BY c.committed_at DESC, c.seq DESC LIMIT 1
+)
+FROM unnest(CAST(:names AS text[])) AS u(name)
+"""
+)
+
+
+def display_names(*, session: Session, usernames: Collection[str]) -> dict[str, str]:
+    """Each of ``usernames`` with the display name their latest changeset recorded (the name a
+    chart's series goes by; a changeset keeps the name of its own time): one index lookup each
+    (``ix_changeset_actor_committed_seq``). A username with no changeset is left out."""
+    if not usernames:
+        return {}
+    rows = session.execute(_LATEST_DISPLAY_NAME, {"names": sorted(set(usernames))})
+    return {name: shown for name, shown in rows if shown is not None}
 
 
 _LOOSE_SCAN = """

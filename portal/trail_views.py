@@ -5,7 +5,7 @@ events that record views and exports. No Streamlit here; the pages render what t
     changeset()           one changeset's header (admins, or anyone for a dataset's history)
     change_frames()       a page of a changeset's row changes as frames to show
     bulk_page()           a page of a bulk load's rows, replayed from its stored stream
-    activity_frame()      row changes per day by actor or dataset, wide, for a chart
+    activity_frame()      row changes per day by actor or dataset, every day of the range
     export_trail()        the filtered trail as formula-safe CSV or JSON, recorded as an export
     record_cut_short_export()  an export to a stream that stopped after some of it was out
     chain_status()        the same checks as ``portal audit verify``, recorded as a view
@@ -34,7 +34,7 @@ import io
 import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final, Literal, TextIO
 
@@ -595,13 +595,19 @@ def activity_frame(
     ``day`` coloured by ``by``. Actors and datasets are values here, never column names, so
     none can take the name of another column (a user or dataset named "day").
 
+    Every day of the filter's range is there (``days_of``), a day without changes once, at 0,
+    so the chart's axis spans the whole range and one day is one day's width. People read as
+    the trail's tables name them (``who``: ``Ann A (ann)``, by their latest display name). No
+    change at all in the range: no line.
+
     Raises:
         PermissionDenied: the actor is not an admin.
         ValidationError: a date range that ends before it starts.
     """
     _require_admin(actor)
     _check_range(trail_filter)
-    return _activity_frame(search.activity(session=session, trail_filter=trail_filter, by=by), by)
+    points = search.activity(session=session, trail_filter=trail_filter, by=by)
+    return _activity_frame(session, points, by, trail_filter)
 
 
 DATASET_ACTIVITY_DAYS: Final = 90
@@ -612,8 +618,8 @@ def dataset_activity_frame(
 ) -> pd.DataFrame:
     """One dataset's row changes per UTC day and person over its last ``days`` days, today
     included, for the History page's chart (any role reads a dataset's history): the columns
-    of ``activity_frame`` by ``"actor"``. Someone writing outside the portal is there as the
-    database user, as in the log.
+    of ``activity_frame`` by ``"actor"``, every one of those days there. Someone writing
+    outside the portal is there as the database user, as in the log.
 
     Raises:
         NotFound: no such dataset.
@@ -626,17 +632,48 @@ def dataset_activity_frame(
         since=day_start(today - timedelta(days=days - 1)),
         until=day_after(today),
     )
-    return _activity_frame(search.activity(session=session, trail_filter=trail_filter), "actor")
+    points = search.activity(session=session, trail_filter=trail_filter)
+    return _activity_frame(session, points, "actor", trail_filter)
 
 
-def _activity_frame(points: list[search.ActivityPoint], by: ActivityBy) -> pd.DataFrame:
+def days_of(trail_filter: TrailFilter, points: Iterable[date] = ()) -> list[date]:
+    """Every UTC day a chart of ``trail_filter`` covers, in order: from its ``since`` (inclusive)
+    to its ``until`` (exclusive); an open end reaches the first or last of ``points``."""
+    seen = sorted(points)
+    first = trail_filter.since.astimezone(UTC).date() if trail_filter.since else None
+    last = (
+        (trail_filter.until.astimezone(UTC) - timedelta(microseconds=1)).date()
+        if trail_filter.until
+        else None
+    )
+    first = first or (seen[0] if seen else None)
+    last = last or (seen[-1] if seen else None)
+    if first is None or last is None:
+        return []
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def _activity_frame(
+    session: Session, points: list[search.ActivityPoint], by: ActivityBy, trail_filter: TrailFilter
+) -> pd.DataFrame:
     # Each day as text (2026-12-02): a chart draws a date-time in the browser's time zone, so
-    # west of UTC each UTC day's bar would stand on the evening before.
+    # west of UTC each UTC day's bar would stand on the evening before. As text, each day is
+    # one band of the axis: a day without changes is there at 0 (under the first series' name,
+    # once), or a month's chart with one busy day drew that day the whole width.
+    if by == "actor":
+        shown = search.display_names(session=session, usernames={p.key for p in points})
+        points = [replace(p, key=who(shown.get(p.key, p.key), p.key)) for p in points]
+    lines = [(p.day, p.key, p.changes) for p in points]
+    if lines:
+        busy = {p.day for p in points}
+        first_key = min(p.key for p in points)
+        lines += [(d, first_key, 0) for d in days_of(trail_filter, busy) if d not in busy]
+        lines.sort(key=lambda line: (line[0], line[1]))
     return pd.DataFrame(
         {
-            "day": pd.array([p.day.isoformat() for p in points], dtype="string"),
-            by: pd.array([p.key for p in points], dtype="string"),
-            "rows changed": pd.array([p.changes for p in points], dtype="int64"),
+            "day": pd.array([d.isoformat() for d, _, _ in lines], dtype="string"),
+            by: pd.array([k for _, k, _ in lines], dtype="string"),
+            "rows changed": pd.array([n for _, _, n in lines], dtype="int64"),
         }
     )
 

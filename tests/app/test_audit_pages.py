@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import re
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pytest
@@ -222,12 +223,45 @@ def test_the_activity_chart_draws_an_actor_or_a_dataset_named_day(trail: Trail) 
     )
     at, _ = on_page(trail.db, "admin", AUDIT)
     assert not at.exception
-    assert {(r["actor"], r["rows changed"]) for r in chart_data(at) if r["actor"] == "day"} == {
-        ("day", 4)  # three rows uploaded, one updated
-    }
+    drawn = {(r["actor"], r["rows changed"]) for r in chart_data(at) if "day" in r["actor"]}
+    assert drawn == {("Day (day)", 4)}  # three rows uploaded, one updated
     at.radio(key="audit.activity.by").set_value("dataset").run()
     assert not at.exception
     assert [r["rows changed"] for r in chart_data(at) if r["dataset"] == "day"] == [3]
+
+
+def test_the_activity_chart_spans_the_30_days_it_names_and_names_people_as_tables_do(
+    trail: Trail,
+) -> None:
+    """ "The last 30 days", but the chart was given only the days with changes: one busy day
+    filled its whole width. And its legend named people by username (ann) where the tables
+    name them "Ann A (ann)". Every day is there now, a quiet one at 0."""
+    at, _ = on_page(trail.db, "admin", AUDIT)
+    assert any(c.value.startswith("The last 30 days") for c in at.caption)
+    points = chart_data(at)
+    today = datetime.now(UTC).date()
+    month = [(today - timedelta(days=n)).isoformat() for n in range(29, -1, -1)]
+    assert sorted({p["day"] for p in points}) == month
+    assert [p["day"] for p in points] == sorted(p["day"] for p in points)
+    quiet = [p for p in points if p["day"] != today.isoformat()]
+    assert len(quiet) == 29  # each quiet day once
+    assert {p["rows changed"] for p in quiet} == {0}
+    busy = {p["actor"]: p["rows changed"] for p in points if p["day"] == today.isoformat()}
+    with trail.db.owner.connect() as conn:
+        logged = conn.execute(
+            text(
+                "SELECT actor_username, actor_display_name, sum(inserted + updated + deleted)"
+                " FROM audit.changeset GROUP BY 1, 2"
+            )
+        ).all()
+    assert busy == {trail_views.who(shown, name): int(n) for name, shown, n in logged}
+    assert busy[f"Ann A ({trail.ann.username})"] > 0
+    superuser = str(trail.db.superuser.url.username)
+    assert busy[superuser] == 1  # out of band: the database user, once (no display name)
+    at.radio(key="audit.activity.by").set_value("dataset").run()
+    points = chart_data(at)
+    assert sorted({p["day"] for p in points}) == month
+    assert {p["dataset"] for p in points} == {"People", "Stock"}
 
 
 def test_verify_now_reports_an_intact_chain_and_shows_the_heads(trail: Trail) -> None:
@@ -669,12 +703,14 @@ def test_a_viewer_sees_a_dataset_s_rows_changed_per_day_and_person(trail: Trail)
     with trail.db.owner.connect() as conn:
         logged = conn.execute(
             text(
-                "SELECT actor_username, sum(inserted + updated + deleted) FROM audit.changeset"
-                " WHERE dataset_id = :d GROUP BY 1"
+                "SELECT actor_username, actor_display_name, sum(inserted + updated + deleted)"
+                " FROM audit.changeset WHERE dataset_id = :d GROUP BY 1, 2"
             ),
             {"d": trail.people},
         ).all()
-    assert drawn == {who: int(n) for who, n in logged}
+    # People as the tables name them, every day of the 90 there.
+    assert drawn == {trail_views.who(shown, name): int(n) for name, shown, n in logged}
+    assert len({point["day"] for point in chart_data(at)}) == trail_views.DATASET_ACTIVITY_DAYS
     # Days as text: a date-time would be drawn in the browser's time zone, on the day before
     # west of UTC.
     assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2}", point["day"]) for point in chart_data(at))

@@ -8,21 +8,23 @@ import csv
 import io
 import json
 import re
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from audit import search
 from audit.changesets import open_changeset
 from portal import trail_views
 from portal.actor import Actor
 from portal.db import session_scope
 from portal.errors import NotFound, PermissionDenied, ValidationError
-from portal.trail_views import TrailFilter
+from portal.trail_views import TrailFilter, day_after, day_start
 from tests.conftest import DatabaseHandle
 from tests.factories import data_table, make_user, upload_dataset
-from tests.trail_seed import Trail, seed_trail
+from tests.trail_seed import Trail, edit, seed_trail
 
 pytestmark = pytest.mark.db
 
@@ -384,6 +386,83 @@ def test_a_dataset_s_activity_covers_its_last_90_days(trail: Trail) -> None:
     assert rows_changed() == everything - moved
     with session_scope() as s, pytest.raises(NotFound):
         trail_views.dataset_activity_frame(session=s, actor=viewer, dataset_id=10**9)
+
+
+def test_activity_covers_every_day_of_its_range_and_names_people_as_tables_do(
+    trail: Trail,
+) -> None:
+    """One line per person and busy day, one at 0 per quiet day of the range (a chart's axis
+    then spans the range); a person by their latest display name beside the username, one
+    series however often that name changed."""
+    renamed = Actor(trail.ann.username, "Ann Z", "editor")  # a later changeset, a new name
+    edit(
+        trail.db,
+        renamed,
+        trail.people,
+        [("UPDATE {table} SET qty = 5, _version = _version + 1 WHERE _row_id = 5", {})],
+        "renamed since",
+    )
+    today = datetime.now(UTC).date()
+    week = TrailFilter(since=day_start(today - timedelta(days=6)), until=day_after(today))
+    with session_scope() as s:
+        frame = trail_views.activity_frame(session=s, actor=trail.admin, trail_filter=week)
+        datasets = trail_views.activity_frame(
+            session=s, actor=trail.admin, trail_filter=week, by="dataset"
+        )
+        nothing = trail_views.activity_frame(
+            session=s,
+            actor=trail.admin,
+            trail_filter=TrailFilter(
+                since=day_start(today - timedelta(days=400)), until=week.since
+            ),
+        )
+    days = [(today - timedelta(days=n)).isoformat() for n in range(6, -1, -1)]
+    assert list(frame.columns) == ["day", "actor", "rows changed"]
+    assert frame["day"].tolist()[:6] == days[:6]  # the quiet days, once each, in order
+    assert frame["rows changed"].tolist()[:6] == [0] * 6
+    busy = frame[frame["day"] == today.isoformat()]
+    assert sorted(busy["actor"]) == sorted(
+        [
+            f"Ann Z ({trail.ann.username})",
+            f"Bob B ({trail.bob.username})",
+            str(trail.db.superuser.url.username),  # out of band: the database user, once
+        ]
+    )
+    assert sorted(set(datasets["day"])) == days
+    assert nothing.empty  # no change in the range: nothing to draw, not 365 days of 0
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "points", "expected"),
+    [
+        (date(2026, 2, 27), date(2026, 3, 2), [], ["2026-02-27", "2026-02-28", "2026-03-01"]),
+        (None, date(2026, 1, 3), [date(2026, 1, 1)], ["2026-01-01", "2026-01-02"]),
+        (date(2026, 1, 30), None, [date(2026, 1, 31)], ["2026-01-30", "2026-01-31"]),
+        (
+            None,
+            None,
+            [date(2026, 1, 3), date(2026, 1, 1)],
+            ["2026-01-01", "2026-01-02", "2026-01-03"],
+        ),
+        (None, None, [], []),
+    ],
+)
+def test_the_days_a_chart_covers(
+    since: date | None, until: date | None, points: list[date], expected: list[str]
+) -> None:
+    trail_filter = TrailFilter(
+        since=day_start(since) if since else None, until=day_start(until) if until else None
+    )
+    assert [d.isoformat() for d in trail_views.days_of(trail_filter, points)] == expected
+
+
+def test_display_names_are_the_latest_recorded(trail: Trail) -> None:
+    edit(trail.db, Actor(trail.bob.username, "Robert B", "editor"), trail.people, [], "renamed")
+    with session_scope() as s:
+        names = search.display_names(
+            session=s, usernames=[trail.ann.username, trail.bob.username, "nobody", "x'; --"]
+        )
+    assert names == {trail.ann.username: "Ann A", trail.bob.username: "Robert B"}
 
 
 def test_every_kind_the_database_allows_has_a_label(fresh_db: DatabaseHandle) -> None:
