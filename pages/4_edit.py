@@ -398,29 +398,7 @@ with st.expander(
                 st.session_state.pop(f"{k['view']}.{part}", None)
         st.rerun()
 
-first, last = read.offset + 1, read.offset + len(read.rows)
-nav = st.columns([3, 1, 1], vertical_alignment="center")
-if read.rows:
-    nav[0].caption(f"Rows {first:,}–{last:,} of {read.total_text}")
-elif view.filters:
-    nav[0].caption("No rows match the filters. Remove a filter to see more.")
-else:
-    nav[0].caption("The dataset has no rows yet." + (" Add one below." if may_edit else ""))
 index_note(labels, read.indexing)
-nav[1].button(
-    "Previous",
-    disabled=read.offset == 0,
-    on_click=move,
-    args=(dataset_id, replace(view, offset=max(0, read.offset - view.size))),
-    width="stretch",
-)
-nav[2].button(
-    "Next",
-    disabled=not read.has_more,
-    on_click=move,
-    args=(dataset_id, replace(view, offset=read.offset + view.size)),
-    width="stretch",
-)
 
 
 def close_dialog() -> None:
@@ -490,6 +468,31 @@ st.data_editor(
     height=420,
     placeholder=EMPTY_CELL,
     alt=f"Rows of {choices[dataset_id]}" + (", editable" if may_edit else ", read-only"),
+)
+# Under the grid: above it, the grid's own toolbar (shown on hover) covered the Next button.
+first, last = read.offset + 1, read.offset + len(read.rows)
+nav = st.columns([3, 1, 1], vertical_alignment="center")
+if read.rows:
+    nav[0].caption(f"Rows {first:,}–{last:,} of {read.total_text}")
+elif view.filters:
+    nav[0].caption("No rows match the filters. Remove a filter to see more.")
+else:
+    nav[0].caption(
+        "The dataset has no rows yet." + (" Add one in the grid above." if may_edit else "")
+    )
+nav[1].button(
+    "Previous",
+    disabled=read.offset == 0,
+    on_click=move,
+    args=(dataset_id, replace(view, offset=max(0, read.offset - view.size))),
+    width="stretch",
+)
+nav[2].button(
+    "Next",
+    disabled=not read.has_more,
+    on_click=move,
+    args=(dataset_id, replace(view, offset=read.offset + view.size)),
+    width="stretch",
 )
 if window.as_text:
     st.caption(

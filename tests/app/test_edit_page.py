@@ -1073,3 +1073,17 @@ def test_a_column_labelled_row_id_is_told_apart_from_the_portal_s_row_id(
     assert review_table(at) == [{"Row id": 1, "Column": "Name", "Before": "ann", "After": "ann b."}]
     [deleted] = [d.value for d in at.dataframe if "Row id (column)" in d.value.columns]
     assert deleted.to_dict("records") == [{"Row id": 2, "Row id (column)": "20", "Name": "bob"}]
+
+
+def test_the_pager_is_under_the_grid_where_the_grid_s_toolbar_cannot_cover_it(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    """The grid's toolbar (add a row, search, full screen) shows over the line above the grid
+    on hover: it covered the Next button there."""
+    at = edit_page(fresh_db, "editor", dataset)
+    order = [
+        "grid" if node.type == "dataframe" else node.label
+        for node in at.main
+        if node.type in ("dataframe", "button")
+    ]
+    assert order.index("grid") < order.index("Previous") < order.index("Next")
