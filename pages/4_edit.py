@@ -58,6 +58,9 @@ class View:
     size: int = 1_000
 
 
+LAST_DATASET = "edit.last_dataset"  # the dataset last chosen, kept while the page is left
+
+
 @dataclass(frozen=True, eq=False)
 class Loaded:
     nonce: str
@@ -196,17 +199,34 @@ if not choices:
     no_datasets(actor, "No datasets yet, so nothing to edit.")
     st.stop()
 
+
+def unsaved(i: int) -> bool:
+    """Whether the dataset holds unsaved changes made in this session."""
+    held: ChangeSet | None = st.session_state.get(keys(i)["pending"])
+    return held is not None and not held.empty
+
+
+# The picker is a widget, whose state goes when the person visits another page: the dataset
+# chosen is kept apart, so a return finds it (and its unsaved changes) chosen again.
 wanted = linked_id(st.query_params.get("dataset"))
-if wanted in choices and "edit.dataset" not in st.session_state:
-    st.session_state["edit.dataset"] = wanted
+if "edit.dataset" not in st.session_state:
+    again = wanted if wanted in choices else st.session_state.get(LAST_DATASET)
+    if again in choices:
+        st.session_state["edit.dataset"] = again
 dataset_id = st.selectbox(
     "Dataset",
     list(choices),
     index=None,
-    format_func=lambda i: choices[i],
+    format_func=lambda i: choices[i] + (" · unsaved changes" if unsaved(i) else ""),
     placeholder="Choose a dataset to edit",
     key="edit.dataset",
 )
+st.session_state[LAST_DATASET] = dataset_id
+if others := [choices[i] for i in choices if i != dataset_id and unsaved(i)]:
+    st.caption(
+        f"Unsaved changes in {', '.join(f'“{md_escape(n)}”' for n in others)} too: choose "
+        f"{agreeing(len(others), 'it', 'one')} above to review and commit them, or discard them."
+    )
 if dataset_id is None:
     st.stop()
 opened: int = dataset_id  # narrowed, for the dialogs below

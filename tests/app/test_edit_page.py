@@ -1087,3 +1087,27 @@ def test_the_pager_is_under_the_grid_where_the_grid_s_toolbar_cannot_cover_it(
         if node.type in ("dataframe", "button")
     ]
     assert order.index("grid") < order.index("Previous") < order.index("Next")
+
+
+def test_a_return_to_the_page_finds_the_dataset_and_its_unsaved_changes_chosen_again(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    """Leaving the page reset the picker to "Choose a dataset" (its widget state goes), with no
+    word of the edits kept; and another dataset chosen said nothing of them either."""
+    with session_scope() as s:
+        owner, _ = make_user(s, role="editor")
+    other = upload_dataset(Actor(owner, "O", "editor"), b"Name,Qty\nx,1\n", name="Stock")
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(at, {"edited_rows": {0: {"qty": 42}}})
+    at.switch_page("pages/3_datasets.py").run()
+    at.query_params.clear()  # as the sidebar's link to Edit opens it: no ?dataset=
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    assert at.selectbox(key="edit.dataset").value == dataset
+    assert {m.label: m.value for m in at.metric}["Cells changed"] == "1"
+    at.selectbox(key="edit.dataset").select(other).run()
+    assert not at.exception
+    picker = at.selectbox(key="edit.dataset")
+    assert "People · unsaved changes" in picker.options
+    assert "Stock" in picker.options
+    assert "Unsaved changes in “People” too: choose it above" in texts(at, main_only=True)
