@@ -217,7 +217,9 @@ dataset_id = st.selectbox(
     "Dataset",
     list(choices),
     index=None,
-    format_func=lambda i: choices[i] + (" · unsaved changes" if unsaved(i) else ""),
+    # Not marked with their unsaved changes: the browser sends the chosen option's label back,
+    # and a label that changed (at the first edit) would no longer match, dropping the choice.
+    format_func=lambda i: choices[i],
     placeholder="Choose a dataset to edit",
     key="edit.dataset",
 )
