@@ -1775,7 +1775,8 @@ def infer_spec(
 
     ``required`` is set when no cell is empty. ``unique`` is set only when every value differs
     and the label looks like an identifier (``id``, ``Order ID``, ``customerId``, ``key``,
-    ``uuid``); other all-distinct text or integer columns get a note suggesting it.
+    ``uuid``); other all-distinct text or integer columns of at least ``UNIQUE_HINT_FROM``
+    filled cells get a note suggesting it.
 
     Raises:
         ValidationError: a label has no values, or two labels clash.
@@ -1817,12 +1818,16 @@ def _infer_column(
                 f"{q}: every value differs and the name looks like an identifier, so it is"
                 " marked unique; untick unique if repeats are allowed."
             )
-        else:
+        elif len(filled) >= UNIQUE_HINT_FROM:  # in a few rows, values differ by chance
             notes.append(f"{q}: every value differs; mark it unique if it must stay that way.")
     column = ColumnSpec(label, name, column_type, required=required, unique=unique, **extra)
     return column, notes
 
 
+UNIQUE_HINT_FROM: Final = 20
+"""The fewest filled cells, all different, for which a column not named like an identifier is
+suggested as unique: in a smaller file, every column of numbers or names has all its values
+different, and the note on each said nothing."""
 _PROBE_SIZE: Final = 1000
 
 

@@ -312,7 +312,8 @@ def test_the_proposal_s_notes_on_the_columns_are_one_box_a_line_each(
     fresh_db: DatabaseHandle,
 ) -> None:
     at = upload_page(fresh_db)
-    at.file_uploader[0].set_value(("ids.csv", b"Code,Qty\na*1,1\nb*2,2\n", "text/csv")).run()
+    data = b"Code,Qty\n" + b"".join(b"c*%d,%d\n" % (i, i) for i in range(20))
+    at.file_uploader[0].set_value(("ids.csv", data, "text/csv")).run()
     assert not at.exception
     [note] = at.info
     lines = note.value.splitlines()

@@ -19,6 +19,7 @@ from sqlalchemy.schema import CreateTable
 
 from portal.errors import ValidationError
 from portal.spec import (
+    UNIQUE_HINT_FROM,
     CellError,
     ColumnSpec,
     DatasetSpec,
@@ -321,13 +322,22 @@ def test_required_unique_and_empty_columns() -> None:
     assert order_id.unique
     assert name.required
     assert not name.unique
-    assert any("“name”: every value differs" in n for n in notes)
+    assert not any("“name”: every value differs" in n for n in notes)  # 3 rows: by chance
     assert not note.required
     assert not note.unique
     assert (empty.type, empty.required) == ("text", False)
     assert any("every cell is empty" in n for n in notes)
     assert infer(customerId=["x1", "x2"])[0].columns[0].unique
     assert not infer(paid=["1", "2"])[0].columns[0].unique
+
+
+def test_a_column_of_different_values_is_suggested_unique_only_past_a_few_rows() -> None:
+    def noted(rows: int) -> bool:
+        _, notes = infer(name=[f"n{i}" for i in range(rows)], qty=[str(i) for i in range(rows)])
+        return sum("every value differs; mark it unique" in n for n in notes) == 2
+
+    assert noted(UNIQUE_HINT_FROM)
+    assert not noted(UNIQUE_HINT_FROM - 1)
 
 
 def test_inferred_spec_validates_its_own_data() -> None:
