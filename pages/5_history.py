@@ -309,7 +309,7 @@ if view == ROW_HISTORY:
         value=None,
         step=1,
         key=ROW,
-        placeholder="The row's id (_row_id), as the Datasets and Edit pages show it",
+        placeholder="The row's number in the Row id column of the Datasets and Edit pages",
     )
     if row_id is None:
         st.stop()

@@ -61,8 +61,8 @@ def show_changeset(
     if lines := trail_views.setup_lines(detail.detail):
         st.markdown("\n".join(f"- {md_escape(line)}" for line in lines))
     with st.expander("Seal and details"):
-        st.caption("Hash (sealed into the chain) and the previous changeset's hash")
-        st.code(f"{detail.hash}\n{detail.prev_hash}", language=None)
+        st.caption("Its hash, sealed into the chain, and the previous changeset's")
+        st.code(f"this      {detail.hash}\nprevious  {detail.prev_hash}", language=None)
         if detail.detail:
             st.json(detail.detail, expanded=False)
         if detail.client_info:

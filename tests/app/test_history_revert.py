@@ -223,6 +223,12 @@ def test_a_rename_reads_in_words_on_the_history_page(
     # Markdown in a name is shown as typed
     assert f"- Name: “{was}” → “Staff \\*list\\*”" in [m.value for m in at.markdown]
     assert "This changeset changed no rows." in texts(at)
+    [seal] = [c.value for c in at.code]  # both hashes, each said which
+    assert seal.startswith("this      ")
+    assert "\nprevious  " in seal
+    at.radio(key="history.view").set_value("Row history").run()
+    [row] = [n for n in at.number_input if n.label == "Row id"]
+    assert "_row_id" not in row.placeholder  # the portal's own name for it
 
 
 def test_the_cells_put_back_tell_no_value_from_an_empty_text(
