@@ -88,6 +88,7 @@ into_new = (
     == "A new dataset"
 )
 target: uploads.NewDataset | uploads.ExistingDataset
+name_refused: str | None = None  # what is wrong with a new dataset's name
 if into_new:
     target = uploads.NewDataset(name="")
 else:
@@ -373,6 +374,13 @@ if parsed.row_count > PREVIEW_ROWS:
 
 if isinstance(target, uploads.NewDataset):
     name = st.text_input("Dataset name", value=file.name.rsplit(".", 1)[0][:120])
+    try:
+        name_refused = uploads.name_problem(name)  # said now, not after "Creating the table"
+    except PortalError as exc:
+        show_error(exc)
+        st.stop()
+    if name_refused:
+        st.error(md_text(name_refused), icon=":material/error:")
     description = st.text_input("Description (optional)")
     needs_reasons = st.checkbox(
         "Every change to it needs a reason",
@@ -492,7 +500,11 @@ replacing = (
 if needs_reason and not reason.strip():
     st.caption("This dataset needs a reason for every change: say why you are uploading.")
 if st.button(
-    action, type="primary", icon=":material/save:", disabled=needs_reason and not reason.strip()
+    action,
+    type="primary",
+    icon=":material/save:",
+    disabled=(needs_reason and not reason.strip())
+    or (isinstance(target, uploads.NewDataset) and name_refused is not None),
 ):
     if replacing is not None:
         st.session_state[CONFIRM_REPLACE] = replacing

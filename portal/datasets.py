@@ -218,6 +218,20 @@ def check_labels(spec: specs.DatasetSpec, fix: str) -> None:
             )
 
 
+
+def name_problem(*, session: Session, name: str) -> str | None:
+    """What is wrong with ``name`` for a new dataset, said before anything is tried (as
+    ``create_dataset`` would refuse it, which stays the last word: a name taken meanwhile);
+    None if nothing."""
+    try:
+        clean = _clean_name(name)
+    except ValidationError as exc:
+        return str(exc)
+    folded = func.lower(literal(clean, Text()))
+    if session.scalar(select(func.count()).where(func.lower(Dataset.name) == folded)):
+        return f"A dataset named {clean!r} exists already; choose another name."
+    return None
+
 def _check_description(description: str) -> None:
     """Raises: ValidationError: longer than ``MAX_DESCRIPTION_CHARS``."""
     if len(description) > MAX_DESCRIPTION_CHARS:

@@ -625,3 +625,27 @@ def test_a_store_refused_at_the_table_leaves_no_box_saying_it_is_storing(
     assert "is already in the dataset" in at.error[0].value
     [status] = at.get("status")
     assert status.label == "Nothing was stored"
+
+
+def test_a_taken_name_is_said_as_it_is_typed_not_after_creating_the_table(
+    fresh_db: DatabaseHandle,
+) -> None:
+    from portal.actor import Actor
+    from tests.factories import upload_dataset
+
+    at, username = signed_in(fresh_db, "editor")
+    upload_dataset(Actor(username, username, "editor"), UPLOAD, name="People")
+    show_app(at)
+    at.switch_page("pages/2_upload.py").run()
+    at.file_uploader[0].set_value(("people.csv", UPLOAD, "text/csv")).run()
+    assert not at.exception
+    [create] = [b for b in at.button if b.label == "Create the dataset"]
+    assert create.disabled
+    assert "A dataset named 'people' exists already; choose another name." in [
+        e.value for e in at.error
+    ]
+    [name] = [t for t in at.text_input if t.label == "Dataset name"]
+    name.input("People 2").run()
+    assert not at.error
+    [create] = [b for b in at.button if b.label == "Create the dataset"]
+    assert not create.disabled
