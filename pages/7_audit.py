@@ -70,6 +70,17 @@ def forget(view: object) -> None:
     recorded_views().discard(view)
 
 
+# The grid sizes a column to its first ten rows or so, and leaves out a value twice as wide as
+# the others: a longer reason further down was cut off ("Correct quantity and price aft"). The
+# columns whose values vary most get widths of their own: a reason or an event's details about
+# 60 characters ("large"), a kind or a target its longest label. Dataset and Who keep the
+# grid's sizing: their values are short and alike, and wider they would push the reason out
+# of view on a laptop's screen.
+KIND_WIDTH = 120  # px: "⚠ OUT OF BAND"
+EVENT_KIND_WIDTH = 150  # "User account changed"
+TARGET_WIDTH = 250  # "Check of every dataset against the log"
+
+
 def text_widths(**widths: Any) -> dict[str, Any]:
     """Column configs giving the trail's text columns a width of their own (by label)."""
     return {label: st.column_config.TextColumn(label, width=w) for label, w in widths.items()}
@@ -288,9 +299,7 @@ elif trail_list == "changesets":
         width="stretch",
         column_config={
             **counts("Inserted", "Updated", "Deleted"),
-            # Fixed widths: the grid sizes a column to its first few rows only, so a longer
-            # value further down (a reason, a name) was cut off.
-            **text_widths(Kind="medium", Dataset="medium", Who="medium", Reason="large"),
+            **text_widths(Kind=KIND_WIDTH, Reason="large"),
         },
     )
 else:
@@ -309,7 +318,7 @@ else:
         ),
         hide_index=True,
         width="stretch",
-        column_config=text_widths(Kind="medium", Who="medium", Target="large", Detail="large"),
+        column_config=text_widths(Kind=EVENT_KIND_WIDTH, Target=TARGET_WIDTH, Detail="large"),
     )
 pager.controls(page.next_key)
 

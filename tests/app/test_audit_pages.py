@@ -113,7 +113,7 @@ def test_an_admin_filters_the_trail_and_each_view_is_recorded_once(trail: Trail)
     ]
 
 
-def widths(frame: object) -> dict[str, str]:
+def widths(frame: object) -> dict[str, str | int]:
     """The widths a shown dataframe gives its columns (those it sets)."""
     config = json.loads(frame.proto.columns or "{}")  # type: ignore[attr-defined]
     return {name: c["width"] for name, c in config.items() if c.get("width")}
@@ -121,23 +121,14 @@ def widths(frame: object) -> dict[str, str]:
 
 def test_the_trail_s_text_columns_are_wide_enough_to_read(trail: Trail) -> None:
     """A reason was cut off after 30 characters ("Correct quantity and price aft"): the grid
-    sizes a column to its first rows only. The text columns now have widths of their own, a
-    reason and an event's details the widest."""
+    sizes a column to its first rows only. The text columns whose values vary most have widths
+    of their own: a reason and an event's details the widest, a kind or a target its longest
+    label."""
     at, _ = on_page(trail.db, "admin", AUDIT)
-    assert widths(at.main.dataframe[0]) == {
-        "Kind": "medium",
-        "Dataset": "medium",
-        "Who": "medium",
-        "Reason": "large",
-    }
+    assert widths(at.main.dataframe[0]) == {"Kind": 120, "Reason": "large"}
     assert localized(at.main.dataframe[0]) == ["Inserted", "Updated", "Deleted"]  # kept
     at.radio(key="audit.list").set_value("events").run()
-    assert widths(at.main.dataframe[0]) == {
-        "Kind": "medium",
-        "Who": "medium",
-        "Target": "large",
-        "Detail": "large",
-    }
+    assert widths(at.main.dataframe[0]) == {"Kind": 150, "Target": 250, "Detail": "large"}
 
 
 def test_the_trail_pages_newest_first(trail: Trail, monkeypatch: pytest.MonkeyPatch) -> None:
