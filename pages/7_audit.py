@@ -240,9 +240,10 @@ free_text = text_col.text_input(
     "Text",
     key="audit.text",
     help="Found in reasons and in any value before or after a change (changesets), or in an "
-    "event's details. Rows loaded from an uploaded file are not searched: they are stored as "
-    "the file, not as row changes (open the upload to read them). Not indexed: narrow it with "
-    "a dataset or dates on a large log.",
+    "event's target or details as the export writes them (`bad_password`, `dataset:3`). Rows "
+    "loaded from an uploaded file are not searched: they are stored as the file, not as row "
+    "changes (open the upload to read them). Not indexed: narrow it with a dataset or dates on "
+    "a large log.",
 )
 picked = [d for d in (dates if isinstance(dates, tuple | list) else [dates]) if d]
 since = day_start(picked[0]) if picked else None
@@ -264,6 +265,11 @@ try:
             after=pager.after,
             limit=trail_views.PAGE_SIZE,
             record=record,
+        )
+        shown_events = (
+            trail_views.events_frame(session=session, actor=actor, events=page.items)
+            if trail_list == "events"
+            else None
         )
 except PortalError as exc:
     forget(view)
@@ -304,18 +310,7 @@ elif trail_list == "changesets":
     )
 else:
     st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "When": when(e.occurred_at),
-                    "Kind": kind_label(e.kind),
-                    "Who": e.actor_username or "",
-                    "Target": e.target or "",
-                    "Detail": trail_views.detail_line(e.detail),
-                }
-                for e in page.items
-            ]
-        ),
+        shown_events,
         hide_index=True,
         width="stretch",
         column_config=text_widths(Kind=EVENT_KIND_WIDTH, Target=TARGET_WIDTH, Detail="large"),

@@ -14,8 +14,11 @@ events that record views and exports. No Streamlit here; the pages render what t
     export_as_of()        that state as a formula-safe CSV, recorded as an export
     row_versions_frame()  every version of one row, with who, when and why
     kind_label()          a changeset's or event's kind in words (``Failed sign-in``)
+    action_label(), reason_label()  an event's action or reason in words
+    target_label()        an event's target in words (``People (dataset 3)``)
+    events_frame()        a page of events as the Audit page shows them, in words
     who()                 who made a change: display name and username (``Ann A (ann)``)
-    detail_line()         an event's details as one line to read (the exports keep the JSON)
+    detail_line()         an event's details as one line in words (the exports keep the JSON)
 
 Which views are recorded (``audit_view`` events). Streamlit reruns the page on every click, so
 recording each run would bury the log in noise; recording nothing would let an admin read the
@@ -33,7 +36,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final, Literal, TextIO
@@ -149,16 +152,137 @@ def detail_text(detail: Mapping[str, Any]) -> str:
 NO_VALUE: Final = "—"
 
 
-def detail_line(detail: Mapping[str, Any]) -> str:
-    """An event's details as one line to read: ``attempts: 3 · role: editor``.
+def detail_line(
+    detail: Mapping[str, Any],
+    *,
+    kind: str | None = None,
+    target: str | None = None,
+    names: TrailNames | None = None,
+) -> str:
+    """An event's details as one line to read: ``failed attempts: 3 · reason: wrong password``.
 
     Keys sorted (as ``detail_text``), underscores read as spaces; no value is ``—``, an empty
-    text ``""``; a truth reads ``true`` or ``false``, as the text search matches it; a nested
-    mapping or list reads compactly in braces or brackets (``filter: {actor: ann, kind: —}``),
-    a ``{"before": …, "after": …}`` pair as ``before → after``; line breaks inside a text read
-    as spaces. Nothing is left out; the exports keep the exact JSON (``detail_text``).
+    text ``""``; a truth reads ``true`` or ``false``; a nested mapping or list reads compactly
+    in braces or brackets, a ``{"before": …, "after": …}`` pair as ``before → after``; line
+    breaks inside a text read as spaces. Codes read in words: an ``action`` and a ``reason`` by
+    ``action_label`` and ``reason_label``, a ``filter`` by its parts that are set (``filter:
+    actor ann, kind Edit``; ``filter: none``). The checks an ``audit_view`` of ``kind`` and
+    ``target`` records read as sentences ("Both datasets match their audit log, cell by cell";
+    "Both chains intact · …"). ``names``: the datasets and changesets they name by id. The
+    exports keep the exact JSON (``detail_text``); so does the text search.
     """
-    return " · ".join(f"{_detail_key(k)}: {_detail_value(v)}" for k, v in _sorted_items(detail))
+    names = names or TrailNames()
+    if kind == "audit_view":
+        readers = {"audit:datasets": _drift_check_line, "audit:verify": _chain_check_line}
+        reader = readers.get(target or "")
+        line = reader(detail, names) if reader else None
+        if line is not None:
+            return line
+        if _target_id(target, "changeset") is not None and set(detail) == {"changeset_id", "seq"}:
+            return f"changeset #{detail['seq']} (id {detail['changeset_id']}) opened"
+    return " · ".join(
+        f"{_detail_key(k)}: {_top_value(str(k), v, names)}" for k, v in _sorted_items(detail)
+    )
+
+
+def _top_value(key: str, value: Any, names: TrailNames) -> str:
+    if key == "action" and isinstance(value, str):
+        return action_label(value)
+    if key == "reason" and isinstance(value, str):
+        return reason_label(value)
+    if key == "filter" and (value is None or isinstance(value, Mapping)):
+        return _filter_text(value or {}, names)
+    return _detail_value(value)
+
+
+_FILTER_ORDER: Final = ("dataset_id", "actor", "kind", "since", "until", "text")
+
+
+def _filter_text(trail_filter: Mapping[str, Any], names: TrailNames) -> str:
+    """A recorded filter's parts that are set, in the page's order: ``actor ann, kind Edit``."""
+    order = {k: n for n, k in enumerate(_FILTER_ORDER)}
+    parts = []
+    for key, value in sorted(trail_filter.items(), key=lambda i: (order.get(i[0], 99), i[0])):
+        if value is None or value == "" or value == [] or value == {}:
+            continue
+        if key == "dataset_id":
+            known = names.datasets.get(value) if isinstance(value, int) else None
+            parts.append(f"dataset {_one_line(known)}" if known else names.dataset(value))
+        elif key == "kind" and isinstance(value, str):
+            parts.append(f"kind {kind_label(value)}")
+        elif key in ("since", "until") and isinstance(value, str):
+            parts.append(f"{'since' if key == 'since' else 'before'} {_day_or_moment(value)}")
+        elif key == "text" and isinstance(value, str):
+            parts.append(f"text “{_one_line(value)}”")
+        else:
+            parts.append(f"{_detail_key(key)} {_detail_value(value)}")
+    return ", ".join(parts) or "none"
+
+
+def _day_or_moment(moment: str) -> str:
+    """A recorded ISO moment: its day if it is midnight UTC (the page's filters are days)."""
+    try:
+        parsed = datetime.fromisoformat(moment)
+    except ValueError:
+        return _one_line(moment)
+    if parsed.tzinfo is None:
+        return _one_line(moment)
+    parsed = parsed.astimezone(UTC)
+    return parsed.date().isoformat() if parsed.time() == datetime.min.time() else when(parsed)
+
+
+def _drift_check_line(detail: Mapping[str, Any], names: TrailNames) -> str | None:
+    """A check of every dataset against the log, as ``record_drift_check`` recorded it."""
+    count, differing = detail.get("datasets"), detail.get("differing")
+    miscounted, problem = detail.get("miscounted", []), detail.get("problem")
+    if not (isinstance(count, int) and _ids(differing) and _ids(miscounted)):
+        return None
+    parts = []
+    if problem is not None:
+        parts.append(f"The check stopped: {_detail_value(problem)}")
+    elif differing:
+        n = len(differing)
+        parts.append(
+            f"{counted(n, 'dataset')} of {count:,} {agreeing(n, 'differs', 'differ')} from "
+            f"{agreeing(n, 'its', 'their')} audit log: "
+            + ", ".join(names.dataset(i) for i in differing)
+        )
+    else:
+        parts.append(all_datasets_match(count))
+    if miscounted:
+        counts = agreeing(len(miscounted), "count", "counts")
+        parts.append(
+            f"stored row {counts} to correct: " + ", ".join(names.dataset(i) for i in miscounted)
+        )
+    return " · ".join(parts)
+
+
+def _ids(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(i, int) for i in value)
+
+
+def _chain_check_line(detail: Mapping[str, Any], names: TrailNames) -> str | None:
+    """A check of both hash chains, as ``chain_status`` recorded it."""
+    changesets, events = detail.get("changesets"), detail.get("events")
+    if not (isinstance(changesets, int) and isinstance(events, int) and "ok" in detail):
+        return None
+    if detail["ok"] is True:
+        verdict = "Both chains intact"
+    else:
+        broken = [
+            f"{chain} chain broken at {what}#{detail[key]}"
+            for chain, what, key in (
+                ("changeset", "", "failed_seq"),
+                ("event", "event ", "failed_event_seq"),
+            )
+            if isinstance(detail.get(key), int)
+        ]
+        verdict = "; ".join(broken).capitalize() if broken else "A chain is broken"
+    heads = [
+        f"{counted(n, noun)}, head {_detail_value(detail.get(key))}"
+        for n, noun, key in ((changesets, "changeset", "head"), (events, "event", "event_head"))
+    ]
+    return " · ".join([verdict, *heads])
 
 
 def _sorted_items(mapping: Mapping[Any, Any]) -> list[tuple[Any, Any]]:
@@ -293,6 +417,165 @@ def kind_label(kind: str) -> str:
     without a label reads as its words (``new_kind`` -> ``New kind``), so a kind added to the
     log before its label never stops the page."""
     return KIND_LABELS.get(kind) or kind.replace("_", " ").strip().capitalize() or NO_VALUE
+
+
+ACTION_LABELS: Final[Mapping[str, str]] = {
+    # user_admin events: an admin's (portal.users) and one's own (portal.signin)
+    "create": "created the account",
+    "set_role": "changed the role",
+    "enable": "enabled the account",
+    "disable": "disabled the account",
+    "reset_password": "reset the password",
+    "unlock": "unlocked the account",
+    "change_own_password": "changed own password",
+}
+"""An event's ``action`` as the Audit page shows it; ``action_label`` reads any other."""
+
+REASON_LABELS: Final[Mapping[str, str]] = {
+    # sign_in_failed events (portal.signin, portal.auth)
+    "bad_password": "wrong password",
+    "unknown_user": "no such account",
+    "locked": "account locked",
+    "disabled": "account disabled",
+    "bad_current_password": "wrong current password",
+    "bad_cookie": "sign-in cookie not valid (forged, malformed or expired)",
+    "revoked_cookie": "sign-in cookie no longer valid (signed out, new password or account closed)",
+}
+"""An event's ``reason`` as the Audit page shows it; ``reason_label`` reads any other."""
+
+
+def action_label(action: str) -> str:
+    """An event's action in words (``change_own_password`` -> ``changed own password``); one
+    without a label reads as its words (``new_action`` -> ``new action``)."""
+    return ACTION_LABELS.get(action) or _code_words(action)
+
+
+def reason_label(reason: str) -> str:
+    """An event's reason in words (``bad_current_password`` -> ``wrong current password``); one
+    without a label reads as its words (``new_reason`` -> ``new reason``)."""
+    return REASON_LABELS.get(reason) or _code_words(reason)
+
+
+def _code_words(code: str) -> str:
+    return _one_line(code).replace("_", " ").strip() or NO_VALUE
+
+
+TARGET_LABELS: Final[Mapping[str, str]] = {
+    "audit": "Audit trail",  # a list of it viewed, or exported
+    "audit:verify": "Audit log verification",
+    "audit:datasets": "Check of every dataset against the log",
+}
+"""The targets an ``audit_view`` or ``export`` event records in words; ``dataset:<id>`` and
+``changeset:<id>`` read by ``target_label``."""
+
+NAMED_TARGET_KINDS: Final = frozenset({"audit_view", "export"})
+"""The event kinds whose target the portal writes in its own words (``dataset:3``). The others'
+is a person: a username, or for a failed sign-in whatever was typed, which is shown as typed
+(someone could type "dataset:3" at the sign-in form)."""
+
+
+@dataclass(frozen=True, eq=False)
+class TrailNames:
+    """What events name by id, in words: datasets by id (their names now), changesets by id
+    (their ``seq``). An id not here reads as itself (a dataset removed since, say)."""
+
+    datasets: Mapping[int, str] = field(default_factory=dict)
+    changesets: Mapping[int, int] = field(default_factory=dict)
+
+    def dataset(self, dataset_id: Any) -> str:
+        """``People (dataset 3)``; ``dataset 3`` if unknown."""
+        name = self.datasets.get(dataset_id) if isinstance(dataset_id, int) else None
+        if name is None:
+            return f"dataset {_detail_value(dataset_id)}"
+        return f"{_one_line(name)} (dataset {dataset_id})"
+
+    def changeset(self, changeset_id: int) -> str:
+        """``Changeset #7``; ``changeset id 12`` if unknown."""
+        seq = self.changesets.get(changeset_id)
+        return f"Changeset #{seq}" if seq is not None else f"changeset id {changeset_id}"
+
+
+def target_label(kind: str, target: str | None, names: TrailNames | None = None) -> str:
+    """An event's target in words: ``dataset:3`` -> ``People (dataset 3)``, ``changeset:12`` ->
+    ``Changeset #7``, ``audit:verify`` -> ``Audit log verification``; a person (a sign-in's,
+    a user admin's) as recorded; no target ``""``. Only an ``audit_view`` or ``export``
+    event's target is read so (``NAMED_TARGET_KINDS``); anything else reads as recorded."""
+    if not target:
+        return ""
+    if kind not in NAMED_TARGET_KINDS:
+        return _one_line(target)
+    names = names or TrailNames()
+    if target in TARGET_LABELS:
+        return TARGET_LABELS[target]
+    if (dataset_id := _target_id(target, "dataset")) is not None:
+        return names.dataset(dataset_id)
+    if (changeset_id := _target_id(target, "changeset")) is not None:
+        return names.changeset(changeset_id)
+    return _one_line(target)
+
+
+def _target_id(target: str | None, prefix: str) -> int | None:
+    head, _, tail = (target or "").partition(":")
+    whole = head == prefix and tail.isascii() and tail.isdigit() and len(tail) <= 18  # a bigint
+    return int(tail) if whole else None
+
+
+def trail_names(*, session: Session, events: Iterable[EventSummary]) -> TrailNames:
+    """The datasets and changesets ``events`` name by id (targets, the ids a check or a filter
+    recorded), read in two queries."""
+    dataset_ids: set[int] = set()
+    changeset_ids: set[int] = set()
+    for e in events:
+        if e.kind not in NAMED_TARGET_KINDS:
+            continue
+        if (dataset_id := _target_id(e.target, "dataset")) is not None:
+            dataset_ids.add(dataset_id)
+        if (changeset_id := _target_id(e.target, "changeset")) is not None:
+            changeset_ids.add(changeset_id)
+        for key in ("differing", "miscounted"):
+            if _ids(e.detail.get(key)):
+                dataset_ids.update(e.detail[key])
+        recorded = e.detail.get("filter")
+        if isinstance(recorded, Mapping) and isinstance(recorded.get("dataset_id"), int):
+            dataset_ids.add(recorded["dataset_id"])
+    datasets: dict[int, str] = {}
+    changesets: dict[int, int] = {}
+    if dataset_ids:
+        found = session.execute(
+            select(Dataset.id, Dataset.name).where(Dataset.id.in_(sorted(dataset_ids)))
+        )
+        datasets.update((i, n) for i, n in found)
+    if changeset_ids:
+        seqs = session.execute(
+            select(Changeset.id, Changeset.seq).where(Changeset.id.in_(sorted(changeset_ids)))
+        )
+        changesets.update((i, q) for i, q in seqs if q is not None)
+    return TrailNames(datasets, changesets)
+
+
+def events_frame(*, session: Session, actor: Actor, events: Iterable[EventSummary]) -> pd.DataFrame:
+    """A page of events as the Audit page shows them: When, Kind, Who, Target and Detail, in
+    words (``kind_label``, ``target_label``, ``detail_line``).
+
+    Raises:
+        PermissionDenied: the actor is not an admin.
+    """
+    _require_admin(actor)
+    events = list(events)
+    names = trail_names(session=session, events=events)
+    return pd.DataFrame(
+        [
+            {
+                "When": when(e.occurred_at),
+                "Kind": kind_label(e.kind),
+                "Who": e.actor_username or "",
+                "Target": target_label(e.kind, e.target, names),
+                "Detail": detail_line(e.detail, kind=e.kind, target=e.target, names=names),
+            }
+            for e in events
+        ],
+        columns=["When", "Kind", "Who", "Target", "Detail"],
+    )
 
 
 def column_labels(*, session: Session, dataset_id: int | None) -> dict[str, str]:

@@ -610,6 +610,77 @@ def test_a_dataset_check_shows_names_and_values_as_written_not_as_markdown(trail
     assert "Checking “Costs \\*Q1\\* \\$5”…" in progress
 
 
+def test_the_events_list_names_targets_and_checks_in_words(trail: Trail) -> None:
+    """The events list showed internal names and raw structures: "audit:datasets",
+    "dataset:1", "differing: [] · ok: true", a filter as a brace full of dashes. Targets now
+    read as what they name, a check as a sentence, a filter by the parts that are set; the
+    exports keep the machine values."""
+    at, _ = on_page(trail.db, "admin", AUDIT)  # the trail viewed, unfiltered
+    at.button(key="audit.verify").click().run()
+    [button] = [b for b in at.button if b.label == "Check every dataset against the log"]
+    button.click().run()
+    opened = next(
+        o
+        for o in at.selectbox(key="audit.open").options
+        if o.startswith(f"#{trail.seqs['ann qty']} ")
+    )
+    at.selectbox(key="audit.open").select(opened).run()
+    at.selectbox(key="audit.open").select(None)
+    at.selectbox(key="audit.actor").select(trail.ann.username).run()  # a filtered view
+    with session_scope() as s:  # an export of one dataset's changesets
+        trail_views.export_trail(
+            session=s, actor=trail.admin, trail_filter=TrailFilter(dataset_id=trail.people)
+        )
+    at.selectbox(key="audit.actor").select(None)
+    at.radio(key="audit.list").set_value("events").run()
+    assert not at.exception
+    shown = at.main.dataframe[0].value
+    rows = list(zip(shown["Kind"], shown["Target"], shown["Detail"], strict=True))
+    with trail.db.owner.connect() as conn:
+        opened_id = conn.scalar(
+            text("SELECT id FROM audit.changeset WHERE seq = :s"), {"s": trail.seqs["ann qty"]}
+        )
+    seq = trail.seqs["ann qty"]
+    verified = next(r for r in rows if r[1] == "Audit log verification")
+    assert verified[2].startswith(f"Both chains intact · {len(trail.seqs)} changesets, head ")
+    assert [r for r in rows if r[0] in ("Audit viewed", "Exported") and r != verified] == [
+        (  # newest first
+            "Exported",
+            f"People (dataset {trail.people})",
+            "filter: dataset People · format: csv · include rows: false · rows: 4 · "
+            "what: audit changesets",
+        ),
+        (
+            "Audit viewed",
+            "Audit trail",
+            f"filter: actor {trail.ann.username} · list: changesets",
+        ),
+        ("Audit viewed", f"Changeset #{seq}", f"changeset #{seq} (id {opened_id}) opened"),
+        (
+            "Audit viewed",
+            "Check of every dataset against the log",
+            "Both datasets match their audit log, cell by cell",
+        ),
+        ("Audit viewed", "Audit trail", "filter: none · list: changesets"),
+    ]
+    # The export and the search keep the machine values.
+    with session_scope() as s:
+        exported = trail_views.export_trail(
+            session=s,
+            actor=trail.admin,
+            trail_filter=TrailFilter(kind="audit_view"),
+            trail_list="events",
+        )
+    targets = [r[4] for r in csv.reader(io.StringIO(exported.data.decode("utf-8-sig")))][1:]
+    assert {"audit", "audit:verify", "audit:datasets", f"changeset:{trail.seqs['ann qty']}"} <= (
+        set(targets)
+    )
+    at.text_input(key="audit.text").input("audit:datasets").run()
+    assert at.main.dataframe[0].value["Target"].tolist() == [
+        "Check of every dataset against the log"
+    ]
+
+
 def test_an_event_reads_in_words_and_its_export_keeps_the_json(trail: Trail) -> None:
     """The events list showed each event's raw kind (user_admin) and its details as JSON, as a
     database dump would; it now shows the kind in words and the details as one line to read.
@@ -653,7 +724,8 @@ def test_a_failed_sign_in_reads_in_words(fresh_db: DatabaseHandle) -> None:
     at.selectbox(key="audit.kind.events").select("sign_in_failed").run()
     shown = at.main.dataframe[0].value
     assert shown["Kind"].tolist() == ["Failed sign-in"]
-    assert shown["Detail"].tolist() == ["failed attempts: 1 · reason: bad_password"]
+    assert shown["Detail"].tolist() == ["failed attempts: 1 · reason: wrong password"]
+    assert shown["Target"].tolist() == [name]  # a person's target: the username, as recorded
 
 
 def test_a_new_sign_in_in_the_same_browser_tab_records_its_views_again(trail: Trail) -> None:

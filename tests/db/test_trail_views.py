@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from audit import search
 from audit.changesets import open_changeset
+from audit.events import record_event
 from portal import trail_views
 from portal.actor import Actor
 from portal.db import session_scope
@@ -463,6 +464,49 @@ def test_display_names_are_the_latest_recorded(trail: Trail) -> None:
             session=s, usernames=[trail.ann.username, trail.bob.username, "nobody", "x'; --"]
         )
     assert names == {trail.ann.username: "Ann A", trail.bob.username: "Robert B"}
+
+
+def test_events_read_in_words_with_the_names_of_what_they_name(trail: Trail) -> None:
+    """Targets and the ids a check recorded read as the datasets' names now and the
+    changesets' numbers; a failed sign-in's target is what was typed, even if it looks like
+    one of the portal's own (it is not looked up); only admins read events."""
+    with trail.db.owner.connect() as conn:
+        changeset_id, seq = conn.execute(
+            text("SELECT id, seq FROM audit.changeset WHERE seq = :s"),
+            {"s": trail.seqs["bob note"]},
+        ).one()
+    with Session(trail.db.app) as s, s.begin():
+        for kind, target, detail in [
+            ("sign_in_failed", f"dataset:{trail.people}", {"reason": "unknown_user"}),
+            ("audit_view", f"changeset:{changeset_id}", {"changeset_id": changeset_id, "seq": seq}),
+            ("audit_view", "changeset:999999", {}),
+            (
+                "audit_view",
+                "audit:datasets",
+                {"ok": False, "datasets": 3, "differing": [trail.stock, 10**6]},
+            ),
+            ("export", f"dataset:{trail.people}", {"filter": {"dataset_id": trail.stock}}),
+        ]:
+            record_event(session=s, kind=kind, actor_username=None, target=target, detail=detail)
+    with session_scope() as s:
+        page = trail_views.search_trail(
+            session=s, actor=trail.admin, trail_filter=TrailFilter(), trail_list="events"
+        )
+        frame = trail_views.events_frame(session=s, actor=trail.admin, events=page.items)
+        with pytest.raises(PermissionDenied):
+            trail_views.events_frame(session=s, actor=trail.ann, events=page.items)
+    assert list(frame.columns) == ["When", "Kind", "Who", "Target", "Detail"]
+    assert frame[["Target", "Detail"]].values.tolist()[:5] == [
+        [f"People (dataset {trail.people})", "filter: dataset Stock"],
+        [
+            "Check of every dataset against the log",
+            f"2 datasets of 3 differ from their audit log: Stock (dataset {trail.stock}), "
+            "dataset 1000000",
+        ],
+        ["changeset id 999999", ""],
+        [f"Changeset #{seq}", f"changeset #{seq} (id {changeset_id}) opened"],
+        [f"dataset:{trail.people}", "reason: no such account"],
+    ]
 
 
 def test_every_kind_the_database_allows_has_a_label(fresh_db: DatabaseHandle) -> None:

@@ -1,6 +1,6 @@
 """The Audit page in a real browser: an admin reads the trail's kinds in words, opens a
 changeset from it and sees each updated row's cells before and after; opening it is recorded as
-an audit view."""
+an audit view, which the events list names in words."""
 
 from __future__ import annotations
 
@@ -62,3 +62,12 @@ def test_an_admin_sees_a_changeset_s_before_and_after(
         ).all()
     assert targets[0] == "audit"
     assert any(t.startswith("changeset:") for t in targets)
+
+    # The events list names what the views were of, in words, not as stored ("changeset:3").
+    page.get_by_text("Events", exact=True).click()
+    expect(page.get_by_role("combobox", name="Open a changeset")).to_be_hidden(timeout=SLOW)
+    header, *rows = grid_cells(page, page.locator('[data-testid="stDataFrame"]').first)
+    shown = {(row[header.index("Target")], row[header.index("Detail")]) for row in rows}
+    assert ("Audit trail", "filter: none · list: changesets") in shown
+    assert any(target == f"Changeset #{seq}" for target, _ in shown)
+    assert not any(target.startswith(("changeset:", "audit:", "dataset:")) for target, _ in shown)
