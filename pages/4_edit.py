@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -349,8 +349,15 @@ labels = shown_labels(spec)
 shown_spec = replace(spec, columns=tuple(replace(c, label=labels[c.name]) for c in spec.columns))
 
 
-def table(records: list[dict[str, Any]]) -> None:
-    st.dataframe(pd.DataFrame(records), hide_index=True, width="stretch", placeholder=EMPTY_CELL)
+def table(records: list[dict[str, Any]], *, wide: Sequence[str] = ()) -> None:
+    """``records`` as a table; the columns named in ``wide`` get room for long text."""
+    st.dataframe(
+        pd.DataFrame(records),
+        hide_index=True,
+        width="stretch",
+        placeholder=EMPTY_CELL,
+        column_config={name: st.column_config.TextColumn(width="large") for name in wide},
+    )
 
 
 def labelled(values: Mapping[str, Value]) -> dict[str, str]:
@@ -586,7 +593,8 @@ if conflict is not None:
                 "Now": in_words(c.now or {}) or "(row deleted)",
             }
             for c in conflict.conflicts
-        ]
+        ],
+        wide=("Now",),
     )
     if st.button("Reload and re-apply my edits", type="primary", icon=":material/merge:"):
         try:
@@ -612,9 +620,16 @@ if conflict is not None:
 rebased: merge.Rebased | None = st.session_state.get(k["rebased"]) if may_edit else None
 if rebased is not None:
     st.subheader("Choose what to keep")
+    n = rebased.reapplied_cells
     st.caption(
-        f"{rebased.reapplied_cells} of your cells were re-applied by themselves. These need "
-        "your decision:"
+        (
+            f"{counted(n, 'cell')} of yours {agreeing(n, 'was', 'were')} re-applied by "
+            f"{agreeing(n, 'itself', 'themselves')}, on the latest rows."
+            if n
+            else "None of your cells could be re-applied by itself."
+        )
+        + " These need your decision (“theirs” is the value someone else saved since you "
+        "loaded the rows, “mine” the one you typed):"
     )
     choices_made: dict[tuple[int, str], merge.Choice] = {}
     for clash in rebased.clashes:
@@ -627,11 +642,13 @@ if rebased is not None:
             f"Row {clash.row_id}, {md_escape(labels[clash.column])} — it was "
             f"“{md_escape(show_value(clash.original))}”",
             list(sides),
+            index=None,  # chosen by the person, each one: no side is taken for them
             format_func=sides.__getitem__,
             horizontal=True,
             key=f"edit.{dataset_id}.clash.{clash.row_id}.{clash.column}",
         )
-        choices_made[(clash.row_id, clash.column)] = choice or "theirs"
+        if choice is not None:
+            choices_made[(clash.row_id, clash.column)] = choice
     recreate = {
         lost.row_id
         for lost in rebased.lost
@@ -652,13 +669,22 @@ if rebased is not None:
             key=f"edit.{dataset_id}.delete.{d.row_id}",
         )
     }
+    undecided = len(rebased.clashes) - len(choices_made)
+    if undecided:
+        st.caption(f"Choose theirs or mine for {counted(undecided, 'more cell')} to apply.")
     apply_col, discard_col = st.columns(2)
-    if apply_col.button("Apply my choices", type="primary", width="stretch"):
+    if apply_col.button(
+        "Apply my choices", type="primary", width="stretch", disabled=bool(undecided)
+    ):
         st.session_state[k["pending"]] = merge.resolve(
             rebased, choices_made, recreate=recreate, delete_anyway=delete_anyway
         )
         st.session_state.pop(k["rebased"], None)
         st.session_state.pop(k["window"], None)
+        st.session_state[k["flash"]] = (
+            "Your choices are applied to the latest rows: review the changes below, then "
+            "commit them."
+        )
         st.rerun()
     with discard_col:  # or give up my edits altogether, rather than choose
         discard_button("Your edits to this dataset, those re-applied by themselves too")

@@ -163,8 +163,8 @@ class EditConflict(PortalError):
         n = len(self.conflicts)
         super().__init__(
             f"{counted(n, 'row')} you changed {agreeing(n, 'was', 'were')} "
-            "changed by someone else since you loaded them, so nothing was written. See what "
-            "they did below, then reload and re-apply your edits."
+            f"changed by someone else since you loaded {agreeing(n, 'it', 'them')}, so nothing "
+            "was written. See what they did below, then reload and re-apply your edits."
         )
 
 

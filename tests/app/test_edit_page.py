@@ -300,10 +300,15 @@ def test_the_grid_is_read_only_while_i_choose_what_to_keep(
     at = reload_after_conflict(at, dataset)
     assert "Choose what to keep" in texts(at, main_only=True)
     assert at.data_editor[0].proto.disabled
-    at.radio(key=f"edit.{dataset}.clash.1.note").set_value("mine")
+    # No side is taken for me: each cell waits for my choice.
+    assert at.radio(key=f"edit.{dataset}.clash.1.note").value is None
+    assert button(at, "Apply my choices").disabled
+    assert "None of your cells could be re-applied by itself." in texts(at, main_only=True)
+    at.radio(key=f"edit.{dataset}.clash.1.note").set_value("mine").run()
     at = button(at, "Apply my choices").click().run()
     assert not at.data_editor[0].proto.disabled
     assert at.data_editor[0].value.loc[1, "note"] == "mine"
+    assert "Your choices are applied to the latest rows" in texts(at, main_only=True)
 
 
 def test_i_may_discard_my_edits_instead_of_choosing_what_to_keep(

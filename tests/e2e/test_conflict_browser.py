@@ -138,9 +138,7 @@ def alice_commits(page: Page, grid: Locator, shot: Shots) -> None:
     shot(page, "alice-review")
     commit_with_reason(page, A_REASON)
     expect(
-        page.get_by_role("dialog").get_by_text(
-            "1 cell in 1 row changed, 0 rows added, 1 row deleted."
-        )
+        page.get_by_role("dialog").get_by_text("1 cell in 1 row changed, 1 row deleted.")
     ).to_be_visible()
     confirm_commit(page)
     idle(page)
@@ -217,12 +215,14 @@ def bert_reloads_and_chooses(page: Page, shot: Shots) -> None:
     expect(page.get_by_text(CONFLICT)).to_have_count(0)  # the conflict view is gone
     # ann's Note (only Bert changed it) re-applied by itself; ann's Qty side by side.
     expect(
-        page.get_by_text("1 of your cells were re-applied by themselves. These need your decision:")
+        page.get_by_text("1 cell of yours was re-applied by itself, on the latest rows.")
     ).to_be_visible()
     expect(page.get_by_text("Row 1, Qty — it was “1”")).to_be_visible()
     expect(page.get_by_role("radio")).to_have_count(2)
-    expect(page.get_by_role("radio", name="theirs: 5")).to_be_checked()
+    # Neither side is taken for Bert, and the choices wait until each cell has one.
+    expect(page.get_by_role("radio", name="theirs: 5")).not_to_be_checked()
     expect(page.get_by_role("radio", name="mine: 9")).not_to_be_checked()
+    expect(page.get_by_role("button", name="Apply my choices")).to_be_disabled()
     # bob's row, which Alice deleted, is offered back with Bert's edit to it: not lost.
     values, edits = "Name: bob, Qty: 2, Price: 2.00, Note: bob moved", "Note: bob moved"
     offer = "Row 2 was deleted by someone else; re-create it as a new row: {} (your edits: {})"
@@ -271,9 +271,7 @@ def bert_reviews_the_merge_and_commits(page: Page, shot: Shots) -> None:
     shot(page, "bert-merged-review")
     commit_with_reason(page, B_REASON)
     expect(
-        page.get_by_role("dialog").get_by_text(
-            "2 cells in 1 row changed, 1 row added."
-        )
+        page.get_by_role("dialog").get_by_text("2 cells in 1 row changed, 1 row added.")
     ).to_be_visible()
     confirm_commit(page)
     idle(page)
