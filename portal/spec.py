@@ -294,6 +294,13 @@ class EditorColumn:
 # ---------------------------------------------------------------------------------------------
 
 
+_DECIMAL_COMMA_ADVICE: Final = (
+    "; for a file written with a decimal comma, choose that option on the Upload page"
+)
+"""Part of the message for a cell that is not a number: advice about a file, left out of the
+message about a rule's minimum or maximum."""
+
+
 def _check_column(c: ColumnSpec) -> None:
     where = f"Column “{c.label}”" if isinstance(c.label, str) else "A column"
     problem = _column_problem(c)
@@ -326,8 +333,9 @@ def _column_problem(c: ColumnSpec) -> str | None:
         bound = getattr(c, attr)
         if bound is not None:
             typed = validate_value(_bare(c), bound)
-            if isinstance(typed, CellError):
-                return f"the {attr}imum {bound!r} is not valid: {typed.message}"
+            if isinstance(typed, CellError):  # a rule typed in the rules grid, not a file's cell
+                said = typed.message.replace(_DECIMAL_COMMA_ADVICE, "")
+                return f"the {attr}imum {bound!r} is not valid: {said}"
             object.__setattr__(c, attr, typed)
     if c.min is not None and c.max is not None and cast(Any, c.min) > c.max:
         return f"the minimum {_show(c.min)} is above the maximum {_show(c.max)}."
@@ -874,15 +882,17 @@ def _type_message(c: ColumnSpec, raw: str, decimal_comma: bool, reason: str = ""
             return f"{v} is not a number: write it like 1234,56 or 1.234,56 (decimal comma)."
         return (
             f"{v} is not a number: write it like 1234.56 (a point before the decimals, no"
-            " thousands separators; for a file written with a decimal comma, choose that option"
-            " on the Upload page)."
+            f" thousands separators{_DECIMAL_COMMA_ADVICE})."
         )
     if c.type == "boolean":
         return f"{v} is not a yes/no value: write true or false (yes/no, y/n, t/f, 1/0 also work)."
     if c.type == "date":
         fmt = c.format or ISO_DATE
         forms = fmt if fmt == ISO_DATE else f"{fmt} or {ISO_DATE}"
-        return f"{v} is not a valid date in the form {forms}: write it like {_DATE_EXAMPLES[fmt]}."
+        return (
+            f"{v} is not a date in the form {forms}, or not a day that exists: write it like"
+            f" {_DATE_EXAMPLES[fmt]}."
+        )
     if c.type == "datetime":
         return (
             f"{v} is not a valid date and time: write it as ISO 8601, like"

@@ -989,3 +989,26 @@ def test_editor_columns_describe_every_rule() -> None:
     assert (by_name["seen"].kind, by_name["seen"].timezone) == ("datetime", "UTC")
     assert "at most 2030-01-01" in by_name["seen"].help
     assert (by_name["colour"].kind, by_name["colour"].options) == ("selectbox", ("red", "green"))
+
+
+def test_a_bound_that_is_no_number_is_said_as_a_rule_not_a_file_cell() -> None:
+    """The rule's message said "for a file written with a decimal comma, choose that option on
+    the Upload page", a file cell's advice, to someone typing a minimum in the rules grid."""
+    with pytest.raises(ValidationError) as refused:
+        ColumnSpec("P", "p", "decimal", min="abc")
+    assert str(refused.value) == (
+        "Column “P”: the minimum 'abc' is not valid: “abc” is not a number: write it like"
+        " 1234.56 (a point before the decimals, no thousands separators)."
+    )
+    cell = validate_value(ColumnSpec("P", "p", "decimal"), "abc")  # a file's cell keeps it
+    assert isinstance(cell, CellError)
+    assert "choose that option on the Upload page" in cell.message
+
+
+def test_a_day_that_does_not_exist_is_not_said_to_be_in_the_wrong_form() -> None:
+    refused = validate_value(ColumnSpec("D", "d", "date"), "2024-02-30")
+    assert isinstance(refused, CellError)
+    assert refused.message == (
+        "“2024-02-30” is not a date in the form YYYY-MM-DD, or not a day that exists: write it"
+        " like 2024-12-24."
+    )
