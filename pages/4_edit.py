@@ -732,6 +732,23 @@ if changes.inserts:
 if changes.deletes:
     st.caption("Deleted rows")
     table([{labels[ROW_ID]: d.row_id, **labelled(d.before)} for d in changes.deletes])
+# Not refused (such a date may be meant), but asked about: see diffs.doubtful_dates.
+doubtful = diffs.doubtful_dates(changes, shown_spec)
+if doubtful:
+    n = len(doubtful)
+    st.warning(
+        f"{counted(n, 'date')} to check before you commit: "
+        f"{agreeing(n, 'its year is', 'their years are')} far from today, which is often a "
+        "slip of the grid's date field.",
+        icon=":material/event_busy:",
+    )
+    table(
+        [
+            {"Where": d.where, "Column": d.column, "Value": d.value, "Check": d.message}
+            for d in doubtful
+        ],
+        wide=("Check",),
+    )
 
 reason_key = f"edit.{dataset_id}.reason"
 if reason_key not in st.session_state and k["reason_kept"] in st.session_state:
@@ -751,6 +768,13 @@ st.session_state[k["reason_kept"]] = reason
 def confirm(changes: ChangeSet, reason: str) -> None:
     st.write(changes.summary() + ".")
     st.write(f"Reason: {md_escape(reason) or '(none)'}")
+    if doubtful:
+        st.warning(
+            f"{counted(len(doubtful), 'date')} listed under the review "
+            f"{agreeing(len(doubtful), 'has a year', 'have years')} far from today: commit "
+            "only if that is what you meant.",
+            icon=":material/event_busy:",
+        )
     left, right = st.columns(2)
     if left.button("Commit", type="primary", width="stretch"):
         click = uuid.uuid4()

@@ -486,6 +486,44 @@ def _recheck_pending(
         check(u.after, u.row_id)
 
 
+LIKELY_YEARS: Final = range(1900, 2101)
+"""Years a date typed in the Edit page's grid is taken to mean without a second look."""
+
+
+def doubtful_dates(changes: ChangeSet, spec: DatasetSpec) -> list[EditProblem]:
+    """New date and date-time values of a year outside ``LIKELY_YEARS``, in columns whose rules
+    set no minimum or maximum (those rule on it), for the review to ask about: the grid's date
+    field reads what is typed in the browser's order (month/day/year in the United States), so
+    2024-04-01 typed there becomes the year 401, with nothing said. Not refused: such a date
+    may be meant."""
+    dated = {
+        c.name: c
+        for c in spec.columns
+        if c.type in ("date", "datetime") and c.min is None and c.max is None
+    }
+    found: list[EditProblem] = []
+
+    def look(values: Mapping[str, Value], where: str) -> None:
+        for name, value in values.items():
+            column = dated.get(name)
+            if isinstance(value, date) and column is not None and value.year not in LIKELY_YEARS:
+                found.append(
+                    EditProblem(
+                        where,
+                        column.label,
+                        _shown(value),
+                        f"The year {value.year} is far from today: check it was meant (the "
+                        "grid's date field takes what is typed in your browser's order, such as "
+                        "month/day/year), and type the date again if not.",
+                    )
+                )
+
+    for u in changes.updates:
+        look(u.after, _where(u.row_id))
+    for n, i in enumerate(changes.inserts, start=1):
+        look(i.values, f"new row {n}")
+    return found
+
 def keepable_changes(window: Window, state: object) -> ChangeSet | None:
     """What of an editor state that breaks a rule can still be kept (the Edit page keeps it
     when the grid itself is lost, on leaving the page): the ChangeSet of its edits without the

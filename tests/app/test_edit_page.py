@@ -1114,3 +1114,40 @@ def test_a_return_to_the_page_finds_the_dataset_and_its_unsaved_changes_chosen_a
     assert not at.exception
     assert at.selectbox(key="edit.dataset").options == ["People", "Stock"]  # labels stay
     assert "Unsaved changes in “People” too: choose it above" in texts(at, main_only=True)
+
+
+def test_a_date_of_a_year_far_from_today_is_asked_about_before_the_commit(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """2024-04-01 typed into the grid's date field (month/day/year in an American browser)
+    became 0401-02-04, and was committed without a word. It is asked about, not refused."""
+    with session_scope() as s:
+        name, _ = make_user(s, role="editor")
+    spec = DatasetSpec(
+        (
+            ColumnSpec("Name", "name", "text"),
+            ColumnSpec("Since", "since", "date"),
+            ColumnSpec("Born", "born", "date", min="1000-01-01"),  # its rule says enough
+        )
+    )
+    csv = b"Name,Since,Born\nann,2024-01-01,1990-01-01\n"
+    dataset = upload_dataset(Actor(name, name, "editor"), csv, spec=spec, name="Dates")
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(
+        at,
+        {
+            "edited_rows": {0: {"born": "1200-05-01"}},
+            "added_rows": [{"name": "bob", "since": "0401-02-04"}],
+        },
+    )
+    assert not at.exception
+    [warning] = [w.value for w in at.warning]
+    assert warning.startswith("1 date to check before you commit: its year is far from today")
+    [asked] = [f.value for f in at.main.dataframe if "Check" in f.value.columns]
+    assert asked[["Where", "Column", "Value"]].values.tolist() == [
+        ["new row 1", "Since", "0401-02-04"]
+    ]
+    assert "The year 401 is far from today" in asked["Check"][0]
+    at = commit_now(at, dataset, reason="old records")  # meant: it commits
+    assert not at.exception
+    assert len(dataset_rows(fresh_db.app, dataset, "name")) == 2

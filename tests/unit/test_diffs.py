@@ -1380,3 +1380,33 @@ def test_an_empty_new_row_of_a_dataset_with_no_required_column_is_a_row() -> Non
     win = window(rows=[(1, "a", 1)], spec=loose)
     changes = build({"added_rows": [{}]}, win)
     assert [i.values for i in changes.inserts] == [{"note": None, "qty": None}]
+
+
+def test_dates_far_from_today_are_asked_about_where_no_rule_bounds_them() -> None:
+    spec = DatasetSpec(
+        (
+            ColumnSpec("Since", "since", "date"),
+            ColumnSpec("Seen", "seen", "datetime"),
+            ColumnSpec("Born", "born", "date", max="2000-01-01"),
+        )
+    )
+    changes = ChangeSet(
+        updates=(
+            RowUpdate(
+                7,
+                1,
+                {"since": None, "seen": None, "born": None},
+                {
+                    "since": date(1899, 12, 31),
+                    "seen": datetime(2101, 1, 1, tzinfo=UTC),
+                    "born": date(1200, 1, 1),  # bounded by its rule: not asked about
+                },
+            ),
+        ),
+        inserts=(RowInsert({"since": date(1900, 1, 1), "seen": None, "born": None}),),
+    )
+    asked = diffs.doubtful_dates(changes, spec)
+    assert [(a.where, a.column, a.value) for a in asked] == [
+        ("row 7", "Since", "1899-12-31"),
+        ("row 7", "Seen", "2101-01-01T00:00:00+00:00"),
+    ]
