@@ -369,6 +369,34 @@ def in_words(values: Mapping[str, Value]) -> str:
     return ", ".join(f"{label}: {shown}" for label, shown in labelled(values).items())
 
 
+def review(changes: ChangeSet) -> None:
+    """How many cells and rows change, each changed cell before → after, the new rows and the
+    deleted ones."""
+    m = st.columns(4)
+    m[0].metric("Cells changed", f"{changes.cells_updated:,}")
+    m[1].metric("Rows changed", f"{len(changes.updates):,}")
+    m[2].metric("Rows added", f"{len(changes.inserts):,}")
+    m[3].metric("Rows deleted", f"{len(changes.deletes):,}")
+    if changes.updates:
+        table(
+            [
+                {
+                    labels[ROW_ID]: c.row_id,
+                    "Column": c.column,
+                    "Before": show_value(c.before),
+                    "After": show_value(c.after),
+                }
+                for c in diffs.cell_changes(changes, shown_spec)
+            ]
+        )
+    if changes.inserts:
+        st.caption("New rows")
+        table([labelled(i.values) for i in changes.inserts])
+    if changes.deletes:
+        st.caption("Deleted rows")
+        table([{labels[ROW_ID]: d.row_id, **labelled(d.before)} for d in changes.deletes])
+
+
 if not may_edit:
     st.caption("You can view this dataset; editors and admins can change it.")
 if flash := st.session_state.pop(k["flash"], None):
@@ -562,6 +590,13 @@ except InvalidEdits as exc:
         on_click="ignore",
         icon=":material/download:",
     )
+    if kept is not None and not kept.empty:  # what else was changed, for the person to see
+        st.subheader("Your other changes")
+        st.caption(
+            "These keep the rules; they are committed with the rest once every problem above "
+            "is corrected."
+        )
+        review(kept)
     discard_button("Every unsaved change to this dataset, those that break its rules too")
     st.stop()
 except PortalError as exc:
@@ -709,29 +744,7 @@ if changes.empty:
     st.stop()
 
 st.subheader("Review")
-m = st.columns(4)
-m[0].metric("Cells changed", f"{changes.cells_updated:,}")
-m[1].metric("Rows changed", f"{len(changes.updates):,}")
-m[2].metric("Rows added", f"{len(changes.inserts):,}")
-m[3].metric("Rows deleted", f"{len(changes.deletes):,}")
-if changes.updates:
-    table(
-        [
-            {
-                labels[ROW_ID]: c.row_id,
-                "Column": c.column,
-                "Before": show_value(c.before),
-                "After": show_value(c.after),
-            }
-            for c in diffs.cell_changes(changes, shown_spec)
-        ]
-    )
-if changes.inserts:
-    st.caption("New rows")
-    table([labelled(i.values) for i in changes.inserts])
-if changes.deletes:
-    st.caption("Deleted rows")
-    table([{labels[ROW_ID]: d.row_id, **labelled(d.before)} for d in changes.deletes])
+review(changes)
 # Not refused (such a date may be meant), but asked about: see diffs.doubtful_dates.
 doubtful = diffs.doubtful_dates(changes, shown_spec)
 if doubtful:

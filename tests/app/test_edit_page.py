@@ -1151,3 +1151,19 @@ def test_a_date_of_a_year_far_from_today_is_asked_about_before_the_commit(
     at = commit_now(at, dataset, reason="old records")  # meant: it commits
     assert not at.exception
     assert len(dataset_rows(fresh_db.app, dataset, "name")) == 2
+
+
+def test_the_changes_that_keep_the_rules_are_shown_beside_the_problems(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    """While one edit broke a rule, only the problems showed: the valid change beside it was
+    not listed anywhere."""
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(at, {"edited_rows": {0: {"qty": -1}, 1: {"note": "checked"}}})
+    assert not at.exception
+    assert "1 of your edits breaks the dataset's rules" in at.error[0].value
+    assert "Your other changes" in [h.value for h in at.subheader]
+    assert {m.label: m.value for m in at.metric}["Cells changed"] == "1"
+    [cells] = [f.value for f in at.main.dataframe if "Before" in f.value.columns]
+    assert cells[["Column", "After"]].values.tolist() == [["Note", "checked"]]
+    assert not [b for b in at.button if b.label == "Review and commit…"]
