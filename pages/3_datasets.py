@@ -433,7 +433,10 @@ def profile_of(dataset_id: int, column: str, changed_at: datetime | None) -> Pro
         return column_profile(session=session, dataset_id=dataset_id, column=column)
 
 
-def show_profile(found: Profile) -> None:
+def show_profile(found: Profile, filtered: bool) -> None:
+    """``filtered``: the page shows the rows of a filter, which the profile does not follow."""
+    if filtered:
+        st.caption("Of the whole dataset: the filter above chooses the rows shown, not these.")
     if found.sampled:
         st.caption(
             f"From a sample of {found.rows:,} of about {found.total:,} rows (a table of "
@@ -465,10 +468,10 @@ def show_profile(found: Profile) -> None:
         st.caption(f"The {len(found.top)} most frequent values")
         st.bar_chart(found.top, x="value", y="rows", horizontal=True, sort="-rows")
     if found.spread is not None:
-        last = found.spread["to"].iloc[-1]
+        first, last = found.spread["from"].iloc[0], found.spread["to"].iloc[-1]
         st.caption(
-            f"How the values spread from the smallest to the largest ({md_escape(last)}): "
-            "ranges of equal width, each labelled by where it starts"
+            f"How the values spread, from the smallest ({md_escape(first)}) to the largest "
+            f"({md_escape(last)}): ranges of equal width, each labelled by where it starts"
         )
         st.bar_chart(found.spread, x="from", y="rows", sort=False, x_label="")
     elif found.note:
@@ -495,7 +498,8 @@ with st.expander("Column profile", icon=":material/bar_chart:"):
             st.rerun()
     elif profiled is not None:
         try:
-            show_profile(profile_of(dataset.id, profiled, by_id[dataset.id].last_change_at))
+            found = profile_of(dataset.id, profiled, by_id[dataset.id].last_change_at)
+            show_profile(found, filtered=row_filter is not None)
         except ValidationError as exc:
             st.session_state[PROFILE_REFUSED] = (profile_key, str(exc))
             show_refusal(exc)

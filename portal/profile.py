@@ -25,6 +25,7 @@ Decisions a reader needs:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
@@ -207,8 +208,8 @@ def _spread(session: Session, source: FromClause, c: ColumnSpec) -> tuple[pd.Dat
                 select(func.min(measure), func.max(measure)).select_from(source)
             ).one()
             low, high = (int(low), int(high)) if c.type in _WHOLE else (float(low), float(high))
-            width, count = _ranges(c, low, high)
-            bounds: tuple[Any, Any] = (low, low + width * count)
+            start, width, count = _ranges(c, low, high)
+            bounds: tuple[Any, Any] = (start, start + width * count)
             if c.type in _WHOLE:
                 bounds = (literal(bounds[0], Numeric), literal(bounds[1], Numeric))
             bucket = func.width_bucket(measure, *bounds, count)
@@ -227,11 +228,12 @@ def _spread(session: Session, source: FromClause, c: ColumnSpec) -> tuple[pd.Dat
     # width_bucket puts a value on the upper bound (the largest, in a range of decimals or
     # date-times) in the bucket after the last.
     counted[count] = counted.get(count, 0) + counted.pop(count + 1, 0)
-    starts = [low + width * b for b in range(count)]
+    starts = [start + width * b for b in range(count)]
     if c.type in _WHOLE:  # a range of whole numbers or days ends at its last one, the last
-        ends = [min(start + width - 1, high) for start in starts]  # at the largest value
+        ends = [min(first + width - 1, high) for first in starts]  # at the largest value
     else:
-        ends = [min(start + width, high) for start in starts[:-1]] + [high]
+        ends = [min(first + width, high) for first in starts[:-1]] + [high]
+    starts[0] = low  # the first range is labelled by the smallest value, where the values begin
     froms, tos = _edges(c, starts, ends)
     return (
         pd.DataFrame(
@@ -248,16 +250,33 @@ def _spread(session: Session, source: FromClause, c: ColumnSpec) -> tuple[pd.Dat
 _WHOLE: Final = frozenset({"integer", "date"})
 
 
-def _ranges(c: ColumnSpec, low: float, high: float) -> tuple[float, int]:
-    """The width and the number of the ranges from ``low`` to ``high``: at most ``BUCKETS``;
-    of whole numbers (or days) at least one wide, so each holds whole values."""
+def _ranges(c: ColumnSpec, low: float, high: float) -> tuple[float, float, int]:
+    """Where the ranges covering ``low`` to ``high`` start, their width and their number: at
+    most ``BUCKETS`` (one more for decimals); of whole numbers (or days) at least one wide, so
+    each holds whole values; of decimals a round width (1, 2, 2.5 or 5 times a power of ten,
+    not below the column's last decimal) from a multiple of it, so that they start at numbers
+    a person reads at a glance (5, 7.5, 10 rather than 5.9855, 10.631)."""
     if c.type in _WHOLE:  # ints, exactly
         values = int(high) - int(low) + 1
         width = max(1, -(-values // BUCKETS))
-        return width, -(-values // width)
+        return low, width, -(-values // width)
     if high == low:
-        return 1.0, 1
-    return (high - low) / BUCKETS, BUCKETS
+        return low, 1.0, 1
+    if c.type != "decimal":
+        return low, (high - low) / BUCKETS, BUCKETS
+    step = _round_width((high - low) / BUCKETS)
+    if c.scale is not None:
+        step = max(step, 10.0**-c.scale)
+    start = math.floor(low / step) * step
+    if start > low:  # float8 arithmetic, one step too far: the smallest would be left out
+        start -= step
+    return start, step, max(1, math.ceil((high - start) / step - 1e-9))
+
+
+def _round_width(raw: float) -> float:
+    """The smallest of 1, 2, 2.5 and 5 times a power of ten not below ``raw`` (> 0)."""
+    power = 10.0 ** math.floor(math.log10(raw))
+    return next(f * power for f in (1, 2, 2.5, 5, 10) if f * power >= raw * (1 - 1e-12))
 
 
 _LAST_MOMENT: Final = datetime.max.replace(tzinfo=UTC)

@@ -454,6 +454,16 @@ def test_a_viewer_profiles_a_column(fresh_db: DatabaseHandle) -> None:
     assert f"Every one of the {ROWS:,} rows." in texts(at, main_only=True)
     charts = [e for e in at.main if getattr(e, "type", None) == "vega_lite_chart"]
     assert len(charts) == 2  # the most frequent values, and the spread of the numbers
+    assert "from the smallest (0) to the largest (6)" in texts(at, main_only=True)
+    assert "Of the whole dataset" not in texts(at, main_only=True)  # no filter
+    key = f"datasets.{dataset_id}.filter"
+    at.selectbox(key=f"{key}.column").select("_row_id").run()
+    at.selectbox(key=f"{key}.op").select("range").run()
+    at.text_input(key=f"{key}.upper").input("7").run()
+    assert "Of the whole dataset: the filter above chooses the rows shown" in texts(
+        at, main_only=True
+    )
+    assert f"Every one of the {ROWS:,} rows." in texts(at, main_only=True)
 
     at.selectbox(key=f"datasets.{dataset_id}.profile").select("name").run()
     assert "No value is there twice." in texts(at, main_only=True)

@@ -163,6 +163,7 @@ def test_ranges_narrower_than_the_labels_default_precision_have_distinct_labels(
     rate = profile_of(dataset, "rate").spread
     assert rate is not None
     assert (rate["from"].iloc[0], rate["to"].iloc[-1]) == ("1,000,000.1", "1,000,000.9")
+    assert rate["rows"].sum() == 9  # every value in a range, the smallest too
 
 
 def test_the_last_moment_a_datetime_can_hold_has_a_spread(editor: Actor) -> None:
@@ -264,3 +265,16 @@ def test_the_smallest_and_largest_decimals_are_labelled_as_they_are(editor: Acto
     assert price is not None
     # the page says "from the smallest to the largest (<the last range's end>)": not 12,345.7
     assert (price["from"].iloc[0], price["to"].iloc[-1]) == ("1.05", "12,345.67")
+
+
+def test_decimals_spread_in_ranges_that_start_at_round_numbers(editor: Actor) -> None:
+    """A 2-decimal column from 1.34 to 94.25 had ranges starting at 5.9855, 10.631, …"""
+    prices = ["1.34", "12.50", "33.33", "47.10", "50.00", "94.25"]
+    data = ("Name,Price\n" + "".join(f"n{i},{p}\n" for i, p in enumerate(prices))).encode()
+    dataset = upload(editor, data, uploads.NewDataset("Prices")).dataset_id
+    spread = profile_of(dataset, "price").spread
+    assert spread is not None
+    assert spread["from"].tolist() == ["1.34", *(str(n) for n in range(5, 95, 5))]
+    assert spread["to"].iloc[-1] == "94.25"
+    assert spread["rows"].sum() == len(prices)
+    assert spread.loc[spread["from"] == "50", "rows"].item() == 1  # 50.00: its range's start
