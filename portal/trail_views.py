@@ -691,6 +691,37 @@ def changeset(
     return detail if actor.can("admin") else replace(detail, client_info={})
 
 
+@dataclass(frozen=True)
+class RevertedBy:
+    """A sealed ``revert`` changeset that reverted another: its number, who and when."""
+
+    seq: int
+    who: str
+    committed_at: datetime
+
+
+def reverted_by(*, session: Session, changeset_id: int) -> list[RevertedBy]:
+    """The reverts of a changeset, oldest first (a revert may leave cells changed since, and
+    be reverted itself, so there may be several)."""
+    rows = session.execute(
+        select(
+            Changeset.seq,
+            Changeset.actor_display_name,
+            Changeset.actor_username,
+            Changeset.committed_at,
+        )
+        .where(
+            Changeset.kind == "revert",
+            Changeset.seq.is_not(None),
+            Changeset.detail["reverts"]["changeset_id"].as_integer() == changeset_id,
+        )
+        .order_by(Changeset.seq)
+    ).all()
+    return [
+        RevertedBy(r.seq, who(r.actor_display_name, r.actor_username), r.committed_at) for r in rows
+    ]
+
+
 def _check_open(actor: Actor, detail: ChangesetDetail) -> None:
     _require_viewer(actor)
     if detail.summary.dataset_id is None and not actor.can("admin"):

@@ -58,6 +58,11 @@ def show_changeset(
         f"Reason: {md_escape(s.reason) if s.reason else '*none given*'}  \n"
         f"{s.inserted:,} inserted · {s.updated:,} updated · {s.deleted:,} deleted"
     )
+    if reverts := _reverted_by(changeset_id):
+        said = ", then ".join(
+            f"#{r.seq} ({md_escape(r.who)}, {when(r.committed_at)})" for r in reverts
+        )
+        st.info(f"Reverted by {said}.", icon=":material/undo:")
     if lines := trail_views.setup_lines(detail.detail):
         st.markdown("\n".join(f"- {md_escape(line)}" for line in lines))
     with st.expander("Seal and details"):
@@ -87,6 +92,15 @@ def show_changeset(
     else:
         _row_changes(actor, detail, op, key)
     return detail
+
+
+def _reverted_by(changeset_id: int) -> list[trail_views.RevertedBy]:
+    """The changeset's reverts; none said when they cannot be read (the rest is shown)."""
+    try:
+        with session_scope() as session:
+            return trail_views.reverted_by(session=session, changeset_id=changeset_id)
+    except PortalError:
+        return []
 
 
 def _row_changes(actor: Actor, detail: ChangesetDetail, op: str, key: str) -> None:

@@ -81,6 +81,7 @@ def test_an_editor_reverts_a_changeset_through_the_dialog(
 ) -> None:
     edited = edit(olga, dataset, MIXED, reason="stock count")
     at, editor = history(fresh_db, "editor", dataset, edited)
+    assert not [i for i in at.info if i.value.startswith("Reverted by")]
     button(at, "history.revert.open").click().run()
     assert not at.exception
     shown = texts(at)
@@ -103,6 +104,10 @@ def test_an_editor_reverts_a_changeset_through_the_dialog(
     assert at.main.dataframe[0].value["#"].tolist()[0] == cs["seq"]
     assert at.main.dataframe[0].value["Kind"].tolist()[0] == "Revert"
     assert not [b for b in at.button if b.key == "history.revert.confirm"]
+    # Opened again, the changeset says it was reverted, by which changeset and whom.
+    at, _ = history(fresh_db, "viewer", dataset, edited)
+    [said] = [i.value for i in at.info if i.value.startswith("Reverted by")]
+    assert said.startswith(f"Reverted by #{cs['seq']} (")
 
 
 def test_cells_changed_since_are_shown_and_only_the_untouched_part_is_written(
@@ -138,7 +143,8 @@ def test_cells_changed_since_are_shown_and_only_the_untouched_part_is_written(
 
     # Opened again: what is left was changed since, the rest is back already.
     button(at, "history.revert.open").click().run()
-    [info] = at.info
+    reverted, info = at.info  # the changeset's "Reverted by #…", then the dialog's
+    assert reverted.value.startswith("Reverted by #")
     assert "Nothing can be reverted" in info.value
     assert "everything" not in info.value
     assert "the rest already holds the values from before it" in info.value
