@@ -967,7 +967,7 @@ def _required_message() -> str:
 
 def _unique_message(raw: str, first_row: int) -> str:
     return (
-        f"{_quoted(raw)} also appears in row {first_row}: values in this column must be unique;"
+        f"{_quoted(raw)} also appears in line {first_row}: values in this column must be unique;"
         " keep one and change the others."
     )
 

