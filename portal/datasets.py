@@ -218,7 +218,6 @@ def check_labels(spec: specs.DatasetSpec, fix: str) -> None:
             )
 
 
-
 def name_problem(*, session: Session, name: str) -> str | None:
     """What is wrong with ``name`` for a new dataset, said before anything is tried (as
     ``create_dataset`` would refuse it, which stays the last word: a name taken meanwhile);
@@ -231,6 +230,7 @@ def name_problem(*, session: Session, name: str) -> str | None:
     if session.scalar(select(func.count()).where(func.lower(Dataset.name) == folded)):
         return f"A dataset named {clean!r} exists already; choose another name."
     return None
+
 
 def _check_description(description: str) -> None:
     """Raises: ValidationError: longer than ``MAX_DESCRIPTION_CHARS``."""

@@ -437,6 +437,7 @@ def _empty_cell(value: object) -> bool:
     """A cell of a new row left as the grid added it: no value, or an empty text."""
     return value is None or value == "" or (isinstance(value, float) and value != value)
 
+
 def _recheck_pending(
     window: Window,
     edits: Mapping[int, Mapping[str, Value]],
@@ -523,6 +524,7 @@ def doubtful_dates(changes: ChangeSet, spec: DatasetSpec) -> list[EditProblem]:
     for n, i in enumerate(changes.inserts, start=1):
         look(i.values, f"new row {n}")
     return found
+
 
 def keepable_changes(window: Window, state: object) -> ChangeSet | None:
     """What of an editor state that breaks a rule can still be kept (the Edit page keeps it

@@ -108,11 +108,11 @@ def check(
     )
 
 
-
 def name_problem(name: str) -> str | None:
     """``datasets.name_problem`` in a session of its own, for the Upload page's name field."""
     with session_scope() as session:
         return datasets.name_problem(session=session, name=name)
+
 
 CLASH_CHUNK = 5_000
 """Values of a unique column looked up in the dataset per query."""
