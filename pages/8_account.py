@@ -12,11 +12,13 @@ from portal.users import PASSWORD_RULES
 signed = require_session("viewer", password_change_page=True)
 
 FLASH = "account.flash"
-FIELDS = ("account.current", "account.new", "account.confirm")
+# Each change gives the fields new keys, so that the browser draws them empty: popping their
+# keys emptied them on the server only, and a second click sent the old passwords again (the
+# current one wrong by then, a failed sign-in).
+CHANGES = "account.changes"
 
 st.title("Account")
-if flash := st.session_state.pop(FLASH, None):
-    st.success(flash, icon=":material/check_circle:")
+flash_box = st.empty()
 if signed.must_change_password:
     st.warning(
         f"{NOT_CHOSEN} Choose your own password to go on.",
@@ -29,19 +31,26 @@ st.markdown(
 )
 
 st.subheader("Change your password")
+changes = st.session_state.get(CHANGES, 0)
 with st.form("account.password"):
     current = st.text_input(
-        "Current password", type="password", key=FIELDS[0], autocomplete="current-password"
+        "Current password",
+        type="password",
+        key=f"account.current.{changes}",
+        autocomplete="current-password",
     )
     new = st.text_input(
         "New password",
         type="password",
-        key=FIELDS[1],
+        key=f"account.new.{changes}",
         autocomplete="new-password",
         help=PASSWORD_RULES,
     )
     confirm = st.text_input(
-        "New password again", type="password", key=FIELDS[2], autocomplete="new-password"
+        "New password again",
+        type="password",
+        key=f"account.confirm.{changes}",
+        autocomplete="new-password",
     )
     submitted = st.form_submit_button("Change password", type="primary", key="account.submit")
 
@@ -49,6 +58,7 @@ if submitted:
     if not current or not new:
         st.warning("Enter your current password and the new one.")
     else:
+        st.session_state.pop(FLASH, None)  # a new try: the last one's outcome is old news
         try:
             auth.change_own_password(
                 current_password=current, new_password=new, confirm_password=confirm
@@ -56,9 +66,12 @@ if submitted:
         except PortalError as exc:
             show_refusal(exc)
         else:
-            for key in FIELDS:
-                st.session_state.pop(key, None)
+            st.session_state[CHANGES] = changes + 1
             st.session_state[FLASH] = (
                 "Your password has been changed. Other browsers signed in as you are signed out."
             )
             st.rerun()
+if flash := st.session_state.get(FLASH):
+    # Kept until the next try: storing the new cookie, the browser reruns the page by itself
+    # (twice), and a flash popped at once vanished with the first of those reruns.
+    flash_box.success(flash, icon=":material/check_circle:")

@@ -21,6 +21,7 @@ from tests.app.conftest import (
     signed_in,
     texts,
 )
+from tests.app.test_account_page import change
 from tests.conftest import DatabaseHandle
 
 pytestmark = pytest.mark.app
@@ -154,10 +155,7 @@ def test_sign_out_in_a_tab_whose_session_had_ended_signs_out_nothing_else(
     a = sign_in(app_test().run(), name, password)
     b = sign_in(app_test().run(), name, password)
     a.switch_page("pages/8_account.py").run()
-    a.text_input(key="account.current").input(password)
-    a.text_input(key="account.new").input("a brand new passphrase")
-    a.text_input(key="account.confirm").input("a brand new passphrase")
-    a.button(key="account.submit").click().run()
+    change(a, password, "a brand new passphrase")
     assert "Your password has been changed." in a.success[0].value
     b.sidebar.button(key="portal.sign_out").click().run()
     assert not b.exception

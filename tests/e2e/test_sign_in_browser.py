@@ -1,9 +1,11 @@
 """Sign-in in a real browser against a real server: every page URL asks for sign-in first (also on
 a fresh server, before any session ran ``st.navigation``), signing in works and sets a cookie that
-signs the next visit in, signing out ends it, and forged cookies sign nobody in."""
+signs the next visit in, signing out ends it, forged cookies sign nobody in, and a changed
+password leaves the Account page's form empty."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -255,3 +257,40 @@ def test_an_admin_demoted_while_on_an_admin_page_is_told_why_at_the_next_click(
     expect(menu).to_contain_text("Datasets")
     expect(menu).not_to_contain_text("Users")
     expect(menu).not_to_contain_text("Audit")
+
+
+def test_a_changed_password_leaves_the_form_empty(
+    portal_server: PortalServer, context: BrowserContext
+) -> None:
+    """The fields are emptied in the browser, not only on the server: popping their keys left
+    them filled, and a second click sent the old password as the current one, a failed
+    sign-in. The confirmation stays through the reruns the browser makes storing the cookie."""
+    page = context.new_page()
+    page.goto(portal_server.url + "/account")
+    sign_in_form(page)
+    sign_in(page, "vee", portal_server.users["vee"])
+    wait_for_cookie(context, present=True)
+    # A session signed in by the cookie, which it has no need to write: the component that
+    # writes it reports the browser's cookies with some later rerun, which then loses its click.
+    page.goto(portal_server.url + "/account")
+    names = ("Current password", "New password", "New password again")
+    fields = [page.get_by_role("textbox", name=name, exact=True) for name in names]
+    typed = (portal_server.users["vee"], "my new password", "my new password")
+    for field, value in zip(fields, typed, strict=True):
+        field.fill(value)
+    page.get_by_role("button", name="Change password").click()
+    changed = page.get_by_text("Your password has been changed.")
+    expect(changed).to_be_visible()
+    for field in fields:
+        expect(field).to_have_value("")
+
+    asked = page.get_by_text("Enter your current password and the new one.")
+    for _ in range(3):  # the new cookie's writer may take a click (above)
+        page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden")
+        page.get_by_role("button", name="Change password").click()
+        with contextlib.suppress(AssertionError):
+            expect(asked).to_be_visible(timeout=5_000)
+            break
+    expect(asked).to_be_visible()
+    expect(changed).to_be_visible()
+    assert audit_events(portal_server.db.app, "sign_in_failed") == []
