@@ -232,10 +232,6 @@ def rules_editor(info: browse.DatasetInfo) -> None:
             "Enter your changes again; nothing has been changed.",
             icon=":material/warning:",
         )
-    st.caption(
-        "A stricter rule is checked against every row first; the types of the columns cannot "
-        f"change here. Options are separated by “{uploads.OPTION_SEPARATOR}”."
-    )
     edited = st.data_editor(
         rules,
         key=key,
@@ -245,6 +241,11 @@ def rules_editor(info: browse.DatasetInfo) -> None:
         placeholder=EMPTY_CELL,
         alt="Rules of each column of the dataset",
         column_config=rules_config(),
+    )
+    # Under the grid: above it, the grid's hover toolbar covered its end.
+    st.caption(
+        "A stricter rule is checked against every row first; the types of the columns cannot "
+        f"change here. Options are separated by “{uploads.OPTION_SEPARATOR}”."
     )
     why = st.text_input(
         "Reason (required)", max_chars=datasets.MAX_REASON_CHARS, key=f"{key}.reason"
