@@ -25,7 +25,7 @@ from portal.errors import PortalError
 from portal.trail_views import AsOf, Export, kind_label, when, who
 from portal.ui import current_actor, exports, md_escape, require
 from portal.ui.changeset_view import show_changeset
-from portal.ui.column_config import EMPTY_CELL, counts
+from portal.ui.column_config import EMPTY_CELL, KIND_WIDTH, counts, text_widths
 from portal.ui.db_retry import show_error, show_refusal
 from portal.ui.navigation import linked_id, no_datasets
 from portal.ui.pager import Pager
@@ -387,7 +387,10 @@ st.dataframe(
     ],
     hide_index=True,
     width="stretch",
-    column_config=counts("Inserted", "Updated", "Deleted"),
+    column_config={
+        **counts("Inserted", "Updated", "Deleted"),
+        **text_widths(Kind=KIND_WIDTH, Reason="large"),  # as on the Audit page
+    },
 )
 pager.controls(page.next_key)
 

@@ -30,7 +30,7 @@ from portal.trail_views import (
 )
 from portal.ui import exports, require_session
 from portal.ui.changeset_view import show_changeset
-from portal.ui.column_config import counts
+from portal.ui.column_config import EVENT_KIND_WIDTH, KIND_WIDTH, TARGET_WIDTH, counts, text_widths
 from portal.ui.db_retry import show_error, show_refusal
 from portal.ui.markdown import md_text
 from portal.ui.pager import Pager
@@ -68,22 +68,6 @@ def recorded_once(view: object) -> bool:
 
 def forget(view: object) -> None:
     recorded_views().discard(view)
-
-
-# The grid sizes a column to its first ten rows or so, and leaves out a value twice as wide as
-# the others: a longer reason further down was cut off ("Correct quantity and price aft"). The
-# columns whose values vary most get widths of their own: a reason or an event's details about
-# 60 characters ("large"), a kind or a target its longest label. Dataset and Who keep the
-# grid's sizing: their values are short and alike, and wider they would push the reason out
-# of view on a laptop's screen.
-KIND_WIDTH = 120  # px: "⚠ OUT OF BAND"
-EVENT_KIND_WIDTH = 150  # "User account changed"
-TARGET_WIDTH = 250  # "Check of every dataset against the log"
-
-
-def text_widths(**widths: Any) -> dict[str, Any]:
-    """Column configs giving the trail's text columns a width of their own (by label)."""
-    return {label: st.column_config.TextColumn(label, width=w) for label, w in widths.items()}
 
 
 st.title("Audit")

@@ -10,7 +10,7 @@ what is wrong.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
+from typing import Any, Final
 
 import streamlit as st
 
@@ -38,6 +38,22 @@ def counts(*labels: str) -> dict[str, Any]:
     """Column configs for a summary table's count columns (``labels``): shown with the
     browser's thousands separators (2,500 rows, not 2500), as the pages' metrics are."""
     return {label: st.column_config.NumberColumn(label, format="localized") for label in labels}
+
+
+# The grid sizes a column to its first ten rows or so, and leaves out a value twice as wide as
+# the others: a longer reason further down was cut off ("Correct quantity and price aft"). The
+# trail's columns whose values vary most get widths of their own (on the Audit and History
+# pages): a reason or an event's details about 60 characters ("large"), a kind or a target its
+# longest label. Dataset and Who keep the grid's sizing: their values are short and alike, and
+# wider they would push the reason out of view on a laptop's screen.
+KIND_WIDTH: Final = 120  # px: "⚠ OUT OF BAND"
+EVENT_KIND_WIDTH: Final = 150  # "User account changed"
+TARGET_WIDTH: Final = 250  # "Check of every dataset against the log"
+
+
+def text_widths(**widths: Any) -> dict[str, Any]:
+    """Column configs giving a table's text columns a width of their own (by label)."""
+    return {label: st.column_config.TextColumn(label, width=w) for label, w in widths.items()}
 
 
 def rules_config() -> dict[str, Any]:

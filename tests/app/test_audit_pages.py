@@ -480,6 +480,7 @@ def test_a_viewer_reads_a_dataset_s_history_and_its_state_as_of_a_changeset(
     at.selectbox(key="history.dataset").select(trail.stock).run()
     assert changesets_shown(at) == [trail.seqs["ann stock"], trail.seqs["stock upload"]]
     assert localized(at.main.dataframe[0]) == ["Inserted", "Updated", "Deleted"]
+    assert widths(at.main.dataframe[0]) == {"Kind": 120, "Reason": "large"}  # as on Audit
     upload = next(
         o
         for o in at.selectbox(key=f"history.{trail.stock}.open").options
