@@ -80,13 +80,17 @@ def show_changeset(
         st.info("This changeset changed no rows.", icon=":material/info:")
         return detail
     ops = list(counts)
-    op = st.radio(
-        "Rows",
-        ops,
-        format_func=lambda o: f"{OP_LABELS[o]} ({counts[o]:,})",
-        horizontal=True,
-        key=f"{key}.{changeset_id}.op",
-    )
+    if len(ops) == 1:  # nothing to choose between: said, not a radio of one option
+        op = ops[0]
+        st.markdown(f"**{OP_LABELS[op]} rows ({counts[op]:,})**")
+    else:
+        op = st.radio(
+            "Rows",
+            ops,
+            format_func=lambda o: f"{OP_LABELS[o]} ({counts[o]:,})",
+            horizontal=True,
+            key=f"{key}.{changeset_id}.op",
+        )
     if op == "bulk":
         _bulk_rows(actor, detail, key)
     else:

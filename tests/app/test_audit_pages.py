@@ -177,6 +177,8 @@ def test_an_update_shows_before_and_after_with_changed_cells_highlighted(trail: 
     at.selectbox(key="audit.open").select(label).run()
     ann = md_escape(f"{trail.ann.display_name} ({trail.ann.username})")
     assert any(m.value.startswith(f"**Edit** on **People** by **{ann}**, ") for m in at.markdown)
+    assert not [r for r in at.radio if (r.key or "").endswith(".op")]  # one kind of row change
+    assert "**Updated rows (2)**" in [m.value for m in at.markdown]
     frame = at.main.dataframe[1]
     assert frame.value[["Row id", "State", "Qty"]].values.tolist() == [
         [1, "before", "1"],

@@ -43,7 +43,7 @@ def test_an_admin_sees_a_changeset_s_before_and_after(
     expect(page.get_by_role("heading", name=f"Changeset #{seq}")).to_be_visible(timeout=SLOW)
     expect(page.get_by_text(re.compile(r"^Edit on People by "))).to_be_visible(timeout=SLOW)
     expect(page.get_by_text("Reason: fix the quantities")).to_be_visible(timeout=SLOW)
-    expect(page.get_by_text("Updated (2)")).to_be_visible()
+    expect(page.get_by_text("Updated rows (2)")).to_be_visible()  # one kind: no radio
     # The grid draws on a canvas: read what it shows from its accessible table.
     grid = page.locator('[data-testid="stDataFrame"]').nth(1)
     expect(grid).to_be_visible(timeout=SLOW)
