@@ -47,19 +47,20 @@ ADD_FORM: dict[str, object] = {
 }
 
 
-def apply(change: Callable[[Any, Actor], object], success: str) -> bool:
+def apply(change: Callable[[Any, Actor], Any], success: str | Callable[[Any], str]) -> bool:
     """Run one ``portal.users`` change in its own transaction; show why if it is refused.
+    ``success`` is the message for the next run, or makes it from what the change returned.
 
     The actor is read again first: a click in a dialog reruns only the dialog, not ``require``.
     """
     try:
         acting = current_actor("admin")
         with session_scope() as session:
-            change(session, acting)
+            done = change(session, acting)
     except PortalError as exc:
         show_refusal(exc)
         return False
-    st.session_state[FLASH] = success
+    st.session_state[FLASH] = success(done) if callable(success) else success
     st.session_state.pop(CONFIRM, None)
     return True
 
@@ -235,7 +236,7 @@ else:
         help="Clear the lock-out and the failed sign-in count.",
     ) and apply(
         lambda s, a: users.unlock(session=s, actor=a, username=account.username),
-        f"{account.username} has been unlocked.",
+        lambda unlocked: f"{unlocked.said(unlocked.username)}.",
     ):
         st.rerun()
 

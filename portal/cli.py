@@ -698,19 +698,12 @@ def user_enable(username: str) -> None:
 @click.argument("username")
 @_reports_errors
 def user_unlock(username: str) -> None:
-    """Clear a user's lock-out."""
+    """Clear a user's lock-out and failed sign-ins."""
     from portal.users import unlock
 
-    with _database():
-        before = _account_before(username)
-        with session_scope() as session:
-            unlock(session=session, actor=cli_actor(), username=username)
-    if before.locked_until is None and not before.failed_attempts:
-        click.echo(
-            f"{before.username!r} is not locked and has no failed sign-ins; nothing was changed"
-        )
-    else:
-        click.echo(f"{before.username!r} unlocked")
+    with _database(), session_scope() as session:
+        unlocked = unlock(session=session, actor=cli_actor(), username=username)
+    click.echo(unlocked.said(repr(unlocked.username)))
 
 
 @user.command("list")

@@ -21,6 +21,7 @@ from portal.actor import Actor
 from portal.errors import NotFound, PermissionDenied, ValidationError
 from portal.models import ROLES, User
 from portal.names import hidden_character
+from portal.wording import agreeing, counted
 
 MIN_PASSWORD_CHARS = 12
 MAX_PASSWORD_BYTES = 72  # bcrypt ignores (newer versions refuse) anything past 72 bytes
@@ -481,33 +482,65 @@ def reset_password(
 def _lock_out_cleared(user: User, now: datetime) -> dict[str, Any]:
     """What clearing ``user``'s lock-out and failed-attempt count clears, for its event: the
     count, and the lock only if still in force (lifting a lock is not clearing a count of
-    typos); nothing when there is neither."""
-    if not user.failed_attempts and user.locked_until is None:
+    typos); nothing when there is neither (a lock that ran out is none: the next sign-in
+    attempt starts the count again anyway)."""
+    in_force = user.locked_until is not None and user.locked_until > now
+    if not user.failed_attempts and not in_force:
         return {}
     return {
         "failed_attempts": user.failed_attempts,
-        "locked_until": (
-            user.locked_until.isoformat() if user.locked_until and user.locked_until > now else None
-        ),
+        "locked_until": user.locked_until.isoformat() if in_force and user.locked_until else None,
     }
 
 
-def unlock(*, session: Session, actor: Actor, username: str) -> User:
+@dataclass(frozen=True)
+class Unlocked:
+    """What ``unlock`` cleared: a lock in force, failed sign-ins (``failed_attempts``), or
+    nothing."""
+
+    username: str
+    lock_lifted: bool
+    failed_attempts: int
+
+    def said(self, name: str) -> str:
+        """What happened, in a sentence about ``name`` (the username as the caller shows it),
+        without a full stop: the Users page and ``portal user unlock`` say the same."""
+        if self.lock_lifted:
+            return f"{name} has been unlocked"
+        if self.failed_attempts:
+            count = self.failed_attempts
+            return (
+                f"{name} was not locked; its {counted(count, 'failed sign-in')} "
+                f"{agreeing(count, 'has', 'have')} been cleared"
+            )
+        return f"{name} is not locked and has no failed sign-ins; nothing was changed"
+
+
+def unlock(*, session: Session, actor: Actor, username: str) -> Unlocked:
     """Clear a lock-out and the failed-attempt counter, recording both as they were (the lock
     only if still in force); nothing (no event) when there is neither, as ``set_role`` and
-    ``set_active`` skip what changes nothing. Raises: PermissionDenied, NotFound."""
+    ``set_active`` skip what changes nothing. Returns what it cleared.
+
+    Raises:
+        PermissionDenied: the actor is not (or no longer) an active admin.
+        NotFound: no such user.
+    """
     _admins_turn(session, actor)
     user = get_user(session=session, username=username, for_update=True)
     now = database_now(session)
     cleared = _lock_out_cleared(user, now)
     if not cleared:
-        return user
+        return Unlocked(user.username, lock_lifted=False, failed_attempts=0)
     user.failed_attempts = 0
     user.locked_until = None
     user.updated_at = now
     session.flush()
     _admin_event(session, actor, user.username, "unlock", **cleared)
-    return user
+    return Unlocked(
+        user.username,
+        lock_lifted=cleared["locked_until"] is not None,
+        failed_attempts=cleared["failed_attempts"],
+    )
 
 
 def ensure_first_admin(

@@ -227,6 +227,27 @@ def test_unlock(
     assert signin.authenticate(name, password).username == name
 
 
+def test_unlock_says_when_the_account_was_not_locked(
+    fresh_db: DatabaseHandle, admin: tuple[AppTest, str]
+) -> None:
+    """An account with failed sign-ins and no lock in force (a lock that ran out, or fewer
+    failures than lock one) has only its count cleared: it was not "unlocked"."""
+    at, me = admin
+    name, _ = new_user(fresh_db, username="typo")
+    with pytest.raises(AuthError):
+        signin.authenticate(name, "bad guess")
+    at.run()
+    choose(at, name)
+    at.button(key="users.unlock").click().run()
+    assert [s.value for s in at.success] == [
+        "typo was not locked; its 1 failed sign-in has been cleared."
+    ]
+    assert admin_events(fresh_db) == [
+        (me, name, {"action": "unlock", "failed_attempts": 1, "locked_until": None})
+    ]
+    assert user(fresh_db, name)["failed_attempts"] == 0
+
+
 def test_the_last_active_admin_keeps_the_role(fresh_db: DatabaseHandle) -> None:
     name, password = new_user(fresh_db, role="admin", username="only-admin")
     at = sign_in(app_test().run(), name, password)

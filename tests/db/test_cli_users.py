@@ -55,7 +55,7 @@ def test_user_commands_leave_events(
     kim_line = next(line for line in listing.splitlines() if line.startswith("kim "))
     assert "editor" in kim_line
     assert kim_line.split()[4] != "-"  # a locked-until time
-    assert portal("unlock", "kim").exit_code == 0
+    assert portal("unlock", "kim").output == "'kim' has been unlocked\n"
     assert portal("unlock", "kim").exit_code == 0  # nothing left to unlock: no second event
     result = portal(
         "passwd", "kim", "--must-change-password", "--password-stdin", stdin="new pass for kim"
@@ -179,19 +179,29 @@ def test_a_username_typed_with_spaces_or_capitals_is_echoed_as_the_account_is_na
 def test_a_command_that_finds_nothing_to_change_says_so(fresh_db: DatabaseHandle) -> None:
     """Enabling an enabled account (or giving a role it has, unlocking one not locked) changes
     nothing and records no event; the command said "'kim' enabled" all the same, so whoever ran
-    it would look in the audit log for a change that never was."""
+    it would look in the audit log for a change that never was. Unlocking an account that has
+    failed sign-ins but no lock clears those, and says so (it said "'typo' unlocked")."""
     portal("add", "kim", "--role", "viewer", "--password-stdin", stdin="kim password 123\n")
+    portal("add", "typo", "--role", "viewer", "--password-stdin", stdin="typo password 123\n")
+    with pytest.raises(AuthError):
+        signin.authenticate("typo", "a wrong guess")
     for args, said in [
         (("role", "kim", "viewer"), "'kim' is viewer already; nothing was changed"),
         (("enable", "kim"), "'kim' is enabled already; nothing was changed"),
         (("unlock", "kim"), "'kim' is not locked and has no failed sign-ins; nothing was changed"),
+        (("unlock", "typo"), "'typo' was not locked; its 1 failed sign-in has been cleared"),
         (("disable", "kim"), "'kim' disabled"),
         (("disable", "kim"), "'kim' is disabled already; nothing was changed"),
     ]:
         result = portal(*args)
         assert result.exit_code == 0, (args, result.output)
         assert result.output == said + "\n"
-    assert [e[2]["action"] for e in admin_events(fresh_db)] == ["create", "disable"]
+    assert [(e[1], e[2]["action"]) for e in admin_events(fresh_db)] == [
+        ("kim", "create"),
+        ("typo", "create"),
+        ("typo", "unlock"),
+        ("kim", "disable"),
+    ]
 
 
 def test_listing_no_users_says_how_to_add_the_first(fresh_db: DatabaseHandle) -> None:

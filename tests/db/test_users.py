@@ -146,13 +146,50 @@ def test_an_unlock_is_recorded_with_what_it_cleared(
                 signin.authenticate(name, "a wrong guess")
     with fresh_db.owner.connect() as conn:
         lock = conn.scalar(text("SELECT locked_until FROM portal.users WHERE username = 'target'"))
-    for name in ("typo", "target"):
+    said = []
+    for name in ("typo", "target", "target"):
         with session_scope() as s:
-            users.unlock(session=s, actor=cli_actor(), username=name)
+            said.append(users.unlock(session=s, actor=cli_actor(), username=name).said(name))
+    assert said == [
+        "typo was not locked; its 1 failed sign-in has been cleared",
+        "target has been unlocked",
+        "target is not locked and has no failed sign-ins; nothing was changed",
+    ]
     assert [e[1:] for e in admin_events(fresh_db) if e[2]["action"] == "unlock"] == [
         ("typo", {"action": "unlock", "failed_attempts": 1, "locked_until": None}),
         ("target", {"action": "unlock", "failed_attempts": 3, "locked_until": lock.isoformat()}),
     ]
+
+
+@pytest.mark.parametrize(
+    ("failed_attempts", "said", "recorded"),
+    [
+        (3, "ran-out was not locked; its 3 failed sign-ins have been cleared", True),
+        (0, "ran-out is not locked and has no failed sign-ins; nothing was changed", False),
+    ],
+)
+def test_a_lock_that_ran_out_is_not_unlocked(
+    fresh_db: DatabaseHandle, failed_attempts: int, said: str, recorded: bool
+) -> None:
+    """A lock that ran out is no lock (the next attempt starts the count again): unlocking
+    clears only a count left, and with none changes nothing and records no event."""
+    add("ran-out")
+    with fresh_db.owner.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE portal.users SET failed_attempts = :n,"
+                " locked_until = now() - interval '1 minute' WHERE username = 'ran-out'"
+            ),
+            {"n": failed_attempts},
+        )
+    with session_scope() as s:
+        unlocked = users.unlock(session=s, actor=cli_actor(), username="ran-out")
+    assert (unlocked.lock_lifted, unlocked.failed_attempts) == (False, failed_attempts)
+    assert unlocked.said("ran-out") == said
+    unlocks = [e[2] for e in admin_events(fresh_db) if e[2]["action"] == "unlock"]
+    assert unlocks == (
+        [{"action": "unlock", "failed_attempts": 3, "locked_until": None}] if recorded else []
+    )
 
 
 @pytest.mark.parametrize(
