@@ -215,9 +215,11 @@ def change_rules(
             f"These are the rules of “{dataset.name}” already; nothing to change."
         )
     check_labels(spec, "type the label again without it")
-    if any(c.rule == "regex" and c.after is not None for c in changes):
-        specs.check_new_patterns(spec)
-        check_patterns_compile(session, spec)
+    patterned = {c.column for c in changes if c.rule == "regex" and c.after is not None}
+    if patterned:  # the new patterns only: one kept from before is its table's already
+        new_patterns = DatasetSpec(tuple(c for c in spec.columns if c.name in patterned))
+        specs.check_new_patterns(new_patterns)
+        check_patterns_compile(session, new_patterns)
     new = DatasetSpec(spec.columns, version=old.version + 1)
     before = specs.ddl_table(old, dataset.table_name, MetaData())
     after = specs.ddl_table(new, dataset.table_name, MetaData())
@@ -307,7 +309,7 @@ class _Plan:
 
     def apply(self, session: Session, qualified: str) -> None:
         for constraint in self.drop:
-            session.execute(DropConstraint(constraint))
+            session.execute(DropConstraint(constraint, if_exists=True))
         preparer = session.get_bind().dialect.identifier_preparer
         for column, required in self.not_null.items():
             action = "SET NOT NULL" if required else "DROP NOT NULL"

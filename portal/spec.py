@@ -2184,7 +2184,7 @@ def _sql_checks(c: ColumnSpec, column: Column[Any]) -> list[tuple[str, ColumnEle
     if c.max_length is not None:
         checks.append(("len", func.char_length(column) <= c.max_length))
     if c.regex is not None:
-        checks.append(("re", column.op("~")(literal(c.regex, Text()))))
+        checks.append(("re", column.op("~", is_comparison=True)(literal(c.regex, Text()))))
     if c.options is not None:
         checks.append(("in", column.in_([literal(o, Text()) for o in c.options])))
     return checks

@@ -6,6 +6,7 @@ cannot change; a stale view, a missing reason or an editor is refused and writes
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -282,3 +283,33 @@ def test_changes_read_in_words() -> None:
         "Qty · max: 100 → (none)",
         "Kind · options: a | b | c → a | b",
     ]
+
+
+def test_a_pattern_kept_from_before_is_not_held_to_the_rules_for_new_ones(
+    fresh_db: DatabaseHandle, people: tuple[Actor, Actor, int]
+) -> None:
+    """A pattern a table has already (here \\w, which a new dataset's rules refuse since the
+    regex engines read it differently) does not stop a new pattern on another column; a new
+    pattern is held to those rules."""
+    admin, editor, _ = people
+    two = DatasetSpec((ColumnSpec("Name", "name", "text"), ColumnSpec("Note", "note", "text")))
+    dataset_id = upload_dataset(editor, b"Name,Note\nann,x\n", spec=two, name="Notes")
+    table = table_name(fresh_db.app, dataset_id)
+    kept = DatasetSpec((replace(two.columns[0], regex=r"^\w+$"), two.columns[1]))
+    with fresh_db.superuser.begin() as conn:  # as a dataset made before that refusal holds it
+        conn.execute(
+            text("UPDATE portal.datasets SET spec = CAST(:s AS jsonb) WHERE id = :i"),
+            {"s": json.dumps(kept.to_json()), "i": dataset_id},
+        )
+        conn.execute(
+            text(f"ALTER TABLE data.{table} ADD CONSTRAINT ck_name_re CHECK (name ~ '^\\w+$')")
+        )
+    noted = DatasetSpec((kept.columns[0], replace(two.columns[1], regex="^[a-z]*$")))
+    _change(admin, dataset_id, noted)
+    with pytest.raises(ValidationError, match=r"\\w"):
+        _change(
+            admin,
+            dataset_id,
+            DatasetSpec((noted.columns[0], replace(two.columns[1], regex=r"^\w*$"))),
+            expected_version=2,
+        )
