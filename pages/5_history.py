@@ -465,6 +465,8 @@ else:
         hide_index=True,
         width="stretch",
         placeholder=EMPTY_CELL,
+        # Text, every digit as stored; numbers right-aligned as in the other tables.
+        column_config={n: st.column_config.TextColumn(alignment="right") for n in state.numbers},
         alt=f"{choices[dataset_id]} as it stood right after #{summary.seq}",
     )
 

@@ -1541,6 +1541,7 @@ class AsOf:
     committed_at: datetime
     frame: pd.DataFrame  # "Row id", then one column per label (see ``frame_names``)
     labels: tuple[str, ...] = ()  # the labels of the frame's columns after "Row id", as given
+    numbers: frozenset[str] = frozenset()  # the frame's columns of numbers (shown right-aligned)
 
     @property
     def rows(self) -> int:
@@ -1593,7 +1594,11 @@ def as_of(
     frame, shown = _rows_frame(
         {k: utc_image(v, times) or {} for k, v in sorted(state.items())}, labels
     )
-    return AsOf(dataset.id, dataset.name, seq, committed_at, frame, tuple(shown))
+    numeric = {c.label for c in spec.columns if c.type in ("integer", "decimal")}
+    numbers = frozenset(
+        name for name, label in zip(frame.columns[1:], shown, strict=True) if label in numeric
+    )
+    return AsOf(dataset.id, dataset.name, seq, committed_at, frame, tuple(shown), numbers)
 
 
 AS_OF_TOO_LARGE: Final = (

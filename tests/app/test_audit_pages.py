@@ -495,6 +495,10 @@ def test_a_viewer_reads_a_dataset_s_history_and_its_state_as_of_a_changeset(
     at.toggle(key=f"history.{trail.stock}.as_of").set_value(True).run()
     state = at.main.dataframe[-1].value
     assert state["Count"].tolist() == ["10", "20", "30"]
+    aligned = json.loads(at.main.dataframe[-1].proto.columns)
+    assert {n: c["alignment"] for n, c in aligned.items() if c.get("alignment")} == {
+        "Count": "right"
+    }
     at.button(key="history.prepare").click().run()
     [export] = events(trail.db, "export")
     assert export["actor_username"] == viewer
