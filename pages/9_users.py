@@ -260,6 +260,8 @@ for key, empty in ADD_FORM.items():
     if emptied or key not in st.session_state:
         st.session_state[key] = empty
 with st.form("users.add"):
+    # A row of two columns at a time: the page (and the Tab key) goes field by field in reading
+    # order, left then right; two tall columns went down the left one first.
     left, right = st.columns(2)
     username = left.text_input(
         "Username", key=ADD_USERNAME, help="a-z, 0-9, '.', '_' and '-'; up to 64 characters."
@@ -267,8 +269,10 @@ with st.form("users.add"):
     display_name = right.text_input(
         "Display name", key=ADD_DISPLAY_NAME, max_chars=users.MAX_DISPLAY_NAME_CHARS
     )
+    left, right = st.columns(2)
     email = left.text_input("Email (optional)", key=ADD_EMAIL, max_chars=users.MAX_EMAIL_CHARS)
     role = right.selectbox("Role", ROLES, key=ADD_ROLE)
+    left, right = st.columns(2)
     password = left.text_input(
         "Temporary password", type="password", key=ADD_PASSWORD, help=PASSWORD_RULES
     )

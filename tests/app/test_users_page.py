@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Selectbox, TextInput
 
 from portal import signin, users
 from portal.actor import cli_actor
@@ -69,6 +70,23 @@ def test_lists_every_user_with_role_and_state(
     assert list(table["Username"]) == ["boss", "off-user", "second-admin"]
     row = table[table["Username"] == "off-user"].iloc[0]
     assert (row["Role"], bool(row["Active"])) == ("editor", False)
+
+
+def test_add_a_user_asks_in_reading_order(admin: tuple[AppTest, str]) -> None:
+    """The fields come in the page (so the Tab key goes through them) in the order they read,
+    left to right a row at a time: two columns of three went Username, Email, Temporary
+    password, then Display name, Role, Temporary password again."""
+    at, _ = admin
+    [form] = [b for b in at.main if b.type == "form" and b.proto.form.form_id == "users.add"]
+    fields = [n.label for n in form if isinstance(n, TextInput | Selectbox)]
+    assert fields == [
+        "Username",
+        "Display name",
+        "Email (optional)",
+        "Role",
+        "Temporary password",
+        "Temporary password again",
+    ]
 
 
 def test_add_a_user(fresh_db: DatabaseHandle, admin: tuple[AppTest, str]) -> None:
