@@ -38,6 +38,7 @@ PASSWORD_RULES = (
 MAX_DISPLAY_NAME_CHARS = 100
 MAX_EMAIL_CHARS = 254  # RFC 5321's longest path, less its angle brackets
 EMAIL_RE = re.compile(r"[^\s@,;<>]+@[^\s@,;<>]+")  # one address, nothing around it
+EMAIL_DOMAIN_RE = re.compile(r"[^.]+(\.[^.]+)+")  # example.org: dotted, no empty part
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 FIRST_ADMIN = "admin"  # the account ``portal dev`` creates in an empty database
 
@@ -106,8 +107,10 @@ def check_email(email: str | None) -> str | None:
 
     Raises:
         ValidationError: it is longer than ``MAX_EMAIL_CHARS``, is not one address
-            (``name@domain``: no spaces, no list), or holds an invisible or control character
-            (it would look right on the Users page, yet no mail would reach it).
+            (``name@domain``: no spaces, no list), its domain has no dot or an empty part
+            (``ed@example``, ``ed@example.``: a name cut short, which no mail reaches), or it
+            holds an invisible or control character (it would look right on the Users page,
+            yet no mail would reach it).
     """
     address = (email or "").strip()
     if not address:
@@ -126,6 +129,13 @@ def check_email(email: str | None) -> str | None:
         raise ValidationError(
             f"{address!r} is not an email address: write one address, as name@example.org, or "
             "leave the field empty."
+        )
+    domain = address.rpartition("@")[2]
+    if not EMAIL_DOMAIN_RE.fullmatch(domain):
+        raise ValidationError(
+            f"{address!r} is not a whole email address: {domain!r}, after the @, is no full "
+            "domain name, such as example.org. Write the whole address, or leave the field "
+            "empty."
         )
     return address
 

@@ -198,6 +198,11 @@ def test_a_lock_that_ran_out_is_not_unlocked(
         ("kim.example.org", "is not an email address"),  # the @ forgotten
         ("kim@example.org, ann@example.org", "is not an email address"),
         ("kim @example.org", "is not an email address"),
+        # A domain cut short: no mail reaches it.
+        ("ed@example", "'ed@example' is not a whole email address: 'example', after the @"),
+        ("ed@example.", "'example.', after the @, is no full domain name, such as example.org"),
+        ("ed@.example.org", "'.example.org', after the @, is no full domain name"),
+        ("ed@example..org", "'example..org', after the @, is no full domain name"),
         ("k" * 250 + "@example.org", "262 characters; use at most 254"),
         # Looks right on the Users page, yet no mail would reach it.
         ("kim@exam\u200bple.org", r"invisible or control character \(U\+200B, character 9\)"),
