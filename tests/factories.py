@@ -201,3 +201,18 @@ def all_at_once(workers: int, work: Callable[[int], None], *, timeout: float = 1
     assert not any(t.is_alive() for t in threads), "a worker is still running"
     if errors:
         raise errors[0]
+
+
+def waiting_on_locks(superuser: Engine) -> int:
+    """How many backends of the database wait on a lock now (read as ``superuser``, who sees
+    every session's state): a test's second transaction, started in a thread, is known to
+    wait on the first."""
+    with superuser.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        )

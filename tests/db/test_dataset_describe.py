@@ -19,7 +19,7 @@ from portal.actor import Actor
 from portal.db import session_scope
 from portal.errors import PermissionDenied, ValidationError
 from tests.conftest import DatabaseHandle
-from tests.factories import make_user, table_name, upload_dataset
+from tests.factories import make_user, table_name, upload_dataset, waiting_on_locks
 
 pytestmark = pytest.mark.db
 
@@ -165,18 +165,6 @@ def test_a_refused_rename_writes_nothing(
     assert (_changesets(fresh_db), _stored(fresh_db, dataset_id)) == before
 
 
-def _waiting_backends(db: DatabaseHandle) -> int:
-    with db.superuser.connect() as conn:
-        return int(
-            conn.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            ).scalar_one()
-        )
-
-
 def test_two_datasets_renamed_to_one_name_at_once_the_second_is_told(
     fresh_db: DatabaseHandle, people: tuple[Actor, Actor, int]
 ) -> None:
@@ -205,7 +193,7 @@ def test_two_datasets_renamed_to_one_name_at_once_the_second_is_told(
         worker = threading.Thread(target=rename_second)
         worker.start()
         deadline = time.monotonic() + 20
-        while _waiting_backends(fresh_db) == 0 and worker.is_alive():
+        while waiting_on_locks(fresh_db.superuser) == 0 and worker.is_alive():
             assert time.monotonic() < deadline, "the second rename never waited"
             time.sleep(0.05)
     worker.join(timeout=60)

@@ -18,7 +18,7 @@ from portal.db import session_scope
 from portal.errors import ValidationError
 from portal.spec import ColumnSpec, DatasetSpec
 from tests.conftest import DatabaseHandle
-from tests.factories import make_user, upload_dataset
+from tests.factories import make_user, upload_dataset, waiting_on_locks
 
 pytestmark = pytest.mark.db
 
@@ -35,18 +35,6 @@ def editor(fresh_db: DatabaseHandle) -> Actor:
 def datasets_stored(db: DatabaseHandle) -> int:
     with db.owner.connect() as conn:
         return int(conn.execute(text("SELECT count(*) FROM portal.datasets")).scalar_one())
-
-
-def _waiting_backends(db: DatabaseHandle) -> int:
-    with db.superuser.connect() as conn:
-        return int(
-            conn.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            ).scalar_one()
-        )
 
 
 def test_two_names_with_one_table_name_created_at_once_both_land(
@@ -67,7 +55,7 @@ def test_two_names_with_one_table_name_created_at_once_both_land(
         worker = threading.Thread(target=second)
         worker.start()
         deadline = time.monotonic() + 20
-        while _waiting_backends(fresh_db) == 0 and worker.is_alive():
+        while waiting_on_locks(fresh_db.superuser) == 0 and worker.is_alive():
             assert time.monotonic() < deadline, "the second creation never waited"
             time.sleep(0.05)
     worker.join(timeout=60)

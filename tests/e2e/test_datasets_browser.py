@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import BrowserContext, expect
+from playwright.sync_api import BrowserContext, Page, expect
 from sqlalchemy import text
 
 from tests.db.test_browse import NEUTRALISED, ROWS, SPECIAL_NOTES, seed_people
@@ -22,18 +22,24 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 SLOW = 15_000  # ms
 
 
+def on_datasets_page(context: BrowserContext, proxied: str, username: str, password: str) -> Page:
+    """A new page of ``context``, signed in as ``username`` on the Datasets page."""
+    page = context.new_page()
+    page.goto(proxied + "/datasets")
+    sign_in_form(page)
+    sign_in(page, username, password)
+    wait_for_cookie(page.context, present=True)
+    expect(page.get_by_role("heading", name="Datasets")).to_be_visible(timeout=SLOW)
+    page.wait_for_timeout(500)  # the run after signing in writes the cookie; let it finish
+    return page
+
+
 def test_a_viewer_downloads_a_dataset_as_formula_safe_csv(
     portal_server: PortalServer, proxied: str, context: BrowserContext
 ) -> None:
     started = time.monotonic()
     dataset_id, _ = seed_people(portal_server.db)
-    page = context.new_page()
-    page.goto(proxied + "/datasets")
-    sign_in_form(page)
-    sign_in(page, "vee", portal_server.users["vee"])
-    wait_for_cookie(page.context, present=True)
-    expect(page.get_by_role("heading", name="Datasets")).to_be_visible(timeout=SLOW)
-    page.wait_for_timeout(500)  # the run after signing in writes the cookie; let it finish
+    page = on_datasets_page(context, proxied, "vee", portal_server.users["vee"])
 
     choose(page, "Open a dataset", "People")
     expect(page.get_by_text("Rows 1–100 of 250")).to_be_visible(timeout=SLOW)

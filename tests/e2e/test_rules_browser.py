@@ -10,8 +10,8 @@ from sqlalchemy import text
 
 from tests.db.test_browse import seed_people
 from tests.e2e.conftest import PortalServer, choose
+from tests.e2e.test_datasets_browser import on_datasets_page
 from tests.e2e.test_edit_browser import Shots, edit_cell, idle
-from tests.e2e.test_sign_in_browser import sign_in, sign_in_form, wait_for_cookie
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -54,13 +54,7 @@ def test_an_admin_changes_a_column_rule_in_the_browser(
 ) -> None:
     shot = Shots(request.node.name)
     dataset_id, _ = seed_people(portal_server.db)
-    page = context.new_page()
-    page.goto(proxied + "/datasets")
-    sign_in_form(page)
-    sign_in(page, "boss", portal_server.users["boss"])
-    wait_for_cookie(page.context, present=True)
-    expect(page.get_by_role("heading", name="Datasets")).to_be_visible(timeout=SLOW)
-    page.wait_for_timeout(500)  # the run after signing in writes the cookie; let it finish
+    page = on_datasets_page(context, proxied, "boss", portal_server.users["boss"])
     choose(page, "Open a dataset", "People")
     page.get_by_text("Settings").click()
     grid = page.get_by_test_id("stDataFrame").filter(has=page.get_by_text("Pattern (regex)"))
