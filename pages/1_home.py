@@ -15,6 +15,7 @@ from portal.ui.navigation import (
     DATASETS,
     EDIT,
     HISTORY,
+    PAGES,
     UPLOAD,
     USERS,
     PageSpec,
@@ -22,15 +23,16 @@ from portal.ui.navigation import (
 
 actor = require("viewer")
 
-GUIDE: tuple[tuple[PageSpec, str], ...] = (
-    (DATASETS, "browse every dataset, filter and sort it, download it as CSV"),
-    (UPLOAD, "load a CSV file into a new dataset, or add to or replace one's rows"),
-    (EDIT, "change rows in the grid and commit them with a reason"),
-    (HISTORY, "every change to a dataset, a row's versions, the table as it was, revert"),
-    (AUDIT, "the whole audit log, its hash chains, and a check of every dataset against it"),
-    (ACCOUNT, "change your own password"),
-    (USERS, "accounts, roles, locks and passwords"),
-)
+# What each page is for; listed in the menu's order (PAGES).
+GUIDE: dict[PageSpec, str] = {
+    DATASETS: "browse every dataset, filter and sort it, download it as CSV",
+    UPLOAD: "load a CSV file into a new dataset, or add to or replace one's rows",
+    EDIT: "change rows in the grid and commit them with a reason",
+    HISTORY: "every change to a dataset, a row's versions, the table as it was, revert",
+    AUDIT: "the whole audit log, its hash chains, and a check of every dataset against it",
+    ACCOUNT: "change your own password",
+    USERS: "accounts, roles, locks and passwords",
+}
 # What a page offers someone who may only read (a viewer), where that is less: editing and
 # reverting need the editor role.
 READ_ONLY: dict[PageSpec, str] = {
@@ -41,8 +43,9 @@ READ_ONLY: dict[PageSpec, str] = {
 st.title("Data Portal")
 st.caption(f"Welcome, {md_escape(actor.display_name)}.")
 
-for page, what in GUIDE:
-    if not actor.can(page.role):
+for page in PAGES:
+    what = GUIDE.get(page)
+    if what is None or not actor.can(page.role):
         continue
     if not actor.can("editor"):
         what = READ_ONLY.get(page, what)

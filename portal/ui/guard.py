@@ -83,7 +83,7 @@ def _sidebar(signed: SignedIn) -> None:
     with st.sidebar:
         st.caption(
             f"Signed in as **{md_escape(signed.display_name)}** "
-            f"({md_escape(signed.username)}), {signed.role}"
+            f"({md_escape(signed.username)}) · {signed.role} role"
         )
         st.button(
             "Sign out",

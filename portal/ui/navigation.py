@@ -47,7 +47,9 @@ AUDIT = PageSpec("pages/7_audit.py", "Audit", ":material/policy:", "admin")
 ACCOUNT = PageSpec("pages/8_account.py", "Account", ":material/person:", "viewer")
 USERS = PageSpec("pages/9_users.py", "Users", ":material/group:", "admin")
 
-PAGES: tuple[PageSpec, ...] = (HOME, DATASETS, EDIT, HISTORY, UPLOAD, AUDIT, ACCOUNT, USERS)
+# The menu's order, which Home's list of pages follows too: the flow of the work (find a dataset,
+# upload one, edit it, read its history), then the admin's, then one's own account.
+PAGES: tuple[PageSpec, ...] = (HOME, DATASETS, UPLOAD, EDIT, HISTORY, AUDIT, ACCOUNT, USERS)
 
 
 def pages_for(signed: SignedIn | None) -> list[PageSpec]:

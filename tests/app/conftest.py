@@ -137,8 +137,13 @@ def _record_menu(monkeypatch: pytest.MonkeyPatch) -> None:
 def listed_pages(at: AppTest) -> set[str]:
     """The page files the last run's st.navigation listed in its menu (``at``'s last run must
     be the latest run of app.py in the test)."""
+    return set(menu(at))
+
+
+def menu(at: AppTest) -> list[str]:
+    """``listed_pages`` in the menu's order."""
     assert at._registered_pages, "app.py has not run"
-    return set(_MENU)
+    return list(_MENU)
 
 
 def events(db: DatabaseHandle, *kinds: str) -> list[dict[str, Any]]:

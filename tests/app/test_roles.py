@@ -4,6 +4,8 @@ the person's next click."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
@@ -11,11 +13,13 @@ from streamlit.testing.v1 import AppTest
 from portal import signin
 from portal.actor import cli_actor
 from portal.errors import AuthError
+from portal.ui.navigation import PAGES
 from portal.users import set_active, set_role
 from tests.app.conftest import (
     ROOT,
     app_test,
     listed_pages,
+    menu,
     new_user,
     show_app,
     shows_sign_in,
@@ -45,10 +49,14 @@ def shows_no_user_data(at: AppTest, *usernames: str) -> bool:
 
 @pytest.mark.parametrize("role", EVERY_ROLE)
 def test_navigation_lists_only_the_role_s_pages(fresh_db: DatabaseHandle, role: str) -> None:
-    at, _ = signed_in(fresh_db, role)
+    at, name = signed_in(fresh_db, role, display_name="Pat Example")
     show_app(at)
     assert not at.exception
     assert listed_pages(at) == EXPECTED_PAGES[role]
+    # The role said as one ("…, admin" after the username read as the username again).
+    assert [c.value.replace("\\", "") for c in at.sidebar.caption] == [
+        f"Signed in as **Pat Example** ({name}) · {role} role"
+    ]
 
 
 @pytest.mark.parametrize("role", ["viewer", "editor"])
@@ -155,17 +163,20 @@ def test_must_change_password_goes_to_account_first(fresh_db: DatabaseHandle) ->
 def test_home_shows_each_role_its_pages_and_only_admins_the_database(
     fresh_db: DatabaseHandle,
 ) -> None:
+    """Home lists the pages in the menu's order (the menu had Upload after History)."""
     guide = {
         "viewer": ["Datasets", "Edit", "History", "Account"],
         "editor": ["Datasets", "Upload", "Edit", "History", "Account"],
         "admin": ["Datasets", "Upload", "Edit", "History", "Audit", "Account", "Users"],
     }
+    titles = {Path(page.path).name: page.title for page in PAGES}
     for role, pages in guide.items():
         at, _ = signed_in(fresh_db, role)
         show_app(at)
         assert not at.exception
         links = [link.label.split(":", 1)[0] for link in at.main.page_link]
         assert links == pages, role
+        assert [titles[file] for file in menu(at)] == ["Home", *pages], role
         shown = texts(at, main_only=True)
         assert ("Connected to PostgreSQL" in shown) == (role == "admin")
         assert ("Connected as" in shown) == (role == "admin")
