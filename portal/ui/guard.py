@@ -6,7 +6,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from portal import auth
-from portal.actor import Actor
+from portal.actor import ROLE_RANK, Actor
 from portal.errors import AuthError, PermissionDenied, PortalError
 from portal.signin import SignedIn
 from portal.ui.db_retry import show_error
@@ -18,6 +18,13 @@ NOT_CHOSEN = (
     "created your account)."
 )
 """The start of the notice to someone who must choose their own password (here and Account)."""
+
+
+def who_may(role: str) -> str:
+    """Who may use what needs ``role``, in words: "admins", "editors and admins" (every role
+    at or above it: an admin may do all an editor may)."""
+    *others, last = [f"{r}s" for r, rank in ROLE_RANK.items() if rank >= ROLE_RANK[role]]
+    return f"{', '.join(others)} and {last}" if others else last
 
 
 def require_session(role: str = "viewer", *, password_change_page: bool = False) -> SignedIn:
@@ -46,7 +53,7 @@ def require_session(role: str = "viewer", *, password_change_page: bool = False)
         st.stop()
     if not signed.actor.can(role):
         st.error(
-            f"This page is for the {role} role; you are signed in as {signed.role}. "
+            f"This page is for {who_may(role)}; you are signed in as {signed.role}. "
             "Ask an admin if you need access.",
             icon=":material/block:",
         )
@@ -74,7 +81,7 @@ def current_actor(role: str) -> Actor:
         raise AuthError("You are no longer signed in; nothing was changed. Sign in again.")
     if not signed.actor.can(role):
         raise PermissionDenied(
-            f"This needs the {role} role and you are now {signed.role}; nothing was changed."
+            f"This is for {who_may(role)}, and your role is now {signed.role}; nothing was changed."
         )
     return signed.actor
 

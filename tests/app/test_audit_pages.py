@@ -461,7 +461,7 @@ def test_below_admin_the_audit_page_is_out_of_reach(trail: Trail) -> None:
         sign_in(page, name, password)
         for shown in (at, page):
             assert not shown.exception
-            assert "This page is for the admin role" in shown.error[0].value
+            assert "This page is for admins;" in shown.error[0].value
             assert not shown.main.dataframe
             assert not shown.code
             assert "Verify now" not in texts(shown)

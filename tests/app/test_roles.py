@@ -69,8 +69,7 @@ def test_users_page_is_out_of_reach_below_admin(fresh_db: DatabaseHandle, role: 
     at.switch_page("pages/9_users.py").run()
     assert not at.exception
     assert [e.value for e in at.error] == [
-        f"This page is for the admin role; you are signed in as {role}. "
-        "Ask an admin if you need access."
+        f"This page is for admins; you are signed in as {role}. Ask an admin if you need access."
     ]
     assert shows_no_user_data(at, other, "Secret Admin")
     assert not at.main.button
@@ -85,11 +84,23 @@ def test_users_page_is_out_of_reach_below_admin(fresh_db: DatabaseHandle, role: 
     assert not page.exception
     assert not shows_sign_in(page)
     assert [e.value for e in page.error] == [
-        f"This page is for the admin role; you are signed in as {role}. "
-        "Ask an admin if you need access."
+        f"This page is for admins; you are signed in as {role}. Ask an admin if you need access."
     ]
     assert shows_no_user_data(page, other, "Secret Admin")
     assert not page.main.button  # no actions either
+
+
+def test_a_page_for_editors_says_admins_may_use_it_too(fresh_db: DatabaseHandle) -> None:
+    """A viewer opening Upload by its URL read "This page is for the editor role", as if an
+    admin could not use it either."""
+    at, _ = signed_in(fresh_db, "viewer")
+    show_app(at)
+    at.switch_page("pages/2_upload.py").run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "This page is for editors and admins; you are signed in as viewer. "
+        "Ask an admin if you need access."
+    ]
 
 
 @pytest.mark.parametrize("page_file", PAGE_FILES)

@@ -247,7 +247,7 @@ def test_an_admin_demoted_while_on_an_admin_page_is_told_why_at_the_next_click(
         with Session(portal_server.db.app) as s, s.begin():
             set_role(session=s, actor=cli_actor(), username=name, role=role)
     page.keyboard.press("r")  # rerun, as any click does
-    told = page.get_by_text("This page is for the admin role; you are signed in as viewer.")
+    told = page.get_by_text("This page is for admins; you are signed in as viewer.")
     expect(told).to_have_count(1)  # a rerun may show a stale copy for a moment
     expect(told).to_be_visible()
     assert "Manage a user" not in body(page)

@@ -70,5 +70,6 @@ def test_an_admin_demoted_while_the_dialog_is_open_cannot_confirm(
     with Session(portal_server.db.app) as s, s.begin():
         set_role(session=s, actor=cli_actor(), username="boss", role="viewer")
     page.get_by_role("dialog").get_by_role("button", name="Disable", exact=True).click()
-    expect(page.get_by_role("dialog").get_by_text("nothing was changed")).to_be_visible()
+    refusal = "This is for admins, and your role is now viewer; nothing was changed."
+    expect(page.get_by_role("dialog").get_by_text(refusal)).to_be_visible()
     assert vee_state(portal_server) == (True, 0)
