@@ -59,6 +59,8 @@ def test_an_admin_changes_a_column_rule_in_the_browser(
     page.get_by_text("Settings").click()
     grid = page.get_by_test_id("stDataFrame").filter(has=page.get_by_text("Pattern (regex)"))
     expect(grid).to_be_visible(timeout=SLOW)
+    page.get_by_text("Settings").scroll_into_view_if_needed()
+    shot(page, "settings")
 
     type_max(page, grid, "3", before="")
     save(page, "orders come in threes")
