@@ -77,7 +77,7 @@ from portal.csv_safe import (
 )
 from portal.datasets import dataset_spec, get_dataset
 from portal.errors import NotFound, PermissionDenied, ValidationError
-from portal.models import Changeset, Dataset, Event, RowChange
+from portal.models import Changeset, Dataset, Event, RowChange, User
 from portal.spec import DatasetSpec, logged_datetime
 from portal.wording import agreeing, all_of, counted
 
@@ -563,12 +563,16 @@ def events_frame(*, session: Session, actor: Actor, events: Iterable[EventSummar
     _require_admin(actor)
     events = list(events)
     names = trail_names(session=session, events=events)
+    # A failed sign-in's username is whatever was typed: shown as typed, not as an account.
+    people = _people(session, {e.actor_username for e in events if _by_account(e)})
     return pd.DataFrame(
         [
             {
                 "When": when(e.occurred_at),
                 "Kind": kind_label(e.kind),
-                "Who": e.actor_username or "",
+                "Who": (people.get(e.actor_username or "") if _by_account(e) else None)
+                or e.actor_username
+                or "",
                 "Target": target_label(e.kind, e.target, names),
                 "Detail": detail_line(e.detail, kind=e.kind, target=e.target, names=names),
             }
@@ -576,6 +580,24 @@ def events_frame(*, session: Session, actor: Actor, events: Iterable[EventSummar
         ],
         columns=["When", "Kind", "Who", "Target", "Detail"],
     )
+
+
+def _by_account(event: EventSummary) -> bool:
+    """Whether the event's actor is an account's username: not a failed sign-in's (whatever
+    was typed at the form, an account's name or not, shown as typed)."""
+    return event.kind != "sign_in_failed" and bool(event.actor_username)
+
+
+def _people(session: Session, usernames: Collection[str | None]) -> dict[str, str]:
+    """Each username of an account as the trail's tables name people (``who``: "Ann A (ann)",
+    by the account's display name now; events keep no name of their own)."""
+    wanted = sorted(u for u in usernames if u)
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(User.username, User.display_name).where(User.username.in_(wanted))
+    ).all()
+    return {r.username: who(r.display_name, r.username) for r in rows}
 
 
 def column_labels(*, session: Session, dataset_id: int | None) -> dict[str, str]:

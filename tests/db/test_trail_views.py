@@ -524,3 +524,25 @@ def test_every_kind_the_database_allows_has_a_label(fresh_db: DatabaseHandle) ->
     allowed = {kind for _, check in checks for kind in re.findall(r"'([^']+)'", check)}
     assert {"sign_in_failed", "out_of_band"} <= allowed  # the checks were read
     assert allowed <= set(trail_views.KIND_LABELS)
+
+
+def test_an_event_names_its_actor_as_the_tables_do_but_a_failed_sign_in_as_typed(
+    trail: Trail,
+) -> None:
+    """Events keep a username only: shown with the account's display name ("Ann A (ann)", as
+    changesets are); a failed sign-in's username is whatever was typed, shown as typed even
+    when it is an account's; one of no account (the command line's) stays as recorded."""
+    ann = trail.ann.username
+    with Session(trail.db.app) as s, s.begin():
+        for kind, who in [
+            ("sign_in", ann),
+            ("sign_in_failed", ann),
+            ("export", "cli:root"),
+        ]:
+            record_event(session=s, kind=kind, actor_username=who, target="", detail={})
+    with session_scope() as s:
+        page = trail_views.search_trail(
+            session=s, actor=trail.admin, trail_filter=TrailFilter(), trail_list="events"
+        )
+        frame = trail_views.events_frame(session=s, actor=trail.admin, events=page.items)
+    assert frame["Who"].tolist()[:3] == ["cli:root", ann, f"Ann A ({ann})"]
