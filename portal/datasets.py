@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -70,9 +71,18 @@ def admin_reason(actor: Actor, reason: str, *, may_not: str, say_why: str) -> st
 
 
 def open_dataset_changeset(
-    *, session: Session, actor: Actor, dataset: Dataset, kind: str, reason: str, detail: Any
+    *,
+    session: Session,
+    actor: Actor,
+    dataset: Dataset,
+    kind: str,
+    reason: str,
+    detail: dict[str, Any] | None,
+    client_info: dict[str, Any] | None = None,
+    correlation_id: uuid.UUID | None = None,
 ) -> int:
-    """Open the changeset of ``actor``'s change to ``dataset`` in the session's transaction."""
+    """Open the changeset of ``actor``'s change to ``dataset`` in the session's transaction
+    (``audit.changesets.open_changeset``)."""
     return open_changeset(
         session=session,
         kind=kind,
@@ -81,6 +91,8 @@ def open_dataset_changeset(
         actor_display_name=actor.display_name,
         reason=reason,
         detail=detail,
+        client_info=client_info,
+        correlation_id=correlation_id,
     )
 
 
@@ -226,10 +238,21 @@ def name_problem(*, session: Session, name: str) -> str | None:
         clean = _clean_name(name)
     except ValidationError as exc:
         return str(exc)
-    folded = func.lower(literal(clean, Text()))
-    if session.scalar(select(func.count()).where(func.lower(Dataset.name) == folded)):
+    if _name_taken(session, clean):
         return f"A dataset named {clean!r} exists already; choose another name."
     return None
+
+
+def _name_taken(session: Session, clean: str, *, dataset_id: int | None = None) -> bool:
+    """Whether a dataset (other than ``dataset_id``) has ``clean`` as its name, in any case:
+    lower-cased by PostgreSQL on both sides, as Python's str.lower() differs from it (a final
+    Σ, İ), so a name taken already could pass and fail on the unique constraint."""
+    taken = select(func.count()).where(
+        func.lower(Dataset.name) == func.lower(literal(clean, Text()))
+    )
+    if dataset_id is not None:
+        taken = taken.where(Dataset.id != dataset_id)
+    return bool(session.scalar(taken))
 
 
 def _check_description(description: str) -> None:
@@ -245,10 +268,8 @@ def _claim_name(session: Session, clean: str, *, dataset_id: int | None = None) 
     """Take ``clean`` for a dataset (``dataset_id``: an existing one, which may keep its own
     name in another case) until the transaction ends.
 
-    Two transactions claiming one name take turns here, so the second is told, not refused by
-    the unique constraint. Lower-cased by PostgreSQL on both sides: Python's str.lower()
-    differs from it (a final Σ, İ), so a name taken already could pass the check and fail on
-    the constraint.
+    Two transactions claiming one name (lower-cased by PostgreSQL) take turns here, so the
+    second is told, not refused by the unique constraint.
 
     Raises:
         ValidationError: another dataset has the name, in any case.
@@ -257,10 +278,7 @@ def _claim_name(session: Session, clean: str, *, dataset_id: int | None = None) 
     session.execute(
         select(func.pg_advisory_xact_lock(func.hashtext(literal("portal.dataset_name:") + folded)))
     )
-    taken = select(func.count()).where(func.lower(Dataset.name) == folded)
-    if dataset_id is not None:
-        taken = taken.where(Dataset.id != dataset_id)
-    if session.scalar(taken):
+    if _name_taken(session, clean, dataset_id=dataset_id):
         raise ValidationError(f"A dataset named {clean!r} exists already; choose another name.")
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Column,
     MetaData,
@@ -33,7 +34,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import AddConstraint, DropConstraint
 
@@ -51,7 +52,7 @@ from portal.datasets import (
     open_dataset_changeset,
 )
 from portal.errors import ValidationError
-from portal.spec import ColumnSpec, DatasetSpec
+from portal.spec import DatasetSpec, column_json
 from portal.wording import agreeing, counted
 
 CHANGEABLE: Final = (
@@ -130,7 +131,7 @@ def rule_changes(old: DatasetSpec, new: DatasetSpec) -> list[RuleChange]:
         )
     changes: list[RuleChange] = []
     for was, now in zip(old.columns, new.columns, strict=True):
-        was_json, now_json = _json(was), _json(now)
+        was_json, now_json = column_json(was), column_json(now)
         for part, word in FIXED.items():
             if was_json.get(part) != now_json.get(part):
                 raise ValidationError(
@@ -144,11 +145,6 @@ def rule_changes(old: DatasetSpec, new: DatasetSpec) -> list[RuleChange]:
             if was_json.get(rule) != now_json.get(rule)
         )
     return changes
-
-
-def _json(column: ColumnSpec) -> dict[str, Any]:
-    [data] = DatasetSpec((column,)).to_json()["columns"]
-    return dict(data)
 
 
 def change_text(change: RuleChange | Mapping[str, Any]) -> str:
@@ -293,14 +289,14 @@ class _Plan:
                     session, table, labels, column, "required", table.c[column].is_(None)
                 )
         for constraint in self.add:
-            column, rule = constraint.info["column"], constraint.info["rule"]
+            column, rule = str(constraint.info["column"]), str(constraint.info["rule"])
             if isinstance(constraint, CheckConstraint):
                 problems += _breaking(
                     session,
                     table,
                     labels,
                     column,
-                    _RULE_NAMES.get(rule) or str(rule),
+                    RULE_WORDS.get(_ENFORCES.get(rule, rule), rule),
                     not_(constraint.sqltext),
                 )
             else:
@@ -320,14 +316,15 @@ class _Plan:
             session.execute(AddConstraint(constraint))
 
 
-_RULE_NAMES: Final = {
+_ENFORCES: Final = {
     "filled": "required",
     "min": "min",
     "max": "max",
-    "len": "max length",
-    "re": "pattern",
+    "len": "max_length",
+    "re": "regex",
     "in": "options",
 }
+"""The spec rule each CHECK of ``spec.ddl_table`` enforces (its ``info["rule"]``), for words."""
 
 
 def _breaking(
@@ -354,7 +351,13 @@ def _breaking(
 def _duplicates(session: Session, table: Table, label: str, value: Column[Any]) -> list[str]:
     row_id = table.c["_row_id"]
     found = session.execute(
-        select(value, func.array_agg(aggregate_order_by(row_id, row_id)))
+        # The first rows of each repeated value only: one value may be in millions of rows.
+        select(
+            value,
+            func.array_agg(aggregate_order_by(row_id, row_id), type_=ARRAY(BigInteger))[
+                1:SAMPLE_ROWS
+            ],
+        )
         .where(value.is_not(None))
         .group_by(value)
         .having(func.count() > 1)
@@ -362,9 +365,7 @@ def _duplicates(session: Session, table: Table, label: str, value: Column[Any]) 
     ).all()
     if not found:
         return []
-    shown = "; ".join(
-        f"{_shown(v)} in rows {', '.join(map(str, ids[:SAMPLE_ROWS]))}" for v, ids in found
-    )
+    shown = "; ".join(f"{_shown(v)} in rows {', '.join(map(str, ids))}" for v, ids in found)
     return [f"“{label}”, unique: values appear in more than one row — {shown}"]
 
 

@@ -213,7 +213,7 @@ class DatasetSpec:
 
     def to_json(self) -> dict[str, Any]:
         """The spec as JSON-ready data, as ``portal.datasets.spec`` stores it."""
-        return {"version": self.version, "columns": [_column_json(c) for c in self.columns]}
+        return {"version": self.version, "columns": [column_json(c) for c in self.columns]}
 
     @classmethod
     def from_json(cls, data: object) -> DatasetSpec:
@@ -706,7 +706,8 @@ def _json_value(value: Value) -> Any:
     return value
 
 
-def _column_json(c: ColumnSpec) -> dict[str, Any]:
+def column_json(c: ColumnSpec) -> dict[str, Any]:
+    """One column as ``DatasetSpec.to_json`` stores it (JSON-ready values)."""
     data: dict[str, Any] = {
         "label": c.label,
         "name": c.name,

@@ -55,7 +55,6 @@ from sqlalchemy.orm import Session
 from audit.capture import qualified_table
 from audit.changesets import changeset_number as changeset_number  # the Edit page's
 from audit.changesets import number_after_commit as number_after_commit
-from audit.changesets import open_changeset
 from audit.search import loads
 from portal import db, diffs, estimates, indexes
 from portal.actor import Actor
@@ -66,6 +65,7 @@ from portal.datasets import (
     dataset_spec,
     get_dataset,
     guarded_columns,
+    open_dataset_changeset,
     too_long_for_an_index,
     too_long_for_index_message,
 )
@@ -309,15 +309,14 @@ def commit(
     table = qualified_table(session, dataset.table_name)
     savepoint = session.begin_nested()
     try:
-        changeset_id = open_changeset(
+        changeset_id = open_dataset_changeset(
             session=session,
+            actor=actor,
+            dataset=dataset,
             kind=kind,
-            dataset_id=dataset.id,
-            actor_username=actor.username,
-            actor_display_name=actor.display_name,
             reason=reason,
-            client_info=client_info,
             detail=detail,
+            client_info=client_info,
             correlation_id=correlation_id,
         )
         raw: Any = session.connection().connection.dbapi_connection
