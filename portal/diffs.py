@@ -60,6 +60,7 @@ from portal.spec import (
     browser_exact,
     browser_rounds,
     escape_surrogates,
+    is_missing,
     stored_decimal,
     validate_value,
 )
@@ -363,7 +364,7 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
     for n, row in enumerate(added, start=1):
         where = f"new row {pending_count + n}"
         new_where.append(where)
-        if needs_values and all(map(_empty_cell, row.values())):
+        if needs_values and all(map(is_missing, row.values())):
             # A row added and not typed in yet (the grid adds one at a click): one line, not
             # "A value is required" for each of its required cells.
             problems.append(EditProblem(where, "", "", EMPTY_NEW_ROW))
@@ -431,11 +432,6 @@ EMPTY_NEW_ROW: Final = (
     "This new row is empty: type its values, or delete it (tick the box at its left, then "
     "press Delete)."
 )
-
-
-def _empty_cell(value: object) -> bool:
-    """A cell of a new row left as the grid added it: no value, or an empty text."""
-    return value is None or value == "" or (isinstance(value, float) and value != value)
 
 
 def _recheck_pending(

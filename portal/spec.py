@@ -985,7 +985,8 @@ class _Invalid(Exception):
         self.message = message
 
 
-def _is_missing(value: object) -> bool:
+def is_missing(value: object) -> bool:
+    """A missing value, as the validator reads one: ``None``, an empty text, NaN, NA, NaT."""
     kind = type(value)
     if kind is str:  # the common cases first: this runs for every cell an editor sends
         return value == ""
@@ -1009,7 +1010,7 @@ def validate_value(
     Uniqueness needs the whole column: the table's UNIQUE constraint enforces it for edits.
     Never raises.
     """
-    if _is_missing(value):
+    if is_missing(value):
         if column.required:
             return CellError(row, column.label, "", "required", _required_message())
         return None
