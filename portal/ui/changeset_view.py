@@ -42,6 +42,7 @@ def show_changeset(
             detail = trail_views.changeset(
                 session=session, actor=actor, changeset_id=changeset_id, record=record
             )
+            reverts = trail_views.reverted_by(session=session, changeset_id=changeset_id)
     except PortalError as exc:
         show_refusal(exc)
         return None
@@ -58,7 +59,7 @@ def show_changeset(
         f"Reason: {md_escape(s.reason) if s.reason else '*none given*'}  \n"
         f"{s.inserted:,} inserted · {s.updated:,} updated · {s.deleted:,} deleted"
     )
-    if reverts := _reverted_by(changeset_id):
+    if reverts:
         said = ", then ".join(
             f"#{r.seq} ({md_escape(r.who)}, {when(r.committed_at)})" for r in reverts
         )
@@ -96,15 +97,6 @@ def show_changeset(
     else:
         _row_changes(actor, detail, op, key)
     return detail
-
-
-def _reverted_by(changeset_id: int) -> list[trail_views.RevertedBy]:
-    """The changeset's reverts; none said when they cannot be read (the rest is shown)."""
-    try:
-        with session_scope() as session:
-            return trail_views.reverted_by(session=session, changeset_id=changeset_id)
-    except PortalError:
-        return []
 
 
 def _row_changes(actor: Actor, detail: ChangesetDetail, op: str, key: str) -> None:
