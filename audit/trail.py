@@ -32,6 +32,18 @@ RowImage = dict[str, Any]
 # stored column list is refused rather than placed into DDL.
 SQL_TYPE = re.compile(r"^[a-z][a-z0-9_ ]*(\([0-9, ]+\))?( with(out)? time zone)?(\[\])?$")
 
+# The column an ``add_column`` schema changeset added and the value every row then in the table
+# got, as a row image (``portal.column_add``): the detail keeps a decimal as its exact text, which
+# becomes the number the capture would have recorded.
+_ADDED_IMAGE = """
+    CAST(jsonb_build_object(
+      c.detail->'column'->>'name',
+      CASE WHEN c.detail->'column'->>'type' = 'decimal'
+                AND jsonb_typeof(c.detail->'fill') = 'string'
+           THEN to_jsonb(CAST(c.detail->>'fill' AS numeric))
+           ELSE coalesce(c.detail->'fill', 'null') END) AS text)
+"""
+
 _EVENTS = text(
     """
     SELECT c.seq, 0 AS part, r.id, r.row_id, r.op, r.after::text AS after
@@ -41,8 +53,13 @@ _EVENTS = text(
     SELECT c.seq, 1 AS part, b.id, NULL, 'bulk', NULL
       FROM audit.bulk_load b JOIN audit.changeset c ON c.id = b.changeset_id
      WHERE b.dataset_id = :dataset AND c.seq IS NOT NULL AND c.seq <= :upto
+    UNION ALL
+    SELECT c.seq, 2 AS part, c.id, NULL, 'add_column', ({ADDED}) AS after
+      FROM audit.changeset c
+     WHERE c.dataset_id = :dataset AND c.seq IS NOT NULL AND c.seq <= :upto
+       AND c.kind = 'schema' AND c.detail->>'action' = 'add_column'
      ORDER BY 1, 2, 3
-    """
+    """.replace("{ADDED}", _ADDED_IMAGE)
 )
 
 
@@ -68,6 +85,10 @@ def dataset_state(
             state.pop(event.row_id, None)
         elif event.op == "update":  # the changed cells only
             state[event.row_id] = {**state.get(event.row_id, {}), **_image(event, exact)}
+        elif event.op == "add_column":  # every row the table had then has the column
+            added = _image(event, exact)
+            for image in state.values():
+                image.update(added)
         else:
             state[event.row_id] = _image(event, exact)
     return state
@@ -193,6 +214,55 @@ def _column_list(columns: Any) -> bool:
     )
 
 
+_ADDED_COLUMNS = text(
+    """
+    SELECT c.seq, c.id, c.committed_at, c.kind, c.actor_username, c.actor_display_name,
+           c.reason, ({ADDED}) AS image
+      FROM audit.changeset c
+     WHERE c.dataset_id = :dataset AND c.seq IS NOT NULL
+       AND c.kind = 'schema' AND c.detail->>'action' = 'add_column'
+     ORDER BY c.seq
+    """.replace("{ADDED}", _ADDED_IMAGE)
+)
+
+
+def added_since(session: Session, dataset_id: int, seq: int) -> set[str]:
+    """The physical names of the columns added to the dataset after its changeset ``seq``."""
+    return set(
+        session.scalars(
+            text(
+                "SELECT c.detail->'column'->>'name' FROM audit.changeset c"
+                " WHERE c.dataset_id = :dataset AND c.seq > :seq AND c.kind = 'schema'"
+                " AND c.detail->>'action' = 'add_column'"
+            ),
+            {"dataset": dataset_id, "seq": seq},
+        )
+    )
+
+
+def _added_columns(session: Session, dataset_id: int) -> list[RowEvent]:
+    """Each column added to the dataset after its creation, as an event of op ``add_column``:
+    ``after`` the column and the value the rows then in the table got."""
+    events = []
+    for r in session.execute(_ADDED_COLUMNS, {"dataset": dataset_id}):
+        after = loads(r.image)
+        events.append(
+            RowEvent(
+                r.seq,
+                r.id,
+                r.committed_at,
+                r.kind,
+                r.actor_username,
+                r.actor_display_name,
+                r.reason,
+                "add_column",
+                dict.fromkeys(after),
+                after,
+            )
+        )
+    return events
+
+
 @dataclass(frozen=True)
 class RowVersion:
     """One version of a row: the change that made it and the whole row right after it
@@ -211,7 +281,18 @@ def row_versions(*, session: Session, dataset_id: int, row_id: int) -> list[RowV
     """
     versions: list[RowVersion] = []
     current: RowImage | None = None
-    for event in row_history(session=session, dataset_id=dataset_id, row_id=row_id):
+    events = row_history(session=session, dataset_id=dataset_id, row_id=row_id)
+    if events:  # sorted by seq alone: stable, so a changeset's own events keep their order
+        events = sorted([*events, *_added_columns(session, dataset_id)], key=lambda e: e.seq)
+    for event in events:
+        if event.op == "add_column":
+            if current is None:  # the row was not in the table then
+                continue
+            current = {**current, **(event.after or {})}
+            changed = {k: (None, v) for k, v in (event.after or {}).items() if v is not None}
+            if changed:  # a column added empty is not a new version of the row
+                versions.append(RowVersion(event, dict(current), changed))
+            continue
         if event.bulk_load_id is not None:
             first = session.execute(
                 text("SELECT first_row_id FROM audit.bulk_load WHERE id = :id"),

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import streamlit as st
 
-from portal import browse, datasets, diffs, rule_changes, uploads
+from portal import browse, column_add, datasets, diffs, rule_changes, uploads
 from portal.browse import (
     FILTER_HELP,
     FILTER_OPS,
@@ -276,6 +276,68 @@ def rules_editor(info: browse.DatasetInfo) -> None:
     st.rerun()
 
 
+TYPE_WORDS = {
+    "text": "text",
+    "integer": "integer (whole numbers)",
+    "decimal": "decimal",
+    "boolean": "yes / no",
+    "date": "date (YYYY-MM-DD)",
+    "datetime": "date and time",
+    "category": "category (one of a list of options)",
+}
+
+
+def add_column_form(info: browse.DatasetInfo) -> None:
+    """A new column at the end of the table, with a reason: a ``schema`` changeset. Its other
+    rules are set afterwards in the rules grid (checked against the rows first)."""
+    key = f"datasets.{info.id}.add_column.{info.spec_version}"  # afresh after any change
+    rows = counted(info.row_count, "row")
+    with st.form(key, border=False, enter_to_submit=False):
+        label = st.text_input("Label of the new column", key=f"{key}.label")
+        kind = st.selectbox(
+            "Type", list(TYPE_WORDS), format_func=TYPE_WORDS.__getitem__, key=f"{key}.type"
+        )
+        options = st.text_input(
+            "Options (a category only)",
+            placeholder=f"low {uploads.OPTION_SEPARATOR} medium {uploads.OPTION_SEPARATOR} high",
+            key=f"{key}.options",
+        )
+        fill = st.text_input(
+            f"Value for the {rows} it has now (optional)",
+            help="Every row the dataset has now gets this value; rows added later get what "
+            "they are given. Leave it empty to leave the column empty in those rows.",
+            key=f"{key}.fill",
+        )
+        required = st.checkbox("Required", key=f"{key}.required")
+        why = st.text_input(
+            "Reason (required)", max_chars=datasets.MAX_REASON_CHARS, key=f"{key}.reason"
+        )
+        added = st.form_submit_button("Add column")
+    if not added:
+        return
+    try:
+        with st.spinner("Adding the column…"), session_scope() as session:
+            column_add.add_column(
+                session=session,
+                actor=current_actor("admin"),
+                dataset_id=info.id,
+                label=label,
+                column_type=kind,
+                required=required,
+                options=options.split(uploads.OPTION_SEPARATOR) if options.strip() else None,
+                fill=fill,
+                expected_version=info.spec_version,
+                reason=why,
+            )
+    except PortalError as exc:
+        show_write_error(exc, kept="What you typed is kept", again="add it again")
+        return
+    st.session_state[FLASH] = (
+        f"Added the column “{label.strip()}”: it is in the audit log, and on the Edit page."
+    )
+    st.rerun()
+
+
 if actor.can("admin"):
     with st.expander("Settings"):
         st.markdown("**A reason for every change**")
@@ -292,6 +354,8 @@ if actor.can("admin"):
         describe_form(dataset.id, dataset.name, dataset.description)
         st.markdown("**Column rules**")
         rules_editor(dataset)
+        st.markdown("**Add a column**")
+        add_column_form(dataset)
     if (setting := st.session_state.get(SETTING)) and setting[0] == dataset.id:
         confirm_reason_setting(dataset.id, dataset.name, setting[1])
 

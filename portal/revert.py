@@ -45,7 +45,7 @@ from sqlalchemy import Text, cast, func, select, text
 from sqlalchemy.orm import Session
 
 from audit.search import BulkLoadInfo, ChangesetSummary, changeset_detail, loads
-from audit.trail import bulk_rows
+from audit.trail import added_since, bulk_rows
 from portal import db
 from portal.actor import Actor
 from portal.datasets import dataset_spec, get_dataset
@@ -200,12 +200,13 @@ def plan_revert(*, session: Session, actor: Actor, changeset_id: int) -> RevertP
                 restores[row_id] = (cells, {k: row.before[k] for k in cells})
         elif row.existed:
             missing = set(spec.names) - set(row.before)
-            if missing:
+            if missing - added_since(session, dataset.id, target.seq):
                 raise AuditError(
                     f"The audit log holds only part of row {row_id} as deleted by changeset "
                     f"#{target.seq}; it cannot be inserted again."
                 )
-            inserts.append((row_id, {n: row.before[n] for n in spec.names}))
+            _require_added_optional(spec, missing, row_id, target.seq)
+            inserts.append((row_id, {n: row.before.get(n) for n in spec.names}))
         elif row.after is not None:
             removes[row_id] = row.after
 
@@ -429,6 +430,23 @@ def _instead(session: Session, target: ChangesetSummary) -> str:
         "right after it), and upload that file with Replace, which undoes every later change "
         "too."
     )
+
+
+def _require_added_optional(spec: DatasetSpec, added: set[str], row_id: int, seq: int) -> None:
+    """A row deleted before columns were added comes back with them empty, if they may be.
+
+    Raises:
+        ValidationError: one of them is required.
+    """
+    required = [c.label for c in spec.columns if c.name in added and c.required]
+    if required:
+        said = " and ".join(f"“{label}”" for label in required)
+        raise ValidationError(
+            f"Row {row_id} was deleted by changeset #{seq}, before {said} "
+            f"{agreeing(len(required), 'was', 'were')} added to the dataset as required, so "
+            "it cannot come back without a value there. Nothing was reverted: add the row "
+            "again on the Edit page, or have an admin make the column optional first."
+        )
 
 
 def _require_editor(actor: Actor) -> None:

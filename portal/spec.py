@@ -800,24 +800,28 @@ _TRANSLITERATE: Final = str.maketrans(
 )
 
 
-def physical_names(labels: Iterable[str]) -> list[str]:
+def physical_names(
+    labels: Iterable[str], *, taken: Iterable[str] = (), start: int = 1
+) -> list[str]:
     """Safe, unique PostgreSQL column names for header labels, in order.
 
     Each name is ASCII ``[a-z0-9_]``, starts with a letter, has at most 63 bytes, and is never
     ``_row_id``, ``_version``, a PostgreSQL system column or ``pg_…``. Labels are transliterated
-    (``Größe`` -> ``grosse``); a label with nothing left becomes ``col_<position>``; a clash
-    after case folding gets ``_2``, ``_3``, … (``Name``, ``name `` -> ``name``, ``name_2``).
+    (``Größe`` -> ``grosse``); a label with nothing left becomes ``col_<position>`` (positions
+    counted from ``start``); a clash after case folding, or with a name in ``taken`` (the
+    columns a table has already), gets ``_2``, ``_3``, … (``Name``, ``name `` -> ``name``,
+    ``name_2``).
     """
-    taken: set[str] = set()
+    used = set(taken)
     names: list[str] = []
-    for position, label in enumerate(labels, start=1):
+    for position, label in enumerate(labels, start=start):
         base = _base_name(label, position)
         name, n = base, 2
-        while name in taken:
+        while name in used:
             suffix = f"_{n}"
             name = base[: MAX_IDENTIFIER_BYTES - len(suffix)].rstrip("_") + suffix
             n += 1
-        taken.add(name)
+        used.add(name)
         names.append(name)
     return names
 

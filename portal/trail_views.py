@@ -346,6 +346,8 @@ def setup_lines(detail: Mapping[str, Any]) -> list[str]:
         if not isinstance(changes, list):
             return []
         return [rule_changes.change_text(c) for c in changes if isinstance(c, Mapping)]
+    if action == "add_column":  # a schema changeset
+        return _added_column_lines(detail)
     if action != "settings":
         return []
     words = {"name": "Name", "description": "Description", "reason_required": None}
@@ -360,6 +362,23 @@ def setup_lines(detail: Mapping[str, Any]) -> list[str]:
         else:
             before, after = (_quoted(change[k]) for k in ("before", "after"))
             lines.append(f"{word}: {before} → {after}")
+    return lines
+
+
+def _added_column_lines(detail: Mapping[str, Any]) -> list[str]:
+    column = detail.get("column")
+    if not isinstance(column, Mapping):
+        return []
+    rules = [_required_word(column.get("required"))]
+    if isinstance(column.get("options"), list):
+        rules.append("options " + " | ".join(map(str, column["options"])))
+    lines = [
+        f"Column added: {_quoted(column.get('label'))} ({column.get('type')}, {', '.join(rules)})"
+    ]
+    rows, fill = detail.get("rows"), detail.get("fill")
+    if isinstance(rows, int) and rows > 0:
+        value = NO_VALUE if fill is None else _quoted(cell_text(fill))
+        lines.append(f"The {counted(rows, 'row')} it then had got: {value}")
     return lines
 
 
@@ -1673,6 +1692,10 @@ def export_as_of(
     )
 
 
+_ROW_OPS: Final = {"add_column": "column added"}
+"""A row version's change in words, where its code is not one."""
+
+
 def row_versions_frame(
     *, session: Session, actor: Actor, dataset_id: int, row_id: int
 ) -> pd.DataFrame:
@@ -1701,7 +1724,7 @@ def row_versions_frame(
         changed = "; ".join(
             f"{labels.get(k, k)}: {change_text(b)} → {change_text(a)}"
             for k, (b, a) in v.changed.items()
-            if c.op == "update"
+            if c.op in ("update", "add_column")
             for b, a in [(utc_text(b), utc_text(a)) if k in times else (b, a)]
         )
         row = utc_image(v.row, times)
@@ -1712,7 +1735,7 @@ def row_versions_frame(
             "Who": who(c.actor_display_name, c.actor_username),
             "Kind": kind_label(c.kind),
             "Why": c.reason,
-            "Change": "bulk insert" if c.bulk_load_id is not None else c.op,
+            "Change": _ROW_OPS.get(c.op, c.op) if c.bulk_load_id is None else "bulk insert",
             "Changed cells": changed,
         }
         for name in names:

@@ -756,3 +756,61 @@ def test_an_admin_changes_a_column_rule_checked_against_the_rows_first(
     ]
     # The grid now starts from the new rules, under the new version's key.
     assert at.button(key=f"datasets.{dataset_id}.rules.2.0.save")
+
+
+def rows_frame_of(at: AppTest) -> Any:
+    """The opened dataset's rows, for an admin: the table after the list and the rules grid."""
+    *_, rows = at.main.dataframe
+    assert "_row_id" in rows.value.columns
+    return rows.value
+
+
+def _add_column_fields(at: AppTest, key: str, **typed: str) -> None:
+    for field, value in typed.items():
+        at.text_input(key=f"{key}.{field}").input(value)
+
+
+def test_an_admin_adds_a_column_with_a_value_for_every_row(fresh_db: DatabaseHandle) -> None:
+    dataset_id, _ = seed_people(fresh_db)
+    key = f"datasets.{dataset_id}.add_column.1"
+    for role in ("viewer", "editor"):
+        at = open_dataset(datasets_page(fresh_db, role)[0], dataset_id)
+        assert not [b for b in at.button if b.label == "Add column"]
+    at, admin = datasets_page(fresh_db, "admin")
+    open_dataset(at, dataset_id)
+    [fill] = [t for t in at.text_input if t.key == f"{key}.fill"]
+    assert fill.label == f"Value for the {ROWS} rows it has now (optional)"
+    _add_column_fields(at, key, label="Team", options="red | blue", fill="green", reason="teams")
+    at.selectbox(key=f"{key}.type").select("category")
+    at.checkbox(key=f"{key}.required").check()
+    [add] = [b for b in at.button if b.label == "Add column"]
+    add.click().run()
+    assert not at.exception
+    [error] = at.error
+    assert "The value for the existing rows does not fit “Team”" in error.value
+    assert at.text_input(key=f"{key}.fill").value == "green"  # kept, to correct
+    with fresh_db.app.connect() as conn:
+        assert conn.scalar(text("SELECT max(spec_version) FROM portal.datasets")) == 1
+    at.text_input(key=f"{key}.fill").input("blue")
+    [add] = [b for b in at.button if b.label == "Add column"]
+    add.click().run()
+    assert not at.exception
+    assert "Added the column “Team”" in at.success[0].value
+    assert set(rows_frame_of(at)["team"]) == {"blue"}
+    table = table_name(fresh_db.app, dataset_id)
+    with fresh_db.app.connect() as conn:
+        assert conn.execute(text(f"SELECT DISTINCT team FROM data.{table}")).all() == [("blue",)]
+        who, reason, detail = conn.execute(
+            text("SELECT actor_username, reason, detail FROM audit.changeset ORDER BY id DESC")
+        ).first()
+    assert (who, reason, detail["action"], detail["fill"]) == (admin, "teams", "add_column", "blue")
+    assert detail["column"] == {
+        "label": "Team",
+        "name": "team",
+        "type": "category",
+        "required": True,
+        "unique": False,
+        "options": ["red", "blue"],
+    }
+    # The form starts afresh for the next column, under the spec's new version.
+    assert at.text_input(key=f"datasets.{dataset_id}.add_column.2.label").value == ""

@@ -953,6 +953,46 @@ def test_rules_changed_after_the_rows_were_loaded_check_the_kept_edits_again(
     assert dataset_rows(fresh_db.app, dataset, "qty") == [(9,), (3,)]
 
 
+def test_a_column_added_while_edits_wait_keeps_them_and_shows_the_column(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """An admin added a column while an editor's edits waited: the commit wrote nothing; the
+    page reads the rows again, with the new column and the edits kept, and commits them."""
+    from portal import column_add
+
+    with session_scope() as s:
+        name, _ = make_user(s, role="admin")
+    admin = Actor(name, name, "admin")
+    dataset = upload_dataset(admin, b"Name,Qty\nann,1\nbob,2\n", name="Stock")
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(at, {"edited_rows": {1: {"qty": 3}}})
+    at.text_input(key=f"edit.{dataset}.reason").input("stock take").run()
+    with session_scope() as s:
+        column_add.add_column(
+            session=s,
+            actor=admin,
+            dataset_id=dataset,
+            label="Shelf",
+            column_type="text",
+            fill="A1",
+            expected_version=1,
+            reason="where it is",
+        )
+    at = button(at, "Review and commit…").click().run()
+    at = button(at, "Commit").click().run()
+    assert not at.exception
+    [warning] = [w.value for w in at.warning]
+    assert "were changed since you opened it" in warning
+    assert dataset_rows(fresh_db.app, dataset, "qty, shelf") == [(1, "A1"), (2, "A1")]
+    grid = at.data_editor[0]
+    assert list(grid.value["shelf"]) == ["A1", "A1"]
+    assert {m.label: m.value for m in at.metric}["Cells changed"] == "1"  # kept
+    at = set_state(at, {"edited_rows": {1: {"qty": 3}, 0: {"shelf": "B2"}}})
+    at = commit_now(at, dataset, reason="stock take")
+    assert not at.exception
+    assert dataset_rows(fresh_db.app, dataset, "qty, shelf") == [(1, "B2"), (3, "A1")]
+
+
 def test_discarding_the_edits_discards_the_reason_typed_for_them(
     fresh_db: DatabaseHandle, dataset: int
 ) -> None:

@@ -1,0 +1,197 @@
+"""Adding a column to a dataset after its creation (DESIGN §4: "Changing a spec later is itself an
+audited change").
+
+An admin gives the new column a label, a type, whether it is required, the options of a
+category, and optionally one value for every row the table has now. The column goes at the end
+of the table; its other rules (unique, bounds, pattern, …) are set afterwards in the rules grid,
+where the rows are checked against them first.
+
+The change is one ``schema`` changeset, whose detail holds the column, the value the existing
+rows were given (``fill``: the column's JSON as the capture would record it, a decimal as its
+text) and the new spec. The table gets the value through ``ADD COLUMN … DEFAULT`` (one catalog
+change, not a rewrite of every row) and the default is dropped at once, so rows inserted later
+get only what they are given. No row change is captured for it: the log's readers
+(``audit.trail.dataset_state``, ``row_versions``) give every row that existed at that changeset
+the column with that value, so the state after every changeset is still read from the log alone,
+and ``portal audit verify --data`` compares the table with it.
+
+The capture function is written again in the same transaction (it refuses to run on columns
+other than those it was written for).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Final
+
+from sqlalchemy import MetaData, func, select, text
+from sqlalchemy.orm import Session
+from sqlalchemy.schema import AddConstraint
+
+from audit.capture import install_capture, qualified_table
+from audit.changesets import close_changeset
+from portal import spec as specs
+from portal.actor import Actor
+from portal.datasets import (
+    ChangedMeanwhile,
+    admin_reason,
+    check_labels,
+    dataset_spec,
+    get_dataset,
+    open_dataset_changeset,
+)
+from portal.errors import ValidationError
+from portal.spec import CellError, ColumnSpec, ColumnType, DatasetSpec, column_json
+from portal.wording import counted
+
+ADDABLE_TYPES: Final[tuple[ColumnType, ...]] = specs.COLUMN_TYPES
+"""Every type a column can have."""
+
+
+def add_column(
+    *,
+    session: Session,
+    actor: Actor,
+    dataset_id: int,
+    label: str,
+    column_type: ColumnType,
+    required: bool = False,
+    options: Sequence[str] | None = None,
+    fill: object = None,
+    expected_version: int,
+    reason: str,
+) -> int:
+    """Add a column at the end of the dataset's table, as one ``schema`` changeset; returns its
+    id. ``fill``: the value every existing row gets (as typed in a form or a CSV cell; None or
+    empty for no value).
+
+    Raises:
+        PermissionDenied: the actor is not an admin.
+        NotFound: no such dataset.
+        ChangedMeanwhile: the spec changed since ``expected_version`` was read.
+        ValidationError: no reason, or one over ``MAX_REASON_CHARS``; a label that is empty,
+            has an invisible character or is another column's already; a category without
+            options; a value for the rows the column's type or options refuse; a required
+            column with no value for the rows the table has; the dataset has as many columns
+            as a dataset may.
+        Nothing is written.
+    """
+    reason = admin_reason(
+        actor,
+        reason,
+        may_not="Only admins can add a column to a dataset.",
+        say_why="Say why you are adding the column; nothing was changed.",
+    )
+    dataset = get_dataset(session=session, dataset_id=dataset_id, for_update=True)
+    if dataset.spec_version != expected_version:
+        raise ChangedMeanwhile(
+            f"Someone changed the columns or rules of “{dataset.name}” since you loaded the "
+            "page. Nothing was changed; look at the columns as they are now and decide again."
+        )
+    old = dataset_spec(dataset)
+    column = _column(old, label, column_type, required, options)
+    new = DatasetSpec((*old.columns, column), version=old.version + 1)
+    check_labels(new, "type the label again without it")
+    value = _fill_value(column, fill)
+    table = qualified_table(session, dataset.table_name)
+    rows = _row_count(session, table)
+    if column.required and value is None and rows:
+        raise ValidationError(
+            f"“{column.label}” is required, so the {counted(rows, 'row')} the dataset has need a "
+            "value in it: give the value they should all get, or add the column as optional "
+            "and make it required once every row has one. Nothing was changed."
+        )
+    sql = specs.ddl_table(new, dataset.table_name, MetaData())
+    sql_type = sql.c[column.name].type.compile(dialect=session.get_bind().dialect)
+    logged = None
+    if value is not None:  # as the capture would record it: to_jsonb of the column's type
+        logged_text = session.scalar(
+            text(f"SELECT CAST(to_jsonb(CAST(:value AS {sql_type})) AS text)"), {"value": value}
+        )
+        logged = json.loads(logged_text, parse_float=str)  # a decimal as its exact text
+    changeset = open_dataset_changeset(
+        session=session,
+        actor=actor,
+        dataset=dataset,
+        kind="schema",
+        reason=reason,
+        detail={
+            "action": "add_column",
+            "column": column_json(column),
+            "fill": logged,
+            "rows": rows,
+            "spec_version": {"before": dataset.spec_version, "after": dataset.spec_version + 1},
+            "spec": new.to_json(),
+        },
+    )
+    name = session.get_bind().dialect.identifier_preparer.quote(column.name)
+    add = f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}"
+    if value is None:
+        session.execute(text(add))
+    else:
+        session.execute(text(f"{add} DEFAULT CAST(:value AS {sql_type})"), {"value": value})
+        session.execute(text(f"ALTER TABLE {table} ALTER COLUMN {name} DROP DEFAULT"))
+    if column.required:
+        session.execute(text(f"ALTER TABLE {table} ALTER COLUMN {name} SET NOT NULL"))
+    for constraint in sql.constraints:
+        if getattr(constraint, "info", {}).get("column") == column.name:
+            session.execute(AddConstraint(constraint))
+    install_capture(session=session, table_name=dataset.table_name, dataset_id=dataset.id)
+    dataset.spec = new.to_json()
+    dataset.spec_version += 1
+    dataset.updated_at = func.now()
+    session.flush()
+    close_changeset(session=session, changeset_id=changeset)
+    return changeset
+
+
+def _column(
+    spec: DatasetSpec,
+    label: str,
+    column_type: ColumnType,
+    required: bool,
+    options: Sequence[str] | None,
+) -> ColumnSpec:
+    """The new column, its physical name one the table does not have.
+
+    Raises:
+        ValidationError: an empty label or one taken, an unknown type, a category without
+            options (or options on another type), too many columns.
+    """
+    label = label.strip()
+    if not label:
+        raise ValidationError("Give the new column a label; nothing was changed.")
+    if column_type not in ADDABLE_TYPES:
+        raise ValidationError(
+            f"Unknown type {column_type!r}: choose one of {', '.join(ADDABLE_TYPES)}."
+        )
+    cleaned = None
+    if column_type == "category":
+        cleaned = tuple(dict.fromkeys(o.strip() for o in options or () if o.strip()))
+    elif options:
+        raise ValidationError("Only a category column has a list of options.")
+    (name,) = specs.physical_names([label], taken=spec.names, start=len(spec.columns) + 1)
+    return ColumnSpec(label=label, name=name, type=column_type, required=required, options=cleaned)
+
+
+def _fill_value(column: ColumnSpec, fill: object) -> specs.Value:
+    """``fill`` typed as the column's, or None for no value.
+
+    Raises:
+        ValidationError: the column's type or options refuse it.
+    """
+    if specs.is_missing(fill) or (isinstance(fill, str) and not fill.strip()):
+        return None  # spaces typed into the form's field are no value for every row
+    typed = specs.validate_value(column, fill)
+    if isinstance(typed, CellError):
+        raise ValidationError(
+            f"The value for the existing rows does not fit “{column.label}”: {typed.message}"
+            " Nothing was changed."
+        )
+    return typed
+
+
+def _row_count(session: Session, table: str) -> int:
+    count: int = session.execute(select(func.count()).select_from(text(table))).scalar_one()
+    return count
