@@ -810,15 +810,15 @@ def confirm(changes: ChangeSet, reason: str) -> None:
             close_dialog()
             st.rerun()
         except (writes.SpecChanged, writes.ReasonRequired) as exc:
-            # A setting changed since the rows were read: an admin changed the column rules, or
-            # required a reason while the field said it was optional (the button asks for one
-            # otherwise). Read the rows again, edits kept: checked under the new rules, or with
+            # A setting changed since the rows were read: an admin changed the column rules or
+            # added a column, or required a reason while the field said it was optional (the
+            # button asks for one otherwise). Read the rows again, edits kept: checked under the new rules, or with
             # the field saying a reason is required.
             st.session_state.pop(k["committing"], None)
             st.session_state[k["flash"]] = (
-                f"The column rules of “{read.name}” were changed since you opened it, so nothing "
-                "was written. Your edits are kept and checked again under the new rules: review "
-                "them, then commit again."
+                f"An admin changed the columns of “{read.name}” or their rules since you opened "
+                "it, so nothing was written. Your edits are kept and checked again under the "
+                "columns and rules as they are now: review them, then commit again."
                 if isinstance(exc, writes.SpecChanged)
                 else f"“{read.name}” now needs a reason for every change (its setting was "
                 "changed since you opened it), so nothing was written: type a reason below, "

@@ -938,7 +938,7 @@ def test_rules_changed_after_the_rows_were_loaded_check_the_kept_edits_again(
     assert not at.exception
     assert not [b for b in at.button if b.label == "Commit"]  # the dialog is closed
     [warning] = [w.value for w in at.warning]
-    assert "The column rules of “Stock” were changed since you opened it" in warning
+    assert "An admin changed the columns of “Stock” or their rules since you opened it" in warning
     assert "nothing was written" in warning
     assert dataset_rows(fresh_db.app, dataset, "qty") == [(1,), (2,)]
     # The kept 50 breaks the new rule, and is named; the kept 3 does not.
@@ -982,7 +982,7 @@ def test_a_column_added_while_edits_wait_keeps_them_and_shows_the_column(
     at = button(at, "Commit").click().run()
     assert not at.exception
     [warning] = [w.value for w in at.warning]
-    assert "were changed since you opened it" in warning
+    assert "An admin changed the columns of “Stock” or their rules since you opened it" in warning
     assert dataset_rows(fresh_db.app, dataset, "qty, shelf") == [(1, "A1"), (2, "A1")]
     grid = at.data_editor[0]
     assert list(grid.value["shelf"]) == ["A1", "A1"]
