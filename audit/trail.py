@@ -32,17 +32,20 @@ RowImage = dict[str, Any]
 # stored column list is refused rather than placed into DDL.
 SQL_TYPE = re.compile(r"^[a-z][a-z0-9_ ]*(\([0-9, ]+\))?( with(out)? time zone)?(\[\])?$")
 
-# The column an ``add_column`` schema changeset added and the value every row then in the table
-# got, as a row image (``portal.column_add``): the detail keeps a decimal as its exact text, which
-# becomes the number the capture would have recorded.
-_ADDED_IMAGE = """
+# A column added or removed after the dataset's creation (``portal.column_changes``), as a row
+# image: the column added and the value every row then in the table got (the detail keeps a
+# decimal as its exact text, which becomes the number the capture would have recorded), or the
+# column removed (its value null). ``op`` is the detail's action.
+_COLUMN_IMAGE = """
     CAST(jsonb_build_object(
       c.detail->'column'->>'name',
-      CASE WHEN c.detail->'column'->>'type' = 'decimal'
+      CASE WHEN c.detail->>'action' = 'remove_column' THEN 'null'
+           WHEN c.detail->'column'->>'type' = 'decimal'
                 AND jsonb_typeof(c.detail->'fill') = 'string'
            THEN to_jsonb(CAST(c.detail->>'fill' AS numeric))
            ELSE coalesce(c.detail->'fill', 'null') END) AS text)
 """
+_COLUMN_CHANGES = "c.kind = 'schema' AND c.detail->>'action' IN ('add_column', 'remove_column')"
 
 _EVENTS = text(
     """
@@ -54,12 +57,12 @@ _EVENTS = text(
       FROM audit.bulk_load b JOIN audit.changeset c ON c.id = b.changeset_id
      WHERE b.dataset_id = :dataset AND c.seq IS NOT NULL AND c.seq <= :upto
     UNION ALL
-    SELECT c.seq, 2 AS part, c.id, NULL, 'add_column', ({ADDED}) AS after
+    SELECT c.seq, 2 AS part, c.id, NULL, c.detail->>'action', ({IMAGE}) AS after
       FROM audit.changeset c
      WHERE c.dataset_id = :dataset AND c.seq IS NOT NULL AND c.seq <= :upto
-       AND c.kind = 'schema' AND c.detail->>'action' = 'add_column'
+       AND {COLUMN_CHANGES}
      ORDER BY 1, 2, 3
-    """.replace("{ADDED}", _ADDED_IMAGE)
+    """.replace("{IMAGE}", _COLUMN_IMAGE).replace("{COLUMN_CHANGES}", _COLUMN_CHANGES)
 )
 
 
@@ -89,6 +92,10 @@ def dataset_state(
             added = _image(event, exact)
             for image in state.values():
                 image.update(added)
+        elif event.op == "remove_column":  # and no row has it any more
+            for name in _image(event, exact):
+                for image in state.values():
+                    image.pop(name, None)
         else:
             state[event.row_id] = _image(event, exact)
     return state
@@ -214,37 +221,33 @@ def _column_list(columns: Any) -> bool:
     )
 
 
-_ADDED_COLUMNS = text(
+_COLUMN_EVENTS = text(
     """
     SELECT c.seq, c.id, c.committed_at, c.kind, c.actor_username, c.actor_display_name,
-           c.reason, ({ADDED}) AS image
+           c.reason, c.detail->>'action' AS op, ({IMAGE}) AS image
       FROM audit.changeset c
-     WHERE c.dataset_id = :dataset AND c.seq IS NOT NULL
-       AND c.kind = 'schema' AND c.detail->>'action' = 'add_column'
+     WHERE c.dataset_id = :dataset AND c.seq IS NOT NULL AND {COLUMN_CHANGES}
      ORDER BY c.seq
-    """.replace("{ADDED}", _ADDED_IMAGE)
+    """.replace("{IMAGE}", _COLUMN_IMAGE).replace("{COLUMN_CHANGES}", _COLUMN_CHANGES)
 )
 
 
-def added_since(session: Session, dataset_id: int, seq: int) -> set[str]:
-    """The physical names of the columns added to the dataset after its changeset ``seq``."""
-    return set(
-        session.scalars(
-            text(
-                "SELECT c.detail->'column'->>'name' FROM audit.changeset c"
-                " WHERE c.dataset_id = :dataset AND c.seq > :seq AND c.kind = 'schema'"
-                " AND c.detail->>'action' = 'add_column'"
-            ),
-            {"dataset": dataset_id, "seq": seq},
-        )
-    )
+def columns_changed_since(session: Session, dataset_id: int, seq: int) -> dict[str, set[str]]:
+    """The physical names of the columns added to the dataset (``"add_column"``) and removed
+    from it (``"remove_column"``) after its changeset ``seq``."""
+    found: dict[str, set[str]] = {"add_column": set(), "remove_column": set()}
+    for event in _column_events(session, dataset_id):
+        if event.seq > seq:
+            found[event.op].update(event.after or {})
+    return found
 
 
-def _added_columns(session: Session, dataset_id: int) -> list[RowEvent]:
-    """Each column added to the dataset after its creation, as an event of op ``add_column``:
-    ``after`` the column and the value the rows then in the table got."""
+def _column_events(session: Session, dataset_id: int) -> list[RowEvent]:
+    """Each column added to the dataset or removed from it after its creation, as an event of
+    op ``add_column`` or ``remove_column``: ``after`` the column and the value the rows then in
+    the table got (null when removed)."""
     events = []
-    for r in session.execute(_ADDED_COLUMNS, {"dataset": dataset_id}):
+    for r in session.execute(_COLUMN_EVENTS, {"dataset": dataset_id}):
         after = loads(r.image)
         events.append(
             RowEvent(
@@ -255,7 +258,7 @@ def _added_columns(session: Session, dataset_id: int) -> list[RowEvent]:
                 r.actor_username,
                 r.actor_display_name,
                 r.reason,
-                "add_column",
+                r.op,
                 dict.fromkeys(after),
                 after,
             )
@@ -283,14 +286,20 @@ def row_versions(*, session: Session, dataset_id: int, row_id: int) -> list[RowV
     current: RowImage | None = None
     events = row_history(session=session, dataset_id=dataset_id, row_id=row_id)
     if events:  # sorted by seq alone: stable, so a changeset's own events keep their order
-        events = sorted([*events, *_added_columns(session, dataset_id)], key=lambda e: e.seq)
+        events = sorted([*events, *_column_events(session, dataset_id)], key=lambda e: e.seq)
     for event in events:
-        if event.op == "add_column":
+        if event.op in ("add_column", "remove_column"):
             if current is None:  # the row was not in the table then
                 continue
-            current = {**current, **(event.after or {})}
-            changed = {k: (None, v) for k, v in (event.after or {}).items() if v is not None}
-            if changed:  # a column added empty is not a new version of the row
+            if event.op == "add_column":
+                changed = {k: (None, v) for k, v in (event.after or {}).items()}
+                current = {**current, **(event.after or {})}
+            else:
+                changed = {k: (current.get(k), None) for k in event.after or {}}
+                current = {k: v for k, v in current.items() if k not in changed}
+            # A column added or removed empty is no new version of the row.
+            changed = {k: (b, a) for k, (b, a) in changed.items() if (b, a) != (None, None)}
+            if changed:
                 versions.append(RowVersion(event, dict(current), changed))
             continue
         if event.bulk_load_id is not None:
@@ -315,3 +324,17 @@ def row_versions(*, session: Session, dataset_id: int, row_id: int) -> list[RowV
             current = None
         versions.append(RowVersion(event, None if current is None else dict(current), changed))
     return versions
+
+
+def removed_columns(session: Session, dataset_id: int) -> dict[str, dict[str, Any]]:
+    """The columns removed from the dataset, by physical name, as its spec held each (the
+    latest removal of a name wins): to name them in the rows they were part of."""
+    rows = session.execute(
+        text(
+            "SELECT c.detail->'column' FROM audit.changeset c"
+            " WHERE c.dataset_id = :dataset AND c.seq IS NOT NULL AND c.kind = 'schema'"
+            " AND c.detail->>'action' = 'remove_column' ORDER BY c.seq"
+        ),
+        {"dataset": dataset_id},
+    ).scalars()
+    return {c["name"]: c for c in rows if isinstance(c, dict) and isinstance(c.get("name"), str)}

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import streamlit as st
 
-from portal import browse, column_add, datasets, diffs, rule_changes, uploads
+from portal import browse, column_changes, datasets, diffs, rule_changes, uploads
 from portal.browse import (
     FILTER_HELP,
     FILTER_OPS,
@@ -41,6 +41,7 @@ actor = require("viewer")
 OPEN = "datasets.open"
 FLASH = "datasets.flash"
 SETTING = "datasets.setting"  # (dataset id, the reason setting asked for): its dialog is open
+REMOVING = "datasets.removing"  # (dataset id, spec version, column name): its dialog is open
 RULES_RESETS = "datasets.rules_resets"  # bumped when a malformed rules grid is dropped
 DESCRIBE = "datasets.describe"  # .<dataset id>: the name and description form
 PREPARED = "datasets.prepared"  # (ExportKey, the prepared CsvExport)
@@ -317,7 +318,7 @@ def add_column_form(info: browse.DatasetInfo) -> None:
         return
     try:
         with st.spinner("Adding the column…"), session_scope() as session:
-            column_add.add_column(
+            column_changes.add_column(
                 session=session,
                 actor=current_actor("admin"),
                 dataset_id=info.id,
@@ -338,6 +339,70 @@ def add_column_form(info: browse.DatasetInfo) -> None:
     st.rerun()
 
 
+def remove_column_form(info: browse.DatasetInfo) -> None:
+    """Choose a column to remove; the removal itself is asked for in ``confirm_removal``."""
+    if len(info.spec.columns) == 1:
+        st.caption("The dataset has one column only, which it needs.")
+        return
+    key = f"datasets.{info.id}.remove_column.{info.spec_version}"
+    labels = {c.name: c.label for c in info.spec.columns}
+    name = st.selectbox(
+        "Column to remove",
+        list(labels),
+        index=None,
+        format_func=labels.__getitem__,
+        placeholder="Choose a column",
+        key=key,
+    )
+    if st.button("Remove column…", disabled=name is None, key=f"{key}.ask"):
+        st.session_state[REMOVING] = (info.id, info.spec_version, name)
+
+
+def close_removal() -> None:
+    st.session_state.pop(REMOVING, None)
+
+
+@st.dialog("Remove this column?", on_dismiss=close_removal)
+def confirm_removal(info: browse.DatasetInfo, name: str) -> None:
+    """What removing the column loses and what the log keeps, a reason, then the removal."""
+    label = next(c.label for c in info.spec.columns if c.name == name)
+    st.write(
+        f"“{md_escape(label)}” leaves “{md_escape(info.name)}” with its values in "
+        f"{counted(info.row_count, 'row')} and its rules. The audit log keeps every value it "
+        "held: History shows the table as of any earlier changeset with the column. Edits "
+        "to it not yet committed, on the Edit page, are dropped. This cannot be undone here."
+    )
+    why = st.text_input(
+        "Reason (required)",
+        key=f"datasets.{info.id}.remove_column.reason",
+        max_chars=datasets.MAX_REASON_CHARS,
+    )
+    go, cancel = st.columns(2)
+    if go.button("Remove column", type="primary", disabled=not why.strip(), width="stretch"):
+        try:
+            with st.spinner("Removing the column…"), session_scope() as session:
+                column_changes.remove_column(
+                    session=session,
+                    actor=current_actor("admin"),
+                    dataset_id=info.id,
+                    name=name,
+                    expected_version=info.spec_version,
+                    reason=why,
+                )
+        except PortalError as exc:
+            show_refusal(exc)
+            return
+        close_removal()
+        st.session_state[FLASH] = (
+            f"Removed the column “{label}”: the audit log keeps its values and says who "
+            "removed it and why."
+        )
+        st.rerun()
+    if cancel.button("Cancel", width="stretch"):
+        close_removal()
+        st.rerun()
+
+
 if actor.can("admin"):
     with st.expander("Settings"):
         st.markdown("**A reason for every change**")
@@ -356,8 +421,13 @@ if actor.can("admin"):
         rules_editor(dataset)
         st.markdown("**Add a column**")
         add_column_form(dataset)
+        st.markdown("**Remove a column**")
+        remove_column_form(dataset)
     if (setting := st.session_state.get(SETTING)) and setting[0] == dataset.id:
         confirm_reason_setting(dataset.id, dataset.name, setting[1])
+    removing = st.session_state.get(REMOVING)
+    if removing and removing[:2] == (dataset.id, dataset.spec_version):
+        confirm_removal(dataset, removing[2])
 
 
 # -- filter, sort, page -----------------------------------------------------------------------

@@ -31,10 +31,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from portal import diffs, merge, writes
+from portal import column_changes, diffs, merge, writes
 from portal.browse import FILTER_HELP, FILTER_OPS, RowFilter, Sort, shown_labels
 from portal.csv_safe import csv_bytes
-from portal.datasets import dataset_names
+from portal.datasets import dataset_names, dataset_spec, get_dataset
 from portal.db import session_scope, transaction_status
 from portal.diffs import ChangeSet, InvalidEdits, show_value
 from portal.errors import CommitOutcomeUnknown, PortalError
@@ -110,14 +110,58 @@ def load(dataset_id: int, view: View, pending: ChangeSet | None) -> Loaded:
         )
 
     with session_scope() as session:
+        if view.filters or view.sort != Sort():
+            names = dataset_spec(get_dataset(session=session, dataset_id=dataset_id)).names
+            view = without_removed_filters(dataset_id, view, names)
         read = read_window(view.offset)
         if not read.rows and view.offset > 0:
             view = replace(view, offset=(max(1, math.ceil(read.total / view.size)) - 1) * view.size)
             st.session_state[keys(dataset_id)["view"]] = view
             read = read_window(view.offset)
+        if pending is not None and may_edit:
+            pending, dropped = pending.only_columns(read.spec.names)
+            if dropped:
+                removed = column_changes.removed_labels(session=session, dataset_id=dataset_id)
+                dropped_edits_note(dataset_id, pending, dropped, removed)
     base = diffs.editor_frame(read.spec, read.rows)
     window = diffs.make_window(read.spec, base, read.versions, pending if may_edit else None)
     return Loaded(secrets.token_hex(4), view, read, window, outages(), may_edit)
+
+
+def without_removed_filters(dataset_id: int, view: View, names: Sequence[str]) -> View:
+    """``view`` without its filters and sort on columns other than ``names`` (an admin removed
+    them since they were chosen), kept so, and a warning that says so."""
+    known = {ROW_ID, *names}
+    filters = tuple(f for f in view.filters if f.column in known)
+    sort = view.sort if view.sort.column in known else Sort()
+    if (filters, sort) == (view.filters, view.sort):
+        return view
+    view = replace(view, filters=filters, sort=sort, offset=0)
+    st.session_state[keys(dataset_id)["view"]] = view
+    add_flash(dataset_id, "A filter or sort on a column an admin removed since was cleared.")
+    return view
+
+
+def add_flash(dataset_id: int, note: str) -> None:
+    """Add ``note`` to the warning the page shows next."""
+    flash = st.session_state.get(keys(dataset_id)["flash"])
+    st.session_state[keys(dataset_id)["flash"]] = f"{flash} {note}" if flash else note
+
+
+def dropped_edits_note(
+    dataset_id: int, kept: ChangeSet, dropped: Mapping[str, int], labels: Mapping[str, str]
+) -> None:
+    """Keep ``kept``, the unsaved changes without the edits to columns an admin removed since
+    (``dropped``: how many edits to each), and say which went."""
+    said = "; ".join(
+        f"{counted(n, 'edit')} to “{labels.get(name, name)}”" for name, n in dropped.items()
+    )
+    were = agreeing(sum(dropped.values()), "was", "were")
+    add_flash(
+        dataset_id,
+        f"{said} {were} dropped: an admin removed the column since. Your other edits are kept.",
+    )
+    keep(dataset_id, kept)
 
 
 def current_changes(loaded: Loaded) -> ChangeSet:
@@ -341,7 +385,7 @@ if loaded is None:
             st.rerun()
         st.stop()
     st.session_state[k["window"]] = loaded
-read, window = loaded.read, loaded.window
+read, window, view = loaded.read, loaded.window, loaded.view
 spec = read.spec
 # A column labelled "Row id" (a file's own row numbers) is "Row id (column)" here, so that the
 # grid, the lists and the review tables never show two of that name.
@@ -812,8 +856,8 @@ def confirm(changes: ChangeSet, reason: str) -> None:
         except (writes.SpecChanged, writes.ReasonRequired) as exc:
             # A setting changed since the rows were read: an admin changed the column rules or
             # added a column, or required a reason while the field said it was optional (the
-            # button asks for one otherwise). Read the rows again, edits kept: checked under the new rules, or with
-            # the field saying a reason is required.
+            # button asks for one otherwise). Read the rows again, edits kept: checked under the
+            # new rules, or with the field saying a reason is required.
             st.session_state.pop(k["committing"], None)
             st.session_state[k["flash"]] = (
                 f"An admin changed the columns of “{read.name}” or their rules since you opened "

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import cached_property
@@ -134,6 +134,32 @@ class ChangeSet:
     def row_ids(self) -> set[int]:
         """The committed rows this ChangeSet touches."""
         return {u.row_id for u in self.updates} | {d.row_id for d in self.deletes}
+
+    def only_columns(self, names: Collection[str]) -> tuple[ChangeSet, dict[str, int]]:
+        """This ChangeSet without the cells of columns not in ``names`` (columns removed since
+        it was made), and how many edits to each of those it held: its changed cells, and the
+        values typed into its new rows. An update left with no cell goes; a new row and a
+        delete keep their other values."""
+        keep = set(names)
+        dropped: dict[str, int] = {}
+
+        def kept(values: Mapping[str, Value], count: bool) -> dict[str, Value]:
+            for name, value in values.items():
+                if name not in keep and count and value is not None:
+                    dropped[name] = dropped.get(name, 0) + 1
+            return {n: v for n, v in values.items() if n in keep}
+
+        updates = []
+        for u in self.updates:
+            after = kept(u.after, count=True)
+            if after:
+                updates.append(replace(u, before=kept(u.before, False), after=after))
+        changes = ChangeSet(
+            updates=tuple(updates),
+            inserts=tuple(replace(i, values=kept(i.values, True)) for i in self.inserts),
+            deletes=tuple(replace(d, before=kept(d.before, False)) for d in self.deletes),
+        )
+        return changes, dropped
 
 
 @dataclass(frozen=True)

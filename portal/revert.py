@@ -45,7 +45,7 @@ from sqlalchemy import Text, cast, func, select, text
 from sqlalchemy.orm import Session
 
 from audit.search import BulkLoadInfo, ChangesetSummary, changeset_detail, loads
-from audit.trail import added_since, bulk_rows
+from audit.trail import bulk_rows, columns_changed_since, removed_columns
 from portal import db
 from portal.actor import Actor
 from portal.datasets import dataset_spec, get_dataset
@@ -114,6 +114,7 @@ class RevertPlan:
     changes: ChangeSet
     conflicts: tuple[RevertConflict, ...]
     already: int = 0
+    removed: tuple[str, ...] = ()  # labels of columns it changed that were removed since
 
     @property
     def keys(self) -> frozenset[ConflictKey]:
@@ -188,7 +189,10 @@ def plan_revert(*, session: Session, actor: Actor, changeset_id: int) -> RevertP
     dataset = get_dataset(session=session, dataset_id=target.dataset_id, for_update=True)
     spec = dataset_spec(dataset)
     columns = {c.name: c for c in spec.columns}
-    net = _net_changes(session, target, detail.bulk_loads, columns)
+    since = columns_changed_since(session, dataset.id, target.seq)
+    # A column removed since is no longer there to revert: its values left with it.
+    removed: dict[str, None] = {}  # the removed columns it changed, in the order met
+    net = _net_changes(session, target, detail.bulk_loads, columns, since["remove_column"], removed)
 
     restores: dict[int, tuple[dict[str, Value], dict[str, Value]]] = {}  # expected, restore
     removes: dict[int, dict[str, Value]] = {}  # rows it inserted: their values after it
@@ -200,7 +204,7 @@ def plan_revert(*, session: Session, actor: Actor, changeset_id: int) -> RevertP
                 restores[row_id] = (cells, {k: row.before[k] for k in cells})
         elif row.existed:
             missing = set(spec.names) - set(row.before)
-            if missing - added_since(session, dataset.id, target.seq):
+            if missing - since["add_column"]:
                 raise AuditError(
                     f"The audit log holds only part of row {row_id} as deleted by changeset "
                     f"#{target.seq}; it cannot be inserted again."
@@ -276,6 +280,7 @@ def plan_revert(*, session: Session, actor: Actor, changeset_id: int) -> RevertP
         ),
         conflicts=tuple(conflicts),
         already=already,
+        removed=tuple(removed_columns(session, dataset.id)[n]["label"] for n in removed),
     )
 
 
@@ -331,6 +336,13 @@ def revert(
                 f"Nothing of changeset #{seq} is left to revert: {done}, so nothing can be "
                 "reverted without overwriting those changes; nothing was written.",
                 plan,
+            )
+        if plan.removed:
+            said = " and ".join(f"“{label}”" for label in plan.removed)
+            raise ValidationError(
+                f"Nothing to revert: changeset #{seq} changed {said}, which an admin removed "
+                "from the dataset since (the values left with the column), and nothing else "
+                "that does not already hold its value from before it."
             )
         raise ValidationError(
             f"Nothing to revert: the rows changeset #{seq} changed already hold the values "
@@ -461,8 +473,11 @@ def _net_changes(
     target: ChangesetSummary,
     bulk_loads: Iterable[BulkLoadInfo],
     columns: Mapping[str, ColumnSpec],
+    removed: Collection[str],
+    met: dict[str, None],
 ) -> dict[int, _Net]:
-    """Every row the changeset touched, folded in capture order into its net change."""
+    """Every row the changeset touched, folded in capture order into its net change, without
+    the columns ``removed`` since (those it changed are added to ``met``)."""
     net: dict[int, _Net] = {}
     captured = session.execute(
         select(
@@ -477,8 +492,8 @@ def _net_changes(
         .order_by(RowChange.id)
     )
     for row_id, op, before_json, after_json in captured:
-        before = _typed(columns, loads(before_json) or {}, target.seq)
-        after = _typed(columns, loads(after_json) or {}, target.seq)
+        before = _typed(columns, _without(loads(before_json), removed, met), target.seq)
+        after = _typed(columns, _without(loads(after_json), removed, met), target.seq)
         row = net.setdefault(row_id, _Net(existed=op != "insert"))
         for name, value in before.items():
             row.before.setdefault(name, value)
@@ -490,8 +505,21 @@ def _net_changes(
             row.after = None
     for bulk in bulk_loads:
         for row_id, image in bulk_rows(session=session, bulk_load_id=bulk.id, exact=True).items():
-            net[row_id] = _Net(existed=False, after=_typed(columns, image, target.seq))
+            after = _typed(columns, _without(image, removed, met), target.seq)
+            net[row_id] = _Net(existed=False, after=after)
     return net
+
+
+def _without(
+    image: Mapping[str, Any] | None, removed: Collection[str], met: dict[str, None]
+) -> dict[str, Any]:
+    kept = {}
+    for name, value in (image or {}).items():
+        if name in removed:
+            met[name] = None
+        else:
+            kept[name] = value
+    return kept
 
 
 def _typed(

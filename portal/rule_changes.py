@@ -52,6 +52,7 @@ from portal.datasets import (
     open_dataset_changeset,
 )
 from portal.errors import ValidationError
+from portal.models import Dataset
 from portal.spec import DatasetSpec, column_json
 from portal.wording import agreeing, counted
 
@@ -198,13 +199,7 @@ def change_rules(
         may_not="Only admins can change a dataset's column rules.",
         say_why="Say why you are changing the rules; nothing was changed.",
     )
-    dataset = get_dataset(session=session, dataset_id=dataset_id, for_update=True)
-    if dataset.spec_version != expected_version:
-        raise ChangedMeanwhile(
-            f"Someone changed the column rules of “{dataset.name}” since you loaded the page. "
-            "Nothing was changed; look at the rules as they are now and decide again."
-        )
-    old = dataset_spec(dataset)
+    dataset, old = locked_spec(session, dataset_id, expected_version)
     changes = rule_changes(old, spec)
     if not changes:
         raise ValidationError(
@@ -223,26 +218,72 @@ def change_rules(
     problems = plan.broken_rules(session, after, {c.name: c.label for c in new.columns})
     if problems:
         raise RulesBroken(problems)
-    changeset = open_dataset_changeset(
+    changeset = open_schema_changeset(
+        session,
+        actor,
+        dataset,
+        reason,
+        {"action": "rules", "changes": [c.as_detail() for c in changes]},
+        new,
+    )
+    plan.apply(session, qualified_table(session, dataset.table_name))
+    return close_schema_changeset(session, dataset, new, changeset)
+
+
+def locked_spec(
+    session: Session, dataset_id: int, expected_version: int
+) -> tuple[Dataset, DatasetSpec]:
+    """The dataset, locked for a change of its spec, and its spec.
+
+    Raises:
+        NotFound: no such dataset.
+        ChangedMeanwhile: the spec changed since ``expected_version`` was read.
+    """
+    dataset = get_dataset(session=session, dataset_id=dataset_id, for_update=True)
+    if dataset.spec_version != expected_version:
+        raise ChangedMeanwhile(
+            f"Someone changed the columns of “{dataset.name}” or their rules since you loaded "
+            "the page. Nothing was changed; look at them as they are now and decide again."
+        )
+    return dataset, dataset_spec(dataset)
+
+
+def open_schema_changeset(
+    session: Session,
+    actor: Actor,
+    dataset: Dataset,
+    reason: str,
+    detail: dict[str, Any],
+    new: DatasetSpec,
+) -> int:
+    """Open the ``schema`` changeset that gives ``dataset`` the spec ``new``: ``detail`` and
+    the spec's versions before and after, and the new spec itself (the spec in force after any
+    changeset is read from the log alone)."""
+    return open_dataset_changeset(
         session=session,
         actor=actor,
         dataset=dataset,
         kind="schema",
         reason=reason,
         detail={
-            "action": "rules",
-            "changes": [c.as_detail() for c in changes],
+            **detail,
             "spec_version": {"before": dataset.spec_version, "after": dataset.spec_version + 1},
             "spec": new.to_json(),
         },
     )
-    plan.apply(session, qualified_table(session, dataset.table_name))
+
+
+def close_schema_changeset(
+    session: Session, dataset: Dataset, new: DatasetSpec, changeset_id: int
+) -> int:
+    """Store ``new`` as the dataset's spec, its version moved on, and close the changeset;
+    returns its id."""
     dataset.spec = new.to_json()
     dataset.spec_version += 1
     dataset.updated_at = func.now()
     session.flush()
-    close_changeset(session=session, changeset_id=changeset)
-    return changeset
+    close_changeset(session=session, changeset_id=changeset_id)
+    return changeset_id
 
 
 @dataclass(frozen=True)

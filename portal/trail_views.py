@@ -64,7 +64,7 @@ from audit.search import (
     day_after,
     day_start,
 )
-from audit.trail import RowImage, bulk_rows_slice, dataset_state, row_versions
+from audit.trail import RowImage, bulk_rows_slice, dataset_state, removed_columns, row_versions
 from portal import rule_changes
 from portal.actor import Actor
 from portal.config import get_settings
@@ -346,8 +346,8 @@ def setup_lines(detail: Mapping[str, Any]) -> list[str]:
         if not isinstance(changes, list):
             return []
         return [rule_changes.change_text(c) for c in changes if isinstance(c, Mapping)]
-    if action == "add_column":  # a schema changeset
-        return _added_column_lines(detail)
+    if action in ("add_column", "remove_column"):  # a schema changeset
+        return _column_lines(detail)
     if action != "settings":
         return []
     words = {"name": "Name", "description": "Description", "reason_required": None}
@@ -365,20 +365,26 @@ def setup_lines(detail: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _added_column_lines(detail: Mapping[str, Any]) -> list[str]:
+def _column_lines(detail: Mapping[str, Any]) -> list[str]:
     column = detail.get("column")
     if not isinstance(column, Mapping):
         return []
     rules = [_required_word(column.get("required"))]
     if isinstance(column.get("options"), list):
         rules.append("options " + " | ".join(map(str, column["options"])))
+    what = "added" if detail.get("action") == "add_column" else "removed"
     lines = [
-        f"Column added: {_quoted(column.get('label'))} ({column.get('type')}, {', '.join(rules)})"
+        f"Column {what}: {_quoted(column.get('label'))} ({column.get('type')}, {', '.join(rules)})"
     ]
     rows, fill = detail.get("rows"), detail.get("fill")
-    if isinstance(rows, int) and rows > 0:
+    if what == "added" and isinstance(rows, int) and rows > 0:
         value = NO_VALUE if fill is None else _quoted(cell_text(fill))
         lines.append(f"The {counted(rows, 'row')} it then had got: {value}")
+    with_value = detail.get("rows_with_value")
+    if what == "removed" and isinstance(with_value, int):
+        lines.append(
+            f"Its values in {counted(with_value, 'row')} left the table (the log keeps them)"
+        )
     return lines
 
 
@@ -620,13 +626,23 @@ def _people(session: Session, usernames: Collection[str | None]) -> dict[str, st
 
 
 def column_labels(*, session: Session, dataset_id: int | None) -> dict[str, str]:
-    """Physical column name -> its label in the dataset's current spec (empty if unknown)."""
+    """Physical column name -> its label in the dataset's current spec, then the columns
+    removed from it (empty if unknown)."""
     if dataset_id is None:
         return {}
     dataset = session.get(Dataset, dataset_id)
     if dataset is None:
         return {}
-    return {c.name: c.label for c in dataset_spec(dataset).columns}
+    return _labels(session, dataset_id, dataset_spec(dataset))
+
+
+def _labels(session: Session, dataset_id: int, spec: DatasetSpec) -> dict[str, str]:
+    """``column_labels`` of the dataset whose spec is ``spec``."""
+    labels = {c.name: c.label for c in spec.columns}
+    for name, column in removed_columns(session, dataset_id).items():
+        if name not in labels and isinstance(column.get("label"), str):
+            labels[name] = f"{column['label']} (removed)"
+    return labels
 
 
 def datetime_columns(*, session: Session, dataset_id: int | None) -> frozenset[str]:
@@ -1631,7 +1647,7 @@ def as_of(
     state = dataset_state(session=session, dataset_id=dataset_id, as_of_seq=seq, exact=True)
     spec = dataset_spec(dataset)
     times = _datetime_names(spec)
-    labels = {c.name: c.label for c in spec.columns}
+    labels = _labels(session, dataset_id, spec)
     frame, shown = _rows_frame(
         {k: utc_image(v, times) or {} for k, v in sorted(state.items())}, labels
     )
@@ -1692,7 +1708,7 @@ def export_as_of(
     )
 
 
-_ROW_OPS: Final = {"add_column": "column added"}
+_ROW_OPS: Final = {"add_column": "column added", "remove_column": "column removed"}
 """A row version's change in words, where its code is not one."""
 
 
@@ -1710,7 +1726,7 @@ def row_versions_frame(
     _require_viewer(actor)
     dataset = get_dataset(session=session, dataset_id=dataset_id)
     spec = dataset_spec(dataset)
-    labels = {c.name: c.label for c in spec.columns}
+    labels = _labels(session, dataset_id, spec)
     times = _datetime_names(spec)
     versions = row_versions(session=session, dataset_id=dataset_id, row_id=row_id)
     if not versions:
@@ -1724,7 +1740,7 @@ def row_versions_frame(
         changed = "; ".join(
             f"{labels.get(k, k)}: {change_text(b)} → {change_text(a)}"
             for k, (b, a) in v.changed.items()
-            if c.op in ("update", "add_column")
+            if c.op in ("update", "add_column", "remove_column")
             for b, a in [(utc_text(b), utc_text(a)) if k in times else (b, a)]
         )
         row = utc_image(v.row, times)

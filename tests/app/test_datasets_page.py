@@ -814,3 +814,40 @@ def test_an_admin_adds_a_column_with_a_value_for_every_row(fresh_db: DatabaseHan
     }
     # The form starts afresh for the next column, under the spec's new version.
     assert at.text_input(key=f"datasets.{dataset_id}.add_column.2.label").value == ""
+
+
+def test_an_admin_removes_a_column_after_confirming_why(fresh_db: DatabaseHandle) -> None:
+    dataset_id, _ = seed_people(fresh_db)
+    key = f"datasets.{dataset_id}.remove_column.1"
+    at, admin = datasets_page(fresh_db, "admin")
+    open_dataset(at, dataset_id)
+    at.selectbox(key=key).select("note").run()
+    at.button(key=f"{key}.ask").click().run()
+    assert not at.exception
+    dialog_text = " ".join(m.value for m in at.markdown)
+    assert f"“Note” leaves “People” with its values in {ROWS} rows" in dialog_text
+    [remove] = [b for b in at.button if b.label == "Remove column"]
+    assert remove.disabled  # until a reason is given
+    [cancel] = [b for b in at.button if b.label == "Cancel"]
+    cancel.click().run()
+    assert not [b for b in at.button if b.label == "Remove column"]
+    at.button(key=f"{key}.ask").click().run()
+    at.text_input(key=f"datasets.{dataset_id}.remove_column.reason").input("never used").run()
+    [remove] = [b for b in at.button if b.label == "Remove column"]
+    remove.click().run()
+    assert not at.exception
+    assert "Removed the column “Note”" in at.success[0].value
+    assert "note" not in rows_frame_of(at).columns
+    table = table_name(fresh_db.app, dataset_id)
+    with fresh_db.app.connect() as conn:
+        columns = conn.execute(text(f"SELECT * FROM data.{table} LIMIT 0")).keys()
+        who, reason, detail = conn.execute(
+            text("SELECT actor_username, reason, detail FROM audit.changeset ORDER BY id DESC")
+        ).first()
+    assert "note" not in columns
+    assert (who, reason, detail["action"], detail["column"]["label"]) == (
+        admin,
+        "never used",
+        "remove_column",
+        "Note",
+    )

@@ -877,9 +877,7 @@ def test_a_reason_made_required_after_the_rows_were_loaded_is_asked_for_on_the_p
     The page now says what changed, asks for the reason there and keeps the edits."""
     from portal.datasets import set_reason_required
 
-    with session_scope() as s:
-        name, _ = make_user(s, role="admin")
-    admin = Actor(name, name, "admin")
+    admin = new_admin()
     dataset = upload_dataset(admin, b"Name,Qty\nann,1\n", name="Loose", reason_required=False)
     at = edit_page(fresh_db, "editor", dataset)
     at = set_state(at, {"edited_rows": {0: {"qty": 2}}})
@@ -904,6 +902,13 @@ def test_a_reason_made_required_after_the_rows_were_loaded_is_asked_for_on_the_p
     assert dataset_rows(fresh_db.app, dataset, "qty") == [(2,)]
 
 
+def new_admin() -> Actor:
+    """An admin, who changes a dataset's settings or columns while an editor edits it."""
+    with session_scope() as s:
+        name, _ = make_user(s, role="admin")
+    return Actor(name, name, "admin")
+
+
 def test_rules_changed_after_the_rows_were_loaded_check_the_kept_edits_again(
     fresh_db: DatabaseHandle,
 ) -> None:
@@ -915,9 +920,7 @@ def test_rules_changed_after_the_rows_were_loaded_check_the_kept_edits_again(
     from portal import rule_changes
     from portal.uploads import dataset_spec
 
-    with session_scope() as s:
-        name, _ = make_user(s, role="admin")
-    admin = Actor(name, name, "admin")
+    admin = new_admin()
     dataset = upload_dataset(admin, b"Name,Qty\nann,1\nbob,2\n", name="Stock")
     at = edit_page(fresh_db, "editor", dataset)
     at = set_state(at, {"edited_rows": {0: {"qty": 50}, 1: {"qty": 3}}})
@@ -958,17 +961,15 @@ def test_a_column_added_while_edits_wait_keeps_them_and_shows_the_column(
 ) -> None:
     """An admin added a column while an editor's edits waited: the commit wrote nothing; the
     page reads the rows again, with the new column and the edits kept, and commits them."""
-    from portal import column_add
+    from portal import column_changes
 
-    with session_scope() as s:
-        name, _ = make_user(s, role="admin")
-    admin = Actor(name, name, "admin")
+    admin = new_admin()
     dataset = upload_dataset(admin, b"Name,Qty\nann,1\nbob,2\n", name="Stock")
     at = edit_page(fresh_db, "editor", dataset)
     at = set_state(at, {"edited_rows": {1: {"qty": 3}}})
     at.text_input(key=f"edit.{dataset}.reason").input("stock take").run()
     with session_scope() as s:
-        column_add.add_column(
+        column_changes.add_column(
             session=s,
             actor=admin,
             dataset_id=dataset,
@@ -991,6 +992,52 @@ def test_a_column_added_while_edits_wait_keeps_them_and_shows_the_column(
     at = commit_now(at, dataset, reason="stock take")
     assert not at.exception
     assert dataset_rows(fresh_db.app, dataset, "qty, shelf") == [(1, "B2"), (3, "A1")]
+
+
+def test_a_column_removed_while_edits_wait_drops_only_the_edits_to_it_and_says_so(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """An admin removed a column while an editor's edits to it and to another column waited:
+    the commit wrote nothing; the page reads the rows again, keeps the other edits, and says
+    which edits went with the column."""
+    from portal import column_changes
+
+    admin = new_admin()
+    dataset = upload_dataset(admin, b"Name,Qty,Note\nann,1,x\nbob,2,xy\ncy,3,\n", name="Stock")
+    at = edit_page(fresh_db, "editor", dataset)
+    base = f"edit.{dataset}.view"  # rows with a note, sorted by it
+    at.selectbox(key=f"{base}.fcol").select("note")
+    at.selectbox(key=f"{base}.fop").select("contains")
+    at.text_input(key=f"{base}.fval").input("x")
+    [sort_by] = [s for s in at.selectbox if s.label == "Sort by"]
+    sort_by.select("note")
+    at = button(at, "Apply").click().run()
+    assert list(at.data_editor[0].value.index) == [1, 2]
+    at = set_state(at, {"edited_rows": {0: {"note": "z"}, 1: {"qty": 3, "note": "w"}}})
+    at.text_input(key=f"edit.{dataset}.reason").input("stock take").run()
+    with session_scope() as s:
+        column_changes.remove_column(
+            session=s,
+            actor=admin,
+            dataset_id=dataset,
+            name="note",
+            expected_version=1,
+            reason="unused",
+        )
+    at = button(at, "Review and commit…").click().run()
+    at = button(at, "Commit").click().run()
+    assert not at.exception
+    assert not at.error
+    warnings = " ".join(w.value for w in at.warning)
+    assert "An admin changed the columns of “Stock”" in warnings
+    assert "2 edits to “Note” were dropped: an admin removed the column" in warnings
+    assert "A filter or sort on a column an admin removed since was cleared." in warnings
+    assert "note" not in at.data_editor[0].value.columns
+    assert list(at.data_editor[0].value.index) == [1, 2, 3]
+    assert {m.label: m.value for m in at.metric}["Cells changed"] == "1"  # qty kept
+    at = commit_now(at, dataset, reason="stock take")
+    assert not at.exception
+    assert dataset_rows(fresh_db.app, dataset, "name, qty") == [("ann", 1), ("bob", 3), ("cy", 3)]
 
 
 def test_discarding_the_edits_discards_the_reason_typed_for_them(

@@ -229,7 +229,7 @@ def _columns(*columns: ColumnSpec) -> DatasetSpec:
     ("who", "spec", "expected_version", "reason", "refusal"),
     [
         ("editor", _with("qty", max=200), 1, "why", "Only admins"),
-        ("admin", _with("qty", max=200), 2, "why", "Someone changed the column rules"),
+        ("admin", _with("qty", max=200), 2, "why", "Someone changed the columns of"),
         ("admin", _with("qty", max=200), 1, "  ", "Say why"),
         ("admin", _with("qty", max=200), 1, "x" * 2_001, "Keep the reason under"),
         ("admin", SPEC, 1, "why", "These are the rules of “People” already"),

@@ -1,19 +1,23 @@
-"""Adding a column to a dataset after its creation (DESIGN §4: "Changing a spec later is itself an
-audited change").
+"""Adding a column to a dataset, or removing one, after its creation (DESIGN §4: "Changing a
+spec later is itself an audited change").
 
-An admin gives the new column a label, a type, whether it is required, the options of a
-category, and optionally one value for every row the table has now. The column goes at the end
-of the table; its other rules (unique, bounds, pattern, …) are set afterwards in the rules grid,
-where the rows are checked against them first.
+An admin gives a new column a label, a type, whether it is required, the options of a category,
+and optionally one value for every row the table has now. The column goes at the end of the
+table; its other rules (unique, bounds, pattern, …) are set afterwards in the rules grid, where
+the rows are checked against them first. Removing a column drops it from the table with its
+values, its constraints and its indexes; the values stay in the audit log (the table as of an
+earlier changeset still shows them). The last column cannot be removed.
 
-The change is one ``schema`` changeset, whose detail holds the column, the value the existing
-rows were given (``fill``: the column's JSON as the capture would record it, a decimal as its
-text) and the new spec. The table gets the value through ``ADD COLUMN … DEFAULT`` (one catalog
-change, not a rewrite of every row) and the default is dropped at once, so rows inserted later
-get only what they are given. No row change is captured for it: the log's readers
-(``audit.trail.dataset_state``, ``row_versions``) give every row that existed at that changeset
-the column with that value, so the state after every changeset is still read from the log alone,
-and ``portal audit verify --data`` compares the table with it.
+Each change is one ``schema`` changeset whose detail holds the column (``action`` ``add_column``
+or ``remove_column``) and the new spec; an added column's detail also holds the value the
+existing rows were given (``fill``: the column's JSON as the capture would record it, a decimal
+as its text). The table gets that value through ``ADD COLUMN … DEFAULT`` (one catalog change,
+not a rewrite of every row) and the default is dropped at once, so rows inserted later get only
+what they are given. No row change is captured for either change: the log's readers
+(``audit.trail.dataset_state``, ``row_versions``) give every row in the table at that changeset
+the added column with that value, or take the removed one out of it, so the state after every
+changeset is still read from the log alone, and ``portal audit verify --data`` compares the
+table with it.
 
 The capture function is written again in the same transaction (it refuses to run on columns
 other than those it was written for).
@@ -30,18 +34,12 @@ from sqlalchemy.orm import Session
 from sqlalchemy.schema import AddConstraint
 
 from audit.capture import install_capture, qualified_table
-from audit.changesets import close_changeset
+from audit.trail import removed_columns
 from portal import spec as specs
 from portal.actor import Actor
-from portal.datasets import (
-    ChangedMeanwhile,
-    admin_reason,
-    check_labels,
-    dataset_spec,
-    get_dataset,
-    open_dataset_changeset,
-)
-from portal.errors import ValidationError
+from portal.datasets import admin_reason, check_labels
+from portal.errors import NotFound, ValidationError
+from portal.rule_changes import close_schema_changeset, locked_spec, open_schema_changeset
 from portal.spec import CellError, ColumnSpec, ColumnType, DatasetSpec, column_json
 from portal.wording import counted
 
@@ -83,13 +81,7 @@ def add_column(
         may_not="Only admins can add a column to a dataset.",
         say_why="Say why you are adding the column; nothing was changed.",
     )
-    dataset = get_dataset(session=session, dataset_id=dataset_id, for_update=True)
-    if dataset.spec_version != expected_version:
-        raise ChangedMeanwhile(
-            f"Someone changed the columns or rules of “{dataset.name}” since you loaded the "
-            "page. Nothing was changed; look at the columns as they are now and decide again."
-        )
-    old = dataset_spec(dataset)
+    dataset, old = locked_spec(session, dataset_id, expected_version)
     column = _column(old, label, column_type, required, options)
     new = DatasetSpec((*old.columns, column), version=old.version + 1)
     check_labels(new, "type the label again without it")
@@ -110,21 +102,8 @@ def add_column(
             text(f"SELECT CAST(to_jsonb(CAST(:value AS {sql_type})) AS text)"), {"value": value}
         )
         logged = json.loads(logged_text, parse_float=str)  # a decimal as its exact text
-    changeset = open_dataset_changeset(
-        session=session,
-        actor=actor,
-        dataset=dataset,
-        kind="schema",
-        reason=reason,
-        detail={
-            "action": "add_column",
-            "column": column_json(column),
-            "fill": logged,
-            "rows": rows,
-            "spec_version": {"before": dataset.spec_version, "after": dataset.spec_version + 1},
-            "spec": new.to_json(),
-        },
-    )
+    detail = {"action": "add_column", "column": column_json(column), "fill": logged, "rows": rows}
+    changeset = open_schema_changeset(session, actor, dataset, reason, detail, new)
     name = session.get_bind().dialect.identifier_preparer.quote(column.name)
     add = f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}"
     if value is None:
@@ -138,12 +117,7 @@ def add_column(
         if getattr(constraint, "info", {}).get("column") == column.name:
             session.execute(AddConstraint(constraint))
     install_capture(session=session, table_name=dataset.table_name, dataset_id=dataset.id)
-    dataset.spec = new.to_json()
-    dataset.spec_version += 1
-    dataset.updated_at = func.now()
-    session.flush()
-    close_changeset(session=session, changeset_id=changeset)
-    return changeset
+    return close_schema_changeset(session, dataset, new, changeset)
 
 
 def _column(
@@ -195,3 +169,61 @@ def _fill_value(column: ColumnSpec, fill: object) -> specs.Value:
 def _row_count(session: Session, table: str) -> int:
     count: int = session.execute(select(func.count()).select_from(text(table))).scalar_one()
     return count
+
+
+def remove_column(
+    *,
+    session: Session,
+    actor: Actor,
+    dataset_id: int,
+    name: str,
+    expected_version: int,
+    reason: str,
+) -> int:
+    """Remove the column of physical name ``name`` from the dataset's table, with its values,
+    constraints and indexes, as one ``schema`` changeset; returns its id.
+
+    Raises:
+        PermissionDenied: the actor is not an admin.
+        NotFound: no such dataset, or no such column in it.
+        ChangedMeanwhile: the spec changed since ``expected_version`` was read.
+        ValidationError: no reason, or one over ``MAX_REASON_CHARS``; the dataset's last column.
+        Nothing is written.
+    """
+    reason = admin_reason(
+        actor,
+        reason,
+        may_not="Only admins can remove a column from a dataset.",
+        say_why="Say why you are removing the column; nothing was changed.",
+    )
+    dataset, old = locked_spec(session, dataset_id, expected_version)
+    column = next((c for c in old.columns if c.name == name), None)
+    if column is None:
+        raise NotFound(f"“{dataset.name}” has no column {name!r} (any more); nothing was changed.")
+    if len(old.columns) == 1:
+        raise ValidationError(
+            f"“{column.label}” is the only column of “{dataset.name}”, and a dataset needs one. "
+            "Nothing was changed."
+        )
+    new = DatasetSpec(tuple(c for c in old.columns if c.name != name), version=old.version + 1)
+    table = qualified_table(session, dataset.table_name)
+    quoted = session.get_bind().dialect.identifier_preparer.quote(name)
+    with_value: int = session.execute(text(f"SELECT count({quoted}) FROM {table}")).scalar_one()
+    detail = {
+        "action": "remove_column",
+        "column": column_json(column),
+        "rows_with_value": with_value,
+    }
+    changeset = open_schema_changeset(session, actor, dataset, reason, detail, new)
+    session.execute(text(f"ALTER TABLE {table} DROP COLUMN {quoted}"))
+    install_capture(session=session, table_name=dataset.table_name, dataset_id=dataset.id)
+    return close_schema_changeset(session, dataset, new, changeset)
+
+
+def removed_labels(*, session: Session, dataset_id: int) -> dict[str, str]:
+    """The labels of the columns removed from the dataset, by physical name (the latest
+    removal of a name)."""
+    return {
+        name: str(column.get("label", name))
+        for name, column in removed_columns(session, dataset_id).items()
+    }

@@ -18,12 +18,12 @@ from sqlalchemy.orm import Session
 from audit.chain import verify
 from audit.reconcile import check_datasets
 from audit.trail import dataset_state, row_versions
-from portal import column_add, writes
+from portal import column_changes, writes
 from portal.actor import Actor
 from portal.datasets import ChangedMeanwhile, dataset_spec, get_dataset
 from portal.db import session_scope
 from portal.diffs import ChangeSet, RowDelete, RowInsert, RowUpdate
-from portal.errors import PermissionDenied, ValidationError
+from portal.errors import PermissionDenied, PortalError, ValidationError
 from portal.revert import revert
 from portal.spec import ColumnSpec, DatasetSpec
 from portal.trail_views import row_versions_frame, setup_lines
@@ -55,7 +55,7 @@ def _add(actor: Actor, dataset_id: int, label: str, column_type: Any, **given: A
     given.setdefault("expected_version", 1)
     given.setdefault("reason", "a new column")
     with session_scope() as s:
-        return column_add.add_column(
+        return column_changes.add_column(
             session=s,
             actor=actor,
             dataset_id=dataset_id,
@@ -72,6 +72,19 @@ def _no_drift(dataset_id: int) -> None:
     assert drift.ok, drift
     with session_scope() as s:
         assert verify(session=s).ok
+
+
+def _stored(db: DatabaseHandle, dataset_id: int) -> tuple[Any, ...]:
+    """What a refused change must leave as it was: the spec, the changesets, the table's
+    columns and rows."""
+    table = f"data.{table_name(db.app, dataset_id)}"
+    with db.app.connect() as conn:
+        return (
+            conn.execute(text("SELECT spec, spec_version FROM portal.datasets")).all(),
+            conn.scalar(text("SELECT count(*) FROM audit.changeset")),
+            list(conn.execute(text(f"SELECT * FROM {table} LIMIT 0")).keys()),
+            conn.execute(text(f"SELECT * FROM {table} ORDER BY _row_id")).all(),
+        )
 
 
 def _changeset(db: DatabaseHandle, changeset_id: int) -> Any:
@@ -286,22 +299,142 @@ def test_a_refused_column_writes_nothing(
     refusal: str,
 ) -> None:
     admin, editor, dataset_id = people
-    table = f"data.{table_name(fresh_db.app, dataset_id)}"
-
-    def state() -> tuple[Any, ...]:
-        with fresh_db.app.connect() as conn:
-            return (
-                conn.execute(text("SELECT spec, spec_version FROM portal.datasets")).all(),
-                conn.scalar(text("SELECT count(*) FROM audit.changeset")),
-                conn.execute(text(f"SELECT * FROM {table} ORDER BY _row_id")).all(),
-                conn.execute(text(f"SELECT * FROM {table} LIMIT 0")).keys(),
-            )
-
-    before = state()
+    before = _stored(fresh_db, dataset_id)
     actor = admin if who == "admin" else editor
     error = PermissionDenied if who == "editor" else ValidationError
     with pytest.raises(error, match=refusal) as refused:
         _add(actor, dataset_id, label, column_type, **given)
     if "Someone changed" in refusal:
         assert isinstance(refused.value, ChangedMeanwhile)
-    assert state() == before
+    assert _stored(fresh_db, dataset_id) == before
+
+
+def _remove(actor: Actor, dataset_id: int, name: str, **given: Any) -> int:
+    given.setdefault("expected_version", 1)
+    given.setdefault("reason", "not needed")
+    with session_scope() as s:
+        return column_changes.remove_column(
+            session=s, actor=actor, dataset_id=dataset_id, name=name, **given
+        )
+
+
+def test_a_removed_column_leaves_the_table_but_not_the_log(
+    fresh_db: DatabaseHandle, people: tuple[Actor, Actor, int]
+) -> None:
+    admin, editor, dataset_id = people
+    with session_scope() as s:  # a value of the column changed before it goes
+        edited = writes.commit(
+            session=s,
+            actor=editor,
+            dataset_id=dataset_id,
+            spec_version=1,
+            changes=ChangeSet(updates=(RowUpdate(1, 1, {"qty": 1}, {"qty": 7}),)),
+            reason="recount",
+        ).changeset_id
+    changeset_id = _remove(admin, dataset_id, "qty", expected_version=1)
+    table = f"data.{table_name(fresh_db.app, dataset_id)}"
+    with fresh_db.app.connect() as conn:
+        columns = conn.execute(text(f"SELECT * FROM {table} LIMIT 0")).keys()
+        constraints = conn.execute(
+            text("SELECT conname FROM pg_constraint WHERE conrelid = CAST(:t AS regclass)"),
+            {"t": table},
+        ).scalars()
+        assert list(columns) == ["_row_id", "_version", "name"]
+        assert not [c for c in constraints if "qty" in c]  # its min and max went with it
+    with session_scope() as s:
+        spec = dataset_spec(get_dataset(session=s, dataset_id=dataset_id))
+    assert (spec.version, spec.names) == (2, ["name"])
+    seq, kind, detail = _changeset(fresh_db, changeset_id)
+    assert (kind, detail["action"], detail["column"]["name"], detail["rows_with_value"]) == (
+        "schema",
+        "remove_column",
+        "qty",
+        2,
+    )
+    assert setup_lines(detail) == [
+        "Column removed: “Qty” (integer, optional)",
+        "Its values in 2 rows left the table (the log keeps them)",
+    ]
+    _no_drift(dataset_id)  # the log's rows lost it too
+    with session_scope() as s:
+        before = dataset_state(session=s, dataset_id=dataset_id, as_of_seq=seq - 1)
+        after = dataset_state(session=s, dataset_id=dataset_id, as_of_seq=seq)
+        versions = row_versions(session=s, dataset_id=dataset_id, row_id=1)
+        frame = row_versions_frame(session=s, actor=editor, dataset_id=dataset_id, row_id=1)
+    assert before[1] == {"name": "ann", "qty": 7}
+    assert after[1] == {"name": "ann"}
+    assert [(v.change.op, v.changed) for v in versions][1:] == [
+        ("update", {"qty": (1, 7)}),
+        ("remove_column", {"qty": (7, None)}),
+    ]
+    assert list(frame["Change"]) == ["bulk insert", "update", "column removed"]
+    assert frame["Changed cells"][2] == "Qty (removed): 7 → ∅"
+    # Writes after it are captured without it; reverting the edit of the removed column
+    # finds nothing left to revert.
+    with session_scope() as s:
+        writes.commit(
+            session=s,
+            actor=editor,
+            dataset_id=dataset_id,
+            spec_version=2,
+            changes=ChangeSet(updates=(RowUpdate(2, 1, {"name": "bob"}, {"name": "rob"}),)),
+            reason="typo",
+        )
+    _no_drift(dataset_id)
+    with (
+        pytest.raises(ValidationError, match="changed “Qty”, which an admin removed"),
+        session_scope() as s,
+    ):
+        revert(session=s, actor=admin, changeset_id=edited, reason="back")
+
+
+def test_a_column_removed_and_added_again_under_its_name_is_a_new_column(
+    fresh_db: DatabaseHandle, people: tuple[Actor, Actor, int]
+) -> None:
+    admin, editor, dataset_id = people
+    deleted = _delete_bob(editor, dataset_id)
+    _remove(admin, dataset_id, "qty", expected_version=1)
+    _add(admin, dataset_id, "Qty", "text", fill="some", expected_version=2)
+    assert dataset_rows(fresh_db.app, dataset_id, "name, qty") == [("ann", "some"), ("cy", "some")]
+    _no_drift(dataset_id)
+    with session_scope() as s:  # bob comes back without his old qty, which was an integer
+        revert(session=s, actor=admin, changeset_id=deleted, reason="back")
+    assert dataset_rows(fresh_db.app, dataset_id, "name, qty") == [
+        ("ann", "some"),
+        ("bob", None),
+        ("cy", "some"),
+    ]
+    _no_drift(dataset_id)
+
+
+@pytest.mark.parametrize(
+    ("who", "name", "given", "refusal"),
+    [
+        ("editor", "qty", {}, "Only admins"),
+        ("admin", "qty", {"expected_version": 2}, "Someone changed the columns"),
+        ("admin", "qty", {"reason": ""}, "Say why you are removing"),
+        ("admin", "price", {}, "has no column 'price'"),
+    ],
+)
+def test_a_refused_removal_writes_nothing(
+    fresh_db: DatabaseHandle,
+    people: tuple[Actor, Actor, int],
+    who: str,
+    name: str,
+    given: dict[str, Any],
+    refusal: str,
+) -> None:
+    admin, editor, dataset_id = people
+    before = _stored(fresh_db, dataset_id)
+    with pytest.raises(PortalError, match=refusal):
+        _remove(admin if who == "admin" else editor, dataset_id, name, **given)
+    assert _stored(fresh_db, dataset_id) == before
+
+
+def test_the_last_column_cannot_be_removed(
+    fresh_db: DatabaseHandle, people: tuple[Actor, Actor, int]
+) -> None:
+    admin, _, dataset_id = people
+    _remove(admin, dataset_id, "qty")
+    with pytest.raises(ValidationError, match="“Name” is the only column of “People”"):
+        _remove(admin, dataset_id, "name", expected_version=2)
