@@ -1410,3 +1410,22 @@ def test_dates_far_from_today_are_asked_about_where_no_rule_bounds_them() -> Non
         ("row 7", "Since", "1899-12-31"),
         ("row 7", "Seen", "2101-01-01T00:00:00+00:00"),
     ]
+
+
+def test_only_columns_drops_the_cells_of_removed_columns_and_counts_the_edits() -> None:
+    changes = ChangeSet(
+        updates=(
+            RowUpdate(1, 1, {"note": "a"}, {"note": "b"}),  # only the removed column: goes
+            RowUpdate(2, 3, {"qty": 1, "note": None}, {"qty": 2, "note": "c"}),
+        ),
+        inserts=(RowInsert({"name": "x", "note": "d"}), RowInsert({"name": "y", "note": None})),
+        deletes=(RowDelete(4, 1, {"name": "z", "note": "e"}),),
+    )
+    kept, dropped = changes.only_columns(["name", "qty"])
+    assert dropped == {"note": 3}  # two changed cells and one typed into a new row
+    assert kept == ChangeSet(
+        updates=(RowUpdate(2, 3, {"qty": 1}, {"qty": 2}),),
+        inserts=(RowInsert({"name": "x"}), RowInsert({"name": "y"})),
+        deletes=(RowDelete(4, 1, {"name": "z"}),),
+    )
+    assert changes.only_columns(["name", "qty", "note"]) == (changes, {})
