@@ -404,7 +404,7 @@ def confirm_removal(info: browse.DatasetInfo, name: str) -> None:
 
 
 if actor.can("admin"):
-    with st.expander("Settings"):
+    with st.expander("Settings", key=f"datasets.{dataset.id}.settings"):
         st.markdown("**A reason for every change**")
         label = (
             "Let changes be made without a reason"
@@ -613,7 +613,7 @@ def show_profile(found: Profile, filtered: bool) -> None:
         st.caption(found.note)
 
 
-with st.expander("Column profile", icon=":material/bar_chart:"):
+with st.expander("Column profile", icon=":material/bar_chart:", key=f"{key}.profile_open"):
     profiled = st.selectbox(
         "Column",
         spec.names,
