@@ -35,6 +35,7 @@ from portal.ui import current_actor, md_escape, md_text, require
 from portal.ui.column_config import EMPTY_CELL, column_config, rules_config
 from portal.ui.db_retry import show_error, show_refusal, show_write_error
 from portal.ui.navigation import EDIT, HISTORY
+from portal.ui.picker import renamed_select
 from portal.wording import agreeing, counted
 
 actor = require("editor")
@@ -94,9 +95,7 @@ if into_new:
 else:
     # Keyed: an unkeyed picker is another widget once its list changes (a dataset created by
     # anyone), and fell back to the first dataset, which Append then loaded into.
-    picked = st.selectbox(
-        "Dataset", list(choices), format_func=lambda i: choices[i], key="upload.dataset"
-    )
+    picked = renamed_select("Dataset", choices, key="upload.dataset")
     replace_rows = (
         st.radio(
             "How",

@@ -34,6 +34,7 @@ from portal.ui.column_config import EMPTY_CELL, column_config, counts, rules_con
 from portal.ui.db_retry import show_error, show_refusal, show_write_error
 from portal.ui.index_note import index_note
 from portal.ui.navigation import history_links, no_datasets, upload_link
+from portal.ui.picker import renamed_select
 from portal.wording import counted
 
 actor = require("viewer")
@@ -91,11 +92,10 @@ if actor.can("editor"):
     upload_link()
 
 by_id = {d.id: d for d in listing}
-chosen = st.selectbox(
+chosen = renamed_select(
     "Open a dataset",
-    list(by_id),
+    {i: d.name for i, d in by_id.items()},
     index=None,
-    format_func=lambda i: by_id[i].name,
     placeholder="Choose a dataset to see its rows",
     key=OPEN,
 )

@@ -44,6 +44,7 @@ from portal.ui.column_config import EMPTY_CELL, column_config
 from portal.ui.db_retry import outages, show_error, show_refusal, show_write_error
 from portal.ui.index_note import index_note
 from portal.ui.navigation import history_links, linked_id, no_datasets
+from portal.ui.picker import renamed_select
 from portal.wording import agreeing, counted
 
 actor = require("viewer")
@@ -257,13 +258,12 @@ if "edit.dataset" not in st.session_state:
     again = wanted if wanted in choices else st.session_state.get(LAST_DATASET)
     if again in choices:
         st.session_state["edit.dataset"] = again
-dataset_id = st.selectbox(
+dataset_id = renamed_select(
     "Dataset",
-    list(choices),
+    choices,
     index=None,
-    # Not marked with their unsaved changes: the browser sends the chosen option's label back,
-    # and a label that changed (at the first edit) would no longer match, dropping the choice.
-    format_func=lambda i: choices[i],
+    # Not marked with their unsaved changes: a label that changed at the first edit would
+    # start the run over at every first edit (renamed_select).
     placeholder="Choose a dataset to edit",
     key="edit.dataset",
 )
@@ -568,7 +568,9 @@ st.data_editor(
     width="stretch",
     height=420,
     placeholder=EMPTY_CELL,
-    alt=f"Rows of {choices[dataset_id]}" + (", editable" if may_edit else ", read-only"),
+    # The name the rows were read under: part of the grid's identity, so a rename made
+    # meanwhile must not change it (the grid's unsaved edits would go with it).
+    alt=f"Rows of {read.name}" + (", editable" if may_edit else ", read-only"),
 )
 # Under the grid: above it, the grid's own toolbar (shown on hover) covered the Next button.
 first, last = read.offset + 1, read.offset + len(read.rows)

@@ -29,6 +29,7 @@ from portal.ui.column_config import EMPTY_CELL, KIND_WIDTH, counts, text_widths
 from portal.ui.db_retry import show_error, show_refusal
 from portal.ui.navigation import linked_id, no_datasets
 from portal.ui.pager import Pager
+from portal.ui.picker import renamed_select
 from portal.wording import agreeing, counted
 from portal.writes import MAX_REASON_CHARS, number_after_commit
 
@@ -287,11 +288,10 @@ if any(link) and (st.session_state.get(APPLIED) != link or DATASET not in st.ses
             icon=":material/link_off:",
         )
 
-dataset_id = st.selectbox(
+dataset_id = renamed_select(
     "Dataset",
-    list(choices),
+    choices,
     index=None,
-    format_func=choices.__getitem__,
     placeholder="Choose a dataset to see its history",
     key=DATASET,
 )

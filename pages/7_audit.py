@@ -34,6 +34,7 @@ from portal.ui.column_config import EVENT_KIND_WIDTH, KIND_WIDTH, TARGET_WIDTH, 
 from portal.ui.db_retry import show_error, show_refusal
 from portal.ui.markdown import md_text
 from portal.ui.pager import Pager
+from portal.ui.picker import renamed_select
 from portal.wording import agreeing, counted
 
 signed = require_session("admin")
@@ -198,12 +199,8 @@ trail_list = st.radio(
 )
 kinds = trail_views.kinds(trail_list)
 dataset_col, actor_col, kind_col = st.columns(3)
-dataset_id = dataset_col.selectbox(
-    "Dataset",
-    [None, *dataset_choices],
-    format_func=lambda i: ALL if i is None else dataset_choices[i],
-    key="audit.dataset",
-)
+with dataset_col:
+    dataset_id = renamed_select("Dataset", {None: ALL, **dataset_choices}, key="audit.dataset")
 actor_name = actor_col.selectbox(
     "Actor",
     [None, *actor_choices],

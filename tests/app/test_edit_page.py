@@ -1040,6 +1040,39 @@ def test_a_column_removed_while_edits_wait_drops_only_the_edits_to_it_and_says_s
     assert dataset_rows(fresh_db.app, dataset, "name, qty") == [("ann", 1), ("bob", 3), ("cy", 3)]
 
 
+def test_a_dataset_renamed_while_edits_wait_keeps_them_and_the_choice(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """Another admin renamed the dataset: the browser named the choice by its old name at the
+    next edit, which Streamlit read as the choice itself; the page lost the dataset and every
+    unsaved edit with it. The choice and the edits are kept, under the new name."""
+    from portal.datasets import describe_dataset
+
+    admin = new_admin()
+    dataset = upload_dataset(admin, b"Name,Qty\nann,1\nbob,2\n", name="Stock")
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(at, {"edited_rows": {0: {"qty": 77}}})
+    with session_scope() as s:
+        describe_dataset(
+            session=s,
+            actor=admin,
+            dataset_id=dataset,
+            name="Stock 2026",
+            description="",
+            expected=("Stock", ""),
+            reason="the year",
+        )
+    at = set_state(at, {"edited_rows": {0: {"qty": 77}, 1: {"qty": 3}}})
+    assert not at.exception
+    assert at.selectbox(key="edit.dataset").value == dataset
+    picker = at.selectbox(key="edit.dataset")
+    assert picker.options[picker.index] == "Stock 2026"
+    assert {m.label: m.value for m in at.metric}["Cells changed"] == "2"
+    at = commit_now(at, dataset, reason="stock take")
+    assert not at.exception
+    assert dataset_rows(fresh_db.app, dataset, "qty") == [(77,), (3,)]
+
+
 def test_discarding_the_edits_discards_the_reason_typed_for_them(
     fresh_db: DatabaseHandle, dataset: int
 ) -> None:

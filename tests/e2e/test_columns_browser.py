@@ -78,3 +78,33 @@ def test_an_admin_adds_and_removes_a_column_in_the_browser(
         )
     assert done == [("add_column", "teams"), ("remove_column", "never used")]
     assert spec_version == 3
+
+
+def test_a_dataset_renamed_on_the_page_stays_open_at_the_next_click(
+    portal_server: PortalServer,
+    proxied: str,
+    context: BrowserContext,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The browser names the chosen dataset by the name it showed; after a rename, Streamlit
+    read the old name as the choice itself, and the next click closed the dataset (and was
+    lost)."""
+    shot = Shots(request.node.name)
+    seed_people(portal_server.db)
+    page = on_datasets_page(context, proxied, "boss", portal_server.users["boss"])
+    choose(page, "Open a dataset", "People")
+    page.get_by_text("Settings").click()
+    name = page.get_by_role("textbox", name="Name", exact=True)
+    expect(name).to_be_visible(timeout=SLOW)
+    name.fill("Staff")
+    page.get_by_role("textbox", name="Reason (required)").first.fill("clearer")
+    page.get_by_role("button", name="Save name and description").click()
+    expect(page.get_by_text("name and description are in the audit log")).to_be_visible(
+        timeout=SLOW
+    )
+    idle(page)
+    page.get_by_text("Descending").click()  # any click that reruns: the picker's label is sent
+    idle(page)
+    shot(page, "after-click")
+    expect(page.get_by_role("heading", name="Staff")).to_be_visible(timeout=SLOW)
+    expect(page.get_by_role("combobox", name="Open a dataset")).to_have_value("Staff")
