@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from portal import column_changes, diffs, merge, writes
+from portal import browse, column_changes, diffs, merge, writes
 from portal.browse import FILTER_HELP, FILTER_OPS, RowFilter, Sort, shown_labels
 from portal.csv_safe import csv_bytes
 from portal.datasets import dataset_names, dataset_spec, get_dataset
@@ -380,6 +380,11 @@ if loaded is None:
         loaded = load(dataset_id, view, st.session_state.get(k["pending"]))
     except PortalError as exc:
         show_error(exc)
+        if unsaved(dataset_id):
+            st.caption("Your unsaved changes are kept: they come back with the rows.")
+        if view.filters and st.button("Remove the last filter"):
+            st.session_state[k["view"]] = replace(view, filters=view.filters[:-1], offset=0)
+            st.rerun()
         if st.button("Reset filters and sort"):
             st.session_state.pop(k["view"], None)
             st.rerun()
@@ -492,12 +497,21 @@ with st.expander(
         add = st.form_submit_button("Apply")
     if add:
         asked = RowFilter.asked(f_column, f_op, f_value, f_upper)
-        filters = view.filters if asked is None else (*view.filters, asked)
-        if move(dataset_id, View(filters, Sort(s_column, s_desc), 0, size)) and asked is not None:
-            # Added: its fields start afresh, or the next Apply (of a sort, say) adds it again.
-            for part in ("fcol", "fop", "fval", "fup"):
-                st.session_state.pop(f"{k['view']}.{part}", None)
-        st.rerun()
+        problem = None if asked is None else browse.filter_problem(spec, asked)
+        if problem is not None:  # said here, beside the grid, which stays as it is
+            st.error(
+                md_text(f"{problem} The filter was not added: correct it and apply it again."),
+                icon=":material/filter_alt_off:",
+            )
+        else:
+            filters = view.filters if asked is None else (*view.filters, asked)
+            added = move(dataset_id, View(filters, Sort(s_column, s_desc), 0, size))
+            if added and asked is not None:
+                # Added: its fields start afresh, or the next Apply (of a sort, say) adds it
+                # again.
+                for part in ("fcol", "fop", "fval", "fup"):
+                    st.session_state.pop(f"{k['view']}.{part}", None)
+            st.rerun()
 
 index_note(labels, read.indexing)
 

@@ -429,6 +429,17 @@ def condition(table: Table, spec: DatasetSpec, row_filter: RowFilter | None) -> 
 _DAY: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
+def filter_problem(spec: DatasetSpec, row_filter: RowFilter) -> str | None:
+    """What is wrong with ``row_filter`` on a dataset of ``spec`` (a value of the wrong type, a
+    range that ends before it starts, a column it does not have), said before it is applied;
+    None if nothing."""
+    try:
+        condition(dataset_table(spec, "filter_check"), spec, row_filter)
+    except ValidationError as exc:
+        return str(exc)
+    return None
+
+
 def shown_labels(spec: DatasetSpec) -> dict[str, str]:
     """``_row_id`` and each column (physical names) as the pages name them: ``Row id``, then
     each column's label, but a column labelled ``Row id`` (a file's own row numbers) is

@@ -1287,3 +1287,53 @@ def test_the_changes_that_keep_the_rules_are_shown_beside_the_problems(
     [cells] = [f.value for f in at.main.dataframe if "Before" in f.value.columns]
     assert cells[["Column", "After"]].values.tolist() == [["Note", "checked"]]
     assert not [b for b in at.button if b.label == "Review and commit…"]
+
+
+def test_a_filter_that_cannot_apply_is_refused_beside_the_grid_which_stays(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    """A range that ends before it starts, or a value of the wrong type, was added anyway: the
+    page then showed only the error and a button that cleared every filter and the sort. It is
+    now refused at Apply, beside the grid and the edits, which stay; a filter that fails when
+    the rows are read can be removed alone."""
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(at, {"edited_rows": {0: {"note": "kept"}}})
+    base = f"edit.{dataset}.view"
+    at.selectbox(key=f"{base}.fcol").select("name")
+    at.selectbox(key=f"{base}.fop").select("contains")
+    at.text_input(key=f"{base}.fval").input("b")
+    at = button(at, "Apply").click().run()
+    assert list(at.data_editor[0].value.index) == [2]
+    for value, upper, said in [
+        ("12", "10", "the range starts after it ends (from “12” to “10”)"),
+        ("x", "", "“x” is not a whole number"),
+    ]:
+        at.selectbox(key=f"{base}.fcol").select("qty")
+        at.selectbox(key=f"{base}.fop").select("range")
+        at.text_input(key=f"{base}.fval").input(value)
+        at.text_input(key=f"{base}.fup").input(upper)
+        at = button(at, "Apply").click().run()
+        assert not at.exception
+        [error] = [e.value for e in at.error]
+        assert said in error
+        assert "The filter was not added: correct it and apply it again." in error
+        assert [f.column for f in at.session_state[base].filters] == ["name"]
+        assert list(at.data_editor[0].value.index) == [2]  # the grid stays, filtered as before
+        assert at.text_input(key=f"{base}.fval").value == value  # kept, to correct
+    # A filter the rows cannot be read with (forged here) is removed alone.
+    from dataclasses import replace
+
+    from portal.browse import RowFilter
+
+    view = at.session_state[base]
+    at.session_state[base] = replace(
+        view, filters=(*view.filters, RowFilter("qty", "range", "12", "10"))
+    )
+    at.switch_page("pages/1_home.py").run()
+    at.switch_page(PAGE).run()  # the rows are read again, with the forged filter
+    assert "the range starts after it ends" in at.error[0].value
+    assert "Your unsaved changes are kept" in texts(at, main_only=True)
+    at = button(at, "Remove the last filter").click().run()
+    assert not at.exception
+    assert [f.column for f in at.session_state[base].filters] == ["name"]
+    assert {m.label: m.value for m in at.metric}["Cells changed"] == "1"
