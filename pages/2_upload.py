@@ -498,14 +498,21 @@ replacing = (
 )
 if needs_reason and not reason.strip():
     st.caption("This dataset needs a reason for every change: say why you are uploading.")
+# Not disabled until a reason is typed: a field takes what is typed when it loses focus, and
+# the click that makes it lose focus would then hit a button still disabled, and be lost.
 if st.button(
     action,
     type="primary",
     icon=":material/save:",
-    disabled=(needs_reason and not reason.strip())
-    or (isinstance(target, uploads.NewDataset) and name_refused is not None),
+    disabled=isinstance(target, uploads.NewDataset) and name_refused is not None,
 ):
-    if replacing is not None:
+    if needs_reason and not reason.strip():
+        st.error(
+            "Say why you are uploading, in the reason field above: this dataset needs a reason "
+            "for every change. Nothing was stored.",
+            icon=":material/error:",
+        )
+    elif replacing is not None:
         st.session_state[CONFIRM_REPLACE] = replacing
     else:
         store(target)

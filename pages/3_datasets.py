@@ -8,6 +8,7 @@ already holds; preparing records the export in the audit log, since the page can
 the browser then saved the file.
 """
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -139,29 +140,47 @@ def confirm_reason_setting(dataset_id: int, name: str, required: bool) -> None:
         key=f"datasets.{dataset_id}.setting.reason",
         max_chars=datasets.MAX_REASON_CHARS,
     )
+
+    def change() -> None:
+        with session_scope() as session:
+            datasets.set_reason_required(
+                session=session,
+                actor=current_actor("admin"),
+                dataset_id=dataset_id,
+                required=required,
+                expected=not required,
+                reason=why,
+            )
+
+    done = f"Changes to “{md_escape(name)}” now " + (
+        "need a reason." if required else "may be made without a reason."
+    )
+    dialog_buttons("Change it", change, close_setting, done)
+
+
+def dialog_buttons(
+    label: str, act: Callable[[], None], close: Callable[[], None], done: str
+) -> None:
+    """A confirmation dialog's two buttons: ``label`` does ``act`` (a refusal, a missing reason
+    say, is shown under the buttons, the dialog staying open), then closes the dialog, with
+    ``done`` as the page's message; Cancel closes it. Neither waits for a reason to be typed:
+    a field takes what is typed when it loses focus, and the click that does so would be lost
+    on a button still disabled."""
     go, cancel = st.columns(2)
-    if go.button("Change it", type="primary", disabled=not why.strip(), width="stretch"):
-        try:
-            with session_scope() as session:
-                datasets.set_reason_required(
-                    session=session,
-                    actor=current_actor("admin"),
-                    dataset_id=dataset_id,
-                    required=required,
-                    expected=not required,
-                    reason=why,
-                )
-        except PortalError as exc:
-            show_refusal(exc)
-            return
-        close_setting()
-        st.session_state[FLASH] = f"Changes to “{md_escape(name)}” now " + (
-            "need a reason." if required else "may be made without a reason."
-        )
-        st.rerun()
+    clicked = go.button(label, type="primary", width="stretch")
     if cancel.button("Cancel", width="stretch"):
-        close_setting()
+        close()
         st.rerun()
+    if not clicked:
+        return
+    try:
+        act()
+    except PortalError as exc:
+        show_refusal(exc)
+        return
+    close()
+    st.session_state[FLASH] = done
+    st.rerun()
 
 
 def describe_form(dataset_id: int, name: str, description: str) -> None:
@@ -377,30 +396,20 @@ def confirm_removal(info: browse.DatasetInfo, name: str) -> None:
         key=f"datasets.{info.id}.remove_column.reason",
         max_chars=datasets.MAX_REASON_CHARS,
     )
-    go, cancel = st.columns(2)
-    if go.button("Remove column", type="primary", disabled=not why.strip(), width="stretch"):
-        try:
-            with st.spinner("Removing the column…"), session_scope() as session:
-                column_changes.remove_column(
-                    session=session,
-                    actor=current_actor("admin"),
-                    dataset_id=info.id,
-                    name=name,
-                    expected_version=info.spec_version,
-                    reason=why,
-                )
-        except PortalError as exc:
-            show_refusal(exc)
-            return
-        close_removal()
-        st.session_state[FLASH] = (
-            f"Removed the column “{label}”: the audit log keeps its values and says who "
-            "removed it and why."
-        )
-        st.rerun()
-    if cancel.button("Cancel", width="stretch"):
-        close_removal()
-        st.rerun()
+
+    def remove() -> None:
+        with st.spinner("Removing the column…"), session_scope() as session:
+            column_changes.remove_column(
+                session=session,
+                actor=current_actor("admin"),
+                dataset_id=info.id,
+                name=name,
+                expected_version=info.spec_version,
+                reason=why,
+            )
+
+    done = f"Removed the column “{label}”: the audit log keeps its values, who removed it and why."
+    dialog_buttons("Remove column", remove, close_removal, done)
 
 
 if actor.can("admin"):

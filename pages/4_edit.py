@@ -92,6 +92,7 @@ def keys(dataset_id: int) -> dict[str, str]:
             "unsure",  # the transaction id of a commit whose outcome was not known
             "committing",  # the correlation id of the commit under way (see below)
             "reason_kept",  # the reason typed, kept when its field's state goes with the grid's
+            "no_reason",  # "Review and commit…" was clicked without the reason it needs
         )
     }
 
@@ -776,7 +777,7 @@ if rebased is not None:
         )
         st.session_state.pop(k["rebased"], None)
         st.session_state.pop(k["window"], None)
-        st.session_state[k["flash"]] = (
+        st.session_state[f"edit.{dataset_id}.reapplied"] = (  # news, not a warning
             "Your choices are applied to the latest rows: review the changes below, then "
             "commit them."
         )
@@ -904,17 +905,34 @@ def confirm(changes: ChangeSet, reason: str) -> None:
         st.rerun()
 
 
+def ask_to_commit() -> None:
+    """``on_click`` of "Review and commit…": the dialog, or, without a reason the dataset
+    needs, a word under the button. The button is not disabled until a reason is typed: the
+    field takes what is typed when it loses focus, and the click that does so would be lost."""
+    if read.reason_required and not st.session_state.get(reason_key, "").strip():
+        st.session_state[k["no_reason"]] = True
+    else:
+        open_dialog("commit")
+
+
 left, right = st.columns(2)
 left.button(
     "Review and commit…",
     type="primary",
     icon=":material/save:",
-    disabled=not may_edit or unsure is not None or (read.reason_required and not reason.strip()),
+    # After a conflict, not until the edits are re-applied on the latest rows (above): the
+    # same commit would meet the same conflict.
+    disabled=not may_edit or unsure is not None or conflict is not None,
     help="A reason is required for this dataset." if read.reason_required else None,
     width="stretch",
-    on_click=open_dialog,
-    args=("commit",),
+    on_click=ask_to_commit,
 )
+if st.session_state.pop(k["no_reason"], False):
+    left.error(
+        f"“{md_escape(read.name)}” needs a reason for every change: type why in the reason "
+        "field above, then commit.",
+        icon=":material/error:",
+    )
 with right:
     discard_button(changes.summary())
 # The dialog is opened from session state, so a click inside it (which AppTest, and a dialog

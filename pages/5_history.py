@@ -193,7 +193,9 @@ def confirm_revert(changeset_id: int) -> None:
         type="primary",
         width="stretch",
         key="history.revert.confirm",
-        disabled=not reason.strip() or bool(plan.conflicts and not partial),
+        # Not until a reason is typed (revert.revert says it is missing): the field takes
+        # what is typed when it loses focus, and the click that does so would be lost.
+        disabled=bool(plan.conflicts and not partial),
     ):
         try:
             who = current_actor("editor")

@@ -395,7 +395,8 @@ def test_an_admin_lets_changes_go_without_a_reason_after_saying_why(
     [setting] = [b for b in at.button if b.key == f"datasets.{dataset_id}.setting"]
     setting.click().run()
     [change] = [b for b in at.button if b.label == "Change it"]
-    assert change.disabled  # until a reason is given
+    change.click().run()  # without a reason
+    assert "Say why you are changing this setting" in " ".join(e.value for e in at.error)
     # As an edit's; set_reason_required refuses a longer one.
     assert at.text_input(key=f"datasets.{dataset_id}.setting.reason").max_chars == 2_000
     at.text_input(key=f"datasets.{dataset_id}.setting.reason").input("bulk fixes").run()
@@ -827,7 +828,8 @@ def test_an_admin_removes_a_column_after_confirming_why(fresh_db: DatabaseHandle
     dialog_text = " ".join(m.value for m in at.markdown)
     assert f"“Note” leaves “People” with its values in {ROWS} rows" in dialog_text
     [remove] = [b for b in at.button if b.label == "Remove column"]
-    assert remove.disabled  # until a reason is given
+    remove.click().run()  # without a reason
+    assert "Say why you are removing the column" in " ".join(e.value for e in at.error)
     [cancel] = [b for b in at.button if b.label == "Cancel"]
     cancel.click().run()
     assert not [b for b in at.button if b.label == "Remove column"]

@@ -142,7 +142,7 @@ def test_edit_review_and_commit(
         "Rows deleted": "1",
     }
     assert review_table(at) == [{"Row id": 1, "Column": "Qty", "Before": "1", "After": "11"}]
-    assert button(at, "Review and commit…").disabled  # a reason is required
+    at = needs_reason_at_click(at)
     at.text_input(key=f"edit.{dataset}.reason").input("recount").run()
     button(at, "Review and commit…").click().run()
     button(at, "Commit").click().run()
@@ -218,6 +218,8 @@ def commit_now(at: AppTest, dataset_id: int, reason: str = "mine") -> AppTest:
 def reload_after_conflict(at: AppTest, dataset_id: int) -> AppTest:
     at = commit_now(at, dataset_id)
     assert "changed by someone else" in texts(at, main_only=True)
+    # The same commit would meet the same conflict: not until the edits are re-applied.
+    assert button(at, "Review and commit…").disabled
     at = button(at, "Reload and re-apply my edits").click().run()
     assert not at.exception
     return at
@@ -308,7 +310,11 @@ def test_the_grid_is_read_only_while_i_choose_what_to_keep(
     at = button(at, "Apply my choices").click().run()
     assert not at.data_editor[0].proto.disabled
     assert at.data_editor[0].value.loc[1, "note"] == "mine"
-    assert "Your choices are applied to the latest rows" in texts(at, main_only=True)
+    assert any("Your choices are applied to the latest rows" in i.value for i in at.info)
+    assert not at.warning  # news, not a warning
+    # The reason typed for the commit that met the conflict is still there.
+    assert at.text_input(key=f"edit.{dataset}.reason").value == "mine"
+    assert not button(at, "Review and commit…").disabled
 
 
 def test_i_may_discard_my_edits_instead_of_choosing_what_to_keep(
@@ -894,7 +900,7 @@ def test_a_reason_made_required_after_the_rows_were_loaded_is_asked_for_on_the_p
     assert "now needs a reason for every change" in warning
     assert "nothing was written" in warning
     assert at.text_input(key=f"edit.{dataset}.reason").label == "Reason (required)"
-    assert button(at, "Review and commit…").disabled
+    at = needs_reason_at_click(at)
     assert {m.label: m.value for m in at.metric}["Cells changed"] == "1"  # kept
     assert dataset_rows(fresh_db.app, dataset, "qty") == [(1,)]
     at = commit_now(at, dataset, reason="recount")
@@ -1087,7 +1093,18 @@ def test_discarding_the_edits_discards_the_reason_typed_for_them(
     assert "No unsaved changes." in texts(at, main_only=True)
     at = set_state(at, {"edited_rows": {1: {"qty": 20}}})
     assert at.text_input(key=f"edit.{dataset}.reason").value == ""
-    assert button(at, "Review and commit…").disabled  # a reason is required
+    needs_reason_at_click(at)
+
+
+def needs_reason_at_click(at: AppTest) -> AppTest:
+    """ "Review and commit…" without the reason the dataset needs: said under the button, and
+    no dialog. (The button is not disabled: a reason typed and not yet sent would lose the
+    click that sends it.)"""
+    at = button(at, "Review and commit…").click().run()
+    assert not at.exception
+    assert "needs a reason for every change: type why" in " ".join(e.value for e in at.error)
+    assert not [b for b in at.button if b.label == "Commit"]
+    return at
 
 
 def set_role(db: DatabaseHandle, username: str, role: str) -> None:

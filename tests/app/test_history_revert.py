@@ -86,7 +86,10 @@ def test_an_editor_reverts_a_changeset_through_the_dialog(
     assert not at.exception
     shown = texts(at)
     assert "3 cells in 2 rows restored, 1 row deleted, 1 row inserted again" in shown
-    assert button(at, "history.revert.confirm").disabled  # a reason is required
+    button(at, "history.revert.confirm").click().run()  # a reason is required
+    assert not at.exception
+    assert "Say why you are reverting this changeset" in " ".join(e.value for e in at.error)
+    assert newest(fresh_db)["kind"] == "edit"  # nothing written
     at.text_input(key="history.revert.reason").input("wrong file").run()
     button(at, "history.revert.confirm").click().run()
     assert not at.exception

@@ -126,14 +126,17 @@ def test_adding_rows_to_a_dataset_that_needs_a_reason_waits_for_one(
     at.file_uploader[0].set_value(("more.csv", b"Name,Qty\ncy,3\n", "text/csv"))
     at.run()
     assert not at.exception
-    [store] = [b for b in at.button if b.label == "Append to People"]
-    assert store.disabled
     assert "This dataset needs a reason for every change" in texts(at, main_only=True)
+    [store] = [b for b in at.button if b.label == "Append to People"]
+    store.click().run()  # not disabled: a reason typed but not yet sent would lose the click
+    assert not at.exception
+    assert "Say why you are uploading" in " ".join(e.value for e in at.error)
+    with fresh_db.app.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM audit.changeset")) == 1  # nothing stored
     [reason] = [box for box in at.text_input if box.label.startswith("Reason (required")]
     assert reason.max_chars == 2_000  # as an edit's; import_file refuses a longer one
     reason.input("late count").run()
     [store] = [b for b in at.button if b.label == "Append to People"]
-    assert not store.disabled
     store.click().run()
     assert not at.exception
     with fresh_db.app.connect() as conn:
@@ -641,9 +644,10 @@ def test_a_taken_name_is_said_as_it_is_typed_not_after_creating_the_table(
     assert not at.exception
     [create] = [b for b in at.button if b.label == "Create the dataset"]
     assert create.disabled
-    assert "A dataset named 'people' exists already; choose another name." in [
-        e.value for e in at.error
-    ]
+    assert (  # the name it has, and how names are compared
+        "A dataset named “People” exists already (names are compared ignoring case); choose "
+        "another name." in [e.value for e in at.error]
+    )
     [name] = [t for t in at.text_input if t.label == "Dataset name"]
     name.input("People 2").run()
     assert not at.error
