@@ -238,21 +238,30 @@ def name_problem(*, session: Session, name: str) -> str | None:
         clean = _clean_name(name)
     except ValidationError as exc:
         return str(exc)
-    if _name_taken(session, clean):
-        return f"A dataset named {clean!r} exists already; choose another name."
+    if (taken := _name_taken(session, clean)) is not None:
+        return _taken_message(taken)
     return None
 
 
-def _name_taken(session: Session, clean: str, *, dataset_id: int | None = None) -> bool:
-    """Whether a dataset (other than ``dataset_id``) has ``clean`` as its name, in any case:
-    lower-cased by PostgreSQL on both sides, as Python's str.lower() differs from it (a final
-    Σ, İ), so a name taken already could pass and fail on the unique constraint."""
-    taken = select(func.count()).where(
+def _name_taken(session: Session, clean: str, *, dataset_id: int | None = None) -> str | None:
+    """The name of the dataset (other than ``dataset_id``) that has ``clean`` as its name, in
+    any case, or None: lower-cased by PostgreSQL on both sides, as Python's str.lower() differs
+    from it (a final Σ, İ), so a name taken already could pass and fail on the unique
+    constraint."""
+    taken = select(Dataset.name).where(
         func.lower(Dataset.name) == func.lower(literal(clean, Text()))
     )
     if dataset_id is not None:
         taken = taken.where(Dataset.id != dataset_id)
-    return bool(session.scalar(taken))
+    name: str | None = session.scalar(taken.limit(1))
+    return name
+
+
+def _taken_message(taken: str) -> str:
+    return (
+        f"A dataset named “{taken}” exists already (names are compared ignoring case); "
+        "choose another name."
+    )
 
 
 def _check_description(description: str) -> None:
@@ -278,8 +287,8 @@ def _claim_name(session: Session, clean: str, *, dataset_id: int | None = None) 
     session.execute(
         select(func.pg_advisory_xact_lock(func.hashtext(literal("portal.dataset_name:") + folded)))
     )
-    if _name_taken(session, clean, dataset_id=dataset_id):
-        raise ValidationError(f"A dataset named {clean!r} exists already; choose another name.")
+    if (taken := _name_taken(session, clean, dataset_id=dataset_id)) is not None:
+        raise ValidationError(_taken_message(taken))
 
 
 def create_dataset(

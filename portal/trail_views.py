@@ -1730,7 +1730,7 @@ def row_versions_frame(
     times = _datetime_names(spec)
     versions = row_versions(session=session, dataset_id=dataset_id, row_id=row_id)
     if not versions:
-        raise NotFound(f"Row {row_id} has never existed in dataset {dataset.name!r}.")
+        raise NotFound(f"Row {row_id} has never existed in dataset “{dataset.name}”.")
     names = _ordered_columns((k for v in versions for k in (v.row or {})), labels)
     own = ("Version", "Changeset", "When", "Who", "Kind", "Why", "Change", "Changed cells")
     shown = dict(zip(names, frame_names((labels.get(n, n) for n in names), own), strict=True))

@@ -132,7 +132,7 @@ def test_only_what_changed_is_recorded_and_a_name_may_change_case(
         ("admin", "Staff", "", ("People", "old text"), "why", "since you loaded the page"),
         ("admin", "Staff", "", ("People", ""), "   ", "Say why"),
         ("admin", "Staff", "", ("People", ""), "x" * 2_001, "Keep the reason under 2,000"),
-        ("admin", "stock", "", ("People", ""), "why", "A dataset named 'stock' exists already"),
+        ("admin", "stock", "", ("People", ""), "why", "A dataset named “Stock” exists already"),
         ("admin", "   ", "", ("People", ""), "why", "Give the dataset a name"),
         ("admin", "P" * 121, "", ("People", ""), "why", "use at most 120"),
         ("admin", "Sta\u200bff", "", ("People", ""), "why", "invisible or control character"),
@@ -199,7 +199,7 @@ def test_two_datasets_renamed_to_one_name_at_once_the_second_is_told(
     worker.join(timeout=60)
     [result] = outcome
     assert isinstance(result, ValidationError), result
-    assert "A dataset named 'staff' exists already" in str(result)
+    assert "A dataset named “Staff” exists already" in str(result)
     assert _stored(fresh_db, second)[0] == "Stock"
 
 

@@ -390,7 +390,7 @@ def test_two_uploads_creating_one_name_at_once_are_told_it_is_taken(
     all_at_once(2, upload)
     [refused] = [o for o in outcomes if o != "created"]
     assert "created" in outcomes
-    assert "exists already; choose another name" in refused
+    assert "exists already (names are compared ignoring case); choose another name" in refused
     assert _counts(fresh_db)[2] == 1
 
 
