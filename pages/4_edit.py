@@ -463,6 +463,7 @@ if reapplied := st.session_state.pop(f"edit.{dataset_id}.reapplied", None):
 with st.expander(
     "Filter and sort" + (f" — {counted(len(view.filters), 'filter')}" if view.filters else ""),
     expanded=bool(view.filters),
+    key=f"edit.{dataset_id}.filters_open",  # stays open as its label counts filters
 ):
     for n, f in enumerate(view.filters):
         left, right = st.columns([5, 1], vertical_alignment="center")
@@ -495,6 +496,11 @@ with st.expander(
         size = c7.selectbox(
             "Rows per page", writes.WINDOW_SIZES, index=writes.WINDOW_SIZES.index(view.size)
         )
+        if view.filters:
+            st.caption(
+                "A filter applied here is added to those above: the rows shown match all of "
+                "them. Remove one above to widen the rows again."
+            )
         add = st.form_submit_button("Apply")
     if add:
         asked = RowFilter.asked(f_column, f_op, f_value, f_upper)

@@ -1171,6 +1171,8 @@ def test_a_filter_is_added_once_whatever_is_applied_after_it(
     assert list(at.data_editor[0].value.index) == [2]
     assert "1 filter" in at.expander[0].label
     assert "(s)" not in at.expander[0].label
+    # The next Apply adds its filter to this one: said where it is applied.
+    assert any("is added to those above" in c.value for c in at.caption)
 
 
 def test_a_filter_typed_with_edits_that_break_a_rule_is_kept_to_apply_later(
