@@ -433,9 +433,13 @@ def store(chosen_target: uploads.NewDataset | uploads.ExistingDataset) -> None:
             # Kept before the next call into Streamlit: a rerun asked while storing (a click,
             # a keystroke) stops this run there, and the next run must know the rows are stored
             # rather than offer the same file again.
-            verb = "replaced the rows of" if outcome.mode == "replace" else "loaded into"
-            rows = counted(outcome.rows, "row")
-            st.session_state[FLASH] = f"{rows} {verb} “{outcome.dataset_name}” " + (
+            rows, name = counted(outcome.rows, "row"), outcome.dataset_name
+            done = (
+                f"The rows of “{name}” were replaced by {rows}"
+                if outcome.mode == "replace"
+                else f"{rows} loaded into “{name}”"
+            )
+            st.session_state[FLASH] = f"{done} " + (
                 f"(changeset #{outcome.seq})."
                 if outcome.seq is not None
                 else f"(changeset id {outcome.changeset_id}; its number could not be read "

@@ -136,11 +136,11 @@ def confirm_revert(changeset_id: int) -> None:
             width="stretch",
         )
     if changes.deletes:
-        st.caption(f"Rows #{seq} added, deleted again: {row_ids(changes.deletes)}")
+        st.caption(f"Rows that #{seq} added, to be deleted again: {row_ids(changes.deletes)}")
     if changes.inserts:
         st.caption(
-            f"Rows #{seq} deleted, brought back under their own row ids with their exact "
-            f"values: {row_ids(changes.inserts)}"
+            f"Rows that #{seq} deleted, to be brought back under their own row ids with their "
+            f"exact values: {row_ids(changes.inserts)}"
         )
     if plan.already:
         st.caption(

@@ -881,9 +881,10 @@ def _slow_parse(text: str, width: int, dialect: Dialect) -> tuple[Any, npt.NDArr
             more = problem_count - len(problems)
             problems.append(f"… {counted(more, 'more problem', 'more problems')} not listed.")
         raise ImportRefused(
-            f"{counted(problem_count, 'line')} of the file cannot be"
-            " read as rows of the table. Fix them (in a text editor, or re-export the file)"
-            " and upload it again:",
+            f"{counted(problem_count, 'line')} of the file"
+            " cannot be read as rows of the table. Fix"
+            f" {agreeing(problem_count, 'it', 'them')} (in a text editor, or re-export the"
+            " file) and upload it again:",
             problems,
         )
     arrays = [pa.array(values, pa.large_string()) for values in columns]

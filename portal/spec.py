@@ -1339,9 +1339,9 @@ def _frame_columns(spec: DatasetSpec, frame: pd.DataFrame) -> dict[str, Any]:
     if missing or extra:
         parts = []
         if missing:
-            parts.append("missing " + ", ".join(_quoted(m) for m in missing))
+            parts.append("missing: " + ", ".join(_quoted(m) for m in missing))
         if extra:
-            parts.append("not in the dataset " + ", ".join(_quoted(e) for e in extra))
+            parts.append("not in the dataset: " + ", ".join(_quoted(e) for e in extra))
         # A dataset's columns cannot be changed: a file of other columns goes into a new one.
         names = ", ".join(_quoted(c.label) for c in spec.columns)
         raise ValidationError(

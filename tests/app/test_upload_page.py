@@ -241,7 +241,7 @@ def test_a_closed_replace_dialog_does_not_come_back_by_itself(fresh_db: Database
     [replace] = [b for b in at.button if b.label == "Replace"]
     replace.click().run()
     assert not at.exception
-    assert "1 row replaced the rows of “People”" in at.success[0].value
+    assert "The rows of “People” were replaced by 1 row (changeset #" in at.success[0].value
     assert dataset_rows(fresh_db.app, dataset_id, "name") == [("cy",)]
     with fresh_db.app.connect() as conn:
         changesets = conn.execute(

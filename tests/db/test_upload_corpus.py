@@ -731,19 +731,19 @@ def test_a_header_after_blank_lines_is_named_by_its_line(fresh_db: DatabaseHandl
 PEOPLE = b"Name,Qty,Joined\nAnn,3,2024-01-05\nBob,,2024-02-29\n"
 
 MISMATCHES = [
-    pytest.param(b"Name,Joined\nCy,2024-03-01\n", ("missing “Qty”",), id="missing-column"),
+    pytest.param(b"Name,Joined\nCy,2024-03-01\n", ("missing: “Qty”",), id="missing-column"),
     pytest.param(
         b"Name,Qty,Joined,Colour\nCy,1,2024-03-01,red\n",
-        ("not in the dataset “Colour”",),
+        ("not in the dataset: “Colour”",),
         id="extra-column",
     ),
     pytest.param(
         b"Name,Quantity,Joined\nCy,1,2024-03-01\n",
-        ("missing “Qty”", "not in the dataset “Quantity”"),
+        ("missing: “Qty”", "not in the dataset: “Quantity”"),
         id="renamed-column",
     ),
-    pytest.param(b"Qty,Joined\n1,2024-03-01\n", ("missing “Name”",), id="first-column-dropped"),
-    pytest.param(b"a,b,c\n1,2,3\n", ("missing “Name”, “Qty”, “Joined”",), id="another-file"),
+    pytest.param(b"Qty,Joined\n1,2024-03-01\n", ("missing: “Name”",), id="first-column-dropped"),
+    pytest.param(b"a,b,c\n1,2,3\n", ("missing: “Name”, “Qty”, “Joined”",), id="another-file"),
 ]
 
 

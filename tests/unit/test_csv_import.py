@@ -346,6 +346,9 @@ def test_ragged_rows_name_their_lines_and_field_counts() -> None:
         "line 4: 4 fields, but the header has 3.",
     ]
     assert "2 lines of the file cannot be read" in str(error)
+    assert "Fix them (in a text editor" in str(error)
+    one = refused(b"a,b,c\n1,2,3\n4,5\n")
+    assert "1 line of the file cannot be read as rows of the table. Fix it (in" in str(one)
 
 
 @pytest.mark.parametrize(("more", "said"), [(1, "1 more problem"), (1200, "1,200 more problems")])

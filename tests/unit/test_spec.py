@@ -525,7 +525,7 @@ def test_frame_columns_are_matched_by_label_or_name_and_mismatches_refused() -> 
     spec = DatasetSpec((ColumnSpec("Order Qty", "order_qty", "integer"),))
     assert validate(spec, pd.DataFrame({" order qty ": ["1"]})).ok
     assert validate(spec, pd.DataFrame({"order_qty": ["1"], "_row_id": [5]})).ok
-    with pytest.raises(ValidationError, match=r"missing “Order Qty”; not in the dataset “Qty”"):
+    with pytest.raises(ValidationError, match=r"missing: “Order Qty”; not in the dataset: “Qty”"):
         validate(spec, pd.DataFrame({"Qty": ["1"]}))
 
 
