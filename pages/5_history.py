@@ -430,6 +430,8 @@ with st.container(border=True):
                 f"{md_escape(kind_label(detail.summary.kind))} changesets cannot be reverted "
                 "here: only changes to rows can."
             )
+    elif detail is not None and detail.summary.kind in revert.REVERTIBLE_KINDS:
+        revert_slot.caption("Editors and admins can revert a changeset; your role can view it.")
 # The dialog is opened from session state, so a click inside it (which AppTest, and a dialog
 # opened before a page rerun, run as a whole-page rerun) still reaches its buttons.
 if st.session_state.get(REVERTING) == opened and actor.can("editor"):

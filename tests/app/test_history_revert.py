@@ -183,6 +183,9 @@ def test_a_viewer_sees_no_revert_button(
     edited = edit(olga, dataset, MIXED)
     at, _ = history(fresh_db, "viewer", dataset, edited)
     assert not [b for b in at.button if (b.key or "").startswith("history.revert")]
+    assert "Editors and admins can revert a changeset; your role can view it." in [
+        c.value for c in at.caption
+    ]
     # Forcing the dialog open through session state does not open it for a viewer either.
     at.session_state["history.revert.changeset"] = edited
     at.run()
