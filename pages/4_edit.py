@@ -572,27 +572,29 @@ config["_index"] = st.column_config.NumberColumn(
     labels[ROW_ID], disabled=True, help="Assigned by the portal; new rows get theirs on commit."
 )
 # While I choose what to keep after a conflict, the merge holds my edits as they were when I
-# reloaded: the grid is read-only until then, so nothing typed meanwhile can be dropped.
+# reloaded, on the rows as they are now: the grid, which shows the rows as they were before, is
+# not drawn until then, so nothing typed meanwhile can be dropped and no stale value is shown.
 choosing = may_edit and k["rebased"] in st.session_state
 if choosing:
     st.info(
-        "Choose what to keep below, then apply your choices; the grid can be edited again "
-        "after that.",
+        "Choose what to keep below, then apply your choices: the rows come back, as they are "
+        "now with your edits on them, once you have.",
         icon=":material/merge:",
     )
-st.data_editor(
-    window.grid,
-    key=loaded.editor_key,
-    column_config=config,
-    num_rows="dynamic" if may_edit and not choosing else "fixed",
-    disabled=not may_edit or choosing,
-    width="stretch",
-    height=420,
-    placeholder=EMPTY_CELL,
-    # The name the rows were read under: part of the grid's identity, so a rename made
-    # meanwhile must not change it (the grid's unsaved edits would go with it).
-    alt=f"Rows of {read.name}" + (", editable" if may_edit else ", read-only"),
-)
+else:
+    st.data_editor(
+        window.grid,
+        key=loaded.editor_key,
+        column_config=config,
+        num_rows="dynamic" if may_edit else "fixed",
+        disabled=not may_edit,
+        width="stretch",
+        height=420,
+        placeholder=EMPTY_CELL,
+        # The name the rows were read under: part of the grid's identity, so a rename made
+        # meanwhile must not change it (the grid's unsaved edits would go with it).
+        alt=f"Rows of {read.name}" + (", editable" if may_edit else ", read-only"),
+    )
 # Under the grid: above it, the grid's own toolbar (shown on hover) covered the Next button.
 first, last = read.offset + 1, read.offset + len(read.rows)
 nav = st.columns([3, 1, 1], vertical_alignment="center")

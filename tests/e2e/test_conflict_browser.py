@@ -223,6 +223,8 @@ def bert_reloads_and_chooses(page: Page, shot: Shots) -> None:
     expect(page.get_by_role("radio", name="theirs: 5")).not_to_be_checked()
     expect(page.get_by_role("radio", name="mine: 9")).not_to_be_checked()
     expect(page.get_by_role("button", name="Apply my choices")).to_be_disabled()
+    # The rows as they were before are not shown under the choices: they come back after.
+    expect(page.locator(TABLES)).to_have_count(0)
     # bob's row, which Alice deleted, is offered back with Bert's edit to it: not lost.
     values, edits = "Name: bob, Qty: 2, Price: 2.00, Note: bob moved", "Note: bob moved"
     offer = "Row 2 was deleted by someone else; re-create it as a new row: {} (your edits: {})"
