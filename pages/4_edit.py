@@ -589,7 +589,9 @@ else:
         num_rows="dynamic" if may_edit else "fixed",
         disabled=not may_edit,
         width="stretch",
-        height=420,
+        # A few rows (none, when a filter matches nothing): as tall as they are, not a tall
+        # empty grid over the words that say so. Per window: part of the grid's identity.
+        height=420 if len(window.grid) > 10 else "auto",
         placeholder=EMPTY_CELL,
         # The name the rows were read under: part of the grid's identity, so a rename made
         # meanwhile must not change it (the grid's unsaved edits would go with it).
