@@ -45,6 +45,7 @@ CONFIRMED_ENCODING = "upload.encoding"
 FLASH = "upload.flash"
 STORED = "upload.stored"  # (dataset id, name) of the rows just stored, linked under FLASH
 CONFIRM_REPLACE = "upload.confirm_replace"  # (dataset id, file digest): its dialog is open
+SHAPE_PROBLEMS_LISTED = 10  # up to this many problems of a file's shape are listed as text
 REPLACE_SHOWN = "upload.replace_shown"  # (dataset id, file digest, rows its dialog said)
 SPEC_RESETS = "upload.spec_resets"  # a counter in the key draws the rules grid afresh
 PREVIEW_ROWS = 50
@@ -197,7 +198,10 @@ except EncodingNotConfirmed as exc:
 except ImportRefused as exc:
     st.error(md_text(str(exc).split("\n", 1)[0]), icon=":material/block:")
     if exc.problems:
-        st.dataframe(pd.DataFrame({"problem": exc.problems}), hide_index=True)
+        if len(exc.problems) <= SHAPE_PROBLEMS_LISTED:  # whole sentences: read in full
+            st.markdown("\n".join(f"- {md_text(p)}" for p in exc.problems))
+        else:
+            st.dataframe(pd.DataFrame({"problem": exc.problems}), hide_index=True)
         st.download_button(
             "Download the problems (CSV)",
             csv_bytes(["problem"], ([p] for p in exc.problems)),

@@ -159,6 +159,9 @@ def test_a_file_refused_for_its_shape_offers_its_problems_as_a_csv_download(
     assert [d.label for d in at.download_button] == ["Download the problems (CSV)"]
     assert at.download_button[0].proto.ignore_rerun
     assert not at.data_editor  # nothing further is offered for a refused file
+    # A few problems are listed as whole sentences (in a table they were cut at its edge).
+    assert "- line 3: 1 field, but the header has 2.\n- line 4: 3 fields" in texts(at)
+    assert not at.main.dataframe
 
 
 @pytest.mark.parametrize("length", [float("inf"), float("-inf"), 2.5])
