@@ -2,7 +2,10 @@
 the rows of a bulk load (all of them, or a slice); every version of one row.
 
 ``dataset_state`` folds every captured change of a dataset, in chain order (``seq``; inside a
-changeset, row changes by id, then bulk loads by id), into ``{_row_id: row image}``. Bulk loads
+changeset, row changes by id, then bulk loads by id), into ``{_row_id: row image}``, and each
+column added or removed after the dataset's creation (a ``schema`` changeset whose detail's
+``action`` is ``add_column`` or ``remove_column``: ``portal.column_changes``) gives every row
+then present that column with the value recorded for it, or takes it out. Bulk loads
 are replayed through ``COPY`` into a temporary table of the recorded column types, so their
 images are exactly what the capture trigger would have recorded row by row. A slice of a bulk
 load (a page of it, or the one row a row's history needs) replays only that slice's records,
