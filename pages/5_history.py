@@ -51,13 +51,29 @@ CHANGESETS, ROW_HISTORY = "Changesets", "Row history"
 
 
 @st.cache_resource(max_entries=4, ttl=900, show_spinner="Rebuilding the table from the audit log…")
-def rebuilt(dataset_id: int, seq: int, _actor: Actor) -> AsOf:
-    """The state after a sealed changeset never changes, so one rebuild serves every rerun and
-    every person (the role check is the same for all: any role may read history). Kept as the
-    one object all share (``cache_resource``), only ever read: ``cache_data`` would unpickle a
-    copy of the whole table, up to ``MAX_AS_OF_ROWS`` rows, on every rerun."""
+def rebuilt(dataset_id: int, seq: int, newest: tuple[int, datetime] | None, _actor: Actor) -> AsOf:
+    """The rows after a sealed changeset never change, so one rebuild serves every rerun and
+    every person (the role check is the same for all: any role may read history) until the
+    dataset's next changeset (``newest``: the seq and time of its newest), which may relabel,
+    add or remove its columns, and so the names the rows are shown under. Kept as the one
+    object all share (``cache_resource``), only ever read: ``cache_data`` would unpickle a copy
+    of the whole table, up to ``MAX_AS_OF_ROWS`` rows, on every rerun."""
     with session_scope() as session:
         return trail_views.as_of(session=session, actor=_actor, dataset_id=dataset_id, seq=seq)
+
+
+def newest_of(dataset_id: int) -> tuple[int, datetime] | None:
+    """The seq and time of the dataset's newest changeset: what the cached reads of its
+    history are valid until.
+
+    Raises:
+        PortalError: the database could not be read.
+    """
+    with session_scope() as session:
+        latest = trail_views.dataset_history(
+            session=session, actor=actor, dataset_id=dataset_id, limit=1
+        ).items
+    return (latest[0].seq, latest[0].committed_at) if latest else None
 
 
 @st.cache_data(max_entries=16, ttl=900, show_spinner="Reading the row's versions…")
@@ -316,12 +332,7 @@ if view == ROW_HISTORY:
     if row_id is None:
         st.stop()
     try:
-        with session_scope() as session:
-            latest = trail_views.dataset_history(
-                session=session, actor=actor, dataset_id=dataset_id, limit=1
-            ).items
-        newest = (latest[0].seq, latest[0].committed_at) if latest else None
-        versions = versions_of(dataset_id, int(row_id), newest, actor)
+        versions = versions_of(dataset_id, int(row_id), newest_of(dataset_id), actor)
     except PortalError as exc:
         show_error(exc)
         st.stop()
@@ -446,7 +457,7 @@ if not st.toggle(
 ):
     st.stop()
 try:
-    state = rebuilt(dataset_id, summary.seq, actor)
+    state = rebuilt(dataset_id, summary.seq, newest_of(dataset_id), actor)
 except PortalError as exc:
     show_error(exc)
     st.stop()

@@ -32,3 +32,63 @@ def test_row_history_of_a_dataset_with_a_version_column_opens(fresh_db: Database
     [frame] = at.main.dataframe
     assert frame.value["Version"].tolist() == [1]
     assert "v1" in frame.value.iloc[0].tolist()
+
+
+def test_columns_added_and_removed_read_in_words_and_the_table_as_of_shows_them(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """A column added and one removed after the dataset's creation: each changeset says so in
+    words; the table as of the upload shows the removed column, named as removed, and not the
+    added one; as of the newest, the other way round — read again after each change, not from
+    a rebuild kept from before it."""
+    from portal import column_changes
+    from portal.db import session_scope
+
+    with Session(fresh_db.app) as s, s.begin():
+        name, _ = make_user(s, role="admin", display_name="Ada A.")
+    admin = Actor(name, "Ada A.", "admin")
+    dataset = upload_dataset(admin, b"Name,Note\nann,x\nbob,y\n", name="Notes")
+    at, _ = signed_in(fresh_db, "viewer")
+    show_app(at)
+    at.switch_page("pages/5_history.py").run()
+    at.selectbox(key="history.dataset").select(dataset).run()
+
+    def as_of(seq: int) -> list[str]:
+        key = f"history.{dataset}.open"
+        [option] = [o for o in at.selectbox(key=key).options if o.startswith(f"#{seq} ")]
+        at.selectbox(key=key).select(option).run()
+        at.toggle(key=f"history.{dataset}.as_of").set_value(True).run()
+        assert not at.exception
+        return list(at.main.dataframe[-1].value.columns)
+
+    assert as_of(1) == ["Row id", "Name", "Note"]  # cached now, under the dataset's newest
+    with session_scope() as s:
+        column_changes.add_column(
+            session=s,
+            actor=admin,
+            dataset_id=dataset,
+            label="Region",
+            column_type="text",
+            fill="North",
+            expected_version=1,
+            reason="regions",
+        )
+    with session_scope() as s:
+        column_changes.remove_column(
+            session=s,
+            actor=admin,
+            dataset_id=dataset,
+            name="note",
+            expected_version=2,
+            reason="unused",
+        )
+    at.run()
+    assert as_of(1) == ["Row id", "Name", "Note (removed)"]
+    assert as_of(3) == ["Row id", "Name", "Region"]
+    shown = texts(at).replace("\\", "")  # Markdown escapes
+    assert "- Column removed: “Note” (text, required)" in shown  # every row had one
+    assert "- Its values in 2 rows left the table (the log keeps them)" in shown
+    as_of(2)
+    shown = texts(at).replace("\\", "")
+    assert "- Column added: “Region” (text, optional)" in shown
+    assert "The 2 rows it then had got: “North”" in shown
