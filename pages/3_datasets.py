@@ -450,15 +450,15 @@ def first_page() -> None:
 
 
 column_col, op_col, value_col, upper_col = st.columns([2, 1, 2, 2], vertical_alignment="bottom")
-filter_column = column_col.selectbox(
-    "Filter on",
-    list(labels),
-    index=None,
-    format_func=labels.__getitem__,
-    placeholder="No filter",
-    key=f"{key}.filter.column",
-    on_change=first_page,
-)
+with column_col:  # each of these keeps its column when an admin relabels it meanwhile
+    filter_column = renamed_select(
+        "Filter on",
+        labels,
+        index=None,
+        placeholder="No filter",
+        key=f"{key}.filter.column",
+        on_change=first_page,
+    )
 filter_op: FilterOp = op_col.selectbox(
     "Match", FILTER_OPS, key=f"{key}.filter.op", on_change=first_page, help=FILTER_HELP
 )
@@ -478,13 +478,8 @@ filter_upper = upper_col.text_input(
 row_filter = RowFilter.asked(filter_column, filter_op, filter_value, filter_upper)
 
 sort_col, order_col, size_col = st.columns([2, 1, 1], vertical_alignment="bottom")
-sort_column = sort_col.selectbox(
-    "Sort by",
-    list(labels),
-    format_func=labels.__getitem__,
-    key=f"{key}.sort",
-    on_change=first_page,
-)
+with sort_col:
+    sort_column = renamed_select("Sort by", labels, key=f"{key}.sort", on_change=first_page)
 descending = (
     order_col.radio(
         "Order",
@@ -623,11 +618,10 @@ def show_profile(found: Profile, filtered: bool) -> None:
 
 
 with st.expander("Column profile", icon=":material/bar_chart:", key=f"{key}.profile_open"):
-    profiled = st.selectbox(
+    profiled = renamed_select(
         "Column",
-        spec.names,
+        {name: labels[name] for name in spec.names},
         index=None,
-        format_func=labels.__getitem__,
         placeholder="Choose a column: its empty cells, distinct and most frequent values",
         key=f"{key}.profile",
     )
