@@ -353,7 +353,8 @@ def add_column_form(info: browse.DatasetInfo) -> None:
         show_write_error(exc, kept="What you typed is kept", again="add it again")
         return
     st.session_state[FLASH] = (
-        f"Added the column “{label.strip()}”: it is in the audit log, and on the Edit page."
+        f"Added the column “{md_escape(label.strip())}”: it is in the audit log, and on the "
+        "Edit page."
     )
     st.rerun()
 
@@ -386,10 +387,10 @@ def confirm_removal(info: browse.DatasetInfo, name: str) -> None:
     """What removing the column loses and what the log keeps, a reason, then the removal."""
     label = next(c.label for c in info.spec.columns if c.name == name)
     st.write(
-        f"“{md_escape(label)}” leaves “{md_escape(info.name)}” with its values in "
-        f"{counted(info.row_count, 'row')} and its rules. The audit log keeps every value it "
-        "held: History shows the table as of any earlier changeset with the column. Edits "
-        "to it not yet committed, on the Edit page, are dropped. This cannot be undone here."
+        f"“{md_escape(label)}” leaves “{md_escape(info.name)}” with every value it holds and "
+        "its rules. The audit log keeps every value it held: History shows the table as of "
+        "any earlier changeset with the column. Edits to it not yet committed, on the Edit "
+        "page, are dropped. This cannot be undone here."
     )
     why = st.text_input(
         "Reason (required)",
@@ -408,7 +409,10 @@ def confirm_removal(info: browse.DatasetInfo, name: str) -> None:
                 reason=why,
             )
 
-    done = f"Removed the column “{label}”: the audit log keeps its values, who removed it and why."
+    done = (
+        f"Removed the column “{md_escape(label)}”: the audit log keeps its values, who removed "
+        "it and why."
+    )
     dialog_buttons("Remove column", remove, close_removal, done)
 
 

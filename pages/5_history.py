@@ -188,6 +188,11 @@ def confirm_revert(changeset_id: int) -> None:
                 if plan.conflicts and plan.already
                 else f"everything #{seq} changed has been changed again since."
                 if plan.conflicts
+                else f"#{seq} changed only "
+                + " and ".join(f"“{md_escape(label)}”" for label in plan.removed)
+                + ", which an admin removed from the dataset since (the values left with the "
+                "column), and nothing else that does not already hold its value from before it."
+                if plan.removed
                 else f"the rows already hold the values from before #{seq}."
             ),
             icon=":material/info:",
@@ -197,6 +202,13 @@ def confirm_revert(changeset_id: int) -> None:
             st.rerun()
         return
     st.write(f"The revert writes: {plan.summary()}.")
+    if plan.removed:
+        st.caption(
+            f"#{seq} also changed "
+            + " and ".join(f"“{md_escape(label)}”" for label in plan.removed)
+            + ", which an admin removed from the dataset since: those values left with the "
+            "column and are not brought back."
+        )
     reason = st.text_input(
         "Reason (required)",
         key=REVERT_REASON,

@@ -26,7 +26,7 @@ other than those it was written for).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Final
 
 from sqlalchemy import MetaData, func, select, text
@@ -82,7 +82,9 @@ def add_column(
         say_why="Say why you are adding the column; nothing was changed.",
     )
     dataset, old = locked_spec(session, dataset_id, expected_version)
-    column = _column(old, label, column_type, required, options)
+    # A removed column's name is not used again: the log's rows still hold its values under it.
+    removed = removed_columns(session, dataset.id)
+    column = _column(old, label, column_type, required, options, removed)
     new = DatasetSpec((*old.columns, column), version=old.version + 1)
     check_labels(new, "type the label again without it")
     value = _fill_value(column, fill)
@@ -126,8 +128,9 @@ def _column(
     column_type: ColumnType,
     required: bool,
     options: Sequence[str] | None,
+    removed: Collection[str],
 ) -> ColumnSpec:
-    """The new column, its physical name one the table does not have.
+    """The new column, its physical name one the table does not have, nor had (``removed``).
 
     Raises:
         ValidationError: an empty label or one taken, an unknown type, a category without
@@ -145,8 +148,20 @@ def _column(
         cleaned = tuple(dict.fromkeys(o.strip() for o in options or () if o.strip()))
     elif options:
         raise ValidationError("Only a category column has a list of options.")
-    (name,) = specs.physical_names([label], taken=spec.names, start=len(spec.columns) + 1)
-    return ColumnSpec(label=label, name=name, type=column_type, required=required, options=cleaned)
+    same = specs.label_key(label)
+    if taken := next((c.label for c in spec.columns if specs.label_key(c.label) == same), None):
+        raise ValidationError(
+            f"“{taken}” is a column of this dataset already (labels are compared ignoring case "
+            "and surrounding spaces): choose another label. Nothing was changed."
+        )
+    taken_names = [*spec.names, *removed]
+    (name,) = specs.physical_names([label], taken=taken_names, start=len(spec.columns) + 1)
+    try:
+        return ColumnSpec(
+            label=label, name=name, type=column_type, required=required, options=cleaned
+        )
+    except ValidationError as exc:
+        raise ValidationError(f"{exc} Nothing was changed.") from None
 
 
 def _fill_value(column: ColumnSpec, fill: object) -> specs.Value:

@@ -741,7 +741,7 @@ def _read_header(text: str, dialect: Dialect) -> list[str]:
     problems: list[str] = []
     seen: dict[str, int] = {}
     for position, label in enumerate(header, start=1):
-        key = unicodedata.normalize("NFC", label.strip().casefold())  # as spec._label_key
+        key = unicodedata.normalize("NFC", label.strip().casefold())  # as spec.label_key
         if not key:
             problems.append(f"column {position} has no name: give every column a name.")
         elif key in seen:

@@ -664,7 +664,7 @@ def _check_dataset(spec: DatasetSpec) -> None:
                 f" {c.name!r}: give each its own."
             )
         names[c.name] = c.label
-        key = _label_key(c.label)
+        key = label_key(c.label)
         if key in labels:
             raise ValidationError(
                 f"Columns “{labels[key]}” and “{c.label}” have the same label (ignoring case"
@@ -673,7 +673,7 @@ def _check_dataset(spec: DatasetSpec) -> None:
         labels[key] = c.label
 
 
-def _label_key(label: str) -> str:
+def label_key(label: str) -> str:
     """A label as labels are compared: ignoring case and surrounding spaces, and how an accent
     is written (é as one character or as e and a combining accent look the same)."""
     return unicodedata.normalize("NFC", label.strip().casefold())
@@ -962,8 +962,8 @@ def _rule_message(c: ColumnSpec, rule: Rule, raw: str, typed: Value) -> str:
 def _near_option(raw: str, options: Sequence[str]) -> str | None:
     """The option ``raw`` is but for letter case, spaces around it and how its accents are
     encoded (as labels are compared), if any."""
-    key = _label_key(escape_surrogates(raw))
-    return next((o for o in options if _label_key(o) == key), None)
+    key = label_key(escape_surrogates(raw))
+    return next((o for o in options if label_key(o) == key), None)
 
 
 def _required_message() -> str:
@@ -1321,14 +1321,14 @@ def _frame_columns(spec: DatasetSpec, frame: pd.DataFrame) -> dict[str, Any]:
     if len({str(k) for k in keys}) != len(keys):
         raise ValidationError("The table has two columns with the same name: rename one.")
     exact = {str(k): k for k in keys}
-    folded: dict[str, list[Any]] = {}  # however their accents are written (_label_key)
+    folded: dict[str, list[Any]] = {}  # however their accents are written (label_key)
     for k in keys:
-        folded.setdefault(_label_key(str(k)), []).append(k)
+        folded.setdefault(label_key(str(k)), []).append(k)
     found: dict[str, Any] = {}
     missing: list[str] = []
     for c in spec.columns:
         candidates = [exact.get(c.label), exact.get(c.name)]
-        same = folded.get(_label_key(c.label), [])
+        same = folded.get(label_key(c.label), [])
         candidates.append(same[0] if len(same) == 1 else None)
         key = next((k for k in candidates if k is not None and k not in found.values()), None)
         if key is None:

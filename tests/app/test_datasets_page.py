@@ -826,7 +826,7 @@ def test_an_admin_removes_a_column_after_confirming_why(fresh_db: DatabaseHandle
     at.button(key=f"{key}.ask").click().run()
     assert not at.exception
     dialog_text = " ".join(m.value for m in at.markdown)
-    assert f"“Note” leaves “People” with its values in {ROWS} rows" in dialog_text
+    assert "“Note” leaves “People” with every value it holds and its rules" in dialog_text
     [remove] = [b for b in at.button if b.label == "Remove column"]
     remove.click().run()  # without a reason
     assert "Say why you are removing the column" in " ".join(e.value for e in at.error)
@@ -852,4 +852,19 @@ def test_an_admin_removes_a_column_after_confirming_why(fresh_db: DatabaseHandle
         "never used",
         "remove_column",
         "Note",
+    )
+
+
+def test_a_column_label_is_shown_as_written_in_the_messages(fresh_db: DatabaseHandle) -> None:
+    """A label of Markdown came out as a link and bold text in "Added the column …"."""
+    dataset_id, _ = seed_people(fresh_db)
+    key = f"datasets.{dataset_id}.add_column.1"
+    at, _ = datasets_page(fresh_db, "admin")
+    open_dataset(at, dataset_id)
+    _add_column_fields(at, key, label="**Evil** [here](http://127.0.0.1:9/x)", reason="test")
+    [add] = [b for b in at.button if b.label == "Add column"]
+    add.click().run()
+    assert not at.exception
+    assert at.success[0].value.startswith(
+        r"Added the column “\*\*Evil\*\* \[here\]\(http://127\.0\.0\.1:9/x\)”"
     )

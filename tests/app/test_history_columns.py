@@ -92,3 +92,50 @@ def test_columns_added_and_removed_read_in_words_and_the_table_as_of_shows_them(
     shown = texts(at).replace("\\", "")
     assert "- Column added: “Region” (text, optional)" in shown
     assert "The 2 rows it then had got: “North”" in shown
+
+
+def test_reverting_a_change_to_a_removed_column_says_the_column_is_gone(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """It said the rows already held the values from before the changeset, as if it had been
+    reverted already."""
+    from portal import column_changes, writes
+    from portal.db import session_scope
+    from portal.diffs import ChangeSet, RowUpdate
+
+    with Session(fresh_db.app) as s, s.begin():
+        name, _ = make_user(s, role="admin", display_name="Ada A.")
+    admin = Actor(name, "Ada A.", "admin")
+    dataset = upload_dataset(admin, b"Name,Note\nann,x\nbob,y\n", name="Notes")
+    with session_scope() as s:
+        edited = writes.commit(
+            session=s,
+            actor=admin,
+            dataset_id=dataset,
+            spec_version=1,
+            changes=ChangeSet(updates=(RowUpdate(1, 1, {"note": "x"}, {"note": "z"}),)),
+            reason="typo",
+        )
+    with session_scope() as s:
+        column_changes.remove_column(
+            session=s,
+            actor=admin,
+            dataset_id=dataset,
+            name="note",
+            expected_version=1,
+            reason="unused",
+        )
+    at, _ = signed_in(fresh_db, "editor")
+    show_app(at)
+    at.switch_page("pages/5_history.py").run()
+    at.selectbox(key="history.dataset").select(dataset).run()
+    key = f"history.{dataset}.open"
+    with session_scope() as s:
+        seq = writes.changeset_number(session=s, changeset_id=edited.changeset_id)
+    [option] = [o for o in at.selectbox(key=key).options if o.startswith(f"#{seq} ")]
+    at.selectbox(key=key).select(option).run()
+    [revert] = [b for b in at.button if b.key == "history.revert.open"]
+    revert.click().run()
+    assert not at.exception
+    said = " ".join(i.value for i in at.info).replace("\\", "")
+    assert f"#{seq} changed only “Note”, which an admin removed from the dataset since" in said

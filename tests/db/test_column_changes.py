@@ -278,12 +278,12 @@ def test_reverting_a_delete_from_before_a_required_column_is_refused_clearly(
         ("admin", "Region", "text", {"expected_version": 2}, "Someone changed the columns"),
         ("admin", "Region", "text", {"reason": " "}, "Say why"),
         ("admin", "  ", "text", {}, "Give the new column a label"),
-        ("admin", " QTY ", "text", {}, "the same label"),
+        ("admin", " QTY ", "text", {}, "“Qty” is a column of this dataset already"),
         ("admin", "Re\u200bgion", "text", {}, "invisible or control character"),
         ("admin", "Region", "text", {"required": True}, "need a value in it"),
         ("admin", "Region", "text", {"required": True, "fill": "  "}, "need a value in it"),
         ("admin", "Count", "integer", {"fill": "many"}, "does not fit “Count”"),
-        ("admin", "Level", "category", {}, "needs at least one option"),
+        ("admin", "Level", "category", {}, "needs at least one option. Nothing was changed"),
         ("admin", "Level", "category", {"options": ["a"], "fill": "b"}, "does not fit “Level”"),
         ("admin", "Level", "text", {"options": ["a"]}, "Only a category column"),
         ("admin", "Level", "money", {}, "Unknown type 'money'"),
@@ -388,23 +388,31 @@ def test_a_removed_column_leaves_the_table_but_not_the_log(
         revert(session=s, actor=admin, changeset_id=edited, reason="back")
 
 
-def test_a_column_removed_and_added_again_under_its_name_is_a_new_column(
+def test_a_column_removed_and_added_again_under_its_label_is_a_new_column(
     fresh_db: DatabaseHandle, people: tuple[Actor, Actor, int]
 ) -> None:
+    """Under a physical name of its own: the log's older rows hold the removed column's values
+    under its name, and History showed them under the new column's label."""
     admin, editor, dataset_id = people
     deleted = _delete_bob(editor, dataset_id)
     _remove(admin, dataset_id, "qty", expected_version=1)
     _add(admin, dataset_id, "Qty", "text", fill="some", expected_version=2)
-    assert dataset_rows(fresh_db.app, dataset_id, "name, qty") == [("ann", "some"), ("cy", "some")]
+    assert dataset_rows(fresh_db.app, dataset_id, "name, qty_2") == [
+        ("ann", "some"),
+        ("cy", "some"),
+    ]
     _no_drift(dataset_id)
     with session_scope() as s:  # bob comes back without his old qty, which was an integer
         revert(session=s, actor=admin, changeset_id=deleted, reason="back")
-    assert dataset_rows(fresh_db.app, dataset_id, "name, qty") == [
+    assert dataset_rows(fresh_db.app, dataset_id, "name, qty_2") == [
         ("ann", "some"),
         ("bob", None),
         ("cy", "some"),
     ]
     _no_drift(dataset_id)
+    with session_scope() as s:
+        frame = row_versions_frame(session=s, actor=editor, dataset_id=dataset_id, row_id=1)
+    assert list(frame["Changed cells"])[1:] == ["Qty (removed): 1 → ∅", "Qty: ∅ → some"]
 
 
 @pytest.mark.parametrize(

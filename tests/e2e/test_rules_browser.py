@@ -38,7 +38,8 @@ def type_max(page: Page, grid: Locator, value: str, before: str) -> None:
 
 
 def save(page: Page, reason: str) -> None:
-    reason_field = page.get_by_role("textbox", name="Reason (required)").last
+    # Settings has three: the name and description's, the rules', a new column's.
+    reason_field = page.get_by_role("textbox", name="Reason (required)").nth(1)
     reason_field.fill(reason)
     reason_field.press("Tab")
     idle(page)
