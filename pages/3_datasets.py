@@ -29,7 +29,7 @@ from portal.browse import (
 from portal.db import session_scope
 from portal.errors import PortalError, ValidationError
 from portal.profile import EXACT_ROWS, Profile, column_profile
-from portal.spec import ROW_ID, editor_columns
+from portal.spec import ROW_ID, DatasetSpec, editor_columns
 from portal.ui import current_actor, exports, md_escape, md_text, require
 from portal.ui.column_config import EMPTY_CELL, column_config, counts, rules_config
 from portal.ui.db_retry import show_error, show_refusal, show_write_error
@@ -235,17 +235,26 @@ def describe_form(dataset_id: int, name: str, description: str) -> None:
 def rules_editor(info: browse.DatasetInfo) -> None:
     """The column rules of the dataset as a grid (the Upload page's, types fixed), saved with a
     reason as a ``schema`` changeset. Rows that break a new rule are named, nothing changed."""
-    rules = pd.DataFrame(uploads.spec_rows(info.spec))
     resets = st.session_state.get(RULES_RESETS, 0)
-    # Per version of the rules: after a change (anyone's), the grid starts from the new ones.
-    key = f"datasets.{info.id}.rules.{info.spec_version}.{resets}"
+    # The rules as they were when the grid was first drawn, kept while it holds edits: the save
+    # expects to find them (a change someone made meanwhile is refused, not overwritten), and a
+    # click that saves is never lost to a grid redrawn under new rules.
+    seen_key = f"datasets.{info.id}.rules.seen"
+    seen: tuple[int, DatasetSpec] | None = st.session_state.get(seen_key)
+    if seen is None or not has_edits(
+        st.session_state.get(f"datasets.{info.id}.rules.{seen[0]}.{resets}")
+    ):
+        seen = st.session_state[seen_key] = (info.spec_version, info.spec)
+    version, shown = seen
+    rules = pd.DataFrame(uploads.spec_rows(shown))
+    key = f"datasets.{info.id}.rules.{version}.{resets}"
     # A state that does not fit the grid would break the grid itself (as on the Upload page).
     if diffs.grid_problems(
         st.session_state.get(key), rows=len(rules), columns=set(rules.columns), fixed_rows=True
     ):
         st.session_state.pop(key)
         st.session_state[RULES_RESETS] = resets + 1
-        key = f"datasets.{info.id}.rules.{info.spec_version}.{resets + 1}"
+        key = f"datasets.{info.id}.rules.{version}.{resets + 1}"
         st.warning(
             "The column rules grid arrived from your browser malformed (a row or column it "
             "does not have, or rows added or deleted), so it was reset to the dataset's rules. "
@@ -273,14 +282,14 @@ def rules_editor(info: browse.DatasetInfo) -> None:
     if not st.button("Save column rules", key=f"{key}.save"):
         return
     try:
-        spec = uploads.spec_from_rows(edited.to_dict("records"), base=info.spec)
+        spec = uploads.spec_from_rows(edited.to_dict("records"), base=shown)
         with st.spinner("Checking the rows against the new rules…"), session_scope() as session:
             rule_changes.change_rules(
                 session=session,
                 actor=current_actor("admin"),
                 dataset_id=info.id,
                 spec=spec,
-                expected_version=info.spec_version,
+                expected_version=version,
                 reason=why,
             )
     except rule_changes.RulesBroken as exc:
@@ -289,11 +298,24 @@ def rules_editor(info: browse.DatasetInfo) -> None:
             icon=":material/error:",
         )
         return
+    except datasets.ChangedMeanwhile as exc:
+        show_refusal(exc)
+        st.session_state.pop(seen_key)  # the next run draws the rules as they are now
+        st.session_state[RULES_RESETS] = resets + 1
+        return
     except PortalError as exc:
         show_write_error(exc, kept="Your changes to the rules are kept", again="save them again")
         return
+    st.session_state.pop(seen_key)
     st.session_state[FLASH] = "Saved: the new column rules are in force and in the audit log."
     st.rerun()
+
+
+def has_edits(state: object) -> bool:
+    """Whether a grid's state (``st.data_editor``'s) holds any change."""
+    return isinstance(state, dict) and any(
+        state.get(part) for part in ("edited_rows", "added_rows", "deleted_rows")
+    )
 
 
 TYPE_WORDS = {
@@ -310,7 +332,13 @@ TYPE_WORDS = {
 def add_column_form(info: browse.DatasetInfo) -> None:
     """A new column at the end of the table, with a reason: a ``schema`` changeset. Its other
     rules are set afterwards in the rules grid (checked against the rows first)."""
-    key = f"datasets.{info.id}.add_column.{info.spec_version}"  # afresh after any change
+    rounds = f"datasets.{info.id}.add_column.round"
+    key = f"datasets.{info.id}.add_column.{st.session_state.get(rounds, 0)}"  # afresh once added
+    # The version of the columns when the form was filled in: the add expects to find it (a
+    # change someone made meanwhile is refused, not lost with the click that adds).
+    typed = any(st.session_state.get(f"{key}.{f}") for f in ("label", "options", "fill"))
+    if not typed or f"{key}.seen" not in st.session_state:
+        st.session_state[f"{key}.seen"] = info.spec_version
     rows = counted(info.row_count, "row")
     with st.form(key, border=False, enter_to_submit=False):
         label = st.text_input("Label of the new column", key=f"{key}.label")
@@ -346,12 +374,17 @@ def add_column_form(info: browse.DatasetInfo) -> None:
                 required=required,
                 options=options.split(uploads.OPTION_SEPARATOR) if options.strip() else None,
                 fill=fill,
-                expected_version=info.spec_version,
+                expected_version=st.session_state[f"{key}.seen"],
                 reason=why,
             )
+    except datasets.ChangedMeanwhile as exc:
+        show_refusal(exc)
+        st.session_state[f"{key}.seen"] = info.spec_version  # looked at, the next click adds
+        return
     except PortalError as exc:
         show_write_error(exc, kept="What you typed is kept", again="add it again")
         return
+    st.session_state[rounds] = st.session_state.get(rounds, 0) + 1
     st.session_state[FLASH] = (
         f"Added the column “{md_escape(label.strip())}”: it is in the audit log, and on the "
         "Edit page."
@@ -364,13 +397,11 @@ def remove_column_form(info: browse.DatasetInfo) -> None:
     if len(info.spec.columns) == 1:
         st.caption("The dataset has one column only, which it needs.")
         return
-    key = f"datasets.{info.id}.remove_column.{info.spec_version}"
-    labels = {c.name: c.label for c in info.spec.columns}
-    name = st.selectbox(
+    key = f"datasets.{info.id}.remove_column"  # the choice stays while others change columns
+    name = renamed_select(
         "Column to remove",
-        list(labels),
+        {c.name: c.label for c in info.spec.columns},
         index=None,
-        format_func=labels.__getitem__,
         placeholder="Choose a column",
         key=key,
     )
@@ -383,9 +414,16 @@ def close_removal() -> None:
 
 
 @st.dialog("Remove this column?", on_dismiss=close_removal)
-def confirm_removal(info: browse.DatasetInfo, name: str) -> None:
-    """What removing the column loses and what the log keeps, a reason, then the removal."""
-    label = next(c.label for c in info.spec.columns if c.name == name)
+def confirm_removal(info: browse.DatasetInfo, version: int, name: str) -> None:
+    """What removing the column loses and what the log keeps, a reason, then the removal,
+    expecting the columns as they were when it was asked for (``version``)."""
+    label = next((c.label for c in info.spec.columns if c.name == name), None)
+    if label is None:
+        st.info("That column is no longer in the dataset: someone removed it meanwhile.")
+        if st.button("Close", key=f"datasets.{info.id}.remove_column.close"):
+            close_removal()
+            st.rerun()
+        return
     st.write(
         f"“{md_escape(label)}” leaves “{md_escape(info.name)}” with every value it holds and "
         "its rules. The audit log keeps every value it held: History shows the table as of "
@@ -399,15 +437,21 @@ def confirm_removal(info: browse.DatasetInfo, name: str) -> None:
     )
 
     def remove() -> None:
-        with st.spinner("Removing the column…"), session_scope() as session:
-            column_changes.remove_column(
-                session=session,
-                actor=current_actor("admin"),
-                dataset_id=info.id,
-                name=name,
-                expected_version=info.spec_version,
-                reason=why,
-            )
+        try:
+            with st.spinner("Removing the column…"), session_scope() as session:
+                column_changes.remove_column(
+                    session=session,
+                    actor=current_actor("admin"),
+                    dataset_id=info.id,
+                    name=name,
+                    expected_version=version,
+                    reason=why,
+                )
+        except datasets.ChangedMeanwhile:
+            # Said in the dialog; once read, the next click removes from the columns as
+            # they are now.
+            st.session_state[REMOVING] = (info.id, info.spec_version, name)
+            raise
 
     done = (
         f"Removed the column “{md_escape(label)}”: the audit log keeps its values, who removed "
@@ -439,8 +483,8 @@ if actor.can("admin"):
     if (setting := st.session_state.get(SETTING)) and setting[0] == dataset.id:
         confirm_reason_setting(dataset.id, dataset.name, setting[1])
     removing = st.session_state.get(REMOVING)
-    if removing and removing[:2] == (dataset.id, dataset.spec_version):
-        confirm_removal(dataset, removing[2])
+    if removing and removing[0] == dataset.id:
+        confirm_removal(dataset, removing[1], removing[2])
 
 
 # -- filter, sort, page -----------------------------------------------------------------------

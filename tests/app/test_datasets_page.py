@@ -773,7 +773,7 @@ def _add_column_fields(at: AppTest, key: str, **typed: str) -> None:
 
 def test_an_admin_adds_a_column_with_a_value_for_every_row(fresh_db: DatabaseHandle) -> None:
     dataset_id, _ = seed_people(fresh_db)
-    key = f"datasets.{dataset_id}.add_column.1"
+    key = f"datasets.{dataset_id}.add_column.0"
     for role in ("viewer", "editor"):
         at = open_dataset(datasets_page(fresh_db, role)[0], dataset_id)
         assert not [b for b in at.button if b.label == "Add column"]
@@ -813,13 +813,13 @@ def test_an_admin_adds_a_column_with_a_value_for_every_row(fresh_db: DatabaseHan
         "unique": False,
         "options": ["red", "blue"],
     }
-    # The form starts afresh for the next column, under the spec's new version.
-    assert at.text_input(key=f"datasets.{dataset_id}.add_column.2.label").value == ""
+    # The form starts afresh for the next column.
+    assert at.text_input(key=f"datasets.{dataset_id}.add_column.1.label").value == ""
 
 
 def test_an_admin_removes_a_column_after_confirming_why(fresh_db: DatabaseHandle) -> None:
     dataset_id, _ = seed_people(fresh_db)
-    key = f"datasets.{dataset_id}.remove_column.1"
+    key = f"datasets.{dataset_id}.remove_column"
     at, admin = datasets_page(fresh_db, "admin")
     open_dataset(at, dataset_id)
     at.selectbox(key=key).select("note").run()
@@ -858,7 +858,7 @@ def test_an_admin_removes_a_column_after_confirming_why(fresh_db: DatabaseHandle
 def test_a_column_label_is_shown_as_written_in_the_messages(fresh_db: DatabaseHandle) -> None:
     """A label of Markdown came out as a link and bold text in "Added the column …"."""
     dataset_id, _ = seed_people(fresh_db)
-    key = f"datasets.{dataset_id}.add_column.1"
+    key = f"datasets.{dataset_id}.add_column.0"
     at, _ = datasets_page(fresh_db, "admin")
     open_dataset(at, dataset_id)
     _add_column_fields(at, key, label="**Evil** [here](http://127.0.0.1:9/x)", reason="test")
@@ -868,3 +868,100 @@ def test_a_column_label_is_shown_as_written_in_the_messages(fresh_db: DatabaseHa
     assert at.success[0].value.startswith(
         r"Added the column “\*\*Evil\*\* \[here\]\(http://127\.0\.0\.1:9/x\)”"
     )
+
+
+def _another_admin_adds(db: DatabaseHandle, dataset_id: int, label: str, version: int) -> None:
+    from portal import column_changes
+
+    with session_scope() as s:
+        other, _ = make_user(s, role="admin")
+        column_changes.add_column(
+            session=s,
+            actor=Actor(other, other, "admin"),
+            dataset_id=dataset_id,
+            label=label,
+            column_type="text",
+            expected_version=version,
+            reason="meanwhile",
+        )
+
+
+def _schema_changes(db: DatabaseHandle) -> list[str]:
+    with db.app.connect() as conn:
+        return list(
+            conn.scalars(
+                text(
+                    "SELECT detail->>'action' FROM audit.changeset WHERE kind = 'schema'"
+                    " ORDER BY id"
+                )
+            )
+        )
+
+
+def test_a_column_added_while_another_admin_changed_the_columns_is_refused_not_lost(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """The form was keyed by the columns' version: the click that added came back to a new,
+    empty form, and nothing was said or added."""
+    dataset_id, _ = seed_people(fresh_db)
+    key = f"datasets.{dataset_id}.add_column.0"
+    at, _ = datasets_page(fresh_db, "admin")
+    open_dataset(at, dataset_id)
+    _add_column_fields(at, key, label="Team", fill="blue", reason="teams")  # sent at Add
+    _another_admin_adds(fresh_db, dataset_id, "Shift", version=1)
+    [add] = [b for b in at.button if b.label == "Add column"]
+    add.click().run()
+    assert not at.exception
+    [error] = [e.value for e in at.error]
+    assert "Someone changed the columns of “People” or their rules since you loaded the page" in (
+        error
+    )
+    assert at.text_input(key=f"{key}.label").value == "Team"  # kept
+    assert _schema_changes(fresh_db) == ["add_column"]  # the other admin's only
+    [add] = [b for b in at.button if b.label == "Add column"]
+    add.click().run()  # looked at: added now
+    assert "Added the column “Team”" in at.success[0].value
+    assert _schema_changes(fresh_db) == ["add_column", "add_column"]
+
+
+def test_rules_saved_while_another_admin_changed_the_columns_are_refused_not_lost(
+    fresh_db: DatabaseHandle,
+) -> None:
+    dataset_id, _ = seed_people(fresh_db)
+    key = f"datasets.{dataset_id}.rules.1.0"
+    at, _ = datasets_page(fresh_db, "admin")
+    open_dataset(at, dataset_id)
+    at.session_state[key] = {"edited_rows": {2: {"max": "6"}}, "added_rows": [], "deleted_rows": []}
+    at.run()
+    _another_admin_adds(fresh_db, dataset_id, "Shift", version=1)
+    at.run()  # the page is drawn again (any click): the grid keeps the edit and its key
+    at.text_input(key=f"{key}.reason").input("sixes")
+    at.button(key=f"{key}.save").click().run()
+    assert not at.exception
+    [error] = [e.value for e in at.error]
+    assert "Someone changed the columns of “People” or their rules" in error
+    assert _schema_changes(fresh_db) == ["add_column"]
+    at.run()  # the next run shows the rules as they are now, in a grid afresh
+    assert at.button(key=f"datasets.{dataset_id}.rules.2.1.save")
+
+
+def test_a_removal_confirmed_after_another_admin_changed_the_columns_is_refused_first(
+    fresh_db: DatabaseHandle,
+) -> None:
+    dataset_id, _ = seed_people(fresh_db)
+    key = f"datasets.{dataset_id}.remove_column"
+    at, _ = datasets_page(fresh_db, "admin")
+    open_dataset(at, dataset_id)
+    at.selectbox(key=key).select("note").run()
+    at.button(key=f"{key}.ask").click().run()
+    _another_admin_adds(fresh_db, dataset_id, "Shift", version=1)
+    at.text_input(key=f"{key}.reason").input("never used").run()
+    [remove] = [b for b in at.button if b.label == "Remove column"]
+    remove.click().run()
+    assert not at.exception
+    assert "Someone changed the columns of “People” or their rules" in at.error[0].value
+    assert _schema_changes(fresh_db) == ["add_column"]
+    [remove] = [b for b in at.button if b.label == "Remove column"]
+    remove.click().run()  # read: removed now
+    assert "Removed the column “Note”" in at.success[0].value
+    assert _schema_changes(fresh_db) == ["add_column", "remove_column"]
