@@ -6,6 +6,9 @@ from __future__ import annotations
 import re
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
+# A ":" before a letter too: Streamlit reads ":red[…]", ":material/…:" and emoji codes (one
+# before a space, "Name: ann", is left alone: widget labels are their accessible names).
+_DIRECTIVE = re.compile(r":(?=[A-Za-z_])")
 # What formats text wherever it stands: emphasis, code, links, strike-through, LaTeX ($).
 _INLINE_SPECIAL = re.compile(r"([\\`*_\[\]~$])")
 # What formats a line by how it starts (the first, or one after a line break): a heading, a
@@ -17,7 +20,7 @@ _NUMBERED = re.compile(r"((?:\A|\n)[ \t]*\d+)([.)])")
 def md_escape(text: str) -> str:
     """Show ``text`` literally inside Markdown (names are data, not formatting): every character
     Markdown may read is escaped."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    return _DIRECTIVE.sub(r"\\:", _MARKDOWN_SPECIAL.sub(r"\\\1", text))
 
 
 def md_text(message: str) -> str:

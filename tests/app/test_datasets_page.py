@@ -861,12 +861,15 @@ def test_a_column_label_is_shown_as_written_in_the_messages(fresh_db: DatabaseHa
     key = f"datasets.{dataset_id}.add_column.0"
     at, _ = datasets_page(fresh_db, "admin")
     open_dataset(at, dataset_id)
-    _add_column_fields(at, key, label="**Evil** [here](http://127.0.0.1:9/x)", reason="test")
+    _add_column_fields(
+        at, key, label="**Evil** [here](http://127.0.0.1:9/x) :red[hi]", reason="test"
+    )
     [add] = [b for b in at.button if b.label == "Add column"]
     add.click().run()
     assert not at.exception
+    # Every character Markdown or Streamlit would read is escaped: the ":" of ":red[…]" too.
     assert at.success[0].value.startswith(
-        r"Added the column “\*\*Evil\*\* \[here\]\(http://127\.0\.0\.1:9/x\)”"
+        r"Added the column “\*\*Evil\*\* \[here\]\(http://127\.0\.0\.1:9/x\) \:red\[hi\]”"
     )
 
 

@@ -108,3 +108,25 @@ def test_a_dataset_renamed_on_the_page_stays_open_at_the_next_click(
     shot(page, "after-click")
     expect(page.get_by_role("heading", name="Staff")).to_be_visible(timeout=SLOW)
     expect(page.get_by_role("combobox", name="Open a dataset")).to_have_value("Staff")
+
+
+def test_a_column_label_of_markup_is_shown_as_written(
+    portal_server: PortalServer,
+    proxied: str,
+    context: BrowserContext,
+) -> None:
+    """Streamlit read ":red[…]" even with "[" escaped, and dropped ":red": the label is shown
+    as typed, with no colour and no bold. (Left alone: a bare URL in it is still made a link,
+    its escaped dots shown: GFM's autolinks run on the text after its escapes.)"""
+    seed_people(portal_server.db)
+    page = on_datasets_page(context, proxied, "boss", portal_server.users["boss"])
+    choose(page, "Open a dataset", "People")
+    page.get_by_text("Settings").click()
+    label = ":red[hi] http://127.0.0.1:9/x **b**"
+    page.get_by_role("textbox", name="Label of the new column").fill(label)
+    page.get_by_role("textbox", name="Reason (required)").nth(2).fill("markup")
+    page.get_by_role("button", name="Add column").click()
+    done = page.locator('[data-testid="stAlertContentSuccess"]')
+    expect(done).to_contain_text("Added the column “:red[hi] http://127", timeout=SLOW)
+    expect(done).to_contain_text(" **b**”")
+    assert done.locator("strong").count() == 0

@@ -43,3 +43,10 @@ def test_a_plain_sentence_is_left_as_it_is() -> None:
     assert md_text(said) == said
     assert md_escape(said) != said  # md_escape escapes every character Markdown may read
     assert unescaped(md_escape(said)) == said
+
+
+def test_streamlit_s_colon_codes_are_escaped_and_a_colon_before_a_space_is_not() -> None:
+    """Streamlit reads ":red[…]", ":material/…:" and emoji codes even with "[" escaped."""
+    said = md_escape(":red[hi] :material/home: :smile: Name: ann")
+    assert said == r"\:red\[hi\] \:material/home: \:smile: Name: ann"  # an opening one is enough
+    assert unescaped(said) == ":red[hi] :material/home: :smile: Name: ann"
