@@ -384,6 +384,8 @@ def _column_lines(detail: Mapping[str, Any]) -> list[str]:
     if what == "removed" and isinstance(with_value, int):
         lines.append(
             f"Its values in {counted(with_value, 'row')} left the table (the log keeps them)"
+            if with_value
+            else "It held no values"
         )
     return lines
 

@@ -439,6 +439,16 @@ def test_a_refused_removal_writes_nothing(
     assert _stored(fresh_db, dataset_id) == before
 
 
+def test_a_column_removed_empty_says_it_held_no_values(
+    fresh_db: DatabaseHandle, people: tuple[Actor, Actor, int]
+) -> None:
+    admin, _, dataset_id = people
+    _add(admin, dataset_id, "Note", "text")
+    changeset_id = _remove(admin, dataset_id, "note", expected_version=2)
+    assert setup_lines(_changeset(fresh_db, changeset_id).detail)[1] == "It held no values"
+    _no_drift(dataset_id)
+
+
 def test_the_last_column_cannot_be_removed(
     fresh_db: DatabaseHandle, people: tuple[Actor, Actor, int]
 ) -> None:
