@@ -113,6 +113,41 @@ def upload_dataset(
     return counts.dataset_id
 
 
+def add_column(
+    actor: Actor, dataset_id: int, label: str, column_type: Any = "text", **given: Any
+) -> int:
+    """``portal.column_changes.add_column`` in a session of its own (``expected_version`` 1 and
+    a reason unless given); returns the changeset's id."""
+    from portal import column_changes
+    from portal.db import session_scope
+
+    given.setdefault("expected_version", 1)
+    given.setdefault("reason", "a new column")
+    with session_scope() as s:
+        return column_changes.add_column(
+            session=s,
+            actor=actor,
+            dataset_id=dataset_id,
+            label=label,
+            column_type=column_type,
+            **given,
+        )
+
+
+def remove_column(actor: Actor, dataset_id: int, name: str, **given: Any) -> int:
+    """``portal.column_changes.remove_column`` in a session of its own (``expected_version`` 1
+    and a reason unless given); returns the changeset's id."""
+    from portal import column_changes
+    from portal.db import session_scope
+
+    given.setdefault("expected_version", 1)
+    given.setdefault("reason", "not needed")
+    with session_scope() as s:
+        return column_changes.remove_column(
+            session=s, actor=actor, dataset_id=dataset_id, name=name, **given
+        )
+
+
 def audit_events(engine: Engine, *kinds: str) -> list[dict[str, Any]]:
     """Kind, actor, target and detail of every audit event of one of ``kinds``, oldest first."""
     with engine.connect() as conn:

@@ -28,7 +28,7 @@ from tests.app.conftest import (
 )
 from tests.conftest import DatabaseHandle
 from tests.db.test_browse import ROWS, seed_people
-from tests.factories import make_user, table_name, upload_dataset
+from tests.factories import add_column, make_user, table_name, upload_dataset
 
 pytestmark = pytest.mark.app
 
@@ -874,19 +874,9 @@ def test_a_column_label_is_shown_as_written_in_the_messages(fresh_db: DatabaseHa
 
 
 def _another_admin_adds(db: DatabaseHandle, dataset_id: int, label: str, version: int) -> None:
-    from portal import column_changes
-
     with session_scope() as s:
         other, _ = make_user(s, role="admin")
-        column_changes.add_column(
-            session=s,
-            actor=Actor(other, other, "admin"),
-            dataset_id=dataset_id,
-            label=label,
-            column_type="text",
-            expected_version=version,
-            reason="meanwhile",
-        )
+    add_column(Actor(other, other, "admin"), dataset_id, label, expected_version=version)
 
 
 def _schema_changes(db: DatabaseHandle) -> list[str]:

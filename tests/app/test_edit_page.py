@@ -28,7 +28,7 @@ from tests.app.conftest import (
 )
 from tests.conftest import DatabaseHandle
 from tests.db.test_writes import CSV, SPEC
-from tests.factories import dataset_rows, make_user, upload_dataset
+from tests.factories import add_column, dataset_rows, make_user, remove_column, upload_dataset
 
 pytestmark = pytest.mark.app
 
@@ -968,24 +968,12 @@ def test_a_column_added_while_edits_wait_keeps_them_and_shows_the_column(
 ) -> None:
     """An admin added a column while an editor's edits waited: the commit wrote nothing; the
     page reads the rows again, with the new column and the edits kept, and commits them."""
-    from portal import column_changes
-
     admin = new_admin()
     dataset = upload_dataset(admin, b"Name,Qty\nann,1\nbob,2\n", name="Stock")
     at = edit_page(fresh_db, "editor", dataset)
     at = set_state(at, {"edited_rows": {1: {"qty": 3}}})
     at.text_input(key=f"edit.{dataset}.reason").input("stock take").run()
-    with session_scope() as s:
-        column_changes.add_column(
-            session=s,
-            actor=admin,
-            dataset_id=dataset,
-            label="Shelf",
-            column_type="text",
-            fill="A1",
-            expected_version=1,
-            reason="where it is",
-        )
+    add_column(admin, dataset, "Shelf", fill="A1")
     at = button(at, "Review and commit…").click().run()
     at = button(at, "Commit").click().run()
     assert not at.exception
@@ -1007,8 +995,6 @@ def test_a_column_removed_while_edits_wait_drops_only_the_edits_to_it_and_says_s
     """An admin removed a column while an editor's edits to it and to another column waited:
     the commit wrote nothing; the page reads the rows again, keeps the other edits, and says
     which edits went with the column."""
-    from portal import column_changes
-
     admin = new_admin()
     dataset = upload_dataset(admin, b"Name,Qty,Note\nann,1,x\nbob,2,xy\ncy,3,\n", name="Stock")
     at = edit_page(fresh_db, "editor", dataset)
@@ -1022,15 +1008,7 @@ def test_a_column_removed_while_edits_wait_drops_only_the_edits_to_it_and_says_s
     assert list(at.data_editor[0].value.index) == [1, 2]
     at = set_state(at, {"edited_rows": {0: {"note": "z"}, 1: {"qty": 3, "note": "w"}}})
     at.text_input(key=f"edit.{dataset}.reason").input("stock take").run()
-    with session_scope() as s:
-        column_changes.remove_column(
-            session=s,
-            actor=admin,
-            dataset_id=dataset,
-            name="note",
-            expected_version=1,
-            reason="unused",
-        )
+    remove_column(admin, dataset, "note")
     at = button(at, "Review and commit…").click().run()
     at = button(at, "Commit").click().run()
     assert not at.exception

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from portal.actor import Actor
 from tests.app.conftest import show_app, signed_in, texts
 from tests.conftest import DatabaseHandle
-from tests.factories import make_user, upload_dataset
+from tests.factories import add_column, make_user, remove_column, upload_dataset
 
 pytestmark = pytest.mark.app
 
@@ -41,9 +41,6 @@ def test_columns_added_and_removed_read_in_words_and_the_table_as_of_shows_them(
     words; the table as of the upload shows the removed column, named as removed, and not the
     added one; as of the newest, the other way round — read again after each change, not from
     a rebuild kept from before it."""
-    from portal import column_changes
-    from portal.db import session_scope
-
     with Session(fresh_db.app) as s, s.begin():
         name, _ = make_user(s, role="admin", display_name="Ada A.")
     admin = Actor(name, "Ada A.", "admin")
@@ -62,26 +59,8 @@ def test_columns_added_and_removed_read_in_words_and_the_table_as_of_shows_them(
         return list(at.main.dataframe[-1].value.columns)
 
     assert as_of(1) == ["Row id", "Name", "Note"]  # cached now, under the dataset's newest
-    with session_scope() as s:
-        column_changes.add_column(
-            session=s,
-            actor=admin,
-            dataset_id=dataset,
-            label="Region",
-            column_type="text",
-            fill="North",
-            expected_version=1,
-            reason="regions",
-        )
-    with session_scope() as s:
-        column_changes.remove_column(
-            session=s,
-            actor=admin,
-            dataset_id=dataset,
-            name="note",
-            expected_version=2,
-            reason="unused",
-        )
+    add_column(admin, dataset, "Region", fill="North")
+    remove_column(admin, dataset, "note", expected_version=2)
     at.run()
     assert as_of(1) == ["Row id", "Name", "Note (removed)"]
     assert as_of(3) == ["Row id", "Name", "Region"]
@@ -99,7 +78,7 @@ def test_reverting_a_change_to_a_removed_column_says_the_column_is_gone(
 ) -> None:
     """It said the rows already held the values from before the changeset, as if it had been
     reverted already."""
-    from portal import column_changes, writes
+    from portal import writes
     from portal.db import session_scope
     from portal.diffs import ChangeSet, RowUpdate
 
@@ -116,15 +95,7 @@ def test_reverting_a_change_to_a_removed_column_says_the_column_is_gone(
             changes=ChangeSet(updates=(RowUpdate(1, 1, {"note": "x"}, {"note": "z"}),)),
             reason="typo",
         )
-    with session_scope() as s:
-        column_changes.remove_column(
-            session=s,
-            actor=admin,
-            dataset_id=dataset,
-            name="note",
-            expected_version=1,
-            reason="unused",
-        )
+    remove_column(admin, dataset, "note")
     at, _ = signed_in(fresh_db, "editor")
     show_app(at)
     at.switch_page("pages/5_history.py").run()

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from audit.chain import verify
 from audit.reconcile import check_datasets
 from audit.trail import dataset_state, row_versions
-from portal import column_changes, writes
+from portal import writes
 from portal.actor import Actor
 from portal.datasets import ChangedMeanwhile, dataset_spec, get_dataset
 from portal.db import session_scope
@@ -28,7 +28,14 @@ from portal.revert import revert
 from portal.spec import ColumnSpec, DatasetSpec
 from portal.trail_views import row_versions_frame, setup_lines
 from tests.conftest import DatabaseHandle
-from tests.factories import dataset_rows, make_user, table_name, upload_dataset
+from tests.factories import (
+    add_column,
+    dataset_rows,
+    make_user,
+    remove_column,
+    table_name,
+    upload_dataset,
+)
 
 pytestmark = pytest.mark.db
 
@@ -51,18 +58,7 @@ def people(fresh_db: DatabaseHandle) -> tuple[Actor, Actor, int]:
     return admin, editor, upload_dataset(editor, CSV, spec=SPEC, name="People")
 
 
-def _add(actor: Actor, dataset_id: int, label: str, column_type: Any, **given: Any) -> int:
-    given.setdefault("expected_version", 1)
-    given.setdefault("reason", "a new column")
-    with session_scope() as s:
-        return column_changes.add_column(
-            session=s,
-            actor=actor,
-            dataset_id=dataset_id,
-            label=label,
-            column_type=column_type,
-            **given,
-        )
+_add, _remove = add_column, remove_column
 
 
 def _no_drift(dataset_id: int) -> None:
@@ -307,15 +303,6 @@ def test_a_refused_column_writes_nothing(
     if "Someone changed" in refusal:
         assert isinstance(refused.value, ChangedMeanwhile)
     assert _stored(fresh_db, dataset_id) == before
-
-
-def _remove(actor: Actor, dataset_id: int, name: str, **given: Any) -> int:
-    given.setdefault("expected_version", 1)
-    given.setdefault("reason", "not needed")
-    with session_scope() as s:
-        return column_changes.remove_column(
-            session=s, actor=actor, dataset_id=dataset_id, name=name, **given
-        )
 
 
 def test_a_removed_column_leaves_the_table_but_not_the_log(
