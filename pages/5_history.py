@@ -157,6 +157,13 @@ def confirm_revert(changeset_id: int) -> None:
         st.caption(
             f"Rows that #{seq} deleted, to be brought back under their own row ids with their "
             f"exact values: {row_ids(changes.inserts)}"
+            + (
+                " (with no value in "
+                + " and ".join(f"“{md_escape(label)}”" for label in plan.added)
+                + f", added to the dataset since #{seq})"
+                if plan.added
+                else ""
+            )
         )
     if plan.already:
         st.caption(

@@ -115,6 +115,7 @@ class RevertPlan:
     conflicts: tuple[RevertConflict, ...]
     already: int = 0
     removed: tuple[str, ...] = ()  # labels of columns it changed that were removed since
+    added: tuple[str, ...] = ()  # labels of columns added since: empty in rows brought back
 
     @property
     def keys(self) -> frozenset[ConflictKey]:
@@ -281,6 +282,7 @@ def plan_revert(*, session: Session, actor: Actor, changeset_id: int) -> RevertP
         conflicts=tuple(conflicts),
         already=already,
         removed=tuple(removed_columns(session, dataset.id)[n]["label"] for n in removed),
+        added=tuple(c.label for c in spec.columns if c.name in since["add_column"]),
     )
 
 

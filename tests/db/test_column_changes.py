@@ -24,7 +24,7 @@ from portal.datasets import ChangedMeanwhile, dataset_spec, get_dataset
 from portal.db import session_scope
 from portal.diffs import ChangeSet, RowDelete, RowInsert, RowUpdate
 from portal.errors import PermissionDenied, PortalError, ValidationError
-from portal.revert import revert
+from portal.revert import plan_revert, revert
 from portal.spec import ColumnSpec, DatasetSpec
 from portal.trail_views import row_versions_frame, setup_lines
 from tests.conftest import DatabaseHandle
@@ -237,6 +237,8 @@ def test_a_delete_from_before_an_optional_column_reverts_with_the_column_empty(
     admin, editor, dataset_id = people
     deleted = _delete_bob(editor, dataset_id)
     _add(admin, dataset_id, "Region", "text", fill="North")
+    with session_scope() as s:  # the preview says so
+        assert plan_revert(session=s, actor=admin, changeset_id=deleted).added == ("Region",)
     with session_scope() as s:
         revert(session=s, actor=admin, changeset_id=deleted, reason="back")
     assert dataset_rows(fresh_db.app, dataset_id, "_row_id, name, region") == [
