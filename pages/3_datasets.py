@@ -341,7 +341,9 @@ def add_column_form(info: browse.DatasetInfo) -> None:
         st.session_state[f"{key}.seen"] = info.spec_version
     rows = counted(info.row_count, "row")
     with st.form(key, border=False, enter_to_submit=False):
-        label = st.text_input("Label of the new column", key=f"{key}.label")
+        label = st.text_input(
+            "Label of the new column", max_chars=column_changes.MAX_LABEL_CHARS, key=f"{key}.label"
+        )
         kind = st.selectbox(
             "Type", list(TYPE_WORDS), format_func=TYPE_WORDS.__getitem__, key=f"{key}.type"
         )

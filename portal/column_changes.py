@@ -45,6 +45,8 @@ from portal.wording import counted
 
 ADDABLE_TYPES: Final[tuple[ColumnType, ...]] = specs.COLUMN_TYPES
 """Every type a column can have."""
+MAX_LABEL_CHARS: Final = 120
+"""A new column's label at most, as a dataset's name: it heads the grid and every message."""
 
 
 def add_column(
@@ -139,6 +141,11 @@ def _column(
     label = label.strip()
     if not label:
         raise ValidationError("Give the new column a label; nothing was changed.")
+    if len(label) > MAX_LABEL_CHARS:
+        raise ValidationError(
+            f"The label is {len(label):,} characters; use at most {MAX_LABEL_CHARS}. Nothing was "
+            "changed."
+        )
     if column_type not in ADDABLE_TYPES:
         raise ValidationError(
             f"Unknown type {column_type!r}: choose one of {', '.join(ADDABLE_TYPES)}."

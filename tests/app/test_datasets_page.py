@@ -781,6 +781,7 @@ def test_an_admin_adds_a_column_with_a_value_for_every_row(fresh_db: DatabaseHan
     open_dataset(at, dataset_id)
     [fill] = [t for t in at.text_input if t.key == f"{key}.fill"]
     assert fill.label == f"Value for the {ROWS} rows it has now (optional)"
+    assert at.text_input(key=f"{key}.label").max_chars == 120  # add_column refuses more
     _add_column_fields(at, key, label="Team", options="red | blue", fill="green", reason="teams")
     at.selectbox(key=f"{key}.type").select("category")
     at.checkbox(key=f"{key}.required").check()

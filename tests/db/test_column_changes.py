@@ -276,6 +276,7 @@ def test_reverting_a_delete_from_before_a_required_column_is_refused_clearly(
         ("admin", "Region", "text", {"expected_version": 2}, "Someone changed the columns"),
         ("admin", "Region", "text", {"reason": " "}, "Say why"),
         ("admin", "  ", "text", {}, "Give the new column a label"),
+        ("admin", "L" * 121, "text", {}, "The label is 121 characters; use at most 120"),
         ("admin", " QTY ", "text", {}, "“Qty” is a column of this dataset already"),
         ("admin", "Re\u200bgion", "text", {}, "invisible or control character"),
         ("admin", "Region", "text", {"required": True}, "need a value in it"),
