@@ -29,17 +29,21 @@ import json
 from collections.abc import Collection, Sequence
 from typing import Final
 
-from sqlalchemy import MetaData, func, select, text
+from sqlalchemy import MetaData, text
 from sqlalchemy.orm import Session
-from sqlalchemy.schema import AddConstraint
 
 from audit.capture import install_capture, qualified_table
 from audit.trail import removed_columns
 from portal import spec as specs
 from portal.actor import Actor
-from portal.datasets import admin_reason, check_labels
+from portal.datasets import admin_reason, check_labels, count_rows
 from portal.errors import NotFound, ValidationError
-from portal.rule_changes import close_schema_changeset, locked_spec, open_schema_changeset
+from portal.rule_changes import (
+    ConstraintPlan,
+    close_schema_changeset,
+    locked_spec,
+    open_schema_changeset,
+)
 from portal.spec import CellError, ColumnSpec, ColumnType, DatasetSpec, column_json
 from portal.wording import counted
 
@@ -91,7 +95,7 @@ def add_column(
     check_labels(new, "type the label again without it")
     value = _fill_value(column, fill)
     table = qualified_table(session, dataset.table_name)
-    rows = _row_count(session, table)
+    rows = count_rows(session, table)
     if column.required and value is None and rows:
         raise ValidationError(
             f"“{column.label}” is required, so the {counted(rows, 'row')} the dataset has need a "
@@ -99,6 +103,7 @@ def add_column(
             "and make it required once every row has one. Nothing was changed."
         )
     sql = specs.ddl_table(new, dataset.table_name, MetaData())
+    plan = ConstraintPlan.of(session, specs.ddl_table(old, dataset.table_name, MetaData()), sql)
     sql_type = sql.c[column.name].type.compile(dialect=session.get_bind().dialect)
     logged = None
     if value is not None:  # as the capture would record it: to_jsonb of the column's type
@@ -115,11 +120,7 @@ def add_column(
     else:
         session.execute(text(f"{add} DEFAULT CAST(:value AS {sql_type})"), {"value": value})
         session.execute(text(f"ALTER TABLE {table} ALTER COLUMN {name} DROP DEFAULT"))
-    if column.required:
-        session.execute(text(f"ALTER TABLE {table} ALTER COLUMN {name} SET NOT NULL"))
-    for constraint in sql.constraints:
-        if getattr(constraint, "info", {}).get("column") == column.name:
-            session.execute(AddConstraint(constraint))
+    plan.apply(session, table)  # its rules: NOT NULL, CHECKs, UNIQUE
     install_capture(session=session, table_name=dataset.table_name, dataset_id=dataset.id)
     return close_schema_changeset(session, dataset, new, changeset)
 
@@ -186,11 +187,6 @@ def _fill_value(column: ColumnSpec, fill: object) -> specs.Value:
             " Nothing was changed."
         )
     return typed
-
-
-def _row_count(session: Session, table: str) -> int:
-    count: int = session.execute(select(func.count()).select_from(text(table))).scalar_one()
-    return count
 
 
 def remove_column(

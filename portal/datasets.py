@@ -154,12 +154,18 @@ def recount_rows(*, session: Session, dataset_id: int) -> Recount:
     """
     dataset = get_dataset(session=session, dataset_id=dataset_id, for_update=True)
     table = qualified_table(session, dataset.table_name)
-    rows = int(session.scalar(text(f"SELECT count(*) FROM {table}")) or 0)
+    rows = count_rows(session, table)
     was = dataset.row_count
     if rows != was:
         dataset.row_count = rows
         session.flush()
     return Recount(dataset.id, dataset.name, was, rows)
+
+
+def count_rows(session: Session, table: str) -> int:
+    """The rows the table ``table`` (quoted and qualified, ``audit.capture.qualified_table``)
+    holds, counted."""
+    return int(session.scalar(text(f"SELECT count(*) FROM {table}")) or 0)
 
 
 def dataset_spec(dataset: Dataset) -> specs.DatasetSpec:

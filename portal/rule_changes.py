@@ -214,7 +214,7 @@ def change_rules(
     new = DatasetSpec(spec.columns, version=old.version + 1)
     before = specs.ddl_table(old, dataset.table_name, MetaData())
     after = specs.ddl_table(new, dataset.table_name, MetaData())
-    plan = _Plan.of(session, before, after)
+    plan = ConstraintPlan.of(session, before, after)
     problems = plan.broken_rules(session, after, {c.name: c.label for c in new.columns})
     if problems:
         raise RulesBroken(problems)
@@ -287,15 +287,17 @@ def close_schema_changeset(
 
 
 @dataclass(frozen=True)
-class _Plan:
-    """The constraints to drop and add, and the columns whose NOT NULL changes."""
+class ConstraintPlan:
+    """The constraints to drop and add, and the columns whose NOT NULL changes, to take a
+    dataset's table from one spec's rules (``before``) to another's (``after``); a column only
+    ``after`` has (added) gets its rules, already in the table."""
 
     drop: Sequence[CheckConstraint | UniqueConstraint]
     add: Sequence[CheckConstraint | UniqueConstraint]
     not_null: dict[str, bool]  # column -> required now
 
     @classmethod
-    def of(cls, session: Session, before: Table, after: Table) -> _Plan:
+    def of(cls, session: Session, before: Table, after: Table) -> ConstraintPlan:
         dialect = session.get_bind().dialect
 
         def rules(table: Table) -> dict[str, tuple[str, CheckConstraint | UniqueConstraint]]:
@@ -317,7 +319,9 @@ class _Plan:
             not_null={
                 column.name: not column.nullable
                 for column in after.columns
-                if column.nullable != before.c[column.name].nullable
+                # An added column is created nullable.
+                if column.nullable
+                != (column.name not in before.c or before.c[column.name].nullable)
             },
         )
 
