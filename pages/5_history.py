@@ -30,7 +30,7 @@ from portal.ui.db_retry import show_error, show_refusal
 from portal.ui.navigation import linked_id, no_datasets
 from portal.ui.pager import Pager
 from portal.ui.picker import renamed_select
-from portal.wording import agreeing, counted
+from portal.wording import agreeing, counted, quoted_names
 from portal.writes import MAX_REASON_CHARS, number_after_commit
 
 actor = require("viewer")
@@ -159,7 +159,7 @@ def confirm_revert(changeset_id: int) -> None:
             f"exact values: {row_ids(changes.inserts)}"
             + (
                 " (with no value in "
-                + " and ".join(f"“{md_escape(label)}”" for label in plan.added)
+                + quoted_names(map(md_escape, plan.added))
                 + f", added to the dataset since #{seq})"
                 if plan.added
                 else ""
@@ -196,7 +196,7 @@ def confirm_revert(changeset_id: int) -> None:
                 else f"everything #{seq} changed has been changed again since."
                 if plan.conflicts
                 else f"#{seq} changed only "
-                + " and ".join(f"“{md_escape(label)}”" for label in plan.removed)
+                + quoted_names(map(md_escape, plan.removed))
                 + ", which an admin removed from the dataset since (the values left with the "
                 "column), and nothing else that does not already hold its value from before it."
                 if plan.removed
@@ -212,7 +212,7 @@ def confirm_revert(changeset_id: int) -> None:
     if plan.removed:
         st.caption(
             f"#{seq} also changed "
-            + " and ".join(f"“{md_escape(label)}”" for label in plan.removed)
+            + quoted_names(map(md_escape, plan.removed))
             + ", which an admin removed from the dataset since: those values left with the "
             "column and are not brought back."
         )

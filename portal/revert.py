@@ -54,7 +54,7 @@ from portal.errors import AuditError, PermissionDenied, ValidationError
 from portal.models import Changeset, RowChange
 from portal.spec import CellError, ColumnSpec, DatasetSpec, Value, stored_value
 from portal.trail_views import when
-from portal.wording import agreeing, counted
+from portal.wording import agreeing, counted, quoted_names
 from portal.writes import CommitResult, EditConflict, EditRefused, commit, current_rows
 
 MAX_REVERT_ROWS: Final = 50_000
@@ -340,11 +340,10 @@ def revert(
                 plan,
             )
         if plan.removed:
-            said = " and ".join(f"“{label}”" for label in plan.removed)
             raise ValidationError(
-                f"Nothing to revert: changeset #{seq} changed {said}, which an admin removed "
-                "from the dataset since (the values left with the column), and nothing else "
-                "that does not already hold its value from before it."
+                f"Nothing to revert: changeset #{seq} changed {quoted_names(plan.removed)}, "
+                "which an admin removed from the dataset since (the values left with the "
+                "column), and nothing else that does not already hold its value from before it."
             )
         raise ValidationError(
             f"Nothing to revert: the rows changeset #{seq} changed already hold the values "
@@ -454,9 +453,8 @@ def _require_added_optional(spec: DatasetSpec, added: set[str], row_id: int, seq
     """
     required = [c.label for c in spec.columns if c.name in added and c.required]
     if required:
-        said = " and ".join(f"“{label}”" for label in required)
         raise ValidationError(
-            f"Row {row_id} was deleted by changeset #{seq}, before {said} "
+            f"Row {row_id} was deleted by changeset #{seq}, before {quoted_names(required)} "
             f"{agreeing(len(required), 'was', 'were')} added to the dataset as required, so "
             "it cannot come back without a value there. Nothing was reverted: add the row "
             "again on the Edit page, or have an admin make the column optional first."

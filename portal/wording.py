@@ -7,6 +7,8 @@ can use it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 def counted(count: int, noun: str, plural: str | None = None) -> str:
     """``count`` with thousands separators and ``noun``, or its plural unless ``count`` is 1:
@@ -42,3 +44,8 @@ def all_of(count: int, noun: str, plural: str | None = None, *, capital: bool = 
     else:
         words = f"all {count:,} {many}"
     return words[:1].upper() + words[1:] if capital else words
+
+
+def quoted_names(names: Iterable[str]) -> str:
+    """Names in the portal's quotes, joined by "and": "“Qty”", "“Qty” and “Note”"."""
+    return " and ".join(f"“{name}”" for name in names)
