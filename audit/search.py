@@ -57,6 +57,7 @@ from sqlalchemy import (
     true,
     tuple_,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from portal.db import time_limited
@@ -164,6 +165,11 @@ class ChangesetSummary:
     inserted: int
     updated: int
     deleted: int
+    facts: dict[str, Any] = field(default_factory=dict)
+    """What its detail says it did, the few keys a list shows (``SUMMARY_FACTS``): an upload's
+    ``mode`` and whether it ``created`` its dataset, a schema or dataset change's ``action``
+    and ``column`` (a label), whether it names each of ``SETTINGS``, a revert's ``reverts`` (a
+    seq); null or false where the detail has none."""
 
     @property
     def key(self) -> ChangesetKey:
@@ -301,6 +307,24 @@ def _changeset_conditions(
     return conditions
 
 
+_DETAIL = Changeset.detail
+SETTINGS: Final = ("name", "description", "reason_required")
+"""A dataset's settings a ``dataset`` changeset's detail names when it changes them."""
+SUMMARY_FACTS: Final = func.jsonb_build_object(
+    "action",
+    _DETAIL["action"].astext,
+    "mode",
+    _DETAIL["mode"].astext,
+    "created",
+    _DETAIL.has_key("created"),
+    "column",
+    _DETAIL["column"]["label"].astext,
+    *(item for key in SETTINGS for item in (key, _DETAIL.has_key(key))),
+    "reverts",
+    _DETAIL["reverts"]["seq"],
+    type_=JSONB,
+)
+
 _SUMMARY_COLUMNS: Final = (
     Changeset.id,
     Changeset.seq,
@@ -314,6 +338,7 @@ _SUMMARY_COLUMNS: Final = (
     Changeset.inserted,
     Changeset.updated,
     Changeset.deleted,
+    SUMMARY_FACTS,
 )
 """A ``ChangesetSummary``'s fields, in its order (the changeset list and a changeset's detail)."""
 _SUMMARY_WIDTH: Final = len(_SUMMARY_COLUMNS)

@@ -22,7 +22,7 @@ from portal.datasets import dataset_names
 from portal.db import session_scope
 from portal.diffs import RowDelete, RowInsert, cell_changes, show_change
 from portal.errors import PortalError
-from portal.trail_views import AsOf, Export, kind_label, when, who
+from portal.trail_views import AsOf, Export, changeset_what, kind_label, when, who
 from portal.ui import current_actor, exports, md_escape, require
 from portal.ui.changeset_view import show_changeset
 from portal.ui.column_config import EMPTY_CELL, KIND_WIDTH, counts, text_widths
@@ -409,6 +409,7 @@ st.dataframe(
             "#": c.seq,
             "When": when(c.committed_at),
             "Kind": kind_label(c.kind),  # an out-of-band one flagged loudly
+            "What": changeset_what(c),
             "Who": who(c.actor_display_name, c.actor_username),
             "Reason": c.reason,
             "Inserted": c.inserted,
@@ -421,7 +422,7 @@ st.dataframe(
     width="stretch",
     column_config={
         **counts("Inserted", "Updated", "Deleted"),
-        **text_widths(Kind=KIND_WIDTH, Reason="large"),  # as on the Audit page
+        **text_widths(Kind=KIND_WIDTH, What="medium", Reason="large"),  # as on the Audit page
     },
 )
 pager.controls(page.next_key)

@@ -22,6 +22,7 @@ from portal.trail_views import (
     ExportFormat,
     TrailExportKey,
     TrailFilter,
+    changeset_what,
     day_after,
     day_start,
     kind_label,
@@ -272,6 +273,7 @@ elif trail_list == "changesets":
                     "#": c.seq,
                     "When": when(c.committed_at),
                     "Kind": kind_label(c.kind),  # an out-of-band one flagged loudly
+                    "What": changeset_what(c),
                     "Dataset": c.dataset_name or "",
                     "Who": who(c.actor_display_name, c.actor_username),
                     "Reason": c.reason,
@@ -286,7 +288,7 @@ elif trail_list == "changesets":
         width="stretch",
         column_config={
             **counts("Inserted", "Updated", "Deleted"),
-            **text_widths(Kind=KIND_WIDTH, Reason="large"),
+            **text_widths(Kind=KIND_WIDTH, What="medium", Reason="large"),
         },
     )
 else:

@@ -14,6 +14,7 @@ events that record views and exports. No Streamlit here; the pages render what t
     export_as_of()        that state as a formula-safe CSV, recorded as an export
     row_versions_frame()  every version of one row, with who, when and why
     kind_label()          a changeset's or event's kind in words (``Failed sign-in``)
+    changeset_what()      what a changeset did, in a few words (``all rows replaced``)
     action_label(), reason_label()  an event's action or reason in words
     target_label()        an event's target in words (``People (dataset 3)``)
     events_frame()        a page of events as the Audit page shows them, in words
@@ -444,6 +445,39 @@ def kind_label(kind: str) -> str:
     without a label reads as its words (``new_kind`` -> ``New kind``), so a kind added to the
     log before its label never stops the page."""
     return KIND_LABELS.get(kind) or kind.replace("_", " ").strip().capitalize() or NO_VALUE
+
+
+_SETTING_WORDS: Final = {
+    "name": "renamed",
+    "description": "description changed",
+    "reason_required": "reason rule changed",
+}
+_UPLOAD_WORDS: Final = {"append": "rows added", "replace": "all rows replaced"}
+_SCHEMA_WORDS: Final = {"add_column": "column {} added", "remove_column": "column {} removed"}
+
+
+def changeset_what(c: ChangesetSummary) -> str:
+    """What a changeset did, in a few words, from its ``facts``, for the lists beside its kind
+    and counts: ``all rows replaced``, ``column “Price” added``, ``renamed``, ``reverts #12``.
+    Empty for an edit, or for any detail these words do not cover (the changeset's own view
+    says more)."""
+    facts = c.facts
+    action = facts.get("action")
+    if c.kind == "upload":
+        return (
+            "new dataset" if facts.get("created") else _UPLOAD_WORDS.get(str(facts.get("mode")), "")
+        )
+    if c.kind == "revert" and facts.get("reverts") is not None:
+        return f"reverts #{facts['reverts']}"
+    if c.kind == "schema" and action in _SCHEMA_WORDS:
+        return _SCHEMA_WORDS[action].format(_quoted(facts.get("column")))
+    if c.kind == "schema" and action == "rules":
+        return "column rules changed"
+    if c.kind == "dataset" and action == "create":
+        return "created"
+    if c.kind == "dataset" and action == "settings":
+        return "; ".join(words for key, words in _SETTING_WORDS.items() if facts.get(key))
+    return ""
 
 
 ACTION_LABELS: Final[Mapping[str, str]] = {
@@ -1083,6 +1117,7 @@ _CHANGESET_FIELDS = (
     "changeset_id",
     "committed_at",
     "kind",
+    "what",
     "out_of_band",
     "dataset_id",
     "dataset",
@@ -1103,6 +1138,7 @@ def _changeset_values(c: ChangesetSummary) -> list[Any]:
         c.id,
         c.committed_at.astimezone(UTC).isoformat(),
         c.kind,
+        changeset_what(c),
         c.out_of_band,
         c.dataset_id,
         c.dataset_name,

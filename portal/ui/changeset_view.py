@@ -52,8 +52,9 @@ def show_changeset(
         out_of_band_warning(detail)
     dataset = md_escape(s.dataset_name or (f"dataset {s.dataset_id}" if s.dataset_id else "—"))
     kind = md_escape(trail_views.kind_label(s.kind))
+    what = trail_views.changeset_what(s)
     st.markdown(
-        f"**{kind}** on **{dataset}** by "
+        f"**{kind}**{f' ({md_escape(what)})' if what else ''} on **{dataset}** by "
         f"**{md_escape(trail_views.who(s.actor_display_name, s.actor_username))}**, "
         f"{when(s.committed_at)}  \n"
         f"Reason: {md_escape(s.reason) if s.reason else '*none given*'}  \n"
