@@ -169,7 +169,8 @@ class ChangesetSummary:
     """What its detail says it did, the few keys a list shows (``SUMMARY_FACTS``): an upload's
     ``mode`` and whether it ``created`` its dataset, a schema or dataset change's ``action``
     and ``column`` (a label), whether it names each of ``SETTINGS``, a revert's ``reverts`` (a
-    seq); null or false where the detail has none."""
+    seq) or, restoring a row, ``restores`` (``row_id``, ``version``, ``seq``); null or false
+    where the detail has none."""
 
     @property
     def key(self) -> ChangesetKey:
@@ -322,6 +323,8 @@ SUMMARY_FACTS: Final = func.jsonb_build_object(
     *(item for key in SETTINGS for item in (key, _DETAIL.has_key(key))),
     "reverts",
     _DETAIL["reverts"]["seq"],
+    "restores",
+    _DETAIL["restores"],
     type_=JSONB,
 )
 

@@ -3,7 +3,8 @@ and a chart of its rows changed per day and person; the whole table as it stood 
 of them, rebuilt from the audit log, paged and downloadable; and every version of one row.
 Editors and admins may revert a changeset: a dialog shows what the revert writes and every cell
 or row changed since (left alone), asks for a reason and writes a ``revert`` changeset through
-``portal.revert``.
+``portal.revert``. Under Row history they may restore the row to one of its versions: what would
+change is shown (now → then), a reason asked for, and ``portal.restore`` writes it.
 
 Links: ``?dataset=<id>`` opens a dataset, ``&row=<row_id>`` its row history (the Edit and
 Datasets pages link here that way).
@@ -16,7 +17,7 @@ from datetime import datetime
 import pandas as pd
 import streamlit as st
 
-from portal import revert, trail_views
+from portal import restore, revert, trail_views
 from portal.actor import Actor
 from portal.datasets import dataset_names
 from portal.db import session_scope
@@ -45,6 +46,7 @@ REVERT_PLAN = "history.revert.plan"
 REVERT_REASON = "history.revert.reason"
 REVERT_PARTIAL = "history.revert.partial"
 REVERT_REFUSED = "history.revert.refused"  # why the last Revert wrote nothing, over the new plan
+RESTORE_PLAN = "history.restore.plan"  # (dataset, row, version, newest changeset), its plan
 FLASH = "history.flash"
 AS_OF_PAGE_SIZE = 100
 CHANGESETS, ROW_HISTORY = "Changesets", "Row history"
@@ -285,6 +287,166 @@ def confirm_revert(changeset_id: int) -> None:
         st.rerun()
 
 
+def restore_form(dataset_id: int, row_id: int, versions: pd.DataFrame) -> None:
+    """Restore the row to one of its earlier versions: the version, what would change (the
+    cells now and then, or the row brought back), a reason, then Restore. The plan drawn is
+    kept until the dataset's next changeset, and the click writes the plan it was given for:
+    ``portal.restore`` refuses it if the row moved since, and the new difference is drawn."""
+    existed = [
+        int(v)
+        for v, change in zip(versions["Version"], versions["Change"], strict=True)
+        if change != "delete"
+    ]
+    latest = int(versions["Version"].iloc[-1])
+    candidates = [v for v in reversed(existed) if v != latest]
+    st.subheader("Restore an earlier version")
+    if not candidates:
+        st.caption("The row has no earlier version to go back to.")
+        return
+    by_version = {int(r["Version"]): r for r in versions.to_dict("records")}
+    version = st.selectbox(
+        f"Restore row {row_id} to version",
+        candidates,
+        index=None,
+        format_func=lambda v: (
+            f"Version {v}: {by_version[v]['Changeset']} · {by_version[v]['Who']} · "
+            f"{by_version[v]['When']}"
+        ),
+        placeholder="Choose a version to see what restoring it would change",
+        key=f"history.restore.{dataset_id}.{row_id}",
+    )
+    if version is None:
+        return
+    keys = f"history.restore.{dataset_id}.{row_id}.{version}"
+    drawn = st.session_state.get(RESTORE_PLAN)
+    if (
+        st.session_state.get(f"{keys}.confirm")
+        and drawn
+        and drawn[0][:3]
+        == (
+            dataset_id,
+            row_id,
+            version,
+        )
+    ):
+        st.session_state.pop(RESTORE_PLAN)  # planned again below, whatever happens
+        write_restore(drawn[1], st.session_state.get(f"{keys}.reason", ""))
+    try:
+        key = (dataset_id, row_id, version, newest_of(dataset_id))
+        kept = st.session_state.get(RESTORE_PLAN)
+        if kept is None or kept[0] != key:
+            with session_scope() as session:
+                plan = restore.plan_restore(
+                    session=session,
+                    actor=current_actor("editor"),
+                    dataset_id=dataset_id,
+                    row_id=row_id,
+                    version=version,
+                )
+            st.session_state[RESTORE_PLAN] = kept = (key, plan)
+    except PortalError as exc:
+        show_refusal(exc)
+        return
+    plan = kept[1]
+    if plan.changes.empty:
+        st.info(
+            f"Row {row_id} already holds the values of version {version}; nothing to restore.",
+            icon=":material/info:",
+        )
+        return
+    show_restore(plan)
+    st.text_input(
+        "Reason (required)",
+        key=f"{keys}.reason",
+        max_chars=MAX_REASON_CHARS,
+        placeholder="Why are you restoring this version?",
+    )
+    st.button(f"Restore row {row_id} to version {version}", type="primary", key=f"{keys}.confirm")
+
+
+def show_restore(plan: restore.RestorePlan) -> None:
+    """What restoring writes: the cells now and then, or the whole row brought back."""
+    row_id, version = plan.row_id, plan.version
+    if plan.brings_back:
+        [back] = plan.changes.inserts
+        st.caption(
+            f"Row {row_id} is deleted now; it comes back under its own row id with the values "
+            f"of version {version}"
+            + (
+                " (with no value in "
+                + quoted_names(map(md_escape, plan.added))
+                + ", added to the dataset since)"
+                if plan.added
+                else ""
+            )
+            + ":"
+        )
+        labels = {c.name: c.label for c in plan.spec.columns}
+        st.dataframe(
+            [{labels[n]: show_change(v) for n, v in back.values.items()}],
+            hide_index=True,
+            width="stretch",
+        )
+    else:
+        st.caption('Cells put back (∅ is no value, "" an empty text)')
+        st.dataframe(
+            [
+                {
+                    "Column": c.column,
+                    "Now": show_change(c.before),
+                    f"Version {version}": show_change(c.after),
+                }
+                for c in cell_changes(plan.changes, plan.spec)
+            ],
+            hide_index=True,
+            width="stretch",
+        )
+        if plan.added:
+            st.caption(
+                quoted_names(map(md_escape, plan.added))
+                + f", added to the dataset since version {version}, "
+                + agreeing(len(plan.added), "keeps its value", "keep their values")
+                + "."
+            )
+    if plan.removed:
+        st.caption(
+            f"Version {version} also had "
+            + quoted_names(map(md_escape, plan.removed))
+            + ", which an admin removed from the dataset since: those values are not brought "
+            "back."
+        )
+
+
+def write_restore(plan: restore.RestorePlan, reason: str) -> None:
+    """Write the restore ``plan`` was drawn for; on success the page is drawn again with a
+    flash naming the new changeset, else the refusal is shown above the plan as it is now."""
+    try:
+        with st.spinner(f"Restoring row {plan.row_id}…"), session_scope() as session:
+            result = restore.restore_row(
+                session=session,
+                actor=current_actor("editor"),
+                dataset_id=plan.dataset_id,
+                row_id=plan.row_id,
+                version=plan.version,
+                seen=plan.seen,
+                reason=reason,
+            )
+    except PortalError as exc:
+        show_refusal(exc)
+        return
+    new_seq = number_after_commit(result.changeset_id)
+    st.session_state[FLASH] = (  # the choice stays, and says "already holds the values" now
+        f"Restored row {plan.row_id} to version {plan.version} as changeset "
+        + (
+            f"#{new_seq}"
+            if new_seq is not None
+            else f"id {result.changeset_id} (saved; its number could not be read just now)"
+        )
+        + f": {result.plan.summary()}."
+    )
+    st.rerun()
+
+
 st.title("History")
 if flash := st.session_state.pop(FLASH, None):
     st.success(flash, icon=":material/undo:")
@@ -360,6 +522,8 @@ if view == ROW_HISTORY:
         "the change that made it, then the whole row right after it (blank once deleted)."
     )
     st.dataframe(versions, hide_index=True, width="stretch", placeholder=EMPTY_CELL)
+    if actor.can("editor"):
+        restore_form(dataset_id, int(row_id), versions)
     st.stop()
 
 # -- changesets -------------------------------------------------------------------------------

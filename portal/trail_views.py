@@ -453,12 +453,14 @@ _SETTING_WORDS: Final = {
     "reason_required": "reason rule changed",
 }
 _UPLOAD_WORDS: Final = {"append": "rows added", "replace": "all rows replaced"}
+_RESTORES: Final = {"row_id", "version", "seq"}
 _SCHEMA_WORDS: Final = {"add_column": "column {} added", "remove_column": "column {} removed"}
 
 
 def changeset_what(c: ChangesetSummary) -> str:
     """What a changeset did, in a few words, from its ``facts``, for the lists beside its kind
-    and counts: ``all rows replaced``, ``column “Price” added``, ``renamed``, ``reverts #12``.
+    and counts: ``all rows replaced``, ``column “Price” added``, ``renamed``, ``reverts #12``,
+    ``row 5 back to version 2 (#7)``.
     Empty for an edit, or for any detail these words do not cover (the changeset's own view
     says more)."""
     facts = c.facts
@@ -469,6 +471,9 @@ def changeset_what(c: ChangesetSummary) -> str:
         )
     if c.kind == "revert" and facts.get("reverts") is not None:
         return f"reverts #{facts['reverts']}"
+    restores = facts.get("restores")
+    if c.kind == "revert" and isinstance(restores, Mapping) and restores.keys() >= _RESTORES:
+        return "row {row_id} back to version {version} (#{seq})".format_map(restores)
     if c.kind == "schema" and action in _SCHEMA_WORDS:
         return _SCHEMA_WORDS[action].format(_quoted(facts.get("column")))
     if c.kind == "schema" and action == "rules":

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy.orm import Session
+from streamlit.testing.v1 import AppTest
 
+from portal import writes
 from portal.actor import Actor
+from portal.db import session_scope
+from portal.diffs import ChangeSet, RowUpdate
 from tests.app.conftest import show_app, signed_in, texts
 from tests.conftest import DatabaseHandle
 from tests.factories import add_column, make_user, remove_column, upload_dataset
@@ -110,3 +114,94 @@ def test_reverting_a_change_to_a_removed_column_says_the_column_is_gone(
     assert not at.exception
     said = " ".join(i.value for i in at.info).replace("\\", "")
     assert f"#{seq} changed only “Note”, which an admin removed from the dataset since" in said
+
+
+def _row_history(at: AppTest, dataset: int, row: int) -> AppTest:
+    at.query_params["dataset"] = str(dataset)
+    at.query_params["row"] = str(row)
+    return at.switch_page("pages/5_history.py").run()
+
+
+def test_an_editor_restores_a_row_to_an_earlier_version_from_its_history(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """The versions to go back to, what would change (now and then), a reason, then Restore:
+    a new changeset, the flash naming it; choosing it again says there is nothing to do."""
+    with Session(fresh_db.app) as s, s.begin():
+        name, _ = make_user(s, role="editor", display_name="Olga O.")
+    olga = Actor(name, "Olga O.", "editor")
+    dataset = upload_dataset(olga, b"Name,Qty\nann,1\nbob,2\n", name="Stock")
+    _edit(olga, dataset, 1, {"qty": 5})
+    _edit(olga, dataset, 1, {"name": "anne"})
+    at, _ = signed_in(fresh_db, "editor")
+    show_app(at)
+    _row_history(at, dataset, 1)
+    assert not at.exception
+    picker = at.selectbox(key=f"history.restore.{dataset}.1")
+    assert picker.options[0].startswith("Version 2: #2 · Olga O.")  # newest first, not the last
+    assert [o.split(":")[0] for o in picker.options] == ["Version 2", "Version 1"]
+    picker.select(1).run()
+    [*_, changed] = at.main.dataframe
+    assert changed.value.values.tolist() == [["Name", "anne", "ann"], ["Qty", "5", "1"]]
+    button = at.button(key=f"history.restore.{dataset}.1.1.confirm")
+    button.click().run()  # no reason
+    assert "a reason is required" in texts(at)
+    at.text_input(key=f"history.restore.{dataset}.1.1.reason").input("back to the upload").run()
+    at.button(key=f"history.restore.{dataset}.1.1.confirm").click().run()
+    assert not at.exception
+    assert "Restored row 1 to version 1 as changeset #4: 2 cells restored." in texts(at)
+    assert "Row 1 already holds the values of version 1; nothing to restore." in texts(at)
+    assert at.main.dataframe[0].value["Version"].tolist() == [1, 2, 3, 4]
+
+
+def test_a_restore_of_a_row_changed_meanwhile_writes_nothing_and_says_why(
+    fresh_db: DatabaseHandle,
+) -> None:
+    with Session(fresh_db.app) as s, s.begin():
+        name, _ = make_user(s, role="editor", display_name="Olga O.")
+    olga = Actor(name, "Olga O.", "editor")
+    dataset = upload_dataset(olga, b"Name,Qty\nann,1\n", name="Stock")
+    _edit(olga, dataset, 1, {"qty": 5})
+    at, _ = signed_in(fresh_db, "editor")
+    show_app(at)
+    _row_history(at, dataset, 1)
+    at.selectbox(key=f"history.restore.{dataset}.1").select(1).run()
+    at.text_input(key=f"history.restore.{dataset}.1.1.reason").input("undo").run()
+    _edit(olga, dataset, 1, {"name": "anne"})  # meanwhile, shown the plan before it
+    at.button(key=f"history.restore.{dataset}.1.1.confirm").click().run()
+    assert not at.exception
+    assert "Row 1 was changed since you looked at what restoring it would change" in texts(at)
+    assert at.main.dataframe[0].value["Version"].tolist() == [1, 2, 3]  # nothing written
+    [*_, changed] = at.main.dataframe  # what it would write now, to confirm again
+    assert changed.value.values.tolist() == [["Name", "anne", "ann"], ["Qty", "5", "1"]]
+    at.button(key=f"history.restore.{dataset}.1.1.confirm").click().run()
+    assert "Restored row 1 to version 1 as changeset #4: 2 cells restored." in texts(at)
+
+
+def test_a_viewer_sees_the_versions_but_no_restore(fresh_db: DatabaseHandle) -> None:
+    with Session(fresh_db.app) as s, s.begin():
+        name, _ = make_user(s, role="editor", display_name="Olga O.")
+    olga = Actor(name, "Olga O.", "editor")
+    dataset = upload_dataset(olga, b"Name,Qty\nann,1\n", name="Stock")
+    _edit(olga, dataset, 1, {"qty": 5})
+    at, _ = signed_in(fresh_db, "viewer")
+    show_app(at)
+    _row_history(at, dataset, 1)
+    assert at.main.dataframe[0].value["Version"].tolist() == [1, 2]
+    assert "Restore an earlier version" not in texts(at)
+    assert not [s for s in at.selectbox if s.key and s.key.startswith("history.restore")]
+
+
+def _edit(actor: Actor, dataset_id: int, row_id: int, after: dict[str, object]) -> None:
+    with session_scope() as s:
+        read = writes.read_window(session=s, dataset_id=dataset_id)
+        writes.commit(
+            session=s,
+            actor=actor,
+            dataset_id=dataset_id,
+            spec_version=read.spec_version,
+            changes=ChangeSet(
+                updates=(RowUpdate(row_id, read.versions[row_id], dict.fromkeys(after), after),)
+            ),
+            reason="an edit",
+        )
