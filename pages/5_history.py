@@ -521,7 +521,14 @@ if view == ROW_HISTORY:
         f"Every version of row {int(row_id)} of {md_escape(choices[dataset_id])}, oldest first: "
         "the change that made it, then the whole row right after it (blank once deleted)."
     )
-    st.dataframe(versions, hide_index=True, width="stretch", placeholder=EMPTY_CELL)
+    st.dataframe(
+        versions,
+        hide_index=True,
+        width="stretch",
+        placeholder=EMPTY_CELL,
+        # The row's own columns follow the change's: the version stays in view beside them.
+        column_config={"Version": st.column_config.NumberColumn(pinned=True)},
+    )
     if actor.can("editor"):
         restore_form(dataset_id, int(row_id), versions)
     st.stop()

@@ -3,6 +3,8 @@ history's own columns opens without a traceback."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
@@ -36,6 +38,8 @@ def test_row_history_of_a_dataset_with_a_version_column_opens(fresh_db: Database
     [frame] = at.main.dataframe
     assert frame.value["Version"].tolist() == [1]
     assert "v1" in frame.value.iloc[0].tolist()
+    # Pinned, so it stays in view while a wide row's own columns scroll past.
+    assert json.loads(frame.proto.columns)["Version"]["pinned"] is True
 
 
 def test_columns_added_and_removed_read_in_words_and_the_table_as_of_shows_them(
