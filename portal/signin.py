@@ -18,9 +18,11 @@ No user enumeration
     never tells an attacker that an account exists.
 
 Sessions
-    A sign-in starts at ``since`` (the database's clock). It stays valid while the account exists,
-    is active and unlocked, its password has not changed since, and its owner has not signed out
-    since; ``resume`` checks exactly that, on every rerun and for every cookie.
+    A sign-in starts at ``since`` (the database's clock). It stays valid while the account exists
+    and is active, its password has not changed since, and its owner has not signed out (nor
+    locked it from a session of their own) since; ``resume`` checks exactly that, on every rerun
+    and for every cookie. A lock-out from the sign-in form refuses passwords only: anyone can
+    type wrong ones for a known username, and must not sign its owner out by that.
 
     sign_in          a password (detail method=password) or a cookie (method=cookie) was accepted
     sign_in_failed   refused; detail.reason = bad_password | unknown_user | locked | disabled, or
@@ -328,17 +330,20 @@ def resume(
     since: datetime,
     client_info: dict[str, Any] | None = None,
     from_cookie: bool = False,
-    even_if_locked: bool = False,
 ) -> SignedIn:
     """Re-read a signed-in person from PostgreSQL; called on every rerun and for every cookie.
 
     ``from_cookie=True`` records a ``sign_in`` event (method=cookie): a new browser session began.
-    ``even_if_locked=True`` passes a session its account's lock-out only pauses.
+
+    A lock-out refuses passwords, not sessions: wrong passwords typed at the sign-in form by
+    anyone who knows a username must not sign its owner out (nor the last admin, whom nobody
+    could then unlock in the browser). Only a lock-out the account's own session caused, by
+    wrong current passwords on the Account page, ends its sessions begun before it.
 
     Raises:
-        AuthError: the account is gone, disabled or locked, its password changed after
-            ``since``, or its owner signed out, or an admin disabled it, after ``since``; the
-            message says which.
+        AuthError: the account is gone or disabled, its password changed after ``since``, or
+            its owner signed out, an admin disabled it, or its own session locked it, after
+            ``since``; the message says which.
         DatabaseUnavailable: PostgreSQL could not be reached.
     """
     name = normalise_username(username)
@@ -354,12 +359,21 @@ def resume(
             Event.detail["action"].astext == "disable",
         )
     )
+    locked_from_a_session_since = exists().where(
+        and_(
+            Event.target == name,
+            Event.actor_username == name,
+            Event.occurred_at > since,
+            Event.kind == "lock_out",
+        )
+    )
     with session_scope() as session:
         row = session.execute(
             select(
                 User,
                 signed_out_since.label("signed_out"),
                 disabled_since.label("disabled"),
+                locked_from_a_session_since.label("locked"),
                 func.clock_timestamp(),
             ).where(User.username == name)
         ).one_or_none()
@@ -368,11 +382,12 @@ def resume(
                 "Your session has ended: this account is disabled or no longer exists. "
                 "Ask an admin if you need access."
             )
-        user, signed_out, disabled, now = row
-        if user.locked_until is not None and user.locked_until > now and not even_if_locked:
+        user, signed_out, disabled, locked, now = row
+        if locked:
             raise AuthError(
-                "Your session has ended: this account is locked after too many failed "
-                "sign-ins. Try again later, or ask an admin to unlock it."
+                "Your session has ended: this account was locked after too many wrong current "
+                "passwords on the Account page. Sign in again once the lock-out ends, or ask "
+                "an admin to unlock it."
             )
         if user.password_changed_at is not None and user.password_changed_at > since:
             raise AuthError(
@@ -405,9 +420,9 @@ def record_refused_cookie(
     """Record a sign-in cookie the portal refused, as ``sign_in_failed`` with method=cookie:
     ``reason`` is ``bad_cookie`` (not signed with this portal's key, malformed or expired: a
     forgery, or a cookie from before the key changed) or ``revoked_cookie`` (``resume`` refused
-    it: its owner signed out or changed password since, or the account is disabled, locked or
-    gone). ``claimed``: the username the cookie names, unverified for a bad cookie and kept as
-    a typed name is (``as_recorded``). No lock-out counts it: only passwords are guessed.
+    it: its owner signed out or changed password since, or the account is disabled or gone).
+    ``claimed``: the username the cookie names, unverified for a bad cookie and kept as a typed
+    name is (``as_recorded``). No lock-out counts it: only passwords are guessed.
 
     Raises:
         DatabaseUnavailable: PostgreSQL could not be reached.
@@ -424,11 +439,11 @@ def sign_out(username: str, *, since: datetime, client_info: dict[str, Any] | No
     Raises:
         AuthError: that session had ended already (see ``resume``; a tab still showing Sign out
             after a password change elsewhere, say): nothing is recorded, so the sessions the
-            person began since then go on. A lock-out only pauses sessions: signing out while
-            locked is recorded, so they do not come back when it ends.
+            person began since then go on. Signing out while locked out is recorded like any
+            other.
         DatabaseUnavailable: PostgreSQL could not be reached.
     """
-    resume(username, since=since, even_if_locked=True)
+    resume(username, since=since)
     name = normalise_username(username)
     with session_scope() as session:
         record_event(

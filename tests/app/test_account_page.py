@@ -18,6 +18,7 @@ from tests.app.conftest import (
     listed_pages,
     new_user,
     show_app,
+    shows_sign_in,
     sign_in,
     texts,
 )
@@ -140,6 +141,9 @@ def test_a_wrong_current_password_says_how_close_the_lock_out_is(
     assert "1 more wrong try locks this account for 1 minute, which" in at.error[0].value
     change(at, "not my password", "my own new password")
     assert "locked for 1 more minute" in at.error[0].value
+    at.run()  # a lock-out its own session caused ends it (one from the sign-in form does not)
+    assert shows_sign_in(at)
+    assert any("wrong current passwords on the Account page" in i.value for i in at.info)
 
 
 def test_must_change_password_then_the_portal_opens(fresh_db: DatabaseHandle) -> None:

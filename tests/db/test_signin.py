@@ -319,17 +319,6 @@ def test_an_unknown_name_is_checked_under_its_lock_as_an_account_is_under_its_ro
     assert held == [True]
 
 
-def test_resume_refuses_a_locked_account(
-    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("PORTAL_LOCKOUT_ATTEMPTS", "1")
-    name, password = new_user(fresh_db)
-    signed = signin.authenticate(name, password)
-    refused(name, "someone guessing")
-    with pytest.raises(AuthError, match="locked"):
-        signin.resume(name, since=signed.since)
-
-
 def test_sign_out_ends_earlier_sign_ins_only(fresh_db: DatabaseHandle) -> None:
     name, password = new_user(fresh_db)
     first = signin.authenticate(name, password)
@@ -590,3 +579,32 @@ def test_a_typed_name_with_invisible_or_control_characters_is_recorded_escaped(
     for _ in range(4):
         refused("admin\u200b", "not the password at all")
     assert "locked" in refused("admin\u200b", "not the password at all")
+
+
+def test_a_lock_out_ends_sessions_only_when_their_own_session_caused_it(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Wrong passwords at the sign-in form can come from anyone: the owner's session goes on,
+    and so does a new tab's cookie. Wrong current passwords typed in the owner's own session
+    (the Account page) end the sessions begun before the lock-out."""
+    monkeypatch.setenv("PORTAL_LOCKOUT_ATTEMPTS", "2")
+    name, password = new_user(fresh_db)
+    signed = signin.authenticate(name, password)
+    refused(name, "someone guessing")
+    refused(name, "someone guessing")
+    assert signin.resume(name, since=signed.since).username == name
+    assert signin.resume(name, since=signed.since, from_cookie=True).username == name
+    with pytest.raises(AuthError, match="locked"):
+        signin.authenticate(name, password)
+    with Session(fresh_db.app) as s, s.begin():
+        unlock(session=s, actor=cli_actor(), username=name)
+    for _ in range(2):
+        with pytest.raises((AuthError, ValidationError)):
+            signin.change_own_password(
+                name,
+                current_password="not it",
+                new_password="a brand new passphrase",
+                confirm_password="a brand new passphrase",
+            )
+    with pytest.raises(AuthError, match="wrong current passwords on the Account page"):
+        signin.resume(name, since=signed.since)
