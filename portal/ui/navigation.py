@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
@@ -57,12 +57,13 @@ def pages_for(signed: SignedIn | None) -> list[PageSpec]:
 
     Nobody signed in: every page, with the navigation hidden, so a link to any page opens that
     page's sign-in prompt and lands there after signing in. Someone who must change their
-    password: only Account. Otherwise: the pages their role may use.
+    password: only Account (``navigation`` takes them there). Otherwise: the pages their role
+    may use.
     """
     if signed is None:
         return list(PAGES)
     if signed.must_change_password:
-        return [replace(ACCOUNT, default=True)]
+        return [ACCOUNT]
     return [page for page in PAGES if signed.actor.can(page.role)]
 
 
@@ -73,18 +74,26 @@ def navigation(signed: SignedIn | None) -> StreamlitPage:
     The others are registered hidden: a page this person may not use (their role changed while
     they were on it, a bookmarked link) then runs its own guard, which says why, where an
     unregistered page would have put them on Home without a word."""
-    listed = {spec.path: spec for spec in pages_for(signed)}
-    pages = [
-        st.Page(
+    listed = {spec.path for spec in pages_for(signed)}
+    pages = {
+        spec.path: st.Page(
             spec.path,
             title=spec.title,
             icon=spec.icon,
-            default=spec.path in listed and listed[spec.path].default,
+            default=spec.default,  # Home, at "/": every other page keeps its own URL
             visibility="visible" if spec.path in listed else "hidden",
         )
         for spec in PAGES
-    ]
-    return st.navigation(pages, position="sidebar" if signed is not None else "hidden")
+    }
+    asked = st.navigation(
+        list(pages.values()), position="sidebar" if signed is not None else "hidden"
+    )
+    account = pages[ACCOUNT.path]
+    if signed is not None and signed.must_change_password and asked.url_path != account.url_path:
+        # Straight to the one page they may use, at its own URL. (As the default page Account
+        # was at "/", and a bookmark of /account opened Streamlit's "Page not found".)
+        st.switch_page(account)
+    return asked
 
 
 def upload_link() -> None:

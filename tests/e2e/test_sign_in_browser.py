@@ -21,7 +21,7 @@ from portal import auth
 from portal.actor import cli_actor
 from portal.users import set_active, set_role
 from tests.e2e.conftest import PortalServer
-from tests.factories import audit_events
+from tests.factories import audit_events, make_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
@@ -294,3 +294,26 @@ def test_a_changed_password_leaves_the_form_empty(
     expect(asked).to_be_visible()
     expect(changed).to_be_visible()
     assert audit_events(portal_server.db.app, "sign_in_failed") == []
+
+
+def test_someone_who_must_choose_a_password_is_taken_to_account_at_its_own_url(
+    portal_server: PortalServer, context: BrowserContext
+) -> None:
+    """Account was the default page for them, at "/": the link to it from any other page, and
+    a bookmark of /account, opened Streamlit's "Page not found" and then the root."""
+    with Session(portal_server.db.app) as s, s.begin():
+        _, password = make_user(s, username="zed", role="editor", must_change_password=True)
+    page = context.new_page()
+    page.goto(portal_server.url + "/")
+    sign_in_form(page)
+    sign_in(page, "zed", password)
+    expect(page.get_by_text("Choose your own password to go on.")).to_be_visible()
+    expect(page).to_have_url(portal_server.url + "/account")
+    wait_for_cookie(context, present=True)
+    for path in ("/account", "/", "/datasets"):  # a bookmark, Home, a page not theirs yet
+        other = context.new_page()
+        other.goto(portal_server.url + path)
+        expect(other.get_by_text("Choose your own password to go on.")).to_be_visible()
+        expect(other).to_have_url(portal_server.url + "/account")
+        assert "Page not found" not in body(other), path
+        other.close()
