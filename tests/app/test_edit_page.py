@@ -16,6 +16,7 @@ from portal import diffs, writes
 from portal.actor import Actor
 from portal.db import session_scope
 from portal.spec import ColumnSpec, DatasetSpec
+from portal.ui.markdown import WORD_JOINER
 from tests.app.conftest import (
     app_test,
     new_user,
@@ -355,7 +356,7 @@ def test_values_to_choose_between_after_a_conflict_are_shown_as_text(
     assert "“2\\*3\\*4”" in radio.label
     assert radio.options == [
         "theirs: \\_theirs\\_",
-        "mine: \\[mine\\]\\(https://example\\.com\\)",
+        "mine: \\[mine\\]\\(https" + WORD_JOINER + "://example\\.com\\)",  # no autolink
     ]
     [lost] = at.checkbox
     assert "Row 2 was deleted by someone else" in lost.label

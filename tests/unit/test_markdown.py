@@ -6,13 +6,20 @@ import re
 
 import pytest
 
-from portal.ui.markdown import md_escape, md_text
+from portal.ui.markdown import WORD_JOINER, md_escape, md_text
 
 INLINE = "\\`*_[]~$"  # what formats text wherever it stands (emphasis, code, links, LaTeX…)
 
 
 def unescaped(markdown: str) -> str:
-    """What CommonMark shows for backslash escapes: the escaped character itself."""
+    """What CommonMark shows for backslash escapes: the escaped character itself (and the word
+    joiners that stop autolinks show as nothing)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", shown_with_joiners(markdown)).replace(
+        WORD_JOINER, ""
+    )
+
+
+def shown_with_joiners(markdown: str) -> str:
     return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
 
 
@@ -50,3 +57,18 @@ def test_streamlit_s_colon_codes_are_escaped_and_a_colon_before_a_space_is_not()
     said = md_escape(":red[hi] :material/home: :smile: Name: ann")
     assert said == r"\:red\[hi\] \:material/home: \:smile: Name: ann"  # an opening one is enough
     assert unescaped(said) == ":red[hi] :material/home: :smile: Name: ann"
+
+
+# What GitHub-style autolinking finds in the text once its escapes are read (remark-gfm).
+AUTOLINK = re.compile(r"(?i)https?://|www\.|[-.\w+]+@[-\w]+\.")
+
+
+@pytest.mark.parametrize("escape", [md_escape, md_text])
+def test_a_url_or_an_address_in_a_name_is_no_link(escape: object) -> None:
+    """A name holding "http://x.com" was turned into a link by the browser's Markdown, with
+    the escape's backslash inside it ("http://x\\"): autolinks are found after escapes are
+    read. A word joiner stops them; the text reads the same."""
+    name = "see http://x.com, HTTPS://y.org/a?b=1, www.z.net and ann@example.com [l](http://x)"
+    shown = shown_with_joiners(escape(name))  # type: ignore[operator]
+    assert not AUTOLINK.search(shown), shown
+    assert unescaped(escape(name)) == name  # type: ignore[operator]
