@@ -580,9 +580,9 @@ st.dataframe(
             "#": c.seq,
             "When": when(c.committed_at),
             "Kind": kind_label(c.kind),  # an out-of-band one flagged loudly
-            "What": changeset_what(c),
-            "Who": who(c.actor_display_name, c.actor_username),
+            "Who": who(c.actor_display_name, c.actor_username),  # who and why in view
             "Reason": c.reason,
+            "What": changeset_what(c),
             "Inserted": c.inserted,
             "Updated": c.updated,
             "Deleted": c.deleted,

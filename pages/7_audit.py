@@ -7,7 +7,7 @@ always recorded.
 """
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -46,6 +46,7 @@ VERIFIED = "audit.verified"  # (the chains' status, when it was checked)
 DRIFT = "audit.drift"  # the datasets as last checked against the log
 PREPARED = "audit.prepared"  # (TrailExportKey, Export): the file last prepared, and what for
 ALL = "(all)"
+EARLIEST_DAY = date(1970, 1, 1)  # the date filter's first day: before any log
 
 
 def recorded_views() -> set[object]:
@@ -216,7 +217,13 @@ kind = kind_col.selectbox(
 )
 dates_col, text_col = st.columns([1, 2])
 dates: Any = dates_col.date_input(
-    "Dates (UTC)", value=(), key="audit.dates", help="One day, or a first and a last day."
+    "Dates (UTC)",
+    value=(),
+    # Any day of the log: the picker's own range starts ten years back, and refused an older
+    # first day with only a red frame, leaving the list unfiltered.
+    min_value=EARLIEST_DAY,
+    key="audit.dates",
+    help="One day, or a first and a last day.",
 )
 free_text = text_col.text_input(
     "Text",
@@ -273,10 +280,11 @@ elif trail_list == "changesets":
                     "#": c.seq,
                     "When": when(c.committed_at),
                     "Kind": kind_label(c.kind),  # an out-of-band one flagged loudly
-                    "What": changeset_what(c),
-                    "Dataset": c.dataset_name or "",
+                    # Who and why next, in view without scrolling the table sideways.
                     "Who": who(c.actor_display_name, c.actor_username),
                     "Reason": c.reason,
+                    "What": changeset_what(c),
+                    "Dataset": c.dataset_name or "",
                     "Inserted": c.inserted,
                     "Updated": c.updated,
                     "Deleted": c.deleted,

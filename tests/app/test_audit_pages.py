@@ -8,7 +8,7 @@ import csv
 import io
 import json
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 import pytest
@@ -127,6 +127,8 @@ def test_the_trail_s_text_columns_are_wide_enough_to_read(trail: Trail) -> None:
     at, _ = on_page(trail.db, "admin", AUDIT)
     assert widths(at.main.dataframe[0]) == {"Kind": 120, "What": "medium", "Reason": "large"}
     assert "new dataset" in at.main.dataframe[0].value["What"].tolist()  # each upload creating one
+    # Who and why in view without scrolling sideways (Reason came after What and Dataset).
+    assert list(at.main.dataframe[0].value.columns)[:5] == ["#", "When", "Kind", "Who", "Reason"]
     assert localized(at.main.dataframe[0]) == ["Inserted", "Updated", "Deleted"]  # kept
     at.radio(key="audit.list").set_value("events").run()
     assert widths(at.main.dataframe[0]) == {"Kind": 150, "Target": 250, "Detail": "large"}
@@ -788,3 +790,14 @@ def test_a_viewer_sees_a_dataset_s_rows_changed_per_day_and_person(trail: Trail)
     # west of UTC.
     assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2}", point["day"]) for point in chart_data(at))
     assert len(drawn) >= 3  # ann, bob and the database user of the out-of-band delete
+
+
+def test_the_dates_reach_back_before_any_log(trail: Trail) -> None:
+    """The picker's own range started ten years back: an older first day was refused with only
+    a red frame, and the list stayed unfiltered."""
+    at, _ = on_page(trail.db, "admin", AUDIT)
+    box = at.date_input(key="audit.dates")
+    assert box.proto.min == "1970-01-01"
+    box.set_value((date(2015, 1, 1), date(2015, 12, 31))).run()
+    assert not at.exception
+    assert "No changesets match these filters." in texts(at)
