@@ -202,7 +202,23 @@ else:
         # it after another admin changed it, "Change role…" enabled as if that were chosen.
         key=f"users.role.{account.username}.{account.role}",
     )
-    if role_col.button("Change role…", key="users.role.apply", disabled=new_role == account.role):
+    # The server refuses it too (``users.set_role``); said here at once instead of after a click.
+    last_admin = (
+        account.role == "admin"
+        and account.active
+        and sum(a.role == "admin" and a.active for a in accounts) == 1
+        and new_role != "admin"
+    )
+    if last_admin:
+        role_col.caption(
+            f"{md_escape(account.username)} is the last active admin: make another user an "
+            "admin first."
+        )
+    if role_col.button(
+        "Change role…",
+        key="users.role.apply",
+        disabled=new_role == account.role or last_admin,
+    ):
         st.session_state[CONFIRM] = {
             "action": "role",
             "username": account.username,
