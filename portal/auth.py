@@ -237,8 +237,11 @@ def _from_cookie() -> SignedIn | None:
         signed = signin.resume(
             claims.username, since=claims.since, client_info=client_info(), from_cookie=True
         )
-    except AuthError:
-        _refuse(token, claims.username, "revoked_cookie")
+    except AuthError as exc:
+        # Said as at a click in an open tab ("…because the password was changed"): a tab opened
+        # or reloaded after it said nothing. The cookie is signed: whoever holds it was told
+        # the same wherever it was used.
+        _refuse(token, claims.username, "revoked_cookie", notice=str(exc))
         return None
     state[_COOKIE_READ] = True
     _take_over(signed.username)
@@ -248,10 +251,10 @@ def _from_cookie() -> SignedIn | None:
     return signed
 
 
-def _refuse(token: str, claimed: str, reason: str) -> None:
-    """Sign nobody in from ``token``: queue its deletion (of this value only) and record the
-    refusal under the username it ``claimed``."""
-    _forget(refused=token)
+def _refuse(token: str, claimed: str, reason: str, *, notice: str | None = None) -> None:
+    """Sign nobody in from ``token``: queue its deletion (of this value only), with ``notice``
+    for the sign-in form, and record the refusal under the username it ``claimed``."""
+    _forget(notice, refused=token)
     signin.record_refused_cookie(claimed, reason=reason, client_info=client_info())
 
 
