@@ -49,10 +49,14 @@ for page in PAGES:
         continue
     if not actor.can("editor"):
         what = READ_ONLY.get(page, what)
+    # The link, then what the page is for beside it (under it in a narrow window): a link's
+    # label is one line, and a long one was cut off at a phone's width.
+    link, about = st.columns([1, 4], vertical_alignment="center")
     try:
-        st.page_link(page.path, label=f"{page.title}: {what}", icon=page.icon)
+        link.page_link(page.path, label=page.title, icon=page.icon)
     except StreamlitAPIException:  # a page run on its own (not through app.py's navigation)
-        st.markdown(f"**{page.title}**: {what}")
+        link.markdown(f"**{page.title}**")
+    about.caption(what)
 
 try:
     status = database_status()

@@ -190,15 +190,13 @@ def test_home_shows_each_role_its_pages_and_only_admins_the_database(
         at, _ = signed_in(fresh_db, role)
         show_app(at)
         assert not at.exception
-        links = [link.label.split(":", 1)[0] for link in at.main.page_link]
+        links = [link.label for link in at.main.page_link]
         assert links == pages, role
         assert [titles[file] for file in menu(at)] == ["Home", *pages], role
         shown = texts(at, main_only=True)
         assert ("Connected to PostgreSQL" in shown) == (role == "admin")
         assert ("Connected as" in shown) == (role == "admin")
-    assert "read-only for your role" in " ".join(
-        link.label for link in signed_in_home(fresh_db, "viewer").main.page_link
-    )
+    assert "read-only for your role" in guide_lines(signed_in_home(fresh_db, "viewer"))["Edit"]
 
 
 @pytest.mark.parametrize("role", EVERY_ROLE)
@@ -210,13 +208,21 @@ def test_home_offers_revert_only_to_editors_and_the_account_page_to_everyone(
     own password."""
     at = signed_in_home(fresh_db, role)
     assert not at.exception
-    lines = dict(link.label.split(": ", 1) for link in at.main.page_link)
+    lines = guide_lines(at)
     assert ("revert" in lines["History"]) == (role != "viewer"), lines["History"]
     assert "a row's versions, the table as it was" in lines["History"]
     assert lines["Account"] == "change your own password"
     assert [link.proto.page for link in at.main.page_link if link.label.startswith("Account")] == [
         "account"
     ]
+
+
+def guide_lines(at: AppTest) -> dict[str, str]:
+    """Home's guide: each page's link, and what it is for (the caption beside it, in order;
+    the first caption is the welcome)."""
+    links = [link.label for link in at.main.page_link]
+    about = [c.value for c in at.main.caption][1 : len(links) + 1]
+    return dict(zip(links, about, strict=True))
 
 
 def signed_in_home(db: DatabaseHandle, role: str) -> AppTest:
