@@ -437,7 +437,7 @@ def store(chosen_target: uploads.NewDataset | uploads.ExistingDataset) -> None:
             # Kept before the next call into Streamlit: a rerun asked while storing (a click,
             # a keystroke) stops this run there, and the next run must know the rows are stored
             # rather than offer the same file again.
-            rows, name = counted(outcome.rows, "row"), outcome.dataset_name
+            rows, name = counted(outcome.rows, "row"), md_escape(outcome.dataset_name)
             done = (
                 f"The rows of “{name}” were replaced by {rows}"
                 if outcome.mode == "replace"

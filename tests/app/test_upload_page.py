@@ -656,3 +656,24 @@ def test_a_taken_name_is_said_as_it_is_typed_not_after_creating_the_table(
     assert not at.error
     [create] = [b for b in at.button if b.label == "Create the dataset"]
     assert not create.disabled
+
+
+def test_the_stored_message_shows_the_dataset_s_name_as_written(fresh_db: DatabaseHandle) -> None:
+    """A name of Markdown came out bold in "1 row loaded into …"."""
+    from portal.actor import Actor
+    from tests.factories import upload_dataset
+
+    at, name = signed_in(fresh_db, "editor")
+    dataset_id = upload_dataset(
+        Actor(name, name, "editor"), UPLOAD, name="**Bold** x", reason_required=False
+    )
+    show_app(at)
+    at.switch_page("pages/2_upload.py").run()
+    at.radio[0].set_value("An existing dataset").run()
+    [dataset] = [box for box in at.selectbox if box.label == "Dataset"]
+    dataset.set_value(dataset_id).run()
+    at.file_uploader[0].set_value(("more.csv", b"Name,Qty\ncy,3\n", "text/csv")).run()
+    [store] = [b for b in at.button if b.label.startswith("Append to")]
+    store.click().run()
+    assert not at.exception
+    assert r"1 row loaded into “\*\*Bold\*\* x” (changeset #2)." in at.success[0].value
