@@ -638,7 +638,7 @@ def events_frame(*, session: Session, actor: Actor, events: Iterable[EventSummar
                 "Kind": kind_label(e.kind),
                 "Who": (people.get(e.actor_username or "") if _by_account(e) else None)
                 or e.actor_username
-                or "",
+                or NOBODY_SIGNED_IN,
                 "Target": target_label(e.kind, e.target, names),
                 "Detail": detail_line(e.detail, kind=e.kind, target=e.target, names=names),
             }
@@ -646,6 +646,10 @@ def events_frame(*, session: Session, actor: Actor, events: Iterable[EventSummar
         ],
         columns=["When", "Kind", "Who", "Target", "Detail"],
     )
+
+
+NOBODY_SIGNED_IN: Final = "(nobody signed in)"
+"""An event's Who when no one was: a failed sign-in of a name no account has, say."""
 
 
 def _by_account(event: EventSummary) -> bool:

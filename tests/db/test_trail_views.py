@@ -496,6 +496,8 @@ def test_events_read_in_words_with_the_names_of_what_they_name(trail: Trail) -> 
         with pytest.raises(PermissionDenied):
             trail_views.events_frame(session=s, actor=trail.ann, events=page.items)
     assert list(frame.columns) == ["When", "Kind", "Who", "Target", "Detail"]
+    # Recorded with no actor: said so, not a blank cell.
+    assert set(frame["Who"].tolist()[:5]) == {trail_views.NOBODY_SIGNED_IN}
     assert frame[["Target", "Detail"]].values.tolist()[:5] == [
         [f"People (dataset {trail.people})", "filter: dataset Stock"],
         [
