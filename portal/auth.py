@@ -428,7 +428,7 @@ def login_form() -> None:
             return
         st.session_state.pop(_NOTICE, None)
         if not username.strip() or not password:
-            st.warning("Enter your username and password.")
+            st.warning("Enter your username and password.", icon=":material/warning:")
             return
         try:
             signed = signin.authenticate(username, password, client_info=client_info())

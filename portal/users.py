@@ -167,6 +167,11 @@ def check_password(password: str, *, username: str) -> None:
             f"{MAX_PASSWORD_BYTES} bytes (bcrypt's limit; accented letters and emoji take 2-4 "
             "bytes each). Use a shorter one."
         )
+    if not password.strip():
+        raise ValidationError(
+            "The password is only spaces; use letters, digits or other characters too (a few "
+            "unrelated words make a good one)."
+        )
     if password.strip().lower() == normalise_username(username):
         raise ValidationError("The password must not be the username.")
     if len(set(password.lower())) < MIN_DISTINCT_CHARS or _mostly_a_run(password):

@@ -23,7 +23,6 @@ DECOMPOSED = unicodedata.normalize("NFD", COMPOSED)
 @pytest.mark.parametrize(
     "password",
     [
-        " " * 12,
         "a" * 20,
         "abababababab",
         "Aa1Aa1Aa1Aa1",  # four distinct characters, whatever the case
@@ -34,6 +33,14 @@ DECOMPOSED = unicodedata.normalize("NFD", COMPOSED)
 )
 def test_a_repeated_or_running_password_is_refused(password: str) -> None:
     with pytest.raises(ValidationError, match="repeated or running sequence"):
+        check_password(password, username="kim")
+
+
+@pytest.mark.parametrize("password", [" " * 12, "\t \u00a0" * 5])
+def test_a_password_of_spaces_alone_is_refused_saying_so(password: str) -> None:
+    """Twelve spaces were refused as a sequence like "aaaa…" or "1234…", which says nothing
+    of spaces."""
+    with pytest.raises(ValidationError, match="only spaces"):
         check_password(password, username="kim")
 
 
