@@ -108,7 +108,10 @@ def confirm_reset(username: str) -> None:
     )
     if st.button("Reset password", type="primary", key="users.confirm.ok"):
         if password != again:
-            st.error("The password and its confirmation differ; type them again.", icon=":material/error:")
+            st.error(
+                "The password and its confirmation differ; type them again.",
+                icon=":material/error:",
+            )
         elif apply(
             lambda s, a: users.reset_password(
                 session=s,
@@ -302,7 +305,9 @@ if add:
     if not username.strip() or not password:
         st.warning("Enter at least a username and a temporary password.")
     elif password != again:
-        st.error("The password and its confirmation differ; type them again.", icon=":material/error:")
+        st.error(
+            "The password and its confirmation differ; type them again.", icon=":material/error:"
+        )
     elif apply(
         lambda s, a: users.create_user(
             session=s,
