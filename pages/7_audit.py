@@ -393,6 +393,9 @@ def trail_file(fmt: ExportFormat) -> Callable[[Any], Export]:
     )
 
 
+if not page.items and pager.number == 1:  # an empty file, and an export event, for nothing
+    st.caption(f"Nothing to export: no {trail_list} match these filters.")
+    st.stop()
 csv_col, json_col = st.columns(2)
 for fmt, column in (("csv", csv_col), ("json", json_col)):
     export = (

@@ -801,3 +801,6 @@ def test_the_dates_reach_back_before_any_log(trail: Trail) -> None:
     box.set_value((date(2015, 1, 1), date(2015, 12, 31))).run()
     assert not at.exception
     assert "No changesets match these filters." in texts(at)
+    # Nothing to export either: no empty file offered, no export recorded for it.
+    assert "Nothing to export: no changesets match these filters." in texts(at)
+    assert not [b for b in at.button if b.label.startswith("Prepare")]
