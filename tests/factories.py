@@ -251,3 +251,25 @@ def waiting_on_locks(superuser: Engine) -> int:
                 )
             ).scalar_one()
         )
+
+
+def edit_row(
+    actor: Actor, dataset_id: int, row_id: int, after: dict[str, Any], reason: str = "an edit"
+) -> int:
+    """Commit ``after`` (column -> value) to one row, at its version now, through
+    ``portal.writes.commit`` in a session of its own; returns the changeset's id."""
+    from portal import writes
+    from portal.db import session_scope
+    from portal.diffs import ChangeSet, RowUpdate
+
+    with session_scope() as s:
+        read = writes.read_window(session=s, dataset_id=dataset_id)
+        update = RowUpdate(row_id, read.versions[row_id], dict.fromkeys(after), after)
+        return writes.commit(
+            session=s,
+            actor=actor,
+            dataset_id=dataset_id,
+            spec_version=read.spec_version,
+            changes=ChangeSet(updates=(update,)),
+            reason=reason,
+        ).changeset_id

@@ -15,7 +15,7 @@ from portal.db import session_scope
 from portal.diffs import ChangeSet, RowUpdate
 from tests.app.conftest import show_app, signed_in, texts
 from tests.conftest import DatabaseHandle
-from tests.factories import add_column, make_user, remove_column, upload_dataset
+from tests.factories import add_column, edit_row, make_user, remove_column, upload_dataset
 
 pytestmark = pytest.mark.app
 
@@ -86,9 +86,6 @@ def test_reverting_a_change_to_a_removed_column_says_the_column_is_gone(
 ) -> None:
     """It said the rows already held the values from before the changeset, as if it had been
     reverted already."""
-    from portal import writes
-    from portal.db import session_scope
-    from portal.diffs import ChangeSet, RowUpdate
 
     with Session(fresh_db.app) as s, s.begin():
         name, _ = make_user(s, role="admin", display_name="Ada A.")
@@ -135,8 +132,8 @@ def test_an_editor_restores_a_row_to_an_earlier_version_from_its_history(
         name, _ = make_user(s, role="editor", display_name="Olga O.")
     olga = Actor(name, "Olga O.", "editor")
     dataset = upload_dataset(olga, b"Name,Qty\nann,1\nbob,2\n", name="Stock")
-    _edit(olga, dataset, 1, {"qty": 5})
-    _edit(olga, dataset, 1, {"name": "anne"})
+    edit_row(olga, dataset, 1, {"qty": 5})
+    edit_row(olga, dataset, 1, {"name": "anne"})
     at, _ = signed_in(fresh_db, "editor")
     show_app(at)
     _row_history(at, dataset, 1)
@@ -165,13 +162,13 @@ def test_a_restore_of_a_row_changed_meanwhile_writes_nothing_and_says_why(
         name, _ = make_user(s, role="editor", display_name="Olga O.")
     olga = Actor(name, "Olga O.", "editor")
     dataset = upload_dataset(olga, b"Name,Qty\nann,1\n", name="Stock")
-    _edit(olga, dataset, 1, {"qty": 5})
+    edit_row(olga, dataset, 1, {"qty": 5})
     at, _ = signed_in(fresh_db, "editor")
     show_app(at)
     _row_history(at, dataset, 1)
     at.selectbox(key=f"history.restore.{dataset}.1").select(1).run()
     at.text_input(key=f"history.restore.{dataset}.1.1.reason").input("undo").run()
-    _edit(olga, dataset, 1, {"name": "anne"})  # meanwhile, shown the plan before it
+    edit_row(olga, dataset, 1, {"name": "anne"})  # meanwhile, shown the plan before it
     at.button(key=f"history.restore.{dataset}.1.1.confirm").click().run()
     assert not at.exception
     assert "Row 1 was changed since you looked at what restoring it would change" in texts(at)
@@ -187,25 +184,10 @@ def test_a_viewer_sees_the_versions_but_no_restore(fresh_db: DatabaseHandle) -> 
         name, _ = make_user(s, role="editor", display_name="Olga O.")
     olga = Actor(name, "Olga O.", "editor")
     dataset = upload_dataset(olga, b"Name,Qty\nann,1\n", name="Stock")
-    _edit(olga, dataset, 1, {"qty": 5})
+    edit_row(olga, dataset, 1, {"qty": 5})
     at, _ = signed_in(fresh_db, "viewer")
     show_app(at)
     _row_history(at, dataset, 1)
     assert at.main.dataframe[0].value["Version"].tolist() == [1, 2]
     assert "Restore an earlier version" not in texts(at)
     assert not [s for s in at.selectbox if s.key and s.key.startswith("history.restore")]
-
-
-def _edit(actor: Actor, dataset_id: int, row_id: int, after: dict[str, object]) -> None:
-    with session_scope() as s:
-        read = writes.read_window(session=s, dataset_id=dataset_id)
-        writes.commit(
-            session=s,
-            actor=actor,
-            dataset_id=dataset_id,
-            spec_version=read.spec_version,
-            changes=ChangeSet(
-                updates=(RowUpdate(row_id, read.versions[row_id], dict.fromkeys(after), after),)
-            ),
-            reason="an edit",
-        )

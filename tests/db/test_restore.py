@@ -23,7 +23,14 @@ from portal.diffs import ChangeSet, RowDelete, RowUpdate
 from portal.errors import NotFound, PermissionDenied, ValidationError
 from portal.spec import ColumnSpec, DatasetSpec
 from tests.conftest import DatabaseHandle
-from tests.factories import add_column, data_table, make_user, remove_column, upload_dataset
+from tests.factories import (
+    add_column,
+    data_table,
+    edit_row,
+    make_user,
+    remove_column,
+    upload_dataset,
+)
 
 pytestmark = pytest.mark.db
 
@@ -57,18 +64,7 @@ def rows(db: DatabaseHandle, dataset_id: int) -> dict[int, tuple[Any, ...]]:
         return {r[0]: tuple(r[1:]) for r in found}
 
 
-def edit(actor: Actor, dataset_id: int, row_id: int, after: dict[str, Any]) -> None:
-    with session_scope() as s:
-        read = writes.read_window(session=s, dataset_id=dataset_id)
-        version = read.versions[row_id]
-        writes.commit(
-            session=s,
-            actor=actor,
-            dataset_id=dataset_id,
-            spec_version=read.spec_version,
-            changes=ChangeSet(updates=(RowUpdate(row_id, version, dict.fromkeys(after), after),)),
-            reason="an edit",
-        )
+edit = edit_row
 
 
 def delete(actor: Actor, dataset_id: int, row_id: int) -> None:
