@@ -202,18 +202,23 @@ trail_list = st.radio(
 kinds = trail_views.kinds(trail_list)
 dataset_col, actor_col, kind_col = st.columns(3)
 with dataset_col:
-    dataset_id = renamed_select("Dataset", {None: ALL, **dataset_choices}, key="audit.dataset")
+    # A box cleared with its × shows the placeholder: "(all)" too, as it means the same.
+    dataset_id = renamed_select(
+        "Dataset", {None: ALL, **dataset_choices}, key="audit.dataset", placeholder=ALL
+    )
 actor_name = actor_col.selectbox(
     "Actor",
     [None, *actor_choices],
     format_func=lambda a: ALL if a is None else a,
     key="audit.actor",
+    placeholder=ALL,
 )
 kind = kind_col.selectbox(
     "Kind",
     [None, *kinds],
     format_func=lambda k: ALL if k is None else kind_label(k),
     key=f"audit.kind.{trail_list}",
+    placeholder=ALL,
 )
 dates_col, text_col = st.columns([1, 2])
 dates: Any = dates_col.date_input(

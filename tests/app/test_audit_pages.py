@@ -796,6 +796,9 @@ def test_the_dates_reach_back_before_any_log(trail: Trail) -> None:
     """The picker's own range started ten years back: an older first day was refused with only
     a red frame, and the list stayed unfiltered."""
     at, _ = on_page(trail.db, "admin", AUDIT)
+    # A filter cleared with its × reads "(all)", as it means, not "Choose an option".
+    for key in ("audit.dataset", "audit.actor", "audit.kind.changesets"):
+        assert at.selectbox(key=key).proto.placeholder == "(all)", key
     box = at.date_input(key="audit.dates")
     assert box.proto.min == "1970-01-01"
     box.set_value((date(2015, 1, 1), date(2015, 12, 31))).run()
