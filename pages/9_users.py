@@ -167,10 +167,11 @@ else:
                 "Email": a.email or "",
                 "Role": a.role,
                 "Active": a.active,
+                # Before the rarer states: it was cut off at the table's edge.
+                "Last sign-in": when(a.last_sign_in_at),
                 "Locked until": when(a.locked_until) if a.locked else "",
                 "Failed sign-ins": a.failed_attempts,
                 "Must change password": a.must_change_password,
-                "Last sign-in": when(a.last_sign_in_at),
             }
             for a in accounts
         ],
