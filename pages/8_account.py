@@ -3,7 +3,7 @@
 import streamlit as st
 
 from portal import auth
-from portal.errors import PortalError
+from portal.errors import AuthError, PortalError
 from portal.ui import md_escape, require_session
 from portal.ui.db_retry import show_refusal
 from portal.ui.guard import NOT_CHOSEN
@@ -63,6 +63,13 @@ if submitted:
             auth.change_own_password(
                 current_password=current, new_password=new, confirm_password=confirm
             )
+        except AuthError as exc:
+            # This try locked the account: the session ends at this click, and the sign-in form
+            # says why (``signin.resume``), as the warning promised. Locked by wrong passwords
+            # at the sign-in form instead, the session goes on and is told.
+            if auth.current() is None:
+                st.rerun()
+            show_refusal(exc)
         except PortalError as exc:
             show_refusal(exc)
         else:
