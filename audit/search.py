@@ -168,7 +168,8 @@ class ChangesetSummary:
     facts: dict[str, Any] = field(default_factory=dict)
     """What its detail says it did, the few keys a list shows (``SUMMARY_FACTS``): an upload's
     ``mode`` and whether it ``created`` its dataset, a schema or dataset change's ``action``
-    and ``column`` (a label), whether it names each of ``SETTINGS``, a revert's ``reverts`` (a
+    and ``column`` (a label), whether it names each of ``SETTINGS`` (and the reason setting's
+    ``reason_required_after``), a revert's ``reverts`` (a
     seq) or, restoring a row, ``restores`` (``row_id``, ``version``, ``seq``); null or false
     where the detail has none."""
 
@@ -321,6 +322,8 @@ SUMMARY_FACTS: Final = func.jsonb_build_object(
     "column",
     _DETAIL["column"]["label"].astext,
     *(item for key in SETTINGS for item in (key, _DETAIL.has_key(key))),
+    "reason_required_after",  # a setting's change is {"before", "after"}
+    _DETAIL["reason_required"]["after"],
     "reverts",
     _DETAIL["reverts"]["seq"],
     "restores",

@@ -46,7 +46,9 @@ REVERT_PLAN = "history.revert.plan"
 REVERT_REASON = "history.revert.reason"
 REVERT_PARTIAL = "history.revert.partial"
 REVERT_REFUSED = "history.revert.refused"  # why the last Revert wrote nothing, over the new plan
-RESTORE_PLAN = "history.restore.plan"  # (dataset, row, version, newest changeset), its plan
+RESTORE_PLAN = "history.restore.plan"  # ((dataset, row, version, newest), plan, row's version
+# when that version was chosen)
+RESTORE_DONE = "history.restore.done"  # the picker of a row just restored, to clear
 FLASH = "history.flash"
 AS_OF_PAGE_SIZE = 100
 CHANGESETS, ROW_HISTORY = "Changesets", "Row history"
@@ -304,6 +306,9 @@ def restore_form(dataset_id: int, row_id: int, versions: pd.DataFrame) -> None:
         st.caption("The row has no earlier version to go back to.")
         return
     by_version = {int(r["Version"]): r for r in versions.to_dict("records")}
+    picker = f"history.restore.{dataset_id}.{row_id}"
+    if st.session_state.pop(RESTORE_DONE, None) == picker:
+        st.session_state.pop(picker, None)  # restored: the choice is done with
     version = st.selectbox(
         f"Restore row {row_id} to version",
         candidates,
@@ -313,7 +318,7 @@ def restore_form(dataset_id: int, row_id: int, versions: pd.DataFrame) -> None:
             f"{by_version[v]['When']}"
         ),
         placeholder="Choose a version to see what restoring it would change",
-        key=f"history.restore.{dataset_id}.{row_id}",
+        key=picker,
     )
     if version is None:
         return
@@ -343,11 +348,20 @@ def restore_form(dataset_id: int, row_id: int, versions: pd.DataFrame) -> None:
                     row_id=row_id,
                     version=version,
                 )
-            st.session_state[RESTORE_PLAN] = kept = (key, plan)
+            # The row as it was when this version was chosen: a change since is said below.
+            chosen_at = kept[2] if kept is not None and kept[0][:3] == key[:3] else plan.seen
+            st.session_state[RESTORE_PLAN] = kept = (key, plan, chosen_at)
     except PortalError as exc:
         show_refusal(exc)
         return
     plan = kept[1]
+    if plan.seen != kept[2]:
+        st.warning(
+            f"Row {row_id} was changed after you chose version {version} (changeset "
+            f"{md_escape(plan.latest)}): what restoring it would change now is drawn below. "
+            "Check it before restoring.",
+            icon=":material/warning:",
+        )
     if plan.changes.empty:
         st.info(
             f"Row {row_id} already holds the values of version {version}; nothing to restore.",
@@ -435,7 +449,8 @@ def write_restore(plan: restore.RestorePlan, reason: str) -> None:
         show_refusal(exc)
         return
     new_seq = number_after_commit(result.changeset_id)
-    st.session_state[FLASH] = (  # the choice stays, and says "already holds the values" now
+    st.session_state[RESTORE_DONE] = f"history.restore.{plan.dataset_id}.{plan.row_id}"
+    st.session_state[FLASH] = (
         f"Restored row {plan.row_id} to version {plan.version} as changeset "
         + (
             f"#{new_seq}"

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from audit.trail import removed_columns, row_versions
 from portal.actor import Actor
 from portal.datasets import dataset_spec, get_dataset
-from portal.diffs import ChangeSet, RowInsert, RowUpdate, same_value
+from portal.diffs import ChangeSet, RowInsert, RowUpdate, same_value, show_value
 from portal.errors import NotFound, PermissionDenied, ValidationError
 from portal.spec import CellError, ColumnSpec, DatasetSpec, Value, stored_value
 from portal.wording import agreeing, counted, quoted_names
@@ -59,6 +59,7 @@ class RestorePlan:
     changes: ChangeSet
     removed: tuple[str, ...] = ()  # labels of columns the version had that were removed since
     added: tuple[str, ...] = ()  # labels of columns added since: kept, or empty if brought back
+    latest: str = ""  # the row's newest change: "#12 by Ann A"
 
     @property
     def brings_back(self) -> bool:
@@ -154,6 +155,7 @@ def plan_restore(
         changes=changes,
         removed=removed,
         added=tuple(c.label for c in added),
+        latest=f"#{versions[-1].change.seq} by {versions[-1].change.actor_display_name}",
     )
 
 
@@ -185,9 +187,9 @@ def restore_row(
     )
     if plan.seen != seen:
         raise ValidationError(
-            f"Row {row_id} was changed since you looked at what restoring it would change; "
-            "nothing was written. Look at its history again, then restore it if you still "
-            "want to."
+            f"Row {row_id} was changed since you looked at what restoring it would change "
+            f"(changeset {plan.latest}); nothing was written. Look at what restoring it would "
+            "change now, then restore it if you still want to."
         )
     if plan.changes.empty:
         raise ValidationError(
@@ -207,9 +209,9 @@ def restore_row(
     except EditRefused as exc:
         raise ValidationError(
             f"Row {row_id} cannot be restored to version {version}: the database refused "
-            f"column “{exc.column}” — a value it would restore is now used by another row or "
-            "no longer allowed by the column's rules. Nothing was written; change that other "
-            "row first, or edit this one on the Edit page."
+            f"column “{exc.column}”{_value_of(plan, exc.column)} — it is now used by another "
+            "row or no longer allowed by the column's rules. Nothing was written; change that "
+            "other row first, or edit this one on the Edit page."
         ) from None
     except EditConflict:  # a write from outside the portal between the plan and the write
         raise ValidationError(
@@ -217,6 +219,18 @@ def restore_row(
             "nothing was written. Look at its history again."
         ) from None
     return RestoreResult(result.changeset_id, plan, result)
+
+
+def _value_of(plan: RestorePlan, label: str) -> str:
+    """`` (“A2”)``: the value the plan would write to the column labelled ``label``, if any."""
+    names = {c.label: c.name for c in plan.spec.columns}
+    for row in (
+        *(u.after for u in plan.changes.updates),
+        *(i.values for i in plan.changes.inserts),
+    ):
+        if names.get(label) in row and row[names[label]] is not None:
+            return f" (“{show_value(row[names[label]])}”)"
+    return ""
 
 
 def _require_editor(actor: Actor) -> None:

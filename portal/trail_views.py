@@ -450,7 +450,6 @@ def kind_label(kind: str) -> str:
 _SETTING_WORDS: Final = {
     "name": "renamed",
     "description": "description changed",
-    "reason_required": "reason rule changed",
 }
 _UPLOAD_WORDS: Final = {"append": "rows added", "replace": "all rows replaced"}
 _RESTORES: Final = {"row_id", "version", "seq"}
@@ -460,7 +459,7 @@ _SCHEMA_WORDS: Final = {"add_column": "column {} added", "remove_column": "colum
 def changeset_what(c: ChangesetSummary) -> str:
     """What a changeset did, in a few words, from its ``facts``, for the lists beside its kind
     and counts: ``all rows replaced``, ``column “Price” added``, ``renamed``, ``reverts #12``,
-    ``row 5 back to version 2 (#7)``.
+    ``row 5 back to version 2, made by #7``.
     Empty for an edit, or for any detail these words do not cover (the changeset's own view
     says more)."""
     facts = c.facts
@@ -473,7 +472,7 @@ def changeset_what(c: ChangesetSummary) -> str:
         return f"reverts #{facts['reverts']}"
     restores = facts.get("restores")
     if c.kind == "revert" and isinstance(restores, Mapping) and restores.keys() >= _RESTORES:
-        return "row {row_id} back to version {version} (#{seq})".format_map(restores)
+        return "row {row_id} back to version {version}, made by #{seq}".format_map(restores)
     if c.kind == "schema" and action in _SCHEMA_WORDS:
         return _SCHEMA_WORDS[action].format(_quoted(facts.get("column")))
     if c.kind == "schema" and action == "rules":
@@ -481,7 +480,11 @@ def changeset_what(c: ChangesetSummary) -> str:
     if c.kind == "dataset" and action == "create":
         return "created"
     if c.kind == "dataset" and action == "settings":
-        return "; ".join(words for key, words in _SETTING_WORDS.items() if facts.get(key))
+        words = [words for key, words in _SETTING_WORDS.items() if facts.get(key)]
+        reason = facts.get("reason_required_after")
+        if isinstance(reason, bool):
+            words.append("reasons now required" if reason else "reasons now optional")
+        return "; ".join(words)
     return ""
 
 

@@ -151,8 +151,10 @@ def test_an_editor_restores_a_row_to_an_earlier_version_from_its_history(
     at.button(key=f"history.restore.{dataset}.1.1.confirm").click().run()
     assert not at.exception
     assert "Restored row 1 to version 1 as changeset #4: 2 cells restored." in texts(at)
-    assert "Row 1 already holds the values of version 1; nothing to restore." in texts(at)
+    assert at.selectbox(key=f"history.restore.{dataset}.1").value is None  # done with
     assert at.main.dataframe[0].value["Version"].tolist() == [1, 2, 3, 4]
+    at.selectbox(key=f"history.restore.{dataset}.1").select(1).run()
+    assert "Row 1 already holds the values of version 1; nothing to restore." in texts(at)
 
 
 def test_a_restore_of_a_row_changed_meanwhile_writes_nothing_and_says_why(
@@ -177,6 +179,31 @@ def test_a_restore_of_a_row_changed_meanwhile_writes_nothing_and_says_why(
     assert changed.value.values.tolist() == [["Name", "anne", "ann"], ["Qty", "5", "1"]]
     at.button(key=f"history.restore.{dataset}.1.1.confirm").click().run()
     assert "Restored row 1 to version 1 as changeset #4: 2 cells restored." in texts(at)
+
+
+def test_a_row_changed_after_its_version_was_chosen_is_said_so_before_the_restore(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """A rerun between choosing and clicking (typing the reason) drew the new difference with
+    no word, and the click then overwrote the other person's change."""
+    with Session(fresh_db.app) as s, s.begin():
+        name, _ = make_user(s, role="editor", display_name="Olga O.")
+    olga = Actor(name, "Olga O.", "editor")
+    dataset = upload_dataset(olga, b"Name,Qty\nann,1\n", name="Stock")
+    edit_row(olga, dataset, 1, {"qty": 5})
+    at, _ = signed_in(fresh_db, "editor")
+    show_app(at)
+    _row_history(at, dataset, 1)
+    at.selectbox(key=f"history.restore.{dataset}.1").select(1).run()
+    assert not at.warning
+    edit_row(olga, dataset, 1, {"name": "anne"})  # meanwhile
+    at.text_input(key=f"history.restore.{dataset}.1.1.reason").input("undo").run()
+    [warning] = at.warning
+    assert "Row 1 was changed after you chose version 1 (changeset #3 by Olga O.)" in (
+        warning.value.replace("\\", "")
+    )
+    [*_, changed] = at.main.dataframe
+    assert changed.value.values.tolist() == [["Name", "anne", "ann"], ["Qty", "5", "1"]]
 
 
 def test_a_viewer_sees_the_versions_but_no_restore(fresh_db: DatabaseHandle) -> None:

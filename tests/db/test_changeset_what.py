@@ -113,7 +113,7 @@ def _every_kind_of_change(db: DatabaseHandle) -> tuple[int, Actor, int]:
 
 EXPECTED = [  # newest first, as the lists show them
     ("out_of_band", ""),
-    ("dataset", "reason rule changed"),
+    ("dataset", "reasons now optional"),
     ("dataset", "renamed; description changed"),
     ("schema", "column “Note **bold**” removed"),
     ("schema", "column “Note **bold**” added"),

@@ -145,7 +145,7 @@ def test_a_row_is_restored_to_an_earlier_version_writing_only_the_cells_that_dif
         [listed, *_] = trail_views.dataset_history(
             session=s, actor=editor, dataset_id=dataset
         ).items
-    assert trail_views.changeset_what(listed) == f"row 1 back to version 2 (#{planned.seq})"
+    assert trail_views.changeset_what(listed) == f"row 1 back to version 2, made by #{planned.seq}"
     no_drift(dataset)
 
 
@@ -248,7 +248,9 @@ def test_a_value_another_row_holds_now_is_refused_by_the_table(
     edit(editor, dataset, 1, {"name": "cy"})
     edit(editor, dataset, 2, {"name": "ann"})  # "ann" is bob's name now: Name is unique
     count = changesets(fresh_db)
-    with pytest.raises(ValidationError, match=r"column “Name”.*used by another row"):
+    with pytest.raises(
+        ValidationError, match=r"column “Name” \(“ann”\) — it is now used by another row"
+    ):
         do_restore(editor, dataset, 1, 1)
     assert changesets(fresh_db) == count
 
