@@ -49,7 +49,6 @@ import codecs
 import csv
 import io
 import re
-import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -65,7 +64,7 @@ import pyarrow.csv as pcsv  # type: ignore[import-untyped]
 
 from portal.csv_safe import FORMULA_TRIGGERS, csv_bytes, neutralise, unneutralise
 from portal.errors import ValidationError
-from portal.spec import MAX_COLUMNS, CellError, ColumnSpec, DatasetSpec
+from portal.spec import MAX_COLUMNS, CellError, ColumnSpec, DatasetSpec, label_key
 from portal.wording import agreeing, counted
 
 MIME_ACCEPTED: Final = frozenset(
@@ -741,7 +740,7 @@ def _read_header(text: str, dialect: Dialect) -> list[str]:
     problems: list[str] = []
     seen: dict[str, int] = {}
     for position, label in enumerate(header, start=1):
-        key = unicodedata.normalize("NFC", label.strip().casefold())  # as spec.label_key
+        key = label_key(label)
         if not key:
             problems.append(f"column {position} has no name: give every column a name.")
         elif key in seen:
