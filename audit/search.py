@@ -168,10 +168,9 @@ class ChangesetSummary:
     facts: dict[str, Any] = field(default_factory=dict)
     """What its detail says it did, the few keys a list shows (``SUMMARY_FACTS``): an upload's
     ``mode`` and whether it ``created`` its dataset, a schema or dataset change's ``action``
-    and ``column`` (a label), whether it names each of ``SETTINGS`` (and the reason setting's
-    ``reason_required_after``), a revert's ``reverts`` (a
-    seq) or, restoring a row, ``restores`` (``row_id``, ``version``, ``seq``); null or false
-    where the detail has none."""
+    and ``column`` (a label), whether it names each of ``SETTINGS``, the reason setting's new
+    value (``reason_required_after``), a revert's ``reverts`` (a seq) or, restoring a row,
+    ``restores`` (``row_id``, ``version``, ``seq``); null or false where the detail has none."""
 
     @property
     def key(self) -> ChangesetKey:
@@ -310,8 +309,9 @@ def _changeset_conditions(
 
 
 _DETAIL = Changeset.detail
-SETTINGS: Final = ("name", "description", "reason_required")
-"""A dataset's settings a ``dataset`` changeset's detail names when it changes them."""
+SETTINGS: Final = ("name", "description")
+"""Settings a ``dataset`` changeset's detail names when it changes them (the reason setting is
+read by its new value)."""
 SUMMARY_FACTS: Final = func.jsonb_build_object(
     "action",
     _DETAIL["action"].astext,
