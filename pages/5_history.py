@@ -21,8 +21,9 @@ from portal import restore, revert, trail_views
 from portal.actor import Actor
 from portal.datasets import dataset_names
 from portal.db import session_scope
-from portal.diffs import RowDelete, RowInsert, cell_changes, show_change
+from portal.diffs import ChangeSet, RowDelete, RowInsert, cell_changes, show_change
 from portal.errors import PortalError
+from portal.spec import DatasetSpec
 from portal.trail_views import AsOf, Export, changeset_what, kind_label, when, who
 from portal.ui import current_actor, exports, md_escape, require
 from portal.ui.changeset_view import show_changeset
@@ -109,6 +110,38 @@ def row_ids(rows: Sequence[RowDelete | RowInsert], shown: int = 50) -> str:
     return ids + (" …" if len(rows) > shown else "")
 
 
+def cells_put_back(
+    changes: ChangeSet, spec: DatasetSpec, *, then: str, with_row_id: bool = False
+) -> None:
+    """The cells a revert or a restore writes: each one now and as it puts it back (``then``,
+    the column's heading)."""
+    st.caption('Cells put back (∅ is no value, "" an empty text)')
+    st.dataframe(
+        [
+            {
+                **({"Row id": c.row_id} if with_row_id else {}),
+                "Column": c.column,
+                "Now": show_change(c.before),
+                then: show_change(c.after),
+            }
+            for c in cell_changes(changes, spec)
+        ],
+        hide_index=True,
+        width="stretch",
+    )
+
+
+def left_empty(added: Sequence[str], since: str = "") -> str:
+    """`` (with no value in “A”, added to the dataset since #7)`` for the columns a row brought
+    back gets no value in; empty for none."""
+    if not added:
+        return ""
+    return (
+        f" (with no value in {quoted_names(map(md_escape, added))}, added to the dataset since"
+        + (f" {since})" if since else ")")
+    )
+
+
 @st.dialog("Revert this changeset?", width="large", on_dismiss=close_revert)
 def confirm_revert(changeset_id: int) -> None:
     """What the revert writes, what it leaves alone, a reason, then Revert or Cancel. The actor
@@ -141,33 +174,13 @@ def confirm_revert(changeset_id: int) -> None:
     )
     changes = plan.changes
     if changes.updates:
-        st.caption('Cells put back (∅ is no value, "" an empty text)')
-        st.dataframe(
-            [
-                {
-                    "Row id": c.row_id,
-                    "Column": c.column,
-                    "Now": show_change(c.before),
-                    "Restored": show_change(c.after),
-                }
-                for c in cell_changes(changes, plan.spec)
-            ],
-            hide_index=True,
-            width="stretch",
-        )
+        cells_put_back(changes, plan.spec, then="Restored", with_row_id=True)
     if changes.deletes:
         st.caption(f"Rows that #{seq} added, to be deleted again: {row_ids(changes.deletes)}")
     if changes.inserts:
         st.caption(
             f"Rows that #{seq} deleted, to be brought back under their own row ids with their "
-            f"exact values: {row_ids(changes.inserts)}"
-            + (
-                " (with no value in "
-                + quoted_names(map(md_escape, plan.added))
-                + f", added to the dataset since #{seq})"
-                if plan.added
-                else ""
-            )
+            f"exact values: {row_ids(changes.inserts)}{left_empty(plan.added, f'#{seq}')}"
         )
     if plan.already:
         st.caption(
@@ -385,15 +398,7 @@ def show_restore(plan: restore.RestorePlan) -> None:
         [back] = plan.changes.inserts
         st.caption(
             f"Row {row_id} is deleted now; it comes back under its own row id with the values "
-            f"of version {version}"
-            + (
-                " (with no value in "
-                + quoted_names(map(md_escape, plan.added))
-                + ", added to the dataset since)"
-                if plan.added
-                else ""
-            )
-            + ":"
+            f"of version {version}{left_empty(plan.added)}:"
         )
         labels = {c.name: c.label for c in plan.spec.columns}
         st.dataframe(
@@ -402,19 +407,7 @@ def show_restore(plan: restore.RestorePlan) -> None:
             width="stretch",
         )
     else:
-        st.caption('Cells put back (∅ is no value, "" an empty text)')
-        st.dataframe(
-            [
-                {
-                    "Column": c.column,
-                    "Now": show_change(c.before),
-                    f"Version {version}": show_change(c.after),
-                }
-                for c in cell_changes(plan.changes, plan.spec)
-            ],
-            hide_index=True,
-            width="stretch",
-        )
+        cells_put_back(plan.changes, plan.spec, then=f"Version {version}")
         if plan.added:
             st.caption(
                 quoted_names(map(md_escape, plan.added))
