@@ -19,8 +19,13 @@ from portal.ui.navigation import navigation
 st.set_page_config(page_title="Data Portal", page_icon=":material/table_chart:", layout="wide")
 
 unavailable: DatabaseUnavailable | None = None
+# The sign-in cookie's write or deletion is drawn (by ``auth.current``) inside a container of its
+# own, drawn in every run: the page's elements keep their places whether or not it is there. A
+# run without it otherwise drew each element one place up, and until each was redrawn the
+# browser showed the last run's copy beside the new one (two "Datasets" headings after sign-in).
 try:
-    signed_in = auth.current()
+    with st.container():
+        signed_in = auth.current()
 except DatabaseUnavailable as exc:
     signed_in, unavailable = None, exc
 except PortalError as exc:

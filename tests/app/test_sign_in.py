@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Block
 
 from portal.config import get_settings
 from portal.signin import WRONG_CREDENTIALS
@@ -16,6 +17,7 @@ from tests.app.conftest import (
     app_test,
     events,
     new_user,
+    show_app,
     shows_sign_in,
     sign_in,
     signed_in,
@@ -182,3 +184,27 @@ def test_the_cookie_write_is_drawn_again_until_the_browser_reports_it_done(
     for _ in range(3):
         at.run()
         assert cookie_writes(at) == ["set"]  # once per run, though current() runs twice
+
+
+def title_place(at: AppTest) -> int:
+    """Where the page's title is among the main area's top-level elements."""
+    (place,) = [
+        i
+        for i, child in at.main.children.items()
+        if child.type == "title" or (isinstance(child, Block) and child.get("title"))
+    ]
+    return place
+
+
+def test_the_page_keeps_its_places_once_the_cookie_is_written(fresh_db: DatabaseHandle) -> None:
+    """Runs with and without the cookie's component draw the page's elements in the same places:
+    a run that drew each one place up left the browser showing the last run's copy beside the
+    new one until it was redrawn (two "Home" headings just after signing in)."""
+    at, _ = signed_in(fresh_db, "viewer")
+    show_app(at)  # app.py and the page, as a browser runs them
+    assert cookie_writes(at) == ["set"]
+    with_component = title_place(at)
+    del at.session_state["portal.auth.cookie_op"]  # as when the browser reports it written
+    at.run()
+    assert cookie_writes(at) == []
+    assert title_place(at) == with_component
