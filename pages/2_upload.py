@@ -31,7 +31,7 @@ from portal.csv_import import (
 from portal.csv_safe import csv_bytes
 from portal.errors import PortalError
 from portal.spec import DatasetSpec, ValidationResult, editor_columns
-from portal.ui import current_actor, md_escape, md_text, require
+from portal.ui import current_actor, md_escape, md_text, notices, require
 from portal.ui.column_config import EMPTY_CELL, column_config, rules_config
 from portal.ui.db_retry import show_error, show_refusal, show_write_error
 from portal.ui.navigation import EDIT, HISTORY
@@ -52,24 +52,25 @@ PREVIEW_ROWS = 50
 ERRORS_SHOWN = 1_000
 
 st.title("Upload a CSV file")
-if FLASH in st.session_state:
-    st.success(st.session_state.pop(FLASH), icon=":material/check_circle:")
-if STORED in st.session_state:
-    stored_id, stored_name = st.session_state.pop(STORED)
-    # A page run on its own, not through app.py's navigation, cannot link to other pages.
-    with contextlib.suppress(StreamlitAPIException):
-        st.page_link(
-            EDIT.path,
-            label=f"Open “{md_escape(stored_name)}” on the Edit page",
-            icon=EDIT.icon,
-            query_params={"dataset": str(stored_id)},
-        )
-        st.page_link(
-            HISTORY.path,
-            label=f"History of “{md_escape(stored_name)}”",
-            icon=HISTORY.icon,
-            query_params={"dataset": str(stored_id)},
-        )
+with notices():
+    if FLASH in st.session_state:
+        st.success(st.session_state.pop(FLASH), icon=":material/check_circle:")
+    if STORED in st.session_state:
+        stored_id, stored_name = st.session_state.pop(STORED)
+        # A page run on its own, not through app.py's navigation, cannot link to other pages.
+        with contextlib.suppress(StreamlitAPIException):
+            st.page_link(
+                EDIT.path,
+                label=f"Open “{md_escape(stored_name)}” on the Edit page",
+                icon=EDIT.icon,
+                query_params={"dataset": str(stored_id)},
+            )
+            st.page_link(
+                HISTORY.path,
+                label=f"History of “{md_escape(stored_name)}”",
+                icon=HISTORY.icon,
+                query_params={"dataset": str(stored_id)},
+            )
 
 
 # -- where the rows go ------------------------------------------------------------------------

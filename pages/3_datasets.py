@@ -30,7 +30,7 @@ from portal.db import session_scope
 from portal.errors import PortalError, ValidationError
 from portal.profile import EXACT_ROWS, Profile, column_profile
 from portal.spec import ROW_ID, DatasetSpec, editor_columns
-from portal.ui import current_actor, exports, md_escape, md_text, require
+from portal.ui import current_actor, exports, md_escape, md_text, notices, require
 from portal.ui.column_config import EMPTY_CELL, column_config, counts, rules_config
 from portal.ui.db_retry import show_error, show_refusal, show_write_error
 from portal.ui.index_note import index_note
@@ -55,8 +55,9 @@ def when(moment: datetime | None) -> str:
 
 
 st.title("Datasets")
-if flash := st.session_state.pop(FLASH, None):
-    st.success(flash, icon=":material/check_circle:")
+with notices():
+    if flash := st.session_state.pop(FLASH, None):
+        st.success(flash, icon=":material/check_circle:")
 
 try:
     with session_scope() as session:

@@ -39,7 +39,7 @@ from portal.db import session_scope, transaction_status
 from portal.diffs import ChangeSet, InvalidEdits, show_value
 from portal.errors import CommitOutcomeUnknown, PortalError
 from portal.spec import ROW_ID, Value, editor_columns
-from portal.ui import current_actor, md_escape, md_text, require
+from portal.ui import current_actor, md_escape, md_text, notices, require
 from portal.ui.column_config import EMPTY_CELL, column_config
 from portal.ui.db_retry import outages, show_error, show_refusal, show_write_error
 from portal.ui.index_note import index_note
@@ -449,13 +449,14 @@ def review(changes: ChangeSet) -> None:
 
 if not may_edit:
     st.caption("You can view this dataset; editors and admins can change it.")
-if flash := st.session_state.pop(k["flash"], None):
-    st.warning(md_text(flash), icon=":material/warning:")
-if done := st.session_state.pop(f"edit.{dataset_id}.done", None):
-    st.toast(done, icon=":material/check_circle:")
-    st.success(done, icon=":material/check_circle:")
-if reapplied := st.session_state.pop(f"edit.{dataset_id}.reapplied", None):
-    st.info(reapplied, icon=":material/merge:")  # set by the run before a rerun: see "done"
+with notices():
+    if flash := st.session_state.pop(k["flash"], None):
+        st.warning(md_text(flash), icon=":material/warning:")
+    if done := st.session_state.pop(f"edit.{dataset_id}.done", None):
+        st.toast(done, icon=":material/check_circle:")
+        st.success(done, icon=":material/check_circle:")
+    if reapplied := st.session_state.pop(f"edit.{dataset_id}.reapplied", None):
+        st.info(reapplied, icon=":material/merge:")  # set by the run before a rerun: see "done"
 
 
 # -- filter, sort, page -----------------------------------------------------------------------

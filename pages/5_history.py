@@ -25,7 +25,7 @@ from portal.diffs import ChangeSet, RowDelete, RowInsert, cell_changes, show_cha
 from portal.errors import PortalError
 from portal.spec import DatasetSpec
 from portal.trail_views import AsOf, Export, changeset_what, kind_label, when, who
-from portal.ui import current_actor, exports, md_escape, require
+from portal.ui import current_actor, exports, md_escape, notices, require
 from portal.ui.changeset_view import show_changeset
 from portal.ui.column_config import EMPTY_CELL, KIND_WIDTH, counts, text_widths
 from portal.ui.db_retry import show_error, show_refusal
@@ -456,9 +456,10 @@ def write_restore(plan: restore.RestorePlan, reason: str) -> None:
 
 
 st.title("History")
-if flash := st.session_state.pop(FLASH, None):
-    st.success(flash, icon=":material/undo:")
-    st.toast(flash, icon=":material/undo:")
+with notices():
+    if flash := st.session_state.pop(FLASH, None):
+        st.success(flash, icon=":material/undo:")
+        st.toast(flash, icon=":material/undo:")
 
 try:
     with session_scope() as session:

@@ -15,7 +15,7 @@ from portal.actor import Actor
 from portal.db import session_scope
 from portal.errors import PortalError
 from portal.models import ROLES
-from portal.ui import current_actor, md_escape, require
+from portal.ui import current_actor, md_escape, notices, require
 from portal.ui.db_retry import show_error, show_refusal
 from portal.users import PASSWORD_RULES
 from portal.wording import counted
@@ -145,8 +145,9 @@ def when(moment: datetime | None) -> str:
 
 
 st.title("Users")
-if flash := st.session_state.pop(FLASH, None):
-    st.success(flash, icon=":material/check_circle:")
+with notices():
+    if flash := st.session_state.pop(FLASH, None):
+        st.success(flash, icon=":material/check_circle:")
 
 try:
     with session_scope() as session:

@@ -3,5 +3,6 @@ first, the sidebar, and navigation by role."""
 
 from portal.ui.guard import current_actor, require, require_session
 from portal.ui.markdown import md_escape, md_text
+from portal.ui.notices import notices
 
-__all__ = ["current_actor", "md_escape", "md_text", "require", "require_session"]
+__all__ = ["current_actor", "md_escape", "md_text", "notices", "require", "require_session"]
