@@ -17,7 +17,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from portal import datasets, diffs, uploads
+from portal import diffs, uploads
 from portal.csv_import import (
     DELIMITER_NAMES,
     EncodingNotConfirmed,
@@ -411,7 +411,6 @@ reason = st.text_input(
     if needs_reason
     else "Reason (kept in the audit log)",
     placeholder="e.g. monthly export from X",
-    max_chars=datasets.MAX_REASON_CHARS,
 )
 
 

@@ -139,7 +139,6 @@ def confirm_reason_setting(dataset_id: int, name: str, required: bool) -> None:
     why = st.text_input(
         "Reason (required)",
         key=f"datasets.{dataset_id}.setting.reason",
-        max_chars=datasets.MAX_REASON_CHARS,
     )
 
     def change() -> None:
@@ -197,16 +196,13 @@ def describe_form(dataset_id: int, name: str, description: str) -> None:
         st.session_state.update(fields)
         st.session_state[f"{key}.seen"] = (name, description)
     with st.form(key, border=False, enter_to_submit=False):
-        new_name = st.text_input("Name", max_chars=datasets.MAX_NAME_CHARS, key=f"{key}.name")
+        new_name = st.text_input("Name", key=f"{key}.name")
         new_description = st.text_area(
             "Description",
-            max_chars=datasets.MAX_DESCRIPTION_CHARS,
             placeholder="What the dataset holds, where it comes from, who keeps it",
             key=f"{key}.description",
         )
-        why = st.text_input(
-            "Reason (required)", max_chars=datasets.MAX_REASON_CHARS, key=f"{key}.reason"
-        )
+        why = st.text_input("Reason (required)", key=f"{key}.reason")
         saved = st.form_submit_button("Save name and description")
     if not saved:
         return
@@ -277,9 +273,7 @@ def rules_editor(info: browse.DatasetInfo) -> None:
         "A stricter rule is checked against every row first; the types of the columns cannot "
         f"change here. Options are separated by “{uploads.OPTION_SEPARATOR}”."
     )
-    why = st.text_input(
-        "Reason (required)", max_chars=datasets.MAX_REASON_CHARS, key=f"{key}.reason"
-    )
+    why = st.text_input("Reason (required)", key=f"{key}.reason")
     if not st.button("Save column rules", key=f"{key}.save"):
         return
     try:
@@ -342,9 +336,7 @@ def add_column_form(info: browse.DatasetInfo) -> None:
         st.session_state[f"{key}.seen"] = info.spec_version
     rows = counted(info.row_count, "row")
     with st.form(key, border=False, enter_to_submit=False):
-        label = st.text_input(
-            "Label of the new column", max_chars=column_changes.MAX_LABEL_CHARS, key=f"{key}.label"
-        )
+        label = st.text_input("Label of the new column", key=f"{key}.label")
         kind = st.selectbox(
             "Type", list(TYPE_WORDS), format_func=TYPE_WORDS.__getitem__, key=f"{key}.type"
         )
@@ -360,9 +352,7 @@ def add_column_form(info: browse.DatasetInfo) -> None:
             key=f"{key}.fill",
         )
         required = st.checkbox("Required", key=f"{key}.required")
-        why = st.text_input(
-            "Reason (required)", max_chars=datasets.MAX_REASON_CHARS, key=f"{key}.reason"
-        )
+        why = st.text_input("Reason (required)", key=f"{key}.reason")
         added = st.form_submit_button("Add column")
     if not added:
         return
@@ -436,7 +426,6 @@ def confirm_removal(info: browse.DatasetInfo, version: int, name: str) -> None:
     why = st.text_input(
         "Reason (required)",
         key=f"datasets.{info.id}.remove_column.reason",
-        max_chars=datasets.MAX_REASON_CHARS,
     )
 
     def remove() -> None:

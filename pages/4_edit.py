@@ -34,10 +34,10 @@ import streamlit as st
 from portal import browse, column_changes, diffs, merge, writes
 from portal.browse import FILTER_HELP, FILTER_OPS, RowFilter, Sort, shown_labels
 from portal.csv_safe import csv_bytes
-from portal.datasets import dataset_names, dataset_spec, get_dataset
+from portal.datasets import check_reason_length, dataset_names, dataset_spec, get_dataset
 from portal.db import session_scope, transaction_status
 from portal.diffs import ChangeSet, InvalidEdits, show_value
-from portal.errors import CommitOutcomeUnknown, PortalError
+from portal.errors import CommitOutcomeUnknown, PortalError, ValidationError
 from portal.spec import ROW_ID, Value, editor_columns
 from portal.ui import current_actor, md_escape, md_text, notices, require
 from portal.ui.column_config import EMPTY_CELL, column_config
@@ -92,7 +92,7 @@ def keys(dataset_id: int) -> dict[str, str]:
             "unsure",  # the transaction id of a commit whose outcome was not known
             "committing",  # the correlation id of the commit under way (see below)
             "reason_kept",  # the reason typed, kept when its field's state goes with the grid's
-            "no_reason",  # "Review and commit…" was clicked without the reason it needs
+            "no_reason",  # why "Review and commit…" did not open: no reason, or a too long one
         )
     }
 
@@ -843,7 +843,6 @@ if reason_key not in st.session_state and k["reason_kept"] in st.session_state:
 reason = st.text_input(
     "Reason" + (" (required)" if read.reason_required else " (optional)"),
     key=reason_key,
-    max_chars=writes.MAX_REASON_CHARS,
     placeholder="Why are you making these changes?",
 )
 st.session_state[k["reason_kept"]] = reason
@@ -918,10 +917,20 @@ def confirm(changes: ChangeSet, reason: str) -> None:
 
 def ask_to_commit() -> None:
     """``on_click`` of "Review and commit…": the dialog, or, without a reason the dataset
-    needs, a word under the button. The button is not disabled until a reason is typed: the
-    field takes what is typed when it loses focus, and the click that does so would be lost."""
-    if read.reason_required and not st.session_state.get(reason_key, "").strip():
-        st.session_state[k["no_reason"]] = True
+    needs or with one too long to keep, a word under the button. The button is not disabled
+    until a reason is typed: the field takes what is typed when it loses focus, and the click
+    that does so would be lost."""
+    typed = st.session_state.get(reason_key, "")
+    try:
+        check_reason_length(typed)
+    except ValidationError as exc:
+        st.session_state[k["no_reason"]] = f"{exc} Shorten it, then commit."
+        return
+    if read.reason_required and not typed.strip():
+        st.session_state[k["no_reason"]] = (
+            f"“{md_escape(read.name)}” needs a reason for every change: type why in the reason "
+            "field above, then commit."
+        )
     else:
         open_dialog("commit")
 
@@ -938,12 +947,8 @@ left.button(
     width="stretch",
     on_click=ask_to_commit,
 )
-if st.session_state.pop(k["no_reason"], False):
-    left.error(
-        f"“{md_escape(read.name)}” needs a reason for every change: type why in the reason "
-        "field above, then commit.",
-        icon=":material/error:",
-    )
+if no_reason := st.session_state.pop(k["no_reason"], None):
+    left.error(no_reason, icon=":material/error:")
 with right:
     discard_button(changes.summary())
 # The dialog is opened from session state, so a click inside it (which AppTest, and a dialog

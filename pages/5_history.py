@@ -33,7 +33,7 @@ from portal.ui.navigation import linked_id, no_datasets
 from portal.ui.pager import Pager
 from portal.ui.picker import renamed_select
 from portal.wording import agreeing, counted, quoted_names
-from portal.writes import MAX_REASON_CHARS, number_after_commit
+from portal.writes import number_after_commit
 
 actor = require("viewer")
 
@@ -236,7 +236,6 @@ def confirm_revert(changeset_id: int) -> None:
     reason = st.text_input(
         "Reason (required)",
         key=REVERT_REASON,
-        max_chars=MAX_REASON_CHARS,
         placeholder="Why are you reverting this changeset?",
     )
     left, right = st.columns(2)
@@ -385,7 +384,6 @@ def restore_form(dataset_id: int, row_id: int, versions: pd.DataFrame) -> None:
     st.text_input(
         "Reason (required)",
         key=f"{keys}.reason",
-        max_chars=MAX_REASON_CHARS,
         placeholder="Why are you restoring this version?",
     )
     st.button(f"Restore row {row_id} to version {version}", type="primary", key=f"{keys}.confirm")

@@ -287,11 +287,9 @@ with st.form("users.add"):
     username = left.text_input(
         "Username", key=ADD_USERNAME, help="a-z, 0-9, '.', '_' and '-'; up to 64 characters."
     )
-    display_name = right.text_input(
-        "Display name", key=ADD_DISPLAY_NAME, max_chars=users.MAX_DISPLAY_NAME_CHARS
-    )
+    display_name = right.text_input("Display name", key=ADD_DISPLAY_NAME)
     left, right = st.columns(2)
-    email = left.text_input("Email (optional)", key=ADD_EMAIL, max_chars=users.MAX_EMAIL_CHARS)
+    email = left.text_input("Email (optional)", key=ADD_EMAIL)
     role = right.selectbox("Role", ROLES, key=ADD_ROLE)
     left, right = st.columns(2)
     password = left.text_input(

@@ -50,7 +50,9 @@ class ChangedMeanwhile(ValidationError):
 def check_reason_length(reason: str) -> None:
     """Raises: ValidationError: ``reason`` is longer than ``MAX_REASON_CHARS``."""
     if len(reason) > MAX_REASON_CHARS:
-        raise ValidationError(f"Keep the reason under {MAX_REASON_CHARS:,} characters.")
+        raise ValidationError(
+            f"The reason is {len(reason):,} characters; use at most {MAX_REASON_CHARS:,}."
+        )
 
 
 def admin_reason(actor: Actor, reason: str, *, may_not: str, say_why: str) -> str:

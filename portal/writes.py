@@ -59,7 +59,6 @@ from audit.search import loads
 from portal import db, diffs, estimates, indexes
 from portal.actor import Actor
 from portal.browse import RowFilter, Sort, condition, known_column
-from portal.datasets import MAX_REASON_CHARS as MAX_REASON_CHARS  # the pages' max_chars
 from portal.datasets import (
     check_reason_length,
     dataset_spec,

@@ -398,8 +398,11 @@ def test_an_admin_lets_changes_go_without_a_reason_after_saying_why(
     [change] = [b for b in at.button if b.label == "Change it"]
     change.click().run()  # without a reason
     assert "Say why you are changing this setting" in " ".join(e.value for e in at.error)
-    # As an edit's; set_reason_required refuses a longer one.
-    assert at.text_input(key=f"datasets.{dataset_id}.setting.reason").max_chars == 2_000
+    # Not capped in the browser (which drops a longer paste whole, without a word): refused.
+    at.text_input(key=f"datasets.{dataset_id}.setting.reason").input("x" * 2_001).run()
+    [change] = [b for b in at.button if b.label == "Change it"]
+    change.click().run()
+    assert "The reason is 2,001 characters; use at most 2,000." in [e.value for e in at.error]
     at.text_input(key=f"datasets.{dataset_id}.setting.reason").input("bulk fixes").run()
     [change] = [b for b in at.button if b.label == "Change it"]
     change.click().run()
@@ -782,7 +785,12 @@ def test_an_admin_adds_a_column_with_a_value_for_every_row(fresh_db: DatabaseHan
     open_dataset(at, dataset_id)
     [fill] = [t for t in at.text_input if t.key == f"{key}.fill"]
     assert fill.label == f"Value for the {ROWS} rows it has now (optional)"
-    assert at.text_input(key=f"{key}.label").max_chars == 120  # add_column refuses more
+    _add_column_fields(at, key, label="T" * 121, options="red | blue", fill="blue", reason="teams")
+    [add] = [b for b in at.button if b.label == "Add column"]
+    add.click().run()  # not capped in the browser (which drops a longer paste whole): refused
+    assert [e.value for e in at.error] == [
+        "The label is 121 characters; use at most 120. Nothing was changed."
+    ]
     _add_column_fields(at, key, label="Team", options="red | blue", fill="green", reason="teams")
     at.selectbox(key=f"{key}.type").select("category")
     at.checkbox(key=f"{key}.required").check()

@@ -1336,3 +1336,34 @@ def test_a_filter_that_cannot_apply_is_refused_beside_the_grid_which_stays(
     assert not at.exception
     assert [f.column for f in at.session_state[base].filters] == ["name"]
     assert {m.label: m.value for m in at.metric}["Cells changed"] == "1"
+
+
+def test_a_reason_too_long_to_keep_is_said_at_the_click_with_its_length(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    """The field no longer caps what is typed: a browser dropped a pasted reason longer than
+    the cap whole, without a word. The click now says how long it is and how long it may be;
+    no dialog opens, nothing is written, and the edits and the reason stay to be shortened."""
+    at = edit_page(fresh_db, "editor", dataset)
+    before = table(fresh_db, dataset)
+    at = set_state(at, {"edited_rows": {0: {"note": "x"}}})
+    field = at.text_input(key=f"edit.{dataset}.reason")
+    assert not field.proto.max_chars  # the browser would drop an over-long paste
+    long_reason = "pasted from the ticket " + "x" * 1_990
+    at.text_input(key=f"edit.{dataset}.reason").input(long_reason).run()
+    at = button(at, "Review and commit…").click().run()
+    assert not at.exception
+    assert not [b for b in at.button if b.label == "Commit"]  # no dialog
+    assert [e.value for e in at.error] == [
+        "The reason is 2,013 characters; use at most 2,000. Shorten it, then commit."
+    ]
+    assert table(fresh_db, dataset) == before
+    assert at.text_input(key=f"edit.{dataset}.reason").value == long_reason
+    assert review_table(at) == [
+        {"Row id": 1, "Column": "Note", "Before": "first", "After": "x"}
+    ]  # the edit is kept
+    at.text_input(key=f"edit.{dataset}.reason").input(long_reason[:2_000]).run()
+    at = button(at, "Review and commit…").click().run()
+    at = button(at, "Commit").click().run()
+    assert not at.exception
+    assert table(fresh_db, dataset) != before

@@ -131,7 +131,7 @@ def test_only_what_changed_is_recorded_and_a_name_may_change_case(
         ("admin", "Staff", "", ("Persons", ""), "why", "Someone renamed “Persons”"),
         ("admin", "Staff", "", ("People", "old text"), "why", "since you loaded the page"),
         ("admin", "Staff", "", ("People", ""), "   ", "Say why"),
-        ("admin", "Staff", "", ("People", ""), "x" * 2_001, "Keep the reason under 2,000"),
+        ("admin", "Staff", "", ("People", ""), "x" * 2_001, "The reason is 2,001 characters"),
         ("admin", "stock", "", ("People", ""), "why", "A dataset named “Stock” exists already"),
         ("admin", "   ", "", ("People", ""), "why", "Give the dataset a name"),
         ("admin", "P" * 121, "", ("People", ""), "why", "use at most 120"),

@@ -78,7 +78,7 @@ def test_an_upload_with_a_reason_longer_than_an_edits_is_refused(
         if mode == "new"
         else uploads.ExistingDataset(dataset_id, mode)  # type: ignore[arg-type]
     )
-    with pytest.raises(ValidationError, match="Keep the reason under 2,000 characters"):
+    with pytest.raises(ValidationError, match="The reason is 2,001 characters; use at most 2,000"):
         uploads.import_file(
             actor=editor,
             filename="more.csv",

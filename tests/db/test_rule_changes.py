@@ -231,7 +231,7 @@ def _columns(*columns: ColumnSpec) -> DatasetSpec:
         ("editor", _with("qty", max=200), 1, "why", "Only admins"),
         ("admin", _with("qty", max=200), 2, "why", "Someone changed the columns of"),
         ("admin", _with("qty", max=200), 1, "  ", "Say why"),
-        ("admin", _with("qty", max=200), 1, "x" * 2_001, "Keep the reason under"),
+        ("admin", _with("qty", max=200), 1, "x" * 2_001, "The reason is 2,001 characters"),
         ("admin", SPEC, 1, "why", "These are the rules of “People” already"),
         ("admin", _with("qty", type="decimal"), 1, "why", "“Qty”: its type cannot change"),
         ("admin", _with("qty", name="quantity"), 1, "why", "The columns themselves cannot"),
