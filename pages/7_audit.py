@@ -209,7 +209,7 @@ with dataset_col:
 actor_name = actor_col.selectbox(
     "Actor",
     [None, *actor_choices],
-    format_func=lambda a: ALL if a is None else a,
+    format_func=lambda a: ALL if a is None else actor_choices.get(a, a),
     key="audit.actor",
     placeholder=ALL,
 )

@@ -404,14 +404,24 @@ def _quoted(text: Any) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def actors(*, session: Session, actor: Actor) -> list[str]:
-    """Everyone who appears in the audit trail, for the Audit page's filter.
+def actors(*, session: Session, actor: Actor) -> dict[str, str]:
+    """Everyone who appears in the audit trail, for the Audit page's filter: each username and
+    how the filter names it: as the lists do (``who``), with the display name of an account
+    that still exists, so a person is found by either name; else the username alone (a deleted
+    account, or a database role that wrote around the portal). Sorted by that name.
 
     Raises:
         PermissionDenied: the actor is not an admin.
     """
     _require_admin(actor)
-    return search.actors(session=session)
+    usernames = search.actors(session=session)
+    shown = dict(
+        session.execute(
+            select(User.username, User.display_name).where(User.username.in_(usernames))
+        ).all()
+    )
+    labels = {u: who(shown.get(u) or u, u) for u in usernames}
+    return dict(sorted(labels.items(), key=lambda item: (item[1].casefold(), item[0])))
 
 
 def kinds(trail_list: TrailList) -> tuple[str, ...]:

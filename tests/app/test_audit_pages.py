@@ -807,3 +807,23 @@ def test_the_dates_reach_back_before_any_log(trail: Trail) -> None:
     # Nothing to export either: no empty file offered, no export recorded for it.
     assert "Nothing to export: no changesets match these filters." in texts(at)
     assert not [b for b in at.button if b.label.startswith("Prepare")]
+
+
+def test_the_actor_filter_names_people_as_the_lists_do(trail: Trail) -> None:
+    """The lists name people "Ann A (ann…)"; the Actor box listed bare usernames, so a person
+    looked for by the name read in the list was not found there. It now names them as the
+    lists do: either name, typed into it, finds them. A username without an account (a
+    database role that wrote around the portal) reads as itself."""
+    at, _ = on_page(trail.db, "admin", AUDIT)
+    with trail.db.owner.connect() as conn:
+        around = conn.scalar(
+            text("SELECT actor_username FROM audit.changeset WHERE kind = 'out_of_band'")
+        )
+    options = at.selectbox(key="audit.actor").options
+    assert f"Ann A ({trail.ann.username})" in options
+    assert f"Bob B ({trail.bob.username})" in options
+    assert around in options
+    assert trail.ann.username not in options
+    at.selectbox(key="audit.actor").select(trail.ann.username).run()
+    assert at.selectbox(key="audit.actor").value == trail.ann.username
+    assert set(at.main.dataframe[0].value["Who"]) == {f"Ann A ({trail.ann.username})"}

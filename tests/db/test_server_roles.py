@@ -37,7 +37,7 @@ def test_the_audit_trail_s_actors_are_for_admins_only(
     with session_scope() as session, pytest.raises(PermissionDenied):
         trail_views.actors(session=session, actor=actor)
     with session_scope() as session:
-        assert isinstance(trail_views.actors(session=session, actor=ADMIN), list)
+        assert isinstance(trail_views.actors(session=session, actor=ADMIN), dict)
 
 
 def test_a_viewer_cannot_record_an_upload(fresh_db: DatabaseHandle) -> None:
