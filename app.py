@@ -14,10 +14,12 @@ import streamlit as st
 from portal import auth
 from portal.errors import DatabaseUnavailable, PortalError
 from portal.ui.db_retry import show_refusal, wait_for_database
+from portal.ui.fields import count_run
 from portal.ui.navigation import navigation
 
 st.set_page_config(page_title="Data Portal", page_icon=":material/table_chart:", layout="wide")
 
+count_run()
 unavailable: DatabaseUnavailable | None = None
 # The sign-in cookie's write or deletion is drawn (by ``auth.current``) inside a container of its
 # own, drawn in every run: the page's elements keep their places whether or not it is there. A

@@ -42,6 +42,7 @@ from portal.spec import ROW_ID, Value, editor_columns
 from portal.ui import current_actor, md_escape, md_text, notices, require
 from portal.ui.column_config import EMPTY_CELL, column_config
 from portal.ui.db_retry import outages, show_error, show_refusal, show_write_error
+from portal.ui.fields import show_kept
 from portal.ui.index_note import index_note
 from portal.ui.navigation import history_links, linked_id, no_datasets
 from portal.ui.picker import renamed_select
@@ -366,16 +367,14 @@ elif loaded is not None and loaded.editor_key not in st.session_state:
 elif loaded is not None and loaded.outages != outages():
     # The database was away since the grid was drawn: the browser dropped the grid while the
     # page said so, but its last state is still here. Keep it as pending and draw the grid
-    # again with it on top (as after a page switch); keep the typed reason shown too.
+    # again with it on top (as after a page switch). (The typed reason is shown again by
+    # show_kept below.)
     try:
         keep(dataset_id, current_changes(loaded))
         loaded = None
     except PortalError:  # edits that break a rule cannot be carried: keep this grid as it is
         loaded = replace(loaded, outages=outages())
         st.session_state[k["window"]] = loaded
-    reason_key = f"edit.{dataset_id}.reason"
-    if reason_key in st.session_state:
-        st.session_state[reason_key] = st.session_state[reason_key]
 if loaded is None:
     try:
         loaded = load(dataset_id, view, st.session_state.get(k["pending"]))
@@ -840,6 +839,7 @@ if reason_key not in st.session_state and k["reason_kept"] in st.session_state:
     # The field's state went away with the grid's (another page or dataset was shown): the
     # reason comes back with the edits it was typed for.
     st.session_state[reason_key] = st.session_state[k["reason_kept"]]
+show_kept(reason_key)  # after a conflict's screens, which stop the page above it
 reason = st.text_input(
     "Reason" + (" (required)" if read.reason_required else " (optional)"),
     key=reason_key,

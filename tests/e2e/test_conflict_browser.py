@@ -271,6 +271,8 @@ def bert_reviews_the_merge_and_commits(page: Page, shot: Shots) -> None:
     ]
     page.get_by_role("heading", name="Review").scroll_into_view_if_needed()
     shot(page, "bert-merged-review")
+    # The reason he gave for the commit that met the conflict is still there, to keep or edit.
+    expect(page.get_by_label("Reason (required)")).to_have_value("Bert's recount")
     commit_with_reason(page, B_REASON)
     expect(
         page.get_by_role("dialog").get_by_text("2 cells in 1 row changed, 1 row added.")
