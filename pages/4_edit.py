@@ -44,6 +44,7 @@ from portal.ui.column_config import EMPTY_CELL, column_config
 from portal.ui.db_retry import outages, show_error, show_refusal, show_write_error
 from portal.ui.fields import show_kept
 from portal.ui.index_note import index_note
+from portal.ui.leaving import ask_before_leaving
 from portal.ui.navigation import history_links, linked_id, no_datasets
 from portal.ui.picker import renamed_select
 from portal.wording import agreeing, counted
@@ -634,6 +635,7 @@ history_links(
     dataset_id, [int(i) for i in window.shown.index if i >= 0], key=f"edit.{dataset_id}.history_row"
 )
 
+leaving = st.empty()  # where the browser is told whether leaving would lose edits
 try:
     changes = current_changes(loaded)
 except InvalidEdits as exc:
@@ -644,6 +646,8 @@ except InvalidEdits as exc:
     if kept is not None:
         st.session_state[k["pending"]] = kept
     st.session_state[k["dropped"]] = (exc.problems, kept is not None)
+    with leaving:
+        ask_before_leaving(True)
     st.error(
         f"{len(exc.problems):,} of your edits {agreeing(len(exc.problems), 'breaks', 'break')} "
         "the dataset's rules; nothing can be "
@@ -675,6 +679,8 @@ except PortalError as exc:
     st.stop()
 keep(dataset_id, changes)  # for the next window, or a return to the page
 st.session_state.pop(k["dropped"], None)
+with leaving:  # edits to any dataset, kept in this session: a reload loses them
+    ask_before_leaving(any(unsaved(i) for i in choices))
 
 
 # -- a conflict, and the merge ----------------------------------------------------------------

@@ -10,6 +10,7 @@ The helpers here (``idle``, ``edit_cell``, ``select_row``, ``grid_cells``, ``met
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import re
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
@@ -644,3 +646,61 @@ def test_a_long_number_is_shown_and_kept_exactly_and_one_a_browser_rounded_is_re
         (1, "ann", 9223372036854775807, Decimal(1)),
         (2, "bob", 9007199254740993, Decimal("0.5")),
     ]
+
+
+def reload_asks(page: Page) -> bool:
+    """Reload the page; whether the browser asked first ("Leave site?"), which is then
+    dismissed (the page stays, as a person who chose to stay sees it)."""
+    asked: list[str] = []
+
+    def stay(dialog: Any) -> None:
+        asked.append(dialog.type)
+        dialog.dismiss()
+
+    page.once("dialog", stay)
+    with contextlib.suppress(PlaywrightTimeout):  # a dismissed dialog cancels the reload
+        page.reload(timeout=3_000)
+    if not asked:
+        page.remove_listener("dialog", stay)
+    return asked == ["beforeunload"]
+
+
+def test_a_reload_with_unsaved_edits_asks_first(
+    portal_server: PortalServer,
+    proxied: str,
+    browser: Browser,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Unsaved edits live in the session, which a reload or a closed tab ends: they went
+    without a word. The browser now asks first while there are any, and not once they are
+    committed."""
+    shot = Shots(request.node.name)
+    dataset_id = upload_dataset(Actor("boss", "Boss", "admin"), CSV, spec=SPEC, name="People")
+    context = browser.new_context()
+    context.set_default_timeout(SLOW)
+    try:
+        page = context.new_page()
+        grid = open_edit(page, proxied, dataset_id, "boss", portal_server.users["boss"])
+        assert not reload_asks(page)  # nothing unsaved: reloads as ever
+        grid = page.locator(GRID).first
+        expect(page.get_by_text("Rows 1–4 of 4").first).to_be_visible(timeout=SLOW)
+        edit_cell(
+            page,
+            grid,
+            row=0,
+            anchor="1",
+            right=1,
+            kind="text",
+            before="ann",
+            value="zoe",
+            done=lambda: expect(metric(page, "Cells changed")).to_have_text("1", timeout=SLOW),
+        )
+        assert reload_asks(page)
+        expect(metric(page, "Cells changed")).to_have_text("1")  # stayed: the edit is there
+        shot(page, "stayed")
+        commit_with_reason(page, "renamed")
+        confirm_commit(page)
+        idle(page)
+        assert not reload_asks(page)
+    finally:
+        context.close()
