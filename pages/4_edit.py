@@ -95,6 +95,7 @@ def keys(dataset_id: int) -> dict[str, str]:
             "committing",  # the correlation id of the commit under way (see below)
             "reason_kept",  # the reason typed, kept when its field's state goes with the grid's
             "no_reason",  # why "Review and commit…" did not open: no reason, or a too long one
+            "filter_added",  # the last Apply added a filter: its fields start afresh
         )
     }
 
@@ -478,6 +479,12 @@ with st.expander(
                 replace(view, filters=view.filters[:n] + view.filters[n + 1 :], offset=0),
             ),
         )
+    if st.session_state.pop(k["filter_added"], False):
+        # Its fields start afresh, or the next Apply (of a sort, say) adds it again. Given
+        # empty values, not dropped: the browser keeps what a dropped field held.
+        fresh = {"fcol": next(iter(labels)), "fop": FILTER_OPS[0], "fval": "", "fup": ""}
+        for part, value in fresh.items():
+            st.session_state[f"{k['view']}.{part}"] = value
     with st.form(f"edit.{dataset_id}.filter"):
         c1, c2, c3, c4 = st.columns([2, 1, 2, 2])
         f_column = c1.selectbox(
@@ -512,13 +519,10 @@ with st.expander(
                 icon=":material/filter_alt_off:",
             )
         else:
-            filters = view.filters if asked is None else (*view.filters, asked)
-            added = move(dataset_id, View(filters, Sort(s_column, s_desc), 0, size))
-            if added and asked is not None:
-                # Added: its fields start afresh, or the next Apply (of a sort, say) adds it
-                # again.
-                for part in ("fcol", "fop", "fval", "fup"):
-                    st.session_state.pop(f"{k['view']}.{part}", None)
+            kept = asked is None or asked in view.filters  # (not twice)
+            filters = view.filters if kept else (*view.filters, asked)
+            if move(dataset_id, View(filters, Sort(s_column, s_desc), 0, size)) and not kept:
+                st.session_state[k["filter_added"]] = True
             st.rerun()
 
 index_note(labels, read.indexing)

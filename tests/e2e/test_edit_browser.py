@@ -28,7 +28,7 @@ from sqlalchemy import text
 from portal.actor import Actor
 from portal.spec import ColumnSpec, DatasetSpec
 from tests.db.test_writes import CSV, SPEC
-from tests.e2e.conftest import ROOT, PortalServer
+from tests.e2e.conftest import ROOT, PortalServer, choose
 from tests.e2e.test_sign_in_browser import sign_in, sign_in_form
 from tests.factories import dataset_rows, upload_dataset
 
@@ -702,5 +702,40 @@ def test_a_reload_with_unsaved_edits_asks_first(
         confirm_commit(page)
         idle(page)
         assert not reload_asks(page)
+    finally:
+        context.close()
+
+
+def test_an_applied_filter_s_fields_start_afresh_and_it_is_not_added_twice(
+    portal_server: PortalServer,
+    proxied: str,
+    browser: Browser,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The fields kept what was typed after Apply in the browser (dropping their state on the
+    server left them filled), so the next Apply, of another sort say, added the same filter
+    again. They are now emptied, and an Apply of a filter already there adds nothing."""
+    shot = Shots(request.node.name)
+    dataset_id = upload_dataset(Actor("boss", "Boss", "admin"), CSV, spec=SPEC, name="People")
+    context = browser.new_context()
+    context.set_default_timeout(SLOW)
+    try:
+        page = context.new_page()
+        open_edit(page, proxied, dataset_id, "boss", portal_server.users["boss"])
+        page.get_by_text("Filter and sort").click()
+        choose(page, "Column", "Qty")
+        choose(page, "Match", "equals")
+        page.get_by_label("Value (or from)").fill("2")
+        page.get_by_role("button", name="Apply").click()
+        expect(page.get_by_text("Rows 1–1 of 1").first).to_be_visible(timeout=SLOW)
+        idle(page)
+        expect(page.get_by_text("Filter and sort — 1 filter")).to_be_visible()
+        expect(page.get_by_label("Value (or from)")).to_have_value("")
+        shot(page, "filtered")
+        page.get_by_text("Descending").click()
+        page.get_by_role("button", name="Apply").click()
+        idle(page)
+        expect(page.get_by_text("Filter and sort — 1 filter")).to_be_visible()
+        expect(page.get_by_text("Rows 1–1 of 1").first).to_be_visible()
     finally:
         context.close()
