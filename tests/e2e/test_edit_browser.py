@@ -701,6 +701,21 @@ def test_a_reload_with_unsaved_edits_asks_first(
         commit_with_reason(page, "renamed")
         confirm_commit(page)
         idle(page)
+        edit_cell(  # the next edit, in the same session: its reason field starts empty
+            page,
+            grid,
+            row=1,
+            anchor="2",
+            right=1,
+            kind="text",
+            before="bob",
+            value="bo",
+            done=lambda: expect(metric(page, "Cells changed")).to_have_text("1", timeout=SLOW),
+        )
+        expect(page.get_by_label("Reason (required)")).to_have_value("")
+        commit_with_reason(page, "shortened")
+        confirm_commit(page)
+        idle(page)
         assert not reload_asks(page)
     finally:
         context.close()

@@ -63,6 +63,9 @@ def test_an_admin_restores_a_row_to_an_earlier_version_in_the_browser(
     ).to_be_visible(timeout=SLOW)
     expect(page.get_by_text("Cells put back")).to_have_count(0)  # the choice is done with
     shot(page, "restored")
+    # and the picker says so: it shows no version any more, in the browser too.
+    picker = page.get_by_test_id("stSelectbox").filter(has_text="Restore row 1 to version")
+    expect(picker).not_to_contain_text("Version 1:")
     with portal_server.db.app.connect() as conn:
         table = data_table(portal_server.db.app, dataset_id)
         qty = conn.scalar(text(f"SELECT qty FROM {table} WHERE _row_id = 1"))
