@@ -697,6 +697,10 @@ if export is None and isinstance(before, ExportKey) and before.same_rows(export_
         "its rows as they are now.",
         icon=":material/update:",
     )
+if row_filter and not rows_page.total:
+    # A file of no rows, offered and recorded as a download, for nothing.
+    st.caption("No rows match the filter, so there is nothing to download: change or clear it.")
+    st.stop()
 what = "the rows matching the filter" if row_filter else "every row"
 st.caption(
     f"A CSV file of {what}, in the order chosen above, with the column names as the header. "

@@ -201,6 +201,9 @@ def test_a_filter_that_matches_nothing_says_how_to_see_rows_again(
     assert "No rows match (Name contains “nobody”): change or clear the filter" in texts(
         at, main_only=True
     )
+    # No file of no rows is offered (it was, and recorded as a download for nothing).
+    assert not [b for b in at.button if b.key == f"datasets.{dataset_id}.prepare"]
+    assert "nothing to download" in texts(at, main_only=True)
 
 
 def test_a_filter_value_of_the_wrong_type_is_explained(fresh_db: DatabaseHandle) -> None:
