@@ -451,6 +451,8 @@ def store(chosen_target: uploads.NewDataset | uploads.ExistingDataset) -> None:
                 "answers). Do not store the file again."
             )
             st.session_state[STORED] = (outcome.dataset_id, outcome.dataset_name)
+            if into_new:  # the next file may well go into it: chosen for "An existing dataset"
+                st.session_state["upload.dataset"] = outcome.dataset_id
             st.session_state[UPLOADER] = upload_round + 1
             st.session_state.pop(CONFIRM_REPLACE, None)
             st.session_state.pop(REPLACE_SHOWN, None)

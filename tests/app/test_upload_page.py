@@ -685,3 +685,27 @@ def test_the_stored_message_shows_the_dataset_s_name_as_written(fresh_db: Databa
     store.click().run()
     assert not at.exception
     assert r"1 row loaded into “\*\*Bold\*\* x” (changeset #2)." in at.success[0].value
+
+
+def test_a_dataset_just_created_is_the_one_chosen_for_the_next_file(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """ "An existing dataset" chose the first dataset by name, not the one just created, into
+    which a second file most often goes."""
+    from portal.actor import Actor
+    from tests.factories import upload_dataset
+
+    at, username = signed_in(fresh_db, "editor")
+    upload_dataset(Actor(username, username, "editor"), UPLOAD, name="Apples")
+    show_app(at)
+    at.switch_page("pages/2_upload.py").run()
+    at.file_uploader[0].set_value(("zebras.csv", UPLOAD, "text/csv")).run()
+    [name] = [t for t in at.text_input if t.label == "Dataset name"]
+    name.input("Zebras").run()
+    [create] = [b for b in at.button if b.label == "Create the dataset"]
+    create.click().run()
+    assert not at.exception
+    assert "loaded into “Zebras”" in texts(at, main_only=True)
+    at.radio[0].set_value("An existing dataset").run()
+    [dataset] = [box for box in at.selectbox if box.label == "Dataset"]
+    assert dataset.format_func(dataset.value) == "Zebras"
