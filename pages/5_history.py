@@ -600,7 +600,7 @@ st.dataframe(
     width="stretch",
     column_config={
         **counts("Inserted", "Updated", "Deleted"),
-        **text_widths(Kind=KIND_WIDTH, What="medium", Reason="large"),  # as on the Audit page
+        **text_widths(Kind=KIND_WIDTH, What="medium", Reason="medium"),  # as on the Audit page
     },
 )
 pager.controls(page.next_key)

@@ -301,7 +301,7 @@ elif trail_list == "changesets":
         width="stretch",
         column_config={
             **counts("Inserted", "Updated", "Deleted"),
-            **text_widths(Kind=KIND_WIDTH, What="medium", Reason="large"),
+            **text_widths(Kind=KIND_WIDTH, What="medium", Reason="medium"),
         },
     )
 else:

@@ -125,7 +125,7 @@ def test_the_trail_s_text_columns_are_wide_enough_to_read(trail: Trail) -> None:
     of their own: a reason and an event's details the widest, a kind or a target its longest
     label."""
     at, _ = on_page(trail.db, "admin", AUDIT)
-    assert widths(at.main.dataframe[0]) == {"Kind": 120, "What": "medium", "Reason": "large"}
+    assert widths(at.main.dataframe[0]) == {"Kind": 120, "What": "medium", "Reason": "medium"}
     assert "new dataset" in at.main.dataframe[0].value["What"].tolist()  # each upload creating one
     # Who and why in view without scrolling sideways (Reason came after What and Dataset).
     assert list(at.main.dataframe[0].value.columns)[:5] == ["#", "When", "Kind", "Who", "Reason"]
@@ -485,7 +485,7 @@ def test_a_viewer_reads_a_dataset_s_history_and_its_state_as_of_a_changeset(
     at.selectbox(key="history.dataset").select(trail.stock).run()
     assert changesets_shown(at) == [trail.seqs["ann stock"], trail.seqs["stock upload"]]
     assert localized(at.main.dataframe[0]) == ["Inserted", "Updated", "Deleted"]
-    assert widths(at.main.dataframe[0]) == {"Kind": 120, "What": "medium", "Reason": "large"}
+    assert widths(at.main.dataframe[0]) == {"Kind": 120, "What": "medium", "Reason": "medium"}
     shown = at.main.dataframe[0].value  # what each did, beside its kind, as on Audit
     assert shown[["Kind", "What"]].values.tolist() == [["Edit", ""], ["Upload", "new dataset"]]
     upload = next(
