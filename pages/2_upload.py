@@ -308,7 +308,12 @@ if not result.ok:
     st.error(
         f"{counted(n, 'cell')} {agreeing(n, 'breaks', 'break')} the rules, so nothing has been "
         f"stored. Fix {agreeing(n, 'it', 'them')} in the file (the report below says where and "
-        "why) and upload it again.",
+        "why) and upload it again"
+        + (
+            ", or change the column's rules above if they are not what the data should meet."
+            if isinstance(target, uploads.NewDataset)
+            else "."
+        ),
         icon=":material/error:",
     )
     by_rule = uploads.errors_by_rule(result)
@@ -387,10 +392,10 @@ if isinstance(target, uploads.NewDataset):
         st.error(md_text(name_refused), icon=":material/error:")
     description = st.text_input("Description (optional)")
     needs_reasons = st.checkbox(
-        "Every change to it needs a reason",
+        "Every change after this upload needs a reason",
         value=True,
         help="Edits and uploads into it then ask why (reverts always do), and the audit log "
-        "keeps it. "
+        "keeps it. The upload that creates it needs none (the reason below is kept if given). "
         "An admin can change this later on the Datasets page.",
     )
     target = uploads.NewDataset(name=name, description=description, reason_required=needs_reasons)

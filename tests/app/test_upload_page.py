@@ -94,6 +94,8 @@ def test_a_well_formed_edit_applies_after_a_reset(fresh_db: DatabaseHandle) -> N
     assert RESET not in shown
     assert "1 cell breaks the rules" in shown  # bob's Qty of 2, above the new maximum
     assert "so nothing has been stored. Fix it in the file" in shown
+    # A rule just set for a new dataset may be the thing to change: said too.
+    assert "or change the column's rules above if they are not what the data should" in shown
     assert "above the maximum 1" in shown
 
 
@@ -347,6 +349,7 @@ def test_the_errors_are_charted_by_rule_when_more_than_one_rule_is_broken(
 
     at.file_uploader[0].set_value(("one.csv", b"Name,Qty\np1,x\np2,y\n", "text/csv")).run()
     assert "2 cells break the rules" in texts(at, main_only=True)
+    assert "change the column's rules" not in texts(at, main_only=True)  # an existing dataset's
     assert charts() == []  # a chart of one bar says nothing the list does not
     at.file_uploader[0].set_value(("two.csv", b"Name,Qty\np1,x\n,2\n", "text/csv")).run()
     assert not at.exception
