@@ -222,7 +222,9 @@ def _spread(session: Session, source: FromClause, c: ColumnSpec) -> tuple[pd.Dat
                 ).all()
             )
     except DBAPIError as exc:
-        if getattr(exc.orig, "pgcode", None) == "22003":  # numeric_value_out_of_range
+        # numeric_value_out_of_range; or a range too narrow for float8 at that size (one
+        # value of 20 digits everywhere: its bounds came out equal, which width_bucket refuses)
+        if getattr(exc.orig, "pgcode", None) in ("22003", "2201G"):
             return None, "Its values are too large to draw their spread."
         raise
     # width_bucket puts a value on the upper bound (the largest, in a range of decimals or

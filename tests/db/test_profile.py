@@ -278,3 +278,13 @@ def test_decimals_spread_in_ranges_that_start_at_round_numbers(editor: Actor) ->
     assert spread["to"].iloc[-1] == "94.25"
     assert spread["rows"].sum() == len(prices)
     assert spread.loc[spread["from"] == "50", "rows"].item() == 1  # 50.00: its range's start
+
+
+def test_one_large_decimal_everywhere_is_said_not_an_error(editor: Actor) -> None:
+    """The profile of a decimal column holding 12345678901234567890.123 in every row crashed:
+    its range's bounds came out equal in float8, which width_bucket refuses."""
+    data = b"Name,Amount\na,12345678901234567890.123\nb,12345678901234567890.123\n"
+    dataset = upload(editor, data, uploads.NewDataset("Big one")).dataset_id
+    amount = profile_of(dataset, "amount")
+    assert amount.spread is None
+    assert "too large" in amount.note
