@@ -123,20 +123,31 @@ def _row_history(at: AppTest, dataset: int, row: int) -> AppTest:
     return at.switch_page("pages/5_history.py").run()
 
 
+def _stock(db: DatabaseHandle, csv: bytes = b"Name,Qty\nann,1\n") -> tuple[Actor, int]:
+    """Olga's dataset "Stock", whose row 1 she then changed (Qty 1 -> 5): Olga and its id."""
+    with Session(db.app) as s, s.begin():
+        name, _ = make_user(s, role="editor", display_name="Olga O.")
+    olga = Actor(name, "Olga O.", "editor")
+    dataset = upload_dataset(olga, csv, name="Stock")
+    edit_row(olga, dataset, 1, {"qty": 5})
+    return olga, dataset
+
+
+def _on_row_1(db: DatabaseHandle, role: str, dataset: int) -> AppTest:
+    """Someone new with ``role``, signed in, on the history of row 1 of ``dataset``."""
+    at, _ = signed_in(db, role)
+    show_app(at)
+    return _row_history(at, dataset, 1)
+
+
 def test_an_editor_restores_a_row_to_an_earlier_version_from_its_history(
     fresh_db: DatabaseHandle,
 ) -> None:
     """The versions to go back to, what would change (now and then), a reason, then Restore:
     a new changeset, the flash naming it; choosing it again says there is nothing to do."""
-    with Session(fresh_db.app) as s, s.begin():
-        name, _ = make_user(s, role="editor", display_name="Olga O.")
-    olga = Actor(name, "Olga O.", "editor")
-    dataset = upload_dataset(olga, b"Name,Qty\nann,1\nbob,2\n", name="Stock")
-    edit_row(olga, dataset, 1, {"qty": 5})
+    olga, dataset = _stock(fresh_db, b"Name,Qty\nann,1\nbob,2\n")
     edit_row(olga, dataset, 1, {"name": "anne"})
-    at, _ = signed_in(fresh_db, "editor")
-    show_app(at)
-    _row_history(at, dataset, 1)
+    at = _on_row_1(fresh_db, "editor", dataset)
     assert not at.exception
     picker = at.selectbox(key=f"history.restore.{dataset}.1")
     assert picker.options[0].startswith("Version 2: #2 · Olga O.")  # newest first, not the last
@@ -160,14 +171,8 @@ def test_an_editor_restores_a_row_to_an_earlier_version_from_its_history(
 def test_a_restore_of_a_row_changed_meanwhile_writes_nothing_and_says_why(
     fresh_db: DatabaseHandle,
 ) -> None:
-    with Session(fresh_db.app) as s, s.begin():
-        name, _ = make_user(s, role="editor", display_name="Olga O.")
-    olga = Actor(name, "Olga O.", "editor")
-    dataset = upload_dataset(olga, b"Name,Qty\nann,1\n", name="Stock")
-    edit_row(olga, dataset, 1, {"qty": 5})
-    at, _ = signed_in(fresh_db, "editor")
-    show_app(at)
-    _row_history(at, dataset, 1)
+    olga, dataset = _stock(fresh_db)
+    at = _on_row_1(fresh_db, "editor", dataset)
     at.selectbox(key=f"history.restore.{dataset}.1").select(1).run()
     at.text_input(key=f"history.restore.{dataset}.1.1.reason").input("undo").run()
     edit_row(olga, dataset, 1, {"name": "anne"})  # meanwhile, shown the plan before it
@@ -186,14 +191,8 @@ def test_a_row_changed_after_its_version_was_chosen_is_said_so_before_the_restor
 ) -> None:
     """A rerun between choosing and clicking (typing the reason) drew the new difference with
     no word, and the click then overwrote the other person's change."""
-    with Session(fresh_db.app) as s, s.begin():
-        name, _ = make_user(s, role="editor", display_name="Olga O.")
-    olga = Actor(name, "Olga O.", "editor")
-    dataset = upload_dataset(olga, b"Name,Qty\nann,1\n", name="Stock")
-    edit_row(olga, dataset, 1, {"qty": 5})
-    at, _ = signed_in(fresh_db, "editor")
-    show_app(at)
-    _row_history(at, dataset, 1)
+    olga, dataset = _stock(fresh_db)
+    at = _on_row_1(fresh_db, "editor", dataset)
     at.selectbox(key=f"history.restore.{dataset}.1").select(1).run()
     assert not at.warning
     edit_row(olga, dataset, 1, {"name": "anne"})  # meanwhile
@@ -207,14 +206,8 @@ def test_a_row_changed_after_its_version_was_chosen_is_said_so_before_the_restor
 
 
 def test_a_viewer_sees_the_versions_but_no_restore(fresh_db: DatabaseHandle) -> None:
-    with Session(fresh_db.app) as s, s.begin():
-        name, _ = make_user(s, role="editor", display_name="Olga O.")
-    olga = Actor(name, "Olga O.", "editor")
-    dataset = upload_dataset(olga, b"Name,Qty\nann,1\n", name="Stock")
-    edit_row(olga, dataset, 1, {"qty": 5})
-    at, _ = signed_in(fresh_db, "viewer")
-    show_app(at)
-    _row_history(at, dataset, 1)
+    _, dataset = _stock(fresh_db)
+    at = _on_row_1(fresh_db, "viewer", dataset)
     assert at.main.dataframe[0].value["Version"].tolist() == [1, 2]
     assert "Restore an earlier version" not in texts(at)
     assert not [s for s in at.selectbox if s.key and s.key.startswith("history.restore")]
