@@ -42,7 +42,7 @@ from portal.spec import ROW_ID, Value, editor_columns
 from portal.ui import current_actor, md_escape, md_text, notices, require
 from portal.ui.column_config import EMPTY_CELL, column_config
 from portal.ui.db_retry import outages, show_error, show_refusal, show_write_error
-from portal.ui.fields import show_kept
+from portal.ui.fields import show_kept, start_afresh
 from portal.ui.index_note import index_note
 from portal.ui.leaving import ask_before_leaving
 from portal.ui.navigation import history_links, linked_id, no_datasets
@@ -479,12 +479,10 @@ with st.expander(
                 replace(view, filters=view.filters[:n] + view.filters[n + 1 :], offset=0),
             ),
         )
-    if st.session_state.pop(k["filter_added"], False):
-        # Its fields start afresh, or the next Apply (of a sort, say) adds it again. Given
-        # empty values, not dropped: the browser keeps what a dropped field held.
-        fresh = {"fcol": next(iter(labels)), "fop": FILTER_OPS[0], "fval": "", "fup": ""}
-        for part, value in fresh.items():
-            st.session_state[f"{k['view']}.{part}"] = value
+    # Once its filter is added, its fields start afresh, or the next Apply (of a sort, say)
+    # adds it again.
+    fresh = {"fcol": next(iter(labels)), "fop": FILTER_OPS[0], "fval": "", "fup": ""}
+    start_afresh(k["filter_added"], {f"{k['view']}.{part}": v for part, v in fresh.items()})
     with st.form(f"edit.{dataset_id}.filter"):
         c1, c2, c3, c4 = st.columns([2, 1, 2, 2])
         f_column = c1.selectbox(

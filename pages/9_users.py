@@ -17,6 +17,7 @@ from portal.errors import PortalError
 from portal.models import ROLES
 from portal.ui import current_actor, md_escape, notices, require
 from portal.ui.db_retry import show_error, show_refusal
+from portal.ui.fields import start_afresh
 from portal.users import PASSWORD_RULES
 from portal.wording import counted
 
@@ -271,15 +272,13 @@ else:
             confirm_disable(pending["username"])
 
 st.subheader("Add a user")
-emptied = st.session_state.pop(ADDED, False)
+# After an account was added, each field is emptied (the browser went on showing what was typed
+# and sent it again with the next click: the same username, refused as taken). The role and the
+# tick box get their first values here too, not as arguments (Streamlit warns of a widget given
+# both).
+start_afresh(ADDED, ADD_FORM)
 for key, empty in ADD_FORM.items():
-    # After an account was added, each field is set to its empty value, not removed: a removed
-    # key empties only the server's copy, and the browser went on showing what was typed and
-    # sent it again with the next click (the same username, refused as taken). Set here because
-    # a widget's value cannot be set once it is drawn in the run. The role and the tick box get
-    # their first values here too, not as arguments (Streamlit warns of a widget given both).
-    if emptied or key not in st.session_state:
-        st.session_state[key] = empty
+    st.session_state.setdefault(key, empty)
 with st.form("users.add"):
     # A row of two columns at a time: the page (and the Tab key) goes field by field in reading
     # order, left then right; two tall columns went down the left one first.

@@ -1,6 +1,13 @@
-"""Fields whose value the page keeps while they are not drawn."""
+"""Fields whose browser copy must follow the value the page gives them on the server.
+
+The browser keeps what a field showed: dropping the field's state on the server empties only
+the server's copy, and the next click sends the old value back. A value set in the state before
+the field is drawn is sent to the browser too; these two helpers set one when it is needed.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import streamlit as st
 
@@ -26,3 +33,15 @@ def show_kept(key: str) -> None:
     if key in st.session_state and st.session_state.get(drawn_in) != runs - 1:
         st.session_state[key] = st.session_state[key]
     st.session_state[drawn_in] = runs
+
+
+def start_afresh(flag: str, fields: Mapping[str, object]) -> None:
+    """Before drawing a form's fields: if ``flag`` is set (by the click that used what they
+    held), give each field in ``fields`` its empty value, and clear the flag.
+
+    Set, not removed (a removed key left the browser showing what was typed, and sending it
+    again); and set before the fields are drawn, since a widget's value cannot be set once it
+    is drawn in the run."""
+    if st.session_state.pop(flag, False):
+        for key, empty in fields.items():
+            st.session_state[key] = empty

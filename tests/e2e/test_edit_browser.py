@@ -682,7 +682,6 @@ def test_a_reload_with_unsaved_edits_asks_first(
         page = context.new_page()
         grid = open_edit(page, proxied, dataset_id, "boss", portal_server.users["boss"])
         assert not reload_asks(page)  # nothing unsaved: reloads as ever
-        grid = page.locator(GRID).first
         expect(page.get_by_text("Rows 1–4 of 4").first).to_be_visible(timeout=SLOW)
         edit_cell(
             page,
