@@ -169,6 +169,33 @@ def dropped_edits_note(
     keep(dataset_id, kept)
 
 
+def changed_since(read: writes.EditWindow) -> str:
+    """What an admin changed since ``read`` that the rows must be read again for — the columns
+    or their rules (``spec_version``), or whether a reason is required — in words; empty if
+    nothing did, or if the database cannot say just now (the reads below then say why)."""
+    try:
+        with session_scope() as session:
+            now = get_dataset(session=session, dataset_id=read.dataset_id)
+            spec_version, reason_required = now.spec_version, now.reason_required
+    except PortalError:
+        return ""
+    if spec_version != read.spec_version:
+        return (
+            f"An admin changed the columns of “{read.name}” or their rules since you opened it: "
+            "the rows are read again, and your unsaved edits are kept and checked under the "
+            "columns and rules as they are now."
+        )
+    if reason_required != read.reason_required:
+        return (
+            f"“{read.name}” now needs a reason for every change: an admin changed its setting "
+            "since you opened it. Your unsaved edits are kept."
+            if reason_required
+            else f"“{read.name}” no longer needs a reason for changes: an admin changed its "
+            "setting since you opened it. Your unsaved edits are kept."
+        )
+    return ""
+
+
 def current_changes(loaded: Loaded) -> ChangeSet:
     """Every unsaved change: this window's editor state on top of the pending ones."""
     state = st.session_state.get(loaded.editor_key)
@@ -377,6 +404,19 @@ elif loaded is not None and loaded.outages != outages():
     except PortalError:  # edits that break a rule cannot be carried: keep this grid as it is
         loaded = replace(loaded, outages=outages())
         st.session_state[k["window"]] = loaded
+elif loaded is not None and (news := changed_since(loaded.read)):
+    # Checked at every run, not only at the commit (which refuses edits read under other
+    # rules): the rows are read again, the unsaved changes on top, each checked under the rules
+    # as they are now. Not while edits here break a rule: those are shown, to be corrected
+    # first, and carried along at the first run after.
+    try:
+        keep(dataset_id, current_changes(loaded))
+    except PortalError:
+        pass
+    else:
+        add_flash(dataset_id, news)
+        st.session_state.pop(k["confirm"], None)  # a review of edits read under the old rules
+        loaded = None
 if loaded is None:
     try:
         loaded = load(dataset_id, view, st.session_state.get(k["pending"]))

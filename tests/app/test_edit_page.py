@@ -880,9 +880,10 @@ def test_a_second_click_on_commit_while_it_commits_does_not_write_the_edits_agai
 def test_a_reason_made_required_after_the_rows_were_loaded_is_asked_for_on_the_page(
     fresh_db: DatabaseHandle,
 ) -> None:
-    """An admin required a reason after the rows were loaded: the commit without one was
-    refused inside the dialog while the field behind it still said "(optional)", and stayed so.
-    The page now says what changed, asks for the reason there and keeps the edits."""
+    """An admin required a reason after the rows were loaded: the click on "Review and
+    commit…" (the first after) does not open a review of edits without one while the field
+    still says "(optional)"; the page says what changed, asks for the reason there and keeps
+    the edits."""
     from portal.datasets import set_reason_required
 
     admin = new_admin()
@@ -895,12 +896,11 @@ def test_a_reason_made_required_after_the_rows_were_loaded_is_asked_for_on_the_p
             session=s, actor=admin, dataset_id=dataset, required=True, expected=False, reason="x"
         )
     at = button(at, "Review and commit…").click().run()
-    at = button(at, "Commit").click().run()
     assert not at.exception
-    assert not [b for b in at.button if b.label == "Commit"]  # the dialog is closed
+    assert not [b for b in at.button if b.label == "Commit"]  # no review under the old setting
     [warning] = [w.value for w in at.warning]
-    assert "now needs a reason for every change" in warning
-    assert "nothing was written" in warning
+    assert "“Loose” now needs a reason for every change" in warning
+    assert "Your unsaved edits are kept" in warning
     assert at.text_input(key=f"edit.{dataset}.reason").label == "Reason (required)"
     at = needs_reason_at_click(at)
     assert {m.label: m.value for m in at.metric}["Cells changed"] == "1"  # kept
@@ -920,9 +920,10 @@ def new_admin() -> Actor:
 def test_rules_changed_after_the_rows_were_loaded_check_the_kept_edits_again(
     fresh_db: DatabaseHandle,
 ) -> None:
-    """An admin made a column's rule stricter while an editor's edits waited: the commit wrote
-    nothing (the edits were checked under the old rules); the page says so, reads the rows
-    again and checks the kept edits under the new rules, which name the value they now refuse."""
+    """An admin made a column's rule stricter while an editor's edits waited: at the editor's
+    next click, whatever it is, the page says so, reads the rows again and checks the kept
+    edits under the new rules, which name the value they now refuse — before any review or
+    commit of edits checked under the old rules."""
     from dataclasses import replace
 
     from portal import rule_changes
@@ -944,13 +945,11 @@ def test_rules_changed_after_the_rows_were_loaded_check_the_kept_edits_again(
             expected_version=1,
             reason="no more than ten",
         )
-    at = button(at, "Review and commit…").click().run()
-    at = button(at, "Commit").click().run()
+    at = at.run()  # any click: the page runs again
     assert not at.exception
-    assert not [b for b in at.button if b.label == "Commit"]  # the dialog is closed
     [warning] = [w.value for w in at.warning]
     assert "An admin changed the columns of “Stock” or their rules since you opened it" in warning
-    assert "nothing was written" in warning
+    assert "your unsaved edits are kept and checked under the columns and rules as they" in warning
     assert dataset_rows(fresh_db.app, dataset, "qty") == [(1,), (2,)]
     # The kept 50 breaks the new rule, and is named; the kept 3 does not.
     [problems] = [f.value for f in at.main.dataframe if "Problem" in f.value.columns]
@@ -967,8 +966,9 @@ def test_rules_changed_after_the_rows_were_loaded_check_the_kept_edits_again(
 def test_a_column_added_while_edits_wait_keeps_them_and_shows_the_column(
     fresh_db: DatabaseHandle,
 ) -> None:
-    """An admin added a column while an editor's edits waited: the commit wrote nothing; the
-    page reads the rows again, with the new column and the edits kept, and commits them."""
+    """An admin added a column while an editor's edits waited: the page reads the rows again at
+    the editor's next click (here "Review and commit…", which reviews nothing yet), with the new
+    column and the edits kept, and commits them."""
     admin = new_admin()
     dataset = upload_dataset(admin, b"Name,Qty\nann,1\nbob,2\n", name="Stock")
     at = edit_page(fresh_db, "editor", dataset)
@@ -976,8 +976,8 @@ def test_a_column_added_while_edits_wait_keeps_them_and_shows_the_column(
     at.text_input(key=f"edit.{dataset}.reason").input("stock take").run()
     add_column(admin, dataset, "Shelf", fill="A1")
     at = button(at, "Review and commit…").click().run()
-    at = button(at, "Commit").click().run()
     assert not at.exception
+    assert not [b for b in at.button if b.label == "Commit"]  # no review under the old columns
     [warning] = [w.value for w in at.warning]
     assert "An admin changed the columns of “Stock” or their rules since you opened it" in warning
     assert dataset_rows(fresh_db.app, dataset, "qty, shelf") == [(1, "A1"), (2, "A1")]
@@ -990,11 +990,37 @@ def test_a_column_added_while_edits_wait_keeps_them_and_shows_the_column(
     assert dataset_rows(fresh_db.app, dataset, "qty, shelf") == [(1, "B2"), (3, "A1")]
 
 
+def test_edits_breaking_a_rule_when_an_admin_changes_the_columns_wait_to_be_corrected(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """An admin added a column while an edit on the page broke a rule: the rows are not read
+    again under it (the edit would be lost, not carried); once it is corrected they are, with
+    every edit kept."""
+    admin = new_admin()
+    dataset = upload_dataset(admin, b"Name,Qty\nann,1\nbob,2\n", name="Stock")
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(at, {"edited_rows": {0: {"qty": "lots"}, 1: {"qty": 3}}})
+    add_column(admin, dataset, "Shelf", fill="A1")
+    at = at.run()
+    assert not at.exception
+    assert not at.warning
+    assert "1 of your edits breaks the dataset's rules" in texts(at, main_only=True)
+    assert "shelf" not in at.data_editor[0].value.columns
+    at = set_state(at, {"edited_rows": {0: {"qty": 4}, 1: {"qty": 3}}})
+    [warning] = [w.value for w in at.warning]
+    assert "An admin changed the columns of “Stock” or their rules since you opened it" in warning
+    assert list(at.data_editor[0].value["shelf"]) == ["A1", "A1"]
+    assert {m.label: m.value for m in at.metric}["Cells changed"] == "2"
+    at = commit_now(at, dataset, reason="stock take")
+    assert not at.exception
+    assert dataset_rows(fresh_db.app, dataset, "qty, shelf") == [(4, "A1"), (3, "A1")]
+
+
 def test_a_column_removed_while_edits_wait_drops_only_the_edits_to_it_and_says_so(
     fresh_db: DatabaseHandle,
 ) -> None:
     """An admin removed a column while an editor's edits to it and to another column waited:
-    the commit wrote nothing; the page reads the rows again, keeps the other edits, and says
+    at the editor's next click the page reads the rows again, keeps the other edits, and says
     which edits went with the column."""
     admin = new_admin()
     dataset = upload_dataset(admin, b"Name,Qty,Note\nann,1,x\nbob,2,xy\ncy,3,\n", name="Stock")
@@ -1010,8 +1036,7 @@ def test_a_column_removed_while_edits_wait_drops_only_the_edits_to_it_and_says_s
     at = set_state(at, {"edited_rows": {0: {"note": "z"}, 1: {"qty": 3, "note": "w"}}})
     at.text_input(key=f"edit.{dataset}.reason").input("stock take").run()
     remove_column(admin, dataset, "note")
-    at = button(at, "Review and commit…").click().run()
-    at = button(at, "Commit").click().run()
+    at = at.run()
     assert not at.exception
     assert not at.error
     warnings = " ".join(w.value for w in at.warning)
