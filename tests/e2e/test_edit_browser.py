@@ -30,7 +30,7 @@ from portal.spec import ColumnSpec, DatasetSpec
 from tests.db.test_writes import CSV, SPEC
 from tests.e2e.conftest import ROOT, PortalServer, choose
 from tests.e2e.test_sign_in_browser import sign_in, sign_in_form
-from tests.factories import dataset_rows, upload_dataset
+from tests.factories import add_column, dataset_rows, upload_dataset
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -753,3 +753,53 @@ def test_an_applied_filter_s_fields_start_afresh_and_it_is_not_added_twice(
         expect(page.get_by_text("Rows 1–1 of 1").first).to_be_visible()
     finally:
         context.close()
+
+
+def test_a_column_added_while_edits_wait_is_shown_at_the_next_click_with_the_edits(
+    portal_server: PortalServer,
+    proxied: str,
+    browser: Browser,
+    request: pytest.FixtureRequest,
+) -> None:
+    """An admin adds a column while an edit waits in the browser's grid: the editor's next
+    click (here "Review and commit…") opens no review of edits read under the old columns; the
+    page says what changed and draws the grid again, with the new column and the edit typed
+    before still on it, and the edit commits."""
+    shot = Shots(request.node.name)
+    boss = Actor("boss", "Boss", "admin")
+    dataset_id = upload_dataset(boss, CSV, spec=SPEC, name="People")
+    context = browser.new_context()
+    context.set_default_timeout(SLOW)
+    try:
+        page = context.new_page()
+        grid = open_edit(page, proxied, dataset_id, "boss", portal_server.users["boss"])
+        edit_cell(
+            page,
+            grid,
+            row=0,
+            anchor="1",
+            right=1,
+            kind="text",
+            before="ann",
+            value="zoe",
+            done=lambda: expect(metric(page, "Cells changed")).to_have_text("1", timeout=SLOW),
+        )
+        add_column(boss, dataset_id, "Shelf", fill="A1")
+        page.get_by_label("Reason (required)").fill("renamed")
+        page.get_by_role("button", name="Review and commit…").click()
+        expect(page.get_by_text("An admin changed the columns of “People”")).to_be_visible(
+            timeout=SLOW
+        )
+        expect(page.get_by_role("dialog")).to_have_count(0)
+        idle(page)
+        shot(page, "read-again")
+        header, *rows = grid_cells(page, page.locator(GRID).first)
+        assert "Shelf" in header
+        assert rows[0][header.index("Shelf")] == "A1"
+        assert rows[0][header.index("Name")] == "zoe"
+        expect(metric(page, "Cells changed")).to_have_text("1")
+        commit_with_reason(page, "renamed")
+        confirm_commit(page)
+    finally:
+        context.close()
+    assert dataset_rows(portal_server.db.owner, dataset_id, "name, shelf")[0] == ("zoe", "A1")
