@@ -170,7 +170,8 @@ class ChangesetSummary:
     ``mode`` and whether it ``created`` its dataset, a schema or dataset change's ``action``
     and ``column`` (a label), whether it names each of ``SETTINGS``, the reason setting's new
     value (``reason_required_after``), a revert's ``reverts`` (a seq) or, restoring a row,
-    ``restores`` (``row_id``, ``version``, ``seq``); null or false where the detail has none."""
+    ``restores`` (``row_id``, ``version``, ``seq``), an edit's ``columns`` (the labels of the
+    columns whose cells it changed); null or false where the detail has none."""
 
     @property
     def key(self) -> ChangesetKey:
@@ -328,6 +329,8 @@ SUMMARY_FACTS: Final = func.jsonb_build_object(
     _DETAIL["reverts"]["seq"],
     "restores",
     _DETAIL["restores"],
+    "columns",  # an edit's: the labels of the columns it changed
+    _DETAIL["columns"],
     type_=JSONB,
 )
 

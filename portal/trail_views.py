@@ -36,7 +36,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -469,9 +469,9 @@ _SCHEMA_WORDS: Final = {"add_column": "column {} added", "remove_column": "colum
 def changeset_what(c: ChangesetSummary) -> str:
     """What a changeset did, in a few words, from its ``facts``, for the lists beside its kind
     and counts: ``all rows replaced``, ``column “Price” added``, ``renamed``, ``reverts #12``,
-    ``row 5 back to version 2, made by #7``.
-    Empty for an edit, or for any detail these words do not cover (the changeset's own view
-    says more)."""
+    ``row 5 back to version 2, made by #7``, ``“Qty” and “Price” changed``.
+    Empty for an edit that changed no cell (it only added or deleted rows: its counts say so),
+    or for any detail these words do not cover (the changeset's own view says more)."""
     facts = c.facts
     action = facts.get("action")
     if c.kind == "upload":
@@ -487,6 +487,9 @@ def changeset_what(c: ChangesetSummary) -> str:
         return _SCHEMA_WORDS[action].format(_quoted(facts.get("column")))
     if c.kind == "schema" and action == "rules":
         return "column rules changed"
+    columns = facts.get("columns")
+    if c.kind == "edit" and isinstance(columns, list) and columns:
+        return edited_columns([str(label) for label in columns])
     if c.kind == "dataset" and action == "create":
         return "created"
     if c.kind == "dataset" and action == "settings":
@@ -496,6 +499,22 @@ def changeset_what(c: ChangesetSummary) -> str:
             words.append("reasons now required" if reason else "reasons now optional")
         return "; ".join(words)
     return ""
+
+
+EDITED_COLUMNS_NAMED: Final = 3
+"""How many of an edit's changed columns its "What" names before "and N more"."""
+
+
+def edited_columns(labels: Sequence[str]) -> str:
+    """``“Qty” and “Price” changed``; past ``EDITED_COLUMNS_NAMED`` columns, ``“A”, “B”, “C”
+    and 4 more changed``."""
+    named = [_quoted(label) for label in labels[:EDITED_COLUMNS_NAMED]]
+    rest = len(labels) - len(named)
+    if rest:
+        return f"{', '.join(named)} and {rest:,} more changed"
+    if len(named) == 1:
+        return f"{named[0]} changed"
+    return f"{', '.join(named[:-1])} and {named[-1]} changed"
 
 
 ACTION_LABELS: Final[Mapping[str, str]] = {

@@ -259,6 +259,12 @@ def read_window(
 # ---------------------------------------------------------------------------------------------
 
 
+def changed_labels(spec: DatasetSpec, changes: ChangeSet) -> list[str]:
+    """The labels of the columns whose cells ``changes`` updates, in the spec's order."""
+    changed = {name for u in changes.updates for name in u.after}
+    return [c.label for c in spec.columns if c.name in changed]
+
+
 def commit(
     *,
     session: Session,
@@ -305,6 +311,8 @@ def commit(
             "the changes are checked under the new rules."
         )
     spec = dataset_spec(dataset)
+    if kind == "edit" and detail is None and changes.updates:
+        detail = {"columns": changed_labels(spec, changes)}  # what the lists say it changed
     table = qualified_table(session, dataset.table_name)
     savepoint = session.begin_nested()
     try:

@@ -19,7 +19,7 @@ from audit.search import TrailFilter
 from portal import datasets, revert, rule_changes, trail_views, uploads, writes
 from portal.actor import Actor
 from portal.db import session_scope
-from portal.diffs import ChangeSet, RowUpdate
+from portal.diffs import ChangeSet, RowDelete, RowInsert, RowUpdate
 from portal.spec import ColumnSpec, DatasetSpec
 from tests.conftest import DatabaseHandle
 from tests.factories import add_column, data_table, make_user, remove_column, upload_dataset
@@ -119,7 +119,7 @@ EXPECTED = [  # newest first, as the lists show them
     ("schema", "column “Note **bold**” added"),
     ("schema", "column rules changed"),
     ("revert", "reverts #{seq}"),
-    ("edit", ""),
+    ("edit", "“Qty” changed"),
     ("upload", "all rows replaced"),
     ("upload", "rows added"),
     ("upload", "new dataset"),
@@ -180,6 +180,42 @@ def test_a_detail_the_words_do_not_cover_leaves_the_what_empty() -> None:
         ("revert", {"reverts": None}),
         ("new_kind", {"action": "create"}),
         ("upload", {}),
+        ("edit", {}),  # committed before edits named their columns
+        ("edit", {"columns": []}),  # rows added or deleted only: the counts say so
+        ("edit", {"columns": "Qty"}),
     ]:
         summary = search.ChangesetSummary(kind=kind, facts=facts, **base)
         assert trail_views.changeset_what(summary) == ""
+
+
+def test_an_edit_names_the_columns_it_changed_a_few_at_most() -> None:
+    assert trail_views.edited_columns(["Qty"]) == "“Qty” changed"
+    assert trail_views.edited_columns(["Qty", "Price"]) == "“Qty” and “Price” changed"
+    assert trail_views.edited_columns(["A", "B", "C"]) == "“A”, “B” and “C” changed"
+    five = trail_views.edited_columns(["A", "B", "C", "D", "E"])
+    assert five == "“A”, “B”, “C” and 2 more changed"
+
+
+def test_an_edit_that_only_adds_or_deletes_rows_names_no_column(fresh_db: DatabaseHandle) -> None:
+    with Session(fresh_db.app) as s, s.begin():
+        boss, _ = make_user(s, role="admin")
+    admin = Actor(boss, "Boss", "admin")
+    dataset_id = upload_dataset(admin, CSV, spec=SPEC, name="People")
+    with session_scope() as s:
+        read = writes.read_window(session=s, dataset_id=dataset_id)
+        [row_id, *_] = [r[0] for r in read.rows]
+        edit = writes.commit(
+            session=s,
+            actor=admin,
+            dataset_id=dataset_id,
+            spec_version=1,
+            changes=ChangeSet(
+                inserts=(RowInsert({"name": "cy", "qty": 3}),),
+                deletes=(RowDelete(row_id, read.versions[row_id], {"name": "ann", "qty": 1}),),
+            ),
+            reason="one in, one out",
+        ).changeset_id
+    with session_scope() as s:
+        summary = search.changeset_detail(session=s, changeset_id=edit).summary
+    assert (summary.inserted, summary.deleted) == (1, 1)
+    assert trail_views.changeset_what(summary) == ""
