@@ -381,17 +381,19 @@ elif loaded is not None and loaded.editor_key not in st.session_state:
     # The grid's own state went away (the person was on another page): show the rows again,
     # freshly read, with the unsaved changes on top — all but those that broke a rule.
     loaded = None
-    if dropped := st.session_state.pop(k["dropped"], None):
+    # Edits breaking a rule come back with the rows, to be corrected (diffs.carried_changes);
+    # only values the grid cannot show again in their column are lost, and said to be.
+    dropped = st.session_state.pop(k["dropped"], None)
+    if dropped and dropped[0]:
         problems, others_kept = dropped
         st.session_state[k["flash"]] = (
-            f"When you left this page, {len(problems):,} of your edits broke the dataset's "
-            "rules and could not be kept"
+            f"When you left this page, {counted(len(problems), 'edit')} could not be kept"
             + (
                 "; your other edits are still here."
                 if others_kept
                 else ", nor could the edits made since your edits last kept all the rules."
             )
-            + f" Not kept: {diffs.listed(problems, 5)}"
+            + f" Not kept: {diffs.listed(problems, 5)}."
         )
 elif loaded is not None and loaded.outages != outages():
     # The database was away since the grid was drawn: the browser dropped the grid while the
@@ -684,10 +686,14 @@ except InvalidEdits as exc:
     # Kept for a return to the page, when the grid and its state are gone: the edits that
     # break no rule, and word of those that do.
     state = st.session_state.get(loaded.editor_key)
-    kept = diffs.keepable_changes(window, state) if may_edit else None
-    if kept is not None:
-        st.session_state[k["pending"]] = kept
-    st.session_state[k["dropped"]] = (exc.problems, kept is not None)
+    carried = diffs.carried_changes(window, state) if may_edit else None
+    if carried is not None:
+        st.session_state[k["pending"]] = carried.changes
+    st.session_state[k["dropped"]] = (
+        carried.dropped if carried is not None else exc.problems,
+        carried is not None,
+    )
+    kept = diffs.keeping_the_rules(carried.changes, spec) if carried is not None else None
     with leaving:
         ask_before_leaving(True)
     st.error(

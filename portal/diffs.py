@@ -62,6 +62,7 @@ from portal.spec import (
     escape_surrogates,
     is_missing,
     stored_decimal,
+    typed_only,
     validate_value,
 )
 from portal.wording import counted
@@ -192,7 +193,7 @@ class InvalidEdits(ValidationError):
 def listed(problems: Sequence[EditProblem], shown: int) -> str:
     """The first ``shown`` problems in words, and how many more there are."""
     more = f" (and {len(problems) - shown:,} more)" if len(problems) > shown else ""
-    return "; ".join(str(p) for p in problems[:shown]) + more
+    return "; ".join(str(p).rstrip(".") for p in problems[:shown]) + more
 
 
 @dataclass(frozen=True, eq=False)
@@ -338,6 +339,15 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
         InvalidEdits: a malformed state, a position outside the window, an unknown or
             read-only column, or a value breaking a rule; nothing is partly accepted.
     """
+    return _build(window, state, may_edit=may_edit, dropped=None)
+
+
+def _build(
+    window: Window, state: object, *, may_edit: bool, dropped: list[EditProblem] | None
+) -> ChangeSet:
+    """``build_changeset``; given a ``dropped`` list, the ChangeSet of every value of its
+    column's type, rules broken or not, with the cells that are not (and new rows left empty)
+    added to ``dropped`` instead of refused (``carried_changes``)."""
     edited, added, deleted = _parse_state(state)
     if not may_edit and (edited or added or deleted or _pending(window)):
         raise PermissionDenied(
@@ -381,7 +391,9 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
     edits: dict[int, dict[str, Value]] = {}  # row id -> its edited cells, checked
     for position in sorted(set(edited) - set(deleted)):
         row_id = ids[position]
-        edits[row_id] = _checked_cells(edited[position], by_name, row_id, problems, memo)
+        edits[row_id] = _checked_cells(
+            edited[position], by_name, row_id, problems, memo, dropped=dropped
+        )
 
     new_rows: list[dict[str, Value]] = []
     new_where: list[str] = []  # as the grid numbers new rows: pending ones first
@@ -389,6 +401,13 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
     needs_values = any(c.required and c.default is None for c in spec.columns)
     for n, row in enumerate(added, start=1):
         where = f"new row {pending_count + n}"
+        if dropped is not None:  # carried: a row with a value, rules broken or not
+            cells = _checked_cells(row, by_name, where, [], memo, dropped=dropped)
+            if all(map(is_missing, cells.values())):
+                continue
+            new_where.append(where)
+            new_rows.append({c.name: _default(c) for c in spec.columns} | cells)
+            continue
         new_where.append(where)
         if needs_values and all(map(is_missing, row.values())):
             # A row added and not typed in yet (the grid adds one at a click): one line, not
@@ -414,7 +433,7 @@ def build_changeset(window: Window, state: object, *, may_edit: bool) -> ChangeS
     inserts = [(_where(i), v) for i, v in zip(pending_ids, pending_inserts, strict=True)]
     inserts += list(zip(new_where, new_rows, strict=True))
     _check_unique(spec, shown, kept, edits, inserts, problems)
-    if problems:
+    if problems and dropped is None:
         raise InvalidEdits(problems)
 
     base = window.base_cells
@@ -548,40 +567,54 @@ def doubtful_dates(changes: ChangeSet, spec: DatasetSpec) -> list[EditProblem]:
     return found
 
 
-def keepable_changes(window: Window, state: object) -> ChangeSet | None:
-    """What of an editor state that breaks a rule can still be kept (the Edit page keeps it
-    when the grid itself is lost, on leaving the page): the ChangeSet of its edits without the
-    cells that break a rule on their own and without the new rows that break one; None when
-    what remains still breaks one (a value made twice in a unique column) or the state cannot
-    be read at all."""
+@dataclass(frozen=True)
+class Carried:
+    """What ``carried_changes`` keeps of an editor state, and what it cannot."""
+
+    changes: ChangeSet
+    dropped: tuple[EditProblem, ...]
+
+
+def carried_changes(window: Window, state: object) -> Carried | None:
+    """What of an editor state that breaks a rule to keep when the grid itself is lost (the
+    Edit page keeps it on leaving the page): every edit whose value the grid can show again in
+    its column, rules broken or not — a value over the maximum, a new row with a required cell
+    still empty — to be corrected when its rows come back (pending values are checked again
+    then, ``_recheck_pending``); in ``dropped``, the cells it cannot keep (a value of another
+    type, a cell of a column the grid does not have). None when the state cannot be read at
+    all. Never committed as it is: a commit takes ``build_changeset``'s, which refuses it."""
+    dropped: list[EditProblem] = []
     try:
-        edited, added, deleted = _parse_state(state)
+        changes = _build(window, state, may_edit=True, dropped=dropped)
     except InvalidEdits:
         return None
-    by_name = {c.name: c for c in window.spec.columns}
-
-    def valid(row: Mapping[str, object]) -> dict[str, object]:
-        return {n: raw for n, raw in row.items() if not _refused({n: raw}, by_name)}
-
-    def complete(row: Mapping[str, object]) -> bool:  # an empty required cell is refused
-        required = (c.name for c in window.spec.columns if c.required and c.default is None)
-        return len(valid(row)) == len(row) and all(n in row for n in required)
-
-    kept = {
-        "edited_rows": {str(p): valid(row) for p, row in edited.items()},
-        "added_rows": [row for row in added if complete(row)],
-        "deleted_rows": list(deleted),
-    }
-    try:
-        return build_changeset(window, kept, may_edit=True)
-    except InvalidEdits:
-        return None
+    return Carried(changes, tuple(dropped))
 
 
-def _refused(sent: Mapping[str, object], by_name: Mapping[str, ColumnSpec]) -> bool:
-    problems: list[EditProblem] = []
-    _checked_cells(sent, by_name, "", problems)
-    return bool(problems)
+def keeping_the_rules(changes: ChangeSet, spec: DatasetSpec) -> ChangeSet:
+    """The part of ``changes`` whose values keep their columns' rules (uniqueness aside, which
+    needs the table): the changed cells that do, the new rows whose every value does, every
+    delete."""
+    by_name = {c.name: c for c in spec.columns}
+
+    def keeps(name: str, value: Value) -> bool:
+        column = by_name.get(name)
+        return column is not None and not isinstance(validate_value(column, value), CellError)
+
+    updates = []
+    for u in changes.updates:
+        after = {n: v for n, v in u.after.items() if keeps(n, v)}
+        if after:
+            updates.append(replace(u, before={n: u.before[n] for n in after}, after=after))
+    return ChangeSet(
+        updates=tuple(updates),
+        inserts=tuple(
+            i
+            for i in changes.inserts
+            if all(keeps(c.name, i.values.get(c.name)) for c in spec.columns)
+        ),
+        deletes=changes.deletes,
+    )
 
 
 def structural_problems(window: Window, state: object) -> list[EditProblem]:
@@ -846,28 +879,57 @@ def _checked_cells(
     where: int | str,
     problems: list[EditProblem],
     memo: dict[tuple[Any, ...], Any] | None = None,
+    *,
+    dropped: list[EditProblem] | None = None,
 ) -> dict[str, Value]:
     """The cells of one grid row, each checked against its column: a cell in a column the grid
     may not send (an unknown one, or a row id) is left out, a refused value is ``None``; each
     problem goes to ``problems``, at ``where`` (a row id, or a new row's name, made into words
-    only for a problem). ``memo`` keeps each value's verdict (``_verdict``)."""
+    only for a problem). ``memo`` keeps each value's verdict (``_verdict``). Given a
+    ``dropped`` list, a refused value of the column's type is kept as it is (``_carried``), and
+    a cell that cannot be kept is left out and added to ``dropped`` too."""
     cells: dict[str, Value] = {}
     for name, raw in sent.items():
         column = by_name.get(name)
         if column is None:
             if name in ("_index", ROW_ID, "_version"):
                 message = "row ids are assigned by the portal and cannot be edited"
-                problems.append(EditProblem(_place(where), name, _shown(raw), message))
+                problem = EditProblem(_place(where), name, _shown(raw), message)
             else:
-                problems.append(_unknown(_place(where), name, raw))
+                problem = _unknown(_place(where), name, raw)
+            problems.append(problem)
+            if dropped is not None:
+                dropped.append(problem)
             continue
         verdict = _verdict(column, raw, memo)
         if isinstance(verdict, _Refusal):
             problems.append(EditProblem(_place(where), *verdict))
-            cells[name] = None
+            if dropped is None:
+                cells[name] = None
+                continue
+            carried = _carried(column, raw)
+            if carried is _UNCHECKED:
+                dropped.append(problems[-1])
+            else:
+                cells[name] = cast(Value, carried)
         else:
             cells[name] = verdict
     return cells
+
+
+def _carried(column: ColumnSpec, raw: object) -> object:
+    """A refused cell's value as the column's type, rules broken or not, to be kept and
+    corrected later; ``_UNCHECKED`` when it is not of that type (or, a number, not as the
+    browser sent it)."""
+    value = _from_editor(column, raw)
+    typed = typed_only(column, value)
+    if isinstance(typed, CellError):
+        return _UNCHECKED
+    if type(value) in (int, float) and column.type in _NUMBERS and not browser_exact(value):
+        return _UNCHECKED
+    if isinstance(typed, Decimal):
+        return stored_decimal(column, typed)
+    return typed
 
 
 class _Refusal(tuple[str, str, str]):

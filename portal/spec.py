@@ -1026,6 +1026,18 @@ def validate_value(
     return typed
 
 
+def typed_only(column: ColumnSpec, value: object) -> Value | CellError:
+    """``value`` read as the column's type, as ``validate_value`` reads it, without the
+    column's rules (required, min and max, length, pattern, options): a value that breaks
+    them, kept to be corrected. A ``CellError`` for a value of another type."""
+    if is_missing(value):
+        return None
+    try:
+        return _typed(column, value, False)
+    except _Invalid as exc:
+        return CellError(0, column.label, _as_shown(value), exc.rule, exc.message)
+
+
 def _as_shown(value: object) -> str:
     """The value as a message quotes it (made only for a message: most values pass), lone
     surrogates escaped."""

@@ -402,29 +402,68 @@ def test_the_typed_reason_survives_a_page_or_dataset_switch_with_the_edits(
     assert at.text_input(key=f"edit.{dataset}.reason").value == ""
 
 
-def test_a_page_switch_with_a_rule_broken_keeps_the_other_edits_and_says_what_was_not(
+def test_a_page_switch_with_a_rule_broken_keeps_every_edit_to_be_corrected(
     fresh_db: DatabaseHandle, dataset: int
 ) -> None:
+    """Leaving the page while edits broke a rule lost those edits, a half-typed new row with
+    them: they come back with the rows, listed to be corrected beside the edits that keep the
+    rules, and commit once corrected."""
     at = edit_page(fresh_db, "editor", dataset)
-    at = set_state(at, {"edited_rows": {1: {"note": "draft"}, 2: {"qty": -3}}})  # a typo
     at = set_state(
         at,
-        {"edited_rows": {0: {"note": "typed after"}, 1: {"note": "draft"}, 2: {"qty": -3}}},
+        {
+            "edited_rows": {0: {"note": "typed after"}, 1: {"note": "draft"}, 2: {"qty": -3}},
+            "added_rows": [{"note": "half typed"}],  # its name, required, not typed yet
+        },
     )
-    assert "break" in texts(at, main_only=True)
+    assert "2 of your edits break the dataset's rules" in texts(at, main_only=True)
     at.switch_page("pages/1_home.py").run()
     at.switch_page(PAGE).run()
     assert not at.exception
+    assert not at.warning  # nothing was lost
     frame = at.data_editor[0].value
     assert (frame.loc[1, "note"], frame.loc[2, "note"], frame.loc[3, "qty"]) == (
         "typed after",
         "draft",
-        3,
+        -3,
     )
+    assert frame.loc[-1, "note"] == "half typed"
+    shown = texts(at, main_only=True)
+    assert "2 of your edits break the dataset's rules" in shown
+    [problems] = [f.value for f in at.main.dataframe if "Problem" in f.value.columns]
+    assert problems[["Where", "Column"]].values.tolist() == [
+        ["row 3", "Qty"],
+        ["new row 1", "Name"],
+    ]
+    assert "Your other changes" in shown  # the two notes, which keep the rules
+    at = set_state(at, {"edited_rows": {2: {"qty": 5}, 4: {"name": "eve"}}})
+    at = commit_now(at, dataset)
+    assert not at.exception
+    assert [(r[1], r[2], r[4]) for r in table(fresh_db, dataset)] == [
+        ("ann", 1, "typed after"),
+        ("bob", 2, "draft"),
+        ("cy", 5, "third"),
+        ("dee", 4, None),
+        ("eve", None, "half typed"),
+    ]
+
+
+def test_a_page_switch_loses_only_a_value_the_grid_cannot_show_and_says_so(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    """A value of another type than its column's (a forged state: the grid sends none) cannot
+    be shown again: it is the one edit lost on leaving the page, and the page says so once."""
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(at, {"edited_rows": {0: {"note": "kept"}, 2: {"qty": "lots"}}})
+    at.switch_page("pages/1_home.py").run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    assert at.data_editor[0].value.loc[1, "note"] == "kept"
     [warning] = [w.value for w in at.warning]
-    assert "1 of your edits broke the dataset's rules and could not be kept" in warning
+    assert "When you left this page, 1 edit could not be kept" in warning
     assert "your other edits are still here" in warning
-    assert "row 3, Qty (“-3”)" in warning
+    assert "row 3, Qty (“lots”)" in warning
+    assert ".;" not in warning
     at.run()
     assert not at.warning  # said once
 

@@ -969,7 +969,11 @@ def test_a_number_a_browser_may_have_rounded_is_refused(column: str, sent: objec
         assert "may not be the number typed" in problem.message
         assert "; type " in problem.message
         assert "CSV file" in problem.message
-        assert diffs.keepable_changes(win, state) == ChangeSet()  # the cell, or its new row
+        carried = diffs.carried_changes(win, state)  # on leaving the page: not kept, said
+        assert carried is not None
+        assert carried.dropped == (problem,)
+        assert [u.after for u in carried.changes.updates] == []
+        assert [i.values[column] for i in carried.changes.inserts] == [None] * (where != "row 1")
 
 
 @pytest.mark.parametrize(
@@ -1200,28 +1204,57 @@ def test_a_unique_clash_is_put_on_the_cell_edited_not_on_the_untouched_row() -> 
 
 
 # ---------------------------------------------------------------------------------------------
-# What of a state that breaks a rule can be kept (the Edit page, on leaving it)
+# What of a state that breaks a rule is carried (the Edit page, on leaving it)
 # ---------------------------------------------------------------------------------------------
 
 
-def test_the_edits_that_break_no_rule_are_kept() -> None:
+def test_every_edit_of_its_column_s_type_is_carried_rules_broken_or_not() -> None:
+    """Leaving the Edit page keeps a value over the maximum, or a new row without its required
+    code, to be corrected when the rows come back; ``keeping_the_rules`` is what of it breaks
+    no rule."""
     state = {
         "edited_rows": {0: {"qty": -3, "note": "fine"}, 1: {"qty": 7}},
-        "added_rows": [{"code": "ZZ9", "qty": 3}, {"code": "ZZ8", "qty": 5000}, {"qty": 1}],
+        "added_rows": [{"code": "ZZ9", "qty": 3}, {"code": "ZZ8", "qty": 5000}, {"qty": 1}, {}],
         "deleted_rows": [2],
     }
-    assert len(problems(state)) == 3  # qty -3, qty 5000, a new row without its required code
-    kept = diffs.keepable_changes(window(), state)
-    assert kept is not None
+    assert len(problems(state)) == 4  # -3, 5000, a new row without its code, an empty one
+    carried = diffs.carried_changes(window(), state)
+    assert carried is not None
+    assert carried.dropped == ()
+    changes = carried.changes
+    assert [(u.row_id, u.after) for u in changes.updates] == [
+        (10, {"qty": -3, "note": "fine"}),
+        (11, {"qty": 7}),
+    ]
+    assert [(i.values["code"], i.values["qty"]) for i in changes.inserts] == [
+        ("ZZ9", 3),
+        ("ZZ8", 5000),
+        (None, 1),
+    ]  # the empty new row, nothing typed in it, is not
+    assert [d.row_id for d in changes.deletes] == [12]
+    kept = diffs.keeping_the_rules(changes, SPEC)
     assert [(u.row_id, u.after) for u in kept.updates] == [(10, {"note": "fine"}), (11, {"qty": 7})]
     assert [i.values["code"] for i in kept.inserts] == ["ZZ9"]
     assert [d.row_id for d in kept.deletes] == [12]
+    # Shown again, as pending changes, they are checked again: nothing of it can be committed.
+    again = problems({}, window(pending=changes))
+    assert [(p.where, p.column) for p in again] == [
+        ("row 10", "Qty"),
+        ("new row 2", "Qty"),
+        ("new row 3", "Code"),
+    ]
 
 
-def test_nothing_is_kept_from_a_state_whose_rest_still_breaks_a_rule() -> None:
-    duplicate = {"edited_rows": {0: {"code": "AB2"}, 1: {"qty": -1}}}  # code is unique
-    assert diffs.keepable_changes(window(), duplicate) is None
-    assert diffs.keepable_changes(window(), {"edited_rows": [1]}) is None  # unreadable
+def test_a_value_of_another_type_or_column_is_not_carried_and_is_named() -> None:
+    state = {"edited_rows": {0: {"qty": "lots", "note": "fine", "colour": "red"}}}
+    carried = diffs.carried_changes(window(), state)
+    assert carried is not None
+    assert [(p.where, p.column, p.value) for p in carried.dropped] == [
+        ("row 10", "Qty", "lots"),
+        ("row 10", "colour", "red"),
+    ]
+    assert [u.after for u in carried.changes.updates] == [{"note": "fine"}]
+    assert diffs.carried_changes(window(), {"edited_rows": [1]}) is None  # unreadable
 
 
 def test_a_change_view_tells_no_value_from_an_empty_text() -> None:
