@@ -211,19 +211,25 @@ def keep(dataset_id: int, changes: ChangeSet) -> None:
 
 
 def move(dataset_id: int, view: View) -> bool:
-    """Callback: show another window, carrying this window's edits along as pending; whether
-    it did (not when this window's edits break a rule)."""
+    """Callback: show another window, carrying this window's edits along as pending, those
+    that break a rule too (listed on every window until corrected: a rule broken on a row of
+    another window, after an admin tightened it, say, is corrected there); whether it did (not
+    when an edit could not be carried: ``diffs.carried_changes``)."""
     k = keys(dataset_id)
     loaded: Loaded | None = st.session_state.get(k["window"])
     if loaded is not None:
         try:
             keep(dataset_id, current_changes(loaded))
         except InvalidEdits:
-            st.session_state[k["flash"]] = (
-                "Some edits on this page break the dataset's rules: correct or discard them "
-                "before changing page, filter or sort."
-            )
-            return False
+            state = st.session_state.get(loaded.editor_key)
+            carried = diffs.carried_changes(loaded.window, state) if may_edit else None
+            if carried is None or carried.dropped:
+                st.session_state[k["flash"]] = (
+                    "Some edits on this page cannot be kept as they are: correct or discard "
+                    "them before changing page, filter or sort."
+                )
+                return False
+            keep(dataset_id, carried.changes)
         except PortalError as exc:
             st.session_state[k["flash"]] = str(exc)
             return False

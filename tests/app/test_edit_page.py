@@ -1219,18 +1219,69 @@ def test_a_filter_is_added_once_whatever_is_applied_after_it(
     assert any("is added to those above" in c.value for c in at.caption)
 
 
-def test_a_filter_typed_with_edits_that_break_a_rule_is_kept_to_apply_later(
+def test_a_filter_applied_with_edits_that_break_a_rule_carries_them(
     fresh_db: DatabaseHandle, dataset: int
 ) -> None:
-    """A filter not applied (the edits on the page must be corrected first) keeps its fields."""
+    """A filter applied while an edit breaks a rule carries the edit along, listed above the
+    filtered rows until it is corrected, and the filter's fields start afresh."""
     at = edit_page(fresh_db, "editor", dataset)
     at = set_state(at, {"edited_rows": {0: {"qty": -3}}})
     base = f"edit.{dataset}.view"
+    at.selectbox(key=f"{base}.fcol").select("name")
+    at.selectbox(key=f"{base}.fop").select("equals")
     at.text_input(key=f"{base}.fval").input("bob")
     at = button(at, "Apply").click().run()
-    assert "correct or discard them before changing page, filter or sort" in texts(at)
-    assert at.text_input(key=f"{base}.fval").value == "bob"
-    assert list(at.data_editor[0].value.index) == [1, 2, 3, 4]  # not filtered
+    assert not at.exception
+    assert list(at.data_editor[0].value.index) == [2]  # filtered
+    assert at.text_input(key=f"{base}.fval").value == ""
+    [problems] = [f.value for f in at.main.dataframe if "Problem" in f.value.columns]
+    assert problems[["Where", "Column", "Value"]].values.tolist() == [["row 1", "Qty", "-3"]]
+    at = button(at, "Remove").click().run()
+    at = set_state(at, {"edited_rows": {0: {"qty": 0}}})
+    at = commit_now(at, dataset)
+    assert not at.exception
+    assert table(fresh_db, dataset)[0][2] == 0
+
+
+def test_a_rule_broken_on_a_row_of_another_window_is_corrected_there(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """An admin tightened a rule that an edit made on another window now breaks: the problem
+    is listed here, and the Next button (refused while edits broke a rule) leads to the row,
+    where it is corrected."""
+    from dataclasses import replace
+
+    from portal import rule_changes
+    from portal.uploads import dataset_spec
+
+    admin = new_admin()
+    rows = "".join(f"r{i},1\n" for i in range(1, 1003))
+    dataset = upload_dataset(admin, f"Name,Qty\n{rows}".encode(), name="Long")
+    at = edit_page(fresh_db, "editor", dataset)
+    at = button(at, "Next").click().run()
+    at = set_state(at, {"edited_rows": {1: {"qty": 50}}})  # row 1,002
+    at = button(at, "Previous").click().run()
+    spec = dataset_spec(dataset)
+    stricter = replace(spec, columns=(spec.columns[0], replace(spec.columns[1], max=10)))
+    with session_scope() as s:
+        rule_changes.change_rules(
+            session=s,
+            actor=admin,
+            dataset_id=dataset,
+            spec=stricter,
+            expected_version=1,
+            reason="no more than ten",
+        )
+    at = at.run()
+    [problems] = [f.value for f in at.main.dataframe if "Problem" in f.value.columns]
+    assert problems[["Where", "Column"]].values.tolist() == [["row 1002", "Qty"]]
+    at = button(at, "Next").click().run()
+    assert not at.exception
+    assert list(at.data_editor[0].value.index) == [1001, 1002]
+    at = set_state(at, {"edited_rows": {1: {"qty": 5}}})
+    at = commit_now(at, dataset)
+    assert not at.exception
+    assert dataset_rows(fresh_db.app, dataset, "qty")[-1] == (5,)
 
 
 def test_a_column_labelled_row_id_is_told_apart_from_the_portal_s_row_id(
