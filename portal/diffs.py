@@ -51,6 +51,7 @@ import pandas as pd
 
 from portal.errors import PermissionDenied, ValidationError
 from portal.spec import (
+    REQUIRED_MESSAGE,
     ROW_ID,
     CellError,
     ColumnSpec,
@@ -419,7 +420,7 @@ def _build(
         values |= _checked_cells(row, by_name, where, problems, memo)
         for c in spec.columns:  # a required column left out of the added row entirely
             if c.required and values[c.name] is None and c.name not in row:
-                problems.append(EditProblem(where, c.label, "", "A value is required."))
+                problems.append(EditProblem(where, c.label, "", REQUIRED_MESSAGE))
         new_rows.append(values)
 
     pending_ids = [i for i in ids if i < 0 and i not in deleted_ids]

@@ -966,8 +966,11 @@ def _near_option(raw: str, options: Sequence[str]) -> str | None:
     return next((o for o in options if label_key(o) == key), None)
 
 
+REQUIRED_MESSAGE: Final = "A value is required here: fill it in."
+
+
 def _required_message() -> str:
-    return "A value is required here: fill it in."
+    return REQUIRED_MESSAGE
 
 
 def _unique_message(raw: str, first_row: int) -> str:

@@ -1404,7 +1404,7 @@ def test_a_new_row_not_typed_in_yet_is_one_problem_not_one_per_required_cell(
     with pytest.raises(InvalidEdits) as refused:  # typed in, but not its required cell
         build({"added_rows": [{"qty": 5}]})
     assert [(p.where, p.column, p.message) for p in refused.value.problems] == [
-        ("new row 1", "Code", "A value is required.")
+        ("new row 1", "Code", "A value is required here: fill it in.")
     ]
 
 
