@@ -24,7 +24,7 @@ from portal.db import session_scope
 from portal.diffs import ChangeSet, RowDelete, RowInsert, cell_changes, show_change
 from portal.errors import PortalError
 from portal.spec import DatasetSpec
-from portal.trail_views import AsOf, Export, changeset_what, kind_label, when, who
+from portal.trail_views import AsOf, Export, changeset_kind, changeset_what, when, who
 from portal.ui import current_actor, exports, md_escape, notices, require
 from portal.ui.changeset_view import show_changeset
 from portal.ui.column_config import EMPTY_CELL, KIND_WIDTH, counts, text_widths
@@ -168,7 +168,7 @@ def confirm_revert(changeset_id: int) -> None:
         st.error(refused, icon=":material/error:")
     seq = plan.target.seq
     st.markdown(
-        f"Revert changeset **#{seq}** ({md_escape(kind_label(plan.target.kind))} by "
+        f"Revert changeset **#{seq}** ({md_escape(changeset_kind(plan.target))} by "
         f"{md_escape(plan.target.actor_display_name)}, {when(plan.target.committed_at)}) on "
         f"**{md_escape(plan.dataset_name)}**: a new changeset that puts back what it changed."
     )
@@ -203,6 +203,8 @@ def confirm_revert(changeset_id: int) -> None:
                 "Revert only the untouched part and leave these as they are",
                 key=REVERT_PARTIAL,
             )
+            if not partial:  # else the Revert button below is greyed out without a word
+                st.caption("Tick this to revert: a revert never overwrites what was changed since.")
     if changes.empty:
         st.info(
             "Nothing can be reverted: "
@@ -586,7 +588,7 @@ st.dataframe(
         {
             "#": c.seq,
             "When": when(c.committed_at),
-            "Kind": kind_label(c.kind),  # an out-of-band one flagged loudly
+            "Kind": changeset_kind(c),  # an out-of-band one flagged loudly
             "Who": who(c.actor_display_name, c.actor_username),  # who and why in view
             "Reason": c.reason,
             "What": changeset_what(c),
@@ -610,7 +612,7 @@ opened = st.selectbox(
     list(shown),
     index=None,
     format_func=lambda i: (
-        f"#{shown[i].seq} · {kind_label(shown[i].kind)} · {shown[i].actor_display_name} · "
+        f"#{shown[i].seq} · {changeset_kind(shown[i])} · {shown[i].actor_display_name} · "
         f"{when(shown[i].committed_at)}"
     ),
     placeholder="Choose a changeset to see its rows and the table as of it",
@@ -636,7 +638,7 @@ with st.container(border=True):
             )
         else:
             revert_slot.caption(
-                f"{md_escape(kind_label(detail.summary.kind))} changesets cannot be reverted "
+                f"{md_escape(changeset_kind(detail.summary))} changesets cannot be reverted "
                 "here: only changes to rows can."
             )
     elif detail is not None and detail.summary.kind in revert.REVERTIBLE_KINDS:

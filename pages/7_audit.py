@@ -22,6 +22,7 @@ from portal.trail_views import (
     ExportFormat,
     TrailExportKey,
     TrailFilter,
+    changeset_kind,
     changeset_what,
     day_after,
     day_start,
@@ -284,7 +285,7 @@ elif trail_list == "changesets":
                 {
                     "#": c.seq,
                     "When": when(c.committed_at),
-                    "Kind": kind_label(c.kind),  # an out-of-band one flagged loudly
+                    "Kind": changeset_kind(c),  # an out-of-band one flagged loudly
                     # Who and why next, in view without scrolling the table sideways.
                     "Who": who(c.actor_display_name, c.actor_username),
                     "Reason": c.reason,
@@ -322,7 +323,7 @@ if trail_list == "changesets" and page.items:
         list(shown),
         index=None,
         format_func=lambda i: (
-            f"#{shown[i].seq} · {kind_label(shown[i].kind)} · {shown[i].dataset_name or '—'} · "
+            f"#{shown[i].seq} · {changeset_kind(shown[i])} · {shown[i].dataset_name or '—'} · "
             f"{shown[i].actor_display_name} · {when(shown[i].committed_at)}"
         ),
         placeholder="Choose a changeset on this page to see its rows",

@@ -14,6 +14,7 @@ events that record views and exports. No Streamlit here; the pages render what t
     export_as_of()        that state as a formula-safe CSV, recorded as an export
     row_versions_frame()  every version of one row, with who, when and why
     kind_label()          a changeset's or event's kind in words (``Failed sign-in``)
+    changeset_kind()      a changeset's, a restore told from a revert (``Restore``)
     changeset_what()      what a changeset did, in a few words (``all rows replaced``)
     action_label(), reason_label()  an event's action or reason in words
     target_label()        an event's target in words (``People (dataset 3)``)
@@ -457,6 +458,14 @@ def kind_label(kind: str) -> str:
     return KIND_LABELS.get(kind) or kind.replace("_", " ").strip().capitalize() or NO_VALUE
 
 
+def changeset_kind(c: ChangesetSummary) -> str:
+    """A changeset's kind in words, as the lists and its own view show it: a row restored to an
+    earlier version (a ``revert`` whose detail says ``restores``) reads ``Restore``."""
+    if c.kind == "revert" and isinstance(c.facts.get("restores"), Mapping):
+        return "Restore"
+    return kind_label(c.kind)
+
+
 _SETTING_WORDS: Final = {
     "name": "renamed",
     "description": "description changed",
@@ -827,33 +836,55 @@ def changeset(
 
 @dataclass(frozen=True)
 class RevertedBy:
-    """A sealed ``revert`` changeset that reverted another: its number, who and when."""
+    """A sealed ``revert`` changeset that reverted another: its number, who and when, and the
+    numbers of the reverts that reverted it in turn (what it put back was changed back)."""
 
     seq: int
     who: str
     committed_at: datetime
+    reverted_by: tuple[int, ...] = ()
 
 
 def reverted_by(*, session: Session, changeset_id: int) -> list[RevertedBy]:
     """The reverts of a changeset, oldest first (a revert may leave cells changed since, and
-    be reverted itself, so there may be several)."""
-    rows = session.execute(
-        select(
-            Changeset.seq,
-            Changeset.actor_display_name,
-            Changeset.actor_username,
-            Changeset.committed_at,
-        )
-        .where(
-            Changeset.kind == "revert",
-            Changeset.seq.is_not(None),
-            Changeset.detail["reverts"]["changeset_id"].as_integer() == changeset_id,
-        )
-        .order_by(Changeset.seq)
-    ).all()
+    be reverted itself, so there may be several), each with the reverts of it."""
+    reverts = _reverts_of(session, [changeset_id])
+    again = _reverts_of(session, [r.id for r in reverts])
     return [
-        RevertedBy(r.seq, who(r.actor_display_name, r.actor_username), r.committed_at) for r in rows
+        RevertedBy(
+            r.seq,
+            who(r.actor_display_name, r.actor_username),
+            r.committed_at,
+            tuple(a.seq for a in again if a.reverts == r.id),
+        )
+        for r in reverts
     ]
+
+
+def _reverts_of(session: Session, changeset_ids: list[int]) -> list[Any]:
+    """The sealed reverts of any of ``changeset_ids`` (their id, seq, actor, time and the id
+    they revert, ``reverts``), oldest first."""
+    if not changeset_ids:
+        return []
+    target = Changeset.detail["reverts"]["changeset_id"].as_integer()
+    return list(
+        session.execute(
+            select(
+                Changeset.id,
+                Changeset.seq,
+                Changeset.actor_display_name,
+                Changeset.actor_username,
+                Changeset.committed_at,
+                target.label("reverts"),
+            )
+            .where(
+                Changeset.kind == "revert",
+                Changeset.seq.is_not(None),
+                target.in_(changeset_ids),
+            )
+            .order_by(Changeset.seq)
+        ).all()
+    )
 
 
 def _check_open(actor: Actor, detail: ChangesetDetail) -> None:

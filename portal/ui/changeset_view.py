@@ -51,7 +51,7 @@ def show_changeset(
     if s.out_of_band:
         out_of_band_warning(detail)
     dataset = md_escape(s.dataset_name or (f"dataset {s.dataset_id}" if s.dataset_id else "—"))
-    kind = md_escape(trail_views.kind_label(s.kind))
+    kind = md_escape(trail_views.changeset_kind(s))
     what = trail_views.changeset_what(s)
     st.markdown(
         f"**{kind}**{f' ({md_escape(what)})' if what else ''} on **{dataset}** by "
@@ -62,7 +62,13 @@ def show_changeset(
     )
     if reverts:
         said = ", then ".join(
-            f"#{r.seq} ({md_escape(r.who)}, {when(r.committed_at)})" for r in reverts
+            f"#{r.seq} ({md_escape(r.who)}, {when(r.committed_at)})"
+            + (
+                f", itself reverted by {' and '.join(f'#{a}' for a in r.reverted_by)}"
+                if r.reverted_by
+                else ""
+            )
+            for r in reverts
         )
         st.info(f"Reverted by {said}.", icon=":material/undo:")
     if lines := trail_views.setup_lines(detail.detail):

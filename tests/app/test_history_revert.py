@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from portal.actor import Actor
 from portal.datasets import describe_dataset, set_reason_required
+from portal.db import session_scope
 from portal.diffs import ChangeSet
 from tests.app.conftest import show_app, signed_in, texts
 from tests.conftest import DatabaseHandle
@@ -135,7 +136,9 @@ def test_cells_changed_since_are_shown_and_only_the_untouched_part_is_written(
     }
     at.text_input(key="history.revert.reason").input("undo").run()
     assert button(at, "history.revert.confirm").disabled  # until they agree to leave it
+    assert "Tick this to revert: a revert never overwrites" in texts(at)  # and it says so
     at.checkbox(key="history.revert.partial").check().run()
+    assert "Tick this to revert" not in texts(at)
     button(at, "history.revert.confirm").click().run()
     assert not at.exception
     rows = table(fresh_db, dataset)
@@ -260,3 +263,51 @@ def test_the_cells_put_back_tell_no_value_from_an_empty_text(
     assert put_back.to_dict("records") == [
         {"Row id": 2, "Column": "Note", "Now": '""', "Restored": "∅"}
     ]
+
+
+def test_a_revert_reverted_in_turn_says_so_on_the_changeset_it_reverted(
+    fresh_db: DatabaseHandle, olga: Actor, dataset: int
+) -> None:
+    """Opened after its revert was itself reverted, a changeset said only "Reverted by #N",
+    though its change was back in the table."""
+    from portal import revert as reverting
+
+    edited = edit(olga, dataset, ChangeSet(updates=(update(1, {"qty": 1}, {"qty": 5}),)))
+    with session_scope() as s:
+        first = reverting.revert(
+            session=s, actor=olga, changeset_id=edited, reason="no"
+        ).changeset_id
+    with session_scope() as s:
+        reverting.revert(session=s, actor=olga, changeset_id=first, reason="yes after all")
+    at, _ = history(fresh_db, "viewer", dataset, edited)
+    [said] = [i.value for i in at.info if i.value.startswith("Reverted by")]
+    assert said.startswith(f"Reverted by #{seq_of(fresh_db, first)} (Olga O")
+    assert said.endswith(f", itself reverted by #{newest(fresh_db)['seq']}.")
+
+
+def test_a_row_restored_to_a_version_reads_as_a_restore_not_a_revert(
+    fresh_db: DatabaseHandle, olga: Actor, dataset: int
+) -> None:
+    from portal import restore
+
+    edit(olga, dataset, ChangeSet(updates=(update(1, {"qty": 1}, {"qty": 5}),)))
+    with session_scope() as s:
+        plan = restore.plan_restore(session=s, actor=olga, dataset_id=dataset, row_id=1, version=1)
+    with session_scope() as s:
+        restored = restore.restore_row(
+            session=s,
+            actor=olga,
+            dataset_id=dataset,
+            row_id=1,
+            version=1,
+            seen=plan.seen,
+            reason="as uploaded",
+        ).changeset_id
+    at, _ = history(fresh_db, "editor", dataset, restored)
+    assert at.main.dataframe[0].value["Kind"].tolist()[:2] == ["Restore", "Edit"]
+    assert any(
+        m.value.startswith("**Restore** (row 1 back to version 1, made by \\#1)")
+        for m in at.markdown
+    )
+    [option] = [o for o in at.selectbox(key=f"history.{dataset}.open").options if "Restore" in o]
+    assert option.startswith(f"#{seq_of(fresh_db, restored)} · Restore · Olga O.")
