@@ -1190,6 +1190,7 @@ _CHANGESET_FIELDS = (
     "committed_at",
     "kind",
     "what",
+    "details",  # a set-up or column change's lines, as its own view lists them (setup_lines)
     "out_of_band",
     "dataset_id",
     "dataset",
@@ -1204,13 +1205,14 @@ _ROW_FIELDS = ("row_id", "op", "before", "after")
 _EVENT_FIELDS = ("event_id", "occurred_at", "kind", "actor", "target", "detail")
 
 
-def _changeset_values(c: ChangesetSummary) -> list[Any]:
+def _changeset_values(c: ChangesetSummary, details: Any) -> list[Any]:
     return [
         c.seq,
         c.id,
         c.committed_at.astimezone(UTC).isoformat(),
         c.kind,
         changeset_what(c),
+        details,
         c.out_of_band,
         c.dataset_id,
         c.dataset_name,
@@ -1242,6 +1244,19 @@ def _all_pages(
         if page.next_key is None:
             return
         after = page.next_key
+
+
+_DETAILED_KINDS: Final = ("dataset", "schema", "upload")
+"""The kinds whose detail ``setup_lines`` puts in words."""
+
+
+def _setup_details(session: Session, items: Sequence[ChangesetSummary]) -> dict[int, list[str]]:
+    """Each of ``items``' ``setup_lines``, by changeset id (read for the kinds that have any)."""
+    ids = [c.id for c in items if c.kind in _DETAILED_KINDS]
+    if not ids:
+        return {}
+    rows = session.execute(select(Changeset.id, Changeset.detail).where(Changeset.id.in_(ids)))
+    return {i: setup_lines(detail or {}) for i, detail in rows}
 
 
 ROW_CHANGE_BATCH = 20_000
@@ -1475,12 +1490,15 @@ def _trail_csv(
                 )
             out.check(count)
             continue
+        details = {i: "; ".join(lines) for i, lines in _setup_details(session, items).items()}
         if not with_rows:
-            writer.writerows([_csv_text(v) for v in _changeset_values(c)] for c in items)
+            writer.writerows(
+                [_csv_text(v) for v in _changeset_values(c, details.get(c.id, ""))] for c in items
+            )
             out.check(count)
             continue
         for c, changes in _with_row_changes(session, items):
-            values = [_csv_text(v) for v in _changeset_values(c)]
+            values = [_csv_text(v) for v in _changeset_values(c, details.get(c.id, ""))]
             written = 0
             for row_id, op, before, after in changes:
                 writer.writerow(values + [_csv_text(v) for v in (row_id, op, before, after)])
@@ -1531,10 +1549,12 @@ def _trail_json(
                 )
             out.check(count)
             continue
+        listed = _setup_details(session, items)
         pairs = _with_row_changes(session, items) if with_rows else ((c, iter(())) for c in items)
         for c, changes in pairs:
+            values = _changeset_values(c, listed.get(c.id, []))
             head = json.dumps(
-                dict(zip(_CHANGESET_FIELDS, _changeset_values(c), strict=True)),
+                dict(zip(_CHANGESET_FIELDS, values, strict=True)),
                 ensure_ascii=False,
             )
             out.write(separator)

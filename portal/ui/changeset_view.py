@@ -71,7 +71,8 @@ def show_changeset(
             for r in reverts
         )
         st.info(f"Reverted by {said}.", icon=":material/undo:")
-    if lines := trail_views.setup_lines(detail.detail):
+    lines = trail_views.setup_lines(detail.detail)
+    if lines:
         st.markdown("\n".join(f"- {md_escape(line)}" for line in lines))
     with st.expander("Seal and details"):
         st.caption("Its hash, sealed into the chain, and the previous changeset's")
@@ -85,7 +86,13 @@ def show_changeset(
     if bulk_rows:
         counts["bulk"] = bulk_rows
     if not counts:
-        st.info("This changeset changed no rows.", icon=":material/info:")
+        st.info(
+            # A column's values go with its change, in the lines above, not as row changes.
+            "No row changes of its own: what it did is listed above."
+            if lines
+            else "This changeset changed no rows.",
+            icon=":material/info:",
+        )
         return detail
     ops = list(counts)
     if len(ops) == 1:  # nothing to choose between: said, not a radio of one option

@@ -237,7 +237,7 @@ def test_a_rename_reads_in_words_on_the_history_page(
     at, _ = history(fresh_db, "viewer", dataset, renamed)
     # Markdown in a name is shown as typed
     assert f"- Name: “{was}” → “Staff \\*list\\*”" in [m.value for m in at.markdown]
-    assert "This changeset changed no rows." in texts(at)
+    assert "No row changes of its own: what it did is listed above." in texts(at)
     [seal] = [c.value for c in at.code]  # both hashes, each said which
     assert seal.startswith("this      ")
     assert "\nprevious  " in seal

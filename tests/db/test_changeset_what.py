@@ -150,12 +150,32 @@ def test_every_change_says_what_it_did_in_the_lists_its_view_and_the_exports(
         )
     rows = list(csv.DictReader(io.StringIO(exported.data.decode("utf-8-sig"))))
     assert [(r["kind"], r["what"]) for r in rows] == expected
+    # A set-up or column change's own lines too, as its view lists them (the "what" says only
+    # "column rules changed"): which rule, before -> after.
+    details = {r["kind"] + " " + r["what"]: r["details"] for r in rows if r["details"]}
+    assert details == {
+        "dataset reasons now optional": "A reason for every change: required → optional",
+        "dataset renamed; description changed": "Name: “People” → “Staff”; Description: (none)"
+        " → “who works here”",
+        "schema column “Note **bold**” removed": "Column removed: “Note **bold**” (text, "
+        "optional); It held no values",
+        "schema column “Note **bold**” added": "Column added: “Note **bold**” (text, optional); "
+        "The 1 row it then had got: —",
+        "schema column rules changed": "Qty · min: (none) → 0",
+        "upload new dataset": "Created “People”; 2 columns: Name, Qty; A reason for every "
+        "change: required",
+    }
     with session_scope() as s:
         exported = trail_views.export_trail(
             session=s, actor=admin, trail_filter=TrailFilter(dataset_id=dataset_id), fmt="json"
         )
     records = json.loads(exported.data)
     assert [(r["kind"], r["what"]) for r in records] == expected
+    assert [r["details"] for r in records if r["kind"] == "schema"] == [
+        ["Column removed: “Note **bold**” (text, optional)", "It held no values"],
+        ["Column added: “Note **bold**” (text, optional)", "The 1 row it then had got: —"],
+        ["Qty · min: (none) → 0"],
+    ]
 
 
 def test_a_detail_the_words_do_not_cover_leaves_the_what_empty() -> None:
