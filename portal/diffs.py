@@ -970,6 +970,10 @@ _UNCHECKED: Final = object()
 
 def _check_cell(column: ColumnSpec, raw: object) -> Value | _Refusal:
     value = _from_editor(column, raw)
+    if column.type in ("date", "datetime") and isinstance(value, str):
+        long_year = _LONG_YEAR.match(value)
+        if long_year:  # "+040505-02-02": 2024-05-05 typed into a month/day/year field
+            return _Refusal((column.label, _shown(raw), _long_year_message(long_year["year"])))
     typed = validate_value(column, value)
     if isinstance(typed, CellError):  # said as an upload says it, rounded or not
         return _Refusal((column.label, typed.value, typed.message))
@@ -978,6 +982,20 @@ def _check_cell(column: ColumnSpec, raw: object) -> Value | _Refusal:
     if isinstance(typed, Decimal):  # as an upload writes it: 1.5 is 1.50 at scale 2
         return stored_decimal(column, typed)
     return typed
+
+
+_LONG_YEAR: Final = re.compile(r"[ \t]*[+-]?0*(?P<year>[1-9][0-9]{4,})-")
+"""A date the grid sent with a year of five digits or more (browsers' date fields take up to
+six): a date typed in another order than the field's fills its year with the wrong digits."""
+
+
+def _long_year_message(year: str) -> str:
+    return (
+        f"The year {year} is past 9999. A date cell fills month, day and year in the order it "
+        "shows them, so a date typed in another order (2024-05-05 into a month/day/year "
+        "cell, say) lands in the wrong parts: pick the date from the cell's calendar, or type "
+        "it in the order the cell shows."
+    )
 
 
 def _default(column: ColumnSpec) -> Value:
