@@ -648,42 +648,50 @@ else:
         # meanwhile must not change it (the grid's unsaved edits would go with it).
         alt=f"Rows of {read.name}" + (", editable" if may_edit else ", read-only"),
     )
-# Under the grid: above it, the grid's own toolbar (shown on hover) covered the Next button.
-first, last = read.offset + 1, read.offset + len(read.rows)
-nav = st.columns([3, 1, 1], vertical_alignment="center")
-if read.rows:
-    nav[0].caption(f"Rows {first:,}–{last:,} of {read.total_text}")
-elif view.filters:
-    nav[0].caption("No rows match the filters. Remove a filter to see more.")
-else:
-    nav[0].caption(
-        "The dataset has no rows yet." + (" Add one in the grid above." if may_edit else "")
-    )
-nav[1].button(
-    "Previous",
-    disabled=read.offset == 0,
-    on_click=move,
-    args=(dataset_id, replace(view, offset=max(0, read.offset - view.size))),
-    width="stretch",
-)
-nav[2].button(
-    "Next",
-    disabled=not read.has_more,
-    on_click=move,
-    args=(dataset_id, replace(view, offset=read.offset + view.size)),
-    width="stretch",
-)
-if window.as_text:
-    st.caption(
-        ", ".join(f"“{md_escape(labels[n])}”" for n in spec.names if n in window.as_text)
-        + ": shown as text, exactly as stored (a browser would show numbers this long "
-        "rounded); what you type there is kept to the last digit, and checked as a number."
-    )
-if any(window.shown.index < 0):
-    st.caption("Rows with a negative id are new rows you added earlier, not committed yet.")
-history_links(
-    dataset_id, [int(i) for i in window.shown.index if i >= 0], key=f"edit.{dataset_id}.history_row"
-)
+# The pager and the row links, in a container drawn in every run: not while I choose what to
+# keep after a conflict (there is no grid to page through then, and the rows shown are not yet
+# those the merge works on).
+under_grid = st.container()
+if not choosing:
+    with under_grid:
+        # Under the grid: above it, the grid's own toolbar (shown on hover) covered the Next button.
+        first, last = read.offset + 1, read.offset + len(read.rows)
+        nav = st.columns([3, 1, 1], vertical_alignment="center")
+        if read.rows:
+            nav[0].caption(f"Rows {first:,}–{last:,} of {read.total_text}")
+        elif view.filters:
+            nav[0].caption("No rows match the filters. Remove a filter to see more.")
+        else:
+            nav[0].caption(
+                "The dataset has no rows yet." + (" Add one in the grid above." if may_edit else "")
+            )
+        nav[1].button(
+            "Previous",
+            disabled=read.offset == 0,
+            on_click=move,
+            args=(dataset_id, replace(view, offset=max(0, read.offset - view.size))),
+            width="stretch",
+        )
+        nav[2].button(
+            "Next",
+            disabled=not read.has_more,
+            on_click=move,
+            args=(dataset_id, replace(view, offset=read.offset + view.size)),
+            width="stretch",
+        )
+        if window.as_text:
+            st.caption(
+                ", ".join(f"“{md_escape(labels[n])}”" for n in spec.names if n in window.as_text)
+                + ": shown as text, exactly as stored (a browser would show numbers this long "
+                "rounded); what you type there is kept to the last digit, and checked as a number."
+            )
+        if any(window.shown.index < 0):
+            st.caption("Rows with a negative id are new rows you added earlier, not committed yet.")
+        history_links(
+            dataset_id,
+            [int(i) for i in window.shown.index if i >= 0],
+            key=f"edit.{dataset_id}.history_row",
+        )
 
 leaving = st.empty()  # where the browser is told whether leaving would lose edits
 try:
@@ -794,9 +802,25 @@ if rebased is not None:
             if n
             else "None of your cells could be re-applied by itself."
         )
-        + " These need your decision (“theirs” is the value someone else saved since you "
-        "loaded the rows, “mine” the one you typed):"
+        + " What needs your decision, below:"
     )
+    asked = []  # said for what is there: a re-created row is no choice between theirs and mine
+    if rebased.clashes:
+        asked.append(
+            "- cells you and someone else both changed: choose “theirs” (the value saved since "
+            "you loaded the rows) or “mine” (the one you typed);"
+        )
+    if rebased.lost:
+        asked.append(
+            "- rows you edited that someone else deleted: tick one to re-create it as a new "
+            "row with your edits; unticked, your edits to it are dropped;"
+        )
+    if rebased.changed_deletes:
+        asked.append(
+            "- rows you deleted that someone else changed since: tick one to delete it "
+            "anyway; unticked, it stays as they left it;"
+        )
+    st.markdown("\n".join(asked)[:-1] + ".")
     choices_made: dict[tuple[int, str], merge.Choice] = {}
     for clash in rebased.clashes:
         # Widget labels are Markdown: values and column labels are shown as they are.

@@ -304,6 +304,10 @@ def test_the_grid_is_read_only_while_i_choose_what_to_keep(
     at = reload_after_conflict(at, dataset)
     assert "Choose what to keep" in texts(at, main_only=True)
     assert not at.data_editor
+    # Nor the pager and row links under it: rows not shown cannot be paged through.
+    assert not [b for b in at.button if b.label in ("Previous", "Next")]
+    assert "Rows 1–4 of 4" not in texts(at, main_only=True)
+    assert "choose “theirs” (the value saved since" in texts(at, main_only=True)
     # No side is taken for me: each cell waits for my choice.
     assert at.radio(key=f"edit.{dataset}.clash.1.note").value is None
     assert button(at, "Apply my choices").disabled
@@ -361,6 +365,26 @@ def test_values_to_choose_between_after_a_conflict_are_shown_as_text(
     [lost] = at.checkbox
     assert "Row 2 was deleted by someone else" in lost.label
     assert "(your edits: Note: a\\*b\\*c)" in lost.label
+
+
+def test_a_row_deleted_under_my_edit_is_offered_back_without_a_word_of_theirs_or_mine(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    """With no cell to choose between, the merge spoke of “theirs” and “mine” anyway, above a
+    single checkbox; it says what the checkbox does, and what leaving it unticked does."""
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(at, {"edited_rows": {1: {"note": "mine"}}})
+    someone_else_commits(dataset, {"deleted_rows": [1]})
+    at = reload_after_conflict(at, dataset)
+    shown = texts(at, main_only=True)
+    assert "“theirs”" not in shown
+    assert "rows you edited that someone else deleted: tick one to re-create it" in shown
+    assert "unticked, your edits to it are dropped." in shown
+    [lost] = at.checkbox
+    lost.check().run()
+    at = button(at, "Apply my choices").click().run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Rows added"] == "1"
 
 
 def test_unsaved_edits_survive_a_page_switch(fresh_db: DatabaseHandle, dataset: int) -> None:
