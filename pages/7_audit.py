@@ -91,7 +91,17 @@ except PortalError as exc:
     show_error(exc)
     st.stop()
 
-with st.container(border=True):
+# Folded under one line (the heads' numbers): open, it filled the first screen above the
+# trail, which is what the page is mostly opened for. Open when the heads cannot be read.
+chain_summary = (
+    "Chain heads cannot be read: open to see why"
+    if heads is None
+    else f"Chain heads: changeset #{heads[0].seq}, event #{heads[1].seq} — keep copies, verify "
+    "the log"
+)
+with st.expander(
+    chain_summary, expanded=heads is None, icon=":material/verified_user:", key="audit.chain"
+):
     st.caption(
         "Keep copies of these hashes outside the database: `portal audit verify --expect-head "
         "… --expect-event-head …` then also detects changesets or events removed from the end "

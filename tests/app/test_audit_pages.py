@@ -288,6 +288,13 @@ def test_verify_now_reports_an_intact_chain_and_shows_the_heads(trail: Trail) ->
     # Drawn again, the head above is that record: the two numbers on screen now agree.
     at.run()
     assert f"**Event chain head** — event #{recorded}" in [m.value for m in at.markdown]
+    # Folded under one line naming both heads, above the trail (open, it filled the screen).
+    [chain] = [e for e in at.expander if e.label.startswith("Chain heads:")]
+    assert chain.label == (
+        f"Chain heads: changeset #{max(trail.seqs.values())}, event #{recorded} — keep copies, "
+        "verify the log"
+    )
+    assert not chain.proto.expanded
     assert any(f"recorded as event #{recorded})" in s.value for s in at.success)
     assert detail["ok"] is True
     assert detail["head"] == head
