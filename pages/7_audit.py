@@ -322,7 +322,9 @@ else:
         width="stretch",
         column_config=text_widths(Kind=EVENT_KIND_WIDTH, Target=TARGET_WIDTH, Detail="large"),
     )
-pager.controls(page.next_key)
+with st.container():  # drawn every run, so a pager that comes and goes moves nothing below
+    if page.items or pager.number > 1:  # not under "No changesets match these filters."
+        pager.controls(page.next_key)
 
 # -- one changeset ----------------------------------------------------------------------------
 
