@@ -980,6 +980,26 @@ def new_admin() -> Actor:
     return Actor(name, name, "admin")
 
 
+def qty_at_most_ten(admin: Actor, dataset_id: int) -> None:
+    """The admin makes the dataset's second column, Qty, at most 10 (its first rule change)."""
+    from dataclasses import replace
+
+    from portal import rule_changes
+    from portal.uploads import dataset_spec
+
+    spec = dataset_spec(dataset_id)
+    stricter = replace(spec, columns=(spec.columns[0], replace(spec.columns[1], max=10)))
+    with session_scope() as s:
+        rule_changes.change_rules(
+            session=s,
+            actor=admin,
+            dataset_id=dataset_id,
+            spec=stricter,
+            expected_version=1,
+            reason="no more than ten",
+        )
+
+
 def test_rules_changed_after_the_rows_were_loaded_check_the_kept_edits_again(
     fresh_db: DatabaseHandle,
 ) -> None:
@@ -987,27 +1007,13 @@ def test_rules_changed_after_the_rows_were_loaded_check_the_kept_edits_again(
     next click, whatever it is, the page says so, reads the rows again and checks the kept
     edits under the new rules, which name the value they now refuse — before any review or
     commit of edits checked under the old rules."""
-    from dataclasses import replace
-
-    from portal import rule_changes
-    from portal.uploads import dataset_spec
 
     admin = new_admin()
     dataset = upload_dataset(admin, b"Name,Qty\nann,1\nbob,2\n", name="Stock")
     at = edit_page(fresh_db, "editor", dataset)
     at = set_state(at, {"edited_rows": {0: {"qty": 50}, 1: {"qty": 3}}})
     at.text_input(key=f"edit.{dataset}.reason").input("stock take").run()
-    spec = dataset_spec(dataset)
-    stricter = replace(spec, columns=(spec.columns[0], replace(spec.columns[1], max=10)))
-    with session_scope() as s:
-        rule_changes.change_rules(
-            session=s,
-            actor=admin,
-            dataset_id=dataset,
-            spec=stricter,
-            expected_version=1,
-            reason="no more than ten",
-        )
+    qty_at_most_ten(admin, dataset)
     at = at.run()  # any click: the page runs again
     assert not at.exception
     [warning] = [w.value for w in at.warning]
@@ -1273,10 +1279,6 @@ def test_a_rule_broken_on_a_row_of_another_window_is_corrected_there(
     """An admin tightened a rule that an edit made on another window now breaks: the problem
     is listed here, and the Next button (refused while edits broke a rule) leads to the row,
     where it is corrected."""
-    from dataclasses import replace
-
-    from portal import rule_changes
-    from portal.uploads import dataset_spec
 
     admin = new_admin()
     rows = "".join(f"r{i},1\n" for i in range(1, 1003))
@@ -1285,17 +1287,7 @@ def test_a_rule_broken_on_a_row_of_another_window_is_corrected_there(
     at = button(at, "Next").click().run()
     at = set_state(at, {"edited_rows": {1: {"qty": 50}}})  # row 1,002
     at = button(at, "Previous").click().run()
-    spec = dataset_spec(dataset)
-    stricter = replace(spec, columns=(spec.columns[0], replace(spec.columns[1], max=10)))
-    with session_scope() as s:
-        rule_changes.change_rules(
-            session=s,
-            actor=admin,
-            dataset_id=dataset,
-            spec=stricter,
-            expected_version=1,
-            reason="no more than ten",
-        )
+    qty_at_most_ten(admin, dataset)
     at = at.run()
     [problems] = [f.value for f in at.main.dataframe if "Problem" in f.value.columns]
     assert problems[["Where", "Column"]].values.tolist() == [["row 1002", "Qty"]]
