@@ -31,7 +31,7 @@ def test_an_admin_sees_a_changeset_s_before_and_after(
     sign_in_form(page)
     sign_in(page, "boss", portal_server.users["boss"])
     expect(page.get_by_role("heading", name="Audit", exact=True)).to_be_visible(timeout=SLOW)
-    expect(page.get_by_text(re.compile("^Chain head"))).to_be_visible(timeout=SLOW)
+    expect(page.get_by_text(re.compile("^Chain heads: changeset #"))).to_be_visible(timeout=SLOW)
 
     expect(page.get_by_text("Page 1 (the last)")).to_be_visible(timeout=SLOW)
     header, *rows = grid_cells(page, page.locator('[data-testid="stDataFrame"]').first)

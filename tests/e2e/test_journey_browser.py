@@ -305,7 +305,7 @@ def see_it_on_the_audit_page(page: Page, shot: Shots, base: str, password: str, 
     page.goto(base + "/audit")
     sign_in_here(page, "boss", password)
     expect(page.get_by_role("heading", name="Audit", exact=True)).to_be_visible(timeout=SLOW)
-    expect(page.get_by_text(re.compile("^Chain head"))).to_be_visible(timeout=SLOW)
+    expect(page.get_by_text(re.compile("^Chain heads: changeset #"))).to_be_visible(timeout=SLOW)
     idle(page)
     shot(page, "audit")
     choose(page, "Open a changeset", f"#{seq} · Edit · {NAME} · Eddie Editor")
