@@ -414,14 +414,18 @@ elif loaded is not None and loaded.outages != outages():
         st.session_state[k["window"]] = loaded
 elif loaded is not None and (news := changed_since(loaded.read)):
     # Checked at every run, not only at the commit (which refuses edits read under other
-    # rules): the rows are read again, the unsaved changes on top, each checked under the rules
-    # as they are now. Not while edits here break a rule: those are shown, to be corrected
-    # first, and carried along at the first run after.
+    # rules): the rows are read again, the unsaved changes on top — those that break a rule
+    # too (diffs.carried_changes) — each checked under the rules as they are now. Not while an
+    # edit here could not be carried: it is shown, to be corrected first.
     try:
-        keep(dataset_id, current_changes(loaded))
+        carried: ChangeSet | None = current_changes(loaded)
+    except InvalidEdits:
+        kept = diffs.carried_changes(loaded.window, st.session_state.get(loaded.editor_key))
+        carried = kept.changes if kept is not None and not kept.dropped else None
     except PortalError:
-        pass
-    else:
+        carried = None
+    if carried is not None:
+        keep(dataset_id, carried)
         add_flash(dataset_id, news)
         st.session_state.pop(k["confirm"], None)  # a review of edits read under the old rules
         loaded = None
