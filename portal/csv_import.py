@@ -62,7 +62,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.csv as pcsv  # type: ignore[import-untyped]
 
-from portal.csv_safe import FORMULA_TRIGGERS, csv_bytes, neutralise, unneutralise
+from portal.csv_safe import FORMULA_TRIGGERS, PLAIN_NUMBER, csv_bytes, neutralise, unneutralise
 from portal.errors import ValidationError
 from portal.spec import MAX_COLUMNS, CellError, ColumnSpec, DatasetSpec, label_key
 from portal.wording import agreeing, counted
@@ -981,7 +981,10 @@ def _safe_array(array: Any) -> Any:
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     array = array.cast(pa.large_string())
-    risky = pc.match_substring_regex(array, pattern=_FORMULA_PATTERN)
+    risky = pc.and_(
+        pc.match_substring_regex(array, pattern=_FORMULA_PATTERN),
+        pc.invert(pc.match_substring_regex(array, pattern=f"^(?:{PLAIN_NUMBER})$")),
+    )
     quoted = pc.binary_join_element_wise(
         pa.scalar("'", pa.large_string()), array, pa.scalar("", pa.large_string())
     )

@@ -5,7 +5,10 @@ A spreadsheet opening a CSV runs a cell beginning with ``=``, ``+``, ``-`` or ``
 execute in a colleague's spreadsheet ("CSV injection"). Every export passes each cell through
 ``neutralise``, which prefixes such a cell with a single quote: spreadsheets then show it as text.
 
-The prefix changes the exported text (``-5`` becomes ``'-5``), and uploads take it off again
+A plain number (``-125.50``, ``+1``, ``-1e3``) is left as it is: spreadsheets read it as that
+number, never as a formula, and a quote would make it text (a column of negative amounts would
+no longer add up). The prefix changes the exported text (``-5+1`` becomes ``'-5+1``), and
+uploads take it off again
 (``unneutralise``, applied to every cell and header of an upload), so a downloaded file uploads
 back to the values it was made from: the route the revert of a large changeset advises. To make
 that exact, a value that already begins with quotes before such a character gets one more
@@ -28,10 +31,18 @@ from portal.errors import ValidationError
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
 
+PLAIN_NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+"""A number as spreadsheets read one (no formula can hide in it): left as it is."""
+_PLAIN_NUMBER = re.compile(PLAIN_NUMBER)
+
+
 def neutralise(value: str) -> str:
     """``value`` with a ``'`` in front if a spreadsheet could read it as a formula, or if it is
-    quotes before such a character (so ``unneutralise`` gives it back exactly)."""
-    return "'" + value if value.lstrip("'").startswith(FORMULA_TRIGGERS) else value
+    quotes before such a character (so ``unneutralise`` gives it back exactly); a plain number
+    as it is."""
+    if value.lstrip("'").startswith(FORMULA_TRIGGERS) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def unneutralise(value: str) -> str:

@@ -42,7 +42,8 @@ def test_the_as_of_and_the_datasets_export_upload_back_to_the_same_rows(
     original = uploads.check(uploads.read_file(DATA), spec)
     assert not original.errors
     for exported in (as_of, now):
-        assert b"'-5" in exported  # still safe to open in a spreadsheet
+        assert b"'-minus" in exported  # still safe to open in a spreadsheet
+        assert b"ann,-5,-1.25," in exported  # numbers as numbers, not text
         parsed = uploads.read_file(exported)
         assert parsed.header == ["Name", "Qty", "Price", "Note", "=Formula"]
         again = uploads.check(parsed, spec)

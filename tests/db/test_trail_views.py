@@ -214,7 +214,7 @@ def test_as_of_and_its_export(trail: Trail) -> None:
     assert table[0] == ["Name", "Code", "Qty", "Price", "Joined", "Note"]
     assert len(table) == 251
     notes = [row[5] for row in table[1:7]]
-    assert notes == ["'=1+1", "'+SUM(A1:A2)", "'-5", "'@cmd", "'\tTAB", "'\rCR"]
+    assert notes == ["'=1+1", "'+SUM(A1:A2)", "-5", "'@cmd", "'\tTAB", "'\rCR"]  # -5: a number
     [event] = event_rows(trail.db, "export")
     assert event["detail"]["as_of_seq"] == trail.seqs["people upload"]
     assert event["detail"]["rows"] == 250

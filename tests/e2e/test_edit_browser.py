@@ -419,7 +419,7 @@ def test_an_editor_pastes_and_types_in_the_grid_and_a_broken_rule_is_refused_per
         assert column == "Name", report
         assert (where, re.sub(r".*already in (row \d+).*", r"\1", problem)) == ("row 1", "row 3")
         assert "must be unique" in problem, report
-        where, column, problem = by_value["'-3"]  # formula-safe: a ' before the minus
+        where, column, problem = by_value["-3"]  # a plain number: no formula, no quote
         assert (where, column) == ("row 2", "Qty"), report
         assert "below the minimum 0" in problem, report
         assert table_rows(portal_server, dataset_id) == PEOPLE_ROWS

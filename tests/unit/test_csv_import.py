@@ -530,9 +530,24 @@ def test_a_quote_before_a_formula_character_is_read_as_the_downloads_neutralisat
 
 
 def test_formula_neutralisation() -> None:
-    for risky in ["=1+1", "+1", "-5", "@SUM(A1)", "\tx", "\rx", "'=x", "''-5"]:
+    for risky in ["=1+1", "-5+1", "-", "+x", "@SUM(A1)", "\tx", "\rx", "'=x", "''-5", "'-5"]:
         assert neutralise(risky) == "'" + risky
-    for safe in ["", "a=b", "1", " =x", "'already", "'", "''"]:
+    # A plain number is read as that number, never a formula: a quote would make it text (a
+    # downloaded column of negative amounts would not add up in a spreadsheet).
+    for safe in [
+        "",
+        "a=b",
+        "1",
+        " =x",
+        "'already",
+        "'",
+        "''",
+        "-5",
+        "+1",
+        "-125.50",
+        "-.5",
+        "-1e3",
+    ]:
         assert neutralise(safe) == safe
 
 
@@ -599,7 +614,7 @@ def test_error_report_is_formula_safe() -> None:
     assert rows == [
         ["line", "column", "value", "rule", "problem"],
         ["2", "'=Label", '\'=HYPERLINK("http://x")', "type", 'bad, "quoted"\nmessage'],
-        ["5", "qty", "'-5", "min", "“-5” is below the minimum 0: enter 0 or more."],
+        ["5", "qty", "-5", "min", "“-5” is below the minimum 0: enter 0 or more."],  # a number
     ]
 
 
@@ -617,8 +632,8 @@ def test_annotated_original_keeps_rows_and_adds_errors() -> None:
     assert rows[0] == ["code", "qty", "errors", "errors_2"]
     assert rows[1][:3] == ["'=cmd|calc", "x", "multi\nline"]
     assert rows[1][3].startswith("qty: “x” is not a whole number")
-    assert rows[2] == ["'+1", "2", "'@x", ""]
-    assert rows[3][:3] == ["'-3", "'-4", "ok"]
+    assert rows[2] == ["+1", "2", "'@x", ""]  # a plain number is read as one, never a formula
+    assert rows[3][:3] == ["-3", "-4", "ok"]
     assert rows[3][3].startswith("qty: “-4” is below")
     assert len(rows) == 4
 
