@@ -984,9 +984,11 @@ def _check_cell(column: ColumnSpec, raw: object) -> Value | _Refusal:
     return typed
 
 
-_LONG_YEAR: Final = re.compile(r"[ \t]*[+-]?0*(?P<year>[1-9][0-9]{4,})-")
-"""A date the grid sent with a year of five digits or more (browsers' date fields take up to
-six): a date typed in another order than the field's fills its year with the wrong digits."""
+_LONG_YEAR: Final = re.compile(r"[ \t]*[+-]0*(?P<year>[1-9][0-9]{4,})-")
+"""A date as a browser's date field sends one with a year past 9999 (ISO 8601's expanded
+form, signed: ``+040505-02-02``; the field takes up to six digits): a date typed in another
+order than the field's fills its year with the wrong digits. Unsigned, as a file or a person
+writes it, it is judged as an upload judges it."""
 
 
 def _long_year_message(year: str) -> str:
