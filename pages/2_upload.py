@@ -221,6 +221,16 @@ st.caption(
     f"{counted(len(parsed.header), 'column')} · "
     f"{encoding_label(parsed.encoding)} · {parsed.dialect.name}-separated · {parsed.mime}"
 )
+if decimal_comma and parsed.dialect.delimiter == ",":
+    # As the option's help says: the file's commas separate its fields, and "1,200" quoted in
+    # it is a thousands separator as such files write them; read as 1.2 it stored 1.200.
+    st.warning(
+        "This file is comma-separated, so the decimal-comma option does not apply to it and is "
+        "not used: its commas separate fields, and a comma inside a quoted number is a "
+        "thousands separator. For decimal commas, save the file separated by semicolons.",
+        icon=":material/warning:",
+    )
+    decimal_comma = False
 if encoding is not None and st.button("Choose another encoding", icon=":material/translate:"):
     # The file stays chosen and its digest the same: without this, the encoding confirmed for
     # it could not be changed in this session.

@@ -1785,8 +1785,11 @@ def infer_spec(
     columns: Mapping[str, Sequence[str | None] | pd.Series[Any]],
     *,
     decimal_comma: bool = False,
+    comma_separated: bool = False,
 ) -> tuple[DatasetSpec, list[str]]:
-    """A first spec for a CSV's columns, and notes explaining the choices worth a look.
+    """A first spec for a CSV's columns, and notes explaining the choices worth a look
+    (``comma_separated``: the file's fields are separated by commas, so a comma inside a
+    number is a thousands separator rather than a decimal comma, and said so).
 
     ``columns`` maps each header label to its raw cells (strings; empty or None = missing).
     Each column gets the narrowest type every filled cell fits, tried in this order:
@@ -1820,14 +1823,16 @@ def infer_spec(
             raise ValidationError(f"No values were given for the column “{label}”.")
         values = columns[label]
         series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
-        column, column_notes = _infer_column(label, name, _string_array(series), decimal_comma)
+        column, column_notes = _infer_column(
+            label, name, _string_array(series), decimal_comma, comma_separated
+        )
         specs.append(column)
         notes += column_notes
     return DatasetSpec(columns=tuple(specs)), notes
 
 
 def _infer_column(
-    label: str, name: str, raw: Any, decimal_comma: bool
+    label: str, name: str, raw: Any, decimal_comma: bool, comma_separated: bool = False
 ) -> tuple[ColumnSpec, list[str]]:
     q = _quoted(label)
     filled = raw.drop_null()
@@ -1836,7 +1841,7 @@ def _infer_column(
         return ColumnSpec(label, name, "text"), [f"{q}: every cell is empty; it is kept as text."]
     distinct = pc.unique(filled)
     trimmed = pc.utf8_trim(distinct, characters=_BLANKS)
-    found = _infer_type(q, trimmed, decimal_comma)
+    found = _infer_type(q, trimmed, decimal_comma, comma_separated)
     if found is None:
         found = _infer_category(distinct, len(filled)) or ("text", {}, [])
     column_type, extra, notes = found
@@ -1889,7 +1894,7 @@ def _first(values: Any, pattern: str) -> str:
 
 
 def _infer_type(
-    q: str, values: Any, decimal_comma: bool
+    q: str, values: Any, decimal_comma: bool, comma_separated: bool = False
 ) -> tuple[ColumnType, dict[str, Any], list[str]] | None:
     """The type every value fits, or None for text (or a category)."""
     if (
@@ -1939,15 +1944,33 @@ def _infer_type(
         if not _np(pc.not_equal(offsets, "")).all():
             notes.append(f"{q}: some values have no UTC offset; they will be read as UTC.")
         return "datetime", {}, notes
-    if not decimal_comma and _all_fit("decimal", values, True):
-        example = _first(values, r".*,.*")
-        if example:
-            note = (
-                f"{q}: values such as {_quoted(example)} look like numbers with a decimal"
-                " comma; choose the decimal-comma option to read them as numbers."
+    example = _first(values, r".*,.*")
+    if example and comma_separated and _all_match(values, _THOUSANDS):
+        # "1,200" quoted in a comma-separated file: a thousands separator, as such files
+        # write them, not a decimal comma (the option is for semicolon- or tab-separated ones)
+        note = (
+            f"{q}: values such as {_quoted(example)} look like numbers with a thousands"
+            " separator, which is not read as part of a number, so the column is kept as text;"
+            " to store them as numbers, save the file without the separators (1200)."
+        )
+        return "text", {}, [note]
+    if example and not decimal_comma and _all_fit("decimal", values, True):
+        note = (
+            f"{q}: values such as {_quoted(example)} look like numbers with a decimal comma,"
+            " so the column is kept as text; "
+            + (
+                "a comma-separated file cannot use one: save it separated by semicolons, then"
+                " choose the decimal-comma option to read them as numbers."
+                if comma_separated
+                else "choose the decimal-comma option to read them as numbers."
             )
-            return "text", {}, [note]
+        )
+        return "text", {}, [note]
     return None
+
+
+_THOUSANDS: Final = r"[+-]?[0-9]{1,3}(?:,[0-9]{3})*(?:\.[0-9]+)?"
+"""A number whose digits are grouped by thousands with commas (``1,200``, ``12,345.67``)."""
 
 
 def _written_scale(values: Any, decimal_comma: bool) -> int:

@@ -92,7 +92,12 @@ def propose_spec(
     parsed: ParsedCSV, *, decimal_comma: bool = False
 ) -> tuple[DatasetSpec, list[str]]:
     columns = {label: parsed.frame[label] for label in parsed.header}
-    return infer_spec(parsed.header, columns, decimal_comma=decimal_comma)
+    return infer_spec(
+        parsed.header,
+        columns,
+        decimal_comma=decimal_comma,
+        comma_separated=parsed.dialect.delimiter == ",",
+    )
 
 
 def check(

@@ -544,6 +544,28 @@ def test_another_delimiter_draws_the_rules_afresh_without_blaming_the_browser(
     assert at.data_editor[0].value["label"].tolist() == ["Name,Qty"]
 
 
+def test_the_decimal_comma_option_is_not_used_for_a_comma_separated_file(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """Ticked for a comma-separated file (against its help text), the option read quoted
+    "1,200" as 1.2: the file was said valid and stored 1.200. It is now said not to apply and
+    not used: the column stays text, with the note on its thousands separators."""
+    at, _ = signed_in(fresh_db, "editor")
+    show_app(at)
+    at.switch_page("pages/2_upload.py").run()
+    data = b'store,amount\nA,"1,200"\nB,"2,500"\nC,"3,750"\n'
+    at.file_uploader[0].set_value(("amounts.csv", data, "text/csv"))
+    at.run()
+    [option] = [c for c in at.checkbox if c.label.startswith("Numbers use a decimal comma")]
+    option.check().run()
+    assert not at.exception
+    [warning] = [w.value for w in at.warning if "decimal-comma option" in w.value]
+    assert warning.startswith("This file is comma-separated, so the decimal-comma option")
+    rules = at.data_editor[0].value
+    assert rules.set_index("label").loc["amount", "type"] == "text"
+    assert "look like numbers with a thousands separator" in texts(at, main_only=True)
+
+
 def test_a_one_row_file_is_counted_as_one_row(
     fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -282,6 +282,24 @@ def test_booleans_but_zero_one_columns_stay_integer() -> None:
     assert [c.type for c in spec.columns] == ["boolean", "boolean", "integer"]
 
 
+def test_a_comma_separated_file_s_grouped_numbers_are_said_to_have_thousands_separators() -> None:
+    """Quoted "1,200" in a comma-separated file was said to look like a decimal comma, and the
+    option it pointed to stored 1.200: such files group thousands with commas."""
+    values = {"amount": ["1,200", "2,500", "12,345.50"]}
+    spec, notes = infer_spec(["amount"], values, comma_separated=True)
+    assert spec.columns[0].type == "text"
+    assert notes == [
+        "“amount”: values such as “1,200” look like numbers with a thousands separator, which"
+        " is not read as part of a number, so the column is kept as text; to store them as"
+        " numbers, save the file without the separators (1200)."
+    ]
+    spec, notes = infer_spec(["p"], {"p": ["1,5", "2,25"]}, comma_separated=True)
+    assert spec.columns[0].type == "text"
+    assert "a comma-separated file cannot use one: save it separated by semicolons" in notes[0]
+    _, notes = infer_spec(["p"], {"p": ["1,200", "2,500"]})  # semicolon-separated, say
+    assert "choose the decimal-comma option to read them as numbers." in notes[0]
+
+
 def test_numbers_decimals_and_their_scale() -> None:
     spec, _ = infer(a=["1", "-2", "+3"], b=["1.5", "2.250", "3"], c=["1e5", "2"])
     assert [(c.type, c.scale) for c in spec.columns] == [
