@@ -555,7 +555,14 @@ except PortalError as exc:
 st.session_state[PAGE] = rows_page.page  # a page past the end (rows went away) is the last one
 
 page_col, position_col = st.columns([1, 4], vertical_alignment="bottom")
-page_col.number_input("Page", min_value=1, max_value=rows_page.pages, step=1, key=PAGE)
+# No maximum past an estimate: it may run low, and a page past the end shows the last one.
+page_col.number_input(
+    "Page",
+    min_value=1,
+    max_value=rows_page.pages if rows_page.total_is_exact else None,
+    step=1,
+    key=PAGE,
+)
 shown_filter = row_filter.describe(spec) if row_filter else "no filter"
 if rows_page.total:
     position_col.caption(

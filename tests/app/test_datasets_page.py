@@ -384,6 +384,31 @@ def test_a_large_total_is_shown_as_an_estimate(
     assert "Rows 201–250 of 250 (no filter) · page 5 of 5" in texts(at, main_only=True)
 
 
+def test_a_page_past_an_estimate_that_ran_low_can_be_asked_for(
+    fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Page field stopped at the estimated pages: with "page 1 of about 4" for 5 pages,
+    typing 5 was refused and the last page could not be reached but one page at a time."""
+    from portal import browse, estimates
+
+    dataset_id, _ = seed_people(fresh_db)
+    monkeypatch.setattr(browse, "COUNT_CAP", 5)
+    counted = estimates.matching_total
+
+    def running_low(*args: object, **kwargs: object) -> tuple[int, bool]:
+        total, exact = counted(*args, **kwargs)  # type: ignore[arg-type]
+        return (total, exact) if exact else (total - 60, exact)
+
+    monkeypatch.setattr(browse.estimates, "matching_total", running_low)
+    at, _ = datasets_page(fresh_db, "viewer")
+    open_dataset(at, dataset_id)
+    at.selectbox(key=f"datasets.{dataset_id}.page_size").select(50).run()
+    assert "Rows 1–50 of about 190 (no filter) · page 1 of about 4" in texts(at, main_only=True)
+    at.number_input(key=f"datasets.{dataset_id}.page").set_value(5).run()
+    assert not at.exception
+    assert "Rows 201–250 of 250 (no filter) · page 5 of 5" in texts(at, main_only=True)
+
+
 def test_an_admin_lets_changes_go_without_a_reason_after_saying_why(
     fresh_db: DatabaseHandle,
 ) -> None:
