@@ -31,6 +31,7 @@ from portal.csv_import import (
 from portal.csv_safe import csv_bytes
 from portal.errors import PortalError
 from portal.spec import DatasetSpec, ValidationResult, editor_columns
+from portal.trail_views import when, who
 from portal.ui import current_actor, md_escape, md_text, notices, require
 from portal.ui.column_config import EMPTY_CELL, column_config, rules_config
 from portal.ui.db_retry import show_error, show_refusal, show_write_error
@@ -418,9 +419,29 @@ try:
     needs_reason = isinstance(target, uploads.ExistingDataset) and uploads.reason_required(
         target.dataset_id
     )
+    copies = (
+        uploads.earlier_copies(target.dataset_id, digest)
+        if isinstance(target, uploads.ExistingDataset) and target.mode == "append"
+        else []
+    )
 except PortalError as exc:
     show_error(exc)
     st.stop()
+with st.container():  # drawn every run: a warning that comes and goes moves nothing below it
+    if copies:  # the very same bytes, appended again, would add the same rows a second time
+        said = "; ".join(
+            f"changeset #{c.seq} by {who(c.actor_display_name, c.actor_username)}, "
+            f"{when(c.committed_at)}, {counted(c.rows, 'row')}"
+            for c in copies
+        )
+        st.warning(
+            md_text(
+                f"This very file was uploaded into “{choices[target.dataset_id]}” before ({said}"
+                "): appending it adds its rows again, a second time. Go on only if that is what "
+                "you mean."
+            ),
+            icon=":material/content_copy:",
+        )
 reason = st.text_input(
     "Reason (required; kept in the audit log)"
     if needs_reason

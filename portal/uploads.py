@@ -28,6 +28,7 @@ from portal.config import get_settings
 from portal.csv_import import ParsedCSV
 from portal.db import session_scope
 from portal.errors import ValidationError
+from portal.models import Changeset, Upload
 from portal.spec import (
     COLUMN_TYPES,
     OPTION_SEPARATOR,
@@ -444,6 +445,45 @@ def row_count(dataset_id: int) -> int:
     """How many rows the dataset has now: what replacing its rows deletes."""
     with session_scope() as session:
         return datasets.get_dataset(session=session, dataset_id=dataset_id).row_count
+
+
+@dataclass(frozen=True)
+class EarlierCopy:
+    """An earlier upload of the very same bytes into a dataset: its changeset's number, who
+    and when, and how many rows it added."""
+
+    seq: int
+    actor_display_name: str
+    actor_username: str
+    committed_at: datetime
+    rows: int
+
+
+def earlier_copies(dataset_id: int, sha256: str) -> list[EarlierCopy]:
+    """The sealed uploads into the dataset of a file with this ``sha256``, oldest first (for
+    the Upload page to say an append would add those rows again)."""
+    with session_scope() as session:
+        rows = session.execute(
+            select(
+                Changeset.seq,
+                Changeset.actor_display_name,
+                Changeset.actor_username,
+                Changeset.committed_at,
+                Changeset.inserted,
+            )
+            .join(Upload, Upload.changeset_id == Changeset.id)
+            .where(
+                Upload.dataset_id == dataset_id,
+                Upload.sha256 == sha256,
+                Changeset.seq.is_not(None),
+            )
+            .order_by(Changeset.seq)
+        ).all()
+    return [
+        EarlierCopy(seq, name, username, at, inserted)
+        for seq, name, username, at, inserted in rows
+        if seq is not None and at is not None  # sealed: both set
+    ]
 
 
 def reason_required(dataset_id: int) -> bool:

@@ -156,6 +156,34 @@ def test_adding_rows_to_a_dataset_that_needs_a_reason_waits_for_one(
         )
 
 
+def test_appending_the_very_file_uploaded_before_says_its_rows_would_come_twice(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """The same file appended again stored its rows a second time without a word, though the
+    log keeps every upload's fingerprint."""
+    from portal.actor import Actor
+    from tests.factories import upload_dataset
+
+    at, name = signed_in(fresh_db, "editor")
+    dataset_id = upload_dataset(Actor(name, "Eve E", "editor"), UPLOAD, name="People")
+    show_app(at)
+    at.switch_page("pages/2_upload.py").run()
+    at.radio[0].set_value("An existing dataset").run()
+    [dataset] = [box for box in at.selectbox if box.label == "Dataset"]
+    dataset.set_value(dataset_id).run()
+    at.file_uploader[0].set_value(("again.csv", UPLOAD, "text/csv"))  # another name, same bytes
+    at.run()
+    assert not at.exception
+    [warning] = [w.value for w in at.warning if "This very file" in w.value]
+    assert warning.startswith(
+        f"This very file was uploaded into “People” before (changeset #1 by Eve E ({name}), "
+    )
+    assert ", 2 rows): appending it adds its rows again, a second time." in warning
+    at.file_uploader[0].set_value(("more.csv", b"Name,Qty\ncy,3\n", "text/csv"))
+    at.run()
+    assert not [w for w in at.warning if "This very file" in w.value]
+
+
 def test_a_file_refused_for_its_shape_offers_its_problems_as_a_csv_download(
     fresh_db: DatabaseHandle,
 ) -> None:
