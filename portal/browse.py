@@ -79,6 +79,7 @@ from portal.spec import (
     dataset_table,
     type_only,
     validate_value,
+    without_file_advice,
 )
 
 FilterOp: TypeAlias = Literal["contains", "equals", "range", "empty"]
@@ -484,7 +485,8 @@ def typed_filter_value(spec: DatasetSpec, row_filter: RowFilter) -> Any:
         column = type_only(found)
     typed = validate_value(column, row_filter.value)
     if isinstance(typed, CellError):
-        raise ValidationError(f"Filter on “{_label(spec, row_filter.column)}”: {typed.message}")
+        said = without_file_advice(typed.message)  # no file is read here
+        raise ValidationError(f"Filter on “{_label(spec, row_filter.column)}”: {said}")
     return typed
 
 

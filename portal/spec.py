@@ -298,7 +298,13 @@ _DECIMAL_COMMA_ADVICE: Final = (
     "; for a file written with a decimal comma, choose that option on the Upload page"
 )
 """Part of the message for a cell that is not a number: advice about a file, left out of the
-message about a rule's minimum or maximum."""
+message about a rule's minimum or maximum (``without_file_advice``)."""
+
+
+def without_file_advice(message: str) -> str:
+    """A value's message without the advice about reading a file (for a value typed as a rule
+    or a filter, where no file is read)."""
+    return message.replace(_DECIMAL_COMMA_ADVICE, "")
 
 
 def _check_column(c: ColumnSpec) -> None:
@@ -334,7 +340,7 @@ def _column_problem(c: ColumnSpec) -> str | None:
         if bound is not None:
             typed = validate_value(_bare(c), bound)
             if isinstance(typed, CellError):  # a rule typed in the rules grid, not a file's cell
-                said = typed.message.replace(_DECIMAL_COMMA_ADVICE, "")
+                said = without_file_advice(typed.message)
                 return f"the {attr}imum {bound!r} is not valid: {said}"
             object.__setattr__(c, attr, typed)
     if c.min is not None and c.max is not None and cast(Any, c.min) > c.max:

@@ -379,6 +379,10 @@ def test_bad_requests_are_refused_with_a_message(people: int) -> None:
         page(people, row_filter=RowFilter('name" OR 1=1 --', "contains", "x"))
     with pytest.raises(ValidationError, match="Filter on “Qty”"):
         page(people, row_filter=RowFilter("qty", "equals", "three"))
+    # A filter reads no file: no advice about a file's decimal comma and the Upload page.
+    with pytest.raises(ValidationError, match="Filter on “Price”") as refused:
+        page(people, row_filter=RowFilter("price", "equals", "abc"))
+    assert str(refused.value).endswith("(a point before the decimals, no thousands separators).")
     with pytest.raises(ValidationError, match="page size"):
         page(people, page_size=0)
     with pytest.raises(ValidationError, match="page size"):
