@@ -202,6 +202,21 @@ def current_changes(loaded: Loaded) -> ChangeSet:
     return diffs.build_changeset(loaded.window, state, may_edit=may_edit)
 
 
+def changes_to_carry(loaded: Loaded) -> ChangeSet | None:
+    """Every unsaved change, those that break a rule too (``diffs.carried_changes``), to keep
+    as pending when the rows are read again; None when an edit could not be carried (a value
+    the grid cannot show again in its column).
+
+    Raises:
+        PortalError: another refusal of the state (a viewer's edits, say).
+    """
+    try:
+        return current_changes(loaded)
+    except InvalidEdits:
+        kept = diffs.carried_changes(loaded.window, st.session_state.get(loaded.editor_key))
+        return kept.changes if may_edit and kept is not None and not kept.dropped else None
+
+
 def keep(dataset_id: int, changes: ChangeSet) -> None:
     """Keep ``changes`` as every unsaved change to the dataset. A viewer has none to keep: the
     changes kept from when their role let them edit stay as they are (an editor made a viewer
@@ -219,20 +234,17 @@ def move(dataset_id: int, view: View) -> bool:
     loaded: Loaded | None = st.session_state.get(k["window"])
     if loaded is not None:
         try:
-            keep(dataset_id, current_changes(loaded))
-        except InvalidEdits:
-            state = st.session_state.get(loaded.editor_key)
-            carried = diffs.carried_changes(loaded.window, state) if may_edit else None
-            if carried is None or carried.dropped:
-                st.session_state[k["flash"]] = (
-                    "Some edits on this page cannot be kept as they are: correct or discard "
-                    "them before changing page, filter or sort."
-                )
-                return False
-            keep(dataset_id, carried.changes)
+            changes = changes_to_carry(loaded)
         except PortalError as exc:
             st.session_state[k["flash"]] = str(exc)
             return False
+        if changes is None:
+            st.session_state[k["flash"]] = (
+                "Some edits on this page cannot be kept as they are: correct or discard "
+                "them before changing page, filter or sort."
+            )
+            return False
+        keep(dataset_id, changes)
     st.session_state[k["view"]] = view
     st.session_state.pop(k["window"], None)
     return True
@@ -409,7 +421,7 @@ elif loaded is not None and loaded.outages != outages():
     try:
         keep(dataset_id, current_changes(loaded))
         loaded = None
-    except PortalError:  # edits that break a rule cannot be carried: keep this grid as it is
+    except PortalError:  # edits that break a rule: this grid, whose state holds them, stays
         loaded = replace(loaded, outages=outages())
         st.session_state[k["window"]] = loaded
 elif loaded is not None and (news := changed_since(loaded.read)):
@@ -418,14 +430,11 @@ elif loaded is not None and (news := changed_since(loaded.read)):
     # too (diffs.carried_changes) — each checked under the rules as they are now. Not while an
     # edit here could not be carried: it is shown, to be corrected first.
     try:
-        carried: ChangeSet | None = current_changes(loaded)
-    except InvalidEdits:
-        kept = diffs.carried_changes(loaded.window, st.session_state.get(loaded.editor_key))
-        carried = kept.changes if kept is not None and not kept.dropped else None
+        unsaved_changes = changes_to_carry(loaded)
     except PortalError:
-        carried = None
-    if carried is not None:
-        keep(dataset_id, carried)
+        unsaved_changes = None
+    if unsaved_changes is not None:
+        keep(dataset_id, unsaved_changes)
         add_flash(dataset_id, news)
         st.session_state.pop(k["confirm"], None)  # a review of edits read under the old rules
         loaded = None

@@ -966,6 +966,7 @@ _TRIGGER_CLASS: Final = (
 )
 _FORMULA_PATTERN: Final = "^'*" + _TRIGGER_CLASS
 _NEUTRALISED_PATTERN: Final = "^'('*" + _TRIGGER_CLASS + ")"
+_PLAIN_NUMBER_PATTERN: Final = f"^(?:{PLAIN_NUMBER})$"
 
 
 def _unsafe_array(array: Any) -> Any:
@@ -983,7 +984,7 @@ def _safe_array(array: Any) -> Any:
     array = array.cast(pa.large_string())
     risky = pc.and_(
         pc.match_substring_regex(array, pattern=_FORMULA_PATTERN),
-        pc.invert(pc.match_substring_regex(array, pattern=f"^(?:{PLAIN_NUMBER})$")),
+        pc.invert(pc.match_substring_regex(array, pattern=_PLAIN_NUMBER_PATTERN)),
     )
     quoted = pc.binary_join_element_wise(
         pa.scalar("'", pa.large_string()), array, pa.scalar("", pa.large_string())

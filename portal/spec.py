@@ -975,10 +975,6 @@ def _near_option(raw: str, options: Sequence[str]) -> str | None:
 REQUIRED_MESSAGE: Final = "A value is required here: fill it in."
 
 
-def _required_message() -> str:
-    return REQUIRED_MESSAGE
-
-
 def _unique_message(raw: str, first_row: int) -> str:
     return (
         f"{_quoted(raw)} also appears in line {first_row}: values in this column must be unique;"
@@ -1025,7 +1021,7 @@ def validate_value(
     """
     if is_missing(value):
         if column.required:
-            return CellError(row, column.label, "", "required", _required_message())
+            return CellError(row, column.label, "", "required", REQUIRED_MESSAGE)
         return None
     try:
         typed = _typed(column, value, decimal_comma)
@@ -1752,7 +1748,7 @@ def _collect_errors(
         row = int(rows[p])
         raw = raws[ci][p].as_py()
         if rule == "required":
-            errors.append(CellError(row, spec_column.label, "", "required", _required_message()))
+            errors.append(CellError(row, spec_column.label, "", "required", REQUIRED_MESSAGE))
         elif rule == "unique":
             first = firsts[ci]
             assert first is not None
