@@ -288,21 +288,10 @@ def test_a_revert_reverted_in_turn_says_so_on_the_changeset_it_reverted(
 def test_a_row_restored_to_a_version_reads_as_a_restore_not_a_revert(
     fresh_db: DatabaseHandle, olga: Actor, dataset: int
 ) -> None:
-    from portal import restore
+    from tests.db.test_restore import do_restore
 
     edit(olga, dataset, ChangeSet(updates=(update(1, {"qty": 1}, {"qty": 5}),)))
-    with session_scope() as s:
-        plan = restore.plan_restore(session=s, actor=olga, dataset_id=dataset, row_id=1, version=1)
-    with session_scope() as s:
-        restored = restore.restore_row(
-            session=s,
-            actor=olga,
-            dataset_id=dataset,
-            row_id=1,
-            version=1,
-            seen=plan.seen,
-            reason="as uploaded",
-        ).changeset_id
+    restored = do_restore(olga, dataset, 1, 1, reason="as uploaded").changeset_id
     at, _ = history(fresh_db, "editor", dataset, restored)
     assert at.main.dataframe[0].value["Kind"].tolist()[:2] == ["Restore", "Edit"]
     assert any(
