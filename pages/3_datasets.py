@@ -263,15 +263,16 @@ def rules_editor(info: browse.DatasetInfo) -> None:
         key=key,
         hide_index=True,
         num_rows="fixed",
-        disabled=["type"],
+        disabled=["type", "format", "scale"],
         placeholder=EMPTY_CELL,
         alt="Rules of each column of the dataset",
         column_config=rules_config(),
     )
     # Under the grid: above it, the grid's hover toolbar covered its end.
     st.caption(
-        "A stricter rule is checked against every row first; the types of the columns cannot "
-        f"change here. Options are separated by “{uploads.OPTION_SEPARATOR}”."
+        "A stricter rule is checked against every row first; the types of the columns (with"
+        " their date formats and decimal places) cannot change here. Options are separated by"
+        f" “{uploads.OPTION_SEPARATOR}”."
     )
     why = st.text_input("Reason (required)", key=f"{key}.reason")
     if not st.button("Save column rules", key=f"{key}.save"):

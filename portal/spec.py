@@ -375,14 +375,14 @@ def _column_problem(c: ColumnSpec) -> str | None:
         return "only a category column can have options."
     if c.scale is not None:
         if c.type != "decimal":
-            return "only a decimal column can have a scale."
+            return "only a decimal column can have decimal places."
         if not isinstance(c.scale, int) or isinstance(c.scale, bool):
-            return "the scale must be a whole number."
+            return "its decimal places must be a whole number."
         if not 0 <= c.scale <= MAX_DECIMAL_DIGITS:
-            return f"the scale must be between 0 and {MAX_DECIMAL_DIGITS}."
+            return f"its decimal places must be between 0 and {MAX_DECIMAL_DIGITS}."
     if c.format is not None:
         if c.type != "date":
-            return "only a date column can have a format."
+            return "only a date column can have a date format."
         if c.format not in DATE_FORMATS:
             return f"unknown date format {c.format!r}; use one of {', '.join(DATE_FORMATS)}."
     if c.default is not None:
@@ -2007,7 +2007,7 @@ def _infer_date(
                 [
                     f"{q}: dates such as {_quoted(example)} could be day/month or month/day and no"
                     " value settles it, so the column is kept as text; if you know the order,"
-                    " change the type to date and choose the format."
+                    " change the type to date and choose its date format."
                 ],
             )
         if fmt and _all_fit("date", values, decimal_comma, format=fmt):

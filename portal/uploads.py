@@ -208,6 +208,8 @@ def spec_rows(spec: DatasetSpec) -> list[dict[str, Any]]:
         {
             "label": c.label,
             "type": c.type,
+            "format": c.format if c.type == "date" else None,
+            "scale": c.scale,
             "required": c.required,
             "unique": c.unique,
             "min": _bound_text(c.min),
@@ -264,8 +266,14 @@ def spec_from_rows(rows: Sequence[Mapping[str, Any]], *, base: DatasetSpec) -> D
                 max_length=_int_or_none(row.get("max_length"), original.label),
                 regex=_blank_to_none(row.get("regex")),
                 options=tuple(o for o in options if o) or None,
-                scale=original.scale if kind == "decimal" else None,
-                format=original.format if kind == "date" else None,
+                scale=_int_or_none(
+                    row.get("scale", original.scale), original.label, "decimal places"
+                )
+                if kind == "decimal"
+                else None,
+                format=_blank_to_none(row.get("format", original.format))
+                if kind == "date"
+                else None,
             )
         )
     spec = DatasetSpec(columns=tuple(columns), version=base.version)
@@ -290,7 +298,7 @@ def _blank_to_none(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
-def _int_or_none(value: Any, label: str) -> int | None:
+def _int_or_none(value: Any, label: str, rule: str = "max length") -> int | None:
     value = _blank_to_none(value)
     if value is None:
         return None
@@ -299,7 +307,7 @@ def _int_or_none(value: Any, label: str) -> int | None:
     except (TypeError, ValueError, OverflowError):  # OverflowError: Infinity from the browser
         whole = None
     if whole is None or isinstance(value, bool) or (isinstance(value, float) and whole != value):
-        raise ValidationError(f"Column “{label}”: max length must be a whole number.")
+        raise ValidationError(f"Column “{label}”: {rule} must be a whole number.")
     return whole
 
 

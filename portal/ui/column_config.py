@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import streamlit as st
 
-from portal.spec import COLUMN_TYPES, EditorColumn
+from portal.spec import COLUMN_TYPES, DATE_FORMATS, MAX_DECIMAL_DIGITS, EditorColumn
 
 EMPTY_CELL = ""
 """The grids' ``placeholder``: a missing value shows as an empty cell, as in a spreadsheet,
@@ -62,6 +62,19 @@ def rules_config() -> dict[str, Any]:
     return {
         "label": st.column_config.TextColumn("Label", required=True),
         "type": st.column_config.SelectboxColumn("Type", options=COLUMN_TYPES, required=True),
+        "format": st.column_config.SelectboxColumn(
+            "Date format",
+            options=DATE_FORMATS,
+            help="Date columns: how the file writes its dates (YYYY-MM-DD is always read too).",
+        ),
+        "scale": st.column_config.NumberColumn(
+            "Decimal places",
+            min_value=0,
+            max_value=MAX_DECIMAL_DIGITS,
+            step=1,
+            help="Decimal columns: the most digits after the point a value may have; stored"
+            " with exactly that many. Empty: as many as each value has.",
+        ),
         "required": st.column_config.CheckboxColumn("Required"),
         "unique": st.column_config.CheckboxColumn("Unique"),
         "min": st.column_config.TextColumn("Min"),

@@ -10,6 +10,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import date
 from decimal import Decimal
 
 import numpy as np
@@ -355,6 +356,39 @@ def test_spec_edits_are_checked(fresh_db: DatabaseHandle) -> None:
     assert uploads.check(parsed, spec).ok
 
 
+def test_the_rules_grid_sets_a_date_format_and_decimal_places() -> None:
+    """The note on dates that could be day/month or month/day says to choose the format: the
+    grid had no place to choose it (a date column read only YYYY-MM-DD), nor decimal places."""
+    parsed = uploads.read_file(b"day,price\n03/04/2024,1.5\n05/06/2024,2.25\n")
+    proposed, notes = uploads.propose_spec(parsed)
+    assert proposed.columns[0].type == "text"
+    assert "change the type to date and choose its date format" in notes[0]
+    rows = uploads.spec_rows(proposed)
+    assert (rows[0]["format"], rows[1]["scale"]) == (None, 2)
+    rows[0].update(type="date", format="DD/MM/YYYY")
+    rows[1].update(scale=3.0)  # a number cell of the grid, read through pandas
+    spec = uploads.spec_from_rows(rows, base=proposed)
+    assert (spec.columns[0].format, spec.columns[1].scale) == ("DD/MM/YYYY", 3)
+    result = uploads.check(parsed, spec)
+    assert result.ok
+    assert list(result.typed["day"]) == [date(2024, 4, 3), date(2024, 6, 5)]
+    rows[1].update(scale=1)
+    assert [
+        e.value for e in uploads.check(parsed, uploads.spec_from_rows(rows, base=proposed)).errors
+    ] == ["2.25"]
+    rows[0].update(type="text")  # a format left on a column that is no date is no rule
+    assert uploads.spec_from_rows(rows, base=proposed).columns[0].format is None
+    for wrong, problem in [
+        ({"type": "date", "format": "YYYY/DD/MM"}, "“day”: unknown date format"),
+        ({"scale": 1.5}, "“price”: decimal places must be a whole number"),
+        ({"scale": 39}, "“price”: its decimal places must be between 0 and 38"),
+    ]:
+        broken = uploads.spec_rows(proposed)
+        broken[0 if "type" in wrong else 1].update(wrong)
+        with pytest.raises(ValidationError, match=problem):
+            uploads.spec_from_rows(broken, base=proposed)
+
+
 @pytest.mark.parametrize("empty", [None, float("nan")])
 def test_empty_cells_of_the_rules_grid_are_empty_rules(empty: object) -> None:
     """The grid sends an emptied cell as None, and through pandas as NaN, which is truthy:
@@ -362,7 +396,8 @@ def test_empty_cells_of_the_rules_grid_are_empty_rules(empty: object) -> None:
     parsed = uploads.read_file(PEOPLE)
     proposed, _ = uploads.propose_spec(parsed)
     rows = uploads.spec_rows(proposed)
-    for column in ("label", "type", "required", "unique", "min", "max", "max_length", "regex"):
+    columns = ("label", "type", "format", "scale", "required", "unique", "min", "max")
+    for column in (*columns, "max_length", "regex"):
         rows[0][column] = empty
     rows[0]["options"] = empty
     spec = uploads.spec_from_rows(rows, base=proposed)

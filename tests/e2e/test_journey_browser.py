@@ -88,7 +88,8 @@ def upload_and_create(page: Page, shot: Shots) -> None:
     shot(page, "signed-in")
 
     # The rules inferred from the file fit every cell; the editor asks for Qty >= 0, typing 0
-    # into Qty's "Min" in the rules grid (label, type, required, unique, min): bob's -5 breaks it.
+    # into Qty's "Min" in the rules grid (label, type, date format, decimal places, required,
+    # unique, min): bob's -5 breaks it.
     choose_file(page, "stock.csv", BAD)
     expect(page.get_by_text("All 4 rows are valid.")).to_be_visible(timeout=SLOW)
     shot(page, "rules-inferred")
@@ -98,13 +99,13 @@ def upload_and_create(page: Page, shot: Shots) -> None:
     )
 
     def qty_min_zero(done: Callable[[], None]) -> None:
-        """Type 0 into Qty's "Min" in the rules grid (label, type, required, unique, min)."""
+        """Type 0 into Qty's "Min" in the rules grid (Min is the sixth column after Label)."""
         edit_cell(
             page,
             rules,
             row=1,
             anchor="Qty",
-            right=4,
+            right=6,
             kind="text",
             before="",
             value="0",

@@ -17,7 +17,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 SLOW = 15_000  # ms
 QTY = 2  # the rules grid's row of the Qty column (Name, Code, Qty, …)
-MAX = 5  # its column of the maximum (Label, Type, Required, Unique, Min, Max, …)
+MAX = 7  # its column of the maximum (Label, Type, Date format, Decimal places, Required, Unique,
+# Min, Max, …)
 LABEL_X = 40  # px into the grid: on the Label column (the grid has no row-selection column)
 
 
