@@ -1847,6 +1847,11 @@ def _infer_column(
     if found is None:
         found = _infer_category(distinct, len(filled)) or ("text", {}, [])
     column_type, extra, notes = found
+    if column_type in ("text", "category") and (not notes or notes == [_mixed_dates_note(q)]):
+        kept_as = "text" if column_type == "text" else "a category"
+        filled_trimmed = pc.utf8_trim(filled, characters=_BLANKS)
+        mostly = _mostly_note(q, filled_trimmed, decimal_comma, kept_as)
+        notes = [mostly] if mostly else notes
     all_distinct = len(filled) >= 2 and len(distinct) == len(filled)
     unique = False
     if all_distinct and column_type in ("text", "integer"):
@@ -1883,11 +1888,74 @@ def _all_fit(column_type: ColumnType, values: Any, decimal_comma: bool, **extra:
         column_type, values.slice(0, _PROBE_SIZE), decimal_comma, **extra
     ):
         return False
+    return bool(_fitting(column_type, values, decimal_comma, **extra).all())
+
+
+def _fitting(column_type: ColumnType, values: Any, decimal_comma: bool, **extra: Any) -> BoolArray:
+    """Which values are valid ``column_type`` values (with ``extra`` rules such as a format)."""
     probe = ColumnSpec("probe", "probe", column_type, **extra)
     _, checks = _VECTOR_PARSERS[column_type](
         probe, values, np.ones(len(values), dtype=np.bool_), decimal_comma
     )
-    return not any(mask.any() for _, mask in checks)
+    broken = np.zeros(len(values), dtype=np.bool_)
+    for _, mask in checks:
+        broken |= mask
+    return ~broken
+
+
+MOSTLY_SHARE: Final = 0.8
+"""A column kept as text (or a category) although at least this share of its filled cells are
+values of one type gets a note naming the type and the cells that are not."""
+_MOSTLY_KINDS: Final[tuple[tuple[ColumnType, DateFormat | None, str, str], ...]] = (
+    # the type, its date format, what its values are, what they are stored as
+    ("integer", None, "whole numbers", "numbers"),
+    ("decimal", None, "numbers", "numbers"),
+    ("date", None, "dates written YYYY-MM-DD", "dates"),
+    ("date", "DD.MM.YYYY", "dates written DD.MM.YYYY", "dates"),
+    ("date", "DD/MM/YYYY", "dates written DD/MM/YYYY", "dates"),
+    ("date", "MM/DD/YYYY", "dates written MM/DD/YYYY", "dates"),
+    ("datetime", None, "dates with times", "dates with times"),
+    ("boolean", None, "yes/no values", "yes/no values"),
+)
+
+
+def _mostly_note(q: str, values: Any, decimal_comma: bool, kept_as: str) -> str | None:
+    """For a column kept as text or a category (``kept_as``): when most of its filled cells
+    (``values``, trimmed) are of one type, a note saying how many are not, with examples, and
+    which type to choose; the check then lists each cell to correct. None otherwise."""
+    count = len(values)
+    found: list[tuple[int, int, BoolArray]] = []  # (good, index in _MOSTLY_KINDS, which fit)
+    for i, (column_type, fmt, _, _) in enumerate(_MOSTLY_KINDS):
+        extra = {"format": fmt} if fmt else {}
+        sample = values.slice(0, _PROBE_SIZE)  # most columns are told apart here, cheaply
+        if _fitting(column_type, sample, decimal_comma, **extra).mean() < MOSTLY_SHARE:
+            continue
+        ok = _fitting(column_type, values, decimal_comma, **extra)
+        good = int(ok.sum())
+        if good < MOSTLY_SHARE * count or good == count:
+            continue
+        if (
+            column_type in ("integer", "decimal")
+            and _matches(values.filter(pa.array(ok)), _LEADING_ZERO).any()
+        ):
+            continue  # codes such as 007: as numbers they would lose their zeros
+        found.append((good, i, ok))
+    if not found:
+        return None
+    good, best, ok = max(found, key=lambda f: f[0])  # the first of equals
+    column_type, fmt, kind, stored_as = _MOSTLY_KINDS[best]
+    choose = f"choose the type {column_type}"
+    if fmt and sum(g == good and _MOSTLY_KINDS[i][1] is not None for g, i, _ in found) > 1:
+        kind, choose = "dates", "choose the type date and its date format"  # 03/04: which?
+    elif fmt:
+        choose += f" and the date format {fmt}"
+    others = pc.unique(values.filter(pa.array(~ok))).to_pylist()
+    examples = ", ".join(_quoted(str(v)) for v in others[:3]) + (", …" if len(others) > 3 else "")
+    return (
+        f"{q}: all but {count - good:,} of the {count:,} filled cells are {kind} (not:"
+        f" {examples}), so the column is kept as {kept_as}. To store {stored_as}, {choose}: the"
+        " check then lists each cell that is not one, to correct in the file or leave empty."
+    )
 
 
 def _first(values: Any, pattern: str) -> str:
@@ -2014,16 +2082,16 @@ def _infer_date(
             return "date", {"format": fmt}, []
     any_date = r"[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{1,2}[./][0-9]{1,2}[./][0-9]{4}"
     if _all_match(values, any_date):
-        return (
-            "text",
-            {},
-            [
-                f"{q}: the values look like dates but are not all written the same way (a"
-                " column of dates takes one format), so the column is kept as text; write every"
-                " date the same way, e.g. YYYY-MM-DD, to make it a date column."
-            ],
-        )
+        return "text", {}, [_mixed_dates_note(q)]
     return None
+
+
+def _mixed_dates_note(q: str) -> str:
+    return (
+        f"{q}: the values look like dates but are not all written the same way (a column of"
+        " dates takes one format), so the column is kept as text; write every date the same"
+        " way, e.g. YYYY-MM-DD, to make it a date column."
+    )
 
 
 def _infer_category(

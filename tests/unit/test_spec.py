@@ -4,6 +4,7 @@ agreement), the DDL and the editor description."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -266,6 +267,54 @@ def test_mixed_or_impossible_dates_are_not_dates() -> None:
     assert infer(d=["13/01/2024", "2024-01-02"])[0].columns[0].type == "text"
     assert infer(d=["13/01/2024", "31/02/2024"])[0].columns[0].type == "text"
     assert infer(d=["13/01/2024", "01/13/2024"])[0].columns[0].type == "text"
+
+
+def _noted_cells(spec: DatasetSpec, values: list[str], **rules: Any) -> list[str]:
+    """The values the check lists once the column's type is chosen as a note says."""
+    chosen = DatasetSpec(columns=(replace(spec.columns[0], **rules),))
+    return [e.value for e in validate(chosen, pd.DataFrame({spec.columns[0].label: values})).errors]
+
+
+def test_a_column_mostly_of_one_type_is_said_to_be_so_with_the_cells_that_are_not() -> None:
+    """A few "n/a" among numbers made the column text without a word why, and one impossible
+    date among dates was said to be "not written the same way"."""
+    amounts = [str(i) for i in range(100)] + ["n/a", "-", "n/a"]
+    spec, notes = infer(amount=amounts)
+    assert spec.columns[0].type == "text"
+    assert notes == [
+        "“amount”: all but 3 of the 103 filled cells are whole numbers (not: “n/a”, “-”), so"
+        " the column is kept as text. To store numbers, choose the type integer: the check then"
+        " lists each cell that is not one, to correct in the file or leave empty."
+    ]
+    assert _noted_cells(spec, amounts, type="integer") == ["n/a", "-", "n/a"]
+
+    days = ["2024-01-31", "2024-02-29", "2023-12-01", "2024-03-01", "2024-02-30"]
+    spec, notes = infer(day=days)
+    assert spec.columns[0].type == "text"
+    assert (
+        "all but 1 of the 5 filled cells are dates written YYYY-MM-DD (not: “2024-02-30”)"
+        in (notes[0])
+    )
+    assert _noted_cells(spec, days, type="date") == ["2024-02-30"]
+
+    slashed = ["13/01/2024", "31/12/2023", "01/02/2024", "05/05/2024", "unknown"]
+    spec, notes = infer(day=slashed)
+    assert "choose the type date and the date format DD/MM/YYYY:" in notes[0]
+    assert _noted_cells(spec, slashed, type="date", format="DD/MM/YYYY") == ["unknown"]
+    # day/month or month/day, nothing settles which: the note does not guess
+    _, notes = infer(day=["01/02/2024", "03/04/2024", "05/06/2024", "07/08/2024", "?"])
+    assert "are dates (not: “?”)" in notes[0]
+    assert "choose the type date and its date format:" in notes[0]
+
+
+def test_a_column_of_other_values_gets_no_note_of_a_type() -> None:
+    # codes with leading zeros would lose them as numbers; under four in five cells, no type
+    for column in (["00123", "04567", "12345", "99999", "N/A"], ["1", "2", "3", "n/a", "-"]):
+        assert infer(c=column)[1] == []
+    # a few different ways of writing dates keep their own note
+    assert "not all written the same way" in infer(d=["13/01/2024", "2024-01-02"])[1][0]
+    # a long text column with a few numbers at its end
+    assert infer(note=[f"text {i}" for i in range(3000)] + ["1"] * 10)[1] == []
 
 
 def test_iso_datetimes_are_inferred_and_a_missing_offset_is_noted() -> None:
