@@ -222,6 +222,16 @@ st.caption(
     f"{counted(len(parsed.header), 'column')} · "
     f"{encoding_label(parsed.encoding)} · {parsed.dialect.name}-separated · {parsed.mime}"
 )
+if parsed.left_out:
+    many = len(parsed.left_out)
+    st.info(
+        f"{agreeing(many, 'Column', 'Columns')} "
+        f"{', '.join(map(str, parsed.left_out[:-1]))}{' and ' if many > 1 else ''}"
+        f"{parsed.left_out[-1]} of the file {agreeing(many, 'has', 'have')} no name and no"
+        f" value (as spreadsheets export empty columns), so {agreeing(many, 'it is', 'they are')}"
+        " left out.",
+        icon=":material/info:",
+    )
 if decimal_comma and parsed.dialect.delimiter == ",":
     # As the option's help says: the file's commas separate its fields, and "1,200" quoted in
     # it is a thousands separator as such files write them; read as 1.2 it stored 1.200.

@@ -64,7 +64,7 @@ import pyarrow.csv as pcsv  # type: ignore[import-untyped]
 
 from portal.csv_safe import FORMULA_TRIGGERS, PLAIN_NUMBER, csv_bytes, neutralise, unneutralise
 from portal.errors import ValidationError
-from portal.spec import MAX_COLUMNS, CellError, ColumnSpec, DatasetSpec, label_key
+from portal.spec import MAX_COLUMNS, CellError, ColumnSpec, DatasetSpec, label_key, quoted
 from portal.wording import agreeing, counted
 
 MIME_ACCEPTED: Final = frozenset(
@@ -232,6 +232,9 @@ class ParsedCSV:
     line_numbers: npt.NDArray[np.int64]
     row_count: int
     mime: str
+    left_out: tuple[int, ...] = ()
+    """Columns (1-based, as in the file) without a name or any value, which spreadsheets
+    export after the last column and which are not read."""
 
 
 def encoding_label(name: str) -> str:
@@ -674,7 +677,8 @@ def parse_text(
             do not parse (each named with its line).
     """
     text = _clean_text(text)
-    header = [unneutralise(label) for label in _read_header(text, dialect)]
+    header_line, written_header = _read_header(text, dialect)
+    header = [unneutralise(label) for label in written_header]
     try:
         payload = text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -688,8 +692,11 @@ def parse_text(
         raise ImportRefused(
             "The file has a header line but no data rows: add at least one row under the header."
         )
+    left_out = _unnamed_columns(table, header, header_line, lines)
+    kept = [i for i in range(len(header)) if i + 1 not in left_out]
+    header = [header[i] for i in kept]
     table = pa.Table.from_arrays(
-        [_unsafe_array(column) for column in table.columns], names=table.column_names
+        [_unsafe_array(table.column(i)) for i in kept], names=[table.column_names[i] for i in kept]
     )
     frame = table.rename_columns(header).to_pandas(
         types_mapper={pa.large_string(): pd.StringDtype("pyarrow")}.get
@@ -702,7 +709,38 @@ def parse_text(
         line_numbers=lines,
         row_count=table.num_rows,
         mime=mime,
+        left_out=left_out,
     )
+
+
+def _unnamed_columns(
+    table: Any, header: list[str], header_line: int, lines: npt.NDArray[np.int64]
+) -> tuple[int, ...]:
+    """The columns (1-based) without a name, each of which must have no value either: such
+    columns, which spreadsheets export past the last one, are left out.
+
+    Raises:
+        ImportRefused: an unnamed column holds a value (named with its line), or no column
+            has a name.
+    """
+    unnamed = tuple(i + 1 for i, label in enumerate(header) if not label_key(label))
+    problems = []
+    for position in unnamed:
+        column = table.column(position - 1)
+        if column.null_count < len(column):
+            row = pc.index(pc.is_valid(column), True).as_py()
+            problems.append(
+                f"column {position} has no name but holds values (line {int(lines[row])}:"
+                f" {quoted(str(column[row].as_py()))}): give it a name, or delete the column."
+            )
+    if problems:
+        raise ImportRefused(f"The header line (line {header_line}) has problems:", problems)
+    if len(unnamed) == len(header):
+        raise ImportRefused(
+            f"The header line (line {header_line}) names no column: the first line must name"
+            " the columns."
+        )
+    return unnamed
 
 
 _LINE: Final = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
@@ -725,7 +763,13 @@ def _reader(text: str, dialect: Dialect) -> Any:
     )
 
 
-def _read_header(text: str, dialect: Dialect) -> list[str]:
+def _read_header(text: str, dialect: Dialect) -> tuple[int, list[str]]:
+    """The header line's number and its cells (a cell may be blank: see ``_unnamed_columns``).
+
+    Raises:
+        ImportRefused: no header line, or one that cannot be read, names a column twice or
+            has too many.
+    """
     reader = _reader(text, dialect)
     header: list[str] = []
     try:
@@ -742,8 +786,8 @@ def _read_header(text: str, dialect: Dialect) -> list[str]:
     for position, label in enumerate(header, start=1):
         key = label_key(label)
         if not key:
-            problems.append(f"column {position} has no name: give every column a name.")
-        elif key in seen:
+            continue  # left out when it has no values either, once the rows are read
+        if key in seen:
             problems.append(
                 f"columns {seen[key]} and {position} are both named “{label.strip()}” (names are"
                 " compared ignoring case, surrounding spaces and how accents are encoded):"
@@ -753,10 +797,10 @@ def _read_header(text: str, dialect: Dialect) -> list[str]:
             seen[key] = position
     if len(header) > MAX_COLUMNS:
         problems.append(f"the file has {len(header)} columns; at most {MAX_COLUMNS} are allowed.")
+    line = reader.line_num  # the header's line, after any blank lines the reader skipped
     if problems:
-        line = reader.line_num  # the header's line, after any blank lines the reader skipped
         raise ImportRefused(f"The header line (line {line}) has problems:", problems)
-    return header
+    return line, header
 
 
 def _csv_problem(message: str) -> str:

@@ -864,14 +864,16 @@ def _show(value: object) -> str:
     return str(value)
 
 
-def _quoted(raw: str) -> str:
+def quoted(raw: str) -> str:
+    """``raw`` in quotes as messages show a value: at most 60 characters, unpaired surrogates
+    escaped."""
     raw = escape_surrogates(raw)
     shown = raw if len(raw) <= 60 else raw[:57] + "…"
     return f"“{shown}”"
 
 
 def _type_message(c: ColumnSpec, raw: str, decimal_comma: bool, reason: str = "") -> str:
-    v = _quoted(raw)
+    v = quoted(raw)
     if c.type == "integer":
         if reason == "range":
             return (
@@ -930,12 +932,12 @@ def _arrived_as(value: object) -> str:
 
 
 def _options_list(options: Sequence[str]) -> str:
-    shown = [_quoted(o) for o in options[:10]]
+    shown = [quoted(o) for o in options[:10]]
     return ", ".join(shown) + (f" and {len(options) - 10} more" if len(options) > 10 else "")
 
 
 def _rule_message(c: ColumnSpec, rule: Rule, raw: str, typed: Value) -> str:
-    v = _quoted(raw)
+    v = quoted(raw)
     if rule == "scale":
         return f"{v} has more than {c.scale} digits after the decimal point: round it to {c.scale}."
     if rule == "min":
@@ -957,7 +959,7 @@ def _rule_message(c: ColumnSpec, rule: Rule, raw: str, typed: Value) -> str:
         near = _near_option(raw, c.options or ())
         if near is not None:  # they may look alike: é is one character, or e and an accent
             return (
-                f"{v} is not one of the allowed values but nearly {_quoted(near)}: write it "
+                f"{v} is not one of the allowed values but nearly {quoted(near)}: write it "
                 "exactly as the option is written (letter case, no spaces around it, accents "
                 "typed the same way)."
             )
@@ -977,7 +979,7 @@ REQUIRED_MESSAGE: Final = "A value is required here: fill it in."
 
 def _unique_message(raw: str, first_row: int) -> str:
     return (
-        f"{_quoted(raw)} also appears in line {first_row}: values in this column must be unique;"
+        f"{quoted(raw)} also appears in line {first_row}: values in this column must be unique;"
         " keep one and change the others."
     )
 
@@ -1356,11 +1358,11 @@ def _frame_columns(spec: DatasetSpec, frame: pd.DataFrame) -> dict[str, Any]:
     if missing or extra:
         parts = []
         if missing:
-            parts.append("missing: " + ", ".join(_quoted(m) for m in missing))
+            parts.append("missing: " + ", ".join(quoted(m) for m in missing))
         if extra:
-            parts.append("not in the dataset: " + ", ".join(_quoted(e) for e in extra))
+            parts.append("not in the dataset: " + ", ".join(quoted(e) for e in extra))
         # A dataset's columns cannot be changed: a file of other columns goes into a new one.
-        names = ", ".join(_quoted(c.label) for c in spec.columns)
+        names = ", ".join(quoted(c.label) for c in spec.columns)
         raise ValidationError(
             f"The file's columns do not match the dataset's ({'; '.join(parts)}): rename the"
             f" header cells to the dataset's column names (its columns are {names}; any order),"
@@ -1836,7 +1838,7 @@ def infer_spec(
 def _infer_column(
     label: str, name: str, raw: Any, decimal_comma: bool, comma_separated: bool = False
 ) -> tuple[ColumnSpec, list[str]]:
-    q = _quoted(label)
+    q = quoted(label)
     filled = raw.drop_null()
     required = len(raw) > 0 and len(filled) == len(raw)
     if len(filled) == 0:
@@ -1950,7 +1952,7 @@ def _mostly_note(q: str, values: Any, decimal_comma: bool, kept_as: str) -> str 
     elif fmt:
         choose += f" and the date format {fmt}"
     others = pc.unique(values.filter(pa.array(~ok))).to_pylist()
-    examples = ", ".join(_quoted(str(v)) for v in others[:3]) + (", …" if len(others) > 3 else "")
+    examples = ", ".join(quoted(str(v)) for v in others[:3]) + (", …" if len(others) > 3 else "")
     return (
         f"{q}: all but {count - good:,} of the {count:,} filled cells are {kind} (not:"
         f" {examples}), so the column is kept as {kept_as}. To store {stored_as}, {choose}: the"
@@ -1980,7 +1982,7 @@ def _infer_type(
                 "text",
                 {},
                 [
-                    f"{q}: values such as {_quoted(example)} have leading zeros, so the column is"
+                    f"{q}: values such as {quoted(example)} have leading zeros, so the column is"
                     " kept as text to keep them."
                 ],
             )
@@ -2019,14 +2021,14 @@ def _infer_type(
         # "1,200" quoted in a comma-separated file: a thousands separator, as such files
         # write them, not a decimal comma (the option is for semicolon- or tab-separated ones)
         note = (
-            f"{q}: values such as {_quoted(example)} look like numbers with a thousands"
+            f"{q}: values such as {quoted(example)} look like numbers with a thousands"
             " separator, which is not read as part of a number, so the column is kept as text;"
             " to store them as numbers, save the file without the separators (1200)."
         )
         return "text", {}, [note]
     if example and not decimal_comma and _all_fit("decimal", values, True):
         note = (
-            f"{q}: values such as {_quoted(example)} look like numbers with a decimal comma,"
+            f"{q}: values such as {quoted(example)} look like numbers with a decimal comma,"
             " so the column is kept as text; "
             + (
                 "a comma-separated file cannot use one: save it separated by semicolons, then"
@@ -2073,7 +2075,7 @@ def _infer_date(
                 "text",
                 {},
                 [
-                    f"{q}: dates such as {_quoted(example)} could be day/month or month/day and no"
+                    f"{q}: dates such as {quoted(example)} could be day/month or month/day and no"
                     " value settles it, so the column is kept as text; if you know the order,"
                     " change the type to date and choose its date format."
                 ],

@@ -594,6 +594,26 @@ def test_the_decimal_comma_option_is_not_used_for_a_comma_separated_file(
     assert "look like numbers with a thousands separator" in texts(at, main_only=True)
 
 
+def test_a_spreadsheet_s_empty_unnamed_columns_are_said_to_be_left_out(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """Spreadsheets export empty columns past the last ("Name,Qty,,"): the file was refused
+    for columns without a name. They are left out, and the page says so."""
+    at, _ = signed_in(fresh_db, "editor")
+    show_app(at)
+    at.switch_page("pages/2_upload.py").run()
+    at.file_uploader[0].set_value(("sheet.csv", b"Name,Qty,,\r\nann,1,,\r\n", "text/csv"))
+    at.run()
+    assert not at.exception
+    assert "sheet\\.csv: 1 row, 2 columns ·" in at.caption[0].value
+    assert [i.value for i in at.info if "left out" in i.value] == [
+        "Columns 3 and 4 of the file have no name and no value (as spreadsheets export empty"
+        " columns), so they are left out."
+    ]
+    assert list(at.data_editor[0].value["label"]) == ["Name", "Qty"]
+    assert "The row is valid." in texts(at, main_only=True)
+
+
 def test_a_one_row_file_is_counted_as_one_row(
     fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -156,7 +156,11 @@ CORPUS: list[Case] = [
         b"\n  \n\t\n",
         Refused(
             ImportRefused,
-            ("The header line (line 2) has problems", "column 1 has no name", "give every column"),
+            (
+                "The header line (line 2) has problems",
+                "column 1 has no name but holds values (line 3:",
+                "give it a name, or delete the column",
+            ),
         ),
     ),
     Case(
@@ -233,12 +237,21 @@ CORPUS: list[Case] = [
     Case(
         "blank-header-cell",
         b"a,,c\n1,2,3\n",
-        Refused(ImportRefused, (HEADER, "column 2 has no name", "give every column a name")),
+        Refused(
+            ImportRefused,
+            (HEADER, "column 2 has no name but holds values (line 2: “2”)", "give it a name"),
+        ),
     ),
     Case(
+        # as spreadsheets export the empty columns past the last one: nothing in them to keep
         "trailing-delimiter-header",
-        b"a,b,\n1,2,\n",
-        Refused(ImportRefused, (HEADER, "column 3 has no name")),
+        b"a,b,,\r\n1,x,,\r\n",
+        Stored([("a", BIGINT), ("b", TEXT)], [(1, "x")], labels=["a", "b"]),
+    ),
+    Case(
+        "trailing-delimiter-header-with-a-value",
+        b"a,b,\n1,2,\n3,4,5\n",
+        Refused(ImportRefused, (HEADER, "column 3 has no name but holds values (line 3: “5”)")),
     ),
     Case(
         "excel-sep-line",

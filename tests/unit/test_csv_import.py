@@ -416,6 +416,21 @@ def test_header_problems(data: bytes, fragment: str) -> None:
     assert fragment in str(refused(data))
 
 
+def test_columns_without_a_name_or_a_value_are_left_out() -> None:
+    """Spreadsheets export empty columns past the last one ("a,b,,"): such a file was refused
+    for columns without a name, which held nothing."""
+    parsed = upload(b"a,b,,\r\n1,,,\r\n2,3,,\r\n")
+    assert (parsed.header, parsed.left_out) == (["a", "b"], (3, 4))
+    assert parsed.frame.to_dict("list") == {"a": ["1", "2"], "b": [None, "3"]}
+    assert upload(b"a, ,c\n1,,3\n").left_out == (2,)  # wherever it stands
+    assert upload(b"a,b\n1,2\n").left_out == ()
+    error = refused(b"a,,\n1,,\n2,,x\n")
+    assert error.problems == [
+        "column 3 has no name but holds values (line 3: “x”): give it a name, or delete the column."
+    ]
+    assert "names no column" in str(refused(b",,\n,,\n"))
+
+
 def test_many_problems_are_summarised() -> None:
     error = refused(b"a,b\n" + b"1\n" * 30)
     assert len(error.problems) == 30
