@@ -85,14 +85,8 @@ def navigation(signed: SignedIn | None) -> StreamlitPage:
         )
         for spec in PAGES
     }
-    home = pages[HOME.path]
-    # Home is at "/", so "/home" (a bookmark of it, or the address every other page's suggests)
-    # opened Streamlit's "Page not found" over the page: it goes to Home instead.
-    home_alias = st.Page(
-        lambda: st.switch_page(home), title=HOME.title, url_path="home", visibility="hidden"
-    )
     asked = st.navigation(
-        [*pages.values(), home_alias], position="sidebar" if signed is not None else "hidden"
+        list(pages.values()), position="sidebar" if signed is not None else "hidden"
     )
     account = pages[ACCOUNT.path]
     if signed is not None and signed.must_change_password and asked.url_path != account.url_path:
