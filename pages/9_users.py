@@ -24,6 +24,7 @@ from portal.wording import counted
 actor = require("admin")
 
 FLASH = "users.flash"
+ADDED_FLASH = "users.add.flash"  # said under the form
 CONFIRM = "users.confirm"
 ADDED = "users.added"
 # The widget key of each field of "Add a user".
@@ -64,6 +65,18 @@ def apply(change: Callable[[Any, Actor], Any], success: str | Callable[[Any], st
     st.session_state[FLASH] = success(done) if callable(success) else success
     st.session_state.pop(CONFIRM, None)
     return True
+
+
+def added_message(typed: str, role: str) -> str:
+    """Said once an account is added: its username as kept, and so when it differs from what
+    was typed (usernames are kept in lower case)."""
+    username = users.normalise_username(typed)
+    if username == typed.strip():
+        return f"{username} has been added as {role}."
+    return (
+        f"{username} has been added as {role}; usernames are kept in lower case, so it signs in"
+        f" as {username} (any case is accepted)."
+    )
 
 
 def close_dialog() -> None:
@@ -284,7 +297,9 @@ with st.form("users.add"):
     # order, left then right; two tall columns went down the left one first.
     left, right = st.columns(2)
     username = left.text_input(
-        "Username", key=ADD_USERNAME, help="a-z, 0-9, '.', '_' and '-'; up to 64 characters."
+        "Username",
+        key=ADD_USERNAME,
+        help="a-z, 0-9, '.', '_' and '-'; up to 64 characters. Capitals are kept in lower case.",
     )
     display_name = right.text_input("Display name", key=ADD_DISPLAY_NAME)
     left, right = st.columns(2)
@@ -299,6 +314,9 @@ with st.form("users.add"):
         "They must choose their own password when they first sign in", key=ADD_MUST_CHANGE
     )
     add = st.form_submit_button("Add user", type="primary", key="users.add.submit")
+with notices():  # under the form, where the click was: at the top of the page it was unseen
+    if added := st.session_state.pop(ADDED_FLASH, None):
+        st.success(added, icon=":material/check_circle:")
 
 if add:
     if not username.strip() or not password:
@@ -318,9 +336,10 @@ if add:
             email=email,
             must_change_password=must_change,
         ),
-        f"{users.normalise_username(username)} has been added as {role}.",
+        added_message(username, role),
     ):
         # Refused, the fields keep what was typed, to be corrected; added, the next run empties
         # them (see ADD_FORM).
         st.session_state[ADDED] = True
+        st.session_state[ADDED_FLASH] = st.session_state.pop(FLASH)
         st.rerun()

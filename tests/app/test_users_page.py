@@ -3,6 +3,7 @@ to whom), and the guard that keeps one active admin."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -89,6 +90,13 @@ def test_add_a_user_asks_in_reading_order(admin: tuple[AppTest, str]) -> None:
     ]
 
 
+def _in_order(node: Any) -> Iterator[Any]:
+    """``node`` and everything drawn in it, in the order of the page."""
+    yield node
+    for child in getattr(node, "children", {}).values():
+        yield from _in_order(child)
+
+
 def test_add_a_user(fresh_db: DatabaseHandle, admin: tuple[AppTest, str]) -> None:
     at, me = admin
     at.text_input(key="users.add.username").input("New.Person")
@@ -98,7 +106,13 @@ def test_add_a_user(fresh_db: DatabaseHandle, admin: tuple[AppTest, str]) -> Non
     at.text_input(key="users.add.confirm").input("a temporary password")
     at.button(key="users.add.submit").click().run()
     assert not at.exception
-    assert [s.value for s in at.success] == ["new.person has been added as editor."]
+    assert [s.value for s in at.success] == [
+        "new.person has been added as editor; usernames are kept in lower case, so it signs in"
+        " as new.person (any case is accepted)."
+    ]
+    # Under the form, where the click was: at the top of the page it was out of sight.
+    order = [n for n in _in_order(at.main) if n.type in ("form", "success")]
+    assert [n.type for n in order] == ["form", "success"]
     row = user(fresh_db, "new.person")
     assert (row["role"], row["display_name"], row["must_change_password"]) == (
         "editor",
@@ -552,7 +566,10 @@ def test_after_a_user_is_added_the_browser_shows_an_empty_form(
     fill_add_form(at, typed)
     at.button(key="users.add.submit").click().run()
     assert not at.exception
-    assert [s.value for s in at.success] == ["new.person has been added as admin."]
+    assert [s.value for s in at.success] == [
+        "new.person has been added as admin; usernames are kept in lower case, so it signs in"
+        " as new.person (any case is accepted)."
+    ]
     assert browser_shows(at, typed) == EMPTY_ADD_FORM
     assert {key: add_form_widget(at, key).value for key in typed} == EMPTY_ADD_FORM
 
