@@ -134,7 +134,8 @@ with st.expander(
         changesets, events = verified.changesets, verified.events
         if changesets.ok:
             st.success(
-                f"Chain intact: {changesets.changesets:,} changesets, head #{changesets.head.seq}.",
+                f"Chain intact: {counted(changesets.changesets, 'changeset')}, head"
+                f" #{changesets.head.seq}.",
                 icon=":material/verified:",
             )
         else:
@@ -144,7 +145,7 @@ with st.expander(
             # The check is recorded as the next event, so the head above moves one past it.
             recorded = verified.recorded_seq
             st.success(
-                f"Event chain intact: {events.count:,} events, head #{events.head.seq}"
+                f"Event chain intact: {counted(events.count, 'event')}, head #{events.head.seq}"
                 + (f" (this check was then recorded as event #{recorded})." if recorded else "."),
                 icon=":material/verified:",
             )

@@ -37,6 +37,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -166,7 +167,8 @@ def detail_line(
     Keys sorted (as ``detail_text``), underscores read as spaces; no value is ``—``, an empty
     text ``""``; a truth reads ``true`` or ``false``; a nested mapping or list reads compactly
     in braces or brackets, a ``{"before": …, "after": …}`` pair as ``before → after``; line
-    breaks inside a text read as spaces. Codes read in words: an ``action`` and a ``reason`` by
+    breaks inside a text read as spaces; a recorded moment (``locked_until``) reads as ``when``
+    writes one. Codes read in words: an ``action`` and a ``reason`` by
     ``action_label`` and ``reason_label``, a ``filter`` by its parts that are set (``filter:
     actor ann, kind Edit``; ``filter: none``). The checks an ``audit_view`` of ``kind`` and
     ``target`` records read as sentences ("Both datasets match their audit log, cell by cell";
@@ -194,7 +196,16 @@ def _top_value(key: str, value: Any, names: TrailNames) -> str:
         return reason_label(value)
     if key == "filter" and (value is None or isinstance(value, Mapping)):
         return _filter_text(value or {}, names)
+    if isinstance(value, str) and _STAMP.fullmatch(value):
+        return when(datetime.fromisoformat(value))
     return _detail_value(value)
+
+
+_STAMP: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?[+-][0-9]{2}:[0-9]{2}"
+)
+"""A moment as the portal records it in an event's detail (``isoformat`` with its offset,
+``locked_until``): the pages show it as ``when`` does."""
 
 
 _FILTER_ORDER: Final = ("dataset_id", "actor", "kind", "since", "until", "text")

@@ -33,7 +33,7 @@ from tests.app.conftest import (
     texts,
 )
 from tests.conftest import DatabaseHandle
-from tests.db.test_browse import upload
+from tests.db.test_browse import seed_people, upload
 from tests.factories import make_user, table_name
 from tests.trail_seed import Trail, edit, seed_trail, stock_csv
 
@@ -484,6 +484,14 @@ def test_empty_states(fresh_db: DatabaseHandle) -> None:
     assert "No changesets yet." in [i.value for i in at.info]
     at, _ = on_page(fresh_db, "viewer", HISTORY)
     assert [i.value for i in at.info] == ["No datasets yet, so no history."]
+
+
+def test_a_chain_of_one_changeset_is_said_in_the_singular(fresh_db: DatabaseHandle) -> None:
+    seed_people(fresh_db)  # the one changeset: its upload
+    at, _ = on_page(fresh_db, "admin", AUDIT)
+    at.button(key="audit.verify").click().run()
+    assert not at.exception
+    assert at.success[0].value == "Chain intact: 1 changeset, head #1."
 
 
 def test_a_viewer_reads_a_dataset_s_history_and_its_state_as_of_a_changeset(

@@ -68,6 +68,15 @@ def test_details_read_as_one_line_with_keys_in_order() -> None:
     assert detail_line({"b": 1, "a": 2}) == detail_line({"a": 2, "b": 1})
 
 
+def test_a_recorded_moment_reads_as_the_when_column_does() -> None:
+    """ "locked until: 2026-12-05T10:33:01.653090+00:00" stood beside When's readable times."""
+    assert detail_line({"locked_until": "2026-12-05T10:33:01.653090+00:00"}) == (
+        "locked until: 2026-12-05 10:33:01 UTC"
+    )
+    assert detail_line({"until": "2026-12-05T12:33:01+02:00"}) == "until: 2026-12-05 10:33:01 UTC"
+    assert detail_line({"text": "2026-12-05"}) == "text: 2026-12-05"  # a date is no moment
+
+
 def test_empty_details_read_as_nothing() -> None:
     assert detail_line({}) == ""
 
