@@ -623,10 +623,18 @@ if opened is None:
 summary = shown[opened]
 
 with st.container(border=True):
-    detail = show_changeset(actor, opened, "history")
+    shown_changeset = show_changeset(actor, opened, "history")
+    detail = shown_changeset.detail if shown_changeset else None
     revert_slot = st.container(key="history.revert")
+    done = trail_views.left_to_revert(shown_changeset.reverts) if shown_changeset else None
     if detail is not None and actor.can("editor"):
-        if detail.summary.kind in revert.REVERTIBLE_KINDS:
+        if detail.summary.kind in revert.REVERTIBLE_KINDS and done is not None:
+            # Its dialog would only say that nothing can be reverted.
+            revert_slot.caption(
+                f"Nothing of #{detail.summary.seq} is left to revert: #{done.seq} put all of it "
+                f"back. To have its changes again, open #{done.seq} and revert that."
+            )
+        elif detail.summary.kind in revert.REVERTIBLE_KINDS:
             revert_slot.button(
                 f"Revert #{detail.summary.seq}…",
                 icon=":material/undo:",

@@ -854,6 +854,14 @@ class RevertedBy:
     who: str
     committed_at: datetime
     reverted_by: tuple[int, ...] = ()
+    complete: bool = True
+    """It left nothing alone: no cell or row had changed since the changeset it reverted."""
+
+
+def left_to_revert(reverts: Sequence[RevertedBy]) -> RevertedBy | None:
+    """A revert (of those ``reverted_by`` found) that put back all a changeset did and was not
+    reverted in turn: then nothing of that changeset is left to revert. None if there is none."""
+    return next((r for r in reverts if r.complete and not r.reverted_by), None)
 
 
 def reverted_by(*, session: Session, changeset_id: int) -> list[RevertedBy]:
@@ -867,6 +875,7 @@ def reverted_by(*, session: Session, changeset_id: int) -> list[RevertedBy]:
             who(r.actor_display_name, r.actor_username),
             r.committed_at,
             tuple(a.seq for a in again if a.reverts == r.id),
+            complete=not r.skipped,
         )
         for r in reverts
     ]
@@ -887,6 +896,7 @@ def _reverts_of(session: Session, changeset_ids: list[int]) -> list[Any]:
                 Changeset.actor_username,
                 Changeset.committed_at,
                 target.label("reverts"),
+                Changeset.detail["skipped_count"].as_integer().label("skipped"),
             )
             .where(
                 Changeset.kind == "revert",

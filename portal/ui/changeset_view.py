@@ -5,6 +5,7 @@ deleted rows in full, bulk-loaded rows replayed a page at a time."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pandas as pd
 import streamlit as st
@@ -33,10 +34,19 @@ def out_of_band_warning(detail: ChangesetDetail) -> None:
     )
 
 
+@dataclass(frozen=True)
+class Shown:
+    """A changeset drawn: its header, and the reverts of it."""
+
+    detail: ChangesetDetail
+    reverts: list[trail_views.RevertedBy]
+
+
 def show_changeset(
     actor: Actor, changeset_id: int, key: str, *, record: bool = False
-) -> ChangesetDetail | None:
-    """Draw the changeset; return its header (``None`` if it could not be read, said why)."""
+) -> Shown | None:
+    """Draw the changeset; return its header and reverts (``None`` if it could not be read, said
+    why)."""
     try:
         with session_scope() as session:
             detail = trail_views.changeset(
@@ -93,7 +103,7 @@ def show_changeset(
             else "This changeset changed no rows.",
             icon=":material/info:",
         )
-        return detail
+        return Shown(detail, reverts)
     ops = list(counts)
     if len(ops) == 1:  # nothing to choose between: said, not a radio of one option
         op = ops[0]
@@ -110,7 +120,7 @@ def show_changeset(
         _bulk_rows(actor, detail, key)
     else:
         _row_changes(actor, detail, op, key)
-    return detail
+    return Shown(detail, reverts)
 
 
 def _row_changes(actor: Actor, detail: ChangesetDetail, op: str, key: str) -> None:

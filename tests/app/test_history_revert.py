@@ -112,6 +112,14 @@ def test_an_editor_reverts_a_changeset_through_the_dialog(
     at, _ = history(fresh_db, "viewer", dataset, edited)
     [said] = [i.value for i in at.info if i.value.startswith("Reverted by")]
     assert said.startswith(f"Reverted by #{cs['seq']} (")
+    # and offers no Revert whose dialog could only say that nothing can be reverted
+    at, _ = history(fresh_db, "editor", dataset, edited)
+    assert not [b for b in at.button if b.key == "history.revert.open"]
+    seq = seq_of(fresh_db, edited)
+    assert (
+        f"Nothing of #{seq} is left to revert: #{cs['seq']} put all of it back. To have its"
+        f" changes again, open #{cs['seq']} and revert that."
+    ) in [c.value for c in at.caption]
 
 
 def test_cells_changed_since_are_shown_and_only_the_untouched_part_is_written(
@@ -283,6 +291,8 @@ def test_a_revert_reverted_in_turn_says_so_on_the_changeset_it_reverted(
     [said] = [i.value for i in at.info if i.value.startswith("Reverted by")]
     assert said.startswith(f"Reverted by #{seq_of(fresh_db, first)} (Olga O")
     assert said.endswith(f", itself reverted by #{newest(fresh_db)['seq']}.")
+    at, _ = history(fresh_db, "editor", dataset, edited)  # its change is back: revertible again
+    assert button(at, "history.revert.open").label == f"Revert #{seq_of(fresh_db, edited)}…"
 
 
 def test_a_row_restored_to_a_version_reads_as_a_restore_not_a_revert(
