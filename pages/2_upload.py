@@ -232,6 +232,17 @@ if parsed.left_out:
         " left out.",
         icon=":material/info:",
     )
+if parsed.empty_rows:
+    lines = ", ".join(map(str, parsed.first_empty_lines))
+    more = ", …" if parsed.empty_rows > len(parsed.first_empty_lines) else ""
+    st.info(
+        f"{counted(parsed.empty_rows, 'row')} of the file "
+        f"{agreeing(parsed.empty_rows, 'has', 'have')} no value in any column ("
+        f"{agreeing(parsed.empty_rows, 'line', 'lines')} {lines}{more}: as spreadsheets export"
+        f" blank rows), so {agreeing(parsed.empty_rows, 'it is', 'they are')} left out, as blank"
+        " lines are.",
+        icon=":material/info:",
+    )
 if decimal_comma and parsed.dialect.delimiter == ",":
     # As the option's help says: the file's commas separate its fields, and "1,200" quoted in
     # it is a thousands separator as such files write them; read as 1.2 it stored 1.200.

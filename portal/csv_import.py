@@ -235,6 +235,11 @@ class ParsedCSV:
     left_out: tuple[int, ...] = ()
     """Columns (1-based, as in the file) without a name or any value, which spreadsheets
     export after the last column and which are not read."""
+    empty_rows: int = 0
+    """Rows without any value (``,,``, as spreadsheets export blank rows): not read, as blank
+    lines are not."""
+    first_empty_lines: tuple[int, ...] = ()
+    """The lines of the first few of them."""
 
 
 def encoding_label(name: str) -> str:
@@ -693,6 +698,17 @@ def parse_text(
             "The file has a header line but no data rows: add at least one row under the header."
         )
     left_out = _unnamed_columns(table, header, header_line, lines)
+    empty = np.logical_and.reduce(
+        [_np_mask(column.is_null()) for column in table.columns], dtype=np.bool_
+    )
+    empty_lines = lines[empty]
+    if empty_lines.size:
+        if empty_lines.size == table.num_rows:
+            raise ImportRefused(
+                "The file has a header line but no value in any row under it: add at least one"
+                " row with values."
+            )
+        table, lines = table.filter(pa.array(~empty)), lines[~empty]
     kept = [i for i in range(len(header)) if i + 1 not in left_out]
     header = [header[i] for i in kept]
     table = pa.Table.from_arrays(
@@ -710,7 +726,17 @@ def parse_text(
         row_count=table.num_rows,
         mime=mime,
         left_out=left_out,
+        empty_rows=int(empty_lines.size),
+        first_empty_lines=tuple(int(n) for n in empty_lines[:EMPTY_LINES_NAMED]),
     )
+
+
+EMPTY_LINES_NAMED: Final = 5
+"""The lines of rows without any value a parse keeps, to name them."""
+
+
+def _np_mask(mask: Any) -> npt.NDArray[np.bool_]:
+    return np.asarray(mask.to_numpy(zero_copy_only=False), dtype=np.bool_)
 
 
 def _unnamed_columns(

@@ -614,6 +614,25 @@ def test_a_spreadsheet_s_empty_unnamed_columns_are_said_to_be_left_out(
     assert "The row is valid." in texts(at, main_only=True)
 
 
+def test_a_spreadsheet_s_blank_rows_are_left_out_and_said_to_be(fresh_db: DatabaseHandle) -> None:
+    """Rows of only delimiters (",", as spreadsheets save blank rows) were stored as empty rows,
+    and made every column optional."""
+    at, _ = signed_in(fresh_db, "editor")
+    show_app(at)
+    at.switch_page("pages/2_upload.py").run()
+    data = b"Name,Qty\r\nann,1\r\n,\r\nbob,2\r\n,\r\n"
+    at.file_uploader[0].set_value(("blank.csv", data, "text/csv"))
+    at.run()
+    assert not at.exception
+    assert "blank\\.csv: 2 rows, 2 columns ·" in at.caption[0].value
+    assert [i.value for i in at.info if "left out" in i.value] == [
+        "2 rows of the file have no value in any column (lines 3, 5: as spreadsheets export"
+        " blank rows), so they are left out, as blank lines are."
+    ]
+    rules = at.data_editor[0].value.set_index("label")
+    assert rules["required"].tolist() == [True, True]
+
+
 def test_a_one_row_file_is_counted_as_one_row(
     fresh_db: DatabaseHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -431,6 +431,17 @@ def test_columns_without_a_name_or_a_value_are_left_out() -> None:
     assert "names no column" in str(refused(b",,\n,,\n"))
 
 
+def test_rows_without_any_value_are_left_out_with_their_lines() -> None:
+    parsed = upload(b'Name,Qty\r\nAnn,1\r\n,\r\nBob,2\r\n"",""\r\n')
+    assert parsed.frame.to_dict("list") == {"Name": ["Ann", "Bob"], "Qty": ["1", "2"]}
+    assert list(parsed.line_numbers) == [2, 4]  # the report's lines stay the file's
+    assert (parsed.row_count, parsed.empty_rows, parsed.first_empty_lines) == (2, 2, (3, 5))
+    many = upload(b"a,b\n1,2\n" + b",\n" * 9)
+    assert (many.empty_rows, many.first_empty_lines) == (9, (3, 4, 5, 6, 7))
+    assert "no value in any row" in str(refused(b"a,b\n,\n,\n"))
+    assert upload(b"a,b\n,2\n").empty_rows == 0  # one value is a row
+
+
 def test_many_problems_are_summarised() -> None:
     error = refused(b"a,b\n" + b"1\n" * 30)
     assert len(error.problems) == 30
@@ -527,12 +538,17 @@ def test_any_csv_written_by_the_csv_module_reads_back(
 ) -> None:
     """Every cell exactly, but for the one rule of the portal's own downloads: a quote before
     quotes and a formula character is their neutralisation and is taken off (``'=`` reads
-    ``=``)."""
+    ``=``); a row without any value is left out, as a blank line is."""
     out = io.StringIO()
     csv.writer(out, delimiter=delimiter).writerows([["first", "second"], *rows])
+    expected = [[unneutralise(v) or None for v in row] for row in rows]
+    expected = [row for row in expected if any(row)]
+    if not expected:
+        assert "no value in any row" in str(refused(out.getvalue().encode(), delimiter=delimiter))
+        return
     parsed = upload(out.getvalue().encode(), delimiter=delimiter)
     got = [[None if pd.isna(v) else v for v in row] for row in parsed.frame.itertuples(index=False)]
-    assert got == [[unneutralise(v) or None for v in row] for row in rows]
+    assert got == expected
 
 
 def test_a_quote_before_a_formula_character_is_read_as_the_downloads_neutralisation() -> None:
