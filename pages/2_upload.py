@@ -328,12 +328,40 @@ try:
         result = clashes(
             (*file_key, decimal_comma), spec_json, target.dataset_id, result, parsed, spec
         )
+    copies = (
+        uploads.earlier_copies(target.dataset_id, digest)
+        if isinstance(target, uploads.ExistingDataset) and target.mode == "append"
+        else []
+    )
 except PortalError as exc:
     show_refusal(exc)
     st.stop()
 
 
 # -- the verdict ------------------------------------------------------------------------------
+
+with st.container():  # drawn every run: a warning that comes and goes moves nothing below it
+    if copies:  # the very same bytes, appended again, would add the same rows a second time
+        assert isinstance(target, uploads.ExistingDataset)
+        said = "; ".join(
+            f"changeset #{c.seq} by {who(c.actor_display_name, c.actor_username)}, "
+            f"{when(c.committed_at)}, {counted(c.rows, 'row')}"
+            for c in copies
+        )
+        st.warning(
+            md_text(
+                f"This very file was uploaded into “{choices[target.dataset_id]}” before ({said}"
+                "): "
+                + (
+                    "appending it adds its rows again, a second time. Go on only if that is "
+                    "what you mean."
+                    if result.ok
+                    else "its rows are there already, so values that must be unique are found"
+                    " twice below. Choose the file you mean to add."
+                )
+            ),
+            icon=":material/content_copy:",
+        )
 
 if not result.ok:
     n = result.error_count
@@ -440,29 +468,9 @@ try:
     needs_reason = isinstance(target, uploads.ExistingDataset) and uploads.reason_required(
         target.dataset_id
     )
-    copies = (
-        uploads.earlier_copies(target.dataset_id, digest)
-        if isinstance(target, uploads.ExistingDataset) and target.mode == "append"
-        else []
-    )
 except PortalError as exc:
     show_error(exc)
     st.stop()
-with st.container():  # drawn every run: a warning that comes and goes moves nothing below it
-    if copies:  # the very same bytes, appended again, would add the same rows a second time
-        said = "; ".join(
-            f"changeset #{c.seq} by {who(c.actor_display_name, c.actor_username)}, "
-            f"{when(c.committed_at)}, {counted(c.rows, 'row')}"
-            for c in copies
-        )
-        st.warning(
-            md_text(
-                f"This very file was uploaded into “{choices[target.dataset_id]}” before ({said}"
-                "): appending it adds its rows again, a second time. Go on only if that is what "
-                "you mean."
-            ),
-            icon=":material/content_copy:",
-        )
 reason = st.text_input(
     "Reason (required; kept in the audit log)"
     if needs_reason

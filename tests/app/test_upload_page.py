@@ -184,6 +184,33 @@ def test_appending_the_very_file_uploaded_before_says_its_rows_would_come_twice(
     assert not [w for w in at.warning if "This very file" in w.value]
 
 
+def test_a_file_uploaded_before_and_refused_for_its_unique_values_says_it_was_uploaded(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """Appended again into a dataset with a unique column, the same file listed every value as
+    found already, and the one line saying why (the file was uploaded before) was not drawn."""
+    from portal.actor import Actor
+    from tests.factories import upload_dataset
+
+    data = b"id,Name\n1,ann\n2,bob\n"
+    at, name = signed_in(fresh_db, "editor")
+    dataset_id = upload_dataset(Actor(name, "Eve E", "editor"), data, name="Ids")
+    show_app(at)
+    at.switch_page("pages/2_upload.py").run()
+    at.radio[0].set_value("An existing dataset").run()
+    [dataset] = [box for box in at.selectbox if box.label == "Dataset"]
+    dataset.set_value(dataset_id).run()
+    at.file_uploader[0].set_value(("ids.csv", data, "text/csv"))
+    at.run()
+    assert not at.exception
+    assert at.error[0].value.startswith("2 cells break the rules, so nothing has been stored.")
+    [warning] = [w.value for w in at.warning if "This very file" in w.value]
+    assert warning.endswith(
+        ", 2 rows): its rows are there already, so values that must be unique are found twice"
+        " below. Choose the file you mean to add."
+    )
+
+
 def test_a_file_refused_for_its_shape_offers_its_problems_as_a_csv_download(
     fresh_db: DatabaseHandle,
 ) -> None:
