@@ -48,6 +48,7 @@ STORED = "upload.stored"  # (dataset id, name) of the rows just stored, linked u
 CONFIRM_REPLACE = "upload.confirm_replace"  # (dataset id, file digest): its dialog is open
 SHAPE_PROBLEMS_LISTED = 10  # up to this many problems of a file's shape are listed as text
 REPLACE_SHOWN = "upload.replace_shown"  # (dataset id, file digest, rows its dialog said)
+DECIMAL_COMMA = "upload.decimal_comma"  # the reading option's tick box
 SPEC_RESETS = "upload.spec_resets"  # a counter in the key draws the rules grid afresh
 PREVIEW_ROWS = 50
 ERRORS_SHOWN = 1_000
@@ -142,7 +143,12 @@ with st.expander("Reading options"):
     decimal_comma = st.checkbox(
         "Numbers use a decimal comma (1.234,56)",
         help="Only with semicolon- or tab-separated files, where the comma cannot separate fields.",
+        key=DECIMAL_COMMA,
     )
+
+
+def read_decimal_commas() -> None:
+    st.session_state[DECIMAL_COMMA] = True
 
 
 @st.cache_data(max_entries=4, show_spinner="Reading the file…")
@@ -362,6 +368,36 @@ with st.container():  # drawn every run: a warning that comes and goes moves not
             ),
             icon=":material/content_copy:",
         )
+
+
+def suggest_decimal_commas() -> None:
+    """A dataset made from a file with decimal commas gets the next such file: "3,25" is no
+    number until the option, folded away under Reading options, is ticked again. When the file
+    read so has fewer cells that are no number, say so, with a button that ticks it."""
+    numeric = {c.label for c in spec.columns if c.type in ("integer", "decimal")}
+
+    def no_numbers(checked: ValidationResult) -> int:
+        return sum(e.rule == "type" and e.column in numeric for e in checked.errors)
+
+    if no_numbers(result) and no_numbers(check(file_key, spec_json, parsed, spec, True)) < (
+        no_numbers(result)
+    ):
+        st.warning(
+            "This file's numbers look written with a decimal comma (1.234,56), which the check"
+            " below did not read as numbers: read them so (the option “Numbers use a decimal"
+            " comma” under Reading options).",
+            icon=":material/lightbulb:",
+        )
+        st.button(
+            "Read numbers with a decimal comma",
+            on_click=read_decimal_commas,
+            key="upload.read_decimal_commas",
+        )
+
+
+with st.container():  # drawn every run: what comes and goes in it moves nothing below
+    if not result.ok and not decimal_comma and parsed.dialect.delimiter != ",":
+        suggest_decimal_commas()
 
 if not result.ok:
     n = result.error_count

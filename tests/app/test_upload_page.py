@@ -211,6 +211,41 @@ def test_a_file_uploaded_before_and_refused_for_its_unique_values_says_it_was_up
     )
 
 
+def test_a_file_with_decimal_commas_appended_is_offered_to_be_read_so(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """A dataset made from a file with decimal commas refused the next such file ("“3,25” is
+    not a number") with no word of the option, folded away under Reading options."""
+    from portal.actor import Actor
+    from tests.factories import upload_dataset
+
+    at, name = signed_in(fresh_db, "editor")
+    dataset_id = upload_dataset(Actor(name, "Eve E", "editor"), b"Name;Price\nann;1.5\n")
+    show_app(at)
+    at.switch_page("pages/2_upload.py").run()
+    at.radio[0].set_value("An existing dataset").run()
+    [dataset] = [box for box in at.selectbox if box.label == "Dataset"]
+    dataset.set_value(dataset_id).run()
+    at.file_uploader[0].set_value(("more.csv", b"Name;Price\ndee;3,2\neve;1.000,5\n", "text/csv"))
+    at.run()
+    assert not at.exception
+    assert at.error[0].value.startswith("2 cells break the rules")
+    [hint] = [w.value for w in at.warning if "decimal comma" in w.value]
+    assert hint.startswith("This file's numbers look written with a decimal comma (1.234,56)")
+    at.button(key="upload.read_decimal_commas").click().run()
+    assert not at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert not [w for w in at.warning if "decimal comma" in w.value]
+    assert "All 2 rows are valid." in texts(at, main_only=True)
+    assert at.checkbox(key="upload.decimal_comma").value
+    # a file whose other values break the rules gets no such hint
+    at.checkbox(key="upload.decimal_comma").uncheck()
+    at.file_uploader[0].set_value(("odd.csv", b"Name;Price\ndee;many\n", "text/csv"))
+    at.run()
+    assert at.error
+    assert not [w for w in at.warning if "decimal comma" in w.value]
+
+
 def test_a_file_refused_for_its_shape_offers_its_problems_as_a_csv_download(
     fresh_db: DatabaseHandle,
 ) -> None:
