@@ -62,7 +62,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.csv as pcsv  # type: ignore[import-untyped]
 
-from portal.csv_safe import FORMULA_TRIGGERS, PLAIN_NUMBER, csv_bytes, neutralise, unneutralise
+from portal.csv_safe import FORMULA_TRIGGERS, PLAIN_VALUE, csv_bytes, neutralise, unneutralise
 from portal.errors import ValidationError
 from portal.spec import MAX_COLUMNS, CellError, ColumnSpec, DatasetSpec, label_key, quoted
 from portal.wording import agreeing, counted
@@ -1036,7 +1036,7 @@ _TRIGGER_CLASS: Final = (
 )
 _FORMULA_PATTERN: Final = "^'*" + _TRIGGER_CLASS
 _NEUTRALISED_PATTERN: Final = "^'('*" + _TRIGGER_CLASS + ")"
-_PLAIN_NUMBER_PATTERN: Final = f"^(?:{PLAIN_NUMBER})$"
+_PLAIN_VALUE_PATTERN: Final = f"^(?:{PLAIN_VALUE})$"
 
 
 def _unsafe_array(array: Any) -> Any:
@@ -1054,7 +1054,7 @@ def _safe_array(array: Any) -> Any:
     array = array.cast(pa.large_string())
     risky = pc.and_(
         pc.match_substring_regex(array, pattern=_FORMULA_PATTERN),
-        pc.invert(pc.match_substring_regex(array, pattern=_PLAIN_NUMBER_PATTERN)),
+        pc.invert(pc.match_substring_regex(array, pattern=_PLAIN_VALUE_PATTERN)),
     )
     quoted = pc.binary_join_element_wise(
         pa.scalar("'", pa.large_string()), array, pa.scalar("", pa.large_string())

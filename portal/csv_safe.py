@@ -31,16 +31,17 @@ from portal.errors import ValidationError
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
 
-PLAIN_NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
-"""A number as spreadsheets read one (no formula can hide in it): left as it is."""
-_PLAIN_NUMBER = re.compile(PLAIN_NUMBER)
+PLAIN_VALUE = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]"
+"""A number as spreadsheets read one, or a sign alone (a dash for "none"): no formula can hide
+in it, so it is left as it is."""
+_PLAIN_VALUE = re.compile(PLAIN_VALUE)
 
 
 def neutralise(value: str) -> str:
     """``value`` with a ``'`` in front if a spreadsheet could read it as a formula, or if it is
-    quotes before such a character (so ``unneutralise`` gives it back exactly); a plain number
-    as it is."""
-    if value.lstrip("'").startswith(FORMULA_TRIGGERS) and not _PLAIN_NUMBER.fullmatch(value):
+    quotes before such a character (so ``unneutralise`` gives it back exactly); a plain number,
+    or a sign alone, as it is."""
+    if value.lstrip("'").startswith(FORMULA_TRIGGERS) and not _PLAIN_VALUE.fullmatch(value):
         return "'" + value
     return value
 

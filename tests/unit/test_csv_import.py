@@ -561,7 +561,7 @@ def test_a_quote_before_a_formula_character_is_read_as_the_downloads_neutralisat
 
 
 def test_formula_neutralisation() -> None:
-    for risky in ["=1+1", "-5+1", "-", "+x", "@SUM(A1)", "\tx", "\rx", "'=x", "''-5", "'-5"]:
+    for risky in ["=1+1", "-5+1", "--", "+x", "@SUM(A1)", "\tx", "\rx", "'=x", "''-5", "'-5", "'-"]:
         assert neutralise(risky) == "'" + risky
     # A plain number is read as that number, never a formula: a quote would make it text (a
     # downloaded column of negative amounts would not add up in a spreadsheet).
@@ -575,6 +575,8 @@ def test_formula_neutralisation() -> None:
         "''",
         "-5",
         "+1",
+        "-",  # a dash for "none", and a plus alone: no formula
+        "+",
         "-125.50",
         "-.5",
         "-1e3",
