@@ -913,6 +913,9 @@ def _slow_parse(text: str, width: int, dialect: Dialect) -> tuple[Any, npt.NDArr
     problem_count = 0
     consumed = 0
     header_seen = False
+    header_line = 1
+    widths: set[int] = set()  # of the rows, as long as every one differs from the header's
+    rows_fit = False
     while True:
         start = consumed + 1
         try:
@@ -931,8 +934,10 @@ def _slow_parse(text: str, width: int, dialect: Dialect) -> tuple[Any, npt.NDArr
         if not row:
             continue
         if not header_seen:
-            header_seen = True
+            header_seen, header_line = True, start
             continue
+        rows_fit = rows_fit or len(row) == width
+        widths.add(len(row))
         if len(row) != width:
             problem_count += 1
             if len(problems) < MAX_PROBLEMS_KEPT:
@@ -949,6 +954,15 @@ def _slow_parse(text: str, width: int, dialect: Dialect) -> tuple[Any, npt.NDArr
         if problem_count > len(problems):
             more = problem_count - len(problems)
             problems.append(f"… {counted(more, 'more problem', 'more problems')} not listed.")
+        if not rows_fit and len(widths) == 1 and min(widths) > width:
+            # A title above the table ("Sales report Q1"): every row "breaks" the header.
+            problems.insert(
+                0,
+                f"line {header_line}, read as the header, has {counted(width, 'field')} and every"
+                f" line after it has {min(widths)}: if it is a title above the table, delete it"
+                " (and any other line above the column names), so that the first line names the"
+                " columns.",
+            )
         raise ImportRefused(
             f"{counted(problem_count, 'line')} of the file"
             " cannot be read as rows of the table. Fix"

@@ -442,6 +442,24 @@ def test_rows_without_any_value_are_left_out_with_their_lines() -> None:
     assert upload(b"a,b\n,2\n").empty_rows == 0  # one value is a row
 
 
+def test_a_title_above_the_table_is_named_as_the_likely_problem() -> None:
+    """A title line read as the header made every good line "break" it, and nothing named
+    line 1."""
+    error = refused(b"Sales report Q1 2024\nName,Qty\nAnn,1\n")
+    assert error.problems[0] == (
+        "line 1, read as the header, has 1 field and every line after it has 2: if it is a"
+        " title above the table, delete it (and any other line above the column names), so"
+        " that the first line names the columns."
+    )
+    assert error.problems[1:] == [
+        "line 2: 2 fields, but the header has 1.",
+        "line 3: 2 fields, but the header has 1.",
+    ]
+    # rows of another width beside rows that fit: the rows are at fault, not the header
+    assert "read as the header" not in str(refused(b"a,b\n1,2,3\n1,2\n").problems)
+    assert "read as the header" not in str(refused(b"a,b,c\n1,2\n3,4\n").problems)
+
+
 def test_many_problems_are_summarised() -> None:
     error = refused(b"a,b\n" + b"1\n" * 30)
     assert len(error.problems) == 30
