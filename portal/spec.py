@@ -1960,6 +1960,16 @@ def _mostly_note(q: str, values: Any, decimal_comma: bool, kept_as: str) -> str 
     )
 
 
+def _letters_of_one_truth(values: Any) -> bool:
+    """The values are single letters (``y``, ``T``) all meaning the same truth: an initial or a
+    code as likely as a yes or no, which as a boolean would be stored as ``true``, the letter
+    lost."""
+    if len(values) > 4 or not pc.all(pc.equal(pc.utf8_length(values), 1)).as_py():
+        return False
+    letters = {str(v).casefold() for v in values.to_pylist()}
+    return not (letters & {"y", "t"} and letters & {"n", "f"})
+
+
 def _first(values: Any, pattern: str) -> str:
     hits = values.filter(pc.match_substring_regex(values, pattern=_anchored(pattern)))
     return str(hits[0].as_py()) if len(hits) else ""
@@ -1972,6 +1982,7 @@ def _infer_type(
     if (
         _all_fit("boolean", values, decimal_comma)
         and not pc.all(pc.is_in(values, value_set=pa.array(["0", "1"], values.type))).as_py()
+        and not _letters_of_one_truth(values)
     ):
         return "boolean", {}, []
     number = _INT_GROUPED if decimal_comma else _INT

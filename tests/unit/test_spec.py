@@ -331,6 +331,12 @@ def test_booleans_but_zero_one_columns_stay_integer() -> None:
     assert [c.type for c in spec.columns] == ["boolean", "boolean", "integer"]
 
 
+def test_single_letters_are_a_boolean_only_with_both_truths() -> None:
+    """A lone "y" or "t" (an initial, a code) was inferred boolean and stored as true."""
+    spec, _ = infer(a=["y"], b=["t", "T"], c=["y", "n"], d=["T", "f", "t"], e=["yes"])
+    assert [c.type for c in spec.columns] == ["text", "text", "boolean", "boolean", "boolean"]
+
+
 def test_a_comma_separated_file_s_grouped_numbers_are_said_to_have_thousands_separators() -> None:
     """Quoted "1,200" in a comma-separated file was said to look like a decimal comma, and the
     option it pointed to stored 1.200: such files group thousands with commas."""
