@@ -814,8 +814,10 @@ def _read_header(text: str, dialect: Dialect) -> tuple[int, list[str]]:
         if not key:
             continue  # left out when it has no values either, once the rows are read
         if key in seen:
+            first = header[seen[key] - 1].strip()
+            named = f"“{first}”" + (f" and “{label.strip()}”" if label.strip() != first else "")
             problems.append(
-                f"columns {seen[key]} and {position} are both named “{label.strip()}” (names are"
+                f"columns {seen[key]} and {position} are both named {named} (names are"
                 " compared ignoring case, surrounding spaces and how accents are encoded):"
                 " rename one."
             )

@@ -232,7 +232,10 @@ CORPUS: list[Case] = [
     Case(
         "case-duplicate-header",
         b'"Name","name "\nx,y\n',
-        Refused(ImportRefused, (HEADER, "columns 1 and 2 are both named “name”", "ignoring case")),
+        Refused(
+            ImportRefused,
+            (HEADER, "columns 1 and 2 are both named “Name” and “name”", "ignoring case"),
+        ),
     ),
     Case(
         "blank-header-cell",

@@ -401,9 +401,13 @@ def test_text_after_a_closing_quote_is_a_problem_not_silently_joined() -> None:
 @pytest.mark.parametrize(
     ("data", "fragment"),
     [
-        (b"Name,qty,name \n1,2,3\n", "columns 1 and 3 are both named “name”"),
+        (b"Name,qty,name \n1,2,3\n", "columns 1 and 3 are both named “Name” and “name”"),
+        (b"a,b,a\n1,2,3\n", "columns 1 and 3 are both named “a” (names"),
         # the same name, é precomposed and as e + a combining accent
-        ("Qt\u00e9,Qte\u0301\n1,2\n".encode(), "columns 1 and 2 are both named “Qte\u0301”"),
+        (
+            "Qt\u00e9,Qte\u0301\n1,2\n".encode(),
+            "columns 1 and 2 are both named “Qt\u00e9” and “Qte\u0301”",
+        ),
         (b"a,,b\n1,2,3\n", "column 2 has no name"),
         (b"a, ,b\n1,2,3\n", "column 2 has no name"),
         (b"a,b\n", "no data rows"),
