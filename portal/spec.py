@@ -2027,6 +2027,20 @@ def _infer_type(
         if not _np(pc.not_equal(offsets, "")).all():
             notes.append(f"{q}: some values have no UTC offset; they will be read as UTC.")
         return "datetime", {}, notes
+    if _all_match(values, _DRESSED_NUMBER) and _matches(values, _DRESSED).any():
+        example = _first(values, _DRESSED)
+        percent = bool(_matches(values, r".*%").any())
+        what, plain = (
+            ("percentages", "0.12 or 12 for 12%")
+            if percent
+            else ("amounts with a currency sign", "1200.50 for $1,200.50")
+        )
+        note = (
+            f"{q}: values such as {quoted(example)} look like {what}, whose signs and separators"
+            " are not read as part of a number, so the column is kept as text; to store them as"
+            f" numbers, save the file with plain numbers ({plain})."
+        )
+        return "text", {}, [note]
     example = _first(values, r".*,.*")
     if example and comma_separated and _all_match(values, _THOUSANDS):
         # "1,200" quoted in a comma-separated file: a thousands separator, as such files
@@ -2052,6 +2066,13 @@ def _infer_type(
     return None
 
 
+_DRESSED_NUMBER: Final = (
+    r"[(+-]?[ ]?[$€£¥]?[ ]?[+-]?[0-9][0-9., \x{00a0}\x{202f}']*[ ]?(?:[$€£¥%]|EUR|USD|GBP)?[)]?"
+)
+"""A number as a spreadsheet may show it: a currency sign or code, a percent sign, thousands
+separators, parentheses for a negative amount …"""
+_DRESSED: Final = r".*(?:[$€£¥%]|EUR|USD|GBP).*"
+"""… of which a currency sign or code, or a percent sign, makes it an amount or percentage."""
 _THOUSANDS: Final = r"[+-]?[0-9]{1,3}(?:,[0-9]{3})*(?:\.[0-9]+)?"
 """A number whose digits are grouped by thousands with commas (``1,200``, ``12,345.67``)."""
 

@@ -355,6 +355,25 @@ def test_a_comma_separated_file_s_grouped_numbers_are_said_to_have_thousands_sep
     assert "choose the decimal-comma option to read them as numbers." in notes[0]
 
 
+@pytest.mark.parametrize(
+    ("values", "said"),
+    [
+        (["$1,200.50", "$3.00", "($5.00)"], "“$1,200.50” look like amounts with a currency sign"),
+        (["1 200,50 €", "3,00 €"], "“1 200,50 €” look like amounts with a currency sign"),
+        (["12%", "5.5%"], "“12%” look like percentages"),
+    ],
+)
+def test_amounts_and_percentages_kept_as_text_say_how_to_store_numbers(
+    values: list[str], said: str
+) -> None:
+    """They were kept as text without a word, as plain numbers with leading zeros were not."""
+    spec, notes = infer(a=values)
+    assert spec.columns[0].type == "text"
+    assert said in notes[0]
+    assert "save the file with plain numbers" in notes[0]
+    assert infer(a=["Room 5%", "Hall"])[1] == []  # words with a percent sign are no percentage
+
+
 def test_numbers_decimals_and_their_scale() -> None:
     spec, _ = infer(a=["1", "-2", "+3"], b=["1.5", "2.250", "3"], c=["1e5", "2"])
     assert [(c.type, c.scale) for c in spec.columns] == [
