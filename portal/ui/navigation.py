@@ -20,10 +20,12 @@ import contextlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 from streamlit.navigation.page import StreamlitPage
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from portal.actor import Actor
 from portal.signin import SignedIn
@@ -67,6 +69,27 @@ def pages_for(signed: SignedIn | None) -> list[PageSpec]:
     return [page for page in PAGES if signed.actor.can(page.role)]
 
 
+HOME_NAME: Final = "home"
+"""Home's name as an address: Streamlit reserves it for the default page (inferred from
+``pages/1_home.py``) yet serves that page only at "/"."""
+
+
+def _home_by_name() -> None:
+    """Have "/home" (a bookmark of Home, or the address every other page's suggests) run Home
+    as "/" does: Streamlit answered it with "Page not found" drawn over Home. A page of its own
+    at that address cannot be registered (the name is reserved), and giving Home another name
+    changes every page's identity, so the request is read as one for "/" before the pages are
+    resolved (``PagesManager``, as Streamlit 1.67 has it)."""
+    ctx = get_script_run_ctx()
+    manager = ctx.pages_manager if ctx is not None else None
+    if (
+        manager is not None
+        and not manager.intended_page_script_hash
+        and manager.intended_page_name == HOME_NAME
+    ):
+        manager.set_script_intent("", "")
+
+
 def navigation(signed: SignedIn | None) -> StreamlitPage:
     """Register every page, listing in the menu those ``pages_for`` this person, and return the
     one to run.
@@ -85,6 +108,7 @@ def navigation(signed: SignedIn | None) -> StreamlitPage:
         )
         for spec in PAGES
     }
+    _home_by_name()
     asked = st.navigation(
         list(pages.values()), position="sidebar" if signed is not None else "hidden"
     )
