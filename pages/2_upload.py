@@ -281,7 +281,8 @@ def edit_spec(parsed: ParsedCSV) -> DatasetSpec:
     st.subheader("Columns")
     st.caption(
         "Check the type and rules of each column; the database will enforce them. Options are "
-        f"separated by “{uploads.OPTION_SEPARATOR}”."
+        f"separated by “{uploads.OPTION_SEPARATOR}”; a date format is used by date columns only,"
+        " decimal places by decimal columns only."
     )
     if notes:  # one box, a line per column: a box each buried the grid under them
         st.info("\n".join(f"- {md_text(note)}" for note in notes), icon=":material/lightbulb:")

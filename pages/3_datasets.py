@@ -29,7 +29,7 @@ from portal.browse import (
 from portal.db import session_scope
 from portal.errors import PortalError, ValidationError
 from portal.profile import EXACT_ROWS, Profile, column_profile
-from portal.spec import ROW_ID, DatasetSpec, editor_columns
+from portal.spec import DATE_FORMATS, MAX_DECIMAL_DIGITS, ROW_ID, DatasetSpec, editor_columns
 from portal.ui import current_actor, exports, md_escape, md_text, notices, require
 from portal.ui.column_config import EMPTY_CELL, column_config, counts, rules_config
 from portal.ui.db_retry import show_error, show_refusal, show_write_error
@@ -319,7 +319,7 @@ TYPE_WORDS = {
     "integer": "integer (whole numbers)",
     "decimal": "decimal",
     "boolean": "yes / no",
-    "date": "date (YYYY-MM-DD)",
+    "date": "date",
     "datetime": "date and time",
     "category": "category (one of a list of options)",
 }
@@ -346,6 +346,24 @@ def add_column_form(info: browse.DatasetInfo) -> None:
             placeholder=f"low {uploads.OPTION_SEPARATOR} medium {uploads.OPTION_SEPARATOR} high",
             key=f"{key}.options",
         )
+        # Fixed once the column is added, as its type is (they decide how values are read).
+        places_col, format_col = st.columns(2)
+        places = places_col.number_input(
+            "Decimal places (a decimal only)",
+            min_value=0,
+            max_value=MAX_DECIMAL_DIGITS,
+            value=None,
+            step=1,
+            placeholder="as many as each value has",
+            key=f"{key}.scale",
+        )
+        date_format = format_col.selectbox(
+            "Date format (a date only)",
+            DATE_FORMATS,
+            help="How its values are written where they are typed as text (a file, the value"
+            " below); YYYY-MM-DD is always read too.",
+            key=f"{key}.format",
+        )
         fill = st.text_input(
             f"Value for the {rows} it has now (optional)",
             help="Every row the dataset has now gets this value; rows added later get what "
@@ -367,6 +385,8 @@ def add_column_form(info: browse.DatasetInfo) -> None:
                 column_type=kind,
                 required=required,
                 options=options.split(uploads.OPTION_SEPARATOR) if options.strip() else None,
+                scale=int(places) if kind == "decimal" and places is not None else None,
+                date_format=date_format if kind == "date" else None,
                 fill=fill,
                 expected_version=st.session_state[f"{key}.seen"],
                 reason=why,

@@ -44,7 +44,7 @@ from portal.rule_changes import (
     locked_spec,
     open_schema_changeset,
 )
-from portal.spec import CellError, ColumnSpec, ColumnType, DatasetSpec, column_json
+from portal.spec import CellError, ColumnSpec, ColumnType, DatasetSpec, DateFormat, column_json
 from portal.wording import counted
 
 ADDABLE_TYPES: Final[tuple[ColumnType, ...]] = specs.COLUMN_TYPES
@@ -62,13 +62,16 @@ def add_column(
     column_type: ColumnType,
     required: bool = False,
     options: Sequence[str] | None = None,
+    scale: int | None = None,
+    date_format: DateFormat | None = None,
     fill: object = None,
     expected_version: int,
     reason: str,
 ) -> int:
     """Add a column at the end of the dataset's table, as one ``schema`` changeset; returns its
     id. ``fill``: the value every existing row gets (as typed in a form or a CSV cell; None or
-    empty for no value).
+    empty for no value). ``scale`` (decimal places, a decimal only) and ``date_format`` (a date
+    only; YYYY-MM-DD is always read) cannot change afterwards, as a column's type cannot.
 
     Raises:
         PermissionDenied: the actor is not an admin.
@@ -90,7 +93,7 @@ def add_column(
     dataset, old = locked_spec(session, dataset_id, expected_version)
     # A removed column's name is not used again: the log's rows still hold its values under it.
     removed = removed_columns(session, dataset.id)
-    column = _column(old, label, column_type, required, options, removed)
+    column = _column(old, label, column_type, required, options, removed, scale, date_format)
     new = DatasetSpec((*old.columns, column), version=old.version + 1)
     check_labels(new, "type the label again without it")
     value = _fill_value(column, fill)
@@ -132,6 +135,8 @@ def _column(
     required: bool,
     options: Sequence[str] | None,
     removed: Collection[str],
+    scale: int | None = None,
+    date_format: DateFormat | None = None,
 ) -> ColumnSpec:
     """The new column, its physical name one the table does not have, nor had (``removed``).
 
@@ -166,7 +171,13 @@ def _column(
     (name,) = specs.physical_names([label], taken=taken_names, start=len(spec.columns) + 1)
     try:
         return ColumnSpec(
-            label=label, name=name, type=column_type, required=required, options=cleaned
+            label=label,
+            name=name,
+            type=column_type,
+            required=required,
+            options=cleaned,
+            scale=scale,
+            format=None if date_format == specs.ISO_DATE else date_format,
         )
     except ValidationError as exc:
         raise ValidationError(f"{exc} Nothing was changed.") from None

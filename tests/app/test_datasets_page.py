@@ -5,6 +5,8 @@ download recorded as an export event."""
 from __future__ import annotations
 
 import json
+from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -891,6 +893,39 @@ def test_an_admin_removes_a_column_after_confirming_why(fresh_db: DatabaseHandle
         "remove_column",
         "Note",
     )
+
+
+def test_a_column_is_added_with_its_date_format_or_decimal_places(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """The form had neither, and the rules grid keeps them fixed: a decimal column added stayed
+    without decimal places for good, a date column read only YYYY-MM-DD."""
+    dataset_id, _ = seed_people(fresh_db)
+    at, _ = datasets_page(fresh_db, "admin")
+    open_dataset(at, dataset_id)
+    key = f"datasets.{dataset_id}.add_column.0"
+    _add_column_fields(at, key, label="Due", fill="05/03/2024", reason="deadlines")
+    at.selectbox(key=f"{key}.type").select("date")
+    at.selectbox(key=f"{key}.format").select("DD/MM/YYYY")
+    at.number_input(key=f"{key}.scale").set_value(2)  # a decimal's only: not sent for a date
+    [add] = [b for b in at.button if b.label == "Add column"]
+    add.click().run()
+    assert not at.exception
+    assert "Added the column “Due”" in at.success[0].value
+    key = f"datasets.{dataset_id}.add_column.1"
+    _add_column_fields(at, key, label="Cost", fill="1.5", reason="costs")
+    at.selectbox(key=f"{key}.type").select("decimal")
+    at.number_input(key=f"{key}.scale").set_value(2)
+    [add] = [b for b in at.button if b.label == "Add column"]
+    add.click().run()
+    assert not at.exception
+    table = table_name(fresh_db.app, dataset_id)
+    with fresh_db.app.connect() as conn:
+        assert conn.execute(text(f"SELECT DISTINCT due, cost FROM data.{table}")).all() == [
+            (date(2024, 3, 5), Decimal("1.50"))
+        ]
+        columns = conn.scalar(text("SELECT spec FROM portal.datasets"))["columns"][-2:]
+    assert [(c.get("format"), c.get("scale")) for c in columns] == [("DD/MM/YYYY", None), (None, 2)]
 
 
 def test_a_column_label_is_shown_as_written_in_the_messages(fresh_db: DatabaseHandle) -> None:

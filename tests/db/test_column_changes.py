@@ -207,6 +207,32 @@ def test_every_type_of_column_is_read_back_from_the_log_exactly(
     _no_drift(dataset_id)  # compares the log's values with the table's, a decimal's scale too
 
 
+def test_a_column_is_added_with_its_decimal_places_or_date_format(
+    fresh_db: DatabaseHandle, people: tuple[Actor, Actor, int]
+) -> None:
+    """The form had neither, and neither can be set once the column is added."""
+    admin, _, dataset_id = people
+    _add(admin, dataset_id, "Cost", "decimal", scale=2, fill="1.5")
+    _add(
+        admin,
+        dataset_id,
+        "Due",
+        "date",
+        date_format="DD/MM/YYYY",
+        fill="05/03/2024",
+        **{"expected_version": 2},
+    )
+    _add(admin, dataset_id, "Since", "date", date_format="YYYY-MM-DD", expected_version=3)
+    with session_scope() as s:
+        columns = dataset_spec(get_dataset(session=s, dataset_id=dataset_id)).columns[-3:]
+    assert [(c.scale, c.format) for c in columns] == [(2, None), (None, "DD/MM/YYYY"), (None, None)]
+    assert dataset_rows(fresh_db.app, dataset_id, "cost, due")[0] == (
+        Decimal("1.50"),
+        date(2024, 3, 5),
+    )
+    _no_drift(dataset_id)
+
+
 def test_a_physical_name_taken_gets_a_suffix(
     fresh_db: DatabaseHandle, people: tuple[Actor, Actor, int]
 ) -> None:
@@ -286,6 +312,10 @@ def test_reverting_a_delete_from_before_a_required_column_is_refused_clearly(
         ("admin", "Level", "category", {"options": ["a"], "fill": "b"}, "does not fit “Level”"),
         ("admin", "Level", "text", {"options": ["a"]}, "Only a category column"),
         ("admin", "Level", "money", {}, "Unknown type 'money'"),
+        ("admin", "Cost", "decimal", {"scale": 2, "fill": "1.234"}, "does not fit “Cost”"),
+        ("admin", "Cost", "integer", {"scale": 2}, "only a decimal column can have decimal"),
+        ("admin", "Due", "text", {"date_format": "DD/MM/YYYY"}, "only a date column can have"),
+        ("admin", "Due", "date", {"date_format": "DD/MM/YYYY", "fill": "13/13/2024"}, "does not"),
     ],
 )
 def test_a_refused_column_writes_nothing(
