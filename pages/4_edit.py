@@ -919,8 +919,7 @@ if doubtful:
     n = len(doubtful)
     st.warning(
         f"{counted(n, 'date')} to check before you commit: "
-        f"{agreeing(n, 'its year is', 'their years are')} far from today, which is often a "
-        "slip of the grid's date field.",
+        f"{agreeing(n, 'it looks like', 'they look like')} a slip of the grid's date field.",
         icon=":material/event_busy:",
     )
     table(
@@ -951,9 +950,8 @@ def confirm(changes: ChangeSet, reason: str) -> None:
     st.write(f"Reason: {md_escape(reason) or '(none)'}")
     if doubtful:
         st.warning(
-            f"{counted(len(doubtful), 'date')} listed under the review "
-            f"{agreeing(len(doubtful), 'has a year', 'have years')} far from today: commit "
-            "only if that is what you meant.",
+            f"{counted(len(doubtful), 'date')} listed under the review to check: commit only"
+            f" if {agreeing(len(doubtful), 'it is', 'they are')} what you meant.",
             icon=":material/event_busy:",
         )
     left, right = st.columns(2)

@@ -40,7 +40,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
 from itertools import chain, islice
@@ -533,38 +533,50 @@ LIKELY_YEARS: Final = range(1900, 2101)
 """Years a date typed in the Edit page's grid is taken to mean without a second look."""
 
 
-def doubtful_dates(changes: ChangeSet, spec: DatasetSpec) -> list[EditProblem]:
-    """New date and date-time values of a year outside ``LIKELY_YEARS``, in columns whose rules
-    set no minimum or maximum (those rule on it), for the review to ask about: the grid's date
-    field reads what is typed in the browser's order (month/day/year in the United States), so
-    2024-04-01 typed there becomes the year 401, with nothing said. Not refused: such a date
-    may be meant."""
-    dated = {
-        c.name: c
-        for c in spec.columns
-        if c.type in ("date", "datetime") and c.min is None and c.max is None
-    }
+def doubtful_dates(
+    changes: ChangeSet, spec: DatasetSpec, today: date | None = None
+) -> list[EditProblem]:
+    """New dates the review asks about, as likely slips of the grid's date field. Not refused:
+    such a date may be meant.
+
+    - A date or date-time of a year outside ``LIKELY_YEARS``, in a column whose rules set no
+      minimum or maximum (those rule on it): the field reads what is typed in the browser's
+      order (month/day/year in the United States), so 2024-04-01 typed there becomes the year
+      401, with nothing said.
+    - A date cell changed to ``today`` (UTC, or a day either side: the browser's own day): the
+      grid turns a date pasted that it cannot read (2024-02-30, 31/12/2024) into today's, with
+      nothing said. A new row dated today is not asked about: it is what most of them mean.
+    """
+    today = today or datetime.now(UTC).date()
+    around_today = {today - timedelta(days=1), today, today + timedelta(days=1)}
+    dated = {c.name: c for c in spec.columns if c.type in ("date", "datetime")}
     found: list[EditProblem] = []
 
-    def look(values: Mapping[str, Value], where: str) -> None:
+    def look(values: Mapping[str, Value], where: str, *, changed: bool) -> None:
         for name, value in values.items():
             column = dated.get(name)
-            if isinstance(value, date) and column is not None and value.year not in LIKELY_YEARS:
-                found.append(
-                    EditProblem(
-                        where,
-                        column.label,
-                        _shown(value),
-                        f"The year {value.year} is far from today: check it was meant (the "
-                        "grid's date field takes what is typed in your browser's order, such as "
-                        "month/day/year), and type the date again if not.",
-                    )
+            if not isinstance(value, date) or column is None:
+                continue
+            if value.year not in LIKELY_YEARS and column.min is None and column.max is None:
+                check = (
+                    f"The year {value.year} is far from today: check it was meant (the "
+                    "grid's date field takes what is typed in your browser's order, such as "
+                    "month/day/year), and type the date again if not."
                 )
+            elif changed and column.type == "date" and value in around_today:
+                check = (
+                    "Today's date: check it was meant (the grid turns a pasted date it cannot"
+                    " read, such as 2024-02-30 or 31/12/2024, into today's), and type the date"
+                    " again if not."
+                )
+            else:
+                continue
+            found.append(EditProblem(where, column.label, _shown(value), check))
 
     for u in changes.updates:
-        look(u.after, _where(u.row_id))
+        look(u.after, _where(u.row_id), changed=True)
     for n, i in enumerate(changes.inserts, start=1):
-        look(i.values, f"new row {n}")
+        look(i.values, f"new row {n}", changed=False)
     return found
 
 

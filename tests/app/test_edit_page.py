@@ -1399,7 +1399,9 @@ def test_a_date_of_a_year_far_from_today_is_asked_about_before_the_commit(
     )
     assert not at.exception
     [warning] = [w.value for w in at.warning]
-    assert warning.startswith("1 date to check before you commit: its year is far from today")
+    assert warning == (
+        "1 date to check before you commit: it looks like a slip of the grid's date field."
+    )
     [asked] = [f.value for f in at.main.dataframe if "Check" in f.value.columns]
     assert asked[["Where", "Column", "Value"]].values.tolist() == [
         ["new row 1", "Since", "0401-02-04"]

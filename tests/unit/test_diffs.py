@@ -1445,6 +1445,29 @@ def test_dates_far_from_today_are_asked_about_where_no_rule_bounds_them() -> Non
     ]
 
 
+def test_a_date_cell_changed_to_today_is_asked_about() -> None:
+    """The grid turns a pasted date it cannot read (2024-02-30, 31/12/2024) into today's: the
+    review showed "2020-01-13 → 2026-12-05" like any other edit, and it was committed."""
+    spec = DatasetSpec(
+        (
+            ColumnSpec("Born", "born", "date", max="2100-01-01"),
+            ColumnSpec("Seen", "seen", "datetime"),
+        )
+    )
+    today = date(2026, 12, 5)
+    changes = ChangeSet(
+        updates=(
+            RowUpdate(3, 1, {"born": date(2020, 1, 13)}, {"born": date(2026, 12, 6)}),
+            RowUpdate(4, 1, {"born": None}, {"born": date(2026, 11, 30)}),  # another day
+            RowUpdate(5, 1, {"seen": None}, {"seen": datetime(2026, 12, 5, tzinfo=UTC)}),
+        ),
+        inserts=(RowInsert({"born": today, "seen": None}),),  # a new row dated today: meant
+    )
+    asked = diffs.doubtful_dates(changes, spec, today=today)
+    assert [(a.where, a.column, a.value) for a in asked] == [("row 3", "Born", "2026-12-06")]
+    assert asked[0].message.startswith("Today's date: check it was meant (the grid turns a")
+
+
 def test_only_columns_drops_the_cells_of_removed_columns_and_counts_the_edits() -> None:
     changes = ChangeSet(
         updates=(
