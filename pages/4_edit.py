@@ -692,12 +692,6 @@ if not choosing:
             args=(dataset_id, replace(view, offset=read.offset + view.size)),
             width="stretch",
         )
-        if window.as_text:
-            st.caption(
-                ", ".join(f"“{md_escape(labels[n])}”" for n in spec.names if n in window.as_text)
-                + ": shown as text, exactly as stored (a browser would show numbers this long "
-                "rounded); what you type there is kept to the last digit, and checked as a number."
-            )
         if any(window.shown.index < 0):
             st.caption("Rows with a negative id are new rows you added earlier, not committed yet.")
         history_links(

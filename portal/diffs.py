@@ -59,7 +59,6 @@ from portal.spec import (
     Value,
     as_grid_text,
     browser_exact,
-    browser_rounds,
     escape_surrogates,
     is_missing,
     stored_decimal,
@@ -206,10 +205,9 @@ class Window:
     committed values of the committed rows, indexed the same way, and ``versions`` their
     ``_version``. ``outside`` has the pending changes to rows not in this window.
 
-    ``grid`` is ``shown`` as passed to the editor: the integer and decimal columns holding a
-    value a browser's grid would show rounded (``as_text``; ``portal.spec.browser_shows``) are
-    text there, so the stored values show as they are and what is typed in them arrives as
-    text, exactly.
+    ``grid`` is ``shown`` as passed to the editor: the integer and decimal columns
+    (``as_text``, ``EDITED_AS_TEXT``) are text there, so the stored values show as they are and
+    what is typed or pasted in them arrives as text, exactly, to be read as a file's cell is.
     """
 
     spec: DatasetSpec
@@ -221,7 +219,7 @@ class Window:
     """The committed rows of ``shown`` holding pending changes (their shown values differ from
     ``base``)."""
     as_text: frozenset[str] = frozenset()
-    """The number columns given to the editor as text (see ``grid``)."""
+    """The number columns, given to the editor as text (see ``grid``)."""
     checked: dict[tuple[Any, ...], Any] = field(default_factory=dict, compare=False, repr=False)
     """What each cell value the editor sent checked to, by column and value (``_verdict``): the
     Edit page checks the whole editor state on every run, so a cell is checked once, not at
@@ -317,8 +315,16 @@ def make_window(
         deletes=tuple(d for d in pending.deletes if d.row_id not in here),
     )
     edited = frozenset(u.row_id for u in pending.updates if u.row_id in here)
-    as_text = frozenset(c.name for c in spec.columns if browser_rounds(c, shown[c.name]))
+    as_text = frozenset(c.name for c in spec.columns if c.type in EDITED_AS_TEXT)
     return Window(spec, shown, base, versions, outside, edited, as_text)
+
+
+EDITED_AS_TEXT: Final = ("integer", "decimal")
+"""The types whose columns the editor is given as text: what is typed or pasted there reaches
+the server as written and is read as an uploaded file's cell is. A browser's number cell
+changes numbers before sending them, without a word: pasted 12,5 becomes 125, 15.7 in a whole
+number column 15, 1.234 in one of two decimal places 1.23 (the cell's step cuts the digits),
+and a paste it cannot read (abc, €12.30) leaves the old value; a number past 2^53 is rounded."""
 
 
 def _cell(value: Value) -> Any:

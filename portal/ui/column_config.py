@@ -86,14 +86,17 @@ def rules_config() -> dict[str, Any]:
 
 
 _AS_TEXT_HELP = {
-    "number": " Shown as text, to the last digit: a browser would show numbers this long rounded.",
+    "number": " Typed as text and read as a file's cell is: exactly what you type or paste.",
     "datetime": " Shown as text, to the microsecond: a browser would show times to the second.",
 }
 
 
 def _as_text(c: EditorColumn) -> Any:
     return st.column_config.TextColumn(
-        label=c.label, help=c.help + _AS_TEXT_HELP[c.kind], disabled=c.disabled
+        label=c.label,
+        help=c.help + _AS_TEXT_HELP[c.kind],
+        disabled=c.disabled,
+        alignment="right" if c.kind == "number" else None,  # numbers line up as in a sheet
     )
 
 

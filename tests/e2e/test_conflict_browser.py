@@ -120,7 +120,7 @@ def alice_commits(page: Page, grid: Locator, shot: Shots) -> None:
         row=0,
         anchor="1",
         right=2,
-        kind="number",
+        kind="text",
         before="1",
         value="5",
         done=lambda: expect(metric(page, "Cells changed")).to_have_text("1", timeout=SLOW),

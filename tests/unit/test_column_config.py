@@ -62,8 +62,10 @@ def test_number_and_date_time_columns_named_as_text_are_text_columns_that_say_wh
     big, at = config["big"], config["at"]
     assert (big["type_config"]["type"], big.get("required")) == ("text", None)
     assert "required" in big["help"]
-    assert "to the last digit" in big["help"]
+    assert "Typed as text and read as a file's cell is" in big["help"]
+    assert big["alignment"] == "right"  # numbers line up
     assert at["type_config"]["type"] == "text"
+    assert at.get("alignment") is None
     assert "to the microsecond" in at["help"]
     assert settings(config["note"]) == {"type": "text"}  # as it was
     assert "at most 5 characters" in config["note"]["help"]
