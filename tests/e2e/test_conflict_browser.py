@@ -150,7 +150,7 @@ def bert_edits_the_old_rows(page: Page, grid: Locator, shot: Shots) -> None:
     Note (Alice left it), bob's Note (Alice deleted bob)."""
     cells = metric(page, "Cells changed")
     typed = [  # row, its Row id, columns right of Row id, kind, before, after
-        (0, "1", 2, "number", "1", "9"),
+        (0, "1", 2, "text", "1", "9"),
         (0, "1", 4, "text", "first", "checked by Bert"),
         (1, "2", 4, "text", "", "bob moved"),
     ]
