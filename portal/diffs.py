@@ -667,13 +667,11 @@ def _too_many_new_rows(window: Window, added: int) -> EditProblem | None:
 
 def _unreadable(window: Window, state: object) -> list[EditProblem]:
     """The cells of a state that fits the window whose value the grid fails on, rather than
-    skips, when it applies the state to its frame: in a decimal column, what ``Decimal(str())``
-    cannot read (a word, an empty text, a boolean); in a date column, a date pandas reads with
-    a year outside 1 to 9999 (``0000-01-01``)."""
-    columns = {  # a number column given to the grid as text takes any text
-        c.name: c
-        for c in window.spec.columns
-        if c.type in ("decimal", "date") and c.name not in window.as_text
+    skips, when it applies the state to its frame: in a date column, a date pandas reads with
+    a year outside 1 to 9999 (``0000-01-01``). (Number columns are text to the grid, which
+    takes any value there: ``EDITED_AS_TEXT``.)"""
+    columns = {
+        c.name: c for c in window.spec.columns if c.type == "date" and c.name not in window.as_text
     }
     if not columns:
         return []
@@ -690,14 +688,13 @@ def _unreadable(window: Window, state: object) -> list[EditProblem]:
             column = columns.get(name)
             if column is None or _grid_reads(column, raw):
                 continue
-            what = "a number" if column.type == "decimal" else "a date between years 1 and 9999"
             problems.append(
                 EditProblem(
                     where,
                     column.label,
                     _shown(raw),
-                    f"the grid cannot read this as {what}; reload the page and make the edits "
-                    "again",
+                    "the grid cannot read this as a date between years 1 and 9999; reload the"
+                    " page and make the edits again",
                 )
             )
             if len(problems) > MAX_PROBLEMS_SHOWN:  # a forged state: enough to refuse it
@@ -706,18 +703,10 @@ def _unreadable(window: Window, state: object) -> list[EditProblem]:
 
 
 def _grid_reads(column: ColumnSpec, raw: object) -> bool:
-    """Whether Streamlit's grid can apply ``raw`` to a cell of ``column`` (a decimal or a
-    date), as it reads one: a value it cannot read at all (a list, a dict for a date) it skips;
-    these are the ones it fails on."""
+    """Whether Streamlit's grid can apply ``raw`` to a cell of ``column`` (a date), as it
+    reads one: a value it cannot read at all (a list, a dict) it skips; these are the ones it
+    fails on."""
     if raw is None or isinstance(raw, list):
-        return True
-    if column.type == "decimal":
-        try:
-            Decimal(str(raw))
-        except (ValueError, TypeError, OverflowError):  # skipped (before the decimal's error)
-            return True
-        except ArithmeticError:  # decimal.InvalidOperation
-            return False
         return True
     try:
         moment = pd.Timestamp(cast(Any, raw))
