@@ -156,31 +156,41 @@ def test_adding_rows_to_a_dataset_that_needs_a_reason_waits_for_one(
         )
 
 
-def test_appending_the_very_file_uploaded_before_says_its_rows_would_come_twice(
-    fresh_db: DatabaseHandle,
-) -> None:
-    """The same file appended again stored its rows a second time without a word, though the
-    log keeps every upload's fingerprint."""
+def appending_to(db: DatabaseHandle, data: bytes, name: str) -> tuple[AppTest, str]:
+    """The Upload page of an editor (display name Eve E), appending to the dataset ``name``
+    they made from ``data``; returns it and their username."""
     from portal.actor import Actor
     from tests.factories import upload_dataset
 
-    at, name = signed_in(fresh_db, "editor")
-    dataset_id = upload_dataset(Actor(name, "Eve E", "editor"), UPLOAD, name="People")
+    at, username = signed_in(db, "editor")
+    dataset_id = upload_dataset(Actor(username, "Eve E", "editor"), data, name=name)
     show_app(at)
     at.switch_page("pages/2_upload.py").run()
     at.radio[0].set_value("An existing dataset").run()
     [dataset] = [box for box in at.selectbox if box.label == "Dataset"]
     dataset.set_value(dataset_id).run()
-    at.file_uploader[0].set_value(("again.csv", UPLOAD, "text/csv"))  # another name, same bytes
-    at.run()
+    return at, username
+
+
+def choose_file(at: AppTest, filename: str, data: bytes) -> AppTest:
+    at.file_uploader[0].set_value((filename, data, "text/csv"))
+    return at.run()
+
+
+def test_appending_the_very_file_uploaded_before_says_its_rows_would_come_twice(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """The same file appended again stored its rows a second time without a word, though the
+    log keeps every upload's fingerprint."""
+    at, name = appending_to(fresh_db, UPLOAD, "People")
+    choose_file(at, "again.csv", UPLOAD)  # another name, same bytes
     assert not at.exception
     [warning] = [w.value for w in at.warning if "This very file" in w.value]
     assert warning.startswith(
         f"This very file was uploaded into “People” before (changeset #1 by Eve E ({name}), "
     )
     assert ", 2 rows): appending it adds its rows again, a second time." in warning
-    at.file_uploader[0].set_value(("more.csv", b"Name,Qty\ncy,3\n", "text/csv"))
-    at.run()
+    choose_file(at, "more.csv", b"Name,Qty\ncy,3\n")
     assert not [w for w in at.warning if "This very file" in w.value]
 
 
@@ -189,19 +199,9 @@ def test_a_file_uploaded_before_and_refused_for_its_unique_values_says_it_was_up
 ) -> None:
     """Appended again into a dataset with a unique column, the same file listed every value as
     found already, and the one line saying why (the file was uploaded before) was not drawn."""
-    from portal.actor import Actor
-    from tests.factories import upload_dataset
-
     data = b"id,Name\n1,ann\n2,bob\n"
-    at, name = signed_in(fresh_db, "editor")
-    dataset_id = upload_dataset(Actor(name, "Eve E", "editor"), data, name="Ids")
-    show_app(at)
-    at.switch_page("pages/2_upload.py").run()
-    at.radio[0].set_value("An existing dataset").run()
-    [dataset] = [box for box in at.selectbox if box.label == "Dataset"]
-    dataset.set_value(dataset_id).run()
-    at.file_uploader[0].set_value(("ids.csv", data, "text/csv"))
-    at.run()
+    at, _ = appending_to(fresh_db, data, "Ids")
+    choose_file(at, "ids.csv", data)
     assert not at.exception
     assert at.error[0].value.startswith("2 cells break the rules, so nothing has been stored.")
     [warning] = [w.value for w in at.warning if "This very file" in w.value]
@@ -216,18 +216,8 @@ def test_a_file_with_decimal_commas_appended_is_offered_to_be_read_so(
 ) -> None:
     """A dataset made from a file with decimal commas refused the next such file ("“3,25” is
     not a number") with no word of the option, folded away under Reading options."""
-    from portal.actor import Actor
-    from tests.factories import upload_dataset
-
-    at, name = signed_in(fresh_db, "editor")
-    dataset_id = upload_dataset(Actor(name, "Eve E", "editor"), b"Name;Price\nann;1.5\n")
-    show_app(at)
-    at.switch_page("pages/2_upload.py").run()
-    at.radio[0].set_value("An existing dataset").run()
-    [dataset] = [box for box in at.selectbox if box.label == "Dataset"]
-    dataset.set_value(dataset_id).run()
-    at.file_uploader[0].set_value(("more.csv", b"Name;Price\ndee;3,2\neve;1.000,5\n", "text/csv"))
-    at.run()
+    at, _ = appending_to(fresh_db, b"Name;Price\nann;1.5\n", "Prices")
+    choose_file(at, "more.csv", b"Name;Price\ndee;3,2\neve;1.000,5\n")
     assert not at.exception
     assert at.error[0].value.startswith("2 cells break the rules")
     [hint] = [w.value for w in at.warning if "decimal comma" in w.value]
@@ -240,8 +230,7 @@ def test_a_file_with_decimal_commas_appended_is_offered_to_be_read_so(
     assert at.checkbox(key="upload.decimal_comma").value
     # a file whose other values break the rules gets no such hint
     at.checkbox(key="upload.decimal_comma").uncheck()
-    at.file_uploader[0].set_value(("odd.csv", b"Name;Price\ndee;many\n", "text/csv"))
-    at.run()
+    choose_file(at, "odd.csv", b"Name;Price\ndee;many\n")
     assert at.error
     assert not [w for w in at.warning if "decimal comma" in w.value]
 
