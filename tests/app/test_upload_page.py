@@ -177,6 +177,14 @@ def choose_file(at: AppTest, filename: str, data: bytes) -> AppTest:
     return at.run()
 
 
+def a_new_file(db: DatabaseHandle, filename: str, data: bytes) -> AppTest:
+    """The Upload page of an editor who chose ``data`` as a file for a new dataset."""
+    at, _ = signed_in(db, "editor")
+    show_app(at)
+    at.switch_page("pages/2_upload.py").run()
+    return choose_file(at, filename, data)
+
+
 def test_appending_the_very_file_uploaded_before_says_its_rows_would_come_twice(
     fresh_db: DatabaseHandle,
 ) -> None:
@@ -650,11 +658,7 @@ def test_a_spreadsheet_s_empty_unnamed_columns_are_said_to_be_left_out(
 ) -> None:
     """Spreadsheets export empty columns past the last ("Name,Qty,,"): the file was refused
     for columns without a name. They are left out, and the page says so."""
-    at, _ = signed_in(fresh_db, "editor")
-    show_app(at)
-    at.switch_page("pages/2_upload.py").run()
-    at.file_uploader[0].set_value(("sheet.csv", b"Name,Qty,,\r\nann,1,,\r\n", "text/csv"))
-    at.run()
+    at = a_new_file(fresh_db, "sheet.csv", b"Name,Qty,,\r\nann,1,,\r\n")
     assert not at.exception
     assert "sheet\\.csv: 1 row, 2 columns ·" in at.caption[0].value
     assert [i.value for i in at.info if "left out" in i.value] == [
@@ -668,12 +672,7 @@ def test_a_spreadsheet_s_empty_unnamed_columns_are_said_to_be_left_out(
 def test_a_spreadsheet_s_blank_rows_are_left_out_and_said_to_be(fresh_db: DatabaseHandle) -> None:
     """Rows of only delimiters (",", as spreadsheets save blank rows) were stored as empty rows,
     and made every column optional."""
-    at, _ = signed_in(fresh_db, "editor")
-    show_app(at)
-    at.switch_page("pages/2_upload.py").run()
-    data = b"Name,Qty\r\nann,1\r\n,\r\nbob,2\r\n,\r\n"
-    at.file_uploader[0].set_value(("blank.csv", data, "text/csv"))
-    at.run()
+    at = a_new_file(fresh_db, "blank.csv", b"Name,Qty\r\nann,1\r\n,\r\nbob,2\r\n,\r\n")
     assert not at.exception
     assert "blank\\.csv: 2 rows, 2 columns ·" in at.caption[0].value
     assert [i.value for i in at.info if "left out" in i.value] == [
