@@ -714,7 +714,11 @@ except InvalidEdits as exc:
         carried.dropped if carried is not None else exc.problems,
         carried is not None,
     )
-    kept = diffs.keeping_the_rules(carried.changes, spec) if carried is not None else None
+    kept = (
+        diffs.keeping_the_rules(carried.changes, spec, exc.problems)
+        if carried is not None
+        else None
+    )
     with leaving:
         ask_before_leaving(True)
     st.error(
@@ -873,14 +877,18 @@ if rebased is not None:
     if apply_col.button(
         "Apply my choices", type="primary", width="stretch", disabled=bool(undecided)
     ):
-        st.session_state[k["pending"]] = merge.resolve(
+        resolved = merge.resolve(
             rebased, choices_made, recreate=recreate, delete_anyway=delete_anyway
         )
+        st.session_state[k["pending"]] = resolved
         st.session_state.pop(k["rebased"], None)
         st.session_state.pop(k["window"], None)
         st.session_state[f"edit.{dataset_id}.reapplied"] = (  # news, not a warning
             "Your choices are applied to the latest rows: review the changes below, then "
             "commit them."
+            if not resolved.empty
+            else "Your choices are applied to the latest rows: nothing is left to commit, as"
+            " the rows already hold what you chose."
         )
         st.rerun()
     with discard_col:  # or give up my edits altogether, rather than choose

@@ -610,27 +610,37 @@ def carried_changes(window: Window, state: object) -> Carried | None:
     return Carried(changes, tuple(dropped))
 
 
-def keeping_the_rules(changes: ChangeSet, spec: DatasetSpec) -> ChangeSet:
-    """The part of ``changes`` whose values keep their columns' rules (uniqueness aside, which
-    needs the table): the changed cells that do, the new rows whose every value does, every
-    delete."""
+def keeping_the_rules(
+    changes: ChangeSet, spec: DatasetSpec, problems: Sequence[EditProblem] = ()
+) -> ChangeSet:
+    """The part of ``changes`` whose values keep their columns' rules: the changed cells that
+    do, the new rows whose every value does, every delete. Uniqueness needs the table: a cell
+    or new row named in ``problems`` (a value another row holds) is left out too, so that no
+    cell is listed both as a problem and as keeping the rules."""
     by_name = {c.name: c for c in spec.columns}
+    named = {(p.where, p.column) for p in problems}
+    troubled = {p.where for p in problems}
 
-    def keeps(name: str, value: Value) -> bool:
+    def keeps(name: str, value: Value, where: str) -> bool:
         column = by_name.get(name)
-        return column is not None and not isinstance(validate_value(column, value), CellError)
+        return (
+            column is not None
+            and (where, column.label) not in named
+            and not isinstance(validate_value(column, value), CellError)
+        )
 
     updates = []
     for u in changes.updates:
-        after = {n: v for n, v in u.after.items() if keeps(n, v)}
+        after = {n: v for n, v in u.after.items() if keeps(n, v, _where(u.row_id))}
         if after:
             updates.append(replace(u, before={n: u.before[n] for n in after}, after=after))
     return ChangeSet(
         updates=tuple(updates),
         inserts=tuple(
             i
-            for i in changes.inserts
-            if all(keeps(c.name, i.values.get(c.name)) for c in spec.columns)
+            for n, i in enumerate(changes.inserts, start=1)
+            if f"new row {n}" not in troubled
+            and all(keeps(c.name, i.values.get(c.name), f"new row {n}") for c in spec.columns)
         ),
         deletes=changes.deletes,
     )

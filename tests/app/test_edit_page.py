@@ -387,6 +387,25 @@ def test_a_row_deleted_under_my_edit_is_offered_back_without_a_word_of_theirs_or
     assert {m.label: m.value for m in at.metric}["Rows added"] == "1"
 
 
+def test_choices_that_leave_nothing_to_commit_say_so(
+    fresh_db: DatabaseHandle, dataset: int
+) -> None:
+    """Left unticked, the row deleted under my edit took my only edit with it, and the page
+    said "review the changes below, then commit them" over "No unsaved changes"."""
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(at, {"edited_rows": {1: {"note": "mine"}}})
+    someone_else_commits(dataset, {"deleted_rows": [1]})
+    at = reload_after_conflict(at, dataset)
+    at = button(at, "Apply my choices").click().run()
+    assert not at.exception
+    [news] = [i.value for i in at.info if "Your choices are applied" in i.value]
+    assert news == (
+        "Your choices are applied to the latest rows: nothing is left to commit, as the rows"
+        " already hold what you chose."
+    )
+    assert "No unsaved changes." in texts(at, main_only=True)
+
+
 def test_unsaved_edits_survive_a_page_switch(fresh_db: DatabaseHandle, dataset: int) -> None:
     at = edit_page(fresh_db, "editor", dataset)
     at = set_state(at, {"edited_rows": {1: {"note": "draft"}}})
@@ -1414,6 +1433,34 @@ def test_a_date_of_a_year_far_from_today_is_asked_about_before_the_commit(
     at = commit_now(at, dataset, reason="old records")  # meant: it commits
     assert not at.exception
     assert len(dataset_rows(fresh_db.app, dataset, "name")) == 2
+
+
+def test_a_value_another_row_holds_is_not_also_listed_as_keeping_the_rules(
+    fresh_db: DatabaseHandle,
+) -> None:
+    """A unique value another row holds was listed as a problem, and again under "Your other
+    changes — these keep the rules"."""
+    with session_scope() as s:
+        name, _ = make_user(s, role="editor")
+    spec = DatasetSpec(
+        (ColumnSpec("Code", "code", "text", unique=True), ColumnSpec("Note", "note", "text"))
+    )
+    csv = b"Code,Note\nA1,x\nA2,y\n"
+    dataset = upload_dataset(Actor(name, name, "editor"), csv, spec=spec, name="Codes")
+    at = edit_page(fresh_db, "editor", dataset)
+    at = set_state(
+        at,
+        {"edited_rows": {1: {"code": "A1", "note": "z"}}, "added_rows": [{"code": "A1"}]},
+    )
+    assert not at.exception
+    [problems] = [f.value for f in at.main.dataframe if "Problem" in f.value.columns]
+    assert problems[["Where", "Column"]].values.tolist() == [
+        ["row 2", "Code"],
+        ["new row 1", "Code"],
+    ]
+    [cells] = [f.value for f in at.main.dataframe if "Before" in f.value.columns]
+    assert cells[["Column", "After"]].values.tolist() == [["Note", "z"]]
+    assert {m.label: m.value for m in at.metric}["Rows added"] == "0"
 
 
 def test_the_changes_that_keep_the_rules_are_shown_beside_the_problems(
