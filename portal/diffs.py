@@ -218,12 +218,15 @@ class Window:
     pending_ids: frozenset[int] = frozenset()
     """The committed rows of ``shown`` holding pending changes (their shown values differ from
     ``base``)."""
-    as_text: frozenset[str] = frozenset()
-    """The number columns, given to the editor as text (see ``grid``)."""
     checked: dict[tuple[Any, ...], Any] = field(default_factory=dict, compare=False, repr=False)
     """What each cell value the editor sent checked to, by column and value (``_verdict``): the
     Edit page checks the whole editor state on every run, so a cell is checked once, not at
     every click."""
+
+    @cached_property
+    def as_text(self) -> frozenset[str]:
+        """The number columns, given to the editor as text (see ``grid``)."""
+        return frozenset(c.name for c in self.spec.columns if c.type in EDITED_AS_TEXT)
 
     @cached_property
     def grid(self) -> pd.DataFrame:
@@ -315,8 +318,7 @@ def make_window(
         deletes=tuple(d for d in pending.deletes if d.row_id not in here),
     )
     edited = frozenset(u.row_id for u in pending.updates if u.row_id in here)
-    as_text = frozenset(c.name for c in spec.columns if c.type in EDITED_AS_TEXT)
-    return Window(spec, shown, base, versions, outside, edited, as_text)
+    return Window(spec, shown, base, versions, outside, edited)
 
 
 EDITED_AS_TEXT: Final = ("integer", "decimal")
@@ -621,17 +623,18 @@ def keeping_the_rules(
     named = {(p.where, p.column) for p in problems}
     troubled = {p.where for p in problems}
 
-    def keeps(name: str, value: Value, where: str) -> bool:
+    def keeps(name: str, value: Value) -> bool:
         column = by_name.get(name)
-        return (
-            column is not None
-            and (where, column.label) not in named
-            and not isinstance(validate_value(column, value), CellError)
-        )
+        return column is not None and not isinstance(validate_value(column, value), CellError)
 
     updates = []
     for u in changes.updates:
-        after = {n: v for n, v in u.after.items() if keeps(n, v, _where(u.row_id))}
+        where = _where(u.row_id)
+        after = {
+            n: v
+            for n, v in u.after.items()
+            if keeps(n, v) and (where, by_name[n].label) not in named
+        }
         if after:
             updates.append(replace(u, before={n: u.before[n] for n in after}, after=after))
     return ChangeSet(
@@ -640,7 +643,7 @@ def keeping_the_rules(
             i
             for n, i in enumerate(changes.inserts, start=1)
             if f"new row {n}" not in troubled
-            and all(keeps(c.name, i.values.get(c.name), f"new row {n}") for c in spec.columns)
+            and all(keeps(c.name, i.values.get(c.name)) for c in spec.columns)
         ),
         deletes=changes.deletes,
     )
@@ -680,9 +683,7 @@ def _unreadable(window: Window, state: object) -> list[EditProblem]:
     skips, when it applies the state to its frame: in a date column, a date pandas reads with
     a year outside 1 to 9999 (``0000-01-01``). (Number columns are text to the grid, which
     takes any value there: ``EDITED_AS_TEXT``.)"""
-    columns = {
-        c.name: c for c in window.spec.columns if c.type == "date" and c.name not in window.as_text
-    }
+    columns = {c.name: c for c in window.spec.columns if c.type == "date"}
     if not columns:
         return []
     edited, added, _ = _parse_state(state)
