@@ -380,9 +380,8 @@ def suggest_decimal_commas() -> None:
     def no_numbers(checked: ValidationResult) -> int:
         return sum(e.rule == "type" and e.column in numeric for e in checked.errors)
 
-    if no_numbers(result) and no_numbers(check(file_key, spec_json, parsed, spec, True)) < (
-        no_numbers(result)
-    ):
+    as_read = no_numbers(result)
+    if as_read and no_numbers(check(file_key, spec_json, parsed, spec, True)) < as_read:
         st.warning(
             "This file's numbers look written with a decimal comma (1.234,56), which the check"
             " below did not read as numbers: read them so (the option “Numbers use a decimal"

@@ -699,7 +699,7 @@ def parse_text(
         )
     left_out = _unnamed_columns(table, header, header_line, lines)
     empty = np.logical_and.reduce(
-        [_np_mask(column.is_null()) for column in table.columns], dtype=np.bool_
+        [np.asarray(c.is_null().to_numpy(), dtype=np.bool_) for c in table.columns]
     )
     empty_lines = lines[empty]
     if empty_lines.size:
@@ -733,10 +733,6 @@ def parse_text(
 
 EMPTY_LINES_NAMED: Final = 5
 """The lines of rows without any value a parse keeps, to name them."""
-
-
-def _np_mask(mask: Any) -> npt.NDArray[np.bool_]:
-    return np.asarray(mask.to_numpy(zero_copy_only=False), dtype=np.bool_)
 
 
 def _unnamed_columns(
@@ -916,8 +912,7 @@ def _slow_parse(text: str, width: int, dialect: Dialect) -> tuple[Any, npt.NDArr
     consumed = 0
     header_seen = False
     header_line = 1
-    widths: set[int] = set()  # of the rows, as long as every one differs from the header's
-    rows_fit = False
+    widths: set[int] = set()  # the numbers of fields of the rows
     while True:
         start = consumed + 1
         try:
@@ -938,7 +933,6 @@ def _slow_parse(text: str, width: int, dialect: Dialect) -> tuple[Any, npt.NDArr
         if not header_seen:
             header_seen, header_line = True, start
             continue
-        rows_fit = rows_fit or len(row) == width
         widths.add(len(row))
         if len(row) != width:
             problem_count += 1
@@ -956,12 +950,12 @@ def _slow_parse(text: str, width: int, dialect: Dialect) -> tuple[Any, npt.NDArr
         if problem_count > len(problems):
             more = problem_count - len(problems)
             problems.append(f"… {counted(more, 'more problem', 'more problems')} not listed.")
-        if not rows_fit and len(widths) == 1 and min(widths) > width:
+        if len(widths) == 1 and (wider := min(widths)) > width:
             # A title above the table ("Sales report Q1"): every row "breaks" the header.
             problems.insert(
                 0,
                 f"line {header_line}, read as the header, has {counted(width, 'field')} and every"
-                f" line after it has {min(widths)}: if it is a title above the table, delete it"
+                f" line after it has {wider}: if it is a title above the table, delete it"
                 " (and any other line above the column names), so that the first line names the"
                 " columns.",
             )

@@ -1926,11 +1926,14 @@ def _mostly_note(q: str, values: Any, decimal_comma: bool, kept_as: str) -> str 
     (``values``, trimmed) are of one type, a note saying how many are not, with examples, and
     which type to choose; the check then lists each cell to correct. None otherwise."""
     count = len(values)
+    sample = values.slice(0, _PROBE_SIZE) if count > _PROBE_SIZE else None
     found: list[tuple[int, int, BoolArray]] = []  # (good, index in _MOSTLY_KINDS, which fit)
     for i, (column_type, fmt, _, _) in enumerate(_MOSTLY_KINDS):
         extra = {"format": fmt} if fmt else {}
-        sample = values.slice(0, _PROBE_SIZE)  # most columns are told apart here, cheaply
-        if _fitting(column_type, sample, decimal_comma, **extra).mean() < MOSTLY_SHARE:
+        if (  # most columns are told apart on their first values, cheaply
+            sample is not None
+            and _fitting(column_type, sample, decimal_comma, **extra).mean() < MOSTLY_SHARE
+        ):
             continue
         ok = _fitting(column_type, values, decimal_comma, **extra)
         good = int(ok.sum())

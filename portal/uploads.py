@@ -208,7 +208,7 @@ def spec_rows(spec: DatasetSpec) -> list[dict[str, Any]]:
         {
             "label": c.label,
             "type": c.type,
-            "format": c.format if c.type == "date" else None,
+            "format": c.format,  # a date's only (ColumnSpec refuses it elsewhere)
             "scale": c.scale,
             "required": c.required,
             "unique": c.unique,
